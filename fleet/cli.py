@@ -1,0 +1,118 @@
+"""The `clearday` command. Fleet's own subcommands live here; the upper layers (ingest,
+simulator) add theirs through the `clearday.commands` entry point group, so that fleet
+never imports them."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated
+
+import pydantic
+import typer
+
+from fleet import db, doctor, importer
+from fleet.config import NotConfigured, Settings
+from fleet.services import ServiceError
+
+app = typer.Typer(
+    name="clearday",
+    help="ClearDay: route planning and GPS tracking for waste collection (日产日清).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Errors a person can act on: printed as one line, never as a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    NotConfigured,
+    db.DatabaseUnavailable,
+    db.MigrationFailed,
+    ServiceError,
+    FileNotFoundError,
+)
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def migrate(
+    timescale: Annotated[
+        str, typer.Option(help="auto: use TimescaleDB when the server has it; on; off")
+    ] = "auto",
+) -> None:
+    """Create or update the database schema (idempotent)."""
+    if timescale not in ("auto", "on", "off"):
+        raise typer.BadParameter("use auto, on or off", param_hint="--timescale")
+    mode, ran = db.migrate(settings().database_dsn(), timescale=timescale)
+    for name in ran:
+        typer.echo(f"applied {name}")
+    typer.echo(f"schema up to date ({mode} storage)")
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (see docs/import.md)")],
+    district: Annotated[str, typer.Option(help="district code for rows without one")] = "default",
+) -> None:
+    """Import depots, stations, points, trucks and roads from CSV / GeoJSON."""
+    files = importer.read_paths(paths)
+    if not files:
+        raise FileNotFoundError("no importable files found (depots/stations/points/trucks.csv, roads.geojson …)")
+    try:
+        parsed = importer.parse_files(files, default_district=district)
+        with db.connect(settings().database_dsn()) as conn:
+            summary = importer.load(conn, parsed)
+    except importer.ImportRejected as rejected:
+        for error in rejected.errors:
+            typer.echo(f"  {error}", err=True)
+        typer.echo(f"import rejected: {rejected}", err=True)
+        raise typer.Exit(1) from None
+    for kind in importer.KINDS:
+        if kind in summary.inserted:
+            typer.echo(f"{kind:<9} {summary.inserted[kind]:>6} new  {summary.updated[kind]:>6} updated")
+
+
+@app.command("doctor")
+def doctor_() -> None:
+    """Check the database, TimescaleDB, migrations and the MQTT broker."""
+    findings = doctor.run(settings())
+    for finding in findings:
+        typer.echo(finding.line())
+    if not all(f.ok for f in findings):
+        raise typer.Exit(1)
+
+
+def _load_plugins() -> None:
+    for entry in entry_points(group="clearday.commands"):
+        try:
+            register = entry.load()
+        except ImportError as exc:
+            _register_unavailable(entry.name, exc)
+            continue
+        register(app)
+
+
+def _register_unavailable(name: str, exc: ImportError) -> None:
+    @app.command(name, help=f"(unavailable: {exc})")
+    def unavailable() -> None:
+        raise typer.BadParameter(f"`clearday {name}` cannot load: {exc}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _load_plugins()
+    try:
+        app()
+    except USER_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except pydantic.ValidationError as exc:
+        for error in exc.errors():
+            field = "CLEARDAY_" + "_".join(str(p) for p in error["loc"]).upper()
+            typer.echo(f"error: {field}: {error['msg']}", err=True)
+        sys.exit(2)

@@ -1,0 +1,101 @@
+"""Settings for every ClearDay process, read once per entry point from CLEARDAY_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Built by each entry point and passed down; services never read the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CLEARDAY_", env_file=None, extra="ignore")
+
+    # Where the data lives. Unset means "start private servers" for the demo and tests;
+    # other commands then refuse with a message saying which variable to set.
+    database_url: SecretStr | None = None
+    mqtt_url: SecretStr | None = None
+    timezone: str = "Asia/Shanghai"
+    data_dir: Path = Path(".clearday")
+    log_level: str = "INFO"
+
+    # HTTP API / dashboard
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    # Ingest tuning (issue 3); each constant carries its unit.
+    ingest_batch_max_rows: int = Field(5000, ge=1)
+    ingest_batch_max_age_s: float = Field(0.5, gt=0, le=1.0)
+    ingest_share_group: str = "ingest"
+    ingest_client_id: str | None = None
+    ingest_max_payload_bytes: int = Field(262_144, ge=256)
+    ingest_max_future_s: int = Field(300, ge=0)
+    ingest_max_past_s: int = Field(7 * 24 * 3600, ge=0)
+    metrics_port: int = 9464
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def database_dsn(self) -> str:
+        if self.database_url is None:
+            raise NotConfigured("CLEARDAY_DATABASE_URL", "postgresql://user@host:5432/clearday")
+        return self.database_url.get_secret_value()
+
+    def mqtt_dsn(self) -> str:
+        if self.mqtt_url is None:
+            raise NotConfigured("CLEARDAY_MQTT_URL", "mqtt://user:password@host:1883")
+        return self.mqtt_url.get_secret_value()
+
+
+class NotConfigured(RuntimeError):
+    def __init__(self, variable: str, example: str) -> None:
+        super().__init__(f"{variable} is not set; set it to e.g. {example}")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, safe for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class MqttTarget:
+    """Where and how to reach the broker, parsed from mqtt://user:pass@host:port or mqtts://."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {redact(url)!r}")
+        if not parts.hostname:
+            raise ValueError(f"MQTT URL has no host: {redact(url)!r}")
+        self.tls = parts.scheme in ("mqtts", "ssl")
+        self.host = parts.hostname
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = parts.username
+        self.password = parts.password
+        self.redacted = redact(url)
+
+    def __repr__(self) -> str:
+        return f"MqttTarget({self.redacted})"
