@@ -1,0 +1,110 @@
+"""The importer's parsing and validation, without a database."""
+
+from __future__ import annotations
+
+import json
+from datetime import time
+
+import pytest
+
+from fleet.importer import ImportRejected, parse_files
+
+POINTS_HEADER = "id,name,lat,lon,stream,daily_amount_kg,service_time_s,window_start,window_end\n"
+
+
+def test_chinese_names_and_stream_names_are_accepted() -> None:
+    csv = POINTS_HEADER + "P1,芜湖路小区,31.82,117.29,厨余,420,240,06:00,10:00\n"
+    parsed = parse_files([("points.csv", csv.encode())])
+    (row,) = parsed.rows["points"]
+    assert row["name"] == "芜湖路小区"
+    assert row["stream"] == "kitchen"
+    assert row["window_start"] == time(6, 0)
+    assert row["geofence_radius_m"] == 30.0  # documented default
+
+
+def test_every_bad_row_is_reported_with_its_line() -> None:
+    csv = (
+        POINTS_HEADER
+        + "P1,ok,31.82,117.29,other,100,300,06:00,10:00\n"
+        + "P2,bad lat,123,117.29,other,100,300,06:00,10:00\n"
+        + "P3,bad stream,31.8,117.2,plutonium,100,300,06:00,10:00\n"
+        + "P1,duplicate,31.8,117.2,other,100,300,06:00,10:00\n"
+        + "P5,,31.8,117.2,other,100,300,06:00,10:00\n"
+    )
+    with pytest.raises(ImportRejected) as caught:
+        parse_files([("points.csv", csv.encode())])
+    lines = {(e.line, e.message.split(":")[0]) for e in caught.value.errors}
+    assert (3, "lat") in lines
+    assert (4, "stream") in lines
+    assert any(e.line == 5 and "duplicate id 'P1'" in e.message for e in caught.value.errors)
+    assert any(e.line == 6 and "name" in e.message for e in caught.value.errors)
+    assert len(caught.value.errors) == 4
+
+
+def test_missing_required_column_is_named() -> None:
+    csv = "id,name,lat,lon\nP1,x,31.8,117.2\n"
+    with pytest.raises(ImportRejected) as caught:
+        parse_files([("points.csv", csv.encode())])
+    messages = [e.message for e in caught.value.errors]
+    assert "missing required field 'stream'" in messages
+    assert "missing required field 'daily_amount_kg'" in messages
+
+
+def test_geojson_points_take_coordinates_from_geometry() -> None:
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [117.3, 31.8]},
+                "properties": {"id": "S1", "name": "东部中转站", "streams": "其他;厨余"},
+            }
+        ],
+    }
+    parsed = parse_files([("stations.geojson", json.dumps(doc).encode())])
+    (row,) = parsed.rows["stations"]
+    assert (row["lat"], row["lon"]) == (31.8, 117.3)
+    assert row["streams"] == ["kitchen", "other"]
+
+
+def test_road_length_defaults_to_geometry_length() -> None:
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[117.0, 31.0], [117.0, 31.01]]},
+                "properties": {"id": "r1", "from_node": 1, "to_node": 2, "road_class": "arterial"},
+            }
+        ],
+    }
+    (row,) = parse_files([("roads.geojson", json.dumps(doc).encode())]).rows["roads"]
+    assert row["length_m"] == pytest.approx(1112, rel=0.01)  # 0.01° of latitude
+    assert row["speed_kmh"] == 50.0
+
+
+def test_truck_terminal_ids_must_be_unique() -> None:
+    csv = (
+        "id,plate,truck_type,capacity_kg,streams,depot_id,terminal_id\n"
+        "T1,皖A1,compactor,8000,other,D1,GPS1\n"
+        "T2,皖A2,small,2000,other,D1,GPS1\n"
+    )
+    with pytest.raises(ImportRejected) as caught:
+        parse_files([("trucks.csv", csv.encode())])
+    assert [e.line for e in caught.value.errors] == [3]
+    assert "already used by truck 'T1'" in caught.value.errors[0].message
+
+
+def test_small_trucks_may_enter_narrow_lanes_by_default() -> None:
+    csv = (
+        "id,plate,truck_type,capacity_kg,streams,depot_id,terminal_id\n"
+        "T1,皖A1,compactor,8000,other,D1,GPS1\n"
+        "T2,皖A2,small,2000,other,D1,GPS2\n"
+    )
+    rows = parse_files([("trucks.csv", csv.encode())]).rows["trucks"]
+    assert [r["can_enter_narrow"] for r in rows] == [False, True]
+
+
+def test_unknown_file_name_is_an_error() -> None:
+    with pytest.raises(ImportRejected, match="1 error"):
+        parse_files([("bins.csv", b"id\n1\n")])
