@@ -4,6 +4,8 @@ never imports them."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import sys
 from importlib.metadata import entry_points
@@ -87,7 +89,21 @@ def doctor_() -> None:
         raise typer.Exit(1)
 
 
+# Fleet's domains that add commands of their own (each module has `register(app)`).
+FLEET_COMMAND_MODULES = ("fleet.plans.cli", "fleet.web.cli", "fleet.alerts.cli")
+
+
 def _load_plugins() -> None:
+    for module_name in FLEET_COMMAND_MODULES:
+        if importlib.util.find_spec(module_name.rsplit(".", 1)[0]) is None:
+            continue  # that domain is not built yet
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        module.register(app)
     for entry in entry_points(group="clearday.commands"):
         try:
             register = entry.load()
