@@ -1,0 +1,52 @@
+"""Small geodesy helpers for a city-sized area (WGS-84, metres).
+
+Distances use the haversine formula; offsets and projections use a local
+equirectangular approximation, which is exact to well under 0.1 % over the
+~10 km of a district.
+"""
+
+from __future__ import annotations
+
+import math
+
+EARTH_RADIUS_M = 6_371_008.8
+M_PER_DEG_LAT = 111_320.0
+
+
+def m_per_deg_lon(lat: float) -> float:
+    return M_PER_DEG_LAT * math.cos(math.radians(lat))
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp = p2 - p1
+    dl = math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def offset(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:
+    """The point `east_m` east and `north_m` north of (lat, lon)."""
+    return lat + north_m / M_PER_DEG_LAT, lon + east_m / m_per_deg_lon(lat)
+
+
+def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Initial bearing from 1 to 2, degrees clockwise from north in [0, 360)."""
+    east = (lon2 - lon1) * m_per_deg_lon((lat1 + lat2) / 2)
+    north = (lat2 - lat1) * M_PER_DEG_LAT
+    if east == 0 and north == 0:
+        return 0.0
+    return math.degrees(math.atan2(east, north)) % 360.0
+
+
+def point_segment_distance_m(
+    lat: float, lon: float, lat1: float, lon1: float, lat2: float, lon2: float
+) -> float:
+    """Distance from a point to the segment 1–2, in metres (local projection)."""
+    kx = m_per_deg_lon(lat)
+    ky = M_PER_DEG_LAT
+    px, py = (lon - lon1) * kx, (lat - lat1) * ky
+    sx, sy = (lon2 - lon1) * kx, (lat2 - lat1) * ky
+    seg2 = sx * sx + sy * sy
+    t = 0.0 if seg2 == 0 else max(0.0, min(1.0, (px * sx + py * sy) / seg2))
+    return math.hypot(px - t * sx, py - t * sy)
