@@ -1,0 +1,721 @@
+"""The ClearDay terminal wire format, version 1 (see docs/wire.md).
+
+This module is the one definition of what a GPS terminal sends over MQTT. The
+ingestor decodes with it and the simulator encodes with it, so the two cannot
+drift apart.
+
+Topics (``{terminal_id}`` is the terminal's MQTT username as well)::
+
+    clearday/v1/trucks/{terminal_id}/positions   QoS 1, a fix or an array of fixes
+    clearday/v1/trucks/{terminal_id}/events      QoS 1, an event or an array of events
+    clearday/v1/trucks/{terminal_id}/status      QoS 1, retained; also the last will
+
+Decoding never raises on input: :func:`parse_message` (and the per-channel
+``parse_*`` functions) return a :class:`Parsed` value holding the good items and
+one :class:`Rejection` per bad item or bad message, each with a stable
+:class:`Reason` code, a detail a person can act on and the raw bytes concerned.
+One bad fix in an array does not reject the good ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
+
+WIRE_VERSION = 1
+TOPIC_ROOT = "clearday/v1/trucks"
+
+# A terminal id is also an MQTT username and one topic level: keep it boring.
+TERMINAL_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+_TERMINAL_ID_RE = re.compile(TERMINAL_ID_PATTERN)
+
+# Epoch numbers at or above this are milliseconds (1e11 s is the year 5138,
+# 1e11 ms is 1973).
+EPOCH_MS_THRESHOLD = 100_000_000_000
+
+DEFAULT_MAX_PAYLOAD_BYTES = 262_144
+DEFAULT_MAX_FUTURE_S = 300.0
+DEFAULT_MAX_PAST_S = 7 * 86_400.0
+
+LoadState = Literal["empty", "half", "full"]
+EventKind = Literal["bin_lift", "rfid", "weighbridge"]
+TerminalState = Literal["online", "offline"]
+
+
+class Channel(StrEnum):
+    POSITIONS = "positions"
+    EVENTS = "events"
+    STATUS = "status"
+
+
+class Reason(StrEnum):
+    """Why a message or an item of it was rejected (``dead_letter.reason``)."""
+
+    OVERSIZE = "oversize"  # payload larger than the configured limit
+    BAD_TOPIC = "bad_topic"  # not clearday/v1/trucks/{terminal_id}/{channel}
+    MALFORMED_JSON = "malformed_json"  # not UTF-8 JSON
+    BAD_SHAPE = "bad_shape"  # JSON, but not an object or a non-empty array of objects
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"  # e.g. "lat": "31.8"
+    OUT_OF_RANGE = "out_of_range"  # e.g. lat 123, heading 400, negative speed
+    BAD_VALUE = "bad_value"  # e.g. unknown load_state, NUL in a string
+    BAD_TIME = "bad_time"  # unparseable time or no UTC offset
+    NULL_ISLAND = "null_island"  # lat = lon = 0: a terminal without a GNSS lock
+    TIME_IN_FUTURE = "time_in_future"
+    TIME_TOO_OLD = "time_too_old"
+    UNKNOWN_TERMINAL = "unknown_terminal"  # no truck has this terminal id
+    DB_REJECTED = "db_rejected"  # the database refused the row (last resort)
+
+
+class BadMessage(Exception):
+    """A message (or one item of it) that cannot be accepted."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _f(lo: float, hi: float) -> Any:
+    return msgspec.Meta(ge=lo, le=hi)
+
+
+Lat = Annotated[float, _f(-90.0, 90.0)]
+Lon = Annotated[float, _f(-180.0, 180.0)]
+SpeedKmh = Annotated[float, _f(0.0, 400.0)]
+HeadingDeg = Annotated[float, _f(0.0, 360.0)]
+AccuracyM = Annotated[float, _f(0.0, 1_000_000.0)]
+OdometerKm = Annotated[float, _f(0.0, 100_000_000.0)]
+WeightKg = Annotated[float, _f(0.0, 1_000_000.0)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Epoch seconds or milliseconds; bounded so a conversion cannot overflow.
+EpochNumber = Annotated[float, _f(-1e15, 1e15)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class Fix(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One position fix. ``recorded_at`` is the device time (timezone-aware)."""
+
+    recorded_at: datetime
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    heading_deg: float | None = None
+    accuracy_m: float | None = None
+    odometer_km: float | None = None
+    ignition: bool | None = None
+    load_state: LoadState | None = None
+    seq: int | None = None
+
+
+class Event(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A device event: a bin lift, an RFID bin tag read, or a weighbridge ticket.
+
+    ``extra`` holds any other fields the terminal sent (vendor data); it is stored
+    with the event as JSON.
+    """
+
+    recorded_at: datetime
+    kind: EventKind
+    point_id: str | None = None
+    station_id: str | None = None
+    rfid_tag: str | None = None
+    weight_kg: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    extra: dict[str, Any] | None = None
+
+
+class Status(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A terminal's online/offline state; ``at`` is when it changed, if known."""
+
+    state: TerminalState
+    at: datetime | None = None
+
+
+# What actually comes over the wire: times may be epoch numbers too.
+WireTime = AwareDatetime | EpochNumber
+
+
+class _FixWire(msgspec.Struct):
+    recorded_at: WireTime
+    lat: Lat
+    lon: Lon
+    speed_kmh: SpeedKmh | None = None
+    heading_deg: HeadingDeg | None = None
+    accuracy_m: AccuracyM | None = None
+    odometer_km: OdometerKm | None = None
+    ignition: bool | None = None
+    load_state: LoadState | None = None
+    seq: Seq | None = None
+
+
+class _EventWire(msgspec.Struct):
+    recorded_at: WireTime
+    kind: EventKind
+    point_id: ShortText | None = None
+    station_id: ShortText | None = None
+    rfid_tag: ShortText | None = None
+    weight_kg: WeightKg | None = None
+    lat: Lat | None = None
+    lon: Lon | None = None
+
+
+class _StatusWire(msgspec.Struct):
+    state: TerminalState
+    at: WireTime | None = None
+
+
+_EVENT_FIELDS: tuple[str, ...] = _EventWire.__struct_fields__
+_EVENT_FIELD_SET = frozenset(_EVENT_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Acceptance limits applied while decoding."""
+
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_future_s: float = DEFAULT_MAX_FUTURE_S
+    max_past_s: float = DEFAULT_MAX_PAST_S
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRef:
+    channel: Channel
+    terminal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One rejected message (``index`` None) or one rejected item of an array."""
+
+    reason: Reason
+    detail: str
+    raw: bytes
+    index: int | None = None
+
+
+T = TypeVar("T")
+
+
+class Parsed(Generic[T]):
+    """The outcome of decoding one message: accepted items and rejections.
+
+    ``channel`` and ``terminal_id`` are None when the topic itself was bad.
+    """
+
+    __slots__ = ("channel", "items", "rejections", "terminal_id")
+
+    def __init__(
+        self,
+        channel: Channel | None,
+        terminal_id: str | None,
+        items: list[T],
+        rejections: list[Rejection],
+    ) -> None:
+        self.channel = channel
+        self.terminal_id = terminal_id
+        self.items = items
+        self.rejections = rejections
+
+    def __repr__(self) -> str:
+        return (
+            f"Parsed({self.channel}, {self.terminal_id!r}, items={self.items!r}, "
+            f"rejections={self.rejections!r})"
+        )
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def _check_terminal_id(terminal_id: str) -> str:
+    if not _TERMINAL_ID_RE.fullmatch(terminal_id):
+        raise ValueError(f"invalid terminal id {terminal_id!r}: must match {TERMINAL_ID_PATTERN}")
+    return terminal_id
+
+
+def is_valid_terminal_id(terminal_id: str) -> bool:
+    return _TERMINAL_ID_RE.fullmatch(terminal_id) is not None
+
+
+def topic(channel: Channel, terminal_id: str) -> str:
+    return f"{TOPIC_ROOT}/{_check_terminal_id(terminal_id)}/{channel.value}"
+
+
+def positions_topic(terminal_id: str) -> str:
+    return topic(Channel.POSITIONS, terminal_id)
+
+
+def events_topic(terminal_id: str) -> str:
+    return topic(Channel.EVENTS, terminal_id)
+
+
+def status_topic(terminal_id: str) -> str:
+    return topic(Channel.STATUS, terminal_id)
+
+
+def subscription_filters(share_group: str | None = None) -> list[str]:
+    """The topic filters the ingestor subscribes to; with ``share_group`` they are
+    MQTT 5 shared subscriptions (``$share/{group}/...``) so N ingestors split the load.
+    """
+    filters = [f"{TOPIC_ROOT}/+/{c.value}" for c in Channel]
+    if share_group:
+        if any(ch in share_group for ch in "/+#"):
+            raise ValueError(f"invalid share group {share_group!r}")
+        filters = [f"$share/{share_group}/{f}" for f in filters]
+    return filters
+
+
+_TOPIC_PREFIX = TOPIC_ROOT + "/"
+_CHANNELS = {c.value: c for c in Channel}
+
+
+def parse_topic(topic_name: str) -> TopicRef:
+    """Split a topic into channel and terminal id; raise BadMessage(BAD_TOPIC)."""
+    if topic_name.startswith(_TOPIC_PREFIX):
+        rest = topic_name[len(_TOPIC_PREFIX) :].split("/")
+        if len(rest) == 2 and rest[1] in _CHANNELS and _TERMINAL_ID_RE.fullmatch(rest[0]):
+            return TopicRef(_CHANNELS[rest[1]], rest[0])
+    raise BadMessage(
+        Reason.BAD_TOPIC,
+        f"topic {topic_name[:200]!r} is not {TOPIC_ROOT}/<terminal_id>/<positions|events|status>",
+    )
+
+
+# --------------------------------------------------------------------------- decoding
+
+_fix_decoder = msgspec.json.Decoder(list[_FixWire] | _FixWire)
+_one_fix_decoder = msgspec.json.Decoder(_FixWire)
+_event_decoder = msgspec.json.Decoder(_EventWire)
+_status_decoder = msgspec.json.Decoder(_StatusWire)
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_any_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeError)
+
+
+def classify(exc: Exception) -> Reason:
+    """Map a msgspec/Unicode decoding error to a Reason."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return Reason.MALFORMED_JSON
+    msg = str(exc)
+    if msg.startswith("Object missing required field"):
+        return Reason.MISSING_FIELD
+    if "datetime" in msg and ("RFC3339" in msg or "timezone" in msg):
+        return Reason.BAD_TIME
+    if msg.startswith("Expected `str` of length"):
+        return Reason.BAD_VALUE
+    if "out of range" in msg or " >= " in msg or " <= " in msg:
+        return Reason.OUT_OF_RANGE
+    if msg.startswith("Expected `") and " - at `$" not in msg:
+        return Reason.BAD_SHAPE  # the top level is of the wrong kind
+    if msg.startswith("Expected `"):
+        return Reason.WRONG_TYPE
+    return Reason.BAD_VALUE  # invalid enum value and the like
+
+
+def _detail(exc: Exception) -> str:
+    if isinstance(exc, UnicodeError):
+        return "payload is not valid UTF-8"
+    return str(exc)[:500]
+
+
+def _to_datetime(value: datetime | float) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if not math.isfinite(value):
+        raise BadMessage(Reason.BAD_TIME, f"time {value!r} is not a finite number")
+    seconds = value / 1000.0 if abs(value) >= EPOCH_MS_THRESHOLD else value
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise BadMessage(Reason.BAD_TIME, f"epoch time {value!r} is out of range") from exc
+
+
+class Window:
+    """The accepted device-time window around ``now`` (build one per batch)."""
+
+    __slots__ = ("earliest", "latest")
+
+    def __init__(self, now: datetime, limits: Limits = DEFAULT_LIMITS) -> None:
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        self.earliest = now - timedelta(seconds=limits.max_past_s)
+        self.latest = now + timedelta(seconds=limits.max_future_s)
+
+    def check(self, at: datetime, what: str = "recorded_at") -> None:
+        if at > self.latest:
+            raise BadMessage(
+                Reason.TIME_IN_FUTURE,
+                f"{what} {at.isoformat()} is later than the accepted {self.latest.isoformat()}",
+            )
+        if at < self.earliest:
+            raise BadMessage(
+                Reason.TIME_TOO_OLD,
+                f"{what} {at.isoformat()} is earlier than the accepted {self.earliest.isoformat()}",
+            )
+
+
+def _fix_from_wire(w: _FixWire, window: Window) -> Fix:
+    if w.lat == 0.0 and w.lon == 0.0:
+        raise BadMessage(Reason.NULL_ISLAND, "lat = lon = 0 (terminal without a position lock)")
+    at = _to_datetime(w.recorded_at)
+    window.check(at)
+    return Fix(
+        recorded_at=at,
+        lat=w.lat,
+        lon=w.lon,
+        speed_kmh=w.speed_kmh,
+        heading_deg=w.heading_deg,
+        accuracy_m=w.accuracy_m,
+        odometer_km=w.odometer_km,
+        ignition=w.ignition,
+        load_state=w.load_state,
+        seq=w.seq,
+    )
+
+
+def _split_array(payload: bytes) -> list[msgspec.Raw] | Rejection | None:
+    """Raw elements of a JSON array; None if the payload is a single value;
+    a Rejection if it is not JSON at all."""
+    try:
+        return _raw_list_decoder.decode(payload)
+    except msgspec.ValidationError:
+        return None
+    except (msgspec.DecodeError, UnicodeError) as exc:
+        return Rejection(classify(exc), _detail(exc), payload)
+
+
+def _event_from_raw(raw: bytes, window: Window) -> Event:
+    try:
+        w = _event_decoder.decode(raw)
+    except _DECODE_ERRORS as exc:
+        raise BadMessage(classify(exc), _detail(exc)) from exc
+    at = _to_datetime(w.recorded_at)
+    window.check(at)
+    if w.kind == "rfid" and w.rfid_tag is None:
+        raise BadMessage(Reason.MISSING_FIELD, "an rfid event needs `rfid_tag`")
+    if w.kind == "weighbridge" and w.weight_kg is None:
+        raise BadMessage(Reason.MISSING_FIELD, "a weighbridge event needs `weight_kg`")
+    if (w.lat is None) != (w.lon is None):
+        raise BadMessage(Reason.MISSING_FIELD, "`lat` and `lon` come together")
+    for name in ("point_id", "station_id", "rfid_tag"):
+        value = getattr(w, name)
+        if value is not None and "\x00" in value:
+            raise BadMessage(Reason.BAD_VALUE, f"`{name}` contains a NUL character")
+    extra: dict[str, Any] | None = None
+    obj = _any_decoder.decode(raw)
+    if isinstance(obj, dict) and len(obj) > len(_EVENT_FIELD_SET.intersection(obj)):
+        extra = {k: v for k, v in obj.items() if k not in _EVENT_FIELD_SET}
+        # PostgreSQL's jsonb refuses \u0000; refuse it here with a reason instead.
+        if b"\\u0000" in _encoder.encode(extra):
+            raise BadMessage(Reason.BAD_VALUE, "extra fields contain a NUL character")
+    return Event(
+        recorded_at=at,
+        kind=w.kind,
+        point_id=w.point_id,
+        station_id=w.station_id,
+        rfid_tag=w.rfid_tag,
+        weight_kg=w.weight_kg,
+        lat=w.lat,
+        lon=w.lon,
+        extra=extra,
+    )
+
+
+class Decoder:
+    """Decodes messages of every channel; the ingestor keeps one.
+
+    ``parse(topic, payload, window)`` never raises on input. Build the
+    :class:`Window` once per batch with :meth:`window`.
+    """
+
+    _TOPIC_CACHE_MAX = 200_000
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._topics: dict[str, TopicRef] = {}
+
+    def window(self, now: datetime | None = None) -> Window:
+        return Window(now if now is not None else datetime.now(UTC), self.limits)
+
+    def topic(self, topic_name: str) -> TopicRef:
+        """parse_topic with a cache (a fleet has a bounded set of topics)."""
+        ref = self._topics.get(topic_name)
+        if ref is None:
+            ref = parse_topic(topic_name)
+            if len(self._topics) >= self._TOPIC_CACHE_MAX:
+                self._topics.clear()
+            self._topics[topic_name] = ref
+        return ref
+
+    def parse(
+        self, topic_name: str, payload: bytes, window: Window
+    ) -> Parsed[Fix] | Parsed[Event] | Parsed[Status]:
+        try:
+            ref = self.topic(topic_name)
+        except BadMessage as exc:
+            return Parsed(None, None, [], [Rejection(exc.reason, exc.detail, payload)])
+        if len(payload) > self.limits.max_payload_bytes:
+            return Parsed(
+                ref.channel,
+                ref.terminal_id,
+                [],
+                [
+                    Rejection(
+                        Reason.OVERSIZE,
+                        f"payload of {len(payload)} bytes exceeds the limit of "
+                        f"{self.limits.max_payload_bytes} bytes",
+                        payload,
+                    )
+                ],
+            )
+        if ref.channel is Channel.POSITIONS:
+            return self._fixes(ref.terminal_id, payload, window)
+        if ref.channel is Channel.EVENTS:
+            return self._events(ref.terminal_id, payload, window)
+        return self._status(ref.terminal_id, payload, window)
+
+    def _fixes(self, terminal_id: str, payload: bytes, window: Window) -> Parsed[Fix]:
+        try:
+            decoded = _fix_decoder.decode(payload)
+        except _DECODE_ERRORS:
+            return self._fixes_one_by_one(terminal_id, payload, window)
+        if isinstance(decoded, _FixWire):
+            try:
+                return Parsed(Channel.POSITIONS, terminal_id, [_fix_from_wire(decoded, window)], [])
+            except BadMessage as exc:
+                return Parsed(
+                    Channel.POSITIONS, terminal_id, [], [Rejection(exc.reason, exc.detail, payload)]
+                )
+        out: Parsed[Fix] = Parsed(Channel.POSITIONS, terminal_id, [], [])
+        if not decoded:
+            out.rejections.append(Rejection(Reason.BAD_SHAPE, "empty array", payload))
+            return out
+        items = out.items
+        failed: list[tuple[int, BadMessage]] | None = None
+        for i, w in enumerate(decoded):
+            try:
+                items.append(_fix_from_wire(w, window))
+            except BadMessage as exc:
+                if failed is None:
+                    failed = []
+                failed.append((i, exc))
+        if failed:
+            # Rare: keep the exact bytes of each rejected element.
+            elements = _split_array(payload)
+            n = len(decoded)
+            for i, bad in failed:
+                raw = bytes(elements[i]) if isinstance(elements, list) else payload
+                out.rejections.append(
+                    Rejection(bad.reason, f"fix {i} of {n}: {bad.detail}", raw, i)
+                )
+        return out
+
+    def _fixes_one_by_one(self, terminal_id: str, payload: bytes, window: Window) -> Parsed[Fix]:
+        """Slow path: typed decoding failed somewhere; decode element by element."""
+        out: Parsed[Fix] = Parsed(Channel.POSITIONS, terminal_id, [], [])
+        elements = _split_array(payload)
+        if isinstance(elements, Rejection):
+            out.rejections.append(elements)
+            return out
+        if elements is None:  # a single value that is not a valid fix
+            try:
+                out.items.append(_fix_from_wire(_one_fix_decoder.decode(payload), window))
+            except _DECODE_ERRORS as exc:
+                out.rejections.append(Rejection(classify(exc), _detail(exc), payload))
+            except BadMessage as exc:
+                out.rejections.append(Rejection(exc.reason, exc.detail, payload))
+            return out
+        if not elements:
+            out.rejections.append(Rejection(Reason.BAD_SHAPE, "empty array", payload))
+            return out
+        n = len(elements)
+        for i, el in enumerate(elements):
+            raw = bytes(el)
+            try:
+                out.items.append(_fix_from_wire(_one_fix_decoder.decode(raw), window))
+            except _DECODE_ERRORS as exc:
+                reason = classify(exc)
+                if reason is Reason.BAD_SHAPE:
+                    reason = Reason.WRONG_TYPE  # an array element that is not an object
+                out.rejections.append(Rejection(reason, f"fix {i} of {n}: {_detail(exc)}", raw, i))
+            except BadMessage as exc:
+                out.rejections.append(
+                    Rejection(exc.reason, f"fix {i} of {n}: {exc.detail}", raw, i)
+                )
+        return out
+
+    def _events(self, terminal_id: str, payload: bytes, window: Window) -> Parsed[Event]:
+        out: Parsed[Event] = Parsed(Channel.EVENTS, terminal_id, [], [])
+        elements = _split_array(payload)
+        if isinstance(elements, Rejection):
+            out.rejections.append(elements)
+            return out
+        if elements is None:
+            try:
+                out.items.append(_event_from_raw(payload, window))
+            except BadMessage as exc:
+                out.rejections.append(Rejection(exc.reason, exc.detail, payload))
+            return out
+        if not elements:
+            out.rejections.append(Rejection(Reason.BAD_SHAPE, "empty array", payload))
+            return out
+        n = len(elements)
+        for i, el in enumerate(elements):
+            raw = bytes(el)
+            try:
+                out.items.append(_event_from_raw(raw, window))
+            except BadMessage as exc:
+                reason = Reason.WRONG_TYPE if exc.reason is Reason.BAD_SHAPE else exc.reason
+                out.rejections.append(Rejection(reason, f"event {i} of {n}: {exc.detail}", raw, i))
+        return out
+
+    def _status(self, terminal_id: str, payload: bytes, window: Window) -> Parsed[Status]:
+        out: Parsed[Status] = Parsed(Channel.STATUS, terminal_id, [], [])
+        try:
+            w = _status_decoder.decode(payload)
+            at = None
+            if w.at is not None:
+                at = _to_datetime(w.at)
+                window.check(at, "at")
+            out.items.append(Status(state=w.state, at=at))
+        except _DECODE_ERRORS as exc:
+            out.rejections.append(Rejection(classify(exc), _detail(exc), payload))
+        except BadMessage as exc:
+            out.rejections.append(Rejection(exc.reason, exc.detail, payload))
+        return out
+
+
+def _expect(
+    channel: Channel, topic_name: str, payload: bytes, now: datetime | None, limits: Limits
+) -> Parsed[Any]:
+    decoder = Decoder(limits)
+    parsed = decoder.parse(topic_name, payload, decoder.window(now))
+    if parsed.channel is not None and parsed.channel is not channel:
+        return Parsed(
+            parsed.channel,
+            parsed.terminal_id,
+            [],
+            [
+                Rejection(
+                    Reason.BAD_TOPIC,
+                    f"expected a {channel.value} topic, got {topic_name[:200]!r}",
+                    payload,
+                )
+            ],
+        )
+    return parsed
+
+
+def parse_fixes(
+    topic_name: str,
+    payload: bytes,
+    *,
+    now: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Parsed[Fix]:
+    """Decode a positions message: one fix object or an array of them.
+
+    Never raises on input; every bad fix (or the whole message) becomes a
+    :class:`Rejection`. Fixes come back with ``recorded_at`` timezone-aware.
+    """
+    return _expect(Channel.POSITIONS, topic_name, payload, now, limits)
+
+
+def parse_events(
+    topic_name: str,
+    payload: bytes,
+    *,
+    now: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Parsed[Event]:
+    """Decode an events message: one event object or an array of them."""
+    return _expect(Channel.EVENTS, topic_name, payload, now, limits)
+
+
+def parse_status(
+    topic_name: str,
+    payload: bytes,
+    *,
+    now: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Parsed[Status]:
+    """Decode a status message (one object). ``at`` is optional; when present it
+    must lie in the accepted time window."""
+    return _expect(Channel.STATUS, topic_name, payload, now, limits)
+
+
+def parse_message(
+    topic_name: str,
+    payload: bytes,
+    *,
+    now: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Parsed[Fix] | Parsed[Event] | Parsed[Status]:
+    """Decode any ClearDay message, dispatching on the topic's channel."""
+    decoder = Decoder(limits)
+    return decoder.parse(topic_name, payload, decoder.window(now))
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _require_aware(at: datetime | None, what: str) -> None:
+    if at is not None and at.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware")
+
+
+def encode_fixes(fixes: Fix | Iterable[Fix]) -> bytes:
+    """Encode one fix as an object, or several (a blind-zone batch) as an array."""
+    if isinstance(fixes, Fix):
+        _require_aware(fixes.recorded_at, "Fix.recorded_at")
+        return _encoder.encode(fixes)
+    batch = list(fixes)
+    if not batch:
+        raise ValueError("encode_fixes needs at least one fix")
+    for f in batch:
+        _require_aware(f.recorded_at, "Fix.recorded_at")
+    return _encoder.encode(batch)
+
+
+def _event_obj(event: Event) -> dict[str, Any]:
+    _require_aware(event.recorded_at, "Event.recorded_at")
+    obj: dict[str, Any] = dict(event.extra or {})
+    for name in _EVENT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            obj[name] = value
+    return obj
+
+
+def encode_events(events: Event | Iterable[Event]) -> bytes:
+    """Encode one event as an object, or several as an array; ``extra`` fields are
+    written at the top level of each event object."""
+    if isinstance(events, Event):
+        return _encoder.encode(_event_obj(events))
+    batch = [_event_obj(e) for e in events]
+    if not batch:
+        raise ValueError("encode_events needs at least one event")
+    return _encoder.encode(batch)
+
+
+def encode_status(state: TerminalState, at: datetime | None = None) -> bytes:
+    """Encode a status message. A last-will payload is fixed at connect time, so
+    it is usually sent without ``at``."""
+    _require_aware(at, "Status.at")
+    return _encoder.encode(Status(state=state, at=at))
