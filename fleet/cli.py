@@ -64,7 +64,9 @@ def import_(
     """Import depots, stations, points, trucks and roads from CSV / GeoJSON."""
     files = importer.read_paths(paths)
     if not files:
-        raise FileNotFoundError("no importable files found (depots/stations/points/trucks.csv, roads.geojson …)")
+        raise FileNotFoundError(
+            "no importable files found (depots/stations/points/trucks.csv, roads.geojson …)"
+        )
     try:
         parsed = importer.parse_files(files, default_district=district)
         with db.connect(settings().database_dsn()) as conn:
@@ -76,7 +78,9 @@ def import_(
         raise typer.Exit(1) from None
     for kind in importer.KINDS:
         if kind in summary.inserted:
-            typer.echo(f"{kind:<9} {summary.inserted[kind]:>6} new  {summary.updated[kind]:>6} updated")
+            typer.echo(
+                f"{kind:<9} {summary.inserted[kind]:>6} new  {summary.updated[kind]:>6} updated"
+            )
 
 
 @app.command("doctor")
@@ -120,7 +124,9 @@ def _register_unavailable(name: str, exc: ImportError) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     _load_plugins()
     try:
         app()

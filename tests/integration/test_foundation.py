@@ -15,7 +15,9 @@ from fleet.config import Settings
 from tests.conftest import PgServer
 
 DEPOTS = "id,name,lat,lon\nD1,包河车场,31.80,117.30\n"
-STATIONS = "id,name,lat,lon,streams,opens_at,closes_at\nS1,东部中转站,31.81,117.31,其他;厨余,05:00,22:00\n"
+STATIONS = (
+    "id,name,lat,lon,streams,opens_at,closes_at\nS1,东部中转站,31.81,117.31,其他;厨余,05:00,22:00\n"
+)
 POINTS = (
     "id,name,lat,lon,stream,daily_amount_kg\n"
     "P1,芜湖路小区,31.82,117.29,其他,420\n"
@@ -59,8 +61,19 @@ def test_migrations_apply_on_a_fresh_database_and_are_idempotent(pg: PgServer) -
     assert f"0002_timeseries.{mode}.sql" in ran
     assert db.migrate(url) == (mode, [])
     with psycopg.connect(url) as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-    assert {"depot", "transfer_station", "collection_point", "truck", "position", "device_event", "dead_letter"} <= tables
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+    assert {
+        "depot",
+        "transfer_station",
+        "collection_point",
+        "truck",
+        "position",
+        "device_event",
+        "dead_letter",
+    } <= tables
 
 
 def test_position_is_unique_on_truck_and_time(database_url: str) -> None:
@@ -77,7 +90,9 @@ def test_plain_daily_distance_view_uses_the_odometer(database_url: str) -> None:
             "INSERT INTO position (truck_id, recorded_at, lat, lon, odometer_km) VALUES "
             "('T1', '2026-11-22 06:00+08', 31.8, 117.3, 100.0), ('T1', '2026-11-22 15:00+08', 31.8, 117.3, 142.5)"
         )
-        row = conn.execute("SELECT distance_km, fixes FROM truck_daily_distance WHERE truck_id = 'T1'").fetchone()
+        row = conn.execute(
+            "SELECT distance_km, fixes FROM truck_daily_distance WHERE truck_id = 'T1'"
+        ).fetchone()
     assert row == (42.5, 2)
 
 
@@ -87,13 +102,18 @@ def test_timescale_path_makes_position_a_hypertable(pg: PgServer) -> None:
         pytest.skip("this server has no TimescaleDB; the plain path is tested above")
     url = pg.new_database(migrated=True, timescale="on")
     with psycopg.connect(url) as conn:
-        hypertables = {r[0] for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")}
+        hypertables = {
+            r[0]
+            for r in conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
+        }
         jobs = {r[0] for r in conn.execute("SELECT proc_name FROM timescaledb_information.jobs")}
     assert {"position", "device_event"} <= hypertables
     assert {"policy_retention", "policy_refresh_continuous_aggregate"} <= jobs
 
 
-def test_import_then_reimport_updates_instead_of_duplicating(database_url: str, tmp_path: Path) -> None:
+def test_import_then_reimport_updates_instead_of_duplicating(
+    database_url: str, tmp_path: Path
+) -> None:
     folder = write_district(tmp_path / "city")
     files = importer.read_paths([folder])
     with psycopg.connect(database_url) as conn:
@@ -107,7 +127,12 @@ def test_import_then_reimport_updates_instead_of_duplicating(database_url: str, 
     assert second.inserted == {"depots": 0, "stations": 0, "points": 0, "trucks": 0}
     assert second.updated["points"] == 2
     assert name == ("芜湖路小区(北)",)
-    assert counts(database_url) == {"depot": 1, "transfer_station": 1, "collection_point": 2, "truck": 1}
+    assert counts(database_url) == {
+        "depot": 1,
+        "transfer_station": 1,
+        "collection_point": 2,
+        "truck": 1,
+    }
 
 
 def test_cli_rejects_a_bad_file_whole_and_writes_nothing(database_url: str, tmp_path: Path) -> None:
@@ -119,7 +144,12 @@ def test_cli_rejects_a_bad_file_whole_and_writes_nothing(database_url: str, tmp_
     assert "points.csv, line 5: stream: unknown waste stream 'plutonium'" in done.stderr
     assert "Traceback" not in done.stderr
     # The good depots, stations and trucks in the same command were not written either.
-    assert counts(database_url) == {"depot": 0, "transfer_station": 0, "collection_point": 0, "truck": 0}
+    assert counts(database_url) == {
+        "depot": 0,
+        "transfer_station": 0,
+        "collection_point": 0,
+        "truck": 0,
+    }
 
 
 def test_cli_import_reports_truck_with_unknown_depot(database_url: str, tmp_path: Path) -> None:
@@ -128,7 +158,9 @@ def test_cli_import_reports_truck_with_unknown_depot(database_url: str, tmp_path
     (folder / "trucks.csv").write_text(TRUCKS, encoding="utf-8")
     done = run_cli("import", str(folder), env={"CLEARDAY_DATABASE_URL": database_url})
     assert done.returncode == 1
-    assert "trucks.csv, line 2: depot_id 'D1' is not in this import nor in the database" in done.stderr
+    assert (
+        "trucks.csv, line 2: depot_id 'D1' is not in this import nor in the database" in done.stderr
+    )
     assert counts(database_url)["truck"] == 0
 
 
@@ -140,7 +172,13 @@ def test_doctor_reports_everything_fine(settings: Settings) -> None:
 
 
 def test_doctor_cli_when_database_is_down(mqtt_url: str) -> None:
-    done = run_cli("doctor", env={"CLEARDAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/x", "CLEARDAY_MQTT_URL": mqtt_url})
+    done = run_cli(
+        "doctor",
+        env={
+            "CLEARDAY_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/x",
+            "CLEARDAY_MQTT_URL": mqtt_url,
+        },
+    )
     assert done.returncode == 1
     assert "database     FAIL  cannot connect to PostgreSQL" in done.stdout
     assert "is the server running" in done.stdout
@@ -149,7 +187,10 @@ def test_doctor_cli_when_database_is_down(mqtt_url: str) -> None:
 
 
 def test_doctor_cli_when_broker_is_down(database_url: str) -> None:
-    done = run_cli("doctor", env={"CLEARDAY_DATABASE_URL": database_url, "CLEARDAY_MQTT_URL": "mqtt://127.0.0.1:9"})
+    done = run_cli(
+        "doctor",
+        env={"CLEARDAY_DATABASE_URL": database_url, "CLEARDAY_MQTT_URL": "mqtt://127.0.0.1:9"},
+    )
     assert done.returncode == 1
     assert "database     ok" in done.stdout
     assert "broker       FAIL  cannot reach the MQTT broker at mqtt://127.0.0.1:9" in done.stdout
@@ -163,6 +204,12 @@ def test_doctor_says_migrations_are_missing(pg: PgServer, mqtt_url: str) -> None
 
 
 def test_secrets_never_appear_in_errors() -> None:
-    done = run_cli("doctor", env={"CLEARDAY_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:9/x", "CLEARDAY_MQTT_URL": "mqtt://u:hunter2@127.0.0.1:9"})
+    done = run_cli(
+        "doctor",
+        env={
+            "CLEARDAY_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:9/x",
+            "CLEARDAY_MQTT_URL": "mqtt://u:hunter2@127.0.0.1:9",
+        },
+    )
     assert "hunter2" not in done.stdout + done.stderr
     assert "u:***@127.0.0.1" in done.stdout
