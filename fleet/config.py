@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +28,21 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
 
+    # --- API, access control and dashboard (issue 7; fleet/web, fleet/auth) ---
+    auth_token_ttl_s: int = Field(12 * 3600, ge=60, le=90 * 24 * 3600)
+    http_db_pool_size: int = Field(20, ge=2, le=200)
+    # A truck whose latest fix is older than this shows as offline on the live map.
+    live_offline_after_s: int = Field(300, ge=10)
+    live_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    # Optional raster tiles drawn under the district's own roads, e.g.
+    # https://tile.openstreetmap.org/{z}/{x}/{y}.png; unset = roads only (offline).
+    map_tile_url: str | None = None
+    map_tile_attribution: str = ""
+    # Coordinate system of those tiles: AMap/Tencent tiles are GCJ-02, so the
+    # dashboard shifts WGS-84 data for display when this is "gcj02".
+    map_tile_crs: Literal["wgs84", "gcj02"] = "wgs84"
+    # --- end issue 7 ---
+
     # Ingest tuning (issue 3); each constant carries its unit.
     ingest_batch_max_rows: int = Field(5000, ge=1)
     ingest_batch_max_age_s: float = Field(0.5, gt=0, le=1.0)
@@ -35,7 +51,16 @@ class Settings(BaseSettings):
     ingest_max_payload_bytes: int = Field(262_144, ge=256)
     ingest_max_future_s: int = Field(300, ge=0)
     ingest_max_past_s: int = Field(7 * 24 * 3600, ge=0)
-    metrics_port: int = 9464
+    # --- ingest (issue 3), added by the ingest owner --------------------------------
+    # MQTT 5 Receive Maximum: unacked messages the broker may have in flight to one
+    # ingestor. Keep it >= 2 x ingest_batch_max_rows so one batch fills while the
+    # previous one commits (the broker default window of 20 stalls batching).
+    ingest_receive_maximum: int = Field(20_000, ge=1, le=65_535)
+    # How long the broker keeps a stopped ingestor's session (and queues for it).
+    ingest_session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    ingest_keepalive_s: int = Field(30, ge=5)
+    # --- end ingest block ------------------------------------------------------------
+    metrics_port: int = 9464  # 0 disables the Prometheus endpoint
 
     @field_validator("timezone")
     @classmethod
