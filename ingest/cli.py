@@ -1,0 +1,108 @@
+"""`clearday ingest` and `clearday mqtt-credentials` (plugged in via `clearday.commands`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from fleet.config import MqttTarget, Settings
+from fleet.db import connect
+
+log = logging.getLogger("clearday.ingest")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+    app.command("mqtt-credentials")(mqtt_credentials)
+
+
+def ingest(
+    client_id: Annotated[
+        str | None,
+        typer.Option(help="MQTT client id; keep it stable per instance (default: from host name)"),
+    ] = None,
+    share_group: Annotated[
+        str | None,
+        typer.Option(help="shared-subscription group; '' subscribes without sharing"),
+    ] = None,
+) -> None:
+    """Run the ingestor: MQTT positions/events/status into the database (Ctrl-C stops)."""
+    from ingest.mqtt import FatalMqttError
+    from ingest.service import Ingestor
+
+    settings = Settings()
+    ingestor = Ingestor(settings, client_id=client_id, share_group=share_group)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch and stopping", signum)
+        ingestor.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if settings.metrics_port:
+        try:
+            ingestor.metrics.serve(settings.metrics_port)
+            log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
+        except OSError as exc:
+            log.warning(
+                "metrics endpoint not started on port %d (%s); set CLEARDAY_METRICS_PORT",
+                settings.metrics_port,
+                exc,
+            )
+    try:
+        ingestor.run()
+    except FatalMqttError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def mqtt_credentials(
+    out: Annotated[Path, typer.Option(help="folder for passwd, acl and credentials.csv")] = Path(
+        "mosquitto-auth"
+    ),
+    ingestor_user: Annotated[
+        str | None,
+        typer.Option(help="ingestor account (default: the user in CLEARDAY_MQTT_URL)"),
+    ] = None,
+    gateway_user: Annotated[
+        str | None,
+        typer.Option(help="also create an account that may publish for every truck"),
+    ] = None,
+) -> None:
+    """Write Mosquitto password + ACL files: one account per active truck's terminal."""
+    from ingest import credentials
+
+    settings = Settings()
+    ingestor: tuple[str, str | None] | None = None
+    if settings.mqtt_url is not None:
+        target = MqttTarget(settings.mqtt_dsn())
+        if target.username:
+            ingestor = (target.username, target.password)
+    if ingestor_user:
+        keep_password = ingestor[1] if ingestor and ingestor[0] == ingestor_user else None
+        ingestor = (ingestor_user, keep_password)
+    if ingestor is None:
+        ingestor = ("clearday-ingest", None)
+    with connect(settings.database_dsn()) as conn:
+        trucks = conn.execute(
+            "SELECT truck_id, terminal_id FROM truck WHERE active ORDER BY terminal_id"
+        ).fetchall()
+    existing = credentials.read_existing(out / "credentials.csv")
+    accounts, problems = credentials.plan_accounts(
+        trucks, existing, ingestor=ingestor, gateway=gateway_user
+    )
+    for problem in problems:
+        typer.echo(f"warning: {problem}", err=True)
+    paths = credentials.write_files(out, accounts)
+    terminals = sum(1 for a in accounts if a.role == credentials.ROLE_TERMINAL)
+    typer.echo(
+        f"{terminals} terminal account(s), ingestor {ingestor[0]!r}"
+        + (f", gateway {gateway_user!r}" if gateway_user else "")
+    )
+    typer.echo(f"wrote {paths['passwd']}, {paths['acl']} and {paths['credentials']} (secret)")
+    typer.echo("point mosquitto's password_file/acl_file at them and reload it (kill -HUP)")

@@ -1,0 +1,271 @@
+"""The ingestor's MQTT side: a paho-mqtt 2.x consumer with manual acknowledgement.
+
+- MQTT 5, persistent session (clean start off, a session expiry), so messages
+  published while the ingestor is down wait for it at the broker.
+- Receive Maximum raised so the broker keeps several batches in flight.
+- Subscribes in ``on_connect``, i.e. again on every reconnect; reconnects with
+  exponential backoff; gives up at once on bad credentials or a refused
+  subscription, with a message saying what to fix.
+- ``on_message`` only appends to an inbox (callbacks never raise and never block).
+- :meth:`MqttConsumer.ack` acknowledges messages *after* the caller committed them.
+  Acks are scoped to the connection that delivered the message: after a reconnect the
+  broker redelivers every unacknowledged message under possibly re-used packet ids,
+  so acking an id from an earlier connection could acknowledge the wrong message.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from fleet.config import MqttTarget
+
+log = logging.getLogger("clearday.ingest.mqtt")
+
+RECONNECT_MIN_DELAY_S = 1
+RECONNECT_MAX_DELAY_S = 30
+# CONNACK / SUBACK reason codes after which retrying cannot help.
+FATAL_CONNECT_CODES = {
+    133: "the broker refused the client id",
+    134: "bad user name or password",
+    135: "not authorised",
+    138: "banned by the broker",
+    140: "bad authentication method",
+}
+_PUBACK = struct.Struct("!BBH")
+_PUBACK_BYTE = 0x40
+
+# One received message: (connection generation, paho message).
+Delivery = tuple[int, paho.MQTTMessage]
+
+
+class FatalMqttError(RuntimeError):
+    """Retrying cannot help (bad credentials, refused subscription)."""
+
+
+class MqttConsumer:
+    """Receives messages into ``inbox`` and acknowledges them on request."""
+
+    def __init__(
+        self,
+        target: MqttTarget,
+        *,
+        client_id: str,
+        filters: list[str],
+        receive_maximum: int,
+        session_expiry_s: int,
+        keepalive_s: int = 30,
+    ) -> None:
+        self.target = target
+        self.client_id = client_id
+        self.filters = filters
+        self.receive_maximum = receive_maximum
+        self.session_expiry_s = session_expiry_s
+        self.keepalive_s = keepalive_s
+        self.inbox: collections.deque[Delivery] = collections.deque()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.fatal: str | None = None
+        self.connects = 0
+        self.sessions_lost = 0
+        self._gen = 0
+        self._is_connected = False
+        self._lock = threading.Lock()
+        self._client = self._make_client()
+        self._batched_acks = hasattr(self._client, "_packet_queue")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _make_client(self) -> paho.Client:
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=paho.MQTTv5,
+            manual_ack=True,
+        )
+        if self.target.username:
+            client.username_pw_set(self.target.username, self.target.password)
+        if self.target.tls:
+            client.tls_set()
+        client.reconnect_delay_set(RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.suppress_exceptions = True  # a bug in a callback must not kill the loop
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.receive_maximum
+        return props
+
+    def start(self) -> None:
+        self._client.connect_async(
+            self.target.host,
+            self.target.port,
+            keepalive=self.keepalive_s,
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect cleanly (the session and its queue stay at the broker)."""
+        try:
+            self._client.disconnect()
+        except Exception:  # stopping must not fail
+            log.debug("disconnect failed", exc_info=True)
+        self._client.loop_stop()
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                code = reason_code.value
+                if code in FATAL_CONNECT_CODES:
+                    self._fail(
+                        f"the broker at {self.target.redacted} refused to connect: "
+                        f"{FATAL_CONNECT_CODES[code]} ({reason_code}); fix CLEARDAY_MQTT_URL "
+                        "or the broker's password file, then restart"
+                    )
+                else:
+                    log.warning("broker refused the connection: %s; retrying", reason_code)
+                return
+            with self._lock:
+                self._gen += 1
+                self._is_connected = True
+            self.connects += 1
+            if self.connects > 1 and not flags.session_present:
+                self.sessions_lost += 1
+                log.warning(
+                    "the broker had no session for %s: messages queued while disconnected "
+                    "may be lost (is broker persistence on?)",
+                    self.client_id,
+                )
+            log.info(
+                "connected to %s as %s (session %s)",
+                self.target.redacted,
+                self.client_id,
+                "resumed" if flags.session_present else "new",
+            )
+            options = SubscribeOptions(qos=1)
+            client.subscribe([(f, options) for f in self.filters])
+            self.connected.set()
+        except Exception:  # callbacks never raise
+            log.exception("on_connect failed")
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        log.warning("cannot reach the broker at %s; retrying", self.target.redacted)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            with self._lock:
+                self._gen += 1
+                self._is_connected = False
+            self.connected.clear()
+            self.subscribed.clear()
+            if reason_code.is_failure and self.fatal is None:
+                log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+        except Exception:
+            log.exception("on_disconnect failed")
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        try:
+            refused = [
+                (f, rc) for f, rc in zip(self.filters, reason_codes, strict=False) if rc.is_failure
+            ]
+            if refused:
+                what = ", ".join(f"{f} ({rc})" for f, rc in refused)
+                self._fail(
+                    f"the broker refused the subscription to {what}; check the ingestor "
+                    "user's ACL (it needs read on clearday/v1/trucks/#) and that shared "
+                    "subscriptions are allowed"
+                )
+                return
+            self.subscribed.set()
+            log.info("subscribed to %s", ", ".join(self.filters))
+        except Exception:
+            log.exception("on_subscribe failed")
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        # The hot path: one append. Everything else happens in the writer thread.
+        self.inbox.append((self._gen, message))
+
+    def _fail(self, message: str) -> None:
+        self.fatal = message
+        log.error("%s", message)
+        self._client.disconnect()  # loop_forever stops instead of reconnecting
+
+    # ------------------------------------------------------------------ acks
+
+    def ack(self, deliveries: Iterable[Delivery]) -> int:
+        """Acknowledge committed messages; returns how many acks were sent.
+
+        Messages from an earlier connection are skipped: the broker redelivers them
+        on the current connection, where they will be stored (idempotently) and acked.
+        """
+        with self._lock:
+            if not self._is_connected:
+                return 0
+            gen = self._gen
+            mids = [m.mid for g, m in deliveries if g == gen and m.qos > 0]
+            if not mids:
+                return 0
+            if self._batched_acks:
+                # All PUBACKs in one write instead of one send() each: on loopback the
+                # per-packet send costs as much as paho's whole receive path.
+                data = b"".join([_PUBACK.pack(_PUBACK_BYTE, 2, mid) for mid in mids])
+                self._client._packet_queue(_PUBACK_BYTE, data, 0, 0)
+            else:
+                for mid in mids:
+                    self._client.ack(mid, 1)
+        return len(mids)
+
+    def unacked_generation(self) -> int:
+        return self._gen
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Wait for the first connection; False on timeout or a fatal refusal."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.fatal is not None:
+                return False
+            if self.subscribed.wait(0.1):
+                return True
+        return False

@@ -1,0 +1,316 @@
+"""The ingestor: MQTT in, PostgreSQL out, acknowledged only after commit.
+
+The pipeline, in order, for every batch:
+
+1. collect  — take messages from the inbox until the batch holds
+               ``ingest_batch_max_rows`` rows or its oldest message is
+               ``ingest_batch_max_age_s`` old;
+2. decode   — :class:`ingest.wire.Decoder`: topic, size, JSON, types, ranges, time window;
+3. resolve  — terminal id → truck id (cached); unknown terminals are dead letters;
+4. write    — one transaction: positions (COPY), events, status, dead letters;
+5. ack      — PUBACK every message of the batch, after the commit.
+
+A crash anywhere before 5 leaves the messages unacknowledged: the broker redelivers
+them and step 4 is idempotent, so every fix is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from fleet.config import MqttTarget, Settings
+from fleet.db import DatabaseUnavailable, connect
+from ingest import wire
+from ingest.metrics import IngestMetrics
+from ingest.mqtt import Delivery, FatalMqttError, MqttConsumer
+from ingest.writer import Batch, BatchWriter, Stopped, clean_text, event_payload
+
+log = logging.getLogger("clearday.ingest")
+
+IDLE_POLL_S = 0.005  # how often an empty inbox is looked at
+DEADLINE_CHECK_EVERY = 256  # messages between batch-age checks while the inbox is full
+REASON_LOG_INTERVAL_S = 60.0
+REQUIRED_TABLES = ("position", "device_event", "dead_letter", "truck", "terminal_status")
+
+
+def default_client_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "host"
+    return f"clearday-ingest-{host}"
+
+
+class ReasonLog:
+    """Logs a dead-letter reason at most once per interval, with a count of the rest."""
+
+    def __init__(self, interval_s: float = REASON_LOG_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def note(self, reason: str, topic: str, detail: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        last = self._last.get(reason)
+        if last is not None and now - last < self.interval_s:
+            self._suppressed[reason] += 1
+            return False
+        more = self._suppressed.pop(reason, 0)
+        self._last[reason] = now
+        log.warning(
+            "dead letter [%s] on %s: %s%s",
+            reason,
+            topic,
+            detail[:300],
+            f" (and {more} more since the last report)" if more else "",
+        )
+        return True
+
+
+def check_schema(url: str) -> None:
+    """Fail fast, in words, when the database is unreachable or not migrated."""
+    with connect(url) as conn:
+        missing = [
+            t
+            for t in REQUIRED_TABLES
+            if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone() == (None,)
+        ]
+    if missing:
+        raise DatabaseUnavailable(
+            f"the database has no {', '.join(missing)} table(s): run `clearday migrate` first"
+        )
+
+
+class Ingestor:
+    """One ingestor process. ``run()`` blocks until ``stop()`` (or a fatal error)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: IngestMetrics | None = None,
+        client_id: str | None = None,
+        share_group: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database_url = settings.database_dsn()
+        self.stop_event = threading.Event()
+        self.metrics = metrics or IngestMetrics()
+        self.decoder = wire.Decoder(
+            wire.Limits(
+                max_payload_bytes=settings.ingest_max_payload_bytes,
+                max_future_s=settings.ingest_max_future_s,
+                max_past_s=settings.ingest_max_past_s,
+            )
+        )
+        self.max_rows = settings.ingest_batch_max_rows
+        self.max_age_s = settings.ingest_batch_max_age_s
+        group = settings.ingest_share_group if share_group is None else share_group
+        self.consumer = MqttConsumer(
+            MqttTarget(settings.mqtt_dsn()),
+            client_id=client_id or settings.ingest_client_id or default_client_id(),
+            filters=wire.subscription_filters(group or None),
+            receive_maximum=settings.ingest_receive_maximum,
+            session_expiry_s=settings.ingest_session_expiry_s,
+            keepalive_s=settings.ingest_keepalive_s,
+        )
+        self.writer = BatchWriter(
+            self.database_url, metrics=self.metrics, stop=self.stop_event, now=_utcnow
+        )
+        self.reasons = ReasonLog()
+        self.batches = 0
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> None:
+        """Consume until stopped. Raises FatalMqttError on bad credentials and
+        DatabaseUnavailable when the database is unusable at start."""
+        check_schema(self.database_url)
+        self.consumer.start()
+        try:
+            while not self.stop_event.is_set():
+                if self.consumer.fatal is not None:
+                    raise FatalMqttError(self.consumer.fatal)
+                self.metrics.connected.set(1 if self.consumer.connected.is_set() else 0)
+                deliveries, topics, parsed = self._collect()
+                if deliveries:
+                    self._process(deliveries, topics, parsed)
+        except Stopped:
+            log.info("stopped while waiting for the database; unacked messages stay queued")
+        finally:
+            self.consumer.stop()
+            self.writer.close()
+            self.metrics.connected.set(0)
+
+    def _collect(self) -> tuple[list[Delivery], list[str], list[wire.Parsed[Any]]]:
+        inbox = self.consumer.inbox
+        popleft = inbox.popleft
+        parse = self.decoder.parse
+        window = self.decoder.window()
+        deliveries: list[Delivery] = []
+        topics: list[str] = []
+        parsed: list[wire.Parsed[Any]] = []
+        rows = 0
+        deadline = 0.0
+        stop = self.stop_event
+        while True:
+            try:
+                delivery = popleft()
+            except IndexError:
+                if stop.is_set():
+                    break
+                if not deliveries:
+                    time.sleep(IDLE_POLL_S)
+                    if stop.is_set() or self.consumer.fatal is not None:
+                        break
+                    window = self.decoder.window()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                time.sleep(min(remaining, IDLE_POLL_S))
+                continue
+            message = delivery[1]
+            if not deliveries:
+                deadline = message.timestamp + self.max_age_s
+            deliveries.append(delivery)
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:
+                topic = message._topic.decode("utf-8", "backslashreplace")
+            topics.append(topic)
+            result = parse(topic, cast(bytes, message.payload), window)
+            parsed.append(result)
+            rows += len(result.items) + len(result.rejections)
+            if rows >= self.max_rows:
+                break
+            if len(deliveries) % DEADLINE_CHECK_EVERY == 0 and time.monotonic() >= deadline:
+                break
+        self.metrics.inbox.set(len(inbox))
+        return deliveries, topics, parsed
+
+    def _process(
+        self, deliveries: list[Delivery], topics: list[str], parsed: list[wire.Parsed[Any]]
+    ) -> None:
+        received_at = _utcnow()
+        terminal_ids = {p.terminal_id for p in parsed if p.terminal_id is not None}
+        trucks = self.writer.trucks_for(terminal_ids)
+        batch = build_batch(deliveries, topics, parsed, trucks, received_at)
+        result = self.writer.write(batch)
+        acked = self.consumer.ack(deliveries)
+        oldest = deliveries[0][1].timestamp
+        lag_s = time.monotonic() - oldest
+        self.batches += 1
+
+        m = self.metrics
+        m.received.inc(len(deliveries))
+        m.acked.inc(acked)
+        m.rows_written.labels("position").inc(result.positions_inserted)
+        m.rows_written.labels("device_event").inc(result.events_inserted)
+        m.rows_written.labels("terminal_status").inc(result.statuses_written)
+        if len(batch.positions) > result.positions_inserted:
+            m.duplicates.labels("position").inc(len(batch.positions) - result.positions_inserted)
+        if len(batch.events) > result.events_inserted:
+            m.duplicates.labels("device_event").inc(len(batch.events) - result.events_inserted)
+        m.batch_rows.observe(batch.rows)
+        m.commit_seconds.observe(result.commit_s)
+        m.lag_seconds.observe(lag_s)
+        m.last_commit.set(time.time())
+        for _, topic, reason, detail, _payload in result.dead_letters:
+            m.dead_letters.labels(reason).inc()
+            self.reasons.note(reason, topic, detail)
+
+
+def build_batch(
+    deliveries: list[Delivery],
+    topics: list[str],
+    parsed: list[wire.Parsed[Any]],
+    trucks: dict[str, str],
+    received_at: datetime,
+) -> Batch:
+    """Turn decoded messages into rows; unknown terminals and rejections become
+    dead letters."""
+    batch = Batch()
+    positions = batch.positions
+    positions_src = batch.positions_src
+    dead = batch.dead
+    messages = batch.messages
+    for src, (delivery, topic, result) in enumerate(zip(deliveries, topics, parsed, strict=True)):
+        payload = cast(bytes, delivery[1].payload)  # paho decodes it with struct: bytes
+        messages.append((topic, payload))
+        truck_id = trucks.get(result.terminal_id) if result.terminal_id is not None else None
+        if result.terminal_id is not None and truck_id is None and result.items:
+            dead.append(
+                (
+                    received_at,
+                    clean_text(topic, 500),
+                    wire.Reason.UNKNOWN_TERMINAL.value,
+                    clean_text(f"no truck has terminal id {result.terminal_id!r}"),
+                    payload,
+                )
+            )
+            continue
+        for rej in result.rejections:
+            dead.append(
+                (
+                    received_at,
+                    clean_text(topic, 500),
+                    rej.reason.value,
+                    clean_text(rej.detail),
+                    rej.raw,
+                )
+            )
+        if not result.items or truck_id is None:
+            continue
+        channel = result.channel
+        if channel is wire.Channel.POSITIONS:
+            for f in result.items:
+                positions.append(
+                    (
+                        truck_id,
+                        f.recorded_at,
+                        f.lat,
+                        f.lon,
+                        f.speed_kmh,
+                        f.heading_deg,
+                        f.accuracy_m,
+                        f.odometer_km,
+                        f.ignition,
+                        f.load_state,
+                        f.seq,
+                    )
+                )
+                positions_src.append(src)
+        elif channel is wire.Channel.EVENTS:
+            for e in result.items:
+                batch.events.append(
+                    (
+                        truck_id,
+                        e.recorded_at,
+                        e.kind,
+                        e.point_id,
+                        e.station_id,
+                        e.rfid_tag,
+                        e.weight_kg,
+                        event_payload(e.extra, e.lat, e.lon),
+                    )
+                )
+                batch.events_src.append(src)
+        else:
+            for s in result.items:
+                batch.statuses.append(
+                    (result.terminal_id, truck_id, s.state, s.at or received_at)  # type: ignore[arg-type]
+                )
+                batch.statuses_src.append(src)
+    return batch
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
