@@ -67,13 +67,14 @@ SITE_SPACING_M = 80.0  # between any two depots / stations / points: geofences n
 END_MARGIN_M = 20.0  # between a site and a junction
 LANE_ROOT_MARGIN_M = 25.0  # between a kerbside site and the mouth of a lane
 
-_PLACE_NAMES = (
+_PLACE_NAMES_TEXT = (
     "芜湖 宁国 望江 徽州 马鞍山 屯溪 太湖 庐州 巢湖 金寨 繁华 紫云 锦绣 黄山 九华山 天鹅湖 "
     "翡翠 习友 潜山 长江 淮河 合作化 美菱 当涂 蒙城 濉溪 阜阳 亳州 宿州 六安 铜陵 池州 安庆 "
     "滁州 蚌埠 淮南 宣城 歙县 休宁 黟县 祁门 绩溪 舒城 肥西 肥东 长丰 庐江 包河 蜀山 瑶海 "
     "庐阳 政务 滨湖 高新 经开 新站 大蜀山 南淝河 董铺 紫蓬 三河 杏花 逍遥 稻香 明光 清溪 "
     "青阳 石台 东至 怀宁 桐城 枞阳 岳西 宿松 望湖 徽园 银屏 琥珀 龙岗 花冲 双岗 南七 西园"
-).split()
+)
+_PLACE_NAMES = _PLACE_NAMES_TEXT.split()
 _POINT_KINDS = ("小区桶站", "垃圾房", "收集点", "菜市场", "学校", "医院", "商场", "公厕旁", "社区")
 _STATION_NAMES = ("东部", "西部", "南部", "北部", "东北", "西南", "东南", "西北", "城中", "滨湖")
 
@@ -202,7 +203,8 @@ class City:
     _by_id: dict[str, Depot | Station | Point] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        for site in (*self.depots, *self.stations, *self.points):
+        sites: list[Depot | Station | Point] = [*self.depots, *self.stations, *self.points]
+        for site in sites:
             self._by_id[site.id] = site
 
     # ---- look-ups -------------------------------------------------------------------
@@ -506,7 +508,7 @@ class _Builder:
 
     # -- spacing between sites
     def _cell(self, x: float, y: float) -> tuple[int, int]:
-        return int(math.floor(x / SITE_SPACING_M)), int(math.floor(y / SITE_SPACING_M))
+        return math.floor(x / SITE_SPACING_M), math.floor(y / SITE_SPACING_M)
 
     def site_free(self, x: float, y: float) -> bool:
         cx, cy = self._cell(x, y)
@@ -770,7 +772,7 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
 
     for s in [*b.segs, *lanes]:
         chain = [s.a, *(node for _, node in sorted(s.splits)), s.b]
-        for a, z in zip(chain, chain[1:], strict=False):
+        for a, z in itertools.pairwise(chain):
             add_road(a, z, s)
 
     graph = nx.DiGraph()
@@ -928,9 +930,10 @@ def _make_trucks(rng: random.Random, n: int, depots: tuple[Depot, ...]) -> tuple
     n_kitchen = max(1, round(0.25 * n)) if n >= 2 else 0
     n_small = max(1, round(0.3 * n)) if n >= 3 else 0
     n_compactor = n - n_kitchen - n_small
-    types: list[TruckType] = (
-        ["compactor"] * n_compactor + ["kitchen"] * n_kitchen + ["small"] * n_small
-    )
+    compactor: TruckType = "compactor"
+    kitchen: TruckType = "kitchen"
+    small: TruckType = "small"
+    types = [compactor] * n_compactor + [kitchen] * n_kitchen + [small] * n_small
     plates: set[str] = set()
     trucks = []
     width = max(2, len(str(n)))
@@ -973,7 +976,8 @@ def check_connectivity(city: City) -> None:
     core = big.subgraph([n for n in g.nodes if n not in lane_only])
     if not nx.is_strongly_connected(core):
         raise AssertionError("road graph without narrow lanes is not strongly connected")
-    for site in (*city.depots, *city.stations):
+    hubs: list[Depot | Station] = [*city.depots, *city.stations]
+    for site in hubs:
         if site.node in lane_only:
             raise AssertionError(f"{site.id} is only reachable through a narrow lane")
     for p in city.points:
