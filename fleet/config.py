@@ -61,6 +61,43 @@ class Settings(BaseSettings):
     ingest_keepalive_s: int = Field(30, ge=5)
     # --- end ingest block ------------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
+    # --- alerts, clearance ledger and cases (issue 6; owned by fleet/alerts) ---------
+    # What each threshold means: docs/alerts.md.
+    alert_missed_grace_s: int = Field(900, ge=0)  # after a point's window end
+    alert_deadline_grace_s: int = Field(0, ge=0)  # after the clearance deadline (日清)
+    alert_offline_after_s: int = Field(600, ge=60)  # terminal silent during a shift
+    alert_stationary_after_s: int = Field(1200, ge=60)  # stopped at no known site
+    alert_not_unloaded_grace_s: int = Field(3600, ge=0)  # after shift end, still loaded
+    alert_min_dwell_fraction: float = Field(0.5, gt=0, le=1)  # of service time, if no min_dwell_s
+    alert_station_min_dwell_fraction: float = Field(0.3, gt=0, le=1)  # of tipping time
+    alert_stop_speed_kmh: float = Field(5.0, gt=0, le=30)
+    alert_station_radius_m: float = Field(50.0, gt=0)
+    alert_depot_radius_m: float = Field(60.0, gt=0)
+    alert_hidden_visit_speed_kmh: float = Field(60.0, gt=0)
+    alert_case_due_h_high: float = Field(4.0, gt=0)  # 按期结案: time to close a case
+    alert_case_due_h_normal: float = Field(24.0, gt=0)
+    alert_escalation_repeat_h: float = Field(24.0, gt=0)
+    alert_worker_interval_s: float = Field(2.0, gt=0, le=60)
+    # Comma-separated http(s) URLs that receive new and escalated alerts as JSON.
+    alert_webhook_urls: str = ""
+    alert_webhook_secret: SecretStr | None = None  # signs each body (X-ClearDay-Signature)
+    alert_webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    alert_webhook_max_attempts: int = Field(8, ge=1, le=50)
+
+    @field_validator("alert_webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: str) -> str:
+        for url in value.replace(",", " ").split():
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"not an http(s) URL: {redact(url)!r}")
+        return value
+
+    @property
+    def alert_webhook_url_list(self) -> list[str]:
+        return self.alert_webhook_urls.replace(",", " ").split()
+
+    # --- end alerts block -----------------------------------------------------------
 
     @field_validator("timezone")
     @classmethod
