@@ -1,0 +1,1 @@
+"""Users, roles, district limits and API tokens."""

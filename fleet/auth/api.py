@@ -1,0 +1,99 @@
+"""/api/v1/auth (login, logout, me) and /api/v1/users (administration)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+
+from fleet.auth import service
+from fleet.auth.models import LoginIn, TokenOut, UserCreate, UserOut, UserPatch
+from fleet.auth.throttle import LoginThrottle
+from fleet.web.deps import Admin, Anyone, Conn, SettingsDep, now_utc
+from fleet.web.errors import ApiError, not_found
+
+router = APIRouter(tags=["auth"])
+UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.post("/auth/login", summary="Log in: exchange a username and password for a token")
+def login(request: Request, conn: Conn, settings: SettingsDep, body: LoginIn) -> TokenOut:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    wait_s = throttle.retry_after_s(body.username)
+    if wait_s:
+        raise ApiError(
+            429,
+            f"too many failed logins for this user; try again in {wait_s:.0f} s",
+            headers={"Retry-After": str(int(wait_s))},
+        )
+    user = service.authenticate(conn, username=body.username, password=body.password)
+    if user is None:
+        throttle.failed(body.username)
+        raise ApiError(401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+    throttle.succeeded(body.username)
+    issued = service.issue_token(
+        conn,
+        user_id=user.user_id,
+        now=now_utc(),
+        ttl_s=settings.auth_token_ttl_s,
+        user_agent=request.headers.get("user-agent"),
+    )
+    return TokenOut(access_token=issued.token, expires_at=issued.expires_at, user=user)
+
+
+@router.post("/auth/logout", status_code=204, summary="Log out: revoke the token of this request")
+def logout(conn: Conn, principal: Anyone) -> None:
+    service.revoke_token(conn, token_hash=principal.token_hash, now=now_utc())
+
+
+@router.get("/auth/me", summary="The user of this token")
+def me(conn: Conn, principal: Anyone) -> UserOut:
+    return service.get_user(conn, user_id=principal.user_id)
+
+
+@router.get("/users", summary="List users")
+def list_users(conn: Conn, principal: Admin) -> list[UserOut]:
+    return service.list_users(conn)
+
+
+@router.post("/users", status_code=201, summary="Create a user")
+def create_user(conn: Conn, principal: Admin, body: UserCreate) -> UserOut:
+    try:
+        return service.create_user(
+            conn,
+            username=body.username,
+            password=body.password,
+            role=body.role,
+            districts=body.districts,
+            display_name=body.display_name,
+        )
+    except service.DuplicateUser as exc:
+        raise ApiError(409, str(exc)) from None
+    except service.AuthError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+@router.get("/users/{user_id}", summary="Get a user")
+def get_user(conn: Conn, principal: Admin, user_id: UserId) -> UserOut:
+    try:
+        return service.get_user(conn, user_id=user_id)
+    except LookupError:
+        raise not_found("user", user_id) from None
+
+
+@router.patch(
+    "/users/{user_id}",
+    summary="Change a user (a new password, role or districts, or deactivation, revokes "
+    "the user's tokens)",
+)
+def update_user(conn: Conn, principal: Admin, user_id: UserId, body: UserPatch) -> UserOut:
+    if user_id == principal.user_id and (body.active is False or body.role not in (None, "admin")):
+        raise ApiError(409, "you cannot demote or deactivate yourself")
+    try:
+        return service.update_user(
+            conn, user_id=user_id, now=now_utc(), **body.model_dump(exclude_unset=True)
+        )
+    except LookupError:
+        raise not_found("user", user_id) from None
+    except service.AuthError as exc:
+        raise ApiError(422, str(exc)) from None

@@ -1,0 +1,1 @@
+"""Depots (车场): where trucks start and end the day."""

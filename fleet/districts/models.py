@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel
+
+from fleet.web.fields import DistrictId, Name
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai"
+        ) from exc
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_zone)]
+
+
+class DistrictIn(BaseModel):
+    district_id: DistrictId
+    name: Name
+    timezone: TimeZone = "Asia/Shanghai"
+
+
+class DistrictPatch(BaseModel):
+    name: Name | None = None
+    timezone: TimeZone | None = None
+
+
+class District(BaseModel):
+    district_id: str
+    name: str
+    timezone: str
+    created_at: datetime
+    points: int
+    trucks: int

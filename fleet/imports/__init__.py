@@ -1,0 +1,1 @@
+"""Bulk import over the API, through the same validation as `clearday import`."""

@@ -1,0 +1,1 @@
+"""Where the trucks are: latest positions, tracks, and the live stream."""

@@ -1,0 +1,204 @@
+"""Latest positions with their display status, and the live feed behind the SSE stream.
+
+One `LiveFeed` per app polls the latest fix of every truck once per interval — only
+while someone is listening — and hands each subscriber the trucks that changed in
+the districts it may see. One query per interval serves any number of dashboards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from fleet.positions import repo
+from fleet.positions.models import LatestPosition
+from fleet.positions.status import (
+    DEPOT_RADIUS_M,
+    STATION_RADIUS_M,
+    Site,
+    SiteIndex,
+    classify,
+)
+
+log = logging.getLogger(__name__)
+SITES_MAX_AGE_S = 60.0
+SUBSCRIBER_QUEUE = 100  # updates a slow client may fall behind before it is resynced
+
+
+class SiteCache:
+    """The site index, rebuilt from the database at most once a minute."""
+
+    def __init__(self, max_age_s: float = SITES_MAX_AGE_S) -> None:
+        self._index = SiteIndex(())
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+        self.max_age_s = max_age_s
+
+    def get(self, conn: psycopg.Connection) -> SiteIndex:
+        if time.monotonic() - self._loaded_at < self.max_age_s:
+            return self._index
+        with self._lock:
+            if time.monotonic() - self._loaded_at >= self.max_age_s:
+                rows = repo.sites(
+                    conn, station_radius_m=STATION_RADIUS_M, depot_radius_m=DEPOT_RADIUS_M
+                )
+                self._index = SiteIndex(Site(*row) for row in rows)
+                self._loaded_at = time.monotonic()
+        return self._index
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+
+def latest_positions(
+    conn: psycopg.Connection,
+    *,
+    districts: list[str] | None,
+    now: datetime,
+    offline_after_s: float,
+    sites: SiteCache,
+) -> list[LatestPosition]:
+    index = sites.get(conn)
+    result = []
+    for row in repo.latest(conn, districts=districts):
+        status, site_id = classify(
+            recorded_at=row["recorded_at"],
+            lat=row["lat"],
+            lon=row["lon"],
+            speed_kmh=row["speed_kmh"],
+            accuracy_m=row["accuracy_m"],
+            now=now,
+            offline_after_s=offline_after_s,
+            sites=index,
+        )
+        age = (now - row["recorded_at"]).total_seconds() if row["recorded_at"] else None
+        del row["depot_id"]
+        result.append(LatestPosition(**row, status=status, site_id=site_id, age_s=age))
+    return result
+
+
+@dataclass(eq=False)
+class Subscriber:
+    districts: frozenset[str] | None
+    queue: asyncio.Queue[tuple[str, list[dict[str, Any]]] | None] = field(
+        default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)
+    )
+    needs_snapshot: bool = True
+
+    def sees(self, district_id: str) -> bool:
+        return self.districts is None or district_id in self.districts
+
+
+class LiveFeed:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        *,
+        poll_interval_s: float,
+        offline_after_s: float,
+        sites: SiteCache,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.pool = pool
+        self.poll_interval_s = poll_interval_s
+        self.offline_after_s = offline_after_s
+        self.sites = sites
+        self.clock = clock
+        self._subscribers: set[Subscriber] = set()
+        self._state: dict[str, dict[str, Any]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="live-feed")
+
+    async def stop(self) -> None:
+        for sub in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(None)
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def subscribe(self, districts: frozenset[str] | None) -> Subscriber:
+        sub = Subscriber(districts)
+        self._subscribers.add(sub)
+        self._wake.set()
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def _poll(self) -> dict[str, dict[str, Any]]:
+        with self.pool.connection() as conn:
+            positions = latest_positions(
+                conn,
+                districts=None,
+                now=self.clock(),
+                offline_after_s=self.offline_after_s,
+                sites=self.sites,
+            )
+        return {p.truck_id: p.model_dump(mode="json") for p in positions}
+
+    async def _run(self) -> None:
+        while True:
+            if not self._subscribers:
+                self._wake.clear()
+                await self._wake.wait()
+            started = time.monotonic()
+            try:
+                state = await anyio.to_thread.run_sync(self._poll)
+            except (psycopg.Error, OSError) as exc:  # keep going: the database may come back
+                log.warning("live feed: cannot read positions: %s", str(exc).splitlines()[0])
+                await asyncio.sleep(max(self.poll_interval_s, 2.0))
+                continue
+            self._publish(state)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(self.poll_interval_s - elapsed, 0.05))
+
+    def _publish(self, state: dict[str, dict[str, Any]]) -> None:
+        def moved(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+            return old is None or any(
+                old.get(k) != new.get(k) for k in ("recorded_at", "status", "site_id", "plate")
+            )
+
+        changed = [row for truck_id, row in state.items() if moved(self._state.get(truck_id), row)]
+        removed: list[dict[str, Any]] = [
+            {"truck_id": t, "removed": True} for t in self._state.keys() - state.keys()
+        ]
+        previous = self._state
+        self._state = state
+        for sub in list(self._subscribers):
+            if sub.needs_snapshot:
+                batch = [row for row in state.values() if sub.sees(row["district_id"])]
+                kind = "snapshot"
+            else:
+                batch = [row for row in changed if sub.sees(row["district_id"])]
+                batch += [r for r in removed if sub.sees(previous[r["truck_id"]]["district_id"])]
+                kind = "update"
+                if not batch:
+                    continue
+            try:
+                sub.queue.put_nowait((kind, batch))
+                sub.needs_snapshot = False
+            except asyncio.QueueFull:
+                # A client that stopped reading: drop its backlog and resync it.
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
+                sub.needs_snapshot = True

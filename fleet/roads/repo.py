@@ -1,0 +1,61 @@
+"""GeoJSON built in SQL: one round trip, no per-feature Python objects."""
+
+from __future__ import annotations
+
+import psycopg
+
+ROADS_SQL = """
+SELECT json_build_object(
+    'type', 'FeatureCollection',
+    'features', coalesce(json_agg(json_build_object(
+        'type', 'Feature',
+        'id', road_id,
+        'geometry', json_build_object('type', 'LineString', 'coordinates', coordinates),
+        'properties', json_build_object(
+            'district_id', district_id, 'road_class', road_class, 'speed_kmh', speed_kmh,
+            'oneway', oneway, 'narrow', narrow, 'length_m', round(length_m::numeric, 1))
+    ) ORDER BY road_id), '[]'::json))::text
+FROM road
+WHERE (%(districts)s::text[] IS NULL OR district_id = ANY(%(districts)s))
+"""
+
+SITES_SQL = """
+WITH sites AS (
+    SELECT 'depot' AS kind, depot_id AS id, district_id, name, lat, lon,
+           json_build_object() AS extra
+    FROM depot WHERE active
+    UNION ALL
+    SELECT 'station', station_id, district_id, name, lat, lon,
+           json_build_object('streams', streams::text[], 'opens_at', opens_at,
+                             'closes_at', closes_at)
+    FROM transfer_station WHERE active
+    UNION ALL
+    SELECT 'point', point_id, district_id, name, lat, lon,
+           json_build_object('stream', stream::text, 'daily_amount_kg', daily_amount_kg,
+                             'geofence_radius_m', geofence_radius_m,
+                             'access_class', access_class, 'window_start', window_start,
+                             'window_end', window_end)
+    FROM collection_point WHERE active
+)
+SELECT json_build_object(
+    'type', 'FeatureCollection',
+    'features', coalesce(json_agg(json_build_object(
+        'type', 'Feature',
+        'id', kind || ':' || id,
+        'geometry', json_build_object('type', 'Point', 'coordinates', json_build_array(lon, lat)),
+        'properties', json_build_object('kind', kind, 'id', id, 'district_id', district_id,
+                                        'name', name)::jsonb || extra::jsonb
+    ) ORDER BY kind, id), '[]'::json))::text
+FROM sites
+WHERE (%(districts)s::text[] IS NULL OR district_id = ANY(%(districts)s))
+"""
+
+
+def roads_geojson(conn: psycopg.Connection, *, districts: list[str] | None) -> str:
+    row = conn.execute(ROADS_SQL, {"districts": districts}).fetchone()
+    return str(row[0]) if row else '{"type":"FeatureCollection","features":[]}'
+
+
+def sites_geojson(conn: psycopg.Connection, *, districts: list[str] | None) -> str:
+    row = conn.execute(SITES_SQL, {"districts": districts}).fetchone()
+    return str(row[0]) if row else '{"type":"FeatureCollection","features":[]}'

@@ -1,0 +1,1 @@
+"""Transfer stations (中转站): where trucks unload."""

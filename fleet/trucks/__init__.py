@@ -1,0 +1,1 @@
+"""Collection trucks and their positioning terminals."""

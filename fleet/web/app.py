@@ -1,0 +1,317 @@
+"""The app factory: `create_app(settings)` builds the API (/api/v1), the health checks
+and the dashboard. The database pool and the live feed live for the app's lifespan."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import fastapi.routing
+import psycopg
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel
+
+from fleet.auth.models import ALL_ROLES
+from fleet.auth.throttle import LoginThrottle
+from fleet.config import Settings
+from fleet.positions.service import LiveFeed, SiteCache
+from fleet.web import errors
+from fleet.web.deps import Allow, Anyone, SettingsDep
+
+log = logging.getLogger("fleet.web")
+API_PREFIX = "/api/v1"
+VERSION = "0.1.0"
+
+# Routers of each domain, in the order they appear in the API docs. Domains built by
+# other teams (plans, alerts, reports) are included when their api module exists.
+ROUTER_MODULES = (
+    "fleet.auth.api",
+    "fleet.districts.api",
+    "fleet.depots.api",
+    "fleet.stations.api",
+    "fleet.points.api",
+    "fleet.trucks.api",
+    "fleet.imports.api",
+    "fleet.roads.api",
+    "fleet.positions.api",
+    "fleet.plans.api",
+    "fleet.alerts.api",
+    "fleet.reports.api",
+)
+
+
+def _routers() -> Iterator[APIRouter]:
+    for name in ROUTER_MODULES:
+        if importlib.util.find_spec(name.rsplit(".", 1)[0]) is None:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # that domain has no API yet
+            raise
+        yield module.router
+
+
+def _make_pool(settings: Settings) -> ConnectionPool:
+    def configure(conn: psycopg.Connection) -> None:
+        conn.autocommit = True
+
+    pool = ConnectionPool(
+        settings.database_dsn(),
+        min_size=2,
+        max_size=settings.http_db_pool_size,
+        open=False,
+        configure=configure,
+        # Discard connections the server dropped (restart, failover) at checkout
+        # instead of failing one request per stale connection.
+        check=ConnectionPool.check_connection,
+        kwargs={"connect_timeout": 5, "application_name": "clearday-api"},
+        timeout=10.0,
+        name="clearday-api",
+    )
+    pool.open(wait=True, timeout=15)
+    return pool
+
+
+class MapConfig(BaseModel):
+    tile_url: str | None
+    tile_attribution: str
+    tile_crs: str
+
+
+class ClientConfig(BaseModel):
+    version: str
+    timezone: str
+    offline_after_s: int
+    map: MapConfig
+
+
+def _allows(dependant: Dependant) -> Iterator[Allow]:
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, Allow):
+            yield dep.call
+        yield from _allows(dep)
+
+
+def api_routes(app: FastAPI) -> Iterator[tuple[str, APIRoute]]:
+    """(full path, route) of every API route. FastAPI >= 0.16x keeps included routers
+    nested (`iter_route_contexts` flattens them); older versions flatten on include."""
+    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_contexts is None:
+        for route in app.routes:
+            if isinstance(route, APIRoute):
+                yield route.path_format, route
+        return
+    for context in iter_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            yield str(context.path_format), route
+
+
+def route_roles(route: APIRoute) -> frozenset[str] | None:
+    """The roles a route admits, or None for a public route."""
+    allows = list(_allows(route.dependant))
+    if not allows:
+        return None
+    roles = frozenset(ALL_ROLES)
+    for allow in allows:
+        roles &= allow.roles
+    return frozenset(r.value for r in roles)
+
+
+def _csp(settings: Settings) -> str:
+    img = "'self' data: blob:"
+    if settings.map_tile_url:
+        parts = urlsplit(settings.map_tile_url.replace("{s}", "a"))
+        if parts.scheme in ("http", "https") and parts.hostname:
+            host = (
+                parts.netloc.replace("a.", "*.", 1)
+                if "{s}" in settings.map_tile_url
+                else parts.netloc
+            )
+            img += f" {parts.scheme}://{host}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        f"img-src {img}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = _make_pool(settings)
+        app.state.live_feed = LiveFeed(
+            app.state.pool,
+            poll_interval_s=settings.live_poll_interval_s,
+            offline_after_s=settings.live_offline_after_s,
+            sites=app.state.sites,
+        )
+        app.state.live_feed.start()
+        try:
+            yield
+        finally:
+            await app.state.live_feed.stop()
+            app.state.pool.close()
+
+    app = FastAPI(
+        title="ClearDay API",
+        version=VERSION,
+        description="Fleet tracking, route planning and 日产日清 supervision for municipal "
+        "waste collection. Log in with POST /api/v1/auth/login and send the token as "
+        "`Authorization: Bearer <token>`. Errors are `application/problem+json`.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sites = SiteCache()
+    app.state.login_throttle = LoginThrottle()
+    errors.install(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+
+    @api.get("/config", tags=["dashboard"], summary="Settings the dashboard needs")
+    def client_config(principal: Anyone, settings: SettingsDep) -> ClientConfig:
+        return ClientConfig(
+            version=VERSION,
+            timezone=settings.timezone,
+            offline_after_s=settings.live_offline_after_s,
+            map=MapConfig(
+                tile_url=settings.map_tile_url,
+                tile_attribution=settings.map_tile_attribution,
+                tile_crs=settings.map_tile_crs,
+            ),
+        )
+
+    for router in _routers():
+        api.include_router(router)
+    app.include_router(api)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The database answers",
+        responses=errors.problem_responses(503),
+    )
+    def readyz(request: Request) -> Response:
+        pool: ConnectionPool = request.app.state.pool
+        try:
+            with pool.connection(timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            return errors.problem(503, f"database not ready: {type(exc).__name__}")
+        return JSONResponse({"status": "ready"})
+
+    _mount_dashboard(app, settings)
+    _customize_openapi(app)
+    return app
+
+
+def _mount_dashboard(app: FastAPI, settings: Settings) -> None:
+    static = resources.files("fleet.web") / "static"
+    csp = _csp(settings)
+    headers = {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",
+    }
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path.startswith(API_PREFIX):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(str(static / "index.html"), headers=headers)
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+
+def _customize_openapi(app: FastAPI) -> None:
+    """Document what every route really answers: problem+json errors, and the roles
+    that may call it (`x-roles`)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = errors.Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        for name, sub in components["Problem"].pop("$defs", {}).items():
+            components[name] = sub
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        for path, route in api_routes(app):
+            if not route.include_in_schema:
+                continue
+            roles = route_roles(route)
+            for method in route.methods or ():
+                operation = schema["paths"].get(path, {}).get(method.lower())
+                if operation is None:
+                    continue
+                responses = operation.setdefault("responses", {})
+                statuses: set[int] = set()
+                if roles is not None:
+                    statuses |= {401, 403}
+                    operation["x-roles"] = sorted(roles)
+                    operation["description"] = (
+                        operation.get("description", "") + f"\n\nRoles: {', '.join(sorted(roles))}."
+                    ).strip()
+                if route.dependant.path_params:
+                    statuses.add(404)
+                if route.dependant.body_params and path != f"{API_PREFIX}/auth/login":
+                    statuses.add(409)
+                if path == f"{API_PREFIX}/auth/login":
+                    statuses |= {401, 429}
+                if (
+                    route.dependant.query_params
+                    or route.dependant.path_params
+                    or route.dependant.body_params
+                ):
+                    statuses.add(422)
+                for status in sorted(statuses):
+                    entry = responses.setdefault(
+                        str(status), {"description": errors._TITLES.get(status, "Error")}
+                    )
+                    entry["content"] = {errors.PROBLEM_JSON: {"schema": problem_ref}}
+                if "422" in responses:
+                    responses["422"]["content"] = {errors.PROBLEM_JSON: {"schema": problem_ref}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory fleet.web.app:app_from_env` (several workers)."""
+    return create_app(Settings())
