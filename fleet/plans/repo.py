@@ -1,0 +1,166 @@
+"""SQL for plans: reading a district's planning inputs, storing and reading plans."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+
+def seconds_of_day(value: time) -> int:
+    return value.hour * 3600 + value.minute * 60 + value.second
+
+
+def at_seconds(service_date: date, seconds: float, tz: ZoneInfo) -> datetime:
+    """Local midnight of the service date plus `seconds` (may run past midnight)."""
+    midnight = datetime.combine(service_date, time(0, 0), tzinfo=tz)
+    return midnight + timedelta(seconds=seconds)
+
+
+def district_inputs(conn: psycopg.Connection, district_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Active depots, stations, points, trucks and all roads of a district, as rows."""
+    queries = {
+        "depots": "SELECT depot_id, name, lat, lon FROM depot WHERE district_id = %s AND active ORDER BY depot_id",
+        "stations": """SELECT station_id, name, lat, lon, streams::text[] AS streams, opens_at, closes_at,
+                              tipping_time_s, daily_capacity_kg
+                       FROM transfer_station WHERE district_id = %s AND active ORDER BY station_id""",
+        "points": """SELECT point_id, name, lat, lon, stream::text AS stream, daily_amount_kg, service_time_s,
+                            window_start, window_end, access_class, schedule
+                     FROM collection_point WHERE district_id = %s AND active ORDER BY point_id""",
+        "trucks": """SELECT truck_id, plate, truck_type, capacity_kg, streams::text[] AS streams, depot_id,
+                            shift_start, shift_end, max_route_duration_s, break_duration_s,
+                            break_earliest, break_latest, can_enter_narrow
+                     FROM truck WHERE district_id = %s AND active ORDER BY truck_id""",
+        "roads": """SELECT road_id, from_node, to_node, road_class, speed_kmh, oneway, narrow, length_m,
+                           coordinates
+                    FROM road WHERE district_id = %s ORDER BY road_id""",
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        return {kind: cur.execute(sql, (district_id,)).fetchall() for kind, sql in queries.items()}
+
+
+def district_exists(conn: psycopg.Connection, district_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM district WHERE district_id = %s", (district_id,)).fetchone()
+    return row is not None
+
+
+def insert_plan(
+    conn: psycopg.Connection,
+    *,
+    district_id: str,
+    service_date: date,
+    document: dict[str, Any],
+    stats: dict[str, Any],
+    stops: list[dict[str, Any]],
+    unassigned: list[tuple[str, str]],
+    seed: int,
+    time_limit_s: float | None,
+    created_by: str | None,
+    replaces_plan_id: int | None = None,
+) -> int:
+    """Store a plan with its stop rows in one transaction; returns its id."""
+    with conn.transaction():
+        row = conn.execute(
+            """INSERT INTO plan (district_id, service_date, replaces_plan_id, seed, time_limit_s,
+                                 stats, document, created_by)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING plan_id""",
+            (district_id, service_date, replaces_plan_id, seed, time_limit_s, Jsonb(stats),
+             Jsonb(document), created_by),
+        ).fetchone()  # fmt: skip
+        assert row is not None
+        plan_id = int(row[0])
+        with conn.cursor() as cur:
+            with cur.copy(
+                """COPY plan_stop (plan_id, truck_id, seq, kind, point_id, station_id, depot_id,
+                                   arrival_at, departure_at, load_after_kg, distance_from_prev_m)
+                   FROM STDIN"""
+            ) as copy:
+                for stop in stops:
+                    copy.write_row(
+                        (plan_id, stop["truck_id"], stop["seq"], stop["kind"], stop.get("point_id"),
+                         stop.get("station_id"), stop.get("depot_id"), stop["arrival_at"],
+                         stop["departure_at"], stop["load_after_kg"], stop["distance_from_prev_m"])
+                    )  # fmt: skip
+            if unassigned:
+                cur.executemany(
+                    "INSERT INTO plan_unassigned (plan_id, point_id, reason) VALUES (%s, %s, %s)",
+                    [(plan_id, point_id, reason) for point_id, reason in unassigned],
+                )
+    return plan_id
+
+
+def get_plan(conn: psycopg.Connection, plan_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT plan_id, district_id, service_date, status, replaces_plan_id, seed, time_limit_s,
+                      stats, document, created_by, created_at, published_at
+               FROM plan WHERE plan_id = %s""",
+            (plan_id,),
+        ).fetchone()
+
+
+def latest_plan_id(conn: psycopg.Connection, district_id: str, service_date: date) -> int | None:
+    """The published plan of the day, else the newest draft."""
+    row = conn.execute(
+        """SELECT plan_id FROM plan WHERE district_id = %s AND service_date = %s AND status <> 'superseded'
+           ORDER BY (status = 'published') DESC, created_at DESC LIMIT 1""",
+        (district_id, service_date),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def publish(conn: psycopg.Connection, plan_id: int) -> None:
+    """Make this plan the day's published plan; the previous one becomes superseded."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT district_id, service_date FROM plan WHERE plan_id = %s FOR UPDATE", (plan_id,)
+        ).fetchone()
+        if row is None:
+            raise LookupError(f"plan {plan_id} does not exist")
+        conn.execute(
+            """UPDATE plan SET status = 'superseded'
+               WHERE district_id = %s AND service_date = %s AND status = 'published' AND plan_id <> %s""",
+            (row[0], row[1], plan_id),
+        )
+        conn.execute(
+            "UPDATE plan SET status = 'published', published_at = now() WHERE plan_id = %s",
+            (plan_id,),
+        )
+
+
+def create_job(
+    conn: psycopg.Connection, *, district_id: str, service_date: date, requested_by: str | None
+) -> int:
+    row = conn.execute(
+        "INSERT INTO plan_job (district_id, service_date, requested_by) VALUES (%s, %s, %s) RETURNING job_id",
+        (district_id, service_date, requested_by),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def update_job(
+    conn: psycopg.Connection,
+    job_id: int,
+    *,
+    state: str,
+    progress: float,
+    message: str | None = None,
+    plan_id: int | None = None,
+) -> None:
+    conn.execute(
+        """UPDATE plan_job SET state = %s, progress = %s, message = coalesce(%s, message),
+                               plan_id = coalesce(%s, plan_id),
+                               finished_at = CASE WHEN %s IN ('done', 'failed') THEN now() END
+           WHERE job_id = %s""",
+        (state, progress, message, plan_id, state, job_id),
+    )
+
+
+def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM plan_job WHERE job_id = %s", (job_id,)).fetchone()
