@@ -684,7 +684,7 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
 
     # 4. transfer stations towards the edge, depots in between
     n_stations = 2 + config.n_points // 2000
-    n_depots = max(1, math.ceil(config.n_trucks / 25))
+    n_depots = max(1, min(math.ceil(config.n_trucks / 25), math.ceil(config.n_points / 250)))
     station_nodes = [place_on(main_roads, outer=True)[0] for _ in range(n_stations)]
     depot_nodes = [place_on(main_roads, outer=False)[0] for _ in range(n_depots)]
 
