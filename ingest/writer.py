@@ -160,6 +160,7 @@ class BatchWriter:
         self._trucks: dict[str, str] = {}
         self._unknown_checked: dict[str, float] = {}
         self._last_error_log = 0.0
+        self.unknown_recheck_s = UNKNOWN_TERMINAL_RECHECK_S
 
     # ------------------------------------------------------------------ connection
 
@@ -214,8 +215,8 @@ class BatchWriter:
             t
             for t in terminal_ids
             if t not in self._trucks
-            and now - self._unknown_checked.get(t, -UNKNOWN_TERMINAL_RECHECK_S)
-            >= UNKNOWN_TERMINAL_RECHECK_S
+            and now - self._unknown_checked.get(t, -self.unknown_recheck_s)
+            >= self.unknown_recheck_s
         ]
         if missing:
 
