@@ -1,0 +1,362 @@
+"""The clearance ledger (日产日清): one verdict per collection point due on a day.
+
+Pure functions over the day's due points, visits and trucks' coverage; the worker
+loads those from the database and writes the verdicts back.
+
+Verdicts:
+
+- ``cleared``: some truck stayed at the point for at least its minimum dwell, or a
+  bin-lift / RFID event names the point while that truck's GPS was silent;
+- ``partial``: the point was visited, but every stay was shorter than the dwell;
+- ``missed``: not visited (or only driven past) by the verdict time — the end of the
+  point's window, capped at the clearance deadline, plus a grace period;
+- ``unverifiable``: not cleared, but the planned truck's terminal was silent long
+  enough, and near enough in time and space, that a visit could hide in the silence;
+- ``pending``: not cleared yet and the verdict time has not come (or the truck is at
+  the point right now).
+
+A cleared point's load counts as **delivered** only once the truck that collected it
+unloads at a transfer station (a long enough stay there, or a weighbridge ticket). A
+truck that parks at a depot, or whose shift ends, with that load breaks 日清 for the
+point too (``delivery = not_delivered``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from fleet.alerts.geo import haversine_m
+from fleet.alerts.visits import Gap, Visit
+
+LedgerStatus = Literal["pending", "cleared", "partial", "missed", "unverifiable"]
+Delivery = Literal["none", "on_truck", "delivered", "not_delivered"]
+LEDGER_STATUSES: tuple[LedgerStatus, ...] = (
+    "pending",
+    "cleared",
+    "partial",
+    "missed",
+    "unverifiable",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerParams:
+    missed_grace_s: float = 900.0
+    # After shift end, a truck still carrying a load is taken to have parked with it.
+    unload_grace_s: float = 3600.0
+    # The fastest a truck could have driven to a point and back during a silence.
+    hidden_visit_speed_kmh: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class DuePoint:
+    point_id: str
+    district_id: str
+    service_date: date
+    lat: float
+    lon: float
+    radius_m: float
+    min_dwell_s: float
+    window_start_at: datetime
+    window_end_at: datetime
+    deadline_at: datetime
+    stream: str = "mixed"
+    planned_truck_id: str | None = None
+    plan_id: int | None = None
+    planned_seq: int | None = None
+    planned_arrival_at: datetime | None = None
+    unassigned_reason: str | None = None
+
+    def verdict_at(self, grace_s: float) -> datetime:
+        """When an uncleared point becomes missed: window end (capped at the deadline) + grace."""
+        return min(self.window_end_at, self.deadline_at) + timedelta(seconds=grace_s)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedStop:
+    seq: int
+    kind: str  # start / point / station / break / end
+    site_id: str | None  # point, station or depot id
+    arrival_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TruckDay:
+    """One truck on one service date: its shift, what it reported, what it did."""
+
+    truck_id: str
+    district_id: str
+    service_date: date
+    depot_id: str
+    shift_start_at: datetime
+    shift_end_at: datetime
+    break_start_at: datetime
+    break_end_at: datetime  # latest break start + break duration
+    break_duration_s: float
+    first_fix_at: datetime | None = None
+    first_lat: float | None = None
+    first_lon: float | None = None
+    last_fix_at: datetime | None = None
+    last_lat: float | None = None
+    last_lon: float | None = None
+    gaps: tuple[Gap, ...] = ()
+    visits: tuple[Visit, ...] = ()  # this truck's visits on the day, by arrival
+    planned: tuple[PlannedStop, ...] = ()  # by seq; empty when the truck has no route
+
+    @property
+    def has_route(self) -> bool:
+        return any(s.kind == "point" for s in self.planned)
+
+    @property
+    def starts_at(self) -> datetime:
+        """When the truck's day begins: its planned start, else its shift start."""
+        return self.planned[0].arrival_at if self.planned else self.shift_start_at
+
+    def parked_home(self) -> Visit | None:
+        """The depot stay the track ends in after the day's work: home for the night."""
+        stays = [v for v in self.visits if v.kind == "stay"]
+        if not stays:
+            return None
+        last = stays[-1]
+        worked = any(v.site_kind in ("point", "station") for v in stays[:-1])
+        return last if last.site_kind == "depot" and last.is_open and worked else None
+
+    def at_depot_during(self, start: datetime, end: datetime) -> bool:
+        """Was the truck in one depot stay from `start` to `end` (parked, terminal asleep)?"""
+        return any(
+            v.kind == "stay"
+            and v.site_kind == "depot"
+            and v.arrived_at <= start
+            and end <= v.departed_at
+            for v in self.visits
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    due: DuePoint
+    status: LedgerStatus
+    reason: str | None = None
+    cleared_at: datetime | None = None
+    cleared_by_truck_id: str | None = None
+    dwell_s: float | None = None
+    delivery: Delivery = "none"
+    delivered_at: datetime | None = None
+    delivered_station_id: str | None = None
+    # A visit could be hiding in the planned truck's silence (so far).
+    coverage_hole: bool = False
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def point_id(self) -> str:
+        return self.due.point_id
+
+
+def is_unload(visit: Visit, station_min_dwell_s: Mapping[str, float]) -> bool:
+    if visit.site_kind != "station":
+        return False
+    if visit.has_event("weighbridge"):
+        return True
+    return visit.kind == "stay" and visit.dwell_s >= station_min_dwell_s.get(
+        visit.site_id or "", 0.0
+    )
+
+
+def is_clearing(visit: Visit, min_dwell_s: float) -> bool:
+    if visit.site_kind != "point":
+        return False
+    if visit.kind == "stay":
+        return visit.dwell_s >= min_dwell_s
+    return visit.kind == "event" and visit.has_event("bin_lift", "rfid")
+
+
+def parked_after(day: TruckDay, after: datetime) -> Visit | None:
+    """The first stay at a depot that began after `after`: the truck is back home."""
+    for v in day.visits:
+        if v.kind == "stay" and v.site_kind == "depot" and v.arrived_at >= after:
+            return v
+    return None
+
+
+def compute(
+    due: Iterable[DuePoint],
+    visits_at: Mapping[str, Sequence[Visit]],
+    trucks: Mapping[str, TruckDay],
+    station_min_dwell_s: Mapping[str, float],
+    now: datetime,
+    params: LedgerParams | None = None,
+) -> list[Verdict]:
+    """One verdict per due point, as things stand at `now`."""
+    p = params or LedgerParams()
+    return [
+        verdict(point, visits_at.get(point.point_id, ()), trucks, station_min_dwell_s, now, p)
+        for point in due
+    ]
+
+
+def verdict(
+    point: DuePoint,
+    visits: Sequence[Visit],
+    trucks: Mapping[str, TruckDay],
+    station_min_dwell_s: Mapping[str, float],
+    now: datetime,
+    p: LedgerParams,
+) -> Verdict:
+    visits = sorted((v for v in visits if v.arrived_at <= now), key=lambda v: v.arrived_at)
+    clearing = [v for v in visits if is_clearing(v, point.min_dwell_s)]
+    if clearing:
+        return _cleared(point, clearing[0], visits, trucks, station_min_dwell_s, now, p)
+
+    short = [v for v in visits if v.kind == "stay" and not v.is_open]
+    passes = [v for v in visits if v.kind == "pass"]
+    here_now = [v for v in visits if v.kind == "stay" and v.is_open]
+    planned = trucks.get(point.planned_truck_id) if point.planned_truck_id else None
+    verdict_at = point.verdict_at(p.missed_grace_s)
+    hole = False
+    if point.planned_truck_id is not None:
+        hole = planned is None or hidden_visit_possible(
+            point, planned, until=min(now, max(verdict_at, point.deadline_at)), p=p
+        )
+    evidence = {
+        "attempts": [visit_json(v) for v in (short + passes + here_now)[:10]],
+    }
+    if planned is not None and hole:
+        evidence["gaps"] = [
+            {"start_at": g.start_at.isoformat(), "end_at": g.end_at.isoformat()}
+            for g in planned.gaps
+            if g.end_at >= point.window_start_at and g.start_at <= verdict_at
+        ][:10]
+
+    def result(status: LedgerStatus, reason: str | None) -> Verdict:
+        return Verdict(point, status, reason, coverage_hole=hole, evidence=evidence)
+
+    if here_now:
+        return result("pending", "at_point")
+    if now < verdict_at:
+        return result("pending", "too_short" if short else ("drive_by" if passes else None))
+    if point.planned_truck_id is not None and hole:
+        return result("unverifiable", "terminal_offline")
+    if short:
+        return result("partial", "too_short")
+    if passes:
+        return result("missed", "drive_by")
+    if point.planned_truck_id is None:
+        if point.unassigned_reason:
+            return result("missed", f"unassigned: {point.unassigned_reason}")
+        return result("missed", "not_planned")
+    return result("missed", "not_visited")
+
+
+def _cleared(
+    point: DuePoint,
+    visit: Visit,
+    visits: Sequence[Visit],
+    trucks: Mapping[str, TruckDay],
+    station_min_dwell_s: Mapping[str, float],
+    now: datetime,
+    p: LedgerParams,
+) -> Verdict:
+    reason = None
+    if visit.arrived_at > point.window_end_at:
+        reason = "late"
+    elif visit.departed_at < point.window_start_at:
+        reason = "early"
+    day = trucks.get(visit.truck_id)
+    delivery: Delivery = "on_truck"
+    delivered_at = None
+    station = None
+    if day is not None:
+        for v in day.visits:
+            if v.arrived_at >= visit.arrived_at and is_unload(v, station_min_dwell_s):
+                delivery, delivered_at, station = "delivered", v.arrived_at, v.site_id
+                break
+        else:
+            home = parked_after(day, visit.departed_at)
+            ended = now >= day.shift_end_at + timedelta(seconds=p.unload_grace_s)
+            if not visit.is_open and (home is not None or ended):
+                delivery = "not_delivered"
+    evidence: dict[str, Any] = {"visit": visit_json(visit)}
+    others = [v for v in visits if v is not visit and v.kind != "pass"]
+    if others:
+        evidence["other_visits"] = [visit_json(v) for v in others[:5]]
+    return Verdict(
+        point,
+        "cleared",
+        reason,
+        cleared_at=visit.arrived_at,
+        cleared_by_truck_id=visit.truck_id,
+        dwell_s=visit.dwell_s,
+        delivery=delivery,
+        delivered_at=delivered_at,
+        delivered_station_id=station,
+        evidence=evidence,
+    )
+
+
+def hidden_visit_possible(
+    point: DuePoint, day: TruckDay, *, until: datetime, p: LedgerParams
+) -> bool:
+    """Could the truck have served `point` unseen, in a silence of its terminal up to `until`?
+
+    A silence from fix a to fix b hides a visit only if the truck could drive from a to
+    the point, stay the minimum dwell and drive on to b in that time.
+    """
+    v_ms = p.hidden_visit_speed_kmh / 3.6
+    need = point.min_dwell_s
+    begin = day.starts_at
+    if day.first_fix_at is None or day.last_fix_at is None:
+        return (until - begin).total_seconds() >= need
+    stays = [v for v in day.visits if v.kind == "stay"]
+    woke_at_depot = (
+        bool(stays)
+        and stays[0].site_kind == "depot"
+        and stays[0].fixes > 0
+        and (stays[0].arrived_at <= day.first_fix_at + timedelta(seconds=60))
+    )
+
+    def far(lat: float | None, lon: float | None) -> float:
+        if lat is None or lon is None:
+            return 0.0
+        return max(0.0, haversine_m(lat, lon, point.lat, point.lon) - point.radius_m)
+
+    if day.first_fix_at > begin and not woke_at_depot:
+        span = (min(day.first_fix_at, until) - begin).total_seconds()
+        if span - need >= far(day.first_lat, day.first_lon) / v_ms:
+            return True
+    for gap in day.gaps:
+        if (
+            gap.end_at <= begin
+            or gap.start_at >= until
+            or day.at_depot_during(gap.start_at, gap.end_at)
+        ):
+            continue
+        travel = (far(gap.start_lat, gap.start_lon) + far(gap.end_lat, gap.end_lon)) / v_ms
+        if gap.duration_s - need >= travel:
+            return True
+    if day.last_fix_at < until and day.parked_home() is None:
+        span = (until - day.last_fix_at).total_seconds()
+        if span - need >= far(day.last_lat, day.last_lon) / v_ms:
+            return True
+    return False
+
+
+def visit_json(v: Visit) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "truck_id": v.truck_id,
+        "kind": v.kind,
+        "arrived_at": v.arrived_at.isoformat(),
+        "departed_at": v.departed_at.isoformat(),
+        "dwell_s": round(v.dwell_s, 1),
+    }
+    if v.distance_m is not None:
+        out["distance_m"] = v.distance_m
+    if v.speed_kmh is not None:
+        out["speed_kmh"] = v.speed_kmh
+    if v.is_open:
+        out["open"] = True
+    if v.evidence:
+        out["events"] = [e.as_json() for e in v.evidence]
+    return out

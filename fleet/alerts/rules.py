@@ -1,0 +1,413 @@
+"""Alert rules: pure functions of the day's ledger and trucks, and of `now`.
+
+Every rule returns the alerts whose condition holds at `now`, each with the moment
+the condition became true (``condition_at``) and a ``key`` naming the crossing. A
+rule says the same thing again on every evaluation while its condition holds; the
+alert table is unique on ``key``, so each crossing is raised exactly once (and a
+new crossing — a second silence of the same terminal — gets a new key).
+
+Rules:
+
+- ``missed``: a planned point not cleared by the end of its window (capped at the
+  clearance deadline) plus a grace period; not raised while a visit could be hiding
+  in the planned truck's silence (the ledger says ``unverifiable`` then).
+- ``drive_by``: the planned truck, at its turn for the point, drove past it or
+  stopped too briefly and went on — raised as soon as the truck is seen moving away.
+- ``not_cleared_by_deadline``: the 日清 violation: a due point not cleared by the
+  day's clearance deadline (higher severity).
+- ``not_unloaded``: a truck that collected and then parked at a depot (or whose
+  shift ended) without unloading at a transfer station.
+- ``offline``: during a planned shift, no fix for longer than a threshold.
+- ``stationary``: a stop at no known site longer than a threshold (a breakdown?);
+  the lunch break is allowed for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from fleet.alerts.geo import haversine_m
+from fleet.alerts.ledger import (
+    DuePoint,
+    TruckDay,
+    Verdict,
+    is_clearing,
+    is_unload,
+    parked_after,
+    visit_json,
+)
+from fleet.alerts.visits import Visit
+
+AlertKind = Literal[
+    "missed", "drive_by", "not_cleared_by_deadline", "not_unloaded", "offline", "stationary"
+]
+ALERT_KINDS: tuple[AlertKind, ...] = (
+    "missed",
+    "drive_by",
+    "not_cleared_by_deadline",
+    "not_unloaded",
+    "offline",
+    "stationary",
+)
+Severity = Literal["normal", "high"]
+SEVERITY: dict[AlertKind, Severity] = {
+    "missed": "normal",
+    "drive_by": "normal",
+    "not_cleared_by_deadline": "high",
+    "not_unloaded": "high",
+    "offline": "normal",
+    "stationary": "normal",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleParams:
+    missed_grace_s: float = 900.0
+    deadline_grace_s: float = 0.0
+    offline_after_s: float = 600.0
+    stationary_after_s: float = 1200.0
+    not_unloaded_grace_s: float = 3600.0
+    # A drive-by counts when the truck is at most this many planned stops short of
+    # the point (it has reached the stops just before it).
+    drive_by_turn_stops: int = 3
+    # ...and is confirmed once the truck is seen this long after the pass and this
+    # far from the point (or stopped somewhere else).
+    drive_by_confirm_s: float = 20.0
+    drive_by_confirm_m: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCandidate:
+    kind: AlertKind
+    key: str
+    district_id: str
+    service_date: date
+    condition_at: datetime
+    message: str
+    point_id: str | None = None
+    truck_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY[self.kind]
+
+    @property
+    def subject(self) -> str:
+        return f"point:{self.point_id}" if self.point_id else f"truck:{self.truck_id}"
+
+
+def _hm(at: datetime, tz: Any) -> str:
+    return at.astimezone(tz).strftime("%H:%M")
+
+
+def missed(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[AlertCandidate]:
+    out = []
+    for v in verdicts:
+        due = v.due
+        if due.planned_truck_id is None or v.status not in ("missed", "partial"):
+            continue
+        at = due.verdict_at(p.missed_grace_s)
+        if now < at:
+            continue
+        tz = due.window_end_at.tzinfo
+        what = (
+            "停留过短"
+            if v.status == "partial"
+            else ("车辆驶过未停" if v.reason == "drive_by" else "未到达")
+        )
+        out.append(
+            AlertCandidate(
+                kind="missed",
+                key=f"missed|{due.service_date}|{due.point_id}",
+                district_id=due.district_id,
+                service_date=due.service_date,
+                condition_at=at,
+                point_id=due.point_id,
+                truck_id=due.planned_truck_id,
+                message=(
+                    f"漏收：收集点 {due.point_id} 在作业时段结束（{_hm(min(due.window_end_at, due.deadline_at), tz)}）"
+                    f"后仍未清运（{what}，计划车辆 {due.planned_truck_id}）"
+                ),
+                details={"status": v.status, "reason": v.reason, **v.evidence},
+            )
+        )
+    return out
+
+
+def deadline(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[AlertCandidate]:
+    out = []
+    for v in verdicts:
+        due = v.due
+        at = due.deadline_at + timedelta(seconds=p.deadline_grace_s)
+        if now < at or v.status == "cleared" or v.coverage_hole:
+            continue
+        out.append(
+            AlertCandidate(
+                kind="not_cleared_by_deadline",
+                key=f"deadline|{due.service_date}|{due.point_id}",
+                district_id=due.district_id,
+                service_date=due.service_date,
+                condition_at=at,
+                point_id=due.point_id,
+                truck_id=due.planned_truck_id,
+                message=(
+                    f"日清未完成：收集点 {due.point_id} 截至 {_hm(due.deadline_at, due.deadline_at.tzinfo)} 未清运"
+                    + (
+                        f"（计划车辆 {due.planned_truck_id}）"
+                        if due.planned_truck_id
+                        else "（未排入计划）"
+                    )
+                ),
+                details={"status": v.status, "reason": v.reason},
+            )
+        )
+    return out
+
+
+def _progress_timeline(day: TruckDay) -> list[tuple[datetime, int]]:
+    """(time, seq): the planned stop the truck had reached by each stay's departure.
+
+    Stays are matched to planned stops in order: a stay at a site advances progress
+    to the first stop at that site after the current progress (a station visited
+    twice in a day is two stops). Stays elsewhere do not move it.
+    """
+    stops = [s for s in day.planned if s.site_id is not None]
+    progress = min((s.seq for s in day.planned), default=0) - 1  # before the start stop
+    out = [(day.shift_start_at - timedelta(days=1), progress)]
+    for v in day.visits:
+        if v.kind != "stay" or v.site_id is None:
+            continue
+        nxt = [s.seq for s in stops if s.site_id == v.site_id and s.seq > progress]
+        if nxt:
+            progress = min(nxt)
+            out.append((v.departed_at, progress))
+    return out
+
+
+def drive_by(
+    days: Iterable[TruckDay],
+    verdicts: Mapping[str, Verdict],
+    now: datetime,
+    p: RuleParams,
+) -> list[AlertCandidate]:
+    out = []
+    for day in days:
+        seq_of = {s.site_id: s.seq for s in day.planned if s.kind == "point" and s.site_id}
+        if not seq_of:
+            continue
+        timeline = _progress_timeline(day)
+        for v in day.visits:
+            if v.site_kind != "point" or v.site_id not in seq_of:
+                continue
+            verdict = verdicts.get(v.site_id)
+            if verdict is None or verdict.status == "cleared":
+                continue
+            if v.kind == "stay":
+                if v.is_open or is_clearing(v, verdict.due.min_dwell_s):
+                    continue
+                happened = v.departed_at
+            elif v.kind == "pass":
+                happened = v.arrived_at
+            else:
+                continue
+            if not _confirmed(day, v, happened, verdict.due, now, p):
+                continue
+            progress = max(s for t, s in timeline if t < v.arrived_at)
+            seq = seq_of[v.site_id]
+            if not (seq - p.drive_by_turn_stops <= progress < seq):
+                continue
+            tz = day.shift_start_at.tzinfo
+            what = (
+                "驶过未停车"
+                if v.kind == "pass"
+                else f"停留 {v.dwell_s:.0f} 秒，不足 {verdict.due.min_dwell_s:.0f} 秒"
+            )
+            out.append(
+                AlertCandidate(
+                    kind="drive_by",
+                    key=f"drive_by|{day.service_date}|{v.site_id}",
+                    district_id=verdict.due.district_id,
+                    service_date=day.service_date,
+                    condition_at=happened,
+                    point_id=v.site_id,
+                    truck_id=day.truck_id,
+                    message=f"未清运：车辆 {day.truck_id} 于 {_hm(happened, tz)} 在收集点 {v.site_id} {what}",
+                    details={"visit": visit_json(v), "planned_seq": seq, "progress_seq": progress},
+                )
+            )
+    return out
+
+
+def _confirmed(
+    day: TruckDay, v: Visit, happened: datetime, due: DuePoint, now: datetime, p: RuleParams
+) -> bool:
+    """Has the truck clearly gone on after this pass / short stop?"""
+    for later in day.visits:
+        if later.kind == "stay" and later.arrived_at > happened and later.site_id != v.site_id:
+            return True
+    if day.last_fix_at is None or day.last_lat is None or day.last_lon is None:
+        return False
+    if (day.last_fix_at - happened).total_seconds() < p.drive_by_confirm_s:
+        return False
+    return haversine_m(day.last_lat, day.last_lon, due.lat, due.lon) >= max(
+        p.drive_by_confirm_m, due.radius_m
+    )
+
+
+def not_unloaded(
+    days: Iterable[TruckDay],
+    min_dwell_s: Mapping[str, float],
+    station_min_dwell_s: Mapping[str, float],
+    now: datetime,
+    p: RuleParams,
+) -> list[AlertCandidate]:
+    out = []
+    for day in days:
+        collected = [
+            v for v in day.visits if v.site_id and is_clearing(v, min_dwell_s.get(v.site_id, 0.0))
+        ]
+        if not collected:
+            continue
+        last = max(collected, key=lambda v: v.departed_at)
+        if last.is_open:
+            continue
+        if any(
+            is_unload(v, station_min_dwell_s) and v.arrived_at >= last.arrived_at
+            for v in day.visits
+        ):
+            continue
+        home = parked_after(day, last.departed_at)
+        tz = day.shift_end_at.tzinfo
+        if home is not None:
+            at = home.arrived_at
+            how = f"{_hm(at, tz)} 回到车场"
+        else:
+            at = day.shift_end_at + timedelta(seconds=p.not_unloaded_grace_s)
+            stuck = any(v.kind == "stay" and v.is_open and v.site_kind is None for v in day.visits)
+            silent = (
+                day.last_fix_at is None
+                or (now - day.last_fix_at).total_seconds() > p.offline_after_s
+            )
+            if now < at or stuck or silent:
+                continue
+            how = "收班时"
+        out.append(
+            AlertCandidate(
+                kind="not_unloaded",
+                key=f"not_unloaded|{day.service_date}|{day.truck_id}",
+                district_id=day.district_id,
+                service_date=day.service_date,
+                condition_at=at,
+                truck_id=day.truck_id,
+                message=f"未卸载：车辆 {day.truck_id} 最后一次收运（{last.site_id}，{_hm(last.departed_at, tz)}）后未到中转站卸载，{how}仍载有垃圾",
+                details={
+                    "last_collection": visit_json(last),
+                    "parked": visit_json(home) if home else None,
+                },
+            )
+        )
+    return out
+
+
+def _end_of_activity(day: TruckDay) -> datetime:
+    """Shift end, or earlier when the truck is back at a depot for the day."""
+    end = day.shift_end_at
+    collected = [v for v in day.visits if v.kind == "stay" and v.site_kind in ("point", "station")]
+    if collected:
+        home = parked_after(day, max(v.departed_at for v in collected))
+        if home is not None:
+            end = min(end, home.arrived_at)
+    return end
+
+
+def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[AlertCandidate]:
+    out = []
+    limit = timedelta(seconds=p.offline_after_s)
+    for day in days:
+        if not day.has_route and day.first_fix_at is None:
+            continue  # an idle truck that never reported: nothing was expected of it
+        # The day starts when the route does (a plan may start after the shift opens).
+        begin = day.starts_at
+        end = min(_end_of_activity(day), now)
+        silences: list[tuple[datetime, datetime]] = []  # (silent since, heard again or None)
+        if day.first_fix_at is None:
+            silences.append((begin, now))
+        else:
+            if day.first_fix_at > begin:
+                silences.append((begin, day.first_fix_at))
+            silences += [(g.start_at, g.end_at) for g in day.gaps]
+            assert day.last_fix_at is not None
+            silences.append((day.last_fix_at, now))
+        tz = begin.tzinfo
+        for since, until in silences:
+            since = max(since, begin)
+            at = since + limit
+            if at > min(until, end):
+                continue
+            out.append(
+                AlertCandidate(
+                    kind="offline",
+                    key=f"offline|{day.service_date}|{day.truck_id}|{since.isoformat()}",
+                    district_id=day.district_id,
+                    service_date=day.service_date,
+                    condition_at=at,
+                    truck_id=day.truck_id,
+                    message=f"终端离线：车辆 {day.truck_id} 自 {_hm(since, tz)} 起超过 {p.offline_after_s / 60:.0f} 分钟无定位",
+                    details={"silent_since": since.isoformat()},
+                )
+            )
+    return out
+
+
+def stationary(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[AlertCandidate]:
+    out = []
+    for day in days:
+        end = _end_of_activity(day)
+        for v in day.visits:
+            if v.kind != "stay" or v.site_kind is not None or v.arrived_at >= end:
+                continue
+            limit = p.stationary_after_s
+            if v.arrived_at < day.break_end_at and v.departed_at > day.break_start_at:
+                limit += day.break_duration_s
+            at = v.arrived_at + timedelta(seconds=limit)
+            if at > min(now, v.departed_at if not v.is_open else now):
+                continue
+            tz = day.shift_start_at.tzinfo
+            out.append(
+                AlertCandidate(
+                    kind="stationary",
+                    key=f"stationary|{day.service_date}|{day.truck_id}|{v.arrived_at.astimezone(tz):%H:%M}",
+                    district_id=day.district_id,
+                    service_date=day.service_date,
+                    condition_at=at,
+                    truck_id=day.truck_id,
+                    message=f"异常停留：车辆 {day.truck_id} 自 {_hm(v.arrived_at, tz)} 起在非作业点停留超过 {limit / 60:.0f} 分钟（疑似故障）",
+                    details={"stay": visit_json(v)},
+                )
+            )
+    return out
+
+
+def evaluate(
+    verdicts: Sequence[Verdict],
+    days: Sequence[TruckDay],
+    station_min_dwell_s: Mapping[str, float],
+    now: datetime,
+    p: RuleParams | None = None,
+) -> list[AlertCandidate]:
+    """Every rule, in one list (the order of the rules above)."""
+    p = p or RuleParams()
+    by_point = {v.point_id: v for v in verdicts}
+    min_dwell = {v.point_id: v.due.min_dwell_s for v in verdicts}
+    return [
+        *missed(verdicts, now, p),
+        *drive_by(days, by_point, now, p),
+        *deadline(verdicts, now, p),
+        *not_unloaded(days, min_dwell, station_min_dwell_s, now, p),
+        *offline(days, now, p),
+        *stationary(days, now, p),
+    ]

@@ -1,0 +1,569 @@
+"""Visits from a truck's track: pure functions, no database.
+
+A truck's day of fixes becomes three kinds of record:
+
+- **stay**: the truck stood still (reported speed at most ``stop_speed_kmh``, or, for
+  terminals that send no speed, fixes that do not move beyond their own noise). A
+  stay is matched to the nearest site (collection point, transfer station, depot)
+  whose geofence holds the stay's *median* position. Matching the median of many
+  noisy fixes, instead of testing each fix against the fence, is what keeps a truck
+  parked at the fence edge from flickering in and out: 15 m of noise on ten fixes
+  moves their median by about 5 m. A stay that matches no site is an off-route stop.
+- **pass**: the track crossed a collection point's fence without stopping. It is
+  measured on the segments between fixes (a truck at 30 km/h covers 83 m between
+  two fixes 10 s apart, so often no single fix lies inside a 30 m fence). A pass is
+  reported only once the truck is seen clearly beyond the fence again, and never
+  when it is the approach to or departure from a stay at the same point.
+- **event**: a bin-lift / RFID read naming a point while the GPS was silent, or a
+  weighbridge ticket at a station that no stay explains. Events that fall inside a
+  stay are attached to it as corroborating evidence instead.
+
+Dwell is estimated as the time between the midpoints of the gaps around the stay
+(the truck arrived somewhere between the last moving fix and the first stopped
+one), which is unbiased for evenly spaced fixes; each end adds at most half of
+``edge_cap_s``.
+
+Everything here is deterministic in its inputs, so re-running a day, or a window of
+it, gives the same records (see ``worker`` for the windowed re-run).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from statistics import median
+from typing import Any, Literal
+
+from fleet.alerts.geo import GridIndex, Projection, segment_closest
+
+SiteKind = Literal["point", "station", "depot"]
+VisitKind = Literal["stay", "pass", "event"]
+EventKind = Literal["bin_lift", "rfid", "weighbridge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A place a truck may be at: its geofence and the dwell that counts as service."""
+
+    kind: SiteKind
+    site_id: str
+    lat: float
+    lon: float
+    radius_m: float
+    min_dwell_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    at: datetime
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    accuracy_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    at: datetime
+    kind: EventKind
+    point_id: str | None = None
+    station_id: str | None = None
+    rfid_tag: str | None = None
+    weight_kg: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "at": self.at.isoformat()}
+        for name in ("point_id", "station_id", "rfid_tag", "weight_kg"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    truck_id: str
+    kind: VisitKind
+    site_kind: SiteKind | None  # None: an off-route stop
+    site_id: str | None
+    arrived_at: datetime
+    departed_at: datetime
+    dwell_s: float
+    fixes: int
+    distance_m: float | None = None  # stay: median position to site; pass: closest approach
+    speed_kmh: float | None = None  # highest reported speed during the visit
+    is_open: bool = False  # the track ends inside this stay: the truck is still there
+    evidence: tuple[DeviceEvent, ...] = ()
+
+    def has_event(self, *kinds: EventKind) -> bool:
+        return any(e.kind in kinds for e in self.evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """No fix between two consecutive fixes for longer than ``gap_min_s``."""
+
+    start_at: datetime
+    end_at: datetime
+    start_lat: float
+    start_lon: float
+    end_lat: float
+    end_lon: float
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_at - self.start_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    visits: tuple[Visit, ...]
+    gaps: tuple[Gap, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VisitParams:
+    """Tuning of the detector; each constant carries its unit."""
+
+    stop_speed_kmh: float = 5.0
+    # Fixes of one stay lie within this of the stay's running mean position.
+    stay_radius_m: float = 50.0
+    # Without reported speed: a fix is still when its neighbours are this close (or
+    # 2.5 × its accuracy, whichever is larger).
+    still_jitter_m: float = 25.0
+    # Neighbours further apart in time than this say nothing about each other.
+    max_gap_s: float = 120.0
+    # A stay continues over a silence up to this long when the truck is in the same
+    # place on both sides of it.
+    max_parked_gap_s: float = 900.0
+    # Moving fixes tolerated inside a stay (speed spikes) when they stay put.
+    spike_fixes: int = 1
+    edge_cap_s: float = 30.0
+    default_accuracy_m: float = 15.0
+    min_match_margin_m: float = 5.0
+    max_match_margin_m: float = 25.0
+    # Stays at the same site closer than this are one visit (the truck repositioned).
+    merge_gap_s: float = 120.0
+    # Passes: segments longer than this in time are not interpolated.
+    pass_max_gap_s: float = 60.0
+    pass_margin_m: float = 20.0
+    # A pass is final once a fix at least this long after it lies beyond the fence.
+    pass_settle_s: float = 20.0
+    # A pass this close in time to a stay at the same point is its approach/departure.
+    pass_stay_adjacent_s: float = 60.0
+    # Events within this of a stay belong to it.
+    event_slack_s: float = 60.0
+    # An event is "in a GPS gap" when no fix lies within this of it.
+    event_gap_s: float = 60.0
+    # Event-only visits: events at the same site closer than this are one visit.
+    event_merge_s: float = 600.0
+    gap_min_s: float = 60.0
+
+
+class SiteIndex:
+    """The sites of a district, projected and gridded for fast 'what is near here'."""
+
+    def __init__(self, sites: Iterable[Site]) -> None:
+        self.sites = tuple(sites)
+        ref = median(s.lat for s in self.sites) if self.sites else 0.0
+        self.proj = Projection(ref)
+        self._items = [_PSite(*self.proj.xy(s.lat, s.lon), s) for s in self.sites]
+        self.max_radius_m = max((s.radius_m for s in self.sites), default=0.0)
+        self.grid: GridIndex[_PSite] = GridIndex(self._items, cell_m=200.0)
+        self.by_key = {(s.kind, s.site_id): s for s in self.sites}
+
+    def get(self, kind: SiteKind, site_id: str) -> Site | None:
+        return self.by_key.get((kind, site_id))
+
+
+@dataclass(frozen=True, slots=True)
+class _PSite:
+    x: float
+    y: float
+    site: Site
+
+
+@dataclass(slots=True)
+class _Stay:
+    idx: list[int]
+    arrived: float
+    departed: float
+    is_open: bool
+    x: float
+    y: float
+    site: Site | None = None
+    distance_m: float | None = None
+    max_speed: float | None = None
+    events: list[DeviceEvent] = field(default_factory=list)
+
+
+def detect(
+    truck_id: str,
+    fixes: Sequence[Fix],
+    events: Sequence[DeviceEvent],
+    sites: SiteIndex,
+    params: VisitParams | None = None,
+) -> Detection:
+    """Stays, passes and event-only visits of one truck's track, sorted by arrival."""
+    p = params or VisitParams()
+    track = _clean(fixes)
+    n = len(track)
+    proj = sites.proj
+    ts = [f.at.timestamp() for f in track]
+    xs: list[float] = []
+    ys: list[float] = []
+    for f in track:
+        x, y = proj.xy(f.lat, f.lon)
+        xs.append(x)
+        ys.append(y)
+    stopped = _stopped_flags(track, ts, xs, ys, p)
+    stays = _stays(track, ts, xs, ys, stopped, p)
+    for stay in stays:
+        _match(stay, track, xs, ys, sites, p)
+    stays = _merge(stays, p)
+    passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
+    extra = _attach_events(truck_id, sorted(events, key=lambda e: e.at), stays, ts, p)
+    tz = track[0].at.tzinfo if track else (events[0].at.tzinfo if events else None)
+    visits = [_stay_visit(truck_id, s, tz) for s in stays] + passes + extra
+    visits.sort(key=lambda v: (v.arrived_at, v.kind, v.site_id or ""))
+    gaps = tuple(
+        Gap(
+            track[i].at,
+            track[i + 1].at,
+            track[i].lat,
+            track[i].lon,
+            track[i + 1].lat,
+            track[i + 1].lon,
+        )
+        for i in range(n - 1)
+        if ts[i + 1] - ts[i] > p.gap_min_s
+    )
+    return Detection(tuple(visits), gaps)
+
+
+def _clean(fixes: Sequence[Fix]) -> list[Fix]:
+    """Sorted by time, one fix per instant (the first one given wins)."""
+    seen: set[datetime] = set()
+    out = []
+    for f in sorted(fixes, key=lambda f: f.at):
+        if f.at not in seen:
+            seen.add(f.at)
+            out.append(f)
+    return out
+
+
+def _stopped_flags(
+    track: list[Fix], ts: list[float], xs: list[float], ys: list[float], p: VisitParams
+) -> list[bool]:
+    n = len(track)
+    flags = []
+    for i, f in enumerate(track):
+        if f.speed_kmh is not None:
+            flags.append(f.speed_kmh <= p.stop_speed_kmh)
+            continue
+        jitter = max(p.still_jitter_m, 2.5 * (f.accuracy_m or p.default_accuracy_m))
+        near = []
+        for j in (i - 1, i + 1):
+            if 0 <= j < n and abs(ts[j] - ts[i]) <= p.max_gap_s:
+                near.append(math.hypot(xs[j] - xs[i], ys[j] - ys[i]) <= jitter)
+        flags.append(bool(near) and all(near))
+    return flags
+
+
+def _stays(
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    stopped: list[bool],
+    p: VisitParams,
+) -> list[_Stay]:
+    n = len(track)
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    sx = sy = 0.0  # running sums for the stay's mean position
+
+    def near(j: int) -> bool:
+        k = len(cur)
+        return math.hypot(xs[j] - sx / k, ys[j] - sy / k) <= p.stay_radius_m
+
+    i = 0
+    while i < n:
+        if not stopped[i]:
+            if cur:
+                # A short run of moving fixes that stays put, followed by a stopped
+                # fix in the same place, is a speed spike: skip it.
+                j = i
+                while j < n and not stopped[j] and j - i < p.spike_fixes and near(j):
+                    j += 1
+                if (
+                    j < n
+                    and j > i
+                    and stopped[j]
+                    and near(j)
+                    and ts[j] - ts[cur[-1]] <= p.max_gap_s
+                ):
+                    i = j
+                    continue
+                groups.append(cur)
+                cur = []
+            i += 1
+            continue
+        if cur:
+            gap = ts[i] - ts[cur[-1]]
+            if near(i) and gap <= p.max_parked_gap_s:
+                cur.append(i)
+                sx += xs[i]
+                sy += ys[i]
+                i += 1
+                continue
+            groups.append(cur)
+        cur = [i]
+        sx, sy = xs[i], ys[i]
+        i += 1
+    if cur:
+        groups.append(cur)
+
+    stays = []
+    for idx in groups:
+        first, last = idx[0], idx[-1]
+        arrived = ts[first]
+        if first > 0:
+            arrived -= min(ts[first] - ts[first - 1], p.edge_cap_s) / 2
+        departed = ts[last]
+        is_open = last == n - 1
+        if not is_open:
+            departed += min(ts[last + 1] - ts[last], p.edge_cap_s) / 2
+        speeds = [sp for k in idx if (sp := track[k].speed_kmh) is not None]
+        stays.append(
+            _Stay(
+                idx=idx,
+                arrived=arrived,
+                departed=departed,
+                is_open=is_open,
+                x=median(xs[k] for k in idx),
+                y=median(ys[k] for k in idx),
+                max_speed=max(speeds) if speeds else None,
+            )
+        )
+    return stays
+
+
+def _match(
+    stay: _Stay,
+    track: list[Fix],
+    xs: list[float],
+    ys: list[float],
+    sites: SiteIndex,
+    p: VisitParams,
+) -> None:
+    """The nearest site whose fence, widened by the uncertainty of the median, holds it."""
+    accs = [a for k in stay.idx if (a := track[k].accuracy_m) is not None]
+    acc = median(accs) if accs else p.default_accuracy_m
+    margin = min(
+        p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx)))
+    )
+    best: tuple[float, Site] | None = None
+    for ps in sites.grid.near(stay.x, stay.y, sites.max_radius_m + margin):
+        d = math.hypot(ps.x - stay.x, ps.y - stay.y)
+        if d <= ps.site.radius_m + margin and (best is None or d < best[0]):
+            best = (d, ps.site)
+    if best is not None:
+        stay.distance_m, stay.site = best[0], best[1]
+
+
+def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
+    out: list[_Stay] = []
+    for stay in stays:
+        prev = out[-1] if out else None
+        same_place = prev is not None and (
+            (prev.site is not None and prev.site == stay.site)
+            or (
+                prev.site is None
+                and stay.site is None
+                and math.hypot(prev.x - stay.x, prev.y - stay.y) <= p.stay_radius_m
+            )
+        )
+        if prev is not None and same_place and stay.arrived - prev.departed <= p.merge_gap_s:
+            n1, n2 = len(prev.idx), len(stay.idx)
+            prev.x = (prev.x * n1 + stay.x * n2) / (n1 + n2)
+            prev.y = (prev.y * n1 + stay.y * n2) / (n1 + n2)
+            prev.idx = prev.idx + stay.idx
+            prev.departed = stay.departed
+            prev.is_open = stay.is_open
+            if prev.distance_m is not None and stay.distance_m is not None:
+                prev.distance_m = min(prev.distance_m, stay.distance_m)
+            speeds = [s for s in (prev.max_speed, stay.max_speed) if s is not None]
+            prev.max_speed = max(speeds) if speeds else None
+            continue
+        out.append(stay)
+    return out
+
+
+def _passes(
+    truck_id: str,
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    stopped: list[bool],
+    stays: list[_Stay],
+    sites: SiteIndex,
+    p: VisitParams,
+) -> list[Visit]:
+    n = len(track)
+    reach = sites.max_radius_m + p.pass_margin_m
+    # site -> list of [first_seg, last_seg, best_d, best_t, max_speed]
+    runs: dict[Site, list[list[float]]] = {}
+    for i in range(n - 1):
+        if ts[i + 1] - ts[i] > p.pass_max_gap_s or (stopped[i] and stopped[i + 1]):
+            continue
+        ax, ay, bx, by = xs[i], ys[i], xs[i + 1], ys[i + 1]
+        seen: set[Site] = set()
+        for ps in sites.grid.in_box(
+            min(ax, bx) - reach, min(ay, by) - reach, max(ax, bx) + reach, max(ay, by) + reach
+        ):
+            site = ps.site
+            if site.kind != "point" or site in seen:
+                continue
+            seen.add(site)
+            d, u = segment_closest(ps.x, ps.y, ax, ay, bx, by)
+            if d > site.radius_m + p.pass_margin_m:
+                continue
+            at = ts[i] + u * (ts[i + 1] - ts[i])
+            speeds = [s for s in (track[i].speed_kmh, track[i + 1].speed_kmh) if s is not None]
+            speed = max(speeds) if speeds else -1.0
+            site_runs = runs.setdefault(site, [])
+            if site_runs and site_runs[-1][1] == i - 1:
+                run = site_runs[-1]
+                run[1] = i
+                if d < run[2]:
+                    run[2], run[3] = d, at
+                run[4] = max(run[4], speed)
+            else:
+                site_runs.append([i, i, d, at, speed])
+
+    stays_at: dict[Site, list[_Stay]] = {}
+    for stay in stays:
+        if stay.site is not None:
+            stays_at.setdefault(stay.site, []).append(stay)
+    tz = track[0].at.tzinfo if track else None
+    out = []
+    for site, site_runs in runs.items():
+        sx, sy = sites.proj.xy(site.lat, site.lon)
+        for first_seg, last_seg, d, at, speed in site_runs:
+            start = ts[int(first_seg)]
+            # Final once a later fix, settled in time, lies clearly beyond the fence.
+            settled_at = None
+            for k in range(int(last_seg) + 1, n):
+                if ts[k] >= at + p.pass_settle_s and (
+                    math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m
+                ):
+                    settled_at = ts[k]
+                    break
+            if settled_at is None:
+                continue
+            adj = p.pass_stay_adjacent_s
+            if any(
+                s.arrived - adj <= settled_at and start <= s.departed + adj
+                for s in stays_at.get(site, ())
+            ):
+                continue
+            when = datetime.fromtimestamp(at, tz)
+            out.append(
+                Visit(
+                    truck_id=truck_id,
+                    kind="pass",
+                    site_kind=site.kind,
+                    site_id=site.site_id,
+                    arrived_at=when,
+                    departed_at=when,
+                    dwell_s=0.0,
+                    fixes=int(last_seg - first_seg) + 2,
+                    distance_m=round(d, 1),
+                    speed_kmh=None if speed < 0 else speed,
+                )
+            )
+    return out
+
+
+def _attach_events(
+    truck_id: str,
+    events: list[DeviceEvent],
+    stays: list[_Stay],
+    ts: list[float],
+    p: VisitParams,
+) -> list[Visit]:
+    """Attach events to the stays they fall in; return event-only visits."""
+    loose: dict[tuple[SiteKind, str], list[DeviceEvent]] = {}
+    for event in events:
+        at = event.at.timestamp()
+        target: tuple[SiteKind, str] | None = None
+        if event.kind == "weighbridge" and event.station_id:
+            target = ("station", event.station_id)
+        elif event.point_id:
+            target = ("point", event.point_id)
+        containing = [
+            s for s in stays if s.arrived - p.event_slack_s <= at <= s.departed + p.event_slack_s
+        ]
+        if target is not None:
+            named = [s for s in containing if s.site and (s.site.kind, s.site.site_id) == target]
+            if named:
+                named[0].events.append(event)
+                continue
+            if event.kind == "weighbridge" or not _has_fix_near(ts, at, p.event_gap_s):
+                loose.setdefault(target, []).append(event)
+            elif containing:
+                containing[0].events.append(event)  # kept as evidence, not as a visit
+            continue
+        if containing:
+            containing[0].events.append(event)
+
+    out = []
+    for (kind, site_id), evs in loose.items():
+        groups: list[list[DeviceEvent]] = []
+        for event in evs:
+            if groups and (event.at - groups[-1][-1].at).total_seconds() <= p.event_merge_s:
+                groups[-1].append(event)
+            else:
+                groups.append([event])
+        for group in groups:
+            out.append(
+                Visit(
+                    truck_id=truck_id,
+                    kind="event",
+                    site_kind=kind,
+                    site_id=site_id,
+                    arrived_at=group[0].at,
+                    departed_at=group[-1].at,
+                    dwell_s=(group[-1].at - group[0].at).total_seconds(),
+                    fixes=0,
+                    evidence=tuple(group),
+                )
+            )
+    return out
+
+
+def _has_fix_near(ts: list[float], at: float, within_s: float) -> bool:
+    k = bisect.bisect_left(ts, at)
+    return any(0 <= j < len(ts) and abs(ts[j] - at) <= within_s for j in (k - 1, k))
+
+
+def _stay_visit(truck_id: str, s: _Stay, tz: Any) -> Visit:
+    return Visit(
+        truck_id=truck_id,
+        kind="stay",
+        site_kind=s.site.kind if s.site else None,
+        site_id=s.site.site_id if s.site else None,
+        arrived_at=datetime.fromtimestamp(s.arrived, tz),
+        departed_at=datetime.fromtimestamp(s.departed, tz),
+        dwell_s=round(s.departed - s.arrived, 3),
+        fixes=len(s.idx),
+        distance_m=None if s.distance_m is None else round(s.distance_m, 1),
+        speed_kmh=s.max_speed,
+        is_open=s.is_open,
+        evidence=tuple(s.events),
+    )

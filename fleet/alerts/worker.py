@@ -1,0 +1,563 @@
+"""The alert worker: new and late data in, visits → ledger → alerts → cases out.
+
+One tick, in one transaction (so a crash loses nothing and repeats nothing):
+
+1. find the (truck, day) pairs whose fixes or events arrived since the watermark
+   (by ``received_at``, so a blind-zone batch of old fixes is found like any other);
+2. re-detect each such truck's visits from a little before its earliest new fix
+   (see ``repo.window_start``: the re-detected window never cuts a stay, so the result
+   equals a re-detection of the whole day);
+3. for every district-day that is current or was touched: recompute the ledger,
+   evaluate the rules at ``now``, raise the alerts not raised before (the alert key
+   makes that idempotent), open or join cases, queue webhooks, and auto-close the
+   cases whose point is now cleared (or whose truck has now unloaded);
+4. escalate overdue cases; advance the watermark.
+
+``replay`` does the same for one whole day from scratch: re-running it gives the
+same visits and ledger, and raises nothing twice.
+
+``now`` comes from a clock: the wall clock in production, a scaled clock that
+follows an accelerated simulation in demos and benchmarks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from fleet import db
+from fleet.alerts import cases, ledger, notify, repo, rules, visits
+from fleet.alerts.cases import CaseAction, CaseState
+from fleet.config import Settings
+
+log = logging.getLogger("clearday.alerts")
+
+Clock = Callable[[], datetime]
+ADVISORY_LOCK = 7_247_606  # one worker (or replay) at a time
+OVERLAP_S = 30.0  # re-read data received this long before the watermark (slow commits)
+LOOKBACK_S = 900.0  # re-detect from this long before a truck's earliest new fix
+SITES_TTL_S = 300.0
+FIRST_RUN_BACK_S = 86_400.0  # a worker's first tick looks back this far
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class ScaledClock:
+    """`now` that runs `speed` times faster than real time from `start` (simulations)."""
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        if start.tzinfo is None:
+            raise ValueError("the clock's start must be timezone-aware")
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.start, self.speed = start, speed
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """Every tunable of the pipeline, built once from Settings."""
+
+    visit: visits.VisitParams = field(default_factory=visits.VisitParams)
+    ledger: ledger.LedgerParams = field(default_factory=ledger.LedgerParams)
+    rules: rules.RuleParams = field(default_factory=rules.RuleParams)
+    min_dwell_fraction: float = 0.5
+    station_min_dwell_fraction: float = 0.3
+    station_radius_m: float = 50.0
+    depot_radius_m: float = 60.0
+    case_due_h_high: float = 4.0
+    case_due_h_normal: float = 24.0
+    escalation_repeat_h: float = 24.0
+    webhook_urls: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> AlertConfig:
+        return cls(
+            visit=visits.VisitParams(stop_speed_kmh=s.alert_stop_speed_kmh),
+            ledger=ledger.LedgerParams(
+                missed_grace_s=s.alert_missed_grace_s,
+                unload_grace_s=s.alert_not_unloaded_grace_s,
+                hidden_visit_speed_kmh=s.alert_hidden_visit_speed_kmh,
+            ),
+            rules=rules.RuleParams(
+                missed_grace_s=s.alert_missed_grace_s,
+                deadline_grace_s=s.alert_deadline_grace_s,
+                offline_after_s=s.alert_offline_after_s,
+                stationary_after_s=s.alert_stationary_after_s,
+                not_unloaded_grace_s=s.alert_not_unloaded_grace_s,
+            ),
+            min_dwell_fraction=s.alert_min_dwell_fraction,
+            station_min_dwell_fraction=s.alert_station_min_dwell_fraction,
+            station_radius_m=s.alert_station_radius_m,
+            depot_radius_m=s.alert_depot_radius_m,
+            case_due_h_high=s.alert_case_due_h_high,
+            case_due_h_normal=s.alert_case_due_h_normal,
+            escalation_repeat_h=s.alert_escalation_repeat_h,
+            webhook_urls=tuple(s.alert_webhook_url_list),
+        )
+
+
+@dataclass(slots=True)
+class TickStats:
+    skipped: bool = False
+    truck_days: int = 0
+    district_days: int = 0
+    ledger_written: int = 0
+    alerts_raised: int = 0
+    cases_opened: int = 0
+    cases_auto_closed: int = 0
+    cases_escalated: int = 0
+    duration_s: float = 0.0
+    raised: list[repo.RaisedAlert] = field(default_factory=list)
+
+    def add(self, other: TickStats) -> None:
+        for name in ("truck_days", "district_days", "ledger_written", "alerts_raised",
+                     "cases_opened", "cases_auto_closed", "cases_escalated"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.raised += other.raised
+
+
+class Pipeline:
+    """The processing steps, on a connection the caller owns. Keeps small caches
+    (sites, alert keys, last ledger rows) that are dropped whenever a transaction fails."""
+
+    def __init__(self, config: AlertConfig) -> None:
+        self.config = config
+        self._sites: dict[str, tuple[float, visits.SiteIndex]] = {}
+        self._station_dwell: tuple[float, dict[str, float]] | None = None
+        self._trucks: tuple[float, dict[str, repo.TruckRef]] | None = None
+        self._keys: dict[date, set[str]] = {}
+        self._ledger: dict[tuple[date, str], repo.LedgerRow] = {}
+        self._tz: dict[str, ZoneInfo] = {}
+
+    def reset(self) -> None:
+        self._sites.clear()
+        self._station_dwell = None
+        self._trucks = None
+        self._keys.clear()
+        self._ledger.clear()
+
+    # -- cached reference data
+    def trucks(self, conn: psycopg.Connection) -> dict[str, repo.TruckRef]:
+        if self._trucks is None or time.monotonic() - self._trucks[0] > SITES_TTL_S:
+            self._trucks = (time.monotonic(), repo.trucks(conn))
+        return self._trucks[1]
+
+    def site_index(self, conn: psycopg.Connection, district_id: str) -> visits.SiteIndex:
+        cached = self._sites.get(district_id)
+        if cached is None or time.monotonic() - cached[0] > SITES_TTL_S:
+            c = self.config
+            index = visits.SiteIndex(
+                repo.sites(
+                    conn,
+                    district_id=district_id,
+                    min_dwell_fraction=c.min_dwell_fraction,
+                    station_min_dwell_fraction=c.station_min_dwell_fraction,
+                    station_radius_m=c.station_radius_m,
+                    depot_radius_m=c.depot_radius_m,
+                )
+            )
+            cached = (time.monotonic(), index)
+            self._sites[district_id] = cached
+        return cached[1]
+
+    def district_tz(self, conn: psycopg.Connection, district_id: str) -> ZoneInfo:
+        if district_id not in self._tz:
+            self._tz.update({k: ZoneInfo(v) for k, v in repo.district_timezones(conn).items()})
+        return self._tz.get(district_id, ZoneInfo("Asia/Shanghai"))
+
+    def station_dwell(self, conn: psycopg.Connection) -> dict[str, float]:
+        if self._station_dwell is None or time.monotonic() - self._station_dwell[0] > SITES_TTL_S:
+            self._station_dwell = (
+                time.monotonic(),
+                repo.station_min_dwell(conn, fraction=self.config.station_min_dwell_fraction),
+            )
+        return self._station_dwell[1]
+
+    # -- step 2: visits
+    def redetect(
+        self,
+        conn: psycopg.Connection,
+        *,
+        truck_id: str,
+        service_date: date,
+        earliest_new: datetime | None,
+    ) -> None:
+        """Re-detect a truck's visits from shortly before `earliest_new` (None: the whole day)."""
+        ref = self.trucks(conn).get(truck_id)
+        if ref is None:
+            return
+        day_start, day_end = repo.day_bounds(service_date, ref.timezone)
+        if earliest_new is None:
+            replace_from = ctx = day_start
+        else:
+            replace_from, ctx = repo.window_start(
+                conn, truck_id=truck_id, service_date=service_date, earliest_new=earliest_new,
+                lookback_s=LOOKBACK_S, day_start=day_start,
+            )  # fmt: skip
+        slack = timedelta(seconds=self.config.visit.event_slack_s)
+        track = repo.fixes(conn, truck_id=truck_id, start=ctx, end=day_end)
+        evs = repo.events(conn, truck_id=truck_id, start=max(day_start, ctx - slack), end=day_end)
+        found = visits.detect(
+            truck_id, track, evs, self.site_index(conn, ref.district_id), self.config.visit
+        )
+        repo.replace_detection(
+            conn, truck_id=truck_id, service_date=service_date, replace_from=replace_from,
+            gaps_from=ctx, visits=found.visits, gaps=found.gaps,
+        )  # fmt: skip
+        repo.refresh_truck_day(
+            conn, truck_id=truck_id, service_date=service_date, start=day_start, end=day_end
+        )
+
+    # -- step 3: ledger, alerts, cases
+    def evaluate(
+        self, conn: psycopg.Connection, *, district_id: str, service_date: date, now: datetime
+    ) -> TickStats:
+        c = self.config
+        stats = TickStats(district_days=1)
+        due = repo.due_points(
+            conn, district_id=district_id, service_date=service_date,
+            min_dwell_fraction=c.min_dwell_fraction,
+        )  # fmt: skip
+        point_ids = [p.point_id for p in due]
+        days = repo.truck_days(conn, district_id=district_id, service_date=service_date, visits=())
+        day_visits = repo.day_visits(
+            conn,
+            service_date=service_date,
+            truck_ids=[d.truck_id for d in days],
+            point_ids=point_ids,
+        )
+        by_truck: dict[str, list[visits.Visit]] = defaultdict(list)
+        at_point: dict[str, list[visits.Visit]] = defaultdict(list)
+        for v in day_visits:
+            by_truck[v.truck_id].append(v)
+            if v.site_kind == "point" and v.site_id:
+                at_point[v.site_id].append(v)
+        days = [replace(d, visits=tuple(by_truck.get(d.truck_id, ()))) for d in days]
+        truck_map = {d.truck_id: d for d in days}
+        station_dwell = self.station_dwell(conn)
+        verdicts = ledger.compute(due, at_point, truck_map, station_dwell, now, c.ledger)
+
+        rows = [repo.ledger_row(v) for v in verdicts]
+        changed = [r for r in rows if self._ledger.get((service_date, r[1])) != r]
+        if changed:
+            repo.write_ledger(conn, changed, now=now)
+            for r in changed:
+                self._ledger[(service_date, r[1])] = r
+            stats.ledger_written = len(changed)
+        repo.drop_ledger_except(
+            conn, district_id=district_id, service_date=service_date, keep=point_ids
+        )
+
+        keys = self._known_keys(conn, service_date)
+        for cand in rules.evaluate(verdicts, days, station_dwell, now, c.rules):
+            if cand.key in keys:
+                continue
+            keys.add(cand.key)
+            raised = repo.insert_alert(conn, cand, now=now)
+            if raised is None:
+                continue
+            due_at = cases.due_at(
+                now, cand.severity, due_h_high=c.case_due_h_high, due_h_normal=c.case_due_h_normal
+            )
+            case_id, opened = repo.open_case_for(conn, raised, due_at=due_at, now=now)
+            stats.alerts_raised += 1
+            stats.cases_opened += int(opened)
+            stats.raised.append(raised)
+            repo.enqueue_webhook(
+                conn, urls=c.webhook_urls, event="alert.raised",
+                payload=notify.alert_payload(raised, case_id=case_id),
+            )  # fmt: skip
+
+        stats.cases_auto_closed += self._auto_close(
+            conn, district_id, service_date, truck_map, station_dwell, verdicts, now
+        )
+        return stats
+
+    def _known_keys(self, conn: psycopg.Connection, service_date: date) -> set[str]:
+        if service_date not in self._keys:
+            self._keys[service_date] = repo.known_alert_keys(conn, dates=[service_date])
+            for old in sorted(self._keys)[:-8]:
+                del self._keys[old]
+        return self._keys[service_date]
+
+    def _auto_close(
+        self,
+        conn: psycopg.Connection,
+        district_id: str,
+        service_date: date,
+        trucks: dict[str, ledger.TruckDay],
+        station_dwell: dict[str, float],
+        verdicts: Sequence[ledger.Verdict],
+        now: datetime,
+    ) -> int:
+        closed = 0
+        for (
+            case_id,
+            state,
+            point_id,
+            cleared_at,
+            truck_id,
+            dwell,
+        ) in repo.open_point_cases_now_cleared(
+            conn, district_id=district_id, service_date=service_date
+        ):
+            local = cleared_at.astimezone(self.district_tz(conn, district_id))
+            note = f"自动销号：车辆 {truck_id} 于 {local:%H:%M} 清运收集点 {point_id}" + (
+                f"（停留 {dwell:.0f} 秒）" if dwell else ""
+            )
+            t = cases.transition(
+                CaseState(state), CaseAction.AUTO_CLOSE, actor=cases.SYSTEM_ACTOR, note=note
+            )
+            repo.apply_transition(conn, case_id, t, at=now)
+            closed += 1
+        min_dwell = {v.point_id: v.due.min_dwell_s for v in verdicts}
+        open_trucks = repo.open_truck_cases(
+            conn, district_id=district_id, service_date=service_date, kind="not_unloaded"
+        )
+        if open_trucks:
+            still = {
+                a.truck_id
+                for a in rules.not_unloaded(
+                    trucks.values(), min_dwell, station_dwell, now, self.config.rules
+                )
+            }
+            for case_id, state, truck_id in open_trucks:
+                day = trucks.get(truck_id)
+                if day is None or truck_id in still:
+                    continue
+                unload = next(
+                    (v for v in reversed(day.visits) if ledger.is_unload(v, station_dwell)), None
+                )
+                if unload is None:
+                    continue
+                t = cases.transition(
+                    CaseState(state), CaseAction.AUTO_CLOSE, actor=cases.SYSTEM_ACTOR,
+                    note=f"自动销号：车辆 {truck_id} 已在中转站 {unload.site_id} 卸载",
+                )  # fmt: skip
+                repo.apply_transition(conn, case_id, t, at=now)
+                closed += 1
+        return closed
+
+    # -- step 4: escalation
+    def escalate(self, conn: psycopg.Connection, *, now: datetime) -> int:
+        c = self.config
+        n = 0
+        for row in repo.overdue_cases(conn, now=now, repeat_s=c.escalation_repeat_h * 3600):
+            level = row["escalation_level"] + 1
+            t = cases.transition(
+                CaseState(row["state"]), CaseAction.ESCALATE, actor=cases.SYSTEM_ACTOR,
+                note=f"逾期未结案，升级至第 {level} 级",
+            )  # fmt: skip
+            repo.apply_transition(conn, row["case_id"], t, at=now)
+            repo.enqueue_webhook(
+                conn, urls=c.webhook_urls, event="case.escalated",
+                payload=notify.case_payload(row, level=level, at=now),
+            )  # fmt: skip
+            n += 1
+        return n
+
+    # -- whole steps
+    def current_dates(self, conn: psycopg.Connection, now: datetime) -> set[date]:
+        out: set[date] = set()
+        for tz in set(repo.district_timezones(conn).values()):
+            local = now.astimezone(ZoneInfo(tz))
+            out.add(local.date())
+            if local.hour < 6:  # windows that end at midnight, plus grace
+                out.add(local.date() - timedelta(days=1))
+        return out
+
+    def process(
+        self,
+        conn: psycopg.Connection,
+        *,
+        now: datetime,
+        changes: Iterable[tuple[str, date, datetime | None]],
+        extra_dates: Iterable[date] = (),
+    ) -> TickStats:
+        stats = TickStats()
+        dates = set(extra_dates) | self.current_dates(conn, now)
+        for truck_id, service_date, earliest in changes:
+            self.redetect(conn, truck_id=truck_id, service_date=service_date, earliest_new=earliest)
+            stats.truck_days += 1
+            dates.add(service_date)
+        for district_id, service_date in repo.active_district_dates(conn, dates=dates):
+            stats.add(
+                self.evaluate(conn, district_id=district_id, service_date=service_date, now=now)
+            )
+        stats.cases_escalated = self.escalate(conn, now=now)
+        return stats
+
+
+class Worker:
+    """The continuous worker (`clearday alerts run`): ticks until stopped."""
+
+    def __init__(
+        self,
+        url: str,
+        config: AlertConfig,
+        *,
+        clock: Clock = wall_clock,
+        interval_s: float = 2.0,
+        name: str = "default",
+    ) -> None:
+        self.url = url
+        self.pipeline = Pipeline(config)
+        self.clock = clock
+        self.interval_s = interval_s
+        self.name = name
+        self._conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.url, autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def tick(self) -> TickStats:
+        started = time.monotonic()
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                got = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)", (ADVISORY_LOCK,)
+                ).fetchone()
+                if not got or not got[0]:
+                    return TickStats(skipped=True)
+                now = self.clock()
+                mark = repo.get_watermark(conn, self.name)
+                if mark is None:
+                    row = conn.execute("SELECT now()").fetchone()
+                    assert row is not None
+                    mark = row[0] - timedelta(seconds=FIRST_RUN_BACK_S)
+                changed, latest = repo.changed_truck_days(
+                    conn, since=mark - timedelta(seconds=OVERLAP_S)
+                )
+                stats = self.pipeline.process(conn, now=now, changes=changed)
+                repo.set_watermark(conn, self.name, latest or mark)
+        except Exception:
+            self.pipeline.reset()
+            if conn.closed or conn.broken:
+                self.close()
+            raise
+        stats.duration_s = time.monotonic() - started
+        return stats
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every `interval_s` until `stop` is set; errors are logged, never fatal."""
+        failures = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                stats = self.tick()
+                failures = 0
+                if stats.alerts_raised or stats.cases_auto_closed or stats.cases_escalated:
+                    log.info(
+                        "alerts: %d raised, %d cases opened, %d auto-closed, %d escalated (%.0f ms)",
+                        stats.alerts_raised, stats.cases_opened, stats.cases_auto_closed,
+                        stats.cases_escalated, stats.duration_s * 1000,
+                    )  # fmt: skip
+            except (psycopg.Error, db.DatabaseUnavailable) as exc:
+                failures += 1
+                log.warning("alert tick failed (%d in a row): %s", failures, str(exc).strip())
+            wait = self.interval_s - (time.monotonic() - started)
+            if failures:
+                wait = max(wait, min(30.0, self.interval_s * 2**failures))
+            stop.wait(max(0.0, wait))
+        self.close()
+
+
+def replay(
+    conn: psycopg.Connection,
+    config: AlertConfig,
+    *,
+    service_date: date,
+    district_id: str | None = None,
+    now: datetime | None = None,
+) -> TickStats:
+    """Recompute one service day from scratch: every truck's visits, the ledger, the
+    alerts not raised yet, auto-closures. Idempotent; waits for a running tick."""
+    pipeline = Pipeline(config)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        now = now or wall_clock()
+        truck_ids = [
+            r[0]
+            for r in conn.execute(
+                """SELECT t.truck_id FROM truck t JOIN district d USING (district_id)
+                    WHERE (%(district)s::text IS NULL OR t.district_id = %(district)s)
+                      AND (EXISTS (SELECT 1 FROM position p WHERE p.truck_id = t.truck_id
+                                     AND p.recorded_at >= (%(date)s::date)::timestamp AT TIME ZONE d.timezone
+                                     AND p.recorded_at < (%(date)s::date + 1)::timestamp AT TIME ZONE d.timezone)
+                           OR EXISTS (SELECT 1 FROM device_event e WHERE e.truck_id = t.truck_id
+                                     AND e.recorded_at >= (%(date)s::date)::timestamp AT TIME ZONE d.timezone
+                                     AND e.recorded_at < (%(date)s::date + 1)::timestamp AT TIME ZONE d.timezone)
+                           OR EXISTS (SELECT 1 FROM visit v WHERE v.truck_id = t.truck_id
+                                     AND v.service_date = %(date)s))
+                    ORDER BY t.truck_id""",
+                {"district": district_id, "date": service_date},
+            )
+        ]
+        stats = TickStats()
+        for truck_id in truck_ids:
+            pipeline.redetect(conn, truck_id=truck_id, service_date=service_date, earliest_new=None)
+            stats.truck_days += 1
+        for d_id, d in repo.active_district_dates(conn, dates=[service_date]):
+            if district_id is None or d_id == district_id:
+                stats.add(pipeline.evaluate(conn, district_id=d_id, service_date=d, now=now))
+        stats.cases_escalated = pipeline.escalate(conn, now=now)
+    return stats
+
+
+def run_forever(settings: Settings, stop: threading.Event, *, clock: Clock = wall_clock) -> None:
+    """The worker and the webhook sender, until `stop` is set (for `clearday serve` too)."""
+    url = settings.database_dsn()
+    config = AlertConfig.from_settings(settings)
+    worker = Worker(url, config, clock=clock, interval_s=settings.alert_worker_interval_s)
+    sender = notify.Sender(
+        url,
+        timeout_s=settings.alert_webhook_timeout_s,
+        max_attempts=settings.alert_webhook_max_attempts,
+        secret=settings.alert_webhook_secret.get_secret_value()
+        if settings.alert_webhook_secret
+        else None,
+    )
+    thread = threading.Thread(
+        target=sender.run, args=(stop,), name="clearday-webhooks", daemon=True
+    )
+    thread.start()
+    try:
+        worker.run(stop)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def tick_stats_json(stats: TickStats) -> dict[str, Any]:
+    return {
+        "truck_days": stats.truck_days,
+        "district_days": stats.district_days,
+        "ledger_written": stats.ledger_written,
+        "alerts_raised": stats.alerts_raised,
+        "cases_opened": stats.cases_opened,
+        "cases_auto_closed": stats.cases_auto_closed,
+        "cases_escalated": stats.cases_escalated,
+    }

@@ -1,0 +1,264 @@
+"""Ledger verdicts and alert rules as pure functions of hand-made days and `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from fleet.alerts import ledger, rules
+from fleet.alerts.ledger import DuePoint, PlannedStop, TruckDay
+from fleet.alerts.visits import DeviceEvent, Fix, Site, SiteIndex, Visit, detect
+
+from .tracks import DAY, Track, at, site
+
+# A street running east: depot, P1, P2, P3, the station.
+D1 = site("depot", "D1", -500, 0, radius_m=60, min_dwell_s=0)
+P1 = site("point", "P1", 0, 0, min_dwell_s=120)
+P2 = site("point", "P2", 400, 0, min_dwell_s=120)
+P3 = site("point", "P3", 800, 0, min_dwell_s=120)
+S1 = site("station", "S1", 1600, 0, radius_m=50, min_dwell_s=200)
+SITES = SiteIndex([D1, P1, P2, P3, S1])
+STATION_DWELL = {"S1": 200.0}
+PLAN = [
+    ("start", "D1"),
+    ("point", "P1"),
+    ("point", "P2"),
+    ("point", "P3"),
+    ("station", "S1"),
+    ("end", "D1"),
+]
+P = rules.RuleParams()
+LP = ledger.LedgerParams()
+
+
+def due(
+    s: Site,
+    *,
+    window: tuple[str, str] = ("06:00", "10:00"),
+    truck: str | None = "T1",
+    seq: int | None = None,
+) -> DuePoint:
+    return DuePoint(
+        point_id=s.site_id, district_id="d1", service_date=DAY, lat=s.lat, lon=s.lon,
+        radius_m=s.radius_m, min_dwell_s=s.min_dwell_s, window_start_at=at(window[0]),
+        window_end_at=at(window[1]), deadline_at=at("20:00"), planned_truck_id=truck,
+        planned_seq=seq if seq is not None else next(i for i, (_, x) in enumerate(PLAN) if x == s.site_id),
+    )  # fmt: skip
+
+
+def truck_day(
+    truck_id: str,
+    fixes: Sequence[Fix],
+    events: Sequence[DeviceEvent] = (),
+    *,
+    planned: bool = True,
+    until: datetime | None = None,
+) -> TruckDay:
+    """The day as the worker would see it at `until` (fixes after it have not arrived)."""
+    seen = [f for f in fixes if until is None or f.at <= until]
+    found = detect(truck_id, seen, [e for e in events if until is None or e.at <= until], SITES)
+    return TruckDay(
+        truck_id=truck_id, district_id="d1", service_date=DAY, depot_id="D1",
+        shift_start_at=at("05:00"), shift_end_at=at("17:00"), break_start_at=at("11:00"),
+        break_end_at=at("13:30"), break_duration_s=1800,
+        first_fix_at=seen[0].at if seen else None, first_lat=seen[0].lat if seen else None,
+        first_lon=seen[0].lon if seen else None, last_fix_at=seen[-1].at if seen else None,
+        last_lat=seen[-1].lat if seen else None, last_lon=seen[-1].lon if seen else None,
+        gaps=found.gaps, visits=found.visits,
+        planned=tuple(PlannedStop(i, k, x, at("06:00")) for i, (k, x) in enumerate(PLAN)) if planned else (),
+    )  # fmt: skip
+
+
+def evaluate(
+    days: Sequence[TruckDay], points: Sequence[DuePoint], now: datetime
+) -> tuple[dict[str, ledger.Verdict], list[rules.AlertCandidate]]:
+    at_point: dict[str, list[Visit]] = {}
+    for d in days:
+        for v in d.visits:
+            if v.site_kind == "point" and v.site_id:
+                at_point.setdefault(v.site_id, []).append(v)
+    trucks = {d.truck_id: d for d in days}
+    verdicts = ledger.compute(points, at_point, trucks, STATION_DWELL, now, LP)
+    return {v.point_id: v for v in verdicts}, rules.evaluate(verdicts, days, STATION_DWELL, now, P)
+
+
+def kinds(alerts: Sequence[rules.AlertCandidate]) -> list[tuple[str, str | None]]:
+    return sorted((a.kind, a.point_id or a.truck_id) for a in alerts)
+
+
+def full_day(
+    skip: str | None = None, *, short: str | None = None, pass_by: str | None = None
+) -> Track:
+    """Depot → P1 → P2 → P3 → station → depot, with one point skipped, cut short or driven past."""
+    t = Track(at("06:00"), x=-500, noise_m=10, seed=11).stay(120)
+    for point_id, x in (("P1", 0.0), ("P2", 400.0), ("P3", 800.0)):
+        if point_id == skip:
+            t.drive(t.x, 300, 30).drive(x + 400, 300, 30).drive(x + 400, 0, 30).stay(300)
+            continue  # round the block to the next point: never near this one
+        if t.x > x:
+            continue  # served on the detour
+        t.drive(x, 0, 30)
+        if point_id == pass_by:
+            continue
+        t.stay(40 if point_id == short else 300)
+    t.drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    return t
+
+
+def test_clean_day_is_all_cleared_and_delivered_with_no_alerts() -> None:
+    track = full_day()
+    day = truck_day("T1", track.fixes)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert {v.status for v in verdicts.values()} == {"cleared"}
+    assert {v.delivery for v in verdicts.values()} == {"delivered"}
+    assert alerts == []
+
+
+def test_skipped_point_is_missed_after_window_plus_grace_once() -> None:
+    """missed: pending up to window end + 15 min, then missed, raised with that moment as its condition time."""
+    track = full_day(skip="P2")
+    points = [due(P1), due(P2), due(P3)]
+    before = at("10:14")
+    verdicts, alerts = evaluate([truck_day("T1", track.fixes, until=before)], points, before)
+    assert verdicts["P2"].status == "pending" and alerts == []
+    after = at("10:15")
+    verdicts, alerts = evaluate([truck_day("T1", track.fixes, until=after)], points, after)
+    assert verdicts["P2"].status == "missed"
+    (missed,) = [a for a in alerts if a.kind == "missed"]
+    assert missed.point_id == "P2" and missed.condition_at == at("10:15")
+    later = evaluate([truck_day("T1", track.fixes, until=at("11:00"))], points, at("11:00"))[1]
+    assert [a.key for a in later if a.kind == "missed"] == [missed.key], "same crossing, same key"
+
+
+def test_drive_by_at_30_kmh_alerts_within_a_minute_of_the_pass() -> None:
+    track = full_day(pass_by="P2")
+    passed = next(f.at for f in track.fixes if f.lon >= P2.lon)
+    points = [due(P1), due(P2), due(P3)]
+    alerts: list[rules.AlertCandidate] = []
+    now = passed
+    while not alerts and now < passed + timedelta(minutes=5):
+        now += timedelta(seconds=10)
+        alerts = [
+            a
+            for a in evaluate([truck_day("T1", track.fixes, until=now)], points, now)[1]
+            if a.kind == "drive_by"
+        ]
+    (a,) = alerts
+    assert a.point_id == "P2" and a.truck_id == "T1"
+    assert abs((a.condition_at - passed).total_seconds()) <= 10
+    assert (now - a.condition_at).total_seconds() <= 60
+
+
+def test_passing_a_point_long_before_its_turn_is_not_a_drive_by() -> None:
+    """The truck drives through P3 on its way to P1 (its route serves P3 last): no alert."""
+    t = Track(at("06:00"), x=1200, noise_m=10, seed=5).stay(60)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).stay(300).drive(800, 0, 30).stay(300)
+    t.drive(1600, 0, 30).stay(900)
+    verdicts, alerts = evaluate(
+        [truck_day("T1", t.fixes)], [due(P1), due(P2), due(P3)], at("09:00")
+    )
+    assert [a for a in alerts if a.kind == "drive_by"] == []
+    assert verdicts["P3"].status == "cleared"
+
+
+def test_stop_just_under_min_dwell_is_partial_and_a_drive_by() -> None:
+    track = full_day(short="P2")
+    verdicts, alerts = evaluate(
+        [truck_day("T1", track.fixes)], [due(P1), due(P2), due(P3)], at("10:30")
+    )
+    assert verdicts["P2"].status == "partial" and verdicts["P2"].reason == "too_short"
+    assert kinds(alerts) == [("drive_by", "P2"), ("missed", "P2")]
+
+
+def test_silent_terminal_makes_the_point_unverifiable_not_missed() -> None:
+    """No missed alert while a visit could hide in the planned truck's silence; the late batch then clears it."""
+    track = full_day()
+    p2 = [f for f in track.fixes if abs(f.lon - P2.lon) * 94_000 < 60]
+    silence_start, silence_end = p2[0].at - timedelta(seconds=60), p2[-1].at + timedelta(seconds=60)
+    live = [f for f in track.fixes if not silence_start <= f.at < silence_end]
+    points = [due(P1), due(P2, window=("06:00", "06:30")), due(P3)]
+    now = max(at("06:45"), silence_end - timedelta(seconds=30))
+    live_day = truck_day("T1", [f for f in live if f.at <= now], until=now)
+    verdicts, alerts = evaluate([live_day], points, now)
+    assert verdicts["P2"].status in ("unverifiable", "pending")
+    assert [a for a in alerts if a.point_id == "P2"] == []
+    batch_day = truck_day("T1", track.fixes, until=now + timedelta(minutes=2))
+    verdicts, alerts = evaluate([batch_day], points, now + timedelta(minutes=2))
+    assert verdicts["P2"].status == "cleared"
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+def test_late_batch_from_another_truck_turns_missed_into_cleared() -> None:
+    """T1 never went to P2 (missed raised); T2's blind-zone batch arriving later shows it was served."""
+    t1 = full_day(skip="P2")
+    t2 = (
+        Track(at("09:40"), x=350, noise_m=10, seed=9)
+        .drive(400, 0, 20)
+        .stay(300)
+        .drive(700, 300, 30)
+    )
+    points = [due(P1), due(P2), due(P3)]
+    now = at("10:20")
+    blind = truck_day("T2", [], planned=False)
+    verdicts, alerts = evaluate([truck_day("T1", t1.fixes, until=now), blind], points, now)
+    assert verdicts["P2"].status == "missed"
+    assert ("missed", "P2") in kinds(alerts)
+    late = truck_day("T2", t2.fixes, planned=False)
+    verdicts, _ = evaluate([truck_day("T1", t1.fixes, until=now), late], points, now)
+    assert verdicts["P2"].status == "cleared" and verdicts["P2"].cleared_by_truck_id == "T2"
+
+
+def test_not_unloaded_when_truck_parks_with_its_load() -> None:
+    t = Track(at("06:00"), x=-500, noise_m=10, seed=3).stay(120)
+    for x in (0, 400, 800):
+        t.drive(x, 0, 30).stay(300)
+    t.drive(-500, 0, 40)
+    home = t.t
+    t.stay(600)
+    verdicts, alerts = evaluate(
+        [truck_day("T1", t.fixes, until=home + timedelta(seconds=30))],
+        [due(P1), due(P2), due(P3)],
+        home + timedelta(seconds=30),
+    )
+    (a,) = [a for a in alerts if a.kind == "not_unloaded"]
+    assert a.truck_id == "T1" and abs((a.condition_at - home).total_seconds()) <= 10
+    assert {v.delivery for v in verdicts.values()} == {"not_delivered"}
+
+
+def test_offline_terminal_during_shift() -> None:
+    t = Track(at("06:00"), x=-500).stay(60).drive(0, 0, 30).stay(300)
+    silent_from = t.fixes[-1].at
+    t.silence(900).drive(400, 0, 30).stay(300)
+    _, alerts = evaluate([truck_day("T1", t.fixes)], [], t.t)
+    offline = [a for a in alerts if a.kind == "offline"]
+    assert [a.condition_at for a in offline] == [silent_from + timedelta(seconds=600)]
+    short = Track(at("06:00"), x=-500).stay(60).drive(0, 0, 30).silence(300).drive(400, 0, 30)
+    assert [
+        a for a in evaluate([truck_day("T1", short.fixes)], [], short.t)[1] if a.kind == "offline"
+    ] == []
+
+
+def test_stationary_off_route_but_not_the_lunch_break() -> None:
+    t = Track(at("08:00"), x=-200, y=300).stay(25 * 60)
+    (a,) = [a for a in evaluate([truck_day("T1", t.fixes)], [], t.t)[1] if a.kind == "stationary"]
+    assert a.condition_at == t.fixes[0].at + timedelta(seconds=1200)
+    lunch = Track(at("11:30"), x=-200, y=300).stay(40 * 60)
+    assert [
+        a
+        for a in evaluate([truck_day("T1", lunch.fixes)], [], lunch.t)[1]
+        if a.kind == "stationary"
+    ] == []
+
+
+def test_deadline_violation_is_high_severity() -> None:
+    track = full_day(skip="P3")
+    _, alerts = evaluate(
+        [truck_day("T1", track.fixes)],
+        [due(P1), due(P2), due(P3, window=("06:00", "23:59"))],
+        at("20:00"),
+    )
+    (a,) = [a for a in alerts if a.kind == "not_cleared_by_deadline"]
+    assert a.point_id == "P3" and a.severity == "high"
+    assert not [a for a in alerts if a.kind == "missed"], (
+        "missed waits for 20:15 (deadline + grace)"
+    )

@@ -1,0 +1,143 @@
+"""Visit detection on hand-made tracks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, detect
+
+from .tracks import Track, at, fence_flips, site
+
+P1 = site("point", "P1", 0, 0, radius_m=30, min_dwell_s=120)
+P2 = site("point", "P2", 400, 0, radius_m=30, min_dwell_s=120)
+S1 = site("station", "S1", 800, 0, radius_m=50, min_dwell_s=200)
+D1 = site("depot", "D1", -500, 0, radius_m=60, min_dwell_s=0)
+SITES = SiteIndex([P1, P2, S1, D1])
+
+
+def stays(visits, site_id=None):  # type: ignore[no-untyped-def]
+    return [v for v in visits if v.kind == "stay" and (site_id is None or v.site_id == site_id)]
+
+
+def test_jitter_at_fence_edge_is_one_visit() -> None:
+    """A truck parked 27 m from the centre of a 30 m fence with 12 m noise: one stay, not a flicker."""
+    track = Track(at("08:00"), x=-300, noise_m=12, seed=7)
+    track.drive(27, 0, 30).stay(300).drive(400, 0, 30)
+    flips = fence_flips(track.fixes, P1)
+    assert flips >= 4, "the track must actually cross the fence edge repeatedly"
+    found = detect("T1", track.fixes, [], SITES)
+    at_p1 = stays(found.visits, "P1")
+    assert len(at_p1) == 1
+    assert 280 <= at_p1[0].dwell_s <= 320
+    assert not [v for v in found.visits if v.kind == "pass" and v.site_id == "P1"]
+
+
+def test_drive_by_at_30_kmh_is_a_pass_not_a_visit() -> None:
+    """Driving through the point at 30 km/h leaves a pass and no stay, even with no fix inside the fence."""
+    track = Track(at("08:00"), x=-300, noise_m=0, interval_s=10)
+    track.drive(300, 0, 30)
+    found = detect("T1", track.fixes, [], SITES)
+    assert stays(found.visits) == []
+    passes = [v for v in found.visits if v.kind == "pass"]
+    assert [p.site_id for p in passes] == ["P1"]
+    assert passes[0].speed_kmh == 30
+    assert passes[0].distance_m is not None and passes[0].distance_m < 5
+
+
+def test_pass_is_reported_only_once_the_truck_is_clearly_gone() -> None:
+    """A track that ends just past the point does not yet claim a drive-by."""
+    track = Track(at("08:00"), x=-300)
+    track.drive(35, 0, 30)
+    found = detect("T1", track.fixes, [], SITES)
+    assert [v for v in found.visits if v.kind == "pass"] == []
+
+
+def test_approach_and_departure_of_a_stay_are_not_passes() -> None:
+    track = Track(at("08:00"), x=-300, noise_m=8, seed=3)
+    track.drive(0, 0, 30).stay(200).drive(300, 0, 30)
+    found = detect("T1", track.fixes, [], SITES)
+    assert len(stays(found.visits, "P1")) == 1
+    assert [v for v in found.visits if v.kind == "pass"] == []
+
+
+def test_dwell_just_under_and_just_over_minimum() -> None:
+    """Stops of 105 s and 135 s at a 120 s point are measured to within a fix interval."""
+    for stop_s, expect_clearing in ((105, False), (135, True)):
+        track = Track(at("08:00", 3), x=-300, noise_m=10, seed=stop_s)
+        track.drive(0, 0, 30).stay(stop_s).drive(300, 0, 30)
+        (v,) = stays(detect("T1", track.fixes, [], SITES).visits, "P1")
+        assert abs(v.dwell_s - stop_s) <= 10, v.dwell_s
+        assert (v.dwell_s >= P1.min_dwell_s) == expect_clearing
+
+
+def test_off_route_stop_has_no_site() -> None:
+    track = Track(at("09:00"), x=200, y=200).stay(600)
+    (v,) = detect("T1", track.fixes, [], SITES).visits
+    assert v.kind == "stay" and v.site_id is None and v.is_open
+
+
+def test_single_speed_spike_does_not_split_a_stay() -> None:
+    track = Track(at("08:00"), x=0).stay(100)
+    spike = track.fixes[5]
+    track.fixes[5] = Fix(spike.at, spike.lat, spike.lon, 12.0, spike.accuracy_m)
+    assert len(stays(detect("T1", track.fixes, [], SITES).visits)) == 1
+
+
+def test_dropped_fixes_inside_a_stay_keep_one_visit() -> None:
+    track = Track(at("08:00"), x=-300).drive(0, 0, 30).stay(300).drive(300, 0, 30)
+    holes = [f for i, f in enumerate(track.fixes) if not (40 <= i < 45)]
+    (v,) = stays(detect("T1", holes, [], SITES).visits, "P1")
+    assert v.dwell_s > 250
+
+
+def test_terminal_without_speed_still_finds_stays() -> None:
+    track = (
+        Track(at("08:00"), x=-300, noise_m=5, seed=2).drive(0, 0, 30).stay(300).drive(300, 0, 30)
+    )
+    bare = [Fix(f.at, f.lat, f.lon, None, None) for f in track.fixes]
+    found = stays(detect("T1", bare, [], SITES).visits, "P1")
+    assert len(found) == 1 and found[0].dwell_s > 250
+
+
+def test_bin_lift_in_stay_is_evidence_and_in_gap_is_an_event_visit() -> None:
+    """A lift during a stay corroborates it; a lift while the GPS was silent is a visit of its own."""
+    track = Track(at("08:00"), x=-300).drive(0, 0, 30).stay(200)
+    during_stay = track.t - timedelta(seconds=100)
+    track.drive(400, 0, 30)
+    silent_from = track.t
+    track.silence(600).drive(800, 0, 30)
+    lifts = [
+        DeviceEvent(during_stay, "bin_lift", point_id="P1"),
+        DeviceEvent(silent_from + timedelta(seconds=300), "bin_lift", point_id="P2"),
+    ]
+    found = detect("T1", track.fixes, lifts, SITES)
+    (p1,) = stays(found.visits, "P1")
+    assert p1.has_event("bin_lift")
+    (ev,) = [v for v in found.visits if v.kind == "event"]
+    assert ev.site_id == "P2" and ev.has_event("bin_lift")
+
+
+def test_weighbridge_ticket_is_attached_to_station_stay() -> None:
+    track = Track(at("10:00"), x=400).drive(800, 0, 30).stay(600).drive(900, 300, 30)
+    stay = stays(detect("T1", track.fixes, [], SITES).visits, "S1")[0]
+    ticket = DeviceEvent(stay.arrived_at, "weighbridge", station_id="S1", weight_kg=3200)
+    (s1,) = stays(detect("T1", track.fixes, [ticket], SITES).visits, "S1")
+    assert s1.has_event("weighbridge")
+
+
+def test_gaps_are_reported_with_both_ends() -> None:
+    track = Track(at("08:00"), x=-300).drive(0, 0, 30).silence(400).drive(300, 0, 30)
+    (gap,) = [g for g in detect("T1", track.fixes, [], SITES).gaps if g.duration_s > 300]
+    assert 400 <= gap.duration_s <= 420
+
+
+def test_out_of_order_and_duplicate_fixes_give_the_same_visits() -> None:
+    track = (
+        Track(at("08:00"), x=-300, noise_m=10, seed=4)
+        .drive(0, 0, 30)
+        .stay(200)
+        .drive(400, 0, 30)
+        .stay(300)
+    )
+    shuffled = list(reversed(track.fixes)) + track.fixes[10:20]
+    assert detect("T1", shuffled, [], SITES) == detect("T1", track.fixes, [], SITES)
