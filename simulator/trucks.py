@@ -392,7 +392,8 @@ class _TruckDay:
     # -- stops
     def _serve(self, point: Point, too_short: bool) -> Iterator[Emission]:
         arrival = self.t
-        yield from self._wait_until(point.window_start_s)
+        if not too_short:  # a crew that cuts the stop short does not wait for the window
+            yield from self._wait_until(point.window_start_s)
         start = self.t
         if too_short:
             dwell = max(10.0, point.min_dwell_s * self.motion.uniform(0.15, 0.5))
