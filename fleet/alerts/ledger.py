@@ -211,7 +211,10 @@ def verdict(
         return _cleared(point, clearing[0], visits, trucks, station_min_dwell_s, now, p)
 
     short = [v for v in visits if v.kind == "stay" and not v.is_open]
-    passes = [v for v in visits if v.kind == "pass"]
+    # Driving past counts against the point only for the truck that should have stopped.
+    passes = [
+        v for v in visits if v.kind == "pass" and point.planned_truck_id in (None, v.truck_id)
+    ]
     here_now = [v for v in visits if v.kind == "stay" and v.is_open]
     planned = trucks.get(point.planned_truck_id) if point.planned_truck_id else None
     verdict_at = point.verdict_at(p.missed_grace_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, detect
+from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, Visit, detect
 
 from .tracks import Track, at, fence_flips, site
 
@@ -15,7 +15,7 @@ D1 = site("depot", "D1", -500, 0, radius_m=60, min_dwell_s=0)
 SITES = SiteIndex([P1, P2, S1, D1])
 
 
-def stays(visits, site_id=None):  # type: ignore[no-untyped-def]
+def stays(visits: tuple[Visit, ...], site_id: str | None = None) -> list[Visit]:
     return [v for v in visits if v.kind == "stay" and (site_id is None or v.site_id == site_id)]
 
 

@@ -1,0 +1,402 @@
+"""Supervision service: what the API (and the CLI) call. Keyword-only, typed, no HTTP.
+
+Every function takes an open psycopg connection (`conn`) and, where a user may be
+limited to some districts, `district_ids` (None: all districts). A case outside the
+caller's districts is reported as not found, so ids cannot be probed. Errors:
+
+- ``CaseNotFound``: no such case (or not visible to the caller) → 404;
+- ``CaseRefused``: the transition is not allowed; the message says why → 409.
+
+Times default to the wall clock; pass ``now`` to control them (tests, simulations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+
+from fleet.alerts import repo, reports, worker
+from fleet.alerts.cases import CaseAction, CaseNotFound, CaseRefused, CaseState, transition
+from fleet.alerts.models import (
+    AlertKindName,
+    AlertOut,
+    CaseDetailOut,
+    CaseEventOut,
+    CaseOut,
+    CaseStateName,
+    ClearanceRow,
+    ClosureRow,
+    LedgerEntryOut,
+    LedgerStatus,
+    MissedRow,
+    Period,
+    PeriodSummary,
+    ReportBy,
+)
+from fleet.config import Settings
+
+__all__ = [
+    "CaseNotFound",
+    "CaseRefused",
+    "assign_case",
+    "clearance_report",
+    "close_case",
+    "closure_report",
+    "feedback_case",
+    "get_case",
+    "ledger",
+    "list_alerts",
+    "list_cases",
+    "missed_report",
+    "period_report",
+    "replay_day",
+    "report_csv",
+]
+
+MAX_LIMIT = 10_000
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _districts(district_ids: Sequence[str] | None) -> list[str] | None:
+    return None if district_ids is None else list(district_ids)
+
+
+def ledger(
+    *,
+    conn: psycopg.Connection,
+    service_date: date,
+    district_ids: Sequence[str] | None = None,
+    status: LedgerStatus | None = None,
+    truck_id: str | None = None,
+    limit: int = 5000,
+    offset: int = 0,
+) -> list[LedgerEntryOut]:
+    """The clearance ledger of a service date (one entry per due point), by point id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT l.*, p.name AS point_name, p.lat, p.lon
+                 FROM ledger_entry l LEFT JOIN collection_point p USING (point_id)
+                WHERE l.service_date = %(d)s
+                  AND (%(ds)s::text[] IS NULL OR l.district_id = ANY(%(ds)s))
+                  AND (%(st)s::text IS NULL OR l.status = %(st)s)
+                  AND (%(tr)s::text IS NULL OR l.planned_truck_id = %(tr)s OR l.cleared_by_truck_id = %(tr)s)
+                ORDER BY l.district_id, l.point_id LIMIT %(lim)s OFFSET %(off)s""",
+            {
+                "d": service_date,
+                "ds": _districts(district_ids),
+                "st": status,
+                "tr": truck_id,
+                "lim": _limit(limit),
+                "off": max(0, offset),
+            },
+        ).fetchall()
+    return [LedgerEntryOut(**r) for r in rows]
+
+
+def list_alerts(
+    *,
+    conn: psycopg.Connection,
+    district_ids: Sequence[str] | None = None,
+    service_date: date | None = None,
+    kind: AlertKindName | None = None,
+    unresolved_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[AlertOut]:
+    """Alerts, newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT alert_id, kind, severity, district_id, service_date, subject, point_id, truck_id,
+                      condition_at, raised_at, message, details, case_id, resolved_at, resolution
+                 FROM alert
+                WHERE (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
+                  AND (%(d)s::date IS NULL OR service_date = %(d)s)
+                  AND (%(k)s::text IS NULL OR kind = %(k)s)
+                  AND (NOT %(u)s OR resolved_at IS NULL)
+                ORDER BY raised_at DESC, alert_id DESC LIMIT %(lim)s OFFSET %(off)s""",
+            {
+                "ds": _districts(district_ids),
+                "d": service_date,
+                "k": kind,
+                "u": unresolved_only,
+                "lim": _limit(limit),
+                "off": max(0, offset),
+            },
+        ).fetchall()
+    return [AlertOut(**r) for r in rows]
+
+
+_CASE_COLS = """case_id, district_id, service_date, subject, point_id, truck_id, state, severity,
+                title, assignee, opened_at, due_at, escalation_level, escalated_at, closed_at,
+                closed_by, close_note, auto_closed, updated_at,
+                (state <> 'closed' AND due_at < %(now)s) AS overdue"""
+
+
+def list_cases(
+    *,
+    conn: psycopg.Connection,
+    district_ids: Sequence[str] | None = None,
+    service_date: date | None = None,
+    state: CaseStateName | Literal["active"] | None = None,
+    overdue_only: bool = False,
+    now: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[CaseOut]:
+    """Cases, most recently changed first. state='active' means every state but closed."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"""SELECT {_CASE_COLS} FROM alert_case
+                 WHERE (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
+                   AND (%(d)s::date IS NULL OR service_date = %(d)s)
+                   AND (%(st)s::text IS NULL OR state = %(st)s
+                        OR (%(st)s = 'active' AND state <> 'closed'))
+                   AND (NOT %(od)s OR (state <> 'closed' AND due_at < %(now)s))
+                 ORDER BY updated_at DESC, case_id DESC LIMIT %(lim)s OFFSET %(off)s""",
+            {
+                "ds": _districts(district_ids),
+                "d": service_date,
+                "st": state,
+                "od": overdue_only,
+                "now": _now(now),
+                "lim": _limit(limit),
+                "off": max(0, offset),
+            },
+        ).fetchall()
+    return [CaseOut(**r) for r in rows]
+
+
+def get_case(
+    *,
+    conn: psycopg.Connection,
+    case_id: int,
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> CaseDetailOut:
+    """A case with its timeline (every transition, who and when) and its alerts."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            f"""SELECT {_CASE_COLS} FROM alert_case
+                 WHERE case_id = %(id)s AND (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))""",
+            {"id": case_id, "ds": _districts(district_ids), "now": _now(now)},
+        ).fetchone()
+        if row is None:
+            raise CaseNotFound(f"no case {case_id}")
+        events = cur.execute(
+            """SELECT case_event_id, at, actor, action, from_state, to_state, assignee, note, alert_id
+                 FROM case_event WHERE case_id = %s ORDER BY at, case_event_id""",
+            (case_id,),
+        ).fetchall()
+        alerts = cur.execute(
+            """SELECT alert_id, kind, severity, district_id, service_date, subject, point_id, truck_id,
+                      condition_at, raised_at, message, details, case_id, resolved_at, resolution
+                 FROM alert WHERE case_id = %s ORDER BY raised_at, alert_id""",
+            (case_id,),
+        ).fetchall()
+    return CaseDetailOut(
+        **row,
+        events=[CaseEventOut(**e) for e in events],
+        alerts=[AlertOut(**a) for a in alerts],
+    )
+
+
+def _act(
+    conn: psycopg.Connection,
+    *,
+    case_id: int,
+    action: CaseAction,
+    actor: str,
+    note: str | None,
+    assignee: str | None,
+    district_ids: Sequence[str] | None,
+    now: datetime | None,
+) -> CaseDetailOut:
+    at = _now(now)
+    with conn.transaction():
+        row = repo.lock_case(conn, case_id)
+        if district_ids is not None and row["district_id"] not in district_ids:
+            raise CaseNotFound(f"no case {case_id}")
+        t = transition(
+            CaseState(row["state"]), action, actor=actor, note=note, assignee=assignee,
+            current_assignee=row["assignee"],
+        )  # fmt: skip
+        repo.apply_transition(conn, case_id, t, at=at)
+    return get_case(conn=conn, case_id=case_id, district_ids=district_ids, now=at)
+
+
+def assign_case(
+    *,
+    conn: psycopg.Connection,
+    case_id: int,
+    assignee: str,
+    actor: str,
+    note: str | None = None,
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> CaseDetailOut:
+    """交办: assign (or reassign, or send back after feedback) to a crew, person or truck."""
+    return _act(
+        conn, case_id=case_id, action=CaseAction.ASSIGN, actor=actor, note=note,
+        assignee=assignee, district_ids=district_ids, now=now,
+    )  # fmt: skip
+
+
+def feedback_case(
+    *,
+    conn: psycopg.Connection,
+    case_id: int,
+    note: str,
+    actor: str,
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> CaseDetailOut:
+    """反馈: the assignee reports what was done (a note is required)."""
+    return _act(
+        conn, case_id=case_id, action=CaseAction.FEEDBACK, actor=actor, note=note,
+        assignee=None, district_ids=district_ids, now=now,
+    )  # fmt: skip
+
+
+def close_case(
+    *,
+    conn: psycopg.Connection,
+    case_id: int,
+    note: str,
+    actor: str,
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> CaseDetailOut:
+    """销号: a supervisor closes the case; refused without a note."""
+    return _act(
+        conn, case_id=case_id, action=CaseAction.CLOSE, actor=actor, note=note,
+        assignee=None, district_ids=district_ids, now=now,
+    )  # fmt: skip
+
+
+def clearance_report(
+    *,
+    conn: psycopg.Connection,
+    date_from: date,
+    date_to: date | None = None,
+    by: ReportBy = "district",
+    district_ids: Sequence[str] | None = None,
+) -> list[ClearanceRow]:
+    """日清率 by district, truck or stream, one row per group and day."""
+    return reports.clearance(
+        conn, date_from=date_from, date_to=date_to or date_from, by=by, district_ids=district_ids
+    )
+
+
+def missed_report(
+    *,
+    conn: psycopg.Connection,
+    date_from: date,
+    date_to: date | None = None,
+    district_ids: Sequence[str] | None = None,
+) -> list[MissedRow]:
+    """Points that broke 日清, with the reason."""
+    return reports.missed_points(
+        conn, date_from=date_from, date_to=date_to or date_from, district_ids=district_ids
+    )
+
+
+def closure_report(
+    *,
+    conn: psycopg.Connection,
+    date_from: date,
+    date_to: date | None = None,
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> list[ClosureRow]:
+    """按期结案率 by district for cases of the service dates in the range."""
+    return reports.case_closure(
+        conn,
+        date_from=date_from,
+        date_to=date_to or date_from,
+        now=_now(now),
+        district_ids=district_ids,
+    )
+
+
+def period_report(
+    *,
+    conn: psycopg.Connection,
+    period: Period,
+    anchor: date,
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> PeriodSummary:
+    """周小结 (period='week', ISO week of `anchor`) or 月通报 (period='month')."""
+    return reports.period_summary(
+        conn, period=period, anchor=anchor, now=_now(now), district_ids=district_ids
+    )
+
+
+ReportName = Literal["clearance", "missed", "closure", "week", "month"]
+
+
+def report_csv(
+    *,
+    conn: psycopg.Connection,
+    report: ReportName,
+    date_from: date,
+    date_to: date | None = None,
+    by: ReportBy = "district",
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+    bom: bool = True,
+) -> str:
+    """Any report as CSV (UTF-8; with the BOM Excel needs for Chinese by default).
+    'week' / 'month' export the period's daily clearance rows."""
+    rows: Sequence[Any]
+    if report == "clearance":
+        rows = clearance_report(
+            conn=conn, date_from=date_from, date_to=date_to, by=by, district_ids=district_ids
+        )
+    elif report == "missed":
+        rows = missed_report(
+            conn=conn, date_from=date_from, date_to=date_to, district_ids=district_ids
+        )
+    elif report == "closure":
+        rows = closure_report(
+            conn=conn, date_from=date_from, date_to=date_to, district_ids=district_ids, now=now
+        )
+    elif report in ("week", "month"):
+        rows = period_report(
+            conn=conn, period=report, anchor=date_from, district_ids=district_ids, now=now
+        ).daily
+    else:
+        raise ValueError(f"unknown report {report!r}")
+    return reports.to_csv(rows, bom=bom)
+
+
+def replay_day(
+    *,
+    conn: psycopg.Connection,
+    settings: Settings,
+    service_date: date,
+    district_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Recompute a service day (visits, ledger, alerts not yet raised, auto-closures)."""
+    stats = worker.replay(
+        conn,
+        worker.AlertConfig.from_settings(settings),
+        service_date=service_date,
+        district_id=district_id,
+        now=now,
+    )
+    return worker.tick_stats_json(stats)

@@ -1,0 +1,183 @@
+"""The ledger, alerts, cases and reports of a hand-computed day, in a real database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from fleet.alerts import service
+from fleet.alerts.cases import CaseNotFound, CaseRefused
+from fleet.config import Settings
+from tests.unit.alerts.tracks import DAY, at
+
+from .world import evening, load_world
+
+
+@pytest.fixture
+def day_url(database_url: str) -> str:
+    load_world(database_url)
+    with psycopg.connect(database_url) as conn:
+        service.replay_day(conn=conn, settings=Settings(), service_date=DAY, now=evening())
+    return database_url
+
+
+def test_ledger_matches_the_hand_computed_day(day_url: str) -> None:
+    with psycopg.connect(day_url) as conn:
+        entries = {e.point_id: e for e in service.ledger(conn=conn, service_date=DAY)}
+    got = {
+        pid: (e.status, e.reason, e.delivery, e.cleared_by_truck_id) for pid, e in entries.items()
+    }
+    assert got == {
+        "P1": ("cleared", None, "delivered", "T1"),
+        "P2": ("cleared", None, "delivered", "T1"),
+        "P3": ("cleared", None, "not_delivered", "T2"),
+        "P4": ("missed", "not_visited", "none", None),
+        "P5": ("missed", "unassigned: capacity", "none", None),
+    }
+    assert entries["P1"].delivered_station_id == "S1"
+    assert entries["P1"].dwell_s is not None and 280 <= entries["P1"].dwell_s <= 320
+    assert entries["P1"].evidence["visit"]["truck_id"] == "T1"
+
+
+def test_alerts_and_cases_of_the_day(day_url: str) -> None:
+    with psycopg.connect(day_url) as conn:
+        alerts = service.list_alerts(conn=conn, service_date=DAY)
+        cases = service.list_cases(conn=conn, service_date=DAY, now=evening())
+    assert sorted((a.kind, a.point_id or a.truck_id) for a in alerts) == [
+        ("missed", "P4"),
+        ("not_cleared_by_deadline", "P4"),
+        ("not_cleared_by_deadline", "P5"),
+        ("not_unloaded", "T2"),
+    ]
+    missed = next(a for a in alerts if a.kind == "missed")
+    assert missed.condition_at == at("10:15")
+    assert sorted((c.subject, c.severity, c.state) for c in cases) == [
+        ("point:P4", "high", "open"),
+        ("point:P5", "high", "open"),
+        ("truck:T2", "high", "open"),
+    ]
+    p4 = next(c for c in cases if c.subject == "point:P4")
+    assert len({a.case_id for a in alerts if a.point_id == "P4"}) == 1, (
+        "both P4 alerts share one case"
+    )
+    assert p4.due_at == evening() + timedelta(hours=4)
+
+
+def test_clearance_rate_by_district_truck_and_stream(day_url: str) -> None:
+    with psycopg.connect(day_url) as conn:
+        by_district = service.clearance_report(conn=conn, date_from=DAY)
+        by_truck = service.clearance_report(conn=conn, date_from=DAY, by="truck")
+        by_stream = service.clearance_report(conn=conn, date_from=DAY, by="stream")
+    (d,) = by_district
+    assert (d.group, d.due, d.cleared, d.cleared_and_delivered, d.missed, d.not_delivered) == (
+        "d1",
+        5,
+        3,
+        2,
+        2,
+        1,
+    )
+    assert d.clearance_rate == 0.4
+    trucks = {r.group: (r.due, r.cleared_and_delivered, r.clearance_rate) for r in by_truck}
+    assert trucks == {"T1": (2, 2, 1.0), "T2": (2, 0, 0.0), "-": (1, 0, 0.0)}
+    streams = {r.group: (r.due, r.cleared_and_delivered, r.clearance_rate) for r in by_stream}
+    assert streams == {"other": (3, 2, 0.6667), "recyclable": (2, 0, 0.0)}
+
+
+def test_missed_points_report_has_reasons(day_url: str) -> None:
+    with psycopg.connect(day_url) as conn:
+        rows = service.missed_report(conn=conn, date_from=DAY)
+    assert [(r.point_id, r.reason_text) for r in rows] == [
+        ("P3", "已收运但未到中转站卸载"),
+        ("P4", "未到达收集点"),
+        ("P5", "计划未能安排：capacity"),
+    ]
+    assert all(r.case_id is not None for r in rows if r.point_id != "P3")
+
+
+def test_case_workflow_and_on_time_closure_rate(day_url: str) -> None:
+    with psycopg.connect(day_url) as conn:
+        cases = {c.subject: c for c in service.list_cases(conn=conn, service_date=DAY)}
+        p5, p4 = cases["point:P5"].case_id, cases["point:P4"].case_id
+        with pytest.raises(CaseRefused, match="note"):
+            service.close_case(conn=conn, case_id=p5, note="", actor="王监管")
+        with pytest.raises(CaseRefused, match="assign"):
+            service.feedback_case(conn=conn, case_id=p4, note="done", actor="二中队")
+        service.assign_case(
+            conn=conn, case_id=p4, assignee="二中队", actor="王监管", now=at("21:05")
+        )
+        service.feedback_case(
+            conn=conn, case_id=p4, note="已安排补收", actor="二中队", now=at("21:10")
+        )
+        detail = service.close_case(
+            conn=conn, case_id=p5, note="次日优先安排", actor="王监管", now=at("21:30")
+        )
+        assert detail.state == "closed" and detail.close_note == "次日优先安排"
+        assert [(e.action, e.actor) for e in detail.events][-1] == ("close", "王监管")
+        with pytest.raises(CaseRefused, match="closed"):
+            service.assign_case(conn=conn, case_id=p5, assignee="x", actor="王监管")
+        with pytest.raises(CaseNotFound):
+            service.get_case(conn=conn, case_id=p4, district_ids=["other-district"])
+        with pytest.raises(CaseNotFound):
+            service.close_case(
+                conn=conn, case_id=p4, note="n", actor="a", district_ids=["other-district"]
+            )
+        timeline = service.get_case(conn=conn, case_id=p4)
+        assert [(e.action, e.to_state) for e in timeline.events] == [
+            ("open", "open"),
+            ("attach", "open"),
+            ("assign", "assigned"),
+            ("feedback", "feedback"),
+        ]
+        (soon,) = service.closure_report(conn=conn, date_from=DAY, now=at("21:40"))
+        assert (soon.cases, soon.closed_on_time, soon.open_overdue, soon.on_time_rate) == (
+            3,
+            1,
+            0,
+            1.0,
+        )
+        (later,) = service.closure_report(
+            conn=conn, date_from=DAY, now=at("21:40") + timedelta(hours=6)
+        )
+        assert (later.open_overdue, later.on_time_rate) == (2, round(1 / 3, 4))
+        week = service.period_report(conn=conn, period="week", anchor=DAY, now=at("21:40"))
+        assert (week.date_from.isoformat(), week.date_to.isoformat()) == (
+            "2026-03-02",
+            "2026-03-08",
+        )
+        assert {(a.kind, a.alerts) for a in week.alerts} == {
+            ("missed", 1), ("not_cleared_by_deadline", 2), ("not_unloaded", 1)
+        }  # fmt: skip
+        assert [p.point_id for p in week.worst_points] == ["P3", "P4", "P5"]
+        month = service.period_report(conn=conn, period="month", anchor=DAY, now=at("21:40"))
+        assert (
+            month.date_to.isoformat() == "2026-03-31" and month.clearance[0].clearance_rate == 0.4
+        )
+        csv = service.report_csv(conn=conn, report="clearance", date_from=DAY, by="truck")
+    assert csv.startswith("\ufeffservice_date,group,due,")
+    assert "2026-03-02,T1,2,2,2," in csv
+
+
+def test_replay_is_idempotent(day_url: str) -> None:
+    """Replaying the day again changes no visit, no verdict, and raises nothing twice."""
+
+    def snapshot(conn: psycopg.Connection) -> tuple[list[object], ...]:
+        return (
+            conn.execute(
+                "SELECT * FROM visit ORDER BY truck_id, arrived_at, kind, site_id"
+            ).fetchall(),
+            conn.execute(
+                """SELECT service_date, point_id, status, reason, cleared_at, cleared_by_truck_id,
+                          dwell_s, delivery, delivered_at, evidence FROM ledger_entry ORDER BY point_id"""
+            ).fetchall(),
+            conn.execute("SELECT dedupe_key, case_id FROM alert ORDER BY dedupe_key").fetchall(),
+            conn.execute("SELECT * FROM track_gap ORDER BY truck_id, start_at").fetchall(),
+        )
+
+    with psycopg.connect(day_url) as conn:
+        before = snapshot(conn)
+        stats = service.replay_day(conn=conn, settings=Settings(), service_date=DAY, now=evening())
+        assert stats["alerts_raised"] == 0
+        assert snapshot(conn) == before
