@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -163,7 +164,7 @@ def test_case_workflow_and_on_time_closure_rate(day_url: str) -> None:
 def test_replay_is_idempotent(day_url: str) -> None:
     """Replaying the day again changes no visit, no verdict, and raises nothing twice."""
 
-    def snapshot(conn: psycopg.Connection) -> tuple[list[object], ...]:
+    def snapshot(conn: psycopg.Connection) -> tuple[list[tuple[Any, ...]], ...]:
         return (
             conn.execute(
                 "SELECT * FROM visit ORDER BY truck_id, arrived_at, kind, site_id"

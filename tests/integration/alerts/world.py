@@ -94,7 +94,7 @@ def load_plan(conn: psycopg.Connection, *, district: str = "d1") -> int:
                     ref if kind in ("start", "end") else None,
                     eta,
                     eta,
-                ),  # fmt: skip
+                ),
             )
     conn.execute(
         "INSERT INTO plan_unassigned (plan_id, point_id, reason) VALUES (%s, 'P5', 'capacity')",
