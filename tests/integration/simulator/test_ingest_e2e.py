@@ -93,7 +93,9 @@ def test_simulated_day_is_stored_by_the_ingestor(
             plan.routes
         )
         with psycopg.connect(database_url) as conn:
-            states = dict(conn.execute("SELECT terminal_id, state FROM terminal_status").fetchall())
+            states: dict[str, str] = dict(
+                conn.execute("SELECT terminal_id, state FROM terminal_status").fetchall()
+            )
         assert states == {city.truck(r.truck_id).terminal_id: "offline" for r in plan.routes}
     finally:
         proc.send_signal(signal.SIGTERM)
