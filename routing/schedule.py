@@ -1,0 +1,295 @@
+"""Timing one truck's sequence of visits: the planner's own route evaluator.
+
+Given a truck and the ordered locations it visits (points and station unloads,
+between its start and end), :func:`schedule_route` computes a timed route (arrival,
+service start, departure, load after each stop), places the lunch break, and says
+whether every constraint holds, naming the first one that does not. The solver uses
+it to turn OR-Tools' sequences into :class:`~routing.plan.Route` values and to repair
+or re-insert; the independent checker (:mod:`routing.check`) does not use it.
+
+Conventions (shared with the checker, see docs/routing.md):
+
+* a truck leaves its start at or after ``shift_start_s`` and reaches its end depot by
+  ``shift_end_s``; the route (end arrival minus start departure) lasts at most
+  ``max_route_duration_s``;
+* service at a point starts within its window; tipping at a station starts at or after
+  ``opens_s`` and ends by ``closes_s``; waiting is allowed;
+* the load never exceeds ``capacity_kg``; a station unload empties the truck; with
+  stations, the truck arrives at its end depot empty; the day's total stays within
+  ``max_day_load_kg``;
+* the break (``break_duration_s``, starting within ``[break_earliest_s,
+  break_latest_s]``) is taken between two stops (en route or while waiting), never
+  during service; it may be skipped only when it fits before the departure or after
+  the return.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from routing.plan import Route, Stop
+from routing.problem import Problem, Truck, depot_key, point_key, station_key
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """One stop of a sequence: ``kind`` is ``point`` or ``station``."""
+
+    kind: str
+    ref_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    kind: str
+    ref_id: str | None
+    key: str | None
+    arrival_s: float
+    start_s: float  # service / tipping start (== arrival for start, end, break)
+    departure_s: float
+    load_after_kg: float
+    distance_from_prev_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    feasible: bool
+    reason: str | None  # first violated constraint (a Plan reason) when infeasible
+    stops: tuple[Timed, ...]
+    distance_m: float
+    duration_s: float
+
+    def to_route(self, truck_id: str) -> Route:
+        return Route(
+            truck_id=truck_id,
+            stops=tuple(
+                Stop(
+                    kind=t.kind,  # type: ignore[arg-type]
+                    ref_id=t.ref_id,
+                    arrival_s=round(t.arrival_s, 6),
+                    departure_s=round(t.departure_s, 6),
+                    load_after_kg=round(t.load_after_kg, 6),
+                    distance_from_prev_m=round(t.distance_from_prev_m, 6),
+                )
+                for t in self.stops
+            ),
+            distance_m=round(self.distance_m, 6),
+            duration_s=round(self.duration_s, 6),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where and when a route begins: the start depot at shift start by default, or a
+    live position (mid-day re-planning) with a load already on board."""
+
+    key: str
+    ref_id: str
+    earliest_s: float
+    load_kg: float = 0.0
+    day_load_kg: float = 0.0
+    fixed_time: bool = False  # a live position: the time is now, not negotiable
+
+
+def default_start(truck: Truck) -> Start:
+    return Start(
+        key=depot_key(truck.start_depot_id),
+        ref_id=truck.start_depot_id,
+        earliest_s=truck.shift_start_s,
+    )
+
+
+def _visit_key(v: Visit) -> str:
+    return point_key(v.ref_id) if v.kind == "point" else station_key(v.ref_id)
+
+
+def schedule_route(
+    problem: Problem,
+    truck: Truck,
+    visits: Sequence[Visit],
+    *,
+    start: Start | None = None,
+    break_done: bool = False,
+) -> Schedule:
+    """Time ``visits`` for ``truck``: leave as late as helps, take the break where it
+    fits, and report feasibility."""
+    start = start or default_start(truck)
+    first = _forward(problem, truck, visits, start, start.earliest_s, break_done)
+    if start.fixed_time or not first.feasible or not visits:
+        return first
+    # Leave later to cut waiting (and the route duration), if that stays feasible.
+    waiting = sum(max(0.0, t.start_s - t.arrival_s) for t in first.stops if t.kind != "break")
+    delay = min(waiting, truck.shift_end_s - start.earliest_s)
+    best = first
+    for _ in range(12):
+        if delay < 1.0:
+            break
+        trial = _forward(problem, truck, visits, start, start.earliest_s + delay, break_done)
+        if trial.feasible and trial.duration_s < best.duration_s - EPS:
+            best = trial
+            break
+        delay /= 2
+    return best
+
+
+def _forward(
+    problem: Problem,
+    truck: Truck,
+    visits: Sequence[Visit],
+    start: Start,
+    depart_s: float,
+    break_done: bool,
+) -> Schedule:
+    """Earliest-time schedule leaving at ``depart_s``; the break goes on the leg that
+    gives the earliest return (every leg is tried)."""
+    needs_break = truck.break_duration_s > 0 and not break_done
+    if not needs_break:
+        return _simulate(problem, truck, visits, start, depart_s, None)
+    no_break = _simulate(problem, truck, visits, start, depart_s, None)
+    if no_break.feasible and _break_fits_outside(truck, no_break):
+        return no_break
+    # Leg i ends at visit i (leg len(visits) ends at the end depot). Up to leg i the
+    # schedule equals the one without a break, so only legs that start by
+    # break_latest_s can hold it.
+    departures = [t.departure_s for t in no_break.stops if t.kind != "end"]
+    best: Schedule | None = None
+    for leg, dep in enumerate(departures):
+        if dep > truck.break_latest_s + EPS:
+            break
+        trial = _simulate(problem, truck, visits, start, depart_s, leg)
+        if trial.feasible and (best is None or trial.duration_s < best.duration_s - EPS):
+            best = trial
+    if best is not None:
+        return best
+    # Report the most informative failure: the schedule without a break, if that
+    # already fails, else "shift" (the break does not fit).
+    if not no_break.feasible:
+        return no_break
+    return Schedule(False, "shift", no_break.stops, no_break.distance_m, no_break.duration_s)
+
+
+def _break_fits_outside(truck: Truck, sched: Schedule) -> bool:
+    dep = sched.stops[0].departure_s
+    arr = sched.stops[-1].arrival_s
+    return (
+        truck.break_earliest_s + truck.break_duration_s <= dep + EPS
+        or truck.break_latest_s >= arr - EPS
+    )
+
+
+def _simulate(
+    problem: Problem,
+    truck: Truck,
+    visits: Sequence[Visit],
+    start: Start,
+    depart_s: float,
+    break_leg: int | None,
+) -> Schedule:
+    matrix = problem.matrix_for(truck)
+    end_key = depot_key(truck.end_depot_id)
+    has_stations = bool(problem.stations)
+    reason: str | None = None
+
+    def fail(r: str) -> None:
+        nonlocal reason
+        if reason is None:
+            reason = r
+
+    t = max(depart_s, start.earliest_s)
+    load = start.load_kg
+    day_load = start.day_load_kg
+    stops: list[Timed] = [
+        Timed("start", start.ref_id, start.key, t, t, t, load, 0.0),
+    ]
+    if not start.fixed_time and t > truck.shift_end_s + EPS:
+        fail("shift")
+    prev_key = start.key
+    distance = 0.0
+    n = len(visits)
+    for i in range(n + 1):
+        if i < n:
+            v = visits[i]
+            key = _visit_key(v)
+        else:
+            v = None
+            key = end_key
+        leg_m = matrix.distance(prev_key, key)
+        leg_s = matrix.duration(prev_key, key)
+        if not (math.isfinite(leg_m) and math.isfinite(leg_s)):
+            fail("unreachable")
+            leg_m = 0.0 if not math.isfinite(leg_m) else leg_m
+            leg_s = 0.0 if not math.isfinite(leg_s) else leg_s
+        distance += leg_m
+        # Earliest service start at the next stop.
+        ready = _ready_time(problem, v)
+        arrival = t + leg_s
+        if break_leg == i:
+            b = max(t, truck.break_earliest_s)
+            if b > truck.break_latest_s + EPS:
+                fail("shift")
+            b_end = b + truck.break_duration_s
+            # Drive until the break starts, then the rest after it.
+            driven_before = min(leg_s, max(0.0, b - t))
+            arrival = max(t + leg_s, b_end + (leg_s - driven_before))
+            stops.append(Timed("break", None, None, b, b, b_end, load, 0.0))
+        if v is None:
+            stops.append(
+                Timed(
+                    "end",
+                    truck.end_depot_id,
+                    end_key,
+                    arrival,
+                    arrival,
+                    arrival,
+                    0.0 if not has_stations else load,
+                    leg_m,
+                )
+            )
+            if has_stations and load > EPS:
+                fail("capacity")
+            if not start.fixed_time and arrival > truck.shift_end_s + EPS:
+                fail("shift")
+            if arrival - stops[0].departure_s > truck.route_duration_limit_s + EPS:
+                fail("shift")
+            t = arrival
+            break
+        service_start = max(arrival, ready)
+        if v.kind == "point":
+            p = problem.point(v.ref_id)
+            if service_start > p.window_end_s + EPS:
+                fail("time_window")
+            load += p.amount_kg
+            day_load += p.amount_kg
+            if load > truck.capacity_kg + EPS:
+                fail("capacity")
+            if day_load > truck.day_load_limit_kg + EPS:
+                fail("capacity")
+            departure = service_start + p.service_time_s
+            stops.append(
+                Timed("point", v.ref_id, key, arrival, service_start, departure, load, leg_m)
+            )
+        else:
+            s = problem.station(v.ref_id)
+            departure = service_start + s.tipping_time_s
+            if departure > s.closes_s + EPS:
+                fail("station_hours")
+            load = 0.0
+            stops.append(
+                Timed("station", v.ref_id, key, arrival, service_start, departure, load, leg_m)
+            )
+        t = departure
+        prev_key = key
+    duration = stops[-1].arrival_s - stops[0].departure_s
+    return Schedule(reason is None, reason, tuple(stops), distance, duration)
+
+
+def _ready_time(problem: Problem, v: Visit | None) -> float:
+    if v is None:
+        return 0.0
+    if v.kind == "point":
+        return problem.point(v.ref_id).window_start_s
+    return problem.station(v.ref_id).opens_s

@@ -1,0 +1,1055 @@
+"""The OR-Tools model: the only module that imports OR-Tools.
+
+``solve(problem, time_limit_s=..., seed=...)`` returns a :class:`~routing.plan.Plan`;
+no OR-Tools object leaves this module. Points that cannot be served come back as
+``Unassigned`` with the constraint that blocked them, never silently dropped.
+
+The model (docs/routing.md explains the choices and what they were measured against):
+
+* one OR-Tools vehicle per truck; nodes are the collection points, per-truck
+  *unload* copies of each compatible station (optional, any number may be used) and
+  per-truck *final unload* nodes, one per compatible station, of which exactly one is
+  visited, always last: a point can never be followed directly by the end depot, so
+  every truck ends the day empty. The arc into a final-unload node also carries the
+  drive from that station home, and the arc from the start to it is free, so an
+  unused truck costs nothing and every single point insertion is a one-node move;
+* the load dimension resets at every unload (negative transit + slack); the truck
+  capacity is a *soft* bound at unloads, heavily penalised, so that insertion
+  heuristics and ruin-and-recreate can always insert a point and the local search
+  then repairs the trip by activating an unload (an inactive unload is a one-node
+  move). Plans leave the solver only after :func:`routing.schedule.schedule_route`
+  re-times them exactly and any leftover overload is repaired;
+* a second, hard, dimension caps the day's total load where trucks have one;
+* time: service times, point windows, station hours, shift, maximum route duration,
+  lunch break as an OR-Tools break interval;
+* search: OR-Tools iterated local search (ruin-and-recreate with SISR ruins, simulated
+  annealing acceptance) from a savings / cheapest-insertion start.
+
+Without stations the depots are the disposal sites (one trip, unload at the end
+depot): the classic CVRP / VRPTW.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+
+from routing.plan import Plan, Route, SolveStats, Unassigned
+from routing.problem import (
+    Point,
+    Problem,
+    Station,
+    Truck,
+    depot_key,
+    point_key,
+    station_key,
+)
+from routing.schedule import Schedule, Start, Visit, default_start, schedule_route
+
+DIST_SCALE: Final = 10  # decimetres
+TIME_SCALE: Final = 10  # deciseconds
+LOAD_SCALE: Final = 1000  # grams (and thousandths of other units)
+FRACTION_SCALE: Final = 1_000_000  # load as millionths of the truck's capacity
+SOLVER_NAME: Final = "ortools-ils"
+# Above this many points `solve` decomposes the district (routing.decompose).
+DEFAULT_MAX_POINTS_PER_SOLVE: Final = 450
+
+FSS = routing_enums_pb2.FirstSolutionStrategy
+LSM = routing_enums_pb2.LocalSearchMetaheuristic
+
+# Operators that cost more time than they return on these models (measured on
+# CVRPLIB X, see docs/routing.md); pickup-and-delivery ones never apply here.
+_OPERATORS_OFF: Final = (
+    "use_lin_kernighan",
+    "use_relocate_expensive_chain",
+    "use_global_cheapest_insertion_path_lns",
+    "use_local_cheapest_insertion_path_lns",
+    "use_relocate_path_global_cheapest_insertion_insert_unperformed",
+    "use_global_cheapest_insertion_visit_types_lns",
+    "use_local_cheapest_insertion_visit_types_lns",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SolverOptions:
+    """Knobs for experiments and the benchmark; the defaults are the measured best."""
+
+    metaheuristic: Literal["ils", "gls", "greedy"] = "ils"
+    first_solution: str | None = None  # an OR-Tools FirstSolutionStrategy name
+    soft_capacity: bool = True
+    unload_copies: int | None = None  # per truck and station; None = from the loads
+    sisr_max_sequence: int = 10
+    sisr_avg_removed: int = 10
+    operators_off: tuple[str, ...] = _OPERATORS_OFF
+    solution_limit: int | None = None  # stop after this many solutions (deterministic)
+    log_search: bool = False
+    max_points_per_solve: int = DEFAULT_MAX_POINTS_PER_SOLVE
+    workers: int | None = None  # processes for decomposed districts; None = CPU count
+    # Live state for re-planning (routing.replan): truck id -> where its day resumes.
+    starts: tuple[tuple[str, Start], ...] = ()
+    breaks_done: frozenset[str] = frozenset()
+    repair: bool = True
+
+
+# --------------------------------------------------------------------------- screening
+
+
+@dataclass(slots=True)
+class _Screen:
+    eligible: dict[str, list[int]] = field(default_factory=dict)  # point id -> truck idxs
+    unassigned: list[Unassigned] = field(default_factory=list)
+    stations_for: dict[int, list[Station]] = field(default_factory=dict)
+
+
+def _truck_class(t: Truck, start: Start) -> tuple[Any, ...]:
+    return (
+        start.key,
+        start.earliest_s,
+        start.load_kg,
+        t.end_depot_id,
+        t.shift_start_s,
+        t.shift_end_s,
+        t.route_duration_limit_s,
+        t.break_duration_s,
+        t.break_earliest_s,
+        t.break_latest_s,
+        t.can_enter_narrow,
+        frozenset(t.streams),
+    )
+
+
+def screen(
+    problem: Problem,
+    starts: dict[str, Start] | None = None,
+    breaks_done: frozenset[str] = frozenset(),
+) -> _Screen:
+    """Which trucks could serve each point on a dedicated trip, and why not if none."""
+    starts = starts or {}
+    out = _Screen()
+    trucks = list(problem.trucks)
+    start_of = [starts.get(t.truck_id) or default_start(t) for t in trucks]
+    for ti, t in enumerate(trucks):
+        out.stations_for[ti] = _usable_stations(problem, t, start_of[ti])
+    # Time feasibility is the same for trucks of one class: test one per class.
+    for p in problem.points:
+        by_stream = [ti for ti, t in enumerate(trucks) if p.stream in t.streams]
+        if problem.stations:
+            by_stream = [
+                ti for ti in by_stream if any(p.stream in s.streams for s in out.stations_for[ti])
+            ]
+        if not by_stream:
+            out.unassigned.append(Unassigned(point_id=p.point_id, reason="stream"))
+            continue
+        by_access = [
+            ti for ti in by_stream if p.access_class != "narrow" or trucks[ti].can_enter_narrow
+        ]
+        if not by_access:
+            out.unassigned.append(Unassigned(point_id=p.point_id, reason="access"))
+            continue
+        by_capacity = [
+            ti
+            for ti in by_access
+            if p.amount_kg <= min(trucks[ti].capacity_kg, trucks[ti].day_load_limit_kg) + 1e-9
+        ]
+        if not by_capacity:
+            out.unassigned.append(Unassigned(point_id=p.point_id, reason="capacity"))
+            continue
+        ok: list[int] = []
+        reasons: Counter[str] = Counter()
+        tested: dict[tuple[Any, ...], str | None] = {}
+        for ti in by_capacity:
+            bd = trucks[ti].truck_id in breaks_done
+            key = (*_truck_class(trucks[ti], start_of[ti]), bd)
+            if key not in tested:
+                tested[key] = _single_visit_reason(
+                    problem, trucks[ti], p, out.stations_for[ti], start_of[ti], bd
+                )
+            reason = tested[key]
+            if reason is None:
+                ok.append(ti)
+            else:
+                reasons[reason] += 1
+        if ok:
+            out.eligible[p.point_id] = ok
+        else:
+            out.unassigned.append(
+                Unassigned(point_id=p.point_id, reason=_pick_reason(reasons))  # type: ignore[arg-type]
+            )
+    return out
+
+
+_REASON_ORDER: Final = ("unreachable", "station_hours", "time_window", "shift", "capacity")
+
+
+def _pick_reason(reasons: Counter[str]) -> str:
+    if not reasons:
+        return "no_truck"
+    top = max(reasons.values())
+    for r in _REASON_ORDER:
+        if reasons.get(r) == top:
+            return r
+    return reasons.most_common(1)[0][0]
+
+
+def _usable_stations(problem: Problem, truck: Truck, start: Start) -> list[Station]:
+    """Stations the truck may unload at and can reach within hours and shift."""
+    matrix = problem.matrix_for(truck)
+    out = []
+    end = depot_key(truck.end_depot_id)
+    for s in problem.stations_for(truck):
+        sk = station_key(s.station_id)
+        to_s = matrix.duration(start.key, sk)
+        back = matrix.duration(sk, end)
+        if not (math.isfinite(to_s) and math.isfinite(back)):
+            continue
+        arrive = max(start.earliest_s + to_s, s.opens_s)
+        if arrive + s.tipping_time_s > s.closes_s + 1e-6:
+            continue
+        if arrive + s.tipping_time_s + back > truck.shift_end_s + 1e-6:
+            continue
+        out.append(s)
+    return out
+
+
+def _single_visit_reason(
+    problem: Problem,
+    truck: Truck,
+    p: Point,
+    stations: Sequence[Station],
+    start: Start,
+    break_done: bool,
+) -> str | None:
+    """None if the truck can serve ``p`` alone (then unload and go home)."""
+    visits = [Visit("point", p.point_id)]
+    if not problem.stations:
+        sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
+        return None if sched.feasible else (sched.reason or "shift")
+    matrix = problem.matrix_for(truck)
+    pk = point_key(p.point_id)
+    end = depot_key(truck.end_depot_id)
+    candidates = sorted(
+        (s for s in stations if p.stream in s.streams),
+        key=lambda s: (
+            matrix.distance(pk, station_key(s.station_id))
+            + matrix.distance(station_key(s.station_id), end)
+        ),
+    )
+    reasons: Counter[str] = Counter()
+    for s in candidates[:4]:
+        sched = schedule_route(
+            problem,
+            truck,
+            [*visits, Visit("station", s.station_id)],
+            start=start,
+            break_done=break_done,
+        )
+        if sched.feasible:
+            return None
+        reasons[sched.reason or "shift"] += 1
+    return _pick_reason(reasons)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(slots=True)
+class _Node:
+    kind: str  # depot | point | unload | final
+    loc: int  # row in the problem matrix
+    ref_id: str
+    truck: int = -1  # unload/final: owning vehicle
+    station: Station | None = None
+    point: Point | None = None
+
+
+class _Model:
+    """Builds and solves the OR-Tools model for the screened points."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        screen_result: _Screen,
+        options: SolverOptions,
+        starts: dict[str, Start],
+    ) -> None:
+        self.problem = problem
+        self.options = options
+        self.starts = starts
+        self.station_mode = bool(problem.stations)
+        trucks = list(problem.trucks)
+        eligible = screen_result.eligible
+        usable = {
+            ti
+            for tis in eligible.values()
+            for ti in tis
+            if not self.station_mode or screen_result.stations_for[ti]
+        }
+        self.vehicle_trucks: list[int] = sorted(usable)
+        self.trucks = [trucks[ti] for ti in self.vehicle_trucks]
+        self.start_of = [starts.get(t.truck_id) or default_start(t) for t in self.trucks]
+        vehicle_of_truck = {ti: v for v, ti in enumerate(self.vehicle_trucks)}
+        self.points = [p for p in problem.points if p.point_id in eligible]
+        self.allowed = [
+            sorted(vehicle_of_truck[ti] for ti in eligible[p.point_id] if ti in vehicle_of_truck)
+            for p in self.points
+        ]
+        self.stations_for = [screen_result.stations_for[ti] for ti in self.vehicle_trucks]
+        self._layout()
+
+    # ----------------------------------------------------------------- layout
+    def _layout(self) -> None:
+        mx = self.problem.matrix
+        nodes: list[_Node] = []
+        depot_node: dict[str, int] = {}
+        for v, t in enumerate(self.trucks):
+            for key in (self.start_of[v].key, depot_key(t.end_depot_id)):
+                if key not in depot_node:
+                    depot_node[key] = len(nodes)
+                    nodes.append(_Node("depot", mx.index[key], key))
+        self.depot_node = depot_node
+        self.point_node0 = len(nodes)
+        for p in self.points:
+            nodes.append(_Node("point", mx.index[point_key(p.point_id)], p.point_id, point=p))
+        self.unload_nodes: list[list[int]] = [[] for _ in self.trucks]
+        self.final_nodes: list[list[int]] = [[] for _ in self.trucks]
+        if self.station_mode:
+            for v, t in enumerate(self.trucks):
+                copies = self._unload_copies(v, t)
+                for s in self.stations_for[v]:
+                    loc = mx.index[station_key(s.station_id)]
+                    for _ in range(copies):
+                        self.unload_nodes[v].append(len(nodes))
+                        nodes.append(_Node("unload", loc, s.station_id, truck=v, station=s))
+                for s in self.stations_for[v]:
+                    loc = mx.index[station_key(s.station_id)]
+                    self.final_nodes[v].append(len(nodes))
+                    nodes.append(_Node("final", loc, s.station_id, truck=v, station=s))
+        self.nodes = nodes
+
+    def _unload_copies(self, v: int, t: Truck) -> int:
+        if self.options.unload_copies is not None:
+            return self.options.unload_copies
+        amount = sum(
+            p.amount_kg
+            for p, allowed in zip(self.points, self.allowed, strict=True)
+            if v in allowed
+        )
+        amount = min(amount, t.day_load_limit_kg) + self.start_of[v].load_kg
+        trips_alone = math.ceil(amount / t.capacity_kg - 1e-9)
+        total = sum(p.amount_kg for p in self.points)
+        fleet = sum(x.capacity_kg for x in self.trucks)
+        trips_share = math.ceil(2.0 * total / fleet) + 2
+        return int(max(1, min(trips_alone, trips_share, 40)))
+
+    # ----------------------------------------------------------------- matrices
+    def _cost_and_time(self, narrow_ok: bool) -> tuple[list[list[int]], list[list[int]]]:
+        """Arc costs (dm) and transit times (ds, service of the tail included) for the
+        trucks of one profile."""
+        problem = self.problem
+        matrix = problem.matrix if narrow_ok else (problem.matrix_no_narrow or problem.matrix)
+        loc = np.array([nd.loc for nd in self.nodes], dtype=np.int64)
+        dist = np.asarray(matrix.distance_m)[np.ix_(loc, loc)]
+        dur = np.asarray(matrix.duration_s)[np.ix_(loc, loc)]
+        unreachable = ~(np.isfinite(dist) & np.isfinite(dur))
+        cost = np.where(
+            unreachable, self.big_cost, np.rint(np.where(unreachable, 0.0, dist) * DIST_SCALE)
+        )
+        travel = np.where(
+            unreachable,
+            self.horizon + 1,
+            np.ceil(np.where(unreachable, 0.0, dur) * TIME_SCALE - 1e-6),
+        )
+        service = np.array([self._service_ds(nd) for nd in self.nodes], dtype=np.float64)
+        timem = travel + service[:, None]
+        if self.station_mode:
+            for v, t in enumerate(self.trucks):
+                start_node = self.depot_node[self.start_of[v].key]
+                home = matrix.index[depot_key(t.end_depot_id)]
+                for f in self.final_nodes[v]:
+                    nd = self.nodes[f]
+                    back_m = float(matrix.distance_m[nd.loc, home])
+                    back_s = float(matrix.duration_s[nd.loc, home])
+                    if not (math.isfinite(back_m) and math.isfinite(back_s)):
+                        back_m, back_s = self.big_cost / DIST_SCALE, self.horizon / TIME_SCALE
+                    # Into the final unload: also the drive home from it.
+                    cost[:, f] = np.minimum(cost[:, f] + round(back_m * DIST_SCALE), self.big_cost)
+                    # Out of it: only to the end depot, already paid for.
+                    cost[f, :] = 0
+                    timem[f, :] = service[f] + math.ceil(back_s * TIME_SCALE - 1e-6)
+                    # An unused truck goes start -> final unload -> end: free, instant.
+                    cost[start_node, f] = 0
+                    timem[start_node, f] = 0
+        np.fill_diagonal(cost, 0)
+        np.fill_diagonal(timem, 0)
+        return cost.astype(np.int64).tolist(), timem.astype(np.int64).tolist()
+
+    def _service_ds(self, nd: _Node) -> int:
+        if nd.kind == "point":
+            assert nd.point is not None
+            return math.ceil(nd.point.service_time_s * TIME_SCALE - 1e-6)
+        if nd.kind in ("unload", "final"):
+            assert nd.station is not None
+            return math.ceil(nd.station.tipping_time_s * TIME_SCALE - 1e-6)
+        return 0
+
+    # ----------------------------------------------------------------- build
+    def build(self) -> None:
+        problem, _opts = self.problem, self.options
+        n_vehicles = len(self.trucks)
+        starts = [self.depot_node[self.start_of[v].key] for v in range(n_vehicles)]
+        ends = [self.depot_node[depot_key(t.end_depot_id)] for t in self.trucks]
+        self.manager = pywrapcp.RoutingIndexManager(len(self.nodes), n_vehicles, starts, ends)
+        self.routing = pywrapcp.RoutingModel(self.manager)
+        routing, manager = self.routing, self.manager
+
+        horizon_s = max(
+            [t.shift_end_s for t in self.trucks]
+            + [s.closes_s for s in problem.stations]
+            + [p.window_end_s for p in self.points]
+        )
+        self.horizon = math.ceil(horizon_s * TIME_SCALE) + 1
+        finite = [
+            m.distance_m[np.isfinite(m.distance_m)]
+            for m in (problem.matrix, problem.matrix_no_narrow)
+            if m is not None
+        ]
+        max_arc = max(float(f.max()) if f.size else 1.0 for f in finite) * DIST_SCALE
+        self.max_arc = max(1.0, max_arc)
+        self.big_cost = int(self.max_arc * 4 + 1)
+
+        # Arc costs and travel times, per profile (may enter narrow lanes or not).
+        cost_cb: dict[bool, int] = {}
+        time_cb: dict[bool, int] = {}
+        time_cbs: list[int] = []
+        for v, t in enumerate(self.trucks):
+            prof = t.can_enter_narrow or problem.matrix_no_narrow is None
+            if prof not in cost_cb:
+                cost, timem = self._cost_and_time(prof)
+                cost_cb[prof] = routing.RegisterTransitMatrix(cost)
+                time_cb[prof] = routing.RegisterTransitMatrix(timem)
+            routing.SetArcCostEvaluatorOfVehicle(cost_cb[prof], v)
+            time_cbs.append(time_cb[prof])
+
+        # Time.
+        routing.AddDimensionWithVehicleTransits(time_cbs, self.horizon, self.horizon, False, "time")
+        time_dim = routing.GetDimensionOrDie("time")
+        self.time_dim = time_dim
+        for v, t in enumerate(self.trucks):
+            st = self.start_of[v]
+            lo = math.ceil(st.earliest_s * TIME_SCALE - 1e-6)
+            hi = self.horizon if st.fixed_time else int(t.shift_end_s * TIME_SCALE)
+            time_dim.CumulVar(routing.Start(v)).SetRange(lo, max(lo, hi))
+            if st.fixed_time:
+                time_dim.CumulVar(routing.Start(v)).SetValue(lo)
+            time_dim.CumulVar(routing.End(v)).SetRange(lo, int(t.shift_end_s * TIME_SCALE))
+            limit = t.route_duration_limit_s
+            if math.isfinite(limit):
+                routing.GetDimensionOrDie("time").SetSpanUpperBoundForVehicle(
+                    int(limit * TIME_SCALE), v
+                )
+        for i, nd in enumerate(self.nodes):
+            if nd.kind == "depot":
+                continue
+            index = manager.NodeToIndex(i)
+            if nd.kind == "point":
+                assert nd.point is not None
+                lo = math.ceil(nd.point.window_start_s * TIME_SCALE - 1e-6)
+                hi = math.floor(nd.point.window_end_s * TIME_SCALE + 1e-6)
+            else:
+                assert nd.station is not None
+                lo = math.ceil(nd.station.opens_s * TIME_SCALE - 1e-6)
+                hi = math.floor(
+                    (nd.station.closes_s - nd.station.tipping_time_s) * TIME_SCALE + 1e-6
+                )
+            time_dim.CumulVar(index).SetRange(lo, max(lo, hi))
+        self._add_breaks()
+
+        # Loads.
+        self._add_loads()
+
+        # Which trucks may visit what; unserved points cost a big penalty.
+        # (SetAllowedVehiclesForIndex's Python binding rejects every argument type in
+        # OR-Tools 9.15, so the vehicle variables' domains are restricted instead.)
+        penalty = self.point_penalty
+        for k in range(len(self.points)):
+            index = manager.NodeToIndex(self.point_node0 + k)
+            routing.AddDisjunction([index], penalty)
+            if len(self.allowed[k]) < n_vehicles:
+                routing.VehicleVar(index).SetValues([-1, *self.allowed[k]])
+            if self.station_mode:
+                routing.NextVar(index).RemoveValues([routing.End(v) for v in range(n_vehicles)])
+        if self.station_mode:
+            ends_idx = [routing.End(v) for v in range(n_vehicles)]
+            for v in range(n_vehicles):
+                for u in self.unload_nodes[v]:
+                    index = manager.NodeToIndex(u)
+                    routing.AddDisjunction([index], 0)
+                    routing.VehicleVar(index).SetValues([-1, v])
+                    routing.NextVar(index).RemoveValues(ends_idx)
+                finals = [manager.NodeToIndex(f) for f in self.final_nodes[v]]
+                routing.AddDisjunction(finals)  # exactly one
+                for index in finals:
+                    routing.VehicleVar(index).SetValues([-1, v])
+                    routing.NextVar(index).SetValues([index, routing.End(v)])
+
+    def _add_breaks(self) -> None:
+        routing, manager = self.routing, self.manager
+        node_visit = [0] * routing.Size()
+        for index in range(routing.Size()):
+            if routing.IsStart(index) or routing.IsEnd(index):
+                continue
+            node_visit[index] = self._service_ds(self.nodes[manager.IndexToNode(index)])
+        solver = routing.solver()
+        self.breaks: dict[int, Any] = {}
+        for v, t in enumerate(self.trucks):
+            if t.break_duration_s <= 0 or t.truck_id in self.options.breaks_done:
+                continue
+            interval = solver.FixedDurationIntervalVar(
+                math.ceil(t.break_earliest_s * TIME_SCALE - 1e-6),
+                int(t.break_latest_s * TIME_SCALE),
+                math.ceil(t.break_duration_s * TIME_SCALE - 1e-6),
+                False,
+                f"break {t.truck_id}",
+            )
+            self.time_dim.SetBreakIntervalsOfVehicle([interval], v, node_visit)
+            self.breaks[v] = interval
+
+    def _add_loads(self) -> None:
+        routing, manager = self.routing, self.manager
+        n_vehicles = len(self.trucks)
+        caps = [t.capacity_kg for t in self.trucks]
+        same_capacity = max(caps) - min(caps) < 1e-9
+        amounts = [p.amount_kg for p in self.points]
+        min_amount = min((a for a in amounts if a > 0), default=1.0)
+
+        def units(kg: float, v: int) -> int:
+            if same_capacity:
+                return round(kg * LOAD_SCALE)
+            return math.ceil(kg / caps[v] * FRACTION_SCALE - 1e-9)
+
+        cap_units = [round(c * LOAD_SCALE) if same_capacity else FRACTION_SCALE for c in caps]
+        soft = self.station_mode and self.options.soft_capacity
+        hard_units = [2 * c if soft else c for c in cap_units]
+        # Penalty per unit of overload: overloading by the smallest amount costs more
+        # than several of the longest arcs.
+        min_units = (
+            round(min_amount * LOAD_SCALE)
+            if same_capacity
+            else max(1, math.floor(min_amount / max(caps) * FRACTION_SCALE))
+        )
+        self.overload_coeff = max(1, math.ceil(4 * self.max_arc / max(1, min_units)))
+        max_units = (
+            max((units(a, v) for a in amounts for v in range(n_vehicles)), default=1)
+            if not same_capacity
+            else round(max(amounts, default=1.0) * LOAD_SCALE)
+        )
+        self.point_penalty = int(
+            min(2**50, 10 * self.max_arc + 2 * self.overload_coeff * max_units + 1)
+        )
+        vectors: dict[int, int] = {}
+        cbs: list[int] = []
+        for v in range(n_vehicles):
+            key = 0 if same_capacity else v
+            if key not in vectors:
+                vec = []
+                for nd in self.nodes:
+                    if nd.kind == "point":
+                        assert nd.point is not None
+                        vec.append(units(nd.point.amount_kg, v))
+                    elif nd.kind in ("unload", "final"):
+                        vec.append(-hard_units[v])
+                    else:
+                        vec.append(0)
+                vectors[key] = routing.RegisterUnaryTransitVector(vec)
+            cbs.append(vectors[key])
+        max_hard = max(hard_units)
+        routing.AddDimensionWithVehicleTransitAndCapacity(
+            cbs, max_hard if self.station_mode else 0, hard_units, False, "load"
+        )
+        load = routing.GetDimensionOrDie("load")
+        for v in range(n_vehicles):
+            initial = min(units(self.start_of[v].load_kg, v), hard_units[v])
+            load.CumulVar(routing.Start(v)).SetValue(initial)
+            if self.station_mode:
+                load.SlackVar(routing.Start(v)).SetValue(0)
+        if self.station_mode:
+            for i, nd in enumerate(self.nodes):
+                if nd.kind == "depot":
+                    continue
+                index = manager.NodeToIndex(i)
+                if nd.kind == "point":
+                    load.SlackVar(index).SetValue(0)
+                elif soft:
+                    routing.GetDimensionOrDie("load").SetCumulVarSoftUpperBound(
+                        index, cap_units[nd.truck], self.overload_coeff
+                    )
+                else:
+                    load.CumulVar(index).SetMax(cap_units[nd.truck])
+        # The day's total, where trucks have a cap (hard, never resets).
+        if any(t.max_day_load_kg is not None for t in self.trucks):
+            vec = [
+                round(nd.point.amount_kg * LOAD_SCALE) if nd.point is not None else 0
+                for nd in self.nodes
+            ]
+            cb = routing.RegisterUnaryTransitVector(vec)
+            day_caps = [
+                round(t.day_load_limit_kg * LOAD_SCALE) if t.max_day_load_kg is not None else 2**50
+                for t in self.trucks
+            ]
+            routing.AddDimensionWithVehicleCapacity(cb, 0, day_caps, False, "day_load")
+            day = routing.GetDimensionOrDie("day_load")
+            for v in range(n_vehicles):
+                already = round(self.start_of[v].day_load_kg * LOAD_SCALE)
+                day.CumulVar(routing.Start(v)).SetValue(min(already, day_caps[v]))
+
+    # ----------------------------------------------------------------- search
+    def parameters(self, time_limit_s: float) -> Any:
+        opts = self.options
+        p = pywrapcp.DefaultRoutingSearchParameters()
+        p.time_limit.FromMilliseconds(max(1, int(time_limit_s * 1000)))
+        if opts.solution_limit is not None:
+            p.solution_limit = opts.solution_limit
+        p.log_search = opts.log_search
+        if opts.first_solution:
+            p.first_solution_strategy = getattr(FSS, opts.first_solution)
+        elif self.station_mode:
+            p.first_solution_strategy = FSS.LOCAL_CHEAPEST_INSERTION
+        elif self._has_tight_windows():
+            p.first_solution_strategy = FSS.PARALLEL_CHEAPEST_INSERTION
+        else:
+            p.first_solution_strategy = FSS.SAVINGS
+        for name in opts.operators_off:
+            setattr(p.local_search_operators, name, 2)  # BOOL_FALSE
+        if opts.metaheuristic == "gls":
+            p.local_search_metaheuristic = LSM.GUIDED_LOCAL_SEARCH
+        elif opts.metaheuristic == "greedy":
+            p.local_search_metaheuristic = LSM.GREEDY_DESCENT
+        else:
+            p.use_iterated_local_search = True
+            ils = p.iterated_local_search_parameters
+            rr = ils.ruin_recreate_parameters
+            del rr.ruin_strategies[:]
+            ruin = rr.ruin_strategies.add()
+            ruin.sisr.max_removed_sequence_size = opts.sisr_max_sequence
+            ruin.sisr.avg_num_removed_visits = opts.sisr_avg_removed
+            ruin.sisr.bypass_factor = 0.01
+            rr.recreate_strategy.heuristic = FSS.LOCAL_CHEAPEST_INSERTION
+            sa = ils.reference_solution_acceptance_strategy.simulated_annealing
+            sa.automatic_temperatures = True
+            ils.improve_perturbed_solution = True
+        return p
+
+    def _has_tight_windows(self) -> bool:
+        shift_start = min(t.shift_start_s for t in self.trucks)
+        shift_end = max(t.shift_end_s for t in self.trucks)
+        return any(
+            p.window_start_s > shift_start or p.window_end_s < shift_end for p in self.points
+        )
+
+    def solve(self, time_limit_s: float) -> tuple[list[list[int]], str]:
+        params = self.parameters(time_limit_s)
+        if self.options.metaheuristic == "ils":
+            solution = self.routing.SolveWithIteratedLocalSearch(params)
+        else:
+            solution = self.routing.SolveWithParameters(params)
+        status = _STATUS.get(self.routing.status(), str(self.routing.status()))
+        if solution is None:
+            return [[] for _ in self.trucks], status
+        if status == "not_solved":
+            status = "success"  # the ILS entry point does not set the status
+        routes: list[list[int]] = []
+        for v in range(len(self.trucks)):
+            index = self.routing.Start(v)
+            seq: list[int] = []
+            index = solution.Value(self.routing.NextVar(index))
+            while not self.routing.IsEnd(index):
+                seq.append(self.manager.IndexToNode(index))
+                index = solution.Value(self.routing.NextVar(index))
+            routes.append(seq)
+        return routes, status
+
+
+_STATUS: Final = {
+    0: "not_solved",
+    1: "success",
+    2: "partial_success_local_optimum_not_reached",
+    3: "fail",
+    4: "fail_timeout",
+    5: "invalid",
+    6: "infeasible",
+    7: "optimal",
+}
+
+
+# --------------------------------------------------------------------------- solve
+
+
+def solve(
+    problem: Problem,
+    *,
+    time_limit_s: float,
+    seed: int = 0,
+    options: SolverOptions | None = None,
+) -> Plan:
+    """Plan the day. Never returns OR-Tools objects; unassigned points carry their
+    reason. Large districts (more than ``options.max_points_per_solve`` points) are
+    decomposed and solved in parallel (see :mod:`routing.decompose`)."""
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem: expected a routing.problem.Problem, got {type(problem)}")
+    if not (isinstance(time_limit_s, int | float) and time_limit_s > 0):
+        raise ValueError(f"time_limit_s: must be a positive number of seconds, got {time_limit_s}")
+    options = options or SolverOptions()
+    if len(problem.points) > options.max_points_per_solve and len(problem.trucks) > 1:
+        from routing import decompose
+
+        return decompose.solve_decomposed(
+            problem, time_limit_s=time_limit_s, seed=seed, options=options
+        )
+    return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options)
+
+
+def solve_direct(
+    problem: Problem,
+    *,
+    time_limit_s: float,
+    seed: int = 0,
+    options: SolverOptions | None = None,
+) -> Plan:
+    """One OR-Tools solve of the whole problem (no decomposition)."""
+    t0 = time.monotonic()
+    options = options or SolverOptions()
+    starts = dict(options.starts)
+    screened = screen(problem, starts, options.breaks_done)
+    model = _Model(_shuffled(problem, seed) if seed else problem, screened, options, starts)
+    status = "empty"
+    sequences: list[list[int]] = [[] for _ in model.trucks]
+    if model.points and model.trucks:
+        model.build()
+        remaining = time_limit_s - (time.monotonic() - t0)
+        sequences, status = model.solve(max(0.5, remaining * 0.97))
+    visits_by_truck: dict[str, list[Visit]] = {}
+    for v, seq in enumerate(sequences):
+        visits = []
+        for node in seq:
+            nd = model.nodes[node]
+            if nd.kind == "point":
+                visits.append(Visit("point", nd.ref_id))
+            elif nd.kind in ("unload", "final"):
+                visits.append(Visit("station", nd.ref_id))
+        if any(vi.kind == "point" for vi in visits):
+            visits_by_truck[model.trucks[v].truck_id] = visits
+    plan_routes, unassigned = finish_plan(
+        problem,
+        visits_by_truck,
+        screened.unassigned,
+        starts=starts,
+        breaks_done=options.breaks_done,
+        repair=options.repair,
+        time_budget_s=min(10.0, 0.1 * time_limit_s + 1.0),
+    )
+    return make_plan(
+        problem,
+        plan_routes,
+        unassigned,
+        solve_time_s=time.monotonic() - t0,
+        seed=seed,
+        status=status,
+    )
+
+
+def _shuffled(problem: Problem, seed: int) -> Problem:
+    """The same problem with points in a seed-dependent order: the search's
+    trajectory (and so the plan) depends on the seed, reproducibly."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(problem.points))
+    return problem.replace(points=[problem.points[i] for i in order])
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def finish_plan(
+    problem: Problem,
+    visits_by_truck: dict[str, list[Visit]],
+    unassigned: Sequence[Unassigned],
+    *,
+    starts: dict[str, Start] | None = None,
+    breaks_done: frozenset[str] = frozenset(),
+    repair: bool = True,
+    time_budget_s: float = 10.0,
+) -> tuple[list[Route], list[Unassigned]]:
+    """Time every route exactly; repair what does not hold (unload where a trip is
+    over capacity, else drop points); try to re-insert dropped and unserved points;
+    give every point left out its reason."""
+    starts = starts or {}
+    deadline = time.monotonic() + time_budget_s
+    out_unassigned = list(unassigned)
+    explained = {u.point_id for u in out_unassigned}
+    schedules: dict[str, tuple[list[Visit], Schedule]] = {}
+    dropped: list[str] = []
+    for truck_id, visits in visits_by_truck.items():
+        truck = problem.truck(truck_id)
+        start = starts.get(truck_id)
+        bd = truck_id in breaks_done
+        visits = _normalise(problem, truck, visits)
+        sched = schedule_route(problem, truck, visits, start=start, break_done=bd)
+        if not sched.feasible and repair:
+            visits, sched, removed = _repair(problem, truck, visits, start, bd)
+            dropped.extend(removed)
+        if not sched.feasible:
+            dropped.extend(v.ref_id for v in visits if v.kind == "point")
+            continue
+        schedules[truck_id] = (visits, sched)
+    served = {v.ref_id for visits, _ in schedules.values() for v in visits if v.kind == "point"}
+    missing = [
+        p.point_id
+        for p in problem.points
+        if p.point_id not in served and p.point_id not in explained
+    ]
+    if repair and missing:
+        missing = _reinsert(problem, schedules, missing, starts, breaks_done, deadline)
+    for pid in missing:
+        reason = (
+            _blocking_reason(problem, schedules, pid, starts, breaks_done)
+            if time.monotonic() < deadline
+            else _overall_reason(problem)
+        )
+        out_unassigned.append(Unassigned(point_id=pid, reason=reason))  # type: ignore[arg-type]
+    routes = [
+        sched.to_route(truck_id)
+        for truck_id, (_, sched) in sorted(
+            schedules.items(), key=lambda kv: problem.truck_index[kv[0]]
+        )
+    ]
+    order = {p.point_id: i for i, p in enumerate(problem.points)}
+    out_unassigned.sort(key=lambda u: order.get(u.point_id, 0))
+    return routes, out_unassigned
+
+
+def _normalise(problem: Problem, truck: Truck, visits: list[Visit]) -> list[Visit]:
+    """Drop unloads that carry nothing (back-to-back or before any pickup) and make
+    sure a station-mode route ends with an unload."""
+    out: list[Visit] = []
+    loaded = False
+    for v in visits:
+        if v.kind == "station":
+            if not loaded:
+                continue
+            loaded = False
+        else:
+            loaded = True
+        out.append(v)
+    if problem.stations and loaded:
+        out.append(Visit("station", _best_station(problem, truck, out).station_id))
+    return out
+
+
+def _best_station(problem: Problem, truck: Truck, visits: Sequence[Visit]) -> Station:
+    matrix = problem.matrix_for(truck)
+    last = next(
+        (point_key(v.ref_id) for v in reversed(visits) if v.kind == "point"),
+        depot_key(truck.start_depot_id),
+    )
+    end = depot_key(truck.end_depot_id)
+    options = problem.stations_for(truck) or list(problem.stations)
+    return min(
+        options,
+        key=lambda s: (
+            matrix.distance(last, station_key(s.station_id))
+            + matrix.distance(station_key(s.station_id), end)
+        ),
+    )
+
+
+def _repair(
+    problem: Problem,
+    truck: Truck,
+    visits: list[Visit],
+    start: Start | None,
+    break_done: bool,
+) -> tuple[list[Visit], Schedule, list[str]]:
+    """Make one route feasible: add unloads where a trip is over capacity, then drop
+    points (last first) until it holds."""
+    removed: list[str] = []
+    sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
+    if problem.stations and sched.reason == "capacity":
+        visits = _split_overloaded_trips(problem, truck, visits, start)
+        sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
+    while not sched.feasible and any(v.kind == "point" for v in visits):
+        # Remove the point whose removal shortens the route the most.
+        best: tuple[float, int] | None = None
+        for i, v in enumerate(visits):
+            if v.kind != "point":
+                continue
+            trial = _normalise(problem, truck, visits[:i] + visits[i + 1 :])
+            s = schedule_route(problem, truck, trial, start=start, break_done=break_done)
+            score = (0.0 if s.feasible else 1e12) + s.duration_s
+            if best is None or score < best[0]:
+                best = (score, i)
+        assert best is not None
+        removed.append(visits[best[1]].ref_id)
+        visits = _normalise(problem, truck, visits[: best[1]] + visits[best[1] + 1 :])
+        sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
+    return visits, sched, removed
+
+
+def _split_overloaded_trips(
+    problem: Problem, truck: Truck, visits: list[Visit], start: Start | None
+) -> list[Visit]:
+    out: list[Visit] = []
+    load = start.load_kg if start else 0.0
+    for v in visits:
+        if v.kind == "point":
+            amount = problem.point(v.ref_id).amount_kg
+            if load + amount > truck.capacity_kg + 1e-9 and load > 0:
+                out.append(Visit("station", _best_station(problem, truck, out).station_id))
+                load = 0.0
+            load += amount
+        else:
+            load = 0.0
+        out.append(v)
+    return out
+
+
+def _insertion_candidates(
+    problem: Problem, truck: Truck, visits: list[Visit], pid: str
+) -> list[list[Visit]]:
+    new = Visit("point", pid)
+    out = []
+    for i in range(len(visits) + 1):
+        trial = [*visits[:i], new, *visits[i:]]
+        out.append(_normalise(problem, truck, trial))
+    return out
+
+
+def _reinsert(
+    problem: Problem,
+    schedules: dict[str, tuple[list[Visit], Schedule]],
+    missing: list[str],
+    starts: dict[str, Start],
+    breaks_done: frozenset[str],
+    deadline: float,
+) -> list[str]:
+    """Cheapest feasible insertion of each missing point into any route (or a new
+    route for an idle truck); returns the points still left out."""
+    left: list[str] = []
+    for pid in missing:
+        if time.monotonic() > deadline:
+            left.append(pid)
+            continue
+        p = problem.point(pid)
+        best: tuple[float, str, list[Visit], Schedule] | None = None
+        for truck in problem.trucks:
+            if p.stream not in truck.streams:
+                continue
+            if p.access_class == "narrow" and not truck.can_enter_narrow:
+                continue
+            visits, sched = schedules.get(truck.truck_id, ([], None))  # type: ignore[assignment]
+            base = sched.distance_m if sched is not None else 0.0
+            candidates = _insertion_candidates(problem, truck, list(visits), pid)
+            if problem.stations and not visits:
+                candidates = [
+                    [Visit("point", pid), Visit("station", s.station_id)]
+                    for s in problem.stations_for(truck)
+                    if p.stream in s.streams
+                ]
+            for trial in candidates:
+                s = schedule_route(
+                    problem,
+                    truck,
+                    trial,
+                    start=starts.get(truck.truck_id),
+                    break_done=truck.truck_id in breaks_done,
+                )
+                if s.feasible:
+                    delta = s.distance_m - base
+                    if best is None or delta < best[0]:
+                        best = (delta, truck.truck_id, trial, s)
+        if best is None:
+            left.append(pid)
+        else:
+            schedules[best[1]] = (best[2], best[3])
+    return left
+
+
+def _blocking_reason(
+    problem: Problem,
+    schedules: dict[str, tuple[list[Visit], Schedule]],
+    pid: str,
+    starts: dict[str, Start],
+    breaks_done: frozenset[str],
+) -> str:
+    """Why a servable point still found no place: the constraint that most often
+    blocks its insertion into the trucks' routes."""
+    p = problem.point(pid)
+    reasons: Counter[str] = Counter()
+    for truck in problem.trucks:
+        if p.stream not in truck.streams:
+            continue
+        if p.access_class == "narrow" and not truck.can_enter_narrow:
+            continue
+        visits, _ = schedules.get(truck.truck_id, ([], None))  # type: ignore[assignment]
+        best_reason: str | None = None
+        for trial in _insertion_candidates(problem, truck, list(visits), pid)[:60]:
+            s = schedule_route(
+                problem,
+                truck,
+                trial,
+                start=starts.get(truck.truck_id),
+                break_done=truck.truck_id in breaks_done,
+            )
+            if s.feasible:
+                best_reason = None
+                break
+            best_reason = best_reason or s.reason
+        if best_reason:
+            reasons[best_reason] += 1
+    return _pick_reason(reasons) if reasons else "shift"
+
+
+def _overall_reason(problem: Problem) -> str:
+    total = sum(p.amount_kg for p in problem.points)
+    fleet = sum(min(t.day_load_limit_kg, 1e18) for t in problem.trucks)
+    return "capacity" if total > fleet else "shift"
+
+
+def make_plan(
+    problem: Problem,
+    routes: Sequence[Route],
+    unassigned: Sequence[Unassigned],
+    *,
+    solve_time_s: float,
+    seed: int,
+    status: str,
+    solver: str = SOLVER_NAME,
+    pieces: int = 1,
+    notes: tuple[str, ...] = (),
+) -> Plan:
+    distance = sum(r.distance_m for r in routes)
+    duration = sum(r.duration_s for r in routes)
+    assigned = sum(len(r.point_ids) for r in routes)
+    return Plan(
+        routes=tuple(routes),
+        unassigned=tuple(unassigned),
+        stats=SolveStats(
+            objective=round(distance, 3),
+            distance_m=round(distance, 3),
+            duration_s=round(duration, 3),
+            solve_time_s=round(solve_time_s, 3),
+            solver=solver,
+            seed=seed,
+            status=status,
+            num_points=len(problem.points),
+            num_assigned=assigned,
+            num_routes=len(routes),
+            pieces=pieces,
+            notes=notes,
+        ),
+    )
