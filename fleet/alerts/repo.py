@@ -193,13 +193,15 @@ def replace_detection(
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO visit (truck_id, service_date, kind, site_kind, site_id, arrived_at,
-                                      departed_at, dwell_s, is_open, fixes, distance_m, speed_kmh, evidence)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                      departed_at, dwell_s, is_open, fixes, distance_m, speed_kmh,
+                                      evidence, end_seen)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (truck_id, arrived_at, kind, site_kind, site_id) DO UPDATE SET
                        departed_at = excluded.departed_at, dwell_s = excluded.dwell_s,
                        is_open = excluded.is_open, fixes = excluded.fixes,
                        distance_m = excluded.distance_m, speed_kmh = excluded.speed_kmh,
-                       evidence = excluded.evidence, service_date = excluded.service_date""",
+                       evidence = excluded.evidence, service_date = excluded.service_date,
+                       end_seen = excluded.end_seen""",
                 [
                     (
                         truck_id,
@@ -215,6 +217,7 @@ def replace_detection(
                         v.distance_m,
                         v.speed_kmh,
                         Jsonb([e.as_json() for e in v.evidence]),
+                        v.end_seen,
                     )
                     for v in keep
                 ],
@@ -342,9 +345,21 @@ def due_points(
 
 
 def _visit(row: Sequence[Any]) -> Visit:
-    (truck_id, kind, site_kind, site_id, arrived, departed, dwell, is_open, n, dist, speed, ev) = (
-        row
-    )
+    (
+        truck_id,
+        kind,
+        site_kind,
+        site_id,
+        arrived,
+        departed,
+        dwell,
+        is_open,
+        n,
+        dist,
+        speed,
+        ev,
+        seen,
+    ) = row
     evidence = tuple(
         DeviceEvent(
             at=datetime.fromisoformat(e["at"]),
@@ -369,11 +384,12 @@ def _visit(row: Sequence[Any]) -> Visit:
         speed_kmh=speed,
         is_open=is_open,
         evidence=evidence,
+        end_seen=seen,
     )
 
 
 _VISIT_COLS = """truck_id, kind, site_kind, site_id, arrived_at, departed_at, dwell_s, is_open,
-                 fixes, distance_m, speed_kmh, evidence"""
+                 fixes, distance_m, speed_kmh, evidence, end_seen"""
 
 
 def day_visits(

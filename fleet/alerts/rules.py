@@ -207,7 +207,7 @@ def drive_by(
             if verdict is None or verdict.status == "cleared":
                 continue
             if v.kind == "stay":
-                if v.is_open or is_clearing(v, verdict.due.min_dwell_s):
+                if v.is_open or not v.end_seen or is_clearing(v, verdict.due.min_dwell_s):
                     continue
                 happened = v.departed_at
             elif v.kind == "pass":
@@ -337,7 +337,7 @@ def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[Aler
         if day.first_fix_at is None:
             silences.append((begin, now))
         else:
-            if day.first_fix_at > begin:
+            if day.first_fix_at > begin and day.has_route:
                 silences.append((begin, day.first_fix_at))
             silences += [(g.start_at, g.end_at) for g in day.gaps]
             assert day.last_fix_at is not None

@@ -97,6 +97,9 @@ class Visit:
     speed_kmh: float | None = None  # highest reported speed during the visit
     is_open: bool = False  # the track ends inside this stay: the truck is still there
     evidence: tuple[DeviceEvent, ...] = ()
+    # The departure was observed (a fix soon after it); False when the stay ends in a
+    # silence of the terminal, so it may have lasted longer than measured.
+    end_seen: bool = True
 
     def has_event(self, *kinds: EventKind) -> bool:
         return any(e.kind in kinds for e in self.evidence)
@@ -192,6 +195,7 @@ class _Stay:
     arrived: float
     departed: float
     is_open: bool
+    end_seen: bool
     x: float
     y: float
     site: Site | None = None
@@ -335,6 +339,7 @@ def _stays(
             arrived -= min(ts[first] - ts[first - 1], p.edge_cap_s) / 2
         departed = ts[last]
         is_open = last == n - 1
+        end_seen = not is_open and ts[last + 1] - ts[last] <= p.max_gap_s
         if not is_open:
             departed += min(ts[last + 1] - ts[last], p.edge_cap_s) / 2
         speeds = [sp for k in idx if (sp := track[k].speed_kmh) is not None]
@@ -344,6 +349,7 @@ def _stays(
                 arrived=arrived,
                 departed=departed,
                 is_open=is_open,
+                end_seen=end_seen,
                 x=median(xs[k] for k in idx),
                 y=median(ys[k] for k in idx),
                 max_speed=max(speeds) if speeds else None,
@@ -394,6 +400,7 @@ def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
             prev.idx = prev.idx + stay.idx
             prev.departed = stay.departed
             prev.is_open = stay.is_open
+            prev.end_seen = stay.end_seen
             if prev.distance_m is not None and stay.distance_m is not None:
                 prev.distance_m = min(prev.distance_m, stay.distance_m)
             speeds = [s for s in (prev.max_speed, stay.max_speed) if s is not None]
@@ -456,9 +463,12 @@ def _passes(
         sx, sy = sites.proj.xy(site.lat, site.lon)
         for first_seg, last_seg, d, at, speed in site_runs:
             start = ts[int(first_seg)]
-            # Final once a later fix, settled in time, lies clearly beyond the fence.
+            # Final once a later fix, settled in time, lies clearly beyond the fence, and
+            # the truck was seen all the way there (a silence might hide a stop).
             settled_at = None
             for k in range(int(last_seg) + 1, n):
+                if ts[k] - ts[k - 1] > p.pass_max_gap_s:
+                    break
                 if ts[k] >= at + p.pass_settle_s and (
                     math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m
                 ):
@@ -566,4 +576,5 @@ def _stay_visit(truck_id: str, s: _Stay, tz: Any) -> Visit:
         speed_kmh=s.max_speed,
         is_open=s.is_open,
         evidence=tuple(s.events),
+        end_seen=s.end_seen,
     )

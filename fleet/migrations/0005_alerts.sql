@@ -21,6 +21,7 @@ CREATE TABLE visit (
     departed_at  timestamptz NOT NULL,
     dwell_s      double precision NOT NULL CHECK (dwell_s >= 0),
     is_open      boolean NOT NULL DEFAULT false,  -- the track ends here: still there
+    end_seen     boolean NOT NULL DEFAULT true,   -- false: the stay ends in a silence
     fixes        integer NOT NULL DEFAULT 0,
     distance_m   double precision,
     speed_kmh    real,

@@ -121,6 +121,7 @@ def track_t3_serving_p4() -> Track:
     """A spare truck sent to P4 at 09:40 whose terminal was in a blind zone."""
     t = Track(at("09:35"), x=1200, y=-300, noise_m=8, seed=23)
     t.drive(1200, 0, 20).stay(300).drive(1600, 0, 30).stay(700)
+    t.drive(1600, 300, 30).drive(-500, 300, 40).drive(-500, 0, 30).stay(600)
     return t
 
 
