@@ -100,7 +100,7 @@ def test_alerts_are_posted_with_retries_and_signature(
     rows = deliveries(database_url)
     assert {r[1] for r in rows} == {"delivered"}
     assert sum(r[2] for r in rows) == 4 + 2, "the 500 and the 503 were each retried once"
-    status, headers, body = receiver.requests[-1]
+    _status, headers, body = receiver.requests[-1]
     payload = json.loads(body)
     assert payload["event"] == "alert.raised" and payload["alert"]["kind"] in {
         "missed", "not_cleared_by_deadline", "not_unloaded"
@@ -129,7 +129,7 @@ def test_a_refusing_receiver_fails_for_good_and_a_dead_one_after_max_attempts(
         rows = deliveries(database_url)
         to_refusing = [r for r in rows if r[4] == refusing.url]
         to_dead = [r for r in rows if r[4] == dead]
-        assert [(r[1], r[2], r[3]) for r in to_refusing][0] == ("failed", 1, 400)
+        assert next((r[1], r[2], r[3]) for r in to_refusing) == ("failed", 1, 400)
         assert {(r[1], r[2], r[3]) for r in to_dead} == {("failed", 3, None)}
     finally:
         refusing.close()
