@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -10,9 +11,11 @@ from fleet.web.fields import DistrictId, Name
 
 
 def _zone(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+){0,2}", value) or len(value) > 64:
+        raise ValueError(f"{value[:80]!r} is not an IANA time zone name such as Asia/Shanghai")
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(
             f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai"
         ) from exc

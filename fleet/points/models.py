@@ -63,11 +63,11 @@ class Point(BaseModel):
     stream: Stream
     daily_amount_kg: float
     service_time_s: int
-    window_start: time
-    window_end: time
+    window_start: Clock
+    window_end: Clock
     geofence_radius_m: float
     min_dwell_s: int | None
-    clearance_deadline: time
+    clearance_deadline: Clock
     access_class: AccessClass
     has_bins: bool
     schedule: str

@@ -51,8 +51,8 @@ class Station(BaseModel):
     lat: float
     lon: float
     streams: list[Stream]
-    opens_at: time
-    closes_at: time
+    opens_at: Clock
+    closes_at: Clock
     tipping_time_s: int
     daily_capacity_kg: float | None
     active: bool

@@ -71,12 +71,12 @@ class Truck(BaseModel):
     streams: list[Stream]
     depot_id: str
     terminal_id: str
-    shift_start: time
-    shift_end: time
+    shift_start: Clock
+    shift_end: Clock
     max_route_duration_s: int | None
     break_duration_s: int
-    break_earliest: time
-    break_latest: time
+    break_earliest: Clock
+    break_latest: Clock
     can_enter_narrow: bool
     active: bool
     updated_at: datetime

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import fastapi.routing
 import psycopg
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -28,7 +28,7 @@ from fleet.auth.throttle import LoginThrottle
 from fleet.config import Settings
 from fleet.positions.service import LiveFeed, SiteCache
 from fleet.web import errors
-from fleet.web.deps import Allow, Anyone, SettingsDep
+from fleet.web.deps import Allow, Anyone, SettingsDep, reject_unknown_query
 
 log = logging.getLogger("fleet.web")
 API_PREFIX = "/api/v1"
@@ -183,7 +183,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.login_throttle = LoginThrottle()
     errors.install(app)
 
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
 
     @api.get("/config", tags=["dashboard"], summary="Settings the dashboard needs")
     def client_config(principal: Anyone, settings: SettingsDep) -> ClientConfig:
@@ -289,8 +289,10 @@ def _customize_openapi(app: FastAPI) -> None:
                     ).strip()
                 if route.dependant.path_params:
                     statuses.add(404)
-                if route.dependant.body_params and path != f"{API_PREFIX}/auth/login":
-                    statuses.add(409)
+                if route.dependant.body_params:
+                    statuses.add(400)  # a body that is not even text
+                    if path != f"{API_PREFIX}/auth/login":
+                        statuses.add(409)
                 if path == f"{API_PREFIX}/auth/login":
                     statuses |= {401, 429}
                 if (

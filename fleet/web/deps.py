@@ -10,13 +10,15 @@ from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
 from fleet.auth import service as auth_service
 from fleet.auth.models import ALL_ROLES, Principal, Role
 from fleet.config import Settings
-from fleet.web.errors import ApiError
+from fleet.web.errors import ApiError, FieldError
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -132,3 +134,33 @@ class Paging:
 
 
 PagingDep = Annotated[Paging, Depends(Paging)]
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A misspelt filter (`?distrct_id=south`) is an error, not a silent "everything"."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    allowed = _QUERY_NAMES.get(id(route))
+    if allowed is None:
+        allowed = _QUERY_NAMES[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise ApiError(
+            422,
+            f"unknown query parameter(s): {', '.join(repr(u[:40]) for u in unknown[:5])}",
+            errors=[
+                FieldError(field=name[:100], location="query", message="is not a parameter here")
+                for name in unknown[:20]
+            ],
+        )

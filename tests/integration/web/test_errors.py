@@ -103,3 +103,17 @@ def test_dashboard_is_served_with_a_strict_content_security_policy(client: TestC
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+
+
+def test_a_misspelt_query_parameter_is_an_error(client: TestClient, users: Users) -> None:
+    response = client.get("/api/v1/trucks?distrct_id=south", headers=users.headers("viewer"))
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": "distrct_id", "location": "query", "message": "is not a parameter here"}
+    ]
+    assert (
+        client.get(
+            "/api/v1/trucks?district_id=south&limit=5", headers=users.headers("viewer")
+        ).status_code
+        == 200
+    )
