@@ -60,6 +60,24 @@ def _clock(text: str | None, what: str) -> float | None:
         raise _fail(f"{what}: expected HH:MM, got {text!r}") from None
 
 
+def _plan_from_db(district: str, service_date: date) -> Any:
+    """The day's published plan (else the newest draft) of a district."""
+    from fleet import db
+    from fleet.plans import repo as plans_repo
+    from simulator.plans import plan_from_dict
+
+    settings = _settings()
+    if settings is None or settings.database_url is None:
+        raise _fail("--from-db: set CLEARDAY_DATABASE_URL")
+    with db.connect(settings.database_url.get_secret_value()) as conn:
+        plan_id = plans_repo.latest_plan_id(conn, district, service_date)
+        row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
+    if row is None:
+        raise _fail(f"no plan for district {district!r} on {service_date.isoformat()}")
+    typer.echo(f"driving plan {row['plan_id']} ({row['status']})", err=True)
+    return plan_from_dict(row["document"])
+
+
 def register(app: typer.Typer) -> None:
     sim = typer.Typer(
         help="A synthetic district, trucks that drive a plan over MQTT, and load generation.",
@@ -113,6 +131,15 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help="plan JSON (Plan.to_dict form); default: a greedy plan"),
         ] = None,
+        from_db: Annotated[
+            bool,
+            typer.Option(
+                "--from-db", help="drive the day's published plan from CLEARDAY_DATABASE_URL"
+            ),
+        ] = False,
+        district: Annotated[
+            str, typer.Option(help="with --from-db: the district whose plan to drive")
+        ] = "default",
         plan_out: Annotated[
             Path | None, typer.Option(help="also write the plan driven, as JSON")
         ] = None,
@@ -171,8 +198,12 @@ def register(app: typer.Typer) -> None:
         try:
             city = _city(city_dir, points, trucks, city_seed)
             net = RoadNetwork(city)
+            if plan is not None and from_db:
+                raise _fail("give --plan or --from-db, not both")
             if plan is not None:
                 the_plan: Any = load_plan(plan)
+            elif from_db:
+                the_plan = _plan_from_db(district, day_date)
             else:
                 typer.echo("no --plan given: driving a greedy nearest-neighbour plan", err=True)
                 the_plan = greedy_plan(city, net=net)

@@ -655,7 +655,7 @@ class SimDay:
         self.trucks = [
             _TruckDay(self, route, by_truck[route.truck_id])
             for route in spec.plan.routes
-            if len(route.stops) >= 2
+            if any(s.kind in ("point", "station") for s in route.stops)  # idle trucks stay off
         ]
         self._consumed = False
 

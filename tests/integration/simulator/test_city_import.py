@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from simulator.city import City
+from simulator.city import City, generate
+from simulator.plans import greedy_plan
 
 
 def _cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
@@ -65,3 +68,34 @@ def test_generated_city_imports_cleanly_and_reimports_as_updates(
     with psycopg.connect(database_url) as conn:
         kinds = {r[0] for r in conn.execute("SELECT DISTINCT stream FROM collection_point")}
     assert {"other", "kitchen"} <= kinds
+
+
+def test_simulate_day_drives_the_published_plan_from_the_database(
+    tmp_path: Path, database_url: str
+) -> None:
+    out = tmp_path / "district"
+    city = generate(n_points=50, n_trucks=3, seed=2)
+    city.write(out)
+    assert _cli("import", str(out), database_url=database_url).returncode == 0
+    plan = greedy_plan(city, max_points_per_truck=3)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO plan (district_id, service_date, status, document)"
+            " VALUES ('default', '2025-03-03', 'published', %s)",
+            (Jsonb(plan.to_dict()),),
+        )
+    truth = tmp_path / "truth.jsonl"
+    proc = _cli("simulate", "day", "--city", str(out), "--from-db", "--district", "default",
+                "--date", "2025-03-03", "--dry-run", "--truth", str(truth),
+                database_url=database_url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    served = [
+        rec["point_id"]
+        for rec in map(json.loads, truth.read_text().splitlines())
+        if rec["type"] == "service"
+    ]
+    planned = [s.ref_id or "" for r in plan.routes for s in r.stops if s.kind == "point"]
+    assert sorted(served) == sorted(planned)
+    missing = _cli("simulate", "day", "--city", str(out), "--from-db", "--date", "2025-03-04",
+                   "--dry-run", database_url=database_url)  # fmt: skip
+    assert missing.returncode == 2 and "no plan for district 'default'" in missing.stderr
