@@ -1,0 +1,431 @@
+"""Route-planning benchmark: ClearDay's planner against best-known values and PyVRP.
+
+    bench/routing.py [--budget SECONDS] [--seed N] [--no-pyvrp] PATH...
+    bench/routing.py --district 3000x100 [--budget 600]
+
+Each PATH is an instance file or a folder of them: CVRPLIB ``.vrp`` (+ ``.sol``),
+Solomon / Gehring–Homberger ``.txt`` (+ ``.sol`` or ``bks.csv``), Kim et al.
+``*_stop.txt``. Every instance is solved by ClearDay's planner and, in the same run
+at the same budget, by PyVRP (the anchor, a benchmark-only dependency); both plans
+go through ``routing.check``. ``--district PxT`` generates a P-point, T-truck
+district (``routing.instances.synthetic_district``) and reports whether a checked,
+feasible plan serving every point came back within the budget.
+
+One line of JSON per instance, then one JSON object on the last line:
+``{"budget_s": 60, "sets": {"cvrp": {"instances": 6, "mean_gap_pct": 1.8,
+"mean_ratio_vs_pyvrp": 1.015, "infeasible": 0}, ...}}``. The set is the folder under
+the bench-data root (``cvrp``, ``vrptw``, ``wcvrptw``); gaps only where a
+distance-convention best-known exists (Kim et al.'s totals are reported as
+``mean_ratio_vs_published`` instead, they are not best-known values).
+
+PyVRP cannot express the lunch break or the daily load cap of the waste instances:
+there it solves a relaxation (no daily cap, shift shortened by the break), its routes
+are then timed with the break by ClearDay's scheduler and checked like ours; the
+result line says whether PyVRP's plan holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from routing.check import check_plan  # noqa: E402
+from routing.instances import Instance, read_instance, synthetic_district  # noqa: E402
+from routing.plan import Plan, Unassigned  # noqa: E402
+from routing.problem import Problem, depot_key, point_key, station_key  # noqa: E402
+from routing.schedule import Visit  # noqa: E402
+from routing.solver import finish_plan, make_plan, solve  # noqa: E402
+
+INSTANCE_SUFFIXES = (".vrp", ".txt")
+SCALE = 10  # PyVRP works in integers: decimetres and deciseconds, like ClearDay
+
+
+def find_instances(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.suffix in INSTANCE_SUFFIXES and not f.name.lower().startswith(("readme",)):
+                    if f.suffix == ".txt" and f.with_suffix(".vrp").exists():
+                        continue
+                    out.append(f)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise SystemExit(f"{raw}: no such file or folder")
+    return out
+
+
+def set_name(path: Path) -> str:
+    """The folder right under the bench-data root (the folder holding bks.csv)."""
+    for parent in path.parents:
+        if (parent / "bks.csv").exists() or (parent / "SOURCES.md").exists():
+            rel = path.relative_to(parent)
+            return rel.parts[0] if len(rel.parts) > 1 else parent.name
+    return path.parent.name
+
+
+# --------------------------------------------------------------------------- PyVRP
+
+
+def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dict[str, Any]]:
+    """Solve with PyVRP and turn its routes into a ClearDay plan, timed and repaired
+    by nothing: infeasibilities stay for the checker to see."""
+    import pyvrp
+    from pyvrp.stop import MaxRuntime
+
+    t0 = time.monotonic()
+    station_mode = bool(problem.stations)
+    trucks = list(problem.trucks)
+    depot_ids = sorted({t.start_depot_id for t in trucks} | {t.end_depot_id for t in trucks})
+    # Location order: depots, stations, a virtual "unload and go home" end per depot,
+    # points.
+    keys: list[str] = [depot_key(d) for d in depot_ids]
+    keys += [station_key(s.station_id) for s in problem.stations]
+    n_real_depots = len(keys)
+    end_virtual = {}
+    if station_mode:
+        for d in depot_ids:
+            end_virtual[d] = len(keys)
+            keys.append(f"virtual-end/{d}")
+    point_offset = len(keys)
+    keys += [point_key(p.point_id) for p in problem.points]
+
+    mx = problem.matrix
+    n = len(keys)
+    dist = np.zeros((n, n))
+    dur = np.zeros((n, n))
+    real = [k for k in keys if not k.startswith("virtual-end/")]
+    real_idx = [i for i, k in enumerate(keys) if not k.startswith("virtual-end/")]
+    sub = mx.subset(real)
+    dist[np.ix_(real_idx, real_idx)] = sub.distance_m
+    dur[np.ix_(real_idx, real_idx)] = sub.duration_s
+    big = float(np.nanmax(np.where(np.isfinite(dist), dist, 0))) * 10 + 1e6
+    if station_mode:
+        for d, ve in end_virtual.items():
+            home = mx.index[depot_key(d)]
+            for i, k in enumerate(keys):
+                if k.startswith("virtual-end/"):
+                    dist[i, ve] = dur[i, ve] = 0.0 if i == ve else big
+                    continue
+                best = (math.inf, math.inf)
+                for s in problem.stations:
+                    sk = mx.index[station_key(s.station_id)]
+                    d1 = mx.distance_m[mx.index[k], sk] + mx.distance_m[sk, home]
+                    t1 = mx.duration_s[mx.index[k], sk] + s.tipping_time_s + mx.duration_s[sk, home]
+                    if d1 < best[0]:
+                        best = (d1, t1)
+                dist[i, ve], dur[i, ve] = best
+            dist[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
+            dur[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
+    dist = np.where(np.isfinite(dist), dist, big)
+    dur = np.where(np.isfinite(dur), dur, big)
+    dist_i = np.rint(dist * SCALE).astype(np.int64)
+    dur_i = np.ceil(dur * SCALE - 1e-6).astype(np.int64)
+
+    caps = {t.capacity_kg for t in trucks}
+    load_scale = 1000 if len(caps) == 1 else 1000
+
+    locations = [pyvrp.Location(0.0, 0.0) for _ in keys]
+    lat_lon = {}
+    for d in problem.depots:
+        lat_lon[depot_key(d.depot_id)] = (d.lat, d.lon)
+    for s in problem.stations:
+        lat_lon[station_key(s.station_id)] = (s.lat, s.lon)
+    for p in problem.points:
+        lat_lon[point_key(p.point_id)] = (p.lat, p.lon)
+    for i, k in enumerate(keys):
+        if k in lat_lon:
+            locations[i] = pyvrp.Location(lat_lon[k][1] * 1e4, lat_lon[k][0] * 1e4)
+    depots = []
+    for i, k in enumerate(keys[:n_real_depots]):
+        if k.startswith("station/"):
+            s = problem.station(k.split("/", 1)[1])
+            depots.append(
+                pyvrp.Depot(
+                    i,
+                    tw_early=math.ceil(s.opens_s * SCALE),
+                    tw_late=math.floor((s.closes_s - s.tipping_time_s) * SCALE),
+                    service_duration=math.ceil(s.tipping_time_s * SCALE),
+                )
+            )
+        else:
+            depots.append(pyvrp.Depot(i))
+    for _d, ve in end_virtual.items():
+        depots.append(pyvrp.Depot(ve))
+    depot_pos = {i: j for j, i in enumerate([*range(n_real_depots), *end_virtual.values()])}
+    station_depots = [depot_pos[keys.index(station_key(s.station_id))] for s in problem.stations]
+    clients = [
+        pyvrp.Client(
+            point_offset + k,
+            pickup=[round(p.amount_kg * load_scale)],
+            service_duration=math.ceil(p.service_time_s * SCALE),
+            tw_early=math.ceil(p.window_start_s * SCALE),
+            tw_late=math.floor(p.window_end_s * SCALE),
+        )
+        for k, p in enumerate(problem.points)
+    ]
+    groups: Counter[tuple[Any, ...]] = Counter()
+    for t in trucks:
+        shift_end = t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
+        groups[
+            (
+                t.capacity_kg,
+                t.start_depot_id,
+                t.end_depot_id,
+                t.shift_start_s,
+                shift_end,
+                min(t.route_duration_limit_s, shift_end - t.shift_start_s),
+            )
+        ] += 1
+    vehicle_types = []
+    group_keys = list(groups)
+    for g in group_keys:
+        cap, sdep, edep, s0, s1, maxdur = g
+        start_d = depot_pos[keys.index(depot_key(sdep))]
+        end_d = depot_pos[end_virtual[edep]] if station_mode else depot_pos[keys.index(depot_key(edep))]
+        vehicle_types.append(
+            pyvrp.VehicleType(
+                groups[g],
+                capacity=[round(cap * load_scale)],
+                start_depot=start_d,
+                end_depot=end_d,
+                tw_early=math.ceil(s0 * SCALE),
+                tw_late=math.floor(s1 * SCALE),
+                shift_duration=math.floor(maxdur * SCALE) if math.isfinite(maxdur) else 2**40,
+                reload_depots=station_depots if station_mode else [],
+            )
+        )
+    data = pyvrp.ProblemData(
+        locations, clients, depots, vehicle_types, [dist_i], [dur_i]
+    )
+    remaining = max(0.5, budget_s - (time.monotonic() - t0))
+    result = pyvrp.solve(data, stop=MaxRuntime(remaining), seed=seed, display=False)
+    best = result.best
+    # Back to ClearDay: assign each PyVRP route to a truck of its vehicle type.
+    pool: dict[int, list[str]] = {}
+    for gi, g in enumerate(group_keys):
+        pool[gi] = [
+            t.truck_id
+            for t in trucks
+            if (
+                t.capacity_kg,
+                t.start_depot_id,
+                t.end_depot_id,
+                t.shift_start_s,
+                t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0),
+                min(
+                    t.route_duration_limit_s,
+                    t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
+                    - t.shift_start_s,
+                ),
+            )
+            == g
+        ]
+    visits_by_truck: dict[str, list[Visit]] = {}
+    station_of_depot = {depot_pos[keys.index(station_key(s.station_id))]: s.station_id
+                        for s in problem.stations}
+    for route in best.routes():
+        truck_id = pool[route.vehicle_type()].pop(0)
+        visits: list[Visit] = []
+        for act in route.schedule()[1:-1]:
+            if str(act.type).endswith("CLIENT"):
+                visits.append(Visit("point", problem.points[act.idx].point_id))
+            elif act.idx in station_of_depot:
+                visits.append(Visit("station", station_of_depot[act.idx]))
+        visits_by_truck[truck_id] = visits
+    served = {v.ref_id for vs in visits_by_truck.values() for v in vs if v.kind == "point"}
+    missing = [
+        Unassigned(point_id=p.point_id, reason="shift")
+        for p in problem.points
+        if p.point_id not in served
+    ]
+    # Time the routes (the break is placed by ClearDay's scheduler, the final unload
+    # at the nearest station); no repair, so what PyVRP got wrong stays visible.
+    routes, unassigned = finish_plan(
+        problem, visits_by_truck, missing, repair=False, time_budget_s=0.0
+    )
+    plan = make_plan(
+        problem,
+        routes,
+        unassigned,
+        solve_time_s=time.monotonic() - t0,
+        seed=seed,
+        status="feasible" if best.is_feasible() else "infeasible",
+        solver="pyvrp",
+    )
+    info = {
+        "pyvrp_cost": best.distance() / SCALE,
+        "pyvrp_feasible_own_model": bool(best.is_feasible()),
+        "pyvrp_routes_dropped": len(visits_by_truck) - len(routes),
+    }
+    return plan, info
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def plan_value(inst: Instance, plan: Plan) -> float:
+    return plan.stats.distance_m * inst.unit_per_m
+
+
+def run_instance(
+    path: Path, budget: float, seed: int, with_pyvrp: bool
+) -> dict[str, Any]:
+    inst = read_instance(path)
+    problem = inst.problem
+    t0 = time.monotonic()
+    plan = solve(problem, time_limit_s=budget, seed=seed)
+    wall = time.monotonic() - t0
+    violations = check_plan(problem, plan)
+    ours = plan_value(inst, plan)
+    row: dict[str, Any] = {
+        "instance": inst.name,
+        "set": set_name(path),
+        "kind": inst.kind,
+        "points": len(problem.points),
+        "trucks": len(problem.trucks),
+        "value": round(ours, 4),
+        "routes": len(plan.routes),
+        "unassigned": len(plan.unassigned),
+        "violations": len(violations),
+        "violation_kinds": dict(Counter(v.kind for v in violations)),
+        "feasible": not violations and not plan.unassigned,
+        "wall_s": round(wall, 2),
+        "bks": inst.bks,
+        "bks_convention": inst.bks_convention,
+    }
+    if inst.bks and inst.bks_convention == "distance":
+        row["gap_pct"] = round(100.0 * (ours - inst.bks) / inst.bks, 3)
+    elif inst.bks and inst.bks_convention == "hierarchical":
+        row["gap_vs_hierarchical_pct"] = round(100.0 * (ours - inst.bks) / inst.bks, 3)
+    elif inst.bks:
+        row["ratio_vs_published"] = round(ours / inst.bks, 4)
+    if with_pyvrp:
+        pplan, info = solve_pyvrp(problem, budget, seed)
+        pviol = check_plan(problem, pplan)
+        theirs = plan_value(inst, pplan)
+        row.update(
+            {
+                "pyvrp_value": round(theirs, 4),
+                "pyvrp_unassigned": len(pplan.unassigned),
+                "pyvrp_violations": len(pviol),
+                "pyvrp_violation_kinds": dict(Counter(v.kind for v in pviol)),
+                "pyvrp_feasible": not pviol and not pplan.unassigned,
+                "pyvrp_routes": len(pplan.routes),
+                **info,
+            }
+        )
+        if theirs > 0:
+            row["ratio_vs_pyvrp"] = round(ours / theirs, 4)
+    return row
+
+
+def run_district(spec: str, budget: float, seed: int) -> dict[str, Any]:
+    n_points, n_trucks = (int(x) for x in spec.lower().split("x"))
+    t0 = time.monotonic()
+    problem, _graph = synthetic_district(
+        n_points=n_points,
+        n_trucks=n_trucks,
+        n_stations=max(1, n_points // 1000),
+        n_depots=max(1, n_trucks // 50),
+        seed=seed,
+        kitchen_share=0.1,
+    )
+    build_s = time.monotonic() - t0
+    plan = solve(problem, time_limit_s=max(1.0, budget - build_s), seed=seed)
+    wall = time.monotonic() - t0
+    violations = check_plan(problem, plan)
+    return {
+        "instance": problem.name,
+        "set": "district",
+        "points": n_points,
+        "trucks": n_trucks,
+        "value": round(plan.stats.distance_m / 1000.0, 3),
+        "unit": "km",
+        "routes": len(plan.routes),
+        "pieces": plan.stats.pieces,
+        "unassigned": len(plan.unassigned),
+        "unassigned_reasons": dict(Counter(u.reason for u in plan.unassigned)),
+        "violations": len(violations),
+        "violation_kinds": dict(Counter(v.kind for v in violations)),
+        "feasible": not violations and not plan.unassigned,
+        "build_s": round(build_s, 2),
+        "wall_s": round(wall, 2),
+        "within_budget": wall <= budget * 1.02,
+    }
+
+
+def summarise(rows: list[dict[str, Any]], budget: float) -> dict[str, Any]:
+    sets: dict[str, dict[str, Any]] = {}
+    for name in sorted({r["set"] for r in rows}):
+        rs = [r for r in rows if r["set"] == name]
+        gaps = [r["gap_pct"] for r in rs if "gap_pct" in r]
+        ratios = [r["ratio_vs_pyvrp"] for r in rs if "ratio_vs_pyvrp" in r]
+        pub = [r["ratio_vs_published"] for r in rs if "ratio_vs_published" in r]
+        pyvrp_gaps = [
+            100.0 * (r["pyvrp_value"] - r["bks"]) / r["bks"]
+            for r in rs
+            if "gap_pct" in r and "pyvrp_value" in r
+        ]
+        out: dict[str, Any] = {
+            "instances": len(rs),
+            "infeasible": sum(1 for r in rs if not r["feasible"]),
+        }
+        if gaps:
+            out["mean_gap_pct"] = round(statistics.fmean(gaps), 3)
+        if ratios:
+            out["mean_ratio_vs_pyvrp"] = round(statistics.fmean(ratios), 4)
+        if pyvrp_gaps:
+            out["pyvrp_mean_gap_pct"] = round(statistics.fmean(pyvrp_gaps), 3)
+        if pub:
+            out["mean_ratio_vs_published"] = round(statistics.fmean(pub), 4)
+        if any("pyvrp_feasible" in r for r in rs):
+            out["pyvrp_infeasible"] = sum(1 for r in rs if not r.get("pyvrp_feasible", True))
+        if name == "district":
+            out["within_budget"] = all(r["within_budget"] for r in rs)
+        sets[name] = out
+    return {"budget_s": budget, "sets": sets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", help="instance files or folders")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds per instance")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-pyvrp", action="store_true", help="skip the PyVRP anchor")
+    parser.add_argument(
+        "--district", action="append", default=[], help="generated district PxT, e.g. 3000x100"
+    )
+    args = parser.parse_args(argv)
+    if not args.paths and not args.district:
+        parser.error("give instance PATHs and/or --district")
+    rows = []
+    for path in find_instances(args.paths):
+        row = run_instance(path, args.budget, args.seed, not args.no_pyvrp)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for spec in args.district:
+        row = run_district(spec, args.budget, args.seed)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(json.dumps(summarise(rows, args.budget)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
