@@ -105,6 +105,10 @@ class TruckDay:
     gaps: tuple[Gap, ...] = ()
     visits: tuple[Visit, ...] = ()  # this truck's visits on the day, by arrival
     planned: tuple[PlannedStop, ...] = ()  # by seq; empty when the truck has no route
+    # When the worker last received data from the terminal, on its own clock (None:
+    # unknown, e.g. in a replay). A terminal whose clock runs behind sends fixes that
+    # look minutes old on arrival; it is not silent.
+    last_heard_at: datetime | None = None
 
     @property
     def has_route(self) -> bool:
@@ -123,6 +127,27 @@ class TruckDay:
         last = stays[-1]
         worked = any(v.site_kind in ("point", "station") for v in stays[:-1])
         return last if last.site_kind == "depot" and last.is_open and worked else None
+
+    def quiet_since(self) -> datetime | None:
+        """Since when nothing has been heard from the terminal (None: never heard)."""
+        if self.last_fix_at is None:
+            return None
+        if self.last_heard_at is None:
+            return self.last_fix_at
+        return max(self.last_fix_at, self.last_heard_at)
+
+    def asleep(self) -> bool:
+        """The terminal went quiet with the truck parked: home after work, or standing
+        still at the end of its shift (a truck broken down earlier, switched off)."""
+        if self.parked_home() is not None:
+            return True
+        stays = [v for v in self.visits if v.kind == "stay"]
+        return (
+            bool(stays)
+            and stays[-1].is_open
+            and self.last_fix_at is not None
+            and self.last_fix_at >= self.shift_end_at - timedelta(minutes=15)
+        )
 
     def at_depot_during(self, start: datetime, end: datetime) -> bool:
         """Was the truck in one depot stay from `start` to `end` (parked, terminal asleep)?"""
@@ -205,7 +230,7 @@ def verdict(
     now: datetime,
     p: LedgerParams,
 ) -> Verdict:
-    visits = sorted((v for v in visits if v.arrived_at <= now), key=lambda v: v.arrived_at)
+    visits = sorted(visits, key=lambda v: v.arrived_at)
     clearing = [v for v in visits if is_clearing(v, point.min_dwell_s)]
     if clearing:
         return _cleared(point, clearing[0], visits, trucks, station_min_dwell_s, now, p)
@@ -339,8 +364,9 @@ def hidden_visit_possible(
         travel = (far(gap.start_lat, gap.start_lon) + far(gap.end_lat, gap.end_lon)) / v_ms
         if gap.duration_s - need >= travel:
             return True
-    if day.last_fix_at < until and day.parked_home() is None:
-        span = (until - day.last_fix_at).total_seconds()
+    quiet = day.quiet_since() or day.last_fix_at
+    if quiet < until and not day.asleep():
+        span = (until - quiet).total_seconds()
         if span - need >= far(day.last_lat, day.last_lon) / v_ms:
             return True
     return False

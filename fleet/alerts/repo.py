@@ -89,9 +89,9 @@ def station_min_dwell(conn: psycopg.Connection, *, fraction: float) -> dict[str,
 
 def changed_truck_days(
     conn: psycopg.Connection, *, since: datetime
-) -> tuple[list[tuple[str, date, datetime]], datetime | None]:
-    """(truck, local service date, earliest device time) of data received after `since`,
-    and the latest arrival time seen."""
+) -> tuple[list[tuple[str, date, datetime, datetime]], datetime | None]:
+    """(truck, local service date, earliest device time, latest arrival) of data received
+    after `since`, and the latest arrival time seen."""
     rows = conn.execute(
         """WITH fresh AS (
                SELECT truck_id, recorded_at, received_at FROM position WHERE received_at > %(since)s
@@ -104,7 +104,7 @@ def changed_truck_days(
         {"since": since},
     ).fetchall()
     latest = max((r[3] for r in rows), default=None)
-    return [(r[0], r[1], r[2]) for r in rows], latest
+    return [(r[0], r[1], r[2], r[3]) for r in rows], latest
 
 
 def day_bounds(service_date: date, timezone: str) -> tuple[datetime, datetime]:
@@ -398,13 +398,17 @@ def day_visits(
     service_date: date,
     truck_ids: Sequence[str],
     point_ids: Sequence[str],
+    exclude_trucks: Sequence[str] = (),
 ) -> list[Visit]:
+    """The day's visits of `truck_ids`, and by any other truck (but `exclude_trucks`)
+    at `point_ids`."""
     rows = conn.execute(
         f"""SELECT {_VISIT_COLS} FROM visit
              WHERE service_date = %(d)s
-               AND (truck_id = ANY(%(t)s) OR (site_kind = 'point' AND site_id = ANY(%(p)s)))
+               AND (truck_id = ANY(%(t)s)
+                    OR (site_kind = 'point' AND site_id = ANY(%(p)s) AND NOT truck_id = ANY(%(x)s)))
              ORDER BY arrived_at, truck_id""",
-        {"d": service_date, "t": list(truck_ids), "p": list(point_ids)},
+        {"d": service_date, "t": list(truck_ids), "p": list(point_ids), "x": list(exclude_trucks)},
     ).fetchall()
     return [_visit(r) for r in rows]
 

@@ -288,10 +288,8 @@ def not_unloaded(
         else:
             at = day.shift_end_at + timedelta(seconds=p.not_unloaded_grace_s)
             stuck = any(v.kind == "stay" and v.is_open and v.site_kind is None for v in day.visits)
-            silent = (
-                day.last_fix_at is None
-                or (now - day.last_fix_at).total_seconds() > p.offline_after_s
-            )
+            quiet = day.quiet_since()
+            silent = quiet is None or (now - quiet).total_seconds() > p.offline_after_s
             if now < at or stuck or silent:
                 continue
             how = "收班时"
@@ -343,9 +341,12 @@ def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[Aler
             assert day.last_fix_at is not None
             silences.append((day.last_fix_at, now))
         tz = begin.tzinfo
+        quiet = day.quiet_since()
         for since, until in silences:
             since = max(since, begin)
             at = since + limit
+            if until is now and quiet is not None:
+                at = max(quiet, begin) + limit  # heard recently: a slow clock, not silence
             if at > min(until, end):
                 continue
             out.append(

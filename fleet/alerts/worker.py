@@ -43,7 +43,7 @@ log = logging.getLogger("clearday.alerts")
 
 Clock = Callable[[], datetime]
 ADVISORY_LOCK = 7_247_606  # one worker (or replay) at a time
-OVERLAP_S = 30.0  # re-read data received this long before the watermark (slow commits)
+OVERLAP_S = 5.0  # re-read data received this long before the watermark (slow commits)
 LOOKBACK_S = 900.0  # re-detect from this long before a truck's earliest new fix
 SITES_TTL_S = 300.0
 FIRST_RUN_BACK_S = 86_400.0  # a worker's first tick looks back this far
@@ -143,8 +143,14 @@ class Pipeline:
         self._keys: dict[date, set[str]] = {}
         self._ledger: dict[tuple[date, str], repo.LedgerRow] = {}
         self._tz: dict[str, ZoneInfo] = {}
+        # Each truck-day's visits as last written (saves re-reading them every tick).
+        self._visits: dict[tuple[str, date], list[visits.Visit]] = {}
+        # truck -> (latest received_at seen, worker time it was first seen)
+        self._heard: dict[str, tuple[datetime, datetime]] = {}
 
     def reset(self) -> None:
+        self._visits.clear()
+        self._heard.clear()
         self._sites.clear()
         self._station_dwell = None
         self._trucks = None
@@ -222,6 +228,10 @@ class Pipeline:
         repo.refresh_truck_day(
             conn, truck_id=truck_id, service_date=service_date, start=day_start, end=day_end
         )
+        key = (truck_id, service_date)
+        if key in self._visits or earliest_new is None:
+            kept = [v for v in self._visits.get(key, []) if v.arrived_at < replace_from]
+            self._visits[key] = kept + [v for v in found.visits if v.arrived_at >= replace_from]
 
     # -- step 3: ledger, alerts, cases
     def evaluate(
@@ -235,19 +245,33 @@ class Pipeline:
         )  # fmt: skip
         point_ids = [p.point_id for p in due]
         days = repo.truck_days(conn, district_id=district_id, service_date=service_date, visits=())
-        day_visits = repo.day_visits(
-            conn,
-            service_date=service_date,
-            truck_ids=[d.truck_id for d in days],
-            point_ids=point_ids,
-        )
+        # This district's trucks come from the cache (filled here on first use); visits
+        # to its points by other trucks are read every time.
+        ours = {d.truck_id for d in days}
+        missing = [t for t in ours if (t, service_date) not in self._visits]
         by_truck: dict[str, list[visits.Visit]] = defaultdict(list)
         at_point: dict[str, list[visits.Visit]] = defaultdict(list)
-        for v in day_visits:
+        for v in repo.day_visits(
+            conn, service_date=service_date, truck_ids=missing, point_ids=point_ids,
+            exclude_trucks=[t for t in ours if t not in missing],
+        ):  # fmt: skip
             by_truck[v.truck_id].append(v)
-            if v.site_kind == "point" and v.site_id:
-                at_point[v.site_id].append(v)
-        days = [replace(d, visits=tuple(by_truck.get(d.truck_id, ()))) for d in days]
+        for t in missing:
+            self._visits[(t, service_date)] = by_truck.get(t, [])
+        for t in ours:
+            by_truck[t] = self._visits[(t, service_date)]
+        for vs in by_truck.values():
+            for v in vs:
+                if v.site_kind == "point" and v.site_id:
+                    at_point[v.site_id].append(v)
+        days = [
+            replace(
+                d,
+                visits=tuple(by_truck.get(d.truck_id, ())),
+                last_heard_at=self._heard[d.truck_id][1] if d.truck_id in self._heard else None,
+            )
+            for d in days
+        ]
         truck_map = {d.truck_id: d for d in days}
         station_dwell = self.station_dwell(conn)
         verdicts = ledger.compute(due, at_point, truck_map, station_dwell, now, c.ledger)
@@ -386,12 +410,16 @@ class Pipeline:
         conn: psycopg.Connection,
         *,
         now: datetime,
-        changes: Iterable[tuple[str, date, datetime | None]],
+        changes: Iterable[tuple[str, date, datetime | None, datetime | None]],
         extra_dates: Iterable[date] = (),
     ) -> TickStats:
         stats = TickStats()
         dates = set(extra_dates) | self.current_dates(conn, now)
-        for truck_id, service_date, earliest in changes:
+        for truck_id, service_date, earliest, received in changes:
+            if received is not None:
+                seen = self._heard.get(truck_id)
+                if seen is None or received > seen[0]:
+                    self._heard[truck_id] = (received, now)
             self.redetect(conn, truck_id=truck_id, service_date=service_date, earliest_new=earliest)
             stats.truck_days += 1
             dates.add(service_date)

@@ -1,0 +1,181 @@
+"""/api/v1/ledger, /api/v1/alerts, /api/v1/cases: supervision (监管) over the alerts
+service (fleet/alerts/service.py). Cases outside the caller's districts are not found."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
+
+from fleet.alerts import service
+from fleet.alerts.cases import MAX_NAME_CHARS, MAX_NOTE_CHARS
+from fleet.alerts.models import (
+    AlertKindName,
+    AlertOut,
+    CaseDetailOut,
+    CaseOut,
+    CaseStateName,
+    LedgerEntryOut,
+    LedgerStatus,
+)
+from fleet.auth.models import Principal, Role
+from fleet.config import Settings
+from fleet.web.deps import (
+    Allow,
+    Anyone,
+    Conn,
+    PagingDep,
+    SettingsDep,
+    Supervisor,
+    district_scope,
+    now_utc,
+)
+from fleet.web.errors import ApiError
+
+router = APIRouter(tags=["supervision"])
+CaseId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+DistrictQuery = Annotated[str | None, Query(max_length=64)]
+# 反馈 comes from whoever runs the crews: dispatchers as well as supervisors.
+Responder = Annotated[Principal, Depends(Allow(Role.admin, Role.supervisor, Role.dispatcher))]
+
+
+def today(settings: Settings) -> date:
+    return now_utc().astimezone(settings.tz).date()
+
+
+class LedgerOut(BaseModel):
+    service_date: date
+    entries: list[LedgerEntryOut]
+
+
+@router.get("/ledger", summary="The clearance ledger (日清台账) of a service date")
+def ledger(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    service_date: Annotated[date | None, Query(description="default: today (local)")] = None,
+    district_id: DistrictQuery = None,
+    status: LedgerStatus | None = None,
+    truck_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 5000,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> LedgerOut:
+    day = service_date or today(settings)
+    entries = service.ledger(
+        conn=conn,
+        service_date=day,
+        district_ids=district_scope(principal, district_id),
+        status=status,
+        truck_id=truck_id,
+        limit=limit,
+        offset=offset,
+    )
+    return LedgerOut(service_date=day, entries=entries)
+
+
+@router.get("/alerts", summary="Alerts, newest first")
+def list_alerts(
+    conn: Conn,
+    principal: Anyone,
+    paging: PagingDep,
+    service_date: date | None = None,
+    district_id: DistrictQuery = None,
+    kind: AlertKindName | None = None,
+    unresolved_only: bool = False,
+) -> list[AlertOut]:
+    return service.list_alerts(
+        conn=conn,
+        district_ids=district_scope(principal, district_id),
+        service_date=service_date,
+        kind=kind,
+        unresolved_only=unresolved_only,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.get("/cases", summary="Cases (一单四制), most recently changed first")
+def list_cases(
+    conn: Conn,
+    principal: Anyone,
+    paging: PagingDep,
+    service_date: date | None = None,
+    district_id: DistrictQuery = None,
+    state: Annotated[
+        CaseStateName | Literal["active"] | None,
+        Query(description="`active`: every state but closed"),
+    ] = None,
+    overdue_only: bool = False,
+) -> list[CaseOut]:
+    return service.list_cases(
+        conn=conn,
+        district_ids=district_scope(principal, district_id),
+        service_date=service_date,
+        state=state,
+        overdue_only=overdue_only,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.get("/cases/{case_id}", summary="A case with its timeline and alerts")
+def get_case(conn: Conn, principal: Anyone, case_id: CaseId) -> CaseDetailOut:
+    try:
+        return service.get_case(conn=conn, case_id=case_id, district_ids=principal.district_filter)
+    except service.CaseNotFound:
+        raise ApiError(404, f"case {case_id} not found") from None
+
+
+Note = Annotated[str, Field(min_length=1, max_length=MAX_NOTE_CHARS)]
+
+
+class AssignIn(BaseModel):
+    assignee: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS, description="a crew, a person or a truck"
+    )
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS)
+
+
+class NoteIn(BaseModel):
+    note: Note
+
+
+def _act(
+    action: str, conn: Conn, principal: Principal, case_id: int, **kwargs: str | None
+) -> CaseDetailOut:
+    functions = {
+        "assign": service.assign_case,
+        "feedback": service.feedback_case,
+        "close": service.close_case,
+    }
+    try:
+        return functions[action](  # type: ignore[operator]
+            conn=conn,
+            case_id=case_id,
+            actor=principal.username,
+            district_ids=principal.district_filter,
+            **kwargs,
+        )
+    except service.CaseNotFound:
+        raise ApiError(404, f"case {case_id} not found") from None
+    except service.CaseRefused as refused:
+        raise ApiError(409, str(refused)) from None
+
+
+@router.post("/cases/{case_id}/assign", summary="交办: assign a case to a crew, person or truck")
+def assign_case(
+    conn: Conn, principal: Supervisor, case_id: CaseId, body: AssignIn
+) -> CaseDetailOut:
+    return _act("assign", conn, principal, case_id, assignee=body.assignee, note=body.note)
+
+
+@router.post("/cases/{case_id}/feedback", summary="反馈: report what was done")
+def feedback_case(conn: Conn, principal: Responder, case_id: CaseId, body: NoteIn) -> CaseDetailOut:
+    return _act("feedback", conn, principal, case_id, note=body.note)
+
+
+@router.post("/cases/{case_id}/close", summary="销号: close a case (a note is required)")
+def close_case(conn: Conn, principal: Supervisor, case_id: CaseId, body: NoteIn) -> CaseDetailOut:
+    return _act("close", conn, principal, case_id, note=body.note)
