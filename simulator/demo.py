@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
 
 from fleet import db, importer
 from fleet.config import Settings
-from fleet.services import PrivateMosquitto, PrivatePostgres
+from fleet.services import PrivateMosquitto, PrivatePostgres, ServiceError, free_port
 
 DEMO_DATABASE = "clearday_demo"
+DISTRICT = "demo"
 
 
 def say(message: str) -> None:
@@ -117,14 +122,296 @@ def fresh_database(admin_url: str, configured: bool) -> str:
 
 
 def import_city(url: str, city_dir: Path) -> dict[str, int]:
-    parsed = importer.parse_files(importer.read_paths([city_dir]), default_district="demo")
+    parsed = importer.parse_files(importer.read_paths([city_dir]), default_district=DISTRICT)
     with db.connect(url) as conn:
         importer.load(conn, parsed)
     return parsed.count()
 
 
-def run_demo(settings: Settings, *, city: Path | None, points: int, trucks: int, seed: int) -> None:
+class StatusLine:
+    """One line rewritten in place on a terminal; plain lines otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.last = 0.0
+
+    def show(self, text: str, *, force: bool = False) -> None:
+        if self.tty:
+            sys.stdout.write("\r" + text[:118].ljust(118))
+            sys.stdout.flush()
+        elif force or time.monotonic() - self.last >= 10:
+            self.last = time.monotonic()
+            say("  " + text)
+
+    def done(self, text: str) -> None:
+        if self.tty:
+            sys.stdout.write("\r" + " " * 118 + "\r")
+        say(text)
+
+
+def bar(fraction: float, width: int = 24) -> str:
+    filled = int(max(0.0, min(1.0, fraction)) * width)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def plan_the_day(
+    url: str, service_date: date, settings: Settings, *, seed: int, time_limit_s: float
+) -> int:
+    from fleet.plans import service as plans
+
+    status = StatusLine()
+    with db.connect(url, autocommit=True) as conn:
+
+        def progress(fraction: float, message: str) -> None:
+            status.show(f"{bar(fraction)} {fraction:4.0%} {message}")
+
+        plan_id = plans.plan_day(
+            conn, district_id=DISTRICT, service_date=service_date, tz=settings.tz,
+            time_limit_s=time_limit_s, seed=seed, publish=True, created_by="demo", progress=progress,
+        )  # fmt: skip
+        stats = (plans.get_plan(conn, plan_id=plan_id) or {}).get("stats", {})
+    status.done(
+        f"  plan {plan_id} published: {stats.get('num_routes')} routes, "
+        f"{stats.get('num_assigned')}/{stats.get('num_points')} points, "
+        f"{stats.get('distance_m', 0) / 1000:.1f} km"
+    )
+    return plan_id
+
+
+def create_demo_login(url: str) -> tuple[str, str]:
+    from fleet.auth import service as auth
+    from fleet.auth.models import Role
+
+    password = secrets.token_urlsafe(12)
+    with db.connect(url, autocommit=True) as conn:
+        auth.create_user(conn, username="demo", password=password, role=Role.admin, districts=[],
+                         display_name="演示管理员")  # fmt: skip
+    return "demo", password
+
+
+def wait_for_http(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def stored_counts(url: str, service_date: date) -> dict[str, int]:
+    with db.connect(url) as conn:
+        row = conn.execute(
+            """SELECT (SELECT count(*) FROM position), (SELECT count(*) FROM device_event),
+                      (SELECT count(*) FROM dead_letter),
+                      (SELECT count(*) FROM alert WHERE service_date = %s)""",
+            (service_date,),
+        ).fetchone()
+    assert row is not None
+    return {"fixes": row[0], "events": row[1], "dead_letters": row[2], "alerts": row[3]}
+
+
+def wait_for_ingest(url: str, fixes_sent: int, service_date: date, timeout_s: float = 60) -> int:
+    """Fixes stored once the ingestor has drained what was published (bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    stored = 0
+    while time.monotonic() < deadline:
+        stored = stored_counts(url, service_date)["fixes"]
+        if stored >= fixes_sent:
+            break
+        time.sleep(0.5)
+    return stored
+
+
+@dataclass(frozen=True)
+class Summary:
+    due: int
+    by_status: dict[str, int]
+    clearance_rate: float
+    alerts_by_kind: dict[str, int]
+    alerts_matching_faults: int
+    faults: int
+    faults_alerted: int
+    fixes_published: int
+    fixes_stored: int
+    dead_letters: int
+
+
+# Which alert each injected fault should raise (the subject is the point or the truck).
+FAULT_ALERTS = {
+    "skip": ("missed",), "drive_by": ("drive_by", "missed"), "too_short": ("drive_by", "missed"),
+    "breakdown": ("stationary",), "no_unload": ("not_unloaded",), "offline": ("offline",),
+}  # fmt: skip
+
+
+def summarize(url: str, service_date: date, faults: list[Any], fixes_published: int) -> Summary:
+    with db.connect(url) as conn:
+        statuses: dict[str, int] = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM ledger_entry WHERE service_date = %s GROUP BY 1",
+                (service_date,),
+            ).fetchall()
+        )
+        alerts = conn.execute(
+            "SELECT kind, coalesce(point_id, truck_id) FROM alert WHERE service_date = %s",
+            (service_date,),
+        ).fetchall()
+    counts = stored_counts(url, service_date)
+    expected = {
+        (kind, f.point_id or f.truck_id) for f in faults for kind in FAULT_ALERTS.get(f.kind, ())
+    }
+    matching = sum(1 for a in alerts if (a[0], a[1]) in expected)
+    alerted = {subject for _, subject in alerts}
+    faults_alerted = sum(
+        1 for f in faults if f.kind in FAULT_ALERTS and (f.point_id or f.truck_id) in alerted
+    )
+    due = sum(statuses.values())
+    by_kind: dict[str, int] = {}
+    for kind, _ in alerts:
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    return Summary(
+        due=due, by_status=statuses,
+        clearance_rate=statuses.get("cleared", 0) / due if due else 0.0,
+        alerts_by_kind=by_kind, alerts_matching_faults=matching,
+        faults=sum(1 for f in faults if f.kind in FAULT_ALERTS), faults_alerted=faults_alerted,
+        fixes_published=fixes_published, fixes_stored=counts["fixes"], dead_letters=counts["dead_letters"],
+    )  # fmt: skip
+
+
+def play_day(
+    settings: Settings,
+    url: str,
+    mqtt_url: str,
+    service_date: date,
+    *,
+    seed: int,
+    speed: float | None,
+    city_dir: Path,
+    log_dir: Path,
+) -> tuple[list[Any], int, Path]:
+    """Drive the published plan over MQTT while the alert worker follows the simulated clock."""
+    from fleet.alerts import worker
+    from fleet.plans import repo as plans_repo
+    from simulator import faults as faults_mod
+    from simulator.city import City
+    from simulator.mqtt import MqttFleet
+    from simulator.plans import plan_from_dict
+    from simulator.trucks import DaySpec, RunStats, SimDay, run
+
+    city = City.load(city_dir)
+    with db.connect(url) as conn:
+        plan_id = plans_repo.latest_plan_id(conn, DISTRICT, service_date)
+        row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
+    assert row is not None
+    plan = plan_from_dict(row["document"])
+    faults = list(
+        faults_mod.random_faults(plan, city, faults_mod.FaultRates.scaled(0.5), seed=seed)
+    )
+    faults = [f for f in faults if f.kind != "clock_skew"]  # keep the demo's story simple
+    for fault in faults:
+        say(f"  fault injected: {fault.to_dict()}")
+    spec = DaySpec(city=city, plan=plan, service_date=service_date, timezone=settings.timezone,
+                   seed=seed, faults=tuple(faults))  # fmt: skip
+    day = SimDay(spec)
+    first_s = min(r.stops[0].departure_s for r in plan.routes) - 600
+    last_s = max(r.stops[-1].arrival_s for r in plan.routes)
+    end_s = last_s + 2 * 3600  # room for late batches and the shift-end rules
+    sim_start = datetime.combine(service_date, datetime.min.time(), tzinfo=settings.tz) + timedelta(
+        seconds=first_s
+    )
+    stop = threading.Event()
+    clock: worker.Clock = worker.ScaledClock(sim_start, speed) if speed else worker.wall_clock
+    alert_settings = settings.model_copy(
+        update={"database_url": url, "alert_worker_interval_s": 1.0}
+    )
+    alert_thread = threading.Thread(
+        target=worker.run_forever, args=(alert_settings, stop), kwargs={"clock": clock},
+        name="alert-worker", daemon=True,
+    )  # fmt: skip
+    if speed:
+        alert_thread.start()
+    status = StatusLine()
+
+    def progress(stats: RunStats) -> None:
+        share = (stats.sim_end_s - first_s) / max(end_s - first_s, 1)
+        h, m = divmod(int(stats.sim_end_s) // 60, 60)
+        counts = stored_counts(url, service_date)
+        status.show(
+            f"{bar(share)} {h:02d}:{m:02d}  fixes sent {stats.fixes}  stored {counts['fixes']}  "
+            f"alerts {counts['alerts']}"
+        )
+
+    fleet = MqttFleet(mqtt_url)
+    try:
+        stats = run(
+            day.emissions(),
+            fleet,
+            speed=speed,
+            start_s=first_s,
+            until_s=end_s,
+            on_progress=progress,
+        )
+    finally:
+        fleet.close()
+        truth = day.write_truth(log_dir / f"truth-{service_date.isoformat()}.jsonl")
+    status.done(f"  day played: {stats.fixes} fixes, {stats.events} events in {stats.wall_s:.0f} s")
+    wait_for_ingest(url, stats.fixes, service_date)
+    stop.set()
+    if alert_thread.is_alive():
+        alert_thread.join(timeout=30)
+    # Close the day as the worker would that night: every deadline has passed.
+    from fleet.alerts import service as alerts
+
+    with db.connect(url, autocommit=True) as conn:
+        end_of_day = datetime.combine(service_date, datetime.max.time(), tzinfo=settings.tz)
+        alerts.replay_day(
+            conn=conn, settings=alert_settings, service_date=service_date, now=end_of_day
+        )
+    return faults, stats.fixes, truth
+
+
+def print_summary(
+    summary: Summary, dashboard: str, login: tuple[str, str], truth: Path, service_date: date
+) -> None:
+    s = summary.by_status
+    say("")
+    say(f"══ 日产日清 summary for {service_date} ══")
+    say(f"  points due             {summary.due}")
+    say(f"  cleared                {s.get('cleared', 0)}")
+    say(f"  partial (too short)    {s.get('partial', 0)}")
+    say(f"  missed                 {s.get('missed', 0)}")
+    say(f"  unverifiable (offline) {s.get('unverifiable', 0)}")
+    say(f"  日清率 clearance rate   {summary.clearance_rate:.1%}")
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.alerts_by_kind.items())) or "none"
+    say(f"  alerts raised          {sum(summary.alerts_by_kind.values())} ({kinds})")
+    say(f"  alerts matching faults {summary.alerts_matching_faults}; "
+        f"faults that raised an alert {summary.faults_alerted}/{summary.faults}")  # fmt: skip
+    say(f"  fixes ingested         {summary.fixes_stored} of {summary.fixes_published} sent; "
+        f"{summary.dead_letters} dead letters")  # fmt: skip
+    say("")
+    say("Where to look next:")
+    say(f"  dashboard   {dashboard}  (login {login[0]} / {login[1]})")
+    say(f"  report      clearday alerts report --date {service_date}")
+    say(f"  truth       {truth}")
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    city: Path | None,
+    points: int,
+    trucks: int,
+    seed: int,
+    speed: float | None,
+    plan_time_s: float,
+    keep_open: bool,
+) -> Summary:
     started = time.monotonic()
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     with running_stack(settings) as (stack, admin_url, mqtt_url):
         url = fresh_database(admin_url, configured=settings.database_url is not None)
         city_dir = city
@@ -135,13 +422,55 @@ def run_demo(settings: Settings, *, city: Path | None, points: int, trucks: int,
             city_dir = settings.data_dir / "city"
             if city_dir.exists():
                 shutil.rmtree(city_dir)
-            generate(n_points=points, n_trucks=trucks, seed=seed).write(city_dir)
+            generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
         say(f"▸ importing {city_dir} …")
         counts = import_city(url, city_dir)
         say("  " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-        say(
-            f"▸ done in {time.monotonic() - started:.1f} s (database {url.rsplit('/', 1)[-1]}, broker {mqtt_url})"
+        service_date = datetime.now(settings.tz).date()
+        say(f"▸ planning {service_date} with OR-Tools ({plan_time_s:g} s budget) …")
+        plan_the_day(url, service_date, settings, seed=seed, time_limit_s=plan_time_s)
+
+        say("▸ starting the ingestor and the dashboard …")
+        # The simulated terminals report device times ahead of the wall clock (the day
+        # is played faster than real time), so the demo's ingestor accepts them.
+        env = {"CLEARDAY_DATABASE_URL": url, "CLEARDAY_MQTT_URL": mqtt_url,
+               "CLEARDAY_INGEST_MAX_FUTURE_S": str(2 * 86400), "CLEARDAY_METRICS_PORT": "0",
+               "CLEARDAY_TIMEZONE": settings.timezone}  # fmt: skip
+        stack.start_process(
+            "ingest", ["ingest", "--client-id", "clearday-demo-ingest"], env, log_dir
         )
+        http_port = free_port()
+        stack.start_process(
+            "api", ["serve", "--host", "127.0.0.1", "--port", str(http_port)], env, log_dir
+        )
+        dashboard = f"http://127.0.0.1:{http_port}/"
+        if not wait_for_http(dashboard + "healthz", 30):
+            raise ServiceError(f"the dashboard did not start; see {log_dir / 'api.log'}")
+        login = create_demo_login(url)
+        say(f"  dashboard {dashboard}  login: {login[0]} / {login[1]}")
+        pace = f"{speed:g}× real time" if speed else "as fast as possible"
+        say(
+            f"▸ playing the day at {pace} (CLEARDAY_DEMO_SPEED); alerts appear on the dashboard (监管) …"
+        )
+        faults, fixes, truth = play_day(
+            settings,
+            url,
+            mqtt_url,
+            service_date,
+            seed=seed,
+            speed=speed,
+            city_dir=city_dir,
+            log_dir=log_dir,
+        )
+        summary = summarize(url, service_date, faults, fixes)
+        print_summary(summary, dashboard, login, truth, service_date)
+        say(f"(finished in {time.monotonic() - started:.0f} s)")
+        if keep_open:
+            say("The dashboard stays up until you press Ctrl-C.")
+            with contextlib.suppress(KeyboardInterrupt):
+                while all(p.poll() is None for _, p in stack.processes):
+                    time.sleep(1)
+        return summary
 
 
 def register(app: typer.Typer) -> None:
@@ -149,19 +478,32 @@ def register(app: typer.Typer) -> None:
     def demo(
         city: Annotated[
             Path | None,
-            typer.Option(help="a district folder in the import format instead of a generated one"),
+            typer.Option(
+                help="a district folder written by `clearday simulate city` instead of a new one"
+            ),
         ] = None,
         points: Annotated[int, typer.Option(help="points in the generated district")] = 300,
         trucks: Annotated[int, typer.Option(help="trucks in the generated district")] = 12,
         seed: Annotated[
             int, typer.Option(help="seed for the district, the plan and the faults")
         ] = 1,
+        speed: Annotated[
+            float,
+            typer.Option(
+                envvar="CLEARDAY_DEMO_SPEED", help="times real time; 0 = as fast as possible"
+            ),
+        ] = 60.0,
+        plan_time: Annotated[float, typer.Option(help="planner time budget, seconds")] = 20.0,
+        keep_open: Annotated[
+            bool, typer.Option(help="keep the dashboard up after the summary until Ctrl-C")
+        ] = True,
     ) -> None:
         """Run a whole simulated district day on private servers (Ctrl-C stops everything)."""
         settings = Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            run_demo(settings, city=city, points=points, trucks=trucks, seed=seed)
+            run_demo(settings, city=city, points=points, trucks=trucks, seed=seed,
+                     speed=speed or None, plan_time_s=plan_time, keep_open=keep_open)  # fmt: skip
         except KeyboardInterrupt:
             say("\nstopped; every process the demo started has been stopped too")
             raise typer.Exit(130) from None
