@@ -46,7 +46,13 @@ class Settings(BaseSettings):
     # Ingest tuning (issue 3); each constant carries its unit.
     ingest_batch_max_rows: int = Field(5000, ge=1)
     ingest_batch_max_age_s: float = Field(0.5, gt=0, le=1.0)
-    ingest_share_group: str = "ingest"
+    # MQTT 5 shared-subscription group for N ingestors; "" = a plain subscription.
+    # Default "" (ingest owner): Mosquitto 2.0 does not restore $share subscriptions
+    # from persistence, so after a broker restart messages arriving before the
+    # ingestors re-subscribe are dropped; a plain persistent subscription is restored
+    # and loses nothing. Use a group with a broker that persists shared subscriptions
+    # (EMQX, HiveMQ) - see docs/ingest.md.
+    ingest_share_group: str = ""
     ingest_client_id: str | None = None
     ingest_max_payload_bytes: int = Field(262_144, ge=256)
     ingest_max_future_s: int = Field(300, ge=0)

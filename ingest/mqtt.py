@@ -34,7 +34,7 @@ from fleet.config import MqttTarget
 log = logging.getLogger("clearday.ingest.mqtt")
 
 RECONNECT_MIN_DELAY_S = 1
-RECONNECT_MAX_DELAY_S = 30
+RECONNECT_MAX_DELAY_S = 10
 # CONNACK / SUBACK reason codes after which retrying cannot help.
 FATAL_CONNECT_CODES = {
     133: "the broker refused the client id",

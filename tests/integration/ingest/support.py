@@ -154,8 +154,11 @@ class Publisher:
             self.publish(topic, payload)
 
     def wait_all_acked(self, timeout_s: float = 60) -> None:
+        # A message published while disconnected has rc NO_CONN (is_published() then
+        # raises) but stays queued in paho and is sent on reconnect; `_published`
+        # turns true when its PUBACK arrives either way.
         wait_for(
-            lambda: all(info.is_published() for info in self.infos),
+            lambda: all(info._published for info in self.infos),
             timeout_s,
             "the broker to acknowledge every publish",
         )

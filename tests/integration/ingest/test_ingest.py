@@ -234,8 +234,8 @@ def test_two_ingestors_share_the_load_and_store_everything_once(
     fleet_url: str, broker: PrivateMosquitto, start_ingestor: StartIngestor
 ) -> None:
     """With a shared subscription each message goes to one of the ingestors."""
-    first = start_ingestor(ingest_client_id="ingest-a")
-    second = start_ingestor(ingest_client_id="ingest-b")
+    first = start_ingestor(ingest_client_id="ingest-a", ingest_share_group="ingest")
+    second = start_ingestor(ingest_client_id="ingest-b", ingest_share_group="ingest")
     stream = FixStream()
     pub = Publisher(broker.url)
     pub.publish_many(stream.message(s) for s in range(2000))
