@@ -25,6 +25,7 @@ from typing import Annotated, Any
 
 import psycopg
 import typer
+from pydantic import SecretStr
 
 from fleet import db, importer
 from fleet.config import Settings
@@ -325,7 +326,7 @@ def play_day(
     stop = threading.Event()
     clock: worker.Clock = worker.ScaledClock(sim_start, speed) if speed else worker.wall_clock
     alert_settings = settings.model_copy(
-        update={"database_url": url, "alert_worker_interval_s": 1.0}
+        update={"database_url": SecretStr(url), "alert_worker_interval_s": 1.0}
     )
     alert_thread = threading.Thread(
         target=worker.run_forever, args=(alert_settings, stop), kwargs={"clock": clock},
@@ -346,22 +347,23 @@ def play_day(
 
     fleet = MqttFleet(mqtt_url)
     try:
-        stats = run(
-            day.emissions(),
-            fleet,
-            speed=speed,
-            start_s=first_s,
-            until_s=end_s,
-            on_progress=progress,
+        try:
+            stats = run(
+                day.emissions(), fleet, speed=speed, start_s=first_s, until_s=end_s,
+                on_progress=progress,
+            )  # fmt: skip
+        finally:
+            fleet.close()
+            truth = day.write_truth(log_dir / f"truth-{service_date.isoformat()}.jsonl")
+        status.done(
+            f"  day played: {stats.fixes} fixes, {stats.events} events in {stats.wall_s:.0f} s"
         )
+        wait_for_ingest(url, stats.fixes, service_date)
     finally:
-        fleet.close()
-        truth = day.write_truth(log_dir / f"truth-{service_date.isoformat()}.jsonl")
-    status.done(f"  day played: {stats.fixes} fixes, {stats.events} events in {stats.wall_s:.0f} s")
-    wait_for_ingest(url, stats.fixes, service_date)
-    stop.set()
-    if alert_thread.is_alive():
-        alert_thread.join(timeout=30)
+        # Stop the alert worker before anything it talks to goes away.
+        stop.set()
+        if alert_thread.is_alive():
+            alert_thread.join(timeout=30)
     # Close the day as the worker would that night: every deadline has passed.
     from fleet.alerts import service as alerts
 
@@ -473,6 +475,10 @@ def run_demo(
         return summary
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
@@ -501,6 +507,8 @@ def register(app: typer.Typer) -> None:
         """Run a whole simulated district day on private servers (Ctrl-C stops everything)."""
         settings = Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # A process manager's SIGTERM stops the demo as cleanly as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             run_demo(settings, city=city, points=points, trucks=trucks, seed=seed,
                      speed=speed or None, plan_time_s=plan_time, keep_open=keep_open)  # fmt: skip
