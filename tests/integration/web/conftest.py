@@ -165,3 +165,21 @@ def live_server(app: FastAPI) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@pytest.fixture
+def supervised_day(web_settings: Settings) -> int:
+    """The alerts team's hand-computed day (district d1, tests/integration/alerts/world.py)
+    replayed at 21:00: P4 and P5 missed, T2 parked loaded, three open cases. Returns the
+    id of P4's case."""
+    from fleet.alerts import service as alerts_service
+    from tests.integration.alerts.world import evening, load_world
+    from tests.unit.alerts.tracks import DAY
+
+    url = web_settings.database_dsn()
+    load_world(url)
+    with psycopg.connect(url) as conn:
+        alerts_service.replay_day(conn=conn, settings=web_settings, service_date=DAY, now=evening())
+        row = conn.execute("SELECT case_id FROM alert_case WHERE subject = 'point:P4'").fetchone()
+    assert row is not None
+    return int(row[0])

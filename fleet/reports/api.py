@@ -1,0 +1,132 @@
+"""/api/v1/reports: 日清率, missed points, 按期结案率, weekly and monthly summaries, CSV."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from fleet.alerts import service
+from fleet.alerts.models import ClearanceRow, ClosureRow, MissedRow, Period, PeriodSummary, ReportBy
+from fleet.web.deps import Anyone, Conn, SettingsDep, district_scope, now_utc
+from fleet.web.errors import ApiError
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+MAX_RANGE = timedelta(days=366)
+DistrictQuery = Annotated[str | None, Query(max_length=64)]
+DateFrom = Annotated[date | None, Query(description="first service date; default: today")]
+DateTo = Annotated[
+    date | None, Query(description="last service date (inclusive); default: date_from")
+]
+
+
+def _range(
+    settings: SettingsDep, date_from: date | None, date_to: date | None
+) -> tuple[date, date]:
+    start = date_from or now_utc().astimezone(settings.tz).date()
+    end = date_to or start
+    if end < start:
+        raise ApiError(422, "date_to must not be before date_from")
+    if end - start > MAX_RANGE:
+        raise ApiError(422, f"a report spans at most {MAX_RANGE.days} days")
+    return start, end
+
+
+@router.get("/clearance", summary="日清率 by district, truck or waste stream, per day")
+def clearance(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    by: ReportBy = "district",
+    district_id: DistrictQuery = None,
+) -> list[ClearanceRow]:
+    start, end = _range(settings, date_from, date_to)
+    return service.clearance_report(
+        conn=conn, date_from=start, date_to=end, by=by,
+        district_ids=district_scope(principal, district_id),
+    )  # fmt: skip
+
+
+@router.get("/missed", summary="Points that broke 日清, with the reason")
+def missed(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    district_id: DistrictQuery = None,
+) -> list[MissedRow]:
+    start, end = _range(settings, date_from, date_to)
+    return service.missed_report(
+        conn=conn, date_from=start, date_to=end, district_ids=district_scope(principal, district_id)
+    )
+
+
+@router.get("/closure", summary="按期结案率: cases closed on time, by district")
+def closure(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    district_id: DistrictQuery = None,
+) -> list[ClosureRow]:
+    start, end = _range(settings, date_from, date_to)
+    return service.closure_report(
+        conn=conn, date_from=start, date_to=end, district_ids=district_scope(principal, district_id)
+    )
+
+
+@router.get("/period", summary="周小结 (week) or 月通报 (month) containing a date")
+def period(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    period: Period = "week",
+    anchor: Annotated[
+        date | None, Query(description="a date in the period; default: today")
+    ] = None,
+    district_id: DistrictQuery = None,
+) -> PeriodSummary:
+    day = anchor or now_utc().astimezone(settings.tz).date()
+    return service.period_report(
+        conn=conn, period=period, anchor=day, district_ids=district_scope(principal, district_id)
+    )
+
+
+ReportName = Literal["clearance", "missed", "closure", "week", "month"]
+
+
+@router.get(
+    "/{report}.csv",
+    summary="Any report as CSV (UTF-8 with BOM, opens in Excel)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def report_csv(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    report: ReportName,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    by: ReportBy = "district",
+    district_id: DistrictQuery = None,
+) -> Response:
+    start, end = _range(settings, date_from, date_to)
+    text = service.report_csv(
+        conn=conn, report=report, date_from=start, date_to=end, by=by,
+        district_ids=district_scope(principal, district_id),
+    )  # fmt: skip
+    filename = f"clearday-{report}-{start.isoformat()}" + (
+        f"-{end.isoformat()}" if end != start else ""
+    )
+    return Response(
+        text.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    )

@@ -1,0 +1,161 @@
+"""Supervision over the API: ledger, alerts, the 一单四制 case workflow and reports, on the
+alerts team's hand-computed day (district d1)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from fastapi.testclient import TestClient
+
+from tests.integration.web.conftest import Users
+from tests.unit.alerts.tracks import DAY
+
+DAY_Q = {"service_date": DAY.isoformat()}
+
+
+def test_ledger_of_the_day(client: TestClient, users: Users, supervised_day: int) -> None:
+    body = client.get("/api/v1/ledger", params=DAY_Q, headers=users.headers("viewer")).json()
+    assert body["service_date"] == DAY.isoformat()
+    status = {e["point_id"]: (e["status"], e["delivery"]) for e in body["entries"]}
+    assert status == {
+        "P1": ("cleared", "delivered"),
+        "P2": ("cleared", "delivered"),
+        "P3": ("cleared", "not_delivered"),
+        "P4": ("missed", "none"),
+        "P5": ("missed", "none"),
+    }
+    missed = client.get(
+        "/api/v1/ledger", params={**DAY_Q, "status": "missed"}, headers=users.headers("viewer")
+    )
+    assert [e["point_id"] for e in missed.json()["entries"]] == ["P4", "P5"]
+    hidden = client.get("/api/v1/ledger", params=DAY_Q, headers=users.headers("north_viewer"))
+    assert hidden.json()["entries"] == []
+
+
+def test_alerts_filtered_by_kind(client: TestClient, users: Users, supervised_day: int) -> None:
+    alerts = client.get(
+        "/api/v1/alerts", params={**DAY_Q, "kind": "missed"}, headers=users.headers("viewer")
+    ).json()
+    assert [(a["kind"], a["point_id"]) for a in alerts] == [("missed", "P4")]
+    assert alerts[0]["case_id"] == supervised_day
+
+
+def test_case_workflow_assign_feedback_close(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    case = f"/api/v1/cases/{supervised_day}"
+    opened = client.get(case, headers=users.headers("viewer")).json()
+    assert opened["state"] == "open" and {a["kind"] for a in opened["alerts"]} == {
+        "missed",
+        "not_cleared_by_deadline",
+    }
+    assigned = client.post(
+        f"{case}/assign",
+        headers=users.headers("supervisor"),
+        json={"assignee": "二班 王师傅", "note": "今天补收"},
+    )
+    assert assigned.status_code == 200 and assigned.json()["state"] == "assigned"
+    assert assigned.json()["assignee"] == "二班 王师傅"
+    feedback = client.post(
+        f"{case}/feedback", headers=users.headers("dispatcher"), json={"note": "已补收"}
+    )
+    assert feedback.json()["state"] == "feedback"
+    no_note = client.post(f"{case}/close", headers=users.headers("supervisor"), json={"note": ""})
+    assert no_note.status_code == 422 and no_note.json()["errors"][0]["field"] == "note"
+    closed = client.post(
+        f"{case}/close", headers=users.headers("supervisor"), json={"note": "现场核实已清"}
+    )
+    body = closed.json()
+    assert (
+        body["state"] == "closed"
+        and body["closed_by"] == "supervisor"
+        and body["close_note"] == "现场核实已清"
+    )
+    actions = [(e["action"], e["actor"]) for e in body["events"]]
+    assert actions[-3:] == [
+        ("assign", "supervisor"),
+        ("feedback", "dispatcher"),
+        ("close", "supervisor"),
+    ]
+    again = client.post(
+        f"{case}/assign", headers=users.headers("supervisor"), json={"assignee": "x"}
+    )
+    assert again.status_code == 409 and "销号" in again.json()["detail"]
+    listed = client.get(
+        "/api/v1/cases", params={**DAY_Q, "state": "active"}, headers=users.headers("viewer")
+    ).json()
+    assert supervised_day not in {c["case_id"] for c in listed} and len(listed) == 2
+
+
+def test_feedback_before_assignment_is_refused(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    response = client.post(
+        f"/api/v1/cases/{supervised_day}/feedback",
+        headers=users.headers("supervisor"),
+        json={"note": "done"},
+    )
+    assert response.status_code == 409 and "交办" in response.json()["detail"]
+
+
+def test_cases_of_other_districts_are_not_found(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    for who in ("north_viewer", "north_admin"):
+        assert (
+            client.get(f"/api/v1/cases/{supervised_day}", headers=users.headers(who)).status_code
+            == 404
+        )
+    response = client.post(
+        f"/api/v1/cases/{supervised_day}/close",
+        headers=users.headers("north_admin"),
+        json={"note": "x"},
+    )
+    assert response.status_code == 404
+    assert client.get("/api/v1/cases", headers=users.headers("north_viewer")).json() == []
+
+
+def test_reports_and_csv(client: TestClient, users: Users, supervised_day: int) -> None:
+    params = {"date_from": DAY.isoformat()}
+    rows = client.get(
+        "/api/v1/reports/clearance", params=params, headers=users.headers("viewer")
+    ).json()
+    assert [(r["group"], r["due"], r["cleared_and_delivered"]) for r in rows] == [("d1", 5, 2)]
+    assert rows[0]["clearance_rate"] == 0.4
+    by_truck = client.get(
+        "/api/v1/reports/clearance",
+        params={**params, "by": "truck"},
+        headers=users.headers("viewer"),
+    ).json()
+    assert {r["group"] for r in by_truck} >= {"T1", "T2"}
+    missed = client.get(
+        "/api/v1/reports/missed", params=params, headers=users.headers("viewer")
+    ).json()
+    assert {r["point_id"] for r in missed} >= {"P4", "P5"}
+    week = client.get(
+        "/api/v1/reports/period",
+        params={"period": "week", "anchor": DAY.isoformat()},
+        headers=users.headers("viewer"),
+    ).json()
+    assert week["date_from"] <= DAY.isoformat() <= week["date_to"]
+    exported = client.get(
+        "/api/v1/reports/clearance.csv", params=params, headers=users.headers("viewer")
+    )
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert "clearday-clearance-2026-03-02.csv" in exported.headers["content-disposition"]
+    assert exported.content.startswith(b"\xef\xbb\xbf")
+    table = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert table[0]["group"] == "d1" and table[0]["due"] == "5"
+    backwards = client.get(
+        "/api/v1/reports/clearance",
+        params={"date_from": "2026-03-02", "date_to": "2026-03-01"},
+        headers=users.headers("viewer"),
+    )
+    assert backwards.status_code == 422
+    assert (
+        client.get(
+            "/api/v1/reports/clearance", params=params, headers=users.headers("north_viewer")
+        ).json()
+        == []
+    )
