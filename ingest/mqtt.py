@@ -39,7 +39,7 @@ RECONNECT_MAX_DELAY_S = 10
 FATAL_CONNECT_CODES = {
     133: "the broker refused the client id",
     134: "bad user name or password",
-    135: "not authorised",
+    135: "not authorised (Mosquitto's answer to a wrong user name or password, too)",
     138: "banned by the broker",
     140: "bad authentication method",
 }

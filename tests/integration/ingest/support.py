@@ -129,7 +129,7 @@ class Publisher:
         if target.username:
             self.client.username_pw_set(target.username, target.password)
         self.client.max_inflight_messages_set(500)
-        self.client.reconnect_delay_set(0.2, 2)
+        self.client.reconnect_delay_set(1, 2)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.connected = threading.Event()

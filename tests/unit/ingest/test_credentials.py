@@ -1,0 +1,70 @@
+"""Mosquitto password hashes and ACLs generated from trucks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+from pathlib import Path
+
+from ingest import credentials
+from ingest.credentials import Account
+
+
+def test_hash_is_mosquitto_pbkdf2_sha512_format() -> None:
+    salt = b"0123456789ab"
+    text = credentials.mosquitto_hash("s3cret", salt=salt)
+    _, kind, iterations, salt_b64, digest_b64 = text.split("$")
+    assert (kind, int(iterations)) == ("7", credentials.PBKDF2_ITERATIONS)
+    assert base64.b64decode(salt_b64) == salt
+    expected = hashlib.pbkdf2_hmac("sha512", b"s3cret", salt, credentials.PBKDF2_ITERATIONS)
+    assert base64.b64decode(digest_b64) == expected
+    assert credentials.mosquitto_hash("s3cret") != credentials.mosquitto_hash("s3cret")  # salted
+
+
+def test_accounts_keep_existing_passwords_and_skip_unusable_ids() -> None:
+    existing = {"GPS-1": Account("GPS-1", "terminal", "kept", "T1")}
+    accounts, problems = credentials.plan_accounts(
+        [("T1", "GPS-1"), ("T2", "GPS-2"), ("T3", "bad/id")],
+        existing,
+        ingestor=("ingest", "from-url"),
+        gateway=None,
+    )
+    by_name = {a.username: a for a in accounts}
+    assert by_name["GPS-1"].password == "kept"
+    assert len(by_name["GPS-2"].password) >= 20
+    assert by_name["ingest"] == Account("ingest", "ingestor", "from-url")
+    assert "bad/id" not in by_name and len(problems) == 1 and "T3" in problems[0]
+
+
+def test_acl_limits_terminals_to_their_own_topics() -> None:
+    text = credentials.acl_text(
+        [
+            Account("ingest", "ingestor", "x"),
+            Account("gw", "gateway", "y"),
+            Account("GPS-1", "terminal", "z"),
+        ]
+    )
+    assert "user ingest\ntopic read clearday/v1/trucks/#" in text
+    assert "user gw\ntopic write clearday/v1/trucks/#" in text
+    assert "pattern write clearday/v1/trucks/%u/positions" in text
+    assert "GPS-1" not in text  # terminals are covered by the pattern lines
+
+
+def test_files_are_private(tmp_path: Path) -> None:
+    paths = credentials.write_files(tmp_path / "auth", [Account("GPS-1", "terminal", "pw", "T1")])
+    for path in paths.values():
+        assert path.stat().st_mode & 0o077 == 0
+    assert credentials.read_existing(paths["credentials"])["GPS-1"].password == "pw"
+
+
+def test_mosquitto_passwd_tool_accepts_our_file(tmp_path: Path) -> None:
+    """mosquitto_passwd can read and rewrite the file (same format as its own)."""
+    paths = credentials.write_files(tmp_path, [Account("GPS-1", "terminal", "pw", "T1")])
+    done = subprocess.run(
+        ["mosquitto_passwd", "-b", str(paths["passwd"]), "other", "pw2"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert paths["passwd"].read_text().count("$7$") == 2

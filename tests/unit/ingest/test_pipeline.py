@@ -1,0 +1,234 @@
+"""Batch building, dead-letter text, rate-limited reason logging and ack scoping."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from paho.mqtt.client import ConnectFlags, DisconnectFlags, MQTTMessage
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from fleet.config import MqttTarget
+from ingest import wire
+from ingest.mqtt import MqttConsumer
+from ingest.service import ReasonLog, build_batch
+from ingest.writer import clean_text, event_payload
+
+NOW = datetime(2026, 5, 12, 8, 30, tzinfo=UTC)
+TRUCKS = {"GPS-T1": "T1"}
+
+
+def message(topic: str, payload: bytes, mid: int = 1) -> MQTTMessage:
+    msg = MQTTMessage(mid=mid, topic=topic.encode())
+    msg.payload = payload
+    msg.qos = 1
+    return msg
+
+
+def batch_of(*items: tuple[str, bytes]) -> Any:
+    decoder = wire.Decoder()
+    window = decoder.window(NOW)
+    deliveries = [(1, message(t, p, i + 1)) for i, (t, p) in enumerate(items)]
+    parsed = [decoder.parse(t, p, window) for t, p in items]
+    return build_batch(deliveries, [t for t, _ in items], parsed, TRUCKS, NOW)
+
+
+def fix(seconds_ago: int, **kw: Any) -> wire.Fix:
+    return wire.Fix(recorded_at=NOW - timedelta(seconds=seconds_ago), lat=31.8, lon=117.2, **kw)
+
+
+def test_rows_keep_wire_values_in_column_order_and_point_at_their_message() -> None:
+    batch = batch_of(
+        (wire.positions_topic("GPS-T1"), wire.encode_fixes(fix(5, speed_kmh=12.5, seq=3))),
+        (wire.positions_topic("GPS-T1"), wire.encode_fixes([fix(4), fix(3)])),
+    )
+    assert batch.positions[0] == (
+        "T1",
+        NOW - timedelta(seconds=5),
+        31.8,
+        117.2,
+        12.5,
+        None,
+        None,
+        None,
+        None,
+        None,
+        3,
+    )
+    assert batch.positions_src == [0, 1, 1]
+    assert batch.dead == []
+
+
+def test_unknown_terminal_is_one_dead_letter_with_the_whole_message() -> None:
+    payload = wire.encode_fixes([fix(4), fix(3)])
+    batch = batch_of((wire.positions_topic("GPS-T2"), payload))
+    assert batch.positions == []
+    ((_, topic, reason, detail, raw),) = batch.dead
+    assert (topic, reason, raw) == (wire.positions_topic("GPS-T2"), "unknown_terminal", payload)
+    assert "GPS-T2" in detail
+
+
+def test_rejected_fix_is_a_dead_letter_next_to_the_stored_ones() -> None:
+    bad = b'{"recorded_at":"2026-05-12T08:29:00Z","lat":95,"lon":1}'
+    good = wire.encode_fixes(fix(10)).decode()
+    batch = batch_of((wire.positions_topic("GPS-T1"), f"[{good},{bad.decode()}]".encode()))
+    assert len(batch.positions) == 1
+    assert [(d[2], d[4]) for d in batch.dead] == [("out_of_range", bad)]
+
+
+def test_events_and_status_become_their_rows() -> None:
+    event = wire.Event(recorded_at=NOW, kind="bin_lift", point_id="P7", lat=31.8, lon=117.2)
+    batch = batch_of(
+        (wire.events_topic("GPS-T1"), wire.encode_events(event)),
+        (wire.status_topic("GPS-T1"), wire.encode_status("offline")),
+    )
+    ((truck, at, kind, point, station, tag, weight, payload),) = batch.events
+    assert (truck, at, kind, point, station, tag, weight) == (
+        "T1",
+        NOW,
+        "bin_lift",
+        "P7",
+        None,
+        None,
+        None,
+    )
+    assert payload.obj == {"lat": 31.8, "lon": 117.2}
+    assert batch.statuses == [("GPS-T1", "T1", "offline", NOW)]  # no `at`: the receive time
+
+
+def test_event_payload_is_null_without_vendor_fields_or_position() -> None:
+    assert event_payload(None, None, None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain", "plain"),
+        ("nul\x00here", "nul\\x00here"),
+        ("lone \udc80 surrogate", "lone \\udc80 surrogate"),
+    ],
+)
+def test_clean_text_is_always_storable(text: str, expected: str) -> None:
+    assert clean_text(text) == expected
+    clean_text(text).encode("utf-8")
+
+
+def test_reason_log_reports_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = ReasonLog(interval_s=60)
+    with caplog.at_level(logging.WARNING):
+        assert log.note("oversize", "t", "d", now=0.0)
+        assert not log.note("oversize", "t", "d", now=10.0)
+        assert not log.note("oversize", "t", "d", now=20.0)
+        assert log.note("malformed_json", "t", "d", now=21.0)
+        assert log.note("oversize", "t", "d", now=61.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3
+    assert "and 2 more since the last report" in lines[2]
+
+
+# ----------------------------------------------------------------------------- acks
+
+
+def consumer() -> MqttConsumer:
+    return MqttConsumer(
+        MqttTarget("mqtt://127.0.0.1:1"),
+        client_id="unit",
+        filters=wire.subscription_filters(None),
+        receive_maximum=100,
+        session_expiry_s=60,
+    )
+
+
+def connect(c: MqttConsumer) -> None:
+    c._client.subscribe = lambda *a, **k: (0, 1)  # type: ignore[method-assign,assignment]
+    c._on_connect(
+        c._client,
+        None,
+        ConnectFlags(session_present=False),
+        ReasonCode(PacketTypes.CONNACK, identifier=0),
+        None,
+    )
+
+
+def disconnect(c: MqttConsumer) -> None:
+    c._on_disconnect(
+        c._client,
+        None,
+        DisconnectFlags(is_disconnect_packet_from_server=False),
+        ReasonCode(PacketTypes.DISCONNECT, identifier=0),
+        None,
+    )
+
+
+def sent_acks(c: MqttConsumer) -> list[int]:
+    data = b"".join(p["packet"] for p in c._client._out_packet)
+    return [struct.unpack("!BBH", data[i : i + 4])[2] for i in range(0, len(data), 4)]
+
+
+def test_acks_go_out_as_one_write_for_the_current_connection_only() -> None:
+    c = consumer()
+    connect(c)
+    for mid in (7, 8, 9):
+        c._on_message(c._client, None, message("t", b"", mid))
+    old = list(c.inbox)
+    disconnect(c)
+    connect(c)
+    c._on_message(c._client, None, message("t", b"", 7))  # redelivered under the same id
+    new = [c.inbox[-1]]
+    assert c.ack(old) == 0, "ids from an earlier connection may now name other messages"
+    assert c.ack(new) == 1
+    assert sent_acks(c) == [7]
+    assert len(c._client._out_packet) == 1
+
+
+def test_nothing_is_acked_while_disconnected() -> None:
+    c = consumer()
+    connect(c)
+    c._on_message(c._client, None, message("t", b"", 3))
+    disconnect(c)
+    assert c.ack(list(c.inbox)) == 0 and sent_acks(c) == []
+
+
+def test_bad_credentials_are_fatal() -> None:
+    c = consumer()
+    c._client.disconnect = lambda *a, **k: 0  # type: ignore[method-assign,assignment]
+    c._on_connect(
+        c._client,
+        None,
+        ConnectFlags(session_present=False),
+        ReasonCode(PacketTypes.CONNACK, identifier=134),
+        None,
+    )
+    assert c.fatal is not None and "bad user name or password" in c.fatal
+    assert not c.wait_connected(0.2)
+
+
+def test_refused_subscription_is_fatal() -> None:
+    c = consumer()
+    c._client.disconnect = lambda *a, **k: 0  # type: ignore[method-assign,assignment]
+    codes = [
+        ReasonCode(PacketTypes.SUBACK, identifier=1),
+        ReasonCode(PacketTypes.SUBACK, identifier=135),
+    ]
+    c._on_subscribe(c._client, None, 1, codes, None)
+    assert c.fatal is not None and "events" in c.fatal
+
+
+def test_callbacks_never_raise() -> None:
+    c = consumer()
+    broken: Any = SimpleNamespace()  # no subscribe(): on_connect must log, not raise
+    c._on_connect(
+        broken,
+        None,
+        ConnectFlags(session_present=False),
+        ReasonCode(PacketTypes.CONNACK, identifier=0),
+        None,
+    )
+    c._on_subscribe(c._client, None, 1, None, None)  # type: ignore[arg-type]
