@@ -45,7 +45,7 @@ REAL_IDS = {
     "depot_id": "N-D1",
     "district_id": "north",
 }
-EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 8}
+EXAMPLES = {GenerationMode.POSITIVE: 10, GenerationMode.NEGATIVE: 6}
 
 
 def test_api_fuzz(live_server: LiveServer, users: Users, supervised_day: int) -> None:
