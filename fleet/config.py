@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # How long the broker keeps a stopped ingestor's session (and queues for it).
     ingest_session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
     ingest_keepalive_s: int = Field(30, ge=5)
+    # Flush a batch early once no message is waiting and it is at least this old:
+    # low latency at light load, full batches (up to the size / age limits) under load.
+    ingest_batch_linger_s: float = Field(0.05, ge=0, le=1.0)
     # --- end ingest block ------------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
     # --- alerts, clearance ledger and cases (issue 6; owned by fleet/alerts) ---------

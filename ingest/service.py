@@ -17,6 +17,7 @@ them and step 4 is idempotent, so every fix is stored exactly once.
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import socket
 import threading
@@ -30,7 +31,15 @@ from fleet.db import DatabaseUnavailable, connect
 from ingest import wire
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import Delivery, FatalMqttError, MqttConsumer
-from ingest.writer import Batch, BatchWriter, Stopped, clean_text, event_payload
+from ingest.writer import (
+    Batch,
+    BatchWriter,
+    Db,
+    Stopped,
+    TerminalDirectory,
+    clean_text,
+    event_payload,
+)
 
 log = logging.getLogger("clearday.ingest")
 
@@ -109,6 +118,7 @@ class Ingestor:
         )
         self.max_rows = settings.ingest_batch_max_rows
         self.max_age_s = settings.ingest_batch_max_age_s
+        self.linger_s = min(settings.ingest_batch_linger_s, self.max_age_s)
         group = settings.ingest_share_group if share_group is None else share_group
         self.consumer = MqttConsumer(
             MqttTarget(settings.mqtt_dsn()),
@@ -119,10 +129,17 @@ class Ingestor:
             keepalive_s=settings.ingest_keepalive_s,
         )
         self.writer = BatchWriter(
-            self.database_url, metrics=self.metrics, stop=self.stop_event, now=_utcnow
+            Db(self.database_url, metrics=self.metrics, stop=self.stop_event), now=_utcnow
+        )
+        self.terminals = TerminalDirectory(
+            Db(self.database_url, metrics=self.metrics, stop=self.stop_event)
         )
         self.reasons = ReasonLog()
         self.batches = 0
+        # Collected batches wait here for the committer: one batch is prepared (decoded,
+        # rows built) while the previous one is being written.
+        self._ready: queue.Queue[tuple[list[Delivery], Batch] | None] = queue.Queue(maxsize=1)
+        self._committer_error: BaseException | None = None
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -133,6 +150,8 @@ class Ingestor:
         """Consume until stopped. Raises FatalMqttError on bad credentials and
         DatabaseUnavailable when the database is unusable at start."""
         check_schema(self.database_url)
+        committer = threading.Thread(target=self._commit_loop, name="ingest-commit", daemon=True)
+        committer.start()
         self.consumer.start()
         try:
             while not self.stop_event.is_set():
@@ -141,13 +160,47 @@ class Ingestor:
                 self.metrics.connected.set(1 if self.consumer.connected.is_set() else 0)
                 deliveries, topics, parsed = self._collect()
                 if deliveries:
-                    self._process(deliveries, topics, parsed)
+                    terminal_ids = {p.terminal_id for p in parsed if p.terminal_id is not None}
+                    trucks = self.terminals.trucks_for(terminal_ids)
+                    batch = build_batch(deliveries, topics, parsed, trucks, _utcnow())
+                    self._hand_over((deliveries, batch), committer)
         except Stopped:
             log.info("stopped while waiting for the database; unacked messages stay queued")
         finally:
+            self.stop_event.set()
+            self._hand_over(None, committer)
+            committer.join()
             self.consumer.stop()
             self.writer.close()
+            self.terminals.close()
             self.metrics.connected.set(0)
+        if self._committer_error is not None:
+            raise self._committer_error
+
+    def _hand_over(
+        self, item: tuple[list[Delivery], Batch] | None, committer: threading.Thread
+    ) -> None:
+        while committer.is_alive():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _commit_loop(self) -> None:
+        try:
+            while True:
+                item = self._ready.get()
+                if item is None:
+                    return
+                self._commit(*item)
+        except Stopped:
+            log.info("stopped while waiting for the database; unacked messages stay queued")
+        except BaseException as exc:
+            log.exception("the committer failed")
+            self._committer_error = exc
+        finally:
+            self.stop_event.set()
 
     def _collect(self) -> tuple[list[Delivery], list[str], list[wire.Parsed[Any]]]:
         inbox = self.consumer.inbox
@@ -158,7 +211,7 @@ class Ingestor:
         topics: list[str] = []
         parsed: list[wire.Parsed[Any]] = []
         rows = 0
-        deadline = 0.0
+        deadline = linger_until = 0.0
         stop = self.stop_event
         while True:
             try:
@@ -172,14 +225,15 @@ class Ingestor:
                         break
                     window = self.decoder.window()
                     continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                now = time.monotonic()
+                if now >= deadline or now >= linger_until:
                     break
-                time.sleep(min(remaining, IDLE_POLL_S))
+                time.sleep(min(deadline - now, IDLE_POLL_S))
                 continue
             message = delivery[1]
             if not deliveries:
                 deadline = message.timestamp + self.max_age_s
+                linger_until = message.timestamp + self.linger_s
             deliveries.append(delivery)
             try:
                 topic = message.topic
@@ -196,13 +250,7 @@ class Ingestor:
         self.metrics.inbox.set(len(inbox))
         return deliveries, topics, parsed
 
-    def _process(
-        self, deliveries: list[Delivery], topics: list[str], parsed: list[wire.Parsed[Any]]
-    ) -> None:
-        received_at = _utcnow()
-        terminal_ids = {p.terminal_id for p in parsed if p.terminal_id is not None}
-        trucks = self.writer.trucks_for(terminal_ids)
-        batch = build_batch(deliveries, topics, parsed, trucks, received_at)
+    def _commit(self, deliveries: list[Delivery], batch: Batch) -> None:
         result = self.writer.write(batch)
         acked = self.consumer.ack(deliveries)
         oldest = deliveries[0][1].timestamp

@@ -149,8 +149,9 @@ class Stopped(Exception):
     """The writer was asked to stop while waiting for the database."""
 
 
-class BatchWriter:
-    """Writes batches in one transaction each; owns one connection."""
+class Db:
+    """One database connection with retrying: connection-level failures are retried
+    with backoff until the call succeeds or ``stop`` is set."""
 
     def __init__(
         self,
@@ -158,25 +159,20 @@ class BatchWriter:
         *,
         metrics: IngestMetrics,
         stop: threading.Event,
-        now: Callable[[], datetime],
+        setup: Callable[[psycopg.Connection[Any]], None] | None = None,
     ) -> None:
         self.url = url
         self.metrics = metrics
         self.stop = stop
-        self.now = now
+        self.setup = setup
         self._conn: psycopg.Connection[Any] | None = None
-        self._staging_left = 0
-        self._trucks: dict[str, str] = {}
-        self._unknown_checked: dict[str, float] = {}
         self._last_error_log = 0.0
-        self.unknown_recheck_s = UNKNOWN_TERMINAL_RECHECK_S
 
-    # ------------------------------------------------------------------ connection
-
-    def _connection(self) -> psycopg.Connection[Any]:
+    def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             conn = connect(self.url, autocommit=True, **TCP_OPTIONS)
-            conn.execute(CREATE_POSITION_STAGE)
+            if self.setup is not None:
+                self.setup(conn)
             self._conn = conn
         return self._conn
 
@@ -186,16 +182,14 @@ class BatchWriter:
                 self._conn.close()
             self._conn = None
 
-    def _retrying(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run fn with a live connection, retrying connection-level failures with
-        backoff until it succeeds or the writer is stopped."""
+    def retrying(self, what: str, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
         delay = RETRY_MIN_DELAY_S
         failures = 0
         while True:
             if self.stop.is_set() and failures:
                 raise Stopped(what)
             try:
-                return fn(self._connection())
+                return fn(self.connection())
             except DATA_ERRORS:
                 raise
             except (psycopg.Error, DatabaseUnavailable) as exc:
@@ -214,11 +208,19 @@ class BatchWriter:
                     raise Stopped(what) from exc
                 delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
-    # ------------------------------------------------------------------ terminals
+
+class TerminalDirectory:
+    """terminal_id → truck_id, cached; unknown ids are looked up again at most every
+    ``unknown_recheck_s`` seconds (so a truck added while running is picked up)."""
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self._trucks: dict[str, str] = {}
+        self._unknown_checked: dict[str, float] = {}
+        self.unknown_recheck_s = UNKNOWN_TERMINAL_RECHECK_S
 
     def trucks_for(self, terminal_ids: Iterable[str]) -> dict[str, str]:
-        """terminal_id → truck_id for the known ones among ``terminal_ids`` (cached;
-        unknown ids are looked up again at most every few seconds)."""
+        """A mapping that holds every known terminal among ``terminal_ids``."""
         now = time.monotonic()
         missing = [
             t
@@ -235,7 +237,7 @@ class BatchWriter:
                     (missing,),
                 ).fetchall()
 
-            found = dict(self._retrying("looking up terminals", lookup))
+            found = dict(self.db.retrying("looking up terminals", lookup))
             self._trucks.update(found)
             for t in missing:
                 if t not in found:
@@ -246,10 +248,26 @@ class BatchWriter:
                 self._unknown_checked.clear()
         return self._trucks
 
-    def forget_trucks(self) -> None:
-        """Drop the terminal cache (after a truck changed its terminal)."""
+    def forget(self) -> None:
+        """Drop the cache (e.g. after trucks changed terminals)."""
         self._trucks.clear()
         self._unknown_checked.clear()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class BatchWriter:
+    """Writes batches in one transaction each, on its own connection."""
+
+    def __init__(self, db: Db, *, now: Callable[[], datetime]) -> None:
+        self.db = db
+        self.now = now
+        self._staging_left = 0
+        db.setup = _create_stage
+
+    def close(self) -> None:
+        self.db.close()
 
     # ------------------------------------------------------------------ writing
 
@@ -257,10 +275,10 @@ class BatchWriter:
         """Commit the batch; retries connection failures until done or stopped."""
         started = time.perf_counter()
         try:
-            result = self._retrying("writing a batch", lambda conn: self._write(conn, batch))
+            result = self.db.retrying("writing a batch", lambda conn: self._write(conn, batch))
         except DATA_ERRORS as exc:
             log.error("the database refused a batch (%s); writing it message by message", exc)
-            result = self._retrying(
+            result = self.db.retrying(
                 "writing a batch message by message", lambda conn: self._write_isolated(conn, batch)
             )
         result.commit_s = time.perf_counter() - started
@@ -334,6 +352,10 @@ class BatchWriter:
             if result.dead_letters:
                 _copy_dead_letters(cur, result.dead_letters)
         return result
+
+
+def _create_stage(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(CREATE_POSITION_STAGE)
 
 
 def _copy(cur: psycopg.Cursor[Any], sql: str, types: Sequence[str], rows: list[Any]) -> None:

@@ -209,7 +209,7 @@ def test_terminal_added_while_running_is_accepted_after_the_recheck(
 ) -> None:
     """An unknown terminal is dead-lettered; once its truck exists, its fixes are stored."""
     running = start_ingestor()
-    running.ingestor.writer.unknown_recheck_s = 0.5
+    running.ingestor.terminals.unknown_recheck_s = 0.5
     now = datetime.now(UTC)
     pub = Publisher(broker.url)
     fix = wire.Fix(recorded_at=now, lat=31.8, lon=117.2)
