@@ -6,18 +6,23 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
+from fleet.services import PrivateMosquitto
+
 
 def test_demo_runs_a_day_and_its_summary_agrees_with_the_ledger(
-    database_url: str, mqtt_url: str, tmp_path: Path
+    database_url: str, mosquitto_factory: Callable[[], PrivateMosquitto], tmp_path: Path
 ) -> None:
+    # A broker of its own: the demo's retained terminal statuses must not reach other tests.
+    broker = mosquitto_factory()
     env = {
         **os.environ,
         "CLEARDAY_DATABASE_URL": database_url,
-        "CLEARDAY_MQTT_URL": mqtt_url,
+        "CLEARDAY_MQTT_URL": broker.url,
         "CLEARDAY_DATA_DIR": str(tmp_path / "state"),
     }
     done = subprocess.run(
