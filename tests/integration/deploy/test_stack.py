@@ -46,20 +46,22 @@ def env_example() -> dict[str, str]:
 
 def test_compose_runs_every_role_with_health_checks_and_persistent_volumes() -> None:
     services = compose()["services"]
-    assert {"db", "broker", "migrate", "ingest", "alerts", "api"} <= services.keys()
+    assert {"db", "broker", "migrate", "ingest-1", "ingest-2", "alerts", "api"} <= services.keys()
     assert services["db"]["image"].startswith("timescale/timescaledb:")
-    assert services["ingest"]["deploy"]["replicas"] == 2
-    for name in ("db", "broker", "ingest", "api"):
+    for name in ("db", "broker", "ingest-1", "ingest-2", "api"):
         assert "test" in services[name]["healthcheck"], name
     assert "db-data:/var/lib/postgresql/data" in services["db"]["volumes"]
     assert any("/mosquitto/data" in v for v in services["broker"]["volumes"])
     assert set(compose()["volumes"]) == {"db-data", "broker-data"}
     # Every role depends on the schema being migrated first.
-    for name in ("ingest", "alerts", "api"):
+    for name in ("ingest-1", "ingest-2", "alerts", "api"):
         assert (
             services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )
-    assert services["ingest"]["environment"]["CLEARDAY_INGEST_SHARE_GROUP"] == "ingest"
+    # Two ingestors on one shared subscription, each with a stable client id of its own.
+    ingestors = [services[f"ingest-{i}"]["environment"] for i in (1, 2)]
+    assert {e["CLEARDAY_INGEST_SHARE_GROUP"] for e in ingestors} == {"ingest"}
+    assert len({e["CLEARDAY_INGEST_CLIENT_ID"] for e in ingestors}) == 2
 
 
 def test_every_variable_is_documented_and_no_secret_has_a_default() -> None:
