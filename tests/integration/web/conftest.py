@@ -183,3 +183,17 @@ def supervised_day(web_settings: Settings) -> int:
         row = conn.execute("SELECT case_id FROM alert_case WHERE subject = 'point:P4'").fetchone()
     assert row is not None
     return int(row[0])
+
+
+@pytest.fixture
+def city(web_settings: Settings, tmp_path: Path) -> str:
+    """A small generated district "city" (30 points, 3 trucks, its roads), imported."""
+    from simulator.city import CityConfig, generate
+
+    folder = generate(CityConfig(n_points=30, n_trucks=3, seed=1, district="city")).write(
+        tmp_path / "city"
+    )
+    files = importer.read_paths([folder])
+    with psycopg.connect(web_settings.database_dsn()) as conn:
+        importer.load(conn, importer.parse_files(files))
+    return "city"

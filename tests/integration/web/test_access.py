@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -30,9 +31,18 @@ NOT_IDS = {"report": "clearance"}
 
 
 @pytest.fixture
-def other_ids(supervised_day: int) -> dict[str, Any]:
-    """Ids of things outside the north: the south's catalogue, district d1's case."""
-    return {**SOUTH_IDS, **NOT_IDS, "case_id": supervised_day}
+def other_ids(supervised_day: int, users: Users) -> dict[str, Any]:
+    """Ids of things outside the north: the south's catalogue, district d1's case, plan
+    and planning job."""
+    with psycopg.connect(users.url, autocommit=True) as conn:
+        plan = conn.execute("SELECT plan_id FROM plan WHERE district_id = 'd1'").fetchone()
+        job = conn.execute(
+            """INSERT INTO plan_job (district_id, service_date, state, plan_id)
+               VALUES ('d1', '2026-03-02', 'done', %s) RETURNING job_id""",
+            (plan[0] if plan else None,),
+        ).fetchone()
+    assert plan and job
+    return {**SOUTH_IDS, **NOT_IDS, "case_id": supervised_day, "plan_id": plan[0], "job_id": job[0]}
 
 
 # Valid bodies for the writes probed across districts (an invalid body would be refused
@@ -133,7 +143,12 @@ def test_a_district_limited_user_cannot_reach_other_districts_by_id(
             probed += 1
     assert probed >= 15
     # The same ids are there for the unlimited users (so the 404s above mean "hidden").
-    for path in ("/api/v1/trucks/S-T1", f"/api/v1/cases/{other_ids['case_id']}"):
+    for path in (
+        "/api/v1/trucks/S-T1",
+        f"/api/v1/cases/{other_ids['case_id']}",
+        f"/api/v1/plans/{other_ids['plan_id']}",
+        f"/api/v1/plans/jobs/{other_ids['job_id']}",
+    ):
         assert client.get(path, headers=users.headers("viewer")).status_code == 200
 
 

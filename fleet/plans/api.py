@@ -1,0 +1,427 @@
+"""/api/v1/plans: start planning a date (a background job you poll), read a plan, its
+routes as GeoJSON following the roads, a printable route sheet per truck, publish.
+Built on fleet/plans/service.py; the read queries below join plan rows with names."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import OrderedDict
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import psycopg
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from psycopg.rows import dict_row
+from pydantic import BaseModel, Field
+
+from fleet.auth.models import Principal
+from fleet.plans import service
+from fleet.roads.paths import NetworkCache
+from fleet.web.deps import (
+    Anyone,
+    Conn,
+    Dispatcher,
+    PagingDep,
+    SettingsDep,
+    district_scope,
+    ensure_district,
+)
+from fleet.web.errors import ApiError, not_found
+from fleet.web.fields import DistrictId, PathId
+
+router = APIRouter(prefix="/plans", tags=["plans"])
+PlanId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+GEOJSON = "application/geo+json"
+_networks = NetworkCache()
+
+
+class PlanJobIn(BaseModel):
+    district_id: DistrictId
+    service_date: date
+    time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget in seconds")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class PlanJob(BaseModel):
+    job_id: int
+    district_id: str
+    service_date: date
+    state: Literal["queued", "running", "done", "failed"]
+    progress: float
+    message: str | None
+    plan_id: int | None
+    requested_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class PlanSummary(BaseModel):
+    plan_id: int
+    district_id: str
+    service_date: date
+    status: Literal["draft", "published", "superseded"]
+    replaces_plan_id: int | None
+    seed: int
+    time_limit_s: float | None
+    stats: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    published_at: datetime | None
+    trucks: int
+    points: int
+    unassigned: int
+
+
+class PlanStop(BaseModel):
+    seq: int
+    kind: Literal["start", "point", "station", "break", "end"]
+    ref_id: str | None
+    name: str | None
+    lat: float | None
+    lon: float | None
+    arrival_at: datetime
+    departure_at: datetime
+    load_after_kg: float
+    distance_from_prev_m: float
+
+
+class PlanRoute(BaseModel):
+    truck_id: str
+    plate: str | None
+    distance_m: float
+    duration_s: float
+    points: int
+    station_trips: int
+    stops: list[PlanStop]
+
+
+class Unassigned(BaseModel):
+    point_id: str
+    name: str | None
+    reason: str
+
+
+class PlanOut(PlanSummary):
+    routes: list[PlanRoute]
+    unassigned_points: list[Unassigned]
+
+
+class SheetStop(BaseModel):
+    seq: int
+    kind: str
+    ref_id: str | None
+    name: str | None
+    arrive: str = Field(description="local HH:MM")
+    depart: str = Field(description="local HH:MM")
+    load_after_kg: float
+    distance_from_prev_m: float
+
+
+class RouteSheet(BaseModel):
+    """What a crew takes along: the day's stops in order with local times (路线单)."""
+
+    plan_id: int
+    district_id: str
+    district_name: str
+    service_date: date
+    status: str
+    truck_id: str
+    plate: str | None
+    truck_type: str | None
+    timezone: str
+    distance_m: float
+    duration_s: float
+    points: int
+    station_trips: int
+    collected_kg: float
+    stops: list[SheetStop]
+
+
+_SUMMARY = """
+SELECT p.plan_id, p.district_id, p.service_date, p.status, p.replaces_plan_id, p.seed,
+       p.time_limit_s, p.stats, p.created_by, p.created_at, p.published_at,
+       (SELECT count(DISTINCT truck_id) FROM plan_stop s WHERE s.plan_id = p.plan_id) AS trucks,
+       (SELECT count(*) FROM plan_stop s WHERE s.plan_id = p.plan_id AND s.kind = 'point') AS points,
+       (SELECT count(*) FROM plan_unassigned u WHERE u.plan_id = p.plan_id) AS unassigned
+FROM plan p
+"""
+
+_STOPS = """
+SELECT s.truck_id, s.seq, s.kind, coalesce(s.point_id, s.station_id, s.depot_id) AS ref_id,
+       coalesce(cp.name, ts.name, d.name) AS name,
+       coalesce(cp.lat, ts.lat, d.lat) AS lat, coalesce(cp.lon, ts.lon, d.lon) AS lon,
+       s.arrival_at, s.departure_at, s.load_after_kg, s.distance_from_prev_m
+FROM plan_stop s
+LEFT JOIN collection_point cp ON cp.point_id = s.point_id
+LEFT JOIN transfer_station ts ON ts.station_id = s.station_id
+LEFT JOIN depot d ON d.depot_id = s.depot_id
+WHERE s.plan_id = %(plan_id)s AND (%(truck_id)s::text IS NULL OR s.truck_id = %(truck_id)s)
+ORDER BY s.truck_id, s.seq
+"""
+
+
+def _summary(conn: psycopg.Connection, principal: Principal, plan_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_SUMMARY + " WHERE p.plan_id = %s", (plan_id,)).fetchone()
+    if row is None or not principal.can_see(row["district_id"]):
+        raise not_found("plan", plan_id)
+    return row
+
+
+def _routes(
+    conn: psycopg.Connection, plan_id: int, document: dict[str, Any], truck_id: str | None = None
+) -> list[PlanRoute]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        stops = cur.execute(_STOPS, {"plan_id": plan_id, "truck_id": truck_id}).fetchall()
+    trucks = sorted({s["truck_id"] for s in stops})
+    plates: dict[str, str] = dict(
+        conn.execute(
+            "SELECT truck_id, plate FROM truck WHERE truck_id = ANY(%s)", (trucks,)
+        ).fetchall()
+    )
+    totals = {r["truck_id"]: r for r in document.get("routes", [])}
+    by_truck: dict[str, list[PlanStop]] = {}
+    for stop in stops:
+        by_truck.setdefault(stop.pop("truck_id"), []).append(PlanStop(**stop))
+    routes = []
+    for truck, truck_stops in by_truck.items():
+        total = totals.get(truck, {})
+        routes.append(
+            PlanRoute(
+                truck_id=truck,
+                plate=plates.get(truck),
+                distance_m=float(
+                    total.get("distance_m", sum(s.distance_from_prev_m for s in truck_stops))
+                ),
+                duration_s=float(
+                    total.get(
+                        "duration_s",
+                        (truck_stops[-1].arrival_at - truck_stops[0].departure_at).total_seconds(),
+                    )
+                ),
+                points=sum(s.kind == "point" for s in truck_stops),
+                station_trips=sum(s.kind == "station" for s in truck_stops),
+                stops=truck_stops,
+            )
+        )
+    return routes
+
+
+@router.post("/jobs", status_code=202, summary="Start planning a district's date (background job)")
+def start_planning(
+    request: Request, conn: Conn, principal: Dispatcher, settings: SettingsDep, body: PlanJobIn
+) -> PlanJob:
+    ensure_district(principal, body.district_id, writing=True)
+    row = conn.execute(
+        "SELECT timezone FROM district WHERE district_id = %s", (body.district_id,)
+    ).fetchone()
+    if row is None:
+        raise ApiError(422, f"district_id: unknown district {body.district_id}")
+    running = conn.execute(
+        """SELECT job_id FROM plan_job WHERE district_id = %s AND service_date = %s
+           AND state IN ('queued', 'running') AND created_at > now() - interval '1 hour'""",
+        (body.district_id, body.service_date),
+    ).fetchone()
+    if running:
+        raise ApiError(409, f"job {running[0]} is already planning this district and date")
+    dsn = settings.database_dsn()
+    job_id = service.start_job(
+        lambda: psycopg.connect(dsn, autocommit=True),
+        district_id=body.district_id,
+        service_date=body.service_date,
+        tz=ZoneInfo(str(row[0])),
+        time_limit_s=body.time_limit_s,
+        seed=body.seed,
+        requested_by=principal.username,
+    )
+    return get_job(conn, principal, job_id)
+
+
+@router.get("/jobs/{job_id}", summary="A planning job's state and progress")
+def get_job(conn: Conn, principal: Anyone, job_id: JobId) -> PlanJob:
+    job = service.get_job(conn, job_id=job_id)
+    if job is None or not principal.can_see(job["district_id"]):
+        raise not_found("planning job", job_id)
+    return PlanJob(**job)
+
+
+@router.get("", summary="Plans, newest first")
+def list_plans(
+    conn: Conn,
+    principal: Anyone,
+    paging: PagingDep,
+    district_id: Annotated[str | None, Query(max_length=64)] = None,
+    service_date: date | None = None,
+    status: Literal["draft", "published", "superseded"] | None = None,
+) -> list[PlanSummary]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            _SUMMARY
+            + """ WHERE (%(ds)s::text[] IS NULL OR p.district_id = ANY(%(ds)s))
+                   AND (%(d)s::date IS NULL OR p.service_date = %(d)s)
+                   AND (%(st)s::text IS NULL OR p.status = %(st)s)
+                 ORDER BY p.service_date DESC, p.created_at DESC, p.plan_id DESC
+                 LIMIT %(lim)s OFFSET %(off)s""",
+            {
+                "ds": district_scope(principal, district_id),
+                "d": service_date,
+                "st": status,
+                "lim": paging.limit,
+                "off": paging.offset,
+            },
+        ).fetchall()
+    return [PlanSummary(**r) for r in rows]
+
+
+@router.get("/{plan_id}", summary="A plan: every route's stops with ETAs, and the points left out")
+def get_plan(conn: Conn, principal: Anyone, plan_id: PlanId) -> PlanOut:
+    summary = _summary(conn, principal, plan_id)
+    document = (service.get_plan(conn, plan_id=plan_id) or {}).get("document") or {}
+    unassigned = conn.execute(
+        """SELECT u.point_id, p.name, u.reason FROM plan_unassigned u
+           LEFT JOIN collection_point p USING (point_id) WHERE u.plan_id = %s ORDER BY u.point_id""",
+        (plan_id,),
+    ).fetchall()
+    return PlanOut(
+        **summary,
+        routes=_routes(conn, plan_id, document),
+        unassigned_points=[Unassigned(point_id=r[0], name=r[1], reason=r[2]) for r in unassigned],
+    )
+
+
+@router.post("/{plan_id}/publish", summary="Publish a plan (the day's previous one is superseded)")
+def publish_plan(conn: Conn, principal: Dispatcher, plan_id: PlanId) -> PlanSummary:
+    summary = _summary(conn, principal, plan_id)
+    ensure_district(principal, summary["district_id"], writing=True)
+    if summary["status"] == "superseded":
+        raise ApiError(409, f"plan {plan_id} was superseded; plan the day again instead")
+    service.publish_plan(conn, plan_id=plan_id)
+    return PlanSummary(**_summary(conn, principal, plan_id))
+
+
+_GEOMETRY: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+_GEOMETRY_LOCK = threading.Lock()
+_GEOMETRY_MAX = 32
+
+
+@router.get(
+    "/{plan_id}/routes.geojson",
+    summary="Each route as a GeoJSON LineString following the roads",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "FeatureCollection, one LineString per truck",
+            "content": {GEOJSON: {"schema": {"type": "object", "required": ["type", "features"]}}},
+        }
+    },
+)
+def plan_routes_geojson(conn: Conn, principal: Anyone, plan_id: PlanId) -> Response:
+    summary = _summary(conn, principal, plan_id)
+    version = str(summary["published_at"] or summary["created_at"])
+    key = (plan_id, version)
+    with _GEOMETRY_LOCK:
+        cached = _GEOMETRY.get(key)
+    if cached is None:
+        network = _networks.get(conn, summary["district_id"])
+        narrow: dict[str, bool] = dict(
+            conn.execute(
+                """SELECT truck_id, can_enter_narrow FROM truck WHERE truck_id IN
+                   (SELECT DISTINCT truck_id FROM plan_stop WHERE plan_id = %s)""",
+                (plan_id,),
+            ).fetchall()
+        )
+        document = (service.get_plan(conn, plan_id=plan_id) or {}).get("document") or {}
+        features = []
+        for index, route in enumerate(_routes(conn, plan_id, document)):
+            places = [
+                (s.lat, s.lon) for s in route.stops if s.lat is not None and s.lon is not None
+            ]
+            line: list[list[float]] = []
+            for a, b in itertools.pairwise(places):
+                if a == b:
+                    continue
+                leg = network.path(a, b, allow_narrow=bool(narrow.get(route.truck_id)))
+                line.extend(leg if not line else leg[1:])
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": route.truck_id,
+                    "geometry": {"type": "LineString", "coordinates": line},
+                    "properties": {
+                        "truck_id": route.truck_id,
+                        "plate": route.plate,
+                        "index": index,
+                        "distance_m": route.distance_m,
+                        "points": route.points,
+                        "station_trips": route.station_trips,
+                    },
+                }
+            )
+        cached = json.dumps(
+            {"type": "FeatureCollection", "features": features}, separators=(",", ":")
+        ).encode()
+        with _GEOMETRY_LOCK:
+            _GEOMETRY[key] = cached
+            while len(_GEOMETRY) > _GEOMETRY_MAX:
+                _GEOMETRY.popitem(last=False)
+    return Response(cached, media_type=GEOJSON)
+
+
+@router.get("/{plan_id}/sheet/{truck_id}", summary="A truck's printable route sheet (路线单)")
+def route_sheet(conn: Conn, principal: Anyone, plan_id: PlanId, truck_id: PathId) -> RouteSheet:
+    summary = _summary(conn, principal, plan_id)
+    district = conn.execute(
+        "SELECT name, timezone FROM district WHERE district_id = %s", (summary["district_id"],)
+    ).fetchone()
+    assert district is not None
+    tz = ZoneInfo(str(district[1]))
+    document = (service.get_plan(conn, plan_id=plan_id) or {}).get("document") or {}
+    routes = _routes(conn, plan_id, document, truck_id=truck_id)
+    if not routes:
+        raise not_found(f"route of truck {truck_id} in plan", plan_id)
+    route = routes[0]
+    truck = conn.execute("SELECT truck_type FROM truck WHERE truck_id = %s", (truck_id,)).fetchone()
+
+    def local(at: datetime) -> str:
+        return at.astimezone(tz).strftime("%H:%M")
+
+    collected = 0.0
+    previous_load = 0.0
+    for stop in route.stops:
+        if stop.kind == "point":
+            collected += max(stop.load_after_kg - previous_load, 0.0)
+        previous_load = stop.load_after_kg
+    return RouteSheet(
+        plan_id=plan_id,
+        district_id=summary["district_id"],
+        district_name=str(district[0]),
+        service_date=summary["service_date"],
+        status=summary["status"],
+        truck_id=truck_id,
+        plate=route.plate,
+        truck_type=str(truck[0]) if truck else None,
+        timezone=str(tz),
+        distance_m=route.distance_m,
+        duration_s=route.duration_s,
+        points=route.points,
+        station_trips=route.station_trips,
+        collected_kg=round(collected, 1),
+        stops=[
+            SheetStop(
+                seq=s.seq,
+                kind=s.kind,
+                ref_id=s.ref_id,
+                name=s.name,
+                arrive=local(s.arrival_at),
+                depart=local(s.departure_at),
+                load_after_kg=s.load_after_kg,
+                distance_from_prev_m=s.distance_from_prev_m,
+            )
+            for s in route.stops
+        ],
+    )
