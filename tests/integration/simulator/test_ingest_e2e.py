@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from fleet import db, importer
+from fleet.services import PrivateMosquitto
 from simulator.city import generate
 from simulator.faults import Fault
 from simulator.mqtt import MqttFleet
@@ -31,8 +33,11 @@ def _scalar(url: str, sql: str) -> int:
 
 
 def test_simulated_day_is_stored_by_the_ingestor(
-    tmp_path: Path, database_url: str, mqtt_url: str
+    tmp_path: Path, database_url: str, mosquitto_factory: Callable[[], PrivateMosquitto]
 ) -> None:
+    # A broker of its own: retained statuses left by other tests' (older) days would be
+    # dead-lettered as too old, rightly, and muddle the count.
+    mqtt_url = mosquitto_factory().url
     city = generate(n_points=50, n_trucks=3, seed=1)
     city.write(tmp_path / "city")
     parsed = importer.parse_files(importer.read_paths([tmp_path / "city"]))
