@@ -140,6 +140,10 @@ def register(app: typer.Typer) -> None:
         district: Annotated[
             str, typer.Option(help="with --from-db: the district whose plan to drive")
         ] = "default",
+        solve_s: Annotated[
+            float | None,
+            typer.Option("--solve", help="plan with the real planner, this many seconds"),
+        ] = None,
         plan_out: Annotated[
             Path | None, typer.Option(help="also write the plan driven, as JSON")
         ] = None,
@@ -182,7 +186,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Drive a day's plan: publish the trucks' fixes and events, write the ground truth."""
         from simulator import faults as faults_mod
-        from simulator.plans import greedy_plan, load_plan
+        from simulator.plans import greedy_plan, load_plan, solved_plan
         from simulator.roads import RoadNetwork
         from simulator.trucks import DaySpec, ListSink, RunStats, SimDay, TerminalConfig, run
 
@@ -198,12 +202,15 @@ def register(app: typer.Typer) -> None:
         try:
             city = _city(city_dir, points, trucks, city_seed)
             net = RoadNetwork(city)
-            if plan is not None and from_db:
-                raise _fail("give --plan or --from-db, not both")
+            if sum((plan is not None, from_db, solve_s is not None)) > 1:
+                raise _fail("give one of --plan, --from-db, --solve")
             if plan is not None:
                 the_plan: Any = load_plan(plan)
             elif from_db:
                 the_plan = _plan_from_db(district, day_date)
+            elif solve_s is not None:
+                typer.echo(f"planning with the routing solver ({solve_s:g} s) …", err=True)
+                the_plan = solved_plan(city, time_limit_s=solve_s, seed=seed)
             else:
                 typer.echo("no --plan given: driving a greedy nearest-neighbour plan", err=True)
                 the_plan = greedy_plan(city, net=net)

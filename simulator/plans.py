@@ -298,3 +298,64 @@ def greedy_plan(
     )
     unassigned = tuple(points[i].id for i in np.flatnonzero(open_))
     return SimPlan(routes=routes, unassigned=unassigned)
+
+
+def routing_problem(city: City) -> Any:
+    """The city as a `routing.problem.Problem` (travel on the city's own road graph)."""
+    from routing import problem as rp
+
+    return rp.build_problem(
+        points=[
+            rp.Point(
+                point_id=p.id,
+                lat=p.lat,
+                lon=p.lon,
+                stream=p.stream,
+                amount_kg=float(p.daily_amount_kg),
+                service_time_s=float(p.service_time_s),
+                window_start_s=float(p.window_start_s),
+                window_end_s=float(p.window_end_s),
+                access_class=p.access_class,
+            )
+            for p in city.points
+        ],
+        stations=[
+            rp.Station(
+                station_id=s.id,
+                lat=s.lat,
+                lon=s.lon,
+                streams=frozenset(s.streams),
+                opens_s=float(s.opens_s),
+                closes_s=float(s.closes_s),
+                tipping_time_s=float(s.tipping_time_s),
+            )
+            for s in city.stations
+        ],
+        depots=[rp.Depot(depot_id=d.id, lat=d.lat, lon=d.lon) for d in city.depots],
+        trucks=[
+            rp.Truck(
+                truck_id=t.id,
+                capacity_kg=float(t.capacity_kg),
+                streams=frozenset(t.streams),
+                start_depot_id=t.depot_id,
+                end_depot_id=t.depot_id,
+                shift_start_s=float(t.shift_start_s),
+                shift_end_s=float(t.shift_end_s),
+                max_route_duration_s=float(t.shift_end_s - t.shift_start_s),
+                break_duration_s=float(t.break_duration_s),
+                break_earliest_s=float(t.break_earliest_s),
+                break_latest_s=float(t.break_latest_s),
+                can_enter_narrow=t.can_enter_narrow,
+            )
+            for t in city.trucks
+        ],
+        graph=city.graph,
+        name=f"simulated city seed {city.config.seed}",
+    )
+
+
+def solved_plan(city: City, *, time_limit_s: float, seed: int = 0) -> Any:
+    """A `routing.plan.Plan` for the city from the real planner (OR-Tools)."""
+    from routing import solver
+
+    return solver.solve(routing_problem(city), time_limit_s=time_limit_s, seed=seed)
