@@ -354,7 +354,13 @@ def build_batch(
         else:
             for s in result.items:
                 batch.statuses.append(
-                    (result.terminal_id, truck_id, s.state, s.at or received_at)  # type: ignore[arg-type]
+                    (
+                        cast(str, result.terminal_id),
+                        truck_id,
+                        s.state,
+                        s.at or received_at,
+                        s.at is not None,
+                    )
                 )
                 batch.statuses_src.append(src)
     return batch

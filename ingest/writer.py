@@ -69,6 +69,9 @@ INSERT_EVENT = (
     f"INSERT INTO device_event ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(EVENT_COLUMNS))}) ON CONFLICT DO NOTHING"
 )
+# A status without its own time (a last will) gets the receive time; then it only
+# counts when the state really changes, so a retained will redelivered on every
+# reconnect does not keep moving "offline since".
 UPSERT_STATUS = """
     INSERT INTO terminal_status (terminal_id, truck_id, state, changed_at)
     VALUES (%s, %s, %s, %s)
@@ -76,6 +79,7 @@ UPSERT_STATUS = """
        SET truck_id = EXCLUDED.truck_id, state = EXCLUDED.state,
            changed_at = EXCLUDED.changed_at, received_at = now()
      WHERE terminal_status.changed_at <= EXCLUDED.changed_at
+       AND (%s OR terminal_status.state <> EXCLUDED.state)
 """
 COPY_DEAD_LETTER = f"COPY dead_letter ({', '.join(DEAD_LETTER_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
@@ -97,7 +101,8 @@ DATA_ERRORS = (pg_errors.DataError, pg_errors.IntegrityError)
 
 PositionRow = tuple[Any, ...]  # in POSITION_COLUMNS order
 EventRow = tuple[Any, ...]  # in EVENT_COLUMNS order
-StatusRow = tuple[str, str, str, datetime]  # terminal_id, truck_id, state, changed_at
+# terminal_id, truck_id, state, changed_at, whether changed_at came with the message
+StatusRow = tuple[str, str, str, datetime, bool]
 DeadLetterRow = tuple[datetime, str, str, str, bytes]  # in DEAD_LETTER_COLUMNS order
 
 T = TypeVar("T")

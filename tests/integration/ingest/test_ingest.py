@@ -201,6 +201,22 @@ def test_status_keeps_the_newest_state(
         lambda: scalar(fleet_url, "SELECT count(*) FROM position") == 1, 10, "the fix after it"
     )
     assert rows(fleet_url, "SELECT state, changed_at FROM terminal_status") == [("offline", now)]
+    # A last will (no `at`) of the same state, redelivered: "offline since" stays put.
+    pub.publish(wire.status_topic("GPS-T5"), wire.encode_status("offline"))
+    pub.publish(
+        wire.positions_topic("GPS-T5"),
+        wire.encode_fixes(wire.Fix(recorded_at=now - timedelta(seconds=1), lat=1.0, lon=1.0)),
+    )
+    pub.wait_all_acked()
+    wait_for(lambda: scalar(fleet_url, "SELECT count(*) FROM position") == 2, 10, "the next fix")
+    assert rows(fleet_url, "SELECT state, changed_at FROM terminal_status") == [("offline", now)]
+    # A will that changes the state takes the time it was received.
+    pub.publish(wire.status_topic("GPS-T5"), wire.encode_status("online"))
+    pub.wait_all_acked()
+    wait_for(
+        lambda: scalar(fleet_url, "SELECT state FROM terminal_status") == "online", 10, "online"
+    )
+    assert scalar(fleet_url, "SELECT changed_at FROM terminal_status") > now
     pub.close()
 
 

@@ -98,7 +98,7 @@ def test_events_and_status_become_their_rows() -> None:
         None,
     )
     assert payload.obj == {"lat": 31.8, "lon": 117.2}
-    assert batch.statuses == [("GPS-T1", "T1", "offline", NOW)]  # no `at`: the receive time
+    assert batch.statuses == [("GPS-T1", "T1", "offline", NOW, False)]  # no `at`: receive time
 
 
 def test_event_payload_is_null_without_vendor_fields_or_position() -> None:
