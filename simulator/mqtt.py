@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +144,9 @@ class MqttFleet:
 
     url: str
     qos: int = 1
-    client_prefix: str = "clearday-sim"
+    # Client ids are f"{client_prefix}-{terminal_id}"; the default carries a run id so
+    # that two simulations on one broker never take over each other's sessions.
+    client_prefix: str = field(default_factory=lambda: f"clearday-sim-{uuid.uuid4().hex[:6]}")
     counts: PublishCounts = field(default_factory=PublishCounts)
 
     def __post_init__(self) -> None:
