@@ -1,0 +1,140 @@
+// The dashboard: log in, pick a district and a date, and one page per job —
+// 调度 (dispatch), 监控 (live), 监管 (supervision).
+import { api, clear, h, session, showError, todayIn, closeModal } from "./core.js";
+import { applyStatic, currentLang, setLang, t } from "./i18n.js";
+import { CityMap } from "./map.js";
+import { DispatchPage } from "./dispatch.js";
+import { LivePage } from "./live.js";
+import { SupervisePage } from "./supervise.js";
+
+const PAGES = { dispatch: DispatchPage, live: LivePage, supervise: SupervisePage };
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  map: null,
+  page: null,
+  pageName: null,
+  districts: [],
+  mounting: Promise.resolve(),
+};
+
+function context() {
+  return {
+    map: state.map,
+    panel: $("panel"),
+    district: $("district").value,
+    date: $("service-date").value,
+  };
+}
+
+async function showPage() {
+  const name = (location.hash.replace(/^#\//, "") || "dispatch").split("?")[0];
+  const pageName = PAGES[name] ? name : "dispatch";
+  for (const a of document.querySelectorAll(".tabs a")) {
+    a.classList.toggle("active", a.dataset.page === pageName);
+  }
+  if (state.page) state.page.unmount();
+  state.map.clear("routes", "ledger", "track", "trucks");
+  clear($("panel"));
+  state.pageName = pageName;
+  state.page = new PAGES[pageName]();
+  document.body.dataset.page = pageName;
+  state.mounting = (async () => {
+    try {
+      await state.map.loadBase(context().district);
+      await state.page.mount(context());
+    } catch (err) {
+      showError(err);
+    }
+  })();
+  await state.mounting;
+}
+
+async function refresh() {
+  // A change of district or date while a page is still mounting waits for it.
+  await state.mounting;
+  if (!state.page) return;
+  try {
+    await state.map.loadBase(context().district);
+    await state.page.refresh(context());
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function start() {
+  session.user = await api("/auth/me");
+  session.config = await api("/config");
+  state.districts = await api("/districts");
+  $("login").hidden = true;
+  $("shell").hidden = false;
+  $("who").textContent = `${session.user.display_name || session.user.username} · ${t(`role.${session.user.role}`)}`;
+  const select = $("district");
+  const remembered = localStorage.getItem("clearday.district");
+  clear(select, state.districts.map((d) => h("option", { value: d.district_id }, `${d.name} (${d.district_id})`)));
+  if (state.districts.some((d) => d.district_id === remembered)) select.value = remembered;
+  $("service-date").value = todayIn(session.config.timezone);
+  if (!state.map) state.map = new CityMap($("map"), session.config);
+  state.map.invalidate();
+  await showPage();
+}
+
+function showLogin(message = "") {
+  if (state.page) state.page.unmount();
+  state.page = null;
+  $("shell").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+  $("login-password").value = "";
+  $("login-username").focus();
+}
+
+async function login(event) {
+  event.preventDefault();
+  const form = event.target;
+  $("login-submit").disabled = true;
+  try {
+    const body = { username: form.username.value.trim(), password: form.password.value };
+    const result = await api("/auth/login", { method: "POST", body });
+    session.token = result.access_token;
+    await start();
+  } catch (err) {
+    $("login-error").textContent = err.status === 401 ? t("login.failed") : err.message;
+  } finally {
+    $("login-submit").disabled = false;
+  }
+}
+
+async function logout() {
+  try { await api("/auth/logout", { method: "POST" }); } catch { /* already gone */ }
+  session.token = null;
+  showLogin();
+}
+
+function init() {
+  applyStatic();
+  session.onLogout = () => showLogin(t("login.failed"));
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  for (const b of document.querySelectorAll("[data-lang-toggle]")) {
+    b.addEventListener("click", async () => {
+      setLang(currentLang() === "zh" ? "en" : "zh");
+      if (session.user) {
+        $("who").textContent = `${session.user.display_name || session.user.username} · ${t(`role.${session.user.role}`)}`;
+        await showPage();
+      }
+    });
+  }
+  $("district").addEventListener("change", () => {
+    localStorage.setItem("clearday.district", $("district").value);
+    refresh();
+  });
+  $("service-date").addEventListener("change", refresh);
+  window.addEventListener("hashchange", () => session.user && showPage());
+  $("modal").addEventListener("click", (e) => { if (e.target.id === "modal") closeModal(); });
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeModal(); });
+  if (session.token) start().catch(() => showLogin());
+  else showLogin();
+}
+
+init();

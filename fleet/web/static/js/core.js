@@ -1,0 +1,160 @@
+// Shared pieces: the API client (bearer token in sessionStorage), DOM building without
+// innerHTML (names come from imported files), toasts, the modal, formatting.
+import { t, currentLang } from "./i18n.js";
+
+const TOKEN_KEY = "clearday.token";
+
+export const session = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  set token(value) {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  },
+  user: null,
+  config: null,
+  onLogout: () => {},
+};
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+export async function api(path, { method = "GET", body, raw = false, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api/v1${path}`, {
+    method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401 && path !== "/auth/login") {
+    session.token = null;
+    session.onLogout();
+    throw new ApiError(401, { detail: t("login.failed") });
+  }
+  if (!response.ok) {
+    let problem = null;
+    try { problem = await response.json(); } catch { /* not JSON */ }
+    throw new ApiError(response.status, problem);
+  }
+  if (raw) return response;
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+export function qs(params) {
+  const search = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") search.set(k, v);
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+// h("div", {class: "x", onclick: fn}, "text", child, [more children])
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, v);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function clear(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
+let toastTimer = 0;
+export function toast(message, { error = false } = {}) {
+  const el = document.getElementById("toast");
+  el.textContent = message;
+  el.classList.toggle("error", error);
+  el.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { el.hidden = true; }, error ? 6000 : 2500);
+}
+
+export function showError(err) {
+  console.error(err);
+  toast(err instanceof ApiError ? err.message : String(err), { error: true });
+}
+
+export function openModal(...content) {
+  const modal = document.getElementById("modal");
+  clear(document.getElementById("modal-body"), content);
+  modal.hidden = false;
+}
+
+export function closeModal() {
+  document.getElementById("modal").hidden = true;
+}
+
+export function can(...roles) {
+  return session.user && roles.includes(session.user.role);
+}
+
+const locale = () => (currentLang() === "zh" ? "zh-CN" : "en-GB");
+
+export function fmtTime(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleTimeString(locale(), {
+    hour: "2-digit", minute: "2-digit", hour12: false, timeZone: session.config?.timezone,
+  });
+}
+
+export function fmtDateTime(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleString(locale(), {
+    month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false,
+    timeZone: session.config?.timezone,
+  });
+}
+
+export const fmtKm = (m) => `${(m / 1000).toFixed(1)} ${t("common.km")}`;
+export const fmtHours = (s) => `${(s / 3600).toFixed(1)} ${t("common.h")}`;
+export const fmtPct = (x) => (x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)}%`);
+
+export function fmtAge(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 120) return `${Math.round(seconds)} ${t("live.ago_s")}`;
+  return `${Math.round(seconds / 60)} ${t("live.ago_min")}`;
+}
+
+export function todayIn(timezone) {
+  // The service date "today" in the district's time zone, as YYYY-MM-DD.
+  return new Intl.DateTimeFormat("en-CA", { timeZone: timezone }).format(new Date());
+}
+
+export function addDays(isoDate, days) {
+  const d = new Date(`${isoDate}T12:00:00Z`);
+  d.setUTCDate(d.getUTCDate() + days);
+  return d.toISOString().slice(0, 10);
+}
+
+// Distinct colours for routes (Okabe–Ito and Tableau, readable on a light map).
+export const PALETTE = [
+  "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C564B", "#7F7F7F",
+  "#BCBD22", "#17BECF", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#E377C2",
+];
+export const routeColour = (i) => PALETTE[i % PALETTE.length];
+
+// Local midnight of a service date in a time zone, as ISO 8601 with its offset.
+export function midnightIso(isoDate, timezone) {
+  const probe = new Date(`${isoDate}T12:00:00Z`);
+  const part = new Intl.DateTimeFormat("en-US", { timeZone: timezone, timeZoneName: "longOffset" })
+    .formatToParts(probe).find((p) => p.type === "timeZoneName");
+  const name = part ? part.value : "GMT";
+  return `${isoDate}T00:00:00${name === "GMT" ? "+00:00" : name.slice(3)}`;
+}

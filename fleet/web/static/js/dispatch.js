@@ -1,0 +1,206 @@
+// 调度: plan a date (watch the job's progress), see the routes in distinct colours on the
+// roads, print a truck's route sheet, publish.
+import {
+  api, can, clear, closeModal, fmtHours, fmtKm, fmtTime, h, openModal, qs, routeColour, showError, toast,
+} from "./core.js";
+import { t } from "./i18n.js";
+
+export class DispatchPage {
+  constructor() {
+    this.timer = 0;
+    this.routeLayers = new Map();
+    this.planId = null;
+  }
+
+  async mount(ctx) {
+    this.ctx = ctx;
+    this.el = {
+      controls: h("div"),
+      progress: h("div", { class: "row", hidden: true, "data-testid": "plan-progress" }),
+      plans: h("div", { "data-testid": "plan-list" }),
+      summary: h("div", { "data-testid": "plan-summary" }),
+      routes: h("div", { "data-testid": "plan-routes" }),
+      unassigned: h("div"),
+    };
+    if (can("admin", "dispatcher")) {
+      const budget = h("select", { id: "plan-budget" },
+        [5, 10, 30, 60, 120].map((s) => h("option", { value: s, selected: s === 30 }, `${s} s`)));
+      this.el.controls.append(
+        h("div", { class: "row" },
+          h("label", { class: "inline" }, t("plan.budget"), budget),
+          h("button", { id: "plan-start", "data-testid": "plan-start", onclick: () => this.startPlanning(budget.value) }, t("plan.start"))),
+      );
+    }
+    clear(ctx.panel,
+      h("h2", {}, t("plan.title")), this.el.controls, this.el.progress,
+      h("h2", {}, t("plan.list")), this.el.plans, this.el.summary,
+      h("h2", {}, t("plan.routes")), this.el.routes,
+      h("h2", {}, t("plan.unassigned_title")), this.el.unassigned);
+    await this.refresh(ctx);
+  }
+
+  unmount() {
+    clearTimeout(this.timer);
+    this.timer = 0;
+  }
+
+  async refresh(ctx) {
+    this.ctx = ctx;
+    const plans = await api(`/plans${qs({ district_id: ctx.district, service_date: ctx.date })}`);
+    this.renderPlans(plans);
+    const chosen = plans.find((p) => p.status === "published") || plans[0];
+    if (chosen) await this.loadPlan(chosen.plan_id);
+    else this.clearPlan();
+  }
+
+  renderPlans(plans) {
+    if (!plans.length) {
+      clear(this.el.plans, h("p", { class: "muted" }, t("plan.none")));
+      return;
+    }
+    clear(this.el.plans, h("table", { class: "list" }, plans.map((p) => h("tr", {
+      class: `clickable${p.plan_id === this.planId ? " selected" : ""}`,
+      dataset: { planId: p.plan_id },
+      onclick: () => this.loadPlan(p.plan_id).catch(showError),
+    },
+    h("td", {}, `#${p.plan_id}`),
+    h("td", {}, h("span", { class: `chip ${p.status}` }, t(`plan.status.${p.status}`))),
+    h("td", {}, `${p.points} ${t("plan.points")} · ${p.unassigned} ${t("plan.unassigned")}`),
+    h("td", { class: "muted" }, fmtTime(p.created_at))))));
+  }
+
+  clearPlan() {
+    this.planId = null;
+    this.ctx.map.clear("routes");
+    clear(this.el.summary);
+    clear(this.el.routes, h("p", { class: "muted" }, t("common.none")));
+    clear(this.el.unassigned, h("p", { class: "muted" }, t("common.none")));
+  }
+
+  async startPlanning(budget) {
+    const button = document.getElementById("plan-start");
+    button.disabled = true;
+    try {
+      const job = await api("/plans/jobs", {
+        method: "POST",
+        body: { district_id: this.ctx.district, service_date: this.ctx.date, time_limit_s: Number(budget) },
+      });
+      this.watch(job.job_id);
+    } catch (err) {
+      button.disabled = false;
+      showError(err);
+    }
+  }
+
+  watch(jobId) {
+    const bar = h("div", { style: { width: "0%" } });
+    const label = h("span", { class: "muted" }, t("plan.running"));
+    clear(this.el.progress, h("div", { class: "progress" }, bar), label);
+    this.el.progress.hidden = false;
+    const poll = async () => {
+      try {
+        const job = await api(`/plans/jobs/${jobId}`);
+        bar.style.width = `${Math.round(job.progress * 100)}%`;
+        label.textContent = `${Math.round(job.progress * 100)}% ${job.message || ""}`;
+        if (job.state === "done") {
+          toast(t("plan.done"));
+          document.getElementById("plan-start").disabled = false;
+          await this.refresh(this.ctx);
+          await this.loadPlan(job.plan_id);
+          return;
+        }
+        if (job.state === "failed") {
+          document.getElementById("plan-start").disabled = false;
+          label.textContent = `${t("plan.failed")}: ${job.message}`;
+          return;
+        }
+      } catch (err) {
+        showError(err);
+      }
+      this.timer = setTimeout(poll, 1000);
+    };
+    poll();
+  }
+
+  async loadPlan(planId) {
+    this.planId = planId;
+    for (const row of this.el.plans.querySelectorAll("tr")) {
+      row.classList.toggle("selected", Number(row.dataset.planId) === planId);
+    }
+    const [plan, geo] = await Promise.all([api(`/plans/${planId}`), api(`/plans/${planId}/routes.geojson`)]);
+    const { map } = this.ctx;
+    map.clear("routes");
+    this.routeLayers.clear();
+    const order = new Map(plan.routes.map((r, i) => [r.truck_id, i]));
+    for (const feature of geo.features) {
+      const colour = routeColour(order.get(feature.id) ?? 0);
+      const layer = map.geoJSON(feature, { style: { color: colour, weight: 4, opacity: 0.85 } })
+        .bindTooltip(`${feature.properties.plate || feature.id}`)
+        .addTo(map.layers.routes);
+      this.routeLayers.set(feature.id, layer);
+    }
+    const distance = plan.routes.reduce((sum, r) => sum + r.distance_m, 0);
+    clear(this.el.summary,
+      h("div", { class: "stats" },
+        h("div", { class: "stat" }, h("b", {}, plan.trucks), h("small", {}, t("plan.trucks"))),
+        h("div", { class: "stat" }, h("b", {}, plan.points), h("small", {}, t("plan.points"))),
+        h("div", { class: "stat" }, h("b", { "data-testid": "plan-unassigned-count" }, plan.unassigned), h("small", {}, t("plan.unassigned"))),
+        h("div", { class: "stat" }, h("b", {}, (distance / 1000).toFixed(0)), h("small", {}, `${t("plan.distance")} ${t("common.km")}`))),
+      h("div", { class: "row" },
+        h("span", { class: `chip ${plan.status}`, "data-testid": "plan-status" }, t(`plan.status.${plan.status}`)),
+        plan.status === "draft" && can("admin", "dispatcher")
+          ? h("button", { "data-testid": "plan-publish", onclick: () => this.publish(planId) }, t("plan.publish"))
+          : null));
+    clear(this.el.routes, h("table", { class: "list" }, plan.routes.map((r) => h("tr", {
+      class: "clickable",
+      onmouseenter: () => this.highlight(r.truck_id, true),
+      onmouseleave: () => this.highlight(r.truck_id, false),
+      onclick: () => this.showSheet(planId, r.truck_id).catch(showError),
+    },
+    h("td", {}, h("span", { class: "swatch", style: { background: routeColour(order.get(r.truck_id)) } }), r.plate || r.truck_id),
+    h("td", {}, `${r.points} ${t("plan.points")}`),
+    h("td", {}, `${r.station_trips}× ${t("kind.station")}`),
+    h("td", {}, fmtKm(r.distance_m)),
+    h("td", {}, fmtHours(r.duration_s))))));
+    clear(this.el.unassigned, plan.unassigned_points.length
+      ? h("table", { class: "list" }, plan.unassigned_points.map((u) => h("tr", {},
+        h("td", {}, u.point_id), h("td", {}, u.name || ""), h("td", { class: "muted" }, u.reason))))
+      : h("p", { class: "muted" }, t("common.none")));
+  }
+
+  highlight(truckId, on) {
+    const layer = this.routeLayers.get(truckId);
+    if (!layer) return;
+    layer.setStyle({ weight: on ? 8 : 4, opacity: on ? 1 : 0.85 });
+    if (on) layer.bringToFront();
+  }
+
+  async publish(planId) {
+    try {
+      await api(`/plans/${planId}/publish`, { method: "POST" });
+      toast(t("plan.published"));
+      await this.refresh(this.ctx);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  async showSheet(planId, truckId) {
+    const sheet = await api(`/plans/${planId}/sheet/${encodeURIComponent(truckId)}`);
+    openModal(h("div", { class: "sheet", "data-testid": "route-sheet" },
+      h("h3", {}, `${t("plan.sheet")} · ${sheet.plate || sheet.truck_id}`),
+      h("p", { class: "muted" },
+        `${sheet.district_name} · ${sheet.service_date} · #${sheet.plan_id} ${t(`plan.status.${sheet.status}`)} · `
+        + `${fmtKm(sheet.distance_m)} · ${sheet.points} ${t("plan.points")} · ${sheet.station_trips}× ${t("kind.station")}`),
+      h("table", { class: "list" },
+        h("tr", {}, ["sheet.seq", "sheet.kind", "sheet.name", "sheet.arrive", "sheet.depart", "sheet.load"].map((k) => h("th", {}, t(k)))),
+        sheet.stops.map((s) => h("tr", {},
+          h("td", {}, s.seq), h("td", {}, t(`kind.${s.kind}`)),
+          h("td", {}, s.ref_id ? `${s.ref_id} ${s.name || ""}` : ""),
+          h("td", {}, s.arrive), h("td", {}, s.depart),
+          h("td", {}, `${Math.round(s.load_after_kg)} ${t("common.kg")}`)))),
+      h("div", { class: "row no-print" },
+        h("button", { onclick: () => window.print() }, t("common.print")),
+        h("button", { class: "secondary", onclick: closeModal }, t("common.close")))));
+  }
+}
