@@ -72,7 +72,6 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
             else None
         ),
     )
-    page.errors = errors  # type: ignore[attr-defined]
     yield page
     context.close()
     assert outside == [], f"requests left the machine: {outside}"
