@@ -595,7 +595,7 @@ class Servers:
         self.database = f"clearday_bench_{uuid.uuid4().hex[:8]}"
         admin = os.environ.get("CLEARDAY_DATABASE_URL")
         if not admin:
-            self.private_pg = PrivatePostgres(tmp / "pg", durable=True).start()
+            self.private_pg = PrivatePostgres(tmp / "pg", durable=os.environ.get("BENCH_DURABLE", "1") == "1").start()
             admin = self.private_pg.admin_url
         self.admin_url = admin
         with psycopg.connect(admin, autocommit=True) as conn:

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # Flush a batch early once no message is waiting and it is at least this old:
     # low latency at light load, full batches (up to the size / age limits) under load.
     ingest_batch_linger_s: float = Field(0.05, ge=0, le=1.0)
+    # Database connections committing batches in parallel.
+    ingest_writers: int = Field(2, ge=1, le=16)
     # --- end ingest block ------------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
     # --- alerts, clearance ledger and cases (issue 6; owned by fleet/alerts) ---------

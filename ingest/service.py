@@ -128,17 +128,26 @@ class Ingestor:
             session_expiry_s=settings.ingest_session_expiry_s,
             keepalive_s=settings.ingest_keepalive_s,
         )
-        self.writer = BatchWriter(
-            Db(self.database_url, metrics=self.metrics, stop=self.stop_event), now=_utcnow
-        )
+        # Several writers commit batches in parallel, each on its own connection: the
+        # database's per-batch wait (COPY, WAL flush at commit) overlaps instead of
+        # adding up. Acks follow each batch's own commit (MQTT allows any order).
+        self.writers = [
+            BatchWriter(
+                Db(self.database_url, metrics=self.metrics, stop=self.stop_event), now=_utcnow
+            )
+            for _ in range(settings.ingest_writers)
+        ]
         self.terminals = TerminalDirectory(
             Db(self.database_url, metrics=self.metrics, stop=self.stop_event)
         )
         self.reasons = ReasonLog()
         self.batches = 0
-        # Collected batches wait here for the committer: one batch is prepared (decoded,
-        # rows built) while the previous one is being written.
-        self._ready: queue.Queue[tuple[list[Delivery], Batch] | None] = queue.Queue(maxsize=1)
+        self._stats_lock = threading.Lock()
+        # Collected batches wait here for a writer: the next batch is prepared (decoded,
+        # rows built) while earlier ones are being written.
+        self._ready: queue.Queue[tuple[list[Delivery], Batch] | None] = queue.Queue(
+            maxsize=len(self.writers)
+        )
         self._committer_error: BaseException | None = None
 
     def stop(self) -> None:
@@ -150,8 +159,14 @@ class Ingestor:
         """Consume until stopped. Raises FatalMqttError on bad credentials and
         DatabaseUnavailable when the database is unusable at start."""
         check_schema(self.database_url)
-        committer = threading.Thread(target=self._commit_loop, name="ingest-commit", daemon=True)
-        committer.start()
+        committers = [
+            threading.Thread(
+                target=self._commit_loop, args=(writer,), name=f"ingest-commit-{i}", daemon=True
+            )
+            for i, writer in enumerate(self.writers)
+        ]
+        for committer in committers:
+            committer.start()
         self.consumer.start()
         try:
             while not self.stop_event.is_set():
@@ -163,37 +178,40 @@ class Ingestor:
                     terminal_ids = {p.terminal_id for p in parsed if p.terminal_id is not None}
                     trucks = self.terminals.trucks_for(terminal_ids)
                     batch = build_batch(deliveries, topics, parsed, trucks, _utcnow())
-                    self._hand_over((deliveries, batch), committer)
+                    self._hand_over((deliveries, batch), committers)
         except Stopped:
             log.info("stopped while waiting for the database; unacked messages stay queued")
         finally:
             self.stop_event.set()
-            self._hand_over(None, committer)
-            committer.join()
+            for _ in committers:
+                self._hand_over(None, committers)
+            for committer in committers:
+                committer.join()
             self.consumer.stop()
-            self.writer.close()
+            for writer in self.writers:
+                writer.close()
             self.terminals.close()
             self.metrics.connected.set(0)
         if self._committer_error is not None:
             raise self._committer_error
 
     def _hand_over(
-        self, item: tuple[list[Delivery], Batch] | None, committer: threading.Thread
+        self, item: tuple[list[Delivery], Batch] | None, committers: list[threading.Thread]
     ) -> None:
-        while committer.is_alive():
+        while any(c.is_alive() for c in committers):
             try:
                 self._ready.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
 
-    def _commit_loop(self) -> None:
+    def _commit_loop(self, writer: BatchWriter) -> None:
         try:
             while True:
                 item = self._ready.get()
                 if item is None:
                     return
-                self._commit(*item)
+                self._commit(writer, *item)
         except Stopped:
             log.info("stopped while waiting for the database; unacked messages stay queued")
         except BaseException as exc:
@@ -250,12 +268,13 @@ class Ingestor:
         self.metrics.inbox.set(len(inbox))
         return deliveries, topics, parsed
 
-    def _commit(self, deliveries: list[Delivery], batch: Batch) -> None:
-        result = self.writer.write(batch)
+    def _commit(self, writer: BatchWriter, deliveries: list[Delivery], batch: Batch) -> None:
+        result = writer.write(batch)
         acked = self.consumer.ack(deliveries)
         oldest = deliveries[0][1].timestamp
         lag_s = time.monotonic() - oldest
-        self.batches += 1
+        with self._stats_lock:
+            self.batches += 1
 
         m = self.metrics
         m.received.inc(len(deliveries))
@@ -273,7 +292,8 @@ class Ingestor:
         m.last_commit.set(time.time())
         for _, topic, reason, detail, _payload in result.dead_letters:
             m.dead_letters.labels(reason).inc()
-            self.reasons.note(reason, topic, detail)
+            with self._stats_lock:
+                self.reasons.note(reason, topic, detail)
 
 
 def build_batch(
