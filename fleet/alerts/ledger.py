@@ -23,6 +23,7 @@ point too (``delivery = not_delivered``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -49,6 +50,9 @@ class LedgerParams:
     unload_grace_s: float = 3600.0
     # The fastest a truck could have driven to a point and back during a silence.
     hidden_visit_speed_kmh: float = 60.0
+    # A silence shorter than this many reporting intervals is dropped fixes (5 % lost
+    # fixes make four in a row a one-in-160,000 event), not a terminal gone dark.
+    silence_cadences: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,52 @@ class TruckDay:
             and self.last_fix_at is not None
             and self.last_fix_at >= self.shift_end_at - timedelta(minutes=15)
         )
+
+    def _placed(self) -> list[str]:
+        return [s.site_id for s in self.planned if s.site_id is not None]
+
+    def rank_of(self, site_id: str) -> int | None:
+        """Position of a planned point among the route's placed stops (None: not planned)."""
+        placed = self._placed()
+        return placed.index(site_id) if site_id in placed else None
+
+    def progress(self, *, by_arrival: bool = False) -> list[tuple[datetime, int]]:
+        """(time, rank): how far along its route the truck was, at each stay's
+        departure (or arrival).
+
+        Ranks count the planned stops that have a place (start, points, stations, end;
+        not the break). Stays are matched to them in order: a stay at a site advances
+        the rank to the first stop at that site beyond it (a station visited twice is
+        two stops). Stays elsewhere do not move it.
+        """
+        placed = self._placed()
+        rank = -1  # before the start
+        out = [(self.shift_start_at - timedelta(days=1), rank)]
+        for v in self.visits:
+            if v.kind != "stay" or v.site_id is None:
+                continue
+            nxt = next((r for r in range(rank + 1, len(placed)) if placed[r] == v.site_id), None)
+            if nxt is not None:
+                rank = nxt
+                out.append((v.arrived_at if by_arrival else v.departed_at, rank))
+        return out
+
+    def route_window(self, start: datetime, end: datetime) -> tuple[int, float]:
+        """For a silence from `start` to `end`: (rank of the last planned stop reached
+        before it, rank of the first planned stop seen after it; inf if none)."""
+        placed = self._placed()
+        before = max(r for t, r in self.progress(by_arrival=True) if t <= start)
+        stays = [v for v in self.visits if v.kind == "stay" and v.site_id is not None]
+        there = next((v for v in stays if v.arrived_at <= start <= v.departed_at), None)
+        for v in stays:
+            if v.departed_at < end:
+                continue
+            if v.arrived_at <= start or (there is not None and there.site_id == v.site_id):
+                return before, before  # it never left, or is back where it was
+            nxt = next((r for r in range(before + 1, len(placed)) if placed[r] == v.site_id), None)
+            if nxt is not None:
+                return before, nxt
+        return before, math.inf
 
     def at_depot_during(self, start: datetime, end: datetime) -> bool:
         """Was the truck in one depot stay from `start` to `end` (parked, terminal asleep)?"""
@@ -354,13 +404,21 @@ def hidden_visit_possible(
         span = (min(day.first_fix_at, until) - begin).total_seconds()
         if span - need >= far(day.first_lat, day.first_lon) / v_ms:
             return True
+    rank = day.rank_of(point.point_id)
     for gap in day.gaps:
         if (
             gap.end_at <= begin
             or gap.start_at >= until
             or day.at_depot_during(gap.start_at, gap.end_at)
+            or gap.duration_s <= p.silence_cadences * gap.cadence_s
         ):
             continue
+        if rank is not None:
+            # A truck working its route in order serves, while silent, only the stops
+            # between the one it had left and the one it is next seen at.
+            before, after = day.route_window(gap.start_at, gap.end_at)
+            if not before < rank <= after:
+                continue
         travel = (far(gap.start_lat, gap.start_lon) + far(gap.end_lat, gap.end_lon)) / v_ms
         if gap.duration_s - need >= travel:
             return True

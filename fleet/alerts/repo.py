@@ -227,10 +227,11 @@ def replace_detection(
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO track_gap (truck_id, service_date, start_at, end_at,
-                                          start_lat, start_lon, end_lat, end_lon)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                                          start_lat, start_lon, end_lat, end_lon, cadence_s)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (truck_id, start_at) DO UPDATE SET end_at = excluded.end_at,
-                       end_lat = excluded.end_lat, end_lon = excluded.end_lon""",
+                       end_lat = excluded.end_lat, end_lon = excluded.end_lon,
+                       cadence_s = excluded.cadence_s""",
                 [
                     (
                         truck_id,
@@ -241,6 +242,7 @@ def replace_detection(
                         g.start_lon,
                         g.end_lat,
                         g.end_lon,
+                        g.cadence_s,
                     )
                     for g in keep_gaps
                 ],
@@ -439,7 +441,8 @@ def truck_days(
     ids = [r[0] for r in rows]
     gaps: dict[str, list[Gap]] = defaultdict(list)
     for g in conn.execute(
-        """SELECT truck_id, start_at, end_at, start_lat, start_lon, end_lat, end_lon FROM track_gap
+        """SELECT truck_id, start_at, end_at, start_lat, start_lon, end_lat, end_lon, cadence_s
+             FROM track_gap
             WHERE service_date = %s AND truck_id = ANY(%s) ORDER BY truck_id, start_at""",
         (service_date, ids),
     ):

@@ -70,9 +70,9 @@ class RuleParams:
     offline_after_s: float = 600.0
     stationary_after_s: float = 1200.0
     not_unloaded_grace_s: float = 3600.0
-    # A drive-by counts when the truck is at most this many planned stops short of
-    # the point (it has reached the stops just before it).
-    drive_by_turn_stops: int = 3
+    # A drive-by counts when the truck's last stop was at most this many planned
+    # stops before the point (1: the stop just before it).
+    drive_by_turn_stops: int = 1
     # ...and is confirmed once the truck is seen this long after the pass and this
     # far from the point (or stopped somewhere else).
     drive_by_confirm_s: float = 20.0
@@ -168,26 +168,6 @@ def deadline(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[
     return out
 
 
-def _progress_timeline(day: TruckDay) -> list[tuple[datetime, int]]:
-    """(time, seq): the planned stop the truck had reached by each stay's departure.
-
-    Stays are matched to planned stops in order: a stay at a site advances progress
-    to the first stop at that site after the current progress (a station visited
-    twice in a day is two stops). Stays elsewhere do not move it.
-    """
-    stops = [s for s in day.planned if s.site_id is not None]
-    progress = min((s.seq for s in day.planned), default=0) - 1  # before the start stop
-    out = [(day.shift_start_at - timedelta(days=1), progress)]
-    for v in day.visits:
-        if v.kind != "stay" or v.site_id is None:
-            continue
-        nxt = [s.seq for s in stops if s.site_id == v.site_id and s.seq > progress]
-        if nxt:
-            progress = min(nxt)
-            out.append((v.departed_at, progress))
-    return out
-
-
 def drive_by(
     days: Iterable[TruckDay],
     verdicts: Mapping[str, Verdict],
@@ -196,12 +176,13 @@ def drive_by(
 ) -> list[AlertCandidate]:
     out = []
     for day in days:
-        seq_of = {s.site_id: s.seq for s in day.planned if s.kind == "point" and s.site_id}
-        if not seq_of:
+        placed = [s for s in day.planned if s.site_id is not None]
+        rank_of = {s.site_id: r for r, s in enumerate(placed) if s.kind == "point"}
+        if not rank_of:
             continue
-        timeline = _progress_timeline(day)
+        timeline = day.progress()
         for v in day.visits:
-            if v.site_kind != "point" or v.site_id not in seq_of:
+            if v.site_kind != "point" or v.site_id is None or v.site_id not in rank_of:
                 continue
             verdict = verdicts.get(v.site_id)
             if verdict is None or verdict.status == "cleared":
@@ -214,11 +195,13 @@ def drive_by(
                 happened = v.arrived_at
             else:
                 continue
-            if not _confirmed(day, v, happened, verdict.due, now, p):
+            # Its turn: the truck has just left the stop before it (a pass on the way
+            # to that stop, or later in the day, is not a drive-by of this point).
+            progress = max(r for t, r in timeline if t < v.arrived_at)
+            rank = rank_of[v.site_id]
+            if not (rank - p.drive_by_turn_stops <= progress < rank):
                 continue
-            progress = max(s for t, s in timeline if t < v.arrived_at)
-            seq = seq_of[v.site_id]
-            if not (seq - p.drive_by_turn_stops <= progress < seq):
+            if not _confirmed(day, v, happened, verdict.due, now, p):
                 continue
             tz = day.shift_start_at.tzinfo
             what = (
@@ -236,7 +219,7 @@ def drive_by(
                     point_id=v.site_id,
                     truck_id=day.truck_id,
                     message=f"未清运：车辆 {day.truck_id} 于 {_hm(happened, tz)} 在收集点 {v.site_id} {what}",
-                    details={"visit": visit_json(v), "planned_seq": seq, "progress_seq": progress},
+                    details={"visit": visit_json(v), "stop_rank": rank, "progress_rank": progress},
                 )
             )
     return out
@@ -247,8 +230,13 @@ def _confirmed(
 ) -> bool:
     """Has the truck clearly gone on after this pass / short stop?"""
     for later in day.visits:
-        if later.kind == "stay" and later.arrived_at > happened and later.site_id != v.site_id:
-            return True
+        if (
+            later.kind == "stay"
+            and later.arrived_at > happened
+            and later.site_id is not None
+            and later.site_id != v.site_id
+        ):
+            return True  # it has stopped at another site since
     if day.last_fix_at is None or day.last_lat is None or day.last_lon is None:
         return False
     if (day.last_fix_at - happened).total_seconds() < p.drive_by_confirm_s:

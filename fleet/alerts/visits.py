@@ -115,6 +115,10 @@ class Gap:
     start_lon: float
     end_lat: float
     end_lon: float
+    # The terminal's reporting interval just before the silence (60 s when parked
+    # with the ignition off, 10 s when driving): a silence of a few intervals is
+    # dropped fixes, not a terminal that went dark.
+    cadence_s: float = 0.0
 
     @property
     def duration_s(self) -> float:
@@ -132,8 +136,10 @@ class VisitParams:
     """Tuning of the detector; each constant carries its unit."""
 
     stop_speed_kmh: float = 5.0
-    # Fixes of one stay lie within this of the stay's running mean position.
+    # Fixes of one stay lie within this of the stay's running mean position, or
+    # within this many times their own reported accuracy.
     stay_radius_m: float = 50.0
+    stay_radius_accuracies: float = 3.5
     # Without reported speed: a fix is still when its neighbours are this close (or
     # 2.5 × its accuracy, whichever is larger).
     still_jitter_m: float = 25.0
@@ -241,11 +247,18 @@ def detect(
             track[i].lon,
             track[i + 1].lat,
             track[i + 1].lon,
+            cadence_s=_cadence(ts, i),
         )
         for i in range(n - 1)
         if ts[i + 1] - ts[i] > p.gap_min_s
     )
     return Detection(tuple(visits), gaps)
+
+
+def _cadence(ts: list[float], i: int) -> float:
+    """The usual interval between fixes just before index i+1 (median of up to three)."""
+    before = [ts[k + 1] - ts[k] for k in range(max(0, i - 3), i)]
+    return round(median(before), 3) if before else 0.0
 
 
 def _clean(fixes: Sequence[Fix]) -> list[Fix]:
@@ -292,7 +305,9 @@ def _stays(
 
     def near(j: int) -> bool:
         k = len(cur)
-        return math.hypot(xs[j] - sx / k, ys[j] - sy / k) <= p.stay_radius_m
+        acc = track[j].accuracy_m or p.default_accuracy_m
+        radius = max(p.stay_radius_m, p.stay_radius_accuracies * acc)
+        return math.hypot(xs[j] - sx / k, ys[j] - sy / k) <= radius
 
     i = 0
     while i < n:
@@ -323,6 +338,15 @@ def _stays(
                 sx += xs[i]
                 sy += ys[i]
                 i += 1
+                continue
+            if (
+                gap <= p.max_gap_s
+                and i + 1 < n
+                and stopped[i + 1]
+                and near(i + 1)
+                and ts[i + 1] - ts[cur[-1]] <= p.max_parked_gap_s
+            ):
+                i += 1  # one wild fix between two in place: noise, not a move
                 continue
             groups.append(cur)
         cur = [i]

@@ -442,12 +442,14 @@ class Worker:
         clock: Clock = wall_clock,
         interval_s: float = 2.0,
         name: str = "default",
+        overlap_s: float = OVERLAP_S,
     ) -> None:
         self.url = url
         self.pipeline = Pipeline(config)
         self.clock = clock
         self.interval_s = interval_s
         self.name = name
+        self.overlap_s = overlap_s
         self._conn: psycopg.Connection | None = None
 
     def _connection(self) -> psycopg.Connection:
@@ -477,7 +479,7 @@ class Worker:
                     assert row is not None
                     mark = row[0] - timedelta(seconds=FIRST_RUN_BACK_S)
                 changed, latest = repo.changed_truck_days(
-                    conn, since=mark - timedelta(seconds=OVERLAP_S)
+                    conn, since=mark - timedelta(seconds=self.overlap_s)
                 )
                 stats = self.pipeline.process(conn, now=now, changes=changed)
                 repo.set_watermark(conn, self.name, latest or mark)

@@ -43,6 +43,7 @@ CREATE TABLE track_gap (
     start_lon    double precision NOT NULL,
     end_lat      double precision NOT NULL,
     end_lon      double precision NOT NULL,
+    cadence_s    double precision NOT NULL DEFAULT 0,  -- reporting interval before it
     PRIMARY KEY (truck_id, start_at)
 );
 CREATE INDEX track_gap_day ON track_gap (truck_id, service_date);

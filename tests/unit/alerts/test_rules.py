@@ -188,6 +188,18 @@ def test_silent_terminal_makes_the_point_unverifiable_not_missed() -> None:
     assert [a for a in alerts if a.point_id == "P2"] == []
 
 
+def test_silence_after_the_truck_moved_past_a_point_hides_no_visit_there() -> None:
+    """The truck skipped P2, served P3, then went silent at the station: P2 is missed, not unverifiable."""
+    track = full_day(skip="P2")
+    at_station = [f for f in track.fixes if abs(f.lon - S1.lon) * 94_000 < 40]
+    start, end = at_station[2].at, at_station[-3].at
+    fixes = [f for f in track.fixes if not start < f.at < end]
+    points = [due(P1), due(P2), due(P3)]
+    verdicts, alerts = evaluate([truck_day("T1", fixes)], points, at("10:15"))
+    assert verdicts["P2"].status == "missed"
+    assert ("missed", "P2") in kinds(alerts)
+
+
 def test_late_batch_from_another_truck_turns_missed_into_cleared() -> None:
     """T1 never went to P2 (missed raised); T2's blind-zone batch arriving later shows it was served."""
     t1 = full_day(skip="P2")

@@ -1,0 +1,673 @@
+"""Alert accuracy and delay against the simulator's ground truth (issue 6).
+
+Several simulated days of a generated district (default 300 points) with position
+noise σ = 15 m, 5 % dropped fixes, blind-zone periods whose fixes arrive late as one
+batch, and every fault kind of the simulator drawn at random. Each day is planned by
+the real planner (`fleet.plans`) and stored as the published plan; the simulator
+drives it and the alert worker raises alerts; then the alerts are compared with the
+ground truth:
+
+- ``missed``: planned points that no truck really served by the end of their window
+  (capped at the clearance deadline) plus the grace period — whatever the cause
+  (skip, drive-by, too-short stop, breakdown);
+- ``drive_by``: the simulator's ``drive_by`` and ``too_short`` faults;
+- ``not_unloaded``: trucks that parked at the depot still loaded (``no_unload``).
+
+Delay is, for each true alert, its ``raised_at`` (the worker's clock, in simulated
+time) minus the moment the condition became true in the ground truth: the pass or
+the departure of a too-short stop, the truck's arrival home with its load, and for
+``missed`` the end of the window plus grace (the rule's own definition).
+
+Modes:
+
+- ``live`` (default): the real pipeline. A private Mosquitto and PostgreSQL (or
+  CLEARDAY_MQTT_URL / CLEARDAY_DATABASE_URL), `clearday ingest` as a process, the
+  simulator publishing at ``--speed`` × real time, and the alert worker ticking every
+  ``--worker-interval`` wall seconds on a clock that follows the simulation. The
+  ingestor flushes batches at ``--ingest-age`` seconds. Delays include every stage.
+- ``offline``: no broker. The day's messages are written to the database in sending
+  order and the worker ticks every ``--tick`` simulated seconds: the same detection
+  and rules, minutes instead of hours — for tuning. Its delays carry no transport.
+
+The last stdout line is one JSON object:
+
+    {"missed": {"precision": …, "recall": …}, "drive_by": {…}, "not_unloaded": {…},
+     "delay_p50_s": …, "delay_p99_s": …, "days": …, "points": …, …}
+
+    .venv/bin/python bench/alerts.py [--days 3] [--points 300] [--trucks 12] [--speed 60]
+    .venv/bin/python bench/alerts.py --mode offline --days 1 --planner greedy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+
+from fleet import db, importer  # noqa: E402
+from fleet.alerts import worker  # noqa: E402
+from fleet.config import Settings  # noqa: E402
+from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
+from simulator.city import City, generate  # noqa: E402
+from simulator.faults import FaultRates, random_faults  # noqa: E402
+from simulator.plans import greedy_plan, plan_from_dict  # noqa: E402
+from simulator.roads import RoadNetwork  # noqa: E402
+from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig, run  # noqa: E402
+
+DISTRICT = "bench"
+TZ_NAME = "Asia/Shanghai"
+TZ = ZoneInfo(TZ_NAME)
+KINDS = ("missed", "drive_by", "not_unloaded")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Servers:
+    admin_url: str
+    mqtt_url: str | None
+    stop: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for s in reversed(self.stop):
+            s.stop()
+
+
+def servers(tmp: Path, *, need_mqtt: bool) -> Servers:
+    pg_url = os.environ.get("CLEARDAY_DATABASE_URL")
+    mq_url = os.environ.get("CLEARDAY_MQTT_URL")
+    out = Servers(admin_url=pg_url or "", mqtt_url=mq_url)
+    if not pg_url:
+        pg = PrivatePostgres(tmp / "pg", durable=False).start()
+        out.stop.append(pg)
+        out.admin_url = pg.admin_url
+    if need_mqtt and not mq_url:
+        broker = PrivateMosquitto(tmp / "mosquitto").start()
+        out.stop.append(broker)
+        out.mqtt_url = broker.url
+    return out
+
+
+def fresh_database(admin_url: str) -> str:
+    name = f"alerts_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    db.migrate(url, timescale="auto")
+    return url
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = url.rsplit("/", 1)[-1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# ---------------------------------------------------------------------------- a day
+
+
+def local(d: date, seconds: float) -> datetime:
+    return datetime.combine(d, datetime.min.time(), tzinfo=TZ) + timedelta(seconds=seconds)
+
+
+def plan_day(url: str, city: City, net: RoadNetwork, d: date, args: argparse.Namespace) -> Any:
+    """Plan with the real planner and publish (or, --planner greedy, store a greedy plan)."""
+    with db.connect(url, autocommit=True) as conn:
+        if args.planner == "ortools":
+            from fleet.plans import repo as plans_repo
+            from fleet.plans import service as plans_service
+
+            plan_id = plans_service.plan_day(
+                conn, district_id=DISTRICT, service_date=d, tz=TZ,
+                time_limit_s=args.plan_time_limit, seed=args.seed, publish=True,
+            )  # fmt: skip
+            row = plans_repo.get_plan(conn, plan_id)
+            assert row is not None
+            stats = row["stats"]
+            log(f"  planned {d}: {stats.get('num_assigned')}/{stats.get('num_points')} points, "
+                f"{stats.get('num_routes')} routes")  # fmt: skip
+            return plan_from_dict(row["document"])
+        plan = greedy_plan(city, net=net)
+        store_sim_plan(conn, plan, d)
+        return plan
+
+
+def store_sim_plan(conn: psycopg.Connection, plan: Any, d: date) -> None:
+    from psycopg.types.json import Jsonb
+
+    row = conn.execute(
+        """INSERT INTO plan (district_id, service_date, status, document, published_at)
+           VALUES (%s, %s, 'published', %s, now()) RETURNING plan_id""",
+        (DISTRICT, d, Jsonb(plan.to_dict())),
+    ).fetchone()
+    assert row is not None
+    for route in plan.routes:
+        for seq, s in enumerate(route.stops):
+            conn.execute(
+                """INSERT INTO plan_stop (plan_id, truck_id, seq, kind, point_id, station_id, depot_id,
+                                          arrival_at, departure_at, load_after_kg)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    row[0], route.truck_id, seq, s.kind,
+                    s.ref_id if s.kind == "point" else None,
+                    s.ref_id if s.kind == "station" else None,
+                    s.ref_id if s.kind in ("start", "end") else None,
+                    local(d, s.arrival_s), local(d, s.departure_s), s.load_after_kg,
+                ),
+            )  # fmt: skip
+
+
+def sim_day(
+    city: City, net: RoadNetwork, plan: Any, d: date, k: int, args: argparse.Namespace
+) -> SimDay:
+    faults = random_faults(
+        plan, city, FaultRates.scaled(args.fault_scale), seed=args.seed * 1000 + k
+    )
+    terminal = TerminalConfig(
+        fix_interval_s=10.0,
+        noise_m=args.noise_m,
+        dropout_prob=args.dropout,
+        signal_losses_per_day=args.signal_losses,
+    )
+    spec = DaySpec(
+        city=city, plan=plan, service_date=d, timezone=TZ_NAME, seed=args.seed * 1000 + k,
+        terminal=terminal, faults=faults,
+    )  # fmt: skip
+    log(
+        f"  faults {d}: "
+        + ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(f.kind for f in faults).items()))
+    )
+    return SimDay(spec, net=net)
+
+
+# ---------------------------------------------------------------------------- offline feeding
+
+
+class DirectSink:
+    """Writes emissions straight into position / device_event (no broker, no ingestor)."""
+
+    def __init__(self, url: str, city: City) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.truck_of = {t.terminal_id: t.id for t in city.trucks}
+        self.fixes: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+
+    def send(self, em: Emission) -> None:
+        truck = self.truck_of[em.terminal_id]
+        for f in em.fixes:
+            self.fixes.append((truck, f.recorded_at, f.lat, f.lon, f.speed_kmh, f.heading_deg,
+                               f.accuracy_m, f.odometer_km, f.ignition, f.load_state, f.seq))  # fmt: skip
+        for e in em.events:
+            self.events.append(
+                (truck, e.recorded_at, e.kind, e.point_id, e.station_id, e.rfid_tag, e.weight_kg)
+            )
+
+    def flush(self) -> None:
+        with self.conn.transaction():
+            if self.fixes:
+                self.conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS fix_in (LIKE position INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                )
+                with (
+                    self.conn.cursor() as cur,
+                    cur.copy(
+                        """COPY fix_in (truck_id, recorded_at, lat, lon, speed_kmh, heading_deg, accuracy_m,
+                                    odometer_km, ignition, load_state, seq) FROM STDIN"""
+                    ) as copy,
+                ):
+                    for row in self.fixes:
+                        copy.write_row(row)
+                self.conn.execute(
+                    "INSERT INTO position SELECT * FROM fix_in ON CONFLICT DO NOTHING"
+                )
+            if self.events:
+                with self.conn.cursor() as cur:
+                    cur.executemany(
+                        """INSERT INTO device_event (truck_id, recorded_at, kind, point_id, station_id,
+                                                     rfid_tag, weight_kg)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                        self.events,
+                    )
+        self.fixes, self.events = [], []
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def run_offline(
+    url: str, day: SimDay, d: date, eval_end: datetime, args: argparse.Namespace
+) -> None:
+    sink = DirectSink(url, day.spec.city)
+    clock = _ManualClock(local(d, 0))
+    w = worker.Worker(url, worker.AlertConfig.from_settings(Settings()), clock=clock, overlap_s=0.0)
+    step = timedelta(seconds=args.tick)
+    emissions = day.emissions()
+    pending: Emission | None = next(emissions, None)
+    assert pending is not None
+    now = local(d, pending.at_s)
+    slowest = 0.0
+    while now <= eval_end:
+        while pending is not None and local(d, pending.at_s) <= now:
+            sink.send(pending)
+            pending = next(emissions, None)
+        sink.flush()
+        clock.now = now
+        started = time.monotonic()
+        w.tick()
+        slowest = max(slowest, time.monotonic() - started)
+        now += step
+    sink.close()
+    w.close()
+    log(f"  offline day {d} done; slowest tick {slowest * 1000:.0f} ms")
+
+
+class _ManualClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+# ---------------------------------------------------------------------------- live
+
+
+class Ingestor:
+    def __init__(self, url: str, mqtt_url: str, tmp: Path, batch_age_s: float) -> None:
+        env = {
+            **os.environ,
+            "CLEARDAY_DATABASE_URL": url,
+            "CLEARDAY_MQTT_URL": mqtt_url,
+            "CLEARDAY_INGEST_BATCH_MAX_AGE_S": str(batch_age_s),
+            "CLEARDAY_METRICS_PORT": "0",
+            "CLEARDAY_INGEST_CLIENT_ID": f"bench-alerts-{uuid.uuid4().hex[:6]}",
+        }
+        self.log_path = tmp / "ingest.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from fleet.cli import main; main()", "ingest"],
+            env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+        time.sleep(3.0)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the ingestor exited: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wait_settled(url: str, *, quiet_s: float = 2.0, timeout_s: float = 120.0) -> None:
+    """Until the position table stops growing (the ingestor drained the broker)."""
+    last, since = -1, time.monotonic()
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM position").fetchone()
+            n = int(row[0]) if row else 0
+            if n != last:
+                last, since = n, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.2)
+
+
+def run_live(
+    url: str, mqtt_url: str, day: SimDay, d: date, eval_end: datetime, args: argparse.Namespace
+) -> dict[str, Any]:
+    from simulator.mqtt import MqttFleet
+
+    emissions = day.emissions()
+    first = next(emissions)
+    start_s = first.at_s
+    clock = worker.ScaledClock(local(d, start_s), args.speed)
+    config = worker.AlertConfig.from_settings(Settings())
+    w = worker.Worker(url, config, clock=clock, interval_s=args.worker_interval)
+    stop = threading.Event()
+    thread = threading.Thread(target=w.run, args=(stop,), daemon=True)
+    thread.start()
+
+    def chain() -> Iterator[Emission]:
+        yield first
+        yield from emissions
+
+    fleet = MqttFleet(mqtt_url)
+    try:
+        stats = run(chain(), fleet, speed=args.speed, start_s=start_s)
+    finally:
+        counts = fleet.close()
+    wait_settled(url)
+    sim_now = clock()
+    stop.set()
+    thread.join(30)
+    # No more data: step the clock on to the evaluation end at the worker's cadence.
+    step = timedelta(seconds=args.worker_interval * args.speed)
+    manual = _ManualClock(sim_now)
+    w.clock = manual
+    while manual.now <= eval_end:
+        w.tick()
+        manual.now += step
+    w.close()
+    summary = stats.summary()
+    log(f"  live day {d}: {summary['messages']} messages, max publish lag {summary['max_lag_s']} s, "
+        f"acked {counts.acked}/{counts.published}")  # fmt: skip
+    return summary
+
+
+# ---------------------------------------------------------------------------- truth
+
+
+@dataclass
+class Expected:
+    key: str  # point id or truck id
+    at: datetime  # when the condition became true
+
+
+def parse(at: str) -> datetime:
+    return datetime.fromisoformat(at)
+
+
+def verdict_time(city: City, point_id: str, d: date, grace_s: float) -> datetime:
+    p = city.point(point_id)
+    return local(d, min(p.window_end_s, p.clearance_deadline_s) + grace_s)
+
+
+def expected(
+    day: SimDay, d: date, eval_end: datetime, grace_s: float
+) -> dict[str, dict[str, Expected]]:
+    city = day.spec.city
+    truth = day.truth
+    planned = {
+        s.ref_id: r.truck_id
+        for r in day.spec.plan.routes
+        for s in r.stops
+        if s.kind == "point" and s.ref_id
+    }
+    cleared_by: dict[str, datetime] = {}
+    for rec in truth:
+        if rec["type"] == "service":
+            p = city.point(rec["point_id"])
+            done = parse(rec["arrival_at"]) + timedelta(seconds=p.min_dwell_s)
+            cleared_by[rec["point_id"]] = min(done, cleared_by.get(rec["point_id"], done))
+    out: dict[str, dict[str, Expected]] = {k: {} for k in KINDS}
+    for pid in planned:
+        due = verdict_time(city, pid, d, grace_s)
+        if due > eval_end:
+            continue
+        if pid not in cleared_by or cleared_by[pid] > due:
+            out["missed"][pid] = Expected(pid, due)
+    for pid in skipped_through(day):
+        out["drive_by"][pid] = Expected(
+            pid, datetime.max.replace(tzinfo=TZ)
+        )  # no delay: time unknown
+    for rec in truth:
+        if rec["type"] == "fault" and rec["kind"] == "drive_by":
+            out["drive_by"][rec["point_id"]] = Expected(rec["point_id"], parse(rec["at"]))
+        elif rec["type"] == "fault" and rec["kind"] == "too_short":
+            out["drive_by"][rec["point_id"]] = Expected(rec["point_id"], parse(rec["departure_at"]))
+        elif (
+            rec["type"] == "route_end"
+            and rec["load_kg"] > 0
+            and rec["depot_id"] is not None
+            and not rec["broken_down"]
+        ):
+            out["not_unloaded"][rec["truck_id"]] = Expected(rec["truck_id"], parse(rec["at"]))
+    return out
+
+
+def skipped_through(day: SimDay) -> set[str]:
+    """Skipped points the truck nevertheless drove through on its way from the stop
+    before to the stop after: on the track that is a drive-by, and it is scored as one."""
+    city, net = day.spec.city, day.net
+    skipped = {r["point_id"] for r in day.truth if r["type"] == "fault" and r["kind"] == "skip"}
+    out: set[str] = set()
+    for route in day.spec.plan.routes:
+        truck = city.truck(route.truck_id)
+        stops = [s for s in route.stops if s.kind != "break" and s.ref_id]
+        for i, stop in enumerate(stops):
+            if stop.kind != "point" or stop.ref_id not in skipped:
+                continue
+            before = next((s for s in reversed(stops[:i]) if s.ref_id not in skipped), None)
+            after = next((s for s in stops[i + 1 :] if s.ref_id not in skipped), None)
+            if before is None or after is None:
+                continue
+            path = net.path(
+                city.site(before.ref_id).node, city.site(after.ref_id).node,
+                narrow_ok=truck.can_enter_narrow,
+            )  # fmt: skip
+            if city.point(stop.ref_id).node in path:
+                out.add(stop.ref_id)
+    return out
+
+
+def raised(url: str, d: date) -> dict[str, dict[str, datetime]]:
+    out: dict[str, dict[str, datetime]] = {k: {} for k in KINDS}
+    with psycopg.connect(url) as conn:
+        for kind, point_id, truck_id, raised_at in conn.execute(
+            "SELECT kind, point_id, truck_id, raised_at FROM alert WHERE service_date = %s", (d,)
+        ):
+            if kind in out:
+                out[kind][point_id if kind != "not_unloaded" else truck_id] = raised_at
+    return out
+
+
+@dataclass
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    delays: list[float] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+    false_negatives: list[str] = field(default_factory=list)
+
+    def add(self, d: date, want: dict[str, Expected], got: dict[str, datetime]) -> None:
+        for key, exp in want.items():
+            if key in got:
+                self.tp += 1
+                if exp.at.year < 9999:
+                    self.delays.append((got[key] - exp.at).total_seconds())
+            else:
+                self.fn += 1
+                self.false_negatives.append(f"{d}:{key}")
+        for key in got:
+            if key not in want:
+                self.fp += 1
+                self.false_positives.append(f"{d}:{key}")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "precision": round(self.tp / (self.tp + self.fp), 4) if self.tp + self.fp else None,
+            "recall": round(self.tp / (self.tp + self.fn), 4) if self.tp + self.fn else None,
+            "true": self.tp + self.fn,
+            "raised": self.tp + self.fp,
+            "delay_p50_s": quantile(self.delays, 0.5),
+            "delay_p99_s": quantile(self.delays, 0.99),
+        }
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def explain(url: str, day: SimDay, d: date, keys: Iterable[str]) -> dict[str, str]:
+    """What really happened at each point (or truck), and what the ledger said."""
+    what: dict[str, list[str]] = {}
+    for rec in day.truth:
+        key = rec.get("point_id") or ""
+        if rec["type"] == "service":
+            what.setdefault(key, []).append(
+                f"served {rec['arrival_at'][11:19]}+{rec['dwell_s']:.0f}s"
+            )
+        elif rec["type"] == "fault" and key:
+            what.setdefault(key, []).append(f"{rec['kind']}")
+        elif rec["type"] == "fault" and rec["kind"] == "breakdown":
+            for pid in rec.get("unserved_point_ids", []):
+                what.setdefault(pid, []).append(f"breakdown {rec['truck_id']}")
+    out = {}
+    with psycopg.connect(url) as conn:
+        for key in keys:
+            row = conn.execute(
+                "SELECT status, reason, planned_truck_id FROM ledger_entry WHERE service_date = %s AND point_id = %s",
+                (d, key),
+            ).fetchone()
+            out[key] = f"truth: {', '.join(what.get(key, ['-']))}; ledger: {row}"
+    return out
+
+
+def ledger_confusion(url: str, day: SimDay, d: date) -> Counter[str]:
+    """Ledger status vs what really happened, per planned point."""
+    served = {r["point_id"] for r in day.truth if r["type"] == "service"}
+    out: Counter[str] = Counter()
+    with psycopg.connect(url) as conn:
+        for point_id, status in conn.execute(
+            "SELECT point_id, status FROM ledger_entry WHERE service_date = %s", (d,)
+        ):
+            out[f"{'served' if point_id in served else 'not_served'}->{status}"] += 1
+    return out
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--mode", choices=("live", "offline"), default="live")
+    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--points", type=int, default=300)
+    ap.add_argument("--trucks", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--speed", type=float, default=60.0, help="live: simulated seconds per second")
+    ap.add_argument(
+        "--worker-interval", type=float, default=0.2, help="live: wall seconds between ticks"
+    )
+    ap.add_argument("--ingest-age", type=float, default=0.1, help="live: ingest batch max age, s")
+    ap.add_argument(
+        "--tick", type=float, default=10.0, help="offline: simulated seconds between ticks"
+    )
+    ap.add_argument("--noise-m", type=float, default=15.0)
+    ap.add_argument("--dropout", type=float, default=0.05)
+    ap.add_argument("--signal-losses", type=float, default=1.0, help="blind zones per truck-day")
+    ap.add_argument(
+        "--fault-scale", type=float, default=1.0, help="× the simulator's default fault rates"
+    )
+    ap.add_argument("--planner", choices=("ortools", "greedy"), default="ortools")
+    ap.add_argument("--plan-time-limit", type=float, default=30.0)
+    ap.add_argument("--eval-end", default="21:00", help="local time the last day is judged at")
+    ap.add_argument("--explain", action="store_true", help="log the truth behind each error")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+
+    started = time.monotonic()
+    settings = Settings()
+    grace_s = float(settings.alert_missed_grace_s)
+    h, m = (int(x) for x in args.eval_end.split(":"))
+    today = datetime.now(TZ).date()
+    days = [today - timedelta(days=args.days - k) for k in range(args.days)]  # past dates only
+    with tempfile.TemporaryDirectory(prefix="clearday-bench-alerts-") as tmp_name:
+        tmp = Path(tmp_name)
+        srv = servers(tmp, need_mqtt=args.mode == "live")
+        url = fresh_database(srv.admin_url)
+        ingestor: Ingestor | None = None
+        try:
+            city = generate(
+                n_points=args.points, n_trucks=args.trucks, seed=args.seed, district=DISTRICT
+            )
+            city.write(tmp / "city")
+            parsed = importer.parse_files(
+                importer.read_paths([tmp / "city"]), default_district=DISTRICT
+            )
+            with db.connect(url) as conn:
+                importer.load(conn, parsed)
+            net = RoadNetwork(city)
+            log(f"district: {len(city.points)} points, {len(city.trucks)} trucks; mode {args.mode}")
+            if args.mode == "live":
+                assert srv.mqtt_url is not None
+                ingestor = Ingestor(url, srv.mqtt_url, tmp, args.ingest_age)
+            scores = {k: Score() for k in KINDS}
+            confusion: Counter[str] = Counter()
+            runs: list[dict[str, Any]] = []
+            for k, d in enumerate(days):
+                plan = plan_day(url, city, net, d, args)
+                day = sim_day(city, net, plan, d, k, args)
+                eval_end = datetime.combine(d, datetime.min.time(), tzinfo=TZ).replace(
+                    hour=h, minute=m
+                )
+                if args.mode == "live":
+                    assert srv.mqtt_url is not None
+                    runs.append(run_live(url, srv.mqtt_url, day, d, eval_end, args))
+                else:
+                    run_offline(url, day, d, eval_end, args)
+                want = expected(day, d, eval_end, grace_s)
+                got = raised(url, d)
+                for kind in KINDS:
+                    scores[kind].add(d, want[kind], got[kind])
+                confusion += ledger_confusion(url, day, d)
+                if args.explain:
+                    for kind in KINDS:
+                        wrong = [k.split(":", 1)[1] for k in scores[kind].false_positives + scores[kind].false_negatives
+                                 if k.startswith(str(d))]  # fmt: skip
+                        for key, text in explain(url, day, d, wrong).items():
+                            tag = "FP" if f"{d}:{key}" in scores[kind].false_positives else "FN"
+                            log(f"    {kind} {tag} {key}: {text}")
+                log(f"  {d}: " + "; ".join(f"{kind} {scores[kind].summary()}" for kind in KINDS))
+        finally:
+            if ingestor is not None:
+                ingestor.stop()
+            drop_database(srv.admin_url, url)
+            srv.close()
+
+    delays = [x for s in scores.values() for x in s.delays]
+    result: dict[str, Any] = {kind: scores[kind].summary() for kind in KINDS}
+    result.update(
+        delay_p50_s=quantile(delays, 0.5),
+        delay_p99_s=quantile(delays, 0.99),
+        days=args.days,
+        points=args.points,
+        trucks=args.trucks,
+        mode=args.mode,
+        speed=args.speed if args.mode == "live" else None,
+        tick_s=(args.worker_interval * args.speed) if args.mode == "live" else args.tick,
+        noise_m=args.noise_m,
+        dropout=args.dropout,
+        planner=args.planner,
+        ledger=dict(sorted(confusion.items())),
+        false_positives={k: s.false_positives[:20] for k, s in scores.items() if s.false_positives},
+        false_negatives={k: s.false_negatives[:20] for k, s in scores.items() if s.false_negatives},
+        wall_s=round(time.monotonic() - started, 1),
+    )
+    if runs:
+        result["publish_max_lag_s"] = max(r["max_lag_s"] for r in runs)
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
