@@ -274,6 +274,13 @@ class IngestorProcess:
         self.connected_at: float | None = None  # wall clock
         self.subscribed = threading.Event()
         self.lines: list[str] = []
+        self.cpu_at_connect = 0.0
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the ingestor process has used so far."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def start(self) -> IngestorProcess:
         self.connected_at = None
@@ -291,6 +298,7 @@ class IngestorProcess:
         for line in self.proc.stderr:
             if self.connected_at is None and "connected to" in line:
                 self.connected_at = time.time()
+                self.cpu_at_connect = self.cpu_s()
             if "subscribed to" in line:
                 self.subscribed.set()
             self.lines.append(line.rstrip())
@@ -321,11 +329,14 @@ def bare_subscriber_main(argv: list[str]) -> None:
     target = MqttTarget(url)
     got = 0
     first_connect: list[float] = []
+    cpu_at_connect: list[float] = []
     last = [0.0]
+    cpu_at_last = [0.0]
     done = threading.Event()
 
     def on_connect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         first_connect.append(time.time())
+        cpu_at_connect.append(time.process_time())
         client.subscribe(topic_filter, options=SubscribeOptions(qos=1))
 
     def on_subscribe(*args: Any) -> None:
@@ -335,8 +346,9 @@ def bare_subscriber_main(argv: list[str]) -> None:
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
         nonlocal got
         got += 1
-        if got >= n:
+        if got >= n and not done.is_set():
             last[0] = time.time()
+            cpu_at_last[0] = time.process_time()
             done.set()
 
     client = paho.Client(
@@ -356,7 +368,8 @@ def bare_subscriber_main(argv: list[str]) -> None:
     client.disconnect()
     client.loop_stop()
     elapsed = last[0] - first_connect[0] if mode == "drain" else 0.0
-    print(json.dumps({"received": got, "elapsed_s": elapsed}))
+    cpu = cpu_at_last[0] - cpu_at_connect[0] if mode == "drain" else 0.0
+    print(json.dumps({"received": got, "elapsed_s": elapsed, "cpu_s": cpu}))
 
 
 def run_bare(url: str, client_id: str, n: int, topic_filter: str, mode: str) -> dict[str, Any]:
@@ -490,12 +503,13 @@ def drain_phase(
     watcher: CommitWatcher,
     workload: Workload,
     seqs: list[int],
-) -> tuple[float, int, int]:
-    """Start the ingestor on its queued session; seconds from its CONNACK to the
-    commit of the last row, and lost / duplicated fixes."""
+) -> tuple[float, float, int, int]:
+    """Start the ingestor on its queued session: seconds from its CONNACK to the
+    commit of the last row, CPU seconds it used meanwhile, lost and duplicated."""
     watcher.commits.clear()
     ingestor.start()
     count = wait_rows(url, len(seqs), 600, ingestor)
+    cpu_s = ingestor.cpu_s() - ingestor.cpu_at_connect
     time.sleep(0.3)  # let the last notification arrive
     assert ingestor.connected_at is not None
     elapsed = watcher.last_commit() - ingestor.connected_at
@@ -503,7 +517,7 @@ def drain_phase(
     lost, duplicated, _ = check_rows(url, workload, seqs)
     log(f"{name}: {count} rows committed in {elapsed:.2f} s; lost {lost}, duplicated {duplicated}")
     truncate(url)
-    return elapsed, lost, duplicated
+    return elapsed, cpu_s, lost, duplicated
 
 
 def latency_phase(
@@ -681,6 +695,8 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
     single_rates: list[float] = []
     batched_rates: list[float] = []
     copy_rates: list[float] = []
+    bare_cpu: list[float] = []  # CPU µs per message, the whole client process
+    single_cpu: list[float] = []
     load_before = os.getloadavg()[0]
     try:
         run_bare(servers.mqtt_url, bare_id, 0, positions_filter, "register")
@@ -694,16 +710,20 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
             publish(target, messages, f"round {r + 1} single")
             bare = run_bare(servers.mqtt_url, bare_id, len(messages), positions_filter, "drain")
             bare_rates.append(len(messages) / bare["elapsed_s"])
+            bare_cpu.append(bare["cpu_s"] / len(messages) * 1e6)
             log(f"bare: {bare['received']} messages in {bare['elapsed_s']:.2f} s")
-            elapsed, lo, du = drain_phase("single", servers.url, ingestor, watcher, workload, seqs)
+            elapsed, cpu_s, lo, du = drain_phase(
+                "single", servers.url, ingestor, watcher, workload, seqs
+            )
             single_rates.append(len(messages) / elapsed)
+            single_cpu.append(cpu_s / len(messages) * 1e6)
             lost, duplicated = lost + lo, duplicated + du
 
             bmessages, bseqs = workload.batched(args.batched_messages, args.fixes_per_message)
             # The bare subscriber's session gets these too; drain it so it stays empty.
             publish(target, bmessages, f"round {r + 1} batched")
             run_bare(servers.mqtt_url, bare_id, len(bmessages), positions_filter, "drain")
-            elapsed, lo, du = drain_phase(
+            elapsed, _, lo, du = drain_phase(
                 "batched", servers.url, ingestor, watcher, workload, bseqs
             )
             batched_rates.append(len(bseqs) / elapsed)
@@ -733,6 +753,9 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
         "ingest_over_bare_per_round": [
             round(i / b, 3) for i, b in zip(single_rates, bare_rates, strict=True)
         ],
+        # CPU per message is independent of what else runs on the machine.
+        "bare_cpu_us_per_msg": round(statistics.median(bare_cpu), 1),
+        "ingest_cpu_us_per_msg": round(statistics.median(single_cpu), 1),
         "ingest_fixes_per_s_batched": round(batched_best),
         "copy_rows_per_s": round(copy_best),
         "batched_over_copy": round(batched_best / copy_best, 3),

@@ -159,6 +159,9 @@ class Ingestor:
         """Consume until stopped. Raises FatalMqttError on bad credentials and
         DatabaseUnavailable when the database is unusable at start."""
         check_schema(self.database_url)
+        for writer in self.writers:  # open the connections now: fail fast, no first-batch delay
+            writer.db.connection()
+        self.terminals.db.connection()
         committers = [
             threading.Thread(
                 target=self._commit_loop, args=(writer,), name=f"ingest-commit-{i}", daemon=True
