@@ -14,7 +14,9 @@ the part of it without narrow lanes that big trucks use.
 
 `City.write(dir)` writes the district in the import format of docs/import.md plus a
 `city.json` sidecar with the generator settings; `City.load(dir)` rebuilds it.
-Same config, same city, byte for byte.
+Same config, same city, byte for byte. A folder without the sidecar (a real district
+exported from a GIS) is read from the import files themselves:
+`City.from_import_files(dir)`, see `simulator.district`.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class Station:
     opens_s: int
     closes_s: int
     tipping_time_s: int
-    daily_capacity_kg: int
+    daily_capacity_kg: int | None  # None: unlimited
 
     def accepts(self, streams: Iterable[str]) -> bool:
         return set(streams) <= set(self.streams)
@@ -180,7 +182,7 @@ class Truck:
 class Road:
     """One road segment between two nodes, as written to roads.geojson."""
 
-    id: int
+    id: int | str  # generated: a number; imported: the feature's id (its pieces share it)
     from_node: int
     to_node: int
     road_class: RoadClass
@@ -193,21 +195,55 @@ class Road:
 
 @dataclass(slots=True)
 class City:
-    config: CityConfig
+    config: CityConfig | None  # the generator settings; None for a district read from files
     graph: nx.DiGraph
     roads: tuple[Road, ...]
     depots: tuple[Depot, ...]
     stations: tuple[Station, ...]
     points: tuple[Point, ...]
     trucks: tuple[Truck, ...]
+    source: Path | None = None  # the folder of import files it was read from
+    district: str | None = None  # the district code every row carries, if one
     _by_id: dict[str, Depot | Station | Point] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        if self.district is None and self.config is not None:
+            self.district = self.config.district
         sites: list[Depot | Station | Point] = [*self.depots, *self.stations, *self.points]
         for site in sites:
             self._by_id[site.id] = site
 
+    @classmethod
+    def from_import_files(cls, directory: str | Path) -> City:
+        """A district given as import files (docs/import.md), without a city.json:
+        roads from roads.geojson, sites attached to them. Raises `DistrictError`
+        naming the file and row of every problem."""
+        from simulator.district import read_district
+
+        return read_district(directory)
+
     # ---- look-ups -------------------------------------------------------------------
+    @property
+    def center(self) -> tuple[float, float]:
+        """(lat, lon) of the district's centre: the generator's, else the nodes' mean."""
+        if self.config is not None:
+            return self.config.center_lat, self.config.center_lon
+        lats = [float(d["lat"]) for _, d in self.graph.nodes(data=True)]
+        lons = [float(d["lon"]) for _, d in self.graph.nodes(data=True)]
+        return sum(lats) / len(lats), sum(lons) / len(lons)
+
+    def describe(self) -> dict[str, Any]:
+        """Where the city came from, for ground-truth files and logs."""
+        if self.config is not None:
+            return self.config.to_dict()
+        return {
+            "import_files": str(self.source) if self.source else None,
+            "district": self.district,
+            "nodes": self.graph.number_of_nodes(),
+            "points": len(self.points),
+            "trucks": len(self.trucks),
+        }
+
     def site(self, ref_id: str) -> Depot | Station | Point:
         try:
             return self._by_id[ref_id]
@@ -254,7 +290,7 @@ class City:
         """Write the district in the import format (docs/import.md) plus city.json."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        district = self.config.district
+        district = self.district
         extra = ["district"] if district else []
 
         def rows(header: list[str], data: Iterable[list[Any]]) -> Iterator[list[Any]]:
@@ -293,7 +329,7 @@ class City:
                         hhmm(s.opens_s),
                         hhmm(s.closes_s),
                         s.tipping_time_s,
-                        s.daily_capacity_kg,
+                        "" if s.daily_capacity_kg is None else s.daily_capacity_kg,
                     ]
                     for s in self.stations
                 ),
@@ -410,6 +446,10 @@ class City:
         with (out / "roads.geojson").open("w", encoding="utf-8") as fh:
             json.dump({"type": "FeatureCollection", "features": features}, fh, ensure_ascii=False)
             fh.write("\n")
+        if self.config is None:
+            # Not generated: the files alone describe it (a stale sidecar would win).
+            (out / CITY_SIDECAR).unlink(missing_ok=True)
+            return out
         sidecar = {
             "generator": "clearday.simulator.city",
             "version": SIDECAR_VERSION,
@@ -431,15 +471,15 @@ class City:
 
     @classmethod
     def load(cls, directory: str | Path) -> City:
-        """Rebuild a city written by `write` (from its city.json generator settings)."""
+        """Rebuild a city written by `write` from its city.json generator settings, or,
+        without a city.json, read the district from its import files."""
         path = Path(directory) / CITY_SIDECAR
+        if not Path(directory).is_dir():
+            raise FileNotFoundError(f"{directory}: no such folder")
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise FileNotFoundError(
-                f"{path} not found: only cities written by `clearday simulate city` can be "
-                "driven by the simulator"
-            ) from None
+            return cls.from_import_files(directory)
         if meta.get("version") != SIDECAR_VERSION:
             raise ValueError(f"{path}: unsupported city.json version {meta.get('version')!r}")
         city = generate(CityConfig(**meta["config"]))

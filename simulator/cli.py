@@ -312,6 +312,11 @@ def register(app: typer.Typer) -> None:
         url = _mqtt_url(mqtt_url)
         try:
             city_config = City.load(city_dir).config if city_dir is not None else None
+            if city_dir is not None and city_config is None:
+                raise ValueError(
+                    f"--city {city_dir}: load mode regenerates the city in each publisher "
+                    "process, so it needs a folder written by `clearday simulate city`"
+                )
             config = LoadConfig(
                 url=url,
                 terminals=terminals,

@@ -122,11 +122,19 @@ def fresh_database(admin_url: str, configured: bool) -> str:
     return url
 
 
-def import_city(url: str, city_dir: Path) -> dict[str, int]:
+def import_city(url: str, city_dir: Path) -> tuple[dict[str, int], str]:
+    """Import the folder; returns the counts and the district its points and trucks are in
+    (`demo` unless the rows name their own, as a real district's files may)."""
     parsed = importer.parse_files(importer.read_paths([city_dir]), default_district=DISTRICT)
+    districts = {row["district"] for kind in ("points", "trucks") for row in parsed.rows[kind]}
+    if len(districts) != 1:
+        raise typer.BadParameter(
+            f"the demo plays one district; {city_dir} has {', '.join(sorted(districts))}",
+            param_hint="--city",
+        )
     with db.connect(url) as conn:
         importer.load(conn, parsed)
-    return parsed.count()
+    return parsed.count(), districts.pop()
 
 
 class StatusLine:
@@ -156,7 +164,13 @@ def bar(fraction: float, width: int = 24) -> str:
 
 
 def plan_the_day(
-    url: str, service_date: date, settings: Settings, *, seed: int, time_limit_s: float
+    url: str,
+    service_date: date,
+    settings: Settings,
+    *,
+    seed: int,
+    time_limit_s: float,
+    district: str = DISTRICT,
 ) -> int:
     from fleet.plans import service as plans
 
@@ -167,7 +181,7 @@ def plan_the_day(
             status.show(f"{bar(fraction)} {fraction:4.0%} {message}")
 
         plan_id = plans.plan_day(
-            conn, district_id=DISTRICT, service_date=service_date, tz=settings.tz,
+            conn, district_id=district, service_date=service_date, tz=settings.tz,
             time_limit_s=time_limit_s, seed=seed, publish=True, created_by="demo", progress=progress,
         )  # fmt: skip
         stats = (plans.get_plan(conn, plan_id=plan_id) or {}).get("stats", {})
@@ -292,6 +306,7 @@ def play_day(
     speed: float | None,
     city_dir: Path,
     log_dir: Path,
+    district: str = DISTRICT,
 ) -> tuple[list[Any], int, Path]:
     """Drive the published plan over MQTT while the alert worker follows the simulated clock."""
     from fleet.alerts import worker
@@ -304,7 +319,7 @@ def play_day(
 
     city = City.load(city_dir)
     with db.connect(url) as conn:
-        plan_id = plans_repo.latest_plan_id(conn, DISTRICT, service_date)
+        plan_id = plans_repo.latest_plan_id(conn, district, service_date)
         row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
     assert row is not None
     plan = plan_from_dict(row["document"])
@@ -425,12 +440,21 @@ def run_demo(
             if city_dir.exists():
                 shutil.rmtree(city_dir)
             generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
+        else:
+            from simulator.city import City
+
+            try:  # a folder of import files must also be drivable: say so before importing
+                City.load(city_dir)
+            except (ValueError, OSError) as exc:
+                raise typer.BadParameter(str(exc), param_hint="--city") from None
         say(f"▸ importing {city_dir} …")
-        counts = import_city(url, city_dir)
+        counts, district = import_city(url, city_dir)
         say("  " + ", ".join(f"{n} {k}" for k, n in counts.items()))
         service_date = datetime.now(settings.tz).date()
         say(f"▸ planning {service_date} with OR-Tools ({plan_time_s:g} s budget) …")
-        plan_the_day(url, service_date, settings, seed=seed, time_limit_s=plan_time_s)
+        plan_the_day(
+            url, service_date, settings, seed=seed, time_limit_s=plan_time_s, district=district
+        )
 
         say("▸ starting the ingestor and the dashboard …")
         # The simulated terminals report device times ahead of the wall clock (the day
@@ -463,6 +487,7 @@ def run_demo(
             speed=speed,
             city_dir=city_dir,
             log_dir=log_dir,
+            district=district,
         )
         summary = summarize(url, service_date, faults, fixes)
         print_summary(summary, dashboard, login, truth, service_date)
@@ -485,7 +510,8 @@ def register(app: typer.Typer) -> None:
         city: Annotated[
             Path | None,
             typer.Option(
-                help="a district folder written by `clearday simulate city` instead of a new one"
+                help="a district folder instead of a new one: written by `clearday simulate "
+                "city`, or import files (docs/import.md) of a real district"
             ),
         ] = None,
         points: Annotated[int, typer.Option(help="points in the generated district")] = 300,

@@ -350,7 +350,11 @@ def routing_problem(city: City) -> Any:
             for t in city.trucks
         ],
         graph=city.graph,
-        name=f"simulated city seed {city.config.seed}",
+        name=(
+            f"simulated city seed {city.config.seed}"
+            if city.config is not None
+            else f"district {city.district or city.source}"
+        ),
     )
 
 

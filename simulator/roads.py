@@ -52,7 +52,7 @@ class RoadNetwork:
         self._cache: OrderedDict[
             tuple[bool, int], tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]
         ] = OrderedDict()
-        lat0, lon0 = city.config.center_lat, city.config.center_lon
+        lat0, lon0 = city.center
         kx, ky = geo.m_per_deg_lon(lat0), geo.M_PER_DEG_LAT
         self._xy = np.array(
             [((g.nodes[v]["lon"] - lon0) * kx, (g.nodes[v]["lat"] - lat0) * ky) for v in self.nodes]

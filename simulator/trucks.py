@@ -684,7 +684,7 @@ class SimDay:
             "service_date": spec.service_date.isoformat(),
             "timezone": spec.timezone,
             "seed": spec.seed,
-            "city": spec.city.config.to_dict(),
+            "city": spec.city.describe(),
             "terminal": asdict(spec.terminal),
             "driving": asdict(spec.driving),
             "faults": [f.to_dict() for f in spec.faults],

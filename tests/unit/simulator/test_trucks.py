@@ -86,7 +86,7 @@ def test_every_fix_is_within_noise_of_a_road(small_city: City, small_plan: SimPl
     spec = _spec(small_city, small_plan, terminal=TerminalConfig(noise_m=sigma))
     ems, _ = simulate(spec)
     g = small_city.graph
-    lat0, lon0 = small_city.config.center_lat, small_city.config.center_lon
+    lat0, lon0 = small_city.center
     kx, ky = geo.m_per_deg_lon(lat0), geo.M_PER_DEG_LAT
 
     def xy(lat: float, lon: float) -> tuple[float, float]:
