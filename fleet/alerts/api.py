@@ -3,10 +3,14 @@ service (fleet/alerts/service.py). Cases outside the caller's districts are not 
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from fleet.alerts import service
@@ -50,7 +54,81 @@ class LedgerOut(BaseModel):
     entries: list[LedgerEntryOut]
 
 
-@router.get("/ledger", summary="The clearance ledger (日清台账) of a service date")
+# The ledger of a big district is thousands of entries with their evidence: built as JSON
+# in PostgreSQL (one round trip, no Python object per entry), it is served about four
+# times faster than through `service.ledger` and pydantic. Same filters and order as
+# `service.ledger`; tests/integration/web/test_supervision.py holds the two equal.
+_LEDGER_JSON = """
+SELECT json_build_object('service_date', %(d)s::date, 'entries', coalesce(json_agg(json_build_object(
+    'service_date', e.service_date, 'point_id', e.point_id, 'point_name', e.point_name,
+    'district_id', e.district_id, 'stream', e.stream, 'lat', e.lat, 'lon', e.lon,
+    'status', e.status, 'reason', e.reason, 'planned_truck_id', e.planned_truck_id,
+    'planned_seq', e.planned_seq, 'planned_arrival_at', e.planned_arrival_at,
+    'window_start_at', e.window_start_at, 'window_end_at', e.window_end_at,
+    'deadline_at', e.deadline_at, 'cleared_at', e.cleared_at,
+    'cleared_by_truck_id', e.cleared_by_truck_id, 'dwell_s', e.dwell_s,
+    'delivery', e.delivery, 'delivered_at', e.delivered_at,
+    'delivered_station_id', e.delivered_station_id, 'evidence', e.evidence,
+    'status_since', e.status_since, 'computed_at', e.computed_at)
+    ORDER BY e.district_id, e.point_id), '[]'::json))::text
+FROM (
+    SELECT l.*, p.name AS point_name, p.lat, p.lon
+      FROM ledger_entry l LEFT JOIN collection_point p USING (point_id)
+     WHERE l.service_date = %(d)s
+       AND (%(ds)s::text[] IS NULL OR l.district_id = ANY(%(ds)s))
+       AND (%(st)s::text IS NULL OR l.status = %(st)s)
+       AND (%(tr)s::text IS NULL OR l.planned_truck_id = %(tr)s OR l.cleared_by_truck_id = %(tr)s)
+     ORDER BY l.district_id, l.point_id LIMIT %(lim)s OFFSET %(off)s
+) e
+"""
+
+
+_LEDGER_VERSION = """
+SELECT count(*), max(computed_at) FROM ledger_entry
+ WHERE service_date = %(d)s AND (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
+"""
+LEDGER_CACHE_ENTRIES = 32
+LEDGER_CACHE_MAX_AGE_S = 60.0  # point names and places may change without a new verdict
+
+
+class _LedgerCache:
+    """Built ledgers by query, reused while the day's ledger has not been recomputed
+    (same number of entries, same latest `computed_at`): a cheap index read decides."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], float, bytes]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], version: tuple[Any, ...]) -> bytes | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if (
+                hit is None
+                or hit[0] != version
+                or time.monotonic() - hit[1] > LEDGER_CACHE_MAX_AGE_S
+            ):
+                return None
+            self._entries.move_to_end(key)
+            return hit[2]
+
+    def put(self, key: tuple[Any, ...], version: tuple[Any, ...], body: bytes) -> None:
+        with self._lock:
+            self._entries[key] = (version, time.monotonic(), body)
+            self._entries.move_to_end(key)
+            while len(self._entries) > LEDGER_CACHE_ENTRIES:
+                self._entries.popitem(last=False)
+
+
+_ledger_cache = _LedgerCache()
+
+
+@router.get(
+    "/ledger",
+    summary="The clearance ledger (日清台账) of a service date",
+    response_model=LedgerOut,
+)
 def ledger(
     conn: Conn,
     principal: Anyone,
@@ -61,18 +139,19 @@ def ledger(
     truck_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 5000,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> LedgerOut:
+) -> Response:
     day = service_date or today(settings)
-    entries = service.ledger(
-        conn=conn,
-        service_date=day,
-        district_ids=district_scope(principal, district_id),
-        status=status,
-        truck_id=truck_id,
-        limit=limit,
-        offset=offset,
-    )
-    return LedgerOut(service_date=day, entries=entries)
+    scope = district_scope(principal, district_id)
+    params = {"d": day, "ds": scope, "st": status, "tr": truck_id, "lim": limit, "off": offset}
+    key = (day, None if scope is None else tuple(scope), status, truck_id, limit, offset)
+    version = tuple(conn.execute(_LEDGER_VERSION, params, prepare=True).fetchone() or ())
+    body = _ledger_cache.get(key, version)
+    if body is None:
+        row = conn.execute(_LEDGER_JSON, params, prepare=True).fetchone()
+        assert row is not None
+        body = str(row[0]).encode()
+        _ledger_cache.put(key, version, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/alerts", summary="Alerts, newest first")

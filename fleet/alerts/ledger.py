@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from fleet.alerts.geo import haversine_m
@@ -87,7 +88,7 @@ class PlannedStop:
     arrival_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TruckDay:
     """One truck on one service date: its shift, what it reported, what it did."""
 
@@ -153,15 +154,24 @@ class TruckDay:
             and self.last_fix_at >= self.shift_end_at - timedelta(minutes=15)
         )
 
+    @cached_property
     def _placed(self) -> list[str]:
         return [s.site_id for s in self.planned if s.site_id is not None]
 
     def rank_of(self, site_id: str) -> int | None:
         """Position of a planned point among the route's placed stops (None: not planned)."""
-        placed = self._placed()
+        placed = self._placed
         return placed.index(site_id) if site_id in placed else None
 
     def progress(self, *, by_arrival: bool = False) -> list[tuple[datetime, int]]:
+        return self._progress[1 if by_arrival else 0]
+
+    @cached_property
+    def _progress(self) -> tuple[list[tuple[datetime, int]], list[tuple[datetime, int]]]:
+        by_departure = self._progress_by(by_arrival=False)
+        return by_departure, self._progress_by(by_arrival=True)
+
+    def _progress_by(self, *, by_arrival: bool) -> list[tuple[datetime, int]]:
         """(time, rank): how far along its route the truck was, at each stay's
         departure (or arrival).
 
@@ -170,7 +180,7 @@ class TruckDay:
         the rank to the first stop at that site beyond it (a station visited twice is
         two stops). Stays elsewhere do not move it.
         """
-        placed = self._placed()
+        placed = self._placed
         rank = -1  # before the start
         out = [(self.shift_start_at - timedelta(days=1), rank)]
         for v in self.visits:
@@ -185,7 +195,7 @@ class TruckDay:
     def route_window(self, start: datetime, end: datetime) -> tuple[int, float]:
         """For a silence from `start` to `end`: (rank of the last planned stop reached
         before it, rank of the first planned stop seen after it; inf if none)."""
-        placed = self._placed()
+        placed = self._placed
         before = max(r for t, r in self.progress(by_arrival=True) if t <= start)
         stays = [v for v in self.visits if v.kind == "stay" and v.site_id is not None]
         there = next((v for v in stays if v.arrived_at <= start <= v.departed_at), None)
@@ -294,7 +304,9 @@ def verdict(
     planned = trucks.get(point.planned_truck_id) if point.planned_truck_id else None
     verdict_at = point.verdict_at(p.missed_grace_s)
     hole = False
-    if point.planned_truck_id is not None:
+    # Only a verdict (at verdict time) or the 日清 deadline asks about silences.
+    judged = now >= verdict_at or now >= point.deadline_at
+    if point.planned_truck_id is not None and judged and not here_now:
         hole = planned is None or hidden_visit_possible(
             point, planned, until=min(now, max(verdict_at, point.deadline_at)), p=p
         )

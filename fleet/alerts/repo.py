@@ -129,22 +129,22 @@ def window_start(
     spans it. `context_from` is the last fix before it, which the detector needs
     to estimate the first arrival (and where a recomputed silence may begin).
     """
-    ws = max(day_start, earliest_new - timedelta(seconds=lookback_s))
+    ws0 = max(day_start, earliest_new - timedelta(seconds=lookback_s))
     row = conn.execute(
-        """SELECT min(arrived_at) FROM visit
-            WHERE truck_id = %s AND service_date = %s AND kind = 'stay'
-              AND departed_at >= %s - interval '5 minutes'""",
-        (truck_id, service_date, ws),
+        """WITH w AS (
+               SELECT greatest(%(day)s, least(%(ws0)s, coalesce(
+                          (SELECT min(arrived_at) FROM visit
+                            WHERE truck_id = %(t)s AND service_date = %(d)s AND kind = 'stay'
+                              AND departed_at >= %(ws0)s - interval '5 minutes'),
+                          %(ws0)s))) AS ws)
+           SELECT w.ws, (SELECT max(recorded_at) FROM position
+                          WHERE truck_id = %(t)s AND recorded_at < w.ws AND recorded_at >= %(day)s)
+             FROM w""",
+        {"day": day_start, "ws0": ws0, "t": truck_id, "d": service_date},
     ).fetchone()
-    if row and row[0] is not None and row[0] < ws:
-        ws = max(day_start, row[0])
-    row = conn.execute(
-        """SELECT max(recorded_at) FROM position
-            WHERE truck_id = %s AND recorded_at < %s AND recorded_at >= %s""",
-        (truck_id, ws, day_start),
-    ).fetchone()
-    ctx = row[0] if row and row[0] is not None else ws
-    return ws, ctx
+    assert row is not None
+    ws = row[0]
+    return ws, row[1] if row[1] is not None else ws
 
 
 def fixes(conn: psycopg.Connection, *, truck_id: str, start: datetime, end: datetime) -> list[Fix]:
@@ -290,6 +290,17 @@ def active_district_dates(
         {"d": days},
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
+
+
+def published_plan_id(
+    conn: psycopg.Connection, *, district_id: str, service_date: date
+) -> int | None:
+    row = conn.execute(
+        """SELECT plan_id FROM plan
+            WHERE district_id = %s AND service_date = %s AND status = 'published'""",
+        (district_id, service_date),
+    ).fetchone()
+    return int(row[0]) if row else None
 
 
 def due_points(

@@ -141,7 +141,9 @@ class Pipeline:
         self._station_dwell: tuple[float, dict[str, float]] | None = None
         self._trucks: tuple[float, dict[str, repo.TruckRef]] | None = None
         self._keys: dict[date, set[str]] = {}
-        self._ledger: dict[tuple[date, str], repo.LedgerRow] = {}
+        self._ledger: dict[tuple[date, str], ledger.Verdict] = {}
+        self._final: dict[tuple[date, str], tuple[tuple[visits.Visit, ...], ledger.Verdict]] = {}
+        self._due: dict[tuple[str, date], tuple[float, int | None, list[ledger.DuePoint]]] = {}
         self._tz: dict[str, ZoneInfo] = {}
         # Each truck-day's visits as last written (saves re-reading them every tick).
         self._visits: dict[tuple[str, date], list[visits.Visit]] = {}
@@ -149,6 +151,8 @@ class Pipeline:
         self._heard: dict[str, tuple[datetime, datetime]] = {}
 
     def reset(self) -> None:
+        self._final.clear()
+        self._due.clear()
         self._visits.clear()
         self._heard.clear()
         self._sites.clear()
@@ -180,6 +184,24 @@ class Pipeline:
             cached = (time.monotonic(), index)
             self._sites[district_id] = cached
         return cached[1]
+
+    def due_points(
+        self, conn: psycopg.Connection, district_id: str, service_date: date
+    ) -> list[ledger.DuePoint]:
+        """The day's due points, re-read when the published plan changes (or after a while)."""
+        plan = repo.published_plan_id(conn, district_id=district_id, service_date=service_date)
+        key = (district_id, service_date)
+        cached = self._due.get(key)
+        if cached is None or cached[1] != plan or time.monotonic() - cached[0] > SITES_TTL_S:
+            due = repo.due_points(
+                conn, district_id=district_id, service_date=service_date,
+                min_dwell_fraction=self.config.min_dwell_fraction,
+            )  # fmt: skip
+            cached = (time.monotonic(), plan, due)
+            self._due[key] = cached
+            if len(self._due) > 64:
+                self._due.clear()
+        return cached[2]
 
     def district_tz(self, conn: psycopg.Connection, district_id: str) -> ZoneInfo:
         if district_id not in self._tz:
@@ -221,13 +243,14 @@ class Pipeline:
         found = visits.detect(
             truck_id, track, evs, self.site_index(conn, ref.district_id), self.config.visit
         )
-        repo.replace_detection(
-            conn, truck_id=truck_id, service_date=service_date, replace_from=replace_from,
-            gaps_from=ctx, visits=found.visits, gaps=found.gaps,
-        )  # fmt: skip
-        repo.refresh_truck_day(
-            conn, truck_id=truck_id, service_date=service_date, start=day_start, end=day_end
-        )
+        with conn.pipeline():
+            repo.replace_detection(
+                conn, truck_id=truck_id, service_date=service_date, replace_from=replace_from,
+                gaps_from=ctx, visits=found.visits, gaps=found.gaps,
+            )  # fmt: skip
+            repo.refresh_truck_day(
+                conn, truck_id=truck_id, service_date=service_date, start=day_start, end=day_end
+            )
         key = (truck_id, service_date)
         if key in self._visits or earliest_new is None:
             kept = [v for v in self._visits.get(key, []) if v.arrived_at < replace_from]
@@ -239,10 +262,7 @@ class Pipeline:
     ) -> TickStats:
         c = self.config
         stats = TickStats(district_days=1)
-        due = repo.due_points(
-            conn, district_id=district_id, service_date=service_date,
-            min_dwell_fraction=c.min_dwell_fraction,
-        )  # fmt: skip
+        due = self.due_points(conn, district_id, service_date)
         point_ids = [p.point_id for p in due]
         days = repo.truck_days(conn, district_id=district_id, service_date=service_date, visits=())
         # This district's trucks come from the cache (filled here on first use); visits
@@ -274,14 +294,33 @@ class Pipeline:
         ]
         truck_map = {d.truck_id: d for d in days}
         station_dwell = self.station_dwell(conn)
-        verdicts = ledger.compute(due, at_point, truck_map, station_dwell, now, c.ledger)
+        # A point cleared and delivered stays so while its visits are unchanged: reuse.
+        verdict_of: dict[str, ledger.Verdict] = {}
+        todo = []
+        for point in due:
+            final = self._final.get((service_date, point.point_id))
+            if final is not None and final[0] == tuple(at_point.get(point.point_id, ())):
+                verdict_of[point.point_id] = final[1]
+            else:
+                todo.append(point)
+        for vd in ledger.compute(todo, at_point, truck_map, station_dwell, now, c.ledger):
+            verdict_of[vd.point_id] = vd
+            if vd.status == "cleared" and vd.delivery == "delivered":
+                self._final[(service_date, vd.point_id)] = (
+                    tuple(at_point.get(vd.point_id, ())),
+                    vd,
+                )
+        verdicts = [verdict_of[p.point_id] for p in due]
 
-        rows = [repo.ledger_row(v) for v in verdicts]
-        changed = [r for r in rows if self._ledger.get((service_date, r[1])) != r]
+        changed = []
+        for vd in verdicts:
+            key = (service_date, vd.point_id)
+            previous = self._ledger.get(key)
+            if previous is not vd and previous != vd:
+                changed.append(repo.ledger_row(vd))
+                self._ledger[key] = vd
         if changed:
             repo.write_ledger(conn, changed, now=now)
-            for r in changed:
-                self._ledger[(service_date, r[1])] = r
             stats.ledger_written = len(changed)
         repo.drop_ledger_except(
             conn, district_id=district_id, service_date=service_date, keep=point_ids
