@@ -3,12 +3,14 @@
 The pipeline, in order, for every batch:
 
 1. collect  — take messages from the inbox until the batch holds
-               ``ingest_batch_max_rows`` rows or its oldest message is
-               ``ingest_batch_max_age_s`` old;
+               ``ingest_batch_max_rows`` rows, or its oldest message is
+               ``ingest_batch_max_age_s`` old, or nothing is waiting and it is
+               ``ingest_batch_linger_s`` old;
 2. decode   — :class:`ingest.wire.Decoder`: topic, size, JSON, types, ranges, time window;
 3. resolve  — terminal id → truck id (cached); unknown terminals are dead letters;
-4. write    — one transaction: positions (COPY), events, status, dead letters;
-5. ack      — PUBACK every message of the batch, after the commit.
+4. write    — one transaction: positions (COPY), events, status, dead letters; done by
+               ``ingest_writers`` threads in parallel while the next batch is collected;
+5. ack      — PUBACK every message of the batch, after its commit.
 
 A crash anywhere before 5 leaves the messages unacknowledged: the broker redelivers
 them and step 4 is idempotent, so every fix is stored exactly once.
