@@ -190,12 +190,18 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
                 t.shift_start_s,
                 shift_end,
                 min(t.route_duration_limit_s, shift_end - t.shift_start_s),
+                t.max_day_load_kg,
             )
         ] += 1
     vehicle_types = []
     group_keys = list(groups)
     for g in group_keys:
-        cap, sdep, edep, s0, s1, maxdur = g
+        cap, sdep, edep, s0, s1, maxdur, day_cap = g
+        # The daily load cap as a trip limit: exact when it is a multiple of the
+        # capacity, a relaxation otherwise (the checker then has the last word).
+        max_reloads = (
+            max(0, math.ceil(day_cap / cap - 1e-9) - 1) if day_cap is not None else 2**30
+        )
         start_d = depot_pos[keys.index(depot_key(sdep))]
         end_d = depot_pos[end_virtual[edep]] if station_mode else depot_pos[keys.index(depot_key(edep))]
         vehicle_types.append(
@@ -208,6 +214,7 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
                 tw_late=math.floor(s1 * SCALE),
                 shift_duration=math.floor(maxdur * SCALE) if math.isfinite(maxdur) else 2**40,
                 reload_depots=station_depots if station_mode else [],
+                max_reloads=max_reloads if station_mode else 0,
             )
         )
     data = pyvrp.ProblemData(
@@ -233,6 +240,7 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
                     t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
                     - t.shift_start_s,
                 ),
+                t.max_day_load_kg,
             )
             == g
         ]

@@ -31,6 +31,7 @@ depot): the classic CVRP / VRPTW.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -83,11 +84,17 @@ class SolverOptions:
 
     metaheuristic: Literal["ils", "gls", "greedy"] = "ils"
     first_solution: str | None = None  # an OR-Tools FirstSolutionStrategy name
-    soft_capacity: bool = True
+    soft_capacity: bool = False
+    unload_model: Literal["parked", "optional"] = "parked"
+    # Start from trips: a CVRP from each station cut into truckloads, packed into the
+    # trucks' days ("trips"), or let OR-Tools build the first solution ("ortools").
+    construction: Literal["trips", "ortools"] = "trips"
+    construction_share: float = 0.25
     unload_copies: int | None = None  # per truck and station; None = from the loads
     sisr_max_sequence: int = 10
     sisr_avg_removed: int = 10
     operators_off: tuple[str, ...] = _OPERATORS_OFF
+    operators_on: tuple[str, ...] = ()
     solution_limit: int | None = None  # stop after this many solutions (deterministic)
     log_search: bool = False
     max_points_per_solve: int = DEFAULT_MAX_POINTS_PER_SOLVE
@@ -96,6 +103,9 @@ class SolverOptions:
     starts: tuple[tuple[str, Start], ...] = ()
     breaks_done: frozenset[str] = frozenset()
     repair: bool = True
+    # "shift": fold the common lunch break into model time (fast, conservative);
+    # "intervals": OR-Tools break intervals (exact, much slower search).
+    break_model: Literal["shift", "intervals"] = "shift"
 
 
 # --------------------------------------------------------------------------- screening
@@ -302,6 +312,25 @@ class _Model:
         ]
         self.stations_for = [screen_result.stations_for[ti] for ti in self.vehicle_trucks]
         self._layout()
+        if self.trucks and self.points:
+            self._scales()
+
+    def _scales(self) -> None:
+        horizon_s = max(
+            [t.shift_end_s for t in self.trucks]
+            + [s.closes_s for s in self.problem.stations]
+            + [p.window_end_s for p in self.points]
+        )
+        self.horizon = math.ceil(horizon_s * TIME_SCALE) + 1
+        finite = [
+            m.distance_m[np.isfinite(m.distance_m)]
+            for m in (self.problem.matrix, self.problem.matrix_no_narrow)
+            if m is not None
+        ]
+        max_arc = max(float(f.max()) if f.size else 1.0 for f in finite) * DIST_SCALE
+        self.max_arc = max(1.0, max_arc)
+        self.big_cost = int(self.max_arc * 4 + 1)
+
 
     # ----------------------------------------------------------------- layout
     def _layout(self) -> None:
@@ -317,21 +346,61 @@ class _Model:
         self.point_node0 = len(nodes)
         for p in self.points:
             nodes.append(_Node("point", mx.index[point_key(p.point_id)], p.point_id, point=p))
+        # Each truck unloads at one station (see _assign_stations): a few mandatory
+        # unload slots there and the final unload. A slot not needed waits "parked"
+        # after the final unload, at no cost and taking no time; using it is one
+        # relocate move (OR-Tools' local search does not swap between the nodes of a
+        # disjunction, so a slot is never a choice among stations).
+        self.unload_station = self._assign_stations() if self.station_mode else []
         self.unload_nodes: list[list[int]] = [[] for _ in self.trucks]
         self.final_nodes: list[list[int]] = [[] for _ in self.trucks]
         if self.station_mode:
             for v, t in enumerate(self.trucks):
-                copies = self._unload_copies(v, t)
-                for s in self.stations_for[v]:
-                    loc = mx.index[station_key(s.station_id)]
-                    for _ in range(copies):
-                        self.unload_nodes[v].append(len(nodes))
-                        nodes.append(_Node("unload", loc, s.station_id, truck=v, station=s))
-                for s in self.stations_for[v]:
-                    loc = mx.index[station_key(s.station_id)]
-                    self.final_nodes[v].append(len(nodes))
-                    nodes.append(_Node("final", loc, s.station_id, truck=v, station=s))
+                st = self.unload_station[v]
+                loc = mx.index[station_key(st.station_id)]
+                for _ in range(self._unload_copies(v, t)):
+                    self.unload_nodes[v].append(len(nodes))
+                    nodes.append(_Node("unload", loc, st.station_id, truck=v, station=st))
+                self.final_nodes[v].append(len(nodes))
+                nodes.append(_Node("final", loc, st.station_id, truck=v, station=st))
         self.nodes = nodes
+
+    def _assign_stations(self) -> list[Station]:
+        """The station each truck unloads at: trucks with the same choice of stations
+        are shared out among them in proportion to the amount of waste (of points
+        they may serve) lying nearest to each."""
+        mx = self.problem.matrix
+        out: list[Station | None] = [None] * len(self.trucks)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for v in range(len(self.trucks)):
+            key = tuple(s.station_id for s in self.stations_for[v])
+            groups.setdefault(key, []).append(v)
+        for key, vs in groups.items():
+            stations = [self.problem.station(sid) for sid in key]
+            if len(stations) == 1:
+                for v in vs:
+                    out[v] = stations[0]
+                continue
+            share: Counter[str] = Counter()
+            for p, allowed in zip(self.points, self.allowed, strict=True):
+                if not any(v in allowed for v in vs):
+                    continue
+                pk = point_key(p.point_id)
+                ok = [s for s in stations if p.stream in s.streams] or stations
+                near = min(ok, key=lambda s: mx.distance(pk, station_key(s.station_id)))
+                share[near.station_id] += max(p.amount_kg, 1e-9)
+            total = sum(share.values()) or 1.0
+            quota = {sid: len(vs) * share[sid] / total for sid in key}
+            counts = {sid: math.floor(q) for sid, q in quota.items()}
+            rest = len(vs) - sum(counts.values())
+            for sid in sorted(key, key=lambda x: quota[x] - counts[x], reverse=True)[:rest]:
+                counts[sid] += 1
+            if not any(counts.values()):
+                counts[max(key, key=lambda x: share[x])] = len(vs)
+            order = [sid for sid in sorted(key, key=lambda x: -share[x]) for _ in range(counts[sid])]
+            for v, sid in zip(vs, order, strict=False):
+                out[v] = self.problem.station(sid)
+        return [s if s is not None else self.stations_for[v][0] for v, s in enumerate(out)]
 
     def _unload_copies(self, v: int, t: Truck) -> int:
         if self.options.unload_copies is not None:
@@ -369,6 +438,15 @@ class _Model:
         service = np.array([self._service_ds(nd) for nd in self.nodes], dtype=np.float64)
         timem = travel + service[:, None]
         if self.station_mode:
+            # Tipping is on the arc from a point into an unload: an unload reached
+            # empty (from the start or another unload) takes no time, so spare unload
+            # copies can wait, chained, at no cost at all.
+            is_point = np.array([nd.kind == "point" for nd in self.nodes])
+            tip = np.array(
+                [self._tipping_ds(nd) if nd.kind in ("unload", "final") else 0 for nd in self.nodes],
+                dtype=np.float64,
+            )
+            timem += np.outer(is_point, tip)
             for v, t in enumerate(self.trucks):
                 start_node = self.depot_node[self.start_of[v].key]
                 home = matrix.index[depot_key(t.end_depot_id)]
@@ -380,24 +458,34 @@ class _Model:
                         back_m, back_s = self.big_cost / DIST_SCALE, self.horizon / TIME_SCALE
                     # Into the final unload: also the drive home from it.
                     cost[:, f] = np.minimum(cost[:, f] + round(back_m * DIST_SCALE), self.big_cost)
-                    # Out of it: only to the end depot, already paid for.
+                    # Out of it: only home (already paid for) or into parked unload
+                    # slots, which cost nothing and take no time.
                     cost[f, :] = 0
-                    timem[f, :] = service[f] + math.ceil(back_s * TIME_SCALE - 1e-6)
+                    timem[f, :] = math.ceil(back_s * TIME_SCALE - 1e-6)
                     # An unused truck goes start -> final unload -> end: free, instant.
                     cost[start_node, f] = 0
                     timem[start_node, f] = 0
+            # From a parked unload slot home: free (the drive home is on the arc into
+            # the final unload). Only parked slots can reach the end (see "phase").
+            depot_nodes = list(self.depot_node.values())
+            for v in range(len(self.trucks) if self.options.unload_model == "parked" else 0):
+                for u in self.unload_nodes[v]:
+                    cost[u, depot_nodes] = 0
+                    timem[u, depot_nodes] = 0
         np.fill_diagonal(cost, 0)
         np.fill_diagonal(timem, 0)
         return cost.astype(np.int64).tolist(), timem.astype(np.int64).tolist()
 
     def _service_ds(self, nd: _Node) -> int:
+        """Service time at the node itself (unloads: none, tipping is on the arc)."""
         if nd.kind == "point":
             assert nd.point is not None
             return math.ceil(nd.point.service_time_s * TIME_SCALE - 1e-6)
-        if nd.kind in ("unload", "final"):
-            assert nd.station is not None
-            return math.ceil(nd.station.tipping_time_s * TIME_SCALE - 1e-6)
         return 0
+
+    def _tipping_ds(self, nd: _Node) -> int:
+        assert nd.station is not None
+        return math.ceil(nd.station.tipping_time_s * TIME_SCALE - 1e-6)
 
     # ----------------------------------------------------------------- build
     def build(self) -> None:
@@ -409,20 +497,6 @@ class _Model:
         self.routing = pywrapcp.RoutingModel(self.manager)
         routing, manager = self.routing, self.manager
 
-        horizon_s = max(
-            [t.shift_end_s for t in self.trucks]
-            + [s.closes_s for s in problem.stations]
-            + [p.window_end_s for p in self.points]
-        )
-        self.horizon = math.ceil(horizon_s * TIME_SCALE) + 1
-        finite = [
-            m.distance_m[np.isfinite(m.distance_m)]
-            for m in (problem.matrix, problem.matrix_no_narrow)
-            if m is not None
-        ]
-        max_arc = max(float(f.max()) if f.size else 1.0 for f in finite) * DIST_SCALE
-        self.max_arc = max(1.0, max_arc)
-        self.big_cost = int(self.max_arc * 4 + 1)
 
         # Arc costs and travel times, per profile (may enter narrow lanes or not).
         cost_cb: dict[bool, int] = {}
@@ -441,6 +515,8 @@ class _Model:
         routing.AddDimensionWithVehicleTransits(time_cbs, self.horizon, self.horizon, False, "time")
         time_dim = routing.GetDimensionOrDie("time")
         self.time_dim = time_dim
+        self.break_shift = self._break_shift()
+        d_break = self.break_shift[1] if self.break_shift else 0
         for v, t in enumerate(self.trucks):
             st = self.start_of[v]
             lo = math.ceil(st.earliest_s * TIME_SCALE - 1e-6)
@@ -448,11 +524,12 @@ class _Model:
             time_dim.CumulVar(routing.Start(v)).SetRange(lo, max(lo, hi))
             if st.fixed_time:
                 time_dim.CumulVar(routing.Start(v)).SetValue(lo)
-            time_dim.CumulVar(routing.End(v)).SetRange(lo, int(t.shift_end_s * TIME_SCALE))
+            if not self._set_window(routing.End(v), lo, int(t.shift_end_s * TIME_SCALE)):
+                time_dim.CumulVar(routing.End(v)).SetRange(lo, lo)
             limit = t.route_duration_limit_s
             if math.isfinite(limit):
-                routing.GetDimensionOrDie("time").SetSpanUpperBoundForVehicle(
-                    int(limit * TIME_SCALE), v
+                time_dim.SetSpanUpperBoundForVehicle(
+                    max(0, int(limit * TIME_SCALE) - d_break), v
                 )
         for i, nd in enumerate(self.nodes):
             if nd.kind == "depot":
@@ -463,13 +540,19 @@ class _Model:
                 lo = math.ceil(nd.point.window_start_s * TIME_SCALE - 1e-6)
                 hi = math.floor(nd.point.window_end_s * TIME_SCALE + 1e-6)
             else:
+                # The cumul of an unload is when tipping ends.
                 assert nd.station is not None
-                lo = math.ceil(nd.station.opens_s * TIME_SCALE - 1e-6)
-                hi = math.floor(
-                    (nd.station.closes_s - nd.station.tipping_time_s) * TIME_SCALE + 1e-6
+                lo = math.ceil(
+                    (nd.station.opens_s + nd.station.tipping_time_s) * TIME_SCALE - 1e-6
                 )
-            time_dim.CumulVar(index).SetRange(lo, max(lo, hi))
-        self._add_breaks()
+                hi = math.floor(nd.station.closes_s * TIME_SCALE + 1e-6)
+            if not self._set_window(index, lo, max(lo, hi)):
+                if nd.kind == "point":
+                    routing.VehicleVar(index).SetValue(-1)  # never servable in time
+                else:
+                    time_dim.CumulVar(index).SetRange(lo, max(lo, hi))
+        if self.break_shift is None:
+            self._add_breaks()
 
         # Loads.
         self._add_loads()
@@ -485,19 +568,85 @@ class _Model:
                 routing.VehicleVar(index).SetValues([-1, *self.allowed[k]])
             if self.station_mode:
                 routing.NextVar(index).RemoveValues([routing.End(v) for v in range(n_vehicles)])
-        if self.station_mode:
-            ends_idx = [routing.End(v) for v in range(n_vehicles)]
+        if self.station_mode and self.options.unload_model == "parked":
             for v in range(n_vehicles):
-                for u in self.unload_nodes[v]:
+                unload_idx = [manager.NodeToIndex(u) for u in self.unload_nodes[v]]
+                for index in unload_idx:  # mandatory: used or parked
+                    routing.VehicleVar(index).SetValues([v])
+                for f in self.final_nodes[v]:
+                    index = manager.NodeToIndex(f)
+                    routing.VehicleVar(index).SetValues([v])
+                    routing.NextVar(index).SetValues([routing.End(v), *unload_idx])
+            # Phase: 0 before the final unload, 1 after it; points only in phase 0, so
+            # only (parked) unload slots follow the final unload.
+            phase = [1 if nd.kind == "final" else 0 for nd in self.nodes]
+            routing.AddDimension(routing.RegisterUnaryTransitVector(phase), 0, 1, True, "phase")
+            phase_dim = routing.GetDimensionOrDie("phase")
+            for k in range(len(self.points)):
+                phase_dim.CumulVar(manager.NodeToIndex(self.point_node0 + k)).SetMax(0)
+        elif self.station_mode:
+            ends = [routing.End(v) for v in range(n_vehicles)]
+            for v in range(n_vehicles):
+                for u in self.unload_nodes[v]:  # optional: active when used
                     index = manager.NodeToIndex(u)
                     routing.AddDisjunction([index], 0)
                     routing.VehicleVar(index).SetValues([-1, v])
-                    routing.NextVar(index).RemoveValues(ends_idx)
-                finals = [manager.NodeToIndex(f) for f in self.final_nodes[v]]
-                routing.AddDisjunction(finals)  # exactly one
-                for index in finals:
-                    routing.VehicleVar(index).SetValues([-1, v])
-                    routing.NextVar(index).SetValues([index, routing.End(v)])
+                    routing.NextVar(index).RemoveValues(ends)
+                for f in self.final_nodes[v]:
+                    index = manager.NodeToIndex(f)
+                    routing.VehicleVar(index).SetValues([v])
+                    routing.NextVar(index).SetValues([routing.End(v)])
+
+    def _break_shift(self) -> tuple[int, int] | None:
+        """(start, duration) in ds when every truck takes the same lunch break and the
+        model may fold it into time; None to use OR-Tools break intervals.
+
+        Folding: the break is taken at its earliest start, wherever the truck is (right
+        after the service in progress, if any), so model time runs ``duration`` behind
+        real time from then on; each window [a, b] becomes, in model time,
+        [a, min(b, e)) ∪ [max(a - d, e), b - d]. It is conservative (waiting cannot
+        absorb the break in the model); the final schedule places the break exactly.
+        """
+        if self.options.break_model != "shift":
+            return None
+        keys = {
+            (t.break_duration_s, t.break_earliest_s)
+            for t in self.trucks
+            if t.truck_id not in self.options.breaks_done
+        }
+        if any(t.truck_id in self.options.breaks_done for t in self.trucks):
+            keys.add((0.0, 0.0))
+        if len(keys) != 1:
+            return None
+        duration, earliest = keys.pop()
+        if duration <= 0:
+            return None
+        return (
+            math.ceil(earliest * TIME_SCALE - 1e-6),
+            math.ceil(duration * TIME_SCALE - 1e-6),
+        )
+
+    def _set_window(self, index: int, lo: int, hi: int) -> bool:
+        """Restrict the time cumul of ``index`` to the real window [lo, hi] (ds), in
+        model time; False if no model time fits."""
+        cumul = self.time_dim.CumulVar(index)
+        if self.break_shift is None:
+            if hi < lo:
+                return False
+            cumul.SetRange(lo, hi)
+            return True
+        e, d = self.break_shift
+        parts = []
+        if lo <= min(hi, e - 1):
+            parts.append((lo, min(hi, e - 1)))
+        if max(lo - d, e) <= hi - d:
+            parts.append((max(lo - d, e), hi - d))
+        if not parts:
+            return False
+        cumul.SetRange(parts[0][0], parts[-1][1])
+        if len(parts) == 2 and parts[1][0] > parts[0][1] + 1:
+            cumul.RemoveInterval(parts[0][1] + 1, parts[1][0] - 1)
+        return True
 
     def _add_breaks(self) -> None:
         routing, manager = self.routing, self.manager
@@ -627,23 +776,14 @@ class _Model:
             p.first_solution_strategy = FSS.SAVINGS
         for name in opts.operators_off:
             setattr(p.local_search_operators, name, 2)  # BOOL_FALSE
+        for name in opts.operators_on:
+            setattr(p.local_search_operators, name, 3)  # BOOL_TRUE
         if opts.metaheuristic == "gls":
             p.local_search_metaheuristic = LSM.GUIDED_LOCAL_SEARCH
         elif opts.metaheuristic == "greedy":
             p.local_search_metaheuristic = LSM.GREEDY_DESCENT
         else:
-            p.use_iterated_local_search = True
-            ils = p.iterated_local_search_parameters
-            rr = ils.ruin_recreate_parameters
-            del rr.ruin_strategies[:]
-            ruin = rr.ruin_strategies.add()
-            ruin.sisr.max_removed_sequence_size = opts.sisr_max_sequence
-            ruin.sisr.avg_num_removed_visits = opts.sisr_avg_removed
-            ruin.sisr.bypass_factor = 0.01
-            rr.recreate_strategy.heuristic = FSS.LOCAL_CHEAPEST_INSERTION
-            sa = ils.reference_solution_acceptance_strategy.simulated_annealing
-            sa.automatic_temperatures = True
-            ils.improve_perturbed_solution = True
+            _ils(p, opts)
         return p
 
     def _has_tight_windows(self) -> bool:
@@ -653,13 +793,69 @@ class _Model:
             p.window_start_s > shift_start or p.window_end_s < shift_end for p in self.points
         )
 
-    def solve(self, time_limit_s: float) -> tuple[list[list[int]], str]:
+    def hint_successors(self, visits_by_truck: dict[str, list[Visit]]) -> dict[int, int]:
+        """Successor (routing index) of each index in the routes ``visits_by_truck``,
+        mapped onto this model's nodes: station visits take the truck's unload slots in
+        order, the last one its final unload; spare slots are parked."""
+        manager, routing = self.manager, self.routing
+        point_node = {p.point_id: self.point_node0 + k for k, p in enumerate(self.points)}
+        vehicle = {t.truck_id: v for v, t in enumerate(self.trucks)}
+        nxt: dict[int, int] = {}
+        used: set[int] = set()
+        for truck_id, visits in visits_by_truck.items():
+            v = vehicle.get(truck_id)
+            if v is None:
+                continue
+            seq: list[int] = []
+            slots = list(self.unload_nodes[v])
+            stations = [i for i, x in enumerate(visits) if x.kind == "station"]
+            last_station = stations[-1] if stations else -1
+            for i, x in enumerate(visits):
+                if x.kind == "point":
+                    node = point_node.get(x.ref_id)
+                    if node is not None and node not in used:
+                        seq.append(node)
+                        used.add(node)
+                elif self.station_mode and i != last_station and slots:
+                    seq.append(slots.pop(0))
+            if self.station_mode:
+                seq.append(self.final_nodes[v][0])
+                if self.options.unload_model == "parked":
+                    seq.extend(slots)
+            chain = [routing.Start(v), *(manager.NodeToIndex(n) for n in seq), routing.End(v)]
+            for a, b in itertools.pairwise(chain):
+                nxt[a] = b
+        if self.station_mode:  # trucks without a hinted route: park everything
+            for v in range(len(self.trucks)):
+                if routing.Start(v) in nxt:
+                    continue
+                seq = [self.final_nodes[v][0]]
+                if self.options.unload_model == "parked":
+                    seq += self.unload_nodes[v]
+                chain = [routing.Start(v), *(manager.NodeToIndex(n) for n in seq), routing.End(v)]
+                for a, b in itertools.pairwise(chain):
+                    nxt[a] = b
+        return nxt
+
+    def solve(
+        self, time_limit_s: float, hint: dict[int, int] | None = None
+    ) -> tuple[list[list[int]], str]:
         params = self.parameters(time_limit_s)
+        if hint:
+            # Build the first solution along the hinted arcs (OR-Tools' iterated local
+            # search takes no initial assignment, but follows this evaluator).
+            def follow_hint(i: int, j: int) -> int:
+                return 0 if hint.get(i) == j else 1_000_000
+
+            self._hint_evaluator = follow_hint  # keep it alive during the search
+            self.routing.SetFirstSolutionEvaluator(follow_hint)
+            params.first_solution_strategy = FSS.EVALUATOR_STRATEGY
         if self.options.metaheuristic == "ils":
             solution = self.routing.SolveWithIteratedLocalSearch(params)
         else:
             solution = self.routing.SolveWithParameters(params)
         status = _STATUS.get(self.routing.status(), str(self.routing.status()))
+        self.solution = solution
         if solution is None:
             return [[] for _ in self.trucks], status
         if status == "not_solved":
@@ -674,6 +870,23 @@ class _Model:
                 index = solution.Value(self.routing.NextVar(index))
             routes.append(seq)
         return routes, status
+
+
+def _ils(p: Any, opts: SolverOptions) -> None:
+    """Iterated local search: SISR ruins, cheapest-insertion recreate, simulated
+    annealing acceptance with automatic temperatures."""
+    p.use_iterated_local_search = True
+    ils = p.iterated_local_search_parameters
+    rr = ils.ruin_recreate_parameters
+    del rr.ruin_strategies[:]
+    ruin = rr.ruin_strategies.add()
+    ruin.sisr.max_removed_sequence_size = opts.sisr_max_sequence
+    ruin.sisr.avg_num_removed_visits = opts.sisr_avg_removed
+    ruin.sisr.bypass_factor = 0.01
+    rr.recreate_strategy.heuristic = FSS.LOCAL_CHEAPEST_INSERTION
+    sa = ils.reference_solution_acceptance_strategy.simulated_annealing
+    sa.automatic_temperatures = True
+    ils.improve_perturbed_solution = True
 
 
 _STATUS: Final = {
@@ -731,9 +944,14 @@ def solve_direct(
     status = "empty"
     sequences: list[list[int]] = [[] for _ in model.trucks]
     if model.points and model.trucks:
+        hint_visits: dict[str, list[Visit]] | None = None
+        if model.station_mode and options.construction == "trips":
+            budget = (time_limit_s - (time.monotonic() - t0)) * options.construction_share
+            hint_visits = construct_trips(model, budget)
         model.build()
+        hint = model.hint_successors(hint_visits) if hint_visits else None
         remaining = time_limit_s - (time.monotonic() - t0)
-        sequences, status = model.solve(max(0.5, remaining * 0.97))
+        sequences, status = model.solve(max(0.5, remaining * 0.97), hint=hint)
     visits_by_truck: dict[str, list[Visit]] = {}
     for v, seq in enumerate(sequences):
         visits = []
@@ -762,6 +980,145 @@ def solve_direct(
         seed=seed,
         status=status,
     )
+
+
+# --------------------------------------------------------------------------- trips
+
+
+def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]]:
+    """A first solution with the trip structure right.
+
+    The points of the trucks that unload at one station are routed as a CVRP from
+    that station (truckload capacity, no time), by OR-Tools' iterated local search;
+    the resulting trips are packed into those trucks' days (daily load cap, working
+    time) most urgent first. The full model then starts from it (see
+    ``_Model.hint_successors``) and repairs what this ignores (windows, eligibility).
+    """
+    t0 = time.monotonic()
+    problem = model.problem
+    groups: dict[str, list[int]] = {}
+    for v, st in enumerate(model.unload_station):
+        groups.setdefault(st.station_id, []).append(v)
+    # Each point goes to the group of its allowed trucks whose station is nearest.
+    members: dict[str, list[Point]] = {sid: [] for sid in groups}
+    mx = problem.matrix
+    for p, allowed in zip(model.points, model.allowed, strict=True):
+        options = {model.unload_station[v].station_id for v in allowed}
+        if not options:
+            continue
+        pk = point_key(p.point_id)
+        sid = min(options, key=lambda x: mx.distance(pk, station_key(x)))
+        members[sid].append(p)
+    total_points = sum(len(v) for v in members.values()) or 1
+    out: dict[str, list[Visit]] = {}
+    for sid, vs in groups.items():
+        pts = members[sid]
+        if not pts:
+            continue
+        share = time_limit_s * len(pts) / total_points
+        trips = _cvrp_trips(model, sid, vs, pts, max(0.2, share - 0.05))
+        out.update(_pack_trips(model, sid, vs, trips))
+        if time.monotonic() - t0 > time_limit_s * 1.5:
+            break
+    return out
+
+
+def _cvrp_trips(
+    model: _Model, station_id: str, vs: list[int], pts: list[Point], time_limit_s: float
+) -> list[list[Point]]:
+    problem = model.problem
+    truck = model.trucks[vs[0]]
+    matrix = problem.matrix_for(truck)
+    keys = [station_key(station_id)] + [point_key(p.point_id) for p in pts]
+    idx = np.array([matrix.index[k] for k in keys])
+    dist = np.asarray(matrix.distance_m)[np.ix_(idx, idx)]
+    dist = np.where(np.isfinite(dist), dist, model.big_cost / DIST_SCALE)
+    cost = np.rint(dist * DIST_SCALE).astype(np.int64).tolist()
+    cap = min(model.trucks[v].capacity_kg for v in vs)
+    demand = [0] + [round(p.amount_kg * LOAD_SCALE) for p in pts]
+    n_vehicles = math.ceil(sum(p.amount_kg for p in pts) / cap * 1.3) + 2
+    manager = pywrapcp.RoutingIndexManager(len(keys), n_vehicles, 0)
+    routing = pywrapcp.RoutingModel(manager)
+    routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(cost))
+    routing.AddDimensionWithVehicleCapacity(
+        routing.RegisterUnaryTransitVector(demand),
+        0,
+        [round(cap * LOAD_SCALE)] * n_vehicles,
+        True,
+        "load",
+    )
+    penalty = int(model.big_cost * 10)
+    for k in range(1, len(keys)):
+        routing.AddDisjunction([manager.NodeToIndex(k)], penalty)
+    params = pywrapcp.DefaultRoutingSearchParameters()
+    params.time_limit.FromMilliseconds(max(100, int(time_limit_s * 1000)))
+    params.first_solution_strategy = FSS.SAVINGS
+    for name in _OPERATORS_OFF:
+        setattr(params.local_search_operators, name, 2)
+    _ils(params, model.options)
+    solution = routing.SolveWithIteratedLocalSearch(params)
+    if solution is None:
+        return [[p] for p in pts]
+    trips: list[list[Point]] = []
+    for v in range(n_vehicles):
+        index = solution.Value(routing.NextVar(routing.Start(v)))
+        trip = []
+        while not routing.IsEnd(index):
+            trip.append(pts[manager.IndexToNode(index) - 1])
+            index = solution.Value(routing.NextVar(index))
+        if trip:
+            trips.append(trip)
+    return trips
+
+
+def _pack_trips(
+    model: _Model, station_id: str, vs: list[int], trips: list[list[Point]]
+) -> dict[str, list[Visit]]:
+    """Most urgent trips first, each to the truck with the most time left that can
+    still take its load; trips within a truck in order of urgency."""
+    problem = model.problem
+    sk = station_key(station_id)
+    station = problem.station(station_id)
+
+    def trip_time(trip: list[Point], matrix: Any) -> float:
+        keys = [sk] + [point_key(p.point_id) for p in trip] + [sk]
+        travel = sum(matrix.duration(a, b) for a, b in itertools.pairwise(keys))
+        return travel + sum(p.service_time_s for p in trip) + station.tipping_time_s
+
+    left_s = {}
+    left_kg = {}
+    for v in vs:
+        t = model.trucks[v]
+        matrix = problem.matrix_for(t)
+        home = depot_key(t.end_depot_id)
+        overhead = matrix.duration(model.start_of[v].key, sk) + matrix.duration(sk, home)
+        left_s[v] = (
+            min(t.shift_end_s - model.start_of[v].earliest_s, t.route_duration_limit_s)
+            - t.break_duration_s
+            - overhead
+        )
+        left_kg[v] = t.day_load_limit_kg - model.start_of[v].day_load_kg
+    urgency = sorted(trips, key=lambda trip: min(p.window_end_s for p in trip))
+    assigned: dict[int, list[list[Point]]] = {v: [] for v in vs}
+    for trip in urgency:
+        load = sum(p.amount_kg for p in trip)
+        fits = [v for v in vs if left_kg[v] >= load - 1e-9]
+        if not fits:
+            continue  # left for the search to place
+        v = max(fits, key=lambda x: left_s[x])
+        assigned[v].append(trip)
+        left_s[v] -= trip_time(trip, problem.matrix_for(model.trucks[v]))
+        left_kg[v] -= load
+    out: dict[str, list[Visit]] = {}
+    for v, ts in assigned.items():
+        if not ts:
+            continue
+        visits: list[Visit] = []
+        for trip in ts:
+            visits.extend(Visit("point", p.point_id) for p in trip)
+            visits.append(Visit("station", station_id))
+        out[model.trucks[v].truck_id] = visits
+    return out
 
 
 def _shuffled(problem: Problem, seed: int) -> Problem:
