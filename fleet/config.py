@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     alert_not_unloaded_grace_s: int = Field(3600, ge=0)  # after shift end, still loaded
     alert_min_dwell_fraction: float = Field(0.5, gt=0, le=1)  # of service time, if no min_dwell_s
     alert_station_min_dwell_fraction: float = Field(0.3, gt=0, le=1)  # of tipping time
-    alert_stop_speed_kmh: float = Field(5.0, gt=0, le=30)
+    alert_stop_speed_kmh: float = Field(3.0, gt=0, le=30)
     alert_station_radius_m: float = Field(50.0, gt=0)
     alert_depot_radius_m: float = Field(60.0, gt=0)
     alert_hidden_visit_speed_kmh: float = Field(60.0, gt=0)

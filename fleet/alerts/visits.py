@@ -135,7 +135,7 @@ class Detection:
 class VisitParams:
     """Tuning of the detector; each constant carries its unit."""
 
-    stop_speed_kmh: float = 5.0
+    stop_speed_kmh: float = 3.0
     # Fixes of one stay lie within this of the stay's running mean position, or
     # within this many times their own reported accuracy.
     stay_radius_m: float = 50.0
