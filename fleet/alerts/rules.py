@@ -32,6 +32,7 @@ from typing import Any, Literal
 from fleet.alerts.geo import haversine_m
 from fleet.alerts.ledger import (
     DuePoint,
+    PlannedStop,
     TruckDay,
     Verdict,
     is_clearing,
@@ -73,6 +74,8 @@ class RuleParams:
     # A drive-by counts when the truck's last stop was at most this many planned
     # stops before the point (1: the stop just before it).
     drive_by_turn_stops: int = 1
+    # ...or, once the truck has stopped at a later stop of its plan, this many.
+    drive_by_skipped_stops: int = 3
     # ...and is confirmed once the truck is seen this long after the pass and this
     # far from the point (or stopped somewhere else).
     drive_by_confirm_s: float = 20.0
@@ -195,13 +198,19 @@ def drive_by(
                 happened = v.arrived_at
             else:
                 continue
-            # Its turn: the truck has just left the stop before it (a pass on the way
-            # to that stop, or later in the day, is not a drive-by of this point).
+            # Its turn: the truck has just left the stop before it, and is clearly gone
+            # on — or it has since stopped at a stop planned after this point, with at
+            # most a few stops left out before it (points skipped in a row). A pass on
+            # the way to an earlier stop, or later in the day, is not a drive-by.
             progress = max(r for t, r in timeline if t < v.arrived_at)
             rank = rank_of[v.site_id]
-            if not (rank - p.drive_by_turn_stops <= progress < rank):
-                continue
-            if not _confirmed(day, v, happened, verdict.due, now, p):
+            at_turn = rank - p.drive_by_turn_stops <= progress < rank and _confirmed(
+                day, v, happened, verdict.due, now, p
+            )
+            if not at_turn and not (
+                rank - p.drive_by_skipped_stops <= progress < rank
+                and _next_stop_rank(day, placed, progress, happened) > rank
+            ):
                 continue
             tz = day.shift_start_at.tzinfo
             what = (
@@ -223,6 +232,19 @@ def drive_by(
                 )
             )
     return out
+
+
+def _next_stop_rank(
+    day: TruckDay, placed: Sequence[PlannedStop], progress: int, after: datetime
+) -> int:
+    """Rank of the first planned stop the truck stayed at after `after` (-1: none yet)."""
+    for v in day.visits:
+        if v.kind != "stay" or v.site_id is None or v.arrived_at <= after:
+            continue
+        for r in range(progress + 1, len(placed)):
+            if placed[r].site_id == v.site_id:
+                return r
+    return -1
 
 
 def _confirmed(

@@ -158,7 +158,7 @@ class VisitParams:
     merge_gap_s: float = 120.0
     # Passes: segments longer than this in time are not interpolated.
     pass_max_gap_s: float = 60.0
-    pass_margin_m: float = 20.0
+    pass_margin_m: float = 30.0
     # A pass is final once a fix at least this long after it lies beyond the fence.
     pass_settle_s: float = 20.0
     # A pass this close in time to a stay at the same point is its approach/departure.
@@ -309,6 +309,7 @@ def _stays(
         radius = max(p.stay_radius_m, p.stay_radius_accuracies * acc)
         return math.hypot(xs[j] - sx / k, ys[j] - sy / k) <= radius
 
+    tail_pending = False
     i = 0
     while i < n:
         if not stopped[i]:
@@ -339,6 +340,10 @@ def _stays(
                 sy += ys[i]
                 i += 1
                 continue
+            if gap <= p.max_gap_s and i == n - 1:
+                tail_pending = True  # the newest fix is far off: wait for the next one
+                i += 1
+                continue
             if (
                 gap <= p.max_gap_s
                 and i + 1 < n
@@ -362,7 +367,7 @@ def _stays(
         if first > 0:
             arrived -= min(ts[first] - ts[first - 1], p.edge_cap_s) / 2
         departed = ts[last]
-        is_open = last == n - 1
+        is_open = last == n - 1 or (tail_pending and last == n - 2)
         end_seen = not is_open and ts[last + 1] - ts[last] <= p.max_gap_s
         if not is_open:
             departed += min(ts[last + 1] - ts[last], p.edge_cap_s) / 2

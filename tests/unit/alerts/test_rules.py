@@ -274,3 +274,14 @@ def test_deadline_violation_is_high_severity() -> None:
     assert not [a for a in alerts if a.kind == "missed"], (
         "missed waits for 20:15 (deadline + grace)"
     )
+
+
+def test_drive_by_after_a_skipped_point_is_caught_at_the_next_stop() -> None:
+    """P1 skipped (round the block), then P2 driven past: raised once the truck stops at P3."""
+    t = Track(at("06:00"), x=-500, noise_m=10, seed=17).stay(120)
+    t.drive(-500, 300, 30).drive(300, 300, 30).drive(300, 0, 30)  # round P1
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)  # through P2, serve P3
+    points = [due(P1), due(P2), due(P3)]
+    _, alerts = evaluate([truck_day("T1", t.fixes)], points, at("06:40"))
+    assert ("drive_by", "P2") in kinds(alerts)
+    assert ("drive_by", "P1") not in kinds(alerts)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, Visit, detect
 
-from .tracks import Track, at, fence_flips, site
+from .tracks import Track, at, fence_flips, latlon, site
 
 P1 = site("point", "P1", 0, 0, radius_m=30, min_dwell_s=120)
 P2 = site("point", "P2", 400, 0, radius_m=30, min_dwell_s=120)
@@ -141,3 +141,12 @@ def test_out_of_order_and_duplicate_fixes_give_the_same_visits() -> None:
     )
     shuffled = list(reversed(track.fixes)) + track.fixes[10:20]
     assert detect("T1", shuffled, [], SITES) == detect("T1", track.fixes, [], SITES)
+
+
+def test_a_wild_newest_fix_does_not_end_a_stay_yet() -> None:
+    """While the truck stands at P1, a last fix 70 m off keeps the stay open instead of ending it short."""
+    track = Track(at("08:00"), x=-300).drive(0, 0, 30).stay(60)
+    last = track.fixes[-1]
+    wild = Fix(last.at + timedelta(seconds=10), *latlon(0, 70), 0.0, 10.0)
+    (v,) = stays(detect("T1", [*track.fixes, wild], [], SITES).visits, "P1")
+    assert v.is_open
