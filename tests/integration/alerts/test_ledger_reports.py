@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -182,3 +185,29 @@ def test_replay_is_idempotent(day_url: str) -> None:
         stats = service.replay_day(conn=conn, settings=Settings(), service_date=DAY, now=evening())
         assert stats["alerts_raised"] == 0
         assert snapshot(conn) == before
+
+
+def test_cli_replay_and_report(database_url: str) -> None:
+    """`clearday alerts replay` recomputes the day; `clearday alerts report` prints it."""
+    load_world(database_url)
+    env = {**os.environ, "CLEARDAY_DATABASE_URL": database_url}
+
+    def clearday(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "from fleet.cli import main; main()", *args],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+
+    done = clearday(
+        "alerts", "replay", "--date", DAY.isoformat(), "--now", "2026-03-02T21:00+08:00"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4 new alerts" in done.stdout
+    assert "cleared 3" in done.stdout and "missed 2" in done.stdout
+    report = clearday(
+        "alerts", "report", "clearance", "--date", DAY.isoformat(), "--by", "truck", "--csv"
+    )
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[0].startswith("service_date,group,due,cleared")
+    bad = clearday("alerts", "replay", "--date", "2026-13-01")
+    assert bad.returncode != 0 and "YYYY-MM-DD" in bad.stderr
