@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # A truck whose latest fix is older than this shows as offline on the live map.
     live_offline_after_s: int = Field(300, ge=10)
     live_poll_interval_s: float = Field(1.0, gt=0, le=60)
+    # Latest positions are read at most this often per API process and shared by every
+    # request (0: read the database on every request).
+    live_snapshot_max_age_s: float = Field(1.0, ge=0, le=60)
     # Optional raster tiles drawn under the district's own roads, e.g.
     # https://tile.openstreetmap.org/{z}/{x}/{y}.png; unset = roads only (offline).
     map_tile_url: str | None = None

@@ -83,8 +83,11 @@ FROM (
 """
 
 
+# Every write of a ledger row gives it a new xmin (the writing transaction), so the
+# count and the largest xmin change whenever the ledger does — even when a replay
+# recomputes a day with the same `now`.
 _LEDGER_VERSION = """
-SELECT count(*), max(computed_at) FROM ledger_entry
+SELECT count(*), max(xmin::text::bigint) FROM ledger_entry
  WHERE service_date = %(d)s AND (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
 """
 LEDGER_CACHE_ENTRIES = 32
@@ -92,8 +95,8 @@ LEDGER_CACHE_MAX_AGE_S = 60.0  # point names and places may change without a new
 
 
 class _LedgerCache:
-    """Built ledgers by query, reused while the day's ledger has not been recomputed
-    (same number of entries, same latest `computed_at`): a cheap index read decides."""
+    """Built ledgers by query, reused while the day's ledger rows are unchanged (same
+    number of entries, same newest row version): a cheap read decides."""
 
     def __init__(self) -> None:
         self._entries: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], float, bytes]] = (

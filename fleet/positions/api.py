@@ -10,11 +10,12 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import TypeAdapter
 
 from fleet.auth import service as auth_service
 from fleet.positions import repo, service
-from fleet.positions.models import LatestPositions, Track, TrackPoint
+from fleet.positions.models import LatestPosition, LatestPositions, Track, TrackPoint
 from fleet.web.deps import Anyone, Conn, SettingsDep, district_scope, ensure_district, now_utc
 from fleet.web.errors import ApiError, not_found
 from fleet.web.fields import PathId
@@ -25,23 +26,29 @@ RECHECK_TOKEN_S = 60.0
 MAX_TRACK_RANGE = timedelta(days=31)
 
 
-@router.get("/positions/latest", summary="Latest position and status of every truck")
+_LATEST = TypeAdapter(LatestPositions)
+
+
+def _encode_latest(snapshot: service.Snapshot, trucks: list[LatestPosition]) -> bytes:
+    return _LATEST.dump_json(LatestPositions(at=snapshot.at, trucks=trucks))
+
+
+@router.get(
+    "/positions/latest",
+    summary="Latest position and status of every truck",
+    description="A snapshot at most `live_snapshot_max_age_s` (default 1 s) old, shared by "
+    "every caller of this API process; `at` says when it was taken.",
+    response_model=LatestPositions,
+)
 def latest_positions(
     request: Request,
-    conn: Conn,
     principal: Anyone,
-    settings: SettingsDep,
     district_id: Annotated[str | None, Query(max_length=64)] = None,
-) -> LatestPositions:
-    now = now_utc()
-    trucks = service.latest_positions(
-        conn,
-        districts=district_scope(principal, district_id),
-        now=now,
-        offline_after_s=settings.live_offline_after_s,
-        sites=request.app.state.sites,
-    )
-    return LatestPositions(at=now, trucks=trucks)
+) -> Response:
+    latest: service.LatestSnapshot = request.app.state.latest
+    snapshot = latest.get(request.app.state.pool)
+    body = latest.encoded(snapshot, district_scope(principal, district_id), _encode_latest)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/trucks/{truck_id}/track", summary="A truck's track for a time range")

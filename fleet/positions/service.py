@@ -88,6 +88,79 @@ def latest_positions(
     return result
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """Every active truck's latest position and status at one moment."""
+
+    at: datetime
+    version: int
+    trucks: tuple[LatestPosition, ...]
+
+
+class LatestSnapshot:
+    """The latest positions of the whole fleet, at most `max_age_s` old, shared by every
+    request and the live feed of this process. A fleet reports every few seconds, so a
+    dashboard gains nothing from a fresher read than about a second, while a thousand
+    index probes per request would cap the API at a few dozen requests per second.
+    One caller refreshes at a time; the others wait for it (no stampede).
+    `max_age_s=0` reads the database on every call."""
+
+    def __init__(
+        self,
+        *,
+        sites: SiteCache,
+        offline_after_s: float,
+        max_age_s: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.sites = sites
+        self.offline_after_s = offline_after_s
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._snapshot: Snapshot | None = None
+        self._taken = float("-inf")
+        self._lock = threading.Lock()
+        self._encoded: dict[tuple[int, tuple[str, ...] | None], bytes] = {}
+
+    def get(self, pool: ConnectionPool) -> Snapshot:
+        if self._snapshot is not None and time.monotonic() - self._taken < self.max_age_s:
+            return self._snapshot
+        with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._taken < self.max_age_s:
+                return self._snapshot
+            with pool.connection() as conn:
+                now = self.clock()
+                trucks = latest_positions(
+                    conn,
+                    districts=None,
+                    now=now,
+                    offline_after_s=self.offline_after_s,
+                    sites=self.sites,
+                )
+            version = (self._snapshot.version + 1) if self._snapshot else 1
+            self._snapshot = Snapshot(at=now, version=version, trucks=tuple(trucks))
+            self._taken = time.monotonic()
+            self._encoded = {}
+            return self._snapshot
+
+    def encoded(
+        self,
+        snapshot: Snapshot,
+        districts: list[str] | None,
+        encode: Callable[[Snapshot, list[LatestPosition]], bytes],
+    ) -> bytes:
+        """The response body for one district scope, encoded once per snapshot."""
+        key = (snapshot.version, None if districts is None else tuple(districts))
+        body = self._encoded.get(key)
+        if body is None:
+            wanted = None if districts is None else set(districts)
+            trucks = [t for t in snapshot.trucks if wanted is None or t.district_id in wanted]
+            body = encode(snapshot, trucks)
+            if snapshot.version == (self._snapshot.version if self._snapshot else 0):
+                self._encoded[key] = body
+        return body
+
+
 @dataclass(eq=False)
 class Subscriber:
     districts: frozenset[str] | None
@@ -106,15 +179,11 @@ class LiveFeed:
         pool: ConnectionPool,
         *,
         poll_interval_s: float,
-        offline_after_s: float,
-        sites: SiteCache,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        snapshot: LatestSnapshot,
     ) -> None:
         self.pool = pool
         self.poll_interval_s = poll_interval_s
-        self.offline_after_s = offline_after_s
-        self.sites = sites
-        self.clock = clock
+        self.snapshot = snapshot
         self._subscribers: set[Subscriber] = set()
         self._state: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
@@ -146,15 +215,8 @@ class LiveFeed:
         return len(self._subscribers)
 
     def _poll(self) -> dict[str, dict[str, Any]]:
-        with self.pool.connection() as conn:
-            positions = latest_positions(
-                conn,
-                districts=None,
-                now=self.clock(),
-                offline_after_s=self.offline_after_s,
-                sites=self.sites,
-            )
-        return {p.truck_id: p.model_dump(mode="json") for p in positions}
+        snapshot = self.snapshot.get(self.pool)
+        return {p.truck_id: p.model_dump(mode="json") for p in snapshot.trucks}
 
     async def _run(self) -> None:
         while True:

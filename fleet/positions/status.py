@@ -89,10 +89,9 @@ def classify(
         return TruckStatus.no_data, None
     if (now - recorded_at).total_seconds() > offline_after_s:
         return TruckStatus.offline, None
-    moving = speed_kmh is not None and speed_kmh >= MOVING_KMH
-    site = sites.at(lat, lon, accuracy_m=accuracy_m or 0.0)
-    if moving:
+    if speed_kmh is not None and speed_kmh >= MOVING_KMH:
         return TruckStatus.moving, None
+    site = sites.at(lat, lon, accuracy_m=accuracy_m or 0.0)
     if site is None:
         return TruckStatus.stopped, None
     status = {

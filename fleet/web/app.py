@@ -22,11 +22,13 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet.auth.models import ALL_ROLES
 from fleet.auth.throttle import LoginThrottle
 from fleet.config import Settings
-from fleet.positions.service import LiveFeed, SiteCache
+from fleet.positions.service import LatestSnapshot, LiveFeed, SiteCache
 from fleet.web import errors
 from fleet.web.deps import Allow, Anyone, SettingsDep, reject_unknown_query
 
@@ -154,11 +156,15 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = _make_pool(settings)
+        app.state.latest = LatestSnapshot(
+            sites=app.state.sites,
+            offline_after_s=settings.live_offline_after_s,
+            max_age_s=settings.live_snapshot_max_age_s,
+        )
         app.state.live_feed = LiveFeed(
             app.state.pool,
             poll_interval_s=settings.live_poll_interval_s,
-            offline_after_s=settings.live_offline_after_s,
-            sites=app.state.sites,
+            snapshot=app.state.latest,
         )
         app.state.live_feed.start()
         try:
@@ -236,20 +242,38 @@ def _mount_dashboard(app: FastAPI, settings: Settings) -> None:
         "Cache-Control": "no-cache",
     }
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.url.path.startswith(API_PREFIX):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(str(static / "index.html"), headers=headers)
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+
+class SecurityHeaders:
+    """nosniff and no-referrer on every response, no-store on API responses. A plain
+    ASGI middleware: Starlette's BaseHTTPMiddleware costs a task and a stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith(API_PREFIX)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+                if api:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _customize_openapi(app: FastAPI) -> None:

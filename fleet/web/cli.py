@@ -157,8 +157,18 @@ def serve(
     host: Annotated[str | None, typer.Option(help="default: CLEARDAY_HTTP_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default: CLEARDAY_HTTP_PORT")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
+    alerts: Annotated[
+        bool,
+        typer.Option(
+            "--alerts/--no-alerts",
+            help="also run the alert worker and webhook sender in this process "
+            "(use --no-alerts when `clearday alerts run` runs elsewhere)",
+        ),
+    ] = True,
 ) -> None:
     """Serve the API (/api/v1) and the dashboard (/)."""
+    import threading
+
     import uvicorn
 
     settings = _settings()
@@ -172,15 +182,33 @@ def serve(
         port=bind_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
+        # Longer than uvicorn's 5 s so that clients and proxies reuse connections
+        # rather than race the server closing them.
+        timeout_keep_alive=30,
         proxy_headers=True,
     )
-    if workers > 1:
-        # Each worker builds its app from the environment, as this process did.
-        uvicorn.run("fleet.web.app:app_from_env", factory=True, workers=workers, **config)  # type: ignore[arg-type]
-    else:
-        from fleet.web.app import create_app
+    stop = threading.Event()
+    worker: threading.Thread | None = None
+    if alerts:
+        from fleet.alerts.worker import run_forever
 
-        uvicorn.run(create_app(settings), **config)  # type: ignore[arg-type]
+        worker = threading.Thread(
+            target=run_forever, args=(settings, stop), name="clearday-alerts", daemon=True
+        )
+        worker.start()
+        typer.echo("alert worker running in this process (--no-alerts to leave it out)")
+    try:
+        if workers > 1:
+            # Each worker builds its app from the environment, as this process did.
+            uvicorn.run("fleet.web.app:app_from_env", factory=True, workers=workers, **config)  # type: ignore[arg-type]
+        else:
+            from fleet.web.app import create_app
+
+            uvicorn.run(create_app(settings), **config)  # type: ignore[arg-type]
+    finally:
+        stop.set()
+        if worker:
+            worker.join(15)
 
 
 def register(app: typer.Typer) -> None:

@@ -159,3 +159,60 @@ def test_reports_and_csv(client: TestClient, users: Users, supervised_day: int) 
         ).json()
         == []
     )
+
+
+def test_the_ledger_endpoint_matches_the_alerts_service(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    """The endpoint builds its JSON in SQL; it must say what service.ledger says."""
+    from datetime import datetime
+
+    import psycopg
+
+    from fleet.alerts import service
+
+    def normal(value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, dict):
+            return {k: normal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [normal(v) for v in value]
+        return value
+
+    for params in ({}, {"status": "missed"}, {"truck_id": "T1"}, {"limit": 2, "offset": 1}):
+        got = client.get(
+            "/api/v1/ledger", params={**DAY_Q, **params}, headers=users.headers("viewer")
+        )
+        with psycopg.connect(users.url) as conn:
+            want = service.ledger(conn=conn, service_date=DAY, **params)
+        assert normal(got.json()["entries"]) == normal([e.model_dump(mode="json") for e in want]), (
+            params
+        )
+
+
+def test_the_ledger_follows_a_recomputed_day(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    """Served ledgers are cached until the day's rows change, even when a replay
+    recomputes them at the same `now`."""
+    import psycopg
+
+    from fleet.alerts import service
+    from fleet.config import Settings
+    from tests.integration.alerts.world import evening, insert_fixes, track_t3_serving_p4
+
+    def p4() -> str:
+        body = client.get("/api/v1/ledger", params=DAY_Q, headers=users.headers("viewer")).json()
+        return next(e["status"] for e in body["entries"] if e["point_id"] == "P4")
+
+    assert p4() == "missed" and p4() == "missed"  # the second answer comes from the cache
+    with psycopg.connect(users.url) as conn:
+        insert_fixes(conn, "T3", track_t3_serving_p4().fixes)
+        service.replay_day(conn=conn, settings=Settings(), service_date=DAY, now=evening())
+    assert p4() == "cleared"
