@@ -32,9 +32,9 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        pytest.exit(
-            f"no Chromium at {CHROMIUM}: `apt-get install chromium` (or set CLEARDAY_CHROMIUM)",
-            returncode=3,
+        # Fail (never skip) the browser tests, and let the rest of the run go on.
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: `apt-get install chromium` (or set CLEARDAY_CHROMIUM)"
         )
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
