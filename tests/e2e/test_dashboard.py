@@ -58,6 +58,7 @@ def test_login_language_and_logout(page: Any, live_server: LiveServer, users: Us
     page.click(".topbar [data-lang-toggle]")
     assert page.inner_text(".tabs a.active") == "Dispatch"
     assert page.evaluate("document.documentElement.lang") == "en"
+    shot(page, "02-dispatch-en")
     page.click(".topbar [data-lang-toggle]")
     assert page.inner_text(".tabs a.active") == "调度"
     page.click("#logout")

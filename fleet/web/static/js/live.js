@@ -130,7 +130,9 @@ export class LivePage {
         marker = L.circleMarker(at, { ...style, renderer: this.svg, className: `truck-marker truck-${id}` })
           .on("click", () => this.select(id).catch(showError))
           .addTo(map.layers.trucks);
-        marker.bindTooltip(truck.plate, { permanent: labels, direction: "right", className: "truck-label" });
+        marker.bindTooltip(truck.plate, {
+          permanent: labels, direction: "right", offset: [10, 0], className: "truck-label",
+        });
         this.markers.set(id, marker);
       } else {
         marker.setLatLng(at);
@@ -171,7 +173,7 @@ export class LivePage {
         .addTo(map.layers.track);
     }
     clear(this.el.track, h("p", { "data-testid": "track-info" },
-      `${t("live.track")}: ${truck?.plate || truckId} · ${track.total_fixes} fixes`
+      `${t("live.track")}: ${truck?.plate || truckId} · ${track.total_fixes} ${t("live.fixes")}`
       + (track.downsampled ? ` (${track.points.length})` : "")));
     this.render();
   }
