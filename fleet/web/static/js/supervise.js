@@ -131,7 +131,7 @@ export class SupervisePage {
     h("td", {}, h("span", { class: `chip ${c.severity}` }, t(`severity.${c.severity}`))),
     h("td", {}, c.title),
     h("td", {}, h("span", { class: `chip ${c.state}` }, t(`case.${c.state}`))),
-    h("td", { class: c.overdue ? "error" : "muted" }, c.overdue ? t("case.overdue") : fmtDateTime(c.due_at))))) : h("p", { class: "muted" }, t("common.none")));
+    h("td", { class: `due ${c.overdue ? "error" : "muted"}` }, c.overdue ? t("case.overdue") : fmtDateTime(c.due_at))))) : h("p", { class: "muted" }, t("common.none")));
   }
 
   async openCase(caseId) {
