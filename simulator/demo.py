@@ -8,6 +8,7 @@ simulator over MQTT → a summary read back from the ledger. Ctrl-C stops everyt
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import typer
@@ -296,6 +298,28 @@ def summarize(url: str, service_date: date, faults: list[Any], fixes_published: 
     )  # fmt: skip
 
 
+ALERT_NAMES = {
+    "missed": "漏收 missed", "drive_by": "驶过未停 drive-by", "not_cleared_by_deadline": "未日清 not cleared",
+    "not_unloaded": "未卸载 not unloaded", "offline": "离线 offline", "stationary": "异常停留 stationary",
+}  # fmt: skip
+
+
+def new_alerts(url: str, seen: list[int], tz: ZoneInfo) -> list[str]:
+    """Alerts raised since the last call, one line each, for the watcher."""
+    with db.connect(url) as conn:
+        rows = conn.execute(
+            """SELECT alert_id, kind, coalesce(point_id, truck_id), condition_at, message
+               FROM alert WHERE alert_id > %s ORDER BY alert_id""",
+            (seen[0],),
+        ).fetchall()
+    if rows:
+        seen[0] = rows[-1][0]
+    return [
+        f"  ⚠ {at.astimezone(tz):%H:%M} {ALERT_NAMES.get(kind, kind)}: {subject} — {message}"
+        for _, kind, subject, at, message in rows
+    ]
+
+
 def play_day(
     settings: Settings,
     url: str,
@@ -351,7 +375,11 @@ def play_day(
         alert_thread.start()
     status = StatusLine()
 
+    seen = [0]
+
     def progress(stats: RunStats) -> None:
+        for line in new_alerts(url, seen, settings.tz):
+            status.done(line)
         share = (stats.sim_end_s - first_s) / max(end_s - first_s, 1)
         h, m = divmod(int(stats.sim_end_s) // 60, 60)
         counts = stored_counts(url, service_date)
@@ -537,6 +565,8 @@ def register(app: typer.Typer) -> None:
         """Run a whole simulated district day on private servers (Ctrl-C stops everything)."""
         settings = Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # New alerts are shown as they appear; the worker's own log lines would interleave.
+        logging.getLogger("clearday.alerts").setLevel(logging.WARNING)
         # A process manager's SIGTERM stops the demo as cleanly as Ctrl-C does.
         signal.signal(signal.SIGTERM, _interrupt)
         try:
