@@ -569,12 +569,26 @@ def synthetic_district(
                 service_time_s=float(rng.choice([120, 180, 240, 300])),
                 window_start_s=window[0],
                 window_end_s=window[1],
-                access_class="narrow" if rng.random() < narrow_point_share else "normal",
+                access_class=(
+                    "narrow" if not kitchen and rng.random() < narrow_point_share else "normal"
+                ),
             )
         )
     trucks = []
-    n_kitchen = round(n_trucks * kitchen_share) if kitchen_share > 0 else 0
-    n_small = max(1, n_trucks // 6) if narrow_point_share > 0 and n_trucks > 1 else 0
+    # Fleet mix sized to the work: kitchen trucks for the kitchen points (they carry
+    # less), small trucks for the narrow-lane points, compactors for the rest.
+    n_kitchen_points = sum(1 for p in points if p.stream == "kitchen")
+    n_narrow_points = sum(1 for p in points if p.access_class == "narrow")
+    n_kitchen = (
+        min(n_trucks - 1, max(1, math.ceil(n_trucks * n_kitchen_points / n_points * 1.5)))
+        if n_kitchen_points and n_trucks > 1
+        else 0
+    )
+    n_small = (
+        min(n_trucks - n_kitchen - 1, max(1, math.ceil(n_narrow_points / 12)))
+        if n_narrow_points and n_trucks - n_kitchen > 1
+        else 0
+    )
     for t in range(n_trucks):
         depot = depots[t % len(depots)].depot_id
         if t < n_kitchen:

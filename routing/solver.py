@@ -44,6 +44,7 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from routing.plan import Plan, Route, SolveStats, Unassigned
 from routing.problem import (
+    DAY_S,
     Point,
     Problem,
     Station,
@@ -57,7 +58,6 @@ from routing.schedule import Schedule, Start, Visit, default_start, schedule_rou
 DIST_SCALE: Final = 10  # decimetres
 TIME_SCALE: Final = 10  # deciseconds
 LOAD_SCALE: Final = 1000  # grams (and thousandths of other units)
-FRACTION_SCALE: Final = 1_000_000  # load as millionths of the truck's capacity
 SOLVER_NAME: Final = "ortools-ils"
 # Above this many points `solve` decomposes the district (routing.decompose).
 DEFAULT_MAX_POINTS_PER_SOLVE: Final = 450
@@ -75,6 +75,12 @@ _OPERATORS_OFF: Final = (
     "use_relocate_path_global_cheapest_insertion_insert_unperformed",
     "use_global_cheapest_insertion_visit_types_lns",
     "use_local_cheapest_insertion_visit_types_lns",
+)
+
+
+# With stations, unserved points need more than a one-node insertion.
+_STATION_MODE_KEEP: Final = frozenset(
+    {"use_relocate_path_global_cheapest_insertion_insert_unperformed"}
 )
 
 
@@ -499,6 +505,8 @@ class _Model:
 
 
         # Arc costs and travel times, per profile (may enter narrow lanes or not).
+        self.time_np: dict[bool, np.ndarray] = {}
+        self.profile: list[bool] = []
         cost_cb: dict[bool, int] = {}
         time_cb: dict[bool, int] = {}
         time_cbs: list[int] = []
@@ -508,6 +516,8 @@ class _Model:
                 cost, timem = self._cost_and_time(prof)
                 cost_cb[prof] = routing.RegisterTransitMatrix(cost)
                 time_cb[prof] = routing.RegisterTransitMatrix(timem)
+                self.time_np[prof] = np.array(timem, dtype=np.int64)
+            self.profile.append(prof)
             routing.SetArcCostEvaluatorOfVehicle(cost_cb[prof], v)
             time_cbs.append(time_cb[prof])
 
@@ -517,6 +527,7 @@ class _Model:
         self.time_dim = time_dim
         self.break_shift = self._break_shift()
         d_break = self.break_shift[1] if self.break_shift else 0
+        self.span_limit: list[int] = []
         for v, t in enumerate(self.trucks):
             st = self.start_of[v]
             lo = math.ceil(st.earliest_s * TIME_SCALE - 1e-6)
@@ -527,10 +538,11 @@ class _Model:
             if not self._set_window(routing.End(v), lo, int(t.shift_end_s * TIME_SCALE)):
                 time_dim.CumulVar(routing.End(v)).SetRange(lo, lo)
             limit = t.route_duration_limit_s
+            self.span_limit.append(
+                max(0, int(limit * TIME_SCALE) - d_break) if math.isfinite(limit) else 1 << 60
+            )
             if math.isfinite(limit):
-                time_dim.SetSpanUpperBoundForVehicle(
-                    max(0, int(limit * TIME_SCALE) - d_break), v
-                )
+                time_dim.SetSpanUpperBoundForVehicle(self.span_limit[v], v)
         for i, nd in enumerate(self.nodes):
             if nd.kind == "depot":
                 continue
@@ -671,60 +683,41 @@ class _Model:
             self.breaks[v] = interval
 
     def _add_loads(self) -> None:
+        """Load in grams with one transit callback for all trucks (per-truck transit
+        callbacks break OR-Tools' handling of nodes made inactive) and per-truck
+        capacities; an unload subtracts the largest capacity and its slack brings the
+        load back to zero."""
         routing, manager = self.routing, self.manager
         n_vehicles = len(self.trucks)
-        caps = [t.capacity_kg for t in self.trucks]
-        same_capacity = max(caps) - min(caps) < 1e-9
         amounts = [p.amount_kg for p in self.points]
         min_amount = min((a for a in amounts if a > 0), default=1.0)
-
-        def units(kg: float, v: int) -> int:
-            if same_capacity:
-                return round(kg * LOAD_SCALE)
-            return math.ceil(kg / caps[v] * FRACTION_SCALE - 1e-9)
-
-        cap_units = [round(c * LOAD_SCALE) if same_capacity else FRACTION_SCALE for c in caps]
+        cap_units = [round(t.capacity_kg * LOAD_SCALE) for t in self.trucks]
         soft = self.station_mode and self.options.soft_capacity
         hard_units = [2 * c if soft else c for c in cap_units]
-        # Penalty per unit of overload: overloading by the smallest amount costs more
-        # than several of the longest arcs.
-        min_units = (
-            round(min_amount * LOAD_SCALE)
-            if same_capacity
-            else max(1, math.floor(min_amount / max(caps) * FRACTION_SCALE))
-        )
-        self.overload_coeff = max(1, math.ceil(4 * self.max_arc / max(1, min_units)))
-        max_units = (
-            max((units(a, v) for a in amounts for v in range(n_vehicles)), default=1)
-            if not same_capacity
-            else round(max(amounts, default=1.0) * LOAD_SCALE)
-        )
+        reset = max(hard_units)
+        # Penalty per gram of overload (soft mode): overloading by the smallest amount
+        # costs more than several of the longest arcs.
+        self.overload_coeff = max(1, math.ceil(4 * self.max_arc / max(1, round(min_amount * LOAD_SCALE))))
+        max_units = round(max(amounts, default=1.0) * LOAD_SCALE)
         self.point_penalty = int(
-            min(2**50, 10 * self.max_arc + 2 * self.overload_coeff * max_units + 1)
+            min(2**50, 10 * self.max_arc + (2 * self.overload_coeff * max_units if soft else 0) + 1)
         )
-        vectors: dict[int, int] = {}
-        cbs: list[int] = []
-        for v in range(n_vehicles):
-            key = 0 if same_capacity else v
-            if key not in vectors:
-                vec = []
-                for nd in self.nodes:
-                    if nd.kind == "point":
-                        assert nd.point is not None
-                        vec.append(units(nd.point.amount_kg, v))
-                    elif nd.kind in ("unload", "final"):
-                        vec.append(-hard_units[v])
-                    else:
-                        vec.append(0)
-                vectors[key] = routing.RegisterUnaryTransitVector(vec)
-            cbs.append(vectors[key])
-        max_hard = max(hard_units)
-        routing.AddDimensionWithVehicleTransitAndCapacity(
-            cbs, max_hard if self.station_mode else 0, hard_units, False, "load"
+        vec = []
+        for nd in self.nodes:
+            if nd.kind == "point":
+                assert nd.point is not None
+                vec.append(round(nd.point.amount_kg * LOAD_SCALE))
+            elif nd.kind in ("unload", "final"):
+                vec.append(-reset)
+            else:
+                vec.append(0)
+        cb = routing.RegisterUnaryTransitVector(vec)
+        routing.AddDimensionWithVehicleCapacity(
+            cb, reset if self.station_mode else 0, hard_units, False, "load"
         )
         load = routing.GetDimensionOrDie("load")
         for v in range(n_vehicles):
-            initial = min(units(self.start_of[v].load_kg, v), hard_units[v])
+            initial = min(round(self.start_of[v].load_kg * LOAD_SCALE), hard_units[v])
             load.CumulVar(routing.Start(v)).SetValue(initial)
             if self.station_mode:
                 load.SlackVar(routing.Start(v)).SetValue(0)
@@ -736,9 +729,7 @@ class _Model:
                 if nd.kind == "point":
                     load.SlackVar(index).SetValue(0)
                 elif soft:
-                    routing.GetDimensionOrDie("load").SetCumulVarSoftUpperBound(
-                        index, cap_units[nd.truck], self.overload_coeff
-                    )
+                    load.SetCumulVarSoftUpperBound(index, cap_units[nd.truck], self.overload_coeff)
                 else:
                     load.CumulVar(index).SetMax(cap_units[nd.truck])
         # The day's total, where trucks have a cap (hard, never resets).
@@ -775,6 +766,8 @@ class _Model:
         else:
             p.first_solution_strategy = FSS.SAVINGS
         for name in opts.operators_off:
+            if self.station_mode and name in _STATION_MODE_KEEP:
+                continue
             setattr(p.local_search_operators, name, 2)  # BOOL_FALSE
         for name in opts.operators_on:
             setattr(p.local_search_operators, name, 3)  # BOOL_TRUE
@@ -793,63 +786,148 @@ class _Model:
             p.window_start_s > shift_start or p.window_end_s < shift_end for p in self.points
         )
 
-    def hint_successors(self, visits_by_truck: dict[str, list[Visit]]) -> dict[int, int]:
-        """Successor (routing index) of each index in the routes ``visits_by_truck``,
-        mapped onto this model's nodes: station visits take the truck's unload slots in
-        order, the last one its final unload; spare slots are parked."""
-        manager, routing = self.manager, self.routing
+    def _hint_routes(
+        self, visits_by_truck: dict[str, list[Visit]]
+    ) -> list[tuple[list[int], list[int]]]:
+        """Per vehicle, (body, tail) node lists for the routes ``visits_by_truck``:
+        points and used unload slots in order, then the final unload and parked slots."""
         point_node = {p.point_id: self.point_node0 + k for k, p in enumerate(self.points)}
         vehicle = {t.truck_id: v for v, t in enumerate(self.trucks)}
-        nxt: dict[int, int] = {}
+        out: list[tuple[list[int], list[int]]] = []
         used: set[int] = set()
+        per_vehicle: dict[int, list[Visit]] = {}
         for truck_id, visits in visits_by_truck.items():
             v = vehicle.get(truck_id)
-            if v is None:
-                continue
-            seq: list[int] = []
+            if v is not None:
+                per_vehicle[v] = visits
+        for v in range(len(self.trucks)):
+            visits = per_vehicle.get(v, [])
+            body: list[int] = []
             slots = list(self.unload_nodes[v])
             stations = [i for i, x in enumerate(visits) if x.kind == "station"]
             last_station = stations[-1] if stations else -1
             for i, x in enumerate(visits):
                 if x.kind == "point":
                     node = point_node.get(x.ref_id)
-                    if node is not None and node not in used:
-                        seq.append(node)
-                        used.add(node)
+                    if node is None or node in used:
+                        continue
+                    if v not in self.allowed[node - self.point_node0]:
+                        continue
+                    body.append(node)
+                    used.add(node)
                 elif self.station_mode and i != last_station and slots:
-                    seq.append(slots.pop(0))
+                    body.append(slots.pop(0))
+            tail: list[int] = []
             if self.station_mode:
-                seq.append(self.final_nodes[v][0])
+                tail.append(self.final_nodes[v][0])
                 if self.options.unload_model == "parked":
-                    seq.extend(slots)
+                    tail.extend(slots)
+            out.append((body, tail))
+        return out
+
+    def _fits(self, v: int, seq: list[int]) -> bool:
+        """Whether truck ``v`` can drive ``seq`` (model nodes) in the model's own terms
+        (folded break, rounded times, loads in grams): a hint that fits is followed by
+        the first-solution heuristic without any search."""
+        routing, manager = self.routing, self.manager
+        time_dim = self.time_dim
+        tm = self.time_np[self.profile[v]]
+        load_cap = round(self.trucks[v].capacity_kg * LOAD_SCALE)
+        day_cap = self.trucks[v].day_load_limit_kg * LOAD_SCALE
+        start_index = routing.Start(v)
+        start_node = manager.IndexToNode(start_index)
+        end_index = routing.End(v)
+        span = self.span_limit[v]
+
+        def run(depart: int) -> tuple[bool, int, int]:
+            t = depart
+            prev = start_node
+            load = round(self.start_of[v].load_kg * LOAD_SCALE)
+            day = round(self.start_of[v].day_load_kg * LOAD_SCALE)
+            slack = 1 << 60
+            for node in [*seq, -1]:
+                index = end_index if node < 0 else manager.NodeToIndex(node)
+                arrive = t + int(tm[prev, manager.IndexToNode(index)])
+                cumul = time_dim.CumulVar(index)
+                t = max(arrive, cumul.Min())
+                if t > cumul.Max():
+                    return False, 0, 0
+                slack = min(slack, cumul.Max() - t)
+                if node >= 0:
+                    nd = self.nodes[node]
+                    if nd.kind == "point":
+                        assert nd.point is not None
+                        amount = round(nd.point.amount_kg * LOAD_SCALE)
+                        load += amount
+                        day += amount
+                        if load > load_cap or day > day_cap:
+                            return False, 0, 0
+                    elif nd.kind in ("unload", "final"):
+                        load = 0
+                    prev = node
+                else:
+                    prev = manager.IndexToNode(index)
+            return t - depart <= span, t - depart, slack
+
+        depart = time_dim.CumulVar(start_index).Min()
+        ok, length, slack = run(depart)
+        if ok:
+            return True
+        if length and slack > 0:  # too long: leave later, if the windows allow
+            return run(depart + slack)[0]
+        return False
+
+    def hint_successors(self, visits_by_truck: dict[str, list[Visit]]) -> dict[int, int]:
+        """Successor (routing index) of each index along the routes ``visits_by_truck``
+        mapped onto this model, without the points that do not fit in the model's
+        terms: the first-solution heuristic then follows it without search."""
+        routing, manager = self.routing, self.manager
+        routes = self._hint_routes(visits_by_truck)
+        accepted: list[list[int]] = [tail for _, tail in routes]
+        for v, (body, tail) in enumerate(routes):
+            if not body:
+                continue
+            if self._fits(v, body + tail):
+                accepted[v] = body + tail
+                continue
+            kept: list[int] = []
+            for node in body:
+                if self._fits(v, [*kept, node, *tail]):
+                    kept.append(node)
+            accepted[v] = kept + tail
+        nxt: dict[int, int] = {}
+        for v, seq in enumerate(accepted):
             chain = [routing.Start(v), *(manager.NodeToIndex(n) for n in seq), routing.End(v)]
-            for a, b in itertools.pairwise(chain):
-                nxt[a] = b
-        if self.station_mode:  # trucks without a hinted route: park everything
-            for v in range(len(self.trucks)):
-                if routing.Start(v) in nxt:
-                    continue
-                seq = [self.final_nodes[v][0]]
-                if self.options.unload_model == "parked":
-                    seq += self.unload_nodes[v]
-                chain = [routing.Start(v), *(manager.NodeToIndex(n) for n in seq), routing.End(v)]
-                for a, b in itertools.pairwise(chain):
-                    nxt[a] = b
+            for x, y in itertools.pairwise(chain):
+                nxt[x] = y
         return nxt
 
     def solve(
-        self, time_limit_s: float, hint: dict[int, int] | None = None
+        self, time_limit_s: float, hint_visits: dict[str, list[Visit]] | None = None
     ) -> tuple[list[list[int]], str]:
+        t0 = time.monotonic()
         params = self.parameters(time_limit_s)
-        if hint:
+        if hint_visits:
             # Build the first solution along the hinted arcs (OR-Tools' iterated local
-            # search takes no initial assignment, but follows this evaluator).
+            # search takes no initial assignment, but follows this evaluator); where a
+            # hinted arc does not fit, the cheapest one that does. The evaluator must
+            # exist before the model is closed; the hint is filled in afterwards.
+            hint: dict[int, int] = {}
+            offset = self.big_cost
+            arc_cost = self.routing.GetArcCostForVehicle
+
             def follow_hint(i: int, j: int) -> int:
-                return 0 if hint.get(i) == j else 1_000_000
+                if hint.get(i) == j:
+                    return 0
+                return offset + int(arc_cost(i, j, 0))
 
             self._hint_evaluator = follow_hint  # keep it alive during the search
             self.routing.SetFirstSolutionEvaluator(follow_hint)
             params.first_solution_strategy = FSS.EVALUATOR_STRATEGY
+            hint.update(self.hint_successors(hint_visits))
+            params.time_limit.FromMilliseconds(
+                max(100, int((time_limit_s - (time.monotonic() - t0)) * 1000))
+            )
         if self.options.metaheuristic == "ils":
             solution = self.routing.SolveWithIteratedLocalSearch(params)
         else:
@@ -949,9 +1027,8 @@ def solve_direct(
             budget = (time_limit_s - (time.monotonic() - t0)) * options.construction_share
             hint_visits = construct_trips(model, budget)
         model.build()
-        hint = model.hint_successors(hint_visits) if hint_visits else None
         remaining = time_limit_s - (time.monotonic() - t0)
-        sequences, status = model.solve(max(0.5, remaining * 0.97), hint=hint)
+        sequences, status = model.solve(max(0.5, remaining * 0.97), hint_visits=hint_visits)
     visits_by_truck: dict[str, list[Visit]] = {}
     for v, seq in enumerate(sequences):
         visits = []
@@ -996,28 +1073,43 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
     """
     t0 = time.monotonic()
     problem = model.problem
-    groups: dict[str, list[int]] = {}
+    # Groups: trucks of one kind (streams, narrow access, capacity) unloading at one
+    # station.
+    groups: dict[tuple[Any, ...], list[int]] = {}
     for v, st in enumerate(model.unload_station):
-        groups.setdefault(st.station_id, []).append(v)
-    # Each point goes to the group of its allowed trucks whose station is nearest.
-    members: dict[str, list[Point]] = {sid: [] for sid in groups}
+        t = model.trucks[v]
+        key = (st.station_id, frozenset(t.streams), t.can_enter_narrow, t.capacity_kg)
+        groups.setdefault(key, []).append(v)
+    # Each point goes to one group that may serve it: nearest station first, then
+    # trucks that may not enter narrow lanes (the scarce small trucks are kept for
+    # the narrow points), then the group with the most capacity.
+    capacity = {k: sum(model.trucks[v].capacity_kg for v in vs) for k, vs in groups.items()}
+    members: dict[tuple[Any, ...], list[Point]] = {k: [] for k in groups}
     mx = problem.matrix
     for p, allowed in zip(model.points, model.allowed, strict=True):
-        options = {model.unload_station[v].station_id for v in allowed}
+        allowed_set = set(allowed)
+        options = [k for k, vs in groups.items() if allowed_set.intersection(vs)]
         if not options:
             continue
         pk = point_key(p.point_id)
-        sid = min(options, key=lambda x: mx.distance(pk, station_key(x)))
-        members[sid].append(p)
+        best = min(
+            options,
+            key=lambda k: (
+                round(mx.distance(pk, station_key(k[0]))),
+                k[2] and p.access_class != "narrow",
+                -capacity[k],
+            ),
+        )
+        members[best].append(p)
     total_points = sum(len(v) for v in members.values()) or 1
     out: dict[str, list[Visit]] = {}
-    for sid, vs in groups.items():
-        pts = members[sid]
+    for key, vs in groups.items():
+        pts = members[key]
         if not pts:
             continue
         share = time_limit_s * len(pts) / total_points
-        trips = _cvrp_trips(model, sid, vs, pts, max(0.2, share - 0.05))
-        out.update(_pack_trips(model, sid, vs, trips))
+        trips = _cvrp_trips(model, key[0], vs, pts, max(0.2, share - 0.05))
+        out.update(_pack_trips(model, key[0], vs, trips))
         if time.monotonic() - t0 > time_limit_s * 1.5:
             break
     return out
@@ -1033,7 +1125,18 @@ def _cvrp_trips(
     idx = np.array([matrix.index[k] for k in keys])
     dist = np.asarray(matrix.distance_m)[np.ix_(idx, idx)]
     dist = np.where(np.isfinite(dist), dist, model.big_cost / DIST_SCALE)
-    cost = np.rint(dist * DIST_SCALE).astype(np.int64).tolist()
+    # Keep points whose windows are far apart out of one trip: a trip is driven at
+    # one time of day. The gap between two windows costs what the truck would drive
+    # meanwhile.
+    dur = np.asarray(matrix.duration_s)[np.ix_(idx, idx)]
+    finite = np.isfinite(dur) & (dur > 0)
+    speed = float(np.median(dist[finite] / dur[finite])) if finite.any() else 5.0
+    ws = np.array([0.0] + [p.window_start_s for p in pts])
+    we = np.array([DAY_S] + [p.window_end_s for p in pts])
+    gap = np.maximum(0.0, ws[None, :] - we[:, None]) + np.maximum(0.0, ws[:, None] - we[None, :])
+    gap[0, :] = 0.0
+    gap[:, 0] = 0.0
+    cost = np.rint((dist + speed * gap) * DIST_SCALE).astype(np.int64).tolist()
     cap = min(model.trucks[v].capacity_kg for v in vs)
     demand = [0] + [round(p.amount_kg * LOAD_SCALE) for p in pts]
     n_vehicles = math.ceil(sum(p.amount_kg for p in pts) / cap * 1.3) + 2
@@ -1098,7 +1201,10 @@ def _pack_trips(
             - overhead
         )
         left_kg[v] = t.day_load_limit_kg - model.start_of[v].day_load_kg
-    urgency = sorted(trips, key=lambda trip: min(p.window_end_s for p in trip))
+    def centre(trip: list[Point]) -> float:
+        return float(np.median([(p.window_start_s + p.window_end_s) / 2 for p in trip]))
+
+    urgency = sorted(trips, key=lambda trip: (min(p.window_end_s for p in trip), centre(trip)))
     assigned: dict[int, list[list[Point]]] = {v: [] for v in vs}
     for trip in urgency:
         load = sum(p.amount_kg for p in trip)
@@ -1114,11 +1220,38 @@ def _pack_trips(
         if not ts:
             continue
         visits: list[Visit] = []
-        for trip in ts:
+        for trip in sorted(ts, key=centre):
             visits.extend(Visit("point", p.point_id) for p in trip)
             visits.append(Visit("station", station_id))
-        out[model.trucks[v].truck_id] = visits
+        truck = model.trucks[v]
+        start = model.start_of[v]
+        out[truck.truck_id] = _drop_late(problem, truck, visits, start, truck.truck_id in model.options.breaks_done)
     return out
+
+
+def _drop_late(
+    problem: Problem, truck: Truck, visits: list[Visit], start: Start, break_done: bool
+) -> list[Visit]:
+    """Make a constructed route hold: drop the first point whose window (or the shift)
+    it misses until it does; the search re-inserts them."""
+    for _ in range(len(visits)):
+        sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
+        if sched.feasible:
+            return visits
+        bad = None
+        for t in sched.stops:
+            if t.kind == "point":
+                p = problem.point(t.ref_id or "")
+                if t.start_s > p.window_end_s + 1e-6:
+                    bad = t.ref_id
+                    break
+        if bad is None:  # shift or capacity: drop the last point
+            points = [x for x in visits if x.kind == "point"]
+            if not points:
+                return []
+            bad = points[-1].ref_id
+        visits = _normalise(problem, truck, [x for x in visits if not (x.kind == "point" and x.ref_id == bad)])
+    return visits
 
 
 def _shuffled(problem: Problem, seed: int) -> Problem:

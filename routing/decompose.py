@@ -1,0 +1,228 @@
+"""Large districts: split by territory, solve the pieces in parallel, stitch.
+
+A district of thousands of points is cut into compact territories by recursive
+bisection of the points' positions (each piece at most ``max_points_per_solve``
+points, balanced by count). Trucks are shared out among the pieces in proportion to
+the waste each kind of truck (same streams, narrow-lane access, depot) can collect
+there, nearest depot first. Each piece is an ordinary :class:`Problem` over the
+sub-matrix of its locations, solved by :func:`routing.solver.solve_direct` in its own
+process (OR-Tools holds the GIL), and the plans are stitched into one. Points a piece
+could not serve are then offered to every route of the district.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from routing.plan import Plan, Route, Unassigned
+from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
+from routing.schedule import Visit
+
+# Time kept back from the budget for splitting, process start-up and stitching.
+OVERHEAD_S = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    points: tuple[Point, ...]
+    trucks: tuple[Truck, ...]
+
+
+def _xy(problem: Problem, points: Sequence[Point]) -> np.ndarray:
+    lat0 = float(np.mean([p.lat for p in points])) if points else 0.0
+    k = math.cos(math.radians(lat0))
+    return np.array([[p.lon * k, p.lat] for p in points], dtype=np.float64)
+
+
+def split_points(problem: Problem, max_points: int) -> list[list[Point]]:
+    """Compact, balanced territories: recursive bisection along the wider axis."""
+    pieces: list[list[Point]] = []
+
+    def bisect(points: list[Point], parts: int) -> None:
+        if parts <= 1:
+            pieces.append(points)
+            return
+        xy = _xy(problem, points)
+        axis = 0 if np.ptp(xy[:, 0]) >= np.ptp(xy[:, 1]) else 1
+        order = np.argsort(xy[:, axis], kind="stable")
+        left_parts = parts // 2
+        cut = round(len(points) * left_parts / parts)
+        bisect([points[i] for i in order[:cut]], left_parts)
+        bisect([points[i] for i in order[cut:]], parts - left_parts)
+
+    parts = max(1, math.ceil(len(problem.points) / max_points))
+    bisect(list(problem.points), parts)
+    return [p for p in pieces if p]
+
+
+def _truck_kind(t: Truck) -> tuple[Any, ...]:
+    return (frozenset(t.streams), t.can_enter_narrow, t.capacity_kg)
+
+
+def share_trucks(problem: Problem, territories: list[list[Point]]) -> list[list[Truck]]:
+    """Give each territory trucks of each kind (streams, narrow access, capacity) in
+    proportion to the waste that kind can collect there, nearest depot first."""
+    kinds: dict[tuple[Any, ...], list[Truck]] = defaultdict(list)
+    for t in problem.trucks:
+        kinds[_truck_kind(t)].append(t)
+    demand = np.zeros((len(territories), len(kinds)))
+    kind_keys = list(kinds)
+    for ti, pts in enumerate(territories):
+        for p in pts:
+            able = [
+                k
+                for k, key in enumerate(kind_keys)
+                if p.stream in key[0] and (p.access_class != "narrow" or key[1])
+            ]
+            for k in able:
+                demand[ti, k] += max(p.amount_kg, 1.0) / len(able)
+    centroids = [
+        (float(np.mean([p.lat for p in pts])), float(np.mean([p.lon for p in pts])))
+        for pts in territories
+    ]
+    out: list[list[Truck]] = [[] for _ in territories]
+    for k, key in enumerate(kind_keys):
+        trucks = kinds[key]
+        col = demand[:, k]
+        if col.sum() <= 0:
+            continue
+        quota = col / col.sum() * len(trucks)
+        counts = np.floor(quota).astype(int)
+        # Every territory with work for this kind gets at least one, if possible.
+        need = [i for i in range(len(territories)) if col[i] > 0 and counts[i] == 0]
+        rest = len(trucks) - int(counts.sum())
+        for i in sorted(need, key=lambda i: -quota[i])[: max(0, rest)]:
+            counts[i] += 1
+        rest = len(trucks) - int(counts.sum())
+        for i in np.argsort(-(quota - counts))[: max(0, rest)]:
+            counts[i] += 1
+        # Nearest depot first: hand out trucks territory by territory.
+        pool = list(trucks)
+        for i in np.argsort(-counts):
+            lat, lon = centroids[i]
+            pool.sort(
+                key=lambda t: (problem.depot(t.start_depot_id).lat - lat) ** 2
+                + (problem.depot(t.start_depot_id).lon - lon) ** 2
+            )
+            out[i].extend(pool[: counts[i]])
+            pool = pool[counts[i] :]
+    return out
+
+
+def sub_problem(problem: Problem, piece: Piece, name: str) -> Problem:
+    depots = sorted({t.start_depot_id for t in piece.trucks} | {t.end_depot_id for t in piece.trucks})
+    if not depots:
+        depots = [problem.depots[0].depot_id]
+    keys = (
+        [depot_key(d) for d in depots]
+        + [station_key(s.station_id) for s in problem.stations]
+        + [point_key(p.point_id) for p in piece.points]
+    )
+    return Problem(
+        points=piece.points,
+        stations=problem.stations,
+        depots=tuple(problem.depot(d) for d in depots),
+        trucks=piece.trucks,
+        matrix=problem.matrix.subset(keys),
+        matrix_no_narrow=(
+            problem.matrix_no_narrow.subset(keys) if problem.matrix_no_narrow is not None else None
+        ),
+        name=name,
+    )
+
+
+def _solve_piece(args: tuple[Problem, float, int, Any]) -> Plan:
+    from routing.solver import solve_direct
+
+    problem, time_limit_s, seed, options = args
+    return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options)
+
+
+def solve_decomposed(
+    problem: Problem,
+    *,
+    time_limit_s: float,
+    seed: int = 0,
+    options: Any = None,
+) -> Plan:
+    """Split, solve the pieces in parallel processes, stitch, re-offer leftovers."""
+    from routing.solver import SolverOptions, finish_plan, make_plan
+
+    t0 = time.monotonic()
+    options = options or SolverOptions()
+    territories = split_points(problem, options.max_points_per_solve)
+    fleets = share_trucks(problem, territories)
+    pieces = [Piece(tuple(p), tuple(f)) for p, f in zip(territories, fleets, strict=True)]
+    workers = options.workers or os.cpu_count() or 1
+    workers = max(1, min(workers, len(pieces)))
+    waves = math.ceil(len(pieces) / workers)
+    overhead = min(OVERHEAD_S + 0.02 * len(problem.points) / 100, 0.3 * time_limit_s)
+    per_piece = max(1.0, (time_limit_s - overhead - (time.monotonic() - t0)) / waves)
+    piece_options = replace(options, max_points_per_solve=10**9)
+    jobs = []
+    unassigned: list[Unassigned] = []
+    for i, piece in enumerate(pieces):
+        if not piece.trucks:
+            unassigned.extend(Unassigned(point_id=p.point_id, reason="no_truck") for p in piece.points)
+            continue
+        jobs.append((sub_problem(problem, piece, f"{problem.name}#{i}"), per_piece, seed, piece_options))
+    plans: list[Plan] = []
+    if workers == 1 or len(jobs) <= 1:
+        plans = [_solve_piece(job) for job in jobs]
+    else:
+        # fork: no re-import of the caller's __main__ (spawn would need the caller to
+        # guard it); the parent has not started any OR-Tools search at this point.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        ctx = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            plans = list(pool.map(_solve_piece, jobs))
+    # Stitch: every route is re-timed on the whole problem; leftovers are offered to
+    # every route of the district.
+    visits_by_truck: dict[str, list[Visit]] = {}
+    for plan in plans:
+        for route in plan.routes:
+            visits_by_truck[route.truck_id] = [
+                Visit(s.kind, s.ref_id)
+                for s in route.stops
+                if s.kind in ("point", "station") and s.ref_id is not None
+            ]
+    # Points a piece could not serve are offered to the whole district again; points
+    # no truck of the district could ever serve keep the reason found for them.
+    from routing.solver import screen
+
+    explained = screen(problem, dict(options.starts), options.breaks_done).unassigned
+    remaining = max(2.0, time_limit_s - (time.monotonic() - t0) - 1.0)
+    routes, final_unassigned = finish_plan(
+        problem,
+        visits_by_truck,
+        explained,
+        starts=dict(options.starts),
+        breaks_done=options.breaks_done,
+        repair=True,
+        time_budget_s=remaining,
+    )
+    notes = (f"{len(pieces)} pieces, {workers} workers, {per_piece:.0f} s each",)
+    return make_plan(
+        problem,
+        routes,
+        final_unassigned,
+        solve_time_s=time.monotonic() - t0,
+        seed=seed,
+        status=",".join(sorted({p.stats.status for p in plans})) or "empty",
+        pieces=len(pieces),
+        notes=notes,
+    )
+
+
+def routes_by_truck(routes: Sequence[Route]) -> dict[str, Route]:
+    return {r.truck_id: r for r in routes}
