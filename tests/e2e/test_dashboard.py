@@ -134,7 +134,7 @@ def test_trucks_move_on_the_live_map(
     from simulator.load import LoadConfig, run_load
 
     config = LoadConfig(
-        url=ingestor, terminals=3, rate=6.0, duration_s=25.0, seed=3,
+        url=ingestor, terminals=3, rate=6.0, duration_s=12.0, seed=3,
         city=CityConfig(n_points=30, n_trucks=3, seed=1, district="city"),
     )  # fmt: skip
     simulator = threading.Thread(target=run_load, args=(config,), daemon=True)
