@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     def _known_timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(
                 f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
             ) from exc

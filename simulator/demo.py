@@ -495,7 +495,10 @@ def run_demo(
         )
         http_port = free_port()
         stack.start_process(
-            "api", ["serve", "--host", "127.0.0.1", "--port", str(http_port)], env, log_dir
+            "api",
+            ["serve", "--host", "127.0.0.1", "--port", str(http_port), "--no-alerts"],
+            env,
+            log_dir,
         )
         dashboard = f"http://127.0.0.1:{http_port}/"
         if not wait_for_http(dashboard + "healthz", 30):

@@ -145,7 +145,12 @@ def stack(pg: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
             processes.append(Process(f"ingest{i}", ["ingest"], env, logs))
         processes.append(Process("alerts", ["alerts", "run"], base, logs))
         processes.append(
-            Process("api", ["serve", "--host", "127.0.0.1", "--port", str(http_port)], base, logs)
+            Process(
+                "api",
+                ["serve", "--host", "127.0.0.1", "--port", str(http_port), "--no-alerts"],
+                base,
+                logs,
+            )
         )
         yield {"url": url, "broker": broker, "auth": auth_dir, "metrics": metrics, "http_port": http_port,
                "processes": processes, "terminals": terminals}  # fmt: skip
