@@ -161,6 +161,18 @@ def update_job(
     )
 
 
+# A job runs in the thread of the process that started it; one unfinished after this
+# long died with its process (a restart) and is reported as failed.
+STALE_JOB_AFTER = "1 hour"
+
+
 def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
+    conn.execute(
+        f"""UPDATE plan_job SET state = 'failed', finished_at = now(),
+                   message = 'interrupted: the process running it stopped'
+            WHERE job_id = %s AND state IN ('queued', 'running')
+              AND created_at < now() - INTERVAL '{STALE_JOB_AFTER}'""",
+        (job_id,),
+    )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute("SELECT * FROM plan_job WHERE job_id = %s", (job_id,)).fetchone()

@@ -88,3 +88,16 @@ def test_plan_job_reports_progress_and_stores_the_plan(database_url: str, tmp_pa
         time.sleep(0.3)
     assert job["state"] == "done", job
     assert job["progress"] == 1.0 and job["plan_id"] is not None
+
+
+def test_a_job_left_running_by_a_dead_process_reads_as_failed(database_url: str) -> None:
+    with db.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO district (district_id, name) VALUES ('demo', 'demo')")
+        row = conn.execute(
+            "INSERT INTO plan_job (district_id, service_date, state, created_at)"
+            " VALUES ('demo', '2026-03-03', 'running', now() - INTERVAL '2 hours') RETURNING job_id"
+        ).fetchone()
+        assert row is not None
+        job = service.get_job(conn, job_id=row[0])
+    assert job is not None and job["state"] == "failed"
+    assert "interrupted" in job["message"]
