@@ -584,6 +584,12 @@ def main(argv: Iterable[str] | None = None) -> None:
     ap.add_argument("--plan-time-limit", type=float, default=30.0)
     ap.add_argument("--eval-end", default="21:00", help="local time the last day is judged at")
     ap.add_argument("--explain", action="store_true", help="log the truth behind each error")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the database (with CLEARDAY_DATABASE_URL)"
+    )
+    ap.add_argument(
+        "--only-day", type=int, default=None, help="run only this day index (debugging)"
+    )
     args = ap.parse_args(list(argv) if argv is not None else None)
 
     started = time.monotonic()
@@ -616,6 +622,8 @@ def main(argv: Iterable[str] | None = None) -> None:
             confusion: Counter[str] = Counter()
             runs: list[dict[str, Any]] = []
             for k, d in enumerate(days):
+                if args.only_day is not None and k != args.only_day:
+                    continue
                 plan = plan_day(url, city, net, d, args)
                 day = sim_day(city, net, plan, d, k, args)
                 eval_end = datetime.combine(d, datetime.min.time(), tzinfo=TZ).replace(
@@ -642,7 +650,10 @@ def main(argv: Iterable[str] | None = None) -> None:
         finally:
             if ingestor is not None:
                 ingestor.stop()
-            drop_database(srv.admin_url, url)
+            if args.keep:
+                log(f"kept the database: {url}")
+            else:
+                drop_database(srv.admin_url, url)
             srv.close()
 
     delays = [x for s in scores.values() for x in s.delays]

@@ -137,8 +137,7 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     dist_i = np.rint(dist * SCALE).astype(np.int64)
     dur_i = np.ceil(dur * SCALE - 1e-6).astype(np.int64)
 
-    caps = {t.capacity_kg for t in trucks}
-    load_scale = 1000 if len(caps) == 1 else 1000
+    load_scale = 1000
 
     locations = [pyvrp.Location(0.0, 0.0) for _ in keys]
     lat_lon = {}
@@ -199,11 +198,11 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
         cap, sdep, edep, s0, s1, maxdur, day_cap = g
         # The daily load cap as a trip limit: exact when it is a multiple of the
         # capacity, a relaxation otherwise (the checker then has the last word).
-        max_reloads = (
-            max(0, math.ceil(day_cap / cap - 1e-9) - 1) if day_cap is not None else 2**30
-        )
+        max_reloads = max(0, math.ceil(day_cap / cap - 1e-9) - 1) if day_cap is not None else 2**30
         start_d = depot_pos[keys.index(depot_key(sdep))]
-        end_d = depot_pos[end_virtual[edep]] if station_mode else depot_pos[keys.index(depot_key(edep))]
+        end_d = (
+            depot_pos[end_virtual[edep]] if station_mode else depot_pos[keys.index(depot_key(edep))]
+        )
         vehicle_types.append(
             pyvrp.VehicleType(
                 groups[g],
@@ -217,9 +216,7 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
                 max_reloads=max_reloads if station_mode else 0,
             )
         )
-    data = pyvrp.ProblemData(
-        locations, clients, depots, vehicle_types, [dist_i], [dur_i]
-    )
+    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, [dist_i], [dur_i])
     remaining = max(0.5, budget_s - (time.monotonic() - t0))
     result = pyvrp.solve(data, stop=MaxRuntime(remaining), seed=seed, display=False)
     best = result.best
@@ -237,7 +234,8 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
                 t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0),
                 min(
                     t.route_duration_limit_s,
-                    t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
+                    t.shift_end_s
+                    - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
                     - t.shift_start_s,
                 ),
                 t.max_day_load_kg,
@@ -245,8 +243,9 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
             == g
         ]
     visits_by_truck: dict[str, list[Visit]] = {}
-    station_of_depot = {depot_pos[keys.index(station_key(s.station_id))]: s.station_id
-                        for s in problem.stations}
+    station_of_depot = {
+        depot_pos[keys.index(station_key(s.station_id))]: s.station_id for s in problem.stations
+    }
     for route in best.routes():
         truck_id = pool[route.vehicle_type()].pop(0)
         visits: list[Visit] = []
@@ -291,9 +290,7 @@ def plan_value(inst: Instance, plan: Plan) -> float:
     return plan.stats.distance_m * inst.unit_per_m
 
 
-def run_instance(
-    path: Path, budget: float, seed: int, with_pyvrp: bool
-) -> dict[str, Any]:
+def run_instance(path: Path, budget: float, seed: int, with_pyvrp: bool) -> dict[str, Any]:
     inst = read_instance(path)
     problem = inst.problem
     t0 = time.monotonic()

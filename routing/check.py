@@ -161,7 +161,10 @@ def _check_route(
     limit = truck.route_duration_limit_s
     if arr_end - dep0 > limit + TIME_EPS:
         bad("shift", f"route lasts {arr_end - dep0:.0f} s, more than {limit:.0f} s")
-    if not _close(route.duration_s, arr_end - dep0) and abs(route.duration_s - (arr_end - dep0)) > 1:
+    if (
+        not _close(route.duration_s, arr_end - dep0)
+        and abs(route.duration_s - (arr_end - dep0)) > 1
+    ):
         bad("report", f"duration_s {route.duration_s} != end - start {arr_end - dep0}")
 
     # Walk the stops.
@@ -189,7 +192,9 @@ def _check_route(
         # The leg into this stop.
         leg_from_key, leg_from_time = prev_key, prev.departure_s
         if live is not None and live_from is not None and i == live_from:
+            # The leg from the live position; the load on board there is measured.
             leg_from_key, leg_from_time = live.key, live.time_s
+            load = live.load_kg
         assert leg_from_key is not None
         leg_m = matrix.distance(leg_from_key, key)
         leg_s = matrix.duration(leg_from_key, key)
@@ -222,8 +227,11 @@ def _check_route(
         else:
             earliest = leg_from_time + leg_s
         if stop.arrival_s < earliest - TIME_EPS:
-            bad("timing", f"arrives at {stop.arrival_s:.1f}, cannot before {earliest:.1f}",
-                stop.ref_id)
+            bad(
+                "timing",
+                f"arrives at {stop.arrival_s:.1f}, cannot before {earliest:.1f}",
+                stop.ref_id,
+            )
         if start_s < stop.arrival_s - TIME_EPS:
             bad("timing", "service starts before arrival", stop.ref_id)
 
@@ -247,8 +255,7 @@ def _check_route(
             if load > truck.capacity_kg + LOAD_EPS:
                 bad("capacity", f"load {load:.1f} > capacity {truck.capacity_kg}", p.point_id)
             if day_load > truck.day_load_limit_kg + LOAD_EPS:
-                bad("capacity", f"day load {day_load:.1f} > {truck.day_load_limit_kg}",
-                    p.point_id)
+                bad("capacity", f"day load {day_load:.1f} > {truck.day_load_limit_kg}", p.point_id)
         elif stop.kind == "station":
             assert stop.ref_id is not None
             s = problem.station(stop.ref_id)
@@ -295,8 +302,10 @@ def _check_route(
         if not breaks:
             fits_before = truck.break_earliest_s + truck.break_duration_s <= dep0 + TIME_EPS
             fits_after = truck.break_latest_s >= arr_end - TIME_EPS
-            taken_earlier = live is not None and live.completed_stops > 0 and any(
-                s.kind == "break" for s in stops[: live.completed_stops]
+            taken_earlier = (
+                live is not None
+                and live.completed_stops > 0
+                and any(s.kind == "break" for s in stops[: live.completed_stops])
             )
             if not (fits_before or fits_after or taken_earlier):
                 bad("break", "no break, and it fits neither before departure nor after return")

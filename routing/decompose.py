@@ -111,8 +111,10 @@ def share_trucks(problem: Problem, territories: list[list[Point]]) -> list[list[
         for i in np.argsort(-counts):
             lat, lon = centroids[i]
             pool.sort(
-                key=lambda t: (problem.depot(t.start_depot_id).lat - lat) ** 2
-                + (problem.depot(t.start_depot_id).lon - lon) ** 2
+                key=lambda t: (
+                    (problem.depot(t.start_depot_id).lat - lat) ** 2
+                    + (problem.depot(t.start_depot_id).lon - lon) ** 2
+                )
             )
             out[i].extend(pool[: counts[i]])
             pool = pool[counts[i] :]
@@ -120,7 +122,9 @@ def share_trucks(problem: Problem, territories: list[list[Point]]) -> list[list[
 
 
 def sub_problem(problem: Problem, piece: Piece, name: str) -> Problem:
-    depots = sorted({t.start_depot_id for t in piece.trucks} | {t.end_depot_id for t in piece.trucks})
+    depots = sorted(
+        {t.start_depot_id for t in piece.trucks} | {t.end_depot_id for t in piece.trucks}
+    )
     if not depots:
         depots = [problem.depots[0].depot_id]
     keys = (
@@ -173,9 +177,13 @@ def solve_decomposed(
     unassigned: list[Unassigned] = []
     for i, piece in enumerate(pieces):
         if not piece.trucks:
-            unassigned.extend(Unassigned(point_id=p.point_id, reason="no_truck") for p in piece.points)
+            unassigned.extend(
+                Unassigned(point_id=p.point_id, reason="no_truck") for p in piece.points
+            )
             continue
-        jobs.append((sub_problem(problem, piece, f"{problem.name}#{i}"), per_piece, seed, piece_options))
+        jobs.append(
+            (sub_problem(problem, piece, f"{problem.name}#{i}"), per_piece, seed, piece_options)
+        )
     plans: list[Plan] = []
     if workers == 1 or len(jobs) <= 1:
         plans = [_solve_piece(job) for job in jobs]

@@ -184,8 +184,11 @@ def graph_from_osm(
     if speeds_kmh:
         speeds.update(speeds_kmh)
     graph = nx.DiGraph()
-    processor = osmium.FileProcessor(str(path), osmium.osm.WAY).with_locations()
+    # Nodes must be read for their locations; only ways matter below.
+    processor = osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
     for way in processor:
+        if not way.is_way():
+            continue
         tags = way.tags
         highway = tags.get("highway")
         if highway not in OSM_HIGHWAY_CLASS:

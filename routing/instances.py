@@ -371,7 +371,6 @@ def read_kim(
         for i, r in enumerate(rows)
         if r["type"] == 1
     ]
-    total = sum(p["amount"] for p in points)
     if n_trucks is None:
         n_trucks = _kim_fleet(rows, depot_idx, station_idx, seconds, capacity, day_cap, lunch_s)
     trucks = [
@@ -423,9 +422,11 @@ def _kim_fleet(
     total = sum(rows[i]["load"] for i in stops)
     trips = math.ceil(total / capacity - 1e-9)
     tip = min((a["tipping_time_s"] for _, a in station_idx), default=0.0)
-    to_landfill = float(
-        np.median([min(seconds[i, s] for s, _ in station_idx) for i in stops])
-    ) if station_idx else 0.0
+    to_landfill = (
+        float(np.median([min(seconds[i, s] for s, _ in station_idx) for i in stops]))
+        if station_idx
+        else 0.0
+    )
     work = sum(rows[i]["service"] for i in stops) + trips * (tip + 2 * to_landfill)
     shift = rows[depot_idx]["late"] - rows[depot_idx]["early"] - lunch_s
     by_time = math.ceil(work / max(shift, 1.0))
@@ -472,7 +473,9 @@ def synthetic_graph(
         for j in range(blocks + 1):
             jitter_lat = rng.uniform(-0.1, 0.1) * dlat
             jitter_lon = rng.uniform(-0.1, 0.1) * dlon
-            g.add_node(nid(i, j), lat=lat0 + i * dlat + jitter_lat, lon=lon0 + j * dlon + jitter_lon)
+            g.add_node(
+                nid(i, j), lat=lat0 + i * dlat + jitter_lat, lon=lon0 + j * dlon + jitter_lon
+            )
 
     def add(a: int, b: int, arterial: bool) -> None:
         la, lb = g.nodes[a], g.nodes[b]

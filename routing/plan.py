@@ -100,7 +100,8 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
         return {pid for r in self.routes for pid in r.point_ids}
 
     def to_dict(self) -> dict[str, Any]:
-        out = msgspec.to_builtins(self)
+        """Plain JSON data (dicts, lists, strings, numbers)."""
+        out = msgspec.json.decode(msgspec.json.encode(self))
         assert isinstance(out, dict)
         return out
 

@@ -157,8 +157,12 @@ def screen(
     for p in problem.points:
         by_stream = [ti for ti, t in enumerate(trucks) if p.stream in t.streams]
         if problem.stations:
+            # A station must accept the stream (whether it can be reached in time is
+            # a matter of hours and shift, decided below).
             by_stream = [
-                ti for ti in by_stream if any(p.stream in s.streams for s in out.stations_for[ti])
+                ti
+                for ti in by_stream
+                if any(p.stream in s.streams for s in problem.stations_for(trucks[ti]))
             ]
         if not by_stream:
             out.unassigned.append(Unassigned(point_id=p.point_id, reason="stream"))
@@ -250,8 +254,11 @@ def _single_visit_reason(
     matrix = problem.matrix_for(truck)
     pk = point_key(p.point_id)
     end = depot_key(truck.end_depot_id)
+    usable = [s for s in stations if p.stream in s.streams]
+    if not usable:  # every station that takes the stream is out of reach in time
+        usable = [s for s in problem.stations_for(truck) if p.stream in s.streams]
     candidates = sorted(
-        (s for s in stations if p.stream in s.streams),
+        usable,
         key=lambda s: (
             matrix.distance(pk, station_key(s.station_id))
             + matrix.distance(station_key(s.station_id), end)
@@ -337,7 +344,6 @@ class _Model:
         self.max_arc = max(1.0, max_arc)
         self.big_cost = int(self.max_arc * 4 + 1)
 
-
     # ----------------------------------------------------------------- layout
     def _layout(self) -> None:
         mx = self.problem.matrix
@@ -403,7 +409,9 @@ class _Model:
                 counts[sid] += 1
             if not any(counts.values()):
                 counts[max(key, key=lambda x: share[x])] = len(vs)
-            order = [sid for sid in sorted(key, key=lambda x: -share[x]) for _ in range(counts[sid])]
+            order = [
+                sid for sid in sorted(key, key=lambda x: -share[x]) for _ in range(counts[sid])
+            ]
             for v, sid in zip(vs, order, strict=False):
                 out[v] = self.problem.station(sid)
         return [s if s is not None else self.stations_for[v][0] for v, s in enumerate(out)]
@@ -449,7 +457,10 @@ class _Model:
             # copies can wait, chained, at no cost at all.
             is_point = np.array([nd.kind == "point" for nd in self.nodes])
             tip = np.array(
-                [self._tipping_ds(nd) if nd.kind in ("unload", "final") else 0 for nd in self.nodes],
+                [
+                    self._tipping_ds(nd) if nd.kind in ("unload", "final") else 0
+                    for nd in self.nodes
+                ],
                 dtype=np.float64,
             )
             timem += np.outer(is_point, tip)
@@ -503,7 +514,6 @@ class _Model:
         self.routing = pywrapcp.RoutingModel(self.manager)
         routing, manager = self.routing, self.manager
 
-
         # Arc costs and travel times, per profile (may enter narrow lanes or not).
         self.time_np: dict[bool, np.ndarray] = {}
         self.profile: list[bool] = []
@@ -554,9 +564,7 @@ class _Model:
             else:
                 # The cumul of an unload is when tipping ends.
                 assert nd.station is not None
-                lo = math.ceil(
-                    (nd.station.opens_s + nd.station.tipping_time_s) * TIME_SCALE - 1e-6
-                )
+                lo = math.ceil((nd.station.opens_s + nd.station.tipping_time_s) * TIME_SCALE - 1e-6)
                 hi = math.floor(nd.station.closes_s * TIME_SCALE + 1e-6)
             if not self._set_window(index, lo, max(lo, hi)):
                 if nd.kind == "point":
@@ -697,7 +705,9 @@ class _Model:
         reset = max(hard_units)
         # Penalty per gram of overload (soft mode): overloading by the smallest amount
         # costs more than several of the longest arcs.
-        self.overload_coeff = max(1, math.ceil(4 * self.max_arc / max(1, round(min_amount * LOAD_SCALE))))
+        self.overload_coeff = max(
+            1, math.ceil(4 * self.max_arc / max(1, round(min_amount * LOAD_SCALE)))
+        )
         max_units = round(max(amounts, default=1.0) * LOAD_SCALE)
         self.point_penalty = int(
             min(2**50, 10 * self.max_arc + (2 * self.overload_coeff * max_units if soft else 0) + 1)
@@ -1155,6 +1165,8 @@ def _cvrp_trips(
         routing.AddDisjunction([manager.NodeToIndex(k)], penalty)
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.time_limit.FromMilliseconds(max(100, int(time_limit_s * 1000)))
+    if model.options.solution_limit is not None:
+        params.solution_limit = model.options.solution_limit
     params.first_solution_strategy = FSS.SAVINGS
     for name in _OPERATORS_OFF:
         setattr(params.local_search_operators, name, 2)
@@ -1201,6 +1213,7 @@ def _pack_trips(
             - overhead
         )
         left_kg[v] = t.day_load_limit_kg - model.start_of[v].day_load_kg
+
     def centre(trip: list[Point]) -> float:
         return float(np.median([(p.window_start_s + p.window_end_s) / 2 for p in trip]))
 
@@ -1225,7 +1238,9 @@ def _pack_trips(
             visits.append(Visit("station", station_id))
         truck = model.trucks[v]
         start = model.start_of[v]
-        out[truck.truck_id] = _drop_late(problem, truck, visits, start, truck.truck_id in model.options.breaks_done)
+        out[truck.truck_id] = _drop_late(
+            problem, truck, visits, start, truck.truck_id in model.options.breaks_done
+        )
     return out
 
 
@@ -1250,7 +1265,9 @@ def _drop_late(
             if not points:
                 return []
             bad = points[-1].ref_id
-        visits = _normalise(problem, truck, [x for x in visits if not (x.kind == "point" and x.ref_id == bad)])
+        visits = _normalise(
+            problem, truck, [x for x in visits if not (x.kind == "point" and x.ref_id == bad)]
+        )
     return visits
 
 
