@@ -313,6 +313,8 @@ def _check_route(
 
 
 def _service_s(problem: Problem, stop: Stop) -> float:
+    if stop.ref_id is None:
+        return 0.0
     if stop.kind == "point" and stop.ref_id in problem.point_index:
         return problem.point(stop.ref_id).service_time_s
     if stop.kind == "station" and stop.ref_id in problem.station_index:

@@ -186,9 +186,10 @@ def graph_from_osm(
     graph = nx.DiGraph()
     # Nodes must be read for their locations; only ways matter below.
     processor = osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
-    for way in processor:
-        if not way.is_way():
+    for obj in processor:
+        if not isinstance(obj, osmium.osm.Way):
             continue
+        way = obj
         tags = way.tags
         highway = tags.get("highway")
         if highway not in OSM_HIGHWAY_CLASS:
@@ -304,7 +305,7 @@ def compile_graph(graph: nx.DiGraph, *, allow_narrow: bool) -> _Compiled:
     cache = _cache_for(graph)
     key = ("compiled", allow_narrow)
     if key in cache:
-        return cache[key]  # type: ignore[no-any-return]
+        return cache[key]
     if graph.number_of_nodes() == 0:
         raise ValueError("graph: the road graph has no nodes")
     nodes = list(graph.nodes)

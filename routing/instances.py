@@ -152,8 +152,8 @@ def read_cvrplib(path: str | Path, *, extra_vehicles: float = 0.2) -> Instance:
             sections[current] = []
             continue
         if current is None and ":" in line:
-            k, v = line.split(":", 1)
-            header[k.strip().upper()] = v.strip().strip('"')
+            field, value = line.split(":", 1)
+            header[field.strip().upper()] = value.strip().strip('"')
             continue
         if current is not None:
             sections[current].append(line.split())
@@ -538,15 +538,13 @@ def synthetic_district(
     stations = []
     for s in range(n_stations):
         n = rng.choice(arterial_nodes)
-        streams = set(streams_main)
-        if kitchen_share > 0 and s == 0:
-            streams.add("kitchen")
+        accepts = streams_main | {"kitchen"} if kitchen_share > 0 and s == 0 else streams_main
         stations.append(
             Station(
                 f"S{s + 1}",
                 graph.nodes[n]["lat"] + rng.uniform(-1e-4, 1e-4),
                 graph.nodes[n]["lon"] + rng.uniform(-1e-4, 1e-4),
-                frozenset(streams),
+                accepts,
                 opens_s=4 * 3600.0,
                 closes_s=22 * 3600.0,
                 tipping_time_s=600.0,

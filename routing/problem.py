@@ -442,11 +442,9 @@ def build_problem(
         )
         matrix_no_narrow = None
     else:
-        matrix = graph_mod.travel_matrix(graph, coords, allow_narrow=True)  # type: ignore[arg-type]
+        matrix = graph_mod.travel_matrix(graph, coords, allow_narrow=True)
         matrix_no_narrow = (
-            graph_mod.travel_matrix(graph, coords, allow_narrow=False)  # type: ignore[arg-type]
-            if need_no_narrow
-            else None
+            graph_mod.travel_matrix(graph, coords, allow_narrow=False) if need_no_narrow else None
         )
     return Problem(
         points=points,

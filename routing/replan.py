@@ -68,10 +68,10 @@ def replan(
     from routing.solver import SolverOptions, make_plan, solve
 
     t0 = time.monotonic()
-    states = {s.truck_id: s for s in states}
-    for tid in states:
+    state_of = {s.truck_id: s for s in states}
+    for tid in state_of:
         if tid not in problem.truck_index:
-            raise ValueError(f"states: unknown truck {tid!r}")
+            raise ValueError(f"state_of: unknown truck {tid!r}")
     missed = set(missed_point_ids)
     routes = {r.truck_id: r for r in plan.routes}
 
@@ -79,7 +79,7 @@ def replan(
     done_prefix: dict[str, tuple[Stop, ...]] = {}
     done_points: set[str] = set()
     day_load: dict[str, float] = {}
-    for tid, state in states.items():
+    for tid, state in state_of.items():
         route = routes.get(tid)
         if route is None or state.completed_stops <= 0:
             continue
@@ -102,20 +102,20 @@ def replan(
     remaining_points = [p for p in all_points if p.point_id not in done_points]
     live_keys = {
         tid: truck_key(tid)
-        for tid, s in states.items()
+        for tid, s in state_of.items()
         if s.available and s.completed_stops > 0 and tid in done_prefix
     }
-    extra = {live_keys[tid]: (states[tid].lat, states[tid].lon) for tid in live_keys}
+    extra = {live_keys[tid]: (state_of[tid].lat, state_of[tid].lon) for tid in live_keys}
     full = _with_locations(problem, all_points, extra, graph)
 
     trucks = [
-        t for t in full.trucks if states.get(t.truck_id, TruckState(t.truck_id, 0, 0)).available
+        t for t in full.trucks if state_of.get(t.truck_id, TruckState(t.truck_id, 0, 0)).available
     ]
     rest = full.replace(points=remaining_points, trucks=trucks, name=f"{problem.name}@{now_s:.0f}")
     starts: dict[str, Start] = {}
     breaks_done: set[str] = set()
     for tid, key in live_keys.items():
-        s = states[tid]
+        s = state_of[tid]
         starts[tid] = Start(
             key=key,
             ref_id=tid,
@@ -155,7 +155,7 @@ def replan(
                 key=live_keys[tid],
                 time_s=now_s,
                 completed_stops=len(prefix),
-                load_kg=states[tid].load_kg,
+                load_kg=state_of[tid].load_kg,
             )
         elif new is not None:
             stops = new.stops
@@ -177,7 +177,7 @@ def replan(
     # of the day's remaining plan.
     gone = {
         s.ref_id
-        for tid, st in states.items()
+        for tid, st in state_of.items()
         if not st.available
         for s in done_prefix.get(tid, ())
         if s.kind == "point" and s.ref_id is not None

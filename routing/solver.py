@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -393,7 +393,7 @@ class _Model:
                 for v in vs:
                     out[v] = stations[0]
                 continue
-            share: Counter[str] = Counter()
+            share: dict[str, float] = defaultdict(float)
             for p, allowed in zip(self.points, self.allowed, strict=True):
                 if not any(v in allowed for v in vs):
                     continue
@@ -1458,7 +1458,7 @@ def _reinsert(
                 continue
             if p.access_class == "narrow" and not truck.can_enter_narrow:
                 continue
-            visits, sched = schedules.get(truck.truck_id, ([], None))  # type: ignore[assignment]
+            visits, sched = schedules.get(truck.truck_id, ([], None))
             base = sched.distance_m if sched is not None else 0.0
             candidates = _insertion_candidates(problem, truck, list(visits), pid)
             if problem.stations and not visits:
@@ -1502,7 +1502,7 @@ def _blocking_reason(
             continue
         if p.access_class == "narrow" and not truck.can_enter_narrow:
             continue
-        visits, _ = schedules.get(truck.truck_id, ([], None))  # type: ignore[assignment]
+        visits, _ = schedules.get(truck.truck_id, ([], None))
         best_reason: str | None = None
         for trial in _insertion_candidates(problem, truck, list(visits), pid)[:60]:
             s = schedule_route(
