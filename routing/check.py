@@ -27,7 +27,7 @@ Rules (the same as docs/routing.md):
 
 Mid-day plans (:mod:`routing.replan`) pass ``live``: after the first
 ``completed_stops`` stops of a route the truck was at ``key`` at ``time_s``; the next
-leg starts there.
+leg (the first one after a break that comes first) starts there.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class LivePosition:
     time_s: float
     completed_stops: int  # stops of the route already done before the position
     load_kg: float = 0.0
+    break_taken: bool = False  # the driver has had the break (even if no stop shows it)
 
 
 def check_plan(
@@ -177,6 +178,7 @@ def _check_route(
     pending_break: Stop | None = None
     breaks: list[tuple[Stop, Stop | None, Stop | None]] = []
     live_from = live.completed_stops if live is not None else None
+    live_leg_done = False
     for i, stop in enumerate(stops[1:], start=1):
         if stop.kind == "break":
             if pending_break is not None:
@@ -191,10 +193,12 @@ def _check_route(
             return out
         # The leg into this stop.
         leg_from_key, leg_from_time = prev_key, prev.departure_s
-        if live is not None and live_from is not None and i == live_from:
-            # The leg from the live position; the load on board there is measured.
+        if live is not None and live_from is not None and i >= live_from and not live_leg_done:
+            # The leg from the live position (a break may come first); the load on
+            # board there is measured.
             leg_from_key, leg_from_time = live.key, live.time_s
             load = live.load_kg
+            live_leg_done = True
         assert leg_from_key is not None
         leg_m = matrix.distance(leg_from_key, key)
         leg_s = matrix.duration(leg_from_key, key)
@@ -302,10 +306,12 @@ def _check_route(
         if not breaks:
             fits_before = truck.break_earliest_s + truck.break_duration_s <= dep0 + TIME_EPS
             fits_after = truck.break_latest_s >= arr_end - TIME_EPS
-            taken_earlier = (
-                live is not None
-                and live.completed_stops > 0
-                and any(s.kind == "break" for s in stops[: live.completed_stops])
+            taken_earlier = live is not None and (
+                live.break_taken
+                or (
+                    live.completed_stops > 0
+                    and any(s.kind == "break" for s in stops[: live.completed_stops])
+                )
             )
             if not (fits_before or fits_after or taken_earlier):
                 bad("break", "no break, and it fits neither before departure nor after return")

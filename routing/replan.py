@@ -12,6 +12,7 @@ starts at the truck's live position (``routing.check.check_plan`` verifies it wi
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,7 @@ def replan(
     state_of = {s.truck_id: s for s in states}
     for tid in state_of:
         if tid not in problem.truck_index:
-            raise ValueError(f"state_of: unknown truck {tid!r}")
+            raise ValueError(f"states: unknown truck {tid!r}")
     missed = set(missed_point_ids)
     routes = {r.truck_id: r for r in plan.routes}
 
@@ -98,6 +99,9 @@ def replan(
     dupes = [p.point_id for p in new_points if p.point_id in known]
     if dupes:
         raise ValueError(f"new_points: ids already in the problem: {dupes[:5]}")
+    repeated = sorted(pid for pid, n in Counter(p.point_id for p in new_points).items() if n > 1)
+    if repeated:
+        raise ValueError(f"new_points: ids given more than once: {repeated[:5]}")
     all_points = [*problem.points, *new_points]
     remaining_points = [p for p in all_points if p.point_id not in done_points]
     live_keys = {
@@ -149,13 +153,18 @@ def replan(
         prefix = done_prefix.get(tid, ())
         new = new_routes.get(tid)
         if tid in live_keys:
-            suffix = new.stops[1:] if new is not None else _go_home(full, tid, starts[tid])
+            suffix = (
+                new.stops[1:]
+                if new is not None
+                else _go_home(full, tid, starts[tid], break_done=tid in breaks_done)
+            )
             stops = (*prefix, *suffix)
             live_positions[tid] = LivePosition(
                 key=live_keys[tid],
                 time_s=now_s,
                 completed_stops=len(prefix),
                 load_kg=state_of[tid].load_kg,
+                break_taken=tid in breaks_done,
             )
         elif new is not None:
             stops = new.stops
@@ -248,8 +257,11 @@ def _stop_key(stop: Stop) -> str | None:
     return depot_key(stop.ref_id)
 
 
-def _go_home(problem: Problem, truck_id: str, start: Start) -> tuple[Stop, ...]:
-    """A truck with nothing left to do drives home (via a station if loaded)."""
+def _go_home(
+    problem: Problem, truck_id: str, start: Start, *, break_done: bool
+) -> tuple[Stop, ...]:
+    """A truck with nothing left to do drives home (via a station if loaded), taking
+    its break on the way if it is still due."""
     from routing.schedule import schedule_route
     from routing.solver import _normalise
 
@@ -260,7 +272,7 @@ def _go_home(problem: Problem, truck_id: str, start: Start) -> tuple[Stop, ...]:
         from routing.solver import _best_station
 
         visits = [Visit("station", _best_station(problem, truck, []).station_id)]
-    sched = schedule_route(problem, truck, visits, start=start, break_done=True)
+    sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
     return sched.to_route(truck_id).stops[1:]
 
 
