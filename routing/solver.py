@@ -247,7 +247,7 @@ def _single_visit_reason(
     break_done: bool,
 ) -> str | None:
     """None if the truck can serve ``p`` alone (then unload and go home)."""
-    visits = [Visit("point", p.point_id)]
+    visits = [*_unload_first(problem, truck, p, start), Visit("point", p.point_id)]
     if not problem.stations:
         sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
         return None if sched.feasible else (sched.reason or "shift")
@@ -277,6 +277,21 @@ def _single_visit_reason(
             return None
         reasons[sched.reason or "shift"] += 1
     return _pick_reason(reasons)
+
+
+def _unload_first(problem: Problem, truck: Truck, p: Point, start: Start | None) -> list[Visit]:
+    """The unload a truck that starts the day's remainder too full for ``p`` makes
+    first (at the station nearest to where it is), or nothing."""
+    if (
+        start is None
+        or not problem.stations
+        or start.load_kg + p.amount_kg <= truck.capacity_kg + 1e-9
+    ):
+        return []
+    matrix = problem.matrix_for(truck)
+    options = problem.stations_for(truck) or list(problem.stations)
+    nearest = min(options, key=lambda s: matrix.duration(start.key, station_key(s.station_id)))
+    return [Visit("station", nearest.station_id)]
 
 
 # --------------------------------------------------------------------------- the model
@@ -1266,7 +1281,10 @@ def _drop_late(
                 return []
             bad = points[-1].ref_id
         visits = _normalise(
-            problem, truck, [x for x in visits if not (x.kind == "point" and x.ref_id == bad)]
+            problem,
+            truck,
+            [x for x in visits if not (x.kind == "point" and x.ref_id == bad)],
+            start,
         )
     return visits
 
@@ -1305,7 +1323,7 @@ def finish_plan(
         truck = problem.truck(truck_id)
         start = starts.get(truck_id)
         bd = truck_id in breaks_done
-        visits = _normalise(problem, truck, visits)
+        visits = _normalise(problem, truck, visits, start)
         sched = schedule_route(problem, truck, visits, start=start, break_done=bd)
         if not sched.feasible and repair:
             visits, sched, removed = _repair(problem, truck, visits, start, bd)
@@ -1340,11 +1358,13 @@ def finish_plan(
     return routes, out_unassigned
 
 
-def _normalise(problem: Problem, truck: Truck, visits: list[Visit]) -> list[Visit]:
-    """Drop unloads that carry nothing (back-to-back or before any pickup) and make
-    sure a station-mode route ends with an unload."""
+def _normalise(
+    problem: Problem, truck: Truck, visits: list[Visit], start: Start | None = None
+) -> list[Visit]:
+    """Drop unloads that carry nothing (back-to-back, or before any pickup unless the
+    truck starts loaded) and make sure a station-mode route ends with an unload."""
     out: list[Visit] = []
-    loaded = False
+    loaded = start is not None and start.load_kg > 0
     for v in visits:
         if v.kind == "station":
             if not loaded:
@@ -1395,14 +1415,14 @@ def _repair(
         for i, v in enumerate(visits):
             if v.kind != "point":
                 continue
-            trial = _normalise(problem, truck, visits[:i] + visits[i + 1 :])
+            trial = _normalise(problem, truck, visits[:i] + visits[i + 1 :], start)
             s = schedule_route(problem, truck, trial, start=start, break_done=break_done)
             score = (0.0 if s.feasible else 1e12) + s.duration_s
             if best is None or score < best[0]:
                 best = (score, i)
         assert best is not None
         removed.append(visits[best[1]].ref_id)
-        visits = _normalise(problem, truck, visits[: best[1]] + visits[best[1] + 1 :])
+        visits = _normalise(problem, truck, visits[: best[1]] + visits[best[1] + 1 :], start)
         sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
     return visits, sched, removed
 
@@ -1426,13 +1446,13 @@ def _split_overloaded_trips(
 
 
 def _insertion_candidates(
-    problem: Problem, truck: Truck, visits: list[Visit], pid: str
+    problem: Problem, truck: Truck, visits: list[Visit], pid: str, start: Start | None = None
 ) -> list[list[Visit]]:
     new = Visit("point", pid)
     out = []
     for i in range(len(visits) + 1):
         trial = [*visits[:i], new, *visits[i:]]
-        out.append(_normalise(problem, truck, trial))
+        out.append(_normalise(problem, truck, trial, start))
     return out
 
 
@@ -1460,10 +1480,12 @@ def _reinsert(
                 continue
             visits, sched = schedules.get(truck.truck_id, ([], None))
             base = sched.distance_m if sched is not None else 0.0
-            candidates = _insertion_candidates(problem, truck, list(visits), pid)
+            start = starts.get(truck.truck_id)
+            candidates = _insertion_candidates(problem, truck, list(visits), pid, start)
             if problem.stations and not visits:
+                first = _unload_first(problem, truck, p, start)
                 candidates = [
-                    [Visit("point", pid), Visit("station", s.station_id)]
+                    [*first, Visit("point", pid), Visit("station", s.station_id)]
                     for s in problem.stations_for(truck)
                     if p.stream in s.streams
                 ]
@@ -1472,7 +1494,7 @@ def _reinsert(
                     problem,
                     truck,
                     trial,
-                    start=starts.get(truck.truck_id),
+                    start=start,
                     break_done=truck.truck_id in breaks_done,
                 )
                 if s.feasible:
@@ -1504,12 +1526,13 @@ def _blocking_reason(
             continue
         visits, _ = schedules.get(truck.truck_id, ([], None))
         best_reason: str | None = None
-        for trial in _insertion_candidates(problem, truck, list(visits), pid)[:60]:
+        start = starts.get(truck.truck_id)
+        for trial in _insertion_candidates(problem, truck, list(visits), pid, start)[:60]:
             s = schedule_route(
                 problem,
                 truck,
                 trial,
-                start=starts.get(truck.truck_id),
+                start=start,
                 break_done=truck.truck_id in breaks_done,
             )
             if s.feasible:

@@ -195,24 +195,21 @@ def load_problem() -> tuple[Problem, Plan]:
 
 
 def test_load_on_board_is_respected() -> None:
-    """After P1 T1 has 700 kg on board (the bins were heavy): it may add one 200 kg
-    point, then unloads before the other."""
+    """After P1 T1 has 700 kg on board (the bins were heavy): both 200 kg points no
+    longer fit, so it unloads before the second; here unloading first (at x = 0, then
+    P2, P3, unload: 7 km) beats P2, unload, P3, unload (9 km). Ignoring the load would
+    have given P2, P3, unload (5 km)."""
     pb, morning = load_problem()
     now = stop_of("T1", "P1", morning).departure_s
     out = checked(pb, morning, [state("T1", 1000.0, completed_stops=2, load_kg=700.0)], now_s=now)
     rest = after_live(out, "T1")
-    assert [s.kind for s in rest] == ["point", "station", "point", "station", "end"]
-    assert [s.load_after_kg for s in rest[:2]] == [900.0, 0.0]
-    assert {s.ref_id for s in rest if s.kind == "point"} == {"P2", "P3"}
+    assert [s.kind for s in rest] == ["station", "point", "point", "station", "end"]
+    assert [s.load_after_kg for s in rest[:3]] == [0.0, 200.0, 400.0]
+    # Straight-line matrix: 1.3 × the distance along the line.
+    assert sum(s.distance_from_prev_m for s in rest) == pytest.approx(7000.0 * 1.3, abs=1.0)
     assert not out.plan.unassigned
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="solver bug: screen() tries each point only as start -> point -> station, "
-    "and _normalise drops an unload before the first point, so a truck too full for "
-    "any remaining point is never sent to unload first (routing/solver.py)",
-)
 def test_full_truck_unloads_first() -> None:
     """With 900 kg on board neither 200 kg point fits: T1 unloads first, then serves
     both."""
