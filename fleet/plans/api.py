@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
+from fleet.alerts.worker import AlertConfig
 from fleet.auth.models import Principal
 from fleet.plans import service
 from fleet.roads.paths import NetworkCache
@@ -29,8 +30,9 @@ from fleet.web.deps import (
     SettingsDep,
     district_scope,
     ensure_district,
+    now_utc,
 )
-from fleet.web.errors import ApiError, not_found
+from fleet.web.errors import ApiError, FieldError, not_found
 from fleet.web.fields import DistrictId, PathId
 
 router = APIRouter(prefix="/plans", tags=["plans"])
@@ -43,6 +45,21 @@ _networks = NetworkCache()
 class PlanJobIn(BaseModel):
     district_id: DistrictId
     service_date: date
+    time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget in seconds")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class ReplanIn(BaseModel):
+    unavailable_truck_ids: list[PathId] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="trucks out of service (broken down): their remaining points go to others",
+    )
+    new_point_ids: list[PathId] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="collection points to add today (not in the plan yet)",
+    )
     time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget in seconds")
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
@@ -212,6 +229,16 @@ def _routes(
     return routes
 
 
+def _running_job(conn: psycopg.Connection, district_id: str, service_date: date) -> None:
+    running = conn.execute(
+        """SELECT job_id FROM plan_job WHERE district_id = %s AND service_date = %s
+           AND state IN ('queued', 'running') AND created_at > now() - interval '1 hour'""",
+        (district_id, service_date),
+    ).fetchone()
+    if running:
+        raise ApiError(409, f"job {running[0]} is already planning this district and date")
+
+
 @router.post("/jobs", status_code=202, summary="Start planning a district's date (background job)")
 def start_planning(
     request: Request, conn: Conn, principal: Dispatcher, settings: SettingsDep, body: PlanJobIn
@@ -222,13 +249,7 @@ def start_planning(
     ).fetchone()
     if row is None:
         raise ApiError(422, f"district_id: unknown district {body.district_id}")
-    running = conn.execute(
-        """SELECT job_id FROM plan_job WHERE district_id = %s AND service_date = %s
-           AND state IN ('queued', 'running') AND created_at > now() - interval '1 hour'""",
-        (body.district_id, body.service_date),
-    ).fetchone()
-    if running:
-        raise ApiError(409, f"job {running[0]} is already planning this district and date")
+    _running_job(conn, body.district_id, body.service_date)
     dsn = settings.database_dsn()
     job_id = service.start_job(
         lambda: psycopg.connect(dsn, autocommit=True),
@@ -239,6 +260,52 @@ def start_planning(
         seed=body.seed,
         requested_by=principal.username,
     )
+    return get_job(conn, principal, job_id)
+
+
+@router.post(
+    "/{plan_id}/replan",
+    status_code=202,
+    summary="Re-plan the rest of today from now (background job; poll GET /plans/jobs/{job_id})",
+)
+def replan_from_now(
+    conn: Conn,
+    principal: Dispatcher,
+    settings: SettingsDep,
+    plan_id: PlanId,
+    body: ReplanIn | None = None,
+) -> PlanJob:
+    """Start from where each truck is now (its latest position, the load on board, its
+    completed stops), re-insert planned points it passed over, give the points of
+    unavailable trucks to others and add new points. The job stores a draft plan that
+    replaces this one (`replaces_plan_id`); publish it to send it to the trucks."""
+    body = body or ReplanIn()
+    summary = _summary(conn, principal, plan_id)
+    ensure_district(principal, summary["district_id"], writing=True)
+    _running_job(conn, summary["district_id"], summary["service_date"])
+    dsn = settings.database_dsn()
+    try:
+        job_id = service.start_replan_job(
+            lambda: psycopg.connect(dsn, autocommit=True),
+            plan_id=plan_id,
+            now=now_utc(),
+            unavailable_truck_ids=body.unavailable_truck_ids,
+            new_point_ids=body.new_point_ids,
+            time_limit_s=body.time_limit_s,
+            seed=body.seed,
+            requested_by=principal.username,
+            alert_config=AlertConfig.from_settings(settings),
+        )
+    except service.PlanNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except service.InvalidIds as exc:
+        raise ApiError(
+            422, str(exc), errors=[FieldError(field=exc.field, location="body", message=str(exc))]
+        ) from None
+    except service.ReplanRefused as exc:
+        raise ApiError(409, str(exc)) from None
+    except service.PlanningError as exc:
+        raise ApiError(422, str(exc)) from None
     return get_job(conn, principal, job_id)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,26 +22,96 @@ def at_seconds(service_date: date, seconds: float, tz: ZoneInfo) -> datetime:
     return midnight + timedelta(seconds=seconds)
 
 
-def district_inputs(conn: psycopg.Connection, district_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Active depots, stations, points, trucks and all roads of a district, as rows."""
+def district_inputs(
+    conn: psycopg.Connection,
+    district_id: str,
+    *,
+    point_ids: Sequence[str] | None = None,
+    also_truck_ids: Sequence[str] = (),
+) -> dict[str, list[dict[str, Any]]]:
+    """Active depots, stations, points, trucks and all roads of a district, as rows.
+
+    With `point_ids`, exactly those points of the district (active or not: a plan
+    being re-planned may hold a point deactivated since); `also_truck_ids` adds those
+    trucks even if inactive."""
+    args: dict[str, Any] = {
+        "d": district_id,
+        "by_id": point_ids is not None,
+        "p": list(point_ids or ()),
+        "t": list(also_truck_ids),
+    }
     queries = {
-        "depots": "SELECT depot_id, name, lat, lon FROM depot WHERE district_id = %s AND active ORDER BY depot_id",
+        "depots": "SELECT depot_id, name, lat, lon FROM depot WHERE district_id = %(d)s AND active ORDER BY depot_id",
         "stations": """SELECT station_id, name, lat, lon, streams::text[] AS streams, opens_at, closes_at,
                               tipping_time_s, daily_capacity_kg
-                       FROM transfer_station WHERE district_id = %s AND active ORDER BY station_id""",
+                       FROM transfer_station WHERE district_id = %(d)s AND active ORDER BY station_id""",
         "points": """SELECT point_id, name, lat, lon, stream::text AS stream, daily_amount_kg, service_time_s,
                             window_start, window_end, access_class, schedule
-                     FROM collection_point WHERE district_id = %s AND active ORDER BY point_id""",
+                     FROM collection_point WHERE district_id = %(d)s
+                       AND CASE WHEN %(by_id)s THEN point_id = ANY(%(p)s::text[]) ELSE active END
+                     ORDER BY point_id""",
         "trucks": """SELECT truck_id, plate, truck_type, capacity_kg, streams::text[] AS streams, depot_id,
                             shift_start, shift_end, max_route_duration_s, break_duration_s,
                             break_earliest, break_latest, can_enter_narrow
-                     FROM truck WHERE district_id = %s AND active ORDER BY truck_id""",
+                     FROM truck WHERE district_id = %(d)s AND (active OR truck_id = ANY(%(t)s::text[]))
+                     ORDER BY truck_id""",
         "roads": """SELECT road_id, from_node, to_node, road_class, speed_kmh, oneway, narrow, length_m,
                            coordinates
-                    FROM road WHERE district_id = %s ORDER BY road_id""",
+                    FROM road WHERE district_id = %(d)s ORDER BY road_id""",
     }
     with conn.cursor(row_factory=dict_row) as cur:
-        return {kind: cur.execute(sql, (district_id,)).fetchall() for kind, sql in queries.items()}
+        return {kind: cur.execute(sql, args).fetchall() for kind, sql in queries.items()}
+
+
+def district_timezone(conn: psycopg.Connection, district_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT timezone FROM district WHERE district_id = %s", (district_id,)
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+def ids_in_district(
+    conn: psycopg.Connection, district_id: str, *, table: str, ids: Sequence[str]
+) -> dict[str, bool]:
+    """Which of `ids` are trucks / collection points of the district: id -> active."""
+    column = {"truck": "truck_id", "collection_point": "point_id"}[table]
+    rows = conn.execute(
+        f"SELECT {column}, active FROM {table} WHERE district_id = %s AND {column} = ANY(%s::text[])",
+        (district_id, list(ids)),
+    ).fetchall()
+    return {str(r[0]): bool(r[1]) for r in rows}
+
+
+def latest_positions(
+    conn: psycopg.Connection,
+    district_id: str,
+    *,
+    also_truck_ids: Sequence[str] = (),
+    since: datetime,
+    until: datetime,
+) -> dict[str, tuple[datetime, float, float]]:
+    """The latest fix in [since, until] of each active truck of the district (and of
+    `also_truck_ids`): (recorded_at, lat, lon); trucks with no fix there are absent."""
+    rows = conn.execute(
+        """SELECT t.truck_id, p.recorded_at, p.lat, p.lon
+             FROM truck t
+             CROSS JOIN LATERAL (
+                 SELECT recorded_at, lat, lon FROM position
+                  WHERE truck_id = t.truck_id AND recorded_at >= %(since)s AND recorded_at <= %(until)s
+                  ORDER BY recorded_at DESC LIMIT 1) p
+            WHERE t.district_id = %(d)s AND (t.active OR t.truck_id = ANY(%(t)s::text[]))""",
+        {"d": district_id, "t": list(also_truck_ids), "since": since, "until": until},
+    ).fetchall()
+    return {str(r[0]): (r[1], float(r[2]), float(r[3])) for r in rows}
+
+
+def published_plan_id(conn: psycopg.Connection, district_id: str, service_date: date) -> int | None:
+    row = conn.execute(
+        """SELECT plan_id FROM plan
+            WHERE district_id = %s AND service_date = %s AND status = 'published'""",
+        (district_id, service_date),
+    ).fetchone()
+    return int(row[0]) if row else None
 
 
 def district_exists(conn: psycopg.Connection, district_id: str) -> bool:

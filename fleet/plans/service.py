@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 
+from fleet.alerts import ledger, visits
+from fleet.alerts import repo as alerts_repo
+from fleet.alerts.worker import AlertConfig
+from fleet.plans import progress as progress_mod
 from fleet.plans import repo
 from routing import graph as road_graph
 from routing import problem as rp
+from routing.check import check_plan
 from routing.plan import Plan
 
 Progress = Callable[[float, str], None]
@@ -28,29 +35,75 @@ class PlanningError(ValueError):
     """The district cannot be planned as it stands; the message says why."""
 
 
+class PlanNotFound(PlanningError):
+    """The plan to re-plan does not exist."""
+
+
+class ReplanRefused(PlanningError):
+    """The plan exists but cannot be re-planned now (not published, not today's)."""
+
+
+class InvalidIds(PlanningError):
+    """Truck or point ids given for a re-plan that the district does not have."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _noop(fraction: float, message: str) -> None:
     pass
 
 
-def build_problem(conn: psycopg.Connection, *, district_id: str, service_date: date) -> rp.Problem:
-    """The routing problem for a district's service date, from the database."""
+def build_problem(
+    conn: psycopg.Connection,
+    *,
+    district_id: str,
+    service_date: date,
+    extra_locations: Mapping[str, tuple[float, float]] | None = None,
+) -> rp.Problem:
+    """The routing problem for a district's service date, from the database;
+    `extra_locations` (key: (lat, lon)) are measured into its travel matrices too."""
+    return _build_problem(
+        conn, district_id=district_id, service_date=service_date, extra_locations=extra_locations
+    )[0]
+
+
+def _point(r: dict[str, Any]) -> rp.Point:
+    s = repo.seconds_of_day
+    return rp.Point(
+        point_id=r["point_id"], lat=r["lat"], lon=r["lon"], stream=r["stream"],
+        amount_kg=r["daily_amount_kg"], service_time_s=float(r["service_time_s"]),
+        window_start_s=s(r["window_start"]), window_end_s=s(r["window_end"]),
+        access_class=r["access_class"],
+    )  # fmt: skip
+
+
+def _build_problem(
+    conn: psycopg.Connection,
+    *,
+    district_id: str,
+    service_date: date,
+    point_ids: Sequence[str] | None = None,
+    also_truck_ids: Sequence[str] = (),
+    extra_locations: Mapping[str, tuple[float, float]] | None = None,
+) -> tuple[rp.Problem, Any]:
+    """The problem and the road graph it was measured on (None: straight lines).
+
+    With `point_ids`, exactly those points (a re-plan keeps the points of the plan it
+    replaces); otherwise every active point collected daily."""
     if not repo.district_exists(conn, district_id):
         raise PlanningError(f"district {district_id!r} does not exist")
-    rows = repo.district_inputs(conn, district_id)
+    rows = repo.district_inputs(
+        conn, district_id, point_ids=point_ids, also_truck_ids=also_truck_ids
+    )
     for kind in ("depots", "points", "trucks"):
         if not rows[kind]:
             raise PlanningError(f"district {district_id!r} has no active {kind}: import them first")
     s = repo.seconds_of_day
     points = [
-        rp.Point(
-            point_id=r["point_id"], lat=r["lat"], lon=r["lon"], stream=r["stream"],
-            amount_kg=r["daily_amount_kg"], service_time_s=float(r["service_time_s"]),
-            window_start_s=s(r["window_start"]), window_end_s=s(r["window_end"]),
-            access_class=r["access_class"],
-        )
-        for r in rows["points"]
-        if r["schedule"] == "daily"
-    ]  # fmt: skip
+        _point(r) for r in rows["points"] if point_ids is not None or r["schedule"] == "daily"
+    ]
     stations = [
         rp.Station(
             station_id=r["station_id"], lat=r["lat"], lon=r["lon"], streams=frozenset(r["streams"]),
@@ -83,12 +136,13 @@ def build_problem(conn: psycopg.Connection, *, district_id: str, service_date: d
             for r in rows["roads"]
         )  # fmt: skip
     try:
-        return rp.build_problem(
+        problem = rp.build_problem(
             points=points, stations=stations, depots=depots, trucks=trucks, graph=graph,
-            name=f"{district_id} {service_date.isoformat()}",
+            extra_locations=extra_locations, name=f"{district_id} {service_date.isoformat()}",
         )  # fmt: skip
     except ValueError as exc:
         raise PlanningError(f"district {district_id!r}: {exc}") from exc
+    return problem, graph
 
 
 def stop_rows(plan: Plan, *, service_date: date, tz: ZoneInfo) -> list[dict[str, Any]]:
@@ -114,12 +168,9 @@ def stop_rows(plan: Plan, *, service_date: date, tz: ZoneInfo) -> list[dict[str,
     return rows
 
 
-def solve(
-    problem: rp.Problem, *, time_limit_s: float, seed: int, progress: Progress = _noop
-) -> Plan:
-    """Solve with the routing library, reporting progress as the time budget runs."""
-    from routing import solver  # imports OR-Tools: only when planning
-
+@contextmanager
+def _ticking(time_limit_s: float, progress: Progress) -> Iterator[None]:
+    """Report progress from 20 % to 90 % as the solver's time budget runs."""
     done = threading.Event()
     started = time.monotonic()
 
@@ -131,10 +182,20 @@ def solve(
     ticker = threading.Thread(target=tick, name="plan-progress", daemon=True)
     ticker.start()
     try:
-        return solver.solve(problem, time_limit_s=time_limit_s, seed=seed)
+        yield
     finally:
         done.set()
         ticker.join()
+
+
+def solve(
+    problem: rp.Problem, *, time_limit_s: float, seed: int, progress: Progress = _noop
+) -> Plan:
+    """Solve with the routing library, reporting progress as the time budget runs."""
+    from routing import solver  # imports OR-Tools: only when planning
+
+    with _ticking(time_limit_s, progress):
+        return solver.solve(problem, time_limit_s=time_limit_s, seed=seed)
 
 
 def plan_day(
@@ -173,6 +234,278 @@ def plan_day(
     return plan_id
 
 
+@dataclass(frozen=True, slots=True)
+class ReplanRequest:
+    """A re-plan request checked against the database: the published plan of the day
+    in progress, and ids the district has."""
+
+    plan_id: int
+    district_id: str
+    service_date: date
+    tz: ZoneInfo
+    now: datetime
+    plan: Plan
+    unavailable_truck_ids: tuple[str, ...]
+    new_point_ids: tuple[str, ...]
+
+    @property
+    def now_s(self) -> float:
+        """`now` in seconds since local midnight of the service date (the plan's clock)."""
+        return (self.now - repo.at_seconds(self.service_date, 0, self.tz)).total_seconds()
+
+
+def _ids(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+
+
+def _listed(ids: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def check_replan(
+    conn: psycopg.Connection,
+    *,
+    plan_id: int,
+    now: datetime,
+    unavailable_truck_ids: Sequence[str] = (),
+    new_point_ids: Sequence[str] = (),
+) -> ReplanRequest:
+    """Everything about a re-plan request that can be refused before any work is done;
+    raises PlanNotFound, ReplanRefused or InvalidIds with a message a dispatcher can act on."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise PlanningError("the re-planning time must carry a time zone (e.g. +08:00)")
+    stored = repo.get_plan(conn, plan_id)
+    if stored is None:
+        raise PlanNotFound(f"plan {plan_id} does not exist")
+    district_id, service_date = str(stored["district_id"]), stored["service_date"]
+    if stored["status"] != "published":
+        current = repo.published_plan_id(conn, district_id, service_date)
+        hint = (
+            f"; plan {current} is the published plan of that day: re-plan that one"
+            if current is not None
+            else "; publish it first"
+        )
+        raise ReplanRefused(
+            f"plan {plan_id} is {stored['status']}, not published: only the plan the trucks "
+            f"are driving can be re-planned from now{hint}"
+        )
+    tz = ZoneInfo(repo.district_timezone(conn, district_id) or "Asia/Shanghai")
+    today = now.astimezone(tz).date()
+    if service_date != today:
+        raise ReplanRefused(
+            f"plan {plan_id} is for {service_date.isoformat()}, but today in {tz.key} is "
+            f"{today.isoformat()}: re-planning starts from where the trucks are now, so it "
+            f"only makes sense for the day in progress; to change another day, plan it again"
+        )
+    try:
+        plan = Plan.from_dict(stored["document"])
+    except (TypeError, ValueError) as exc:  # msgspec.ValidationError is a ValueError
+        raise ReplanRefused(
+            f"plan {plan_id} was not stored by the planner ({exc}); it cannot be re-planned"
+        ) from exc
+    trucks, points = _ids(unavailable_truck_ids), _ids(new_point_ids)
+    known_trucks = repo.ids_in_district(conn, district_id, table="truck", ids=trucks)
+    unknown = [t for t in trucks if t not in known_trucks]
+    if unknown:
+        raise InvalidIds(
+            "unavailable_truck_ids",
+            f"district {district_id} has no truck {_listed(unknown)}",
+        )
+    known_points = repo.ids_in_district(conn, district_id, table="collection_point", ids=points)
+    unknown = [p for p in points if p not in known_points]
+    if unknown:
+        raise InvalidIds(
+            "new_point_ids", f"district {district_id} has no collection point {_listed(unknown)}"
+        )
+    inactive = [p for p in points if not known_points[p]]
+    if inactive:
+        raise InvalidIds(
+            "new_point_ids",
+            f"collection point {_listed(inactive)} is inactive: activate it before adding it",
+        )
+    in_plan = plan.assigned_point_ids() | {u.point_id for u in plan.unassigned}
+    already = [p for p in points if p in in_plan]
+    if already:
+        raise InvalidIds(
+            "new_point_ids",
+            f"plan {plan_id} already holds {_listed(already)} (on a route or listed as "
+            f"unassigned); missed points are re-inserted anyway: list only points to add",
+        )
+    return ReplanRequest(
+        plan_id=plan_id, district_id=district_id, service_date=service_date, tz=tz, now=now,
+        plan=plan, unavailable_truck_ids=trucks, new_point_ids=points,
+    )  # fmt: skip
+
+
+def truck_progress(
+    conn: psycopg.Connection,
+    request: ReplanRequest,
+    problem: rp.Problem,
+    positions: Mapping[str, progress_mod.LivePosition],
+    *,
+    alert_config: AlertConfig,
+) -> list[progress_mod.TruckProgress]:
+    """Each truck's state at the request's `now`, from its track and device events
+    so far (the visit detector and the ledger's rules of fleet/alerts)."""
+    cfg = alert_config
+    sites = alerts_repo.sites(
+        conn, district_id=request.district_id, min_dwell_fraction=cfg.min_dwell_fraction,
+        station_min_dwell_fraction=cfg.station_min_dwell_fraction,
+        station_radius_m=cfg.station_radius_m, depot_radius_m=cfg.depot_radius_m,
+    )  # fmt: skip
+    index = visits.SiteIndex(sites)
+    point_dwell = {s.site_id: s.min_dwell_s for s in sites if s.kind == "point"}
+    station_dwell = alerts_repo.station_min_dwell(conn, fraction=cfg.station_min_dwell_fraction)
+    day_start = repo.at_seconds(request.service_date, 0, request.tz)
+    until = request.now + timedelta(microseconds=1)  # fixes at `now` itself count
+    found: dict[str, tuple[visits.Visit, ...]] = {}
+    for truck in problem.trucks:
+        tid = truck.truck_id
+        fixes = alerts_repo.fixes(conn, truck_id=tid, start=day_start, end=until)
+        events = alerts_repo.events(conn, truck_id=tid, start=day_start, end=until)
+        if fixes or events:
+            found[tid] = visits.detect(tid, fixes, events, index, cfg.visit).visits
+    cleared = {
+        v.site_id
+        for vs in found.values()
+        for v in vs
+        if v.site_id is not None and ledger.is_clearing(v, point_dwell.get(v.site_id, 0.0))
+    }
+    amounts = {p.point_id: p.amount_kg for p in problem.points}
+    out = []
+    for truck in problem.trucks:
+        depot = problem.depot(truck.start_depot_id)
+        out.append(
+            progress_mod.truck_progress(
+                truck_id=truck.truck_id, route=request.plan.route_for(truck.truck_id),
+                depot=(depot.lat, depot.lon), position=positions.get(truck.truck_id),
+                visits=found.get(truck.truck_id, ()), cleared_by_anyone=cleared,
+                point_min_dwell_s=point_dwell, station_min_dwell_s=station_dwell,
+                amount_kg=amounts, now_s=request.now_s, depot_radius_m=cfg.depot_radius_m,
+                available=truck.truck_id not in request.unavailable_truck_ids,
+            )
+        )  # fmt: skip
+    return out
+
+
+def replan_day(
+    conn: psycopg.Connection,
+    *,
+    plan_id: int,
+    now: datetime,
+    unavailable_truck_ids: Sequence[str] = (),
+    new_point_ids: Sequence[str] = (),
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    created_by: str | None = None,
+    progress: Progress = _noop,
+    alert_config: AlertConfig | None = None,
+) -> int:
+    """Re-plan the rest of today from `now` and store it as a draft that replaces
+    `plan_id` (publish it to send it to the trucks); returns the new plan's id.
+
+    Each truck starts from its latest position at or before `now` with the load it
+    has on board; what it has done stays in its route; planned points it passed over
+    are re-inserted; the points of `unavailable_truck_ids` (broken down) go to other
+    trucks; `new_point_ids` are added. The result must pass ``routing.check``, or
+    nothing is stored (PlanningError)."""
+    from routing.replan import replan  # imports OR-Tools: only when planning
+
+    progress(0.02, "reading the plan")
+    request = check_replan(
+        conn, plan_id=plan_id, now=now, unavailable_truck_ids=unavailable_truck_ids,
+        new_point_ids=new_point_ids,
+    )  # fmt: skip
+    cfg = alert_config or AlertConfig()
+    old = request.plan
+    plan_points = sorted(old.assigned_point_ids() | {u.point_id for u in old.unassigned})
+    plan_trucks = [r.truck_id for r in old.routes]
+    day_start = repo.at_seconds(request.service_date, 0, request.tz)
+    positions = {
+        tid: progress_mod.LivePosition(at.astimezone(request.tz), lat, lon)
+        for tid, (at, lat, lon) in repo.latest_positions(
+            conn, request.district_id, also_truck_ids=plan_trucks, since=day_start, until=now
+        ).items()
+    }
+    progress(0.05, "reading the district")
+    full, graph = _build_problem(
+        conn, district_id=request.district_id, service_date=request.service_date,
+        point_ids=[*plan_points, *request.new_point_ids], also_truck_ids=plan_trucks,
+        extra_locations={rp.truck_key(t): (p.lat, p.lon) for t, p in positions.items()},
+    )  # fmt: skip
+    gone = sorted(set(plan_points) - set(full.point_index))
+    if gone:
+        raise PlanningError(
+            f"plan {plan_id} holds collection point {_listed(gone)}, which the district no "
+            f"longer has: plan the day again instead"
+        )
+    gone = sorted(set(plan_trucks) - set(full.truck_index))
+    if gone:
+        raise PlanningError(
+            f"plan {plan_id} has a route for truck {_listed(gone)}, which the district no "
+            f"longer has: plan the day again instead"
+        )
+    progress(0.1, "finding where each truck is and what it has done")
+    trucks = truck_progress(conn, request, full, positions, alert_config=cfg)
+    missed = sorted({p for t in trucks for p in t.missed_point_ids})
+    added = set(request.new_point_ids)
+    problem = full.replace(points=[p for p in full.points if p.point_id not in added])
+    new_points = [p for p in full.points if p.point_id in added]
+    progress(0.2, f"re-planning {len(problem.points) + len(new_points)} points from now")
+    try:
+        with _ticking(time_limit_s, progress):
+            result = replan(
+                problem, old, [t.state for t in trucks], now_s=request.now_s,
+                time_limit_s=time_limit_s, new_points=new_points, missed_point_ids=missed,
+                graph=graph, seed=seed,
+            )  # fmt: skip
+    except ValueError as exc:
+        raise PlanningError(f"plan {plan_id} cannot be re-planned: {exc}") from exc
+    progress(0.92, "checking the new routes")
+    violations = check_plan(result.problem, result.plan, live=result.live_positions)
+    if violations:
+        raise PlanningError(
+            f"the re-planned routes break {len(violations)} planning rule(s), so nothing was "
+            f"stored: " + "; ".join(str(v) for v in violations[:5])
+        )
+    progress(0.95, "storing the plan")
+    plan = result.plan
+    document = plan.to_dict()
+    document["replan"] = {
+        "replaces_plan_id": plan_id,
+        "at": now.astimezone(request.tz).isoformat(),
+        "now_s": request.now_s,
+        "unavailable_truck_ids": list(request.unavailable_truck_ids),
+        "new_point_ids": list(request.new_point_ids),
+        "missed_point_ids": missed,
+        "trucks": [t.as_json() for t in trucks],
+    }
+    new_plan_id = repo.insert_plan(
+        conn,
+        district_id=request.district_id,
+        service_date=request.service_date,
+        document=document,
+        stats=document["stats"],
+        stops=stop_rows(plan, service_date=request.service_date, tz=request.tz),
+        unassigned=[(u.point_id, u.reason) for u in plan.unassigned],
+        seed=seed,
+        time_limit_s=time_limit_s,
+        created_by=created_by,
+        replaces_plan_id=plan_id,
+    )
+    progress(1.0, f"plan {new_plan_id} stored (a draft replacing plan {plan_id})")
+    return new_plan_id
+
+
+def plan_timezone(conn: psycopg.Connection, *, plan_id: int) -> ZoneInfo:
+    """The time zone of the plan's district (its service day is a local date there)."""
+    stored = repo.get_plan(conn, plan_id)
+    if stored is None:
+        raise PlanNotFound(f"plan {plan_id} does not exist")
+    return ZoneInfo(repo.district_timezone(conn, stored["district_id"]) or "Asia/Shanghai")
+
+
 def get_plan(conn: psycopg.Connection, *, plan_id: int) -> dict[str, Any] | None:
     return repo.get_plan(conn, plan_id)
 
@@ -181,17 +514,16 @@ def publish_plan(conn: psycopg.Connection, *, plan_id: int) -> None:
     repo.publish(conn, plan_id)
 
 
-def start_job(
+def _start_job(
     pool_connect: Callable[[], psycopg.Connection],
     *,
     district_id: str,
     service_date: date,
-    tz: ZoneInfo,
-    time_limit_s: float,
-    seed: int = 0,
-    requested_by: str | None = None,
+    requested_by: str | None,
+    work: Callable[[psycopg.Connection, Progress], int],
 ) -> int:
-    """Start planning in a background thread; poll `plan_job` (get_job) for progress."""
+    """Run `work` (returns a plan id) in a background thread, recording its progress
+    and outcome in `plan_job`; returns the job id."""
     with pool_connect() as conn:
         conn.autocommit = True
         job_id = repo.create_job(
@@ -212,10 +544,7 @@ def start_job(
                     )
 
             try:
-                plan_id = plan_day(
-                    conn, district_id=district_id, service_date=service_date, tz=tz,
-                    time_limit_s=time_limit_s, seed=seed, created_by=requested_by, progress=report,
-                )  # fmt: skip
+                plan_id = work(conn, report)
             except Exception as exc:  # a failed job must say why, whatever happened
                 repo.update_job(conn, job_id, state="failed", progress=last[0], message=str(exc))
                 return
@@ -225,6 +554,63 @@ def start_job(
 
     threading.Thread(target=run, name=f"plan-job-{job_id}", daemon=True).start()
     return job_id
+
+
+def start_job(
+    pool_connect: Callable[[], psycopg.Connection],
+    *,
+    district_id: str,
+    service_date: date,
+    tz: ZoneInfo,
+    time_limit_s: float,
+    seed: int = 0,
+    requested_by: str | None = None,
+) -> int:
+    """Start planning in a background thread; poll `plan_job` (get_job) for progress."""
+
+    def work(conn: psycopg.Connection, report: Progress) -> int:
+        return plan_day(
+            conn, district_id=district_id, service_date=service_date, tz=tz,
+            time_limit_s=time_limit_s, seed=seed, created_by=requested_by, progress=report,
+        )  # fmt: skip
+
+    return _start_job(
+        pool_connect, district_id=district_id, service_date=service_date,
+        requested_by=requested_by, work=work,
+    )  # fmt: skip
+
+
+def start_replan_job(
+    pool_connect: Callable[[], psycopg.Connection],
+    *,
+    plan_id: int,
+    now: datetime,
+    unavailable_truck_ids: Sequence[str] = (),
+    new_point_ids: Sequence[str] = (),
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    requested_by: str | None = None,
+    alert_config: AlertConfig | None = None,
+) -> int:
+    """Check the request (raising PlanningError at once if it cannot work), then
+    re-plan in a background thread like `start_job`."""
+    with pool_connect() as conn:
+        request = check_replan(
+            conn, plan_id=plan_id, now=now, unavailable_truck_ids=unavailable_truck_ids,
+            new_point_ids=new_point_ids,
+        )  # fmt: skip
+
+    def work(conn: psycopg.Connection, report: Progress) -> int:
+        return replan_day(
+            conn, plan_id=plan_id, now=now, unavailable_truck_ids=unavailable_truck_ids,
+            new_point_ids=new_point_ids, time_limit_s=time_limit_s, seed=seed,
+            created_by=requested_by, progress=report, alert_config=alert_config,
+        )  # fmt: skip
+
+    return _start_job(
+        pool_connect, district_id=request.district_id, service_date=request.service_date,
+        requested_by=requested_by, work=work,
+    )  # fmt: skip
 
 
 def get_job(conn: psycopg.Connection, *, job_id: int) -> dict[str, Any] | None:

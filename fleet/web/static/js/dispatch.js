@@ -1,5 +1,5 @@
 // 调度: plan a date (watch the job's progress), see the routes in distinct colours on the
-// roads, print a truck's route sheet, publish.
+// roads, print a truck's route sheet, publish, re-plan today's published plan from now.
 import {
   api, can, clear, closeModal, fmtHours, fmtKm, fmtTime, h, openModal, qs, routeColour, showError, toast,
 } from "./core.js";
@@ -148,8 +148,12 @@ export class DispatchPage {
         h("div", { class: "stat" }, h("b", {}, (distance / 1000).toFixed(0)), h("small", {}, `${t("plan.distance")} ${t("common.km")}`))),
       h("div", { class: "row" },
         h("span", { class: `chip ${plan.status}`, "data-testid": "plan-status" }, t(`plan.status.${plan.status}`)),
+        plan.replaces_plan_id ? h("span", { class: "muted" }, `${t("plan.replaces")} #${plan.replaces_plan_id}`) : null,
         plan.status === "draft" && can("admin", "dispatcher")
           ? h("button", { "data-testid": "plan-publish", onclick: () => this.publish(planId) }, t("plan.publish"))
+          : null,
+        plan.status === "published" && can("admin", "dispatcher")
+          ? h("button", { class: "secondary", "data-testid": "plan-replan", onclick: () => this.askReplan(plan) }, t("plan.replan"))
           : null));
     clear(this.el.routes, h("table", { class: "list" }, plan.routes.map((r) => h("tr", {
       class: "clickable",
@@ -180,6 +184,36 @@ export class DispatchPage {
       await api(`/plans/${planId}/publish`, { method: "POST" });
       toast(t("plan.published"));
       await this.refresh(this.ctx);
+    } catch (err) {
+      showError(err);
+    }
+  }
+
+  askReplan(plan) {
+    const boxes = plan.routes.map((r) => h("input", { type: "checkbox", value: r.truck_id }));
+    const budget = document.getElementById("plan-budget");
+    openModal(h("div", { "data-testid": "replan-form" },
+      h("h3", {}, `${t("plan.replan")} · #${plan.plan_id}`),
+      h("p", { class: "muted" }, t("plan.replan_hint")),
+      h("p", {}, t("plan.replan_unavailable")),
+      h("div", { class: "row" }, plan.routes.map((r, i) => h("label", { class: "inline" }, boxes[i], r.plate || r.truck_id))),
+      h("div", { class: "row" },
+        h("button", {
+          "data-testid": "replan-start",
+          onclick: () => this.replan(plan.plan_id, boxes.filter((b) => b.checked).map((b) => b.value), budget ? budget.value : 30),
+        }, t("plan.replan_start")),
+        h("button", { class: "secondary", onclick: closeModal }, t("common.close")))));
+  }
+
+  async replan(planId, unavailable, budget) {
+    try {
+      const job = await api(`/plans/${planId}/replan`, {
+        method: "POST",
+        body: { unavailable_truck_ids: unavailable, time_limit_s: Number(budget) },
+      });
+      closeModal();
+      document.getElementById("plan-start").disabled = true;
+      this.watch(job.job_id);
     } catch (err) {
       showError(err);
     }
