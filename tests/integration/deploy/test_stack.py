@@ -75,6 +75,17 @@ def test_every_variable_is_documented_and_no_secret_has_a_default() -> None:
         assert documented[secret] == "", f"{secret} must have no usable default"
 
 
+def test_every_clearday_setting_is_listed_in_the_env_example() -> None:
+    """An operator finds every setting of fleet/config.py in .env.example, and the app
+    containers read that file."""
+    from fleet.config import Settings
+
+    text = (DEPLOY / ".env.example").read_text()
+    missing = [name for name in Settings.model_fields if f"CLEARDAY_{name.upper()}" not in text]
+    assert missing == [], f"settings missing from deploy/.env.example: {missing}"
+    assert compose()["x-app"]["env_file"] == ".env"
+
+
 def test_the_image_installs_the_package_and_runs_clearday() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["clearday"]' in dockerfile
