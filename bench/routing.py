@@ -2,6 +2,7 @@
 
     bench/routing.py [--budget SECONDS] [--seed N] [--no-pyvrp] PATH...
     bench/routing.py --district 3000x100 [--budget 600]
+    bench/routing.py --merge LOG...     # one summary of earlier runs' output
 
 Each PATH is an instance file or a folder of them: CVRPLIB ``.vrp`` (+ ``.sol``),
 Solomon / Gehring–Homberger ``.txt`` (+ ``.sol`` or ``bks.csv``), Kim et al.
@@ -16,7 +17,9 @@ One line of JSON per instance, then one JSON object on the last line:
 "mean_ratio_vs_pyvrp": 1.015, "infeasible": 0}, ...}}``. The set is the folder under
 the bench-data root (``cvrp``, ``vrptw``, ``wcvrptw``); gaps only where a
 distance-convention best-known exists (Kim et al.'s totals are reported as
-``mean_ratio_vs_published`` instead, they are not best-known values).
+``mean_ratio_vs_published`` instead, they are not best-known values). The ratio to
+PyVRP is averaged over the instances where both plans are feasible; the others are
+counted in ``pyvrp_infeasible``.
 
 PyVRP cannot express the lunch break or the daily load cap of the waste instances:
 there it solves a relaxation (no daily cap, shift shortened by the break), its routes
@@ -380,7 +383,13 @@ def summarise(rows: list[dict[str, Any]], budget: float) -> dict[str, Any]:
     for name in sorted({r["set"] for r in rows}):
         rs = [r for r in rows if r["set"] == name]
         gaps = [r["gap_pct"] for r in rs if "gap_pct" in r]
-        ratios = [r["ratio_vs_pyvrp"] for r in rs if "ratio_vs_pyvrp" in r]
+        # A cost ratio compares like with like: only where both plans hold and serve
+        # the same points (PyVRP's relaxation can fail the waste instances' checks).
+        ratios = [
+            r["ratio_vs_pyvrp"]
+            for r in rs
+            if "ratio_vs_pyvrp" in r and r["feasible"] and r.get("pyvrp_feasible", False)
+        ]
         pub = [r["ratio_vs_published"] for r in rs if "ratio_vs_published" in r]
         pyvrp_gaps = [
             100.0 * (r["pyvrp_value"] - r["bks"]) / r["bks"]
@@ -407,6 +416,15 @@ def summarise(rows: list[dict[str, Any]], budget: float) -> dict[str, Any]:
     return {"budget_s": budget, "sets": sets}
 
 
+def read_rows(log: Path) -> list[dict[str, Any]]:
+    """The JSON lines of an earlier run's output (per-instance lines and summaries)."""
+    rows = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="instance files or folders")
@@ -416,7 +434,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--district", action="append", default=[], help="generated district PxT, e.g. 3000x100"
     )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="LOG",
+        help="summarise the per-instance lines of earlier runs (e.g. sets run in parallel)",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = [row for log in args.merge for row in read_rows(Path(log))]
+        budgets = {row["budget_s"] for row in merged if "budget_s" in row} or {args.budget}
+        rows = [row for row in merged if "instance" in row]
+        print(json.dumps(summarise(rows, max(budgets))), flush=True)
+        return 0
     if not args.paths and not args.district:
         parser.error("give instance PATHs and/or --district")
     rows = []
