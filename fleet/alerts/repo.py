@@ -292,6 +292,30 @@ def active_district_dates(
     return [(r[0], r[1]) for r in rows]
 
 
+# The plans of a district's day, as CTEs for `WITH RECURSIVE` (parameters district
+# and date). Everything planned at any time of the day is held against the day, so
+# `day_plans` is the published plan (age 0) and the chain of plans it replaced (a
+# re-plan made mid-day points at the plan it replaces: age 1, and so on); a plan only
+# replaces an older one (ids grow), which also keeps the recursion finite.
+# `plan_points` is what each of them says about a point: a stop of a truck's route
+# (seq, ETA), or left unassigned (reason).
+_DAY_PLANS = """day_plans (plan_id, replaces_plan_id, age) AS (
+            SELECT plan_id, replaces_plan_id, 0 FROM plan
+             WHERE district_id = %(district)s AND service_date = %(date)s AND status = 'published'
+            UNION ALL
+            SELECT p.plan_id, p.replaces_plan_id, newer.age + 1
+              FROM plan p JOIN day_plans newer ON p.plan_id = newer.replaces_plan_id
+             WHERE p.district_id = %(district)s AND p.service_date = %(date)s
+               AND p.plan_id < newer.plan_id),
+        plan_points AS (
+            SELECT dp.age, ps.plan_id, ps.point_id, ps.truck_id, ps.seq, ps.arrival_at, NULL AS reason
+              FROM plan_stop ps JOIN day_plans dp USING (plan_id)
+             WHERE ps.kind = 'point' AND ps.point_id IS NOT NULL
+            UNION ALL
+            SELECT dp.age, NULL, pu.point_id, NULL, NULL, NULL, pu.reason
+              FROM plan_unassigned pu JOIN day_plans dp USING (plan_id))"""
+
+
 def published_plan_id(
     conn: psycopg.Connection, *, district_id: str, service_date: date
 ) -> int | None:
@@ -306,29 +330,28 @@ def published_plan_id(
 def due_points(
     conn: psycopg.Connection, *, district_id: str, service_date: date, min_dwell_fraction: float
 ) -> list[DuePoint]:
-    """The published plan's points (and the ones it left unassigned); without a plan,
-    every active point (collected daily)."""
+    """Every point a plan of the day (the published plan and the plans it replaced)
+    routed or left unassigned; without a plan, every active point (collected daily).
+
+    The newest plan that mentions a point decides: its planned truck, stop and ETA, or
+    the reason it was left unassigned. A point a broken-down truck collected before a
+    re-plan stays due with that truck; one handed to another truck is due with that one."""
     rows = conn.execute(
-        """WITH d AS (SELECT district_id, timezone FROM district WHERE district_id = %(district)s),
-                pl AS (SELECT plan_id FROM plan WHERE district_id = %(district)s
-                         AND service_date = %(date)s AND status = 'published'),
-                planned AS (SELECT DISTINCT ON (ps.point_id) ps.point_id, ps.truck_id, ps.seq,
-                                   ps.arrival_at, ps.plan_id
-                              FROM plan_stop ps JOIN pl USING (plan_id)
-                             WHERE ps.kind = 'point' AND ps.point_id IS NOT NULL
-                             ORDER BY ps.point_id, ps.seq),
-                unassigned AS (SELECT pu.point_id, pu.reason FROM plan_unassigned pu JOIN pl USING (plan_id))
+        f"""WITH RECURSIVE {_DAY_PLANS},
+                d AS (SELECT district_id, timezone FROM district WHERE district_id = %(district)s),
+                latest AS (SELECT DISTINCT ON (point_id) * FROM plan_points
+                            ORDER BY point_id, age, seq NULLS LAST)  -- newest; routed first
            SELECT p.point_id, p.district_id, p.lat, p.lon, p.geofence_radius_m,
                   coalesce(p.min_dwell_s, p.service_time_s * %(frac)s)::float8, p.stream,
                   (%(date)s::date + p.window_start) AT TIME ZONE d.timezone,
                   (%(date)s::date + p.window_end) AT TIME ZONE d.timezone,
                   (%(date)s::date + p.clearance_deadline) AT TIME ZONE d.timezone,
-                  planned.truck_id, planned.plan_id, planned.seq, planned.arrival_at, unassigned.reason,
+                  latest.truck_id, latest.plan_id, latest.seq, latest.arrival_at, latest.reason,
                   d.timezone
              FROM collection_point p JOIN d USING (district_id)
-             LEFT JOIN planned USING (point_id) LEFT JOIN unassigned USING (point_id)
-            WHERE CASE WHEN EXISTS (SELECT 1 FROM pl)
-                       THEN planned.point_id IS NOT NULL OR unassigned.point_id IS NOT NULL
+             LEFT JOIN latest USING (point_id)
+            WHERE CASE WHEN EXISTS (SELECT 1 FROM day_plans)
+                       THEN latest.point_id IS NOT NULL
                        ELSE p.active AND p.schedule = 'daily' END
             ORDER BY p.point_id""",
         {"district": district_id, "date": service_date, "frac": min_dwell_fraction},
@@ -429,10 +452,16 @@ def day_visits(
 def truck_days(
     conn: psycopg.Connection, *, district_id: str, service_date: date, visits: Sequence[Visit]
 ) -> list[TruckDay]:
-    """The district's trucks and any truck the day's plan uses, with their day's data."""
+    """The district's trucks and any truck the day's plans use, with their day's data.
+
+    A truck's planned stops are its route in the newest of the day's plans that has
+    one: a truck still working after a re-plan follows the new plan (its completed
+    stops included). A truck taken out by a re-plan (broken down) keeps its route of
+    the plan it was taken out of, less the points a newer plan took over (handed to
+    another truck, or left unassigned): its planned points are exactly the due points
+    it is still the planned truck of, so it is never held to points it no longer has."""
     rows = conn.execute(
-        """WITH pl AS (SELECT plan_id FROM plan WHERE district_id = %(district)s
-                         AND service_date = %(date)s AND status = 'published')
+        f"""WITH RECURSIVE {_DAY_PLANS}
            SELECT t.truck_id, t.district_id, t.depot_id,
                   (%(date)s::date + t.shift_start) AT TIME ZONE d.timezone,
                   (%(date)s::date + t.shift_end) AT TIME ZONE d.timezone,
@@ -445,7 +474,7 @@ def truck_days(
              FROM truck t JOIN district d ON d.district_id = t.district_id
              LEFT JOIN truck_day td ON td.truck_id = t.truck_id AND td.service_date = %(date)s
             WHERE (t.district_id = %(district)s AND t.active)
-               OR t.truck_id IN (SELECT ps.truck_id FROM plan_stop ps JOIN pl USING (plan_id))
+               OR t.truck_id IN (SELECT ps.truck_id FROM plan_stop ps JOIN day_plans USING (plan_id))
             ORDER BY t.truck_id""",
         {"district": district_id, "date": service_date},
     ).fetchall()
@@ -460,12 +489,18 @@ def truck_days(
         gaps[g[0]].append(Gap(*g[1:]))
     planned: dict[str, list[PlannedStop]] = defaultdict(list)
     for s in conn.execute(
-        """SELECT ps.truck_id, ps.seq, ps.kind, coalesce(ps.point_id, ps.station_id, ps.depot_id),
+        f"""WITH RECURSIVE {_DAY_PLANS},
+                truck_plan AS (SELECT DISTINCT ON (ps.truck_id) ps.truck_id, ps.plan_id, dp.age
+                                 FROM plan_stop ps JOIN day_plans dp USING (plan_id)
+                                ORDER BY ps.truck_id, dp.age)
+           SELECT ps.truck_id, ps.seq, ps.kind, coalesce(ps.point_id, ps.station_id, ps.depot_id),
                   ps.arrival_at
-             FROM plan_stop ps JOIN plan p USING (plan_id)
-            WHERE p.district_id = %s AND p.service_date = %s AND p.status = 'published'
+             FROM plan_stop ps JOIN truck_plan tp USING (truck_id, plan_id)
+            WHERE ps.point_id IS NULL
+               OR NOT EXISTS (SELECT 1 FROM plan_points newer
+                               WHERE newer.point_id = ps.point_id AND newer.age < tp.age)
             ORDER BY ps.truck_id, ps.seq""",
-        (district_id, service_date),
+        {"district": district_id, "date": service_date},
     ):
         planned[s[0]].append(PlannedStop(s[1], s[2], s[3], s[4]))
     by_truck: dict[str, list[Visit]] = defaultdict(list)
