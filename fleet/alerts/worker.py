@@ -294,12 +294,17 @@ class Pipeline:
         ]
         truck_map = {d.truck_id: d for d in days}
         station_dwell = self.station_dwell(conn)
-        # A point cleared and delivered stays so while its visits are unchanged: reuse.
+        # A point cleared and delivered stays so while its visits and its plan (a
+        # re-plan may hand it to another truck) are unchanged: reuse.
         verdict_of: dict[str, ledger.Verdict] = {}
         todo = []
         for point in due:
             final = self._final.get((service_date, point.point_id))
-            if final is not None and final[0] == tuple(at_point.get(point.point_id, ())):
+            if (
+                final is not None
+                and final[0] == tuple(at_point.get(point.point_id, ()))
+                and final[1].due == point
+            ):
                 verdict_of[point.point_id] = final[1]
             else:
                 todo.append(point)
