@@ -1490,13 +1490,12 @@ def _reinsert(
                     if p.stream in s.streams
                 ]
             for trial in candidates:
-                s = schedule_route(
-                    problem,
-                    truck,
-                    trial,
-                    start=start,
-                    break_done=truck.truck_id in breaks_done,
-                )
+                bd = truck.truck_id in breaks_done
+                s = schedule_route(problem, truck, trial, start=start, break_done=bd)
+                if not s.feasible and s.reason == "capacity" and problem.stations:
+                    # A full trip takes the point with one more unload.
+                    trial = _split_overloaded_trips(problem, truck, trial, start)
+                    s = schedule_route(problem, truck, trial, start=start, break_done=bd)
                 if s.feasible:
                     delta = s.distance_m - base
                     if best is None or delta < best[0]:
