@@ -77,9 +77,11 @@ class RuleParams:
     # ...or, once the truck has stopped at a later stop of its plan, this many.
     drive_by_skipped_stops: int = 3
     # ...and is confirmed once the truck is seen this long after the pass and this
-    # far from the point (or stopped somewhere else).
+    # far from the point (or stopped somewhere else). Farther than a loop round a
+    # city block: trucks often pass a point, go round the block and come back to it
+    # from the right side (one-way streets); 60 m raised false drive-bys then.
     drive_by_confirm_s: float = 20.0
-    drive_by_confirm_m: float = 60.0
+    drive_by_confirm_m: float = 250.0
 
 
 @dataclass(frozen=True, slots=True)
