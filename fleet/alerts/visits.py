@@ -216,13 +216,26 @@ def detect(
     events: Sequence[DeviceEvent],
     sites: SiteIndex,
     params: VisitParams | None = None,
+    *,
+    window_from: datetime | None = None,
 ) -> Detection:
-    """Stays, passes and event-only visits of one truck's track, sorted by arrival."""
+    """Stays, passes and event-only visits of one truck's track, sorted by arrival.
+
+    `window_from`: the track is a window of the day re-detected from this moment (the
+    worker's incremental run) and its fixes before it are context: they give the first
+    arrival and silence, but belong to the stays before the window, so no stay begins
+    at them. Without this, a stopped context fix (the end of the stay before, when the
+    truck moved on without a moving fix in between) started a stay before the window,
+    which the caller drops, and the stay at the window start was lost.
+    """
     p = params or VisitParams()
     track = _clean(fixes)
     n = len(track)
     proj = sites.proj
     ts = [f.at.timestamp() for f in track]
+    first = (
+        0 if window_from is None else bisect.bisect_left(ts, window_from.timestamp())
+    )  # the first fix that may begin a stay
     xs: list[float] = []
     ys: list[float] = []
     for f in track:
@@ -230,7 +243,7 @@ def detect(
         xs.append(x)
         ys.append(y)
     stopped = _stopped_flags(track, ts, xs, ys, p)
-    stays = _stays(track, ts, xs, ys, stopped, p)
+    stays = _stays(track, ts, xs, ys, stopped, p, first)
     for stay in stays:
         _match(stay, track, xs, ys, sites, p)
     stays = _merge(stays, p)
@@ -297,6 +310,7 @@ def _stays(
     ys: list[float],
     stopped: list[bool],
     p: VisitParams,
+    first_member: int = 0,
 ) -> list[_Stay]:
     n = len(track)
     groups: list[list[int]] = []
@@ -310,7 +324,7 @@ def _stays(
         return math.hypot(xs[j] - sx / k, ys[j] - sy / k) <= radius
 
     tail_pending = False
-    i = 0
+    i = first_member
     while i < n:
         if not stopped[i]:
             if cur:

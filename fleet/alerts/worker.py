@@ -241,8 +241,9 @@ class Pipeline:
         track = repo.fixes(conn, truck_id=truck_id, start=ctx, end=day_end)
         evs = repo.events(conn, truck_id=truck_id, start=max(day_start, ctx - slack), end=day_end)
         found = visits.detect(
-            truck_id, track, evs, self.site_index(conn, ref.district_id), self.config.visit
-        )
+            truck_id, track, evs, self.site_index(conn, ref.district_id), self.config.visit,
+            window_from=replace_from,
+        )  # fmt: skip
         with conn.pipeline():
             repo.replace_detection(
                 conn, truck_id=truck_id, service_date=service_date, replace_from=replace_from,

@@ -150,3 +150,18 @@ def test_a_wild_newest_fix_does_not_end_a_stay_yet() -> None:
     wild = Fix(last.at + timedelta(seconds=10), *latlon(0, 70), 0.0, 10.0)
     (v,) = stays(detect("T1", [*track.fixes, wild], [], SITES).visits, "P1")
     assert v.is_open
+
+
+def test_window_from_a_stay_that_follows_a_stay_finds_the_same_stay() -> None:
+    """A truck parked 70 m from P1 moves onto it between two stopped fixes: re-detecting from
+    the P1 stay's arrival (the worker's window) finds the stay the whole day has."""
+    track = Track(at("11:00"), x=-300, interval_s=60).drive(-70, 0, 30).stay(1800)
+    track.interval_s = 10.0
+    track.jump(0, 0).stay(300).drive(400, 0, 30)
+    whole = stays(detect("T1", track.fixes, [], SITES).visits, "P1")
+    assert len(whole) == 1 and whole[0].dwell_s >= 290
+    start = whole[0].arrived_at
+    context = max(i for i, f in enumerate(track.fixes) if f.at < start)
+    window = detect("T1", track.fixes[context:], [], SITES, window_from=start).visits
+    assert [v for v in window if v.kind == "stay" and v.arrived_at < start] == []
+    assert stays(window, "P1") == whole
