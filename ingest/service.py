@@ -253,17 +253,16 @@ class Ingestor:
                     break
                 time.sleep(min(deadline - now, IDLE_POLL_S))
                 continue
-            message = delivery[1]
             if not deliveries:
-                deadline = message.timestamp + self.max_age_s
-                linger_until = message.timestamp + self.linger_s
+                deadline = delivery.received_at + self.max_age_s
+                linger_until = delivery.received_at + self.linger_s
             deliveries.append(delivery)
             try:
-                topic = message.topic
+                topic = delivery.topic.decode()
             except UnicodeDecodeError:
-                topic = message._topic.decode("utf-8", "backslashreplace")
+                topic = delivery.topic.decode("utf-8", "backslashreplace")
             topics.append(topic)
-            result = parse(topic, cast(bytes, message.payload), window)
+            result = parse(topic, delivery.payload, window)
             parsed.append(result)
             rows += len(result.items) + len(result.rejections)
             if rows >= self.max_rows:
@@ -276,7 +275,7 @@ class Ingestor:
     def _commit(self, writer: BatchWriter, deliveries: list[Delivery], batch: Batch) -> None:
         result = writer.write(batch)
         acked = self.consumer.ack(deliveries)
-        oldest = deliveries[0][1].timestamp
+        oldest = deliveries[0].received_at
         lag_s = time.monotonic() - oldest
         with self._stats_lock:
             self.batches += 1
@@ -316,7 +315,7 @@ def build_batch(
     dead = batch.dead
     messages = batch.messages
     for src, (delivery, topic, result) in enumerate(zip(deliveries, topics, parsed, strict=True)):
-        payload = cast(bytes, delivery[1].payload)  # paho decodes it with struct: bytes
+        payload = delivery.payload
         messages.append((topic, payload))
         truck_id = trucks.get(result.terminal_id) if result.terminal_id is not None else None
         if result.terminal_id is not None and truck_id is None and result.items:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import struct
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet.config import MqttTarget
 from ingest import wire
-from ingest.mqtt import MqttConsumer
+from ingest.mqtt import Delivery, LeanClient, MqttConsumer
 from ingest.service import ReasonLog, build_batch
 from ingest.writer import clean_text, event_payload
 
@@ -33,7 +34,7 @@ def message(topic: str, payload: bytes, mid: int = 1) -> MQTTMessage:
 def batch_of(*items: tuple[str, bytes]) -> Any:
     decoder = wire.Decoder()
     window = decoder.window(NOW)
-    deliveries = [(1, message(t, p, i + 1)) for i, (t, p) in enumerate(items)]
+    deliveries = [Delivery(1, i + 1, 1, t.encode(), p, 0.0) for i, (t, p) in enumerate(items)]
     parsed = [decoder.parse(t, p, window) for t, p in items]
     return build_batch(deliveries, [t for t, _ in items], parsed, TRUCKS, NOW)
 
@@ -232,3 +233,99 @@ def test_callbacks_never_raise() -> None:
         None,
     )
     c._on_subscribe(c._client, None, 1, None, None)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------- the lean receive path
+
+
+def publish_packet(topic: bytes, payload: bytes, qos: int, mid: int, props: bytes = b"") -> bytes:
+    """A raw MQTT 5 PUBLISH packet, as the broker sends it."""
+    body = struct.pack("!H", len(topic)) + topic
+    if qos:
+        body += struct.pack("!H", mid)
+    body += bytes([len(props)]) + props + payload
+    length, rem = b"", len(body)
+    while True:  # variable byte integer
+        byte, rem = rem % 128, rem // 128
+        length += bytes([byte | (128 if rem else 0)])
+        if not rem:
+            break
+    return bytes([0x30 | qos << 1]) + length + body
+
+
+@pytest.fixture
+def wired() -> Any:
+    """A connected consumer whose client reads from one end of a socket pair."""
+    c = consumer()
+    connect(c)
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    c._client._sock = ours
+    yield c, broker
+    broker.close()
+    ours.close()
+
+
+def read_all(c: MqttConsumer) -> None:
+    assert c._client.loop_read() == 0
+
+
+def test_lean_client_is_used_and_takes_plain_publishes_straight_to_the_inbox(wired: Any) -> None:
+    c, broker = wired
+    assert isinstance(c._client, LeanClient)
+    big = b"x" * 70_000  # longer than one read chunk
+    broker.sendall(
+        publish_packet(b"clearday/v1/trucks/A/positions", b'{"lat":1}', 1, 7)
+        + publish_packet(b"clearday/v1/trucks/B/positions", big, 1, 8)
+        + publish_packet(b"clearday/v1/trucks/C/events", b"[]", 0, 0)
+    )
+    read_all(c)
+    got = [(d.mid, d.qos, d.topic, d.payload) for d in c.inbox]
+    assert got == [
+        (7, 1, b"clearday/v1/trucks/A/positions", b'{"lat":1}'),
+        (8, 1, b"clearday/v1/trucks/B/positions", big),
+        (0, 0, b"clearday/v1/trucks/C/events", b"[]"),
+    ]
+    assert all(d.gen == c._gen for d in c.inbox)
+
+
+def test_a_packet_split_across_reads_is_put_together(wired: Any) -> None:
+    c, broker = wired
+    packet = publish_packet(b"t/1", b"payload", 1, 300)
+    for cut in (1, 2, 5, len(packet) - 1):
+        c.inbox.clear()
+        broker.sendall(packet[:cut])
+        read_all(c)
+        assert not c.inbox
+        broker.sendall(packet[cut:])
+        read_all(c)
+        assert [(d.mid, d.payload) for d in c.inbox] == [(300, b"payload")]
+
+
+def test_publishes_with_properties_or_qos2_take_paho_s_own_path(wired: Any) -> None:
+    c, broker = wired
+    content_type = bytes([0x03]) + struct.pack("!H", 4) + b"json"  # property 3: content type
+    broker.sendall(
+        publish_packet(b"t/props", b"p1", 1, 11, content_type)
+        + publish_packet(b"t/two", b"p2", 2, 12)
+    )
+    read_all(c)
+    assert [(d.mid, d.qos, d.topic, d.payload) for d in c.inbox] == [(11, 1, b"t/props", b"p1")]
+    assert 12 in c._client._in_messages  # QoS 2 waits for PUBREL, as in stock paho
+
+
+def test_a_topic_that_is_not_utf8_still_reaches_the_inbox(wired: Any) -> None:
+    c, broker = wired
+    broker.sendall(publish_packet(b"t/\xff", b"p", 1, 5))
+    read_all(c)
+    assert [d.topic for d in c.inbox] == [b"t/\xff"]
+
+
+def test_closing_the_socket_drops_bytes_read_from_the_old_connection(wired: Any) -> None:
+    c, broker = wired
+    packet = publish_packet(b"t/1", b"payload", 1, 9)
+    broker.sendall(packet * 2)
+    c._client._sock_recv(3)  # as if the connection broke mid-packet
+    assert c._client._rdata
+    c._client._sock_close()
+    assert c._client._rdata == b"" and c._client._rpos == 0
