@@ -7,6 +7,9 @@ Measures, in one run:
 1. ``bare_msgs_per_s``: a bare paho subscriber (auto-ack, same MQTT 5 settings and
    subscription as the ingestor) draining N single-fix messages from its
    persistent session — the client library's own limit on this machine;
+   ``lean_bare_msgs_per_s`` is the same with the ingestor's own receive path
+   (``ingest.mqtt.LeanClient``, which skips most of stock paho's per-message work), so
+   ``ingest_over_lean_bare`` is what the ingestor adds on top of just receiving;
 2. ``ingest_msgs_per_s``: ``clearday ingest`` draining the same N messages from its
    persistent session (published while it was stopped), timed from its CONNACK to
    the commit of the last row;
@@ -324,7 +327,7 @@ def bare_subscriber_main(argv: list[str]) -> None:
     from paho.mqtt.properties import Properties
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
-    url, client_id, n_str, topic_filter, mode = argv
+    url, client_id, n_str, topic_filter, mode, client_kind = argv
     n = int(n_str)
     target = MqttTarget(url)
     got = 0
@@ -351,9 +354,21 @@ def bare_subscriber_main(argv: list[str]) -> None:
             cpu_at_last[0] = time.process_time()
             done.set()
 
-    client = paho.Client(
-        paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
-    )
+    if client_kind == "lean":
+        from ingest.mqtt import LeanClient
+
+        def deliver(mid: int, qos: int, topic: bytes, payload: bytes) -> None:
+            on_message(client, None, None)
+            client._send_puback(mid)  # what stock paho's auto-ack does
+
+        client: paho.Client = LeanClient(
+            paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
+            deliver=deliver, manual_ack=True,
+        )  # fmt: skip
+    else:
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+        )
     if target.username:
         client.username_pw_set(target.username, target.password)
     client.on_connect = on_connect
@@ -372,9 +387,12 @@ def bare_subscriber_main(argv: list[str]) -> None:
     print(json.dumps({"received": got, "elapsed_s": elapsed, "cpu_s": cpu}))
 
 
-def run_bare(url: str, client_id: str, n: int, topic_filter: str, mode: str) -> dict[str, Any]:
+def run_bare(
+    url: str, client_id: str, n: int, topic_filter: str, mode: str, client_kind: str = "paho"
+) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--bare-subscriber", url, client_id, str(n), topic_filter, mode],
+        [sys.executable, __file__, "--bare-subscriber", url, client_id, str(n), topic_filter,
+         mode, client_kind],
         capture_output=True, text=True, timeout=900, check=True,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -690,8 +708,10 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
     watcher = CommitWatcher(servers.url)
     ingestor = IngestorProcess(env, f"bench-ingest-{uuid.uuid4().hex[:6]}")
     bare_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    lean_id = f"bench-lean-{uuid.uuid4().hex[:6]}"
     lost = duplicated = 0
     bare_rates: list[float] = []
+    lean_rates: list[float] = []
     single_rates: list[float] = []
     batched_rates: list[float] = []
     copy_rates: list[float] = []
@@ -700,6 +720,7 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     try:
         run_bare(servers.mqtt_url, bare_id, 0, positions_filter, "register")
+        run_bare(servers.mqtt_url, lean_id, 0, positions_filter, "register", "lean")
         ingestor.start()
         ingestor.wait_subscribed()
         ingestor.stop()
@@ -712,6 +733,11 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
             bare_rates.append(len(messages) / bare["elapsed_s"])
             bare_cpu.append(bare["cpu_s"] / len(messages) * 1e6)
             log(f"bare: {bare['received']} messages in {bare['elapsed_s']:.2f} s")
+            lean = run_bare(
+                servers.mqtt_url, lean_id, len(messages), positions_filter, "drain", "lean"
+            )
+            lean_rates.append(len(messages) / lean["elapsed_s"])
+            log(f"lean bare: {lean['received']} messages in {lean['elapsed_s']:.2f} s")
             elapsed, cpu_s, lo, du = drain_phase(
                 "single", servers.url, ingestor, watcher, workload, seqs
             )
@@ -720,9 +746,10 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
             lost, duplicated = lost + lo, duplicated + du
 
             bmessages, bseqs = workload.batched(args.batched_messages, args.fixes_per_message)
-            # The bare subscriber's session gets these too; drain it so it stays empty.
+            # The bare subscribers' sessions get these too; drain them so they stay empty.
             publish(target, bmessages, f"round {r + 1} batched")
             run_bare(servers.mqtt_url, bare_id, len(bmessages), positions_filter, "drain")
+            run_bare(servers.mqtt_url, lean_id, len(bmessages), positions_filter, "drain", "lean")
             elapsed, _, lo, du = drain_phase(
                 "batched", servers.url, ingestor, watcher, workload, bseqs
             )
@@ -753,6 +780,8 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
         "ingest_over_bare_per_round": [
             round(i / b, 3) for i, b in zip(single_rates, bare_rates, strict=True)
         ],
+        "lean_bare_msgs_per_s": round(max(lean_rates)),
+        "ingest_over_lean_bare": round(single_best / max(lean_rates), 3),
         # CPU per message is independent of what else runs on the machine.
         "bare_cpu_us_per_msg": round(statistics.median(bare_cpu), 1),
         "ingest_cpu_us_per_msg": round(statistics.median(single_cpu), 1),
@@ -767,6 +796,7 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
         "duplicated": duplicated,
         "rounds": {
             "bare_msgs_per_s": [round(x) for x in bare_rates],
+            "lean_bare_msgs_per_s": [round(x) for x in lean_rates],
             "ingest_msgs_per_s": [round(x) for x in single_rates],
             "ingest_fixes_per_s_batched": [round(x) for x in batched_rates],
             "copy_rows_per_s": [round(x) for x in copy_rates],
