@@ -1093,8 +1093,11 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
     The points of the trucks that unload at one station are routed as a CVRP from
     that station (truckload capacity, no time), by OR-Tools' iterated local search;
     the resulting trips are packed into those trucks' days (daily load cap, working
-    time) most urgent first. The full model then starts from it (see
-    ``_Model.hint_successors``) and repairs what this ignores (windows, eligibility).
+    time, windows) most urgent first, each where it adds the least distance. Where
+    the daily cap is not a whole number of truckloads, trips cut to the even share of
+    a day are tried too, and the shorter packing is kept (see ``_trip_sizes``). The
+    full model then starts from it (see ``_Model.hint_successors``) and repairs what
+    this ignores (windows, eligibility).
     """
     t0 = time.monotonic()
     problem = model.problem
@@ -1133,15 +1136,75 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
         if not pts:
             continue
         share = time_limit_s * len(pts) / total_points
-        trips = _cvrp_trips(model, key[0], vs, pts, max(0.2, share - 0.05))
-        out.update(_pack_trips(model, key[0], vs, trips))
+        sizes = _trip_sizes(model, vs)
+        chosen: tuple[float, dict[str, list[Visit]]] | None = None
+        for size in sizes:
+            limit = max(0.2, share / len(sizes) - 0.05)
+            trips = _cvrp_trips(model, key[0], vs, pts, size, limit)
+            packed = _pack_trips(model, key[0], vs, trips)
+            cost = _packed_cost(model, key[0], packed, pts)
+            if chosen is None or cost < chosen[0]:
+                chosen = (cost, packed)
+        assert chosen is not None
+        out.update(chosen[1])
         if time.monotonic() - t0 > time_limit_s * 1.5:
             break
     return out
 
 
+def _trip_sizes(model: _Model, vs: list[int]) -> list[float]:
+    """The truckloads to cut trips to. Full loads; and, where the daily cap is not a
+    whole number of loads, the even share of a day (a 400 yd day of 243 yd trucks
+    holds two trips of 200 yd, but only one of 243 yd: full loads would take a truck
+    per trip and drive every truck's way out and home)."""
+    cap = min(model.trucks[v].capacity_kg for v in vs)
+    day = min(model.trucks[v].day_load_limit_kg for v in vs)
+    full = min(cap, day)
+    sizes = [full]
+    if math.isfinite(day) and day > cap:
+        even = day / math.ceil(day / cap - 1e-9)
+        if even < full * 0.98:
+            sizes.append(even)
+    return sizes
+
+
+def _packed_cost(
+    model: _Model, station_id: str, packed: dict[str, list[Visit]], pts: list[Point]
+) -> float:
+    """Distance of constructed days (start, visits, end depot); a point left out
+    counts as a trip of its own from the station."""
+    problem = model.problem
+    total = 0.0
+    served: set[str] = set()
+    for v, t in enumerate(model.trucks):
+        visits = packed.get(t.truck_id)
+        if not visits:
+            continue
+        matrix = problem.matrix_for(t)
+        keys = [model.start_of[v].key]
+        for x in visits:
+            if x.kind == "point":
+                served.add(x.ref_id)
+                keys.append(point_key(x.ref_id))
+            else:
+                keys.append(station_key(x.ref_id))
+        keys.append(depot_key(t.end_depot_id))
+        total += sum(matrix.distance(a, b) for a, b in itertools.pairwise(keys))
+    sk = station_key(station_id)
+    mx = problem.matrix
+    for p in pts:
+        if p.point_id not in served:
+            total += 2 * mx.distance(sk, point_key(p.point_id))
+    return total
+
+
 def _cvrp_trips(
-    model: _Model, station_id: str, vs: list[int], pts: list[Point], time_limit_s: float
+    model: _Model,
+    station_id: str,
+    vs: list[int],
+    pts: list[Point],
+    cap: float,
+    time_limit_s: float,
 ) -> list[list[Point]]:
     problem = model.problem
     truck = model.trucks[vs[0]]
@@ -1162,7 +1225,6 @@ def _cvrp_trips(
     gap[0, :] = 0.0
     gap[:, 0] = 0.0
     cost = np.rint((dist + speed * gap) * DIST_SCALE).astype(np.int64).tolist()
-    cap = min(model.trucks[v].capacity_kg for v in vs)
     demand = [0] + [round(p.amount_kg * LOAD_SCALE) for p in pts]
     n_vehicles = math.ceil(sum(p.amount_kg for p in pts) / cap * 1.3) + 2
     manager = pywrapcp.RoutingIndexManager(len(keys), n_vehicles, 0)
@@ -1204,8 +1266,10 @@ def _cvrp_trips(
 def _pack_trips(
     model: _Model, station_id: str, vs: list[int], trips: list[list[Point]]
 ) -> dict[str, list[Visit]]:
-    """Most urgent trips first, each to the truck with the most time left that can
-    still take its load; trips within a truck in order of urgency."""
+    """Most urgent trips first, each to the truck that can still take its load and
+    drive it in time at the least extra distance: a truck already out drives from the
+    station to the trip, a truck not yet out from its start and home from the station.
+    Trips within a truck in order of urgency."""
     problem = model.problem
     sk = station_key(station_id)
     station = problem.station(station_id)
@@ -1232,6 +1296,34 @@ def _pack_trips(
     def centre(trip: list[Point]) -> float:
         return float(np.median([(p.window_start_s + p.window_end_s) / 2 for p in trip]))
 
+    def day(ts: list[list[Point]]) -> list[Visit]:
+        visits: list[Visit] = []
+        for trip in sorted(ts, key=centre):
+            visits.extend(Visit("point", p.point_id) for p in trip)
+            visits.append(Visit("station", station_id))
+        return visits
+
+    def in_time(v: int, trip: list[Point]) -> bool:
+        truck = model.trucks[v]
+        sched = schedule_route(
+            problem,
+            truck,
+            day([*assigned[v], trip]),
+            start=model.start_of[v],
+            break_done=truck.truck_id in model.options.breaks_done,
+        )
+        return sched.feasible
+
+    def extra_m(v: int, trip: list[Point]) -> float:
+        matrix = problem.matrix_for(model.trucks[v])
+        ends = [point_key(trip[0].point_id), point_key(trip[-1].point_id)]
+        if assigned[v]:
+            return min(matrix.distance(sk, e) for e in ends)
+        home = depot_key(model.trucks[v].end_depot_id)
+        return min(matrix.distance(model.start_of[v].key, e) for e in ends) + matrix.distance(
+            sk, home
+        )
+
     urgency = sorted(trips, key=lambda trip: (min(p.window_end_s for p in trip), centre(trip)))
     assigned: dict[int, list[list[Point]]] = {v: [] for v in vs}
     for trip in urgency:
@@ -1239,7 +1331,11 @@ def _pack_trips(
         fits = [v for v in vs if left_kg[v] >= load - 1e-9]
         if not fits:
             continue  # left for the search to place
-        v = max(fits, key=lambda x: left_s[x])
+        timely = [v for v in fits if in_time(v, trip)]
+        if timely:
+            v = min(timely, key=lambda x: (extra_m(x, trip), -left_s[x]))
+        else:
+            v = max(fits, key=lambda x: left_s[x])
         assigned[v].append(trip)
         left_s[v] -= trip_time(trip, problem.matrix_for(model.trucks[v]))
         left_kg[v] -= load
@@ -1247,14 +1343,10 @@ def _pack_trips(
     for v, ts in assigned.items():
         if not ts:
             continue
-        visits: list[Visit] = []
-        for trip in sorted(ts, key=centre):
-            visits.extend(Visit("point", p.point_id) for p in trip)
-            visits.append(Visit("station", station_id))
         truck = model.trucks[v]
         start = model.start_of[v]
         out[truck.truck_id] = _drop_late(
-            problem, truck, visits, start, truck.truck_id in model.options.breaks_done
+            problem, truck, day(ts), start, truck.truck_id in model.options.breaks_done
         )
     return out
 

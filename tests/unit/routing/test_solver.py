@@ -170,6 +170,21 @@ def test_daily_load_cap_spreads_the_work() -> None:
     assert len(plan.routes) == 2
 
 
+def test_trips_are_cut_to_fit_the_day_when_the_depot_is_far() -> None:
+    """Trucks of 243 kg with a 400 kg day, thirty-six 60 kg points 50 km out: six days
+    of two 180 kg trips serve them all; full 240 kg trips would not pack two to a day
+    and would send three more trucks out and home."""
+    far = 50_000.0
+    pb = line_problem(
+        {f"P{i:02d}": (far + 40 * i, point(f"P{i:02d}", amount_kg=60.0)) for i in range(36)},
+        trucks=[truck(f"T{k:02d}", capacity_kg=243.0, max_day_load_kg=400.0) for k in range(10)],
+        stations={"S": (far, station())},
+    )
+    plan = plan_for(pb)
+    assert not plan.unassigned
+    assert len(plan.routes) == 6
+
+
 def test_without_stations_the_depot_takes_the_load() -> None:
     """The classic CVRP: no stations, each truck one trip back to its depot."""
     pb = line_problem(
