@@ -82,6 +82,10 @@ class RuleParams:
     # from the right side (one-way streets); 60 m raised false drive-bys then.
     drive_by_confirm_s: float = 20.0
     drive_by_confirm_m: float = 250.0
+    # A stay's arrival is estimated up to this before its first stopped fix (the
+    # midpoint of the silence before it, capped), so a stay at the next site that
+    # begins right after a pass may carry an arrival a few seconds before the pass.
+    stay_arrival_slack_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +208,14 @@ def drive_by(
             # on — or it has since stopped at a stop planned after this point, with at
             # most a few stops left out before it (points skipped in a row). A pass on
             # the way to an earlier stop, or later in the day, is not a drive-by.
-            progress = max(r for t, r in timeline if t < v.arrived_at)
+            since, progress = max((t, r) for t, r in timeline if t < v.arrived_at)
             rank = rank_of[v.site_id]
-            at_turn = rank - p.drive_by_turn_stops <= progress < rank and _confirmed(
-                day, v, happened, verdict.due, now, p
+            # The points between were driven past since: it is this point's turn too.
+            turn = progress < rank and (
+                rank - p.drive_by_turn_stops <= progress
+                or _passed_all(day, placed, progress, rank, since, v.arrived_at)
             )
+            at_turn = turn and _confirmed(day, v, happened, verdict.due, now, p)
             if not at_turn and not (
                 rank - p.drive_by_skipped_stops <= progress < rank
                 and _next_stop_rank(day, placed, progress, happened) > rank
@@ -236,6 +243,23 @@ def drive_by(
     return out
 
 
+def _passed_all(
+    day: TruckDay,
+    placed: Sequence[PlannedStop],
+    progress: int,
+    rank: int,
+    since: datetime,
+    until: datetime,
+) -> bool:
+    """Were all the planned stops between `progress` and `rank` points the truck drove
+    past between `since` (it left the stop at `progress`) and `until`?"""
+    between = placed[progress + 1 : rank]
+    if any(s.kind != "point" for s in between):
+        return False
+    passed = {v.site_id for v in day.visits if v.kind == "pass" and since <= v.arrived_at < until}
+    return all(s.site_id in passed for s in between)
+
+
 def _next_stop_rank(
     day: TruckDay, placed: Sequence[PlannedStop], progress: int, after: datetime
 ) -> int:
@@ -253,10 +277,12 @@ def _confirmed(
     day: TruckDay, v: Visit, happened: datetime, due: DuePoint, now: datetime, p: RuleParams
 ) -> bool:
     """Has the truck clearly gone on after this pass / short stop?"""
+    slack = timedelta(seconds=p.stay_arrival_slack_s)
     for later in day.visits:
         if (
             later.kind == "stay"
-            and later.arrived_at > happened
+            and later.departed_at > happened
+            and later.arrived_at > happened - slack
             and later.site_id is not None
             and later.site_id != v.site_id
         ):

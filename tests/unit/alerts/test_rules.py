@@ -53,10 +53,12 @@ def truck_day(
     *,
     planned: bool = True,
     until: datetime | None = None,
+    sites: SiteIndex = SITES,
+    plan: Sequence[tuple[str, str]] = PLAN,
 ) -> TruckDay:
     """The day as the worker would see it at `until` (fixes after it have not arrived)."""
     seen = [f for f in fixes if until is None or f.at <= until]
-    found = detect(truck_id, seen, [e for e in events if until is None or e.at <= until], SITES)
+    found = detect(truck_id, seen, [e for e in events if until is None or e.at <= until], sites)
     return TruckDay(
         truck_id=truck_id, district_id="d1", service_date=DAY, depot_id="D1",
         shift_start_at=at("05:00"), shift_end_at=at("17:00"), break_start_at=at("11:00"),
@@ -65,7 +67,7 @@ def truck_day(
         first_lon=seen[0].lon if seen else None, last_fix_at=seen[-1].at if seen else None,
         last_lat=seen[-1].lat if seen else None, last_lon=seen[-1].lon if seen else None,
         gaps=found.gaps, visits=found.visits,
-        planned=tuple(PlannedStop(i, k, x, at("06:00")) for i, (k, x) in enumerate(PLAN)) if planned else (),
+        planned=tuple(PlannedStop(i, k, x, at("06:00")) for i, (k, x) in enumerate(plan)) if planned else (),
     )  # fmt: skip
 
 
@@ -285,3 +287,42 @@ def test_drive_by_after_a_skipped_point_is_caught_at_the_next_stop() -> None:
     _, alerts = evaluate([truck_day("T1", t.fixes)], points, at("06:40"))
     assert ("drive_by", "P2") in kinds(alerts)
     assert ("drive_by", "P1") not in kinds(alerts)
+
+
+def test_drive_by_is_confirmed_by_a_stop_at_the_next_point_just_past_it() -> None:
+    """P2 driven through, then a stop at P4 80 m on (a fix dropped in between, so the stop's
+    estimated arrival comes before the interpolated pass): raised while the truck is at P4."""
+    p4 = site("point", "P4", 480, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, p4, P3, S1])
+    plan = [("start", "D1"), ("point", "P1"), ("point", "P2"), ("point", "P4"), ("point", "P3"),
+            ("station", "S1"), ("end", "D1")]  # fmt: skip
+    t = Track(at("06:00"), x=-500).stay(120).drive(0, 0, 30).stay(300).drive(300, 0, 30)
+    t.interval_s = 20.0
+    t.drive(480, 0, 32.4)  # one fix at x = 300, the next (stopped) at P4 20 s later
+    t.interval_s = 10.0
+    t.stay(300).drive(800, 0, 30).stay(300)
+    arrived = next(f.at for f in t.fixes if f.lon >= p4.lon)
+    points = [due(P1), due(P2), due(P3)]
+    for now in (arrived + timedelta(seconds=s) for s in range(0, 300, 10)):
+        day = truck_day("T1", t.fixes, until=now, sites=sites, plan=plan)
+        if ("drive_by", "P2") in kinds(evaluate([day], points, now)[1]):
+            break
+    assert ("drive_by", "P2") in kinds(evaluate([day], points, now)[1])
+    assert (now - arrived).total_seconds() <= 40, "raised while the truck stands at P4"
+
+
+def test_drive_by_after_driving_past_the_point_before_it_is_raised_by_distance() -> None:
+    """P1 and P2 both driven through, the truck then heads 400 m away: P2 is raised once it is
+    250 m off, without waiting for the truck's next stop."""
+    t = Track(at("06:00"), x=-500, noise_m=10, seed=23).stay(120)
+    t.drive(600, 0, 30).drive(600, 600, 30).stay(60).drive(800, 0, 30).stay(300)
+    passed = next(f.at for f in t.fixes if f.lon >= P2.lon)
+    points = [due(P1), due(P2), due(P3)]
+    for now in (passed + timedelta(seconds=s) for s in range(0, 300, 10)):
+        if ("drive_by", "P2") in kinds(
+            evaluate([truck_day("T1", t.fixes, until=now)], points, now)[1]
+        ):
+            break
+    alerts = evaluate([truck_day("T1", t.fixes, until=now)], points, now)[1]
+    assert ("drive_by", "P1") in kinds(alerts) and ("drive_by", "P2") in kinds(alerts)
+    assert (now - passed).total_seconds() <= 60, "raised 250 m on, before the stop at P3"
