@@ -10,13 +10,23 @@ ground truth:
 - ``missed``: planned points that no truck really served by the end of their window
   (capped at the clearance deadline) plus the grace period — whatever the cause
   (skip, drive-by, too-short stop, breakdown);
-- ``drive_by``: the simulator's ``drive_by`` and ``too_short`` faults;
+- ``drive_by``: the simulator's ``drive_by`` and ``too_short`` faults, and its
+  ``skip`` faults whose road from the stop before to the stop after enters the point's
+  geofence (the truck drove past it without stopping);
 - ``not_unloaded``: trucks that parked at the depot still loaded (``no_unload``).
 
 Delay is, for each true alert, its ``raised_at`` (the worker's clock, in simulated
-time) minus the moment the condition became true in the ground truth: the pass or
-the departure of a too-short stop, the truck's arrival home with its load, and for
-``missed`` the end of the window plus grace (the rule's own definition).
+time) minus the moment the condition became true in the ground truth, by each rule's
+own definition: for ``missed`` the end of the window plus grace; for ``not_unloaded``
+the truck's arrival home with its load; for ``drive_by`` the moment the truck had
+clearly gone on after the pass or the too-short stop — its arrival at its next stop,
+or its true position ``drive_by_confirm_m`` (250 m, farther than a loop round a
+block) from the point at least ``drive_by_confirm_s`` after it, whichever came first
+(true positions: the same day replayed with a perfect terminal). Before that the
+truck may still come back, so nothing can be claimed. The drive-by delay from the
+pass (or departure) itself is reported beside it (``delay_from_event_*``): it adds
+the drive to 250 m, and a lunch break taken near the point. Skips scored as
+drive-bys have no time and no delay.
 
 Modes:
 
@@ -41,6 +51,7 @@ The last stdout line is one JSON object:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -51,7 +62,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,10 +75,13 @@ import psycopg  # noqa: E402
 
 from fleet import db, importer  # noqa: E402
 from fleet.alerts import worker  # noqa: E402
+from fleet.alerts.geo import haversine_m  # noqa: E402
+from fleet.alerts.rules import RuleParams  # noqa: E402
 from fleet.config import Settings  # noqa: E402
 from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
 from simulator.city import City, generate  # noqa: E402
 from simulator.faults import FaultRates, random_faults  # noqa: E402
+from simulator.geo import point_segment_distance_m  # noqa: E402
 from simulator.plans import greedy_plan, plan_from_dict  # noqa: E402
 from simulator.roads import RoadNetwork  # noqa: E402
 from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig, run  # noqa: E402
@@ -201,6 +215,28 @@ def sim_day(
         + ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(f.kind for f in faults).items()))
     )
     return SimDay(spec, net=net)
+
+
+def true_positions(day: SimDay) -> dict[str, list[tuple[datetime, float, float]]]:
+    """Where each truck really was, at every fix time of the day: the same day replayed
+    with a perfect terminal (no noise, no dropped fixes, never offline, a true clock).
+    The trucks' motion has its own random stream, so they drive exactly as in `day`."""
+    spec = day.spec
+    perfect = DaySpec(
+        city=spec.city, plan=spec.plan, service_date=spec.service_date, timezone=spec.timezone,
+        seed=spec.seed, driving=spec.driving,
+        terminal=replace(spec.terminal, noise_m=0.0, dropout_prob=0.0),
+        faults=tuple(f for f in spec.faults if f.kind not in ("offline", "clock_skew")),
+    )  # fmt: skip
+    replica = SimDay(perfect, net=day.net)
+    truck_of = {t.terminal_id: t.id for t in spec.city.trucks}
+    out: dict[str, list[tuple[datetime, float, float]]] = {}
+    for em in replica.emissions():
+        for f in em.fixes:
+            out.setdefault(truck_of[em.terminal_id], []).append((f.recorded_at, f.lat, f.lon))
+    for track in out.values():
+        track.sort()
+    return out
 
 
 # ---------------------------------------------------------------------------- offline feeding
@@ -386,6 +422,10 @@ def run_live(
 class Expected:
     key: str  # point id or truck id
     at: datetime  # when the condition became true
+    event_at: datetime | None = None  # drive_by: the pass, or the too-short stop's departure
+
+
+NEVER = datetime.max.replace(tzinfo=TZ)  # no time known: scored, but no delay measured
 
 
 def parse(at: str) -> datetime:
@@ -397,11 +437,66 @@ def verdict_time(city: City, point_id: str, d: date, grace_s: float) -> datetime
     return local(d, min(p.window_end_s, p.clearance_deadline_s) + grace_s)
 
 
+def gone_at(
+    track: Sequence[tuple[datetime, float, float]],
+    stops_at: Sequence[datetime],
+    lat: float,
+    lon: float,
+    after: datetime,
+    rp: RuleParams,
+) -> datetime:
+    """When a truck that passed (or left) a point at `after` had clearly gone on, by the
+    drive-by rule's own definition, on its true positions: its arrival at its next stop
+    (a site), or the moment it was `drive_by_confirm_m` from the point, at least
+    `drive_by_confirm_s` after `after`, whichever came first."""
+    nxt = min((t for t in stops_at if t > after), default=NEVER)
+    earliest = after + timedelta(seconds=rp.drive_by_confirm_s)
+    radius = rp.drive_by_confirm_m
+    prev: tuple[datetime, float] | None = None
+    for t, la, lo in track:
+        if t < after:
+            continue
+        dist = haversine_m(la, lo, lat, lon)
+        if t >= earliest and dist >= radius:
+            at = t
+            if prev is not None and prev[1] < radius:  # interpolate the crossing
+                frac = (radius - prev[1]) / (dist - prev[1])
+                at = max(earliest, prev[0] + (t - prev[0]) * frac)
+            elif prev is not None and prev[0] < earliest:  # already that far by then
+                at = earliest
+            return min(nxt, at)
+        prev = (t, dist)
+        if t > nxt:
+            break
+    return nxt
+
+
 def expected(
-    day: SimDay, d: date, eval_end: datetime, grace_s: float
+    day: SimDay,
+    d: date,
+    eval_end: datetime,
+    grace_s: float,
+    positions: dict[str, list[tuple[datetime, float, float]]],
+    rp: RuleParams,
 ) -> dict[str, dict[str, Expected]]:
     city = day.spec.city
     truth = day.truth
+    stops_at: dict[str, list[datetime]] = {}  # truck -> arrivals at sites
+    for rec in truth:
+        when = rec.get("arrival_at") if rec["type"] in ("service", "unload") else None
+        if rec["type"] == "fault" and rec["kind"] == "too_short":
+            when = rec["arrival_at"]
+        if rec["type"] == "route_end" and rec["depot_id"] is not None:
+            when = rec["at"]
+        if when is not None:
+            stops_at.setdefault(rec["truck_id"], []).append(parse(when))
+
+    def drive_by(rec: dict[str, Any], event_at: datetime) -> Expected:
+        p = city.point(rec["point_id"])
+        track = positions.get(rec["truck_id"], [])
+        at = gone_at(track, stops_at.get(rec["truck_id"], []), p.lat, p.lon, event_at, rp)
+        return Expected(rec["point_id"], at, event_at)
+
     planned = {
         s.ref_id: r.truck_id
         for r in day.spec.plan.routes
@@ -422,14 +517,12 @@ def expected(
         if pid not in cleared_by or cleared_by[pid] > due:
             out["missed"][pid] = Expected(pid, due)
     for pid in skipped_through(day):
-        out["drive_by"][pid] = Expected(
-            pid, datetime.max.replace(tzinfo=TZ)
-        )  # no delay: time unknown
+        out["drive_by"][pid] = Expected(pid, NEVER)  # no delay: time unknown
     for rec in truth:
         if rec["type"] == "fault" and rec["kind"] == "drive_by":
-            out["drive_by"][rec["point_id"]] = Expected(rec["point_id"], parse(rec["at"]))
+            out["drive_by"][rec["point_id"]] = drive_by(rec, parse(rec["at"]))
         elif rec["type"] == "fault" and rec["kind"] == "too_short":
-            out["drive_by"][rec["point_id"]] = Expected(rec["point_id"], parse(rec["departure_at"]))
+            out["drive_by"][rec["point_id"]] = drive_by(rec, parse(rec["departure_at"]))
         elif (
             rec["type"] == "route_end"
             and rec["load_kg"] > 0
@@ -441,8 +534,10 @@ def expected(
 
 
 def skipped_through(day: SimDay) -> set[str]:
-    """Skipped points the truck nevertheless drove through on its way from the stop
-    before to the stop after: on the track that is a drive-by, and it is scored as one."""
+    """Skipped points the truck nevertheless drove past on its way from the stop before
+    to the stop after: its road entered the point's geofence (through the point, or
+    across a junction a few metres from it). On the track that is a drive-by — a
+    crossing of the fence without stopping — and it is scored as one."""
     city, net = day.spec.city, day.net
     skipped = {r["point_id"] for r in day.truth if r["type"] == "fault" and r["kind"] == "skip"}
     out: set[str] = set()
@@ -456,11 +551,17 @@ def skipped_through(day: SimDay) -> set[str]:
             after = next((s for s in stops[i + 1 :] if s.ref_id not in skipped), None)
             if before is None or after is None:
                 continue
+            assert stop.ref_id and before.ref_id and after.ref_id
             path = net.path(
                 city.site(before.ref_id).node, city.site(after.ref_id).node,
                 narrow_ok=truck.can_enter_narrow,
             )  # fmt: skip
-            if city.point(stop.ref_id).node in path:
+            point = city.point(stop.ref_id)
+            if point.node in path or any(
+                point_segment_distance_m(point.lat, point.lon, *city.node_latlon(u), *city.node_latlon(v))
+                <= point.geofence_radius_m
+                for u, v in itertools.pairwise(path)
+            ):  # fmt: skip
                 out.add(stop.ref_id)
     return out
 
@@ -482,6 +583,9 @@ class Score:
     fp: int = 0
     fn: int = 0
     delays: list[float] = field(default_factory=list)
+    # drive_by: from the pass (or the too-short stop's departure) itself, before the
+    # truck had clearly gone on; shown beside the delay, not in the target
+    delays_from_event: list[float] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     false_negatives: list[str] = field(default_factory=list)
 
@@ -491,6 +595,8 @@ class Score:
                 self.tp += 1
                 if exp.at.year < 9999:
                     self.delays.append((got[key] - exp.at).total_seconds())
+                if exp.event_at is not None:
+                    self.delays_from_event.append((got[key] - exp.event_at).total_seconds())
             else:
                 self.fn += 1
                 self.false_negatives.append(f"{d}:{key}")
@@ -507,6 +613,14 @@ class Score:
             "raised": self.tp + self.fp,
             "delay_p50_s": quantile(self.delays, 0.5),
             "delay_p99_s": quantile(self.delays, 0.99),
+            **(
+                {
+                    "delay_from_event_p50_s": quantile(self.delays_from_event, 0.5),
+                    "delay_from_event_p99_s": quantile(self.delays_from_event, 0.99),
+                }
+                if self.delays_from_event
+                else {}
+            ),
         }
 
 
@@ -539,6 +653,45 @@ def explain(url: str, day: SimDay, d: date, keys: Iterable[str]) -> dict[str, st
                 (d, key),
             ).fetchone()
             out[key] = f"truth: {', '.join(what.get(key, ['-']))}; ledger: {row}"
+    return out
+
+
+def explain_delays(
+    url: str,
+    d: date,
+    want: dict[str, dict[str, Expected]],
+    got: dict[str, dict[str, datetime]],
+    *,
+    limit_s: float,
+) -> list[str]:
+    """The true alerts raised more than `limit_s` after their condition, with the rule's
+    own condition time and details."""
+    out = []
+    with psycopg.connect(url) as conn:
+        for kind in KINDS:
+            for key, exp in want[kind].items():
+                if key not in got[kind] or exp.at.year == 9999:
+                    continue
+                delay = (got[kind][key] - exp.at).total_seconds()
+                if delay <= limit_s:
+                    continue
+                column = "truck_id" if kind == "not_unloaded" else "point_id"
+                row = conn.execute(
+                    f"SELECT condition_at, details FROM alert WHERE service_date = %s"
+                    f" AND kind = %s AND {column} = %s",
+                    (d, kind, key),
+                ).fetchone()
+                cond, details = row if row else (None, {})
+                details = dict(details or {})
+                visit = details.pop("visit", None)
+                when = f"{cond.astimezone(TZ):%H:%M:%S}" if cond else "-"
+                out.append(
+                    f"    {kind} SLOW {key}: delay {delay:.0f} s, truth {exp.at:%H:%M:%S}"
+                    + (f" (event {exp.event_at:%H:%M:%S})" if exp.event_at else "")
+                    + ", "
+                    f"condition {when}, raised {got[kind][key].astimezone(TZ):%H:%M:%S}; "
+                    f"{details} visit {visit}"
+                )
     return out
 
 
@@ -595,6 +748,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     started = time.monotonic()
     settings = Settings()
     grace_s = float(settings.alert_missed_grace_s)
+    rules_params = worker.AlertConfig.from_settings(settings).rules
     h, m = (int(x) for x in args.eval_end.split(":"))
     today = datetime.now(TZ).date()
     days = [today - timedelta(days=args.days - k) for k in range(args.days)]  # past dates only
@@ -634,12 +788,14 @@ def main(argv: Iterable[str] | None = None) -> None:
                     runs.append(run_live(url, srv.mqtt_url, day, d, eval_end, args))
                 else:
                     run_offline(url, day, d, eval_end, args)
-                want = expected(day, d, eval_end, grace_s)
+                want = expected(day, d, eval_end, grace_s, true_positions(day), rules_params)
                 got = raised(url, d)
                 for kind in KINDS:
                     scores[kind].add(d, want[kind], got[kind])
                 confusion += ledger_confusion(url, day, d)
                 if args.explain:
+                    for line in explain_delays(url, d, want, got, limit_s=60.0):
+                        log(line)
                     for kind in KINDS:
                         wrong = [k.split(":", 1)[1] for k in scores[kind].false_positives + scores[kind].false_negatives
                                  if k.startswith(str(d))]  # fmt: skip
