@@ -1141,7 +1141,7 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
         for size in sizes:
             limit = max(0.2, share / len(sizes) - 0.05)
             trips = _cvrp_trips(model, key[0], vs, pts, size, limit)
-            packed = _pack_trips(model, key[0], vs, trips)
+            packed = _pack_trips(model, key[0], vs, trips, fill_days=size < sizes[0])
             cost = _packed_cost(model, key[0], packed, pts)
             if chosen is None or cost < chosen[0]:
                 chosen = (cost, packed)
@@ -1264,12 +1264,22 @@ def _cvrp_trips(
 
 
 def _pack_trips(
-    model: _Model, station_id: str, vs: list[int], trips: list[list[Point]]
+    model: _Model,
+    station_id: str,
+    vs: list[int],
+    trips: list[list[Point]],
+    *,
+    fill_days: bool = False,
 ) -> dict[str, list[Visit]]:
-    """Most urgent trips first, each to the truck that can still take its load and
-    drive it in time at the least extra distance: a truck already out drives from the
-    station to the trip, a truck not yet out from its start and home from the station.
-    Trips within a truck in order of urgency."""
+    """Most urgent trips first, each to the truck with the most time left that can
+    still take its load; trips within a truck in order of urgency.
+
+    With ``fill_days`` (trips cut to the even share of a day) each goes instead to the
+    truck that can drive it in time at the least extra distance: a truck already out
+    drives from the station to the trip, a truck not yet out from its start and home
+    from the station, so days fill up and fewer trucks go out. Full loads keep the
+    spread: packing them tight left 19 of a 3,000-point district's points with no
+    shift to fit them in (bench/routing.py --district 3000x100)."""
     problem = model.problem
     sk = station_key(station_id)
     station = problem.station(station_id)
@@ -1331,7 +1341,7 @@ def _pack_trips(
         fits = [v for v in vs if left_kg[v] >= load - 1e-9]
         if not fits:
             continue  # left for the search to place
-        timely = [v for v in fits if in_time(v, trip)]
+        timely = [v for v in fits if in_time(v, trip)] if fill_days else []
         if timely:
             v = min(timely, key=lambda x: (extra_m(x, trip), -left_s[x]))
         else:
