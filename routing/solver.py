@@ -1278,8 +1278,8 @@ def _pack_trips(
     truck that can drive it in time at the least extra distance: a truck already out
     drives from the station to the trip, a truck not yet out from its start and home
     from the station, so days fill up and fewer trucks go out. Full loads keep the
-    spread: packing them tight left 19 of a 3,000-point district's points with no
-    shift to fit them in (bench/routing.py --district 3000x100)."""
+    spread they always had: the generated district was measured with it, and packed
+    tight they have not been shown to do better there (docs/routing.md)."""
     problem = model.problem
     sk = station_key(station_id)
     station = problem.station(station_id)
