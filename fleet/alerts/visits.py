@@ -507,10 +507,13 @@ def _passes(
         for first_seg, last_seg, d, at, speed in site_runs:
             start = ts[int(first_seg)]
             # Final once a later fix, settled in time, lies clearly beyond the fence, and
-            # the truck was seen all the way there (a silence might hide a stop).
+            # the truck was seen all the way there: no silence on the way long enough to
+            # hide a stop that would have served the point (dropped fixes as a truck
+            # parks, its terminal then reporting once a minute, hide none).
+            hides_stop_s = max(p.pass_max_gap_s, site.min_dwell_s)
             settled_at = None
             for k in range(int(last_seg) + 1, n):
-                if ts[k] - ts[k - 1] > p.pass_max_gap_s:
+                if ts[k] - ts[k - 1] >= hides_stop_s:
                     break
                 if ts[k] >= at + p.pass_settle_s and (
                     math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m

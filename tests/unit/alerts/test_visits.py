@@ -165,3 +165,13 @@ def test_window_from_a_stay_that_follows_a_stay_finds_the_same_stay() -> None:
     window = detect("T1", track.fixes[context:], [], SITES, window_from=start).visits
     assert [v for v in window if v.kind == "stay" and v.arrived_at < start] == []
     assert stays(window, "P1") == whole
+
+
+def test_a_pass_followed_by_a_silence_too_short_to_hide_a_service_is_still_a_pass() -> None:
+    """Through P1 at 30 km/h, then ~100 s without a fix, then parked 190 m on: a pass (no stop
+    of P1's 120 s minimum dwell fits in the silence); after a 200 s silence, nothing is claimed."""
+    for silence_s, passes in ((90, ["P1"]), (200, [])):
+        track = Track(at("08:00"), x=-300).drive(100, 0, 30).silence(silence_s)
+        track.jump(190, 0).stay(300)
+        found = detect("T1", track.fixes, [], SITES)
+        assert [v.site_id for v in found.visits if v.kind == "pass"] == passes, silence_s
