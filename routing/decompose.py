@@ -28,8 +28,12 @@ from routing.plan import Plan, Route, Unassigned
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.schedule import Visit
 
-# Time kept back from the budget for splitting, process start-up and stitching.
+# Time kept back from the budget for splitting, process start-up and stitching (with
+# the re-offer of the points the pieces left out to the whole district), and for
+# each round of piece solves going a little over its slot.
 OVERHEAD_S = 8.0
+STITCH_SHARE = 0.05
+ROUND_MARGIN_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +48,10 @@ def _xy(problem: Problem, points: Sequence[Point]) -> np.ndarray:
     return np.array([[p.lon * k, p.lat] for p in points], dtype=np.float64)
 
 
-def split_points(problem: Problem, max_points: int) -> list[list[Point]]:
-    """Compact, balanced territories: recursive bisection along the wider axis."""
+def split_points(problem: Problem, max_points: int, multiple_of: int = 1) -> list[list[Point]]:
+    """Compact, balanced territories: recursive bisection along the wider axis. When
+    the problem must be cut, the number of pieces is a multiple of ``multiple_of``
+    (the workers), so that no worker idles through the last round of solves."""
     pieces: list[list[Point]] = []
 
     def bisect(points: list[Point], parts: int) -> None:
@@ -61,6 +67,8 @@ def split_points(problem: Problem, max_points: int) -> list[list[Point]]:
         bisect([points[i] for i in order[cut:]], parts - left_parts)
 
     parts = max(1, math.ceil(len(problem.points) / max_points))
+    if parts > 1:
+        parts = math.ceil(parts / multiple_of) * multiple_of
     bisect(list(problem.points), parts)
     return [p for p in pieces if p]
 
@@ -160,18 +168,26 @@ def solve_decomposed(
     options: Any = None,
 ) -> Plan:
     """Split, solve the pieces in parallel processes, stitch, re-offer leftovers."""
-    from routing.solver import SolverOptions, finish_plan, make_plan
+    from routing.solver import SolverOptions, finish_plan, make_plan, repair_budget_s
 
     t0 = time.monotonic()
     options = options or SolverOptions()
-    territories = split_points(problem, options.max_points_per_solve)
+    workers = max(1, options.workers or os.cpu_count() or 1)
+    territories = split_points(problem, options.max_points_per_solve, multiple_of=workers)
     fleets = share_trucks(problem, territories)
     pieces = [Piece(tuple(p), tuple(f)) for p, f in zip(territories, fleets, strict=True)]
-    workers = options.workers or os.cpu_count() or 1
-    workers = max(1, min(workers, len(pieces)))
+    workers = min(workers, len(pieces))
     waves = math.ceil(len(pieces) / workers)
-    overhead = min(OVERHEAD_S + 0.02 * len(problem.points) / 100, 0.3 * time_limit_s)
-    per_piece = max(1.0, (time_limit_s - overhead - (time.monotonic() - t0)) / waves)
+    overhead = min(
+        max(OVERHEAD_S + 0.02 * len(problem.points) / 100, STITCH_SHARE * time_limit_s)
+        + ROUND_MARGIN_S * waves,
+        0.3 * time_limit_s,
+    )
+    slot = max(1.0, (time_limit_s - overhead - (time.monotonic() - t0)) / waves)
+    # A piece's solve runs its search for its time limit, then may repair for up to
+    # repair_budget_s more: the limit leaves room for that inside the slot (without it
+    # a district of four rounds ran ~30 s over its budget).
+    per_piece = max(1.0, slot - repair_budget_s(slot))
     piece_options = replace(options, max_points_per_solve=10**9)
     jobs = []
     unassigned: list[Unassigned] = []

@@ -1072,7 +1072,7 @@ def solve_direct(
         starts=starts,
         breaks_done=options.breaks_done,
         repair=options.repair,
-        time_budget_s=min(10.0, 0.1 * time_limit_s + 1.0),
+        time_budget_s=repair_budget_s(time_limit_s),
     )
     return make_plan(
         problem,
@@ -1082,6 +1082,12 @@ def solve_direct(
         seed=seed,
         status=status,
     )
+
+
+def repair_budget_s(time_limit_s: float) -> float:
+    """What :func:`solve_direct` may spend after its search, re-inserting points the
+    search left out (on top of ``time_limit_s``)."""
+    return min(10.0, 0.1 * time_limit_s + 1.0)
 
 
 # --------------------------------------------------------------------------- trips
