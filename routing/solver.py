@@ -1099,9 +1099,9 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
     The points of the trucks that unload at one station are routed as a CVRP from
     that station (truckload capacity, no time), by OR-Tools' iterated local search;
     the resulting trips are packed into those trucks' days (daily load cap, working
-    time, windows) most urgent first, each where it adds the least distance. Where
-    the daily cap is not a whole number of truckloads, trips cut to the even share of
-    a day are tried too, and the shorter packing is kept (see ``_trip_sizes``). The
+    time) most urgent first. Where the daily cap is not a whole number of truckloads,
+    trips cut to the even share of a day are tried too, packed to fill days, and the
+    shorter packing is kept (see ``_trip_sizes`` and ``_pack_trips``). The
     full model then starts from it (see ``_Model.hint_successors``) and repairs what
     this ignores (windows, eligibility).
     """
@@ -1148,7 +1148,8 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
             limit = max(0.2, share / len(sizes) - 0.05)
             trips = _cvrp_trips(model, key[0], vs, pts, size, limit)
             packed = _pack_trips(model, key[0], vs, trips, fill_days=size < sizes[0])
-            cost = _packed_cost(model, key[0], packed, pts)
+            # With one trip size there is nothing to compare.
+            cost = _packed_cost(model, key[0], packed, pts) if len(sizes) > 1 else 0.0
             if chosen is None or cost < chosen[0]:
                 chosen = (cost, packed)
         assert chosen is not None
