@@ -75,6 +75,15 @@ def sites(
     return out
 
 
+def roads(conn: psycopg.Connection, *, district_id: str) -> list[dict[str, Any]]:
+    """The district's road geometry, for judging which road a truck drove past a point."""
+    cur = conn.execute(
+        "SELECT from_node, to_node, oneway, coordinates FROM road WHERE district_id = %s",
+        (district_id,),
+    )
+    return [{"from_node": r[0], "to_node": r[1], "oneway": r[2], "coordinates": r[3]} for r in cur]
+
+
 def station_min_dwell(conn: psycopg.Connection, *, fraction: float) -> dict[str, float]:
     return {
         r[0]: float(r[1])

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import median
 from typing import Any, Literal
 
 from fleet.alerts.geo import GridIndex, Projection, segment_closest
+from fleet.alerts.roads import RoadIndex, distance_to_line
 
 SiteKind = Literal["point", "station", "depot"]
 VisitKind = Literal["stay", "pass", "event"]
@@ -163,6 +164,14 @@ class VisitParams:
     pass_settle_s: float = 20.0
     # A pass this close in time to a stay at the same point is its approach/departure.
     pass_stay_adjacent_s: float = 60.0
+    # With the district's roads: the route is fitted to the fixes from up to this long
+    # before the pass to the fix that settles it, and the pass stands only if that
+    # route comes within the fence (plus this slack for the road's drawn geometry).
+    pass_road_lookback_s: float = 60.0
+    pass_road_slack_m: float = 5.0
+    # A fitted route further than this many σ (RMS) from the fixes does not explain
+    # them (a yard, a road missing from the map): the fixes alone decide.
+    pass_road_max_misfit: float = 2.0
     # Events within this of a stay belong to it.
     event_slack_s: float = 60.0
     # An event is "in a GPS gap" when no fix lies within this of it.
@@ -173,12 +182,17 @@ class VisitParams:
 
 
 class SiteIndex:
-    """The sites of a district, projected and gridded for fast 'what is near here'."""
+    """The sites of a district, projected and gridded for fast 'what is near here';
+    with the district's roads (`road` rows), passes are judged on the road taken."""
 
-    def __init__(self, sites: Iterable[Site]) -> None:
+    def __init__(
+        self, sites: Iterable[Site], roads: Iterable[Mapping[str, Any]] | None = None
+    ) -> None:
         self.sites = tuple(sites)
         ref = median(s.lat for s in self.sites) if self.sites else 0.0
         self.proj = Projection(ref)
+        road_index = RoadIndex(roads, self.proj) if roads is not None else None
+        self.roads = road_index if road_index is not None and not road_index.empty else None
         self._items = [_PSite(*self.proj.xy(s.lat, s.lon), s) for s in self.sites]
         self.max_radius_m = max((s.radius_m for s in self.sites), default=0.0)
         self.grid: GridIndex[_PSite] = GridIndex(self._items, cell_m=200.0)
@@ -512,13 +526,14 @@ def _passes(
             # parks, its terminal then reporting once a minute, hide none).
             hides_stop_s = max(p.pass_max_gap_s, site.min_dwell_s)
             settled_at = None
+            settled_k = -1
             for k in range(int(last_seg) + 1, n):
                 if ts[k] - ts[k - 1] >= hides_stop_s:
                     break
                 if ts[k] >= at + p.pass_settle_s and (
                     math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m
                 ):
-                    settled_at = ts[k]
+                    settled_at, settled_k = ts[k], k
                     break
             if settled_at is None:
                 continue
@@ -526,6 +541,10 @@ def _passes(
             if any(
                 s.arrived - adj <= settled_at and start <= s.departed + adj
                 for s in stays_at.get(site, ())
+            ):
+                continue
+            if sites.roads is not None and not _road_passes(
+                sites.roads, site, sx, sy, int(first_seg), settled_k, track, ts, xs, ys, p
             ):
                 continue
             when = datetime.fromtimestamp(at, tz)
@@ -544,6 +563,42 @@ def _passes(
                 )
             )
     return out
+
+
+def _road_passes(
+    roads: RoadIndex,
+    site: Site,
+    sx: float,
+    sy: float,
+    first_seg: int,
+    settled_k: int,
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> bool:
+    """Did the road the truck took come within the point's fence? True when the roads
+    cannot say (none near the point, or no route that explains the fixes)."""
+    reach = site.radius_m + p.pass_margin_m
+    if not roads.has_road_near(sx, sy, reach):
+        return True
+    # From the last fix outside the reach before the pass (looking back a little).
+    a = first_seg
+    while (
+        a > 0
+        and math.hypot(xs[a] - sx, ys[a] - sy) <= reach
+        and ts[first_seg] - ts[a - 1] <= p.pass_road_lookback_s
+        and ts[a] - ts[a - 1] <= p.pass_max_gap_s
+    ):
+        a -= 1
+    window = range(a, settled_k + 1)
+    accs = [acc for k in window if (acc := track[k].accuracy_m) is not None]
+    sigma = max(median(accs) if accs else p.default_accuracy_m, p.default_accuracy_m)
+    route = roads.best_route([(xs[k], ys[k]) for k in window], sigma)
+    if route is None or route.rms_m > p.pass_road_max_misfit * sigma:
+        return True
+    return distance_to_line(sx, sy, route.line) <= site.radius_m + p.pass_road_slack_m
 
 
 def _attach_events(

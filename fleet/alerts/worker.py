@@ -179,7 +179,8 @@ class Pipeline:
                     station_min_dwell_fraction=c.station_min_dwell_fraction,
                     station_radius_m=c.station_radius_m,
                     depot_radius_m=c.depot_radius_m,
-                )
+                ),
+                roads=repo.roads(conn, district_id=district_id),
             )
             cached = (time.monotonic(), index)
             self._sites[district_id] = cached

@@ -354,7 +354,7 @@ def truck_progress(
         station_min_dwell_fraction=cfg.station_min_dwell_fraction,
         station_radius_m=cfg.station_radius_m, depot_radius_m=cfg.depot_radius_m,
     )  # fmt: skip
-    index = visits.SiteIndex(sites)
+    index = visits.SiteIndex(sites, roads=alerts_repo.roads(conn, district_id=request.district_id))
     point_dwell = {s.site_id: s.min_dwell_s for s in sites if s.kind == "point"}
     station_dwell = alerts_repo.station_min_dwell(conn, fraction=cfg.station_min_dwell_fraction)
     day_start = repo.at_seconds(request.service_date, 0, request.tz)

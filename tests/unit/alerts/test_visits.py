@@ -175,3 +175,61 @@ def test_a_pass_followed_by_a_silence_too_short_to_hide_a_service_is_still_a_pas
         track.jump(190, 0).stay(300)
         found = detect("T1", track.fixes, [], SITES)
         assert [v.site_id for v in found.visits if v.kind == "pass"] == passes, silence_s
+
+
+# Roads for the pass tests: street X runs east-west through P1 (0, 0); street Y runs
+# north-south 36 m east of it, crossing X at J (36, 0).
+def road(from_node: int, to_node: int, *xy: tuple[float, float]) -> dict[str, object]:
+    coords = [[lon, lat] for lat, lon in (latlon(x, y) for x, y in xy)]
+    return {"from_node": from_node, "to_node": to_node, "oneway": False, "coordinates": coords}
+
+
+ROADS = [
+    road(1, 2, (-400, 0), (0, 0)),  # X, west of P1 (P1 is node 2, as the simulator's points)
+    road(2, 3, (0, 0), (36, 0)),  # X, P1 to J
+    road(3, 4, (36, 0), (400, 0)),  # X, east of J
+    road(5, 3, (36, -400), (36, 0)),  # Y, south of J
+    road(3, 6, (36, 0), (36, 400)),  # Y, north of J
+]
+ROAD_SITES = SiteIndex([P1], roads=ROADS)
+NO_ROAD_SITES = SiteIndex([P1])
+
+
+def passes_at_p1(fixes: list[Fix], sites: SiteIndex) -> list[Visit]:
+    return [v for v in detect("T1", fixes, [], sites).visits if v.kind == "pass"]
+
+
+def test_next_street_36_m_away_is_no_pass_with_the_roads() -> None:
+    """Driving the cross street 36 m from the point with 15 m noise: the fixes alone often
+    claim a pass; judged on the road taken, never."""
+    seeds = range(30)
+    tracks = []
+    for seed in seeds:
+        t = Track(at("08:00"), x=36, y=-400, noise_m=15, seed=seed, accuracy_m=15)
+        tracks.append(t.drive(36, 400, 30).fixes)
+    assert sum(1 for f in tracks if passes_at_p1(f, NO_ROAD_SITES)) >= 5, "noise must fool the fixes"
+    assert [s for s, f in zip(seeds, tracks, strict=True) if passes_at_p1(f, ROAD_SITES)] == []
+
+
+def test_turning_at_the_junction_short_of_the_point_is_no_pass() -> None:
+    """Coming up the cross street and turning east at J, 36 m short of the point: no pass."""
+    found = []
+    for seed in range(30):
+        t = Track(at("08:00"), x=36, y=-400, noise_m=15, seed=seed, accuracy_m=15)
+        found += passes_at_p1(t.drive(36, 0, 30).drive(400, 0, 30).fixes, ROAD_SITES)
+    assert found == []
+
+
+def test_driving_through_the_point_is_a_pass_with_the_roads() -> None:
+    """Along street X through the point, and turning onto Y after it: a pass every time."""
+    for seed in range(30):
+        straight = Track(at("08:00"), x=-400, noise_m=15, seed=seed, accuracy_m=15)
+        assert len(passes_at_p1(straight.drive(400, 0, 30).fixes, ROAD_SITES)) == 1, seed
+        turn = Track(at("08:00"), x=-400, noise_m=15, seed=seed, accuracy_m=15)
+        assert len(passes_at_p1(turn.drive(36, 0, 30).drive(36, 400, 30).fixes, ROAD_SITES)) == 1
+
+
+def test_track_off_the_mapped_roads_falls_back_to_the_fixes() -> None:
+    """A truck driving where no mapped road runs (a yard, a new street) is judged on its fixes."""
+    track = Track(at("08:00"), x=0, y=-400, noise_m=0).drive(0, 400, 30)
+    assert len(passes_at_p1(track.fixes, ROAD_SITES)) == 1
