@@ -71,6 +71,10 @@ class RuleParams:
     offline_after_s: float = 600.0
     stationary_after_s: float = 1200.0
     not_unloaded_grace_s: float = 3600.0
+    # A truck that stops at a depot in its break window with points of its route still
+    # ahead may be taking its lunch break there: it has parked for the day only once it
+    # has stood there for the break's length and this much more.
+    not_unloaded_break_slack_s: float = 600.0
     # A drive-by counts when the truck's last stop was at most this many planned
     # stops before the point (1: the stop just before it).
     drive_by_turn_stops: int = 1
@@ -323,6 +327,15 @@ def not_unloaded(
         if home is not None:
             at = home.arrived_at
             how = f"{_hm(at, tz)} 回到车场"
+            if _may_be_break(day, home, collected):
+                wait = timedelta(seconds=day.break_duration_s + p.not_unloaded_break_slack_s)
+                still_there = home.is_open or (
+                    day.last_fix_at is not None and day.last_fix_at <= home.departed_at
+                )
+                stood_until = now if still_there else home.departed_at
+                if stood_until < home.arrived_at + wait:
+                    continue  # a break: the truck went on, or it may yet
+                at = home.arrived_at + wait
         else:
             at = day.shift_end_at + timedelta(seconds=p.not_unloaded_grace_s)
             stuck = any(v.kind == "stay" and v.is_open and v.site_kind is None for v in day.visits)
@@ -347,6 +360,17 @@ def not_unloaded(
             )
         )
     return out
+
+
+def _may_be_break(day: TruckDay, home: Visit, collected: Sequence[Visit]) -> bool:
+    """A stop at a depot in the break window, with planned points still ahead of the
+    last one collected: possibly the lunch break, not the end of the day."""
+    if not day.break_start_at <= home.arrived_at <= day.break_end_at:
+        return False
+    done = {v.site_id for v in collected}
+    route = [s for s in day.planned if s.kind == "point"]
+    reached = max((s.seq for s in route if s.site_id in done), default=-1)
+    return any(s.seq > reached and s.site_id not in done for s in route)
 
 
 def _end_of_activity(day: TruckDay) -> datetime:

@@ -326,3 +326,38 @@ def test_drive_by_after_driving_past_the_point_before_it_is_raised_by_distance()
     alerts = evaluate([truck_day("T1", t.fixes, until=now)], points, now)[1]
     assert ("drive_by", "P1") in kinds(alerts) and ("drive_by", "P2") in kinds(alerts)
     assert (now - passed).total_seconds() <= 60, "raised 250 m on, before the stop at P3"
+
+
+def test_lunch_break_at_a_depot_is_not_parking_loaded() -> None:
+    """A truck that takes its break at a depot with P3 still ahead is not 'not unloaded';
+    one that stays there past the break's length (30 min + 10) is, and only then."""
+    t = Track(at("10:50"), x=-500, noise_m=10, seed=3).stay(60)
+    for x in (0, 400):
+        t.drive(x, 0, 30).stay(300)
+    t.drive(-500, 0, 40)
+    home = t.t
+    lunch = Track(t.t, x=-500, noise_m=10, seed=4).stay(1800)
+    lunch.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(400)
+    points = [due(P1, window=("06:00", "16:00")), due(P2, window=("06:00", "16:00")),
+              due(P3, window=("06:00", "16:00"))]  # fmt: skip
+    fixes = [*t.fixes, *lunch.fixes]
+    for now in (home + timedelta(minutes=5), home + timedelta(minutes=29), lunch.t):
+        _, alerts = evaluate([truck_day("T1", fixes, until=now)], points, now)
+        assert [a for a in alerts if a.kind == "not_unloaded"] == [], now
+    parked = Track(t.t, x=-500, noise_m=10, seed=4).stay(3 * 3600)
+    fixes = [*t.fixes, *parked.fixes]
+    early = home + timedelta(minutes=39)
+    assert [
+        a
+        for a in evaluate([truck_day("T1", fixes, until=early)], points, early)[1]
+        if a.kind == "not_unloaded"
+    ] == []
+    late = home + timedelta(minutes=41)
+    (a,) = [
+        a
+        for a in evaluate([truck_day("T1", fixes, until=late)], points, late)[1]
+        if a.kind == "not_unloaded"
+    ]
+    assert abs((a.condition_at - home - timedelta(minutes=40)).total_seconds()) <= 10
+    replayed = [a for a in evaluate([truck_day("T1", fixes)], points, parked.t)[1]]
+    assert [a.condition_at for a in replayed if a.kind == "not_unloaded"] == [a.condition_at]

@@ -207,7 +207,9 @@ def test_next_street_36_m_away_is_no_pass_with_the_roads() -> None:
     for seed in seeds:
         t = Track(at("08:00"), x=36, y=-400, noise_m=15, seed=seed, accuracy_m=15)
         tracks.append(t.drive(36, 400, 30).fixes)
-    assert sum(1 for f in tracks if passes_at_p1(f, NO_ROAD_SITES)) >= 5, "noise must fool the fixes"
+    assert sum(1 for f in tracks if passes_at_p1(f, NO_ROAD_SITES)) >= 5, (
+        "noise must fool the fixes"
+    )
     assert [s for s, f in zip(seeds, tracks, strict=True) if passes_at_p1(f, ROAD_SITES)] == []
 
 
