@@ -26,7 +26,10 @@ block) from the point at least ``drive_by_confirm_s`` after it, whichever came f
 truck may still come back, so nothing can be claimed. The drive-by delay from the
 pass (or departure) itself is reported beside it (``delay_from_event_*``): it adds
 the drive to 250 m, and a lunch break taken near the point. Skips scored as
-drive-bys have no time and no delay.
+drive-bys have no time and no delay. ``delay_from_data_*`` measures from when the data
+showing the condition could first reach the platform: the same moment, except when the
+truck was in a blind zone then — its fixes arrive when the terminal releases them, and
+no alert can come before (``delay_*`` keeps that wait in).
 
 Modes:
 
@@ -423,6 +426,9 @@ class Expected:
     key: str  # point id or truck id
     at: datetime  # when the condition became true
     event_at: datetime | None = None  # drive_by: the pass, or the too-short stop's departure
+    # When the data showing the condition reached the platform at the earliest: `at`,
+    # or, when the truck was in a blind zone then, when its buffered fixes were released.
+    known_at: datetime | None = None
 
 
 NEVER = datetime.max.replace(tzinfo=TZ)  # no time known: scored, but no delay measured
@@ -491,11 +497,23 @@ def expected(
         if when is not None:
             stops_at.setdefault(rec["truck_id"], []).append(parse(when))
 
+    blind: dict[str, list[tuple[datetime, datetime, datetime]]] = {}
+    for rec in truth:
+        if rec["type"] == "signal_loss":
+            span = (parse(rec["start_at"]), parse(rec["end_at"]), parse(rec["released_at"]))
+            blind.setdefault(rec["truck_id"], []).append(span)
+
+    def known(truck_id: str | None, at: datetime) -> datetime:
+        for start, end, released in blind.get(truck_id or "", ()):
+            if start <= at < end:
+                return max(at, released)
+        return at
+
     def drive_by(rec: dict[str, Any], event_at: datetime) -> Expected:
         p = city.point(rec["point_id"])
         track = positions.get(rec["truck_id"], [])
         at = gone_at(track, stops_at.get(rec["truck_id"], []), p.lat, p.lon, event_at, rp)
-        return Expected(rec["point_id"], at, event_at)
+        return Expected(rec["point_id"], at, event_at, known(rec["truck_id"], at))
 
     planned = {
         s.ref_id: r.truck_id
@@ -515,7 +533,7 @@ def expected(
         if due > eval_end:
             continue
         if pid not in cleared_by or cleared_by[pid] > due:
-            out["missed"][pid] = Expected(pid, due)
+            out["missed"][pid] = Expected(pid, due, known_at=known(planned[pid], due))
     for pid in skipped_through(day):
         out["drive_by"][pid] = Expected(pid, NEVER)  # no delay: time unknown
     for rec in truth:
@@ -529,7 +547,10 @@ def expected(
             and rec["depot_id"] is not None
             and not rec["broken_down"]
         ):
-            out["not_unloaded"][rec["truck_id"]] = Expected(rec["truck_id"], parse(rec["at"]))
+            home_at = parse(rec["at"])
+            out["not_unloaded"][rec["truck_id"]] = Expected(
+                rec["truck_id"], home_at, known_at=known(rec["truck_id"], home_at)
+            )
     return out
 
 
@@ -586,6 +607,9 @@ class Score:
     # drive_by: from the pass (or the too-short stop's departure) itself, before the
     # truck had clearly gone on; shown beside the delay, not in the target
     delays_from_event: list[float] = field(default_factory=list)
+    # from when the data showing the condition could first reach the platform (after a
+    # blind zone: when the terminal released its buffered fixes)
+    delays_from_data: list[float] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     false_negatives: list[str] = field(default_factory=list)
 
@@ -595,6 +619,8 @@ class Score:
                 self.tp += 1
                 if exp.at.year < 9999:
                     self.delays.append((got[key] - exp.at).total_seconds())
+                    known_at = exp.known_at or exp.at
+                    self.delays_from_data.append((got[key] - known_at).total_seconds())
                 if exp.event_at is not None:
                     self.delays_from_event.append((got[key] - exp.event_at).total_seconds())
             else:
@@ -613,6 +639,7 @@ class Score:
             "raised": self.tp + self.fp,
             "delay_p50_s": quantile(self.delays, 0.5),
             "delay_p99_s": quantile(self.delays, 0.99),
+            "delay_from_data_p99_s": quantile(self.delays_from_data, 0.99),
             **(
                 {
                     "delay_from_event_p50_s": quantile(self.delays_from_event, 0.5),
@@ -686,8 +713,13 @@ def explain_delays(
                 visit = details.pop("visit", None)
                 when = f"{cond.astimezone(TZ):%H:%M:%S}" if cond else "-"
                 out.append(
-                    f"    {kind} SLOW {key}: delay {delay:.0f} s, truth {exp.at:%H:%M:%S}"
-                    + (f" (event {exp.event_at:%H:%M:%S})" if exp.event_at else "")
+                    f"    {kind} SLOW {key}: delay {delay:.0f} s, truth {exp.at.astimezone(TZ):%H:%M:%S}"
+                    + (
+                        f" (data {exp.known_at.astimezone(TZ):%H:%M:%S})"
+                        if exp.known_at and exp.known_at != exp.at
+                        else ""
+                    )
+                    + (f" (event {exp.event_at.astimezone(TZ):%H:%M:%S})" if exp.event_at else "")
                     + ", "
                     f"condition {when}, raised {got[kind][key].astimezone(TZ):%H:%M:%S}; "
                     f"{details} visit {visit}"
@@ -813,10 +845,13 @@ def main(argv: Iterable[str] | None = None) -> None:
             srv.close()
 
     delays = [x for s in scores.values() for x in s.delays]
+    from_data = [x for s in scores.values() for x in s.delays_from_data]
     result: dict[str, Any] = {kind: scores[kind].summary() for kind in KINDS}
     result.update(
         delay_p50_s=quantile(delays, 0.5),
         delay_p99_s=quantile(delays, 0.99),
+        delay_from_data_p50_s=quantile(from_data, 0.5),
+        delay_from_data_p99_s=quantile(from_data, 0.99),
         days=args.days,
         points=args.points,
         trucks=args.trucks,

@@ -166,9 +166,10 @@ class VisitParams:
     pass_stay_adjacent_s: float = 60.0
     # With the district's roads: the route is fitted to the fixes from up to this long
     # before the pass to the fix that settles it, and the pass stands only if that
-    # route comes within the fence (plus this slack for the road's drawn geometry).
+    # route enters the fence (widened by this; 5 m let through roads 30-35 m from a
+    # 30 m fence, 48 false passes in 150 trips of bench/passes.py).
     pass_road_lookback_s: float = 60.0
-    pass_road_slack_m: float = 5.0
+    pass_road_slack_m: float = 0.0
     # A fitted route further than this many σ (RMS) from the fixes does not explain
     # them (a yard, a road missing from the map): the fixes alone decide.
     pass_road_max_misfit: float = 2.0
