@@ -1,7 +1,9 @@
 """Drive-by (pass) detection on noisy tracks, with and without the district's roads.
 
-Trucks drive random fastest paths across a generated district (the simulator's city:
-every collection point is a node of the road graph); each trip becomes fixes every
+Trucks drive random trips across a generated district (the simulator's city: every
+collection point is a node of the road graph), each the fastest path from one point to
+another by way of a third, turning round there when the way on lies back the way it
+came (as a simulated truck that drives by a point does); each trip becomes fixes every
 `--interval` seconds with Gaussian noise σ = `--noise-m` per axis and `--dropout` of
 them lost. A trip truly passes a point when its road enters the point's geofence. The
 visit detector (`fleet.alerts.visits.detect`) reports passes from the fixes alone and
@@ -96,7 +98,8 @@ def trip_fixes(
             if rng.random() >= args.dropout:
                 at = t0 + timedelta(seconds=k * args.interval)
                 accuracy = round(args.noise_m * rng.uniform(0.8, 1.6), 1)
-                out.append(Fix(at, lat, lon, round(speed_kmh, 1), accuracy))
+                speed = speed_kmh * (1 + rng.gauss(0, 0.03))  # as the simulator's terminals
+                out.append(Fix(at, lat, lon, round(speed, 1), accuracy))
             k += 1
             next_at += step_m
         travelled += seg
@@ -113,6 +116,9 @@ def main() -> None:
     ap.add_argument("--noise-m", type=float, default=15.0)
     ap.add_argument("--dropout", type=float, default=0.05)
     ap.add_argument("--interval", type=float, default=10.0, help="seconds between fixes")
+    ap.add_argument(
+        "--small-share", type=float, default=0.3, help="trips by small trucks (narrow lanes)"
+    )
     args = ap.parse_args()
 
     started = time.monotonic()
@@ -126,11 +132,17 @@ def main() -> None:
     nodes = [p.node for p in city.points]
     score = {"fixes_only": [0, 0, 0], "with_roads": [0, 0, 0]}  # tp, fp, fn
     timing = {"fixes_only": 0.0, "with_roads": 0.0}
+    via_score = {"fixes_only": [0, 0], "with_roads": [0, 0]}  # seen, missed
+    point_of = {p.node: p.id for p in city.points}
     trips = 0
     while trips < args.trips:
-        a, b = rng.sample(nodes, 2)
+        # From a to b by way of the point at p, as a simulated truck drives a plan; when
+        # b lies back the way it came, it turns round at the point (a drive-by into a
+        # dead-end lane, too, for small trucks).
+        a, via, b = rng.sample(nodes, 3)
+        narrow_ok = rng.random() < args.small_share
         try:
-            path = net.path(a, b, narrow_ok=False)
+            path = net.path(a, via, narrow_ok=narrow_ok) + net.path(via, b, narrow_ok=narrow_ok)[1:]
         except NoPath:
             continue
         trips += 1
@@ -164,6 +176,9 @@ def main() -> None:
             s[0] += len(seen & truth)
             s[1] += len(seen - truth)
             s[2] += len(truth - seen)
+            via_id = point_of[via]
+            if via_id in truth:  # the point the trip was planned through
+                via_score[name][0 if via_id in seen else 1] += 1
     result: dict[str, Any] = {}
     for name, (tp, fp, fn) in score.items():
         result[name] = {
@@ -172,6 +187,8 @@ def main() -> None:
             "true_passes": tp + fn,
             "false_passes": fp,
             "missed_passes": fn,
+            "via_recall": round(via_score[name][0] / max(1, sum(via_score[name])), 4),
+            "via_missed": via_score[name][1],
             "detect_s": round(timing[name], 2),
         }
     result.update(

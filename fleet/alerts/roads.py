@@ -29,12 +29,20 @@ XY = tuple[float, float]
 # Polylines are indexed in pieces no longer than this, so that "near here" is a grid
 # lookup with a small widening.
 PIECE_M = 40.0
-# Route length beyond the straight line costs one unit of log-likelihood per this many
-# metres: trucks take the direct way, and a U-turn onto a side street to touch the
-# point and come back is a detour the fixes would have to demand.
+# Without reported speeds: route length beyond the straight line costs one unit of
+# log-likelihood per this many metres: trucks take the direct way, and a U-turn onto a
+# side street to touch the point and come back is a detour the fixes would have to
+# demand.
 DETOUR_SCALE_M = 50.0
-# Candidates per end of the window (nearest roads in the direction of travel).
+# With reported speeds, the distance the truck really drove between the two ends is
+# known (their integral over time), and a route is held to it: one unit per this many
+# metres off. That tells a truck that turned round at a point 50 m down a side street
+# from one that turned at the corner, which the fixes' positions alone cannot.
+TRAVELLED_SCALE_M = 30.0
+# Candidates per end of the window (nearest roads in the direction of travel), and
+# for the place a route must go by.
 SNAP_CANDIDATES = 4
+VIA_CANDIDATES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,8 @@ class Route:
     length_m: float
     score: float  # lower is better: misfit of the fixes plus detour
     rms_m: float  # root mean square distance of the fixes to the route
+    start: Snap
+    end: Snap
 
 
 def _bisect(values: Sequence[float], x: float) -> int:
@@ -225,9 +235,12 @@ class RoadIndex:
         line += eb.between(0.0, b.offset_m)
         return line
 
-    def best_route(self, pts: Sequence[XY], sigma_m: float) -> Route | None:
+    def best_route(
+        self, pts: Sequence[XY], sigma_m: float, travelled_m: float | None = None
+    ) -> Route | None:
         """The road route from the first to the last of `pts` (fixes in order) that
-        best explains all of them, or None when no road is near both ends."""
+        best explains all of them — and `travelled_m`, the distance driven between them
+        when the terminal reports speed — or None when no road is near both ends."""
         if len(pts) < 2:
             return None
         first, last = pts[0], pts[-1]
@@ -244,15 +257,57 @@ class RoadIndex:
                 line = self.route(a, b, cutoff)
                 if line is None:
                     continue
-                sq = [distance_to_line(x, y, line) ** 2 for x, y in pts]
-                length = sum(
-                    math.hypot(q[0] - p[0], q[1] - p[1]) for p, q in itertools.pairwise(line)
-                )
-                detour = max(0.0, length - straight)
-                score = sum(sq) / (2 * sigma_m * sigma_m) + detour / DETOUR_SCALE_M
-                if best is None or score < best.score:
-                    best = Route(tuple(line), length, score, math.sqrt(sum(sq) / len(sq)))
+                route = _scored(line, pts, sigma_m, straight, travelled_m, a, b)
+                if best is None or route.score < best.score:
+                    best = route
         return best
+
+    def best_via(
+        self,
+        route: Route,
+        pts: Sequence[XY],
+        sigma_m: float,
+        travelled_m: float | None,
+        x: float,
+        y: float,
+        within_m: float,
+    ) -> Route | None:
+        """The best route between the same two ends as `route` that goes by the place
+        (x, y), on a road within `within_m` of it — turning round there if need be."""
+        first, last = pts[0], pts[-1]
+        straight = math.hypot(last[0] - first[0], last[1] - first[1])
+        cutoff = 2.0 * straight + 400.0
+        best: Route | None = None
+        for c in self.snaps(x, y, within_m, None)[:VIA_CANDIDATES]:
+            to_c = self.route(route.start, c, cutoff)
+            from_c = self.route(c, route.end, cutoff) if to_c is not None else None
+            if to_c is None or from_c is None:
+                continue
+            via = _scored(
+                to_c + from_c[1:], pts, sigma_m, straight, travelled_m, route.start, route.end
+            )
+            if best is None or via.score < best.score:
+                best = via
+        return best
+
+
+def _scored(
+    line: list[XY],
+    pts: Sequence[XY],
+    sigma_m: float,
+    straight_m: float,
+    travelled_m: float | None,
+    start: Snap,
+    end: Snap,
+) -> Route:
+    sq = [distance_to_line(x, y, line) ** 2 for x, y in pts]
+    length = sum(math.hypot(q[0] - p[0], q[1] - p[1]) for p, q in itertools.pairwise(line))
+    if travelled_m is None:
+        off = max(0.0, length - straight_m) / DETOUR_SCALE_M
+    else:
+        off = abs(length - travelled_m) / TRAVELLED_SCALE_M
+    score = sum(sq) / (2 * sigma_m * sigma_m) + off
+    return Route(tuple(line), length, score, math.sqrt(sum(sq) / len(sq)), start, end)
 
 
 def _heading(pts: Sequence[XY], *, forward: bool) -> XY | None:

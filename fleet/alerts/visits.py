@@ -170,6 +170,9 @@ class VisitParams:
     # 30 m fence, 48 false passes in 150 trips of bench/passes.py).
     pass_road_lookback_s: float = 60.0
     pass_road_slack_m: float = 0.0
+    # ...or if a route by the point explains the fixes within this much log-likelihood
+    # of the likeliest one (the fixes cannot tell the two apart).
+    pass_road_margin: float = 0.0
     # A fitted route further than this many σ (RMS) from the fixes does not explain
     # them (a yard, a road missing from the map): the fixes alone decide.
     pass_road_max_misfit: float = 2.0
@@ -596,10 +599,28 @@ def _road_passes(
     window = range(a, settled_k + 1)
     accs = [acc for k in window if (acc := track[k].accuracy_m) is not None]
     sigma = max(median(accs) if accs else p.default_accuracy_m, p.default_accuracy_m)
-    route = roads.best_route([(xs[k], ys[k]) for k in window], sigma)
+    # The distance driven, from the reported speeds (trapezoids), when every fix has one.
+    speeds = [v for k in window if (v := track[k].speed_kmh) is not None]
+    travelled = (
+        sum(
+            (speeds[j] + speeds[j + 1]) / 2 / 3.6 * (ts[a + j + 1] - ts[a + j])
+            for j in range(len(speeds) - 1)
+        )
+        if len(speeds) == len(window)
+        else None
+    )
+    pts = [(xs[k], ys[k]) for k in window]
+    route = roads.best_route(pts, sigma, travelled)
     if route is None or route.rms_m > p.pass_road_max_misfit * sigma:
         return True
-    return distance_to_line(sx, sy, route.line) <= site.radius_m + p.pass_road_slack_m
+    fence = site.radius_m + p.pass_road_slack_m
+    if distance_to_line(sx, sy, route.line) <= fence:
+        return True
+    # The likeliest road skirts the fence. A truck that turned round at the point (a
+    # drive-by into a side street or lane) is nearly as likely on the fixes: then the
+    # pass stands.
+    via = roads.best_via(route, pts, sigma, travelled, sx, sy, fence)
+    return via is not None and via.score <= route.score + p.pass_road_margin
 
 
 def _attach_events(

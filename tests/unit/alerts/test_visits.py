@@ -201,7 +201,8 @@ def passes_at_p1(fixes: list[Fix], sites: SiteIndex) -> list[Visit]:
 
 def test_next_street_36_m_away_is_no_pass_with_the_roads() -> None:
     """Driving the cross street 36 m from the point with 15 m noise: the fixes alone often
-    claim a pass; judged on the road taken, never."""
+    claim a pass; judged on the road taken, at most one track in 30 (a turn into the
+    side street and back is nearly as likely on its fixes)."""
     seeds = range(30)
     tracks = []
     for seed in seeds:
@@ -210,16 +211,20 @@ def test_next_street_36_m_away_is_no_pass_with_the_roads() -> None:
     assert sum(1 for f in tracks if passes_at_p1(f, NO_ROAD_SITES)) >= 5, (
         "noise must fool the fixes"
     )
-    assert [s for s, f in zip(seeds, tracks, strict=True) if passes_at_p1(f, ROAD_SITES)] == []
+    assert len([s for s, f in zip(seeds, tracks, strict=True) if passes_at_p1(f, ROAD_SITES)]) <= 1
 
 
 def test_turning_at_the_junction_short_of_the_point_is_no_pass() -> None:
-    """Coming up the cross street and turning east at J, 36 m short of the point: no pass."""
-    found = []
+    """Coming up the cross street and turning east at J, 36 m short of the point: no pass
+    (at most one track in 30), where the fixes alone claim several."""
+    found, fixes_only = [], []
     for seed in range(30):
         t = Track(at("08:00"), x=36, y=-400, noise_m=15, seed=seed, accuracy_m=15)
-        found += passes_at_p1(t.drive(36, 0, 30).drive(400, 0, 30).fixes, ROAD_SITES)
-    assert found == []
+        t.drive(36, 0, 30).drive(400, 0, 30)
+        found += passes_at_p1(t.fixes, ROAD_SITES)
+        fixes_only += passes_at_p1(t.fixes, NO_ROAD_SITES)
+    assert len(fixes_only) >= 5, "noise must fool the fixes"
+    assert len(found) <= 1
 
 
 def test_driving_through_the_point_is_a_pass_with_the_roads() -> None:
@@ -235,3 +240,19 @@ def test_track_off_the_mapped_roads_falls_back_to_the_fixes() -> None:
     """A truck driving where no mapped road runs (a yard, a new street) is judged on its fixes."""
     track = Track(at("08:00"), x=0, y=-400, noise_m=0).drive(0, 400, 30)
     assert len(passes_at_p1(track.fixes, ROAD_SITES)) == 1
+
+
+def test_turning_round_at_the_point_is_a_pass_with_the_roads() -> None:
+    """Up the side street to the point and straight back (a drive-by at a point down a
+    side street, 36 m from the corner): judged on the roads, still a pass nearly always."""
+    p2 = site("point", "P2", 36, 200, radius_m=30, min_dwell_s=120)
+    lane = [*ROADS[:3], road(5, 3, (36, -400), (36, 0)), road(3, 7, (36, 0), (36, 200))]
+    sites = SiteIndex([p2], roads=lane)
+    seen = 0
+    for seed in range(30):
+        t = Track(at("08:00"), x=-400, noise_m=15, seed=seed, accuracy_m=15)
+        t.drive(36, 0, 30).drive(36, 200, 30).drive(36, 0, 30).drive(-400, 0, 30)
+        seen += any(
+            v.kind == "pass" and v.site_id == "P2" for v in detect("T1", t.fixes, [], sites).visits
+        )
+    assert seen >= 27
