@@ -6,8 +6,9 @@ drove right through it, so the fixes alone cannot tell the two apart. Where the
 district's roads are known, the detector asks instead which road the truck drove
 between a fix before the point and a fix after it: the shortest road route between
 the two, each snapped to a road in its direction of travel, that best explains the
-fixes between them. The route is exact geometry; its closest approach to the point
-decides whether the truck went past it.
+fixes between them. The route is exact geometry: the truck went past the point if it
+enters the point's fence — or if a route by the point (turning round there, as a truck
+does at a point down a side street) explains the fixes as well.
 
 Roads are the `road` rows (``from_node``, ``to_node``, ``oneway``, ``coordinates``
 as [[lon, lat], …]); distances are metres in the caller's projection.
@@ -15,6 +16,7 @@ as [[lon, lat], …]); distances are metres in the caller's projection.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -58,7 +60,7 @@ class _Edge:
         return self.cum[-1]
 
     def at(self, offset_m: float) -> XY:
-        k = max(0, min(len(self.cum) - 2, _bisect(self.cum, offset_m) - 1))
+        k = max(0, min(len(self.cum) - 2, bisect.bisect_right(self.cum, offset_m) - 1))
         span = self.cum[k + 1] - self.cum[k]
         t = 0.0 if span == 0 else (offset_m - self.cum[k]) / span
         return (
@@ -103,17 +105,6 @@ class Route:
     rms_m: float  # root mean square distance of the fixes to the route
     start: Snap
     end: Snap
-
-
-def _bisect(values: Sequence[float], x: float) -> int:
-    lo, hi = 0, len(values)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] <= x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 class RoadIndex:
@@ -249,8 +240,7 @@ class RoadIndex:
         reach = max(40.0, 3.0 * sigma_m)
         starts = self.snaps(*first, reach, head_a)
         ends = self.snaps(*last, reach, head_b)
-        straight = math.hypot(last[0] - first[0], last[1] - first[1])
-        cutoff = 2.0 * straight + 400.0
+        straight, cutoff = _span(pts)
         best: Route | None = None
         for a in starts:
             for b in ends:
@@ -274,9 +264,7 @@ class RoadIndex:
     ) -> Route | None:
         """The best route between the same two ends as `route` that goes by the place
         (x, y), on a road within `within_m` of it — turning round there if need be."""
-        first, last = pts[0], pts[-1]
-        straight = math.hypot(last[0] - first[0], last[1] - first[1])
-        cutoff = 2.0 * straight + 400.0
+        straight, cutoff = _span(pts)
         best: Route | None = None
         for c in self.snaps(x, y, within_m, None)[:VIA_CANDIDATES]:
             to_c = self.route(route.start, c, cutoff)
@@ -289,6 +277,14 @@ class RoadIndex:
             if best is None or via.score < best.score:
                 best = via
         return best
+
+
+def _span(pts: Sequence[XY]) -> tuple[float, float]:
+    """The straight line from the first fix to the last, and the longest route between
+    them worth searching."""
+    (x0, y0), (x1, y1) = pts[0], pts[-1]
+    straight = math.hypot(x1 - x0, y1 - y0)
+    return straight, 2.0 * straight + 400.0
 
 
 def _scored(
