@@ -1,5 +1,6 @@
 """`clearday doctor`: is the database reachable, migrated, with or without TimescaleDB;
-is the broker reachable. Each finding is one line a sysadmin can act on."""
+do TimescaleDB's background jobs succeed; is the broker reachable. Each finding is one
+line a sysadmin can act on."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fleet import db
 from fleet.config import MqttTarget, NotConfigured, Settings, redact
 
 BROKER_TIMEOUT_S = 5.0
+LOGIN_REQUIRED_CODES = {134, 135}  # bad user name or password / not authorised
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def check_database(url: str) -> list[Finding]:
         else:
             findings.append(Finding("timescaledb", True, "absent (plain PostgreSQL mode)"))
         findings.append(_check_migrations(conn))
+        if installed and db.storage_mode(conn) == "timescale":
+            findings.append(check_timescale_jobs(conn))
     return findings
 
 
@@ -75,6 +79,14 @@ def _check_migrations(conn: psycopg.Connection) -> Finding:
 
 
 def check_broker(url: str) -> Finding:
+    """Is the broker there, and does it want a login the URL has?
+
+    The probe connects without the URL's account on purpose: a broker that binds client
+    ids to user names (the shipped Mosquitto) would hand a login under that account the
+    session of the process using it, cutting off a running ingestor and discarding its
+    queue. The account itself is checked by `clearday ingest`, which stops at once,
+    saying so, when the broker refuses it.
+    """
     try:
         target = MqttTarget(url)
     except ValueError as exc:
@@ -90,8 +102,6 @@ def check_broker(url: str) -> Finding:
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_connect = on_connect
-    if target.username:
-        client.username_pw_set(target.username, target.password)
     if target.tls:
         client.tls_set()
     try:
@@ -110,18 +120,53 @@ def check_broker(url: str) -> Finding:
                 False,
                 f"the broker at {target.redacted} did not answer within {BROKER_TIMEOUT_S:.0f} s",
             )
-        reason = outcome["reason"]
-        if reason.is_failure:
-            hint = " (check the user name and password)" if reason.value in (134, 135) else ""
-            return Finding(
-                "broker",
-                False,
-                f"the broker at {target.redacted} refused the connection: {reason}{hint}",
-            )
-        return Finding("broker", True, f"MQTT 5 broker at {target.redacted}")
+        return _broker_finding(target, outcome["reason"])
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _broker_finding(target: MqttTarget, anonymous: ReasonCode) -> Finding:
+    where = f"MQTT 5 broker at {target.redacted}"
+    if not anonymous.is_failure:
+        return Finding("broker", True, f"{where} (accepts anonymous clients)")
+    if anonymous.value not in LOGIN_REQUIRED_CODES:
+        return Finding("broker", False, f"the broker at {target.redacted} refused: {anonymous}")
+    if not target.username:
+        return Finding(
+            "broker",
+            False,
+            f"the broker at {target.redacted} requires a login: put the ingestor's user and "
+            "password in CLEARDAY_MQTT_URL (mqtt://user:password@host:port)",
+        )
+    return Finding(
+        "broker",
+        True,
+        f"{where} (requires a login; the account is checked by `clearday ingest` at start)",
+    )
+
+
+def check_timescale_jobs(conn: psycopg.Connection) -> Finding:
+    """TimescaleDB's background jobs (compression, retention, aggregate refresh)."""
+    return jobs_finding(db.timescale_jobs(conn))
+
+
+def jobs_finding(jobs: list[db.JobStatus]) -> Finding:
+    """One line on the background jobs: ok, or which fail and why."""
+    if not jobs:
+        return Finding(
+            "jobs", False, "no TimescaleDB background jobs: run `clearday migrate` (policies)"
+        )
+    failing = [j for j in jobs if j.failing]
+    if not failing:
+        return Finding("jobs", True, f"{len(jobs)} TimescaleDB background jobs, none failing")
+    return Finding(
+        "jobs",
+        False,
+        "; ".join(j.describe() for j in failing)
+        + " — see timescaledb_information.job_errors; is timescaledb.max_background_workers "
+        "high enough?",
+    )
 
 
 def run(settings: Settings) -> list[Finding]:

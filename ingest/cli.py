@@ -76,10 +76,23 @@ def mqtt_credentials(
         str | None,
         typer.Option(help="ingestor account (default: the user in CLEARDAY_MQTT_URL)"),
     ] = None,
+    ingestors: Annotated[
+        int,
+        typer.Option(
+            min=1, help="ingestor instances: N > 1 makes one account each, <user>-1 … <user>-N"
+        ),
+    ] = 1,
     gateway_user: Annotated[
         str | None,
         typer.Option(help="also create an account that may publish for every truck"),
     ] = None,
+    broker_group: Annotated[
+        str,
+        typer.Option(
+            help="group Mosquitto runs as (name or number; 1883 in the eclipse-mosquitto "
+            "image): passwd and acl become readable by it (mode 0640); '' keeps them 0600"
+        ),
+    ] = "mosquitto",
 ) -> None:
     """Write Mosquitto password + ACL files: one account per active truck's terminal."""
     from ingest import credentials
@@ -95,21 +108,32 @@ def mqtt_credentials(
         ingestor = (ingestor_user, keep_password)
     if ingestor is None:
         ingestor = ("clearday-ingest", None)
+    try:
+        gid = credentials.broker_group_id(broker_group) if broker_group else None
+    except credentials.CannotShareWithBroker as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     with connect(settings.database_dsn()) as conn:
         trucks = conn.execute(
             "SELECT truck_id, terminal_id FROM truck WHERE active ORDER BY terminal_id"
         ).fetchall()
     existing = credentials.read_existing(out / "credentials.csv")
     accounts, problems = credentials.plan_accounts(
-        trucks, existing, ingestor=ingestor, gateway=gateway_user
+        trucks, existing, ingestor=ingestor, gateway=gateway_user, ingestors=ingestors
     )
     for problem in problems:
         typer.echo(f"warning: {problem}", err=True)
-    paths = credentials.write_files(out, accounts)
+    try:
+        paths = credentials.write_files(out, accounts, broker_gid=gid)
+    except credentials.CannotShareWithBroker as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     terminals = sum(1 for a in accounts if a.role == credentials.ROLE_TERMINAL)
+    ingestor_accounts = [a.username for a in accounts if a.role == credentials.ROLE_INGESTOR]
     typer.echo(
-        f"{terminals} terminal account(s), ingestor {ingestor[0]!r}"
+        f"{terminals} terminal account(s), ingestor {', '.join(map(repr, ingestor_accounts))}"
         + (f", gateway {gateway_user!r}" if gateway_user else "")
     )
-    typer.echo(f"wrote {paths['passwd']}, {paths['acl']} and {paths['credentials']} (secret)")
+    readable = f"group {broker_group} may read passwd and acl" if gid is not None else "0600"
+    typer.echo(f"wrote {paths['passwd']}, {paths['acl']} ({readable}) and {paths['credentials']} (secret)")
     typer.echo("point mosquitto's password_file/acl_file at them and reload it (kill -HUP)")

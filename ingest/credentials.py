@@ -1,17 +1,23 @@
 """Mosquitto password and ACL files generated from the truck table.
 
 Every active truck's terminal gets an account named after its terminal id that may
-publish only under ``clearday/v1/trucks/{its id}/…``. The ingestor gets read access to
-all trucks; an optional gateway account (a JT/T 808 bridge, the simulator) may publish
-for every truck. Passwords are kept in ``credentials.csv`` (mode 0600) and reused on
-the next run, so regenerating after adding trucks does not change existing terminals'
-passwords.
+publish only under ``clearday/v1/trucks/{its id}/…``. Each ingestor instance gets an
+account of its own with read access to all trucks; an optional gateway account (a
+JT/T 808 bridge) may publish for every truck. The shipped broker binds every client id
+to its account's user name (``use_username_as_clientid``), so an account is one
+identity: nobody can take over another account's session.
+
+Passwords are kept in ``credentials.csv`` (mode 0600, never read by the broker) and
+reused on the next run, so regenerating after adding trucks does not change existing
+terminals' passwords. ``passwd`` and ``acl`` are mode 0640 with the broker's group:
+Mosquitto reads them after it has dropped root for its own user.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import grp
 import hashlib
 import io
 import os
@@ -29,6 +35,9 @@ PASSWORD_BYTES = 18  # 24 URL-safe characters
 ROLE_TERMINAL = "terminal"
 ROLE_INGESTOR = "ingestor"
 ROLE_GATEWAY = "gateway"
+
+PRIVATE_MODE = 0o600  # credentials.csv: plain-text passwords, for the operator only
+BROKER_READABLE_MODE = 0o640  # passwd, acl: owner writes, the broker's group reads
 
 
 @dataclass(frozen=True)
@@ -65,17 +74,27 @@ def read_existing(path: Path) -> dict[str, Account]:
         }
 
 
+def ingestor_names(base: str, count: int) -> list[str]:
+    """One account per ingestor instance: ``base`` alone, or ``base-1`` … ``base-N``."""
+    if count < 1:
+        raise ValueError("at least one ingestor account is needed")
+    return [base] if count == 1 else [f"{base}-{i}" for i in range(1, count + 1)]
+
+
 def plan_accounts(
     trucks: Iterable[tuple[str, str]],
     existing: dict[str, Account],
     *,
     ingestor: tuple[str, str | None] | None,
     gateway: str | None,
+    ingestors: int = 1,
 ) -> tuple[list[Account], list[str]]:
     """Accounts to write (existing passwords kept) and problems found.
 
     ``trucks`` are (truck_id, terminal_id) of the active trucks; ``ingestor`` is
-    (username, password or None to generate/keep).
+    (base user name, password or None to generate/keep). With ``ingestors`` > 1 each
+    instance gets its own account (its own identity and session at the broker), all
+    with that one password: they are one service, the name tells the instances apart.
     """
     accounts: list[Account] = []
     problems: list[str] = []
@@ -85,7 +104,8 @@ def plan_accounts(
         old = existing.get(username)
         return old.password if old is not None and old.role == role else new_password()
 
-    service_names = {n for n in (ingestor[0] if ingestor else None, gateway) if n}
+    ingestor_users = ingestor_names(ingestor[0], ingestors) if ingestor else []
+    service_names = {n for n in (*ingestor_users, gateway) if n}
     for truck_id, terminal_id in sorted(trucks, key=lambda t: t[1]):
         if not wire.is_valid_terminal_id(terminal_id):
             problems.append(
@@ -103,8 +123,8 @@ def plan_accounts(
             Account(terminal_id, ROLE_TERMINAL, keep_or_new(terminal_id, ROLE_TERMINAL), truck_id)
         )
     if ingestor is not None:
-        name, password = ingestor
-        accounts.append(Account(name, ROLE_INGESTOR, password or keep_or_new(name, ROLE_INGESTOR)))
+        password = ingestor[1] or keep_or_new(ingestor_users[0], ROLE_INGESTOR)
+        accounts += [Account(name, ROLE_INGESTOR, password) for name in ingestor_users]
     if gateway:
         accounts.append(Account(gateway, ROLE_GATEWAY, keep_or_new(gateway, ROLE_GATEWAY)))
     return accounts, problems
@@ -131,16 +151,47 @@ def passwd_text(accounts: list[Account]) -> str:
     return "".join(f"{a.username}:{mosquitto_hash(a.password)}\n" for a in accounts)
 
 
-def _write_private(path: Path, text: str) -> None:
+class CannotShareWithBroker(RuntimeError):
+    """The files cannot be given to the broker's group; the message says what to do."""
+
+
+def broker_group_id(group: str) -> int:
+    """The group id of ``group`` (a name on this machine, or a number)."""
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise CannotShareWithBroker(
+            f"there is no group {group!r} on this machine: pass --broker-group with the group "
+            "Mosquitto runs as (its name or number; 1883 in the eclipse-mosquitto image)"
+        ) from None
+
+
+def _write(path: Path, text: str, *, mode: int, gid: int | None = None) -> None:
+    """Write atomically: the broker (reloading on SIGHUP) never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
-    os.chmod(tmp, 0o600)
+    if gid is not None:
+        try:
+            os.chown(tmp, -1, gid)
+        except PermissionError:
+            tmp.unlink()
+            raise CannotShareWithBroker(
+                f"cannot give group {gid} read access to {path.name}: run as root or as a "
+                "member of the broker's group (see --broker-group)"
+            ) from None
+    os.chmod(tmp, mode)
     tmp.replace(path)
 
 
-def write_files(out_dir: Path, accounts: list[Account]) -> dict[str, Path]:
+def write_files(
+    out_dir: Path, accounts: list[Account], *, broker_gid: int | None = None
+) -> dict[str, Path]:
+    """credentials.csv private to the caller; passwd and acl also readable by the
+    group ``broker_gid`` (None: private too, for a broker running as the caller)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "passwd": out_dir / "passwd",
@@ -152,7 +203,8 @@ def write_files(out_dir: Path, accounts: list[Account]) -> dict[str, Path]:
     writer.writerow(["username", "role", "password", "truck_id"])
     for a in accounts:
         writer.writerow([a.username, a.role, a.password, a.truck_id])
-    _write_private(paths["credentials"], buf.getvalue())
-    _write_private(paths["passwd"], passwd_text(accounts))
-    _write_private(paths["acl"], acl_text(accounts))
+    _write(paths["credentials"], buf.getvalue(), mode=PRIVATE_MODE)
+    broker_mode = PRIVATE_MODE if broker_gid is None else BROKER_READABLE_MODE
+    _write(paths["passwd"], passwd_text(accounts), mode=broker_mode, gid=broker_gid)
+    _write(paths["acl"], acl_text(accounts), mode=broker_mode, gid=broker_gid)
     return paths

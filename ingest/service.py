@@ -122,9 +122,15 @@ class Ingestor:
         self.max_age_s = settings.ingest_batch_max_age_s
         self.linger_s = min(settings.ingest_batch_linger_s, self.max_age_s)
         group = settings.ingest_share_group if share_group is None else share_group
+        target = MqttTarget(settings.mqtt_dsn())
         self.consumer = MqttConsumer(
-            MqttTarget(settings.mqtt_dsn()),
-            client_id=client_id or settings.ingest_client_id or default_client_id(),
+            target,
+            # A broker that binds client ids to user names (the shipped Mosquitto) uses
+            # the account's name whatever we send: say the same in the logs.
+            client_id=client_id
+            or settings.ingest_client_id
+            or target.username
+            or default_client_id(),
             filters=wire.subscription_filters(group or None),
             receive_maximum=settings.ingest_receive_maximum,
             session_expiry_s=settings.ingest_session_expiry_s,
