@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Literal
 
 import psycopg
+from psycopg.rows import class_row
 from psycopg_pool import ConnectionPool
 
 from fleet.config import redact
@@ -84,6 +86,78 @@ def timescale_installed(conn: psycopg.Connection) -> str | None:
         "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
     ).fetchone()
     return str(row[0]) if row else None
+
+
+# A job whose next start is this far behind (beyond its own interval) is not being run
+# at all: the scheduler is missing (timescaledb.max_background_workers).
+JOB_OVERDUE_SLACK_S = 3600.0
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A TimescaleDB background job of one of our tables, with its last outcome."""
+
+    job_id: int
+    proc_name: str  # policy_compression, policy_retention, policy_refresh_continuous_aggregate
+    relation: str  # the hypertable, or the continuous aggregate a refresh job fills
+    scheduled: bool
+    schedule_interval_s: float
+    last_run_status: str | None  # 'Success' / 'Failed'; None before the first run
+    last_run_started_at: datetime | None
+    last_successful_finish: datetime | None
+    next_start: datetime | None
+    total_runs: int
+    total_failures: int
+    last_error: str | None
+    checked_at: datetime  # the server's now()
+
+    def problem(self) -> str | None:
+        """Why this job does not do its work, in words; None when it does."""
+        what = f"{self.proc_name.removeprefix('policy_').replace('_', ' ')} job {self.job_id} of {self.relation}"
+        if not self.scheduled:
+            return f"{what} is paused (alter_job(..., scheduled => true) resumes it)"
+        if self.last_run_status == "Failed":
+            error = f": {self.last_error.strip()[:200]}" if self.last_error else ""
+            return (
+                f"{what} failed its last run (at {self.last_run_started_at:%Y-%m-%d %H:%M %Z}; "
+                f"{self.total_failures} of {self.total_runs} runs failed){error}"
+            )
+        overdue_after = timedelta(seconds=self.schedule_interval_s + JOB_OVERDUE_SLACK_S)
+        if self.next_start is not None and self.checked_at - self.next_start > overdue_after:
+            return (
+                f"{what} was due at {self.next_start:%Y-%m-%d %H:%M %Z} and has not run: is "
+                "the TimescaleDB scheduler running (timescaledb.max_background_workers)?"
+            )
+        return None
+
+
+def timescale_jobs(conn: psycopg.Connection) -> list[JobStatus]:
+    """The background jobs (policies) of this database's hypertables and aggregates.
+
+    TimescaleDB's own jobs (telemetry, job-history cleanup) are left out: telemetry
+    fails on every offline server, which is no fault of ours.
+    """
+    with conn.cursor(row_factory=class_row(JobStatus)) as cur:
+        return cur.execute(
+            """SELECT j.job_id, j.proc_name,
+                      coalesce(c.view_name, j.hypertable_name) AS relation,
+                      j.scheduled, extract(epoch FROM j.schedule_interval)::float8 AS schedule_interval_s,
+                      s.last_run_status, s.last_run_started_at, s.last_successful_finish,
+                      s.next_start, coalesce(s.total_runs, 0) AS total_runs,
+                      coalesce(s.total_failures, 0) AS total_failures,
+                      e.err_message AS last_error, now() AS checked_at
+                 FROM timescaledb_information.jobs j
+                 LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
+                 LEFT JOIN timescaledb_information.continuous_aggregates c
+                        ON c.materialization_hypertable_schema = j.hypertable_schema
+                       AND c.materialization_hypertable_name = j.hypertable_name
+                 LEFT JOIN LATERAL (
+                        SELECT x.err_message FROM timescaledb_information.job_errors x
+                         WHERE x.job_id = j.job_id
+                         ORDER BY x.finish_time DESC NULLS LAST LIMIT 1) e ON true
+                WHERE j.hypertable_name IS NOT NULL
+                ORDER BY j.job_id"""
+        ).fetchall()
 
 
 def _choose_mode(conn: psycopg.Connection, want: str) -> Mode:

@@ -14,6 +14,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet import db
 from fleet.config import MqttTarget, NotConfigured, Settings, redact
+from fleet.positions import policies
+from fleet.positions import repo as positions_repo
 
 BROKER_TIMEOUT_S = 5.0
 LOGIN_REQUIRED_CODES = {134, 135}  # bad user name or password / not authorised
@@ -29,7 +31,7 @@ class Finding:
         return f"{self.check:<12} {'ok  ' if self.ok else 'FAIL'}  {self.detail}"
 
 
-def check_database(url: str) -> list[Finding]:
+def check_database(url: str, *, max_past_s: float) -> list[Finding]:
     try:
         conn = db.connect(url, autocommit=True)
     except db.DatabaseUnavailable as exc:
@@ -60,8 +62,28 @@ def check_database(url: str) -> list[Finding]:
             findings.append(Finding("timescaledb", True, "absent (plain PostgreSQL mode)"))
         findings.append(_check_migrations(conn))
         if installed and db.storage_mode(conn) == "timescale":
+            findings.append(check_policies(conn, max_past_s=max_past_s))
             findings.append(check_timescale_jobs(conn))
     return findings
+
+
+def check_policies(conn: psycopg.Connection, *, max_past_s: float) -> Finding:
+    """The compression and refresh policies against the ingest's accepted past."""
+    found = positions_repo.storage_policies(conn)
+    problems = policies.policy_problems(found, max_past_s=max_past_s)
+    if problems:
+        return Finding("policies", False, "; ".join(problems))
+    compress = (
+        f"compression after {found.compress_after_s / 86_400:g} days"
+        if found.compress_after_s is not None
+        else "no compression"
+    )
+    return Finding(
+        "policies",
+        True,
+        f"{compress}; fixes accepted up to {max_past_s / 86_400:g} days late "
+        "(CLEARDAY_INGEST_MAX_PAST_S)",
+    )
 
 
 def _check_migrations(conn: psycopg.Connection) -> Finding:
@@ -155,24 +177,22 @@ def jobs_finding(jobs: list[db.JobStatus]) -> Finding:
     """One line on the background jobs: ok, or which fail and why."""
     if not jobs:
         return Finding(
-            "jobs", False, "no TimescaleDB background jobs: run `clearday migrate` (policies)"
+            "jobs", False, "no TimescaleDB policies on this database: run `clearday migrate`"
         )
-    failing = [j for j in jobs if j.failing]
-    if not failing:
+    problems = [p for p in (j.problem() for j in jobs) if p]
+    if not problems:
         return Finding("jobs", True, f"{len(jobs)} TimescaleDB background jobs, none failing")
     return Finding(
         "jobs",
         False,
-        "; ".join(j.describe() for j in failing)
-        + " — see timescaledb_information.job_errors; is timescaledb.max_background_workers "
-        "high enough?",
+        "; ".join(problems) + " (details: timescaledb_information.job_errors)",
     )
 
 
 def run(settings: Settings) -> list[Finding]:
     findings: list[Finding] = []
     try:
-        findings += check_database(settings.database_dsn())
+        findings += check_database(settings.database_dsn(), max_past_s=settings.ingest_max_past_s)
     except NotConfigured as exc:
         findings.append(Finding("database", False, str(exc)))
     try:

@@ -76,8 +76,9 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
-def _open_path_for_others(path: Path) -> None:
-    """Let the unprivileged PostgreSQL user traverse every parent of `path`."""
+def open_path_for_others(path: Path) -> None:
+    """Let an unprivileged server user (PostgreSQL, Mosquitto) traverse every parent of
+    `path`."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
         wanted = mode | stat.S_IXOTH | stat.S_IXGRP
@@ -136,8 +137,8 @@ class PrivatePostgres:
     def start(self) -> PrivatePostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._run_as:
-            _open_path_for_others(self.bindir.parent)
-            _open_path_for_others(self.data_dir.parent)
+            open_path_for_others(self.bindir.parent)
+            open_path_for_others(self.data_dir.parent)
             os.chown(self.data_dir, self._run_as.pw_uid, self._run_as.pw_gid)
         self.data_dir.chmod(0o700)
         running = self._running_port()

@@ -135,5 +135,7 @@ def mqtt_credentials(
         + (f", gateway {gateway_user!r}" if gateway_user else "")
     )
     readable = f"group {broker_group} may read passwd and acl" if gid is not None else "0600"
-    typer.echo(f"wrote {paths['passwd']}, {paths['acl']} ({readable}) and {paths['credentials']} (secret)")
+    typer.echo(
+        f"wrote {paths['passwd']}, {paths['acl']} ({readable}) and {paths['credentials']} (secret)"
+    )
     typer.echo("point mosquitto's password_file/acl_file at them and reload it (kill -HUP)")

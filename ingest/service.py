@@ -30,6 +30,8 @@ from typing import Any, cast
 
 from fleet.config import MqttTarget, Settings
 from fleet.db import DatabaseUnavailable, connect
+from fleet.positions import policies
+from fleet.positions import repo as positions_repo
 from ingest import wire
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import Delivery, FatalMqttError, MqttConsumer
@@ -82,18 +84,24 @@ class ReasonLog:
         return True
 
 
-def check_schema(url: str) -> None:
-    """Fail fast, in words, when the database is unreachable or not migrated."""
+def check_schema(url: str, *, max_past_s: float) -> None:
+    """Fail fast, in words, when the database is unreachable, not migrated, or has
+    storage policies that would settle fixes the ingestor may still write."""
     with connect(url) as conn:
         missing = [
             t
             for t in REQUIRED_TABLES
             if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone() == (None,)
         ]
-    if missing:
-        raise DatabaseUnavailable(
-            f"the database has no {', '.join(missing)} table(s): run `clearday migrate` first"
+        if missing:
+            raise DatabaseUnavailable(
+                f"the database has no {', '.join(missing)} table(s): run `clearday migrate` first"
+            )
+        problems = policies.policy_problems(
+            positions_repo.storage_policies(conn), max_past_s=max_past_s
         )
+    if problems:
+        raise DatabaseUnavailable("refusing to start: " + "; ".join(problems))
 
 
 class Ingestor:
@@ -166,7 +174,7 @@ class Ingestor:
     def run(self) -> None:
         """Consume until stopped. Raises FatalMqttError on bad credentials and
         DatabaseUnavailable when the database is unusable at start."""
-        check_schema(self.database_url)
+        check_schema(self.database_url, max_past_s=self.settings.ingest_max_past_s)
         for writer in self.writers:  # open the connections now: fail fast, no first-batch delay
             writer.db.connection()
         self.terminals.db.connection()

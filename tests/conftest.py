@@ -5,6 +5,9 @@ otherwise they start private ones in a temporary folder. If neither works the wh
 run stops and says why: no test skips silently for lack of a service. Each test
 that asks for `database_url` gets a database of its own, cloned from a migrated
 template, so tests and concurrent runs never see each other's data.
+
+CLEARDAY_TEST_TIMESCALE=1 (with CLEARDAY_DATABASE_URL pointing at a TimescaleDB server)
+runs the same tests with every database migrated in TimescaleDB mode.
 """
 
 from __future__ import annotations
@@ -20,21 +23,38 @@ import psycopg
 import pytest
 
 from fleet import db
-from fleet.config import Settings
+from fleet.config import Settings, redact
 from fleet.services import PrivateMosquitto, PrivatePostgres, ServiceError
+
+TIMESCALE_ENV = "CLEARDAY_TEST_TIMESCALE"
 
 
 class PgServer:
-    """A PostgreSQL server the tests may create databases on."""
+    """A PostgreSQL server the tests may create databases on.
 
-    def __init__(self, admin_url: str) -> None:
+    Migrated databases are cloned from a template per storage mode. A template accepts
+    no connections once migrated: on a TimescaleDB server the job scheduler connects to
+    every database it may, and a template someone is connected to cannot be cloned
+    (ObjectInUse; TimescaleDB issue 4048).
+    """
+
+    def __init__(self, admin_url: str, *, timescale: bool = False) -> None:
         self.admin_url = admin_url
         self.run_id = uuid.uuid4().hex[:8]
         self._counter = itertools.count()
         self._created: list[str] = []
-        self._template: str | None = None
+        self._templates: dict[str, str] = {}
         with psycopg.connect(admin_url, autocommit=True) as conn:
             self.has_timescale = db.timescale_available(conn)
+        # The storage mode of `new_database()`: CLEARDAY_TEST_TIMESCALE=1 runs the suite
+        # on TimescaleDB, and refuses to run without it.
+        self.default_timescale = "on" if timescale else "off"
+        if timescale and not self.has_timescale:
+            raise ServiceError(
+                f"{TIMESCALE_ENV}=1 but the PostgreSQL server at {redact(admin_url)} has no "
+                "timescaledb extension: point CLEARDAY_DATABASE_URL at a TimescaleDB server "
+                "(timescaledb in shared_preload_libraries)"
+            )
 
     def url(self, database: str) -> str:
         base, _, _ = self.admin_url.rpartition("/")
@@ -52,18 +72,30 @@ class PgServer:
         self._created.append(name)
         return name
 
-    def new_database(self, *, migrated: bool = True, timescale: str = "off") -> str:
-        """A fresh database; migrated ones are cloned from a template (fast)."""
+    def _template(self, timescale: str) -> str:
+        template = self._templates.get(timescale)
+        if template is None:
+            template = self._create()
+            db.migrate(self.url(template), timescale=timescale)
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute(
+                    f"ALTER DATABASE {template} WITH ALLOW_CONNECTIONS false IS_TEMPLATE true"
+                )
+                # Whoever got in before (TimescaleDB's scheduler) leaves now and cannot return.
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (template,),
+                )
+            self._templates[timescale] = template
+        return template
+
+    def new_database(self, *, migrated: bool = True, timescale: str | None = None) -> str:
+        """A fresh database; migrated ones are cloned from a template (fast). `timescale`
+        is "on" or "off" (default: the suite's mode, see CLEARDAY_TEST_TIMESCALE)."""
         if not migrated:
             return self.url(self._create())
-        if timescale != "off":
-            name = self._create()
-            db.migrate(self.url(name), timescale=timescale)
-            return self.url(name)
-        if self._template is None:
-            self._template = self._create()
-            db.migrate(self.url(self._template), timescale="off")
-        return self.url(self._create(template=self._template))
+        return self.url(self._create(template=self._template(timescale or self.default_timescale)))
 
     def drop_all(self) -> None:
         """Drop what this run created (on a configured server; a private one is discarded)."""
@@ -71,6 +103,8 @@ class PgServer:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             for name in reversed(self._created):
                 try:
+                    if name in self._templates.values():
+                        conn.execute(f"ALTER DATABASE {name} IS_TEMPLATE false")
                     conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
                 except psycopg.Error as exc:
                     failures.append(f"{name}: {exc}")
@@ -81,14 +115,20 @@ class PgServer:
 @pytest.fixture(scope="session")
 def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     configured = os.environ.get("CLEARDAY_DATABASE_URL")
+    timescale = os.environ.get(TIMESCALE_ENV, "") not in ("", "0")
     private: PrivatePostgres | None = None
     try:
         if configured:
             admin_url = configured
+        elif timescale:
+            raise ServiceError(
+                f"{TIMESCALE_ENV}=1 needs CLEARDAY_DATABASE_URL (an admin URL of a TimescaleDB "
+                "server): the private PostgreSQL the tests start has no TimescaleDB"
+            )
         else:
             private = PrivatePostgres(tmp_path_factory.mktemp("pg") / "data", durable=False).start()
             admin_url = private.admin_url
-        server = PgServer(admin_url)
+        server = PgServer(admin_url, timescale=timescale)
     except (ServiceError, psycopg.Error, OSError) as exc:
         pytest.exit(f"no PostgreSQL for the tests: {exc}", returncode=3)
     try:
@@ -133,7 +173,8 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[[], PrivateMosquitto]
 
 @pytest.fixture
 def database_url(pg: PgServer) -> str:
-    """A fresh, migrated database for this test alone (plain PostgreSQL mode)."""
+    """A fresh, migrated database for this test alone (plain PostgreSQL, or TimescaleDB
+    with CLEARDAY_TEST_TIMESCALE=1)."""
     return pg.new_database()
 
 

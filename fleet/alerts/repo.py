@@ -97,20 +97,27 @@ def station_min_dwell(conn: psycopg.Connection, *, fraction: float) -> dict[str,
 
 
 def changed_truck_days(
-    conn: psycopg.Connection, *, since: datetime
+    conn: psycopg.Connection, *, since: datetime, recorded_since: datetime
 ) -> tuple[list[tuple[str, date, datetime, datetime]], datetime | None]:
     """(truck, local service date, earliest device time, latest arrival) of data received
-    after `since`, and the latest arrival time seen."""
+    after `since`, and the latest arrival time seen.
+
+    `recorded_since` bounds the device time of anything received after `since`
+    (fleet/positions/policies.py): it changes no result, and lets TimescaleDB skip every
+    chunk older than it instead of probing each one's received_at index.
+    """
     rows = conn.execute(
         """WITH fresh AS (
-               SELECT truck_id, recorded_at, received_at FROM position WHERE received_at > %(since)s
+               SELECT truck_id, recorded_at, received_at FROM position
+                WHERE received_at > %(since)s AND recorded_at >= %(recorded_since)s
                UNION ALL
-               SELECT truck_id, recorded_at, received_at FROM device_event WHERE received_at > %(since)s)
+               SELECT truck_id, recorded_at, received_at FROM device_event
+                WHERE received_at > %(since)s AND recorded_at >= %(recorded_since)s)
            SELECT f.truck_id, (f.recorded_at AT TIME ZONE d.timezone)::date,
                   min(f.recorded_at), max(f.received_at)
              FROM fresh f JOIN truck t USING (truck_id) JOIN district d ON d.district_id = t.district_id
             GROUP BY 1, 2""",
-        {"since": since},
+        {"since": since, "recorded_since": recorded_since},
     ).fetchall()
     latest = max((r[3] for r in rows), default=None)
     return [(r[0], r[1], r[2], r[3]) for r in rows], latest

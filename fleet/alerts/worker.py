@@ -38,6 +38,7 @@ from fleet import db
 from fleet.alerts import cases, ledger, notify, repo, rules, visits
 from fleet.alerts.cases import CaseAction, CaseState
 from fleet.config import Settings
+from fleet.positions import policies
 
 log = logging.getLogger("clearday.alerts")
 
@@ -83,6 +84,9 @@ class AlertConfig:
     case_due_h_normal: float = 24.0
     escalation_repeat_h: float = 24.0
     webhook_urls: tuple[str, ...] = ()
+    # How late the ingestor accepts a fix (CLEARDAY_INGEST_MAX_PAST_S): bounds where
+    # newly received fixes can lie in device time.
+    ingest_max_past_s: float = 7 * 24 * 3600
 
     @classmethod
     def from_settings(cls, s: Settings) -> AlertConfig:
@@ -108,6 +112,7 @@ class AlertConfig:
             case_due_h_normal=s.alert_case_due_h_normal,
             escalation_repeat_h=s.alert_escalation_repeat_h,
             webhook_urls=tuple(s.alert_webhook_url_list),
+            ingest_max_past_s=s.ingest_max_past_s,
         )
 
 
@@ -524,8 +529,13 @@ class Worker:
                     row = conn.execute("SELECT now()").fetchone()
                     assert row is not None
                     mark = row[0] - timedelta(seconds=FIRST_RUN_BACK_S)
+                since = mark - timedelta(seconds=self.overlap_s)
                 changed, latest = repo.changed_truck_days(
-                    conn, since=mark - timedelta(seconds=self.overlap_s)
+                    conn,
+                    since=since,
+                    recorded_since=policies.recorded_since(
+                        since, max_past_s=self.pipeline.config.ingest_max_past_s
+                    ),
                 )
                 stats = self.pipeline.process(conn, now=now, changes=changed)
                 repo.set_watermark(conn, self.name, latest or mark)

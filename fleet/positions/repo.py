@@ -10,6 +10,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from fleet import db
+from fleet.positions.policies import StoragePolicies
+
 LATEST_SQL = """
 SELECT t.truck_id, t.plate, t.district_id, t.truck_type, t.depot_id,
        p.recorded_at, p.lat, p.lon, p.speed_kmh, p.heading_deg, p.accuracy_m,
@@ -84,3 +87,32 @@ def sites(
     return conn.execute(
         SITES_SQL, {"station_radius_m": station_radius_m, "depot_radius_m": depot_radius_m}
     ).fetchall()
+
+
+def storage_policies(conn: psycopg.Connection) -> StoragePolicies:
+    """The TimescaleDB policies that settle fixes (see fleet/positions/policies.py);
+    the defaults (no policy) on plain PostgreSQL."""
+    if db.timescale_installed(conn) is None:
+        return StoragePolicies()
+    row = conn.execute(
+        """SELECT (SELECT extract(epoch FROM (j.config ->> 'compress_after')::interval)::float8
+                     FROM timescaledb_information.jobs j
+                    WHERE j.proc_name = 'policy_compression' AND j.hypertable_schema = 'public'
+                      AND j.hypertable_name = 'position'
+                    LIMIT 1),
+                  r.job_id IS NOT NULL,
+                  extract(epoch FROM (r.config ->> 'start_offset')::interval)::float8
+             FROM (SELECT 1) one
+             LEFT JOIN (SELECT j.job_id, j.config
+                          FROM timescaledb_information.jobs j
+                          JOIN timescaledb_information.continuous_aggregates c
+                            ON c.materialization_hypertable_schema = j.hypertable_schema
+                           AND c.materialization_hypertable_name = j.hypertable_name
+                         WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
+                           AND c.view_name = 'truck_daily_distance'
+                         LIMIT 1) r ON true"""
+    ).fetchone()
+    assert row is not None
+    return StoragePolicies(
+        compress_after_s=row[0], refresh_policy=bool(row[1]), refresh_start_offset_s=row[2]
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from fleet.services import free_port, mosquitto_binary, wait_for_port
+from fleet.services import free_port, mosquitto_binary, open_path_for_others, wait_for_port
 from ingest import wire
 from tests.integration.ingest.support import (
     ROOT,
@@ -29,13 +30,18 @@ from tests.integration.ingest.support import (
 )
 
 CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+BROKER_USER = "mosquitto"  # the user (and group) Mosquitto drops root for
 INGEST_PASSWORD = "ingest-secret-for-tests"
 
 
 class ProductionBroker:
-    """deploy/mosquitto/mosquitto.conf with its paths and port pointed at a temp folder."""
+    """deploy/mosquitto/mosquitto.conf with its paths and port pointed at a temp folder.
 
-    def __init__(self, folder: Path, auth_dir: Path) -> None:
+    ``drop_root``: started as root, Mosquitto drops to its own user before it reads the
+    password and ACL files, as the shipped broker does (otherwise it stays root here).
+    """
+
+    def __init__(self, folder: Path, auth_dir: Path, *, drop_root: bool = False) -> None:
         self.port = free_port()
         self.folder = folder
         data = folder / "data"
@@ -46,7 +52,11 @@ class ProductionBroker:
         text = text.replace("/mosquitto/auth/", f"{auth_dir}/").replace(
             "/mosquitto/data/", f"{data}/"
         )
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and drop_root:
+            user = pwd.getpwnam(BROKER_USER)
+            os.chown(data, user.pw_uid, user.pw_gid)
+            open_path_for_others(folder)  # the broker's user reaches auth/ and data/
+        elif os.geteuid() == 0:
             text += "user root\n"
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(text)
@@ -123,7 +133,8 @@ def test_generated_files_let_each_terminal_publish_only_as_itself(
     creds = accounts(auth_dir)
     assert creds["ingest"]["password"] == INGEST_PASSWORD
     assert {a["role"] for a in creds.values()} == {"terminal", "ingestor", "gateway"}
-    assert (auth_dir / "passwd").stat().st_mode & 0o077 == 0, "secrets are private"
+    assert (auth_dir / "credentials.csv").stat().st_mode & 0o077 == 0, "secrets are private"
+    assert (auth_dir / "passwd").stat().st_mode & 0o007 == 0, "hashes are not world-readable"
     assert connect_code(broker.port, None, None) != 0
     assert connect_code(broker.port, "GPS-T1", "wrong") != 0
     assert connect_code(broker.port, "GPS-T1", creds["GPS-T1"]["password"]) == 0

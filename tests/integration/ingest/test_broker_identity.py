@@ -1,0 +1,258 @@
+"""Terminal identity at the shipped broker: deploy/mosquitto/mosquitto.conf with the
+files of `clearday mqtt-credentials --ingestors 2`, Mosquitto dropping root for its own
+user as in production, two real ingestors on the shared subscription, and clients the
+project did not write (plain paho, mosquitto_pub, mosquitto_sub) trying to take over
+sessions, publish as another terminal and read others' topics — while well-behaved
+terminals publish and every one of their fixes must be stored."""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest import wire
+from tests.integration.ingest.support import (
+    FixStream,
+    IngestorProcess,
+    assert_exactly_once,
+    ingest_env,
+    scalar,
+    terminal,
+    wait_for,
+)
+from tests.integration.ingest.test_broker_config import (
+    BROKER_USER,
+    ProductionBroker,
+    accounts,
+    run_cli,
+)
+
+INGEST_PASSWORD = "identity-test-ingest-secret"
+GOOD = [0, 1, 2, 3]  # trucks whose terminals behave
+ATTACKER = terminal(9)  # a terminal with valid credentials of its own
+SNOOP = terminal(8)  # another one, trying to read what is not its own
+# Mosquitto 2.0 does not check SUBSCRIBE against the ACL file, and a member of a shared
+# subscription that may not read a message still takes its turn: the group name is a
+# secret (MQTT_INGEST_SHARE_GROUP in deploy/.env), like a password.
+SHARE_GROUP = "g" + uuid.uuid4().hex
+FIXES_PER_TERMINAL = 150
+RATE_PER_S = 25.0  # per good terminal: the attacks run while they publish
+SPOOFED_SEQ = 1_000_001  # a fix GPS-T9 publishes on GPS-T1's topic
+
+
+class Terminal:
+    """A well-behaved terminal: plain paho, its own account, QoS 1, its own topic."""
+
+    def __init__(self, port: int, user: str, password: str) -> None:
+        self.user = user
+        self.disconnects = 0
+        self.connected = threading.Event()
+        self.acked: list[int] = []
+        self.refused: list[int] = []
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=user, protocol=paho.MQTTv5)
+        client.username_pw_set(user, password)
+        client.max_inflight_messages_set(100)
+        client.on_connect = lambda c, u, f, rc, p: self.connected.set()
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        client.connect("127.0.0.1", port, clean_start=False, properties=props)
+        client.loop_start()
+        assert self.connected.wait(10), f"{user} could not connect"
+        self.client = client
+
+    def _on_disconnect(self, client: paho.Client, *args: object) -> None:
+        self.disconnects += 1
+
+    def _on_publish(self, client: paho.Client, u: object, mid: int, rc: object, p: object) -> None:
+        (self.refused if getattr(rc, "is_failure", False) else self.acked).append(mid)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def mosquitto_sub(port: int, user: str, password: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5",
+         "-u", user, "-P", password, "-q", "1", "-v", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def hijack_client_id(port: int, user: str, password: str, client_id: str, seconds: float) -> int:
+    """Connect again and again under someone else's client id (as the issue's terminal
+    did for 20 s); returns how many connections the broker accepted."""
+    accepted = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        codes: list[int] = []
+        client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+        )
+        client.username_pw_set(user, password)
+        client.on_connect = lambda c, u, f, rc, p, codes=codes: codes.append(rc.value)
+        client.connect("127.0.0.1", port, clean_start=True)
+        client.loop_start()
+        wait_for(lambda codes=codes: bool(codes), 10, "CONNACK")
+        accepted += codes[0] == 0
+        time.sleep(0.2)
+        client.disconnect()
+        client.loop_stop()
+    return accepted
+
+
+@pytest.fixture
+def deployment(fleet_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
+    auth_dir = tmp_path / "auth"
+    broker = ProductionBroker(tmp_path / "broker", auth_dir, drop_root=True)
+    env = {
+        "CLEARDAY_DATABASE_URL": fleet_url,
+        "CLEARDAY_MQTT_URL": broker.url("ingest", INGEST_PASSWORD),
+    }
+    done = run_cli("mqtt-credentials", "--out", str(auth_dir), "--ingestors", "2", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "ingestor 'ingest-1', 'ingest-2'" in done.stdout
+    broker.start()
+    ingestors = []
+    for name in ("ingest-1", "ingest-2"):
+        ienv = ingest_env(
+            fleet_url, broker.url(name, INGEST_PASSWORD), ingest_share_group=SHARE_GROUP
+        )
+        del ienv["CLEARDAY_INGEST_CLIENT_ID"]  # the account's name is the client id
+        ingestors.append(IngestorProcess(ienv, tmp_path / f"{name}.log").start())
+    try:
+        for ingestor in ingestors:
+            ingestor.wait_subscribed()
+        yield {"broker": broker, "auth": auth_dir, "ingestors": ingestors, "url": fleet_url}
+    finally:
+        for ingestor in ingestors:
+            ingestor.stop()
+        broker.stop()
+
+
+def test_files_are_readable_by_the_broker_after_it_drops_root_and_by_nobody_else(
+    deployment: dict[str, object],
+) -> None:
+    """passwd/acl: 0640, group mosquitto; credentials.csv: 0600. The broker, running as
+    mosquitto (not root), loaded them: it accepts a terminal's password."""
+    auth_dir = deployment["auth"]
+    broker = deployment["broker"]
+    assert isinstance(auth_dir, Path) and isinstance(broker, ProductionBroker)
+    for name in ("passwd", "acl"):
+        st = (auth_dir / name).stat()
+        assert stat.S_IMODE(st.st_mode) == 0o640, name
+        assert st.st_gid == grp.getgrnam(BROKER_USER).gr_gid, name
+    assert stat.S_IMODE((auth_dir / "credentials.csv").stat().st_mode) == 0o600
+    if os.geteuid() != 0:
+        pytest.skip("not root: Mosquitto cannot drop privileges here, the modes are checked")
+    assert broker.process is not None
+    user = subprocess.run(
+        ["ps", "-o", "user=", "-p", str(broker.process.pid)], capture_output=True, text=True
+    ).stdout.strip()
+    assert user == BROKER_USER, f"the broker runs as {user!r}"
+    password = accounts(auth_dir)[terminal(0)]["password"]
+    t0 = Terminal(broker.port, terminal(0), password)
+    t0.close()
+    log = (broker.folder / "mosquitto.log").read_text()
+    assert "Unable to open" not in log, log
+
+
+def test_no_terminal_can_pose_as_another_and_behaving_terminals_lose_nothing(
+    deployment: dict[str, object],
+) -> None:
+    broker = deployment["broker"]
+    auth_dir = deployment["auth"]
+    url = deployment["url"]
+    ingestors = deployment["ingestors"]
+    assert isinstance(broker, ProductionBroker) and isinstance(auth_dir, Path)
+    assert isinstance(url, str) and isinstance(ingestors, list)
+    creds = {u: a["password"] for u, a in accounts(auth_dir).items()}
+    port, evil = broker.port, creds[ATTACKER]
+    stream = FixStream()
+    good = {i: Terminal(port, terminal(i), creds[terminal(i)]) for i in GOOD}
+    seqs = [i + 10 * n for n in range(FIXES_PER_TERMINAL) for i in GOOD]
+
+    def publish_all() -> None:
+        start = time.monotonic()
+        for k, seq in enumerate(seqs):
+            delay = start + k / (RATE_PER_S * len(GOOD)) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            good[seq % 10].publish(*stream.message(seq))
+
+    publisher = threading.Thread(target=publish_all)
+    publisher.start()
+
+    # Reading others' topics: the ingestors' shared subscription under a guessed group
+    # name and the ingestor's client id with a persistent session (`-c`), as in the
+    # issue, and a plain wildcard. Mosquitto grants the SUBSCRIBE but delivers nothing
+    # the ACL forbids; both stay connected until their timeout (exit code 27).
+    snoop = creds[SNOOP]
+    share_sub = mosquitto_sub(
+        port, SNOOP, snoop, "-i", "ingest-1", "-c", "-x", "3600", "-W", "5",
+        "-t", "$share/ingest/clearday/v1/trucks/+/positions",
+    )  # fmt: skip
+    wildcard_sub = mosquitto_sub(
+        port, SNOOP, snoop, "-i", "snoop", "-W", "5", "-t", "clearday/v1/trucks/#"
+    )
+    # Session takeover: the ingestors' and a behaving terminal's client ids, again and again.
+    accepted = hijack_client_id(port, ATTACKER, evil, "ingest-2", 2.0)
+    accepted += hijack_client_id(port, ATTACKER, evil, terminal(0), 2.0)
+    # Publishing as another terminal: refused with MQTT 5 reason code 135.
+    spoof = subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
+         "-u", ATTACKER, "-P", evil, "-i", terminal(1), "-t", wire.positions_topic(terminal(1)),
+         "-m", wire.encode_fixes(stream.fix(SPOOFED_SEQ)).decode()],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    share_out, share_err = share_sub.communicate(timeout=30)
+    wildcard_out, wildcard_err = wildcard_sub.communicate(timeout=30)
+    publisher.join(60)
+    assert not publisher.is_alive()
+
+    assert accepted > 0, "the attacker's own login works: the broker kept it apart"
+    assert "Not authorized" in spoof.stderr, spoof.stderr + spoof.stdout
+    assert share_out == "", f"a terminal read the ingestors' share: {share_out[:300]}"
+    assert wildcard_out == "", f"a terminal read others' topics: {wildcard_out[:300]}"
+    # Still connected at the end (not refused, not cut off): nothing was there to read.
+    assert (share_sub.returncode, wildcard_sub.returncode) == (27, 27), share_err + wildcard_err
+
+    wait_for(
+        lambda: all(len(t.acked) == FIXES_PER_TERMINAL for t in good.values()),
+        30,
+        "every behaving terminal's fixes acknowledged",
+    )
+    wait_for(
+        lambda: scalar(url, "SELECT count(*) FROM position") >= len(seqs), 30, "all fixes stored"
+    )
+    time.sleep(1)  # anything extra (the spoofed fix) would have arrived by now
+    assert_exactly_once(url, stream, seqs)
+    assert scalar(url, "SELECT count(*) FROM position WHERE seq = %s", (SPOOFED_SEQ,)) == 0
+    assert scalar(url, "SELECT count(*) FROM dead_letter") == 0
+    for t in good.values():
+        assert t.disconnects == 0, f"{t.user} was cut off {t.disconnects} time(s)"
+        assert t.refused == []
+        t.close()
+    for ingestor in ingestors:
+        assert isinstance(ingestor, IngestorProcess)
+        log = ingestor.log()
+        assert ingestor.running(), log[-2000:]
+        assert log.count("connected to") == 1, f"an ingestor lost its session:\n{log[-2000:]}"
+        assert "disconnected" not in log, log[-2000:]
