@@ -27,6 +27,7 @@ from tests.integration.ingest.test_broker_config import ProductionBroker, accoun
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 INGEST_PASSWORD = "stack-test-ingest-secret"
+SHARE_GROUP = "stack-test-share-secret"
 
 
 def compose() -> dict[str, Any]:
@@ -58,10 +59,15 @@ def test_compose_runs_every_role_with_health_checks_and_persistent_volumes() -> 
         assert (
             services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )
-    # Two ingestors on one shared subscription, each with a stable client id of its own.
+    # Two ingestors on one shared subscription with a secret name, each under an account
+    # of its own (the broker makes the user name the client id).
     ingestors = [services[f"ingest-{i}"]["environment"] for i in (1, 2)]
-    assert {e["CLEARDAY_INGEST_SHARE_GROUP"] for e in ingestors} == {"ingest"}
-    assert len({e["CLEARDAY_INGEST_CLIENT_ID"] for e in ingestors}) == 2
+    assert {e["CLEARDAY_INGEST_SHARE_GROUP"] for e in ingestors} == {
+        "${MQTT_INGEST_SHARE_GROUP:?set MQTT_INGEST_SHARE_GROUP in deploy/.env}"
+    }
+    for i, e in enumerate(ingestors, 1):
+        assert e["CLEARDAY_MQTT_URL"].startswith(f"mqtt://${{MQTT_INGEST_USER:-ingest}}-{i}:")
+    assert not any("CLEARDAY_INGEST_CLIENT_ID" in e for e in ingestors)
 
 
 def test_every_variable_is_documented_and_no_secret_has_a_default() -> None:
@@ -70,7 +76,7 @@ def test_every_variable_is_documented_and_no_secret_has_a_default() -> None:
     documented = env_example()
     assert used <= documented.keys(), used - documented.keys()
     required = set(re.findall(r"\$\{([A-Z_]+):\?", text))
-    assert {"POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD"} <= required
+    assert {"POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_INGEST_SHARE_GROUP"} <= required
     for secret in required:
         assert documented[secret] == "", f"{secret} must have no usable default"
 
@@ -143,7 +149,8 @@ def stack(pg: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
         mqtt_url = broker.url("ingest", INGEST_PASSWORD)
         base = {"CLEARDAY_DATABASE_URL": url, "CLEARDAY_MQTT_URL": mqtt_url}
         creds = subprocess.run(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "mqtt-credentials", "--out", str(auth_dir)],
+            [sys.executable, "-c", "from fleet.cli import main; main()", "mqtt-credentials", "--out", str(auth_dir),
+             "--ingestors", "2"],
             env={**os.environ, **base}, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert creds.returncode == 0, creds.stderr
@@ -151,8 +158,8 @@ def stack(pg: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
         metrics = [free_port(), free_port()]
         http_port = free_port()
         for i, port in enumerate(metrics):
-            env = {**base, "CLEARDAY_METRICS_PORT": str(port), "CLEARDAY_INGEST_CLIENT_ID": f"stack-ingest-{i}",
-                   "CLEARDAY_INGEST_SHARE_GROUP": "ingest"}  # fmt: skip
+            env = {**base, "CLEARDAY_METRICS_PORT": str(port), "CLEARDAY_INGEST_SHARE_GROUP": SHARE_GROUP,
+                   "CLEARDAY_MQTT_URL": broker.url(f"ingest-{i + 1}", INGEST_PASSWORD)}  # fmt: skip
             processes.append(Process(f"ingest{i}", ["ingest"], env, logs))
         processes.append(Process("alerts", ["alerts", "run"], base, logs))
         processes.append(

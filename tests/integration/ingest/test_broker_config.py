@@ -41,7 +41,7 @@ class ProductionBroker:
     password and ACL files, as the shipped broker does (otherwise it stays root here).
     """
 
-    def __init__(self, folder: Path, auth_dir: Path, *, drop_root: bool = False) -> None:
+    def __init__(self, folder: Path, auth_dir: Path, *, drop_root: bool = True) -> None:
         self.port = free_port()
         self.folder = folder
         data = folder / "data"

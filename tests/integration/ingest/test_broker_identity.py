@@ -121,7 +121,7 @@ def hijack_client_id(port: int, user: str, password: str, client_id: str, second
 @pytest.fixture
 def deployment(fleet_url: str, tmp_path: Path) -> Iterator[dict[str, object]]:
     auth_dir = tmp_path / "auth"
-    broker = ProductionBroker(tmp_path / "broker", auth_dir, drop_root=True)
+    broker = ProductionBroker(tmp_path / "broker", auth_dir)
     env = {
         "CLEARDAY_DATABASE_URL": fleet_url,
         "CLEARDAY_MQTT_URL": broker.url("ingest", INGEST_PASSWORD),

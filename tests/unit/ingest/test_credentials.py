@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import stat
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from ingest import credentials
 from ingest.credentials import Account
@@ -68,3 +72,43 @@ def test_mosquitto_passwd_tool_accepts_our_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert paths["passwd"].read_text().count("$7$") == 2
+
+
+def test_each_ingestor_instance_gets_an_account_of_its_own() -> None:
+    """--ingestors 2: ingest-1 and ingest-2 with the one ingestor password, both readers;
+    a terminal may not take either name."""
+    accounts, problems = credentials.plan_accounts(
+        [("T1", "GPS-1"), ("T2", "ingest-2")],
+        {},
+        ingestor=("ingest", "from-url"),
+        gateway=None,
+        ingestors=2,
+    )
+    ingestors = [a for a in accounts if a.role == "ingestor"]
+    assert [(a.username, a.password) for a in ingestors] == [
+        ("ingest-1", "from-url"),
+        ("ingest-2", "from-url"),
+    ]
+    assert "clashes with a service account" in problems[0]
+    text = credentials.acl_text(accounts)
+    assert "user ingest-1\ntopic read clearday/v1/trucks/#" in text
+    assert "user ingest-2\ntopic read clearday/v1/trucks/#" in text
+    assert credentials.ingestor_names("ingest", 1) == ["ingest"]
+
+
+def test_broker_files_are_group_readable_and_the_passwords_private(tmp_path: Path) -> None:
+    """passwd and acl: 0640 with the broker's group; credentials.csv stays 0600."""
+    gid = os.getgid()  # a group this process may give files to
+    paths = credentials.write_files(
+        tmp_path / "auth", [Account("GPS-1", "terminal", "pw", "T1")], broker_gid=gid
+    )
+    for name in ("passwd", "acl"):
+        st = paths[name].stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, gid), name
+    assert stat.S_IMODE(paths["credentials"].stat().st_mode) == 0o600
+
+
+def test_an_unknown_broker_group_is_a_clear_error() -> None:
+    with pytest.raises(credentials.CannotShareWithBroker, match="--broker-group"):
+        credentials.broker_group_id("no-such-group-here")
+    assert credentials.broker_group_id("1883") == 1883
