@@ -47,7 +47,8 @@ def recorded_since(received_since: datetime, *, max_past_s: float) -> datetime:
 
 
 def _days(seconds: float) -> str:
-    return f"{seconds / 86_400:g} days"
+    days = seconds / 86_400
+    return f"{days:g} day" if days == 1 else f"{days:g} days"
 
 
 def policy_problems(policies: StoragePolicies, *, max_past_s: float) -> list[str]:
@@ -61,7 +62,7 @@ def policy_problems(policies: StoragePolicies, *, max_past_s: float) -> list[str
         problems.append(
             f"the compression policy of position compresses chunks after {_days(compress_s)}, "
             f"but {accepted} lets the ingestor write fixes that old: compress_after must be at "
-            f"least the accepted past plus a {_days(LATE_MARGIN_S)} margin ({_days(need_s)}). "
+            f"least the accepted past plus {_days(LATE_MARGIN_S)} ({_days(need_s)}). "
             "Lower CLEARDAY_INGEST_MAX_PAST_S, or move the policy: CALL "
             "remove_columnstore_policy('position'); CALL add_columnstore_policy('position', "
             f"after => INTERVAL '{_days(need_s)}')"
