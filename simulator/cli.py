@@ -29,6 +29,17 @@ def _settings() -> Any:
     return Settings()
 
 
+def _terminal_passwords(path: Path | None) -> dict[str, str] | None:
+    """Terminal id -> password from a credentials.csv, or None (the URL's account)."""
+    if path is None:
+        return None
+    from ingest.credentials import ROLE_TERMINAL, read_existing
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such credentials file (clearday mqtt-credentials)")
+    return {a.username: a.password for a in read_existing(path).values() if a.role == ROLE_TERMINAL}
+
+
 def _mqtt_url(option: str | None) -> str:
     if option:
         return option
@@ -179,6 +190,13 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="ground-truth JSONL (default: truth-DATE-SEED.jsonl)")
         ] = None,
         mqtt_url: Annotated[str | None, typer.Option(help="default: CLEARDAY_MQTT_URL")] = None,
+        credentials: Annotated[
+            Path | None,
+            typer.Option(
+                help="credentials.csv of `clearday mqtt-credentials`: each terminal logs in "
+                "as itself (needed on the shipped broker)"
+            ),
+        ] = None,
         timezone: Annotated[str | None, typer.Option(help="default: CLEARDAY_TIMEZONE")] = None,
         dry_run: Annotated[
             bool, typer.Option(help="no MQTT: only compute the day and its ground truth")
@@ -260,7 +278,7 @@ def register(app: typer.Typer) -> None:
             from simulator.mqtt import BrokerUnavailable, MqttFleet
 
             url = _mqtt_url(mqtt_url)
-            fleet = MqttFleet(url)
+            fleet = MqttFleet(url, passwords=_terminal_passwords(credentials))
             try:
                 stats = run(
                     day.emissions(),

@@ -57,7 +57,9 @@ class _Terminal:
             protocol=paho.MQTTv5,
         )
         target = fleet.target
-        if target.username is not None:
+        if fleet.passwords is not None:
+            client.username_pw_set(terminal_id, fleet.passwords.get(terminal_id))
+        elif target.username is not None:
             client.username_pw_set(target.username, target.password)
         if target.tls:
             client.tls_set()
@@ -148,6 +150,10 @@ class MqttFleet:
     # that two simulations on one broker never take over each other's sessions.
     client_prefix: str = field(default_factory=lambda: f"clearday-sim-{uuid.uuid4().hex[:6]}")
     counts: PublishCounts = field(default_factory=PublishCounts)
+    # terminal id -> password: each terminal logs in under its own account, as the
+    # shipped broker requires (it makes the user name the client id, so one shared
+    # account would hold one connection at a time). None: the URL's account for all.
+    passwords: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         self.target = MqttTarget(self.url)

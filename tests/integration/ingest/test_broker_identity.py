@@ -256,3 +256,27 @@ def test_no_terminal_can_pose_as_another_and_behaving_terminals_lose_nothing(
         assert ingestor.running(), log[-2000:]
         assert log.count("connected to") == 1, f"an ingestor lost its session:\n{log[-2000:]}"
         assert "disconnected" not in log, log[-2000:]
+
+
+def test_the_simulator_logs_each_terminal_in_as_itself(deployment: dict[str, object]) -> None:
+    """`simulate day --credentials`: every simulated terminal connects at once under its
+    own account and all their fixes are stored (one shared account would not work on
+    this broker: its connections would take each other's place)."""
+    from simulator.mqtt import MqttFleet
+    from simulator.trucks import Emission
+
+    broker, auth_dir, url = deployment["broker"], deployment["auth"], deployment["url"]
+    assert isinstance(broker, ProductionBroker) and isinstance(auth_dir, Path)
+    assert isinstance(url, str)
+    passwords = {u: a["password"] for u, a in accounts(auth_dir).items() if a["role"] == "terminal"}
+    stream = FixStream()
+    seqs = range(200)
+    fleet = MqttFleet(broker.url("nobody", "unused"), passwords=passwords)
+    for i in range(10):
+        fleet.send(Emission(0.0, terminal(i), "online"))
+    for seq in seqs:
+        fleet.send(Emission(0.0, terminal(seq % 10), "fixes", fixes=(stream.fix(seq),)))
+    counts = fleet.close()
+    assert (counts.connects, counts.acked) == (10, 200 + 10), counts  # + 10 retained statuses
+    wait_for(lambda: scalar(url, "SELECT count(*) FROM position") >= 200, 30, "200 fixes")
+    assert_exactly_once(url, stream, seqs)
