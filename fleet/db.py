@@ -118,8 +118,10 @@ class JobStatus:
             return f"{what} is paused (alter_job(..., scheduled => true) resumes it)"
         if self.last_run_status == "Failed":
             error = f": {self.last_error.strip()[:200]}" if self.last_error else ""
+            started = self.last_run_started_at
+            when = f"at {started:%Y-%m-%d %H:%M %Z}; " if started else ""
             return (
-                f"{what} failed its last run (at {self.last_run_started_at:%Y-%m-%d %H:%M %Z}; "
+                f"{what} failed its last run ({when}"
                 f"{self.total_failures} of {self.total_runs} runs failed){error}"
             )
         overdue_after = timedelta(seconds=self.schedule_interval_s + JOB_OVERDUE_SLACK_S)

@@ -142,13 +142,13 @@ def check_broker(url: str) -> Finding:
                 False,
                 f"the broker at {target.redacted} did not answer within {BROKER_TIMEOUT_S:.0f} s",
             )
-        return _broker_finding(target, outcome["reason"])
+        return broker_finding(target, outcome["reason"])
     finally:
         client.disconnect()
         client.loop_stop()
 
 
-def _broker_finding(target: MqttTarget, anonymous: ReasonCode) -> Finding:
+def broker_finding(target: MqttTarget, anonymous: ReasonCode) -> Finding:
     where = f"MQTT 5 broker at {target.redacted}"
     if not anonymous.is_failure:
         return Finding("broker", True, f"{where} (accepts anonymous clients)")

@@ -11,7 +11,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet.config import MqttTarget
 from fleet.db import JobStatus
-from fleet.doctor import _broker_finding, jobs_finding
+from fleet.doctor import broker_finding, jobs_finding
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 HEALTHY = JobStatus(
@@ -83,13 +83,13 @@ def _code(name: str) -> ReasonCode:
 
 def test_broker_that_requires_a_login_is_ok_when_the_url_has_one() -> None:
     with_user = MqttTarget("mqtt://ingest-1:pw@broker:1883")
-    finding = _broker_finding(with_user, _code("Not authorized"))
+    finding = broker_finding(with_user, _code("Not authorized"))
     assert finding.ok and "requires a login" in finding.detail and "pw" not in finding.detail
-    without = _broker_finding(MqttTarget("mqtt://broker:1883"), _code("Not authorized"))
+    without = broker_finding(MqttTarget("mqtt://broker:1883"), _code("Not authorized"))
     assert not without.ok and "CLEARDAY_MQTT_URL" in without.detail
 
 
 def test_anonymous_broker_and_other_refusals() -> None:
-    assert _broker_finding(MqttTarget("mqtt://broker"), _code("Success")).ok
-    banned = _broker_finding(MqttTarget("mqtt://u:p@broker"), _code("Banned"))
+    assert broker_finding(MqttTarget("mqtt://broker"), _code("Success")).ok
+    banned = broker_finding(MqttTarget("mqtt://u:p@broker"), _code("Banned"))
     assert not banned.ok and "Banned" in banned.detail
