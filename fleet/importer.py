@@ -51,8 +51,8 @@ MAX_GEOFENCE_M = 5000.0
 MAX_SPEED_KMH = 200.0
 MAX_ROAD_LENGTH_M = 1e6
 MAX_ERRORS = 200  # listed; the summary says how many there were in all
-# Ids end up in web addresses (/api/v1/points/{id}) and file names.
-_ID_FORBIDDEN = re.compile(r"[\s/?#%\\]")
+# Ids end up in web addresses (/api/v1/points/{id}), where a slash cannot be escaped.
+_ID_FORBIDDEN = re.compile(r"[\s/\\]")
 # Control, format (zero-width, bidi override, BOM) and lone surrogate characters: invisible
 # in a spreadsheet, refused by PostgreSQL (NUL) or able to disguise one id as another.
 _INVISIBLE = re.compile(
@@ -73,18 +73,18 @@ Refusal = Literal["invalid", "conflict", "forbidden"]
 @dataclass(frozen=True)
 class RowError:
     file: str
-    # CSV and JSON syntax: line in the file (header is line 1); GeoJSON rows: feature
-    # index; 0: the file as a whole.
+    # CSV (and JSON syntax errors): line in the file, the header is line 1; GeoJSON rows:
+    # feature index. CSV line 0 or unit "file": the file as a whole.
     line: int
     message: str
     # invalid: fix the file; conflict: an id is not available; forbidden: needs a right.
     refusal: Refusal = "invalid"
-    unit: Literal["line", "feature"] | None = None
+    unit: Literal["line", "feature", "file"] | None = None
 
     def __str__(self) -> str:
-        if self.line == 0:
-            return f"{self.file}: {self.message}"
         unit = self.unit or ("feature" if self.file.endswith(".geojson") else "line")
+        if unit == "file" or (unit == "line" and self.line == 0):
+            return f"{self.file}: {self.message}"
         return f"{self.file}, {unit} {self.line}: {self.message}"
 
 
@@ -156,7 +156,7 @@ _text = _text_of(MAX_NAME_CHARS)
 def _id(value: Any) -> str:
     text = _text_of(MAX_ID_CHARS)(value)
     if _ID_FORBIDDEN.search(text):
-        raise _Bad(f"{_show(text)} may not contain spaces or / ? # % \\")
+        raise _Bad(f"{_show(text)} may not contain spaces, / or \\")
     return text
 
 
@@ -455,14 +455,14 @@ def _geojson_records(
         )
         return
     except (ValueError, RecursionError) as exc:  # a number of 5,000 digits; deep nesting
-        errors.add(RowError(name, 0, f"cannot be read as JSON: {str(exc)[:100]}"))
+        errors.add(RowError(name, 0, f"cannot be read as JSON: {str(exc)[:100]}", unit="file"))
         return
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
-        errors.add(RowError(name, 0, "is not a GeoJSON FeatureCollection"))
+        errors.add(RowError(name, 0, "is not a GeoJSON FeatureCollection", unit="file"))
         return
     features = document.get("features")
     if not isinstance(features, list):
-        errors.add(RowError(name, 0, "has no list of features"))
+        errors.add(RowError(name, 0, "has no list of features", unit="file"))
         return
     for index, feature in enumerate(features):
         if not isinstance(feature, dict):
@@ -587,12 +587,15 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
                     name,
                     0,
                     "unknown file: name it depots/stations/points/trucks.csv or .geojson, roads.geojson",
+                    unit="file",
                 )
             )
             continue
         is_geojson = name.lower().endswith((".geojson", ".json"))
         if kind == "roads" and not is_geojson:
-            errors.add(RowError(name, 0, "roads must be GeoJSON LineStrings (roads.geojson)"))
+            errors.add(
+                RowError(name, 0, "roads must be GeoJSON LineStrings (roads.geojson)", unit="file")
+            )
             continue
         text = _decode(name, data, errors)
         if text is None:
@@ -618,7 +621,7 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
                 row["__where__"] = (name, line)
                 parsed.rows[kind].append(row)
         if not rows_seen and errors.total == before:
-            errors.add(RowError(name, 0, "has no rows"))
+            errors.add(RowError(name, 0, "has no rows", unit="file"))
     # Terminal ids must be unique across trucks too: one terminal, one truck.
     terminals: dict[str, str] = {}
     for row in parsed.rows["trucks"]:
