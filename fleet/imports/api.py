@@ -77,6 +77,7 @@ def _check_scope(principal: Principal, parsed: importer.Parsed) -> None:
     responses=problem_responses(403, 409, 422),
 )
 def import_files(conn: Conn, principal: Dispatcher, body: ImportRequest) -> ImportResult:
+    # surrogatepass: a lone surrogate becomes bytes the importer names by line, not a 500.
     files = [(f.name, f.content.encode("utf-8", "surrogatepass")) for f in body.files]
     try:
         parsed = importer.parse_files(files, default_district=body.district)

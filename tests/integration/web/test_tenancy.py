@@ -4,6 +4,7 @@ whether an id exists in another district."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -175,3 +176,26 @@ def test_conflicts_and_not_found_do_not_tell_whether_another_district_has_the_id
         absent = client.patch(f"/api/v1/{kind}/NO-{north_id}", headers=north, json={"name": "x"})
         assert hidden.status_code == 404
         same_answer(hidden, absent, south_id, f"NO-{north_id}")
+
+
+def test_hostile_bytes_through_the_api_are_refused_by_line(
+    client: TestClient, users: Users
+) -> None:
+    """A NUL and a bidi override are refused by file and line; a lone surrogate (invalid
+    JSON text) by the request's field. 422 each time, nothing written."""
+    header = "id,name,lat,lon,stream,daily_amount_kg\n"
+    cases = {
+        "N-P9,a\u0000b,31.9,117.3,other,1\n": "points.csv:2",
+        "N-P9,\u202eb,31.9,117.3,other,1\n": "points.csv:2",
+        "N-P9,a\ud800b,31.9,117.3,other,1\n": "files.0.content",
+    }
+    for bad, field in cases.items():
+        body = {"district": "north", "files": [{"name": "points.csv", "content": header + bad}]}
+        response = client.post(
+            "/api/v1/import",
+            headers={**users.headers("north_dispatcher"), "Content-Type": "application/json"},
+            content=json.dumps(body),  # ASCII with \u escapes, as any JSON client may send
+        )
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert client.get("/api/v1/points/N-P9", headers=users.headers("admin")).status_code == 404
