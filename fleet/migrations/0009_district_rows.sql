@@ -33,7 +33,9 @@ CREATE TRIGGER alert_case_stays BEFORE UPDATE OF district_id ON alert_case
 CREATE TRIGGER alert_stays BEFORE UPDATE OF district_id ON alert
     FOR EACH ROW EXECUTE FUNCTION refuse_district_change();
 
--- A truck starts and ends at a depot of its own district.
+-- A truck starts and ends at a depot of its own district. (On a database where a truck
+-- already points at another district's depot this statement fails and names the truck:
+-- give it a depot of its own district, then migrate again.)
 ALTER TABLE depot ADD CONSTRAINT depot_in_district UNIQUE (depot_id, district_id);
 ALTER TABLE truck
     DROP CONSTRAINT truck_depot_id_fkey,
