@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from fleet import importer
@@ -84,6 +84,7 @@ def is_file_level(error: importer.RowError) -> bool:
 )
 @example(cuts=[(len(HEADER) + 5, b"\x00")], noise=b"")  # the NUL byte of the issue
 @example(cuts=[(0, b"\xff\xfe")], noise=b"")  # UTF-16 from Excel
+@example(cuts=[(len(HEADER) + 7, "中".encode()), (len(HEADER) + 7, b"-")], noise=b"")  # harmless
 def test_hostile_csv_bytes_are_refused_by_line_or_imported_whole(
     database_url: str, cuts: list[tuple[int, bytes]], noise: bytes
 ) -> None:
@@ -97,6 +98,7 @@ def test_hostile_csv_bytes_are_refused_by_line_or_imported_whole(
     try:
         summary = import_bytes(database_url, [("points.csv", bytes(data))], "fuzz")
     except importer.ImportRejected as rejected:
+        event("refused")
         assert rejected.errors, "a refusal lists its errors"
         for error in rejected.errors:
             assert error.file == "points.csv"
@@ -104,6 +106,7 @@ def test_hostile_csv_bytes_are_refused_by_line_or_imported_whole(
             assert "Traceback" not in error.message and str(error).startswith("points.csv")
         assert snapshot(database_url) == before, "a refused import wrote something"
         return
+    event("imported")
     # Accepted: every valid row is stored exactly as parsed, in district fuzz.
     parsed = importer.parse_files([("points.csv", bytes(data))], default_district="fuzz")
     with psycopg.connect(database_url) as conn:
