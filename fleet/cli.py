@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 import pydantic
 import typer
 
@@ -33,7 +34,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     db.DatabaseUnavailable,
     db.MigrationFailed,
     ServiceError,
-    FileNotFoundError,
+    OSError,  # a file that cannot be read (missing, a folder without rights, …)
 )
 
 
@@ -60,8 +61,15 @@ def migrate(
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="files or folders (see docs/import.md)")],
     district: Annotated[str, typer.Option(help="district code for rows without one")] = "default",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="check everything, count, then write nothing")
+    ] = False,
 ) -> None:
-    """Import depots, stations, points, trucks and roads from CSV / GeoJSON."""
+    """Import depots, stations, points, trucks and roads from CSV / GeoJSON.
+
+    All or nothing: every refused row is listed with its file and line (exit code 1).
+    Ids are unique across the deployment; a row whose id another district uses is
+    refused, never merged into that district's row."""
     files = importer.read_paths(paths)
     if not files:
         raise FileNotFoundError(
@@ -70,17 +78,25 @@ def import_(
     try:
         parsed = importer.parse_files(files, default_district=district)
         with db.connect(settings().database_dsn()) as conn:
-            summary = importer.load(conn, parsed)
+            summary = importer.load(conn, parsed, dry_run=dry_run)
     except importer.ImportRejected as rejected:
         for error in rejected.errors:
             typer.echo(f"  {error}", err=True)
         typer.echo(f"import rejected: {rejected}", err=True)
         raise typer.Exit(1) from None
+    except psycopg.Error as exc:  # the parser is meant to catch everything first
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        typer.echo(f"import rejected by the database: {first_line}; nothing was imported", err=True)
+        raise typer.Exit(1) from None
+    for code in summary.created_districts:
+        typer.echo(f"district {code} created")
     for kind in importer.KINDS:
         if kind in summary.inserted:
             typer.echo(
                 f"{kind:<9} {summary.inserted[kind]:>6} new  {summary.updated[kind]:>6} updated"
             )
+    if dry_run:
+        typer.echo("dry run: nothing was written")
 
 
 @app.command("doctor")

@@ -1,23 +1,30 @@
 """`clearday import`: depots, stations, points, trucks and roads from CSV / GeoJSON.
 
-Parsing is pure (files in, validated rows or every error out); loading writes all
-kinds in one transaction, so a bad row anywhere means nothing is written. The
-format is documented in docs/import.md; the API's bulk import uses the same code.
+Parsing is pure (files in, validated rows or every error out): any byte sequence is
+either accepted or answered with file, line and what to fix, never an exception of
+another kind. Loading writes all kinds in one transaction, so a bad row anywhere means
+nothing is written. Ids are unique across the deployment and a district owns its rows:
+a row whose id (or terminal id) belongs to another district is refused, never merged.
+The format is documented in docs/import.md; the API's bulk import uses the same code.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
+import psycopg.errors
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 KINDS = ("depots", "stations", "points", "trucks", "roads")
@@ -33,23 +40,75 @@ TRUCK_TYPES = ("compactor", "kitchen", "small")
 ROAD_CLASSES = {"arterial": 50.0, "secondary": 40.0, "local": 30.0, "lane": 15.0}
 
 
+# Bounds every value must meet; they match the API's models (fleet/web/fields.py), so
+# what one accepts the other does, and nothing reaches the database that it refuses.
+MAX_ID_CHARS = 64
+MAX_NAME_CHARS = 200
+MAX_PLATE_CHARS = 16
+MAX_SECONDS = 7 * 24 * 3600
+MAX_KG = 1e9
+MAX_GEOFENCE_M = 5000.0
+MAX_SPEED_KMH = 200.0
+MAX_ROAD_LENGTH_M = 1e6
+MAX_ERRORS = 200  # listed; the summary says how many there were in all
+# Ids end up in web addresses (/api/v1/points/{id}), where a slash cannot be escaped.
+_ID_FORBIDDEN = re.compile(r"[\s/\\]")
+# Control, format (zero-width, bidi override, BOM) and lone surrogate characters: invisible
+# in a spreadsheet, refused by PostgreSQL (NUL) or able to disguise one id as another.
+_INVISIBLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\ufeff\ufff9-\ufffb\ud800-\udfff]"
+)
+_WIDE_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
+SAVE_AS_UTF8 = 'save the file as UTF-8 (Excel: 另存为 "CSV UTF-8"; convert GBK files first)'
+
+Refusal = Literal["invalid", "conflict", "forbidden"]
+
+
 @dataclass(frozen=True)
 class RowError:
     file: str
-    line: int  # CSV: line in the file (header is line 1); GeoJSON: feature index
+    # CSV (and JSON syntax errors): line in the file, the header is line 1; GeoJSON rows:
+    # feature index. CSV line 0 or unit "file": the file as a whole.
+    line: int
     message: str
+    # invalid: fix the file; conflict: an id is not available; forbidden: needs a right.
+    refusal: Refusal = "invalid"
+    unit: Literal["line", "feature", "file"] | None = None
 
     def __str__(self) -> str:
-        where = "feature" if self.file.endswith(".geojson") else "line"
-        return f"{self.file}, {where} {self.line}: {self.message}"
+        unit = self.unit or ("feature" if self.file.endswith(".geojson") else "line")
+        if unit == "file" or (unit == "line" and self.line == 0):
+            return f"{self.file}: {self.message}"
+        return f"{self.file}, {unit} {self.line}: {self.message}"
 
 
 class ImportRejected(ValueError):
-    """The files were rejected whole; `errors` lists every problem found."""
+    """The files were rejected whole; `errors` lists the problems found (at most
+    MAX_ERRORS of them; `total` counts them all)."""
 
-    def __init__(self, errors: list[RowError]) -> None:
-        self.errors = errors
-        super().__init__(f"{len(errors)} error(s); nothing was imported")
+    def __init__(self, errors: list[RowError], *, total: int | None = None) -> None:
+        self.errors = errors[:MAX_ERRORS]
+        self.total = max(total or 0, len(errors))
+        shown = "" if self.total == len(self.errors) else f", the first {len(self.errors)} listed"
+        super().__init__(f"{self.total} error(s){shown}; nothing was imported")
+
+    @property
+    def refusal(self) -> Refusal:
+        """The weightiest kind of refusal among the errors (forbidden > conflict > invalid)."""
+        kinds = {e.refusal for e in self.errors}
+        return (
+            "forbidden"
+            if "forbidden" in kinds
+            else "conflict"
+            if "conflict" in kinds
+            else "invalid"
+        )
 
 
 @dataclass
@@ -67,42 +126,83 @@ class _Bad(ValueError):
 # --- field parsers: each turns one raw value into a typed one or raises _Bad ----------
 
 
-def _text(value: Any) -> str:
-    text = str(value).strip()
-    if not text:
-        raise _Bad("is empty")
+def _show(value: Any) -> str:
+    """A value quoted for a message, cut short (a field may be megabytes long)."""
+    text = repr(value)
+    return text if len(text) <= 42 else text[:40] + "…" + text[-1]
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        raise _Bad(f"{_show(value)} is not a single value")
+    return value
+
+
+def _text_of(max_chars: int) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(_scalar(value)).strip()
+        if not text:
+            raise _Bad("is empty")
+        if len(text) > max_chars:
+            raise _Bad(f"is {len(text)} characters long; at most {max_chars}")
+        return text
+
+    return parse
+
+
+_text = _text_of(MAX_NAME_CHARS)
+
+
+def _id(value: Any) -> str:
+    text = _text_of(MAX_ID_CHARS)(value)
+    if _ID_FORBIDDEN.search(text):
+        raise _Bad(f"{_show(text)} may not contain spaces, / or \\")
     return text
 
 
 def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _Bad(f"{value!r} is not a number")
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _Bad(f"{value!r} is not a number") from None
+        number = float(_scalar(value))
+    except (TypeError, ValueError, OverflowError):
+        raise _Bad(f"{_show(value)} is not a number") from None
     if not math.isfinite(number):
-        raise _Bad(f"{value!r} is not a finite number")
+        raise _Bad(f"{_show(value)} is not a finite number")
     return number
 
 
-def _nonneg(value: Any) -> float:
-    number = _float(value)
-    if number < 0:
-        raise _Bad(f"{number} is negative")
-    return number
+def _bounded(low: float, high: float, *, above_low: bool = False) -> Callable[[Any], float]:
+    """A finite number in low..high (above low, not equal to it, with `above_low`)."""
+
+    def parse(value: Any) -> float:
+        number = _float(value)
+        if above_low and number <= low:
+            raise _Bad(f"{number:g} must be greater than {low:g}")
+        if number < low:
+            raise _Bad(f"{number:g} is negative" if low == 0 else f"{number:g} is below {low:g}")
+        if number > high:
+            raise _Bad(f"{number:g} is more than {high:g}")
+        return number
+
+    return parse
 
 
-def _positive(value: Any) -> float:
-    number = _float(value)
-    if number <= 0:
-        raise _Bad(f"{number} must be greater than 0")
-    return number
+_kg = _bounded(0, MAX_KG)
+_positive_kg = _bounded(0, MAX_KG, above_low=True)
 
 
-def _seconds(value: Any) -> int:
-    number = _nonneg(value)
-    if number != int(number):
-        raise _Bad(f"{value!r} is not a whole number of seconds")
-    return int(number)
+def _seconds_of(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = _bounded(low, high)(value)
+        if number != int(number):
+            raise _Bad(f"{_show(value)} is not a whole number of seconds")
+        return int(number)
+
+    return parse
+
+
+_seconds = _seconds_of(0, MAX_SECONDS)
 
 
 def _lat(value: Any) -> float:
@@ -120,33 +220,35 @@ def _lon(value: Any) -> float:
 
 
 def _clock(value: Any) -> time:
-    text = str(value).strip()
+    text = str(_scalar(value)).strip()
     try:
         hours, minutes = text.split(":")[:2]
+        if not (hours.isascii() and minutes.isascii()) or len(hours + minutes) > 4:
+            raise ValueError
         return time(int(hours), int(minutes))
     except (ValueError, TypeError):
-        raise _Bad(f"{text!r} is not a time of day HH:MM") from None
+        raise _Bad(f"{_show(text)} is not a time of day HH:MM") from None
 
 
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = str(_scalar(value)).strip().lower()
     if text in ("true", "1", "yes", "y", "是"):
         return True
     if text in ("false", "0", "no", "n", "否"):
         return False
-    raise _Bad(f"{value!r} is not true/false")
+    raise _Bad(f"{_show(value)} is not true/false")
 
 
 def _stream(value: Any) -> str:
-    text = str(value).strip()
+    text = str(_scalar(value)).strip()
     if text.lower() in STREAMS:
         return STREAMS[text.lower()]
     if text in STREAMS:
         return STREAMS[text]
     raise _Bad(
-        f"unknown waste stream {text!r} (use one of other, kitchen, recyclable, hazardous, mixed)"
+        f"unknown waste stream {_show(text)} (use one of other, kitchen, recyclable, hazardous, mixed)"
     )
 
 
@@ -160,18 +262,18 @@ def _streams(value: Any) -> list[str]:
 
 def _one_of(*allowed: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
-        text = str(value).strip().lower()
+        text = str(_scalar(value)).strip().lower()
         if text not in allowed:
-            raise _Bad(f"{value!r} is not one of {', '.join(allowed)}")
+            raise _Bad(f"{_show(value)} is not one of {', '.join(allowed)}")
         return text
 
     return parse
 
 
 def _node(value: Any) -> int:
-    number = _float(value)
+    number = _bounded(-(2**53), 2**53)(value)  # integers a float (and JSON) holds exactly
     if number != int(number):
-        raise _Bad(f"{value!r} is not an integer node id")
+        raise _Bad(f"{_show(value)} is not an integer node id")
     return int(number)
 
 
@@ -180,41 +282,44 @@ REQUIRED = object()
 
 SPECS: dict[str, Spec] = {
     "depots": {
-        "id": (_text, REQUIRED), "name": (_text, REQUIRED),
+        "id": (_id, REQUIRED), "name": (_text, REQUIRED),
         "lat": (_lat, REQUIRED), "lon": (_lon, REQUIRED),
     },
     "stations": {
-        "id": (_text, REQUIRED), "name": (_text, REQUIRED),
+        "id": (_id, REQUIRED), "name": (_text, REQUIRED),
         "lat": (_lat, REQUIRED), "lon": (_lon, REQUIRED),
         "streams": (_streams, REQUIRED),
         "opens_at": (_clock, time(0, 0)), "closes_at": (_clock, time(23, 59)),
-        "tipping_time_s": (_seconds, 900), "daily_capacity_kg": (_positive, None),
+        "tipping_time_s": (_seconds, 900), "daily_capacity_kg": (_positive_kg, None),
     },
     "points": {
-        "id": (_text, REQUIRED), "name": (_text, REQUIRED),
+        "id": (_id, REQUIRED), "name": (_text, REQUIRED),
         "lat": (_lat, REQUIRED), "lon": (_lon, REQUIRED),
-        "stream": (_stream, REQUIRED), "daily_amount_kg": (_nonneg, REQUIRED),
+        "stream": (_stream, REQUIRED), "daily_amount_kg": (_kg, REQUIRED),
         "service_time_s": (_seconds, 300),
         "window_start": (_clock, time(0, 0)), "window_end": (_clock, time(23, 59)),
-        "geofence_radius_m": (_positive, 30.0), "min_dwell_s": (_seconds, None),
+        "geofence_radius_m": (_bounded(0, MAX_GEOFENCE_M, above_low=True), 30.0),
+        "min_dwell_s": (_seconds, None),
         "clearance_deadline": (_clock, time(20, 0)),
         "access_class": (_one_of("normal", "narrow"), "normal"),
         "has_bins": (_bool, True), "schedule": (_one_of("daily"), "daily"),
     },
     "trucks": {
-        "id": (_text, REQUIRED), "plate": (_text, REQUIRED),
-        "truck_type": (_one_of(*TRUCK_TYPES), REQUIRED), "capacity_kg": (_positive, REQUIRED),
-        "streams": (_streams, REQUIRED), "depot_id": (_text, REQUIRED),
-        "terminal_id": (_text, REQUIRED),
+        "id": (_id, REQUIRED), "plate": (_text_of(MAX_PLATE_CHARS), REQUIRED),
+        "truck_type": (_one_of(*TRUCK_TYPES), REQUIRED), "capacity_kg": (_positive_kg, REQUIRED),
+        "streams": (_streams, REQUIRED), "depot_id": (_id, REQUIRED),
+        "terminal_id": (_id, REQUIRED),
         "shift_start": (_clock, time(5, 0)), "shift_end": (_clock, time(17, 0)),
-        "max_route_duration_s": (_seconds, None), "break_duration_s": (_seconds, 1800),
+        "max_route_duration_s": (_seconds_of(1, 24 * 3600), None), "break_duration_s": (_seconds, 1800),
         "break_earliest": (_clock, time(11, 0)), "break_latest": (_clock, time(13, 0)),
         "can_enter_narrow": (_bool, None),
     },
     "roads": {
-        "id": (_text, REQUIRED), "from_node": (_node, REQUIRED), "to_node": (_node, REQUIRED),
-        "road_class": (_one_of(*ROAD_CLASSES), "local"), "speed_kmh": (_positive, None),
-        "oneway": (_bool, False), "narrow": (_bool, False), "length_m": (_positive, None),
+        "id": (_id, REQUIRED), "from_node": (_node, REQUIRED), "to_node": (_node, REQUIRED),
+        "road_class": (_one_of(*ROAD_CLASSES), "local"),
+        "speed_kmh": (_bounded(0, MAX_SPEED_KMH, above_low=True), None),
+        "oneway": (_bool, False), "narrow": (_bool, False),
+        "length_m": (_bounded(0, MAX_ROAD_LENGTH_M, above_low=True), None),
     },
 }  # fmt: skip
 
@@ -227,24 +332,148 @@ def kind_of(filename: str) -> str | None:
     return None
 
 
-def _csv_records(data: bytes) -> Iterator[tuple[int, dict[str, Any]]]:
-    text = data.decode("utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames:
-        reader.fieldnames = [name.strip() for name in reader.fieldnames]
-    for record in reader:
-        # DictReader counts physical lines; the header is line 1.
-        cleaned = {k: v for k, v in record.items() if k is not None and v not in (None, "")}
-        yield reader.line_num, cleaned
+class _Errors:
+    """The errors found so far: the first MAX_ERRORS kept, all of them counted (a file of
+    a million bad lines must not become a million error objects)."""
+
+    def __init__(self) -> None:
+        self.listed: list[RowError] = []
+        self.total = 0
+
+    def add(self, error: RowError) -> None:
+        self.total += 1
+        if len(self.listed) < MAX_ERRORS:
+            self.listed.append(error)
+
+    def raise_any(self) -> None:
+        if self.total:
+            raise ImportRejected(self.listed, total=self.total)
 
 
-def _geojson_records(data: bytes, kind: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    document = json.loads(data.decode("utf-8-sig"))
+def _decode(name: str, data: bytes, errors: _Errors) -> str | None:
+    """The file's text (a leading UTF-8 BOM dropped), or None with every line that holds a
+    NUL byte or bytes that are not UTF-8 named in `errors`."""
+    for bom, encoding in _WIDE_BOMS.items():
+        if data.startswith(bom):
+            errors.add(RowError(name, 1, f"is {encoding} text, not UTF-8; {SAVE_AS_UTF8}"))
+            return None
+    try:
+        text: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return text.removeprefix("\ufeff")
+    # UTF-8 never uses the byte 0x0A inside a character, so lines can be split as bytes.
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if b"\x00" in line:
+            errors.add(
+                RowError(
+                    name,
+                    number,
+                    f"holds a NUL byte (0x00) at byte {line.index(0) + 1} of the line; "
+                    "the file is binary or UTF-16: " + SAVE_AS_UTF8,
+                )
+            )
+            continue
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            errors.add(
+                RowError(
+                    name,
+                    number,
+                    f"byte 0x{line[bad.start]:02x} at byte {bad.start + 1} of the line is not "
+                    f"UTF-8; {SAVE_AS_UTF8}",
+                )
+            )
+    return None
+
+
+def _header_problem(columns: list[str]) -> str | None:
+    for column in columns:
+        if _INVISIBLE.search(column):
+            return f"column name {_show(column)} holds an invisible character; retype it"
+    named = [c for c in columns if c]
+    if not named:
+        return "the first line must name the columns (see docs/import.md)"
+    twice = sorted({c for c in named if named.count(c) > 1})
+    if twice:
+        return f"column {twice[0]!r} appears more than once in the header"
+    return None
+
+
+def _csv_records(name: str, text: str, errors: _Errors) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, {column: value}) per row with at least one value; blank values left out.
+    Rows of the wrong width are errors (a value with an unquoted comma shifts the rest)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            errors.add(RowError(name, 1, "is empty: the first line must name the columns"))
+            return
+        columns = [c.strip() for c in header]
+        problem = _header_problem(columns)
+        if problem:
+            errors.add(RowError(name, 1, problem))
+            return
+        for values in reader:
+            line = reader.line_num  # physical lines: a quoted value may span several
+            if not any(v.strip() for v in values):
+                continue
+            width = f"has {len(values)} values but the header names {len(columns)} columns"
+            if any(v.strip() for v in values[len(columns) :]):
+                errors.add(RowError(name, line, f"{width}; quote values that hold a comma"))
+                continue
+            if len(values) < len(columns):
+                errors.add(RowError(name, line, f"{width}; a value or a comma is missing"))
+                continue
+            unnamed = [i + 1 for i, c in enumerate(columns) if not c and values[i].strip()]
+            if unnamed:
+                errors.add(
+                    RowError(
+                        name, line, f"column {unnamed[0]} has a value but no name in the header"
+                    )
+                )
+                continue
+            yield line, {c: v for c, v in zip(columns, values, strict=False) if c and v.strip()}
+    except csv.Error as exc:
+        reason = str(exc)
+        if "field limit" in reason:
+            reason = f"a value is longer than {csv.field_size_limit()} characters"
+        errors.add(RowError(name, max(reader.line_num, 1), f"cannot be read as CSV: {reason}"))
+
+
+def _geojson_records(
+    name: str, text: str, kind: str, errors: _Errors
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(feature index, properties) per feature; a bad geometry is the row's `__error__`."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        errors.add(
+            RowError(name, exc.lineno, f"is not JSON: {exc.msg} at column {exc.colno}", unit="line")
+        )
+        return
+    except (ValueError, RecursionError) as exc:  # a number of 5,000 digits; deep nesting
+        errors.add(RowError(name, 0, f"cannot be read as JSON: {str(exc)[:100]}", unit="file"))
+        return
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
-        raise _Bad("is not a GeoJSON FeatureCollection")
-    for index, feature in enumerate(document.get("features") or []):
-        properties = dict(feature.get("properties") or {})
+        errors.add(RowError(name, 0, "is not a GeoJSON FeatureCollection", unit="file"))
+        return
+    features = document.get("features")
+    if not isinstance(features, list):
+        errors.add(RowError(name, 0, "has no list of features", unit="file"))
+        return
+    for index, feature in enumerate(features):
+        if not isinstance(feature, dict):
+            errors.add(RowError(name, index, "is not a GeoJSON Feature object"))
+            continue
+        raw_properties = feature.get("properties") or {}
         geometry = feature.get("geometry") or {}
+        if not isinstance(raw_properties, dict) or not isinstance(geometry, dict):
+            errors.add(RowError(name, index, "properties and geometry must be JSON objects"))
+            continue
+        properties = dict(raw_properties)
         coords = geometry.get("coordinates")
         if kind == "roads":
             if (
@@ -261,6 +490,18 @@ def _geojson_records(data: bytes, kind: str) -> Iterator[tuple[int, dict[str, An
         else:
             properties["__error__"] = "geometry must be a Point [lon, lat]"
         yield index, {k: v for k, v in properties.items() if v not in (None, "")}
+
+
+def _invisible(value: Any) -> str | None:
+    """Why a raw value (or an item of a list) cannot be kept, if it holds an invisible
+    character."""
+    for text in value if isinstance(value, list) else [value]:
+        if isinstance(text, str) and (found := _INVISIBLE.search(text)):
+            return (
+                f"holds the invisible character U+{ord(found.group()):04X} at position "
+                f"{found.start() + 1}; retype the value"
+            )
+    return None
 
 
 def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -281,6 +522,10 @@ def _validate(
     row: dict[str, Any] = {}
     for column, (parse, default) in SPECS[kind].items():
         if column in record:
+            invisible = _invisible(record[column])
+            if invisible:
+                problems.append(f"{column}: {invisible}")
+                continue
             try:
                 row[column] = parse(record[column])
             except _Bad as bad:
@@ -289,7 +534,10 @@ def _validate(
             problems.append(f"missing required field {column!r}")
         else:
             row[column] = default
-    row["district"] = str(record.get("district") or default_district).strip()
+    district = record.get("district") or default_district
+    if not isinstance(district, str) or not _district_ok(district.strip()):
+        problems.append(f"district code {_show(district)} must be 1-64 letters, digits, _ or -")
+    row["district"] = str(district).strip()
     if kind in ("depots", "stations", "points") and row.get("lat") == 0 and row.get("lon") == 0:
         problems.append("coordinates (0, 0) look like a missing location")
     window = (row.get("window_start"), row.get("window_end"))
@@ -301,10 +549,9 @@ def _validate(
         if row["can_enter_narrow"] is None:
             row["can_enter_narrow"] = row["truck_type"] == "small"
     if kind == "roads" and not problems:
-        coords = record.get("coordinates") or []
         try:
-            row["coordinates"] = [[_lon(c[0]), _lat(c[1])] for c in coords]
-        except (_Bad, TypeError, IndexError) as bad:
+            row["coordinates"] = _line(record.get("coordinates"))
+        except _Bad as bad:
             problems.append(f"geometry: {bad}")
         else:
             if row["speed_kmh"] is None:
@@ -312,67 +559,83 @@ def _validate(
             if row["length_m"] is None:
                 pts = row["coordinates"]
                 length = sum(_haversine_m(*pts[i], *pts[i + 1]) for i in range(len(pts) - 1))
-                row["length_m"] = max(length, 0.1)
+                row["length_m"] = min(max(length, 0.1), MAX_ROAD_LENGTH_M)
     return row, problems
 
 
+def _line(coordinates: Any) -> list[list[float]]:
+    if not isinstance(coordinates, list) or len(coordinates) < 2:
+        raise _Bad("a LineString needs at least 2 points")
+    points = []
+    for point in coordinates:
+        if not isinstance(point, list) or len(point) < 2:
+            raise _Bad(f"{_show(point)} is not a position [lon, lat]")
+        points.append([_lon(point[0]), _lat(point[1])])
+    return points
+
+
 def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "default") -> Parsed:
-    """Validate every row of every file; raise ImportRejected listing all errors."""
+    """Validate every row of every file; raise ImportRejected listing the errors."""
     parsed = Parsed()
-    errors: list[RowError] = []
+    errors = _Errors()
     seen: dict[tuple[str, str], str] = {}
     for name, data in files:
         kind = kind_of(name)
         if kind is None:
-            errors.append(
+            errors.add(
                 RowError(
                     name,
                     0,
                     "unknown file: name it depots/stations/points/trucks.csv or .geojson, roads.geojson",
+                    unit="file",
                 )
             )
             continue
         is_geojson = name.lower().endswith((".geojson", ".json"))
         if kind == "roads" and not is_geojson:
-            errors.append(RowError(name, 0, "roads must be GeoJSON LineStrings (roads.geojson)"))
+            errors.add(
+                RowError(name, 0, "roads must be GeoJSON LineStrings (roads.geojson)", unit="file")
+            )
             continue
-        try:
-            records = list(_geojson_records(data, kind) if is_geojson else _csv_records(data))
-        except (UnicodeDecodeError, json.JSONDecodeError, csv.Error, _Bad) as exc:
-            errors.append(RowError(name, 0, f"cannot read file: {exc}"))
+        text = _decode(name, data, errors)
+        if text is None:
             continue
-        if not records:
-            errors.append(RowError(name, 0, "has no rows"))
+        before = errors.total
+        records = (
+            _geojson_records(name, text, kind, errors)
+            if is_geojson
+            else _csv_records(name, text, errors)
+        )
+        rows_seen = 0
         for line, record in records:
+            rows_seen += 1
             row, problems = _validate(kind, record, default_district)
             key = (kind, str(row.get("id")))
             if "id" in row and key in seen:
                 problems.append(f"duplicate id {row['id']!r} (first at {seen[key]})")
             elif "id" in row:
                 seen[key] = f"{name} {'feature' if is_geojson else 'line'} {line}"
-            if not problems and not _district_ok(row["district"]):
-                problems.append(
-                    f"district code {row['district']!r} must be 1-64 letters, digits, _ or -"
-                )
-            errors.extend(RowError(name, line, p) for p in problems)
+            for problem in problems:
+                errors.add(RowError(name, line, problem))
             if not problems:
                 row["__where__"] = (name, line)
                 parsed.rows[kind].append(row)
+        if not rows_seen and errors.total == before:
+            errors.add(RowError(name, 0, "has no rows", unit="file"))
     # Terminal ids must be unique across trucks too: one terminal, one truck.
     terminals: dict[str, str] = {}
     for row in parsed.rows["trucks"]:
         other = terminals.setdefault(row["terminal_id"], row["id"])
         if other != row["id"]:
             name, line = row["__where__"]
-            errors.append(
+            errors.add(
                 RowError(
                     name,
                     line,
                     f"terminal_id {row['terminal_id']!r} is already used by truck {other!r}",
                 )
             )
-    if errors:
-        raise ImportRejected(errors)
+    errors.raise_any()
     return parsed
 
 
@@ -429,76 +692,219 @@ _TABLES = {
 }  # fmt: skip
 
 
+# kind -> the name of one row in messages
+NOUNS = {
+    "depots": "depot",
+    "stations": "station",
+    "points": "point",
+    "trucks": "truck",
+    "roads": "road",
+}
+
+
 @dataclass(frozen=True)
 class ImportSummary:
     inserted: dict[str, int]
     updated: dict[str, int]
+    created_districts: list[str] = field(default_factory=list)
 
 
-def load(conn: psycopg.Connection, parsed: Parsed) -> ImportSummary:
-    """Write everything in one transaction (all or nothing); re-imports update in place."""
-    inserted: dict[str, int] = {}
-    updated: dict[str, int] = {}
-    with conn.transaction():
-        districts = {row["district"] for rows in parsed.rows.values() for row in rows}
-        for code in sorted(districts):
-            conn.execute(
-                "INSERT INTO district (district_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (code, code),
+def load(
+    conn: psycopg.Connection,
+    parsed: Parsed,
+    *,
+    may_create_districts: bool = True,
+    dry_run: bool = False,
+) -> ImportSummary:
+    """Write everything in one transaction (all or nothing); re-imports update in place.
+
+    A district owns its rows: a row whose id is used in another district, a truck whose
+    depot is not one of its district's or whose terminal another truck holds, and (without
+    `may_create_districts`) a row of a district that does not exist yet are all refused
+    with ImportRejected, listing every such row, and nothing is written. With `dry_run`
+    everything is checked and counted, then rolled back."""
+    try:
+        with conn.transaction() as transaction:
+            created = _create_districts(conn, parsed, allowed=may_create_districts)
+            errors = _Errors()
+            _check_ids(conn, parsed, errors)
+            _check_depots(conn, parsed, errors)
+            _check_terminals(conn, parsed, errors)
+            errors.raise_any()
+            inserted: dict[str, int] = {}
+            updated: dict[str, int] = {}
+            for kind in KINDS:  # depots before trucks (foreign key)
+                if parsed.rows[kind]:
+                    inserted[kind] = _upsert(conn, kind, parsed.rows[kind])
+                    updated[kind] = len(parsed.rows[kind]) - inserted[kind]
+            if dry_run:
+                raise psycopg.Rollback(transaction)
+    except psycopg.errors.UniqueViolation:
+        # Another import took the same id or terminal between the checks and the writes.
+        raise ImportRejected(
+            [
+                RowError(
+                    "import",
+                    0,
+                    "another import wrote the same ids at the same moment; run it again",
+                    "conflict",
+                )
+            ]
+        ) from None
+    return ImportSummary(inserted, updated, created)
+
+
+def _where(row: dict[str, Any]) -> tuple[str, int]:
+    name, line = row["__where__"]
+    return str(name), int(line)
+
+
+def _create_districts(conn: psycopg.Connection, parsed: Parsed, *, allowed: bool) -> list[str]:
+    """Create the districts the rows name that do not exist yet, or refuse them."""
+    first_row: dict[str, dict[str, Any]] = {}
+    for kind in KINDS:
+        for row in parsed.rows[kind]:
+            first_row.setdefault(row["district"], row)
+    found = conn.execute(
+        "SELECT district_id FROM district WHERE district_id = ANY(%s)", (list(first_row),)
+    ).fetchall()
+    missing = sorted(set(first_row) - {r[0] for r in found})
+    if missing and not allowed:
+        raise ImportRejected(
+            [
+                RowError(
+                    *_where(first_row[code]),
+                    f"district {code} does not exist; creating a district needs an "
+                    "administrator who sees every district (as POST /api/v1/districts does): "
+                    "ask one to create it, or import into a district of yours",
+                    "forbidden",
+                )
+                for code in missing
+            ]
+        )
+    created = []
+    for code in missing:
+        cur = conn.execute(
+            "INSERT INTO district (district_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (code, code),
+        )
+        if cur.rowcount == 1:
+            created.append(code)
+    return created
+
+
+def _check_ids(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> None:
+    """Ids are unique across the deployment: one used in another district is refused
+    (without saying anything about the row that holds it)."""
+    for kind in KINDS:
+        rows = parsed.rows[kind]
+        if not rows:
+            continue
+        table, key, _ = _TABLES[kind]
+        found = conn.execute(
+            sql.SQL("SELECT {key}, district_id FROM {table} WHERE {key} = ANY(%s)").format(
+                key=sql.Identifier(key), table=sql.Identifier(table)
+            ),
+            ([row["id"] for row in rows],),
+        ).fetchall()
+        owner = {str(r[0]): str(r[1]) for r in found}
+        for row in rows:
+            if owner.get(row["id"], row["district"]) != row["district"]:
+                errors.add(_id_taken(kind, row))
+
+
+def _id_taken(kind: str, row: dict[str, Any]) -> RowError:
+    district = row["district"]
+    return RowError(
+        *_where(row),
+        f"{NOUNS[kind]} id {row['id']!r} is already used outside district {district}; ids are "
+        f"unique across the deployment — prefix them with your district's code, e.g. "
+        f"{district}-{row['id']}",
+        "conflict",
+    )
+
+
+def _check_depots(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> None:
+    """A truck's depot is one of its own district's, in this import or already stored."""
+    trucks = parsed.rows["trucks"]
+    if not trucks:
+        return
+    known = {(row["id"], row["district"]) for row in parsed.rows["depots"]}
+    found = conn.execute(
+        "SELECT depot_id, district_id FROM depot WHERE depot_id = ANY(%s)",
+        ([row["depot_id"] for row in trucks],),
+    ).fetchall()
+    known |= {(str(r[0]), str(r[1])) for r in found}
+    for row in trucks:
+        if (row["depot_id"], row["district"]) not in known:
+            errors.add(
+                RowError(
+                    *_where(row),
+                    f"depot_id {row['depot_id']!r} is not a depot of district {row['district']} "
+                    "(neither in this import nor in the database)",
+                )
             )
-        _check_depots_exist(conn, parsed)
-        for kind in KINDS:  # depots before trucks (foreign key)
-            rows = parsed.rows[kind]
-            if not rows:
-                continue
-            table, key, columns = _TABLES[kind]
-            sql = (
-                f"INSERT INTO {table} ({key}, district_id, {', '.join(columns)}) "
-                f"VALUES ({', '.join(['%s'] * (len(columns) + 2))}) "
-                f"ON CONFLICT ({key}) DO UPDATE SET "
-                + ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
-                + ", updated_at = now() RETURNING (xmax = 0)"
+
+
+def _check_terminals(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> None:
+    """One terminal, one truck: a terminal another truck holds is refused, whichever
+    district that truck is in (the answer is the same, so it tells nothing)."""
+    trucks = parsed.rows["trucks"]
+    if not trucks:
+        return
+    found = conn.execute(
+        "SELECT terminal_id, truck_id FROM truck WHERE terminal_id = ANY(%s)",
+        ([row["terminal_id"] for row in trucks],),
+    ).fetchall()
+    holder = {str(r[0]): str(r[1]) for r in found}
+    for row in trucks:
+        if holder.get(row["terminal_id"], row["id"]) != row["id"]:
+            errors.add(
+                RowError(
+                    *_where(row),
+                    f"terminal_id {row['terminal_id']!r} is already used by another truck; "
+                    "one terminal, one truck (free it there first)",
+                    "conflict",
+                )
             )
-            with conn.cursor() as cur:
-                values = [
-                    [row["id"], row["district"], *(_sql_value(row[c]) for c in columns)]
-                    for row in rows
-                ]
-                cur.executemany(sql, values, returning=True)
-                fresh = 0
-                while True:
-                    result = cur.fetchone()
-                    fresh += bool(result and result[0])
-                    if not cur.nextset():
-                        break
-            inserted[kind] = fresh
-            updated[kind] = len(rows) - fresh
-    return ImportSummary(inserted, updated)
+
+
+def _upsert(conn: psycopg.Connection, kind: str, rows: list[dict[str, Any]]) -> int:
+    """Insert or update `rows`; returns how many were new. An update never crosses a
+    district (the WHERE below): a row another district took meanwhile is refused."""
+    table, key, columns = _TABLES[kind]
+    query = sql.SQL(
+        "INSERT INTO {table} ({key}, district_id, {columns}) VALUES ({values}) "
+        "ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now() "
+        "WHERE {table}.district_id = EXCLUDED.district_id RETURNING (xmax = 0)"
+    ).format(
+        table=sql.Identifier(table),
+        key=sql.Identifier(key),
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        values=sql.SQL(", ").join(sql.Placeholder() * (len(columns) + 2)),
+        sets=sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns
+        ),
+    )
+    fresh = 0
+    refused = _Errors()
+    with conn.cursor() as cur:
+        cur.executemany(
+            query,
+            [[row["id"], row["district"], *(_sql_value(row[c]) for c in columns)] for row in rows],
+            returning=True,
+        )
+        for row in rows:
+            result = cur.fetchone()
+            if result is None:
+                refused.add(_id_taken(kind, row))
+            fresh += bool(result and result[0])
+            cur.nextset()
+    refused.raise_any()
+    return fresh
 
 
 def _sql_value(value: Any) -> Any:
     return (
         Jsonb(value) if isinstance(value, list) and value and isinstance(value[0], list) else value
     )
-
-
-def _check_depots_exist(conn: psycopg.Connection, parsed: Parsed) -> None:
-    wanted = {row["depot_id"] for row in parsed.rows["trucks"]}
-    known = {row["id"] for row in parsed.rows["depots"]}
-    missing = wanted - known
-    if missing:
-        found = conn.execute(
-            "SELECT depot_id FROM depot WHERE depot_id = ANY(%s)", (list(missing),)
-        ).fetchall()
-        missing -= {r[0] for r in found}
-    if missing:
-        errors = [
-            RowError(
-                row["__where__"][0],
-                row["__where__"][1],
-                f"depot_id {row['depot_id']!r} is not in this import nor in the database",
-            )
-            for row in parsed.rows["trucks"]
-            if row["depot_id"] in missing
-        ]
-        raise ImportRejected(errors)

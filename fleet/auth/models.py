@@ -40,6 +40,12 @@ class Principal:
     def can_see(self, district_id: str) -> bool:
         return self.districts is None or district_id in self.districts
 
+    @property
+    def may_create_districts(self) -> bool:
+        """The right POST /districts needs (`Admin` in fleet/web/deps.py): an admin who
+        sees every district. An import that names a new district needs it too."""
+        return self.role is Role.admin and self.districts is None
+
 
 class UserOut(BaseModel):
     user_id: int

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from fleet.web.fields import DistrictId, Id, Lat, Lon, Name
 
@@ -16,7 +16,9 @@ class DepotIn(BaseModel):
 
 
 class DepotPatch(BaseModel):
-    district_id: DistrictId | None = None
+    district_id: DistrictId | None = Field(
+        None, description="the row's own district, if given: a row never moves between districts"
+    )
     name: Name | None = None
     lat: Lat | None = None
     lon: Lon | None = None

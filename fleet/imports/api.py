@@ -1,4 +1,8 @@
-"""/api/v1/import: the files of docs/import.md in a JSON body, all or nothing."""
+"""/api/v1/import: the files of docs/import.md in a JSON body, all or nothing.
+
+A caller writes only inside the districts it holds; a new district needs the right
+that POST /districts needs; an id that belongs to another district is refused (409),
+listing every such row, and nothing is written (docs/import.md, "Districts")."""
 
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ from pydantic import BaseModel, Field, StringConstraints
 from fleet import importer
 from fleet.auth.models import Principal
 from fleet.web.deps import Conn, Dispatcher
-from fleet.web.errors import ApiError, FieldError
+from fleet.web.errors import ApiError, FieldError, problem_responses
 from fleet.web.fields import DistrictId
 
 router = APIRouter(tags=["import"])
 MAX_FILE_CHARS = 20_000_000
+# Status per kind of refusal: files to fix, ids not available, a right the caller lacks.
+STATUS = {"invalid": 422, "conflict": 409, "forbidden": 403}
 
 
 class ImportFile(BaseModel):
@@ -31,7 +37,7 @@ class ImportRequest(BaseModel):
     district: DistrictId = Field(
         "default", description="district code for rows without a `district` column"
     )
-    dry_run: bool = Field(False, description="validate only; write nothing")
+    dry_run: bool = Field(False, description="check everything, count, then write nothing")
 
 
 class ImportResult(BaseModel):
@@ -39,42 +45,60 @@ class ImportResult(BaseModel):
     rows: dict[str, int] = Field(description="valid rows per kind")
     inserted: dict[str, int]
     updated: dict[str, int]
+    created_districts: list[str] = Field(description="districts the import created")
+
+
+def _field_errors(errors: list[importer.RowError]) -> list[FieldError]:
+    """`field` is "file:line" (GeoJSON: "file:feature index"; line 0: the whole file)."""
+    return [
+        FieldError(field=f"{e.file}:{e.line}", location="body", message=e.message) for e in errors
+    ]
 
 
 def _check_scope(principal: Principal, parsed: importer.Parsed) -> None:
-    errors = [
-        FieldError(
-            field=f"{row['__where__'][0]}:{row['__where__'][1]}",
-            location="body",
+    outside = [
+        importer.RowError(
+            file=row["__where__"][0],
+            line=row["__where__"][1],
             message=f"district {row['district']} is not one you may change",
+            refusal="forbidden",
         )
         for rows in parsed.rows.values()
         for row in rows
         if not principal.can_see(row["district"])
     ]
-    if errors:
-        raise ApiError(
-            403, f"{len(errors)} row(s) belong to districts you may not change", errors=errors[:100]
-        )
+    if outside:
+        raise importer.ImportRejected(outside)
 
 
 @router.post(
-    "/import", summary="Import depots, stations, points, trucks and roads (all or nothing)"
+    "/import",
+    summary="Import depots, stations, points, trucks and roads (all or nothing)",
+    responses=problem_responses(403, 409, 422),
 )
 def import_files(conn: Conn, principal: Dispatcher, body: ImportRequest) -> ImportResult:
-    files = [(f.name, f.content.encode("utf-8")) for f in body.files]
+    # surrogatepass: a lone surrogate becomes bytes the importer names by line, not a 500.
+    files = [(f.name, f.content.encode("utf-8", "surrogatepass")) for f in body.files]
     try:
         parsed = importer.parse_files(files, default_district=body.district)
         _check_scope(principal, parsed)
-        if body.dry_run:
-            return ImportResult(dry_run=True, rows=parsed.count(), inserted={}, updated={})
-        summary = importer.load(conn, parsed)
+        summary = importer.load(
+            conn,
+            parsed,
+            may_create_districts=principal.may_create_districts,
+            dry_run=body.dry_run,
+        )
     except importer.ImportRejected as rejected:
-        errors = [
-            FieldError(field=f"{e.file}:{e.line}", location="body", message=e.message)
-            for e in rejected.errors
-        ]
-        raise ApiError(422, f"import rejected: {rejected}", errors=errors) from None
+        raise ApiError(
+            STATUS[rejected.refusal],
+            f"import refused: {rejected}",
+            code=None if rejected.refusal == "invalid" else f"import_{rejected.refusal}",
+            errors=_field_errors(rejected.errors),
+        ) from None
     return ImportResult(
-        dry_run=False, rows=parsed.count(), inserted=summary.inserted, updated=summary.updated
+        dry_run=body.dry_run,
+        rows=parsed.count(),
+        inserted=summary.inserted,
+        updated=summary.updated,
+        created_districts=summary.created_districts,
     )

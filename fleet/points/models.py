@@ -36,7 +36,9 @@ class PointIn(BaseModel):
 
 
 class PointPatch(BaseModel):
-    district_id: DistrictId | None = None
+    district_id: DistrictId | None = Field(
+        None, description="the row's own district, if given: a row never moves between districts"
+    )
     name: Name | None = None
     lat: Lat | None = None
     lon: Lon | None = None

@@ -32,7 +32,9 @@ class StationIn(BaseModel):
 
 
 class StationPatch(BaseModel):
-    district_id: DistrictId | None = None
+    district_id: DistrictId | None = Field(
+        None, description="the row's own district, if given: a row never moves between districts"
+    )
     name: Name | None = None
     lat: Lat | None = None
     lon: Lon | None = None

@@ -7,8 +7,8 @@ from typing import Annotated
 import psycopg
 from fastapi import APIRouter, Query
 
-from fleet.auth.models import Principal
 from fleet.depots.repo import TABLE as DEPOTS
+from fleet.trucks import repo
 from fleet.trucks.models import Truck, TruckIn, TruckPatch
 from fleet.trucks.repo import TABLE
 from fleet.web import crud
@@ -22,9 +22,20 @@ WHAT = "truck"
 NULLABLE = ("max_route_duration_s",)
 
 
-def _check_depot(conn: psycopg.Connection, principal: Principal, depot_id: str) -> None:
-    if DEPOTS.get(conn, key=depot_id, districts=principal.district_filter) is None:
-        raise ApiError(422, f"depot_id: depot {depot_id} not found")
+def _check_depot(conn: psycopg.Connection, *, depot_id: str, district_id: str) -> None:
+    """A truck starts at a depot of its own district (one answer for any other id)."""
+    if DEPOTS.get(conn, key=depot_id, districts=[district_id]) is None:
+        raise ApiError(422, f"depot_id: depot {depot_id} is not a depot of district {district_id}")
+
+
+def _check_terminal(conn: psycopg.Connection, *, terminal_id: str, truck_id: str) -> None:
+    """One terminal, one truck — the same answer whichever district holds it."""
+    if repo.terminal_holder(conn, terminal_id=terminal_id) not in (None, truck_id):
+        raise ApiError(
+            409,
+            f"terminal_id {terminal_id} is not available: another truck uses it",
+            code="id_not_available",
+        )
 
 
 @router.get("", summary="List trucks")
@@ -63,7 +74,8 @@ def get_truck(conn: Conn, principal: Anyone, truck_id: PathId) -> Truck:
 @router.post("", status_code=201, summary="Create a truck")
 def create_truck(conn: Conn, principal: Dispatcher, body: TruckIn) -> Truck:
     ensure_district(principal, body.district_id, writing=True)
-    _check_depot(conn, principal, body.depot_id)
+    _check_depot(conn, depot_id=body.depot_id, district_id=body.district_id)
+    _check_terminal(conn, terminal_id=body.terminal_id, truck_id=body.truck_id)
     row = crud.create_row(conn, TABLE, principal=principal, values=body.model_dump(), what=WHAT)
     return Truck(**row)
 
@@ -71,8 +83,11 @@ def create_truck(conn: Conn, principal: Dispatcher, body: TruckIn) -> Truck:
 @router.patch("/{truck_id}", summary="Change a truck")
 def update_truck(conn: Conn, principal: Dispatcher, truck_id: PathId, body: TruckPatch) -> Truck:
     changes = crud.changes_of(body, nullable=NULLABLE)
+    truck = crud.get_row(conn, TABLE, principal=principal, key=truck_id, what=WHAT)
     if "depot_id" in changes:
-        _check_depot(conn, principal, changes["depot_id"])
+        _check_depot(conn, depot_id=changes["depot_id"], district_id=truck["district_id"])
+    if "terminal_id" in changes:
+        _check_terminal(conn, terminal_id=changes["terminal_id"], truck_id=truck_id)
     row = crud.update_row(
         conn, TABLE, principal=principal, key=truck_id, changes=changes, what=WHAT
     )

@@ -45,7 +45,9 @@ class TruckIn(BaseModel):
 
 
 class TruckPatch(BaseModel):
-    district_id: DistrictId | None = None
+    district_id: DistrictId | None = Field(
+        None, description="the row's own district, if given: a row never moves between districts"
+    )
     plate: Plate | None = None
     truck_type: TruckType | None = None
     capacity_kg: PositiveKg | None = None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import psycopg
+
 from fleet.web.crud import Table
 
 TABLE = Table(
@@ -15,3 +17,11 @@ TABLE = Table(
     filters=("truck_type", "depot_id"),
     contains={"stream": "streams"},
 )  # fmt: skip
+
+
+def terminal_holder(conn: psycopg.Connection, *, terminal_id: str) -> str | None:
+    """The truck (of any district) that holds a terminal, if one does."""
+    row = conn.execute(
+        "SELECT truck_id FROM truck WHERE terminal_id = %s", (terminal_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])

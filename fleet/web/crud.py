@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from fleet.auth.models import Principal
 from fleet.web.deps import ensure_district
-from fleet.web.errors import ApiError, not_found
+from fleet.web.errors import ApiError, FieldError, not_found
 
 T = TypeVar("T")
 
@@ -162,7 +162,7 @@ class Table:
         changes: dict[str, Any],
         districts: list[str] | None,
     ) -> dict[str, Any] | None:
-        allowed = (*self.columns, "active", "district_id")
+        allowed = (*self.columns, "active")
         sets: list[sql.Composable] = [
             sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(f"v_{c}"))
             for c in changes
@@ -193,6 +193,17 @@ def district_exists(conn: psycopg.Connection, district_id: str) -> bool:
     return row is not None
 
 
+def id_not_available(what: str, key: str, district_id: str) -> ApiError:
+    """The one answer to an id that is taken — in the caller's district or another one, so
+    that it tells nothing about other districts."""
+    return ApiError(
+        409,
+        f"{what} id {key} is not available: ids are unique across the deployment — prefix "
+        f"them with your district's code, e.g. {district_id}-{key}",
+        code="id_not_available",
+    )
+
+
 def create_row(
     conn: psycopg.Connection,
     table: Table,
@@ -205,7 +216,7 @@ def create_row(
     if not district_exists(conn, values["district_id"]):
         raise ApiError(422, f"unknown district {values['district_id']}; create it first")
     if table.get(conn, key=values[table.key], districts=None) is not None:
-        raise ApiError(409, f"{what} {values[table.key]} already exists")
+        raise id_not_available(what, values[table.key], values["district_id"])
     return table.insert(conn, values=values)
 
 
@@ -227,10 +238,19 @@ def update_row(
     changes: dict[str, Any],
     what: str,
 ) -> dict[str, Any]:
-    if "district_id" in changes:
-        ensure_district(principal, changes["district_id"], writing=True)
-        if not district_exists(conn, changes["district_id"]):
-            raise ApiError(422, f"unknown district {changes['district_id']}")
+    """Change a row of the caller's districts (404 for any other id). A row never moves
+    between districts: a different `district_id` is refused (the database refuses it too,
+    migration 0009)."""
+    current = get_row(conn, table, principal=principal, key=key, what=what)
+    changes = dict(changes)
+    moved_to = changes.pop("district_id", current["district_id"])
+    if moved_to != current["district_id"]:
+        raise ApiError(
+            422,
+            f"district_id: a {what} stays in its district ({current['district_id']}); to have "
+            f"one in {moved_to}, create it there under a new id and deactivate this one",
+            errors=[FieldError(field="district_id", location="body", message="cannot change")],
+        )
     row = table.update(conn, key=key, changes=changes, districts=principal.district_filter)
     if row is None:
         raise not_found(what, key)

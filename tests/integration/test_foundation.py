@@ -159,7 +159,8 @@ def test_cli_import_reports_truck_with_unknown_depot(database_url: str, tmp_path
     done = run_cli("import", str(folder), env={"CLEARDAY_DATABASE_URL": database_url})
     assert done.returncode == 1
     assert (
-        "trucks.csv, line 2: depot_id 'D1' is not in this import nor in the database" in done.stderr
+        "trucks.csv, line 2: depot_id 'D1' is not a depot of district default "
+        "(neither in this import nor in the database)" in done.stderr
     )
     assert counts(database_url)["truck"] == 0
 

@@ -6,6 +6,8 @@ import json
 from datetime import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleet.importer import ImportRejected, parse_files
 
@@ -108,3 +110,63 @@ def test_small_trucks_may_enter_narrow_lanes_by_default() -> None:
 def test_unknown_file_name_is_an_error() -> None:
     with pytest.raises(ImportRejected, match="1 error"):
         parse_files([("bins.csv", b"id\n1\n")])
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["\ud800", "P1", "其他", "31.8", "117.2", "Point", "LineString"]),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+FEATURE = st.fixed_dictionaries(
+    {
+        "type": st.just("Feature"),
+        "geometry": st.one_of(
+            JSON_VALUES,
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["Point", "LineString"]), "coordinates": JSON_VALUES}
+            ),
+        ),
+        "properties": st.one_of(
+            JSON_VALUES,
+            st.dictionaries(
+                st.sampled_from(
+                    ["id", "name", "streams", "district", "from_node", "to_node", "lat"]
+                ),
+                JSON_VALUES,
+            ),
+        ),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    name=st.sampled_from(["stations.geojson", "roads.geojson", "points.geojson"]),
+    features=st.lists(st.one_of(FEATURE, JSON_VALUES), max_size=5),
+)
+def test_any_geojson_is_parsed_or_refused_by_feature(name: str, features: list[object]) -> None:
+    """Whatever the JSON holds: rows, or errors naming the file — printable as UTF-8."""
+    data = json.dumps({"type": "FeatureCollection", "features": features}).encode()
+    try:
+        parse_files([(name, data)])
+    except ImportRejected as rejected:
+        for error in rejected.errors:
+            assert error.file == name
+            str(error).encode("utf-8")  # the CLI prints it
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"[" * 100_000, b'{"type": "FeatureCollection", "features": [' + b"9" * 5000 + b"]}", b"\xff"],
+)
+def test_unreadable_geojson_is_refused_not_raised(data: bytes) -> None:
+    with pytest.raises(ImportRejected) as caught:
+        parse_files([("roads.geojson", data)])
+    assert caught.value.errors[0].file == "roads.geojson"

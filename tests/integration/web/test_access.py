@@ -4,6 +4,7 @@ read nor change the south's things by guessing their ids."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -182,3 +183,227 @@ def test_lists_show_a_limited_user_only_its_districts(
             assert district_ids(response.json()) <= {"north"}, (path, params)
         listed += 1
     assert listed >= 8
+
+
+# --- writes across districts: nothing of another district changes --------------------
+
+# Tables a request may change whoever makes it: the users' own sessions and throttles.
+SESSION_TABLES = ("app_user", "user_district", "auth_token")
+NEW_TRUCK = {
+    "truck_id": "N-T9",
+    "district_id": "north",
+    "plate": "皖A N999",
+    "truck_type": "small",
+    "capacity_kg": 1500,
+    "streams": ["other"],
+    "depot_id": "N-D1",
+    "terminal_id": "N-T9-GPS",
+}
+NEW_POINT = {
+    "point_id": "N-P9",
+    "district_id": "north",
+    "name": "新点",
+    "lat": 31.91,
+    "lon": 117.3,
+    "stream": "other",
+    "daily_amount_kg": 10,
+}
+NEW_SITE = {"district_id": "north", "name": "新", "lat": 31.91, "lon": 117.31}
+TRUCKS_CSV = "id,plate,truck_type,capacity_kg,streams,depot_id,terminal_id\n"
+POINTS_CSV = "id,name,lat,lon,stream,daily_amount_kg\n"
+
+
+def _import(*files: tuple[str, str], district: str = "north") -> dict[str, Any]:
+    return {"district": district, "files": [{"name": n, "content": c} for n, c in files]}
+
+
+# (method, path template, body, status a district-limited admin gets). The ids are other
+# districts' (south's catalogue; d1's plan and case) unless the attempt is to drag one of
+# them into the north, or a north row out of it.
+WRITE_ATTEMPTS: list[tuple[str, str, dict[str, Any] | None, int]] = [
+    ("POST", "/api/v1/users", {"username": "mole", "role": "admin", "password": "x" * 12}, 403),
+    ("PATCH", "/api/v1/users/{user_id}", {"districts": []}, 403),
+    ("POST", "/api/v1/districts", {"district_id": "east", "name": "东区"}, 403),
+    ("PATCH", "/api/v1/districts/{district_id}", {"name": "北区的南区"}, 403),
+    ("POST", "/api/v1/depots", {**NEW_SITE, "depot_id": "S-D1"}, 409),
+    ("POST", "/api/v1/depots", {**NEW_SITE, "depot_id": "D1"}, 409),
+    ("POST", "/api/v1/depots", {**NEW_SITE, "depot_id": "N-D9", "district_id": "south"}, 403),
+    ("PATCH", "/api/v1/depots/{depot_id}", {"name": "北"}, 404),
+    ("PATCH", "/api/v1/depots/N-D1", {"district_id": "south"}, 422),
+    ("POST", "/api/v1/depots/{depot_id}/deactivate", None, 404),
+    ("POST", "/api/v1/stations", {**NEW_SITE, "station_id": "S-S1", "streams": ["other"]}, 409),
+    ("PATCH", "/api/v1/stations/{station_id}", {"tipping_time_s": 1}, 404),
+    ("PATCH", "/api/v1/stations/N-S1", {"district_id": "south"}, 422),
+    ("POST", "/api/v1/stations/{station_id}/deactivate", None, 404),
+    ("POST", "/api/v1/points", {**NEW_POINT, "point_id": "S-P1"}, 409),
+    ("POST", "/api/v1/points", {**NEW_POINT, "point_id": "P4"}, 409),
+    ("POST", "/api/v1/points", {**NEW_POINT, "district_id": "south"}, 403),
+    ("PATCH", "/api/v1/points/{point_id}", {"lat": 31.95, "window_end": "23:59"}, 404),
+    ("PATCH", "/api/v1/points/N-P1", {"district_id": "south"}, 422),
+    ("POST", "/api/v1/points/{point_id}/deactivate", None, 404),
+    ("POST", "/api/v1/trucks", {**NEW_TRUCK, "truck_id": "S-T1"}, 409),
+    ("POST", "/api/v1/trucks", {**NEW_TRUCK, "truck_id": "T1"}, 409),
+    ("POST", "/api/v1/trucks", {**NEW_TRUCK, "district_id": "south", "depot_id": "S-D1"}, 403),
+    ("POST", "/api/v1/trucks", {**NEW_TRUCK, "depot_id": "S-D1"}, 422),
+    ("POST", "/api/v1/trucks", {**NEW_TRUCK, "terminal_id": "S-T1-GPS"}, 409),
+    ("PATCH", "/api/v1/trucks/{truck_id}", {"plate": "皖A N001", "capacity_kg": 1}, 404),
+    ("PATCH", "/api/v1/trucks/N-T1", {"terminal_id": "S-T1-GPS"}, 409),
+    ("PATCH", "/api/v1/trucks/N-T1", {"depot_id": "S-D1"}, 422),
+    ("PATCH", "/api/v1/trucks/N-T1", {"district_id": "south"}, 422),
+    ("POST", "/api/v1/trucks/{truck_id}/deactivate", None, 404),
+    (
+        "POST",
+        "/api/v1/import",
+        _import(
+            ("trucks.csv", TRUCKS_CSV + "S-T1,皖A N001,compactor,9000,other,N-D1,N-T7-GPS\n"),
+            ("points.csv", POINTS_CSV + "S-P1,北,31.93,117.3,other,1\n"),
+        ),
+        409,
+    ),
+    (
+        "POST",
+        "/api/v1/import",
+        _import(("points.csv", POINTS_CSV + "P4,北,31.9,117.3,其他,1\n")),
+        409,
+    ),
+    (
+        "POST",
+        "/api/v1/import",
+        _import(("trucks.csv", TRUCKS_CSV + "N-T9,皖A N9,small,900,other,N-D1,S-T2-GPS\n")),
+        409,
+    ),
+    (
+        "POST",
+        "/api/v1/import",
+        _import(("trucks.csv", TRUCKS_CSV + "N-T9,皖A N9,small,900,other,S-D1,N-T9-GPS\n")),
+        422,
+    ),
+    (
+        "POST",
+        "/api/v1/import",
+        _import(("depots.csv", "id,name,lat,lon,district\nN-D1,北,31.9,117.3,south\n")),
+        403,
+    ),
+    ("POST", "/api/v1/import", _import(("depots.csv", "id,name,lat,lon\nS-D1,北,1,1\n")), 409),
+    (
+        "POST",
+        "/api/v1/import",
+        _import(("depots.csv", "id,name,lat,lon\nS-D1,北,1,1\n"), district="south"),
+        403,
+    ),
+    (
+        "POST",
+        "/api/v1/import",
+        _import(("depots.csv", "id,name,lat,lon\nE-D1,东,1,1\n"), district="east"),
+        403,
+    ),
+    ("POST", "/api/v1/plans/jobs", {"district_id": "south", "service_date": "2026-03-02"}, 403),
+    ("POST", "/api/v1/plans/jobs", {"district_id": "d1", "service_date": "2026-03-02"}, 403),
+    ("POST", "/api/v1/plans/{plan_id}/replan", {"unavailable_truck_ids": ["T1"]}, 404),
+    ("POST", "/api/v1/plans/{plan_id}/publish", None, 404),
+    ("POST", "/api/v1/cases/{case_id}/assign", {"assignee": "北区二班"}, 404),
+    ("POST", "/api/v1/cases/{case_id}/feedback", {"note": "已处理"}, 404),
+    ("POST", "/api/v1/cases/{case_id}/close", {"note": "已处理"}, 404),
+]
+
+
+def table_digests(url: str) -> dict[str, tuple[int, str]]:
+    """(rows, digest of every row) per table, sessions left out."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            str(r[0])
+            for r in conn.execute(
+                """SELECT table_name FROM information_schema.tables
+                   WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
+                   ORDER BY table_name"""
+            ).fetchall()
+            if r[0] not in SESSION_TABLES
+        ]
+        digests = {}
+        for table in tables:
+            row = conn.execute(
+                psycopg.sql.SQL(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), ''))"
+                    " FROM {} t"
+                ).format(psycopg.sql.Identifier(table))
+            ).fetchone()
+            assert row is not None
+            digests[table] = (int(row[0]), str(row[1]))
+        return digests
+
+
+def all_rows(url: str, tables: list[str]) -> dict[str, list[str]]:
+    with psycopg.connect(url) as conn:
+        return {
+            table: sorted(
+                str(r[0])
+                for r in conn.execute(
+                    psycopg.sql.SQL("SELECT t::text FROM {} t").format(
+                        psycopg.sql.Identifier(table)
+                    )
+                ).fetchall()
+            )
+            for table in tables
+        }
+
+
+def test_writes_from_another_district_change_nothing_there(
+    client: TestClient, users: Users, other_ids: dict[str, Any]
+) -> None:
+    """Every mutating route, through import, PATCH, POST and the plan and case actions, tried
+    by a district-limited dispatcher and admin of the north on the south's and d1's rows
+    (and to drag them into the north): each is refused, and a snapshot of every table
+    (sessions aside) is the same after the walk, row for row."""
+    mutating = {
+        (method, path): set(op["x-roles"])
+        for method, path, op in operations(client)
+        if method != "GET" and (method, path) not in PUBLIC | WRITES_FOR_EVERYONE
+    }
+
+    def route_of(method: str, path: str) -> tuple[str, str]:
+        if (method, path) in mutating:
+            return method, path
+        return next(
+            (m, p)
+            for m, p in mutating
+            if m == method and re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", p), path)
+        )
+
+    tried = {route_of(method, path) for method, path, _, _ in WRITE_ATTEMPTS}
+    assert tried == set(mutating), f"add attempts for {sorted(set(mutating) - tried)}"
+    ids = {**other_ids, "user_id": users.ids["north_dispatcher"]}
+    tables = list(table_digests(users.url))
+    before_rows = all_rows(users.url, tables)
+    statuses: dict[str, int] = {}
+    attempts = 0
+    for method, template, body, admin_status in WRITE_ATTEMPTS:
+        admitted = mutating[route_of(method, template)]
+        for who in ("north_dispatcher", "north_admin"):
+            expected = admin_status if who.removeprefix("north_") in admitted else 403
+            before = table_digests(users.url)
+            response = client.request(
+                method, fill(template, ids), headers=users.headers(who), json=body
+            )
+            attempts += 1
+            assert response.status_code == expected, (method, template, body, who, response.text)
+            statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+            changed = {t for t, d in table_digests(users.url).items() if before[t] != d}
+            assert not changed, (method, template, who, changed)
+    after_rows = all_rows(users.url, tables)
+    rows_changed = sum(
+        len(set(before_rows[t]) ^ set(after_rows[t]))
+        + abs(len(before_rows[t]) - len(after_rows[t]))
+        for t in tables
+    )
+    assert rows_changed == 0
+    figures = {
+        "mutating_routes": len(mutating),
+        "routes_tried": len(tried),
+        "attempts": attempts,
+        "refusals": sum(statuses.values()),
+        "by_status": dict(sorted(statuses.items())),
+        "tables_compared": len(tables),
+        "rows_compared": sum(len(rows) for rows in before_rows.values()),
+        "rows_changed": rows_changed,
+    }
+    print("tenancy walk:", json.dumps(figures))

@@ -99,7 +99,13 @@ def test_district_limited_dispatcher_writes_only_its_district(
     south_truck = client.patch("/api/v1/trucks/S-T1", headers=north, json={"capacity_kg": 1})
     assert south_truck.status_code == 404
     move_away = client.patch("/api/v1/points/N-P1", headers=north, json={"district_id": "south"})
-    assert move_away.status_code == 403
+    assert move_away.status_code == 422 and move_away.json()["errors"][0]["field"] == "district_id"
+    admin_move = client.patch(
+        "/api/v1/points/N-P1", headers=users.headers("admin"), json={"district_id": "south"}
+    )
+    assert admin_move.status_code == 422  # nobody moves a row between districts
+    stay = client.patch("/api/v1/points/N-P1", headers=north, json={"district_id": "north"})
+    assert stay.status_code == 200 and stay.json()["district_id"] == "north"
     south_depot = client.post("/api/v1/trucks", headers=north, json={**TRUCK, "depot_id": "S-D1"})
     assert south_depot.status_code == 422
     ok = client.patch(
@@ -171,7 +177,7 @@ def test_districts(client: TestClient, users: Users) -> None:
 
 
 def test_bulk_import_validates_like_the_cli(client: TestClient, users: Users) -> None:
-    dispatcher = users.headers("dispatcher")
+    dispatcher = users.headers("admin")  # district east is new: only an admin may create it
     bad = "id,name,lat,lon,stream,daily_amount_kg\nE-P1,好,31.8,117.2,其他,100\nE-P2,坏,123,117.2,塑料,100\n"
     rejected = client.post(
         "/api/v1/import",
@@ -192,11 +198,19 @@ def test_bulk_import_validates_like_the_cli(client: TestClient, users: Users) ->
         headers=dispatcher,
         json={"district": "east", "files": files, "dry_run": True},
     )
-    assert dry.json() == {"dry_run": True, "rows": {"points": 2}, "inserted": {}, "updated": {}}
+    assert dry.json() == {
+        "dry_run": True,
+        "rows": {"points": 2},
+        "inserted": {"points": 2},
+        "updated": {"points": 0},
+        "created_districts": ["east"],
+    }
+    assert client.get("/api/v1/districts/east", headers=dispatcher).status_code == 404
     first = client.post(
         "/api/v1/import", headers=dispatcher, json={"district": "east", "files": files}
     )
     assert first.status_code == 200 and first.json()["inserted"] == {"points": 2}
+    assert first.json()["created_districts"] == ["east"]
     again = client.post(
         "/api/v1/import", headers=dispatcher, json={"district": "east", "files": files}
     )

@@ -4,6 +4,7 @@ import {
   api, can, clear, closeModal, fmtHours, fmtKm, fmtTime, h, openModal, qs, routeColour, showError, toast,
 } from "./core.js";
 import { t } from "./i18n.js";
+import { openImport } from "./imports.js";
 
 export class DispatchPage {
   constructor() {
@@ -28,7 +29,8 @@ export class DispatchPage {
       this.el.controls.append(
         h("div", { class: "row" },
           h("label", { class: "inline" }, t("plan.budget"), budget),
-          h("button", { id: "plan-start", "data-testid": "plan-start", onclick: () => this.startPlanning(budget.value) }, t("plan.start"))),
+          h("button", { id: "plan-start", "data-testid": "plan-start", onclick: () => this.startPlanning(budget.value) }, t("plan.start")),
+          h("button", { class: "secondary", "data-testid": "import-open", onclick: () => openImport(this.ctx, () => this.afterImport()) }, t("import.open"))),
       );
     }
     clear(ctx.panel,
@@ -37,6 +39,12 @@ export class DispatchPage {
       h("h2", {}, t("plan.routes")), this.el.routes,
       h("h2", {}, t("plan.unassigned_title")), this.el.unassigned);
     await this.refresh(ctx);
+  }
+
+  async afterImport() {
+    // New or changed sites and roads: draw the base map again.
+    this.ctx.map.baseFor = null;
+    await this.ctx.map.loadBase(this.ctx.district).catch(showError);
   }
 
   unmount() {
