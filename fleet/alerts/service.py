@@ -19,6 +19,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 
+from fleet import spreadsheet
 from fleet.alerts import repo, reports, worker
 from fleet.alerts.cases import CaseAction, CaseNotFound, CaseRefused, CaseState, transition
 from fleet.alerts.models import (
@@ -380,7 +381,7 @@ def report_csv(
         ).daily
     else:
         raise ValueError(f"unknown report {report!r}")
-    return reports.to_csv(rows, bom=bom)
+    return spreadsheet.to_csv(rows, bom=bom)
 
 
 def replay_day(

@@ -26,11 +26,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet.auth.models import ALL_ROLES
-from fleet.auth.throttle import LoginThrottle
 from fleet.config import Settings
 from fleet.positions.service import LatestSnapshot, LiveFeed, SiteCache
 from fleet.web import errors
 from fleet.web.deps import Allow, Anyone, SettingsDep, reject_unknown_query
+from fleet.web.limits import BodyLimit, BodyLimits
 
 log = logging.getLogger("fleet.web")
 API_PREFIX = "/api/v1"
@@ -152,6 +152,16 @@ def _csp(settings: Settings) -> str:
     )
 
 
+def body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(
+        default_bytes=settings.http_max_body_bytes,
+        by_prefix=(
+            (f"{API_PREFIX}/auth/login", settings.http_max_login_body_bytes),
+            (f"{API_PREFIX}/import", settings.http_max_import_body_bytes),
+        ),
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -186,8 +196,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.sites = SiteCache()
-    app.state.login_throttle = LoginThrottle()
     errors.install(app)
+    app.add_middleware(BodyLimit, limits=body_limits(settings))
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
 
