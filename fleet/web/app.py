@@ -8,6 +8,7 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleet.auth import service as auth_service
 from fleet.auth.models import ALL_ROLES
 from fleet.config import Settings
 from fleet.positions.service import LatestSnapshot, LiveFeed, SiteCache
@@ -162,6 +164,12 @@ def body_limits(settings: Settings) -> BodyLimits:
     )
 
 
+def _token_is_live(app: FastAPI, token: str) -> bool:
+    pool: ConnectionPool = app.state.pool
+    with pool.connection() as conn:
+        return auth_service.resolve_token(conn, token=token, now=datetime.now(UTC)) is not None
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -197,7 +205,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.sites = SiteCache()
     errors.install(app)
-    app.add_middleware(BodyLimit, limits=body_limits(settings))
+    app.add_middleware(
+        BodyLimit, limits=body_limits(settings), token_is_live=lambda t: _token_is_live(app, t)
+    )
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
 
