@@ -35,7 +35,8 @@ def to_csv(rows: Iterable[BaseModel | dict[str, Any]], *, bom: bool = False) -> 
     if not dicts:
         return out.getvalue()
     fields = [k for k, v in dicts[0].items() if not isinstance(v, dict | list)]
-    writer = csv.writer(out, lineterminator="\n")
+    # RFC 4180 line ends: the writer then quotes every cell holding a CR or an LF.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([safe_cell(f) for f in fields])
     for row in dicts:
         writer.writerow([safe_cell(row.get(f)) for f in fields])
