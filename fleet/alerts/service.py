@@ -56,6 +56,7 @@ __all__ = [
     "period_report",
     "replay_day",
     "report_csv",
+    "webhook_secret",
 ]
 
 MAX_LIMIT = 10_000
@@ -401,3 +402,8 @@ def replay_day(
         now=now,
     )
     return worker.tick_stats_json(stats)
+
+
+def webhook_secret(conn: psycopg.Connection, *, url: str) -> str:
+    """The secret that signs webhooks to `url` (generated and stored on first use)."""
+    return repo.webhook_secret(conn, url=url)

@@ -18,7 +18,7 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
@@ -198,7 +198,7 @@ def create_app(settings: Settings) -> FastAPI:
         "waste collection. Log in with POST /api/v1/auth/login and send the token as "
         "`Authorization: Bearer <token>`. Errors are `application/problem+json`.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served from the package's own assets: _mount_api_docs
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -248,6 +248,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     _mount_dashboard(app, settings)
+    _mount_api_docs(app)
     _customize_openapi(app)
     return app
 
@@ -269,6 +270,37 @@ def _mount_dashboard(app: FastAPI, settings: Settings) -> None:
         return FileResponse(str(static / "index.html"), headers=headers)
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+
+# Swagger UI and ReDoc: scripts and styles from this server only; ReDoc renders in a
+# worker it builds from a blob.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _mount_api_docs(app: FastAPI) -> None:
+    """/api/docs (Swagger UI) and /api/redoc from the assets that fastapi-offline ships,
+    so that they work on a network without the internet; /docs leads to /api/docs."""
+    assets = resources.files("fastapi_offline") / "static"
+    pages = resources.files("fleet.web") / "static" / "apidocs"
+    headers = {"Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache"}
+
+    @app.get("/api/docs", include_in_schema=False)
+    def swagger_ui() -> FileResponse:
+        return FileResponse(str(pages / "swagger.html"), headers=headers)
+
+    @app.get("/api/redoc", include_in_schema=False)
+    def redoc() -> FileResponse:
+        return FileResponse(str(pages / "redoc.html"), headers=headers)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> RedirectResponse:
+        return RedirectResponse("/api/docs")
+
+    app.mount("/api/docs/assets", StaticFiles(directory=str(assets)), name="api-docs-assets")
 
 
 class SecurityHeaders:

@@ -1,4 +1,4 @@
--- Login attempts per throttle key (issue 14), counted in the database so that every API
+-- Hostile clients (issue 14). Login attempts per throttle key, counted in the database so that every API
 -- process shares them and concurrent guesses are counted one at a time (the upsert
 -- locks the row). A key is `user:<lower user name>|<address>` or `address:<address>`.
 -- A row whose window has passed means nothing and is deleted by later logins, so the
@@ -9,3 +9,11 @@ CREATE TABLE login_attempt (
     window_started_at timestamptz NOT NULL
 );
 CREATE INDEX login_attempt_window ON login_attempt (window_started_at);
+
+-- The secret that signs the webhooks to each receiver URL, generated on first use
+-- (`clearday alerts webhook-secret` shows it, for the receiver's configuration).
+CREATE TABLE webhook_endpoint (
+    url        text PRIMARY KEY,
+    secret     text NOT NULL CHECK (length(secret) >= 32),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
