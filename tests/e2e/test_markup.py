@@ -90,7 +90,6 @@ def test_markup_from_the_database_is_shown_as_text(
     page.wait_for_selector("[data-testid=case-detail][data-state=assigned]")
     detail = page.inner_text("[data-testid=case-detail]")
     assert NOTE in detail, detail
-    assert POINT_NAME in page.inner_text("[data-testid=sup-list]")
     shot(page, "41-markup-case")
     no_markup_elements(page)
     page.click("[data-testid=case-dismiss]")
@@ -101,6 +100,8 @@ def test_markup_from_the_database_is_shown_as_text(
     labels = page.locator(".truck-label").all_inner_texts()
     assert PLATE in labels, labels
     assert page.locator(".truck-label *").count() == 0
-    assert PLATE in page.inner_text("[data-testid=truck-list]")
+    row = "[data-testid=truck-list] tr[data-truck-id='T1']"
+    page.wait_for_selector(row)
+    assert PLATE in page.inner_text(row)
     shot(page, "42-markup-live")
     no_markup_elements(page)
