@@ -367,6 +367,7 @@ def _customize_openapi(app: FastAPI) -> None:
                     statuses.add(404)
                 if route.dependant.body_params:
                     statuses.add(400)  # a body that is not even text
+                    statuses.add(413)  # over the route's body limit (fleet/web/limits.py)
                     if path != f"{API_PREFIX}/auth/login":
                         statuses.add(409)
                 if path == f"{API_PREFIX}/auth/login":
