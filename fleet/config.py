@@ -127,6 +127,28 @@ class Settings(BaseSettings):
 
     # --- end alerts block -----------------------------------------------------------
 
+    @field_validator("database_url")
+    @classmethod
+    def _parseable_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """A password with `/`, `?`, `#` or `@` (e.g. from `openssl rand -base64`) breaks
+        a postgresql:// URL in ways psycopg reports obscurely: say so here."""
+        if value is None:
+            return value
+        url = value.get_secret_value()
+        if url.startswith(("postgresql://", "postgres://")):
+            parts = urlsplit(url)
+            try:
+                _ = parts.port  # what follows a ":" in a password cut short is no port
+                cut = "@" in url and "@" not in parts.netloc  # the "@" went to the path
+            except ValueError:
+                cut = True
+            if cut:
+                raise ValueError(
+                    "CLEARDAY_DATABASE_URL cannot be parsed: percent-encode / ? # @ : in the "
+                    "password, or generate one without them (openssl rand -hex 24)"
+                )
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
