@@ -165,9 +165,14 @@ def body_limits(settings: Settings) -> BodyLimits:
 
 
 def _token_is_live(app: FastAPI, token: str) -> bool:
+    """For the body limit: whether a request may send an import-sized body. With the
+    database unreachable the answer is no; the route itself then answers 503."""
     pool: ConnectionPool = app.state.pool
-    with pool.connection() as conn:
-        return auth_service.resolve_token(conn, token=token, now=datetime.now(UTC)) is not None
+    try:
+        with pool.connection() as conn:
+            return auth_service.resolve_token(conn, token=token, now=datetime.now(UTC)) is not None
+    except psycopg.Error:
+        return False
 
 
 def create_app(settings: Settings) -> FastAPI:

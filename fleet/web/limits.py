@@ -58,11 +58,16 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit_bytes = self.limits.for_path(scope["path"])
+        detail = f"request body too large: at most {limit_bytes:,} bytes are accepted here"
         if limit_bytes > self.limits.default_bytes and not await self._logged_in(scope):
+            detail = (
+                f"request body too large: at most {self.limits.default_bytes:,} bytes without "
+                f"a valid login ({limit_bytes:,} with one)"
+            )
             limit_bytes = self.limits.default_bytes
         declared = _content_length(scope)
         if declared is not None and declared > limit_bytes:
-            await _refuse(scope, receive, send, limit_bytes)
+            await _refuse(scope, receive, send, detail)
             return
 
         received_bytes = 0
@@ -77,7 +82,7 @@ class BodyLimit:
                 if received_bytes > limit_bytes:
                     if not response_started:
                         refused = True
-                        await _refuse(scope, receive, send, limit_bytes)
+                        await _refuse(scope, receive, send, detail)
                     # The app sees a client that went away and stops reading.
                     return {"type": "http.disconnect"}
             return message
@@ -117,9 +122,6 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, limit_bytes: int) -> None:
-    response = errors.problem(
-        413,
-        f"request body too large: at most {limit_bytes:,} bytes are accepted here",
-    )
+async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
+    response = errors.problem(413, detail)
     await response(scope, receive, send)

@@ -152,6 +152,7 @@ def test_oversized_anonymous_bodies_are_refused_before_they_are_read(
     forged = httpx.post(f"{server.url}/api/v1/import", json=big_import,
                         headers={"Authorization": "Bearer cd_made-up"})  # fmt: skip
     assert forged.status_code == 413
+    assert "without a valid login (67,108,864 with one)" in forged.json()["detail"]
     real = httpx.post(f"{server.url}/api/v1/import", json=big_import,
                       headers=users.headers("dispatcher"), timeout=60)  # fmt: skip
     assert real.status_code == 422, real.text  # read and parsed: not a points file
