@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     map_tile_crs: Literal["wgs84", "gcj02"] = "wgs84"
     # --- end issue 7 ---
 
+    # --- hostile clients (issue 14): body limits, login throttle, metrics, docs ---
+    # Largest request body per route, refused with 413 before authentication runs.
+    http_max_body_bytes: int = Field(1_048_576, ge=1024)  # every JSON route not below
+    http_max_login_body_bytes: int = Field(8192, ge=1024)
+    http_max_import_body_bytes: int = Field(64 * 1_048_576, ge=1024)
+    # Failed logins per (user name, address) and per address within the window; past
+    # either, that pair or that address waits for the window to pass (429).
+    login_max_failures: int = Field(10, ge=1, le=1000)
+    login_max_failures_per_address: int = Field(50, ge=1, le=100_000)
+    login_window_s: int = Field(900, ge=10, le=86_400)
+    # --- end issue 14 block ---
+
     # Ingest tuning (issue 3); each constant carries its unit.
     ingest_batch_max_rows: int = Field(5000, ge=1)
     ingest_batch_max_age_s: float = Field(0.5, gt=0, le=1.0)
@@ -75,6 +87,8 @@ class Settings(BaseSettings):
     ingest_writers: int = Field(2, ge=1, le=16)
     # --- end ingest block ------------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
+    # The endpoint has no authentication: loopback unless a scraper elsewhere needs it.
+    metrics_host: str = "127.0.0.1"
     # --- alerts, clearance ledger and cases (issue 6; owned by fleet/alerts) ---------
     # What each threshold means: docs/alerts.md.
     alert_missed_grace_s: int = Field(900, ge=0)  # after a point's window end
@@ -112,6 +126,28 @@ class Settings(BaseSettings):
         return self.alert_webhook_urls.replace(",", " ").split()
 
     # --- end alerts block -----------------------------------------------------------
+
+    @field_validator("database_url")
+    @classmethod
+    def _parseable_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """A password with `/`, `?`, `#` or `@` (e.g. from `openssl rand -base64`) breaks
+        a postgresql:// URL in ways psycopg reports obscurely: say so here."""
+        if value is None:
+            return value
+        url = value.get_secret_value()
+        if url.startswith(("postgresql://", "postgres://")):
+            parts = urlsplit(url)
+            try:
+                _ = parts.port  # what follows a ":" in a password cut short is no port
+                cut = "@" in url and "@" not in parts.netloc  # the "@" went to the path
+            except ValueError:
+                cut = True
+            if cut:
+                raise ValueError(
+                    "CLEARDAY_DATABASE_URL cannot be parsed: percent-encode / ? # @ : in the "
+                    "password, or generate one without them (openssl rand -hex 24)"
+                )
+        return value
 
     @field_validator("timezone")
     @classmethod

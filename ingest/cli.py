@@ -48,8 +48,10 @@ def ingest(
     signal.signal(signal.SIGINT, on_signal)
     if settings.metrics_port:
         try:
-            ingestor.metrics.serve(settings.metrics_port)
-            log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
+            ingestor.metrics.serve(settings.metrics_port, host=settings.metrics_host)
+            log.info(
+                "metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
+            )
         except OSError as exc:
             log.warning(
                 "metrics endpoint not started on port %d (%s); set CLEARDAY_METRICS_PORT",

@@ -69,5 +69,7 @@ class IngestMetrics:
             "clearday_ingest_mqtt_connected", "1 while connected to the broker", registry=r
         )
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
+    def serve(self, port: int, *, host: str) -> None:
+        """Expose /metrics (no authentication: bind to loopback unless a scraper
+        elsewhere must reach it, see CLEARDAY_METRICS_HOST)."""
         start_http_server(port, addr=host, registry=self.registry)

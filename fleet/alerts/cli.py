@@ -89,6 +89,26 @@ def register(app: typer.Typer) -> None:
         )
         worker.run_forever(settings, stop, clock=clock)
 
+    @alerts.command("webhook-secret")
+    def webhook_secret(
+        url: Annotated[
+            str, typer.Argument(help="a receiver URL (default: every CLEARDAY_ALERT_WEBHOOK_URLS)")
+        ] = "",
+    ) -> None:
+        """Print the secret that signs the webhooks to each receiver (generated and stored
+        on first use), to configure the receiver's signature check (docs/api.md)."""
+        settings = Settings()
+        if settings.alert_webhook_secret is not None:
+            typer.echo("CLEARDAY_ALERT_WEBHOOK_SECRET is set: it signs every webhook")
+            return
+        urls = [url] if url else settings.alert_webhook_url_list
+        if not urls:
+            typer.echo("error: no URL given and CLEARDAY_ALERT_WEBHOOK_URLS is empty", err=True)
+            raise typer.Exit(2)
+        with db.connect(settings.database_dsn(), autocommit=True) as conn:
+            for target in urls:
+                typer.echo(f"{service.webhook_secret(conn, url=target)}  {target}")
+
     @alerts.command("replay")
     def replay(
         service_date: Annotated[str, typer.Option("--date", help="service date YYYY-MM-DD")],

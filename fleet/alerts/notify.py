@@ -10,8 +10,10 @@ delivery ``failed`` with the last error. A 2xx answer is success; 4xx other than
 
 Each request carries ``X-ClearDay-Event``, ``X-ClearDay-Delivery`` (the delivery id:
 receivers dedupe on it, since a crash between posting and recording success sends a
-delivery again) and, when a secret is configured, ``X-ClearDay-Signature:
-sha256=<hex HMAC of the body>``.
+delivery again) and ``X-ClearDay-Signature: t=<unix time>,sha256=<hex>``, the
+HMAC-SHA256 of ``"<t>." + body`` under the receiver URL's secret: generated per URL
+and stored (``webhook_endpoint``) unless one secret for all is configured. The time
+lets receivers refuse replays (docs/api.md shows the check).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from fleet import db
+from fleet.alerts import repo
 
 if TYPE_CHECKING:
     from fleet.alerts.repo import RaisedAlert
@@ -102,6 +106,11 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float) ->
         return Outcome(False, False, None, f"{type(exc).__name__}: {reason}")
 
 
+def signature(secret: bytes, body: bytes, *, timestamp: int) -> str:
+    mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},sha256={mac}"
+
+
 def backoff_s(attempts: int) -> float:
     return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
 
@@ -126,18 +135,16 @@ class Sender:
         self.secret = secret.encode() if secret else None
         self.poll_interval_s = poll_interval_s
 
-    def headers(self, delivery_id: int, event: str, body: bytes) -> dict[str, str]:
-        out = {
+    def headers(
+        self, delivery_id: int, event: str, body: bytes, *, secret: bytes, timestamp: int
+    ) -> dict[str, str]:
+        return {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "ClearDay-Webhook/1",
             "X-ClearDay-Event": event,
             "X-ClearDay-Delivery": str(delivery_id),
+            "X-ClearDay-Signature": signature(secret, body, timestamp=timestamp),
         }
-        if self.secret:
-            out["X-ClearDay-Signature"] = (
-                "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-            )
-        return out
 
     def send_due(self, conn: psycopg.Connection, *, limit: int = 1000) -> int:
         """Post deliveries that are due, one per transaction (a slow receiver holds a
@@ -154,9 +161,11 @@ class Sender:
                     return done
                 delivery_id, url, event, payload, attempts = row
                 body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
-                outcome = post(
-                    url, body, self.headers(delivery_id, event, body), timeout_s=self.timeout_s
+                secret = self.secret or repo.webhook_secret(conn, url=url).encode()
+                headers = self.headers(
+                    delivery_id, event, body, secret=secret, timestamp=int(time.time())
                 )
+                outcome = post(url, body, headers, timeout_s=self.timeout_s)
                 attempts += 1
                 if outcome.ok:
                     state = "delivered"

@@ -4,6 +4,7 @@ ledger, alerts, cases and webhook deliveries. No decisions are made here."""
 from __future__ import annotations
 
 import json
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -831,6 +832,18 @@ def enqueue_webhook(
             "INSERT INTO webhook_delivery (url, event, payload) VALUES (%s, %s, %s)",
             [(url, event, Jsonb(payload)) for url in urls],
         )
+
+
+def webhook_secret(conn: psycopg.Connection, *, url: str) -> str:
+    """The secret that signs webhooks to `url`, generated and stored on first use."""
+    row = conn.execute(
+        """INSERT INTO webhook_endpoint (url, secret) VALUES (%s, %s)
+           ON CONFLICT (url) DO UPDATE SET url = EXCLUDED.url
+           RETURNING secret""",
+        (url, secrets.token_hex(32)),
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 # ---------------------------------------------------------------------------- worker state

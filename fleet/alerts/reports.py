@@ -7,20 +7,17 @@
 - 按期结案率 (on-time case closure): closed by their due time / (closed + overdue);
 - 周小结 / 月通报: the above over an ISO week or a calendar month, alerts by kind and
   the points most often not cleared;
-- CSV of any row list.
+- CSV of any row list (``fleet.spreadsheet.to_csv``, formula cells neutralised).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from pydantic import BaseModel
 
 from fleet.alerts.models import (
     AlertCountRow,
@@ -230,18 +227,3 @@ def period_summary(
         alerts=[AlertCountRow(**r) for r in alert_rows],
         worst_points=[PointMissCount(**r) for r in worst_rows],
     )
-
-
-def to_csv(rows: Iterable[BaseModel | dict[str, Any]], *, bom: bool = False) -> str:
-    """CSV with a header row; `bom` prefixes the UTF-8 BOM that Excel needs for Chinese."""
-    dicts = [r.model_dump(mode="json") if isinstance(r, BaseModel) else r for r in rows]
-    out = io.StringIO()
-    if bom:
-        out.write("\ufeff")
-    if not dicts:
-        return out.getvalue()
-    fields = [k for k, v in dicts[0].items() if not isinstance(v, dict | list)]
-    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(dicts)
-    return out.getvalue()

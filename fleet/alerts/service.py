@@ -19,6 +19,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg.rows import dict_row
 
+from fleet import spreadsheet
 from fleet.alerts import repo, reports, worker
 from fleet.alerts.cases import CaseAction, CaseNotFound, CaseRefused, CaseState, transition
 from fleet.alerts.models import (
@@ -55,6 +56,7 @@ __all__ = [
     "period_report",
     "replay_day",
     "report_csv",
+    "webhook_secret",
 ]
 
 MAX_LIMIT = 10_000
@@ -380,7 +382,7 @@ def report_csv(
         ).daily
     else:
         raise ValueError(f"unknown report {report!r}")
-    return reports.to_csv(rows, bom=bom)
+    return spreadsheet.to_csv(rows, bom=bom)
 
 
 def replay_day(
@@ -400,3 +402,8 @@ def replay_day(
         now=now,
     )
     return worker.tick_stats_json(stats)
+
+
+def webhook_secret(conn: psycopg.Connection, *, url: str) -> str:
+    """The secret that signs webhooks to `url` (generated and stored on first use)."""
+    return repo.webhook_secret(conn, url=url)

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
-from fleet.auth import service
+from fleet.auth import service, throttle
 from fleet.auth.models import LoginIn, TokenOut, UserCreate, UserOut, UserPatch
-from fleet.auth.throttle import LoginThrottle
 from fleet.web.deps import Admin, Anyone, Conn, SettingsDep, now_utc
 from fleet.web.errors import ApiError, not_found
 
@@ -18,19 +17,22 @@ UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 @router.post("/auth/login", summary="Log in: exchange a username and password for a token")
 def login(request: Request, conn: Conn, settings: SettingsDep, body: LoginIn) -> TokenOut:
-    throttle: LoginThrottle = request.app.state.login_throttle
-    wait_s = throttle.retry_after_s(body.username)
+    policy = throttle.ThrottlePolicy.from_settings(settings)
+    address = request.client.host if request.client else None
+    now = now_utc()
+    wait_s = throttle.claim(conn, username=body.username, address=address, now=now, policy=policy)
     if wait_s:
+        throttle.forget_expired(conn, now=now, policy=policy)
         raise ApiError(
             429,
-            f"too many failed logins for this user; try again in {wait_s:.0f} s",
+            f"too many failed logins from this address; try again in {wait_s:.0f} s",
             headers={"Retry-After": str(int(wait_s))},
         )
     user = service.authenticate(conn, username=body.username, password=body.password)
     if user is None:
-        throttle.failed(body.username)
+        throttle.forget_expired(conn, now=now, policy=policy)
         raise ApiError(401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
-    throttle.succeeded(body.username)
+    throttle.succeeded(conn, username=body.username, address=address)
     issued = service.issue_token(
         conn,
         user_id=user.user_id,

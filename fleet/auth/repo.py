@@ -127,3 +127,58 @@ def revoke_user_tokens(conn: psycopg.Connection, *, user_id: int, now: datetime)
 def delete_expired_tokens(conn: psycopg.Connection, *, before: datetime) -> int:
     cur = conn.execute("DELETE FROM auth_token WHERE expires_at < %s", (before,))
     return cur.rowcount
+
+
+def claim_login_attempts(
+    conn: psycopg.Connection, *, keys: list[str], now: datetime, window_s: int
+) -> list[tuple[str, int, datetime]]:
+    """Count one more attempt under each key (a key whose window has passed starts a
+    new one) and return (key, attempts, window start). The upsert locks each row, so
+    concurrent attempts see distinct counts. Keys are taken in sorted order so that two
+    logins never lock each other's rows in opposite orders."""
+    rows = []
+    for key in sorted(keys):
+        row = conn.execute(
+            """INSERT INTO login_attempt AS a (throttle_key, attempts, window_started_at)
+               VALUES (%(key)s, 1, %(now)s)
+               ON CONFLICT (throttle_key) DO UPDATE SET
+                   attempts = CASE WHEN a.window_started_at
+                                        <= %(now)s - make_interval(secs => %(window_s)s)
+                                   THEN 1 ELSE a.attempts + 1 END,
+                   window_started_at = CASE WHEN a.window_started_at
+                                        <= %(now)s - make_interval(secs => %(window_s)s)
+                                   THEN %(now)s ELSE a.window_started_at END
+               RETURNING attempts, window_started_at""",
+            {"key": key, "now": now, "window_s": window_s},
+        ).fetchone()
+        assert row is not None
+        rows.append((key, int(row[0]), row[1]))
+    return rows
+
+
+def forget_login_attempt(conn: psycopg.Connection, *, key: str) -> None:
+    conn.execute("DELETE FROM login_attempt WHERE throttle_key = %s", (key,))
+
+
+def release_login_attempt(conn: psycopg.Connection, *, key: str) -> None:
+    """Take back one attempt under `key` (it succeeded, so it was no failure)."""
+    conn.execute(
+        """UPDATE login_attempt SET attempts = attempts - 1
+            WHERE throttle_key = %s AND attempts > 0""",
+        (key,),
+    )
+
+
+def purge_login_attempts(
+    conn: psycopg.Connection, *, now: datetime, window_s: int, limit: int
+) -> int:
+    """Delete up to `limit` rows whose window has passed."""
+    cur = conn.execute(
+        """DELETE FROM login_attempt WHERE throttle_key IN (
+               SELECT throttle_key FROM login_attempt
+                WHERE window_started_at <= %s - make_interval(secs => %s)
+                ORDER BY window_started_at LIMIT %s
+                  FOR UPDATE SKIP LOCKED)""",
+        (now, window_s, limit),
+    )
+    return cur.rowcount

@@ -8,6 +8,7 @@ a high-entropy secret), with an expiry and a revocation time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -46,7 +47,16 @@ class DuplicateUser(AuthError):
     pass
 
 
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    """zxcvbn's list of the 30,000 most frequent passwords in public leaks."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
 def check_password_policy(password: str, *, username: str) -> None:
+    """Raise AuthError saying what to change when a password is too weak."""
     if len(password) < PASSWORD_MIN_LENGTH:
         raise AuthError(f"password must have at least {PASSWORD_MIN_LENGTH} characters")
     if len(password) > PASSWORD_MAX_LENGTH:
@@ -55,6 +65,13 @@ def check_password_policy(password: str, *, username: str) -> None:
         raise AuthError("password must not be the username")
     if len(set(password)) < 4:
         raise AuthError("password is too simple (fewer than 4 different characters)")
+    if password.replace(" ", "").isdigit():
+        raise AuthError("password must not be digits only; use words or mix in letters")
+    if password.strip().lower() in _common_passwords():
+        raise AuthError(
+            "password is one of the most common leaked passwords; choose another "
+            "(a few unrelated words make a good one)"
+        )
 
 
 def hash_password(password: str) -> str:

@@ -8,6 +8,7 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,7 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import ConnectionPool
@@ -25,12 +26,13 @@ from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleet.auth import service as auth_service
 from fleet.auth.models import ALL_ROLES
-from fleet.auth.throttle import LoginThrottle
 from fleet.config import Settings
 from fleet.positions.service import LatestSnapshot, LiveFeed, SiteCache
 from fleet.web import errors
 from fleet.web.deps import Allow, Anyone, SettingsDep, reject_unknown_query
+from fleet.web.limits import BodyLimit, BodyLimits
 
 log = logging.getLogger("fleet.web")
 API_PREFIX = "/api/v1"
@@ -152,6 +154,27 @@ def _csp(settings: Settings) -> str:
     )
 
 
+def body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(
+        default_bytes=settings.http_max_body_bytes,
+        by_prefix=(
+            (f"{API_PREFIX}/auth/login", settings.http_max_login_body_bytes),
+            (f"{API_PREFIX}/import", settings.http_max_import_body_bytes),
+        ),
+    )
+
+
+def _token_is_live(app: FastAPI, token: str) -> bool:
+    """For the body limit: whether a request may send an import-sized body. With the
+    database unreachable the answer is no; the route itself then answers 503."""
+    pool: ConnectionPool = app.state.pool
+    try:
+        with pool.connection() as conn:
+            return auth_service.resolve_token(conn, token=token, now=datetime.now(UTC)) is not None
+    except psycopg.Error:
+        return False
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -180,14 +203,16 @@ def create_app(settings: Settings) -> FastAPI:
         "waste collection. Log in with POST /api/v1/auth/login and send the token as "
         "`Authorization: Bearer <token>`. Errors are `application/problem+json`.",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served from the package's own assets: _mount_api_docs
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.sites = SiteCache()
-    app.state.login_throttle = LoginThrottle()
     errors.install(app)
+    app.add_middleware(
+        BodyLimit, limits=body_limits(settings), token_is_live=lambda t: _token_is_live(app, t)
+    )
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
 
@@ -228,6 +253,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ready"})
 
     _mount_dashboard(app, settings)
+    _mount_api_docs(app)
     _customize_openapi(app)
     return app
 
@@ -249,6 +275,37 @@ def _mount_dashboard(app: FastAPI, settings: Settings) -> None:
         return FileResponse(str(static / "index.html"), headers=headers)
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+
+# Swagger UI and ReDoc: scripts and styles from this server only; ReDoc renders in a
+# worker it builds from a blob.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _mount_api_docs(app: FastAPI) -> None:
+    """/api/docs (Swagger UI) and /api/redoc from the assets that fastapi-offline ships,
+    so that they work on a network without the internet; /docs leads to /api/docs."""
+    assets = resources.files("fastapi_offline") / "static"
+    pages = resources.files("fleet.web") / "static" / "apidocs"
+    headers = {"Content-Security-Policy": DOCS_CSP, "Cache-Control": "no-cache"}
+
+    @app.get("/api/docs", include_in_schema=False)
+    def swagger_ui() -> FileResponse:
+        return FileResponse(str(pages / "swagger.html"), headers=headers)
+
+    @app.get("/api/redoc", include_in_schema=False)
+    def redoc() -> FileResponse:
+        return FileResponse(str(pages / "redoc.html"), headers=headers)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> RedirectResponse:
+        return RedirectResponse("/api/docs")
+
+    app.mount("/api/docs/assets", StaticFiles(directory=str(assets)), name="api-docs-assets")
 
 
 class SecurityHeaders:
@@ -315,6 +372,7 @@ def _customize_openapi(app: FastAPI) -> None:
                     statuses.add(404)
                 if route.dependant.body_params:
                     statuses.add(400)  # a body that is not even text
+                    statuses.add(413)  # over the route's body limit (fleet/web/limits.py)
                     if path != f"{API_PREFIX}/auth/login":
                         statuses.add(409)
                 if path == f"{API_PREFIX}/auth/login":

@@ -33,3 +33,16 @@ def test_mqtt_target_parses_tls_credentials_and_default_ports() -> None:
     assert "s3cret" not in repr(plain)
     with pytest.raises(ValueError, match="must start with mqtt://"):
         MqttTarget("http://broker")
+
+
+def test_a_database_url_broken_by_its_password_is_refused_with_the_fix() -> None:
+    """`openssl rand -base64` can put a "/" in the password; hex cannot."""
+    with pytest.raises(pydantic.ValidationError, match="openssl rand -hex 24"):
+        Settings(database_url="postgresql://clearday:ab/cd+ef@db:5432/clearday")
+    with pytest.raises(pydantic.ValidationError, match="percent-encode"):
+        Settings(database_url="postgresql://clearday:12/x@db:5432/clearday")
+    good = "postgresql://clearday:9f86d081884c7d659a2feaa0c55ad015@db:5432/clearday"
+    assert Settings(database_url=good).database_dsn() == good
+    encoded = "postgresql://clearday:ab%2Fcd@db:5432/clearday"
+    assert Settings(database_url=encoded).database_dsn() == encoded
+    assert Settings(database_url="host=db dbname=clearday").database_dsn()

@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -105,11 +108,62 @@ def test_alerts_are_posted_with_retries_and_signature(
     assert payload["event"] == "alert.raised" and payload["alert"]["kind"] in {
         "missed", "not_cleared_by_deadline", "not_unloaded"
     }  # fmt: skip
-    expected = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
-    assert headers["x-clearday-signature"] == expected
+    timestamp = headers["x-clearday-signature"].split(",")[0].removeprefix("t=")
+    mac = hmac.new(b"k3y", f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    assert headers["x-clearday-signature"] == f"t={timestamp},sha256={mac}"
     assert headers["x-clearday-event"] == "alert.raised"
     ids = {h["x-clearday-delivery"] for _, h, _ in receiver.requests}
     assert len(ids) == 4 and len(receiver.requests) == 6, "a retry carries its delivery's id"
+
+
+def verify(secret: str, header: str, body: bytes, *, max_age_s: int = 300) -> bool:
+    """The receiver's check, as docs/api.md gives it."""
+    fields = dict(part.split("=", 1) for part in header.split(","))
+    timestamp = int(fields["t"])
+    signed = f"{timestamp}.".encode() + body
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    fresh = abs(time.time() - timestamp) <= max_age_s
+    return fresh and hmac.compare_digest(expected, fields["sha256"])
+
+
+def test_webhooks_are_signed_by_default_with_a_secret_per_receiver(
+    database_url: str, receiver: Receiver, fast_backoff: None
+) -> None:
+    """No secret configured: each receiver URL gets its own generated secret, which
+    `clearday alerts webhook-secret` shows and the documented check accepts."""
+    other = Receiver([])
+    try:
+        load_world(database_url)
+        urls = f"{receiver.url},{other.url}"
+        config = worker.AlertConfig.from_settings(Settings(alert_webhook_urls=urls))
+        w = worker.Worker(database_url, config, clock=lambda: at("21:00"))
+        w.tick()
+        w.close()
+        drain(notify.Sender(database_url, timeout_s=2, max_attempts=5), database_url)
+        shown = subprocess.run(
+            [sys.executable, "-c", "from fleet.cli import main; main()", "alerts",
+             "webhook-secret"],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "CLEARDAY_DATABASE_URL": database_url,
+                 "CLEARDAY_ALERT_WEBHOOK_URLS": urls},
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        secrets = {
+            url: secret for secret, url in (line.split() for line in shown.stdout.splitlines())
+        }
+        assert len(set(secrets.values())) == 2 and all(len(s) == 64 for s in secrets.values())
+        for target in (receiver, other):
+            delivered = [(h, b) for status, h, b in target.requests if status == 200]
+            assert delivered, "nothing delivered"
+            for headers, body in delivered:
+                assert verify(secrets[target.url], headers["x-clearday-signature"], body)
+                assert not verify(secrets[target.url], headers["x-clearday-signature"], body + b" ")
+            other_secret = secrets[other.url if target is receiver else receiver.url]
+            assert not verify(
+                other_secret, delivered[0][0]["x-clearday-signature"], delivered[0][1]
+            )
+    finally:
+        other.close()
 
 
 def test_a_refusing_receiver_fails_for_good_and_a_dead_one_after_max_attempts(

@@ -71,6 +71,12 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// Leaflet renders a string given to bindTooltip / bindPopup as HTML, and names, plates
+// and notes come from imported files: tooltips and popups get this text node instead.
+export function textOf(value) {
+  return document.createTextNode(String(value ?? ""));
+}
+
 export function clear(el, ...children) {
   el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
   return el;

@@ -1,7 +1,7 @@
 // 调度: plan a date (watch the job's progress), see the routes in distinct colours on the
 // roads, print a truck's route sheet, publish, re-plan today's published plan from now.
 import {
-  api, can, clear, closeModal, fmtHours, fmtKm, fmtTime, h, openModal, qs, routeColour, showError, toast,
+  api, can, clear, closeModal, fmtHours, fmtKm, fmtTime, h, openModal, qs, routeColour, showError, textOf, toast,
 } from "./core.js";
 import { t } from "./i18n.js";
 import { openImport } from "./imports.js";
@@ -143,7 +143,7 @@ export class DispatchPage {
     for (const feature of geo.features) {
       const colour = routeColour(order.get(feature.id) ?? 0);
       const layer = map.geoJSON(feature, { style: { color: colour, weight: 4, opacity: 0.85 } })
-        .bindTooltip(`${feature.properties.plate || feature.id}`)
+        .bindTooltip(textOf(feature.properties.plate || feature.id))
         .addTo(map.layers.routes);
       this.routeLayers.set(feature.id, layer);
     }

@@ -1,6 +1,6 @@
 // 监控: trucks moving on the map in real time (Server-Sent Events read with fetch, so the
 // token travels in a header), each truck's status, and its track for today.
-import { addDays, api, clear, fmtAge, h, midnightIso, qs, session, showError, todayIn } from "./core.js";
+import { addDays, api, clear, fmtAge, h, midnightIso, qs, session, showError, textOf, todayIn } from "./core.js";
 import { t } from "./i18n.js";
 import { STATUS_COLOUR } from "./map.js";
 
@@ -130,7 +130,7 @@ export class LivePage {
         marker = L.circleMarker(at, { ...style, renderer: this.svg, className: `truck-marker truck-${id}` })
           .on("click", () => this.select(id).catch(showError))
           .addTo(map.layers.trucks);
-        marker.bindTooltip(truck.plate, {
+        marker.bindTooltip(textOf(truck.plate), {
           permanent: labels, direction: "right", offset: [10, 0], className: "truck-label",
         });
         this.markers.set(id, marker);

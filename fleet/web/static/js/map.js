@@ -1,7 +1,7 @@
 // The map: the district's own roads (from the API) as the base layer, an optional tile
 // layer under them, and overlay layers the pages fill. Coordinates are stored in
 // WGS-84; with GCJ-02 tiles (AMap, Tencent) everything is shifted for display.
-import { api, qs } from "./core.js";
+import { api, qs, textOf } from "./core.js";
 import { t } from "./i18n.js";
 
 const L = window.L;
@@ -112,7 +112,7 @@ export class CityMap {
         : { radius: p.kind === "station" ? 9 : 8, color: "#1d2630", weight: 2,
             fillColor: p.kind === "station" ? "#f4d03f" : "#fdfefe", fillOpacity: 1 };
       L.circleMarker(this.ll(lat, lon), { ...style, renderer: this.renderer })
-        .bindTooltip(`${t(`site.${p.kind}`)} ${p.id} ${p.name}`)
+        .bindTooltip(textOf(`${t(`site.${p.kind}`)} ${p.id} ${p.name}`))
         .addTo(this.layers.sites);
     }
     const bounds = roadLayer.getBounds();

@@ -1,7 +1,7 @@
 // 监管: today's clearance ledger on the map, alerts and cases (交办 → 反馈 → 销号), and the
 // daily report with 日清率 by district and by day.
 import {
-  ApiError, addDays, api, can, clear, closeModal, fmtDateTime, fmtPct, h, openModal, qs, showError, toast,
+  ApiError, addDays, api, can, clear, closeModal, fmtDateTime, fmtPct, h, openModal, qs, showError, textOf, toast,
 } from "./core.js";
 import { t } from "./i18n.js";
 import { LEDGER_COLOUR } from "./map.js";
@@ -87,7 +87,7 @@ export class SupervisePage {
       L.circleMarker(map.ll(e.lat, e.lon), {
         radius: e.status === "missed" ? 7 : 5, color: "#fff", weight: 1,
         fillColor: LEDGER_COLOUR[e.status], fillOpacity: 0.95, renderer: map.renderer,
-      }).bindTooltip(`${e.point_id} ${e.point_name || ""} · ${t(`ledger.${e.status}`)}${e.reason ? ` (${e.reason})` : ""}`)
+      }).bindTooltip(textOf(`${e.point_id} ${e.point_name || ""} · ${t(`ledger.${e.status}`)}${e.reason ? ` (${e.reason})` : ""}`))
         .addTo(map.layers.ledger);
     }
     const due = ledger.entries.length;
