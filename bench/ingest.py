@@ -20,8 +20,8 @@ Measures, in one run:
 6. ``hostile_good_fixes_per_s``: the single-fix drain again with 1 % hostile messages
    mixed in (``--hostile-percent``; the payloads of issue 13 and others, on every
    channel: deep nesting, 1e999, NaN, NUL, lone surrogates, a malformed array), each of
-   which must become a dead letter; ``hostile_over_clean`` compares the good fixes/s
-   with the clean single-fix drain of the same round (target >= 0.9);
+   which must become a dead letter; ``hostile_over_clean`` compares the best good
+   fixes/s with the best clean single-fix drain (and per round; target >= 0.9);
 7. ``lost`` / ``duplicated``: every phase's published fixes compared with the table.
 
 Commit times come from a statement-level trigger the benchmark adds to ``position``
@@ -859,10 +859,8 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
         "bare_cpu_us_per_msg": round(statistics.median(bare_cpu), 1),
         "ingest_cpu_us_per_msg": round(statistics.median(single_cpu), 1),
         "hostile_good_fixes_per_s": round(max(hostile_rates)),
-        # Same round, same background load: the mix against the clean drain.
-        "hostile_over_clean": round(
-            max(h / c for h, c in zip(hostile_rates, single_rates, strict=True)), 3
-        ),
+        # Best against best, as for ingest_over_bare; per round: same background load.
+        "hostile_over_clean": round(max(hostile_rates) / single_best, 3),
         "hostile_over_clean_per_round": [
             round(h / c, 3) for h, c in zip(hostile_rates, single_rates, strict=True)
         ],
