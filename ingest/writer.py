@@ -425,11 +425,13 @@ class AttemptLedger:
         return self.db.retrying("reading message attempts", read)
 
     def charge(self, digests: list[bytes], topics: list[str]) -> None:
-        """Count one more attempt for each message, committed before it is handled."""
-        cleaned = [clean_text(t, 500) for t in topics]
+        """Count one more attempt for each message, committed before it is handled.
+        A message received twice (a terminal's resend) is counted once: one statement
+        cannot update a row twice."""
+        distinct = dict(zip(digests, (clean_text(t, 500) for t in topics), strict=True))
         self.db.retrying(
             "recording message attempts",
-            lambda conn: conn.execute(CHARGE_ATTEMPTS, (digests, cleaned)),
+            lambda conn: conn.execute(CHARGE_ATTEMPTS, (list(distinct), list(distinct.values()))),
         )
 
     def purge(self, older_than_s: float) -> None:

@@ -18,7 +18,7 @@ from fleet.config import Settings
 from fleet.services import BROKER_MAX_PACKET_BYTES, PrivateMosquitto
 from ingest import wire
 from ingest.metrics import IngestMetrics
-from ingest.writer import Batch, BatchWriter, Db
+from ingest.writer import AttemptLedger, Batch, BatchWriter, Db
 from tests.integration.ingest.support import (
     ROOT,
     FixStream,
@@ -319,3 +319,22 @@ def test_the_shipped_and_the_test_broker_share_a_packet_limit_above_the_ingestor
     assert ["max_packet_size", str(BROKER_MAX_PACKET_BYTES)] in settings
     assert not [s for s in settings if s[0] == "message_size_limit"]
     assert Settings.model_fields["ingest_max_payload_bytes"].default < BROKER_MAX_PACKET_BYTES
+
+
+def test_attempts_are_counted_per_distinct_message_and_settled_by_the_write(
+    fleet_url: str,
+) -> None:
+    """The ledger counts a message received twice in one batch once, counts again on
+    the next charge, and the batch that settles a message deletes its row."""
+    db = Db(fleet_url, metrics=IngestMetrics(), stop=threading.Event())
+    ledger = AttemptLedger(db)
+    a, b = b"a" * 16, b"b" * 16
+    ledger.charge([a, a, b], ["t/a", "t/a", "t/b"])
+    ledger.charge([a], ["t/a"])
+    assert ledger.attempts([a, b, b"c" * 16]) == {a: 2, b: 1}
+    writer = BatchWriter(db, now=lambda: datetime.now(UTC))
+    batch = Batch()
+    batch.settled = [a]
+    writer.write(batch)
+    assert ledger.attempts([a, b]) == {b: 1}
+    writer.close()

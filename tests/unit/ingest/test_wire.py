@@ -488,7 +488,7 @@ def _obj(fields: list[tuple[str, bytes]]) -> bytes:
 FIELDS = ["recorded_at", "lat", "lon", "speed_kmh", "seq", "kind", "point_id", "rfid_tag",
           "weight_kg", "state", "at", "vendor"]  # fmt: skip
 hostile_object = st.lists(st.tuples(st.sampled_from(FIELDS), hostile_leaf), max_size=6).map(
-    lambda fs: _obj([("recorded_at", b"%d" % NOW_S), ("lat", b"31.8"), ("lon", b"117.2")] + fs)
+    lambda fs: _obj([("recorded_at", b"%d" % NOW_S), ("lat", b"31.8"), ("lon", b"117.2"), *fs])
 )
 hostile_payload = st.one_of(
     hostile_object,
