@@ -119,16 +119,15 @@ T = TypeVar("T")
 
 
 def is_message_fault(exc: BaseException) -> bool:
-    """True when ``exc`` is about the rows being written, not about reaching the
-    database: a refusal by the server (``DATA_ERRORS``) or by the driver before
-    anything was sent (a value it cannot encode: ``ValueError``, ``OverflowError``…).
-    Connection failures are never message faults: those messages wait, unacked."""
+    """True when ``exc`` is about the rows being written, not about the database: a
+    refusal of the data by the server or the driver (``DATA_ERRORS``), or an error the
+    driver raised while encoding a value, before anything was sent (``OverflowError``,
+    ``ValueError``…). Any other database error (a lost connection, a missing table) is
+    never a message fault: those messages wait, unacked, while the write is retried."""
     if isinstance(exc, (Stopped, DatabaseUnavailable)):
         return False
     if isinstance(exc, psycopg.Error):
-        return isinstance(exc, DATA_ERRORS) or not isinstance(
-            exc, (psycopg.OperationalError, psycopg.InterfaceError)
-        )
+        return isinstance(exc, DATA_ERRORS)
     return isinstance(exc, Exception)
 
 
@@ -412,7 +411,7 @@ class BatchWriter:
 
 class AttemptLedger:
     """How often each redelivered message was in hand when an ingestor stopped
-    (``ingest_attempt``); see :meth:`ingest.service.Ingestor` for the rules."""
+    (``ingest_attempt``); the rules are in the ``ingest.service`` docstring."""
 
     def __init__(self, db: Db) -> None:
         self.db = db
