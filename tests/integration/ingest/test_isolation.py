@@ -258,8 +258,8 @@ def test_oversize_is_dead_lettered_up_to_the_broker_limit_and_refused_visibly_ab
     """Clients the project did not write: a payload over the ingestor's limit but under
     the broker's packet limit is acknowledged and dead-lettered (oversize, every byte
     kept) — from mosquitto_pub (MQTT 3.1.1 and 5) and plain paho (MQTT 5); a packet over
-    the broker's limit is refused visibly (mosquitto_pub fails, paho is disconnected
-    with reason 0x95); the ingestor goes on."""
+    the broker's limit is refused visibly (mosquitto_pub fails, paho is disconnected);
+    the ingestor goes on."""
     ingestor = IngestorProcess(ingest_env(fleet_url, broker.url), tmp_path / "ingest.log").start()
     ingestor.wait_subscribed()
     over_ingest = tmp_path / "over-ingest.json"
@@ -282,7 +282,9 @@ def test_oversize_is_dead_lettered_up_to_the_broker_limit_and_refused_visibly_ab
         assert acked == [0] and disconnects == []
         client.publish(wire.positions_topic("GPS-T4"), near_broker + b"z" * 2000, qos=1)
         wait_for(lambda: bool(disconnects), 30, "the broker to refuse the packet")
-        assert disconnects[0] == 0x95  # packet too large
+        # 0x95 "packet too large" when paho reads the broker's DISCONNECT before the
+        # socket closes under it, else 0x80 (connection lost); never an ack.
+        assert disconnects[0] in (0x95, 0x80) and acked == [0], (disconnects, acked)
     finally:
         client.disconnect()
         client.loop_stop()
