@@ -17,7 +17,12 @@ Measures, in one run:
 4. ``copy_rows_per_s``: one raw binary COPY of the batched phase's rows into ``position``;
 5. ``p99_latency_ms``: publish → commit latency of single-fix messages published at
    half the drained rate (median of the rounds) while the ingestor runs;
-6. ``lost`` / ``duplicated``: every phase's published fixes compared with the table.
+6. ``hostile_good_fixes_per_s``: the single-fix drain again with 1 % hostile messages
+   mixed in (``--hostile-percent``; the payloads of issue 13 and others, on every
+   channel: deep nesting, 1e999, NaN, NUL, lone surrogates, a malformed array), each of
+   which must become a dead letter; ``hostile_over_clean`` compares the best good
+   fixes/s with the best clean single-fix drain (and per round; target >= 0.9);
+7. ``lost`` / ``duplicated``: every phase's published fixes compared with the table.
 
 Commit times come from a statement-level trigger the benchmark adds to ``position``
 in its own database: it NOTIFYs the transaction's timestamp (= the rows'
@@ -263,6 +268,42 @@ class Workload:
         self.next_seq += ntrucks * per_message
         return messages, seqs
 
+    def hostile_mix(
+        self, n_good: int, percent: float
+    ) -> tuple[list[tuple[str, bytes]], list[int], int]:
+        """``n_good`` single-fix messages with hostile ones spread evenly among them, so
+        that they make ``percent`` % of all messages; returns (messages, good seqs,
+        number of hostile messages)."""
+        messages, seqs = self.single(n_good)
+        n_hostile = round(n_good * percent / (100 - percent))
+        every = max(1, len(messages) // max(n_hostile, 1))
+        now_s = int(time.time())
+        mixed: list[tuple[str, bytes]] = []
+        for i, message in enumerate(messages):
+            if i % every == 0 and len(mixed) - i < n_hostile:
+                k = len(mixed) - i
+                terminal = self.terminals[k % len(self.terminals)]
+                channel, payload = HOSTILE[k % len(HOSTILE)]
+                mixed.append(
+                    (wire.topic(channel, terminal), payload.replace(b"@NOW", b"%d" % now_s))
+                )
+            mixed.append(message)
+        return mixed, seqs, len(mixed) - len(messages)
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+# Each of these is rejected whole: one dead letter per message.
+HOSTILE: list[tuple[wire.Channel, bytes]] = [
+    (wire.Channel.POSITIONS, DEEP),
+    (wire.Channel.EVENTS, b'{"recorded_at": @NOW, "kind": "bin_lift", "v": 1e999}'),
+    (wire.Channel.POSITIONS, b'{"recorded_at": @NOW, "lat": 1e999, "lon": 117.2}'),
+    (wire.Channel.EVENTS, b'{"recorded_at": @NOW, "kind": "rfid", "rfid_tag": "a\\u0000b"}'),
+    (wire.Channel.POSITIONS, b'{"recorded_at": @NOW, "lat": NaN, "lon": 117.2}'),
+    (wire.Channel.STATUS, DEEP),
+    (wire.Channel.EVENTS, b'{"recorded_at": @NOW, "kind": "rfid", "rfid_tag": "\\ud800"}'),
+    (wire.Channel.POSITIONS, b'[{"recorded_at": @NOW, "lat": 31.8, "lon": 117.2}, {"lat": '),
+]
+
 
 # ----------------------------------------------------------------------------- processes
 
@@ -357,7 +398,7 @@ def bare_subscriber_main(argv: list[str]) -> None:
     if client_kind == "lean":
         from ingest.mqtt import LeanClient
 
-        def deliver(mid: int, qos: int, topic: bytes, payload: bytes) -> None:
+        def deliver(mid: int, qos: int, topic: bytes, payload: bytes, dup: bool) -> None:
             on_message(client, None, None)
             client._send_puback(mid)  # what stock paho's auto-ack does
 
@@ -500,7 +541,13 @@ def check_rows(
 
 def truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE position, dead_letter")
+        conn.execute("TRUNCATE position, dead_letter, device_event, terminal_status")
+
+
+def dead_letter_count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM dead_letter").fetchone()  # type: ignore[misc]
+    return int(count)
 
 
 # ----------------------------------------------------------------------------- phases
@@ -521,9 +568,11 @@ def drain_phase(
     watcher: CommitWatcher,
     workload: Workload,
     seqs: list[int],
+    dead_letters: int = 0,
 ) -> tuple[float, float, int, int]:
     """Start the ingestor on its queued session: seconds from its CONNACK to the
-    commit of the last row, CPU seconds it used meanwhile, lost and duplicated."""
+    commit of the last row, CPU seconds it used meanwhile, lost and duplicated.
+    ``dead_letters`` messages must end up in dead_letter (waited for, then checked)."""
     watcher.commits.clear()
     ingestor.start()
     count = wait_rows(url, len(seqs), 600, ingestor)
@@ -531,9 +580,18 @@ def drain_phase(
     time.sleep(0.3)  # let the last notification arrive
     assert ingestor.connected_at is not None
     elapsed = watcher.last_commit() - ingestor.connected_at
+    deadline = time.monotonic() + 30
+    while dead_letter_count(url) < dead_letters and time.monotonic() < deadline:
+        time.sleep(0.2)
     ingestor.stop()
     lost, duplicated, _ = check_rows(url, workload, seqs)
-    log(f"{name}: {count} rows committed in {elapsed:.2f} s; lost {lost}, duplicated {duplicated}")
+    dead = dead_letter_count(url)
+    log(
+        f"{name}: {count} rows committed in {elapsed:.2f} s; lost {lost}, duplicated "
+        f"{duplicated}; {dead} dead letters"
+    )
+    if dead != dead_letters:
+        raise RuntimeError(f"{name}: {dead} dead letters, expected {dead_letters}")
     truncate(url)
     return elapsed, cpu_s, lost, duplicated
 
@@ -678,6 +736,9 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--trucks", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best reported")
+    parser.add_argument(
+        "--hostile-percent", type=float, default=1.0, help="share of hostile messages in the mix"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="clearday-bench-") as tmp:
@@ -714,6 +775,7 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
     lean_rates: list[float] = []
     single_rates: list[float] = []
     batched_rates: list[float] = []
+    hostile_rates: list[float] = []
     copy_rates: list[float] = []
     bare_cpu: list[float] = []  # CPU µs per message, the whole client process
     single_cpu: list[float] = []
@@ -743,6 +805,17 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
             )
             single_rates.append(len(messages) / elapsed)
             single_cpu.append(cpu_s / len(messages) * 1e6)
+            lost, duplicated = lost + lo, duplicated + du
+
+            hmessages, hseqs, n_hostile = workload.hostile_mix(args.messages, args.hostile_percent)
+            publish(target, hmessages, f"round {r + 1} hostile mix ({n_hostile} hostile)")
+            n_positions = sum(1 for t, _ in hmessages if t.endswith("/positions"))
+            run_bare(servers.mqtt_url, bare_id, n_positions, positions_filter, "drain")
+            run_bare(servers.mqtt_url, lean_id, n_positions, positions_filter, "drain", "lean")
+            elapsed, _, lo, du = drain_phase(
+                "hostile mix", servers.url, ingestor, watcher, workload, hseqs, n_hostile
+            )
+            hostile_rates.append(len(hseqs) / elapsed)
             lost, duplicated = lost + lo, duplicated + du
 
             bmessages, bseqs = workload.batched(args.batched_messages, args.fixes_per_message)
@@ -785,6 +858,13 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
         # CPU per message is independent of what else runs on the machine.
         "bare_cpu_us_per_msg": round(statistics.median(bare_cpu), 1),
         "ingest_cpu_us_per_msg": round(statistics.median(single_cpu), 1),
+        "hostile_good_fixes_per_s": round(max(hostile_rates)),
+        # Best against best, as for ingest_over_bare; per round: same background load.
+        "hostile_over_clean": round(max(hostile_rates) / single_best, 3),
+        "hostile_over_clean_per_round": [
+            round(h / c, 3) for h, c in zip(hostile_rates, single_rates, strict=True)
+        ],
+        "hostile_percent": args.hostile_percent,
         "ingest_fixes_per_s_batched": round(batched_best),
         "copy_rows_per_s": round(copy_best),
         "batched_over_copy": round(batched_best / copy_best, 3),
@@ -798,6 +878,7 @@ def run(servers: Servers, args: argparse.Namespace) -> dict[str, Any]:
             "bare_msgs_per_s": [round(x) for x in bare_rates],
             "lean_bare_msgs_per_s": [round(x) for x in lean_rates],
             "ingest_msgs_per_s": [round(x) for x in single_rates],
+            "hostile_good_fixes_per_s": [round(x) for x in hostile_rates],
             "ingest_fixes_per_s_batched": [round(x) for x in batched_rates],
             "copy_rows_per_s": [round(x) for x in copy_rates],
         },

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     ingest_batch_linger_s: float = Field(0.05, ge=0, le=1.0)
     # Database connections committing batches in parallel.
     ingest_writers: int = Field(2, ge=1, le=16)
+    # A redelivered message that was in hand this many times when the ingestor
+    # stopped is quarantined (dead letter `quarantined`, raw bytes kept) undecoded.
+    ingest_max_attempts: int = Field(3, ge=1, le=100)
     # --- end ingest block ------------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
     # The endpoint has no authentication: loopback unless a scraper elsewhere needs it.

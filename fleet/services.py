@@ -193,6 +193,16 @@ def mosquitto_binary() -> str:
     )
 
 
+# The largest MQTT packet the broker reads; deploy/mosquitto/mosquitto.conf carries the
+# same number (a test holds them equal). Every payload under it reaches the ingestor,
+# which dead-letters those over CLEARDAY_INGEST_MAX_PAYLOAD_BYTES (256 KiB) with their
+# bytes. A larger packet is refused by closing the connection (MQTT 5: DISCONNECT
+# 0x95 "packet too large"; the limit is announced in CONNACK). No message_size_limit:
+# Mosquitto 2.0 answers it with a PUBACK reason code (0x95) that MQTT 5 does not
+# allow there, and paho drops the connection on it and resends forever.
+BROKER_MAX_PACKET_BYTES = 2_097_152
+
+
 class PrivateMosquitto:
     """A Mosquitto broker on 127.0.0.1:<port>, anonymous, with persistence in its folder.
 
@@ -220,7 +230,7 @@ class PrivateMosquitto:
             "autosave_interval 1",
             "max_queued_messages 1000000",
             "max_inflight_messages 0",
-            "message_size_limit 1048576",
+            f"max_packet_size {BROKER_MAX_PACKET_BYTES}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

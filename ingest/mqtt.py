@@ -61,6 +61,8 @@ class Delivery(NamedTuple):
     topic: bytes  # raw: a topic that is not UTF-8 is a dead letter, not a crash
     payload: bytes
     received_at: float  # time.monotonic()
+    # MQTT DUP flag: the broker sent it before (it was in hand at a stop or a disconnect)
+    dup: bool = False
 
 
 class LeanClient(paho.Client):
@@ -76,7 +78,9 @@ class LeanClient(paho.Client):
     properties such as a topic alias, every other packet) takes stock paho's path.
     """
 
-    def __init__(self, *args: Any, deliver: Callable[[int, int, bytes, bytes], None], **kw: Any):
+    def __init__(
+        self, *args: Any, deliver: Callable[[int, int, bytes, bytes, bool], None], **kw: Any
+    ):
         super().__init__(*args, **kw)
         self._deliver = deliver
         self._rdata = b""
@@ -119,6 +123,7 @@ class LeanClient(paho.Client):
         qos = (header & 0x06) >> 1
         packet = self._in_packet["packet"]
         size = len(packet)
+        dup = bool(header & 0x08)
         if qos < 2 and size >= 2 and self._protocol == paho.MQTTv5:
             pos = 2 + ((packet[0] << 8) | packet[1])  # past the topic
             mid = 0
@@ -127,7 +132,9 @@ class LeanClient(paho.Client):
                 pos += 2
             # A zero property length: no alias, nothing but topic and payload.
             if pos > 2 and pos < size and packet[pos] == 0 and (mid or not qos):
-                self._deliver(mid, qos, bytes(packet[2 : pos - 2 * qos]), bytes(packet[pos + 1 :]))
+                self._deliver(
+                    mid, qos, bytes(packet[2 : pos - 2 * qos]), bytes(packet[pos + 1 :]), dup
+                )
                 return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._handle_publish()
 
@@ -314,9 +321,9 @@ class MqttConsumer:
         except Exception:
             log.exception("on_subscribe failed")
 
-    def _deliver(self, mid: int, qos: int, topic: bytes, payload: bytes) -> None:
+    def _deliver(self, mid: int, qos: int, topic: bytes, payload: bytes, dup: bool) -> None:
         # The hot path: one append. Everything else happens in the ingestor's threads.
-        self.inbox.append(Delivery(self._gen, mid, qos, topic, payload, time.monotonic()))
+        self.inbox.append(Delivery(self._gen, mid, qos, topic, payload, time.monotonic(), dup))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         # What LeanClient's fast path does not take (QoS 2, properties) arrives here.
@@ -328,6 +335,7 @@ class MqttConsumer:
                 message._topic,
                 bytes(message.payload),
                 message.timestamp,
+                bool(message.dup),
             )
         )
 

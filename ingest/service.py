@@ -14,6 +14,20 @@ The pipeline, in order, for every batch:
 
 A crash anywhere before 5 leaves the messages unacknowledged: the broker redelivers
 them and step 4 is idempotent, so every fix is stored exactly once.
+
+No message can stop the stream. Whatever one message makes steps 2-4 do — an
+exception in decoding, a row the database or the driver refuses — ends in a dead
+letter for that message, which is acknowledged like any other; the other messages of
+its batch are stored. Should the process die anyway while a message is in hand, the
+broker redelivers it with the DUP flag set, and such a message is admitted only after
+an attempt has been counted for it in ``ingest_attempt``:
+
+- a redelivered message never counted before joins the batch (a plain restart costs
+  one statement per batch);
+- one counted before was in hand at a stop already: it is handled alone (counted,
+  decoded, written, acked) so that a later stop is charged to it and no other;
+- one counted ``ingest_max_attempts`` times is quarantined: a dead letter with its
+  raw bytes, never decoded again, acked.
 """
 
 from __future__ import annotations
@@ -26,6 +40,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from hashlib import blake2b
 from typing import Any, cast
 
 from fleet.config import MqttTarget, Settings
@@ -36,6 +51,7 @@ from ingest import wire
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import Delivery, FatalMqttError, MqttConsumer
 from ingest.writer import (
+    AttemptLedger,
     Batch,
     BatchWriter,
     Db,
@@ -51,6 +67,21 @@ IDLE_POLL_S = 0.005  # how often an empty inbox is looked at
 DEADLINE_CHECK_EVERY = 256  # messages between batch-age checks while the inbox is full
 REASON_LOG_INTERVAL_S = 60.0
 REQUIRED_TABLES = ("position", "device_event", "dead_letter", "truck", "terminal_status")
+
+
+def message_digest(delivery: Delivery) -> bytes:
+    """The key of a message in ``ingest_attempt``: its topic and payload."""
+    h = blake2b(delivery.topic, digest_size=16)
+    h.update(b"\x00")
+    h.update(delivery.payload)
+    return h.digest()
+
+
+def topic_text(delivery: Delivery) -> str:
+    try:
+        return delivery.topic.decode()
+    except UnicodeDecodeError:
+        return delivery.topic.decode("utf-8", "backslashreplace")
 
 
 def default_client_id() -> str:
@@ -156,6 +187,13 @@ class Ingestor:
         self.terminals = TerminalDirectory(
             Db(self.database_url, metrics=self.metrics, stop=self.stop_event)
         )
+        # Redelivered messages that were in hand at a stop: counted, then handled in
+        # the main thread (alone, on this writer, when they were in hand before).
+        self.max_attempts = settings.ingest_max_attempts
+        self.lone_writer = BatchWriter(
+            Db(self.database_url, metrics=self.metrics, stop=self.stop_event), now=_utcnow
+        )
+        self.attempts = AttemptLedger(self.lone_writer.db)
         self.reasons = ReasonLog()
         self.batches = 0
         self._stats_lock = threading.Lock()
@@ -178,6 +216,7 @@ class Ingestor:
         for writer in self.writers:  # open the connections now: fail fast, no first-batch delay
             writer.db.connection()
         self.terminals.db.connection()
+        self.attempts.purge(older_than_s=max(self.settings.ingest_session_expiry_s, 86_400))
         committers = [
             threading.Thread(
                 target=self._commit_loop, args=(writer,), name=f"ingest-commit-{i}", daemon=True
@@ -192,11 +231,15 @@ class Ingestor:
                 if self.consumer.fatal is not None:
                     raise FatalMqttError(self.consumer.fatal)
                 self.metrics.connected.set(1 if self.consumer.connected.is_set() else 0)
-                deliveries, topics, parsed = self._collect()
+                deliveries, topics, parsed, suspects = self._collect()
+                settled: list[bytes] = []
+                if suspects:
+                    settled = self._admit(suspects, deliveries, topics, parsed)
                 if deliveries:
                     terminal_ids = {p.terminal_id for p in parsed if p.terminal_id is not None}
                     trucks = self.terminals.trucks_for(terminal_ids)
                     batch = build_batch(deliveries, topics, parsed, trucks, _utcnow())
+                    batch.settled = settled
                     self._hand_over((deliveries, batch), committers)
         except Stopped:
             log.info("stopped while waiting for the database; unacked messages stay queued")
@@ -209,6 +252,7 @@ class Ingestor:
             self.consumer.stop()
             for writer in self.writers:
                 writer.close()
+            self.lone_writer.close()
             self.terminals.close()
             self.metrics.connected.set(0)
         if self._committer_error is not None:
@@ -239,7 +283,10 @@ class Ingestor:
         finally:
             self.stop_event.set()
 
-    def _collect(self) -> tuple[list[Delivery], list[str], list[wire.Parsed[Any]]]:
+    def _collect(
+        self,
+    ) -> tuple[list[Delivery], list[str], list[wire.Parsed[Any]], list[Delivery]]:
+        """A batch of decoded messages, and the redelivered ones, not decoded yet."""
         inbox = self.consumer.inbox
         popleft = inbox.popleft
         parse = self.decoder.parse
@@ -247,6 +294,7 @@ class Ingestor:
         deliveries: list[Delivery] = []
         topics: list[str] = []
         parsed: list[wire.Parsed[Any]] = []
+        suspects: list[Delivery] = []
         rows = 0
         deadline = linger_until = 0.0
         stop = self.stop_event
@@ -256,7 +304,7 @@ class Ingestor:
             except IndexError:
                 if stop.is_set():
                     break
-                if not deliveries:
+                if not deliveries and not suspects:
                     time.sleep(IDLE_POLL_S)
                     if stop.is_set() or self.consumer.fatal is not None:
                         break
@@ -267,24 +315,88 @@ class Ingestor:
                     break
                 time.sleep(min(deadline - now, IDLE_POLL_S))
                 continue
-            if not deliveries:
+            if not deliveries and not suspects:
                 deadline = delivery.received_at + self.max_age_s
                 linger_until = delivery.received_at + self.linger_s
-            deliveries.append(delivery)
-            try:
-                topic = delivery.topic.decode()
-            except UnicodeDecodeError:
-                topic = delivery.topic.decode("utf-8", "backslashreplace")
-            topics.append(topic)
-            result = parse(topic, delivery.payload, window)
-            parsed.append(result)
-            rows += len(result.items) + len(result.rejections)
+            if delivery.dup:
+                suspects.append(delivery)  # decoded only once an attempt is counted
+                rows += 1
+            else:
+                deliveries.append(delivery)
+                topic = topic_text(delivery)
+                topics.append(topic)
+                result = parse(topic, delivery.payload, window)
+                parsed.append(result)
+                rows += len(result.items) + len(result.rejections)
             if rows >= self.max_rows:
                 break
-            if len(deliveries) % DEADLINE_CHECK_EVERY == 0 and time.monotonic() >= deadline:
+            if (len(deliveries) + len(suspects)) % DEADLINE_CHECK_EVERY == 0 and (
+                time.monotonic() >= deadline
+            ):
                 break
         self.metrics.inbox.set(len(inbox))
-        return deliveries, topics, parsed
+        return deliveries, topics, parsed, suspects
+
+    def _admit(
+        self,
+        suspects: list[Delivery],
+        deliveries: list[Delivery],
+        topics: list[str],
+        parsed: list[wire.Parsed[Any]],
+    ) -> list[bytes]:
+        """Count an attempt for each redelivered message before it is decoded (see the
+        module docstring). Those never counted before join the batch (appended to
+        ``deliveries``, ``topics``, ``parsed``; their digests are returned, for the
+        batch to settle); the others are handled alone or quarantined here."""
+        digests = [message_digest(d) for d in suspects]
+        counted = self.attempts.attempts(digests)
+        first = [(d, g) for d, g in zip(suspects, digests, strict=True) if g not in counted]
+        if first:
+            first_topics = [topic_text(d) for d, _ in first]
+            self.attempts.charge([g for _, g in first], first_topics)
+            window = self.decoder.window()
+            for (delivery, _), topic in zip(first, first_topics, strict=True):
+                deliveries.append(delivery)
+                topics.append(topic)
+                parsed.append(self.decoder.parse(topic, delivery.payload, window))
+        for delivery, digest in zip(suspects, digests, strict=True):
+            attempts = counted.get(digest)
+            if attempts is None:
+                continue
+            if attempts >= self.max_attempts:
+                self._quarantine(delivery, digest, attempts)
+            else:
+                self._handle_alone(delivery, digest)
+        return [g for _, g in first]
+
+    def _handle_alone(self, delivery: Delivery, digest: bytes) -> None:
+        topic = topic_text(delivery)
+        self.attempts.charge([digest], [topic])
+        result = self.decoder.parse(topic, delivery.payload, self.decoder.window())
+        trucks = self.terminals.trucks_for([result.terminal_id] if result.terminal_id else [])
+        batch = build_batch([delivery], [topic], [result], trucks, _utcnow())
+        batch.settled = [digest]
+        self._commit(self.lone_writer, [delivery], batch)
+
+    def _quarantine(self, delivery: Delivery, digest: bytes, attempts: int) -> None:
+        batch = Batch()
+        batch.messages.append((topic_text(delivery), delivery.payload))
+        batch.dead.append(
+            (
+                _utcnow(),
+                clean_text(topic_text(delivery), 500),
+                wire.Reason.QUARANTINED.value,
+                clean_text(
+                    f"the ingestor stopped {attempts} times while this message was in hand "
+                    f"(CLEARDAY_INGEST_MAX_ATTEMPTS={self.max_attempts}); quarantined "
+                    "without decoding it again: inspect the payload, then republish a "
+                    "corrected message or leave it"
+                ),
+                delivery.payload,
+            )
+        )
+        batch.settled = [digest]
+        self._commit(self.lone_writer, [delivery], batch)
 
     def _commit(self, writer: BatchWriter, deliveries: list[Delivery], batch: Batch) -> None:
         result = writer.write(batch)
@@ -322,86 +434,114 @@ def build_batch(
     received_at: datetime,
 ) -> Batch:
     """Turn decoded messages into rows; unknown terminals and rejections become
-    dead letters."""
+    dead letters, and so does a message whose rows cannot be built."""
     batch = Batch()
-    positions = batch.positions
-    positions_src = batch.positions_src
     dead = batch.dead
     messages = batch.messages
     for src, (delivery, topic, result) in enumerate(zip(deliveries, topics, parsed, strict=True)):
-        payload = delivery.payload
-        messages.append((topic, payload))
-        truck_id = trucks.get(result.terminal_id) if result.terminal_id is not None else None
-        if result.terminal_id is not None and truck_id is None and result.items:
+        messages.append((topic, delivery.payload))
+        marks = batch.marks()
+        try:
+            _add_message(batch, src, topic, delivery.payload, result, trucks, received_at)
+        except Exception as exc:  # one message's rows must not cost the batch
+            batch.rewind(marks)
             dead.append(
                 (
                     received_at,
                     clean_text(topic, 500),
-                    wire.Reason.UNKNOWN_TERMINAL.value,
-                    clean_text(f"no truck has terminal id {result.terminal_id!r}"),
-                    payload,
+                    wire.Reason.DECODER_FAILED.value,
+                    clean_text(
+                        f"building rows failed with {type(exc).__name__}: {exc}; this is a "
+                        "bug in the ingestor: report it with this dead letter's payload"
+                    ),
+                    delivery.payload,
                 )
             )
-            continue
-        for rej in result.rejections:
-            dead.append(
-                (
-                    received_at,
-                    clean_text(topic, 500),
-                    rej.reason.value,
-                    clean_text(rej.detail),
-                    rej.raw,
-                )
-            )
-        if not result.items or truck_id is None:
-            continue
-        channel = result.channel
-        if channel is wire.Channel.POSITIONS:
-            for f in result.items:
-                positions.append(
-                    (
-                        truck_id,
-                        f.recorded_at,
-                        f.lat,
-                        f.lon,
-                        f.speed_kmh,
-                        f.heading_deg,
-                        f.accuracy_m,
-                        f.odometer_km,
-                        f.ignition,
-                        f.load_state,
-                        f.seq,
-                    )
-                )
-                positions_src.append(src)
-        elif channel is wire.Channel.EVENTS:
-            for e in result.items:
-                batch.events.append(
-                    (
-                        truck_id,
-                        e.recorded_at,
-                        e.kind,
-                        e.point_id,
-                        e.station_id,
-                        e.rfid_tag,
-                        e.weight_kg,
-                        event_payload(e.extra, e.lat, e.lon),
-                    )
-                )
-                batch.events_src.append(src)
-        else:
-            for s in result.items:
-                batch.statuses.append(
-                    (
-                        cast(str, result.terminal_id),
-                        truck_id,
-                        s.state,
-                        s.at or received_at,
-                        s.at is not None,
-                    )
-                )
-                batch.statuses_src.append(src)
     return batch
+
+
+def _add_message(
+    batch: Batch,
+    src: int,
+    topic: str,
+    payload: bytes,
+    result: wire.Parsed[Any],
+    trucks: dict[str, str],
+    received_at: datetime,
+) -> None:
+    positions = batch.positions
+    positions_src = batch.positions_src
+    dead = batch.dead
+    truck_id = trucks.get(result.terminal_id) if result.terminal_id is not None else None
+    if result.terminal_id is not None and truck_id is None and result.items:
+        dead.append(
+            (
+                received_at,
+                clean_text(topic, 500),
+                wire.Reason.UNKNOWN_TERMINAL.value,
+                clean_text(f"no truck has terminal id {result.terminal_id!r}"),
+                payload,
+            )
+        )
+        return
+    for rej in result.rejections:
+        dead.append(
+            (
+                received_at,
+                clean_text(topic, 500),
+                rej.reason.value,
+                clean_text(rej.detail),
+                rej.raw,
+            )
+        )
+    if not result.items or truck_id is None:
+        return
+    channel = result.channel
+    if channel is wire.Channel.POSITIONS:
+        for f in result.items:
+            positions.append(
+                (
+                    truck_id,
+                    f.recorded_at,
+                    f.lat,
+                    f.lon,
+                    f.speed_kmh,
+                    f.heading_deg,
+                    f.accuracy_m,
+                    f.odometer_km,
+                    f.ignition,
+                    f.load_state,
+                    f.seq,
+                )
+            )
+            positions_src.append(src)
+    elif channel is wire.Channel.EVENTS:
+        for e in result.items:
+            batch.events.append(
+                (
+                    truck_id,
+                    e.recorded_at,
+                    e.kind,
+                    e.point_id,
+                    e.station_id,
+                    e.rfid_tag,
+                    e.weight_kg,
+                    event_payload(e.extra, e.lat, e.lon),
+                )
+            )
+            batch.events_src.append(src)
+    else:
+        for s in result.items:
+            batch.statuses.append(
+                (
+                    cast(str, result.terminal_id),
+                    truck_id,
+                    s.state,
+                    s.at or received_at,
+                    s.at is not None,
+                )
+            )
+            batch.statuses_src.append(src)
 
 
 def _utcnow() -> datetime:

@@ -72,6 +72,8 @@ class Reason(StrEnum):
     TIME_TOO_OLD = "time_too_old"
     UNKNOWN_TERMINAL = "unknown_terminal"  # no truck has this terminal id
     DB_REJECTED = "db_rejected"  # the database refused the row (last resort)
+    DECODER_FAILED = "decoder_failed"  # the decoder itself failed: a bug, kept for a report
+    QUARANTINED = "quarantined"  # the ingestor stopped again and again while handling it
 
 
 class BadMessage(Exception):
@@ -305,11 +307,23 @@ _status_decoder = msgspec.json.Decoder(_StatusWire)
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeError)
+# RecursionError: JSON nested deeper than msgspec's limit (about 1000 levels);
+# MemoryError: a payload that does not fit in memory once decoded.
+_DECODE_ERRORS = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeError,
+    RecursionError,
+    MemoryError,
+)
 
 
 def classify(exc: Exception) -> Reason:
-    """Map a msgspec/Unicode decoding error to a Reason."""
+    """Map a decoding error (one of ``_DECODE_ERRORS``) to a Reason."""
+    if isinstance(exc, RecursionError):
+        return Reason.BAD_SHAPE
+    if isinstance(exc, MemoryError):
+        return Reason.OVERSIZE
     if not isinstance(exc, msgspec.ValidationError):
         return Reason.MALFORMED_JSON
     msg = str(exc)
@@ -331,7 +345,24 @@ def classify(exc: Exception) -> Reason:
 def _detail(exc: Exception) -> str:
     if isinstance(exc, UnicodeError):
         return "payload is not valid UTF-8"
+    if isinstance(exc, RecursionError):
+        return (
+            "JSON nested too deeply (over about 1000 levels); a message is an object "
+            "or an array of objects"
+        )
+    if isinstance(exc, MemoryError):
+        return "decoding this payload ran out of memory; send fewer fixes per message"
     return str(exc)[:500]
+
+
+def _failure(exc: Exception) -> tuple[Reason, str]:
+    """Reason and detail for an exception that escaped the decoding code."""
+    if isinstance(exc, _DECODE_ERRORS):
+        return classify(exc), _detail(exc)
+    return Reason.DECODER_FAILED, (
+        f"the decoder failed with {type(exc).__name__}: {str(exc)[:300]}; this is a "
+        "bug in the ingestor: report it with this dead letter's payload"
+    )
 
 
 def _to_datetime(value: datetime | float) -> datetime:
@@ -396,7 +427,7 @@ def _split_array(payload: bytes) -> list[msgspec.Raw] | Rejection | None:
         return _raw_list_decoder.decode(payload)
     except msgspec.ValidationError:
         return None
-    except (msgspec.DecodeError, UnicodeError) as exc:
+    except (msgspec.DecodeError, UnicodeError, RecursionError, MemoryError) as exc:
         return Rejection(classify(exc), _detail(exc), payload)
 
 
@@ -418,7 +449,10 @@ def _event_from_raw(raw: bytes, window: Window) -> Event:
         if value is not None and "\x00" in value:
             raise BadMessage(Reason.BAD_VALUE, f"`{name}` contains a NUL character")
     extra: dict[str, Any] | None = None
-    obj = _any_decoder.decode(raw)
+    try:
+        obj = _any_decoder.decode(raw)  # vendor fields are untyped: 1e999 fails only here
+    except _DECODE_ERRORS as exc:
+        raise BadMessage(classify(exc), _detail(exc)) from exc
     if isinstance(obj, dict) and len(obj) > len(_EVENT_FIELD_SET.intersection(obj)):
         extra = {k: v for k, v in obj.items() if k not in _EVENT_FIELD_SET}
         # PostgreSQL's jsonb refuses \u0000; refuse it here with a reason instead.
@@ -464,6 +498,22 @@ class Decoder:
         return ref
 
     def parse(
+        self, topic_name: str, payload: bytes, window: Window
+    ) -> Parsed[Fix] | Parsed[Event] | Parsed[Status]:
+        """Decode one message. Never raises on input: whatever the payload makes the
+        decoding code do ends in a :class:`Rejection` of the message."""
+        try:
+            return self._parse(topic_name, payload, window)
+        except Exception as exc:  # a decoder bug must cost one message, not the stream
+            ref = self._topics.get(topic_name)
+            return Parsed(
+                ref.channel if ref else None,
+                ref.terminal_id if ref else None,
+                [],
+                [Rejection(*_failure(exc), payload)],
+            )
+
+    def _parse(
         self, topic_name: str, payload: bytes, window: Window
     ) -> Parsed[Fix] | Parsed[Event] | Parsed[Status]:
         try:

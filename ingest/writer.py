@@ -81,6 +81,15 @@ UPSERT_STATUS = """
      WHERE terminal_status.changed_at <= EXCLUDED.changed_at
        AND (%s OR terminal_status.state <> EXCLUDED.state)
 """
+DELETE_ATTEMPTS = "DELETE FROM ingest_attempt WHERE digest = ANY(%s)"
+SELECT_ATTEMPTS = "SELECT digest, attempts FROM ingest_attempt WHERE digest = ANY(%s)"
+CHARGE_ATTEMPTS = """
+    INSERT INTO ingest_attempt (digest, topic, attempts)
+    SELECT digest, topic, 1 FROM unnest(%s::bytea[], %s::text[]) AS m (digest, topic)
+    ON CONFLICT (digest) DO UPDATE
+       SET attempts = ingest_attempt.attempts + 1, last_at = now()
+"""
+PURGE_ATTEMPTS = "DELETE FROM ingest_attempt WHERE last_at < now() - make_interval(secs => %s)"
 COPY_DEAD_LETTER = f"COPY dead_letter ({', '.join(DEAD_LETTER_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 # A database that vanishes without closing the connection (a network partition)
@@ -97,7 +106,8 @@ RETRY_MAX_DELAY_S = 5.0
 STAGING_BATCHES_AFTER_CONFLICT = 20
 UNKNOWN_TERMINAL_RECHECK_S = 10.0
 # Errors about the data itself: retrying the same rows cannot help.
-DATA_ERRORS = (pg_errors.DataError, pg_errors.IntegrityError)
+# (ProgramLimitExceeded is an OperationalError, but e.g. a value too big to index.)
+DATA_ERRORS = (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgramLimitExceeded)
 
 PositionRow = tuple[Any, ...]  # in POSITION_COLUMNS order
 EventRow = tuple[Any, ...]  # in EVENT_COLUMNS order
@@ -106,6 +116,19 @@ StatusRow = tuple[str, str, str, datetime, bool]
 DeadLetterRow = tuple[datetime, str, str, str, bytes]  # in DEAD_LETTER_COLUMNS order
 
 T = TypeVar("T")
+
+
+def is_message_fault(exc: BaseException) -> bool:
+    """True when ``exc`` is about the rows being written, not about the database: a
+    refusal of the data by the server or the driver (``DATA_ERRORS``), or an error the
+    driver raised while encoding a value, before anything was sent (``OverflowError``,
+    ``ValueError``…). Any other database error (a lost connection, a missing table) is
+    never a message fault: those messages wait, unacked, while the write is retried."""
+    if isinstance(exc, (Stopped, DatabaseUnavailable)):
+        return False
+    if isinstance(exc, psycopg.Error):
+        return isinstance(exc, DATA_ERRORS)
+    return isinstance(exc, Exception)
 
 
 def clean_text(text: str, limit: int = 2000) -> str:
@@ -134,10 +157,22 @@ class Batch:
     statuses: list[StatusRow] = field(default_factory=list)
     statuses_src: list[int] = field(default_factory=list)
     dead: list[DeadLetterRow] = field(default_factory=list)
+    # ingest_attempt digests of the redelivered messages this batch settles
+    settled: list[bytes] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
         return len(self.positions) + len(self.events) + len(self.statuses) + len(self.dead)
+
+    def marks(self) -> tuple[int, int, int, int]:
+        """Where the rows of the next message will start (for :meth:`rewind`)."""
+        return len(self.positions), len(self.events), len(self.statuses), len(self.dead)
+
+    def rewind(self, marks: tuple[int, int, int, int]) -> None:
+        """Drop the rows added since ``marks`` (a message that failed half-way)."""
+        p, e, s, d = marks
+        del self.positions[p:], self.positions_src[p:], self.events[e:], self.events_src[e:]
+        del self.statuses[s:], self.statuses_src[s:], self.dead[d:]
 
 
 @dataclass(slots=True)
@@ -281,8 +316,14 @@ class BatchWriter:
         started = time.perf_counter()
         try:
             result = self.db.retrying("writing a batch", lambda conn: self._write(conn, batch))
-        except DATA_ERRORS as exc:
-            log.error("the database refused a batch (%s); writing it message by message", exc)
+        except Exception as exc:
+            if not is_message_fault(exc):
+                raise
+            log.error(
+                "a batch could not be written (%s: %s); writing it message by message",
+                type(exc).__name__,
+                str(exc)[:300],
+            )
             result = self.db.retrying(
                 "writing a batch message by message", lambda conn: self._write_isolated(conn, batch)
             )
@@ -303,6 +344,8 @@ class BatchWriter:
                 result.statuses_written = len(batch.statuses)
             if batch.dead:
                 _copy_dead_letters(cur, batch.dead)
+            if batch.settled:
+                cur.execute(DELETE_ATTEMPTS, (batch.settled,))
         return result
 
     def _positions(
@@ -343,20 +386,59 @@ class BatchWriter:
                     result.positions_inserted += p
                     result.events_inserted += e
                     result.statuses_written += len(statuses)
-                except DATA_ERRORS as exc:
+                except Exception as exc:
+                    if not is_message_fault(exc):
+                        raise
                     topic, payload = batch.messages[src]
                     result.dead_letters.append(
                         (
                             received_at,
                             clean_text(topic),
                             "db_rejected",
-                            clean_text(f"the database refused this message: {exc}"),
+                            clean_text(
+                                f"the database refused this message ({type(exc).__name__}: "
+                                f"{exc}); its other rows were not stored either"
+                            ),
                             payload,
                         )
                     )
             if result.dead_letters:
                 _copy_dead_letters(cur, result.dead_letters)
+            if batch.settled:
+                cur.execute(DELETE_ATTEMPTS, (batch.settled,))
         return result
+
+
+class AttemptLedger:
+    """How often each redelivered message was in hand when an ingestor stopped
+    (``ingest_attempt``); the rules are in the ``ingest.service`` docstring."""
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    def attempts(self, digests: list[bytes]) -> dict[bytes, int]:
+        def read(conn: psycopg.Connection[Any]) -> dict[bytes, int]:
+            rows = conn.execute(SELECT_ATTEMPTS, (digests,)).fetchall()
+            return {bytes(d): int(n) for d, n in rows}
+
+        return self.db.retrying("reading message attempts", read)
+
+    def charge(self, digests: list[bytes], topics: list[str]) -> None:
+        """Count one more attempt for each message, committed before it is handled.
+        A message received twice (a terminal's resend) is counted once: one statement
+        cannot update a row twice."""
+        distinct = dict(zip(digests, (clean_text(t, 500) for t in topics), strict=True))
+        self.db.retrying(
+            "recording message attempts",
+            lambda conn: conn.execute(CHARGE_ATTEMPTS, (list(distinct), list(distinct.values()))),
+        )
+
+    def purge(self, older_than_s: float) -> None:
+        """Forget attempts at messages the broker can no longer redeliver."""
+        self.db.retrying(
+            "purging old message attempts",
+            lambda conn: conn.execute(PURGE_ATTEMPTS, (older_than_s,)),
+        )
 
 
 def _create_stage(conn: psycopg.Connection[Any]) -> None:

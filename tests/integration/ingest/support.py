@@ -174,16 +174,18 @@ class Publisher:
 class IngestorProcess:
     """`clearday ingest` as a real process."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str, prelude: str = "") -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.args = args
+        self.prelude = prelude  # Python run before the CLI (a test seam, see test_isolation)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IngestorProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "ingest", *self.args],
+            [sys.executable, "-c", f"{self.prelude}\nfrom fleet.cli import main; main()",
+             "ingest", *self.args],
             env=self.env, stdout=log, stderr=log, cwd=ROOT,
         )  # fmt: skip
         return self

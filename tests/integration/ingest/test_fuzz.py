@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from fleet.services import PrivateMosquitto
@@ -210,6 +211,247 @@ def test_fuzzed_messages_are_each_stored_or_dead_lettered(
                 ), f"{channel} message {data!r} left no trace"
                 continue
             raise AssertionError(f"message {data!r} on {channel} neither stored nor dead-lettered")
+
+    check()
+    assert ingestor.running()
+    assert ingestor.stop() == 0
+    pub.close()
+
+
+# ------------------------------------------------------------------ hostile content
+# Payloads are built as bytes, element by element, so that JSON a serializer would
+# never write (1e999, NaN, lone surrogates, 5,000 nested brackets) can be sent, and
+# every element can be traced to a stored row (its unique device time) or to a dead
+# letter holding its exact bytes.
+
+TIME = b'"@T"'  # replaced by a unique acceptable device time per element
+DEEP_LIMIT = 6000
+
+deep = st.integers(min_value=900, max_value=DEEP_LIMIT).flatmap(
+    lambda n: st.sampled_from([b"[" * n + b"]" * n, b'{"a":' * n + b"1" + b"}" * n])
+)
+bad_number = st.one_of(
+    st.sampled_from(
+        [
+            b"1e999",
+            b"-1e999",
+            b"1e-999",
+            b"1e308",
+            b"-1e308",
+            b"NaN",
+            b"Infinity",
+            b"-Infinity",
+            b'"NaN"',
+            b'"Infinity"',
+            b"-0",
+            b"9" * 400,
+            b"18446744073709551616",
+            b"-9223372036854775809",
+            b"1.0e+",
+            b"0x10",
+        ]
+    ),
+    st.floats().map(lambda f: repr(f).encode()),
+    st.integers(min_value=-(2**130), max_value=2**130).map(lambda i: b"%d" % i),
+)
+bad_string = st.one_of(
+    st.sampled_from(
+        [
+            b'"\\u0000"',
+            b'"a\\u0000b"',
+            b'"\\ud800"',
+            b'"\\udc00x"',
+            b'"\\ud83d"',
+            b'"\xed\xa0\x80"',
+            b'"\xff\xfe"',
+            b'"\\uZZZZ"',
+            b'""',
+            b'"' + b"x" * 300 + b'"',
+        ]
+    ),
+    st.text(max_size=12).map(
+        lambda s: json.dumps(s, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    ),
+)
+bad_value = st.one_of(
+    bad_number, bad_string, deep, st.sampled_from([b"null", b"true", b"[]", b"{}"])
+)
+
+CHANNEL_FIELDS = {
+    "positions": ["recorded_at", "lat", "lon", "speed_kmh", "heading_deg", "accuracy_m",
+                  "odometer_km", "ignition", "load_state", "seq"],
+    "events": ["recorded_at", "kind", "point_id", "station_id", "rfid_tag", "weight_kg",
+               "lat", "lon"],
+    "status": ["state", "at"],
+}  # fmt: skip
+BASE = {
+    "positions": [("recorded_at", TIME), ("lat", b"31.8"), ("lon", b"117.2")],
+    "events": [("recorded_at", TIME), ("kind", b'"bin_lift"'), ("point_id", b'"P1"')],
+    "status": [("state", b'"online"'), ("at", TIME)],
+}
+
+
+def hostile_element(channel: str) -> st.SearchStrategy[list[tuple[bytes, bytes]]]:
+    """A base object of the channel with 0-3 fields replaced or added: hostile values
+    in known fields, and vendor fields with hostile names or values."""
+    key = st.one_of(
+        st.sampled_from(CHANNEL_FIELDS[channel]).map(lambda k: json.dumps(k).encode()),
+        bad_string,
+    )
+    return st.lists(st.tuples(key, bad_value), max_size=3).map(
+        lambda over: (
+            [
+                (json.dumps(k).encode(), v)
+                for k, v in BASE[channel]
+                if json.dumps(k).encode() not in {o for o, _ in over}
+            ]
+            + over
+        )
+    )
+
+
+def raw_elements(payload: bytes) -> list[bytes]:
+    """The exact bytes of each element when a raw payload is a JSON array the decoder
+    can split (nested under its depth limit): those are dead-lettered one by one."""
+    try:
+        return [bytes(e) for e in msgspec.json.decode(payload, type=list[msgspec.Raw])]
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return []
+
+
+def obj(fields: list[tuple[bytes, bytes]]) -> bytes:
+    return b"{" + b",".join(k + b":" + v for k, v in fields) + b"}"
+
+
+def base_obj(channel: str) -> bytes:
+    return obj([(json.dumps(k).encode(), v) for k, v in BASE[channel]])
+
+
+def hostile_message(channel: str) -> st.SearchStrategy[list[bytes] | bytes]:
+    """A list of element objects (sent as one object, or as an array) or raw bytes."""
+    element = hostile_element(channel).map(obj)
+    arrays = st.lists(element, min_size=1, max_size=30)
+    huge = st.tuples(st.integers(500, 3000), st.lists(element, max_size=3)).map(
+        lambda t: [base_obj(channel)] * t[0] + t[1]
+    )
+    raw = st.one_of(deep, bad_value, st.binary(max_size=64))
+    return st.one_of(element.map(lambda e: [e]), arrays, huge, raw)
+
+
+hostile = st.sampled_from(list(CHANNEL_FIELDS)).flatmap(
+    lambda ch: st.tuples(
+        st.just(ch),
+        st.sampled_from(["GPS-T1", "GPS-T2", "GPS-T3", "GPS-NOBODY"]),
+        hostile_message(ch),
+        st.booleans(),  # a one-element list goes out as an array rather than an object
+    )
+)
+
+
+def test_hostile_messages_on_every_channel_never_stop_the_running_ingestor(
+    fleet_url: str, broker: PrivateMosquitto, tmp_path: Path
+) -> None:
+    """Deep nesting, numbers out of every range, NaN/Infinity, NUL and surrogates in
+    every string field, huge arrays, mixed good and bad elements, on positions, events
+    and status: every element is stored or dead-lettered with its exact bytes, a good
+    fix published after each hostile message is stored, and the process never exits."""
+    ingestor = IngestorProcess(
+        ingest_env(fleet_url, broker.url, ingest_batch_max_age_s="0.1"), tmp_path / "ingest.log"
+    ).start()
+    ingestor.wait_subscribed()
+    pub = Publisher(broker.url)
+    clock = Clock()
+
+    # Each example talks to real processes: no shrinking (it would take minutes).
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    )
+    @given(st.lists(hostile, min_size=1, max_size=4))
+    def check(messages: list[tuple[str, str, list[bytes] | bytes, bool]]) -> None:
+        with psycopg.connect(fleet_url) as conn:
+            conn.execute("TRUNCATE position, dead_letter, device_event, terminal_status")
+        sent: list[tuple[str, str, bytes, list[tuple[bytes, datetime | None]]]] = []
+        goods: list[datetime] = []
+        for channel, terminal_id, body, as_array in messages:
+            elements: list[tuple[bytes, datetime | None]] = []
+            if isinstance(body, bytes):
+                data = body
+                elements = [(e, None) for e in raw_elements(body)]
+            else:
+                for element in body:
+                    at = clock.next() if TIME in element else None
+                    text = (
+                        element.replace(TIME, b'"%s"' % at.isoformat().encode()) if at else element
+                    )
+                    elements.append((text, at))
+                texts = [t for t, _ in elements]
+                data = (
+                    texts[0] if len(texts) == 1 and not as_array else b"[" + b",".join(texts) + b"]"
+                )
+            pub.publish(wire.topic(wire.Channel(channel), terminal_id), data)
+            sent.append((channel, terminal_id, data, elements))
+            good_at = clock.next()
+            goods.append(good_at)
+            pub.publish(
+                wire.positions_topic("GPS-T9"),
+                wire.encode_fixes(wire.Fix(recorded_at=good_at, lat=1.0, lon=1.0)),
+            )
+        pub.wait_all_acked()
+        stored_goods = lambda: {  # noqa: E731
+            r for (r,) in rows(fleet_url, "SELECT recorded_at FROM position WHERE truck_id = 'T9'")
+        }
+        wait_for(
+            lambda: set(goods) <= stored_goods() or not ingestor.running(),
+            60,
+            "the good fix after each hostile message",
+        )
+        assert ingestor.running(), f"ingestor died:\n{ingestor.log()[-3000:]}"
+
+        def unaccounted() -> list[str]:
+            # Batches commit in parallel: a dead letter may land after the next good fix.
+            stored = {
+                r
+                for (r,) in rows(
+                    fleet_url,
+                    "SELECT recorded_at FROM position WHERE truck_id <> 'T9'"
+                    " UNION ALL SELECT recorded_at FROM device_event",
+                )
+            }
+            # One row per terminal: a later status replaces an earlier one, and a
+            # status without `at` is stored with the time it was received.
+            statuses = dict(rows(fleet_url, "SELECT terminal_id, changed_at FROM terminal_status"))
+            dead_payloads = {
+                bytes(p) for (p,) in rows(fleet_url, "SELECT payload FROM dead_letter")
+            }
+            missing = []
+            for channel, terminal_id, data, elements in sent:
+                if data in dead_payloads:
+                    continue  # rejected whole
+                if not elements:
+                    missing.append(f"{channel} message {data[:100]!r}")
+                for text, at in elements:
+                    if channel == "status":
+                        latest = statuses.get(terminal_id)
+                        kept = latest is not None and (at is None or latest >= at)
+                    else:
+                        kept = at is not None and at in stored
+                    if text not in dead_payloads and not kept:
+                        missing.append(f"{channel} element {text[:100]!r} of {terminal_id}")
+            return missing
+
+        try:
+            wait_for(lambda: not unaccounted(), 30, "every message stored or dead-lettered")
+        except AssertionError:
+            raise AssertionError(f"neither stored nor dead-lettered: {unaccounted()[:5]}") from None
+        dead = rows(fleet_url, "SELECT reason, detail FROM dead_letter")
+        reasons = {r.value for r in wire.Reason}
+        assert all(reason in reasons and detail for reason, detail in dead), dead[:3]
+        # Validation, not the last-resort paths, refuses all of it.
+        assert not [d for d in dead if d[0] in ("decoder_failed", "db_rejected")], dead[:3]
+        assert ingestor.running(), f"ingestor died:\n{ingestor.log()[-3000:]}"
 
     check()
     assert ingestor.running()

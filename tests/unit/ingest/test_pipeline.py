@@ -329,3 +329,28 @@ def test_closing_the_socket_drops_bytes_read_from_the_old_connection(wired: Any)
     assert c._client._rdata
     c._client._sock_close()
     assert c._client._rdata == b"" and c._client._rpos == 0
+
+
+def test_redelivered_publish_carries_the_dup_flag_on_the_fast_path(wired: Any) -> None:
+    """The broker marks a message it sends again with DUP; the quarantine keys on it."""
+    c, broker = wired
+    packet = publish_packet(b"t/1", b"again", 1, 21)
+    broker.sendall(publish_packet(b"t/1", b"first", 1, 20) + bytes([packet[0] | 0x08]) + packet[1:])
+    read_all(c)
+    assert [(d.mid, d.dup) for d in c.inbox] == [(20, False), (21, True)]
+
+
+def test_a_message_whose_rows_cannot_be_built_is_a_dead_letter_and_the_rest_are_kept() -> None:
+    """A failure while building one message's rows (here: an item that is not a Fix)
+    costs that message only, rows it had added are taken back."""
+    decoder = wire.Decoder()
+    window = decoder.window(NOW)
+    good = (wire.positions_topic("GPS-T1"), wire.encode_fixes(fix(5)))
+    odd = (wire.positions_topic("GPS-T1"), b"odd")
+    parsed = [decoder.parse(*good, window), wire.Parsed(wire.Channel.POSITIONS, "GPS-T1",
+              [wire.Fix(recorded_at=NOW, lat=1.0, lon=1.0), "not a fix"], [])]  # fmt: skip
+    deliveries = [Delivery(1, i + 1, 1, t.encode(), p, 0.0) for i, (t, p) in enumerate([good, odd])]
+    batch = build_batch(deliveries, [good[0], odd[0]], parsed, TRUCKS, NOW)
+    assert len(batch.positions) == 1 and batch.positions_src == [0]
+    ((_, _, reason, detail, raw),) = batch.dead
+    assert (reason, raw) == ("decoder_failed", b"odd") and "AttributeError" in detail

@@ -398,3 +398,120 @@ def test_fuzz_hostile_json_never_raises_and_is_accounted_for(obj: object, channe
 def test_fuzz_whatever_the_encoder_writes_the_decoder_accepts_unchanged(fixes: list[Fix]) -> None:
     parsed = wire.parse_fixes(POS, wire.encode_fixes(fixes), now=NOW)
     assert parsed.rejections == [] and parsed.items == fixes
+
+
+# ------------------------------------------------------------------- hostile content
+
+DEEP = b"[" * 5000 + b"]" * 5000  # the first payload of issue 13
+NOW_S = int(NOW.timestamp())
+
+
+def test_regression_5000_nested_brackets_are_a_bad_shape_on_every_channel() -> None:
+    """Issue 13: 5,000 nested `[` raised RecursionError out of Decoder.parse."""
+    for channel in Channel:
+        parsed = wire.parse_message(wire.topic(channel, "GPS-T1"), DEEP, now=NOW)
+        assert parsed.items == [] and reasons(parsed) == ["bad_shape"], channel
+        assert parsed.rejections[0].raw == DEEP
+        if channel is not Channel.STATUS:  # status: "Expected `object`, got `array`"
+            assert "nested too deeply" in parsed.rejections[0].detail
+
+
+def test_regression_event_with_1e999_in_a_vendor_field_is_out_of_range() -> None:
+    """Issue 13: `"v": 1e999` raised msgspec.ValidationError out of Decoder.parse."""
+    payload = b'{"recorded_at": %d, "kind": "bin_lift", "v": 1e999}' % NOW_S
+    parsed = wire.parse_events(EVT, payload, now=NOW)
+    assert parsed.items == [] and reasons(parsed) == ["out_of_range"]
+    assert parsed.rejections[0].raw == payload
+
+
+def test_deep_nesting_anywhere_in_a_message_rejects_it_whole_with_its_bytes() -> None:
+    """Splitting an array into its elements recurses too, so an array holding one
+    too-deep element is refused whole (a bad_shape dead letter with every byte)."""
+    good = enc(fix_obj())
+    deep_fix = b'{"recorded_at":"2026-05-12T16:29:51+08:00","lat":31.8,"lon":117.2,"x":%s}' % DEEP
+    fixes = b"[" + good + b"," + deep_fix + b"]"
+    deep_vendor = b"[" * 3000 + b"]" * 3000
+    events = b'[{"recorded_at": %d, "kind": "bin_lift"}, {"recorded_at": %d, "kind": "bin_lift", "v": %s}]' % (NOW_S, NOW_S + 1, deep_vendor)  # fmt: skip
+    for topic_name, payload in ((POS, fixes), (EVT, events)):
+        parsed = wire.parse_message(topic_name, payload, now=NOW)
+        assert parsed.items == [] and reasons(parsed) == ["bad_shape"]
+        assert parsed.rejections[0].raw == payload and parsed.rejections[0].index is None
+
+
+def test_a_failure_inside_the_decoder_is_a_dead_letter_reason_not_a_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever escapes the decoding code (here an injected bug) rejects that message."""
+
+    def broken(*args: object) -> object:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(wire, "_fix_from_wire", broken)
+    parsed = wire.parse_fixes(POS, enc(fix_obj()), now=NOW)
+    assert parsed.items == [] and reasons(parsed) == ["decoder_failed"]
+    assert "KeyError" in parsed.rejections[0].detail
+    assert parsed.channel is Channel.POSITIONS and parsed.terminal_id == "GPS-T1"
+
+
+def test_memory_error_while_decoding_is_an_oversize_rejection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Exhausted:
+        def decode(self, payload: bytes) -> object:
+            raise MemoryError
+
+    monkeypatch.setattr(wire, "_status_decoder", Exhausted())
+    parsed = wire.parse_status(STA, b'{"state": "online"}', now=NOW)
+    assert reasons(parsed) == ["oversize"] and "memory" in parsed.rejections[0].detail
+
+
+hostile_number = st.one_of(
+    st.sampled_from([b"1e999", b"-1e999", b"1e-999", b"NaN", b"Infinity", b"-0", b"1" * 400]),
+    st.integers(min_value=-(2**200), max_value=2**200).map(lambda i: str(i).encode()),
+    st.floats().map(lambda f: repr(f).encode()),
+)
+hostile_string = st.text(
+    alphabet=st.characters(codec=None, exclude_categories=()), max_size=20
+).map(lambda s: json.dumps(s).encode())
+hostile_leaf = st.one_of(
+    hostile_number,
+    hostile_string,
+    st.sampled_from([b'"\\u0000"', b'"\\ud800"', b'"\\udfff\\ud800"', b'"a\\u0000b"', b"null"]),
+    st.integers(min_value=1, max_value=6000).map(lambda n: b"[" * n + b"]" * n),
+)
+
+
+def _obj(fields: list[tuple[str, bytes]]) -> bytes:
+    return b"{" + b",".join(json.dumps(k).encode() + b":" + v for k, v in fields) + b"}"
+
+
+FIELDS = ["recorded_at", "lat", "lon", "speed_kmh", "seq", "kind", "point_id", "rfid_tag",
+          "weight_kg", "state", "at", "vendor"]  # fmt: skip
+hostile_object = st.lists(st.tuples(st.sampled_from(FIELDS), hostile_leaf), max_size=6).map(
+    lambda fs: _obj([("recorded_at", b"%d" % NOW_S), ("lat", b"31.8"), ("lon", b"117.2"), *fs])
+)
+hostile_payload = st.one_of(
+    hostile_object,
+    st.lists(hostile_object, min_size=1, max_size=5).map(lambda xs: b"[" + b",".join(xs) + b"]"),
+    hostile_leaf,
+)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_payload, st.sampled_from(list(Channel)))
+def test_fuzz_hostile_numbers_strings_and_nesting_never_raise(
+    payload: bytes, channel: Channel
+) -> None:
+    """Out-of-range numbers, NaN/Infinity, NUL and lone surrogates, deep nesting: each
+    message decodes into items and rejections with reasons, never an exception, and
+    nothing accepted holds a value PostgreSQL would refuse."""
+    parsed = wire.parse_message(wire.topic(channel, "GPS-T1"), payload, now=NOW)
+    assert all(isinstance(r.reason, Reason) and r.detail for r in parsed.rejections)
+    assert parsed.items or parsed.rejections
+    for item in parsed.items:
+        text = msgspec.json.encode(item).decode()
+        assert "\\u0000" not in text
+        text.encode("utf-8")  # no lone surrogates
+        for value in msgspec.structs.asdict(item).values():
+            if isinstance(value, float):
+                assert value == value and abs(value) != float("inf")
