@@ -1,7 +1,7 @@
 // The map: the district's own roads (from the API) as the base layer, an optional tile
 // layer under them, and overlay layers the pages fill. Coordinates are stored in
 // WGS-84; with GCJ-02 tiles (AMap, Tencent) everything is shifted for display.
-import { api, qs, textOf } from "./core.js";
+import { api, clear, h, qs, textOf } from "./core.js";
 import { t } from "./i18n.js";
 
 const L = window.L;
@@ -59,8 +59,17 @@ export const LEDGER_COLOUR = {
 export class CityMap {
   constructor(element, config) {
     this.gcj = config.map.tile_crs === "gcj02";
-    this.map = L.map(element, { preferCanvas: true, zoomSnap: 0.5 }).setView([31.82, 117.27], 13);
+    // One canvas for every vector layer: a second canvas (Leaflet makes one per
+    // renderer) would lie over the first and take its hover and clicks.
     this.renderer = L.canvas({ padding: 0.3 });
+    this.map = L.map(element, { renderer: this.renderer, zoomSnap: 0.5 }).setView([31.82, 117.27], 13);
+    this.svg = L.svg({ padding: 0.3 }); // for markers the tests and styles address as elements
+    L.control.scale({ imperial: false, position: "bottomleft" }).addTo(this.map);
+    this.legendEl = h("div", { class: "map-legend", "data-testid": "legend" });
+    const legendEl = this.legendEl;
+    const Legend = L.Control.extend({ onAdd: () => legendEl });
+    new Legend({ position: "bottomright" }).addTo(this.map);
+    this.pageLegend = [];
     this.layers = {};
     const overlays = {};
     if (config.map.tile_url) {
@@ -70,6 +79,7 @@ export class CityMap {
       overlays[t("layer.tiles")] = this.tiles;
     }
     for (const name of ["roads", "sites", "routes", "ledger", "track", "trucks"]) {
+      // Map panes keep their names in English; the layer control shows the words.
       this.layers[name] = L.layerGroup().addTo(this.map);
       overlays[t(`layer.${name}`)] = this.layers[name];
     }
@@ -99,8 +109,9 @@ export class CityMap {
     this.layers.roads.clearLayers();
     this.layers.sites.clearLayers();
     this.sites.clear();
+    this.renderLegend();
     const roadLayer = this.geoJSON(roads, {
-      renderer: this.renderer, interactive: false,
+      interactive: false,
       style: (f) => ROAD_STYLE[f.properties.road_class] || ROAD_STYLE.local,
     }).addTo(this.layers.roads);
     for (const f of sites.features) {
@@ -111,7 +122,7 @@ export class CityMap {
         ? { radius: 4, color: "#fff", weight: 1, fillColor: STREAM_COLOUR[p.stream] || "#555", fillOpacity: 0.9 }
         : { radius: p.kind === "station" ? 9 : 8, color: "#1d2630", weight: 2,
             fillColor: p.kind === "station" ? "#f4d03f" : "#fdfefe", fillOpacity: 1 };
-      L.circleMarker(this.ll(lat, lon), { ...style, renderer: this.renderer })
+      L.circleMarker(this.ll(lat, lon), { ...style })
         .bindTooltip(textOf(`${t(`site.${p.kind}`)} ${p.id} ${p.name}`))
         .addTo(this.layers.sites);
     }
@@ -124,6 +135,32 @@ export class CityMap {
 
   clear(...names) {
     for (const name of names) this.layers[name].clearLayers();
+  }
+
+  // The legend: the sites and streams always, then what the page draws
+  // ([colour, label, {line: true}] entries).
+  setLegend(entries = []) {
+    this.pageLegend = entries;
+    this.renderLegend();
+  }
+
+  renderLegend() {
+    const dot = (colour, label, opts = {}) => h("div", { class: "legend-row" },
+      h("span", { class: `legend-mark${opts.line ? " line" : ""}${opts.dashed ? " dashed" : ""}`, style: { background: opts.line ? "none" : colour, borderColor: colour } }),
+      label);
+    clear(this.legendEl,
+      h("b", {}, t("legend.title")),
+      dot("#fdfefe", t("legend.depot")), dot("#f4d03f", t("legend.station")),
+      Object.entries(STREAM_COLOUR).map(([stream, colour]) => dot(colour, `${t("site.point")} · ${t(`stream.${stream}`)}`)),
+      this.pageLegend.map(([colour, label, opts]) => dot(colour, label, opts)));
+  }
+
+  fitTo(bounds) {
+    if (bounds && bounds.isValid()) this.map.fitBounds(bounds, { padding: [30, 30], maxZoom: 17 });
+  }
+
+  site(kind, id) {
+    return this.sites.get(`${kind}:${id}`);
   }
 
   invalidate() {
