@@ -1,6 +1,6 @@
 // 管理: users (role, districts, password, deactivation) and districts (name, time zone),
 // for an admin who is not limited to districts (the API refuses everyone else).
-import { api, clear, h, session, showError, table, toast } from "./core.js";
+import { api, clear, h, session, table, toast } from "./core.js";
 import { t } from "./i18n.js";
 
 const ROLES = ["admin", "dispatcher", "supervisor", "viewer"];
@@ -43,7 +43,7 @@ export class AdminPage {
     } catch (err) {
       // The server says which rule failed (a weak password, a taken name).
       this.el.error.textContent = err.message;
-      showError(err);
+      toast(err.message, { error: true });
     }
   }
 

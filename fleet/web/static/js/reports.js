@@ -105,12 +105,15 @@ export class ReportsPage {
   }
 
   async load() {
+    // Only the latest request draws: a slow answer to an earlier choice is dropped.
+    const token = (this.token = (this.token || 0) + 1);
+    const kind = this.kind;
     const { district } = this.ctx;
     let period = null;
     let from = this.from;
     let to = this.to;
-    if (this.kind !== "daily") {
-      period = await api(`/reports/period${qs({ period: this.kind, anchor: this.to, district_id: district })}`);
+    if (kind !== "daily") {
+      period = await api(`/reports/period${qs({ period: kind, anchor: this.to, district_id: district })}`);
       from = period.date_from;
       to = period.date_to;
     }
@@ -123,6 +126,7 @@ export class ReportsPage {
       api(`/reports/closure${qs(range)}`),
       platesOf(district),
     ]);
+    if (token !== this.token) return;
     this.range = { from, to };
     const trend = days(from, to).map((d) => {
       const rows = daily.filter((r) => r.service_date === d);
@@ -132,7 +136,7 @@ export class ReportsPage {
     });
     const all = totals(daily.map((r) => ({ ...r, group: "all" })))[0];
     const close = closure[0];
-    const title = { daily: t("rep.daily"), week: t("rep.weekly"), month: t("rep.monthly") }[this.kind];
+    const title = { daily: t("rep.daily"), week: t("rep.weekly"), month: t("rep.monthly") }[kind];
     const groupTable = (rows, label, name) => (rows.length ? table(rows, [
       [label, (r) => name(r.group)],
       [t("col.due_count"), (r) => r.due],
