@@ -58,7 +58,7 @@ export class AdminPage {
       [t("col.user"), (u) => u.username],
       [t("col.name"), (u) => u.display_name],
       [t("col.role"), (u) => roleName(u.role)],
-      [t("col.districts"), (u) => (u.districts.length ? u.districts.join("、") : t("adm.all_districts"))],
+      [t("col.districts"), (u) => (u.districts.length ? u.districts.join(t("common.list_sep")) : t("adm.all_districts"))],
       [t("col.active"), (u) => (u.active ? t("common.yes") : t("common.no"))],
       ["", (u) => h("button", { class: "link", "data-testid": "adm-edit", onclick: () => this.editUser(u) }, t("adm.edit"))],
     ], (u) => ({ dataset: { username: u.username }, class: u.active ? "" : "muted" })));

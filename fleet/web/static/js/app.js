@@ -45,6 +45,7 @@ async function showPage() {
   if (state.page) state.page.unmount();
   state.map.clear("routes", "ledger", "track", "trucks");
   state.map.setLegend([]);
+  state.map.labelControls();
   clear($("panel"));
   state.pageName = pageName;
   state.page = new PAGES[pageName]();

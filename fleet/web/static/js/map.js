@@ -71,21 +71,35 @@ export class CityMap {
     new Legend({ position: "bottomright" }).addTo(this.map);
     this.pageLegend = [];
     this.layers = {};
-    const overlays = {};
+    this.tileUrl = config.map.tile_url;
     if (config.map.tile_url) {
       this.tiles = L.tileLayer(config.map.tile_url, {
         maxZoom: 19, attribution: config.map.tile_attribution || "", opacity: 0.8,
       }).addTo(this.map);
-      overlays[t("layer.tiles")] = this.tiles;
     }
     for (const name of ["roads", "sites", "routes", "ledger", "track", "trucks"]) {
-      // Map panes keep their names in English; the layer control shows the words.
       this.layers[name] = L.layerGroup().addTo(this.map);
-      overlays[t(`layer.${name}`)] = this.layers[name];
     }
-    this.control = L.control.layers(null, overlays, { collapsed: true }).addTo(this.map);
+    this.map.attributionControl.setPrefix("Leaflet");
+    this.map.zoomControl.remove();
+    this.labelControls();
     this.baseFor = null;
     this.sites = new Map();
+  }
+
+  // The zoom buttons and the layer switch in the current language (again after a switch).
+  labelControls() {
+    if (this.zoom) this.zoom.remove();
+    if (this.control) this.control.remove();
+    this.zoom = L.control.zoom({ zoomInTitle: t("map.zoom_in"), zoomOutTitle: t("map.zoom_out") }).addTo(this.map);
+    const overlays = {};
+    if (this.tiles) overlays[t("layer.tiles")] = this.tiles;
+    for (const [name, layer] of Object.entries(this.layers)) overlays[t(`layer.${name}`)] = layer;
+    this.control = L.control.layers(null, overlays, { collapsed: true }).addTo(this.map);
+    const toggle = this.control.getContainer().querySelector(".leaflet-control-layers-toggle");
+    toggle.title = t("layer.control");
+    toggle.setAttribute("aria-label", t("layer.control"));
+    this.renderLegend();
   }
 
   ll(lat, lon) {

@@ -243,7 +243,7 @@ export class SupervisePage {
       && this.matches(c, kindsOf.get(c.case_id) || []));
     clear(this.el.list, cases.length ? table(cases, [
       [t("col.severity"), (c) => h("span", { class: `chip ${c.severity}` }, t(`severity.${c.severity}`))],
-      [t("col.kind"), (c) => [...new Set(kindsOf.get(c.case_id) || [])].map((k) => t(`alert.${k}`)).join("、") || "—"],
+      [t("col.kind"), (c) => [...new Set(kindsOf.get(c.case_id) || [])].map((k) => t(`alert.${k}`)).join(t("common.list_sep")) || "—"],
       [t("col.subject"), (c) => (c.point_id ? this.pointLabel(c.point_id) : this.plate(c.truck_id) || c.subject)],
       [t("col.truck"), (c) => this.plate(c.truck_id || this.truckOfPoint(c.point_id)) || "—"],
       [t("col.state"), (c) => h("span", { class: `chip ${c.state}` }, t(`case.${c.state}`))],
