@@ -41,7 +41,15 @@ def test_supervisor_finds_missed_points_and_why_and_exports_them(
     left_out = page.inner_text("[data-testid=missed] tr[data-point-id=P5]")
     assert "计划未能安排" in left_out and "载重不足" in left_out, left_out
     headers = page.locator("[data-testid=missed] th").all_inner_texts()
-    assert headers[:7] == ["收集点", "原因", "车辆", "垃圾类别", "计划时间", "最后证据", "可信度"], headers
+    assert headers[:7] == [
+        "收集点",
+        "原因",
+        "车辆",
+        "垃圾类别",
+        "计划时间",
+        "最后证据",
+        "可信度",
+    ], headers
 
     zoom_before = page.evaluate("document.querySelector('.leaflet-proxy') !== null")
     assert zoom_before
