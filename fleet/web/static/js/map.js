@@ -160,7 +160,7 @@ export class CityMap {
 
   renderLegend() {
     const dot = (colour, label, opts = {}) => h("div", { class: "legend-row" },
-      h("span", { class: `legend-mark${opts.line ? " line" : ""}${opts.dashed ? " dashed" : ""}`, style: { background: opts.line ? "none" : colour, borderColor: colour } }),
+      h("span", { class: `legend-mark${opts.line ? " line" : ""}${opts.dashed ? " dashed" : ""}`, style: opts.line ? { borderColor: colour } : { background: colour } }),
       label);
     clear(this.legendEl,
       h("b", {}, t("legend.title")),
