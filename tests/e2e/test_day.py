@@ -236,3 +236,5 @@ def test_admin_tab_is_hidden_from_other_roles(
 ) -> None:
     log_in(page, live_server, "north_admin")
     assert page.is_hidden("a[data-page=admin]")
+    # Let the first page finish loading before the server stops.
+    page.wait_for_selector("[data-testid=plan-list]:has-text('还没有方案')")
