@@ -1,7 +1,7 @@
 // 调度: plan a date (watch the job's progress), see the routes in distinct colours on the
 // roads, print a truck's route sheet, publish, re-plan today's published plan from now.
 import {
-  api, can, clear, closeModal, fmtHours, fmtKm, fmtTime, h, openModal, qs, routeColour, routeDash, showError, textOf, toast,
+  api, can, clear, closeModal, fmtHours, forgetTrucks, fmtKm, fmtTime, h, openModal, qs, routeColour, routeDash, showError, textOf, toast,
 } from "./core.js";
 import { currentLang, has, t } from "./i18n.js";
 import { openImport } from "./imports.js";
@@ -42,7 +42,8 @@ export class DispatchPage {
   }
 
   async afterImport() {
-    // New or changed sites and roads: draw the base map again.
+    // New or changed sites, roads and trucks: draw the base map again, read plates anew.
+    forgetTrucks();
     this.ctx.map.baseFor = null;
     await this.ctx.map.loadBase(this.ctx.district).catch(showError);
   }
