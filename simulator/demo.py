@@ -558,12 +558,12 @@ def register(app: typer.Typer) -> None:
         ] = 60.0,
         plan_time: Annotated[float, typer.Option(help="planner time budget, seconds")] = 20.0,
         keep_open: Annotated[
-            bool | None,
+            bool,
             typer.Option(
                 help="keep the dashboard up after the summary until Ctrl-C "
-                "(default: when run from a terminal)"
+                "(--no-keep-open: exit after the summary, e.g. in scripts)"
             ),
-        ] = None,
+        ] = True,
     ) -> None:
         """Run a whole simulated district day on private servers (Ctrl-C stops everything)."""
         settings = Settings()
@@ -575,7 +575,7 @@ def register(app: typer.Typer) -> None:
         try:
             run_demo(settings, city=city, points=points, trucks=trucks, seed=seed,
                      speed=speed or None, plan_time_s=plan_time,
-                     keep_open=sys.stdin.isatty() if keep_open is None else keep_open)  # fmt: skip
+                     keep_open=keep_open)  # fmt: skip
         except KeyboardInterrupt:
             say("\nstopped; every process the demo started has been stopped too")
             raise typer.Exit(130) from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Literal
 
 import psycopg
 from psycopg.rows import dict_row
@@ -350,6 +350,37 @@ def period_report(
 ReportName = Literal["clearance", "missed", "closure", "week", "month"]
 
 
+def report_rows(
+    *,
+    conn: psycopg.Connection,
+    report: ReportName,
+    date_from: date,
+    date_to: date | None = None,
+    by: ReportBy = "district",
+    district_ids: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> Sequence[ClearanceRow | MissedRow | ClosureRow]:
+    """The rows of any report, as its CSV holds them. 'week' / 'month' give the
+    period's daily clearance rows."""
+    if report == "clearance":
+        return clearance_report(
+            conn=conn, date_from=date_from, date_to=date_to, by=by, district_ids=district_ids
+        )
+    if report == "missed":
+        return missed_report(
+            conn=conn, date_from=date_from, date_to=date_to, district_ids=district_ids
+        )
+    if report == "closure":
+        return closure_report(
+            conn=conn, date_from=date_from, date_to=date_to, district_ids=district_ids, now=now
+        )
+    if report in ("week", "month"):
+        return period_report(
+            conn=conn, period=report, anchor=date_from, district_ids=district_ids, now=now
+        ).daily
+    raise ValueError(f"unknown report {report!r}")
+
+
 def report_csv(
     *,
     conn: psycopg.Connection,
@@ -361,27 +392,11 @@ def report_csv(
     now: datetime | None = None,
     bom: bool = True,
 ) -> str:
-    """Any report as CSV (UTF-8; with the BOM Excel needs for Chinese by default).
-    'week' / 'month' export the period's daily clearance rows."""
-    rows: Sequence[Any]
-    if report == "clearance":
-        rows = clearance_report(
-            conn=conn, date_from=date_from, date_to=date_to, by=by, district_ids=district_ids
-        )
-    elif report == "missed":
-        rows = missed_report(
-            conn=conn, date_from=date_from, date_to=date_to, district_ids=district_ids
-        )
-    elif report == "closure":
-        rows = closure_report(
-            conn=conn, date_from=date_from, date_to=date_to, district_ids=district_ids, now=now
-        )
-    elif report in ("week", "month"):
-        rows = period_report(
-            conn=conn, period=report, anchor=date_from, district_ids=district_ids, now=now
-        ).daily
-    else:
-        raise ValueError(f"unknown report {report!r}")
+    """Any report as CSV (UTF-8; with the BOM Excel needs for Chinese by default)."""
+    rows = report_rows(
+        conn=conn, report=report, date_from=date_from, date_to=date_to, by=by,
+        district_ids=district_ids, now=now,
+    )  # fmt: skip
     return spreadsheet.to_csv(rows, bom=bom)
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
-from fleet.auth import service, throttle
-from fleet.auth.models import LoginIn, TokenOut, UserCreate, UserOut, UserPatch
-from fleet.web.deps import Admin, Anyone, Conn, SettingsDep, now_utc
+from fleet.auth import repo, service, throttle
+from fleet.auth.models import (
+    AssigneeOut,
+    LoginIn,
+    Principal,
+    Role,
+    TokenOut,
+    UserCreate,
+    UserOut,
+    UserPatch,
+)
+from fleet.web.deps import Admin, Allow, Anyone, Conn, SettingsDep, district_scope, now_utc
 from fleet.web.errors import ApiError, not_found
 
 router = APIRouter(tags=["auth"])
@@ -56,6 +65,22 @@ def me(conn: Conn, principal: Anyone) -> UserOut:
 @router.get("/users", summary="List users")
 def list_users(conn: Conn, principal: Admin) -> list[UserOut]:
     return service.list_users(conn)
+
+
+# Whoever works cases picks the assignee (交办) from these.
+CaseWorker = Annotated[Principal, Depends(Allow(Role.admin, Role.supervisor, Role.dispatcher))]
+
+
+@router.get("/assignees", summary="People a case can be assigned to, by name")
+def list_assignees(
+    conn: Conn,
+    principal: CaseWorker,
+    district_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[AssigneeOut]:
+    scope = district_scope(principal, district_id)
+    if scope == []:
+        return []
+    return [AssigneeOut(**row) for row in repo.assignees(conn, districts=scope)]
 
 
 @router.post("/users", status_code=201, summary="Create a user")

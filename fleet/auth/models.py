@@ -62,6 +62,14 @@ PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 256
 
 
+class AssigneeOut(BaseModel):
+    """Someone a case can be handed to (交办): a name to pick, nothing more."""
+
+    username: str
+    display_name: str
+    role: Role
+
+
 class UserCreate(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN, examples=["wang.li"])
     display_name: str = Field("", max_length=100)

@@ -182,3 +182,20 @@ def purge_login_attempts(
         (now, window_s, limit),
     )
     return cur.rowcount
+
+
+def assignees(conn: psycopg.Connection, *, districts: list[str] | None) -> list[dict[str, Any]]:
+    """Active users who work cases (admin, supervisor, dispatcher) and may see one of
+    `districts` (None: any): users without a district limit, or limited to one of them."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """SELECT u.username, u.display_name, u.role FROM app_user u
+                WHERE u.active AND u.role IN ('admin', 'supervisor', 'dispatcher')
+                  AND (%(d)s::text[] IS NULL
+                       OR NOT EXISTS (SELECT 1 FROM user_district x WHERE x.user_id = u.user_id)
+                       OR EXISTS (SELECT 1 FROM user_district x
+                                   WHERE x.user_id = u.user_id AND x.district_id = ANY(%(d)s)))
+                ORDER BY u.role, u.username""",
+            {"d": districts},
+        )
+        return cur.fetchall()

@@ -8,8 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from fleet import spreadsheet
 from fleet.alerts import service
 from fleet.alerts.models import ClearanceRow, ClosureRow, MissedRow, Period, PeriodSummary, ReportBy
+from fleet.reports.columns import HEADERS_ZH, chinese_rows
+from fleet.trucks import repo as trucks_repo
 from fleet.web.deps import Anyone, Conn, SettingsDep, district_scope, now_utc
 from fleet.web.errors import ApiError
 
@@ -116,12 +119,26 @@ def report_csv(
     date_to: DateTo = None,
     by: ReportBy = "district",
     district_id: DistrictQuery = None,
+    lang: Annotated[
+        Literal["en", "zh"],
+        Query(description="zh: Chinese headers, words for codes, local times, plates"),
+    ] = "en",
 ) -> Response:
     start, end = _range(settings, date_from, date_to)
-    text = service.report_csv(
+    rows = service.report_rows(
         conn=conn, report=report, date_from=start, date_to=end, by=by,
         district_ids=district_scope(principal, district_id),
     )  # fmt: skip
+    if lang == "zh":
+        trucks = sorted({t for r in rows if (t := getattr(r, "planned_truck_id", None))})
+        plates = trucks_repo.plates(conn, truck_ids=trucks)
+        text = spreadsheet.to_csv(
+            chinese_rows(rows, tz=settings.tz, plates=plates),
+            bom=True,
+            headers=HEADERS_ZH[report],
+        )
+    else:
+        text = spreadsheet.to_csv(rows, bom=True)
     filename = f"clearday-{report}-{start.isoformat()}" + (
         f"-{end.isoformat()}" if end != start else ""
     )

@@ -25,3 +25,12 @@ def terminal_holder(conn: psycopg.Connection, *, terminal_id: str) -> str | None
         "SELECT truck_id FROM truck WHERE terminal_id = %s", (terminal_id,)
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def plates(conn: psycopg.Connection, *, truck_ids: list[str]) -> dict[str, str]:
+    """Plate by truck id, for the given trucks (any district: callers pass ids they
+    already read within their scope)."""
+    rows = conn.execute(
+        "SELECT truck_id, plate FROM truck WHERE truck_id = ANY(%s)", (truck_ids,)
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}

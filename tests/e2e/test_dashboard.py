@@ -209,5 +209,4 @@ def test_supervisor_works_a_missed_point_case_and_sees_the_ledger_update(
     page.click("[data-testid=sup-refresh]")
     page.wait_for_selector("[data-testid=ledger-missed]:has-text('1')")
     assert page.inner_text("[data-testid=ledger-cleared]") == "4"
-    assert page.locator("[data-testid=report] svg rect").count() >= 1
     shot(page, "33-supervise-ledger-updated")

@@ -30,3 +30,10 @@ def test_dangerous_cells_are_quoted_and_numbers_kept() -> None:
     assert [r[0] for r in rows[1:]] == ["'" + d for d in DANGEROUS]
     assert {r[1] for r in rows[1:]} == {"-3.5"}  # a number is no formula
     assert safe_cell("安全") == "安全" and safe_cell(None) is None
+
+
+def test_headers_name_choose_and_order_the_columns() -> None:
+    rows = [{"b": "=1", "a": 1, "skip": 2}]
+    written = to_csv(rows, headers={"a": "甲", "b": "=乙"})
+    assert list(csv.reader(io.StringIO(written))) == [["甲", "'=乙"], ["1", "'=1"]]
+    assert to_csv([], headers={"a": "甲"}) == "甲\r\n"  # an empty export still has its header

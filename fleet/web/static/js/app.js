@@ -1,13 +1,22 @@
 // The dashboard: log in, pick a district and a date, and one page per job —
-// 调度 (dispatch), 监控 (live), 监管 (supervision).
+// 调度 (dispatch), 监控 (live), 监管 (supervision), 轨迹回放 (playback), 报表 (reports),
+// 管理 (admin: users and districts).
 import { api, clear, h, session, showError, todayIn, closeModal } from "./core.js";
 import { applyStatic, currentLang, setLang, t } from "./i18n.js";
 import { CityMap } from "./map.js";
 import { DispatchPage } from "./dispatch.js";
 import { LivePage } from "./live.js";
 import { SupervisePage } from "./supervise.js";
+import { PlaybackPage } from "./playback.js";
+import { ReportsPage } from "./reports.js";
+import { AdminPage } from "./admin.js";
 
-const PAGES = { dispatch: DispatchPage, live: LivePage, supervise: SupervisePage };
+const PAGES = {
+  dispatch: DispatchPage, live: LivePage, supervise: SupervisePage, playback: PlaybackPage, reports: ReportsPage,
+  admin: AdminPage,
+};
+// Pages without the map: the panel takes the whole width.
+const WITHOUT_MAP = new Set(["reports", "admin"]);
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -35,10 +44,14 @@ async function showPage() {
   }
   if (state.page) state.page.unmount();
   state.map.clear("routes", "ledger", "track", "trucks");
+  state.map.setLegend([]);
+  state.map.labelControls();
   clear($("panel"));
   state.pageName = pageName;
   state.page = new PAGES[pageName]();
   document.body.dataset.page = pageName;
+  document.body.classList.toggle("without-map", WITHOUT_MAP.has(pageName));
+  state.map.invalidate();
   state.mounting = (async () => {
     try {
       await state.map.loadBase(context().district);
@@ -69,6 +82,8 @@ async function start() {
   $("login").hidden = true;
   $("shell").hidden = false;
   $("who").textContent = `${session.user.display_name || session.user.username} · ${t(`role.${session.user.role}`)}`;
+  // User administration is for admins who see every district (the API says the same).
+  document.querySelector("a[data-page=admin]").hidden = !(session.user.role === "admin" && !session.user.districts.length);
   const select = $("district");
   const remembered = localStorage.getItem("clearday.district");
   clear(select, state.districts.map((d) => h("option", { value: d.district_id }, `${d.name} (${d.district_id})`)));

@@ -132,8 +132,11 @@ export const fmtKm = (m) => `${(m / 1000).toFixed(1)} ${t("common.km")}`;
 export const fmtHours = (s) => `${(s / 3600).toFixed(1)} ${t("common.h")}`;
 export const fmtPct = (x) => (x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)}%`);
 
+// An age from the server's clock and the browser's: a browser clock ahead of or behind
+// the server must not show a negative age.
 export function fmtAge(seconds) {
   if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 5) return t("common.just_now");
   if (seconds < 120) return `${Math.round(seconds)} ${t("live.ago_s")}`;
   return `${Math.round(seconds / 60)} ${t("live.ago_min")}`;
 }
@@ -149,12 +152,55 @@ export function addDays(isoDate, days) {
   return d.toISOString().slice(0, 10);
 }
 
-// Distinct colours for routes (Okabe–Ito and Tableau, readable on a light map).
+// Twelve colours far apart in hue and lightness, none grey (the roads are grey); past
+// twelve routes the colours repeat with a dashed line, so no two routes look alike.
 export const PALETTE = [
-  "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8C564B", "#7F7F7F",
-  "#BCBD22", "#17BECF", "#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#E377C2",
+  "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+  "#e377c2", "#17becf", "#bcbd22", "#1b1b1b", "#f0027f", "#66a61e",
 ];
 export const routeColour = (i) => PALETTE[i % PALETTE.length];
+export const routeDash = (i) => (i >= PALETTE.length ? "10 6" : null);
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 120) return `${Math.round(seconds)} ${t("evidence.s")}`;
+  return `${Math.round(seconds / 60)} ${t("common.min")}`;
+}
+
+// Plates by truck id for a district: a person reads a truck by its plate.
+const plateCache = new Map();
+export async function trucksOf(districtId) {
+  if (!plateCache.has(districtId)) {
+    plateCache.set(districtId, api(`/trucks${qs({ district_id: districtId, limit: 1000 })}`)
+      .then((page) => page.items)
+      .catch((err) => { plateCache.delete(districtId); throw err; }));
+  }
+  return plateCache.get(districtId);
+}
+export async function platesOf(districtId) {
+  return new Map((await trucksOf(districtId)).map((truck) => [truck.truck_id, truck.plate]));
+}
+export function forgetTrucks() {
+  plateCache.clear();
+}
+
+// A table with a header row: columns are [label, cell(row)] pairs.
+export function table(rows, columns, rowAttrs = () => ({}), attrs = {}) {
+  return h("table", { class: "list", ...attrs },
+    h("thead", {}, h("tr", {}, columns.map(([label]) => h("th", {}, label)))),
+    h("tbody", {}, rows.map((row) => h("tr", rowAttrs(row), columns.map(([, cell]) => h("td", {}, cell(row)))))));
+}
+
+// Save a response body as a file (CSV exports).
+export async function download(path, filename) {
+  const response = await api(path, { raw: true });
+  const url = URL.createObjectURL(await response.blob());
+  const a = h("a", { href: url, download: filename });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
 
 // Local midnight of a service date in a time zone, as ISO 8601 with its offset.
 export function midnightIso(isoDate, timezone) {

@@ -1,9 +1,9 @@
 // 调度: plan a date (watch the job's progress), see the routes in distinct colours on the
 // roads, print a truck's route sheet, publish, re-plan today's published plan from now.
 import {
-  api, can, clear, closeModal, fmtHours, fmtKm, fmtTime, h, openModal, qs, routeColour, showError, textOf, toast,
+  api, can, clear, closeModal, fmtHours, forgetTrucks, fmtKm, fmtTime, h, openModal, qs, routeColour, routeDash, showError, textOf, toast,
 } from "./core.js";
-import { t } from "./i18n.js";
+import { currentLang, has, t } from "./i18n.js";
 import { openImport } from "./imports.js";
 
 export class DispatchPage {
@@ -42,7 +42,8 @@ export class DispatchPage {
   }
 
   async afterImport() {
-    // New or changed sites and roads: draw the base map again.
+    // New or changed sites, roads and trucks: draw the base map again, read plates anew.
+    forgetTrucks();
     this.ctx.map.baseFor = null;
     await this.ctx.map.loadBase(this.ctx.district).catch(showError);
   }
@@ -80,6 +81,7 @@ export class DispatchPage {
   clearPlan() {
     this.planId = null;
     this.ctx.map.clear("routes");
+    this.ctx.map.setLegend([]);
     clear(this.el.summary);
     clear(this.el.routes, h("p", { class: "muted" }, t("common.none")));
     clear(this.el.unassigned, h("p", { class: "muted" }, t("common.none")));
@@ -109,7 +111,9 @@ export class DispatchPage {
       try {
         const job = await api(`/plans/jobs/${jobId}`);
         bar.style.width = `${Math.round(job.progress * 100)}%`;
-        label.textContent = `${Math.round(job.progress * 100)}% ${job.message || ""}`;
+        // The job's message is the planner's English; the Chinese UI says it in its words.
+        const words = currentLang() === "en" ? job.message || "" : t(job.state === "done" ? "plan.step_done" : "plan.step");
+        label.textContent = `${t("plan.progress")} ${Math.round(job.progress * 100)}% · ${words}`;
         if (job.state === "done") {
           toast(t("plan.done"));
           document.getElementById("plan-start").disabled = false;
@@ -141,12 +145,13 @@ export class DispatchPage {
     this.routeLayers.clear();
     const order = new Map(plan.routes.map((r, i) => [r.truck_id, i]));
     for (const feature of geo.features) {
-      const colour = routeColour(order.get(feature.id) ?? 0);
-      const layer = map.geoJSON(feature, { style: { color: colour, weight: 4, opacity: 0.85 } })
+      const i = order.get(feature.id) ?? 0;
+      const layer = map.geoJSON(feature, { style: { color: routeColour(i), dashArray: routeDash(i), weight: 4, opacity: 0.85 } })
         .bindTooltip(textOf(feature.properties.plate || feature.id))
         .addTo(map.layers.routes);
       this.routeLayers.set(feature.id, layer);
     }
+    map.setLegend(plan.routes.map((r, i) => [routeColour(i), r.plate || r.truck_id, { line: true, dashed: !!routeDash(i) }]));
     const distance = plan.routes.reduce((sum, r) => sum + r.distance_m, 0);
     clear(this.el.summary,
       h("div", { class: "stats" },
@@ -176,7 +181,8 @@ export class DispatchPage {
     h("td", {}, fmtHours(r.duration_s))))));
     clear(this.el.unassigned, plan.unassigned_points.length
       ? h("table", { class: "list" }, plan.unassigned_points.map((u) => h("tr", {},
-        h("td", {}, u.point_id), h("td", {}, u.name || ""), h("td", { class: "muted" }, u.reason))))
+        h("td", {}, u.point_id), h("td", {}, u.name || ""),
+        h("td", { class: "muted" }, has(`reason.${u.reason}`) ? t(`reason.${u.reason}`) : u.reason))))
       : h("p", { class: "muted" }, t("common.none")));
   }
 

@@ -14,7 +14,7 @@ export class LivePage {
     this.abort = null;
     this.tick = 0;
     this.selected = null;
-    this.svg = L.svg();
+    this.onZoom = () => this.render();
   }
 
   async mount(ctx) {
@@ -29,11 +29,14 @@ export class LivePage {
       h("h2", {}, t("live.title"), this.el.state),
       this.el.counts, this.el.track, this.el.list);
     this.tick = setInterval(() => this.render(), 5000);
+    ctx.map.map.on("zoomend", this.onZoom);
+    ctx.map.setLegend(STATUSES.map((s) => [STATUS_COLOUR[s], t(`status.${s}`)]));
     this.connect();
   }
 
   unmount() {
     clearInterval(this.tick);
+    this.ctx?.map.map.off("zoomend", this.onZoom);
     if (this.abort) this.abort.abort();
     this.abort = null;
   }
@@ -105,15 +108,43 @@ export class LivePage {
     if (event === "snapshot") this.trucks.clear();
     for (const truck of data.trucks) {
       if (truck.removed) this.trucks.delete(truck.truck_id);
-      else this.trucks.set(truck.truck_id, { ...truck, received: Date.now() });
+      else this.trucks.set(truck.truck_id, { ...truck, received: Date.now(), server_at: Date.parse(data.at) || Date.now() });
     }
     this.render();
+  }
+
+  // Trucks parked on one spot (a depot) are fanned out on a small circle around it,
+  // so that each can be seen, hovered and clicked.
+  placements() {
+    const { map } = this.ctx;
+    const groups = new Map();
+    for (const [id, truck] of this.trucks) {
+      if (truck.lat === null) continue;
+      const key = `${truck.lat.toFixed(4)},${truck.lon.toFixed(4)}`;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(id);
+    }
+    const at = new Map();
+    for (const ids of groups.values()) {
+      ids.sort();
+      ids.forEach((id, i) => {
+        const truck = this.trucks.get(id);
+        const ll = map.ll(truck.lat, truck.lon);
+        if (ids.length === 1) { at.set(id, ll); return; }
+        const radius = 14 + 2 * ids.length;
+        const angle = (2 * Math.PI * i) / ids.length;
+        const centre = map.map.latLngToLayerPoint(ll);
+        at.set(id, map.map.layerPointToLatLng(centre.add([radius * Math.cos(angle), radius * Math.sin(angle)])));
+      });
+    }
+    return at;
   }
 
   render() {
     const { map } = this.ctx;
     const counts = Object.fromEntries(STATUSES.map((s) => [s, 0]));
     const labels = this.trucks.size <= 40;
+    const placed = this.placements();
     for (const [id, truck] of this.trucks) {
       counts[truck.status] = (counts[truck.status] || 0) + 1;
       let marker = this.markers.get(id);
@@ -121,13 +152,13 @@ export class LivePage {
         if (marker) { marker.remove(); this.markers.delete(id); }
         continue;
       }
-      const at = map.ll(truck.lat, truck.lon);
+      const at = placed.get(id);
       const style = {
         radius: 8, color: "#fff", weight: 2, fillOpacity: 1,
         fillColor: STATUS_COLOUR[truck.status] || "#555",
       };
       if (!marker) {
-        marker = L.circleMarker(at, { ...style, renderer: this.svg, className: `truck-marker truck-${id}` })
+        marker = L.circleMarker(at, { ...style, renderer: map.svg, className: `truck-marker truck-${id}` })
           .on("click", () => this.select(id).catch(showError))
           .addTo(map.layers.trucks);
         marker.bindTooltip(textOf(truck.plate), {
@@ -146,7 +177,8 @@ export class LivePage {
       h("small", {}, t(`status.${s}`)))));
     const rows = [...this.trucks.values()].sort((a, b) => a.truck_id.localeCompare(b.truck_id));
     clear(this.el.list, h("table", { class: "list" }, rows.map((truck) => {
-      const age = truck.recorded_at ? (Date.now() - Date.parse(truck.recorded_at)) / 1000 : null;
+      // Age on the server's clock (`at` of the snapshot or update), not the browser's.
+      const age = truck.recorded_at ? Math.max(0, (truck.server_at - Date.parse(truck.recorded_at) + Date.now() - truck.received) / 1000) : null;
       return h("tr", {
         class: `clickable${truck.truck_id === this.selected ? " selected" : ""}`,
         dataset: { truckId: truck.truck_id, status: truck.status, lat: truck.lat ?? "", lon: truck.lon ?? "" },
@@ -169,12 +201,14 @@ export class LivePage {
     const track = await api(`/trucks/${encodeURIComponent(truckId)}/track${qs(range)}`);
     map.clear("track");
     if (track.points.length > 1) {
-      L.polyline(track.points.map((p) => map.ll(p.lat, p.lon)), { color: "#e74c3c", weight: 3, opacity: 0.8 })
+      const line = L.polyline(track.points.map((p) => map.ll(p.lat, p.lon)), { color: "#e74c3c", weight: 3, opacity: 0.8 })
         .addTo(map.layers.track);
+      map.fitTo(line.getBounds());
     }
     clear(this.el.track, h("p", { "data-testid": "track-info" },
       `${t("live.track")}: ${truck?.plate || truckId} · ${track.total_fixes} ${t("live.fixes")}`
-      + (track.downsampled ? ` (${track.points.length})` : "")));
+      + (track.downsampled ? ` (${track.points.length})` : ""), " ",
+      h("a", { href: `#/playback?truck=${encodeURIComponent(truckId)}`, "data-testid": "track-playback" }, t("live.playback"))));
     this.render();
   }
 }

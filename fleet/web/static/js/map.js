@@ -1,7 +1,7 @@
 // The map: the district's own roads (from the API) as the base layer, an optional tile
 // layer under them, and overlay layers the pages fill. Coordinates are stored in
 // WGS-84; with GCJ-02 tiles (AMap, Tencent) everything is shifted for display.
-import { api, qs, textOf } from "./core.js";
+import { api, clear, h, qs, textOf } from "./core.js";
 import { t } from "./i18n.js";
 
 const L = window.L;
@@ -59,23 +59,47 @@ export const LEDGER_COLOUR = {
 export class CityMap {
   constructor(element, config) {
     this.gcj = config.map.tile_crs === "gcj02";
-    this.map = L.map(element, { preferCanvas: true, zoomSnap: 0.5 }).setView([31.82, 117.27], 13);
+    // One canvas for every vector layer: a second canvas (Leaflet makes one per
+    // renderer) would lie over the first and take its hover and clicks.
     this.renderer = L.canvas({ padding: 0.3 });
+    this.map = L.map(element, { renderer: this.renderer, zoomSnap: 0.5 }).setView([31.82, 117.27], 13);
+    this.svg = L.svg({ padding: 0.3 }); // for markers the tests and styles address as elements
+    L.control.scale({ imperial: false, position: "bottomleft" }).addTo(this.map);
+    this.legendEl = h("div", { class: "map-legend", "data-testid": "legend" });
+    const legendEl = this.legendEl;
+    const Legend = L.Control.extend({ onAdd: () => legendEl });
+    new Legend({ position: "bottomright" }).addTo(this.map);
+    this.pageLegend = [];
     this.layers = {};
-    const overlays = {};
+    this.tileUrl = config.map.tile_url;
     if (config.map.tile_url) {
       this.tiles = L.tileLayer(config.map.tile_url, {
         maxZoom: 19, attribution: config.map.tile_attribution || "", opacity: 0.8,
       }).addTo(this.map);
-      overlays[t("layer.tiles")] = this.tiles;
     }
     for (const name of ["roads", "sites", "routes", "ledger", "track", "trucks"]) {
       this.layers[name] = L.layerGroup().addTo(this.map);
-      overlays[t(`layer.${name}`)] = this.layers[name];
     }
-    this.control = L.control.layers(null, overlays, { collapsed: true }).addTo(this.map);
+    this.map.attributionControl.setPrefix("Leaflet");
+    this.map.zoomControl.remove();
+    this.labelControls();
     this.baseFor = null;
     this.sites = new Map();
+  }
+
+  // The zoom buttons and the layer switch in the current language (again after a switch).
+  labelControls() {
+    if (this.zoom) this.zoom.remove();
+    if (this.control) this.control.remove();
+    this.zoom = L.control.zoom({ zoomInTitle: t("map.zoom_in"), zoomOutTitle: t("map.zoom_out") }).addTo(this.map);
+    const overlays = {};
+    if (this.tiles) overlays[t("layer.tiles")] = this.tiles;
+    for (const [name, layer] of Object.entries(this.layers)) overlays[t(`layer.${name}`)] = layer;
+    this.control = L.control.layers(null, overlays, { collapsed: true }).addTo(this.map);
+    const toggle = this.control.getContainer().querySelector(".leaflet-control-layers-toggle");
+    toggle.title = t("layer.control");
+    toggle.setAttribute("aria-label", t("layer.control"));
+    this.renderLegend();
   }
 
   ll(lat, lon) {
@@ -99,8 +123,9 @@ export class CityMap {
     this.layers.roads.clearLayers();
     this.layers.sites.clearLayers();
     this.sites.clear();
+    this.renderLegend();
     const roadLayer = this.geoJSON(roads, {
-      renderer: this.renderer, interactive: false,
+      interactive: false,
       style: (f) => ROAD_STYLE[f.properties.road_class] || ROAD_STYLE.local,
     }).addTo(this.layers.roads);
     for (const f of sites.features) {
@@ -111,7 +136,7 @@ export class CityMap {
         ? { radius: 4, color: "#fff", weight: 1, fillColor: STREAM_COLOUR[p.stream] || "#555", fillOpacity: 0.9 }
         : { radius: p.kind === "station" ? 9 : 8, color: "#1d2630", weight: 2,
             fillColor: p.kind === "station" ? "#f4d03f" : "#fdfefe", fillOpacity: 1 };
-      L.circleMarker(this.ll(lat, lon), { ...style, renderer: this.renderer })
+      L.circleMarker(this.ll(lat, lon), { ...style })
         .bindTooltip(textOf(`${t(`site.${p.kind}`)} ${p.id} ${p.name}`))
         .addTo(this.layers.sites);
     }
@@ -124,6 +149,32 @@ export class CityMap {
 
   clear(...names) {
     for (const name of names) this.layers[name].clearLayers();
+  }
+
+  // The legend: the sites and streams always, then what the page draws
+  // ([colour, label, {line: true}] entries).
+  setLegend(entries = []) {
+    this.pageLegend = entries;
+    this.renderLegend();
+  }
+
+  renderLegend() {
+    const dot = (colour, label, opts = {}) => h("div", { class: "legend-row" },
+      h("span", { class: `legend-mark${opts.line ? " line" : ""}${opts.dashed ? " dashed" : ""}`, style: opts.line ? { borderColor: colour } : { background: colour } }),
+      label);
+    clear(this.legendEl,
+      h("b", {}, t("legend.title")),
+      dot("#fdfefe", t("legend.depot")), dot("#f4d03f", t("legend.station")),
+      Object.entries(STREAM_COLOUR).map(([stream, colour]) => dot(colour, `${t("site.point")} · ${t(`stream.${stream}`)}`)),
+      this.pageLegend.map(([colour, label, opts]) => dot(colour, label, opts)));
+  }
+
+  fitTo(bounds) {
+    if (bounds && bounds.isValid()) this.map.fitBounds(bounds, { padding: [30, 30], maxZoom: 17 });
+  }
+
+  site(kind, id) {
+    return this.sites.get(`${kind}:${id}`);
   }
 
   invalidate() {
