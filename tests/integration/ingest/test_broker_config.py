@@ -1,6 +1,7 @@
-"""The shipped Mosquitto configuration with files from `clearday mqtt-credentials`:
-terminals publish only under their own id, the ingestor reads everything, bad
-credentials stop the ingestor, and a long queue for a stopped ingestor is kept."""
+"""The shipped Mosquitto configuration with the Dynamic Security file from `clearday
+mqtt-credentials`: terminals publish only under their own id, the ingestor reads
+everything, bad credentials stop the ingestor, and a long queue for a stopped ingestor
+is kept."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ from tests.integration.ingest.support import (
 CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 BROKER_USER = "mosquitto"  # the user (and group) Mosquitto drops root for
 INGEST_PASSWORD = "ingest-secret-for-tests"
+IMAGE_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"  # its path in eclipse-mosquitto
+PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so", IMAGE_PLUGIN)
+
+
+def dynsec_plugin() -> str:
+    """This machine's copy of the plugin (Debian's path, or the image's)."""
+    found = next((p for p in PLUGIN_PATHS if Path(p).exists()), None)
+    assert found, f"Mosquitto's Dynamic Security plugin is not at any of {PLUGIN_PATHS}"
+    return found
 
 
 class ProductionBroker:
@@ -48,7 +58,9 @@ class ProductionBroker:
         data.mkdir(parents=True, exist_ok=True)
         text = CONF.read_text()
         assert "listener 1883\n" in text and "/mosquitto/auth/" in text
+        assert f"plugin {IMAGE_PLUGIN}\n" in text
         text = text.replace("listener 1883\n", f"listener {self.port} 127.0.0.1\n")
+        text = text.replace(IMAGE_PLUGIN, dynsec_plugin())
         text = text.replace("/mosquitto/auth/", f"{auth_dir}/").replace(
             "/mosquitto/data/", f"{data}/"
         )
@@ -134,7 +146,8 @@ def test_generated_files_let_each_terminal_publish_only_as_itself(
     assert creds["ingest"]["password"] == INGEST_PASSWORD
     assert {a["role"] for a in creds.values()} == {"terminal", "ingestor", "gateway"}
     assert (auth_dir / "credentials.csv").stat().st_mode & 0o077 == 0, "secrets are private"
-    assert (auth_dir / "passwd").stat().st_mode & 0o007 == 0, "hashes are not world-readable"
+    config = auth_dir / "dynamic-security.json"
+    assert config.stat().st_mode & 0o007 == 0, "hashes are not world-readable"
     assert connect_code(broker.port, None, None) != 0
     assert connect_code(broker.port, "GPS-T1", "wrong") != 0
     assert connect_code(broker.port, "GPS-T1", creds["GPS-T1"]["password"]) == 0
