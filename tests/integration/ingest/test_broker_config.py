@@ -48,11 +48,16 @@ class ProductionBroker:
     """deploy/mosquitto/mosquitto.conf with its paths and port pointed at a temp folder.
 
     ``drop_root``: started as root, Mosquitto drops to its own user before it reads the
-    password and ACL files, as the shipped broker does (otherwise it stays root here).
+    Dynamic Security file, as the shipped broker does (otherwise it stays root here).
+    ``bare_listener``: a second listener without ``use_username_as_clientid`` on
+    ``bare_port``, as when an operator adds one and forgets that line.
     """
 
-    def __init__(self, folder: Path, auth_dir: Path, *, drop_root: bool = True) -> None:
+    def __init__(
+        self, folder: Path, auth_dir: Path, *, drop_root: bool = True, bare_listener: bool = False
+    ) -> None:
         self.port = free_port()
+        self.bare_port = free_port() if bare_listener else None
         self.folder = folder
         data = folder / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -70,6 +75,8 @@ class ProductionBroker:
             open_path_for_others(folder)  # the broker's user reaches auth/ and data/
         elif os.geteuid() == 0:
             text += "user root\n"
+        if self.bare_port is not None:
+            text += f"listener {self.bare_port} 127.0.0.1\n"
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(text)
         self.process: subprocess.Popen[bytes] | None = None
