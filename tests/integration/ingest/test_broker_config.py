@@ -233,3 +233,18 @@ def test_queue_for_a_stopped_ingestor_holds_more_than_mosquittos_default_1000(
     assert_exactly_once(fleet_url, stream, range(n))
     assert ingestor.stop() == 0
     gateway.close()
+
+
+def test_doctor_finds_the_shipped_broker_asking_for_a_login(
+    secured: tuple[ProductionBroker, Path],
+) -> None:
+    """`clearday doctor` probes anonymously (never under the ingestor's account, whose
+    session it would take): the plugin refuses it, which the doctor reads as 'login
+    required', fine when the URL has an account, an error when it has none."""
+    from fleet.doctor import check_broker
+
+    broker, _ = secured
+    with_account = check_broker(broker.url("ingest", INGEST_PASSWORD))
+    assert with_account.ok and "requires a login" in with_account.detail, with_account
+    without = check_broker(f"mqtt://127.0.0.1:{broker.port}")
+    assert not without.ok and "CLEARDAY_MQTT_URL" in without.detail, without
