@@ -177,7 +177,7 @@ def dynsec_config(accounts: list[Account]) -> dict[str, object]:
                 # The plugin refuses a login under any other client id, on every listener.
                 "clientid": account.username,
                 **dynsec_password(account.password),
-                "textname": account.truck_id and f"truck {account.truck_id}",
+                "textname": f"truck {account.truck_id}" if account.truck_id else account.role,
                 "roles": [{"rolename": role}],
             }
         )
