@@ -71,9 +71,9 @@ def ingest(
 
 
 def mqtt_credentials(
-    out: Annotated[Path, typer.Option(help="folder for passwd, acl and credentials.csv")] = Path(
-        "mosquitto-auth"
-    ),
+    out: Annotated[
+        Path, typer.Option(help="folder for dynamic-security.json and credentials.csv")
+    ] = Path("mosquitto-auth"),
     ingestor_user: Annotated[
         str | None,
         typer.Option(help="ingestor account (default: the user in CLEARDAY_MQTT_URL)"),
@@ -92,11 +92,11 @@ def mqtt_credentials(
         str,
         typer.Option(
             help="group Mosquitto runs as (name or number; 1883 in the eclipse-mosquitto "
-            "image): passwd and acl become readable by it (mode 0640); '' keeps them 0600"
+            "image): dynamic-security.json becomes readable by it (mode 0640); '' keeps it 0600"
         ),
     ] = "mosquitto",
 ) -> None:
-    """Write Mosquitto password + ACL files: one account per active truck's terminal."""
+    """Write the broker's accounts (Mosquitto Dynamic Security): one per active truck's terminal."""
     from ingest import credentials
 
     settings = Settings()
@@ -136,8 +136,6 @@ def mqtt_credentials(
         f"{terminals} terminal account(s), ingestor {', '.join(map(repr, ingestor_accounts))}"
         + (f", gateway {gateway_user!r}" if gateway_user else "")
     )
-    readable = f"group {broker_group} may read passwd and acl" if gid is not None else "0600"
-    typer.echo(
-        f"wrote {paths['passwd']}, {paths['acl']} ({readable}) and {paths['credentials']} (secret)"
-    )
-    typer.echo("point mosquitto's password_file/acl_file at them and reload it (kill -HUP)")
+    readable = f"group {broker_group} may read it" if gid is not None else "0600"
+    typer.echo(f"wrote {paths['config']} ({readable}) and {paths['credentials']} (secret)")
+    typer.echo("restart mosquitto to load it (the plugin does not re-read it on SIGHUP)")

@@ -27,7 +27,7 @@ from tests.integration.ingest.test_broker_config import ProductionBroker, accoun
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 INGEST_PASSWORD = "stack-test-ingest-secret"
-SHARE_GROUP = "stack-test-share-secret"
+SHARE_GROUP = "ingest"
 
 
 def compose() -> dict[str, Any]:
@@ -59,12 +59,14 @@ def test_compose_runs_every_role_with_health_checks_and_persistent_volumes() -> 
         assert (
             services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )
-    # Two ingestors on one shared subscription with a secret name, each under an account
-    # of its own (the broker makes the user name the client id).
+    # Two ingestors on one shared subscription, each under an account of its own (each
+    # account's client id is its user name).
     ingestors = [services[f"ingest-{i}"]["environment"] for i in (1, 2)]
     assert {e["CLEARDAY_INGEST_SHARE_GROUP"] for e in ingestors} == {
-        "${MQTT_INGEST_SHARE_GROUP:?set MQTT_INGEST_SHARE_GROUP in deploy/.env}"
+        "${MQTT_INGEST_SHARE_GROUP:-ingest}"
     }
+    # The broker only reads its accounts: the folder is mounted read-only.
+    assert "./mosquitto/auth:/mosquitto/auth:ro" in services["broker"]["volumes"]
     for i, e in enumerate(ingestors, 1):
         assert e["CLEARDAY_MQTT_URL"].startswith(f"mqtt://${{MQTT_INGEST_USER:-ingest}}-{i}:")
     assert not any("CLEARDAY_INGEST_CLIENT_ID" in e for e in ingestors)
@@ -76,7 +78,7 @@ def test_every_variable_is_documented_and_no_secret_has_a_default() -> None:
     documented = env_example()
     assert used <= documented.keys(), used - documented.keys()
     required = set(re.findall(r"\$\{([A-Z_]+):\?", text))
-    assert {"POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_INGEST_SHARE_GROUP"} <= required
+    assert {"POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD"} <= required
     for secret in required:
         assert documented[secret] == "", f"{secret} must have no usable default"
 

@@ -1,6 +1,7 @@
-"""The shipped Mosquitto configuration with files from `clearday mqtt-credentials`:
-terminals publish only under their own id, the ingestor reads everything, bad
-credentials stop the ingestor, and a long queue for a stopped ingestor is kept."""
+"""The shipped Mosquitto configuration with the Dynamic Security file from `clearday
+mqtt-credentials`: terminals publish only under their own id, the ingestor reads
+everything, bad credentials stop the ingestor, and a long queue for a stopped ingestor
+is kept."""
 
 from __future__ import annotations
 
@@ -32,23 +33,39 @@ from tests.integration.ingest.support import (
 CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 BROKER_USER = "mosquitto"  # the user (and group) Mosquitto drops root for
 INGEST_PASSWORD = "ingest-secret-for-tests"
+IMAGE_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"  # its path in eclipse-mosquitto
+PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so", IMAGE_PLUGIN)
+
+
+def dynsec_plugin() -> str:
+    """This machine's copy of the plugin (Debian's path, or the image's)."""
+    found = next((p for p in PLUGIN_PATHS if Path(p).exists()), None)
+    assert found, f"Mosquitto's Dynamic Security plugin is not at any of {PLUGIN_PATHS}"
+    return found
 
 
 class ProductionBroker:
     """deploy/mosquitto/mosquitto.conf with its paths and port pointed at a temp folder.
 
     ``drop_root``: started as root, Mosquitto drops to its own user before it reads the
-    password and ACL files, as the shipped broker does (otherwise it stays root here).
+    Dynamic Security file, as the shipped broker does (otherwise it stays root here).
+    ``bare_listener``: a second listener without ``use_username_as_clientid`` on
+    ``bare_port``, as when an operator adds one and forgets that line.
     """
 
-    def __init__(self, folder: Path, auth_dir: Path, *, drop_root: bool = True) -> None:
+    def __init__(
+        self, folder: Path, auth_dir: Path, *, drop_root: bool = True, bare_listener: bool = False
+    ) -> None:
         self.port = free_port()
+        self.bare_port = free_port() if bare_listener else None
         self.folder = folder
         data = folder / "data"
         data.mkdir(parents=True, exist_ok=True)
         text = CONF.read_text()
         assert "listener 1883\n" in text and "/mosquitto/auth/" in text
+        assert f"plugin {IMAGE_PLUGIN}\n" in text
         text = text.replace("listener 1883\n", f"listener {self.port} 127.0.0.1\n")
+        text = text.replace(IMAGE_PLUGIN, dynsec_plugin())
         text = text.replace("/mosquitto/auth/", f"{auth_dir}/").replace(
             "/mosquitto/data/", f"{data}/"
         )
@@ -58,6 +75,8 @@ class ProductionBroker:
             open_path_for_others(folder)  # the broker's user reaches auth/ and data/
         elif os.geteuid() == 0:
             text += "user root\n"
+        if self.bare_port is not None:
+            text += f"listener {self.bare_port} 127.0.0.1\n"
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(text)
         self.process: subprocess.Popen[bytes] | None = None
@@ -134,7 +153,8 @@ def test_generated_files_let_each_terminal_publish_only_as_itself(
     assert creds["ingest"]["password"] == INGEST_PASSWORD
     assert {a["role"] for a in creds.values()} == {"terminal", "ingestor", "gateway"}
     assert (auth_dir / "credentials.csv").stat().st_mode & 0o077 == 0, "secrets are private"
-    assert (auth_dir / "passwd").stat().st_mode & 0o007 == 0, "hashes are not world-readable"
+    config = auth_dir / "dynamic-security.json"
+    assert config.stat().st_mode & 0o007 == 0, "hashes are not world-readable"
     assert connect_code(broker.port, None, None) != 0
     assert connect_code(broker.port, "GPS-T1", "wrong") != 0
     assert connect_code(broker.port, "GPS-T1", creds["GPS-T1"]["password"]) == 0
@@ -213,3 +233,18 @@ def test_queue_for_a_stopped_ingestor_holds_more_than_mosquittos_default_1000(
     assert_exactly_once(fleet_url, stream, range(n))
     assert ingestor.stop() == 0
     gateway.close()
+
+
+def test_doctor_finds_the_shipped_broker_asking_for_a_login(
+    secured: tuple[ProductionBroker, Path],
+) -> None:
+    """`clearday doctor` probes anonymously (never under the ingestor's account, whose
+    session it would take): the plugin refuses it, which the doctor reads as 'login
+    required', fine when the URL has an account, an error when it has none."""
+    from fleet.doctor import check_broker
+
+    broker, _ = secured
+    with_account = check_broker(broker.url("ingest", INGEST_PASSWORD))
+    assert with_account.ok and "requires a login" in with_account.detail, with_account
+    without = check_broker(f"mqtt://127.0.0.1:{broker.port}")
+    assert not without.ok and "CLEARDAY_MQTT_URL" in without.detail, without

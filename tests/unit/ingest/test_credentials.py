@@ -1,13 +1,14 @@
-"""Mosquitto password hashes and ACLs generated from trucks."""
+"""The broker's accounts (Mosquitto Dynamic Security configuration) generated from trucks."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import stat
-import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,15 +16,23 @@ from ingest import credentials
 from ingest.credentials import Account
 
 
-def test_hash_is_mosquitto_pbkdf2_sha512_format() -> None:
+def test_password_is_the_plugins_pbkdf2_sha512_with_salt_and_iterations() -> None:
+    """The fields Mosquitto's plugin reads: a 64-byte digest and a 12-byte salt in
+    base64, and the iteration count (a broker accepting the login: integration tests)."""
     salt = b"0123456789ab"
-    text = credentials.mosquitto_hash("s3cret", salt=salt)
-    _, kind, iterations, salt_b64, digest_b64 = text.split("$")
-    assert (kind, int(iterations)) == ("7", credentials.PBKDF2_ITERATIONS)
-    assert base64.b64decode(salt_b64) == salt
+    fields = credentials.dynsec_password("s3cret", salt=salt)
+    assert fields["iterations"] == credentials.PBKDF2_ITERATIONS
+    assert base64.b64decode(str(fields["salt"])) == salt
     expected = hashlib.pbkdf2_hmac("sha512", b"s3cret", salt, credentials.PBKDF2_ITERATIONS)
-    assert base64.b64decode(digest_b64) == expected
-    assert credentials.mosquitto_hash("s3cret") != credentials.mosquitto_hash("s3cret")  # salted
+    assert base64.b64decode(str(fields["password"])) == expected
+    assert credentials.dynsec_password("s3cret") != credentials.dynsec_password("s3cret")
+
+
+def roles_of(config: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    return {
+        r["rolename"]: [(a["acltype"], a["topic"]) for a in r["acls"] if a["allow"]]
+        for r in config["roles"]
+    }
 
 
 def test_accounts_keep_existing_passwords_and_skip_unusable_ids() -> None:
@@ -41,18 +50,39 @@ def test_accounts_keep_existing_passwords_and_skip_unusable_ids() -> None:
     assert "bad/id" not in by_name and len(problems) == 1 and "T3" in problems[0]
 
 
-def test_acl_limits_terminals_to_their_own_topics() -> None:
-    text = credentials.acl_text(
+def test_terminals_publish_only_their_own_topics_and_nothing_else_is_allowed() -> None:
+    """Deny by default; a terminal's role allows its three topics (send only), the
+    ingestor's subscribing to and receiving every truck's, the gateway's sending them."""
+    config = credentials.dynsec_config(
         [
             Account("ingest", "ingestor", "x"),
             Account("gw", "gateway", "y"),
-            Account("GPS-1", "terminal", "z"),
+            Account("GPS-1", "terminal", "plain-terminal-secret", "T1"),
         ]
     )
-    assert "user ingest\ntopic read clearday/v1/trucks/#" in text
-    assert "user gw\ntopic write clearday/v1/trucks/#" in text
-    assert "pattern write clearday/v1/trucks/%u/positions" in text
-    assert "GPS-1" not in text  # terminals are covered by the pattern lines
+    assert config["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    assert roles_of(config) == {
+        "ingestor": [
+            ("subscribePattern", "clearday/v1/trucks/#"),
+            ("subscribePattern", "$share/+/clearday/v1/trucks/#"),
+            ("publishClientReceive", "clearday/v1/trucks/#"),
+        ],
+        "gateway": [("publishClientSend", "clearday/v1/trucks/#")],
+        "terminal-GPS-1": [
+            ("publishClientSend", "clearday/v1/trucks/GPS-1/positions"),
+            ("publishClientSend", "clearday/v1/trucks/GPS-1/events"),
+            ("publishClientSend", "clearday/v1/trucks/GPS-1/status"),
+        ],
+    }
+    clients = {c["username"]: c for c in config["clients"]}
+    assert {u: c["clientid"] for u, c in clients.items()} == {u: u for u in clients}
+    assert clients["GPS-1"]["roles"] == [{"rolename": "terminal-GPS-1"}]
+    assert "plain-terminal-secret" not in json.dumps(config), "no plain password in the file"
 
 
 def test_files_are_private(tmp_path: Path) -> None:
@@ -60,18 +90,7 @@ def test_files_are_private(tmp_path: Path) -> None:
     for path in paths.values():
         assert path.stat().st_mode & 0o077 == 0
     assert credentials.read_existing(paths["credentials"])["GPS-1"].password == "pw"
-
-
-def test_mosquitto_passwd_tool_accepts_our_file(tmp_path: Path) -> None:
-    """mosquitto_passwd can read and rewrite the file (same format as its own)."""
-    paths = credentials.write_files(tmp_path, [Account("GPS-1", "terminal", "pw", "T1")])
-    done = subprocess.run(
-        ["mosquitto_passwd", "-b", str(paths["passwd"]), "other", "pw2"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    assert paths["passwd"].read_text().count("$7$") == 2
+    assert json.loads(paths["config"].read_text())["clients"][0]["username"] == "GPS-1"
 
 
 def test_each_ingestor_instance_gets_an_account_of_its_own() -> None:
@@ -90,21 +109,25 @@ def test_each_ingestor_instance_gets_an_account_of_its_own() -> None:
         ("ingest-2", "from-url"),
     ]
     assert "clashes with a service account" in problems[0]
-    text = credentials.acl_text(accounts)
-    assert "user ingest-1\ntopic read clearday/v1/trucks/#" in text
-    assert "user ingest-2\ntopic read clearday/v1/trucks/#" in text
+    clients = {c["username"]: c for c in credentials.dynsec_config(accounts)["clients"]}
+    assert (
+        clients["ingest-1"]["roles"] == clients["ingest-2"]["roles"] == [{"rolename": "ingestor"}]
+    )
+    assert (clients["ingest-1"]["clientid"], clients["ingest-2"]["clientid"]) == (
+        "ingest-1",
+        "ingest-2",
+    )
     assert credentials.ingestor_names("ingest", 1) == ["ingest"]
 
 
 def test_broker_files_are_group_readable_and_the_passwords_private(tmp_path: Path) -> None:
-    """passwd and acl: 0640 with the broker's group; credentials.csv stays 0600."""
+    """dynamic-security.json: 0640 with the broker's group; credentials.csv stays 0600."""
     gid = os.getgid()  # a group this process may give files to
     paths = credentials.write_files(
         tmp_path / "auth", [Account("GPS-1", "terminal", "pw", "T1")], broker_gid=gid
     )
-    for name in ("passwd", "acl"):
-        st = paths[name].stat()
-        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, gid), name
+    st = paths["config"].stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, gid)
     assert stat.S_IMODE(paths["credentials"].stat().st_mode) == 0o600
 
 
