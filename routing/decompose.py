@@ -248,6 +248,8 @@ def solve_decomposed(
 
     explained = screen(problem, dict(options.starts), options.breaks_done).unassigned
     remaining = max(2.0, time_limit_s - (time.monotonic() - t0) - 1.0)
+    if options.solution_limit is not None:  # bounded by counts: the clock is only a cap
+        remaining = time_limit_s
     routes, final_unassigned = finish_plan(
         problem,
         visits_by_truck,

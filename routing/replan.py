@@ -62,10 +62,13 @@ def replan(
     missed_point_ids: Iterable[str] = (),
     graph: Any = None,
     seed: int = 0,
+    solution_limit: int | None = None,
 ) -> Replan:
     """Re-plan the rest of the day; see the module docstring. ``Replan.problem`` is the
     problem the new plan answers: new points added, live positions in its matrices,
-    points already collected by trucks now out of service left out."""
+    points already collected by trucks now out of service left out. With
+    ``solution_limit`` the search stops after that many solutions (the same plan for
+    the same seed on any machine; ``time_limit_s`` is then only a safety cap)."""
     from routing.solver import SolverOptions, make_plan, solve
 
     t0 = time.monotonic()
@@ -140,6 +143,7 @@ def replan(
         starts=tuple(starts.items()),
         breaks_done=frozenset(breaks_done),
         max_points_per_solve=10**9,
+        solution_limit=solution_limit,
     )
     remaining_s = max(1.0, time_limit_s - (time.monotonic() - t0))
     new_plan = solve(rest, time_limit_s=remaining_s, seed=seed, options=options)

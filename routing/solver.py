@@ -101,7 +101,9 @@ class SolverOptions:
     sisr_avg_removed: int = 10
     operators_off: tuple[str, ...] = _OPERATORS_OFF
     operators_on: tuple[str, ...] = ()
-    solution_limit: int | None = None  # stop after this many solutions (deterministic)
+    # Stop every search after this many solutions: the plan then depends only on the
+    # seed, not on the machine's speed; the time limit is only a safety cap.
+    solution_limit: int | None = None
     log_search: bool = False
     max_points_per_solve: int = DEFAULT_MAX_POINTS_PER_SOLVE
     workers: int | None = None  # processes for decomposed districts; None = CPU count
@@ -1072,7 +1074,7 @@ def solve_direct(
         starts=starts,
         breaks_done=options.breaks_done,
         repair=options.repair,
-        time_budget_s=repair_budget_s(time_limit_s),
+        time_budget_s=repair_budget_s(time_limit_s, options),
     )
     return make_plan(
         problem,
@@ -1084,9 +1086,12 @@ def solve_direct(
     )
 
 
-def repair_budget_s(time_limit_s: float) -> float:
+def repair_budget_s(time_limit_s: float, options: SolverOptions | None = None) -> float:
     """What :func:`solve_direct` may spend after its search, re-inserting points the
-    search left out (on top of ``time_limit_s``)."""
+    search left out (on top of ``time_limit_s``). A search bounded by a solution limit
+    is never cut short by the clock (the time limit is then only a safety cap)."""
+    if options is not None and options.solution_limit is not None:
+        return time_limit_s
     return min(10.0, 0.1 * time_limit_s + 1.0)
 
 
@@ -1154,7 +1159,7 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
                 chosen = (cost, packed)
         assert chosen is not None
         out.update(chosen[1])
-        if time.monotonic() - t0 > time_limit_s * 1.5:
+        if model.options.solution_limit is None and time.monotonic() - t0 > time_limit_s * 1.5:
             break
     return out
 
