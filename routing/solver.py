@@ -1161,7 +1161,35 @@ def construct_trips(model: _Model, time_limit_s: float) -> dict[str, list[Visit]
         out.update(chosen[1])
         if model.options.solution_limit is None and time.monotonic() - t0 > time_limit_s * 1.5:
             break
-    return out
+    # Completing gets a share of its own: on a busy machine the trips can use all theirs.
+    return _complete(model, out, time.monotonic() + time_limit_s)
+
+
+def _complete(
+    model: _Model, visits_by_truck: dict[str, list[Visit]], deadline: float
+) -> dict[str, list[Visit]]:
+    """Every point first: the points the trips left out (no truck's day had room for
+    their trip, or a window the trip missed) inserted where they fit best, so the
+    search starts from a complete assignment wherever one is easy to find."""
+    problem = model.problem
+    starts = {t.truck_id: model.start_of[v] for v, t in enumerate(model.trucks)}
+    breaks_done = model.options.breaks_done
+    schedules: dict[str, tuple[list[Visit], Schedule]] = {}
+    for truck_id, visits in visits_by_truck.items():
+        truck = problem.truck(truck_id)
+        sched = schedule_route(
+            problem, truck, visits, start=starts[truck_id], break_done=truck_id in breaks_done
+        )
+        if sched.feasible:
+            schedules[truck_id] = (visits, sched)
+    placed = {v.ref_id for visits, _ in schedules.values() for v in visits if v.kind == "point"}
+    missing = [p.point_id for p in model.points if p.point_id not in placed]
+    if model.options.solution_limit is not None:
+        deadline = math.inf  # bounded by counts, never by the clock
+    # Only the model's trucks (a point's eligible trucks are among them).
+    sub = problem.replace(trucks=model.trucks)
+    _reinsert(sub, schedules, missing, starts, breaks_done, deadline)
+    return {truck_id: visits for truck_id, (visits, _) in schedules.items()}
 
 
 def _trip_sizes(model: _Model, vs: list[int]) -> list[float]:
@@ -1559,14 +1587,42 @@ def _split_overloaded_trips(
     return out
 
 
-def _insertion_candidates(
-    problem: Problem, truck: Truck, visits: list[Visit], pid: str, start: Start | None = None
-) -> list[list[Visit]]:
-    new = Visit("point", pid)
-    out = []
-    for i in range(len(visits) + 1):
-        trial = [*visits[:i], new, *visits[i:]]
-        out.append(_normalise(problem, truck, trial, start))
+def _visit_key(v: Visit) -> str:
+    return point_key(v.ref_id) if v.kind == "point" else station_key(v.ref_id)
+
+
+def _insertions(
+    problem: Problem, truck: Truck, visits: list[Visit], p: Point, start: Start | None
+) -> list[tuple[float, list[Visit]]]:
+    """Every way to add ``p`` to the truck's route, with the distance it adds on its
+    own (the legs around it), cheapest first: the first that holds is (nearly) the
+    cheapest feasible insertion, found without timing every position."""
+    matrix = problem.matrix_for(truck)
+    pk = point_key(p.point_id)
+    new = Visit("point", p.point_id)
+    first = start.key if start is not None else depot_key(truck.start_depot_id)
+    end = depot_key(truck.end_depot_id)
+    out: list[tuple[float, list[Visit]]] = []
+    if problem.stations and not visits:
+        before = _unload_first(problem, truck, p, start)
+        for s in problem.stations_for(truck):
+            if p.stream in s.streams:
+                sk = station_key(s.station_id)
+                added = matrix.distance(first, pk) + matrix.distance(pk, sk)
+                out.append(
+                    (
+                        added + matrix.distance(sk, end),
+                        [*before, new, Visit("station", s.station_id)],
+                    )
+                )
+    else:
+        keys = [first, *(_visit_key(v) for v in visits), end]
+        for i in range(len(visits) + 1):
+            a, b = keys[i], keys[i + 1]
+            added = matrix.distance(a, pk) + matrix.distance(pk, b) - matrix.distance(a, b)
+            trial = _normalise(problem, truck, [*visits[:i], new, *visits[i:]], start)
+            out.append((added, trial))
+    out.sort(key=lambda x: x[0])
     return out
 
 
@@ -1579,45 +1635,44 @@ def _reinsert(
     deadline: float,
 ) -> list[str]:
     """Cheapest feasible insertion of each missing point into any route (or a new
-    route for an idle truck); returns the points still left out."""
+    route for an idle truck), the positions of all trucks tried cheapest first;
+    returns the points still left out."""
     left: list[str] = []
     for pid in missing:
         if time.monotonic() > deadline:
             left.append(pid)
             continue
         p = problem.point(pid)
-        best: tuple[float, str, list[Visit], Schedule] | None = None
-        for truck in problem.trucks:
+        options: list[tuple[float, int, Truck, list[Visit]]] = []
+        for k, truck in enumerate(problem.trucks):
             if p.stream not in truck.streams:
                 continue
             if p.access_class == "narrow" and not truck.can_enter_narrow:
                 continue
-            visits, sched = schedules.get(truck.truck_id, ([], None))
-            base = sched.distance_m if sched is not None else 0.0
+            visits, _ = schedules.get(truck.truck_id, ([], None))
             start = starts.get(truck.truck_id)
-            candidates = _insertion_candidates(problem, truck, list(visits), pid, start)
-            if problem.stations and not visits:
-                first = _unload_first(problem, truck, p, start)
-                candidates = [
-                    [*first, Visit("point", pid), Visit("station", s.station_id)]
-                    for s in problem.stations_for(truck)
-                    if p.stream in s.streams
-                ]
-            for trial in candidates:
-                bd = truck.truck_id in breaks_done
-                s = schedule_route(problem, truck, trial, start=start, break_done=bd)
-                if not s.feasible and s.reason == "capacity" and problem.stations:
-                    # A full trip takes the point with one more unload.
-                    trial = _split_overloaded_trips(problem, truck, trial, start)
-                    s = schedule_route(problem, truck, trial, start=start, break_done=bd)
-                if s.feasible:
-                    delta = s.distance_m - base
-                    if best is None or delta < best[0]:
-                        best = (delta, truck.truck_id, trial, s)
-        if best is None:
+            options.extend(
+                (added, k, truck, trial)
+                for added, trial in _insertions(problem, truck, list(visits), p, start)
+            )
+        options.sort(key=lambda x: (x[0], x[1]))
+        placed = False
+        for _, _, truck, trial in options:
+            start = starts.get(truck.truck_id)
+            bd = truck.truck_id in breaks_done
+            sched = schedule_route(problem, truck, trial, start=start, break_done=bd)
+            if not sched.feasible and sched.reason == "capacity" and problem.stations:
+                # A full trip takes the point with one more unload.
+                trial = _split_overloaded_trips(problem, truck, trial, start)
+                sched = schedule_route(problem, truck, trial, start=start, break_done=bd)
+            if sched.feasible:
+                schedules[truck.truck_id] = (trial, sched)
+                placed = True
+                break
+            if time.monotonic() > deadline:
+                break
+        if not placed:
             left.append(pid)
-        else:
-            schedules[best[1]] = (best[2], best[3])
     return left
 
 
@@ -1640,7 +1695,7 @@ def _blocking_reason(
         visits, _ = schedules.get(truck.truck_id, ([], None))
         best_reason: str | None = None
         start = starts.get(truck.truck_id)
-        for trial in _insertion_candidates(problem, truck, list(visits), pid, start)[:60]:
+        for _, trial in _insertions(problem, truck, list(visits), p, start)[:60]:
             s = schedule_route(
                 problem,
                 truck,
