@@ -58,12 +58,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from routing.check import check_plan  # noqa: E402
+from routing import (  # noqa: E402
+    Plan,
+    Problem,
+    Unassigned,
+    Visit,
+    check_plan,
+    depot_key,
+    finish_plan,
+    make_plan,
+    point_key,
+    solve,
+    station_key,
+)
 from routing.instances import Instance, read_instance, synthetic_district  # noqa: E402
-from routing.plan import Plan, Unassigned  # noqa: E402
-from routing.problem import Problem, depot_key, point_key, station_key  # noqa: E402
-from routing.schedule import Visit  # noqa: E402
-from routing.solver import finish_plan, make_plan, solve  # noqa: E402
 
 INSTANCE_SUFFIXES = (".vrp", ".txt")
 # A solve must return within budget × WALL_FACTOR + WALL_SLACK_S, whatever the size.

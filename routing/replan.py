@@ -21,9 +21,11 @@ import msgspec
 
 from routing import graph as graph_mod
 from routing.check import LivePosition
+from routing.finish import best_station, make_plan, normalise
+from routing.options import SolverOptions
 from routing.plan import Plan, Route, Stop
 from routing.problem import Point, Problem, TravelMatrix, depot_key, point_key, truck_key
-from routing.schedule import Start
+from routing.schedule import Start, Visit, schedule_route
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def replan(
     points already collected by trucks now out of service left out. With
     ``solution_limit`` the search stops after that many solutions (the same plan for
     the same seed on any machine; ``time_limit_s`` is then only a safety cap)."""
-    from routing.solver import SolverOptions, make_plan, solve
+    from routing.solver import solve  # imports OR-Tools: only when re-planning
 
     t0 = time.monotonic()
     state_of = {s.truck_id: s for s in states}
@@ -266,16 +268,10 @@ def _go_home(
 ) -> tuple[Stop, ...]:
     """A truck with nothing left to do drives home (via a station if loaded), taking
     its break on the way if it is still due."""
-    from routing.schedule import schedule_route
-    from routing.solver import _normalise
-
     truck = problem.truck(truck_id)
-    visits: list[Any] = _normalise(problem, truck, [])
+    visits: list[Visit] = normalise(problem, truck, [])
     if start.load_kg > 0 and problem.stations:
-        from routing.schedule import Visit
-        from routing.solver import _best_station
-
-        visits = [Visit("station", _best_station(problem, truck, []).station_id)]
+        visits = [Visit("station", best_station(problem, truck, []).station_id)]
     sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
     return sched.to_route(truck_id).stops[1:]
 

@@ -363,9 +363,9 @@ def solved_plan(
 ) -> Any:
     """A `routing.plan.Plan` for the city from the real planner (OR-Tools); with
     ``solution_limit`` the same plan for the same seed on any machine."""
-    from routing import solver
+    import routing
 
-    options = solver.SolverOptions(solution_limit=solution_limit)
-    return solver.solve(
+    options = routing.SolverOptions(solution_limit=solution_limit)
+    return routing.solve(
         routing_problem(city), time_limit_s=time_limit_s, seed=seed, options=options
     )

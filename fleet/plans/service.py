@@ -199,11 +199,11 @@ def solve(
     """Solve with the routing library, reporting progress as the time budget runs.
     With `solution_limit` the search stops after that many solutions: the same plan
     for the same seed on any machine (`time_limit_s` is then only a safety cap)."""
-    from routing import solver  # imports OR-Tools: only when planning
+    import routing  # its solve imports OR-Tools: only when planning
 
-    options = solver.SolverOptions(solution_limit=solution_limit)
+    options = routing.SolverOptions(solution_limit=solution_limit)
     with _ticking(time_limit_s, progress):
-        return solver.solve(problem, time_limit_s=time_limit_s, seed=seed, options=options)
+        return routing.solve(problem, time_limit_s=time_limit_s, seed=seed, options=options)
 
 
 def plan_day(
@@ -423,7 +423,7 @@ def replan_day(
     are re-inserted; the points of `unavailable_truck_ids` (broken down) go to other
     trucks; `new_point_ids` are added. The result must pass ``routing.check``, or
     nothing is stored (PlanningError)."""
-    from routing.replan import replan  # imports OR-Tools: only when planning
+    from routing import replan  # imports OR-Tools when it runs: only when planning
 
     progress(0.02, "reading the plan")
     request = check_replan(

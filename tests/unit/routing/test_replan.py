@@ -13,13 +13,13 @@ import math
 
 import pytest
 
+from routing import make_plan
 from routing.check import check_plan
 from routing.graph import EARTH_RADIUS_M
 from routing.plan import Plan, Route, Stop
 from routing.problem import Depot, Point, Problem, Truck, build_problem
 from routing.replan import Replan, TruckState, replan
 from routing.schedule import Visit, schedule_route
-from routing.solver import make_plan
 
 from .tiny import point, station, truck
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from routing import SolverOptions, solve
 from routing.check import check_plan
 from routing.instances import synthetic_district
 from routing.plan import Plan
 from routing.problem import Problem
-from routing.solver import SolverOptions, solve
 
 from .tiny import line_problem, point, station, truck
 
