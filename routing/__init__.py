@@ -1,8 +1,9 @@
 """Route planning for waste collection: frozen, validated data in, a ``Plan`` out.
 
-The public API; callers outside ``routing/`` import from here. ``solve`` (and the
-OR-Tools it needs) is loaded on first use, so reading plans and problems does not
-import the solver.
+The public API; callers outside ``routing/`` import from here, or from the public
+modules ``routing.graph``, ``routing.instances`` and ``routing.replan`` (``replan``,
+``TruckState``). ``solve`` (and the OR-Tools it needs) is loaded on first use, so
+reading plans and problems does not import the solver.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from routing.problem import (
     station_key,
     truck_key,
 )
-from routing.replan import Replan, TruckState, replan
 from routing.schedule import Schedule, Start, Visit, schedule_route
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ __all__ = [
     "Plan",
     "Point",
     "Problem",
-    "Replan",
     "Route",
     "Schedule",
     "SolveStats",
@@ -48,7 +47,6 @@ __all__ = [
     "Stop",
     "TravelMatrix",
     "Truck",
-    "TruckState",
     "Unassigned",
     "Violation",
     "Visit",
@@ -58,7 +56,6 @@ __all__ = [
     "finish_plan",
     "make_plan",
     "point_key",
-    "replan",
     "schedule_route",
     "solve",
     "station_key",

@@ -423,7 +423,7 @@ def replan_day(
     are re-inserted; the points of `unavailable_truck_ids` (broken down) go to other
     trucks; `new_point_ids` are added. The result must pass ``routing.check``, or
     nothing is stored (PlanningError)."""
-    from routing import replan  # imports OR-Tools when it runs: only when planning
+    from routing.replan import replan  # imports OR-Tools when it runs: only when planning
 
     progress(0.02, "reading the plan")
     request = check_replan(
