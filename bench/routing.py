@@ -61,6 +61,7 @@ if str(ROOT) not in sys.path:
 from routing import (  # noqa: E402
     Plan,
     Problem,
+    SolverOptions,
     Unassigned,
     Visit,
     check_plan,
@@ -338,21 +339,26 @@ def competitors(n: int) -> Iterator[None]:
             proc.join()
 
 
-def run_demo_loaded(budget: float, seed: int, n_competitors: int) -> dict[str, Any]:
-    """The demo district planned while other processes load the CPU."""
+def run_demo_loaded(
+    budget: float, seed: int, n_competitors: int, solution_limit: int | None = None
+) -> dict[str, Any]:
+    """The demo district planned while other processes load the CPU (with
+    ``solution_limit``: a search bounded by solutions, the budget only a cap)."""
     from simulator.city import generate
     from simulator.plans import routing_problem
 
     problem = routing_problem(generate(n_points=300, n_trucks=12, seed=1, district="demo"))
     with competitors(n_competitors):
         t0 = time.monotonic()
-        plan = solve(problem, time_limit_s=budget, seed=seed)
+        options = SolverOptions(solution_limit=solution_limit)
+        plan = solve(problem, time_limit_s=budget, seed=seed, options=options)
         wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
     return {
         "instance": "demo district (300 points, 12 trucks)",
         "set": "demo-loaded",
         "competitors": n_competitors,
+        "solution_limit": solution_limit,
         "points": len(problem.points),
         "value": round(plan.stats.distance_m / 1000.0, 3),
         "unit": "km",
@@ -585,6 +591,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--competitors", type=int, default=2, help="with --demo-loaded")
     parser.add_argument(
+        "--solution-limit",
+        type=int,
+        help="with --demo-loaded: stop after this many solutions (--budget is then a cap)",
+    )
+    parser.add_argument(
         "--scale", default="", metavar="N,N,...", help="generated districts of these sizes"
     )
     parser.add_argument("--district-db", metavar="CODE", help="an imported district")
@@ -621,7 +632,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
     later: list[Any] = []
     if args.demo_loaded:
-        later.append(lambda: run_demo_loaded(args.budget, args.seed, args.competitors))
+        later.append(
+            lambda: run_demo_loaded(args.budget, args.seed, args.competitors, args.solution_limit)
+        )
     for size in sizes:
         later.append(lambda size=size: run_scale(size, args.budget, args.seed))
     if args.district_db:
