@@ -1,1 +1,71 @@
-"""routing"""
+"""Route planning for waste collection: frozen, validated data in, a ``Plan`` out.
+
+The public API; callers outside ``routing/`` import from here, or from the public
+modules ``routing.graph``, ``routing.instances`` and ``routing.replan`` (``replan``,
+``TruckState``). ``solve`` (and the OR-Tools it needs) is loaded on first use, so
+reading plans and problems does not import the solver.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from routing.check import LivePosition, Violation, check_plan
+from routing.finish import finish_plan, make_plan
+from routing.options import SolverOptions
+from routing.plan import Plan, Route, SolveStats, Stop, Unassigned
+from routing.problem import (
+    Depot,
+    Point,
+    Problem,
+    Station,
+    TravelMatrix,
+    Truck,
+    build_problem,
+    depot_key,
+    point_key,
+    station_key,
+    truck_key,
+)
+from routing.schedule import Schedule, Start, Visit, schedule_route
+
+if TYPE_CHECKING:
+    from routing.solver import solve
+
+__all__ = [
+    "Depot",
+    "LivePosition",
+    "Plan",
+    "Point",
+    "Problem",
+    "Route",
+    "Schedule",
+    "SolveStats",
+    "SolverOptions",
+    "Start",
+    "Station",
+    "Stop",
+    "TravelMatrix",
+    "Truck",
+    "Unassigned",
+    "Violation",
+    "Visit",
+    "build_problem",
+    "check_plan",
+    "depot_key",
+    "finish_plan",
+    "make_plan",
+    "point_key",
+    "schedule_route",
+    "solve",
+    "station_key",
+    "truck_key",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "solve":
+        from routing.solver import solve
+
+        return solve
+    raise AttributeError(f"module 'routing' has no attribute {name!r}")

@@ -5,7 +5,7 @@ bisection of the points' positions (each piece at most ``max_points_per_solve``
 points, balanced by count). Trucks are shared out among the pieces in proportion to
 the waste each kind of truck (same streams, narrow-lane access, depot) can collect
 there, nearest depot first. Each piece is an ordinary :class:`Problem` over the
-sub-matrix of its locations, solved by :func:`routing.solver.solve_direct` in its own
+sub-matrix of its locations, solved by :func:`routing.search.solve_direct` in its own
 process (OR-Tools holds the GIL), and the plans are stitched into one. Points a piece
 could not serve are then offered to every route of the district.
 """
@@ -24,9 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from routing.finish import finish_plan, make_plan, repair_budget_s
+from routing.options import SolverOptions
 from routing.plan import Plan, Route, Unassigned
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.schedule import Visit
+from routing.screen import screen
+from routing.search import solve_direct
 
 # Time kept back from the budget for splitting, process start-up and stitching (with
 # the re-offer of the points the pieces left out to the whole district), and for
@@ -175,9 +179,7 @@ def sub_problem(problem: Problem, piece: Piece, name: str) -> Problem:
     )
 
 
-def _solve_piece(args: tuple[Problem, float, int, Any]) -> Plan:
-    from routing.solver import solve_direct
-
+def _solve_piece(args: tuple[Problem, float, int, SolverOptions]) -> Plan:
     problem, time_limit_s, seed, options = args
     return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options)
 
@@ -187,11 +189,9 @@ def solve_decomposed(
     *,
     time_limit_s: float,
     seed: int = 0,
-    options: Any = None,
+    options: SolverOptions | None = None,
 ) -> Plan:
     """Split, solve the pieces in parallel processes, stitch, re-offer leftovers."""
-    from routing.solver import SolverOptions, finish_plan, make_plan, repair_budget_s
-
     t0 = time.monotonic()
     options = options or SolverOptions()
     workers = max(1, options.workers or os.cpu_count() or 1)
@@ -244,10 +244,10 @@ def solve_decomposed(
             ]
     # Points a piece could not serve are offered to the whole district again; points
     # no truck of the district could ever serve keep the reason found for them.
-    from routing.solver import screen
-
     explained = screen(problem, dict(options.starts), options.breaks_done).unassigned
     remaining = max(2.0, time_limit_s - (time.monotonic() - t0) - 1.0)
+    if options.solution_limit is not None:  # bounded by counts: the clock is only a cap
+        remaining = time_limit_s
     routes, final_unassigned = finish_plan(
         problem,
         visits_by_truck,

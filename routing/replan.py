@@ -21,9 +21,11 @@ import msgspec
 
 from routing import graph as graph_mod
 from routing.check import LivePosition
+from routing.finish import best_station, make_plan, normalise
+from routing.options import SolverOptions
 from routing.plan import Plan, Route, Stop
 from routing.problem import Point, Problem, TravelMatrix, depot_key, point_key, truck_key
-from routing.schedule import Start
+from routing.schedule import Start, Visit, schedule_route
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +64,14 @@ def replan(
     missed_point_ids: Iterable[str] = (),
     graph: Any = None,
     seed: int = 0,
+    solution_limit: int | None = None,
 ) -> Replan:
     """Re-plan the rest of the day; see the module docstring. ``Replan.problem`` is the
     problem the new plan answers: new points added, live positions in its matrices,
-    points already collected by trucks now out of service left out."""
-    from routing.solver import SolverOptions, make_plan, solve
+    points already collected by trucks now out of service left out. With
+    ``solution_limit`` the search stops after that many solutions (the same plan for
+    the same seed on any machine; ``time_limit_s`` is then only a safety cap)."""
+    from routing.solver import solve  # imports OR-Tools: only when re-planning
 
     t0 = time.monotonic()
     state_of = {s.truck_id: s for s in states}
@@ -140,6 +145,7 @@ def replan(
         starts=tuple(starts.items()),
         breaks_done=frozenset(breaks_done),
         max_points_per_solve=10**9,
+        solution_limit=solution_limit,
     )
     remaining_s = max(1.0, time_limit_s - (time.monotonic() - t0))
     new_plan = solve(rest, time_limit_s=remaining_s, seed=seed, options=options)
@@ -262,16 +268,10 @@ def _go_home(
 ) -> tuple[Stop, ...]:
     """A truck with nothing left to do drives home (via a station if loaded), taking
     its break on the way if it is still due."""
-    from routing.schedule import schedule_route
-    from routing.solver import _normalise
-
     truck = problem.truck(truck_id)
-    visits: list[Any] = _normalise(problem, truck, [])
+    visits: list[Visit] = normalise(problem, truck, [])
     if start.load_kg > 0 and problem.stations:
-        from routing.schedule import Visit
-        from routing.solver import _best_station
-
-        visits = [Visit("station", _best_station(problem, truck, []).station_id)]
+        visits = [Visit("station", best_station(problem, truck, []).station_id)]
     sched = schedule_route(problem, truck, visits, start=start, break_done=break_done)
     return sched.to_route(truck_id).stops[1:]
 

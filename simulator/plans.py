@@ -358,8 +358,14 @@ def routing_problem(city: City) -> Any:
     )
 
 
-def solved_plan(city: City, *, time_limit_s: float, seed: int = 0) -> Any:
-    """A `routing.plan.Plan` for the city from the real planner (OR-Tools)."""
-    from routing import solver
+def solved_plan(
+    city: City, *, time_limit_s: float, seed: int = 0, solution_limit: int | None = None
+) -> Any:
+    """A `routing.plan.Plan` for the city from the real planner (OR-Tools); with
+    ``solution_limit`` the same plan for the same seed on any machine."""
+    import routing
 
-    return solver.solve(routing_problem(city), time_limit_s=time_limit_s, seed=seed)
+    options = routing.SolverOptions(solution_limit=solution_limit)
+    return routing.solve(
+        routing_problem(city), time_limit_s=time_limit_s, seed=seed, options=options
+    )

@@ -47,6 +47,13 @@ class PlanJobIn(BaseModel):
     service_date: date
     time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget in seconds")
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    solution_limit: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="stop the search after this many solutions: the same plan for the same "
+        "seed on any machine (time_limit_s is then only a safety cap)",
+    )
 
 
 class ReplanIn(BaseModel):
@@ -62,6 +69,13 @@ class ReplanIn(BaseModel):
     )
     time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget in seconds")
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    solution_limit: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="stop the search after this many solutions: the same plan for the same "
+        "seed on any machine (time_limit_s is then only a safety cap)",
+    )
 
 
 class PlanJob(BaseModel):
@@ -258,6 +272,7 @@ def start_planning(
         tz=ZoneInfo(str(row[0])),
         time_limit_s=body.time_limit_s,
         seed=body.seed,
+        solution_limit=body.solution_limit,
         requested_by=principal.username,
     )
     return get_job(conn, principal, job_id)
@@ -293,6 +308,7 @@ def replan_from_now(
             new_point_ids=body.new_point_ids,
             time_limit_s=body.time_limit_s,
             seed=body.seed,
+            solution_limit=body.solution_limit,
             requested_by=principal.username,
             alert_config=AlertConfig.from_settings(settings),
         )

@@ -52,6 +52,14 @@ def register(app: typer.Typer) -> None:
         district: Annotated[str, typer.Option(help="district code")] = "default",
         time_limit: Annotated[float, typer.Option(help="solver time budget in seconds")] = 30.0,
         seed: Annotated[int, typer.Option(help="seed: the same seed gives the same plan")] = 0,
+        solution_limit: Annotated[
+            int | None,
+            typer.Option(
+                min=1,
+                help="stop the search after this many solutions: the same plan for the same "
+                "seed on any machine (--time-limit is then only a safety cap)",
+            ),
+        ] = None,
         publish: Annotated[bool, typer.Option(help="publish it as the day's plan")] = False,
         replan: Annotated[
             int | None,
@@ -104,7 +112,7 @@ def register(app: typer.Typer) -> None:
                     plan_id = service.replan_day(
                         conn, plan_id=replan, now=at, unavailable_truck_ids=_id_list(unavailable),
                         new_point_ids=_id_list(new_points), time_limit_s=time_limit, seed=seed,
-                        progress=progress, alert_config=AlertConfig.from_settings(settings),
+                        solution_limit=solution_limit, progress=progress, alert_config=AlertConfig.from_settings(settings),
                     )  # fmt: skip
                     if publish:
                         service.publish_plan(conn, plan_id=plan_id)
@@ -112,7 +120,8 @@ def register(app: typer.Typer) -> None:
                     assert day is not None
                     plan_id = service.plan_day(
                         conn, district_id=district, service_date=day, tz=settings.tz,
-                        time_limit_s=time_limit, seed=seed, publish=publish, progress=progress,
+                        time_limit_s=time_limit, seed=seed, solution_limit=solution_limit,
+                        publish=publish, progress=progress,
                     )  # fmt: skip
             except service.PlanningError as exc:
                 typer.echo("")

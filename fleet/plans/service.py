@@ -189,13 +189,21 @@ def _ticking(time_limit_s: float, progress: Progress) -> Iterator[None]:
 
 
 def solve(
-    problem: rp.Problem, *, time_limit_s: float, seed: int, progress: Progress = _noop
+    problem: rp.Problem,
+    *,
+    time_limit_s: float,
+    seed: int,
+    solution_limit: int | None = None,
+    progress: Progress = _noop,
 ) -> Plan:
-    """Solve with the routing library, reporting progress as the time budget runs."""
-    from routing import solver  # imports OR-Tools: only when planning
+    """Solve with the routing library, reporting progress as the time budget runs.
+    With `solution_limit` the search stops after that many solutions: the same plan
+    for the same seed on any machine (`time_limit_s` is then only a safety cap)."""
+    import routing  # its solve imports OR-Tools: only when planning
 
+    options = routing.SolverOptions(solution_limit=solution_limit)
     with _ticking(time_limit_s, progress):
-        return solver.solve(problem, time_limit_s=time_limit_s, seed=seed)
+        return routing.solve(problem, time_limit_s=time_limit_s, seed=seed, options=options)
 
 
 def plan_day(
@@ -206,6 +214,7 @@ def plan_day(
     tz: ZoneInfo,
     time_limit_s: float = 30.0,
     seed: int = 0,
+    solution_limit: int | None = None,
     created_by: str | None = None,
     publish: bool = False,
     progress: Progress = _noop,
@@ -214,7 +223,10 @@ def plan_day(
     progress(0.02, "reading the district")
     problem = build_problem(conn, district_id=district_id, service_date=service_date)
     progress(0.2, f"planning {len(problem.points)} points with {len(problem.trucks)} trucks")
-    plan = solve(problem, time_limit_s=time_limit_s, seed=seed, progress=progress)
+    plan = solve(
+        problem, time_limit_s=time_limit_s, seed=seed, solution_limit=solution_limit,
+        progress=progress,
+    )  # fmt: skip
     progress(0.95, "storing the plan")
     plan_id = repo.insert_plan(
         conn,
@@ -398,6 +410,7 @@ def replan_day(
     new_point_ids: Sequence[str] = (),
     time_limit_s: float = 30.0,
     seed: int = 0,
+    solution_limit: int | None = None,
     created_by: str | None = None,
     progress: Progress = _noop,
     alert_config: AlertConfig | None = None,
@@ -410,7 +423,7 @@ def replan_day(
     are re-inserted; the points of `unavailable_truck_ids` (broken down) go to other
     trucks; `new_point_ids` are added. The result must pass ``routing.check``, or
     nothing is stored (PlanningError)."""
-    from routing.replan import replan  # imports OR-Tools: only when planning
+    from routing.replan import replan  # imports OR-Tools when it runs: only when planning
 
     progress(0.02, "reading the plan")
     request = check_replan(
@@ -458,7 +471,7 @@ def replan_day(
             result = replan(
                 problem, old, [t.state for t in trucks], now_s=request.now_s,
                 time_limit_s=time_limit_s, new_points=new_points, missed_point_ids=missed,
-                graph=graph, seed=seed,
+                graph=graph, seed=seed, solution_limit=solution_limit,
             )  # fmt: skip
     except ValueError as exc:
         raise PlanningError(f"plan {plan_id} cannot be re-planned: {exc}") from exc
@@ -564,6 +577,7 @@ def start_job(
     tz: ZoneInfo,
     time_limit_s: float,
     seed: int = 0,
+    solution_limit: int | None = None,
     requested_by: str | None = None,
 ) -> int:
     """Start planning in a background thread; poll `plan_job` (get_job) for progress."""
@@ -571,7 +585,8 @@ def start_job(
     def work(conn: psycopg.Connection, report: Progress) -> int:
         return plan_day(
             conn, district_id=district_id, service_date=service_date, tz=tz,
-            time_limit_s=time_limit_s, seed=seed, created_by=requested_by, progress=report,
+            time_limit_s=time_limit_s, seed=seed, solution_limit=solution_limit,
+            created_by=requested_by, progress=report,
         )  # fmt: skip
 
     return _start_job(
@@ -589,6 +604,7 @@ def start_replan_job(
     new_point_ids: Sequence[str] = (),
     time_limit_s: float = 30.0,
     seed: int = 0,
+    solution_limit: int | None = None,
     requested_by: str | None = None,
     alert_config: AlertConfig | None = None,
 ) -> int:
@@ -604,7 +620,8 @@ def start_replan_job(
         return replan_day(
             conn, plan_id=plan_id, now=now, unavailable_truck_ids=unavailable_truck_ids,
             new_point_ids=new_point_ids, time_limit_s=time_limit_s, seed=seed,
-            created_by=requested_by, progress=report, alert_config=alert_config,
+            solution_limit=solution_limit, created_by=requested_by, progress=report,
+            alert_config=alert_config,
         )  # fmt: skip
 
     return _start_job(

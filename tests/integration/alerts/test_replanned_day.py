@@ -72,8 +72,9 @@ def test_a_replanned_day_keeps_every_point_planned_at_any_time(database_url: str
     with psycopg.connect(database_url, autocommit=True) as conn:
         load_domain(conn)
         first_id = plans.plan_day(
-            conn, district_id="d1", service_date=DAY, tz=TZ, time_limit_s=2, publish=True
-        )
+            conn, district_id="d1", service_date=DAY, tz=TZ, time_limit_s=120,
+            solution_limit=100, publish=True,
+        )  # fmt: skip
         stored = plans.get_plan(conn, plan_id=first_id)
     assert stored is not None
     first = Plan.from_dict(stored["document"])
@@ -109,8 +110,9 @@ def test_a_replanned_day_keeps_every_point_planned_at_any_time(database_url: str
     # The dispatcher takes A out and publishes the re-plan.
     with psycopg.connect(database_url, autocommit=True) as conn:
         second_id = plans.replan_day(
-            conn, plan_id=first_id, now=REPLAN_AT, unavailable_truck_ids=[a], time_limit_s=2
-        )
+            conn, plan_id=first_id, now=REPLAN_AT, unavailable_truck_ids=[a], time_limit_s=120,
+            solution_limit=100,
+        )  # fmt: skip
         plans.publish_plan(conn, plan_id=second_id)
         stored = plans.get_plan(conn, plan_id=second_id)
         old = plans.get_plan(conn, plan_id=first_id)

@@ -38,6 +38,9 @@ from simulator.city import CityConfig, generate
 
 DAY = date(2026, 3, 3)
 TZ = ZoneInfo("Asia/Shanghai")
+# Every search stops after a number of solutions: the same plans on a loaded machine as
+# on a quiet one (the time limit is only a safety cap).
+SEARCH: dict[str, Any] = {"time_limit_s": 120, "solution_limit": 100}
 FixRow = tuple[datetime, float, float, float]
 
 
@@ -61,7 +64,7 @@ def import_city(url: str, folder: Path) -> None:
 def plan_and_publish(url: str, day: date, tz: ZoneInfo) -> Day:
     with db.connect(url, autocommit=True) as conn:
         plan_id = service.plan_day(
-            conn, district_id="demo", service_date=day, tz=tz, time_limit_s=3, publish=True
+            conn, district_id="demo", service_date=day, tz=tz, publish=True, **SEARCH
         )
         stored = service.get_plan(conn, plan_id=plan_id)
     assert stored is not None
@@ -172,7 +175,7 @@ def test_replan_keeps_done_stops_reinserts_the_skipped_point_and_reassigns_a_bro
     with db.connect(published.url, autocommit=True) as conn:
         new_id = service.replan_day(
             conn, plan_id=published.plan_id, now=at(now_s), unavailable_truck_ids=["T01"],
-            time_limit_s=3,
+            **SEARCH,
         )  # fmt: skip
         stored = service.get_plan(conn, plan_id=new_id)
         old_status = service.get_plan(conn, plan_id=published.plan_id)
@@ -239,7 +242,7 @@ def test_a_truck_behind_its_plan_after_lunch_needs_no_second_break(published: Da
     track.drive_to(lat + 0.002, lon).stay_until(now_s)
     insert_fixes(published.url, "T01", fixes + [f for f in track.fixes if f[0] > fixes[-1][0]])
     with db.connect(published.url, autocommit=True) as conn:
-        new_id = service.replan_day(conn, plan_id=published.plan_id, now=at(now_s), time_limit_s=3)
+        new_id = service.replan_day(conn, plan_id=published.plan_id, now=at(now_s), **SEARCH)
         stored = service.get_plan(conn, plan_id=new_id)
         problem = service.build_problem(conn, district_id="demo", service_date=DAY)
     assert stored is not None
@@ -484,7 +487,7 @@ def test_replan_over_the_api(api: tuple[TestClient, dict[str, dict[str, str]], D
             (lat + 0.0005, lon),
         )
     url = f"/api/v1/plans/{day.plan_id}/replan"
-    body = {"unavailable_truck_ids": ["T01"], "new_point_ids": ["P9001"], "time_limit_s": 2}
+    body = {"unavailable_truck_ids": ["T01"], "new_point_ids": ["P9001"], **SEARCH}
 
     def refused(status: int, who: str, path: str = url, **payload: Any) -> dict[str, Any]:
         response = client.post(path, headers=headers[who], json=payload or body)
@@ -500,6 +503,7 @@ def test_replan_over_the_api(api: tuple[TestClient, dict[str, dict[str, str]], D
     assert bad["errors"][0]["field"] == "unavailable_truck_ids"
     assert "district demo has no truck T99" in bad["detail"]
     assert refused(422, "dispatcher", time_limit_s=5000)["errors"][0]["field"] == "time_limit_s"
+    assert refused(422, "dispatcher", solution_limit=0)["errors"][0]["field"] == "solution_limit"
 
     started = client.post(url, headers=headers["dispatcher"], json=body)
     assert started.status_code == 202, started.text
@@ -539,7 +543,7 @@ def test_replan_from_the_command_line(published: Day) -> None:
 
     done = clearday(
         "--replan", str(published.plan_id), "--unavailable", "T01", "--now", "2026-03-03T07:30",
-        "--time-limit", "2",
+        "--time-limit", str(SEARCH["time_limit_s"]), "--solution-limit", str(SEARCH["solution_limit"]),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"re-planned from 2026-03-03T07:30+08:00 (replaces {published.plan_id})" in done.stdout

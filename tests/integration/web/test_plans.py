@@ -35,7 +35,12 @@ def planned(client: TestClient, users: Users, city: str) -> int:
     started = client.post(
         "/api/v1/plans/jobs",
         headers=users.headers("dispatcher"),
-        json={"district_id": city, "service_date": DAY.isoformat(), "time_limit_s": 2},
+        json={
+            "district_id": city,
+            "service_date": DAY.isoformat(),
+            "time_limit_s": 120,
+            "solution_limit": 100,
+        },
     )
     assert started.status_code == 202, started.text
     job = started.json()

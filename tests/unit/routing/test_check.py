@@ -195,7 +195,7 @@ def test_hand_timed_base_plan_is_valid() -> None:
 
 def test_solved_plan_of_the_base_problem_is_valid() -> None:
     """The solver's own plan for the same problem passes too (X left out for its stream)."""
-    from routing.solver import SolverOptions, solve
+    from routing import SolverOptions, solve
 
     plan = solve(PB, time_limit_s=1.0, options=SolverOptions(solution_limit=200))
     assert check_plan(PB, plan) == []

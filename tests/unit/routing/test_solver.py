@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import pytest
 
+from routing import SolverOptions, solve
 from routing.check import check_plan
 from routing.instances import synthetic_district
 from routing.plan import Plan
 from routing.problem import Problem
-from routing.solver import SolverOptions, solve
 
 from .tiny import line_problem, point, station, truck
 
 FAST = SolverOptions(solution_limit=400)
 
 
-def plan_for(problem: Problem, seconds: float = 2.0, options: SolverOptions = FAST) -> Plan:
+def plan_for(problem: Problem, seconds: float = 60.0, options: SolverOptions = FAST) -> Plan:
     plan = solve(problem, time_limit_s=seconds, options=options)
     violations = check_plan(problem, plan)
     assert violations == [], [str(v) for v in violations]
@@ -109,7 +109,7 @@ def test_unservable_points_come_back_with_their_reason(
         trucks=[the_truck],  # type: ignore[list-item]
         stations={"S": (0.0, the_station)},  # type: ignore[dict-item]
     )
-    plan = plan_for(pb, seconds=1.0)
+    plan = plan_for(pb)
     assert [(u.point_id, u.reason) for u in plan.unassigned] == [("A", reason)]
     assert plan.routes == ()
 
@@ -220,7 +220,7 @@ def test_small_generated_city_passes_the_checker() -> None:
     """A generated district (road graph, windows, break, streams, narrow lanes): every
     point served, the plan valid."""
     pb, _ = synthetic_district(n_points=40, n_trucks=4, seed=3, kitchen_share=0.1)
-    plan = plan_for(pb, seconds=4.0, options=SolverOptions())
+    plan = plan_for(pb, seconds=120.0, options=SolverOptions(solution_limit=300))
     assert not plan.unassigned
     assert plan.stats.num_assigned == 40
 
@@ -228,7 +228,7 @@ def test_small_generated_city_passes_the_checker() -> None:
 def test_decomposed_district_passes_the_checker() -> None:
     """Split into pieces (forced small), solved and stitched: still valid, all served."""
     pb, _ = synthetic_district(n_points=60, n_trucks=4, seed=5)
-    options = SolverOptions(max_points_per_solve=25, workers=1)
-    plan = plan_for(pb, seconds=6.0, options=options)
+    options = SolverOptions(max_points_per_solve=25, workers=1, solution_limit=200)
+    plan = plan_for(pb, seconds=120.0, options=options)
     assert plan.stats.pieces == 3
     assert not plan.unassigned

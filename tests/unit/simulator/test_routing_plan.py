@@ -10,7 +10,7 @@ from simulator.trucks import DaySpec, simulate
 
 
 def test_drives_a_routing_solver_plan_stop_by_stop(small_city: City) -> None:
-    plan = solved_plan(small_city, time_limit_s=3, seed=1)
+    plan = solved_plan(small_city, time_limit_s=120, seed=1, solution_limit=100)
     check_plan(plan, small_city)
     assert plan.routes
     _, day = simulate(DaySpec(city=small_city, plan=plan, service_date=date(2025, 3, 3), seed=1))

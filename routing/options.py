@@ -1,0 +1,59 @@
+"""The planner's knobs (:class:`SolverOptions`) and the units of its integer model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from routing.schedule import Start
+
+DIST_SCALE: Final = 10  # decimetres
+TIME_SCALE: Final = 10  # deciseconds
+LOAD_SCALE: Final = 1000  # grams (and thousandths of other units)
+SOLVER_NAME: Final = "ortools-ils"
+# Above this many points `solve` decomposes the district (routing.decompose).
+DEFAULT_MAX_POINTS_PER_SOLVE: Final = 450
+
+# Operators that cost more time than they return on these models (measured on
+# CVRPLIB X, see docs/routing.md); pickup-and-delivery ones never apply here.
+OPERATORS_OFF: Final = (
+    "use_lin_kernighan",
+    "use_relocate_expensive_chain",
+    "use_global_cheapest_insertion_path_lns",
+    "use_local_cheapest_insertion_path_lns",
+    "use_relocate_path_global_cheapest_insertion_insert_unperformed",
+    "use_global_cheapest_insertion_visit_types_lns",
+    "use_local_cheapest_insertion_visit_types_lns",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SolverOptions:
+    """Knobs for experiments and the benchmark; the defaults are the measured best."""
+
+    metaheuristic: Literal["ils", "gls", "greedy"] = "ils"
+    first_solution: str | None = None  # an OR-Tools FirstSolutionStrategy name
+    soft_capacity: bool = False
+    unload_model: Literal["parked", "optional"] = "parked"
+    # Start from trips: a CVRP from each station cut into truckloads, packed into the
+    # trucks' days ("trips"), or let OR-Tools build the first solution ("ortools").
+    construction: Literal["trips", "ortools"] = "trips"
+    construction_share: float = 0.25
+    unload_copies: int | None = None  # per truck and station; None = from the loads
+    sisr_max_sequence: int = 10
+    sisr_avg_removed: int = 10
+    operators_off: tuple[str, ...] = OPERATORS_OFF
+    operators_on: tuple[str, ...] = ()
+    # Stop every search after this many solutions: the plan then depends only on the
+    # seed, not on the machine's speed; the time limit is only a safety cap.
+    solution_limit: int | None = None
+    log_search: bool = False
+    max_points_per_solve: int = DEFAULT_MAX_POINTS_PER_SOLVE
+    workers: int | None = None  # processes for decomposed districts; None = CPU count
+    # Live state for re-planning (routing.replan): truck id -> where its day resumes.
+    starts: tuple[tuple[str, Start], ...] = ()
+    breaks_done: frozenset[str] = frozenset()
+    repair: bool = True
+    # "shift": fold the common lunch break into model time (fast, conservative);
+    # "intervals": OR-Tools break intervals (exact, much slower search).
+    break_model: Literal["shift", "intervals"] = "shift"
