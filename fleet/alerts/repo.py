@@ -211,14 +211,14 @@ def replace_detection(
             cur.executemany(
                 """INSERT INTO visit (truck_id, service_date, kind, site_kind, site_id, arrived_at,
                                       departed_at, dwell_s, is_open, fixes, distance_m, speed_kmh,
-                                      evidence, end_seen)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                      evidence, end_seen, confidence)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (truck_id, arrived_at, kind, site_kind, site_id) DO UPDATE SET
                        departed_at = excluded.departed_at, dwell_s = excluded.dwell_s,
                        is_open = excluded.is_open, fixes = excluded.fixes,
                        distance_m = excluded.distance_m, speed_kmh = excluded.speed_kmh,
                        evidence = excluded.evidence, service_date = excluded.service_date,
-                       end_seen = excluded.end_seen""",
+                       end_seen = excluded.end_seen, confidence = excluded.confidence""",
                 [
                     (
                         truck_id,
@@ -235,6 +235,7 @@ def replace_detection(
                         v.speed_kmh,
                         Jsonb([e.as_json() for e in v.evidence]),
                         v.end_seen,
+                        v.confidence,
                     )
                     for v in keep
                 ],
@@ -412,6 +413,7 @@ def _visit(row: Sequence[Any]) -> Visit:
         speed,
         ev,
         seen,
+        confidence,
     ) = row
     evidence = tuple(
         DeviceEvent(
@@ -438,11 +440,12 @@ def _visit(row: Sequence[Any]) -> Visit:
         is_open=is_open,
         evidence=evidence,
         end_seen=seen,
+        confidence=confidence,
     )
 
 
 _VISIT_COLS = """truck_id, kind, site_kind, site_id, arrived_at, departed_at, dwell_s, is_open,
-                 fixes, distance_m, speed_kmh, evidence, end_seen"""
+                 fixes, distance_m, speed_kmh, evidence, end_seen, confidence"""
 
 
 def day_visits(
@@ -565,6 +568,7 @@ def ledger_row(v: Verdict) -> LedgerRow:
         v.status, v.reason, v.cleared_at, v.cleared_by_truck_id,
         None if v.dwell_s is None else round(v.dwell_s, 3), v.delivery, v.delivered_at,
         v.delivered_station_id, json.dumps(v.evidence, sort_keys=True, ensure_ascii=False),
+        v.confidence,
     )  # fmt: skip
 
 
@@ -576,9 +580,10 @@ def write_ledger(conn: psycopg.Connection, rows: Sequence[LedgerRow], *, now: da
             """INSERT INTO ledger_entry (service_date, point_id, district_id, stream, plan_id,
                    planned_truck_id, planned_seq, planned_arrival_at, window_start_at, window_end_at,
                    deadline_at, status, reason, cleared_at, cleared_by_truck_id, dwell_s, delivery,
-                   delivered_at, delivered_station_id, evidence, status_since, computed_at)
+                   delivered_at, delivered_station_id, evidence, confidence, status_since,
+                   computed_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                       %s::jsonb, %s, %s)
+                       %s::jsonb, %s, %s, %s)
                ON CONFLICT (service_date, point_id) DO UPDATE SET
                    district_id = excluded.district_id, stream = excluded.stream,
                    plan_id = excluded.plan_id, planned_truck_id = excluded.planned_truck_id,
@@ -589,6 +594,7 @@ def write_ledger(conn: psycopg.Connection, rows: Sequence[LedgerRow], *, now: da
                    cleared_by_truck_id = excluded.cleared_by_truck_id, dwell_s = excluded.dwell_s,
                    delivery = excluded.delivery, delivered_at = excluded.delivered_at,
                    delivered_station_id = excluded.delivered_station_id, evidence = excluded.evidence,
+                   confidence = excluded.confidence,
                    status_since = CASE WHEN ledger_entry.status = excluded.status
                                        THEN ledger_entry.status_since ELSE excluded.status_since END,
                    computed_at = excluded.computed_at""",

@@ -156,7 +156,7 @@ def deadline(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[
     for v in verdicts:
         due = v.due
         at = due.deadline_at + timedelta(seconds=p.deadline_grace_s)
-        if now < at or v.status == "cleared" or v.coverage_hole:
+        if now < at or v.status in ("cleared", "unverifiable") or v.coverage_hole:
             continue
         out.append(
             AlertCandidate(
