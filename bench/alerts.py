@@ -588,13 +588,22 @@ def skipped_through(day: SimDay) -> set[str]:
 
 
 def raised(url: str, d: date) -> dict[str, dict[str, datetime]]:
+    """kind -> subject -> when raised; a point's one incident counts once for each of its
+    stages (drive-by, missed, ...), as raised when it reached that stage."""
     out: dict[str, dict[str, datetime]] = {k: {} for k in KINDS}
     with psycopg.connect(url) as conn:
-        for kind, point_id, truck_id, raised_at in conn.execute(
-            "SELECT kind, point_id, truck_id, raised_at FROM alert WHERE service_date = %s", (d,)
+        for kind, point_id, truck_id, raised_at, details in conn.execute(
+            "SELECT kind, point_id, truck_id, raised_at, details FROM alert"
+            " WHERE service_date = %s",
+            (d,),
         ):
-            if kind in out:
-                out[kind][point_id if kind != "not_unloaded" else truck_id] = raised_at
+            stages = [
+                (s["kind"], datetime.fromisoformat(s["raised_at"]))
+                for s in (details or {}).get("stages", [])
+            ] or [(kind, raised_at)]
+            for stage, at in stages:
+                if stage in out:
+                    out[stage][point_id if stage != "not_unloaded" else truck_id] = at
     return out
 
 
@@ -705,8 +714,9 @@ def explain_delays(
                 column = "truck_id" if kind == "not_unloaded" else "point_id"
                 row = conn.execute(
                     f"SELECT condition_at, details FROM alert WHERE service_date = %s"
-                    f" AND kind = %s AND {column} = %s",
-                    (d, kind, key),
+                    f" AND (kind = %s OR details->'stages' @> jsonb_build_array("
+                    f"jsonb_build_object('kind', %s::text))) AND {column} = %s",
+                    (d, kind, kind, key),
                 ).fetchone()
                 cond, details = row if row else (None, {})
                 details = dict(details or {})

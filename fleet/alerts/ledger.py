@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import Any, Literal
 
@@ -114,6 +114,11 @@ class TruckDay:
     # unknown, e.g. in a replay). A terminal whose clock runs behind sends fixes that
     # look minutes old on arrival; it is not silent.
     last_heard_at: datetime | None = None
+
+    @property
+    def tz(self) -> tzinfo | None:
+        """The district's time zone (the shift is read in it), for times a person reads."""
+        return self.shift_start_at.tzinfo
 
     @property
     def has_route(self) -> bool:

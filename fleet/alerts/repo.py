@@ -7,7 +7,7 @@ import json
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -616,11 +616,12 @@ def drop_ledger_except(
 # ---------------------------------------------------------------------------- alerts
 
 
-def known_alert_keys(conn: psycopg.Connection, *, dates: Sequence[date]) -> set[str]:
+def known_alert_keys(conn: psycopg.Connection, *, dates: Sequence[date]) -> dict[str, str]:
+    """The alerts raised on these dates: dedupe key -> kind (an incident's latest stage)."""
     rows = conn.execute(
-        "SELECT dedupe_key FROM alert WHERE service_date = ANY(%s)", (list(dates),)
+        "SELECT dedupe_key, kind FROM alert WHERE service_date = ANY(%s)", (list(dates),)
     ).fetchall()
-    return {r[0] for r in rows}
+    return {r[0]: r[1] for r in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,7 +635,7 @@ def insert_alert(
     conn: psycopg.Connection, candidate: AlertCandidate, *, now: datetime
 ) -> RaisedAlert | None:
     """Insert the alert unless its crossing was raised before; None if it was."""
-    c = candidate
+    c = _stages_raised(candidate, {}, now)
     row = conn.execute(
         """INSERT INTO alert (dedupe_key, kind, severity, district_id, service_date, subject,
                               point_id, truck_id, condition_at, raised_at, message, details)
@@ -656,6 +657,36 @@ def insert_alert(
         ),
     ).fetchone()
     return RaisedAlert(row[0], c, now) if row else None
+
+
+def escalate_alert(
+    conn: psycopg.Connection, candidate: AlertCandidate, *, now: datetime
+) -> RaisedAlert | None:
+    """Move an incident's alert (same key) on to the candidate's later stage in place:
+    kind, severity, message and the stages of its evidence. None if it is not there."""
+    row = conn.execute(
+        "SELECT alert_id, details FROM alert WHERE dedupe_key = %s FOR UPDATE", (candidate.key,)
+    ).fetchone()
+    if row is None:
+        return None
+    alert_id, old = row
+    raised_at = {s["kind"]: s["raised_at"] for s in old.get("stages", []) if "raised_at" in s}
+    c = _stages_raised(candidate, raised_at, now)
+    conn.execute(
+        """UPDATE alert SET kind = %s, severity = %s, message = %s, details = %s
+            WHERE alert_id = %s""",
+        (c.kind, c.severity, c.message, Jsonb(c.details), alert_id),
+    )
+    return RaisedAlert(alert_id, c, now)
+
+
+def _stages_raised(c: AlertCandidate, raised_at: dict[str, str], now: datetime) -> AlertCandidate:
+    """The candidate with each stage stamped with when it was first raised."""
+    stages = c.details.get("stages")
+    if not stages:
+        return c
+    stamped = [{**s, "raised_at": raised_at.get(s["kind"], now.isoformat())} for s in stages]
+    return replace(c, details={**c.details, "stages": stamped})
 
 
 def open_case_for(

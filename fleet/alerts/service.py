@@ -118,7 +118,8 @@ def list_alerts(
     limit: int = 100,
     offset: int = 0,
 ) -> list[AlertOut]:
-    """Alerts, newest first."""
+    """Alerts, newest first. `kind` also finds a point's incident that passed through
+    that stage (a drive-by since escalated to missed is found as a drive_by)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """SELECT alert_id, kind, severity, district_id, service_date, subject, point_id, truck_id,
@@ -126,7 +127,8 @@ def list_alerts(
                  FROM alert
                 WHERE (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
                   AND (%(d)s::date IS NULL OR service_date = %(d)s)
-                  AND (%(k)s::text IS NULL OR kind = %(k)s)
+                  AND (%(k)s::text IS NULL OR kind = %(k)s
+                       OR details->'stages' @> jsonb_build_array(jsonb_build_object('kind', %(k)s::text)))
                   AND (NOT %(u)s OR resolved_at IS NULL)
                 ORDER BY raised_at DESC, alert_id DESC LIMIT %(lim)s OFFSET %(off)s""",
             {

@@ -76,7 +76,7 @@ def test_worker_follows_the_day_incrementally_and_replay_agrees(database_url: st
         slice_start = slice_end
 
     tick(at("10:20"))
-    assert [k for k in raised if k.startswith("missed")] == ["missed|2026-03-02|P4"]
+    assert [k for k in raised if k.startswith("point|")] == ["point|2026-03-02|P4"]
     with psycopg.connect(database_url) as conn:
         (case,) = [
             c for c in service.list_cases(conn=conn, service_date=DAY) if c.subject == "point:P4"
@@ -102,9 +102,9 @@ def test_worker_follows_the_day_incrementally_and_replay_agrees(database_url: st
     tick(at("21:00"))  # nothing new: nothing raised twice
     assert sorted(raised) == sorted(set(raised))
     assert sorted(raised) == [
-        "deadline|2026-03-02|P5",
-        "missed|2026-03-02|P4",
         "not_unloaded|2026-03-02|T2",
+        "point|2026-03-02|P4",
+        "point|2026-03-02|P5",
     ]
 
     with psycopg.connect(database_url) as conn:
