@@ -284,7 +284,9 @@ def test_alert_texts_give_the_district_time_even_when_the_plan_is_read_in_utc() 
     cut = at("11:21")
     fixes = [f for f in t.fixes if f.at < cut] + [f for f in t.fixes if f.at >= at("11:45")]
     day = truck_day("T1", fixes)
-    utc = tuple(dataclasses.replace(s, arrival_at=s.arrival_at.astimezone(UTC)) for s in day.planned)
+    utc = tuple(
+        dataclasses.replace(s, arrival_at=s.arrival_at.astimezone(UTC)) for s in day.planned
+    )
     day = dataclasses.replace(day, planned=utc)
     _, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("11:40"))
     offline = max((a for a in alerts if a.kind == "offline"), key=lambda a: a.condition_at)
