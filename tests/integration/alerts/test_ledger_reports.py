@@ -209,3 +209,21 @@ def test_cli_replay_and_report(database_url: str) -> None:
     assert report.stdout.splitlines()[0].startswith("service_date,group,due,cleared")
     bad = clearday("alerts", "replay", "--date", "2026-13-01")
     assert bad.returncode != 0 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_times_a_person_reads_are_in_the_district_time_zone(day_url: str) -> None:
+    """The session reads timestamptz in UTC; the alert texts, case timeline, ledger and the
+    missed-points CSV still give Asia/Shanghai times (P4's window ends 10:00 local)."""
+    with psycopg.connect(day_url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        (alert,) = [
+            a for a in service.list_alerts(conn=conn, service_date=DAY) if a.point_id == "P4"
+        ]
+        detail = service.get_case(conn=conn, case_id=alert.case_id or 0)
+        (entry,) = [e for e in service.ledger(conn=conn, service_date=DAY) if e.point_id == "P4"]
+        csv = service.report_csv(conn=conn, report="missed", date_from=DAY)
+    assert "（10:00）" in alert.message, alert.message
+    assert {e.at.utcoffset() for e in detail.events} == {timedelta(hours=8)}
+    assert alert.raised_at.utcoffset() == timedelta(hours=8)
+    assert entry.window_end_at.isoformat() == "2026-03-02T10:00:00+08:00"
+    assert "2026-03-02T10:00:00+08:00" in csv
