@@ -44,6 +44,10 @@ LEDGER_STATUSES: tuple[LedgerStatus, ...] = (
 )
 
 
+# A drifted stay at least this sure (see visits.VisitParams.drift_confidence) can clear.
+DRIFT_CLEARS = 0.5
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerParams:
     missed_grace_s: float = 900.0
@@ -312,11 +316,19 @@ def verdict(
 ) -> Verdict:
     visits = sorted(visits, key=lambda v: v.arrived_at)
     # A drifted stay (its fixes beside the point) clears the point only when the plan
-    # agrees: its planned truck, at its turn. Otherwise nothing can be claimed either way.
+    # agrees — its planned truck, at its turn — and the track stood in the fence too
+    # (or a bin lift names the point). Otherwise nothing can be claimed either way.
     clearing = [
         v
         for v in visits
-        if is_clearing(v, point.min_dwell_s) and (not v.drifted or at_turn(v, point, trucks))
+        if is_clearing(v, point.min_dwell_s)
+        and (
+            not v.drifted
+            or (
+                (v.confidence >= DRIFT_CLEARS or v.has_event("bin_lift", "rfid"))
+                and at_turn(v, point, trucks)
+            )
+        )
     ]
     if clearing:
         return _cleared(point, clearing[0], visits, trucks, station_min_dwell_s, now, p)

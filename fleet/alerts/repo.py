@@ -616,12 +616,19 @@ def drop_ledger_except(
 # ---------------------------------------------------------------------------- alerts
 
 
-def known_alert_keys(conn: psycopg.Connection, *, dates: Sequence[date]) -> dict[str, str]:
-    """The alerts raised on these dates: dedupe key -> kind (an incident's latest stage)."""
+def known_alert_keys(
+    conn: psycopg.Connection, *, dates: Sequence[date]
+) -> dict[str, frozenset[str]]:
+    """The alerts raised on these dates: dedupe key -> the stages it has reached."""
     rows = conn.execute(
-        "SELECT dedupe_key, kind FROM alert WHERE service_date = ANY(%s)", (list(dates),)
+        """SELECT dedupe_key, kind,
+                  (SELECT array_agg(s ->> 'kind') FROM jsonb_array_elements(
+                       CASE WHEN jsonb_typeof(details -> 'stages') = 'array'
+                            THEN details -> 'stages' END) AS s)
+             FROM alert WHERE service_date = ANY(%s)""",
+        (list(dates),),
     ).fetchall()
-    return {r[0]: r[1] for r in rows}
+    return {key: frozenset(stages or [kind]) for key, kind, stages in rows}
 
 
 @dataclass(frozen=True, slots=True)

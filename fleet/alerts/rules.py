@@ -493,13 +493,10 @@ def evaluate(
     ]
 
 
-def escalates(raised_kind: str, kind: AlertKind) -> bool:
-    """Is `kind` a later stage of the incident already raised as `raised_kind`?"""
-    return (
-        raised_kind in POINT_STAGES
-        and kind in POINT_STAGES
-        and POINT_STAGES.index(kind) > POINT_STAGES.index(raised_kind)
-    )
+def stages_of(candidate: AlertCandidate) -> frozenset[str]:
+    """The stages an alert has reached (just its kind for an alert of a truck)."""
+    stages = candidate.details.get("stages")
+    return frozenset(s["kind"] for s in stages) if stages else frozenset({candidate.kind})
 
 
 def incident_key(service_date: date, point_id: str) -> str:

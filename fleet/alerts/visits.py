@@ -193,7 +193,12 @@ class VisitParams:
     # ``pass_stay_adjacent_s``), is a stay at that point with this confidence; the
     # ledger then also asks the plan whether it was the point's turn.
     drift_reach_m: float = 60.0
+    # Beside a stay in the fence (the drift ended while the truck still stood there):
+    # enough for the plan to clear the point. On one crossing of the fence alone (which
+    # σ = 15 m of noise fakes for a truck standing 50 m off about as often): too little
+    # to clear it, enough to keep it from being called missed.
     drift_confidence: float = 0.6
+    drift_crossing_confidence: float = 0.3
     # Events within this of a stay belong to it.
     event_slack_s: float = 60.0
     # An event is "in a GPS gap" when no fix lies within this of it.
@@ -282,8 +287,9 @@ def detect(
     stays = _stays(track, ts, xs, ys, stopped, p, first)
     for stay in stays:
         _match(stay, track, xs, ys, sites, p)
+    for k, stay in enumerate(stays):
         if stay.site is None:
-            _match_drifted(stay, ts, xs, ys, sites, p)
+            _match_drifted(stay, stays[k - 1 : k] + stays[k + 1 : k + 2], ts, xs, ys, sites, p)
     stays = _merge(stays, p)
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
     extra = _attach_events(truck_id, sorted(events, key=lambda e: e.at), stays, ts, p)
@@ -482,15 +488,17 @@ def _match(
 
 def _match_drifted(
     stay: _Stay,
+    beside: list[_Stay],
     ts: list[float],
     xs: list[float],
     ys: list[float],
     sites: SiteIndex,
     p: VisitParams,
 ) -> None:
-    """A stay beside a point whose fence the track crossed on the way in or out: the
-    fixes drifted while the truck stood at the point (urban canyons). A truck that
-    stands across the street never entered the fence, and stays unmatched."""
+    """A stay beside a point whose fence the track crossed on the way in or out, or
+    that runs straight on into (or out of) a stay in the fence: the fixes drifted while
+    the truck stood at the point (urban canyons). A truck that stands across the street
+    never entered the fence, and stays unmatched."""
     reach = sites.max_radius_m + p.drift_reach_m
     near = [
         (math.hypot(ps.x - stay.x, ps.y - stay.y), ps)
@@ -511,10 +519,20 @@ def _match_drifted(
     ]
     for d, ps in sorted(near, key=lambda item: item[0]):
         if any(
+            other.site is ps.site
+            and other.confidence == 1.0
+            and min(abs(other.arrived - stay.departed), abs(stay.arrived - other.departed))
+            <= p.merge_gap_s
+            for other in beside
+        ):
+            stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
+            return
+        if any(
             segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m
             for a, b in segments
         ):
-            stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
+            stay.site, stay.distance_m = ps.site, d
+            stay.confidence = p.drift_crossing_confidence
             return
 
 
@@ -542,7 +560,7 @@ def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
                 prev.distance_m = min(prev.distance_m, stay.distance_m)
             speeds = [s for s in (prev.max_speed, stay.max_speed) if s is not None]
             prev.max_speed = max(speeds) if speeds else None
-            prev.confidence = max(prev.confidence, stay.confidence)
+            prev.confidence = min(prev.confidence, stay.confidence)
             continue
         out.append(stay)
     return out
@@ -622,6 +640,15 @@ def _passes(
             if any(
                 s.arrived - adj <= settled_at and start <= s.departed + adj
                 for s in stays_at.get(site, ())
+            ):
+                continue
+            # The approach to a stop beside the point (drifted fixes, or a truck standing
+            # across the street): not a drive-by; the stay says what happened.
+            if any(
+                s.site is None
+                and start <= s.arrived <= settled_at + adj
+                and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                for s in stays
             ):
                 continue
             on_road = (

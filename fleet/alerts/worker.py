@@ -145,7 +145,7 @@ class Pipeline:
         self._sites: dict[str, tuple[float, visits.SiteIndex]] = {}
         self._station_dwell: tuple[float, dict[str, float]] | None = None
         self._trucks: tuple[float, dict[str, repo.TruckRef]] | None = None
-        self._keys: dict[date, dict[str, str]] = {}
+        self._keys: dict[date, dict[str, frozenset[str]]] = {}
         self._ledger: dict[tuple[date, str], ledger.Verdict] = {}
         self._final: dict[tuple[date, str], tuple[tuple[visits.Visit, ...], ledger.Verdict]] = {}
         self._due: dict[tuple[str, date], tuple[float, int | None, list[ledger.DuePoint]]] = {}
@@ -341,9 +341,10 @@ class Pipeline:
         keys = self._known_keys(conn, service_date)
         for cand in rules.evaluate(verdicts, days, station_dwell, now, c.rules):
             had = keys.get(cand.key)
-            if had is not None and not rules.escalates(had, cand.kind):
-                continue
-            keys[cand.key] = cand.kind
+            stages = rules.stages_of(cand)
+            if had is not None and stages <= had:
+                continue  # nothing new: every stage of it was raised before
+            keys[cand.key] = stages
             if had is None:
                 raised = repo.insert_alert(conn, cand, now=now)
             else:
@@ -368,7 +369,9 @@ class Pipeline:
         )
         return stats
 
-    def _known_keys(self, conn: psycopg.Connection, service_date: date) -> dict[str, str]:
+    def _known_keys(
+        self, conn: psycopg.Connection, service_date: date
+    ) -> dict[str, frozenset[str]]:
         if service_date not in self._keys:
             self._keys[service_date] = repo.known_alert_keys(conn, dates=[service_date])
             for old in sorted(self._keys)[:-8]:

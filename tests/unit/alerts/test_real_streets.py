@@ -53,6 +53,19 @@ def test_drifted_stop_at_its_turn_is_cleared_with_lower_confidence_never_a_drive
     assert [a for a in alerts if a.point_id == "P2"] == []
 
 
+def test_drift_that_ends_while_the_truck_still_stands_there_clears_at_its_turn() -> None:
+    """Fixes 50 m off for 130 s, then 60 s in the fence: one stay, cleared, less sure."""
+    t = Track(at("06:00"), x=-500, noise_m=10, seed=8).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).stay(130, off=(0, 50)).stay(60)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    verdicts, alerts = evaluate(
+        [truck_day("T1", t.fixes)], [due(P1), due(P2), due(P3)], at("21:00")
+    )
+    v = verdicts["P2"]
+    assert (v.status, v.evidence["basis"], v.confidence) == ("cleared", "drifted_stay", 0.6), v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
 def test_drifted_stop_out_of_turn_is_not_cleared_by_drift_alone() -> None:
     """The same drifted stop by a truck P2 is not planned for is unverifiable, not cleared."""
     t = Track(at("06:00"), x=-500, seed=4).stay(120)
