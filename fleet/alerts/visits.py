@@ -194,9 +194,9 @@ class VisitParams:
     # ledger then also asks the plan whether it was the point's turn.
     drift_reach_m: float = 60.0
     # Beside a stay in the fence (the drift ended while the truck still stood there):
-    # enough for the plan to clear the point. On one crossing of the fence alone (which
-    # σ = 15 m of noise fakes for a truck standing 50 m off about as often): too little
-    # to clear it, enough to keep it from being called missed.
+    # enough for the plan to clear the point. On the track crossing the inner half of
+    # the fence alone (noise fakes that now and then for a truck standing 50 m off):
+    # too little to clear it, enough to keep it from being called missed.
     drift_confidence: float = 0.6
     drift_crossing_confidence: float = 0.3
     # Events within this of a stay belong to it.
@@ -527,8 +527,10 @@ def _match_drifted(
         ):
             stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
             return
+        # Deep inside the fence (half its radius), so that noise alone rarely fakes it
+        # for a truck standing 50 m off.
         if any(
-            segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m
+            segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m / 2
             for a, b in segments
         ):
             stay.site, stay.distance_m = ps.site, d
