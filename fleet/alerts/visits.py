@@ -189,8 +189,8 @@ class VisitParams:
     jump_fallback_speed_kmh: float = 60.0
     jump_noise_m: float = 60.0
     # Urban-canyon drift: a stay whose fixes sit beside a point (up to this from its
-    # fence), entered by the track just before or after the stay (within
-    # ``pass_stay_adjacent_s``), is a stay at that point with this confidence; the
+    # fence) is a stay at that point when the truck also stood in the fence, or its
+    # way into or out of the stay crossed the fence (see ``_match_drifted``); the
     # ledger then also asks the plan whether it was the point's turn.
     drift_reach_m: float = 60.0
     # Beside a stay in the fence (the drift ended while the truck still stood there):
@@ -509,13 +509,12 @@ def _match_drifted(
     if not near:
         return
     first, last = stay.idx[0], stay.idx[-1]
-    lo = bisect.bisect_left(ts, ts[first] - p.pass_stay_adjacent_s)
-    hi = bisect.bisect_right(ts, ts[last] + p.pass_stay_adjacent_s)
-    members = set(stay.idx)
+    # The way into and out of the stay itself: a truck that drives through the point
+    # a minute after standing beside it is a drive-by, not a drifted stop.
     segments = [
         (k, k + 1)
-        for k in range(max(0, lo - 1), min(hi, len(ts) - 1))
-        if not (k in members and k + 1 in members) and ts[k + 1] - ts[k] <= p.pass_max_gap_s
+        for k in (first - 1, last)
+        if 0 <= k < len(ts) - 1 and ts[k + 1] - ts[k] <= p.pass_max_gap_s
     ]
     for d, ps in sorted(near, key=lambda item: item[0]):
         if any(
