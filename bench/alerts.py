@@ -558,9 +558,12 @@ def skipped_through(day: SimDay) -> set[str]:
     """Skipped points the truck nevertheless drove past on its way from the stop before
     to the stop after: its road entered the point's geofence (through the point, or
     across a junction a few metres from it). On the track that is a drive-by — a
-    crossing of the fence without stopping — and it is scored as one."""
+    crossing of the fence without stopping — and it is scored as one. A truck that
+    idled beside a point (``idle_beside``) goes on from where it turned back."""
     city, net = day.spec.city, day.net
-    skipped = {r["point_id"] for r in day.truth if r["type"] == "fault" and r["kind"] == "skip"}
+    faults = [r for r in day.truth if r["type"] == "fault" and r.get("point_id")]
+    skipped = {r["point_id"] for r in faults if r["kind"] in ("skip", "idle_beside")}
+    turned_at = {r["point_id"]: r["from_node"] for r in faults if r["kind"] == "idle_beside"}
     out: set[str] = set()
     for route in day.spec.plan.routes:
         truck = city.truck(route.truck_id)
@@ -573,10 +576,8 @@ def skipped_through(day: SimDay) -> set[str]:
             if before is None or after is None:
                 continue
             assert stop.ref_id and before.ref_id and after.ref_id
-            path = net.path(
-                city.site(before.ref_id).node, city.site(after.ref_id).node,
-                narrow_ok=truck.can_enter_narrow,
-            )  # fmt: skip
+            start = turned_at.get(stop.ref_id, city.site(before.ref_id).node)
+            path = net.path(start, city.site(after.ref_id).node, narrow_ok=truck.can_enter_narrow)
             point = city.point(stop.ref_id)
             if point.node in path or any(
                 point_segment_distance_m(point.lat, point.lon, *city.node_latlon(u), *city.node_latlon(v))
@@ -587,14 +588,56 @@ def skipped_through(day: SimDay) -> set[str]:
     return out
 
 
+SCENARIO_KINDS = ("missed", "drive_by")
+
+
+def scenarios(day: SimDay) -> dict[str, str]:
+    """Point -> the scenario it belongs to that day: the fault at it (``jump`` also for
+    the point the thrown fix landed beside), ``breakdown`` for the points a broken-down
+    truck left, else ``normal``."""
+    out: dict[str, str] = {}
+    for rec in day.truth:
+        if rec["type"] != "fault":
+            continue
+        if rec.get("point_id"):
+            out[rec["point_id"]] = rec["kind"]
+        if rec["kind"] == "jump" and rec.get("beside_point_id"):
+            out.setdefault(rec["beside_point_id"], "jump")
+        if rec["kind"] == "breakdown":
+            for pid in rec.get("unserved_point_ids", []):
+                out.setdefault(pid, "breakdown")
+    return out
+
+
+def planned_waits_flagged(url: str, day: SimDay, d: date) -> list[str]:
+    """疑似故障 (stationary) alerts of trucks that did not break down: every stop of such
+    a truck off a site is a wait or a break its plan contains."""
+    broken = {r["truck_id"] for r in day.truth if r["type"] == "fault" and r["kind"] == "breakdown"}
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT truck_id, message FROM alert WHERE service_date = %s AND kind = 'stationary'",
+            (d,),
+        ).fetchall()
+    return [f"{d}:{t}: {m}" for t, m in rows if t not in broken]
+
+
 def raised(url: str, d: date) -> dict[str, dict[str, datetime]]:
+    """kind -> subject -> when raised; a point's one incident counts once for each of its
+    stages (drive-by, missed, ...), as raised when it reached that stage."""
     out: dict[str, dict[str, datetime]] = {k: {} for k in KINDS}
     with psycopg.connect(url) as conn:
-        for kind, point_id, truck_id, raised_at in conn.execute(
-            "SELECT kind, point_id, truck_id, raised_at FROM alert WHERE service_date = %s", (d,)
+        for kind, point_id, truck_id, raised_at, details in conn.execute(
+            "SELECT kind, point_id, truck_id, raised_at, details FROM alert"
+            " WHERE service_date = %s",
+            (d,),
         ):
-            if kind in out:
-                out[kind][point_id if kind != "not_unloaded" else truck_id] = raised_at
+            stages = [
+                (s["kind"], datetime.fromisoformat(s["raised_at"]))
+                for s in (details or {}).get("stages", [])
+            ] or [(kind, raised_at)]
+            for stage, at in stages:
+                if stage in out:
+                    out[stage][point_id if stage != "not_unloaded" else truck_id] = at
     return out
 
 
@@ -705,8 +748,9 @@ def explain_delays(
                 column = "truck_id" if kind == "not_unloaded" else "point_id"
                 row = conn.execute(
                     f"SELECT condition_at, details FROM alert WHERE service_date = %s"
-                    f" AND kind = %s AND {column} = %s",
-                    (d, kind, key),
+                    f" AND (kind = %s OR details->'stages' @> jsonb_build_array("
+                    f"jsonb_build_object('kind', %s::text))) AND {column} = %s",
+                    (d, kind, kind, key),
                 ).fetchone()
                 cond, details = row if row else (None, {})
                 details = dict(details or {})
@@ -805,6 +849,8 @@ def main(argv: Iterable[str] | None = None) -> None:
                 assert srv.mqtt_url is not None
                 ingestor = Ingestor(url, srv.mqtt_url, tmp, args.ingest_age)
             scores = {k: Score() for k in KINDS}
+            by_scenario: dict[str, dict[str, Score]] = {}
+            waits_flagged: list[str] = []
             confusion: Counter[str] = Counter()
             runs: list[dict[str, Any]] = []
             for k, d in enumerate(days):
@@ -824,6 +870,20 @@ def main(argv: Iterable[str] | None = None) -> None:
                 got = raised(url, d)
                 for kind in KINDS:
                     scores[kind].add(d, want[kind], got[kind])
+                scenario_of = scenarios(day)
+                for kind in SCENARIO_KINDS:
+                    for name in {*scenario_of.values(), "normal"}:
+                        in_it = {
+                            k
+                            for k in {*want[kind], *got[kind]}
+                            if scenario_of.get(k, "normal") == name
+                        }
+                        by_scenario.setdefault(name, {}).setdefault(kind, Score()).add(
+                            d,
+                            {k: v for k, v in want[kind].items() if k in in_it},
+                            {k: v for k, v in got[kind].items() if k in in_it},
+                        )
+                waits_flagged += planned_waits_flagged(url, day, d)
                 confusion += ledger_confusion(url, day, d)
                 if args.explain:
                     for line in explain_delays(url, d, want, got, limit_s=60.0):
@@ -847,6 +907,19 @@ def main(argv: Iterable[str] | None = None) -> None:
     delays = [x for s in scores.values() for x in s.delays]
     from_data = [x for s in scores.values() for x in s.delays_from_data]
     result: dict[str, Any] = {kind: scores[kind].summary() for kind in KINDS}
+    result["scenarios"] = {
+        name: {
+            kind: {
+                k: v
+                for k, v in s.summary().items()
+                if k in ("precision", "recall", "true", "raised")
+            }
+            for kind, s in sorted(kinds.items())
+        }
+        for name, kinds in sorted(by_scenario.items())
+    }
+    result["stationary_on_planned_waits"] = len(waits_flagged)
+    result["stationary_on_planned_waits_examples"] = waits_flagged[:10]
     result.update(
         delay_p50_s=quantile(delays, 0.5),
         delay_p99_s=quantile(delays, 0.99),

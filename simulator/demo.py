@@ -260,6 +260,7 @@ class Summary:
 # Which alert each injected fault should raise (the subject is the point or the truck).
 FAULT_ALERTS = {
     "skip": ("missed",), "drive_by": ("drive_by", "missed"), "too_short": ("drive_by", "missed"),
+    "idle_beside": ("missed",),
     "breakdown": ("stationary",), "no_unload": ("not_unloaded",), "offline": ("offline",),
 }  # fmt: skip
 
@@ -272,8 +273,14 @@ def summarize(url: str, service_date: date, faults: list[Any], fixes_published: 
                 (service_date,),
             ).fetchall()
         )
+        # A point's one incident counts under each stage it reached (drive-by, missed, ...).
         alerts = conn.execute(
-            "SELECT kind, coalesce(point_id, truck_id) FROM alert WHERE service_date = %s",
+            """SELECT coalesce(s.stage ->> 'kind', a.kind), coalesce(a.point_id, a.truck_id)
+                 FROM alert a
+                 LEFT JOIN LATERAL jsonb_array_elements(
+                      CASE WHEN jsonb_typeof(a.details -> 'stages') = 'array'
+                           THEN a.details -> 'stages' END) AS s(stage) ON true
+                WHERE a.service_date = %s""",
             (service_date,),
         ).fetchall()
     counts = stored_counts(url, service_date)

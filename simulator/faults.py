@@ -4,6 +4,12 @@ Point faults (apply to whichever truck's route holds the point):
   skip        the truck never goes to the point
   drive_by    the truck drives through the point at road speed without stopping
   too_short   the truck stops, but for less than the point's minimum dwell (no bin lifts)
+  drift       the truck serves the point, but its fixes drift 41-76 m off (one direction)
+              for the first 2-3 minutes of the stop (urban canyon): truly served
+  jump        on the way to the point one fix lands 150-300 m off (multipath), beside
+              another point when one lies that far: the point is then served
+  idle_beside the truck stops 46-59 m short of the point on the road it comes by, idles
+              there 5-8 minutes and turns back: not served
 Truck faults:
   breakdown   at `at_s` the truck stops where it is and stays there until its shift ends
   no_unload   the truck skips its last station visit and parks loaded
@@ -11,7 +17,8 @@ Truck faults:
               its MQTT connection drops so the broker publishes the last will
   clock_skew  the terminal's clock is `skew_s` off all day (device times shifted)
 
-Text form (CLI): ``skip:P0012``, ``drive_by:P0007``, ``too_short:P0031``,
+Text form (CLI): ``skip:P0012``, ``drive_by:P0007``, ``too_short:P0031``, ``drift:P0003``,
+``jump:P0004``, ``idle_beside:P0005``,
 ``breakdown:T02@10:30``, ``no_unload:T03``, ``offline:T01@09:00+1200``,
 ``clock_skew:T04+300`` (seconds, may be negative: ``clock_skew:T04-90``).
 """
@@ -29,10 +36,19 @@ from simulator.city import City, parse_hhmm
 from simulator.plans import PlanLike
 
 FaultKind = Literal[
-    "skip", "drive_by", "too_short", "breakdown", "no_unload", "offline", "clock_skew"
+    "skip",
+    "drive_by",
+    "too_short",
+    "drift",
+    "jump",
+    "idle_beside",
+    "breakdown",
+    "no_unload",
+    "offline",
+    "clock_skew",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-POINT_FAULTS = frozenset({"skip", "drive_by", "too_short"})
+POINT_FAULTS = frozenset({"skip", "drive_by", "too_short", "drift", "jump", "idle_beside"})
 TRUCK_FAULTS = frozenset({"breakdown", "no_unload", "offline", "clock_skew"})
 
 
@@ -106,6 +122,9 @@ class FaultRates:
     skip: float = 0.02
     drive_by: float = 0.02
     too_short: float = 0.02
+    drift: float = 0.02
+    jump: float = 0.02
+    idle_beside: float = 0.02
     breakdown: float = 0.05
     no_unload: float = 0.05
     offline: float = 0.05
@@ -119,14 +138,19 @@ class FaultRates:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"fault rate {name} must be in 0..1, got {value}")
-        if self.skip + self.drive_by + self.too_short > 1:
-            raise ValueError("skip + drive_by + too_short must not exceed 1")
+        if sum(getattr(self, k) for k in POINT_FAULTS) > 1 + 1e-9:
+            raise ValueError("the point fault rates must not add up to more than 1")
 
     @classmethod
     def scaled(cls, factor: float) -> FaultRates:
-        """The default rates times `factor` (0 = no faults)."""
+        """The default rates times `factor` (0 = no faults); the point faults together
+        at most 1 (every point then gets one)."""
         base = cls()
-        return cls(**{k: min(1.0, getattr(base, k) * factor) for k in FAULT_KINDS})
+        rates = {k: min(1.0, getattr(base, k) * factor) for k in FAULT_KINDS}
+        point_sum = sum(rates[k] for k in POINT_FAULTS)
+        if point_sum > 1:
+            rates.update({k: rates[k] / point_sum for k in POINT_FAULTS})
+        return cls(**rates)
 
 
 def drive_by_possible(city: City, point_id: str) -> bool:
@@ -170,6 +194,15 @@ def random_faults(plan: PlanLike, city: City, rates: FaultRates, *, seed: int) -
                     out.append(Fault("drive_by", point_id=stop.ref_id))
             elif u < rates.skip + rates.drive_by + rates.too_short:
                 out.append(Fault("too_short", point_id=stop.ref_id))
+            else:
+                # The newer kinds take the range after the first three, so a seed draws the
+                # same skips, drive-bys and short stops as before they existed.
+                edge = rates.skip + rates.drive_by + rates.too_short
+                for kind in ("drift", "jump", "idle_beside"):
+                    edge += getattr(rates, kind)
+                    if u < edge:
+                        out.append(Fault(kind, point_id=stop.ref_id))
+                        break
     return tuple(out)
 
 

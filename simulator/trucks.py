@@ -175,6 +175,11 @@ class _TruckDay:
         self.truth: list[tuple[float, int, dict[str, Any]]] = []
         self.narrow_ok = self.truck.can_enter_narrow
         self.lift_sensor = self.truck.truck_type in self.dc.lift_sensor_types
+        # GPS faults (drift, jump): their own stream, so the rest of the day is drawn
+        # the same with or without them.
+        self.gps = random.Random(f"clearday-sim:{spec.seed}:{self.truck.id}:gps")
+        self.drift: tuple[float, float, float, float] | None = None  # (from_s, to_s, east, north)
+        self.jump_to: Point | bool = False  # True / a point: throw the next moving fix
         # motion state
         self.t = 0.0
         self.node = -1
@@ -292,7 +297,10 @@ class _TruckDay:
             self.fixes_dropped += 1
             return
         sigma = self.tc.noise_m
-        nlat, nlon = geo.offset(lat, lon, self.term.gauss(0, sigma), self.term.gauss(0, sigma))
+        east, north = self._gps_error_m(t, lat, lon, speed_kmh)
+        nlat, nlon = geo.offset(
+            lat, lon, east + self.term.gauss(0, sigma), north + self.term.gauss(0, sigma)
+        )
         if speed_kmh > 0:
             speed_kmh = max(0.0, speed_kmh * (1 + self.term.gauss(0, 0.03)))
         load_ratio = self.load_kg / self.truck.capacity_kg
@@ -314,6 +322,83 @@ class _TruckDay:
         self.pending.append(fix)
         if len(self.pending) >= self.tc.batch_size:
             yield from self._flush_pending(t)
+
+    def _gps_error_m(
+        self, t: float, lat: float, lon: float, speed_kmh: float
+    ) -> tuple[float, float]:
+        """The drift or multipath jump (east, north metres) of the fix at t, if any."""
+        if self.drift is not None and self.drift[0] <= t < self.drift[1]:
+            return self.drift[2], self.drift[3]
+        if self.jump_to is not False and speed_kmh > 0:
+            target, self.jump_to = self.jump_to, False
+            if isinstance(target, Point):
+                kx = geo.m_per_deg_lon(lat)
+                return (
+                    (target.lon - lon) * kx + self.gps.gauss(0, 5.0),
+                    (target.lat - lat) * geo.M_PER_DEG_LAT + self.gps.gauss(0, 5.0),
+                )
+            angle, dist = self.gps.uniform(0, 2 * math.pi), self.gps.uniform(150, 300)
+            return dist * math.sin(angle), dist * math.cos(angle)
+        return 0.0, 0.0
+
+    def _jump_target(self, point: Point) -> Point | None:
+        """Another point 150-300 m from here for a multipath fix to land beside, if any."""
+        near = [
+            p
+            for p in self.city.points
+            if p.id != point.id and 150 <= geo.haversine_m(self.lat, self.lon, p.lat, p.lon) <= 300
+        ]
+        return self.gps.choice(near) if near else None
+
+    def _idle_beside(self, point: Point) -> Iterator[Emission]:
+        """Stop 46-59 m short of the point on the road in, idle 5-8 minutes, turn back."""
+        path = self.net.path(self.node, point.node, narrow_ok=self.narrow_ok)
+        for u, v in itertools.pairwise(path[:-1]):
+            yield from self._move(u, v)
+        u = self.node
+        ulat, ulon = self.lat, self.lon
+        length = geo.haversine_m(ulat, ulon, point.lat, point.lon)
+        short_m = self.gps.uniform(46, 59)
+        arrival = self.t
+        if len(path) >= 2 and length > short_m + 5:
+            frac = (length - short_m) / length
+            lat = ulat + frac * (point.lat - ulat)
+            lon = ulon + frac * (point.lon - ulon)
+            yield from self._move_line(ulat, ulon, lat, lon, 20.0)
+        stood_from = self.t
+        yield from self._stay(self.t + self.gps.uniform(300, 480))
+        self.record(
+            arrival,
+            "fault",
+            kind="idle_beside",
+            point_id=point.id,
+            at=self.at(stood_from),
+            departure_at=self.at(self.t),
+            distance_m=round(geo.haversine_m(self.lat, self.lon, point.lat, point.lon), 1),
+            from_node=u,
+        )
+        yield from self._move_line(self.lat, self.lon, ulat, ulon, 20.0)
+        self.node = u
+
+    def _move_line(
+        self, lat1: float, lon1: float, lat2: float, lon2: float, speed_kmh: float
+    ) -> Iterator[Emission]:
+        """Drive a straight line off the graph's nodes (part of an edge)."""
+        length = geo.haversine_m(lat1, lon1, lat2, lon2)
+        duration = length / (speed_kmh / 3.6)
+        t0 = self.t
+        self.heading = geo.bearing_deg(lat1, lon1, lat2, lon2)
+        self.speed_kmh = speed_kmh
+        while self.next_fix_s < t0 + duration:
+            tf = self.next_fix_s
+            frac = (tf - t0) / duration if duration > 0 else 1.0
+            yield from self._fix(
+                tf, lat1 + frac * (lat2 - lat1), lon1 + frac * (lon2 - lon1), speed_kmh
+            )
+            self.next_fix_s = tf + self._interval()
+        self.t = t0 + duration
+        self.lat, self.lon = lat2, lon2
+        self.odometer_m += length
 
     def _event(self, t: float, event: wire.Event) -> Iterator[Emission]:
         yield from self._advance(t)
@@ -548,7 +633,27 @@ class _TruckDay:
                             self.t, "fault", kind="skip", point_id=point.id, at=self.at(self.t)
                         )
                         continue
+                    if fault == "idle_beside":
+                        yield from self._idle_beside(point)
+                        continue
+                    beside = self._jump_target(point) if fault == "jump" else None
+                    if fault == "jump":
+                        self.jump_to = beside or True
                     yield from self._drive_to(point.node)
+                    if fault == "jump":
+                        self.record(
+                            self.t, "fault", kind="jump", point_id=point.id, at=self.at(self.t),
+                            beside_point_id=beside.id if beside else None,
+                        )  # fmt: skip
+                    if fault == "drift":
+                        angle = self.gps.uniform(0, 2 * math.pi)
+                        dist = self.gps.uniform(41, 76)
+                        until = self.t + self.gps.uniform(120, 180)
+                        self.drift = (self.t, until, dist * math.sin(angle), dist * math.cos(angle))
+                        self.record(
+                            self.t, "fault", kind="drift", point_id=point.id,
+                            at=self.at(self.t), end_at=self.at(until), offset_m=round(dist, 1),
+                        )  # fmt: skip
                     if fault == "drive_by":
                         self.record(
                             self.t,

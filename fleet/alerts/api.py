@@ -69,6 +69,7 @@ SELECT json_build_object('service_date', %(d)s::date, 'entries', coalesce(json_a
     'cleared_by_truck_id', e.cleared_by_truck_id, 'dwell_s', e.dwell_s,
     'delivery', e.delivery, 'delivered_at', e.delivered_at,
     'delivered_station_id', e.delivered_station_id, 'evidence', e.evidence,
+    'confidence', e.confidence,
     'status_since', e.status_since, 'computed_at', e.computed_at)
     ORDER BY e.district_id, e.point_id), '[]'::json))::text
 FROM (

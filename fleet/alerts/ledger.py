@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import Any, Literal
 
@@ -42,6 +42,10 @@ LEDGER_STATUSES: tuple[LedgerStatus, ...] = (
     "missed",
     "unverifiable",
 )
+
+
+# A drifted stay at least this sure (see visits.VisitParams.drift_confidence) can clear.
+DRIFT_CLEARS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,11 @@ class TruckDay:
     # unknown, e.g. in a replay). A terminal whose clock runs behind sends fixes that
     # look minutes old on arrival; it is not silent.
     last_heard_at: datetime | None = None
+
+    @property
+    def tz(self) -> tzinfo | None:
+        """The district's time zone (the shift is read in it), for times a person reads."""
+        return self.shift_start_at.tzinfo
 
     @property
     def has_route(self) -> bool:
@@ -234,6 +243,8 @@ class Verdict:
     # A visit could be hiding in the planned truck's silence (so far).
     coverage_hole: bool = False
     evidence: dict[str, Any] = field(default_factory=dict)
+    # How sure the verdict is (0-1); also in `evidence`, with the basis it rests on.
+    confidence: float = 1.0
 
     @property
     def point_id(self) -> str:
@@ -256,6 +267,19 @@ def is_clearing(visit: Visit, min_dwell_s: float) -> bool:
     if visit.kind == "stay":
         return visit.dwell_s >= min_dwell_s
     return visit.kind == "event" and visit.has_event("bin_lift", "rfid")
+
+
+def at_turn(visit: Visit, point: DuePoint, trucks: Mapping[str, TruckDay]) -> bool:
+    """Was `visit` made by the point's planned truck at the point's turn: it had not yet
+    reached the point in its route order (without a route: inside the point's window)?"""
+    if visit.truck_id != point.planned_truck_id:
+        return False
+    day = trucks.get(visit.truck_id)
+    rank = day.rank_of(point.point_id) if day is not None else None
+    if day is None or rank is None:
+        return point.window_start_at <= visit.arrived_at <= point.window_end_at
+    before = max(r for t, r in day.progress() if t < visit.arrived_at)
+    return before < rank
 
 
 def parked_after(day: TruckDay, after: datetime) -> Visit | None:
@@ -291,9 +315,24 @@ def verdict(
     p: LedgerParams,
 ) -> Verdict:
     visits = sorted(visits, key=lambda v: v.arrived_at)
-    clearing = [v for v in visits if is_clearing(v, point.min_dwell_s)]
+    # A drifted stay (its fixes beside the point) clears the point only when the plan
+    # agrees — its planned truck, at its turn — and the track stood in the fence too
+    # (or a bin lift names the point). Otherwise nothing can be claimed either way.
+    clearing = [
+        v
+        for v in visits
+        if is_clearing(v, point.min_dwell_s)
+        and (
+            not v.drifted
+            or (
+                (v.confidence >= DRIFT_CLEARS or v.has_event("bin_lift", "rfid"))
+                and at_turn(v, point, trucks)
+            )
+        )
+    ]
     if clearing:
         return _cleared(point, clearing[0], visits, trucks, station_min_dwell_s, now, p)
+    drifted = [v for v in visits if v.drifted and is_clearing(v, point.min_dwell_s)]
 
     short = [v for v in visits if v.kind == "stay" and not v.is_open]
     # Driving past counts against the point only for the truck that should have stopped.
@@ -310,7 +349,7 @@ def verdict(
         hole = planned is None or hidden_visit_possible(
             point, planned, until=min(now, max(verdict_at, point.deadline_at)), p=p
         )
-    evidence = {
+    evidence: dict[str, Any] = {
         "attempts": [visit_json(v) for v in (short + passes + here_now)[:10]],
     }
     if planned is not None and hole:
@@ -321,7 +360,13 @@ def verdict(
         ][:10]
 
     def result(status: LedgerStatus, reason: str | None) -> Verdict:
-        return Verdict(point, status, reason, coverage_hole=hole, evidence=evidence)
+        # Not cleared: sure when the track covers the day, unsure when it cannot tell.
+        confidence = 0.0 if status == "unverifiable" else (0.5 if status == "pending" else 1.0)
+        basis = "drifted_stay" if reason == "drifted_stay" else ("silence" if hole else "track")
+        evidence.update(confidence=confidence, basis=basis)
+        return Verdict(
+            point, status, reason, coverage_hole=hole, evidence=evidence, confidence=confidence
+        )
 
     if here_now:
         return result("pending", "at_point")
@@ -329,6 +374,9 @@ def verdict(
         return result("pending", "too_short" if short else ("drive_by" if passes else None))
     if point.planned_truck_id is not None and hole:
         return result("unverifiable", "terminal_offline")
+    if drifted:
+        evidence["attempts"] = [visit_json(v) for v in drifted[:5]] + evidence["attempts"]
+        return result("unverifiable", "drifted_stay")
     if short:
         return result("partial", "too_short")
     if passes:
@@ -368,7 +416,16 @@ def _cleared(
             ended = now >= day.shift_end_at + timedelta(seconds=p.unload_grace_s)
             if not visit.is_open and (home is not None or ended):
                 delivery = "not_delivered"
-    evidence: dict[str, Any] = {"visit": visit_json(visit)}
+    if visit.drifted:
+        basis = "drifted_stay"
+        confidence = 0.9 if visit.has_event("bin_lift", "rfid") else visit.confidence
+    else:
+        basis, confidence = ("event" if visit.kind == "event" else "stay"), 1.0
+    evidence: dict[str, Any] = {
+        "basis": basis,
+        "confidence": confidence,
+        "visit": visit_json(visit),
+    }
     others = [v for v in visits if v is not visit and v.kind != "pass"]
     if others:
         evidence["other_visits"] = [visit_json(v) for v in others[:5]]
@@ -383,6 +440,7 @@ def _cleared(
         delivered_at=delivered_at,
         delivered_station_id=station,
         evidence=evidence,
+        confidence=confidence,
     )
 
 
@@ -456,6 +514,8 @@ def visit_json(v: Visit) -> dict[str, Any]:
         out["speed_kmh"] = v.speed_kmh
     if v.is_open:
         out["open"] = True
+    if v.confidence < 1.0:
+        out["confidence"] = v.confidence
     if v.evidence:
         out["events"] = [e.as_json() for e in v.evidence]
     return out

@@ -45,7 +45,8 @@ class LedgerEntryOut(_Out):
     delivery: DeliveryState
     delivered_at: datetime | None
     delivered_station_id: str | None
-    evidence: dict[str, Any]
+    evidence: dict[str, Any]  # "basis" says what the verdict rests on
+    confidence: float = 1.0  # how sure the verdict is, 0-1
     status_since: datetime
     computed_at: datetime
 

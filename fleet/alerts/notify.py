@@ -46,10 +46,13 @@ BACKOFF_MAX_S = 600.0
 POLL_INTERVAL_S = 1.0
 
 
-def alert_payload(raised: RaisedAlert, *, case_id: int | None) -> dict[str, Any]:
+def alert_payload(
+    raised: RaisedAlert, *, case_id: int | None, event: str = "alert.raised"
+) -> dict[str, Any]:
+    """`event`: alert.raised, or alert.escalated (an incident moved on to a later stage)."""
     c = raised.candidate
     return {
-        "event": "alert.raised",
+        "event": event,
         "alert": {
             "alert_id": raised.alert_id,
             "kind": c.kind,

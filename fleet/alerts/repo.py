@@ -7,7 +7,7 @@ import json
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -211,14 +211,14 @@ def replace_detection(
             cur.executemany(
                 """INSERT INTO visit (truck_id, service_date, kind, site_kind, site_id, arrived_at,
                                       departed_at, dwell_s, is_open, fixes, distance_m, speed_kmh,
-                                      evidence, end_seen)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                      evidence, end_seen, confidence)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (truck_id, arrived_at, kind, site_kind, site_id) DO UPDATE SET
                        departed_at = excluded.departed_at, dwell_s = excluded.dwell_s,
                        is_open = excluded.is_open, fixes = excluded.fixes,
                        distance_m = excluded.distance_m, speed_kmh = excluded.speed_kmh,
                        evidence = excluded.evidence, service_date = excluded.service_date,
-                       end_seen = excluded.end_seen""",
+                       end_seen = excluded.end_seen, confidence = excluded.confidence""",
                 [
                     (
                         truck_id,
@@ -235,6 +235,7 @@ def replace_detection(
                         v.speed_kmh,
                         Jsonb([e.as_json() for e in v.evidence]),
                         v.end_seen,
+                        v.confidence,
                     )
                     for v in keep
                 ],
@@ -412,6 +413,7 @@ def _visit(row: Sequence[Any]) -> Visit:
         speed,
         ev,
         seen,
+        confidence,
     ) = row
     evidence = tuple(
         DeviceEvent(
@@ -438,11 +440,12 @@ def _visit(row: Sequence[Any]) -> Visit:
         is_open=is_open,
         evidence=evidence,
         end_seen=seen,
+        confidence=confidence,
     )
 
 
 _VISIT_COLS = """truck_id, kind, site_kind, site_id, arrived_at, departed_at, dwell_s, is_open,
-                 fixes, distance_m, speed_kmh, evidence, end_seen"""
+                 fixes, distance_m, speed_kmh, evidence, end_seen, confidence"""
 
 
 def day_visits(
@@ -565,6 +568,7 @@ def ledger_row(v: Verdict) -> LedgerRow:
         v.status, v.reason, v.cleared_at, v.cleared_by_truck_id,
         None if v.dwell_s is None else round(v.dwell_s, 3), v.delivery, v.delivered_at,
         v.delivered_station_id, json.dumps(v.evidence, sort_keys=True, ensure_ascii=False),
+        v.confidence,
     )  # fmt: skip
 
 
@@ -576,9 +580,10 @@ def write_ledger(conn: psycopg.Connection, rows: Sequence[LedgerRow], *, now: da
             """INSERT INTO ledger_entry (service_date, point_id, district_id, stream, plan_id,
                    planned_truck_id, planned_seq, planned_arrival_at, window_start_at, window_end_at,
                    deadline_at, status, reason, cleared_at, cleared_by_truck_id, dwell_s, delivery,
-                   delivered_at, delivered_station_id, evidence, status_since, computed_at)
+                   delivered_at, delivered_station_id, evidence, confidence, status_since,
+                   computed_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                       %s::jsonb, %s, %s)
+                       %s::jsonb, %s, %s, %s)
                ON CONFLICT (service_date, point_id) DO UPDATE SET
                    district_id = excluded.district_id, stream = excluded.stream,
                    plan_id = excluded.plan_id, planned_truck_id = excluded.planned_truck_id,
@@ -589,6 +594,7 @@ def write_ledger(conn: psycopg.Connection, rows: Sequence[LedgerRow], *, now: da
                    cleared_by_truck_id = excluded.cleared_by_truck_id, dwell_s = excluded.dwell_s,
                    delivery = excluded.delivery, delivered_at = excluded.delivered_at,
                    delivered_station_id = excluded.delivered_station_id, evidence = excluded.evidence,
+                   confidence = excluded.confidence,
                    status_since = CASE WHEN ledger_entry.status = excluded.status
                                        THEN ledger_entry.status_since ELSE excluded.status_since END,
                    computed_at = excluded.computed_at""",
@@ -610,11 +616,19 @@ def drop_ledger_except(
 # ---------------------------------------------------------------------------- alerts
 
 
-def known_alert_keys(conn: psycopg.Connection, *, dates: Sequence[date]) -> set[str]:
+def known_alert_keys(
+    conn: psycopg.Connection, *, dates: Sequence[date]
+) -> dict[str, frozenset[str]]:
+    """The alerts raised on these dates: dedupe key -> the stages it has reached."""
     rows = conn.execute(
-        "SELECT dedupe_key FROM alert WHERE service_date = ANY(%s)", (list(dates),)
+        """SELECT dedupe_key, kind,
+                  (SELECT array_agg(s ->> 'kind') FROM jsonb_array_elements(
+                       CASE WHEN jsonb_typeof(details -> 'stages') = 'array'
+                            THEN details -> 'stages' END) AS s)
+             FROM alert WHERE service_date = ANY(%s)""",
+        (list(dates),),
     ).fetchall()
-    return {r[0] for r in rows}
+    return {key: frozenset(stages or [kind]) for key, kind, stages in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,7 +642,7 @@ def insert_alert(
     conn: psycopg.Connection, candidate: AlertCandidate, *, now: datetime
 ) -> RaisedAlert | None:
     """Insert the alert unless its crossing was raised before; None if it was."""
-    c = candidate
+    c = _stages_raised(candidate, {}, now)
     row = conn.execute(
         """INSERT INTO alert (dedupe_key, kind, severity, district_id, service_date, subject,
                               point_id, truck_id, condition_at, raised_at, message, details)
@@ -650,6 +664,36 @@ def insert_alert(
         ),
     ).fetchone()
     return RaisedAlert(row[0], c, now) if row else None
+
+
+def escalate_alert(
+    conn: psycopg.Connection, candidate: AlertCandidate, *, now: datetime
+) -> RaisedAlert | None:
+    """Move an incident's alert (same key) on to the candidate's later stage in place:
+    kind, severity, message and the stages of its evidence. None if it is not there."""
+    row = conn.execute(
+        "SELECT alert_id, details FROM alert WHERE dedupe_key = %s FOR UPDATE", (candidate.key,)
+    ).fetchone()
+    if row is None:
+        return None
+    alert_id, old = row
+    raised_at = {s["kind"]: s["raised_at"] for s in old.get("stages", []) if "raised_at" in s}
+    c = _stages_raised(candidate, raised_at, now)
+    conn.execute(
+        """UPDATE alert SET kind = %s, severity = %s, message = %s, details = %s
+            WHERE alert_id = %s""",
+        (c.kind, c.severity, c.message, Jsonb(c.details), alert_id),
+    )
+    return RaisedAlert(alert_id, c, now)
+
+
+def _stages_raised(c: AlertCandidate, raised_at: dict[str, str], now: datetime) -> AlertCandidate:
+    """The candidate with each stage stamped with when it was first raised."""
+    stages = c.details.get("stages")
+    if not stages:
+        return c
+    stamped = [{**s, "raised_at": raised_at.get(s["kind"], now.isoformat())} for s in stages]
+    return replace(c, details={**c.details, "stages": stamped})
 
 
 def open_case_for(

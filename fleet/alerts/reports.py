@@ -196,9 +196,15 @@ def period_summary(
     districts = _districts(district_ids)
     with conn.cursor(row_factory=dict_row) as cur:
         alert_rows = cur.execute(
-            """SELECT district_id, kind, count(*) AS alerts FROM alert
-                WHERE service_date BETWEEN %(f)s AND %(t)s
-                  AND (%(d)s::text[] IS NULL OR district_id = ANY(%(d)s))
+            # A point's one incident counts under each stage it went through.
+            """SELECT a.district_id, coalesce(s.stage ->> 'kind', a.kind) AS kind,
+                      count(*) AS alerts
+                 FROM alert a
+                 LEFT JOIN LATERAL jsonb_array_elements(
+                      CASE WHEN jsonb_typeof(a.details -> 'stages') = 'array'
+                           THEN a.details -> 'stages' END) AS s(stage) ON true
+                WHERE a.service_date BETWEEN %(f)s AND %(t)s
+                  AND (%(d)s::text[] IS NULL OR a.district_id = ANY(%(d)s))
                 GROUP BY 1, 2 ORDER BY 1, 2""",
             {"f": start, "t": end, "d": districts},
         ).fetchall()

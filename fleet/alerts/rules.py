@@ -53,6 +53,9 @@ ALERT_KINDS: tuple[AlertKind, ...] = (
     "offline",
     "stationary",
 )
+# The stages of one incident at a point on a day, in the order they escalate: one
+# alert per point and day, whose kind and severity follow the latest stage.
+POINT_STAGES: tuple[AlertKind, ...] = ("drive_by", "missed", "not_cleared_by_deadline")
 Severity = Literal["normal", "high"]
 SEVERITY: dict[AlertKind, Severity] = {
     "missed": "normal",
@@ -156,7 +159,7 @@ def deadline(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[
     for v in verdicts:
         due = v.due
         at = due.deadline_at + timedelta(seconds=p.deadline_grace_s)
-        if now < at or v.status == "cleared" or v.coverage_hole:
+        if now < at or v.status in ("cleared", "unverifiable") or v.coverage_hole:
             continue
         out.append(
             AlertCandidate(
@@ -225,7 +228,7 @@ def drive_by(
                 and _next_stop_rank(day, placed, progress, happened) > rank
             ):
                 continue
-            tz = day.shift_start_at.tzinfo
+            tz = day.tz
             what = (
                 "驶过未停车"
                 if v.kind == "pass"
@@ -323,7 +326,7 @@ def not_unloaded(
         ):
             continue
         home = parked_after(day, last.departed_at)
-        tz = day.shift_end_at.tzinfo
+        tz = day.tz
         if home is not None:
             at = home.arrived_at
             how = f"{_hm(at, tz)} 回到车场"
@@ -402,7 +405,7 @@ def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[Aler
             silences += [(g.start_at, g.end_at) for g in day.gaps]
             assert day.last_fix_at is not None
             silences.append((day.last_fix_at, now))
-        tz = begin.tzinfo
+        tz = day.tz
         quiet = day.quiet_since()
         for since, until in silences:
             since = max(since, begin)
@@ -426,6 +429,16 @@ def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[Aler
     return out
 
 
+def _planned_wait_s(day: TruckDay, at: datetime) -> float:
+    """How long the plan itself has the truck wait from `at`: until the planned arrival
+    at the next stop of its route it has not reached (0 when it is behind its plan)."""
+    placed = [s for s in day.planned if s.site_id is not None]
+    reached = max((r for t, r in day.progress(by_arrival=True) if t <= at), default=-1)
+    if reached + 1 >= len(placed):
+        return 0.0
+    return max(0.0, (placed[reached + 1].arrival_at - at).total_seconds())
+
+
 def stationary(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[AlertCandidate]:
     out = []
     for day in days:
@@ -433,13 +446,13 @@ def stationary(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[A
         for v in day.visits:
             if v.kind != "stay" or v.site_kind is not None or v.arrived_at >= end:
                 continue
-            limit = p.stationary_after_s
+            limit = p.stationary_after_s + _planned_wait_s(day, v.arrived_at)
             if v.arrived_at < day.break_end_at and v.departed_at > day.break_start_at:
                 limit += day.break_duration_s
             at = v.arrived_at + timedelta(seconds=limit)
             if at > min(now, v.departed_at if not v.is_open else now):
                 continue
-            tz = day.shift_start_at.tzinfo
+            tz = day.tz
             out.append(
                 AlertCandidate(
                     kind="stationary",
@@ -467,10 +480,63 @@ def evaluate(
     by_point = {v.point_id: v for v in verdicts}
     min_dwell = {v.point_id: v.due.min_dwell_s for v in verdicts}
     return [
-        *missed(verdicts, now, p),
-        *drive_by(days, by_point, now, p),
-        *deadline(verdicts, now, p),
+        *one_per_point(
+            [
+                *drive_by(days, by_point, now, p),
+                *missed(verdicts, now, p),
+                *deadline(verdicts, now, p),
+            ]
+        ),
         *not_unloaded(days, min_dwell, station_min_dwell_s, now, p),
         *offline(days, now, p),
         *stationary(days, now, p),
     ]
+
+
+def stages_of(candidate: AlertCandidate) -> frozenset[str]:
+    """The stages an alert has reached (just its kind for an alert of a truck)."""
+    stages = candidate.details.get("stages")
+    return frozenset(s["kind"] for s in stages) if stages else frozenset({candidate.kind})
+
+
+def incident_key(service_date: date, point_id: str) -> str:
+    return f"point|{service_date}|{point_id}"
+
+
+def one_per_point(candidates: Iterable[AlertCandidate]) -> list[AlertCandidate]:
+    """One incident per point and day: its stages (drive-by, missed, not cleared by the
+    deadline) folded into one alert of the latest stage, whose evidence lists them all.
+    The key names the point and day, not the stage, so a later stage escalates the
+    alert already raised instead of raising another."""
+    by_point: dict[tuple[date, str | None], list[AlertCandidate]] = {}
+    for c in candidates:
+        by_point.setdefault((c.service_date, c.point_id), []).append(c)
+    out = []
+    for (service_date, point_id), stages in by_point.items():
+        stages.sort(key=lambda c: (POINT_STAGES.index(c.kind), c.condition_at))
+        latest = stages[-1]
+        earlier = "；".join(c.message for c in stages[:-1])
+        out.append(
+            AlertCandidate(
+                kind=latest.kind,
+                key=incident_key(service_date, point_id or ""),
+                district_id=latest.district_id,
+                service_date=service_date,
+                condition_at=min(c.condition_at for c in stages),
+                message=latest.message + (f"（此前：{earlier}）" if earlier else ""),
+                point_id=point_id,
+                truck_id=latest.truck_id,
+                details={
+                    **latest.details,
+                    "stages": [
+                        {
+                            "kind": c.kind,
+                            "condition_at": c.condition_at.isoformat(),
+                            "message": c.message,
+                        }
+                        for c in stages
+                    ],
+                },
+            )
+        )
+    return out

@@ -8,16 +8,19 @@ caller's districts is reported as not found, so ids cannot be probed. Errors:
 - ``CaseRefused``: the transition is not allowed; the message says why → 409.
 
 Times default to the wall clock; pass ``now`` to control them (tests, simulations).
+Times returned are in the district's time zone, as a person there reads them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
+from pydantic import BaseModel
 
 from fleet import spreadsheet
 from fleet.alerts import repo, reports, worker
@@ -60,6 +63,25 @@ __all__ = [
 ]
 
 MAX_LIMIT = 10_000
+DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _local(item: M, tz: ZoneInfo) -> M:
+    """`item` with every datetime (also of the items it lists) in `tz`."""
+    update: dict[str, Any] = {}
+    for name, value in item:
+        if isinstance(value, datetime):
+            update[name] = value.astimezone(tz)
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            update[name] = [_local(v, tz) for v in value]
+    return item.model_copy(update=update)
+
+
+def _in_district_time(conn: psycopg.Connection, items: Sequence[M]) -> list[M]:
+    """Items that carry a `district_id`, each with its times in its district's zone."""
+    zones = {k: ZoneInfo(v) for k, v in repo.district_timezones(conn).items()}
+    return [_local(i, zones.get(getattr(i, "district_id", ""), DEFAULT_TZ)) for i in items]
 
 
 def _now(now: datetime | None) -> datetime:
@@ -105,7 +127,7 @@ def ledger(
                 "off": max(0, offset),
             },
         ).fetchall()
-    return [LedgerEntryOut(**r) for r in rows]
+    return _in_district_time(conn, [LedgerEntryOut(**r) for r in rows])
 
 
 def list_alerts(
@@ -118,7 +140,8 @@ def list_alerts(
     limit: int = 100,
     offset: int = 0,
 ) -> list[AlertOut]:
-    """Alerts, newest first."""
+    """Alerts, newest first. `kind` also finds a point's incident that passed through
+    that stage (a drive-by since escalated to missed is found as a drive_by)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """SELECT alert_id, kind, severity, district_id, service_date, subject, point_id, truck_id,
@@ -126,7 +149,8 @@ def list_alerts(
                  FROM alert
                 WHERE (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
                   AND (%(d)s::date IS NULL OR service_date = %(d)s)
-                  AND (%(k)s::text IS NULL OR kind = %(k)s)
+                  AND (%(k)s::text IS NULL OR kind = %(k)s
+                       OR details->'stages' @> jsonb_build_array(jsonb_build_object('kind', %(k)s::text)))
                   AND (NOT %(u)s OR resolved_at IS NULL)
                 ORDER BY raised_at DESC, alert_id DESC LIMIT %(lim)s OFFSET %(off)s""",
             {
@@ -138,7 +162,7 @@ def list_alerts(
                 "off": max(0, offset),
             },
         ).fetchall()
-    return [AlertOut(**r) for r in rows]
+    return _in_district_time(conn, [AlertOut(**r) for r in rows])
 
 
 _CASE_COLS = """case_id, district_id, service_date, subject, point_id, truck_id, state, severity,
@@ -178,7 +202,7 @@ def list_cases(
                 "off": max(0, offset),
             },
         ).fetchall()
-    return [CaseOut(**r) for r in rows]
+    return _in_district_time(conn, [CaseOut(**r) for r in rows])
 
 
 def get_case(
@@ -208,11 +232,12 @@ def get_case(
                  FROM alert WHERE case_id = %s ORDER BY raised_at, alert_id""",
             (case_id,),
         ).fetchall()
-    return CaseDetailOut(
+    detail = CaseDetailOut(
         **row,
         events=[CaseEventOut(**e) for e in events],
         alerts=[AlertOut(**a) for a in alerts],
     )
+    return _in_district_time(conn, [detail])[0]
 
 
 def _act(
@@ -310,9 +335,10 @@ def missed_report(
     district_ids: Sequence[str] | None = None,
 ) -> list[MissedRow]:
     """Points that broke 日清, with the reason."""
-    return reports.missed_points(
+    rows = reports.missed_points(
         conn, date_from=date_from, date_to=date_to or date_from, district_ids=district_ids
     )
+    return _in_district_time(conn, rows)
 
 
 def closure_report(

@@ -101,6 +101,14 @@ class Visit:
     # The departure was observed (a fix soon after it); False when the stay ends in a
     # silence of the terminal, so it may have lasted longer than measured.
     end_seen: bool = True
+    # How sure the detector is that this visit was at this site: 1 for a stay whose
+    # fixes lie in the fence, less for a drifted stay (see ``VisitParams.drift_*``).
+    confidence: float = 1.0
+
+    @property
+    def drifted(self) -> bool:
+        """A stay beside the site, matched to it because the track entered its fence."""
+        return self.kind == "stay" and self.confidence < 1.0
 
     def has_event(self, *kinds: EventKind) -> bool:
         return any(e.kind in kinds for e in self.evidence)
@@ -176,6 +184,21 @@ class VisitParams:
     # A fitted route further than this many σ (RMS) from the fixes does not explain
     # them (a yard, a road missing from the map): the fixes alone decide.
     pass_road_max_misfit: float = 2.0
+    # A fix is a multipath jump when the way out to it and back exceeds what the truck
+    # could drive between its neighbours (reported speed, else this) plus this noise.
+    jump_fallback_speed_kmh: float = 60.0
+    jump_noise_m: float = 60.0
+    # Urban-canyon drift: a stay whose fixes sit beside a point (up to this from its
+    # fence) is a stay at that point when the truck also stood in the fence, or its
+    # way into or out of the stay crossed the fence (see ``_match_drifted``); the
+    # ledger then also asks the plan whether it was the point's turn.
+    drift_reach_m: float = 60.0
+    # Beside a stay in the fence (the drift ended while the truck still stood there):
+    # enough for the plan to clear the point. On the track crossing the inner half of
+    # the fence alone (noise fakes that now and then for a truck standing 50 m off):
+    # too little to clear it, enough to keep it from being called missed.
+    drift_confidence: float = 0.6
+    drift_crossing_confidence: float = 0.3
     # Events within this of a stay belong to it.
     event_slack_s: float = 60.0
     # An event is "in a GPS gap" when no fix lies within this of it.
@@ -226,6 +249,7 @@ class _Stay:
     distance_m: float | None = None
     max_speed: float | None = None
     events: list[DeviceEvent] = field(default_factory=list)
+    confidence: float = 1.0
 
 
 def detect(
@@ -248,22 +272,24 @@ def detect(
     """
     p = params or VisitParams()
     track = _clean(fixes)
-    n = len(track)
     proj = sites.proj
+    xy = [proj.xy(f.lat, f.lon) for f in track]
+    keep = _without_jumps(track, xy, p)
+    track = [track[k] for k in keep]
+    n = len(track)
+    xs = [xy[k][0] for k in keep]
+    ys = [xy[k][1] for k in keep]
     ts = [f.at.timestamp() for f in track]
     first = (
         0 if window_from is None else bisect.bisect_left(ts, window_from.timestamp())
     )  # the first fix that may begin a stay
-    xs: list[float] = []
-    ys: list[float] = []
-    for f in track:
-        x, y = proj.xy(f.lat, f.lon)
-        xs.append(x)
-        ys.append(y)
     stopped = _stopped_flags(track, ts, xs, ys, p)
     stays = _stays(track, ts, xs, ys, stopped, p, first)
     for stay in stays:
         _match(stay, track, xs, ys, sites, p)
+    for k, stay in enumerate(stays):
+        if stay.site is None:
+            _match_drifted(stay, stays[k - 1 : k] + stays[k + 1 : k + 2], ts, xs, ys, sites, p)
     stays = _merge(stays, p)
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
     extra = _attach_events(truck_id, sorted(events, key=lambda e: e.at), stays, ts, p)
@@ -301,6 +327,24 @@ def _clean(fixes: Sequence[Fix]) -> list[Fix]:
             seen.add(f.at)
             out.append(f)
     return out
+
+
+def _without_jumps(track: list[Fix], xy: list[tuple[float, float]], p: VisitParams) -> list[int]:
+    """Indices of the fixes to keep: a fix out and back that no truck could drive
+    between its two neighbours (a multipath jump) is dropped."""
+    keep = []
+    for i, f in enumerate(track):
+        if 0 < i < len(track) - 1:
+            a, b = track[i - 1], track[i + 1]
+            span_s = (b.at - a.at).total_seconds()
+            speeds = [s for s in (a.speed_kmh, f.speed_kmh, b.speed_kmh) if s is not None]
+            v_kmh = max(speeds) if len(speeds) == 3 else p.jump_fallback_speed_kmh
+            acc = max(x.accuracy_m or p.default_accuracy_m for x in (a, f, b))
+            out_and_back = math.dist(xy[i - 1], xy[i]) + math.dist(xy[i], xy[i + 1])
+            if out_and_back > v_kmh / 3.6 * span_s + max(p.jump_noise_m, 4 * acc):
+                continue
+        keep.append(i)
+    return keep
 
 
 def _stopped_flags(
@@ -442,6 +486,57 @@ def _match(
         stay.distance_m, stay.site = best[0], best[1]
 
 
+def _match_drifted(
+    stay: _Stay,
+    beside: list[_Stay],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    sites: SiteIndex,
+    p: VisitParams,
+) -> None:
+    """A stay beside a point whose fence the track crossed on the way in or out, or
+    that runs straight on into (or out of) a stay in the fence: the fixes drifted while
+    the truck stood at the point (urban canyons). A truck that stands across the street
+    never entered the fence, and stays unmatched."""
+    reach = sites.max_radius_m + p.drift_reach_m
+    near = [
+        (math.hypot(ps.x - stay.x, ps.y - stay.y), ps)
+        for ps in sites.grid.near(stay.x, stay.y, reach)
+        if ps.site.kind == "point"
+    ]
+    near = [(d, ps) for d, ps in near if d <= ps.site.radius_m + p.drift_reach_m]
+    if not near:
+        return
+    first, last = stay.idx[0], stay.idx[-1]
+    # The way into and out of the stay itself: a truck that drives through the point
+    # a minute after standing beside it is a drive-by, not a drifted stop.
+    segments = [
+        (k, k + 1)
+        for k in (first - 1, last)
+        if 0 <= k < len(ts) - 1 and ts[k + 1] - ts[k] <= p.pass_max_gap_s
+    ]
+    for d, ps in sorted(near, key=lambda item: item[0]):
+        if any(
+            other.site is ps.site
+            and other.confidence == 1.0
+            and min(abs(other.arrived - stay.departed), abs(stay.arrived - other.departed))
+            <= p.merge_gap_s
+            for other in beside
+        ):
+            stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
+            return
+        # Deep inside the fence (half its radius), so that noise alone rarely fakes it
+        # for a truck standing 50 m off.
+        if any(
+            segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m / 2
+            for a, b in segments
+        ):
+            stay.site, stay.distance_m = ps.site, d
+            stay.confidence = p.drift_crossing_confidence
+            return
+
+
 def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
     out: list[_Stay] = []
     for stay in stays:
@@ -466,6 +561,7 @@ def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
                 prev.distance_m = min(prev.distance_m, stay.distance_m)
             speeds = [s for s in (prev.max_speed, stay.max_speed) if s is not None]
             prev.max_speed = max(speeds) if speeds else None
+            prev.confidence = min(prev.confidence, stay.confidence)
             continue
         out.append(stay)
     return out
@@ -547,10 +643,24 @@ def _passes(
                 for s in stays_at.get(site, ())
             ):
                 continue
-            if sites.roads is not None and not _road_passes(
-                sites.roads, site, sx, sy, int(first_seg), settled_k, track, ts, xs, ys, p
+            # The approach to a stop beside the point (drifted fixes, or a truck standing
+            # across the street): not a drive-by; the stay says what happened.
+            if any(
+                s.site is None
+                and start <= s.arrived <= settled_at + adj
+                and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                for s in stays
             ):
                 continue
+            on_road = (
+                None
+                if sites.roads is None
+                else _road_passes(
+                    sites.roads, site, sx, sy, int(first_seg), settled_k, track, ts, xs, ys, p
+                )
+            )
+            if on_road is False or (on_road is None and d > site.radius_m):
+                continue  # the road skirts the fence; or, on the fixes alone, they never entered it
             when = datetime.fromtimestamp(at, tz)
             out.append(
                 Visit(
@@ -581,12 +691,12 @@ def _road_passes(
     xs: list[float],
     ys: list[float],
     p: VisitParams,
-) -> bool:
-    """Did the road the truck took come within the point's fence? True when the roads
+) -> bool | None:
+    """Did the road the truck took come within the point's fence? None when the roads
     cannot say (none near the point, or no route that explains the fixes)."""
     reach = site.radius_m + p.pass_margin_m
     if not roads.has_road_near(sx, sy, reach):
-        return True
+        return None
     # From the last fix outside the reach before the pass (looking back a little).
     a = first_seg
     while (
@@ -612,7 +722,7 @@ def _road_passes(
     pts = [(xs[k], ys[k]) for k in window]
     route = roads.best_route(pts, sigma, travelled)
     if route is None or route.rms_m > p.pass_road_max_misfit * sigma:
-        return True
+        return None
     fence = site.radius_m + p.pass_road_slack_m
     if distance_to_line(sx, sy, route.line) <= fence:
         return True
@@ -700,4 +810,5 @@ def _stay_visit(truck_id: str, s: _Stay, tz: Any) -> Visit:
         is_open=s.is_open,
         evidence=tuple(s.events),
         end_seen=s.end_seen,
+        confidence=s.confidence,
     )

@@ -145,7 +145,7 @@ class Pipeline:
         self._sites: dict[str, tuple[float, visits.SiteIndex]] = {}
         self._station_dwell: tuple[float, dict[str, float]] | None = None
         self._trucks: tuple[float, dict[str, repo.TruckRef]] | None = None
-        self._keys: dict[date, set[str]] = {}
+        self._keys: dict[date, dict[str, frozenset[str]]] = {}
         self._ledger: dict[tuple[date, str], ledger.Verdict] = {}
         self._final: dict[tuple[date, str], tuple[tuple[visits.Visit, ...], ledger.Verdict]] = {}
         self._due: dict[tuple[str, date], tuple[float, int | None, list[ledger.DuePoint]]] = {}
@@ -340,10 +340,15 @@ class Pipeline:
 
         keys = self._known_keys(conn, service_date)
         for cand in rules.evaluate(verdicts, days, station_dwell, now, c.rules):
-            if cand.key in keys:
-                continue
-            keys.add(cand.key)
-            raised = repo.insert_alert(conn, cand, now=now)
+            had = keys.get(cand.key)
+            stages = rules.stages_of(cand)
+            if had is not None and stages <= had:
+                continue  # nothing new: every stage of it was raised before
+            keys[cand.key] = stages
+            if had is None:
+                raised = repo.insert_alert(conn, cand, now=now)
+            else:
+                raised = repo.escalate_alert(conn, cand, now=now)
             if raised is None:
                 continue
             due_at = cases.due_at(
@@ -353,9 +358,10 @@ class Pipeline:
             stats.alerts_raised += 1
             stats.cases_opened += int(opened)
             stats.raised.append(raised)
+            event = "alert.raised" if had is None else "alert.escalated"
             repo.enqueue_webhook(
-                conn, urls=c.webhook_urls, event="alert.raised",
-                payload=notify.alert_payload(raised, case_id=case_id),
+                conn, urls=c.webhook_urls, event=event,
+                payload=notify.alert_payload(raised, case_id=case_id, event=event),
             )  # fmt: skip
 
         stats.cases_auto_closed += self._auto_close(
@@ -363,7 +369,9 @@ class Pipeline:
         )
         return stats
 
-    def _known_keys(self, conn: psycopg.Connection, service_date: date) -> set[str]:
+    def _known_keys(
+        self, conn: psycopg.Connection, service_date: date
+    ) -> dict[str, frozenset[str]]:
         if service_date not in self._keys:
             self._keys[service_date] = repo.known_alert_keys(conn, dates=[service_date])
             for old in sorted(self._keys)[:-8]:

@@ -183,7 +183,8 @@ def test_supervisor_works_a_missed_point_case_and_sees_the_ledger_update(
     assert page.inner_text("[data-testid=ledger-cleared]") == "3"
     shot(page, "30-supervise-ledger")
     page.click("[data-testid=tab-alerts]")
-    page.locator("[data-testid=sup-list] tr", has_text="漏收").first.click()
+    # P4's one incident (missed, then not cleared by the deadline): one alert row.
+    page.locator("[data-testid=sup-list] tr[data-alert-id]", has_text="P4").first.click()
     page.wait_for_selector("[data-testid=case-detail][data-state=open]")
     shot(page, "31-case-open")
     page.fill("[data-testid=case-assignee]", "二班 王师傅")

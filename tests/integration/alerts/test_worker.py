@@ -76,7 +76,7 @@ def test_worker_follows_the_day_incrementally_and_replay_agrees(database_url: st
         slice_start = slice_end
 
     tick(at("10:20"))
-    assert [k for k in raised if k.startswith("missed")] == ["missed|2026-03-02|P4"]
+    assert [k for k in raised if k.startswith("point|")] == ["point|2026-03-02|P4"]
     with psycopg.connect(database_url) as conn:
         (case,) = [
             c for c in service.list_cases(conn=conn, service_date=DAY) if c.subject == "point:P4"
@@ -102,9 +102,9 @@ def test_worker_follows_the_day_incrementally_and_replay_agrees(database_url: st
     tick(at("21:00"))  # nothing new: nothing raised twice
     assert sorted(raised) == sorted(set(raised))
     assert sorted(raised) == [
-        "deadline|2026-03-02|P5",
-        "missed|2026-03-02|P4",
         "not_unloaded|2026-03-02|T2",
+        "point|2026-03-02|P4",
+        "point|2026-03-02|P5",
     ]
 
     with psycopg.connect(database_url) as conn:
@@ -130,3 +130,36 @@ def test_concurrent_ticks_do_not_double_process(database_url: str) -> None:
     w = worker.Worker(database_url, config, clock=FakeClock(at("07:00")))
     assert not w.tick().skipped
     w.close()
+
+
+def test_a_point_incident_escalates_in_place(database_url: str) -> None:
+    """P4 missed at 10:15 raises one alert; at the 20:00 deadline that same alert (and its
+    case) move on to not_cleared_by_deadline and high severity: no second alert."""
+    from .world import load_world
+
+    load_world(database_url)
+    clock = FakeClock(at("10:16"))
+    w = worker.Worker(database_url, worker.AlertConfig.from_settings(Settings()), clock=clock)
+    w.tick()
+    with psycopg.connect(database_url) as conn:
+        (first,) = [
+            a for a in service.list_alerts(conn=conn, service_date=DAY) if a.point_id == "P4"
+        ]
+    assert (first.kind, first.severity) == ("missed", "normal")
+    clock.now = at("20:01")
+    stats = w.tick()
+    w.close()
+    assert [r.candidate.kind for r in stats.raised if r.candidate.point_id == "P4"] == [
+        "not_cleared_by_deadline"
+    ]
+    with psycopg.connect(database_url) as conn:
+        (now,) = [a for a in service.list_alerts(conn=conn, service_date=DAY) if a.point_id == "P4"]
+        case = service.get_case(conn=conn, case_id=now.case_id or 0)
+        events = conn.execute("SELECT event FROM webhook_delivery ORDER BY delivery_id").fetchall()
+    assert now.alert_id == first.alert_id and now.case_id == first.case_id
+    assert (now.kind, now.severity, case.severity) == ("not_cleared_by_deadline", "high", "high")
+    stages = now.details["stages"]
+    assert [s["kind"] for s in stages] == ["missed", "not_cleared_by_deadline"]
+    assert stages[0]["raised_at"] < stages[1]["raised_at"]
+    assert [e.action for e in case.events] == ["open", "attach"]
+    assert events == [] or ("alert.escalated",) in events

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from fleet.alerts import ledger, rules
 from fleet.alerts.ledger import DuePoint, PlannedStop, TruckDay
 from fleet.alerts.visits import DeviceEvent, Fix, Site, SiteIndex, Visit, detect
 
-from .tracks import DAY, Track, at, site
+from .tracks import DAY, TZ, Track, at, site
 
 # A street running east: depot, P1, P2, P3, the station.
 D1 = site("depot", "D1", -500, 0, radius_m=60, min_dwell_s=0)
@@ -169,7 +170,30 @@ def test_stop_just_under_min_dwell_is_partial_and_a_drive_by() -> None:
         [truck_day("T1", track.fixes)], [due(P1), due(P2), due(P3)], at("10:30")
     )
     assert verdicts["P2"].status == "partial" and verdicts["P2"].reason == "too_short"
-    assert kinds(alerts) == [("drive_by", "P2"), ("missed", "P2")]
+    (incident,) = alerts
+    assert (incident.kind, incident.point_id) == ("missed", "P2")
+    assert [s["kind"] for s in incident.details["stages"]] == ["drive_by", "missed"]
+
+
+def test_a_missed_point_is_one_incident_escalating_in_place() -> None:
+    """Drive-by, then missed, then 日清 deadline: one alert key throughout, kind and severity
+    following the latest stage, and the evidence listing every stage (not three alerts)."""
+    track = full_day(pass_by="P2")
+    points = [due(P1), due(P2), due(P3)]
+    seen = []
+    for now in (at("06:30"), at("10:30"), at("20:30")):
+        alerts = evaluate([truck_day("T1", track.fixes, until=now)], points, now)[1]
+        (incident,) = [a for a in alerts if a.point_id == "P2"]
+        seen.append(
+            (incident.key, incident.kind, incident.severity, len(incident.details["stages"]))
+        )
+    key = seen[0][0]
+    assert seen == [
+        (key, "drive_by", "normal", 1),
+        (key, "missed", "normal", 2),
+        (key, "not_cleared_by_deadline", "high", 3),
+    ]
+    assert "驶过未停车" in incident.message and "日清未完成" in incident.message
 
 
 def test_silent_terminal_makes_the_point_unverifiable_not_missed() -> None:
@@ -252,6 +276,24 @@ def test_offline_terminal_during_shift() -> None:
     ] == []
 
 
+def test_alert_texts_give_the_district_time_even_when_the_plan_is_read_in_utc() -> None:
+    """An 11:21 local silence says "自 11:21 起", not 03:21, though the planned stops (the
+    start of the day) come from the database in UTC; the same for a drive-by's time."""
+    t = Track(at("11:00"), x=-500).stay(60).drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    t.drive(800, 0, 30).stay(1800)
+    cut = at("11:21")
+    fixes = [f for f in t.fixes if f.at < cut] + [f for f in t.fixes if f.at >= at("11:45")]
+    day = truck_day("T1", fixes)
+    utc = tuple(
+        dataclasses.replace(s, arrival_at=s.arrival_at.astimezone(UTC)) for s in day.planned
+    )
+    day = dataclasses.replace(day, planned=utc)
+    _, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("11:40"))
+    offline = max((a for a in alerts if a.kind == "offline"), key=lambda a: a.condition_at)
+    silent_from = max(f.at for f in fixes if f.at < cut).astimezone(TZ)
+    assert f"自 {silent_from:%H:%M} 起" in offline.message and silent_from.hour == 11
+
+
 def test_stationary_off_route_but_not_the_lunch_break() -> None:
     t = Track(at("08:00"), x=-200, y=300).stay(25 * 60)
     (a,) = [a for a in evaluate([truck_day("T1", t.fixes)], [], t.t)[1] if a.kind == "stationary"]
@@ -262,6 +304,27 @@ def test_stationary_off_route_but_not_the_lunch_break() -> None:
         for a in evaluate([truck_day("T1", lunch.fixes)], [], lunch.t)[1]
         if a.kind == "stationary"
     ] == []
+
+
+def test_a_wait_the_plan_contains_is_not_stationary() -> None:
+    """Planned to reach P1 at 11:00, the truck waits off-site from 06:26: no 疑似故障 until
+    the plan's wait plus the threshold are over; a truck behind its plan gets the threshold."""
+    t = Track(at("06:20"), x=-500).stay(60).drive(-200, 300, 30).stay(4.5 * 3600)
+    day = truck_day("T1", t.fixes)
+    timed = tuple(
+        dataclasses.replace(s, arrival_at=at("06:00" if s.kind == "start" else "11:00"))
+        for s in day.planned
+    )
+    waiting = dataclasses.replace(day, planned=timed)
+    stays = [v for v in waiting.visits if v.kind == "stay" and v.site_id is None]
+    assert stays and stays[0].arrived_at < at("06:30")
+    _, alerts = evaluate([waiting], [], at("10:59"))
+    assert [a for a in alerts if a.kind == "stationary"] == []
+    _, alerts = evaluate([waiting], [], at("11:21"))
+    (a,) = [a for a in alerts if a.kind == "stationary"]
+    assert a.condition_at == at("11:20")
+    _, behind = evaluate([day], [], at("07:00"))
+    assert [a.kind for a in behind if a.kind == "stationary"] == ["stationary"]
 
 
 def test_deadline_violation_is_high_severity() -> None:

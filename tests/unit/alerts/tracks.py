@@ -67,10 +67,11 @@ class Track:
         lat, lon = latlon(nx, ny)
         self.fixes.append(Fix(self.t, lat, lon, speed, self.accuracy_m))
 
-    def stay(self, duration_s: float) -> Track:
+    def stay(self, duration_s: float, *, off: tuple[float, float] = (0.0, 0.0)) -> Track:
+        """Stand still; `off` displaces every fix (urban-canyon drift) from where the truck is."""
         end = self.t + timedelta(seconds=duration_s)
         while self.t < end:
-            self._emit(self.x, self.y, 0.0)
+            self._emit(self.x + off[0], self.y + off[1], 0.0)
             self.t += timedelta(seconds=self.interval_s)
         return self
 
@@ -105,3 +106,10 @@ def fence_flips(fixes: list[Fix], s: Site) -> int:
         for f in fixes
     ]
     return sum(1 for a, b in itertools.pairwise(inside) if a != b)
+
+
+def displaced(fixes: list[Fix], index: int, dx_m: float, dy_m: float) -> list[Fix]:
+    """The track with one fix thrown `dx_m`, `dy_m` off (a multipath jump), all else kept."""
+    f = fixes[index]
+    lat, lon = f.lat + dy_m / M_PER_DEG_LAT, f.lon + dx_m / M_PER_DEG_LON
+    return [*fixes[:index], Fix(f.at, lat, lon, f.speed_kmh, f.accuracy_m), *fixes[index + 1 :]]
