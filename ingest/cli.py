@@ -1,4 +1,5 @@
-"""`clearday ingest` and `clearday mqtt-credentials` (plugged in via `clearday.commands`)."""
+"""`clearday ingest`, `clearday jt808` and `clearday mqtt-credentials` (plugged in via
+`clearday.commands`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ GC_GEN0_THRESHOLD = 100_000
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("mqtt-credentials")(mqtt_credentials)
+    app.command("jt808")(jt808)
 
 
 def ingest(
@@ -66,6 +68,25 @@ def ingest(
     try:
         ingestor.run()
     except FatalMqttError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def jt808(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default: CLEARDAY_JT808_HOST)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port (default: CLEARDAY_JT808_PORT, 6808)")
+    ] = None,
+) -> None:
+    """Run the JT/T 808 gateway: terminals over TCP into the MQTT wire format (Ctrl-C stops)."""
+    from ingest.jt808.service import GatewayUnavailable, run
+
+    settings = Settings()
+    try:
+        run(settings, host=host or settings.jt808_host, port=port or settings.jt808_port)
+    except GatewayUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -193,6 +193,7 @@ class Frame:
     header: Header
     body: bytes
     raw: bytes  # as received, flags included
+    part_serials: tuple[int, ...] = ()  # serial numbers of the sub-packages joined
 
 
 def _header_size(attributes: int) -> int:
@@ -415,7 +416,8 @@ class Reassembler:
         body = b"".join(p.body for p in parts)
         first = parts[0].header
         whole = Header(h.msg_id, h.phone, h.serial, len(body), first.version, first.encryption)
-        return Frame(whole, body, b"".join(p.raw for p in parts))
+        serials = tuple(p.header.serial for p in parts)
+        return Frame(whole, body, b"".join(p.raw for p in parts), serials)
 
     def expire(self, now_s: float) -> None:
         for key in [k for k, p in self._partial.items() if now_s - p.first_seen_s > self.timeout_s]:
