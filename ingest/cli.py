@@ -107,8 +107,16 @@ def mqtt_credentials(
     ] = 1,
     gateway_user: Annotated[
         str | None,
-        typer.Option(help="also create an account that may publish for every truck"),
+        typer.Option(
+            help="also create a JT/T 808 gateway account that may publish for every truck"
+        ),
     ] = None,
+    gateways: Annotated[
+        int,
+        typer.Option(
+            min=1, help="gateway instances: N > 1 makes one account each, <user>-1 … <user>-N"
+        ),
+    ] = 1,
     broker_group: Annotated[
         str,
         typer.Option(
@@ -142,7 +150,12 @@ def mqtt_credentials(
         ).fetchall()
     existing = credentials.read_existing(out / "credentials.csv")
     accounts, problems = credentials.plan_accounts(
-        trucks, existing, ingestor=ingestor, gateway=gateway_user, ingestors=ingestors
+        trucks,
+        existing,
+        ingestor=ingestor,
+        gateway=gateway_user,
+        ingestors=ingestors,
+        gateways=gateways,
     )
     for problem in problems:
         typer.echo(f"warning: {problem}", err=True)
@@ -153,9 +166,10 @@ def mqtt_credentials(
         raise typer.Exit(2) from None
     terminals = sum(1 for a in accounts if a.role == credentials.ROLE_TERMINAL)
     ingestor_accounts = [a.username for a in accounts if a.role == credentials.ROLE_INGESTOR]
+    gateway_accounts = [a.username for a in accounts if a.role == credentials.ROLE_GATEWAY]
     typer.echo(
         f"{terminals} terminal account(s), ingestor {', '.join(map(repr, ingestor_accounts))}"
-        + (f", gateway {gateway_user!r}" if gateway_user else "")
+        + (f", gateway {', '.join(map(repr, gateway_accounts))}" if gateway_accounts else "")
     )
     readable = f"group {broker_group} may read passwd and acl" if gid is not None else "0600"
     typer.echo(

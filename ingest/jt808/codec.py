@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
 
+from fleet.trucks.terminals import jt808_phone_key
+
 FLAG = 0x7E
 ESCAPE = 0x7D
 MAX_BODY_BYTES = 1023  # 10 bits of the attributes word
@@ -162,10 +164,7 @@ def bcd_decode(data: bytes) -> str | None:
     return text if text.isdigit() else None
 
 
-def phone_key(digits: str) -> str:
-    """The phone number without the leading zeros the header pads it with (12 digits
-    in 2013, 20 in 2019), so that one terminal has one key in both editions."""
-    return digits.lstrip("0") or "0"
+phone_key = jt808_phone_key
 
 
 @dataclass(frozen=True, slots=True)
