@@ -228,10 +228,8 @@ def parse_header(data: bytes) -> Header:
         packets=packets,
         index=index,
     )
-    if not header.phone:
-        raise FrameError(
-            Reason.BAD_HEADER, f"phone number {phone_bytes.hex()} is not BCD", header=header
-        )
+    if not header.phone:  # no header to answer: a response goes to a phone number
+        raise FrameError(Reason.BAD_HEADER, f"phone number {phone_bytes.hex()} is not BCD")
     if attributes & _ATTR_SUBPACKAGE and not 1 <= index <= packets:
         raise FrameError(
             Reason.BAD_HEADER, f"sub-package {index} of {packets} is out of range", header=header

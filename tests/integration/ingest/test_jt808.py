@@ -19,6 +19,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fleet.config import Settings
 from fleet.services import PrivateMosquitto, free_port
@@ -379,6 +381,46 @@ def test_no_acknowledgement_while_the_broker_is_down(
 
     run(scenario())
     wait_for(lambda: len(positions(jt808_fleet, "T8")) == 1, 30, "the re-uploaded location")
+
+
+@pytest.mark.slow
+def test_hostile_bytes_never_crash_the_gateway_nor_desynchronise_a_connection(
+    jt808_fleet: str, start_gateway: Callable[..., GatewayThread]
+) -> None:
+    """Arbitrary bytes (hypothesis) on an authenticated connection, then a heartbeat:
+    the heartbeat is always answered on that same connection, and every bad frame is
+    a dead letter."""
+    gw = start_gateway(jt808_max_bad_frames=10_000)
+    code: list[str] = []
+
+    async def attempt(garbage: bytes) -> None:
+        t = Jt808Terminal("127.0.0.1", gw.port, phone(9), auth_code=code[0] if code else None)
+        await t.login()
+        code[:1] = [t.auth_code or ""]
+        assert t._writer is not None
+        t._writer.write(garbage)
+        _, body = await t.request(MsgId.HEARTBEAT, timeout_s=10)
+        assert body[2:5] == bytes([0x00, 0x02, codec.Result.OK]), body.hex()
+        await t.close()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=400),
+                st.sampled_from([b"\x7e", b"\x7d", b"\x7e\x7e", b"\x7e\x00\x02\x00"]),
+                st.binary(min_size=2100, max_size=2400),
+            ),
+            min_size=1,
+            max_size=6,
+        ).map(b"".join)
+    )
+    def hostile(garbage: bytes) -> None:
+        run(attempt(garbage))
+
+    hostile()
+    assert len(dead_letters(jt808_fleet)) > 0
+    assert gw.thread.is_alive() and gw.error is None
 
 
 # --------------------------------------------------------------------------- faults

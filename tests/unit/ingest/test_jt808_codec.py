@@ -149,6 +149,7 @@ def test_phone_number_that_is_not_bcd_is_a_bad_header() -> None:
     with pytest.raises(FrameError) as err:
         codec.decode_frame(frame2013(0x0002, b"", phone_hex="0139123456AB"))
     assert err.value.reason is Reason.BAD_HEADER
+    assert err.value.header is None  # nothing to answer without a phone number
 
 
 def test_encoder_matches_the_hand_built_frames() -> None:
@@ -480,6 +481,8 @@ def test_fuzz_any_frame_content_decodes_or_is_refused(content: bytes) -> None:
             codec.decode_message(frame, GMT8)
         except FrameError as exc:
             assert exc.reason in Reason
+            if exc.header is not None:  # whatever header is attached can be answered
+                codec.platform_response(exc.header, codec.result_for(exc.reason), 1)
 
 
 @settings(max_examples=500, deadline=None)
