@@ -9,11 +9,14 @@ bench/jt808.py.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import struct
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timezone
+from typing import Any
 
 from ingest import wire
 from ingest.jt808 import codec
@@ -227,3 +230,112 @@ async def drive(
         if not await terminal.upload_unacked(timeout_s=timeout_s):
             await terminal.close()
             await asyncio.sleep(retry_s)
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+@dataclass(slots=True)
+class Jt808Counts:
+    reported: int = 0  # locations handed to a terminal
+    acked: int = 0  # acknowledged by the platform
+    unacked: int = 0  # still kept by a terminal at close
+
+
+class Jt808Fleet:
+    """A simulator ``Sink`` for the trucks whose terminals speak JT/T 808: each is a
+    TCP connection to the gateway, fed in order by its own task on a background event
+    loop. Fixes go out as 0x0200 (a blind-zone array as 0x0704 type 1); ``online``
+    connects and authenticates, ``offline`` and ``drop`` close the connection (the
+    gateway publishes the terminal's status). JT/T 808 has no bin-lift or weighbridge
+    message, so events go to ``other`` (an MQTT sink: a separate sensor), as do the
+    emissions of trucks not in ``phones``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        phones: dict[str, str],
+        other: Any,
+        *,
+        zone: timezone = GMT8,
+    ) -> None:
+        self.host, self.port, self.phones, self.other, self.zone = host, port, phones, other, zone
+        self.counts = Jt808Counts()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._queues: dict[str, asyncio.Queue[tuple[str, list[codec.Location]] | None]] = {}
+        self._terminals: dict[str, Jt808Terminal] = {}
+        self._workers: list[concurrent.futures.Future[None]] = []
+
+    def _queue(self, terminal_id: str) -> asyncio.Queue[tuple[str, list[codec.Location]] | None]:
+        queue = self._queues.get(terminal_id)
+        if queue is None:
+            term = Jt808Terminal(self.host, self.port, self.phones[terminal_id], zone=self.zone)
+            self._terminals[terminal_id] = term
+
+            async def make() -> asyncio.Queue[tuple[str, list[codec.Location]] | None]:
+                return asyncio.Queue()
+
+            queue = asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+            self._queues[terminal_id] = queue
+            self._workers.append(
+                asyncio.run_coroutine_threadsafe(self._work(term, queue), self._loop)
+            )
+        return queue
+
+    def _put(self, terminal_id: str, item: tuple[str, list[codec.Location]] | None) -> None:
+        queue = self._queue(terminal_id)
+        self._loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def send(self, em: Any) -> None:
+        if em.terminal_id not in self.phones or em.kind == "events":
+            if self.other is not None:
+                self.other.send(em)
+            return
+        if em.kind == "fixes":
+            self.counts.reported += len(em.fixes)
+            self._put(em.terminal_id, ("report", [location_of(f) for f in em.fixes]))
+        elif em.kind == "online":
+            self._put(em.terminal_id, ("online", []))
+        else:  # offline, drop
+            self._put(em.terminal_id, ("close", []))
+
+    async def _work(
+        self, term: Jt808Terminal, queue: asyncio.Queue[tuple[str, list[codec.Location]] | None]
+    ) -> None:
+        while (item := await queue.get()) is not None:
+            what, locations = item
+            if what == "close":
+                await term.close()
+                continue
+            await online(term)
+            if what != "report":
+                continue
+            if len(locations) == 1:
+                ok = await term.report(locations[0])
+            else:
+                term.unacked.extend(locations)
+                ok = await term.upload_unacked()
+            if not ok:
+                await term.close()
+        while term.unacked:  # the day is over: upload what was kept
+            await online(term)
+            if not await term.upload_unacked():
+                await term.close()
+                await asyncio.sleep(0.5)
+        await term.close()
+
+    def close(self, timeout_s: float = 60.0) -> Jt808Counts:
+        for terminal_id in list(self._queues):
+            self._put(terminal_id, None)
+        concurrent.futures.wait(self._workers, timeout=timeout_s)
+        self.counts.acked = sum(len(t.acked) for t in self._terminals.values())
+        self.counts.unacked = sum(len(t.unacked) for t in self._terminals.values())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        if self.other is not None:
+            self.other.close()
+        return self.counts

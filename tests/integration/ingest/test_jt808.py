@@ -16,18 +16,27 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleet import db, importer
 from fleet.config import Settings
 from fleet.services import PrivateMosquitto, free_port
 from ingest.jt808 import codec
 from ingest.jt808.codec import MsgId
 from ingest.jt808.service import run_async
-from simulator.jt808 import Jt808Terminal, drive
+from simulator.city import generate, jt808_phone_for
+from simulator.faults import Fault
+from simulator.jt808 import Jt808Fleet, Jt808Terminal, drive
+from simulator.mqtt import MqttFleet
+from simulator.plans import greedy_plan
+from simulator.trucks import DaySpec, SimDay, TerminalConfig
+from simulator.trucks import run as sim_run
+from tests.conftest import PgServer
 from tests.integration.ingest.conftest import RunningIngestor
 from tests.integration.ingest.support import ROOT, rows, scalar, wait_for
 
@@ -527,3 +536,64 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
         assert not missing, f"terminal {i}: {len(missing)} acknowledged locations not stored once"
     assert len(counts) == total and all(c == 1 for c in counts.values())
     assert gateway.stop() == 0
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+def test_simulated_day_with_part_of_the_fleet_on_jt808_is_stored_once(
+    pg: PgServer,
+    broker: PrivateMosquitto,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+    tmp_path: Path,
+) -> None:
+    """`simulate day --protocol jt808 --jt808-share 0.67` in code: two of three trucks
+    report over JT/T 808 (blind-zone batches, a dropped connection), one over MQTT;
+    every fix is stored once (JT/T 808 times have whole seconds), nothing dead-lettered."""
+    database_url = pg.new_database()  # the city's own district, not the fixtures' fleet
+    city = generate(n_points=40, n_trucks=3, seed=1)
+    city.write(tmp_path / "city")
+    with db.connect(database_url) as conn:
+        importer.load(conn, importer.parse_files(importer.read_paths([tmp_path / "city"])))
+    start_ingestor(database_url=database_url)
+    gw = start_gateway(database_url=database_url)
+    yesterday = datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=1)
+    plan = greedy_plan(city, max_points_per_truck=4)
+    first = plan.routes[0]
+    spec = DaySpec(
+        city=city, plan=plan, service_date=yesterday, seed=2,
+        faults=(Fault("offline", truck_id=first.truck_id, at_s=first.stops[0].departure_s + 900, duration_s=600),),
+        terminal=TerminalConfig(signal_losses_per_day=20.0),
+    )  # fmt: skip
+    emissions = list(SimDay(spec).emissions())
+    phones = {t.terminal_id: jt808_phone_for(k) for k, t in enumerate(city.trucks[:2])}
+    expected = {
+        (
+            e.terminal_id,
+            f.recorded_at.replace(microsecond=0) if e.terminal_id in phones else f.recorded_at,
+        )
+        for e in emissions
+        for f in e.fixes
+    }
+    sink = Jt808Fleet(
+        "127.0.0.1", gw.port, phones, MqttFleet(broker.url, client_prefix="sim-jt808")
+    )
+    sim_run(iter(emissions), sink, speed=None)
+    counts = sink.close(timeout_s=120)
+    assert counts.unacked == 0 and counts.acked == counts.reported > 0
+    wait_for(
+        lambda: scalar(database_url, "SELECT count(*) FROM position") >= len(expected),
+        60,
+        "every fix",
+    )
+    time.sleep(1.0)
+    stored = rows(
+        database_url,
+        "SELECT t.terminal_id, p.recorded_at FROM position p JOIN truck t USING (truck_id)",
+    )
+    assert sorted(stored) == sorted(expected)
+    assert scalar(database_url, "SELECT count(*) FROM dead_letter") == 0
+    assert scalar(database_url, "SELECT count(*) FROM jt808_registration") == len(
+        [r for r in plan.routes if city.truck(r.truck_id).terminal_id in phones]
+    )
