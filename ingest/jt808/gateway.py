@@ -161,6 +161,9 @@ class Gateway:
         self.counts = Counts()
         registry.counts = self.counts
         self.sessions: set[Session] = set()
+        # phone key -> the terminal's authenticated connection; a terminal that
+        # reconnects replaces its old connection (which may linger until it idles out)
+        self.current: dict[str, Session] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.sessions) >= self.config.max_connections:
@@ -239,7 +242,8 @@ class Session:
 
     async def close(self) -> None:
         self.open = False
-        if self.terminal is not None:
+        if self.terminal is not None and self.gw.current.get(self.terminal.phone) is self:
+            del self.gw.current[self.terminal.phone]
             await self.publish_status("offline")
         self.writer.close()
         with contextlib.suppress(Exception):
@@ -261,12 +265,15 @@ class Session:
         """Answer (when the header could be read), log and dead-letter a bad frame."""
         self.gw.counts.bad_frames += 1
         self.bad_in_a_row += 1
+        topic = self.topic
         if err.header is not None and err.reason not in (Reason.NOISE, Reason.OVERSIZE):
-            if self.phone is None and err.header.phone:
-                self.phone = err.header.phone_key
+            # Answered, and filed under the phone number it names; a bad frame does not
+            # decide which terminal this connection is.
+            if self.phone is None:
+                topic = f"jt808/{err.header.phone_key}"
             self.respond(err.header, codec.result_for(err.reason))
         log.warning("%s: %s: %s", self.who, err.reason, err.detail)
-        self.gw.registry.dead_letter(self.topic, err.reason, err.detail, err.raw)
+        self.gw.registry.dead_letter(topic, err.reason, err.detail, err.raw)
         if self.bad_in_a_row >= self.config.max_bad_frames:
             log.warning("%s: %d bad frames in a row, closing", self.who, self.bad_in_a_row)
             self.open = False
@@ -385,6 +392,12 @@ class Session:
             return
         self.terminal = found[0]
         self.checked_at = time.monotonic()
+        older = self.gw.current.get(self.terminal.phone)
+        self.gw.current[self.terminal.phone] = self
+        if older is not None and older is not self:
+            log.info("%s: reconnected; closing its previous connection %s", self.who, older.peer)
+            older.open = False
+            older.writer.close()
         self.respond(frame.header, Result.OK)
         await self.publish_status("online")
 

@@ -362,6 +362,43 @@ def test_logout_deregisters_and_an_idle_connection_is_closed(
     )
 
 
+def test_a_reconnecting_terminal_replaces_its_old_connection_and_stays_online(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A terminal that logs in again while its old connection is still open (a lost
+    link the gateway has not noticed) takes over: the old connection is closed and
+    does not publish `offline` over the new connection's `online`."""
+    start_ingestor()
+    gw = start_gateway()
+
+    async def scenario() -> None:
+        old = Jt808Terminal("127.0.0.1", gw.port, phone(0))
+        await old.login()
+        new = Jt808Terminal("127.0.0.1", gw.port, phone(0), auth_code=old.auth_code)
+        await new.login()
+        assert old._pump is not None
+        await asyncio.wait_for(old._pump, 10)  # the gateway closed the old connection
+        assert await new.heartbeat()
+        await asyncio.sleep(2.0)  # an `offline` from the old connection would be stored by now
+        await new.close()
+
+    state = "SELECT state FROM terminal_status WHERE terminal_id = 'GPS-T0'"
+    seen: list[str] = []
+
+    async def watch() -> None:
+        task = asyncio.create_task(scenario())
+        while not task.done():
+            seen.append(str(scalar(jt808_fleet, state)))
+            await asyncio.sleep(0.2)
+        await task
+
+    run(watch())
+    assert "offline" not in seen[-5:], seen
+    assert seen[-1] == "online"
+
+
 def test_no_acknowledgement_while_the_broker_is_down(
     jt808_fleet: str,
     broker: PrivateMosquitto,
