@@ -4,6 +4,7 @@ ingestor and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import socket
@@ -127,7 +128,10 @@ def start_gateway(
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Run a scenario on an event loop of its own thread: the main thread may hold a
+    running loop left by other tests (Playwright's sync API keeps one)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def now_local() -> datetime:
