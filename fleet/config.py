@@ -89,6 +89,20 @@ class Settings(BaseSettings):
     # stopped is quarantined (dead letter `quarantined`, raw bytes kept) undecoded.
     ingest_max_attempts: int = Field(3, ge=1, le=100)
     # --- end ingest block ------------------------------------------------------------
+    # --- JT/T 808 gateway (issue 18; ingest/jt808, docs/jt808.md) ---------------------
+    jt808_host: str = "0.0.0.0"  # terminals reach it over the mobile network / APN
+    jt808_port: int = Field(6808, ge=1, le=65_535)
+    # A connection that sends nothing (not even a heartbeat) for this long is closed.
+    jt808_idle_timeout_s: float = Field(180.0, gt=0, le=3600)
+    # Zone of the terminals' BCD times: the standard's GMT+8 unless a fleet differs.
+    jt808_device_utc_offset_min: int = Field(480, ge=-720, le=840)
+    # How long a location waits for the broker's PUBACK; without it the terminal gets
+    # no acknowledgement and sends the location again later.
+    jt808_publish_timeout_s: float = Field(10.0, gt=0, le=120)
+    # Bad frames in a row after which a connection counts as unsynchronisable.
+    jt808_max_bad_frames: int = Field(16, ge=1, le=10_000)
+    jt808_max_connections: int = Field(20_000, ge=1)
+    # --- end JT/T 808 block -----------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
     # The endpoint has no authentication: loopback unless a scraper elsewhere needs it.
     metrics_host: str = "127.0.0.1"

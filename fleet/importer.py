@@ -27,7 +27,11 @@ import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from fleet.trucks.terminals import JT808_PHONE_MAX_DIGITS, jt808_phone_key
+
 KINDS = ("depots", "stations", "points", "trucks", "roads")
+# Truck columns that name a terminal: each may belong to one truck only.
+TERMINAL_COLUMNS = ("terminal_id", "jt808_phone")
 
 STREAMS = {
     "other": "other", "其他": "other", "其他垃圾": "other",
@@ -241,6 +245,17 @@ def _bool(value: Any) -> bool:
     raise _Bad(f"{_show(value)} is not true/false")
 
 
+def _jt808_phone(value: Any) -> str:
+    """A JT/T 808 terminal phone number: digits, stored without leading zeros."""
+    text = str(_scalar(value)).strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > JT808_PHONE_MAX_DIGITS:
+        raise _Bad(f"{_show(text)} is not a phone number of 1 to {JT808_PHONE_MAX_DIGITS} digits")
+    key = jt808_phone_key(text)
+    if key == "0":
+        raise _Bad(f"{_show(text)} is not a phone number (all zeros)")
+    return key
+
+
 def _stream(value: Any) -> str:
     text = str(_scalar(value)).strip()
     if text.lower() in STREAMS:
@@ -308,7 +323,7 @@ SPECS: dict[str, Spec] = {
         "id": (_id, REQUIRED), "plate": (_text_of(MAX_PLATE_CHARS), REQUIRED),
         "truck_type": (_one_of(*TRUCK_TYPES), REQUIRED), "capacity_kg": (_positive_kg, REQUIRED),
         "streams": (_streams, REQUIRED), "depot_id": (_id, REQUIRED),
-        "terminal_id": (_id, REQUIRED),
+        "terminal_id": (_id, REQUIRED), "jt808_phone": (_jt808_phone, None),
         "shift_start": (_clock, time(5, 0)), "shift_end": (_clock, time(17, 0)),
         "max_route_duration_s": (_seconds_of(1, 24 * 3600), None), "break_duration_s": (_seconds, 1800),
         "break_earliest": (_clock, time(11, 0)), "break_latest": (_clock, time(13, 0)),
@@ -622,19 +637,21 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
                 parsed.rows[kind].append(row)
         if not rows_seen and errors.total == before:
             errors.add(RowError(name, 0, "has no rows", unit="file"))
-    # Terminal ids must be unique across trucks too: one terminal, one truck.
-    terminals: dict[str, str] = {}
-    for row in parsed.rows["trucks"]:
-        other = terminals.setdefault(row["terminal_id"], row["id"])
-        if other != row["id"]:
-            name, line = row["__where__"]
-            errors.add(
-                RowError(
-                    name,
-                    line,
-                    f"terminal_id {row['terminal_id']!r} is already used by truck {other!r}",
+    # Terminal ids (and JT/T 808 phone numbers) are unique across trucks too: one
+    # terminal, one truck.
+    for column in TERMINAL_COLUMNS:
+        holders: dict[str, str] = {}
+        for row in parsed.rows["trucks"]:
+            if row.get(column) is None:
+                continue
+            other = holders.setdefault(row[column], row["id"])
+            if other != row["id"]:
+                name, line = row["__where__"]
+                errors.add(
+                    RowError(
+                        name, line, f"{column} {row[column]!r} is already used by truck {other!r}"
+                    )
                 )
-            )
     errors.raise_any()
     return parsed
 
@@ -681,7 +698,7 @@ _TABLES = {
     ),
     "trucks": (
         "truck", "truck_id",
-        ["plate", "truck_type", "capacity_kg", "streams", "depot_id", "terminal_id", "shift_start",
+        ["plate", "truck_type", "capacity_kg", "streams", "depot_id", "terminal_id", "jt808_phone", "shift_start",
          "shift_end", "max_route_duration_s", "break_duration_s", "break_earliest", "break_latest",
          "can_enter_narrow"],
     ),
@@ -852,21 +869,27 @@ def _check_terminals(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) 
     trucks = parsed.rows["trucks"]
     if not trucks:
         return
-    found = conn.execute(
-        "SELECT terminal_id, truck_id FROM truck WHERE terminal_id = ANY(%s)",
-        ([row["terminal_id"] for row in trucks],),
-    ).fetchall()
-    holder = {str(r[0]): str(r[1]) for r in found}
-    for row in trucks:
-        if holder.get(row["terminal_id"], row["id"]) != row["id"]:
-            errors.add(
-                RowError(
-                    *_where(row),
-                    f"terminal_id {row['terminal_id']!r} is already used by another truck; "
-                    "one terminal, one truck (free it there first)",
-                    "conflict",
+    for column in TERMINAL_COLUMNS:
+        values = [row[column] for row in trucks if row.get(column) is not None]
+        if not values:
+            continue
+        found = conn.execute(
+            sql.SQL("SELECT {c}, truck_id FROM truck WHERE {c} = ANY(%s)").format(
+                c=sql.Identifier(column)
+            ),
+            (values,),
+        ).fetchall()
+        holder = {str(r[0]): str(r[1]) for r in found}
+        for row in trucks:
+            if row.get(column) is not None and holder.get(row[column], row["id"]) != row["id"]:
+                errors.add(
+                    RowError(
+                        *_where(row),
+                        f"{column} {row[column]!r} is already used by another truck; "
+                        "one terminal, one truck (free it there first)",
+                        "conflict",
+                    )
                 )
-            )
 
 
 def _upsert(conn: psycopg.Connection, kind: str, rows: list[dict[str, Any]]) -> int:

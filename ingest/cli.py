@@ -1,4 +1,5 @@
-"""`clearday ingest` and `clearday mqtt-credentials` (plugged in via `clearday.commands`)."""
+"""`clearday ingest`, `clearday jt808` and `clearday mqtt-credentials` (plugged in via
+`clearday.commands`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ GC_GEN0_THRESHOLD = 100_000
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("mqtt-credentials")(mqtt_credentials)
+    app.command("jt808")(jt808)
 
 
 def ingest(
@@ -70,6 +72,25 @@ def ingest(
         raise typer.Exit(2) from None
 
 
+def jt808(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on (default: CLEARDAY_JT808_HOST)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port (default: CLEARDAY_JT808_PORT, 6808)")
+    ] = None,
+) -> None:
+    """Run the JT/T 808 gateway: terminals over TCP into the MQTT wire format (Ctrl-C stops)."""
+    from ingest.jt808.service import GatewayUnavailable, run
+
+    settings = Settings()
+    try:
+        run(settings, host=host or settings.jt808_host, port=port or settings.jt808_port)
+    except GatewayUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def mqtt_credentials(
     out: Annotated[
         Path, typer.Option(help="folder for dynamic-security.json and credentials.csv")
@@ -86,8 +107,16 @@ def mqtt_credentials(
     ] = 1,
     gateway_user: Annotated[
         str | None,
-        typer.Option(help="also create an account that may publish for every truck"),
+        typer.Option(
+            help="also create a JT/T 808 gateway account that may publish for every truck"
+        ),
     ] = None,
+    gateways: Annotated[
+        int,
+        typer.Option(
+            min=1, help="gateway instances: N > 1 makes one account each, <user>-1 … <user>-N"
+        ),
+    ] = 1,
     broker_group: Annotated[
         str,
         typer.Option(
@@ -121,7 +150,12 @@ def mqtt_credentials(
         ).fetchall()
     existing = credentials.read_existing(out / "credentials.csv")
     accounts, problems = credentials.plan_accounts(
-        trucks, existing, ingestor=ingestor, gateway=gateway_user, ingestors=ingestors
+        trucks,
+        existing,
+        ingestor=ingestor,
+        gateway=gateway_user,
+        ingestors=ingestors,
+        gateways=gateways,
     )
     for problem in problems:
         typer.echo(f"warning: {problem}", err=True)
@@ -132,9 +166,10 @@ def mqtt_credentials(
         raise typer.Exit(2) from None
     terminals = sum(1 for a in accounts if a.role == credentials.ROLE_TERMINAL)
     ingestor_accounts = [a.username for a in accounts if a.role == credentials.ROLE_INGESTOR]
+    gateway_accounts = [a.username for a in accounts if a.role == credentials.ROLE_GATEWAY]
     typer.echo(
         f"{terminals} terminal account(s), ingestor {', '.join(map(repr, ingestor_accounts))}"
-        + (f", gateway {gateway_user!r}" if gateway_user else "")
+        + (f", gateway {', '.join(map(repr, gateway_accounts))}" if gateway_accounts else "")
     )
     readable = f"group {broker_group} may read it" if gid is not None else "0600"
     typer.echo(f"wrote {paths['config']} ({readable}) and {paths['credentials']} (secret)")

@@ -84,10 +84,11 @@ def read_existing(path: Path) -> dict[str, Account]:
         }
 
 
-def ingestor_names(base: str, count: int) -> list[str]:
-    """One account per ingestor instance: ``base`` alone, or ``base-1`` … ``base-N``."""
+def instance_names(base: str, count: int) -> list[str]:
+    """One account per instance of a service (ingestor, gateway): ``base`` alone, or
+    ``base-1`` … ``base-N``."""
     if count < 1:
-        raise ValueError("at least one ingestor account is needed")
+        raise ValueError("at least one account is needed")
     return [base] if count == 1 else [f"{base}-{i}" for i in range(1, count + 1)]
 
 
@@ -98,6 +99,7 @@ def plan_accounts(
     ingestor: tuple[str, str | None] | None,
     gateway: str | None,
     ingestors: int = 1,
+    gateways: int = 1,
 ) -> tuple[list[Account], list[str]]:
     """Accounts to write (existing passwords kept) and problems found.
 
@@ -105,6 +107,7 @@ def plan_accounts(
     (base user name, password or None to generate/keep). With ``ingestors`` > 1 each
     instance gets its own account (its own identity and session at the broker), all
     with that one password: they are one service, the name tells the instances apart.
+    ``gateway`` names the JT/T 808 gateway account(s) the same way (``gateways``).
     """
     accounts: list[Account] = []
     problems: list[str] = []
@@ -114,8 +117,9 @@ def plan_accounts(
         old = existing.get(username)
         return old.password if old is not None and old.role == role else new_password()
 
-    ingestor_users = ingestor_names(ingestor[0], ingestors) if ingestor else []
-    service_names = {n for n in (*ingestor_users, gateway) if n}
+    ingestor_users = instance_names(ingestor[0], ingestors) if ingestor else []
+    gateway_users = instance_names(gateway, gateways) if gateway else []
+    service_names = {*ingestor_users, *gateway_users}
     for truck_id, terminal_id in sorted(trucks, key=lambda t: t[1]):
         if not wire.is_valid_terminal_id(terminal_id):
             problems.append(
@@ -135,8 +139,9 @@ def plan_accounts(
     if ingestor is not None:
         password = ingestor[1] or keep_or_new(ingestor_users[0], ROLE_INGESTOR)
         accounts += [Account(name, ROLE_INGESTOR, password) for name in ingestor_users]
-    if gateway:
-        accounts.append(Account(gateway, ROLE_GATEWAY, keep_or_new(gateway, ROLE_GATEWAY)))
+    if gateway_users:
+        password = keep_or_new(gateway_users[0], ROLE_GATEWAY)
+        accounts += [Account(name, ROLE_GATEWAY, password) for name in gateway_users]
     return accounts, problems
 
 

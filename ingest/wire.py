@@ -45,7 +45,7 @@ DEFAULT_MAX_FUTURE_S = 300.0
 DEFAULT_MAX_PAST_S = 7 * 86_400.0
 
 LoadState = Literal["empty", "half", "full"]
-EventKind = Literal["bin_lift", "rfid", "weighbridge"]
+EventKind = Literal["bin_lift", "rfid", "weighbridge", "alarm"]
 TerminalState = Literal["online", "offline"]
 
 

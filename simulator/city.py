@@ -156,6 +156,12 @@ class Point:
     bin_count: int  # simulator-only: one bin-lift event per bin
 
 
+def jt808_phone_for(index: int) -> str:
+    """The JT/T 808 phone number of the city's ``index``-th truck (trucks.csv, and the
+    terminals of `clearday simulate day --protocol jt808`)."""
+    return f"139{index + 1:08d}"
+
+
 @dataclass(frozen=True, slots=True)
 class Truck:
     id: str
@@ -388,6 +394,7 @@ class City:
                     "streams",
                     "depot_id",
                     "terminal_id",
+                    "jt808_phone",
                     "shift_start",
                     "shift_end",
                     "max_route_duration_s",
@@ -405,6 +412,7 @@ class City:
                         ";".join(t.streams),
                         t.depot_id,
                         t.terminal_id,
+                        jt808_phone_for(k),
                         hhmm(t.shift_start_s),
                         hhmm(t.shift_end_s),
                         t.shift_end_s - t.shift_start_s,
@@ -413,7 +421,7 @@ class City:
                         hhmm(t.break_latest_s),
                         "true" if t.can_enter_narrow else "false",
                     ]
-                    for t in self.trucks
+                    for k, t in enumerate(self.trucks)
                 ),
             ),
         )

@@ -89,6 +89,23 @@ def _plan_from_db(district: str, service_date: date) -> Any:
     return plan_from_dict(row["document"])
 
 
+def _jt808_fleet(city: City, mqtt: Any, address: str | None, share: float) -> Any:
+    """The first ``share`` of the city's trucks on JT/T 808, the rest (and every
+    truck's events) on ``mqtt``."""
+    from simulator.city import jt808_phone_for
+    from simulator.jt808 import Jt808Fleet
+
+    if address is None:
+        settings = _settings()
+        address = f"127.0.0.1:{settings.jt808_port if settings is not None else 6808}"
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise _fail(f"--jt808-address: expected host:port, got {address!r}")
+    n = round(share * len(city.trucks))
+    phones = {t.terminal_id: jt808_phone_for(k) for k, t in enumerate(city.trucks[:n])}
+    return Jt808Fleet(host, int(port), phones, mqtt)
+
+
 def register(app: typer.Typer) -> None:
     sim = typer.Typer(
         help="A synthetic district, trucks that drive a plan over MQTT, and load generation.",
@@ -198,6 +215,25 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         timezone: Annotated[str | None, typer.Option(help="default: CLEARDAY_TIMEZONE")] = None,
+        protocol: Annotated[
+            str,
+            typer.Option(
+                help="mqtt, or jt808: terminals connect to the JT/T 808 gateway over TCP "
+                "(phone numbers as in the city's trucks.csv; events still go over MQTT)"
+            ),
+        ] = "mqtt",
+        jt808_address: Annotated[
+            str | None,
+            typer.Option(
+                help="with --protocol jt808: gateway host:port (default 127.0.0.1:CLEARDAY_JT808_PORT)"
+            ),
+        ] = None,
+        jt808_share: Annotated[
+            float,
+            typer.Option(
+                min=0.0, max=1.0, help="with --protocol jt808: share of the fleet on JT/T 808"
+            ),
+        ] = 1.0,
         dry_run: Annotated[
             bool, typer.Option(help="no MQTT: only compute the day and its ground truth")
         ] = False,
@@ -278,7 +314,11 @@ def register(app: typer.Typer) -> None:
             from simulator.mqtt import BrokerUnavailable, MqttFleet
 
             url = _mqtt_url(mqtt_url)
-            fleet = MqttFleet(url, passwords=_terminal_passwords(credentials))
+            fleet: Any = MqttFleet(url, passwords=_terminal_passwords(credentials))
+            if protocol == "jt808":
+                fleet = _jt808_fleet(city, fleet, jt808_address, jt808_share)
+            elif protocol != "mqtt":
+                raise _fail(f"--protocol: expected mqtt or jt808, got {protocol!r}")
             try:
                 stats = run(
                     day.emissions(),
@@ -295,7 +335,10 @@ def register(app: typer.Typer) -> None:
                 stats = RunStats(speed=run_speed)
             finally:
                 pub = fleet.close()
-            counts = {"published": pub.published, "acked": pub.acked}
+            if hasattr(pub, "published"):
+                counts = {"published": pub.published, "acked": pub.acked}
+            else:
+                counts = {"jt808_locations": pub.reported, "jt808_acked": pub.acked}
         day.write_truth(truth_path)
         summary = {**stats.summary(), **counts, "truth": str(truth_path)}
         summary["service_date"] = day_date.isoformat()

@@ -97,6 +97,29 @@ def test_truck_terminal_ids_must_be_unique() -> None:
     assert "already used by truck 'T1'" in caught.value.errors[0].message
 
 
+def test_jt808_phone_is_optional_stored_without_leading_zeros_and_unique() -> None:
+    csv = (
+        "id,plate,truck_type,capacity_kg,streams,depot_id,terminal_id,jt808_phone\n"
+        "T1,皖A1,compactor,8000,other,D1,GPS1,013912345678\n"
+        "T2,皖A2,small,2000,other,D1,GPS2,\n"
+    )
+    rows = parse_files([("trucks.csv", csv.encode())]).rows["trucks"]
+    assert [r["jt808_phone"] for r in rows] == ["13912345678", None]
+    bad = (
+        "id,plate,truck_type,capacity_kg,streams,depot_id,terminal_id,jt808_phone\n"
+        "T1,皖A1,compactor,8000,other,D1,GPS1,13912345678\n"
+        "T2,皖A2,small,2000,other,D1,GPS2,00000000013912345678\n"
+        "T3,皖A3,small,2000,other,D1,GPS3,139-1234\n"
+        "T4,皖A4,small,2000,other,D1,GPS4,000\n"
+    )
+    with pytest.raises(ImportRejected) as caught:
+        parse_files([("trucks.csv", bad.encode())])
+    messages = {e.line: e.message for e in caught.value.errors}
+    assert sorted(messages) == [3, 4, 5]
+    assert "already used by truck 'T1'" in messages[3]
+    assert "not a phone number" in messages[4] and "all zeros" in messages[5]
+
+
 def test_small_trucks_may_enter_narrow_lanes_by_default() -> None:
     csv = (
         "id,plate,truck_type,capacity_kg,streams,depot_id,terminal_id\n"

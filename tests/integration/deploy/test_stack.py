@@ -47,15 +47,24 @@ def env_example() -> dict[str, str]:
 
 def test_compose_runs_every_role_with_health_checks_and_persistent_volumes() -> None:
     services = compose()["services"]
-    assert {"db", "broker", "migrate", "ingest-1", "ingest-2", "alerts", "api"} <= services.keys()
+    assert {
+        "db",
+        "broker",
+        "migrate",
+        "ingest-1",
+        "ingest-2",
+        "jt808",
+        "alerts",
+        "api",
+    } <= services.keys()
     assert services["db"]["image"].startswith("timescale/timescaledb:")
-    for name in ("db", "broker", "ingest-1", "ingest-2", "api"):
+    for name in ("db", "broker", "ingest-1", "ingest-2", "jt808", "api"):
         assert "test" in services[name]["healthcheck"], name
     assert "db-data:/var/lib/postgresql/data" in services["db"]["volumes"]
     assert any("/mosquitto/data" in v for v in services["broker"]["volumes"])
     assert set(compose()["volumes"]) == {"db-data", "broker-data"}
     # Every role depends on the schema being migrated first.
-    for name in ("ingest-1", "ingest-2", "alerts", "api"):
+    for name in ("ingest-1", "ingest-2", "jt808", "alerts", "api"):
         assert (
             services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )
@@ -74,11 +83,11 @@ def test_compose_runs_every_role_with_health_checks_and_persistent_volumes() -> 
 
 def test_every_variable_is_documented_and_no_secret_has_a_default() -> None:
     text = (DEPLOY / "compose.yaml").read_text()
-    used = set(re.findall(r"\$\{([A-Z_]+)", text))
+    used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     documented = env_example()
     assert used <= documented.keys(), used - documented.keys()
-    required = set(re.findall(r"\$\{([A-Z_]+):\?", text))
-    assert {"POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD"} <= required
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    assert {"POSTGRES_PASSWORD", "MQTT_INGEST_PASSWORD", "MQTT_JT808_PASSWORD"} <= required
     for secret in required:
         assert documented[secret] == "", f"{secret} must have no usable default"
 

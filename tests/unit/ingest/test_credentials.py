@@ -117,7 +117,40 @@ def test_each_ingestor_instance_gets_an_account_of_its_own() -> None:
         "ingest-1",
         "ingest-2",
     )
-    assert credentials.ingestor_names("ingest", 1) == ["ingest"]
+    assert credentials.instance_names("ingest", 1) == ["ingest"]
+
+
+def test_each_gateway_instance_gets_an_account_that_may_write_for_every_truck() -> None:
+    """--gateway-user jt808 --gateways 2: jt808-1 and jt808-2 share one password (kept
+    on the next run), may write every truck's topics and read none; a terminal may not
+    take either name."""
+    first, problems = credentials.plan_accounts(
+        [("T1", "GPS-1"), ("T2", "jt808-1")],
+        {},
+        ingestor=("ingest", "p"),
+        gateway="jt808",
+        gateways=2,
+    )
+    gateways = [a for a in first if a.role == "gateway"]
+    assert [a.username for a in gateways] == ["jt808-1", "jt808-2"]
+    assert gateways[0].password == gateways[1].password
+    assert "clashes with a service account" in problems[0]
+    config = credentials.dynsec_config(first)
+    clients = {c["username"]: c for c in config["clients"]}
+    assert clients["jt808-1"]["roles"] == clients["jt808-2"]["roles"] == [{"rolename": "gateway"}]
+    assert clients["jt808-1"]["clientid"] == "jt808-1"
+    (gateway_role,) = [r for r in config["roles"] if r["rolename"] == "gateway"]
+    assert [(a["acltype"], a["topic"]) for a in gateway_role["acls"]] == [
+        ("publishClientSend", "clearday/v1/trucks/#")
+    ]
+    again, _ = credentials.plan_accounts(
+        [("T1", "GPS-1")],
+        {a.username: a for a in first},
+        ingestor=("ingest", "p"),
+        gateway="jt808",
+        gateways=2,
+    )
+    assert [a.password for a in again if a.role == "gateway"] == [gateways[0].password] * 2
 
 
 def test_broker_files_are_group_readable_and_the_passwords_private(tmp_path: Path) -> None:

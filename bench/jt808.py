@@ -1,0 +1,385 @@
+"""JT/T 808 gateway benchmark (issue 18): real TCP terminals, the real gateway and
+ingestor processes, a real Mosquitto and PostgreSQL.
+
+    .venv/bin/python bench/jt808.py [--idle 10000] [--locations 20000]
+
+Measures, in one run:
+
+1. ``ingest_msgs_per_s``: the ingestor alone draining ``--locations`` single-fix MQTT
+   messages from its persistent session (as bench/ingest.py does) — the yardstick;
+2. ``jt808_locations_per_s``: ``--terminals`` JT/T 808 terminals send ``--locations``
+   0x0200 reports through the gateway as fast as the acknowledgements come back (each
+   terminal waits for its 0x8001 before the next report, as terminals do); timed from
+   the first report to the commit of the last row. ``jt808_over_ingest`` is the ratio
+   (target >= 0.5);
+3. ``p99_latency_ms``: report sent → row committed (``position.received_at``, the
+   committing transaction's time), for reports paced at half the rate of 2;
+4. ``idle_connections_held``: ``--idle`` terminals connect and authenticate, then
+   send a heartbeat every ``--heartbeat-s`` for ``--hold-s``; a connection counts as
+   held when every heartbeat was answered and it is still open at the end (target
+   10,000). ``gateway_rss_mb`` is the gateway's memory while holding them;
+5. ``lost`` / ``duplicated``: the reports acknowledged in 2 and 3 against the table.
+
+Servers: private Mosquitto and PostgreSQL in a temporary folder (or CLEARDAY_MQTT_URL
+/ CLEARDAY_DATABASE_URL, as bench/ingest.py). The open-file limit of this process is
+raised to its hard limit (the gateway raises its own). The last line on stdout is one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fleet.config import MqttTarget  # noqa: E402
+from fleet.services import free_port  # noqa: E402
+from ingest.jt808 import codec  # noqa: E402
+from simulator.jt808 import Jt808Terminal  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
+assert _spec is not None and _spec.loader is not None
+bi: Any = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bi)
+
+GMT8 = codec.device_zone(480)
+HANDSHAKE_CONCURRENCY = 400
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def phone(i: int) -> str:
+    return f"139{i + 1:08d}"
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def prepare(url: str, trucks: int) -> list[str]:
+    """Trucks BT0000… with phones and registrations (auth code = 'bench-' + phone)."""
+    terminals: list[str] = bi.Workload(trucks).terminals
+    bi.prepare_database(url, terminals)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE truck SET jt808_phone = '139' || lpad((substr(truck_id, 3)::int + 1)::text, 8, '0')"
+        )
+        conn.execute(
+            "INSERT INTO jt808_registration (jt808_phone, truck_id, auth_code)"
+            " SELECT jt808_phone, truck_id, 'bench-' || jt808_phone FROM truck"
+        )
+    return terminals
+
+
+class GatewayProcess:
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.env, self.port = env, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from fleet.cli import main; main()", "jt808",
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.2)
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def location(i: int, at: datetime) -> codec.Location:
+    return codec.Location(
+        alarm=0,
+        status=codec.Status.LOCATED | codec.Status.ACC_ON,
+        lat=31.8 + (i % 1000) * 1e-5,
+        lon=117.3,
+        altitude_m=10,
+        speed_kmh=20.0,
+        heading_deg=90,
+        recorded_at=at,
+    )
+
+
+async def login(i: int, port: int, gate: asyncio.Semaphore) -> Jt808Terminal | None:
+    t = Jt808Terminal("127.0.0.1", port, phone(i), auth_code=f"bench-{phone(i)}")
+    async with gate:
+        try:
+            await t.connect()
+            await t.authenticate()
+        except Exception:
+            await t.close()
+            return None
+    return t
+
+
+async def throughput(
+    port: int, terminals: int, per_terminal: int, base: datetime, *, pace_s: float = 0.0
+) -> tuple[float, float, dict[tuple[int, datetime], float], int]:
+    """(first send, last ack, {(truck index, device time): send time}, reports unacknowledged)."""
+    gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
+    fleet = [
+        t for t in await asyncio.gather(*(login(i, port, gate) for i in range(terminals))) if t
+    ]
+    if len(fleet) < terminals:
+        raise RuntimeError(f"only {len(fleet)} of {terminals} terminals authenticated")
+    sent: dict[tuple[int, datetime], float] = {}
+    failed = 0
+
+    async def one(i: int, t: Jt808Terminal) -> None:
+        nonlocal failed
+        for k in range(per_terminal):
+            at = base + timedelta(seconds=k)
+            sent[(i, at)] = time.time()
+            if not await t.report(location(k, at), timeout_s=30):
+                failed += 1
+            if pace_s:
+                await asyncio.sleep(pace_s)
+
+    start = time.time()
+    await asyncio.gather(*(one(i, t) for i, t in enumerate(fleet)))
+    end = time.time()
+    for t in fleet:
+        await t.close()
+    return start, end, sent, failed
+
+
+async def idle(
+    port: int, n: int, hold_s: float, heartbeat_s: float, gateway: GatewayProcess
+) -> dict[str, Any]:
+    gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
+    t0 = time.monotonic()
+    fleet = [t for t in await asyncio.gather(*(login(i, port, gate) for i in range(n))) if t]
+    connect_s = time.monotonic() - t0
+    log(f"idle: {len(fleet)} of {n} terminals authenticated in {connect_s:.1f} s")
+    missed: set[int] = set()
+    answered = 0
+
+    async def beat(k: int, t: Jt808Terminal) -> None:
+        nonlocal answered
+        await asyncio.sleep(heartbeat_s * (k % 1000) / 1000)  # spread the heartbeats
+        deadline = time.monotonic() + hold_s
+        while time.monotonic() < deadline:
+            try:
+                if await t.heartbeat():
+                    answered += 1
+                else:
+                    missed.add(k)
+            except Exception:
+                missed.add(k)
+            await asyncio.sleep(heartbeat_s)
+
+    rss = 0.0
+
+    async def sample_rss() -> None:
+        nonlocal rss
+        for _ in range(int(hold_s)):
+            rss = max(rss, gateway.rss_mb())
+            await asyncio.sleep(1)
+
+    await asyncio.gather(sample_rss(), *(beat(k, t) for k, t in enumerate(fleet)))
+    held = sum(
+        1
+        for k, t in enumerate(fleet)
+        if k not in missed and t.connected and t._pump is not None and not t._pump.done()
+    )
+    for t in fleet:
+        await t.close()
+    return {
+        "idle_terminals": n,
+        "idle_connections_held": held,
+        "idle_connect_s": round(connect_s, 1),
+        "heartbeats_answered": answered,
+        "heartbeats_missed_terminals": len(missed),
+        "gateway_rss_mb": round(rss, 1),
+    }
+
+
+def stored(url: str) -> dict[tuple[str, datetime], tuple[int, float]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT truck_id, recorded_at, count(*) OVER (PARTITION BY truck_id, recorded_at),"
+            " extract(epoch FROM received_at)::float8 FROM position"
+        ).fetchall()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def check(url: str, sent: dict[tuple[int, datetime], float]) -> tuple[int, int, list[float], float]:
+    """(lost, duplicated, latencies in ms, last commit time) of one phase's reports."""
+    rows = stored(url)
+    lost = dup = 0
+    latencies: list[float] = []
+    last = 0.0
+    for (i, at), sent_at in sent.items():
+        row = rows.get((f"BT{i:04d}", at))
+        if row is None:
+            lost += 1
+            continue
+        dup += row[0] - 1
+        latencies.append((row[1] - sent_at) * 1000)
+        last = max(last, row[1])
+    dup += len(rows) - len(sent) + lost
+    return lost, dup, latencies, last
+
+
+def wait_count(url: str, expected: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            (n,) = conn.execute("SELECT count(*) FROM position").fetchone()  # type: ignore[misc]
+            if n >= expected or time.monotonic() > deadline:
+                return int(n)
+            time.sleep(0.25)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--idle", type=int, default=10_000, help="idle terminals held")
+    parser.add_argument("--hold-s", type=float, default=60.0)
+    parser.add_argument("--heartbeat-s", type=float, default=20.0)
+    parser.add_argument("--locations", type=int, default=20_000, help="reports in the rate phase")
+    parser.add_argument("--terminals", type=int, default=200, help="terminals in the rate phase")
+    parser.add_argument("--latency-s", type=float, default=10.0, help="length of the paced phase")
+    args = parser.parse_args()
+    fds = raise_fd_limit()
+    log(f"open-file limit {fds}")
+    trucks = max(args.idle, args.terminals)
+    with tempfile.TemporaryDirectory(prefix="clearday-bench-jt808-") as tmp:
+        servers = bi.Servers(Path(tmp))
+        ingestor = gateway = None
+        watcher = None
+        try:
+            terminals = prepare(servers.url, trucks)
+            env = {
+                **os.environ,
+                "CLEARDAY_DATABASE_URL": servers.url,
+                "CLEARDAY_MQTT_URL": servers.mqtt_url,
+                "CLEARDAY_METRICS_PORT": "0",
+                "CLEARDAY_INGEST_SHARE_GROUP": "",
+                "CLEARDAY_INGEST_RECEIVE_MAXIMUM": str(bi.RECEIVE_MAXIMUM),
+                "CLEARDAY_LOG_LEVEL": "WARNING",
+            }
+            watcher = bi.CommitWatcher(servers.url)
+            ingestor = bi.IngestorProcess(env, f"bench-ingest-{uuid.uuid4().hex[:6]}")
+            # 1. the ingestor's own single-fix drain rate
+            ingestor.start()
+            ingestor.wait_subscribed()
+            ingestor.stop()
+            workload = bi.Workload(len(terminals))
+            messages, seqs = workload.single(args.locations)
+            bi.publish(MqttTarget(servers.mqtt_url), messages, "single-fix")
+            elapsed, _, lo, du = bi.drain_phase(
+                "ingest", servers.url, ingestor, watcher, workload, seqs
+            )
+            ingest_rate = len(seqs) / elapsed
+            log(f"ingestor alone: {ingest_rate:,.0f} msgs/s")
+            ingestor.start()
+            ingestor.wait_subscribed()
+            port = free_port()
+            gateway = GatewayProcess(env, port).start()
+            # 2. rate through the gateway
+            per = max(1, args.locations // args.terminals)
+            base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+            start, _, sent, failed = asyncio.run(throughput(port, args.terminals, per, base))
+            wait_count(servers.url, len(sent), 120)
+            time.sleep(0.5)
+            lost, dup, _, last_commit = check(servers.url, sent)
+            rate = len(sent) / (last_commit - start)
+            log(
+                f"through the gateway: {len(sent)} reports, {rate:,.0f}/s; unacked {failed}, lost {lost}, duplicated {dup}"
+            )
+            bi.truncate(servers.url)
+            # 3. latency at half that rate
+            per_l = max(1, int(rate / 2 * args.latency_s / args.terminals))
+            pace = args.terminals / (rate / 2)
+            base_l = base + timedelta(hours=1)
+            _, _, sent_l, failed_l = asyncio.run(
+                throughput(port, args.terminals, per_l, base_l, pace_s=pace)
+            )
+            wait_count(servers.url, len(sent_l), 120)
+            time.sleep(0.5)
+            lost_l, dup_l, latencies, _ = check(servers.url, sent_l)
+            log(
+                f"paced at {rate / 2:,.0f}/s: p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms"
+            )
+            bi.truncate(servers.url)
+            # 4. idle connections
+            idle_result = asyncio.run(idle(port, args.idle, args.hold_s, args.heartbeat_s, gateway))
+            log(f"idle: {idle_result}")
+            result = {
+                "ingest_msgs_per_s": round(ingest_rate),
+                "jt808_locations_per_s": round(rate),
+                "jt808_over_ingest": round(rate / ingest_rate, 3),
+                "p99_latency_ms": round(percentile(latencies, 0.99)),
+                "p50_latency_ms": round(percentile(latencies, 0.5)),
+                "latency_rate_per_s": round(len(sent_l) / args.latency_s),
+                **idle_result,
+                "reports_unacknowledged": failed + failed_l,
+                "lost": lost + lost_l + lo,
+                "duplicated": dup + dup_l + du,
+                "locations": len(sent),
+                "rate_terminals": args.terminals,
+                "load_avg": round(os.getloadavg()[0], 2),
+            }
+        finally:
+            if gateway is not None:
+                gateway.stop()
+            if ingestor is not None:
+                ingestor.stop()
+            if watcher is not None:
+                watcher.close()
+            servers.close()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""JT/T 808 terminals: codec and TCP gateway into the MQTT wire format."""

@@ -1,0 +1,883 @@
+"""JT/T 808 frames and messages: pure encoding and decoding, no I/O.
+
+The layouts follow JT/T 808-2013 and JT/T 808-2019 (2011 terminals use the 2013
+header). Every integer is big-endian (WORD = 2 bytes, DWORD = 4), numbers such as
+the phone number and times are BCD, strings are GBK.
+
+A frame on the wire::
+
+    0x7E | header | body | check code | 0x7E
+
+with 0x7E inside escaped as 0x7D 0x02 and 0x7D as 0x7D 0x01; the check code is the
+XOR of every byte of header and body (before escaping). The header:
+
+    2013: msg id WORD | attributes WORD | phone BCD[6]  | serial WORD | [packets WORD, index WORD]
+    2019: msg id WORD | attributes WORD | version BYTE | phone BCD[10] | serial WORD | [...]
+
+attributes: bits 0-9 body length, 10-12 encryption, 13 sub-packaged, 14 the 2019
+version flag.
+
+Decoding never raises anything but :class:`FrameError` (a reason code, a detail a
+person can act on, and the raw bytes), and :class:`FrameReader` turns any byte
+stream into frames and errors without ever losing its place: a frame is whatever
+lies between two 0x7E, so the next 0x7E always starts afresh.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import IntEnum, StrEnum
+
+from fleet.trucks.terminals import jt808_phone_key
+
+FLAG = 0x7E
+ESCAPE = 0x7D
+MAX_BODY_BYTES = 1023  # 10 bits of the attributes word
+# Largest frame between the flags, escaped: every byte of the longest header (2019,
+# sub-packaged: 21), body and check code doubled by escaping.
+MAX_FRAME_BYTES = 2 * (21 + MAX_BODY_BYTES + 1)
+DEFAULT_DEVICE_UTC_OFFSET_MIN = 8 * 60  # the standard's GMT+8
+
+_ATTR_LENGTH_MASK = 0x03FF
+_ATTR_ENCRYPTION_SHIFT = 10
+_ATTR_SUBPACKAGE = 1 << 13
+_ATTR_VERSION = 1 << 14
+
+
+class MsgId(IntEnum):
+    TERMINAL_RESPONSE = 0x0001
+    HEARTBEAT = 0x0002
+    LOGOUT = 0x0003
+    REGISTER = 0x0100
+    AUTH = 0x0102
+    LOCATION = 0x0200
+    LOCATION_BATCH = 0x0704
+    PLATFORM_RESPONSE = 0x8001
+    REGISTER_RESPONSE = 0x8100
+
+
+class Result(IntEnum):
+    """Result of the platform general response 0x8001."""
+
+    OK = 0
+    FAILURE = 1
+    MESSAGE_ERROR = 2  # 消息有误: check code, truncated body, bad field
+    NOT_SUPPORTED = 3
+
+
+class RegisterResult(IntEnum):
+    """Result of the register response 0x8100."""
+
+    OK = 0
+    VEHICLE_REGISTERED = 1
+    NO_SUCH_VEHICLE = 2
+    TERMINAL_REGISTERED = 3
+    NO_SUCH_TERMINAL = 4
+
+
+class Reason(StrEnum):
+    """Why a frame or a message was refused (``dead_letter.reason``)."""
+
+    BAD_CHECK = "jt808_bad_check"
+    BAD_ESCAPE = "jt808_bad_escape"
+    TRUNCATED = "jt808_truncated"  # shorter than its header or its declared body
+    OVERSIZE = "jt808_oversize"  # no closing 0x7E within MAX_FRAME_BYTES
+    NOISE = "jt808_noise"  # bytes before the first 0x7E of a connection
+    BAD_HEADER = "jt808_bad_header"  # phone number not BCD, packet index out of range
+    UNKNOWN_MESSAGE = "jt808_unknown_message"
+    BAD_BODY = "jt808_bad_body"  # body shorter or longer than the message's layout
+    BAD_TIME = "jt808_bad_time"  # BCD time that is no date
+    BAD_COORDINATE = "jt808_bad_coordinate"  # latitude > 90 or longitude > 180 degrees
+    ENCRYPTED = "jt808_encrypted"  # RSA bodies are not supported
+    NOT_AUTHENTICATED = "jt808_not_authenticated"
+    UNKNOWN_TERMINAL = "jt808_unknown_terminal"
+
+
+class FrameError(Exception):
+    """A frame or message that cannot be accepted. ``header`` is set when the header
+    could be read, so that the platform can answer it."""
+
+    def __init__(
+        self, reason: Reason, detail: str, raw: bytes = b"", header: Header | None = None
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.raw = raw
+        self.header = header
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def escape(data: bytes) -> bytes:
+    return data.replace(b"\x7d", b"\x7d\x01").replace(b"\x7e", b"\x7d\x02")
+
+
+def unescape(data: bytes) -> bytes:
+    """Undo :func:`escape`; raise FrameError on 0x7D followed by anything but 01/02."""
+    if b"\x7d" not in data:
+        return data
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        b = data[i]
+        if b != ESCAPE:
+            out.append(b)
+            i += 1
+            continue
+        nxt = data[i + 1] if i + 1 < n else None
+        if nxt == 0x01:
+            out.append(0x7D)
+        elif nxt == 0x02:
+            out.append(0x7E)
+        else:
+            following = "the end of the frame" if nxt is None else f"0x{nxt:02X}"
+            raise FrameError(
+                Reason.BAD_ESCAPE, f"0x7D at byte {i} is followed by {following}, not 01 or 02"
+            )
+        i += 2
+    return bytes(out)
+
+
+def check_code(data: bytes) -> int:
+    """XOR of every byte (header and body, unescaped)."""
+    x = 0
+    for b in data:
+        x ^= b
+    return x
+
+
+def bcd_encode(digits: str, size: int) -> bytes:
+    """Digits right-aligned in ``size`` BCD bytes (left-padded with zeros)."""
+    if not digits.isdigit() or not digits.isascii() or len(digits) > 2 * size:
+        raise ValueError(f"{digits!r} is not at most {2 * size} decimal digits")
+    return bytes.fromhex(digits.rjust(2 * size, "0"))
+
+
+def bcd_decode(data: bytes) -> str | None:
+    """The digits of BCD bytes, or None if a nibble is not 0-9."""
+    text = data.hex()
+    return text if text.isdigit() else None
+
+
+phone_key = jt808_phone_key
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    msg_id: int
+    phone: str  # the BCD digits as sent, with their padding
+    serial: int
+    body_length: int
+    version: int | None = None  # protocol version of a 2019 header, else None
+    encryption: int = 0
+    packets: int = 0  # total sub-packages, 0 when not sub-packaged
+    index: int = 0  # 1-based index of this sub-package
+
+    @property
+    def is_2019(self) -> bool:
+        return self.version is not None
+
+    @property
+    def phone_key(self) -> str:
+        return phone_key(self.phone)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    header: Header
+    body: bytes
+    raw: bytes  # as received, flags included
+    part_serials: tuple[int, ...] = ()  # serial numbers of the sub-packages joined
+
+
+def _header_size(attributes: int) -> int:
+    size = 17 if attributes & _ATTR_VERSION else 12
+    return size + 4 if attributes & _ATTR_SUBPACKAGE else size
+
+
+def parse_header(data: bytes) -> Header:
+    """The header at the start of unescaped ``data`` (raises FrameError)."""
+    if len(data) < 4:
+        raise FrameError(Reason.TRUNCATED, f"{len(data)} bytes cannot hold a header")
+    msg_id, attributes = struct.unpack_from(">HH", data)
+    size = _header_size(attributes)
+    if len(data) < size:
+        raise FrameError(Reason.TRUNCATED, f"{len(data)} bytes, the header alone needs {size}")
+    version: int | None = None
+    if attributes & _ATTR_VERSION:
+        version = data[4]
+        phone_bytes, at = data[5:15], 15
+    else:
+        phone_bytes, at = data[4:10], 10
+    (serial,) = struct.unpack_from(">H", data, at)
+    packets = index = 0
+    if attributes & _ATTR_SUBPACKAGE:
+        packets, index = struct.unpack_from(">HH", data, at + 2)
+    header = Header(
+        msg_id=msg_id,
+        phone=bcd_decode(phone_bytes) or "",
+        serial=serial,
+        body_length=attributes & _ATTR_LENGTH_MASK,
+        version=version,
+        encryption=(attributes >> _ATTR_ENCRYPTION_SHIFT) & 0x7,
+        packets=packets,
+        index=index,
+    )
+    if not header.phone:  # no header to answer: a response goes to a phone number
+        raise FrameError(Reason.BAD_HEADER, f"phone number {phone_bytes.hex()} is not BCD")
+    if attributes & _ATTR_SUBPACKAGE and not 1 <= index <= packets:
+        raise FrameError(
+            Reason.BAD_HEADER, f"sub-package {index} of {packets} is out of range", header=header
+        )
+    return header
+
+
+def decode_frame(raw: bytes) -> Frame:
+    """One frame: ``raw`` with or without its 0x7E flags (raises FrameError, with
+    the header attached when it could be read)."""
+    content = raw[1:] if raw[:1] == b"\x7e" else raw
+    content = content[:-1] if content[-1:] == b"\x7e" else content
+    try:
+        data = unescape(content)
+        if len(data) < 2:
+            raise FrameError(Reason.TRUNCATED, f"{len(data)} bytes between the flags")
+        payload, code = data[:-1], data[-1]
+        header = parse_header(payload)
+    except FrameError as exc:
+        exc.raw = raw
+        raise
+    size = _header_size(_attributes(header))
+    body = payload[size:]
+    if check_code(payload) != code:
+        raise FrameError(
+            Reason.BAD_CHECK,
+            f"check code 0x{code:02X}, the bytes give 0x{check_code(payload):02X}",
+            raw,
+            header,
+        )
+    if len(body) != header.body_length:
+        reason = Reason.TRUNCATED if len(body) < header.body_length else Reason.BAD_BODY
+        raise FrameError(
+            reason,
+            f"body of {len(body)} bytes, the header declares {header.body_length}",
+            raw,
+            header,
+        )
+    return Frame(header, body, raw)
+
+
+def _attributes(header: Header) -> int:
+    attributes = header.body_length | (header.encryption << _ATTR_ENCRYPTION_SHIFT)
+    if header.packets:
+        attributes |= _ATTR_SUBPACKAGE
+    if header.version is not None:
+        attributes |= _ATTR_VERSION
+    return attributes
+
+
+def encode_frame(
+    msg_id: int,
+    phone: str,
+    serial: int,
+    body: bytes = b"",
+    *,
+    version: int | None = None,
+    packets: int = 0,
+    index: int = 0,
+) -> bytes:
+    """A complete escaped frame with flags; ``version`` set gives a 2019 header."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ValueError(f"a body holds at most {MAX_BODY_BYTES} bytes; split it in packets")
+    header = Header(msg_id, phone, serial, len(body), version, 0, packets, index)
+    head = struct.pack(">HH", msg_id, _attributes(header))
+    if version is not None:
+        head += bytes([version]) + bcd_encode(phone, 10)
+    else:
+        head += bcd_encode(phone, 6)
+    head += struct.pack(">H", serial & 0xFFFF)
+    if packets:
+        head += struct.pack(">HH", packets, index)
+    data = head + body
+    return b"\x7e" + escape(data + bytes([check_code(data)])) + b"\x7e"
+
+
+class FrameReader:
+    """Splits a TCP byte stream into frames and errors.
+
+    A frame is what lies between two 0x7E; bytes before the first 0x7E are noise; a
+    run without 0x7E longer than ``max_frame_bytes`` is refused as oversize and
+    skipped up to the next 0x7E. Whatever arrived, the next 0x7E starts afresh, so
+    a valid frame that follows garbage is always read.
+    """
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+        self._in_frame = False  # a 0x7E has been seen: _buf is a frame's content
+        self._skipping = 0  # bytes thrown away of an oversize run
+
+    def feed(self, data: bytes) -> Iterator[Frame | FrameError]:
+        start = 0
+        n = len(data)
+        while start < n:
+            end = data.find(b"\x7e", start)
+            chunk = data[start:] if end < 0 else data[start:end]
+            yield from self._take(chunk)
+            if end < 0:
+                return
+            yield from self._flag()
+            start = end + 1
+
+    def _take(self, chunk: bytes) -> Iterator[FrameError]:
+        if self._skipping:
+            self._skipping += len(chunk)
+            return
+        self._buf += chunk
+        if len(self._buf) > self.max_frame_bytes:
+            raw = bytes(self._buf[: self.max_frame_bytes])
+            self._skipping = len(self._buf)
+            self._buf.clear()
+            yield FrameError(
+                Reason.OVERSIZE,
+                f"no closing 0x7E within {self.max_frame_bytes} bytes; skipped to the next 0x7E",
+                raw,
+            )
+
+    def _flag(self) -> Iterator[Frame | FrameError]:
+        if self._skipping:
+            self._skipping = 0
+        elif self._buf and not self._in_frame:
+            yield FrameError(
+                Reason.NOISE, f"{len(self._buf)} bytes before the first 0x7E", bytes(self._buf)
+            )
+        elif self._buf:
+            raw = b"\x7e" + bytes(self._buf) + b"\x7e"
+            try:
+                yield decode_frame(raw)
+            except FrameError as exc:
+                yield exc
+        self._buf.clear()
+        self._in_frame = True
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buf)
+
+
+# --------------------------------------------------------------------------- sub-packages
+
+
+@dataclass(slots=True)
+class _Partial:
+    first_seen_s: float
+    parts: dict[int, Frame] = field(default_factory=dict)
+
+
+class Reassembler:
+    """Joins sub-packaged frames of one connection into one frame.
+
+    Packets of a message share its id and total and carry consecutive serial numbers,
+    so ``serial - index`` names the message. Bounded: at most ``max_messages``
+    incomplete messages, each dropped ``timeout_s`` after its first packet (the
+    terminal resends what was not acknowledged as complete).
+    """
+
+    def __init__(self, *, timeout_s: float = 60.0, max_messages: int = 8) -> None:
+        self.timeout_s = timeout_s
+        self.max_messages = max_messages
+        self._partial: dict[tuple[int, int, int], _Partial] = {}
+
+    def add(self, frame: Frame, now_s: float) -> Frame | None:
+        """The whole message once ``frame`` completes it, else None."""
+        h = frame.header
+        if not h.packets:
+            return frame
+        self.expire(now_s)
+        key = (h.msg_id, h.packets, (h.serial - h.index) & 0xFFFF)
+        partial = self._partial.get(key)
+        if partial is None:
+            if len(self._partial) >= self.max_messages:
+                oldest = min(self._partial, key=lambda k: self._partial[k].first_seen_s)
+                del self._partial[oldest]
+            partial = self._partial[key] = _Partial(now_s)
+        partial.parts[h.index] = frame
+        if len(partial.parts) < h.packets:
+            return None
+        del self._partial[key]
+        parts = [partial.parts[i] for i in range(1, h.packets + 1)]
+        body = b"".join(p.body for p in parts)
+        first = parts[0].header
+        whole = Header(h.msg_id, h.phone, h.serial, len(body), first.version, first.encryption)
+        serials = tuple(p.header.serial for p in parts)
+        return Frame(whole, body, b"".join(p.raw for p in parts), serials)
+
+    def expire(self, now_s: float) -> None:
+        for key in [k for k, p in self._partial.items() if now_s - p.first_seen_s > self.timeout_s]:
+            del self._partial[key]
+
+    @property
+    def incomplete(self) -> int:
+        return len(self._partial)
+
+
+def split_packets(
+    msg_id: int,
+    phone: str,
+    first_serial: int,
+    body: bytes,
+    *,
+    packet_bytes: int = MAX_BODY_BYTES,
+    version: int | None = None,
+) -> list[bytes]:
+    """A long body as sub-packaged frames with consecutive serial numbers."""
+    chunks = [body[i : i + packet_bytes] for i in range(0, len(body), packet_bytes)] or [b""]
+    n = len(chunks)
+    return [
+        encode_frame(
+            msg_id,
+            phone,
+            (first_serial + i) & 0xFFFF,
+            chunk,
+            version=version,
+            packets=n,
+            index=i + 1,
+        )
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class Status:
+    """Bits of the location status word."""
+
+    ACC_ON = 1 << 0
+    LOCATED = 1 << 1
+    SOUTH = 1 << 2
+    WEST = 1 << 3
+    LOAD_SHIFT = 8  # bits 8-9: 00 empty 空车, 01 half 半载, 10 reserved, 11 full 满载
+    DOOR_LOCKED = 1 << 12
+    DOOR_SHIFT = 13  # bits 13-17: doors 1-5 open (front, middle, back, driver, other)
+
+
+ALARM_BITS: dict[int, str] = {
+    0: "emergency",
+    1: "overspeed",
+    2: "fatigue_driving",
+    3: "danger_warning",
+    4: "gnss_module_fault",
+    5: "gnss_antenna_disconnected",
+    6: "gnss_antenna_short_circuit",
+    7: "power_undervoltage",
+    8: "power_cut",
+    9: "display_fault",
+    10: "tts_fault",
+    11: "camera_fault",
+    12: "ic_card_fault",
+    13: "overspeed_warning",
+    14: "fatigue_warning",
+    18: "driving_overtime_today",
+    19: "parking_overtime",
+    20: "area_in_out",
+    21: "route_in_out",
+    22: "route_time_abnormal",
+    23: "route_deviation",
+    24: "vss_fault",
+    25: "fuel_abnormal",
+    26: "vehicle_stolen",
+    27: "illegal_ignition",
+    28: "illegal_displacement",
+    29: "collision_warning",
+    30: "rollover_warning",
+    31: "illegal_door_open",
+}
+
+LOAD_STATES: dict[int, str | None] = {0: "empty", 1: "half", 2: None, 3: "full"}
+
+# Additional items of a location report decoded into fields; others are kept raw.
+EXTRA_MILEAGE = 0x01  # DWORD, 1/10 km
+EXTRA_FUEL = 0x02  # WORD, 1/10 L
+EXTRA_RECORDER_SPEED = 0x03  # WORD, 1/10 km/h
+EXTRA_SIGNAL = 0x30  # BYTE, wireless signal strength
+EXTRA_SATELLITES = 0x31  # BYTE, GNSS satellites in view
+_EXTRA_SIZES = {
+    EXTRA_MILEAGE: 4,
+    EXTRA_FUEL: 2,
+    EXTRA_RECORDER_SPEED: 2,
+    EXTRA_SIGNAL: 1,
+    EXTRA_SATELLITES: 1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A location report (0x0200 body, also each item of 0x0704)."""
+
+    alarm: int
+    status: int
+    lat: float  # WGS-84 degrees, signed by the hemisphere bits
+    lon: float
+    altitude_m: int
+    speed_kmh: float
+    heading_deg: int
+    recorded_at: datetime  # timezone-aware, in the terminal's zone
+    extras: tuple[tuple[int, bytes], ...] = ()  # additional items, in order
+
+    @property
+    def acc_on(self) -> bool:
+        return bool(self.status & Status.ACC_ON)
+
+    @property
+    def located(self) -> bool:
+        return bool(self.status & Status.LOCATED)
+
+    @property
+    def load_state(self) -> str | None:
+        return LOAD_STATES[(self.status >> Status.LOAD_SHIFT) & 0b11]
+
+    @property
+    def doors_open(self) -> tuple[int, ...]:
+        """Numbers (1-5) of the doors reported open."""
+        return tuple(d + 1 for d in range(5) if self.status >> (Status.DOOR_SHIFT + d) & 1)
+
+    @property
+    def alarms(self) -> tuple[str, ...]:
+        return tuple(name for bit, name in ALARM_BITS.items() if self.alarm >> bit & 1)
+
+    def _extra(self, item: int) -> int | None:
+        for key, value in self.extras:
+            if key == item and len(value) == _EXTRA_SIZES[item]:
+                return int.from_bytes(value, "big")
+        return None
+
+    @property
+    def mileage_km(self) -> float | None:
+        v = self._extra(EXTRA_MILEAGE)
+        return None if v is None else v / 10.0
+
+    @property
+    def fuel_l(self) -> float | None:
+        v = self._extra(EXTRA_FUEL)
+        return None if v is None else v / 10.0
+
+    @property
+    def recorder_speed_kmh(self) -> float | None:
+        v = self._extra(EXTRA_RECORDER_SPEED)
+        return None if v is None else v / 10.0
+
+    @property
+    def signal_strength(self) -> int | None:
+        return self._extra(EXTRA_SIGNAL)
+
+    @property
+    def satellites(self) -> int | None:
+        return self._extra(EXTRA_SATELLITES)
+
+    @property
+    def unknown_extras(self) -> tuple[tuple[int, bytes], ...]:
+        return tuple(
+            (k, v) for k, v in self.extras if k not in _EXTRA_SIZES or len(v) != _EXTRA_SIZES[k]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LocationBatch:
+    """0x0704: several location reports; kind 0 normal batch, 1 blind-zone make-up (补报)."""
+
+    kind: int
+    locations: tuple[Location, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    province: int
+    city: int
+    manufacturer: str
+    model: str
+    device_id: str
+    plate_color: int
+    plate: str
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    code: str
+    imei: str = ""
+    software_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalResponse:
+    reply_serial: int
+    reply_id: int
+    result: int
+
+
+Message = Location | LocationBatch | Register | Auth | Heartbeat | Logout | TerminalResponse
+
+
+def _text(data: bytes) -> str:
+    """A fixed-size or trailing GBK string without its zero padding."""
+    return data.rstrip(b"\x00").decode("gbk", "replace").strip()
+
+
+def bcd_time(data: bytes, tz: timezone) -> datetime:
+    digits = bcd_decode(data)
+    if digits is None or len(digits) != 12:
+        raise FrameError(Reason.BAD_TIME, f"time {data.hex()} is not 6 BCD bytes")
+    try:
+        return datetime(
+            2000 + int(digits[0:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            tzinfo=tz,
+        )
+    except ValueError as exc:
+        raise FrameError(
+            Reason.BAD_TIME, f"time {digits} (YYMMDDhhmmss) is no date: {exc}"
+        ) from None
+
+
+def encode_bcd_time(at: datetime, tz: timezone) -> bytes:
+    local = at.astimezone(tz)
+    return bcd_encode(local.strftime("%y%m%d%H%M%S"), 6)
+
+
+_LOCATION_FIXED = struct.Struct(">IIIIHHH")  # alarm status lat lon altitude speed heading
+
+
+def decode_location(body: bytes, tz: timezone) -> Location:
+    fixed = _LOCATION_FIXED.size + 6
+    if len(body) < fixed:
+        raise FrameError(Reason.BAD_BODY, f"a location report needs {fixed} bytes, got {len(body)}")
+    alarm, status, lat_u, lon_u, altitude, speed, heading = _LOCATION_FIXED.unpack_from(body)
+    if lat_u > 90_000_000 or lon_u > 180_000_000:
+        raise FrameError(
+            Reason.BAD_COORDINATE,
+            f"latitude {lat_u / 1e6} / longitude {lon_u / 1e6} degrees are impossible",
+        )
+    recorded_at = bcd_time(body[_LOCATION_FIXED.size : fixed], tz)
+    extras: list[tuple[int, bytes]] = []
+    i = fixed
+    while i < len(body):
+        if i + 2 > len(body):
+            raise FrameError(Reason.BAD_BODY, f"additional item cut short at byte {i}")
+        item, size = body[i], body[i + 1]
+        if i + 2 + size > len(body):
+            raise FrameError(
+                Reason.BAD_BODY, f"additional item 0x{item:02X} of {size} bytes cut short"
+            )
+        extras.append((item, bytes(body[i + 2 : i + 2 + size])))
+        i += 2 + size
+    return Location(
+        alarm=alarm,
+        status=status,
+        lat=-lat_u / 1e6 if status & Status.SOUTH else lat_u / 1e6,
+        lon=-lon_u / 1e6 if status & Status.WEST else lon_u / 1e6,
+        altitude_m=altitude if altitude < 0x8000 else altitude - 0x10000,
+        speed_kmh=speed / 10.0,
+        heading_deg=heading,
+        recorded_at=recorded_at,
+        extras=tuple(extras),
+    )
+
+
+def encode_location(loc: Location, tz: timezone) -> bytes:
+    status = loc.status
+    status = status | Status.SOUTH if loc.lat < 0 else status & ~Status.SOUTH
+    status = status | Status.WEST if loc.lon < 0 else status & ~Status.WEST
+    body = _LOCATION_FIXED.pack(
+        loc.alarm,
+        status,
+        round(abs(loc.lat) * 1e6),
+        round(abs(loc.lon) * 1e6),
+        loc.altitude_m & 0xFFFF,
+        round(loc.speed_kmh * 10),
+        loc.heading_deg,
+    ) + encode_bcd_time(loc.recorded_at, tz)
+    for item, value in loc.extras:
+        body += bytes([item, len(value)]) + value
+    return body
+
+
+def decode_batch(body: bytes, tz: timezone) -> LocationBatch:
+    if len(body) < 3:
+        raise FrameError(
+            Reason.BAD_BODY, f"a batch needs 3 bytes before its items, got {len(body)}"
+        )
+    count, kind = struct.unpack_from(">HB", body)
+    if kind not in (0, 1):
+        raise FrameError(
+            Reason.BAD_BODY, f"batch type {kind} is neither 0 (normal) nor 1 (blind zone)"
+        )
+    locations: list[Location] = []
+    i = 3
+    for n in range(count):
+        if i + 2 > len(body):
+            raise FrameError(Reason.BAD_BODY, f"batch of {count} ends after {n} items")
+        (size,) = struct.unpack_from(">H", body, i)
+        if i + 2 + size > len(body):
+            raise FrameError(Reason.BAD_BODY, f"item {n} of {size} bytes is cut short")
+        locations.append(decode_location(body[i + 2 : i + 2 + size], tz))
+        i += 2 + size
+    if i != len(body):
+        raise FrameError(Reason.BAD_BODY, f"{len(body) - i} bytes after the {count} items")
+    return LocationBatch(kind, tuple(locations))
+
+
+def encode_batch(locations: list[Location], tz: timezone, *, kind: int = 1) -> bytes:
+    body = struct.pack(">HB", len(locations), kind)
+    for loc in locations:
+        item = encode_location(loc, tz)
+        body += struct.pack(">H", len(item)) + item
+    return body
+
+
+# Fixed-size fields of the register body by edition: manufacturer, model, device id.
+_REGISTER_LAYOUTS = {2019: (11, 30, 30), 2013: (5, 20, 7), 2011: (5, 8, 7)}
+
+
+def decode_register(body: bytes, header: Header) -> Register:
+    if header.is_2019:
+        layout = _REGISTER_LAYOUTS[2019]
+    elif len(body) >= 4 + sum(_REGISTER_LAYOUTS[2013]) + 1:
+        layout = _REGISTER_LAYOUTS[2013]
+    else:
+        layout = _REGISTER_LAYOUTS[2011]
+    m, mo, d = layout
+    fixed = 4 + m + mo + d + 1
+    if len(body) < fixed:
+        raise FrameError(Reason.BAD_BODY, f"a register body needs {fixed} bytes, got {len(body)}")
+    province, city = struct.unpack_from(">HH", body)
+    return Register(
+        province=province,
+        city=city,
+        manufacturer=_text(body[4 : 4 + m]),
+        model=_text(body[4 + m : 4 + m + mo]),
+        device_id=_text(body[4 + m + mo : 4 + m + mo + d]),
+        plate_color=body[fixed - 1],
+        plate=_text(body[fixed:]),
+    )
+
+
+def encode_register(reg: Register, *, edition: int = 2013) -> bytes:
+    m, mo, d = _REGISTER_LAYOUTS[edition]
+    return (
+        struct.pack(">HH", reg.province, reg.city)
+        + reg.manufacturer.encode("gbk").ljust(m, b"\x00")[:m]
+        + reg.model.encode("gbk").ljust(mo, b"\x00")[:mo]
+        + reg.device_id.encode("gbk").ljust(d, b"\x00")[:d]
+        + bytes([reg.plate_color])
+        + reg.plate.encode("gbk")
+    )
+
+
+def decode_auth(body: bytes, header: Header) -> Auth:
+    if not header.is_2019:
+        return Auth(_text(body))
+    if not body or len(body) < 1 + body[0] + 15 + 20:
+        raise FrameError(Reason.BAD_BODY, f"a 2019 auth body of {len(body)} bytes is too short")
+    n = body[0]
+    return Auth(
+        _text(body[1 : 1 + n]),
+        _text(body[1 + n : 16 + n]),
+        _text(body[16 + n : 36 + n]),
+    )
+
+
+def encode_auth(auth: Auth, *, edition: int = 2013) -> bytes:
+    code = auth.code.encode("gbk")
+    if edition != 2019:
+        return code
+    return (
+        bytes([len(code)])
+        + code
+        + auth.imei.encode().ljust(15, b"\x00")[:15]
+        + auth.software_version.encode().ljust(20, b"\x00")[:20]
+    )
+
+
+def _empty(body: bytes, what: str) -> None:
+    if body:
+        raise FrameError(Reason.BAD_BODY, f"{what} has an empty body, got {len(body)} bytes")
+
+
+def decode_message(frame: Frame, tz: timezone) -> Message:
+    """The message a (whole, not sub-packaged) frame carries; raises FrameError."""
+    h, body = frame.header, frame.body
+    try:
+        if h.encryption:
+            raise FrameError(
+                Reason.ENCRYPTED, f"encrypted bodies (mode {h.encryption}) are not supported"
+            )
+        if h.msg_id == MsgId.LOCATION:
+            return decode_location(body, tz)
+        if h.msg_id == MsgId.LOCATION_BATCH:
+            return decode_batch(body, tz)
+        if h.msg_id == MsgId.HEARTBEAT:
+            _empty(body, "a heartbeat")
+            return Heartbeat()
+        if h.msg_id == MsgId.LOGOUT:
+            _empty(body, "a logout")
+            return Logout()
+        if h.msg_id == MsgId.REGISTER:
+            return decode_register(body, h)
+        if h.msg_id == MsgId.AUTH:
+            return decode_auth(body, h)
+        if h.msg_id == MsgId.TERMINAL_RESPONSE:
+            if len(body) != 5:
+                raise FrameError(
+                    Reason.BAD_BODY, f"a terminal response has 5 bytes, got {len(body)}"
+                )
+            serial, reply_id, result = struct.unpack(">HHB", body)
+            return TerminalResponse(serial, reply_id, result)
+        raise FrameError(Reason.UNKNOWN_MESSAGE, f"message id 0x{h.msg_id:04X} is not supported")
+    except FrameError as exc:
+        exc.raw, exc.header = frame.raw, h
+        raise
+
+
+def result_for(reason: Reason) -> Result:
+    """The 0x8001 result that answers a refused message."""
+    if reason in (Reason.UNKNOWN_MESSAGE, Reason.ENCRYPTED):
+        return Result.NOT_SUPPORTED
+    if reason in (Reason.NOT_AUTHENTICATED, Reason.UNKNOWN_TERMINAL):
+        return Result.FAILURE
+    return Result.MESSAGE_ERROR
+
+
+def platform_response(header: Header, result: Result, serial: int) -> bytes:
+    """0x8001 answering the message ``header`` with ``result``."""
+    body = struct.pack(">HHB", header.serial, header.msg_id, result)
+    return encode_frame(MsgId.PLATFORM_RESPONSE, header.phone, serial, body, version=header.version)
+
+
+def register_response(header: Header, result: RegisterResult, auth_code: str, serial: int) -> bytes:
+    """0x8100: the auth code follows only a successful result."""
+    body = struct.pack(">HB", header.serial, result)
+    if result is RegisterResult.OK:
+        body += auth_code.encode("gbk")
+    return encode_frame(MsgId.REGISTER_RESPONSE, header.phone, serial, body, version=header.version)
+
+
+def device_zone(utc_offset_min: int) -> timezone:
+    return timezone(timedelta(minutes=utc_offset_min))

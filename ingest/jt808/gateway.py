@@ -1,0 +1,502 @@
+"""`clearday jt808`: an asyncio TCP server for JT/T 808 terminals that publishes what
+they send in ClearDay's MQTT wire format under each truck's terminal id.
+
+One ingest path: the gateway translates, the ingestor stores. The rules:
+
+- **Who may connect**: a terminal registers (0x0100) only if an active truck carries
+  its phone number (``truck.jt808_phone``) and gets an auth code (0x8100, stored in
+  ``jt808_registration``); every connection then authenticates (0x0102) with it.
+  Anything else before that, an unknown phone number, a wrong code or a logout
+  (0x0003) gets a failure result (or none) and the connection is closed.
+- **At least once**: a location (0x0200, 0x0704, and every sub-package of one) is
+  acknowledged (0x8001 result 0) only after the broker has acknowledged the
+  translated message (PUBACK). Without a PUBACK within ``publish_timeout_s`` the
+  terminal gets no answer and sends the location again later (JT/T 808 terminals
+  keep unacknowledged reports and upload them as 0x0704).
+- **Bad frames** are answered as the standard says (0x8001 result 2, or 3 for an
+  unsupported message, when the header could be read), logged, and kept in
+  ``dead_letter`` with their raw bytes; the connection goes on, unless
+  ``max_bad_frames`` arrive in a row (it cannot be re-synchronised).
+- **Idle connections** (nothing received for ``idle_timeout_s``) are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timezone
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ingest import wire
+from ingest.jt808 import codec, repo, translate
+from ingest.jt808.broker import Publisher
+from ingest.jt808.codec import Frame, FrameError, Reason, Result
+
+log = logging.getLogger("clearday.jt808")
+
+READ_CHUNK_BYTES = 65_536
+REGISTRATION_RECHECK_S = 300.0  # an authenticated connection re-checks its truck this often
+DEAD_LETTER_QUEUE_MAX = 100_000
+DEAD_LETTER_BATCH = 500
+AUTH_CODE_BYTES = 12  # 16 URL-safe characters
+GMT8 = codec.device_zone(codec.DEFAULT_DEVICE_UTC_OFFSET_MIN)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    idle_timeout_s: float = 180.0
+    device_zone: timezone = GMT8
+    publish_timeout_s: float = 10.0
+    max_bad_frames: int = 16
+    max_connections: int = 20_000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> GatewayConfig:
+        return cls(
+            idle_timeout_s=settings.jt808_idle_timeout_s,
+            device_zone=codec.device_zone(settings.jt808_device_utc_offset_min),
+            publish_timeout_s=settings.jt808_publish_timeout_s,
+            max_bad_frames=settings.jt808_max_bad_frames,
+            max_connections=settings.jt808_max_connections,
+        )
+
+
+@dataclass(slots=True)
+class Counts:
+    connections: int = 0
+    frames: int = 0
+    locations_acked: int = 0
+    bad_frames: int = 0
+    dead_letters_lost: int = 0
+
+
+class DatabaseDown(Exception):
+    pass
+
+
+class Registry:
+    """Terminals, registrations and dead letters in the database."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._dead: collections.deque[repo.DeadLetter] = collections.deque()
+        self._dead_ready = asyncio.Event()
+        self.counts: Counts | None = None
+
+    async def _run(self, fn: Callable[[psycopg.AsyncConnection], Awaitable[Any]]) -> Any:
+        try:
+            async with self.pool.connection(timeout=5.0) as conn:
+                return await fn(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, TimeoutError) as exc:
+            text = str(exc).strip()
+            raise DatabaseDown(text.splitlines()[0] if text else type(exc).__name__) from exc
+
+    async def terminal(self, phone: str) -> repo.Terminal | None:
+        return await self._run(lambda conn: repo.terminal_by_phone(conn, phone))
+
+    async def registered(self, phone: str) -> tuple[repo.Terminal, str] | None:
+        return await self._run(lambda conn: repo.registered(conn, phone))
+
+    async def register(self, terminal: repo.Terminal, code: str, info: codec.Register) -> None:
+        await self._run(lambda conn: repo.register(conn, terminal, code, info))
+
+    async def deregister(self, phone: str) -> None:
+        await self._run(lambda conn: repo.deregister(conn, phone))
+
+    def dead_letter(self, topic: str, reason: str, detail: str, raw: bytes) -> None:
+        """Queue a dead letter; a background task writes them (retrying while the
+        database is down, up to DEAD_LETTER_QUEUE_MAX, then counted and logged)."""
+        if len(self._dead) >= DEAD_LETTER_QUEUE_MAX:
+            if self.counts is not None:
+                self.counts.dead_letters_lost += 1
+            log.error("dead-letter queue full: lost %s from %s (%s)", reason, topic, detail)
+            return
+        self._dead.append((datetime.now(UTC), topic, reason, detail, raw))
+        self._dead_ready.set()
+
+    async def write_dead_letters(self, stop: asyncio.Event) -> None:
+        delay = 0.2
+        while not (stop.is_set() and not self._dead):
+            if not self._dead:
+                self._dead_ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dead_ready.wait(), 1.0)
+                continue
+            rows = [self._dead[i] for i in range(min(DEAD_LETTER_BATCH, len(self._dead)))]
+            try:
+                await self._run(functools.partial(_insert_dead_letters, rows=rows))
+            except DatabaseDown as exc:
+                log.error("writing %d dead letters failed (%s); retrying", len(rows), exc)
+                if stop.is_set():
+                    log.error("stopping with %d dead letters unwritten", len(self._dead))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            for _ in rows:
+                self._dead.popleft()
+
+    @property
+    def dead_letters_queued(self) -> int:
+        return len(self._dead)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, registry: Registry, publisher: Publisher) -> None:
+        self.config = config
+        self.registry = registry
+        self.publisher = publisher
+        self.counts = Counts()
+        registry.counts = self.counts
+        self.sessions: set[Session] = set()
+        # phone key -> the terminal's authenticated connection; a terminal that
+        # reconnects replaces its old connection (which may linger until it idles out)
+        self.current: dict[str, Session] = {}
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.sessions) >= self.config.max_connections:
+            log.warning(
+                "connection limit %d reached: refusing a connection", self.config.max_connections
+            )
+            writer.close()
+            return
+        session = Session(self, reader, writer)
+        self.sessions.add(session)
+        self.counts.connections += 1
+        try:
+            await session.run()
+        except Exception:  # one connection's bug must not take the server down
+            log.exception("connection %s failed", session.who)
+        finally:
+            self.sessions.discard(session)
+            await session.close()
+
+
+class Session:
+    """One terminal connection."""
+
+    def __init__(
+        self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.gw = gateway
+        self.config = gateway.config
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.frames = codec.FrameReader()
+        self.packets = codec.Reassembler()
+        self.phone: str | None = None  # phone key, from the first good frame
+        self.terminal: repo.Terminal | None = None  # set once authenticated
+        self.checked_at = 0.0
+        self.serial = 0
+        self.bad_in_a_row = 0
+        self.alarm_word = 0
+        self.open = True
+
+    @property
+    def who(self) -> str:
+        return f"{self.phone or '?'}@{self.peer}"
+
+    @property
+    def topic(self) -> str:
+        """Where this connection's dead letters are filed (``dead_letter.topic``)."""
+        return f"jt808/{self.phone}" if self.phone else f"jt808/peer/{self.peer}"
+
+    async def run(self) -> None:
+        while self.open:
+            try:
+                data = await asyncio.wait_for(
+                    self.reader.read(READ_CHUNK_BYTES), self.config.idle_timeout_s
+                )
+            except TimeoutError:
+                log.info("%s: nothing for %.0f s, closing", self.who, self.config.idle_timeout_s)
+                return
+            except (ConnectionError, OSError):
+                return
+            if not data:
+                return
+            for item in self.frames.feed(data):
+                if isinstance(item, FrameError):
+                    self.refuse(item)
+                else:
+                    self.bad_in_a_row = 0
+                    self.gw.counts.frames += 1
+                    await self.frame(item)
+                if not self.open:
+                    break
+            with contextlib.suppress(ConnectionError, OSError):
+                await self.writer.drain()
+
+    async def close(self) -> None:
+        self.open = False
+        if self.terminal is not None and self.gw.current.get(self.terminal.phone) is self:
+            del self.gw.current[self.terminal.phone]
+            await self.publish_status("offline")
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+    # ------------------------------------------------------------------ answers
+    def send(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    def next_serial(self) -> int:
+        self.serial = (self.serial + 1) & 0xFFFF
+        return self.serial
+
+    def respond(self, header: codec.Header, result: Result) -> None:
+        self.send(codec.platform_response(header, result, self.next_serial()))
+
+    def refuse(self, err: FrameError) -> None:
+        """Answer (when the header could be read), log and dead-letter a bad frame."""
+        self.gw.counts.bad_frames += 1
+        self.bad_in_a_row += 1
+        topic = self.topic
+        if err.header is not None and err.reason not in (Reason.NOISE, Reason.OVERSIZE):
+            # Answered, and filed under the phone number it names; a bad frame does not
+            # decide which terminal this connection is.
+            if self.phone is None:
+                topic = f"jt808/{err.header.phone_key}"
+            self.respond(err.header, codec.result_for(err.reason))
+        log.warning("%s: %s: %s", self.who, err.reason, err.detail)
+        self.gw.registry.dead_letter(topic, err.reason, err.detail, err.raw)
+        if self.bad_in_a_row >= self.config.max_bad_frames:
+            log.warning("%s: %d bad frames in a row, closing", self.who, self.bad_in_a_row)
+            self.open = False
+
+    def fail(self, frame: Frame, reason: Reason, detail: str, *, keep: bool) -> None:
+        """Failure result, then close; ``keep`` dead-letters the frame (it carried data)."""
+        log.warning("%s: %s: %s", self.who, reason, detail)
+        self.respond(frame.header, Result.FAILURE)
+        if keep:
+            self.gw.registry.dead_letter(self.topic, reason, detail, frame.raw)
+        self.open = False
+
+    # ------------------------------------------------------------------ frames
+    async def frame(self, frame: Frame) -> None:
+        h = frame.header
+        if self.phone is None:
+            self.phone = h.phone_key
+        elif h.phone_key != self.phone:
+            self.fail(
+                frame,
+                Reason.NOT_AUTHENTICATED,
+                f"phone number {h.phone} on a connection of {self.phone}",
+                keep=True,
+            )
+            return
+        try:
+            whole = self.packets.add(frame, time.monotonic())
+        except FrameError as err:
+            self.refuse(err)
+            return
+        if whole is None:
+            return  # more sub-packages to come; each is answered with the whole message
+        try:
+            message = codec.decode_message(whole, self.config.device_zone)
+        except FrameError as err:
+            self.refuse(err)
+            return
+        try:
+            await self.message(whole, message)
+        except DatabaseDown as exc:
+            log.error("%s: database unavailable (%s): closing without an answer", self.who, exc)
+            self.open = False
+
+    async def message(self, frame: Frame, message: codec.Message) -> None:
+        if isinstance(message, codec.Register):
+            await self.on_register(frame, message)
+            return
+        if isinstance(message, codec.Auth):
+            await self.on_auth(frame, message)
+            return
+        if self.terminal is None:
+            is_data = isinstance(message, (codec.Location, codec.LocationBatch))
+            self.fail(
+                frame,
+                Reason.NOT_AUTHENTICATED,
+                f"message 0x{frame.header.msg_id:04X} before authentication",
+                keep=is_data,
+            )
+            return
+        if (
+            time.monotonic() - self.checked_at > REGISTRATION_RECHECK_S
+            and not await self.still_registered(frame)
+        ):
+            return
+        if isinstance(message, codec.Location):
+            await self.on_locations(frame, [message])
+        elif isinstance(message, codec.LocationBatch):
+            await self.on_locations(frame, list(message.locations))
+        elif isinstance(message, codec.Heartbeat):
+            self.respond(frame.header, Result.OK)
+        elif isinstance(message, codec.Logout):
+            await self.gw.registry.deregister(self.terminal.phone)
+            log.info("%s: logged out (registration deleted)", self.who)
+            self.respond(frame.header, Result.OK)
+            self.open = False
+        # a terminal's general response (0x0001) needs no answer
+
+    async def on_register(self, frame: Frame, info: codec.Register) -> None:
+        h = frame.header
+        terminal = await self.gw.registry.terminal(h.phone_key)
+        if terminal is None:
+            log.warning(
+                "%s: registration refused: no active truck has jt808_phone %s",
+                self.who,
+                h.phone_key,
+            )
+            self.gw.registry.dead_letter(
+                self.topic,
+                Reason.UNKNOWN_TERMINAL,
+                f"no active truck has jt808_phone {h.phone_key}",
+                frame.raw,
+            )
+            self.send(
+                codec.register_response(
+                    h, codec.RegisterResult.NO_SUCH_TERMINAL, "", self.next_serial()
+                )
+            )
+            self.open = False
+            return
+        code = secrets.token_urlsafe(AUTH_CODE_BYTES)
+        await self.gw.registry.register(terminal, code, info)
+        log.info("%s: registered for truck %s", self.who, terminal.truck_id)
+        self.send(codec.register_response(h, codec.RegisterResult.OK, code, self.next_serial()))
+
+    async def on_auth(self, frame: Frame, auth: codec.Auth) -> None:
+        found = await self.gw.registry.registered(frame.header.phone_key)
+        if found is None or not hmac.compare_digest(
+            found[1].encode(), auth.code.encode("utf-8", "replace")
+        ):
+            self.fail(
+                frame,
+                Reason.NOT_AUTHENTICATED,
+                "unknown terminal, not registered, or wrong auth code",
+                keep=False,
+            )
+            return
+        self.terminal = found[0]
+        self.checked_at = time.monotonic()
+        older = self.gw.current.get(self.terminal.phone)
+        self.gw.current[self.terminal.phone] = self
+        if older is not None and older is not self:
+            log.info("%s: reconnected; closing its previous connection %s", self.who, older.peer)
+            older.open = False
+            older.writer.close()
+        self.respond(frame.header, Result.OK)
+        await self.publish_status("online")
+
+    async def still_registered(self, frame: Frame) -> bool:
+        assert self.terminal is not None
+        found = await self.gw.registry.registered(self.terminal.phone)
+        if found is None or found[0] != self.terminal:
+            self.fail(
+                frame,
+                Reason.UNKNOWN_TERMINAL,
+                "the terminal is no longer registered to an active truck",
+                keep=True,
+            )
+            return False
+        self.checked_at = time.monotonic()
+        return True
+
+    async def on_locations(self, frame: Frame, locations: list[codec.Location]) -> None:
+        assert self.terminal is not None
+        terminal_id = self.terminal.terminal_id
+        messages: list[tuple[str, bytes]] = [
+            (wire.positions_topic(terminal_id), wire.encode_fixes(chunk))
+            for chunk in translate.chunks(translate.fixes_of(locations))
+        ]
+        events, alarm_word = translate.alarm_events(locations, self.alarm_word)
+        if events:
+            messages.append((wire.events_topic(terminal_id), wire.encode_events(events)))
+        timeout = self.config.publish_timeout_s
+        results = await asyncio.gather(
+            *(self.gw.publisher.publish(t, p, timeout_s=timeout) for t, p in messages)
+        )
+        if not all(results):
+            log.warning(
+                "%s: broker did not acknowledge; location %d not acknowledged",
+                self.who,
+                frame.header.serial,
+            )
+            return
+        self.alarm_word = alarm_word
+        self.gw.counts.locations_acked += len(locations)
+        for serial in _serials(frame):
+            self.send(
+                codec.platform_response(
+                    _with_serial(frame.header, serial), Result.OK, self.next_serial()
+                )
+            )
+
+    async def publish_status(self, state: wire.TerminalState) -> None:
+        assert self.terminal is not None
+        topic = wire.status_topic(self.terminal.terminal_id)
+        payload = wire.encode_status(state, datetime.now(UTC))
+        if not await self.gw.publisher.publish(
+            topic, payload, timeout_s=self.config.publish_timeout_s, retain=True
+        ):
+            log.warning("%s: status %s not acknowledged by the broker", self.who, state)
+
+
+async def _insert_dead_letters(
+    conn: psycopg.AsyncConnection, *, rows: list[repo.DeadLetter]
+) -> None:
+    await repo.insert_dead_letters(conn, rows)
+
+
+def _serials(frame: Frame) -> tuple[int, ...]:
+    """Serial numbers to acknowledge: the frame's, or each of its sub-packages'."""
+    return frame.part_serials or (frame.header.serial,)
+
+
+def _with_serial(header: codec.Header, serial: int) -> codec.Header:
+    return codec.Header(header.msg_id, header.phone, serial, header.body_length, header.version)
+
+
+async def serve(
+    config: GatewayConfig,
+    registry: Registry,
+    publisher: Publisher,
+    *,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    started: Callable[[int], None] | None = None,
+) -> Gateway:
+    """Run until ``stop`` is set; ``started`` gets the bound port."""
+    gateway = Gateway(config, registry, publisher)
+    writer_task = asyncio.create_task(registry.write_dead_letters(stop))
+    server = await asyncio.start_server(
+        gateway.handle, host, port, limit=READ_CHUNK_BYTES, backlog=4096
+    )
+    bound = server.sockets[0].getsockname()[1]
+    log.info("JT/T 808 gateway listening on %s:%d", host, bound)
+    if started is not None:
+        started(bound)
+    async with server:
+        await stop.wait()
+        server.close()
+        for session in list(gateway.sessions):
+            session.open = False
+            session.writer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 10)
+    await writer_task
+    return gateway

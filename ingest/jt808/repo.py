@@ -1,0 +1,92 @@
+"""The gateway's SQL: which truck a phone number belongs to, registrations and their
+auth codes, and dead letters (async psycopg; the gateway is an asyncio server)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from ingest.jt808.codec import Register
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    """A JT/T 808 terminal the platform knows: its phone key and the truck carrying it."""
+
+    phone: str
+    truck_id: str
+    terminal_id: str  # the truck's terminal id: the MQTT topic level it publishes under
+
+
+async def terminal_by_phone(conn: psycopg.AsyncConnection, phone: str) -> Terminal | None:
+    """The active truck whose ``jt808_phone`` is ``phone`` (a phone key)."""
+    cur = await conn.execute(
+        "SELECT truck_id, terminal_id FROM truck WHERE jt808_phone = %s AND active", (phone,)
+    )
+    row = await cur.fetchone()
+    return Terminal(phone, row[0], row[1]) if row else None
+
+
+async def registered(conn: psycopg.AsyncConnection, phone: str) -> tuple[Terminal, str] | None:
+    """The terminal and its auth code, if it is registered to an active truck that
+    still carries this phone number (a truck given another terminal de-registers it)."""
+    cur = await conn.execute(
+        """SELECT t.truck_id, t.terminal_id, r.auth_code
+             FROM jt808_registration r
+             JOIN truck t ON t.truck_id = r.truck_id AND t.jt808_phone = r.jt808_phone
+            WHERE r.jt808_phone = %s AND t.active""",
+        (phone,),
+    )
+    row = await cur.fetchone()
+    return (Terminal(phone, row[0], row[1]), row[2]) if row else None
+
+
+async def register(
+    conn: psycopg.AsyncConnection, terminal: Terminal, auth_code: str, info: Register
+) -> None:
+    """Record a registration; a terminal that registers again gets a new auth code."""
+    await conn.execute(
+        """INSERT INTO jt808_registration
+                  (jt808_phone, truck_id, auth_code, manufacturer, model, device_id, plate)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (jt808_phone) DO UPDATE
+              SET truck_id = EXCLUDED.truck_id, auth_code = EXCLUDED.auth_code,
+                  manufacturer = EXCLUDED.manufacturer, model = EXCLUDED.model,
+                  device_id = EXCLUDED.device_id, plate = EXCLUDED.plate,
+                  registered_at = now()""",
+        (
+            terminal.phone,
+            terminal.truck_id,
+            auth_code,
+            _clean(info.manufacturer),
+            _clean(info.model),
+            _clean(info.device_id),
+            _clean(info.plate),
+        ),
+    )
+
+
+async def deregister(conn: psycopg.AsyncConnection, phone: str) -> None:
+    await conn.execute("DELETE FROM jt808_registration WHERE jt808_phone = %s", (phone,))
+
+
+DeadLetter = tuple[datetime, str, str, str, bytes]  # received_at, topic, reason, detail, raw
+
+
+async def insert_dead_letters(conn: psycopg.AsyncConnection, rows: list[DeadLetter]) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO dead_letter (received_at, topic, reason, detail, payload) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [
+                (at, _clean(topic), reason, _clean(detail), raw)
+                for at, topic, reason, detail, raw in rows
+            ],
+        )
+
+
+def _clean(text: str, limit: int = 500) -> str:
+    """Text PostgreSQL accepts (no NUL), bounded."""
+    return text[:limit].replace("\x00", "")

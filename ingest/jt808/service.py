@@ -1,0 +1,105 @@
+"""The `clearday jt808` process: database pool, broker connection, TCP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import signal
+import socket
+from collections.abc import Callable
+
+from psycopg_pool import AsyncConnectionPool
+
+from fleet.config import MqttTarget, Settings
+from ingest.jt808.broker import BrokerRefused, Publisher
+from ingest.jt808.gateway import GatewayConfig, Registry, serve
+
+log = logging.getLogger("clearday.jt808")
+
+BROKER_WAIT_S = 30.0
+DB_POOL_MAX = 8
+
+
+class GatewayUnavailable(RuntimeError):
+    """Something the gateway needs is not configured or refuses it; the message says what."""
+
+
+def raise_fd_limit() -> int:
+    """Open files up to the hard limit: one per terminal connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else 1_048_576
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def client_id_for(target: MqttTarget) -> str:
+    """The account's user name (the shipped broker makes it the client id anyway)."""
+    return target.username or f"clearday-jt808-{socket.gethostname()}"
+
+
+async def run_async(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    started: Callable[[int], None] | None = None,
+) -> None:
+    if settings.database_url is None:
+        raise GatewayUnavailable("set CLEARDAY_DATABASE_URL (the truck table says who may connect)")
+    if settings.mqtt_url is None:
+        raise GatewayUnavailable(
+            "set CLEARDAY_MQTT_URL to the gateway's own account (clearday mqtt-credentials --gateway-user)"
+        )
+    target = MqttTarget(settings.mqtt_dsn())
+    publisher = Publisher(target, client_id_for(target))
+    publisher.start(asyncio.get_running_loop())
+    try:
+        if not await publisher.wait_connected(BROKER_WAIT_S):
+            log.warning(
+                "no broker at %s yet; terminals get no acknowledgement until it is up",
+                target.redacted,
+            )
+    except BrokerRefused as exc:
+        publisher.stop()
+        raise GatewayUnavailable(str(exc)) from None
+    pool = AsyncConnectionPool(
+        settings.database_dsn(),
+        min_size=1,
+        max_size=DB_POOL_MAX,
+        open=False,
+        kwargs={"connect_timeout": 5},
+    )
+    await pool.open(wait=False)
+    registry = Registry(pool)
+    try:
+        await serve(
+            GatewayConfig.from_settings(settings),
+            registry,
+            publisher,
+            host=host,
+            port=port,
+            stop=stop,
+            started=started,
+        )
+    finally:
+        publisher.stop()
+        await pool.close()
+
+
+def run(settings: Settings, *, host: str, port: int) -> None:
+    limit = raise_fd_limit()
+    log.info("up to %d open files (connections)", limit)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_async(settings, host=host, port=port, stop=stop)
+
+    asyncio.run(main())
