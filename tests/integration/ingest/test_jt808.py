@@ -298,9 +298,12 @@ def test_bad_frames_are_answered_dead_lettered_and_the_connection_survives(
             _, body = await asyncio.wait_for(fut, 10)
             return int(body[4])
 
-        bad_check = bytearray(codec.encode_frame(MsgId.LOCATION, phone(5), 900, good))
-        bad_check[-2] ^= 0x55
-        assert await answer(bytes(bad_check), 900) == codec.Result.MESSAGE_ERROR
+        # Corrupt the check code before escaping: flipping a byte of the escaped frame
+        # breaks the escaping instead whenever the code itself is 0x7D or 0x7E.
+        content = codec.unescape(codec.encode_frame(MsgId.LOCATION, phone(5), 900, good)[1:-1])
+        wrong = bytes([content[-1] ^ 0x55])
+        bad_check = b"\x7e" + codec.escape(content[:-1] + wrong) + b"\x7e"
+        assert await answer(bad_check, 900) == codec.Result.MESSAGE_ERROR
         assert (
             await answer(codec.encode_frame(0x0900, phone(5), 901, b"\x01"), 901)
             == codec.Result.NOT_SUPPORTED
