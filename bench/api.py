@@ -32,9 +32,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -49,10 +47,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api_server import ApiServer  # noqa: E402
+
 from fleet import db  # noqa: E402
 from fleet.auth import service as auth_service  # noqa: E402
 from fleet.auth.models import Role  # noqa: E402
-from fleet.services import PrivatePostgres, free_port, wait_for_port  # noqa: E402
+from fleet.services import PrivatePostgres  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
 DISTRICT = "bench"
@@ -325,7 +325,7 @@ def main() -> None:
             shutil.rmtree(data_dir.parent)
         private = PrivatePostgres(data_dir, durable=False).start()
         admin_url = private.admin_url
-    server: subprocess.Popen[bytes] | None = None
+    server: ApiServer | None = None
     try:
         url, day = ready_database(
             admin_url,
@@ -347,27 +347,15 @@ def main() -> None:
             f"database: {rows[0] if rows else 0:,} positions, {args.trucks} trucks, {args.points} points"
         )
 
-        port = free_port()
-        env = {
-            **os.environ,
-            "CLEARDAY_DATABASE_URL": url,
-            "CLEARDAY_LOG_LEVEL": "WARNING",
-            "CLEARDAY_HTTP_DB_POOL_SIZE": "20",
-            "CLEARDAY_LIVE_SNAPSHOT_MAX_AGE_S": str(args.snapshot_max_age_s),
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "serve",
-             "--port", str(port), "--workers", str(args.workers), "--no-alerts"],
-            env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr,
-        )  # fmt: skip
-        if not wait_for_port(port, 60):
-            raise RuntimeError("the API server did not start")
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API server is not ready")
-            time.sleep(0.2)
+        server = ApiServer(
+            url,
+            args=["--workers", str(args.workers)],
+            env={
+                "CLEARDAY_HTTP_DB_POOL_SIZE": "20",
+                "CLEARDAY_LIVE_SNAPSHOT_MAX_AGE_S": str(args.snapshot_max_age_s),
+            },
+        ).start()
+        base = server.base
 
         latest_path = f"/api/v1/positions/latest?district_id={DISTRICT}"
         ledger_path = f"/api/v1/ledger?district_id={DISTRICT}&service_date={day.isoformat()}"
@@ -404,13 +392,8 @@ def main() -> None:
             "ledger": ledger_figures.out(),
         }
     finally:
-        if server and server.poll() is None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        if server:
+            server.stop()
         if private:
             private.stop()
             if not args.keep:

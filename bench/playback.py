@@ -25,28 +25,26 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api_server import ApiServer  # noqa: E402
+
 from fleet import db  # noqa: E402
 from fleet.auth import service as auth_service  # noqa: E402
 from fleet.auth.models import Role  # noqa: E402
-from fleet.services import PrivatePostgres, free_port, wait_for_port  # noqa: E402
+from fleet.services import PrivatePostgres  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
 DISTRICT = "bench"
@@ -248,7 +246,7 @@ def main() -> None:
     else:
         private = PrivatePostgres(work / "pg", durable=False).start()
         admin_url = private.admin_url
-    server: subprocess.Popen[bytes] | None = None
+    server: ApiServer | None = None
     try:
         name = "bench_playback"
         with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -266,21 +264,8 @@ def main() -> None:
                 conn, user_id=user.user_id, now=datetime.now(UTC), ttl_s=3600
             ).token
 
-        port = free_port()
-        env = {**os.environ, "CLEARDAY_DATABASE_URL": url, "CLEARDAY_LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "serve",
-             "--port", str(port), "--workers", "1", "--no-alerts"],
-            env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr,
-        )  # fmt: skip
-        if not wait_for_port(port, 60):
-            raise RuntimeError("the API server did not start")
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API server is not ready")
-            time.sleep(0.2)
+        server = ApiServer(url, args=["--workers", "1"]).start()
+        base = server.base
         results = measure(base, token, day, args.runs)
         times = [r["ms"] for r in results]
         shown = results[-1]["index"] + 1
@@ -295,13 +280,8 @@ def main() -> None:
             "target_ms": TARGET_MS,
         }
     finally:
-        if server and server.poll() is None:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        if server:
+            server.stop()
         if private:
             private.stop()
         shutil.rmtree(work, ignore_errors=True)

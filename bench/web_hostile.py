@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -37,11 +36,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api_server import ApiServer  # noqa: E402
+
 from fleet import db  # noqa: E402
 from fleet.auth import service as auth_service  # noqa: E402
 from fleet.auth.models import Role  # noqa: E402
 from fleet.config import Settings  # noqa: E402
-from fleet.services import PrivatePostgres, free_port, wait_for_port  # noqa: E402
+from fleet.services import PrivatePostgres  # noqa: E402
 from fleet.spreadsheet import FORMULA_STARTS, to_csv  # noqa: E402
 
 MB = 1_000_000
@@ -183,7 +184,7 @@ def main() -> None:
             shutil.rmtree(data_dir.parent)
         private = PrivatePostgres(data_dir, durable=False).start()
         admin_url = private.admin_url
-    server: subprocess.Popen[bytes] | None = None
+    server: ApiServer | None = None
     try:
         url = fresh_database(admin_url)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -191,22 +192,10 @@ def main() -> None:
                 conn, username="wang.li", password=os.urandom(16).hex(), role=Role.viewer
             )
         limit = Settings().login_max_failures
-        port = free_port()
-        env = {**os.environ, "CLEARDAY_DATABASE_URL": url, "CLEARDAY_LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "serve",
-             "--port", str(port), "--no-alerts"],
-            env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr,
-        )  # fmt: skip
-        if not wait_for_port(port, 60):
-            raise RuntimeError("the API server did not start")
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{base}/readyz").status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API server is not ready")
-            time.sleep(0.2)
-        bodies = body_figures(server.pid, port)
+        server = ApiServer(url).start()
+        base = server.base
+        assert server.process is not None
+        bodies = body_figures(server.process.pid, server.port)
         log("40 concurrent wrong guesses (argon2 at the library defaults) …")
         throttle = concurrent_guesses(base, limit)
         log(f"login: {throttle}")
@@ -215,8 +204,7 @@ def main() -> None:
         print(json.dumps({"login": throttle, "bodies": bodies, "exports": exports}))
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(20)
+            server.stop()
         if private is not None:
             private.stop()
 
