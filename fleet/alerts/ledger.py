@@ -114,6 +114,7 @@ class TruckDay:
     gaps: tuple[Gap, ...] = ()
     visits: tuple[Visit, ...] = ()  # this truck's visits on the day, by arrival
     planned: tuple[PlannedStop, ...] = ()  # by seq; empty when the truck has no route
+    plate: str = ""  # what a person reads for the truck (皖D12345)
     # When the worker last received data from the terminal, on its own clock (None:
     # unknown, e.g. in a replay). A terminal whose clock runs behind sends fixes that
     # look minutes old on arrival; it is not silent.
@@ -123,6 +124,11 @@ class TruckDay:
     def tz(self) -> tzinfo | None:
         """The district's time zone (the shift is read in it), for times a person reads."""
         return self.shift_start_at.tzinfo
+
+    @property
+    def name(self) -> str:
+        """The truck as a person reads it: its plate, its id when it has none."""
+        return self.plate or self.truck_id
 
     @property
     def has_route(self) -> bool:

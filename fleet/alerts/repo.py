@@ -490,7 +490,7 @@ def truck_days(
                       + make_interval(secs => t.break_duration_s),
                   t.break_duration_s,
                   td.first_fix_at, td.first_lat, td.first_lon, td.last_fix_at, td.last_lat, td.last_lon,
-                  d.timezone
+                  d.timezone, t.plate
              FROM truck t JOIN district d ON d.district_id = t.district_id
              LEFT JOIN truck_day td ON td.truck_id = t.truck_id AND td.service_date = %(date)s
             WHERE (t.district_id = %(district)s AND t.active)
@@ -550,6 +550,7 @@ def truck_days(
             gaps=tuple(gaps[r[0]]),
             visits=tuple(by_truck[r[0]]),
             planned=tuple(planned[r[0]]),
+            plate=r[15],
         )
         for r in rows
     ]
@@ -823,11 +824,14 @@ def apply_transition(
 def open_point_cases_now_cleared(
     conn: psycopg.Connection, *, district_id: str, service_date: date
 ) -> list[tuple[int, str, str, datetime, str | None, float | None]]:
-    """Open cases about a point that the ledger now says is cleared."""
+    """Open cases about a point that the ledger now says is cleared, with the truck that
+    cleared it as a person reads it (its plate)."""
     rows = conn.execute(
-        """SELECT c.case_id, c.state, l.point_id, l.cleared_at, l.cleared_by_truck_id, l.dwell_s
+        """SELECT c.case_id, c.state, l.point_id, l.cleared_at,
+                  coalesce(nullif(t.plate, ''), l.cleared_by_truck_id), l.dwell_s
              FROM alert_case c JOIN ledger_entry l
                ON l.service_date = c.service_date AND l.point_id = c.point_id
+             LEFT JOIN truck t ON t.truck_id = l.cleared_by_truck_id
             WHERE c.district_id = %s AND c.service_date = %s AND c.state <> 'closed'
               AND c.subject LIKE 'point:%%' AND l.status = 'cleared'
             ORDER BY c.case_id""",

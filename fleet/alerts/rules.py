@@ -120,7 +120,14 @@ def _hm(at: datetime, tz: Any) -> str:
     return at.astimezone(tz).strftime("%H:%M")
 
 
-def missed(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[AlertCandidate]:
+def truck_names(days: Iterable[TruckDay]) -> dict[str, str]:
+    """Truck id → its name in alert texts (`TruckDay.name`: the plate)."""
+    return {d.truck_id: d.name for d in days}
+
+
+def missed(
+    verdicts: Iterable[Verdict], names: Mapping[str, str], now: datetime, p: RuleParams
+) -> list[AlertCandidate]:
     out = []
     for v in verdicts:
         due = v.due
@@ -130,6 +137,7 @@ def missed(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[Al
         if now < at:
             continue
         tz = due.window_end_at.tzinfo
+        truck = names.get(due.planned_truck_id, due.planned_truck_id)
         what = (
             "停留过短"
             if v.status == "partial"
@@ -146,7 +154,7 @@ def missed(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[Al
                 truck_id=due.planned_truck_id,
                 message=(
                     f"漏收：收集点 {due.point_id} 在作业时段结束（{_hm(min(due.window_end_at, due.deadline_at), tz)}）"
-                    f"后仍未清运（{what}，计划车辆 {due.planned_truck_id}）"
+                    f"后仍未清运（{what}，计划车辆 {truck}）"
                 ),
                 details={"status": v.status, "reason": v.reason, **v.evidence},
             )
@@ -154,7 +162,9 @@ def missed(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[Al
     return out
 
 
-def deadline(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[AlertCandidate]:
+def deadline(
+    verdicts: Iterable[Verdict], names: Mapping[str, str], now: datetime, p: RuleParams
+) -> list[AlertCandidate]:
     out = []
     for v in verdicts:
         due = v.due
@@ -173,7 +183,7 @@ def deadline(verdicts: Iterable[Verdict], now: datetime, p: RuleParams) -> list[
                 message=(
                     f"日清未完成：收集点 {due.point_id} 截至 {_hm(due.deadline_at, due.deadline_at.tzinfo)} 未清运"
                     + (
-                        f"（计划车辆 {due.planned_truck_id}）"
+                        f"（计划车辆 {names.get(due.planned_truck_id, due.planned_truck_id)}）"
                         if due.planned_truck_id
                         else "（未排入计划）"
                     )
@@ -243,7 +253,7 @@ def drive_by(
                     condition_at=happened,
                     point_id=v.site_id,
                     truck_id=day.truck_id,
-                    message=f"未清运：车辆 {day.truck_id} 于 {_hm(happened, tz)} 在收集点 {v.site_id} {what}",
+                    message=f"未清运：车辆 {day.name} 于 {_hm(happened, tz)} 在收集点 {v.site_id} {what}",
                     details={"visit": visit_json(v), "stop_rank": rank, "progress_rank": progress},
                 )
             )
@@ -355,7 +365,7 @@ def not_unloaded(
                 service_date=day.service_date,
                 condition_at=at,
                 truck_id=day.truck_id,
-                message=f"未卸载：车辆 {day.truck_id} 最后一次收运（{last.site_id}，{_hm(last.departed_at, tz)}）后未到中转站卸载，{how}仍载有垃圾",
+                message=f"未卸载：车辆 {day.name} 最后一次收运（{last.site_id}，{_hm(last.departed_at, tz)}）后未到中转站卸载，{how}仍载有垃圾",
                 details={
                     "last_collection": visit_json(last),
                     "parked": visit_json(home) if home else None,
@@ -422,7 +432,7 @@ def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[Aler
                     service_date=day.service_date,
                     condition_at=at,
                     truck_id=day.truck_id,
-                    message=f"终端离线：车辆 {day.truck_id} 自 {_hm(since, tz)} 起超过 {p.offline_after_s / 60:.0f} 分钟无定位",
+                    message=f"终端离线：车辆 {day.name} 自 {_hm(since, tz)} 起超过 {p.offline_after_s / 60:.0f} 分钟无定位",
                     details={"silent_since": since.isoformat()},
                 )
             )
@@ -461,7 +471,7 @@ def stationary(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[A
                     service_date=day.service_date,
                     condition_at=at,
                     truck_id=day.truck_id,
-                    message=f"异常停留：车辆 {day.truck_id} 自 {_hm(v.arrived_at, tz)} 起在非作业点停留超过 {limit / 60:.0f} 分钟（疑似故障）",
+                    message=f"异常停留：车辆 {day.name} 自 {_hm(v.arrived_at, tz)} 起在非作业点停留超过 {limit / 60:.0f} 分钟（疑似故障）",
                     details={"stay": visit_json(v)},
                 )
             )
@@ -477,14 +487,15 @@ def evaluate(
 ) -> list[AlertCandidate]:
     """Every rule, in one list (the order of the rules above)."""
     p = p or RuleParams()
+    names = truck_names(days)
     by_point = {v.point_id: v for v in verdicts}
     min_dwell = {v.point_id: v.due.min_dwell_s for v in verdicts}
     return [
         *one_per_point(
             [
                 *drive_by(days, by_point, now, p),
-                *missed(verdicts, now, p),
-                *deadline(verdicts, now, p),
+                *missed(verdicts, names, now, p),
+                *deadline(verdicts, names, now, p),
             ]
         ),
         *not_unloaded(days, min_dwell, station_min_dwell_s, now, p),

@@ -394,13 +394,13 @@ class Pipeline:
             state,
             point_id,
             cleared_at,
-            truck_id,
+            truck_name,
             dwell,
         ) in repo.open_point_cases_now_cleared(
             conn, district_id=district_id, service_date=service_date
         ):
             local = cleared_at.astimezone(self.district_tz(conn, district_id))
-            note = f"自动销号：车辆 {truck_id} 于 {local:%H:%M} 清运收集点 {point_id}" + (
+            note = f"自动销号：车辆 {truck_name} 于 {local:%H:%M} 清运收集点 {point_id}" + (
                 f"（停留 {dwell:.0f} 秒）" if dwell else ""
             )
             t = cases.transition(
@@ -430,7 +430,7 @@ class Pipeline:
                     continue
                 t = cases.transition(
                     CaseState(state), CaseAction.AUTO_CLOSE, actor=cases.SYSTEM_ACTOR,
-                    note=f"自动销号：车辆 {truck_id} 已在中转站 {unload.site_id} 卸载",
+                    note=f"自动销号：车辆 {day.name} 已在中转站 {unload.site_id} 卸载",
                 )  # fmt: skip
                 repo.apply_transition(conn, case_id, t, at=now)
                 closed += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -65,6 +66,10 @@ def test_alerts_and_cases_of_the_day(day_url: str) -> None:
     ]
     p4 = next(c for c in cases if c.subject == "point:P4")
     assert len([a for a in alerts if a.point_id == "P4"]) == 1, "one alert for P4's incident"
+    # The texts name trucks as a person reads them: by plate (T2 is 皖A00002).
+    assert all(not re.search(r"车辆 T\d", a.message) for a in alerts), [a.message for a in alerts]
+    assert "车辆 皖A00002 " in next(a.message for a in alerts if a.kind == "not_unloaded")
+    assert "计划车辆 皖A0000" in p4_alert.message, p4_alert.message
     assert p4.due_at == evening() + timedelta(hours=4)
 
 

@@ -196,6 +196,25 @@ def test_a_missed_point_is_one_incident_escalating_in_place() -> None:
     assert "驶过未停车" in incident.message and "日清未完成" in incident.message
 
 
+def test_alert_texts_name_trucks_by_plate_and_by_id_without_one() -> None:
+    """Every stage of an incident names the planned truck by its plate, never its id; a truck
+    without a plate (a silent one here) is named by its id."""
+    track = full_day(pass_by="P2")
+    plated = dataclasses.replace(truck_day("T1", track.fixes), plate="皖D12345")
+    silent = truck_day("T2", [])
+    alerts = evaluate([plated, silent], [due(P1), due(P2), due(P3)], at("20:30"))[1]
+    (incident,) = [a for a in alerts if a.point_id == "P2"]
+    assert [s["kind"] for s in incident.details["stages"]] == [
+        "drive_by",
+        "missed",
+        "not_cleared_by_deadline",
+    ]
+    for stage in incident.details["stages"]:
+        assert "皖D12345" in stage["message"] and "T1" not in stage["message"], stage
+    (offline,) = [a for a in alerts if a.kind == "offline" and a.truck_id == "T2"]
+    assert "车辆 T2 " in offline.message
+
+
 def test_silent_terminal_makes_the_point_unverifiable_not_missed() -> None:
     """No missed alert while a visit could hide in the planned truck's silence; the late batch then clears it."""
     track = full_day()
