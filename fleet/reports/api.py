@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from fleet import spreadsheet
 from fleet.alerts import service
 from fleet.alerts.models import ClearanceRow, ClosureRow, MissedRow, Period, PeriodSummary, ReportBy
-from fleet.reports.columns import HEADERS_ZH, chinese_rows
+from fleet.reports.columns import by_truck_rows, chinese_rows, headers_zh
 from fleet.trucks import repo as trucks_repo
 from fleet.web.deps import Anyone, Conn, SettingsDep, district_scope, now_utc
 from fleet.web.errors import ApiError
@@ -129,16 +131,24 @@ def report_csv(
         conn=conn, report=report, date_from=start, date_to=end, by=by,
         district_ids=district_scope(principal, district_id),
     )  # fmt: skip
+    by_truck = report == "clearance" and by == "truck"
+    trucks = sorted(
+        {t for r in rows if (t := getattr(r, "planned_truck_id", None))}
+        | ({r.group for r in rows if isinstance(r, ClearanceRow)} if by_truck else set())
+    )
+    plates = trucks_repo.plates(conn, truck_ids=trucks) if trucks else {}
+    cells: Sequence[BaseModel | dict[str, Any]] = rows
+    if by_truck:
+        unplanned = "未排入计划" if lang == "zh" else "not planned"
+        cells = by_truck_rows(rows, plates=plates, unplanned=unplanned)
     if lang == "zh":
-        trucks = sorted({t for r in rows if (t := getattr(r, "planned_truck_id", None))})
-        plates = trucks_repo.plates(conn, truck_ids=trucks)
         text = spreadsheet.to_csv(
-            chinese_rows(rows, tz=settings.tz, plates=plates),
+            chinese_rows(cells, tz=settings.tz, plates=plates, by=by),
             bom=True,
-            headers=HEADERS_ZH[report],
+            headers=headers_zh(report, by),
         )
     else:
-        text = spreadsheet.to_csv(rows, bom=True)
+        text = spreadsheet.to_csv(cells, bom=True)
     filename = f"clearday-{report}-{start.isoformat()}" + (
         f"-{end.isoformat()}" if end != start else ""
     )

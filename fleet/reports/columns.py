@@ -43,6 +43,12 @@ _CLOSURE_ZH = {
     "closed_on_time": "按期销号", "closed_late": "超期销号", "auto_closed": "自动销号",
     "open_overdue": "超期未结", "open_not_due": "未到期", "on_time_rate": "按期结案率",
 }  # fmt: skip
+# A clearance report by truck names each truck by its plate, its id beside it.
+_CLEARANCE_BY_TRUCK_ZH = {
+    "service_date": "作业日期", "group": "车辆", "truck_id": "车辆编号",
+    **{k: v for k, v in _CLEARANCE_ZH.items() if k not in ("service_date", "group")},
+}  # fmt: skip
+UNPLANNED_GROUP = "-"  # fleet/alerts/reports.py: points no truck was planned for
 HEADERS_ZH: dict[str, dict[str, str]] = {
     "clearance": _CLEARANCE_ZH,
     "week": _CLEARANCE_ZH,
@@ -59,17 +65,49 @@ _VALUES_ZH: dict[str, Mapping[str, str]] = {
 LOCAL_TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
-def chinese_rows(
-    rows: Sequence[BaseModel],
-    *,
-    tz: ZoneInfo,
-    plates: Mapping[str, str],
+def headers_zh(report: str, by: str) -> dict[str, str]:
+    if report == "clearance" and by == "truck":
+        return _CLEARANCE_BY_TRUCK_ZH
+    return HEADERS_ZH[report]
+
+
+def by_truck_rows(
+    rows: Sequence[BaseModel], *, plates: Mapping[str, str], unplanned: str
 ) -> list[dict[str, Any]]:
-    """Rows with codes as Chinese words, instants as local times and the planned
-    truck's plate (`planned_plate`) when a row names one."""
+    """Clearance rows grouped by truck with the plate in `group` (the id when the truck
+    has none) and the id in `truck_id`; `unplanned` names the group of points no truck
+    was planned for."""
     out = []
     for row in rows:
         cells: dict[str, Any] = row.model_dump()
+        truck = cells["group"]
+        planned = truck != UNPLANNED_GROUP
+        out.append(
+            {
+                "service_date": cells.pop("service_date"),
+                "group": (plates.get(truck) or truck) if planned else unplanned,
+                "truck_id": truck if planned else None,
+                **{k: v for k, v in cells.items() if k != "group"},
+            }
+        )
+    return out
+
+
+def chinese_rows(
+    rows: Sequence[BaseModel | dict[str, Any]],
+    *,
+    tz: ZoneInfo,
+    plates: Mapping[str, str],
+    by: str = "district",
+) -> list[dict[str, Any]]:
+    """Rows with codes as Chinese words, instants as local times and the planned
+    truck's plate (`planned_plate`) when a row names one; a clearance report's groups
+    by stream as words."""
+    out = []
+    for row in rows:
+        cells: dict[str, Any] = row.model_dump() if isinstance(row, BaseModel) else dict(row)
+        if by == "stream" and isinstance(cells.get("group"), str):
+            cells["group"] = STREAM_ZH.get(cells["group"], cells["group"])
         for field, labels in _VALUES_ZH.items():
             if isinstance(cells.get(field), str):
                 cells[field] = labels.get(cells[field], cells[field])

@@ -94,3 +94,31 @@ def test_assignees_are_the_case_workers_a_caller_shares_a_district_with(
     assert names("supervisor", district_id="south") >= {"south_supervisor", "supervisor"}
     refused = client.get("/api/v1/assignees", headers=users.headers("viewer"))
     assert refused.status_code == 403
+
+
+def test_clearance_csv_by_truck_names_trucks_by_plate(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    """By truck, `group` holds the plate and the id stands beside it, in both languages;
+    in Chinese the headers are Chinese and the points no truck was planned for say so.
+    By stream, the Chinese export names the streams in words."""
+
+    def export(lang: str, by: str) -> list[dict[str, str]]:
+        response = client.get(
+            "/api/v1/reports/clearance.csv",
+            params={"date_from": DAY.isoformat(), "by": by, "lang": lang},
+            headers=users.headers("viewer"),
+        )
+        assert response.status_code == 200, response.text
+        return list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+
+    english = {r["group"]: r for r in export("en", "truck")}
+    assert {"皖A00001", "皖A00002", "not planned"} <= set(english)
+    assert english["皖A00002"]["truck_id"] == "T2" and english["not planned"]["truck_id"] == ""
+    assert not {"T1", "T2"} & set(english)
+    chinese = {r["车辆"]: r for r in export("zh", "truck")}
+    assert {"皖A00001", "皖A00002", "未排入计划"} <= set(chinese)
+    assert chinese["皖A00001"]["车辆编号"] == "T1"
+    assert chinese["皖A00001"]["应收"] == english["皖A00001"]["due"]
+    streams = {r["分组"] for r in export("zh", "stream")}
+    assert streams and streams <= {"其他垃圾", "厨余垃圾", "可回收物", "有害垃圾", "混合垃圾"}
