@@ -3,10 +3,11 @@ service (fleet/alerts/service.py). Cases outside the caller's districts are not 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -23,9 +24,11 @@ from fleet.alerts.models import (
     CaseStateName,
     LedgerEntryOut,
     LedgerStatus,
+    StayOut,
 )
 from fleet.auth.models import Principal, Role
 from fleet.config import Settings
+from fleet.positions import repo as positions_repo
 from fleet.web.deps import (
     Allow,
     Anyone,
@@ -34,9 +37,11 @@ from fleet.web.deps import (
     SettingsDep,
     Supervisor,
     district_scope,
+    ensure_district,
     now_utc,
 )
-from fleet.web.errors import ApiError
+from fleet.web.errors import ApiError, not_found
+from fleet.web.fields import PathId
 
 router = APIRouter(tags=["supervision"])
 CaseId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -50,6 +55,9 @@ def today(settings: Settings) -> date:
 
 
 class LedgerOut(BaseModel):
+    now: datetime = Field(
+        description="the server's clock when it answered: what is late is judged against it"
+    )
     service_date: date
     entries: list[LedgerEntryOut]
 
@@ -155,7 +163,29 @@ def ledger(
         assert row is not None
         body = str(row[0]).encode()
         _ledger_cache.put(key, version, body)
-    return Response(body, media_type="application/json")
+    # The cached object, with the server's clock of this answer as its first member.
+    now = json.dumps({"now": now_utc().isoformat()}).encode()
+    return Response(now[:-1] + b"," + body[1:], media_type="application/json")
+
+
+@router.get(
+    "/trucks/{truck_id}/stays",
+    summary="Where a truck stood still on a service date, matched to sites (the alerts' stays)",
+)
+def truck_stays(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    truck_id: PathId,
+    service_date: Annotated[date | None, Query(description="default: today (local)")] = None,
+) -> list[StayOut]:
+    district = positions_repo.truck_district(conn, truck_id=truck_id)
+    if district is None:
+        raise not_found("truck", truck_id)
+    ensure_district(principal, district)
+    return service.truck_stays(
+        conn=conn, truck_id=truck_id, service_date=service_date or today(settings)
+    )
 
 
 @router.get("/alerts", summary="Alerts, newest first")

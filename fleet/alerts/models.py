@@ -51,6 +51,25 @@ class LedgerEntryOut(_Out):
     computed_at: datetime
 
 
+class StayOut(_Out):
+    """A stay of a truck as the alerts found it (fleet/alerts/visits.py): standing still
+    from `arrived_at` to `departed_at`, matched to the site whose fence holds it (none:
+    a stop at no known site)."""
+
+    district_id: str  # the truck's
+    arrived_at: datetime
+    departed_at: datetime
+    dwell_s: float
+    is_open: bool  # the track ends in it: the truck is still there
+    end_seen: bool  # False: it ends in a silence of the terminal
+    fixes: int
+    site_kind: Literal["point", "station", "depot"] | None
+    site_id: str | None
+    site_name: str | None
+    distance_m: float | None  # from the stay's median position to the site
+    confidence: float  # 1: in the fence; less: a drifted stay beside it
+
+
 class AlertOut(_Out):
     alert_id: int
     kind: AlertKindName

@@ -469,6 +469,24 @@ def day_visits(
     return [_visit(r) for r in rows]
 
 
+def stays(conn: psycopg.Connection, *, truck_id: str, service_date: date) -> list[dict[str, Any]]:
+    """A truck's stays of a service date with the sites they were matched to, by arrival."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT t.district_id, v.arrived_at, v.departed_at, v.dwell_s, v.is_open,
+                      v.end_seen, v.fixes, nullif(v.site_kind, 'none') AS site_kind,
+                      nullif(v.site_id, '') AS site_id,
+                      coalesce(p.name, s.name, d.name) AS site_name, v.distance_m, v.confidence
+                 FROM visit v JOIN truck t USING (truck_id)
+                 LEFT JOIN collection_point p ON v.site_kind = 'point' AND p.point_id = v.site_id
+                 LEFT JOIN transfer_station s ON v.site_kind = 'station' AND s.station_id = v.site_id
+                 LEFT JOIN depot d ON v.site_kind = 'depot' AND d.depot_id = v.site_id
+                WHERE v.truck_id = %s AND v.service_date = %s AND v.kind = 'stay'
+                ORDER BY v.arrived_at""",
+            (truck_id, service_date),
+        ).fetchall()
+
+
 def truck_days(
     conn: psycopg.Connection, *, district_id: str, service_date: date, visits: Sequence[Visit]
 ) -> list[TruckDay]:

@@ -40,6 +40,7 @@ from fleet.alerts.models import (
     Period,
     PeriodSummary,
     ReportBy,
+    StayOut,
 )
 from fleet.config import Settings
 
@@ -59,6 +60,7 @@ __all__ = [
     "period_report",
     "replay_day",
     "report_csv",
+    "truck_stays",
     "webhook_secret",
 ]
 
@@ -128,6 +130,12 @@ def ledger(
             },
         ).fetchall()
     return _in_district_time(conn, [LedgerEntryOut(**r) for r in rows])
+
+
+def truck_stays(*, conn: psycopg.Connection, truck_id: str, service_date: date) -> list[StayOut]:
+    """Where a truck stood still on a service date, as the alert rules see it."""
+    rows = repo.stays(conn, truck_id=truck_id, service_date=service_date)
+    return _in_district_time(conn, [StayOut(**r) for r in rows])
 
 
 def list_alerts(

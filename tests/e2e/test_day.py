@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from fleet.alerts import repo as alerts_repo
 from tests.e2e.conftest import shot
 from tests.e2e.test_dashboard import choose, log_in
 from tests.integration.web.conftest import PASSWORD, LiveServer, Users
@@ -111,9 +114,12 @@ def test_supervisor_plays_back_the_truck_that_missed_a_point(
     info = page.inner_text("[data-testid=pb-info]")
     assert "皖A00002" in info and "计划路线" in info, info
     # T2 stopped at P3 (cleared there) and at the depot; the stop at P3 is listed with
-    # its times and the planned time.
+    # its times and the planned time. The stops are the alerts' stays, one row each.
     stops = page.locator("[data-testid=pb-stops] tbody tr")
-    assert stops.count() >= 2
+    with psycopg.connect(users.url) as conn:
+        stays = alerts_repo.stays(conn, truck_id="T2", service_date=DAY)
+    assert stops.count() == len(stays) >= 2, page.inner_text("[data-testid=pb-stops]")
+    assert "车场 D1" in page.inner_text("[data-testid=pb-stops]")
     p3 = page.locator("[data-testid=pb-stops] tbody tr[data-point-id=P3]")
     assert p3.count() == 1, page.inner_text("[data-testid=pb-stops]")
     cells = p3.locator("td").all_inner_texts()
@@ -144,6 +150,26 @@ def test_supervisor_plays_back_the_truck_that_missed_a_point(
     p3.click()
     index = int(page.get_attribute("[data-testid=playback]", "data-index") or "0")
     assert index > 0
+
+
+def test_playback_progress_judges_late_by_the_servers_clock(
+    page: Any, live_server: LiveServer, users: Users, supervised_day: int
+) -> None:
+    """A point still pending whose planned time has passed on the server's clock is late,
+    even in a browser whose clock says the day has not begun."""
+    with psycopg.connect(users.url, autocommit=True) as conn:
+        conn.execute(
+            """UPDATE ledger_entry SET status = 'pending', reason = NULL
+                WHERE service_date = %s AND point_id = 'P4'""",
+            (DAY,),
+        )
+    page.clock.set_fixed_time(datetime.combine(DAY - timedelta(days=1), time(12), UTC))
+    log_in(page, live_server, "supervisor")
+    page.click("a[data-page=playback]")
+    choose(page, "d1", DAY.isoformat())
+    row = page.locator("[data-testid=pb-progress] tr[data-truck-id=T2]")
+    row.wait_for()
+    assert row.inner_text().split("\t")[:4] == ["皖A00002", "1", "0", "1"], row.inner_text()
 
 
 def test_supervisor_assigns_and_closes_the_case_from_the_missed_list(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
 
@@ -15,7 +16,10 @@ DAY_Q = {"service_date": DAY.isoformat()}
 
 
 def test_ledger_of_the_day(client: TestClient, users: Users, supervised_day: int) -> None:
-    body = client.get("/api/v1/ledger", params=DAY_Q, headers=users.headers("viewer")).json()
+    for _ in range(2):  # a fresh body, then the cached one: each says when it was served
+        before = datetime.now(UTC)
+        body = client.get("/api/v1/ledger", params=DAY_Q, headers=users.headers("viewer")).json()
+        assert before <= datetime.fromisoformat(body["now"]) <= datetime.now(UTC)
     assert body["service_date"] == DAY.isoformat()
     status = {e["point_id"]: (e["status"], e["delivery"]) for e in body["entries"]}
     assert status == {
@@ -31,6 +35,36 @@ def test_ledger_of_the_day(client: TestClient, users: Users, supervised_day: int
     assert [e["point_id"] for e in missed.json()["entries"]] == ["P4", "P5"]
     hidden = client.get("/api/v1/ledger", params=DAY_Q, headers=users.headers("north_viewer"))
     assert hidden.json()["entries"] == []
+
+
+def test_stays_of_a_truck_are_the_alerts_stays(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    """/trucks/{id}/stays serves the stays the alert pipeline stored, matched to sites and
+    named, in local time; a truck outside the caller's districts is not found."""
+    import psycopg
+
+    from fleet.alerts import repo
+
+    got = client.get(
+        "/api/v1/trucks/T1/stays", params=DAY_Q, headers=users.headers("viewer")
+    ).json()
+    with psycopg.connect(users.url) as conn:
+        stored = repo.day_visits(conn, service_date=DAY, truck_ids=["T1"], point_ids=[])
+    want = [(v.site_kind, v.site_id, v.arrived_at) for v in stored if v.kind == "stay"]
+    assert [
+        (s["site_kind"], s["site_id"], datetime.fromisoformat(s["arrived_at"])) for s in got
+    ] == want
+    by_site = {s["site_id"]: s for s in got}
+    assert {"P1", "P2", "S1"} <= set(by_site)
+    assert by_site["P1"]["site_name"] == "P1 小区桶站" and by_site["P1"]["site_kind"] == "point"
+    assert by_site["P1"]["dwell_s"] >= 120 and by_site["P1"]["confidence"] == 1.0
+    assert by_site["P1"]["arrived_at"].endswith("+08:00")
+    for who, truck in (("north_viewer", "T1"), ("viewer", "NOPE")):
+        missing = client.get(
+            f"/api/v1/trucks/{truck}/stays", params=DAY_Q, headers=users.headers(who)
+        )
+        assert missing.status_code == 404, (who, truck)
 
 
 def test_alerts_filtered_by_kind(client: TestClient, users: Users, supervised_day: int) -> None:

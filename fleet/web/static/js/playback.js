@@ -1,7 +1,7 @@
 // 轨迹回放: a truck's day played back — a time slider and a play speed, the track drawn
-// up to that time with the truck's heading, its stops with times and the points they
-// served, the planned route beside the actual one; and every truck's progress against
-// the plan (done / due / late).
+// up to that time with the truck's heading, its stops (the stays the alerts found, with
+// the sites they were matched to), the planned route beside the actual one; and every
+// truck's progress against the plan (done / due / late, by the server's clock).
 import {
   addDays, api, clear, fmtDuration, fmtTime, h, midnightIso, platesOf, qs, session, showError, table,
 } from "./core.js";
@@ -10,9 +10,6 @@ import { LEDGER_COLOUR } from "./map.js";
 
 const L = window.L;
 const SPEEDS = [10, 60, 300, 900];
-const STOP_SPEED_KMH = 3; // slower than this counts as standing still
-const STOP_MIN_S = 60; // a stop shorter than this is traffic, not a stop
-const MATCH_RADIUS_M = 60; // a stop this close to a site is a stop at that site
 const ACTUAL = "#c0392b";
 const PLANNED = "#1f77b4";
 
@@ -81,6 +78,7 @@ export class PlaybackPage {
     ]);
     this.plates = plates;
     this.ledger = ledger.entries;
+    this.now = Date.parse(ledger.now);
     const published = plans.find((p) => p.status === "published");
     this.plan = published ? await api(`/plans/${published.plan_id}`) : null;
     this.renderProgress();
@@ -95,9 +93,9 @@ export class PlaybackPage {
   }
 
   // Done / due / late per truck, from the ledger of the day (what the alert rules found)
-  // held against the plan's times.
+  // held against the plan's times at the server's clock (the browser's may be off).
   renderProgress() {
-    const now = Date.now();
+    const { now } = this;
     const byTruck = new Map();
     for (const truckId of this.plates.keys()) byTruck.set(truckId, { truckId, done: 0, due: 0, late: 0 });
     for (const e of this.ledger) {
@@ -172,8 +170,9 @@ export class PlaybackPage {
     const tz = session.config.timezone;
     const range = { start_at: midnightIso(date, tz), end_at: midnightIso(addDays(date, 1), tz), max_points: 20000 };
     const route = this.plan?.routes.find((r) => r.truck_id === truckId) || null;
-    const [track, geo] = await Promise.all([
+    const [track, stays, geo] = await Promise.all([
       api(`/trucks/${encodeURIComponent(truckId)}/track${qs(range)}`),
+      api(`/trucks/${encodeURIComponent(truckId)}/stays${qs({ service_date: date })}`),
       route ? api(`/plans/${this.plan.plan_id}/routes.geojson`) : Promise.resolve(null),
     ]);
     if (truckId !== this.truckId) return; // another truck was chosen meanwhile
@@ -207,7 +206,7 @@ export class PlaybackPage {
     map.fitTo(bounds);
     const t0 = this.times[0];
     this.slider.max = String(Math.max(1, Math.round((this.times[this.times.length - 1] - t0) / 1000)));
-    this.stops = this.findStops(truckId);
+    this.stops = stays.map((s) => this.stop(s));
     this.renderStops(route);
     clear(this.el.info, `${t("pb.actual")} ${this.plate(truckId)} · ${track.total_fixes} ${t("pb.fixes")}`
       + (track.downsampled ? ` (${track.points.length})` : "")
@@ -219,46 +218,18 @@ export class PlaybackPage {
     this.el.root.dataset.loadMs = String(Math.round(performance.now() - started));
   }
 
-  // Stops: runs of fixes slower than STOP_SPEED_KMH lasting STOP_MIN_S or more. Each
-  // is matched to the point the ledger says this truck cleared then, else to the
-  // nearest site within MATCH_RADIUS_M.
-  findStops(truckId) {
-    const { map } = this.ctx;
-    const cleared = this.ledger.filter((e) => e.cleared_by_truck_id === truckId && e.cleared_at);
-    const stops = [];
-    let start = -1;
-    const close = (end) => {
-      if (start < 0) return;
-      const startMs = this.times[start];
-      const endMs = this.times[end];
-      if ((endMs - startMs) / 1000 >= STOP_MIN_S) stops.push({ start, end, startMs, endMs });
-      start = -1;
+  // A stay as the stops table reads it: its times and the site it was matched to.
+  stop(stay) {
+    const kind = stay.site_kind;
+    const site = kind ? `${stay.site_id} ${stay.site_name || ""}`.trim() : "";
+    return {
+      startMs: Date.parse(stay.arrived_at),
+      endMs: Date.parse(stay.departed_at),
+      kind,
+      siteId: stay.site_id,
+      pointId: kind === "point" ? stay.site_id : null,
+      label: !kind ? t("pb.unmatched") : kind === "point" ? site : `${t(`site.${kind}`)} ${site}`,
     };
-    this.points.forEach((p, i) => {
-      const still = (p.speed_kmh ?? 0) < STOP_SPEED_KMH;
-      if (still && start < 0) start = i;
-      else if (!still) close(i - 1);
-    });
-    close(this.points.length - 1);
-    for (const stop of stops) {
-      const hit = cleared.find((e) => {
-        const at = Date.parse(e.cleared_at);
-        return at >= stop.startMs - STOP_MIN_S * 1000 && at <= stop.endMs;
-      });
-      if (hit) {
-        Object.assign(stop, { kind: "point", pointId: hit.point_id, label: `${hit.point_id} ${hit.point_name || ""}` });
-        continue;
-      }
-      const here = this.latlngs[stop.start];
-      let best = null;
-      for (const site of map.sites.values()) {
-        const d = map.map.distance(here, L.latLng(...map.ll(site.lat, site.lon)));
-        if (d <= MATCH_RADIUS_M && (!best || d < best.d)) best = { d, site };
-      }
-      if (best) Object.assign(stop, { kind: best.site.kind, pointId: best.site.kind === "point" ? best.site.id : null, label: `${t(`site.${best.site.kind}`)} ${best.site.id} ${best.site.name}` });
-      else Object.assign(stop, { kind: null, pointId: null, label: t("pb.unmatched") });
-    }
-    return stops;
   }
 
   renderStops(route) {
@@ -273,7 +244,7 @@ export class PlaybackPage {
       [t("col.depart"), (s) => fmtTime(new Date(s.endMs).toISOString())],
       [t("col.dwell"), (s) => fmtDuration((s.endMs - s.startMs) / 1000)],
       [t("col.place"), (s) => s.label],
-      [t("col.planned"), (s) => (s.kind && eta.has(`${s.kind}:${s.pointId || ""}`) ? fmtTime(eta.get(`${s.kind}:${s.pointId}`)) : "—")],
+      [t("col.planned"), (s) => (s.kind && eta.has(`${s.kind}:${s.siteId}`) ? fmtTime(eta.get(`${s.kind}:${s.siteId}`)) : "—")],
     ], (s) => ({
       class: `clickable${s.pointId && s.pointId === this.focusPoint ? " selected" : ""}`,
       dataset: { pointId: s.pointId || "" },
