@@ -6,12 +6,12 @@ one frame painted).
     .venv/bin/python bench/playback.py [--fixes 8640] [--points 300] [--runs 7]
 
 The district has --points collection points; the truck drives a loop through them,
-stopping three minutes at each, and the day's published plan and clearance ledger name
-them, so the page matches stops to points as it does for a real day. The server is
-`clearday serve` in its own process; the browser is Debian's Chromium (headless,
-Playwright); the clock is the page's own (`performance.now()` from the `change` event
-of the truck picker to the frame after `data-ready`), so Playwright's round trips are
-not counted. Each run chooses the truck afresh (API answers are not cached).
+stopping three minutes at each; the day's published plan names them, and the alert
+pipeline's replay of the day finds the stays (the page's stops) and the ledger, as for
+a real day. The server is `clearday serve` in its own process; the browser is Debian's
+Chromium (headless, Playwright); the clock is the page's own (`performance.now()` from
+the `change` event of the truck picker to the frame after `data-ready`), so
+Playwright's round trips are not counted. Each run chooses the truck afresh (API answers are not cached).
 
 Database: CLEARDAY_DATABASE_URL when set (a database of its own is created there),
 otherwise a private PostgreSQL (fsync off). The last line on stdout is one JSON object:
@@ -42,8 +42,10 @@ sys.path.insert(0, str(ROOT))
 from api_server import ApiServer  # noqa: E402
 
 from fleet import db  # noqa: E402
+from fleet.alerts import service as alerts_service  # noqa: E402
 from fleet.auth import service as auth_service  # noqa: E402
 from fleet.auth.models import Role  # noqa: E402
+from fleet.config import Settings  # noqa: E402
 from fleet.services import PrivatePostgres  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -179,21 +181,11 @@ def generate(url: str, *, points: int, fixes: int, day: date) -> None:
                 [(plan[0], TRUCK, seq, f"BP{i:04d}", at, at + timedelta(seconds=DWELL_S))
                  for seq, (i, at) in enumerate(served, start=1)],
             )  # fmt: skip
-            cur.executemany(
-                """INSERT INTO ledger_entry (service_date, point_id, district_id, stream,
-                       planned_truck_id, planned_seq, planned_arrival_at, window_start_at,
-                       window_end_at, deadline_at, status, cleared_at, cleared_by_truck_id,
-                       dwell_s, delivery, evidence, status_since, computed_at)
-                   VALUES (%s, %s, %s, 'other', %s, %s, %s, %s, %s, %s, 'cleared', %s, %s, %s,
-                           'on_truck', %s, %s, %s)""",
-                [(day, f"BP{i:04d}", DISTRICT, TRUCK, seq, at, at - timedelta(hours=1),
-                  at + timedelta(hours=1), at + timedelta(hours=8), at, TRUCK, DWELL_S,
-                  Jsonb({"visit": {"truck_id": TRUCK, "kind": "stay", "arrived_at": at.isoformat(),
-                                   "departed_at": (at + timedelta(seconds=DWELL_S)).isoformat(),
-                                   "dwell_s": DWELL_S}}), at, at)
-                 for seq, (i, at) in enumerate(served, start=1)],
-            )  # fmt: skip
-        log(f"{len(rows):,} fixes, {len(served)} points served, plan {plan[0]}")
+        # The alert pipeline finds the stays and writes the ledger, as for a real day.
+        stats = alerts_service.replay_day(
+            conn=conn, settings=Settings(), service_date=day, now=datetime.now(UTC)
+        )
+        log(f"{len(rows):,} fixes, {len(served)} points served, plan {plan[0]}, replay {stats}")
 
 
 def measure(base: str, token: str, day: date, runs: int) -> list[dict[str, Any]]:
@@ -271,6 +263,8 @@ def main() -> None:
         shown = results[-1]["index"] + 1
         if shown != args.fixes:
             raise RuntimeError(f"the page drew {shown} fixes, not {args.fixes}")
+        if results[-1]["stops"] == 0:
+            raise RuntimeError("the page listed no stops: the replay found no stays")
         result = {
             "fixes": args.fixes,
             "stops": results[-1]["stops"],

@@ -27,6 +27,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from fleet.refusal import Param, Refused
 from fleet.trucks.terminals import JT808_PHONE_MAX_DIGITS, jt808_phone_key
 
 KINDS = ("depots", "stations", "points", "trucks", "roads")
@@ -84,6 +85,20 @@ class RowError:
     # invalid: fix the file; conflict: an id is not available; forbidden: needs a right.
     refusal: Refusal = "invalid"
     unit: Literal["line", "feature", "file"] | None = None
+    # The message as a stable code and the values it names (fleet/refusal.py).
+    code: str = "import_invalid"
+    params: dict[str, Param] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        file: str,
+        line: int,
+        problem: Refused,
+        refusal: Refusal = "invalid",
+        unit: Literal["line", "feature", "file"] | None = None,
+    ) -> RowError:
+        return cls(file, line, str(problem), refusal, unit, problem.code, dict(problem.params))
 
     def __str__(self) -> str:
         unit = self.unit or ("feature" if self.file.endswith(".geojson") else "line")
@@ -123,7 +138,7 @@ class Parsed:
         return {k: len(v) for k, v in self.rows.items() if v}
 
 
-class _Bad(ValueError):
+class _Bad(Refused):
     pass
 
 
@@ -138,7 +153,7 @@ def _show(value: Any) -> str:
 
 def _scalar(value: Any) -> Any:
     if isinstance(value, (dict, list)):
-        raise _Bad(f"{_show(value)} is not a single value")
+        raise _Bad("not_single_value", f"{_show(value)} is not a single value", value=_show(value))
     return value
 
 
@@ -146,9 +161,14 @@ def _text_of(max_chars: int) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(_scalar(value)).strip()
         if not text:
-            raise _Bad("is empty")
+            raise _Bad("value_empty", "is empty")
         if len(text) > max_chars:
-            raise _Bad(f"is {len(text)} characters long; at most {max_chars}")
+            raise _Bad(
+                "value_too_long",
+                f"is {len(text)} characters long; at most {max_chars}",
+                length=len(text),
+                max=max_chars,
+            )
         return text
 
     return parse
@@ -160,19 +180,21 @@ _text = _text_of(MAX_NAME_CHARS)
 def _id(value: Any) -> str:
     text = _text_of(MAX_ID_CHARS)(value)
     if _ID_FORBIDDEN.search(text):
-        raise _Bad(f"{_show(text)} may not contain spaces, / or \\")
+        raise _Bad(
+            "id_bad_chars", f"{_show(text)} may not contain spaces, / or \\", value=_show(text)
+        )
     return text
 
 
 def _float(value: Any) -> float:
     if isinstance(value, bool):
-        raise _Bad(f"{value!r} is not a number")
+        raise _Bad("not_a_number", f"{value!r} is not a number", value=repr(value))
     try:
         number = float(_scalar(value))
     except (TypeError, ValueError, OverflowError):
-        raise _Bad(f"{_show(value)} is not a number") from None
+        raise _Bad("not_a_number", f"{_show(value)} is not a number", value=_show(value)) from None
     if not math.isfinite(number):
-        raise _Bad(f"{_show(value)} is not a finite number")
+        raise _Bad("not_finite", f"{_show(value)} is not a finite number", value=_show(value))
     return number
 
 
@@ -181,12 +203,17 @@ def _bounded(low: float, high: float, *, above_low: bool = False) -> Callable[[A
 
     def parse(value: Any) -> float:
         number = _float(value)
+        shown = f"{number:g}"
         if above_low and number <= low:
-            raise _Bad(f"{number:g} must be greater than {low:g}")
+            raise _Bad(
+                "number_not_above", f"{shown} must be greater than {low:g}", value=shown, low=low
+            )
         if number < low:
-            raise _Bad(f"{number:g} is negative" if low == 0 else f"{number:g} is below {low:g}")
+            if low == 0:
+                raise _Bad("number_negative", f"{shown} is negative", value=shown)
+            raise _Bad("number_below", f"{shown} is below {low:g}", value=shown, low=low)
         if number > high:
-            raise _Bad(f"{number:g} is more than {high:g}")
+            raise _Bad("number_above", f"{shown} is more than {high:g}", value=shown, high=high)
         return number
 
     return parse
@@ -200,7 +227,11 @@ def _seconds_of(low: int, high: int) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         number = _bounded(low, high)(value)
         if number != int(number):
-            raise _Bad(f"{_show(value)} is not a whole number of seconds")
+            raise _Bad(
+                "not_whole_seconds",
+                f"{_show(value)} is not a whole number of seconds",
+                value=_show(value),
+            )
         return int(number)
 
     return parse
@@ -212,14 +243,14 @@ _seconds = _seconds_of(0, MAX_SECONDS)
 def _lat(value: Any) -> float:
     number = _float(value)
     if not -90 <= number <= 90:
-        raise _Bad(f"latitude {number} is outside -90..90")
+        raise _Bad("latitude_range", f"latitude {number} is outside -90..90", value=number)
     return number
 
 
 def _lon(value: Any) -> float:
     number = _float(value)
     if not -180 <= number <= 180:
-        raise _Bad(f"longitude {number} is outside -180..180")
+        raise _Bad("longitude_range", f"longitude {number} is outside -180..180", value=number)
     return number
 
 
@@ -231,7 +262,9 @@ def _clock(value: Any) -> time:
             raise ValueError
         return time(int(hours), int(minutes))
     except (ValueError, TypeError):
-        raise _Bad(f"{_show(text)} is not a time of day HH:MM") from None
+        raise _Bad(
+            "not_clock", f"{_show(text)} is not a time of day HH:MM", value=_show(text)
+        ) from None
 
 
 def _bool(value: Any) -> bool:
@@ -242,17 +275,24 @@ def _bool(value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "n", "否"):
         return False
-    raise _Bad(f"{_show(value)} is not true/false")
+    raise _Bad("not_bool", f"{_show(value)} is not true/false", value=_show(value))
 
 
 def _jt808_phone(value: Any) -> str:
     """A JT/T 808 terminal phone number: digits, stored without leading zeros."""
     text = str(_scalar(value)).strip()
     if not (text.isascii() and text.isdigit()) or len(text) > JT808_PHONE_MAX_DIGITS:
-        raise _Bad(f"{_show(text)} is not a phone number of 1 to {JT808_PHONE_MAX_DIGITS} digits")
+        raise _Bad(
+            "phone_bad",
+            f"{_show(text)} is not a phone number of 1 to {JT808_PHONE_MAX_DIGITS} digits",
+            value=_show(text),
+            max=JT808_PHONE_MAX_DIGITS,
+        )
     key = jt808_phone_key(text)
     if key == "0":
-        raise _Bad(f"{_show(text)} is not a phone number (all zeros)")
+        raise _Bad(
+            "phone_zeros", f"{_show(text)} is not a phone number (all zeros)", value=_show(text)
+        )
     return key
 
 
@@ -263,7 +303,9 @@ def _stream(value: Any) -> str:
     if text in STREAMS:
         return STREAMS[text]
     raise _Bad(
-        f"unknown waste stream {_show(text)} (use one of other, kitchen, recyclable, hazardous, mixed)"
+        "stream_unknown",
+        f"unknown waste stream {_show(text)} (use one of other, kitchen, recyclable, hazardous, mixed)",
+        value=_show(text),
     )
 
 
@@ -271,7 +313,7 @@ def _streams(value: Any) -> list[str]:
     items = value if isinstance(value, list) else str(value).replace("；", ";").split(";")
     streams = [_stream(item) for item in items if str(item).strip()]
     if not streams:
-        raise _Bad("lists no waste stream")
+        raise _Bad("streams_none", "lists no waste stream")
     return sorted(set(streams))
 
 
@@ -279,7 +321,13 @@ def _one_of(*allowed: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(_scalar(value)).strip().lower()
         if text not in allowed:
-            raise _Bad(f"{_show(value)} is not one of {', '.join(allowed)}")
+            listed = ", ".join(allowed)
+            raise _Bad(
+                "not_one_of",
+                f"{_show(value)} is not one of {listed}",
+                value=_show(value),
+                allowed=listed,
+            )
         return text
 
     return parse
@@ -288,7 +336,9 @@ def _one_of(*allowed: str) -> Callable[[Any], str]:
 def _node(value: Any) -> int:
     number = _bounded(-(2**53), 2**53)(value)  # integers a float (and JSON) holds exactly
     if number != int(number):
-        raise _Bad(f"{_show(value)} is not an integer node id")
+        raise _Bad(
+            "node_not_integer", f"{_show(value)} is not an integer node id", value=_show(value)
+        )
     return int(number)
 
 
@@ -370,7 +420,17 @@ def _decode(name: str, data: bytes, errors: _Errors) -> str | None:
     NUL byte or bytes that are not UTF-8 named in `errors`."""
     for bom, encoding in _WIDE_BOMS.items():
         if data.startswith(bom):
-            errors.add(RowError(name, 1, f"is {encoding} text, not UTF-8; {SAVE_AS_UTF8}"))
+            errors.add(
+                RowError.of(
+                    name,
+                    1,
+                    Refused(
+                        "file_wide_encoding",
+                        f"is {encoding} text, not UTF-8; {SAVE_AS_UTF8}",
+                        encoding=encoding,
+                    ),
+                )
+            )
             return None
     try:
         text: str | None = data.decode("utf-8")
@@ -382,11 +442,15 @@ def _decode(name: str, data: bytes, errors: _Errors) -> str | None:
     for number, line in enumerate(data.split(b"\n"), start=1):
         if b"\x00" in line:
             errors.add(
-                RowError(
+                RowError.of(
                     name,
                     number,
-                    f"holds a NUL byte (0x00) at byte {line.index(0) + 1} of the line; "
-                    "the file is binary or UTF-16: " + SAVE_AS_UTF8,
+                    Refused(
+                        "line_nul",
+                        f"holds a NUL byte (0x00) at byte {line.index(0) + 1} of the line; "
+                        "the file is binary or UTF-16: " + SAVE_AS_UTF8,
+                        byte=line.index(0) + 1,
+                    ),
                 )
             )
             continue
@@ -394,26 +458,41 @@ def _decode(name: str, data: bytes, errors: _Errors) -> str | None:
             line.decode("utf-8")
         except UnicodeDecodeError as bad:
             errors.add(
-                RowError(
+                RowError.of(
                     name,
                     number,
-                    f"byte 0x{line[bad.start]:02x} at byte {bad.start + 1} of the line is not "
-                    f"UTF-8; {SAVE_AS_UTF8}",
+                    Refused(
+                        "line_not_utf8",
+                        f"byte 0x{line[bad.start]:02x} at byte {bad.start + 1} of the line is not "
+                        f"UTF-8; {SAVE_AS_UTF8}",
+                        value=f"0x{line[bad.start]:02x}",
+                        byte=bad.start + 1,
+                    ),
                 )
             )
     return None
 
 
-def _header_problem(columns: list[str]) -> str | None:
+def _header_problem(columns: list[str]) -> Refused | None:
     for column in columns:
         if _INVISIBLE.search(column):
-            return f"column name {_show(column)} holds an invisible character; retype it"
+            return Refused(
+                "header_invisible",
+                f"column name {_show(column)} holds an invisible character; retype it",
+                value=_show(column),
+            )
     named = [c for c in columns if c]
     if not named:
-        return "the first line must name the columns (see docs/import.md)"
+        return Refused(
+            "header_no_names", "the first line must name the columns (see docs/import.md)"
+        )
     twice = sorted({c for c in named if named.count(c) > 1})
     if twice:
-        return f"column {twice[0]!r} appears more than once in the header"
+        return Refused(
+            "header_duplicate",
+            f"column {twice[0]!r} appears more than once in the header",
+            column=twice[0],
+        )
     return None
 
 
@@ -424,29 +503,46 @@ def _csv_records(name: str, text: str, errors: _Errors) -> Iterator[tuple[int, d
     try:
         header = next(reader, None)
         if header is None:
-            errors.add(RowError(name, 1, "is empty: the first line must name the columns"))
+            errors.add(
+                RowError.of(
+                    name,
+                    1,
+                    Refused("file_empty", "is empty: the first line must name the columns"),
+                )
+            )
             return
         columns = [c.strip() for c in header]
         problem = _header_problem(columns)
         if problem:
-            errors.add(RowError(name, 1, problem))
+            errors.add(RowError.of(name, 1, problem))
             return
         for values in reader:
             line = reader.line_num  # physical lines: a quoted value may span several
             if not any(v.strip() for v in values):
                 continue
             width = f"has {len(values)} values but the header names {len(columns)} columns"
+            counts: dict[str, Param] = {"values": len(values), "columns": len(columns)}
             if any(v.strip() for v in values[len(columns) :]):
-                errors.add(RowError(name, line, f"{width}; quote values that hold a comma"))
+                wide = Refused("row_too_wide", f"{width}; quote values that hold a comma", **counts)
+                errors.add(RowError.of(name, line, wide))
                 continue
             if len(values) < len(columns):
-                errors.add(RowError(name, line, f"{width}; a value or a comma is missing"))
+                narrow = Refused(
+                    "row_too_narrow", f"{width}; a value or a comma is missing", **counts
+                )
+                errors.add(RowError.of(name, line, narrow))
                 continue
             unnamed = [i + 1 for i, c in enumerate(columns) if not c and values[i].strip()]
             if unnamed:
                 errors.add(
-                    RowError(
-                        name, line, f"column {unnamed[0]} has a value but no name in the header"
+                    RowError.of(
+                        name,
+                        line,
+                        Refused(
+                            "column_unnamed",
+                            f"column {unnamed[0]} has a value but no name in the header",
+                            index=unnamed[0],
+                        ),
                     )
                 )
                 continue
@@ -454,8 +550,15 @@ def _csv_records(name: str, text: str, errors: _Errors) -> Iterator[tuple[int, d
     except csv.Error as exc:
         reason = str(exc)
         if "field limit" in reason:
-            reason = f"a value is longer than {csv.field_size_limit()} characters"
-        errors.add(RowError(name, max(reader.line_num, 1), f"cannot be read as CSV: {reason}"))
+            limit = csv.field_size_limit()
+            unreadable = Refused(
+                "csv_value_too_long",
+                f"cannot be read as CSV: a value is longer than {limit} characters",
+                max=limit,
+            )
+        else:
+            unreadable = Refused("csv_unreadable", f"cannot be read as CSV: {reason}")
+        errors.add(RowError.of(name, max(reader.line_num, 1), unreadable))
 
 
 def _geojson_records(
@@ -465,28 +568,47 @@ def _geojson_records(
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        errors.add(
-            RowError(name, exc.lineno, f"is not JSON: {exc.msg} at column {exc.colno}", unit="line")
+        syntax = Refused(
+            "json_syntax", f"is not JSON: {exc.msg} at column {exc.colno}", column=exc.colno
         )
+        errors.add(RowError.of(name, exc.lineno, syntax, unit="line"))
         return
     except (ValueError, RecursionError) as exc:  # a number of 5,000 digits; deep nesting
-        errors.add(RowError(name, 0, f"cannot be read as JSON: {str(exc)[:100]}", unit="file"))
+        unreadable = Refused("json_unreadable", f"cannot be read as JSON: {str(exc)[:100]}")
+        errors.add(RowError.of(name, 0, unreadable, unit="file"))
         return
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
-        errors.add(RowError(name, 0, "is not a GeoJSON FeatureCollection", unit="file"))
+        errors.add(
+            RowError.of(
+                name,
+                0,
+                Refused("not_feature_collection", "is not a GeoJSON FeatureCollection"),
+                unit="file",
+            )
+        )
         return
     features = document.get("features")
     if not isinstance(features, list):
-        errors.add(RowError(name, 0, "has no list of features", unit="file"))
+        errors.add(
+            RowError.of(name, 0, Refused("no_features", "has no list of features"), unit="file")
+        )
         return
     for index, feature in enumerate(features):
         if not isinstance(feature, dict):
-            errors.add(RowError(name, index, "is not a GeoJSON Feature object"))
+            errors.add(
+                RowError.of(name, index, Refused("not_feature", "is not a GeoJSON Feature object"))
+            )
             continue
         raw_properties = feature.get("properties") or {}
         geometry = feature.get("geometry") or {}
         if not isinstance(raw_properties, dict) or not isinstance(geometry, dict):
-            errors.add(RowError(name, index, "properties and geometry must be JSON objects"))
+            errors.add(
+                RowError.of(
+                    name,
+                    index,
+                    Refused("feature_not_objects", "properties and geometry must be JSON objects"),
+                )
+            )
             continue
         properties = dict(raw_properties)
         coords = geometry.get("coordinates")
@@ -496,27 +618,40 @@ def _geojson_records(
                 or not isinstance(coords, list)
                 or len(coords) < 2
             ):
-                properties["__error__"] = "geometry must be a LineString with at least 2 points"
+                properties["__error__"] = Refused(
+                    "road_geometry", "geometry must be a LineString with at least 2 points"
+                )
             else:
                 properties["coordinates"] = coords
         elif geometry.get("type") == "Point" and isinstance(coords, list) and len(coords) >= 2:
             properties.setdefault("lon", coords[0])
             properties.setdefault("lat", coords[1])
         else:
-            properties["__error__"] = "geometry must be a Point [lon, lat]"
+            properties["__error__"] = Refused(
+                "point_geometry", "geometry must be a Point [lon, lat]"
+            )
         yield index, {k: v for k, v in properties.items() if v not in (None, "")}
 
 
-def _invisible(value: Any) -> str | None:
+def _invisible(value: Any) -> Refused | None:
     """Why a raw value (or an item of a list) cannot be kept, if it holds an invisible
     character."""
     for text in value if isinstance(value, list) else [value]:
         if isinstance(text, str) and (found := _INVISIBLE.search(text)):
-            return (
-                f"holds the invisible character U+{ord(found.group()):04X} at position "
-                f"{found.start() + 1}; retype the value"
+            char = f"U+{ord(found.group()):04X}"
+            return Refused(
+                "invisible_char",
+                f"holds the invisible character {char} at position {found.start() + 1}; "
+                "retype the value",
+                char=char,
+                position=found.start() + 1,
             )
     return None
+
+
+def _in_column(column: str, problem: Refused) -> Refused:
+    """A problem of one value, naming its column."""
+    return Refused(problem.code, f"{column}: {problem}", column=column, **problem.params)
 
 
 def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -530,8 +665,8 @@ def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
 
 def _validate(
     kind: str, record: dict[str, Any], default_district: str
-) -> tuple[dict[str, Any], list[str]]:
-    problems = []
+) -> tuple[dict[str, Any], list[Refused]]:
+    problems: list[Refused] = []
     if "__error__" in record:
         problems.append(record.pop("__error__"))
     row: dict[str, Any] = {}
@@ -539,35 +674,45 @@ def _validate(
         if column in record:
             invisible = _invisible(record[column])
             if invisible:
-                problems.append(f"{column}: {invisible}")
+                problems.append(_in_column(column, invisible))
                 continue
             try:
                 row[column] = parse(record[column])
             except _Bad as bad:
-                problems.append(f"{column}: {bad}")
+                problems.append(_in_column(column, bad))
         elif default is REQUIRED:
-            problems.append(f"missing required field {column!r}")
+            problems.append(
+                Refused("field_missing", f"missing required field {column!r}", column=column)
+            )
         else:
             row[column] = default
     district = record.get("district") or default_district
     if not isinstance(district, str) or not _district_ok(district.strip()):
-        problems.append(f"district code {_show(district)} must be 1-64 letters, digits, _ or -")
+        problems.append(
+            Refused(
+                "district_code_bad",
+                f"district code {_show(district)} must be 1-64 letters, digits, _ or -",
+                value=_show(district),
+            )
+        )
     row["district"] = str(district).strip()
     if kind in ("depots", "stations", "points") and row.get("lat") == 0 and row.get("lon") == 0:
-        problems.append("coordinates (0, 0) look like a missing location")
+        problems.append(
+            Refused("coordinates_zero", "coordinates (0, 0) look like a missing location")
+        )
     window = (row.get("window_start"), row.get("window_end"))
     if kind == "points" and None not in window and window[0] > window[1]:  # type: ignore[operator]
-        problems.append("window_start is after window_end")
+        problems.append(Refused("window_reversed", "window_start is after window_end"))
     if kind == "trucks" and not problems:
         if row["shift_start"] >= row["shift_end"]:
-            problems.append("shift_start must be before shift_end")
+            problems.append(Refused("shift_reversed", "shift_start must be before shift_end"))
         if row["can_enter_narrow"] is None:
             row["can_enter_narrow"] = row["truck_type"] == "small"
     if kind == "roads" and not problems:
         try:
             row["coordinates"] = _line(record.get("coordinates"))
         except _Bad as bad:
-            problems.append(f"geometry: {bad}")
+            problems.append(_in_column("geometry", bad))
         else:
             if row["speed_kmh"] is None:
                 row["speed_kmh"] = ROAD_CLASSES[row["road_class"]]
@@ -580,11 +725,13 @@ def _validate(
 
 def _line(coordinates: Any) -> list[list[float]]:
     if not isinstance(coordinates, list) or len(coordinates) < 2:
-        raise _Bad("a LineString needs at least 2 points")
+        raise _Bad("line_too_short", "a LineString needs at least 2 points")
     points = []
     for point in coordinates:
         if not isinstance(point, list) or len(point) < 2:
-            raise _Bad(f"{_show(point)} is not a position [lon, lat]")
+            raise _Bad(
+                "position_bad", f"{_show(point)} is not a position [lon, lat]", value=_show(point)
+            )
         points.append([_lon(point[0]), _lat(point[1])])
     return points
 
@@ -593,15 +740,19 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
     """Validate every row of every file; raise ImportRejected listing the errors."""
     parsed = Parsed()
     errors = _Errors()
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, id) -> (file, line)
     for name, data in files:
         kind = kind_of(name)
         if kind is None:
             errors.add(
-                RowError(
+                RowError.of(
                     name,
                     0,
-                    "unknown file: name it depots/stations/points/trucks.csv or .geojson, roads.geojson",
+                    Refused(
+                        "file_unknown",
+                        "unknown file: name it depots/stations/points/trucks.csv or .geojson, "
+                        "roads.geojson",
+                    ),
                     unit="file",
                 )
             )
@@ -609,7 +760,14 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
         is_geojson = name.lower().endswith((".geojson", ".json"))
         if kind == "roads" and not is_geojson:
             errors.add(
-                RowError(name, 0, "roads must be GeoJSON LineStrings (roads.geojson)", unit="file")
+                RowError.of(
+                    name,
+                    0,
+                    Refused(
+                        "roads_not_geojson", "roads must be GeoJSON LineStrings (roads.geojson)"
+                    ),
+                    unit="file",
+                )
             )
             continue
         text = _decode(name, data, errors)
@@ -627,16 +785,26 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
             row, problems = _validate(kind, record, default_district)
             key = (kind, str(row.get("id")))
             if "id" in row and key in seen:
-                problems.append(f"duplicate id {row['id']!r} (first at {seen[key]})")
+                first_file, first_line = seen[key]
+                unit = "feature" if first_file.lower().endswith((".geojson", ".json")) else "line"
+                problems.append(
+                    Refused(
+                        "duplicate_id",
+                        f"duplicate id {row['id']!r} (first at {first_file} {unit} {first_line})",
+                        id=row["id"],
+                        file=first_file,
+                        line=first_line,
+                    )
+                )
             elif "id" in row:
-                seen[key] = f"{name} {'feature' if is_geojson else 'line'} {line}"
+                seen[key] = (name, line)
             for problem in problems:
-                errors.add(RowError(name, line, problem))
+                errors.add(RowError.of(name, line, problem))
             if not problems:
                 row["__where__"] = (name, line)
                 parsed.rows[kind].append(row)
         if not rows_seen and errors.total == before:
-            errors.add(RowError(name, 0, "has no rows", unit="file"))
+            errors.add(RowError.of(name, 0, Refused("file_no_rows", "has no rows"), unit="file"))
     # Terminal ids (and JT/T 808 phone numbers) are unique across trucks too: one
     # terminal, one truck.
     for column in TERMINAL_COLUMNS:
@@ -648,8 +816,16 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
             if other != row["id"]:
                 name, line = row["__where__"]
                 errors.add(
-                    RowError(
-                        name, line, f"{column} {row[column]!r} is already used by truck {other!r}"
+                    RowError.of(
+                        name,
+                        line,
+                        Refused(
+                            "terminal_twice",
+                            f"{column} {row[column]!r} is already used by truck {other!r}",
+                            column=column,
+                            value=row[column],
+                            truck=other,
+                        ),
                     )
                 )
     errors.raise_any()
@@ -758,16 +934,10 @@ def load(
                 raise psycopg.Rollback(transaction)
     except psycopg.errors.UniqueViolation:
         # Another import took the same id or terminal between the checks and the writes.
-        raise ImportRejected(
-            [
-                RowError(
-                    "import",
-                    0,
-                    "another import wrote the same ids at the same moment; run it again",
-                    "conflict",
-                )
-            ]
-        ) from None
+        raced = Refused(
+            "import_raced", "another import wrote the same ids at the same moment; run it again"
+        )
+        raise ImportRejected([RowError.of("import", 0, raced, "conflict")]) from None
     return ImportSummary(inserted, updated, created)
 
 
@@ -789,11 +959,15 @@ def _create_districts(conn: psycopg.Connection, parsed: Parsed, *, allowed: bool
     if missing and not allowed:
         raise ImportRejected(
             [
-                RowError(
+                RowError.of(
                     *_where(first_row[code]),
-                    f"district {code} does not exist; creating a district needs an "
-                    "administrator who sees every district (as POST /api/v1/districts does): "
-                    "ask one to create it, or import into a district of yours",
+                    Refused(
+                        "district_not_created",
+                        f"district {code} does not exist; creating a district needs an "
+                        "administrator who sees every district (as POST /api/v1/districts "
+                        "does): ask one to create it, or import into a district of yours",
+                        district=code,
+                    ),
                     "forbidden",
                 )
                 for code in missing
@@ -832,11 +1006,18 @@ def _check_ids(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> Non
 
 def _id_taken(kind: str, row: dict[str, Any]) -> RowError:
     district = row["district"]
-    return RowError(
+    return RowError.of(
         *_where(row),
-        f"{NOUNS[kind]} id {row['id']!r} is already used outside district {district}; ids are "
-        f"unique across the deployment — prefix them with your district's code, e.g. "
-        f"{district}-{row['id']}",
+        Refused(
+            "id_taken",
+            f"{NOUNS[kind]} id {row['id']!r} is already used outside district {district}; ids "
+            f"are unique across the deployment — prefix them with your district's code, e.g. "
+            f"{district}-{row['id']}",
+            kind=kind,
+            id=row["id"],
+            district=district,
+            example=f"{district}-{row['id']}",
+        ),
         "conflict",
     )
 
@@ -855,10 +1036,15 @@ def _check_depots(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> 
     for row in trucks:
         if (row["depot_id"], row["district"]) not in known:
             errors.add(
-                RowError(
+                RowError.of(
                     *_where(row),
-                    f"depot_id {row['depot_id']!r} is not a depot of district {row['district']} "
-                    "(neither in this import nor in the database)",
+                    Refused(
+                        "depot_not_in_district",
+                        f"depot_id {row['depot_id']!r} is not a depot of district "
+                        f"{row['district']} (neither in this import nor in the database)",
+                        depot=row["depot_id"],
+                        district=row["district"],
+                    ),
                 )
             )
 
@@ -883,10 +1069,15 @@ def _check_terminals(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) 
         for row in trucks:
             if row.get(column) is not None and holder.get(row[column], row["id"]) != row["id"]:
                 errors.add(
-                    RowError(
+                    RowError.of(
                         *_where(row),
-                        f"{column} {row[column]!r} is already used by another truck; "
-                        "one terminal, one truck (free it there first)",
+                        Refused(
+                            "terminal_taken",
+                            f"{column} {row[column]!r} is already used by another truck; "
+                            "one terminal, one truck (free it there first)",
+                            column=column,
+                            value=row[column],
+                        ),
                         "conflict",
                     )
                 )

@@ -274,7 +274,7 @@ def _act(
     except service.CaseNotFound:
         raise ApiError(404, f"case {case_id} not found") from None
     except service.CaseRefused as refused:
-        raise ApiError(409, str(refused)) from None
+        raise ApiError.refused(409, refused) from None
 
 
 @router.post("/cases/{case_id}/assign", summary="交办: assign a case to a crew, person or truck")

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from fleet.refusal import Refused
+
 
 class CaseState(StrEnum):
     OPEN = "open"
@@ -47,7 +49,7 @@ MAX_NOTE_CHARS = 4000
 MAX_NAME_CHARS = 200
 
 
-class CaseRefused(ValueError):
+class CaseRefused(Refused):
     """The transition is not allowed; the message says why, for a person."""
 
 
@@ -70,7 +72,9 @@ def _clean(text: str | None, what: str, limit: int) -> str | None:
         return None
     text = text.strip()
     if len(text) > limit:
-        raise CaseRefused(f"{what} is longer than {limit} characters")
+        raise CaseRefused(
+            "case_text_too_long", f"{what} is longer than {limit} characters", field=what, max=limit
+        )
     return text or None
 
 
@@ -86,30 +90,36 @@ def transition(
     """The transition `action` makes from `state`, or CaseRefused saying why not."""
     actor_clean = _clean(actor, "actor", MAX_NAME_CHARS)
     if not actor_clean:
-        raise CaseRefused("every transition needs an actor (who did it)")
+        raise CaseRefused("case_no_actor", "every transition needs an actor (who did it)")
     note = _clean(note, "note", MAX_NOTE_CHARS)
     assignee = _clean(assignee, "assignee", MAX_NAME_CHARS)
     if state == CaseState.CLOSED and action != CaseAction.ATTACH:
-        raise CaseRefused("the case is closed (销号); a new alert opens a new case")
+        raise CaseRefused("case_closed", "the case is closed (销号); a new alert opens a new case")
     if action in (CaseAction.OPEN, CaseAction.ATTACH, CaseAction.ESCALATE):
         if action == CaseAction.OPEN and state != CaseState.OPEN:
-            raise CaseRefused("a case is opened only once")
+            raise CaseRefused("case_opened_twice", "a case is opened only once")
         return Transition(action, state, state, actor_clean, note)
     if action == CaseAction.ASSIGN:
         if not assignee:
-            raise CaseRefused("交办 needs an assignee (a crew, a person or a truck)")
+            raise CaseRefused(
+                "case_needs_assignee", "交办 needs an assignee (a crew, a person or a truck)"
+            )
         return Transition(action, state, CaseState.ASSIGNED, actor_clean, note, assignee)
     if action == CaseAction.FEEDBACK:
         if state == CaseState.OPEN or current_assignee is None:
-            raise CaseRefused("反馈 comes from the assignee: assign the case (交办) first")
+            raise CaseRefused(
+                "case_not_assigned", "反馈 comes from the assignee: assign the case (交办) first"
+            )
         if not note:
-            raise CaseRefused("反馈 needs a note saying what was done")
+            raise CaseRefused("case_needs_note", "反馈 needs a note saying what was done")
         return Transition(action, state, CaseState.FEEDBACK, actor_clean, note)
     if action in (CaseAction.CLOSE, CaseAction.AUTO_CLOSE):
         if not note:
-            raise CaseRefused("销号 needs a note saying how the problem was resolved")
+            raise CaseRefused(
+                "case_needs_note", "销号 needs a note saying how the problem was resolved"
+            )
         return Transition(action, state, CaseState.CLOSED, actor_clean, note)
-    raise CaseRefused(f"unknown action {action!r}")
+    raise CaseRefused("case_unknown_action", f"unknown action {action!r}", action=str(action))
 
 
 Severity = Literal["normal", "high"]

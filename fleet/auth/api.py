@@ -35,12 +35,19 @@ def login(request: Request, conn: Conn, settings: SettingsDep, body: LoginIn) ->
         raise ApiError(
             429,
             f"too many failed logins from this address; try again in {wait_s:.0f} s",
+            code="login_throttled",
+            params={"wait_s": round(wait_s)},
             headers={"Retry-After": str(int(wait_s))},
         )
     user = service.authenticate(conn, username=body.username, password=body.password)
     if user is None:
         throttle.forget_expired(conn, now=now, policy=policy)
-        raise ApiError(401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "wrong username or password",
+            code="login_failed",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     throttle.succeeded(conn, username=body.username, address=address)
     issued = service.issue_token(
         conn,
@@ -95,9 +102,9 @@ def create_user(conn: Conn, principal: Admin, body: UserCreate) -> UserOut:
             display_name=body.display_name,
         )
     except service.DuplicateUser as exc:
-        raise ApiError(409, str(exc)) from None
+        raise ApiError.refused(409, exc) from None
     except service.AuthError as exc:
-        raise ApiError(422, str(exc)) from None
+        raise ApiError.refused(422, exc) from None
 
 
 @router.get("/users/{user_id}", summary="Get a user")
@@ -115,7 +122,7 @@ def get_user(conn: Conn, principal: Admin, user_id: UserId) -> UserOut:
 )
 def update_user(conn: Conn, principal: Admin, user_id: UserId, body: UserPatch) -> UserOut:
     if user_id == principal.user_id and (body.active is False or body.role not in (None, "admin")):
-        raise ApiError(409, "you cannot demote or deactivate yourself")
+        raise ApiError(409, "you cannot demote or deactivate yourself", code="demote_self")
     try:
         return service.update_user(
             conn, user_id=user_id, now=now_utc(), **body.model_dump(exclude_unset=True)
@@ -123,4 +130,4 @@ def update_user(conn: Conn, principal: Admin, user_id: UserId, body: UserPatch) 
     except LookupError:
         raise not_found("user", user_id) from None
     except service.AuthError as exc:
-        raise ApiError(422, str(exc)) from None
+        raise ApiError.refused(422, exc) from None

@@ -28,6 +28,7 @@ from fleet.auth.models import (
     Role,
     UserOut,
 )
+from fleet.refusal import Refused
 
 TOKEN_PREFIX = "cd_"
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
@@ -35,7 +36,7 @@ _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory pr
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
-class AuthError(ValueError):
+class AuthError(Refused):
     """A user or password request that cannot be honoured; the message says why."""
 
 
@@ -58,19 +59,32 @@ def _common_passwords() -> frozenset[str]:
 def check_password_policy(password: str, *, username: str) -> None:
     """Raise AuthError saying what to change when a password is too weak."""
     if len(password) < PASSWORD_MIN_LENGTH:
-        raise AuthError(f"password must have at least {PASSWORD_MIN_LENGTH} characters")
+        raise AuthError(
+            "password_too_short",
+            f"password must have at least {PASSWORD_MIN_LENGTH} characters",
+            min=PASSWORD_MIN_LENGTH,
+        )
     if len(password) > PASSWORD_MAX_LENGTH:
-        raise AuthError(f"password must have at most {PASSWORD_MAX_LENGTH} characters")
+        raise AuthError(
+            "password_too_long",
+            f"password must have at most {PASSWORD_MAX_LENGTH} characters",
+            max=PASSWORD_MAX_LENGTH,
+        )
     if password.strip().lower() == username.strip().lower():
-        raise AuthError("password must not be the username")
+        raise AuthError("password_is_username", "password must not be the username")
     if len(set(password)) < 4:
-        raise AuthError("password is too simple (fewer than 4 different characters)")
+        raise AuthError(
+            "password_too_simple", "password is too simple (fewer than 4 different characters)"
+        )
     if password.replace(" ", "").isdigit():
-        raise AuthError("password must not be digits only; use words or mix in letters")
+        raise AuthError(
+            "password_digits_only", "password must not be digits only; use words or mix in letters"
+        )
     if password.strip().lower() in _common_passwords():
         raise AuthError(
+            "password_common",
             "password is one of the most common leaked passwords; choose another "
-            "(a few unrelated words make a good one)"
+            "(a few unrelated words make a good one)",
         )
 
 
@@ -94,7 +108,8 @@ def _check_districts(conn: psycopg.Connection, districts: Iterable[str]) -> list
     wanted = sorted(set(districts))
     missing = set(wanted) - repo.known_districts(conn, wanted)
     if missing:
-        raise UnknownDistrict(f"unknown district(s): {', '.join(sorted(missing))}")
+        listed = ", ".join(sorted(missing))
+        raise UnknownDistrict("unknown_districts", f"unknown district(s): {listed}", ids=listed)
     return wanted
 
 
@@ -110,7 +125,7 @@ def create_user(
     check_password_policy(password, username=username)
     with conn.transaction():
         if repo.get_user(conn, username=username) is not None:
-            raise DuplicateUser(f"user {username!r} already exists")
+            raise DuplicateUser("user_exists", f"user {username!r} already exists", user=username)
         wanted = _check_districts(conn, districts)
         user_id = repo.insert_user(
             conn,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from fleet import importer
 from fleet.auth.models import Principal
+from fleet.refusal import Refused
 from fleet.web.deps import Conn, Dispatcher
 from fleet.web.errors import ApiError, FieldError, problem_responses
 from fleet.web.fields import DistrictId
@@ -51,17 +52,25 @@ class ImportResult(BaseModel):
 def _field_errors(errors: list[importer.RowError]) -> list[FieldError]:
     """`field` is "file:line" (GeoJSON: "file:feature index"; line 0: the whole file)."""
     return [
-        FieldError(field=f"{e.file}:{e.line}", location="body", message=e.message) for e in errors
-    ]
+        FieldError(
+            field=f"{e.file}:{e.line}", location="body", message=e.message, code=e.code,
+            params=e.params,
+        )
+        for e in errors
+    ]  # fmt: skip
 
 
 def _check_scope(principal: Principal, parsed: importer.Parsed) -> None:
     outside = [
-        importer.RowError(
-            file=row["__where__"][0],
-            line=row["__where__"][1],
-            message=f"district {row['district']} is not one you may change",
-            refusal="forbidden",
+        importer.RowError.of(
+            row["__where__"][0],
+            row["__where__"][1],
+            Refused(
+                "district_not_yours",
+                f"district {row['district']} is not one you may change",
+                district=row["district"],
+            ),
+            "forbidden",
         )
         for rows in parsed.rows.values()
         for row in rows
@@ -92,7 +101,8 @@ def import_files(conn: Conn, principal: Dispatcher, body: ImportRequest) -> Impo
         raise ApiError(
             STATUS[rejected.refusal],
             f"import refused: {rejected}",
-            code=None if rejected.refusal == "invalid" else f"import_{rejected.refusal}",
+            code=f"import_{rejected.refusal}",
+            params={"total": rejected.total},
             errors=_field_errors(rejected.errors),
         ) from None
     return ImportResult(

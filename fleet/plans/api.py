@@ -85,6 +85,10 @@ class PlanJob(BaseModel):
     state: Literal["queued", "running", "done", "failed"]
     progress: float
     message: str | None
+    error_code: str | None = Field(
+        None, description="why a failed job failed, as a stable code (see `message`)"
+    )
+    error_params: dict[str, Any] | None = Field(None, description="the values it names")
     plan_id: int | None
     requested_by: str | None
     created_at: datetime
@@ -250,7 +254,12 @@ def _running_job(conn: psycopg.Connection, district_id: str, service_date: date)
         (district_id, service_date),
     ).fetchone()
     if running:
-        raise ApiError(409, f"job {running[0]} is already planning this district and date")
+        raise ApiError(
+            409,
+            f"job {running[0]} is already planning this district and date",
+            code="plan_running",
+            params={"job_id": running[0]},
+        )
 
 
 @router.post("/jobs", status_code=202, summary="Start planning a district's date (background job)")
@@ -262,7 +271,12 @@ def start_planning(
         "SELECT timezone FROM district WHERE district_id = %s", (body.district_id,)
     ).fetchone()
     if row is None:
-        raise ApiError(422, f"district_id: unknown district {body.district_id}")
+        raise ApiError(
+            422,
+            f"district_id: unknown district {body.district_id}",
+            code="district_unknown",
+            params={"district": body.district_id},
+        )
     _running_job(conn, body.district_id, body.service_date)
     dsn = settings.database_dsn()
     job_id = service.start_job(
@@ -313,15 +327,17 @@ def replan_from_now(
             alert_config=AlertConfig.from_settings(settings),
         )
     except service.PlanNotFound as exc:
-        raise ApiError(404, str(exc)) from None
+        raise ApiError.refused(404, exc) from None
     except service.InvalidIds as exc:
-        raise ApiError(
-            422, str(exc), errors=[FieldError(field=exc.field, location="body", message=str(exc))]
-        ) from None
+        field = FieldError(
+            field=exc.field, location="body", message=str(exc), code=exc.code,
+            params=dict(exc.params),
+        )  # fmt: skip
+        raise ApiError.refused(422, exc, errors=[field]) from None
     except service.ReplanRefused as exc:
-        raise ApiError(409, str(exc)) from None
+        raise ApiError.refused(409, exc) from None
     except service.PlanningError as exc:
-        raise ApiError(422, str(exc)) from None
+        raise ApiError.refused(422, exc) from None
     return get_job(conn, principal, job_id)
 
 
@@ -382,7 +398,12 @@ def publish_plan(conn: Conn, principal: Dispatcher, plan_id: PlanId) -> PlanSumm
     summary = _summary(conn, principal, plan_id)
     ensure_district(principal, summary["district_id"], writing=True)
     if summary["status"] == "superseded":
-        raise ApiError(409, f"plan {plan_id} was superseded; plan the day again instead")
+        raise ApiError(
+            409,
+            f"plan {plan_id} was superseded; plan the day again instead",
+            code="plan_superseded",
+            params={"plan_id": plan_id},
+        )
     service.publish_plan(conn, plan_id=plan_id)
     return PlanSummary(**_summary(conn, principal, plan_id))
 

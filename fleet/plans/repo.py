@@ -11,6 +11,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from fleet.refusal import Refused
+
 
 def seconds_of_day(value: time) -> int:
     return value.hour * 3600 + value.minute * 60 + value.second
@@ -222,14 +224,20 @@ def update_job(
     progress: float,
     message: str | None = None,
     plan_id: int | None = None,
+    error: Refused | None = None,
 ) -> None:
     conn.execute(
         """UPDATE plan_job SET state = %s, progress = %s, message = coalesce(%s, message),
                                plan_id = coalesce(%s, plan_id),
+                               error_code = %s, error_params = %s,
                                finished_at = CASE WHEN %s IN ('done', 'failed') THEN now() END
            WHERE job_id = %s""",
-        (state, progress, message, plan_id, state, job_id),
-    )
+        (
+            state, progress, message, plan_id,
+            error.code if error else None, Jsonb(dict(error.params)) if error else None,
+            state, job_id,
+        ),
+    )  # fmt: skip
 
 
 # A job runs in the thread of the process that started it; one unfinished after this
@@ -240,7 +248,8 @@ STALE_JOB_AFTER = "1 hour"
 def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
     conn.execute(
         f"""UPDATE plan_job SET state = 'failed', finished_at = now(),
-                   message = 'interrupted: the process running it stopped'
+                   message = 'interrupted: the process running it stopped',
+                   error_code = 'plan_interrupted'
             WHERE job_id = %s AND state IN ('queued', 'running')
               AND created_at < now() - INTERVAL '{STALE_JOB_AFTER}'""",
         (job_id,),

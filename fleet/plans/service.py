@@ -23,6 +23,7 @@ from fleet.alerts import repo as alerts_repo
 from fleet.alerts.worker import AlertConfig
 from fleet.plans import progress as progress_mod
 from fleet.plans import repo
+from fleet.refusal import Param, Refused
 from routing import graph as road_graph
 from routing import problem as rp
 from routing.check import check_plan
@@ -31,7 +32,7 @@ from routing.plan import Plan
 Progress = Callable[[float, str], None]
 
 
-class PlanningError(ValueError):
+class PlanningError(Refused):
     """The district cannot be planned as it stands; the message says why."""
 
 
@@ -46,8 +47,8 @@ class ReplanRefused(PlanningError):
 class InvalidIds(PlanningError):
     """Truck or point ids given for a re-plan that the district does not have."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, field: str, code: str, message: str, **params: Param) -> None:
+        super().__init__(code, message, **params)
         self.field = field
 
 
@@ -93,13 +94,19 @@ def _build_problem(
     With `point_ids`, exactly those points (a re-plan keeps the points of the plan it
     replaces); otherwise every active point collected daily."""
     if not repo.district_exists(conn, district_id):
-        raise PlanningError(f"district {district_id!r} does not exist")
+        raise PlanningError(
+            "district_unknown", f"district {district_id!r} does not exist", district=district_id
+        )
     rows = repo.district_inputs(
         conn, district_id, point_ids=point_ids, also_truck_ids=also_truck_ids
     )
     for kind in ("depots", "points", "trucks"):
         if not rows[kind]:
-            raise PlanningError(f"district {district_id!r} has no active {kind}: import them first")
+            raise PlanningError(
+                f"district_no_{kind}",
+                f"district {district_id!r} has no active {kind}: import them first",
+                district=district_id,
+            )
     s = repo.seconds_of_day
     points = [
         _point(r) for r in rows["points"] if point_ids is not None or r["schedule"] == "daily"
@@ -141,7 +148,10 @@ def _build_problem(
             extra_locations=extra_locations, name=f"{district_id} {service_date.isoformat()}",
         )  # fmt: skip
     except ValueError as exc:
-        raise PlanningError(f"district {district_id!r}: {exc}") from exc
+        raise PlanningError(
+            "plan_inputs_invalid", f"district {district_id!r}: {exc}",
+            district=district_id, detail=str(exc),
+        ) from exc  # fmt: skip
     return problem, graph
 
 
@@ -286,10 +296,12 @@ def check_replan(
     """Everything about a re-plan request that can be refused before any work is done;
     raises PlanNotFound, ReplanRefused or InvalidIds with a message a dispatcher can act on."""
     if now.tzinfo is None or now.utcoffset() is None:
-        raise PlanningError("the re-planning time must carry a time zone (e.g. +08:00)")
+        raise PlanningError(
+            "replan_time_naive", "the re-planning time must carry a time zone (e.g. +08:00)"
+        )
     stored = repo.get_plan(conn, plan_id)
     if stored is None:
-        raise PlanNotFound(f"plan {plan_id} does not exist")
+        raise PlanNotFound("plan_not_found", f"plan {plan_id} does not exist", plan_id=plan_id)
     district_id, service_date = str(stored["district_id"]), stored["service_date"]
     if stored["status"] != "published":
         current = repo.published_plan_id(conn, district_id, service_date)
@@ -299,22 +311,30 @@ def check_replan(
             else "; publish it first"
         )
         raise ReplanRefused(
+            "replan_not_published",
             f"plan {plan_id} is {stored['status']}, not published: only the plan the trucks "
-            f"are driving can be re-planned from now{hint}"
+            f"are driving can be re-planned from now{hint}",
+            plan_id=plan_id,
         )
     tz = ZoneInfo(repo.district_timezone(conn, district_id) or "Asia/Shanghai")
     today = now.astimezone(tz).date()
     if service_date != today:
         raise ReplanRefused(
+            "replan_not_today",
             f"plan {plan_id} is for {service_date.isoformat()}, but today in {tz.key} is "
             f"{today.isoformat()}: re-planning starts from where the trucks are now, so it "
-            f"only makes sense for the day in progress; to change another day, plan it again"
+            f"only makes sense for the day in progress; to change another day, plan it again",
+            plan_id=plan_id,
+            service_date=service_date.isoformat(),
+            today=today.isoformat(),
         )
     try:
         plan = Plan.from_dict(stored["document"])
     except (TypeError, ValueError) as exc:  # msgspec.ValidationError is a ValueError
         raise ReplanRefused(
-            f"plan {plan_id} was not stored by the planner ({exc}); it cannot be re-planned"
+            "replan_unreadable",
+            f"plan {plan_id} was not stored by the planner ({exc}); it cannot be re-planned",
+            plan_id=plan_id,
         ) from exc
     trucks, points = _ids(unavailable_truck_ids), _ids(new_point_ids)
     known_trucks = repo.ids_in_district(conn, district_id, table="truck", ids=trucks)
@@ -322,27 +342,39 @@ def check_replan(
     if unknown:
         raise InvalidIds(
             "unavailable_truck_ids",
+            "replan_unknown_trucks",
             f"district {district_id} has no truck {_listed(unknown)}",
+            district=district_id,
+            ids=_listed(unknown),
         )
     known_points = repo.ids_in_district(conn, district_id, table="collection_point", ids=points)
     unknown = [p for p in points if p not in known_points]
     if unknown:
         raise InvalidIds(
-            "new_point_ids", f"district {district_id} has no collection point {_listed(unknown)}"
+            "new_point_ids",
+            "replan_unknown_points",
+            f"district {district_id} has no collection point {_listed(unknown)}",
+            district=district_id,
+            ids=_listed(unknown),
         )
     inactive = [p for p in points if not known_points[p]]
     if inactive:
         raise InvalidIds(
             "new_point_ids",
+            "replan_inactive_points",
             f"collection point {_listed(inactive)} is inactive: activate it before adding it",
+            ids=_listed(inactive),
         )
     in_plan = plan.assigned_point_ids() | {u.point_id for u in plan.unassigned}
     already = [p for p in points if p in in_plan]
     if already:
         raise InvalidIds(
             "new_point_ids",
+            "replan_points_in_plan",
             f"plan {plan_id} already holds {_listed(already)} (on a route or listed as "
             f"unassigned); missed points are re-inserted anyway: list only points to add",
+            plan_id=plan_id,
+            ids=_listed(already),
         )
     return ReplanRequest(
         plan_id=plan_id, district_id=district_id, service_date=service_date, tz=tz, now=now,
@@ -450,14 +482,20 @@ def replan_day(
     gone = sorted(set(plan_points) - set(full.point_index))
     if gone:
         raise PlanningError(
+            "replan_points_gone",
             f"plan {plan_id} holds collection point {_listed(gone)}, which the district no "
-            f"longer has: plan the day again instead"
+            f"longer has: plan the day again instead",
+            plan_id=plan_id,
+            ids=_listed(gone),
         )
     gone = sorted(set(plan_trucks) - set(full.truck_index))
     if gone:
         raise PlanningError(
+            "replan_trucks_gone",
             f"plan {plan_id} has a route for truck {_listed(gone)}, which the district no "
-            f"longer has: plan the day again instead"
+            f"longer has: plan the day again instead",
+            plan_id=plan_id,
+            ids=_listed(gone),
         )
     progress(0.1, "finding where each truck is and what it has done")
     trucks = truck_progress(conn, request, full, positions, alert_config=cfg)
@@ -474,13 +512,18 @@ def replan_day(
                 graph=graph, seed=seed, solution_limit=solution_limit,
             )  # fmt: skip
     except ValueError as exc:
-        raise PlanningError(f"plan {plan_id} cannot be re-planned: {exc}") from exc
+        raise PlanningError(
+            "replan_failed", f"plan {plan_id} cannot be re-planned: {exc}",
+            plan_id=plan_id, detail=str(exc),
+        ) from exc  # fmt: skip
     progress(0.92, "checking the new routes")
     violations = check_plan(result.problem, result.plan, live=result.live_positions)
     if violations:
         raise PlanningError(
+            "replan_breaks_rules",
             f"the re-planned routes break {len(violations)} planning rule(s), so nothing was "
-            f"stored: " + "; ".join(str(v) for v in violations[:5])
+            f"stored: " + "; ".join(str(v) for v in violations[:5]),
+            count=len(violations),
         )
     progress(0.95, "storing the plan")
     plan = result.plan
@@ -515,7 +558,7 @@ def plan_timezone(conn: psycopg.Connection, *, plan_id: int) -> ZoneInfo:
     """The time zone of the plan's district (its service day is a local date there)."""
     stored = repo.get_plan(conn, plan_id)
     if stored is None:
-        raise PlanNotFound(f"plan {plan_id} does not exist")
+        raise PlanNotFound("plan_not_found", f"plan {plan_id} does not exist", plan_id=plan_id)
     return ZoneInfo(repo.district_timezone(conn, stored["district_id"]) or "Asia/Shanghai")
 
 
@@ -559,7 +602,15 @@ def _start_job(
             try:
                 plan_id = work(conn, report)
             except Exception as exc:  # a failed job must say why, whatever happened
-                repo.update_job(conn, job_id, state="failed", progress=last[0], message=str(exc))
+                refusal = (
+                    exc
+                    if isinstance(exc, Refused)
+                    else Refused("plan_crashed", str(exc) or type(exc).__name__)
+                )
+                repo.update_job(
+                    conn, job_id, state="failed", progress=last[0], message=str(refusal),
+                    error=refusal,
+                )  # fmt: skip
                 return
             repo.update_job(
                 conn, job_id, state="done", progress=1.0, message="done", plan_id=plan_id

@@ -1,5 +1,9 @@
 """Errors as `application/problem+json` (RFC 9457). No stack trace ever reaches a client:
-unexpected exceptions are logged with an id and answered with that id only."""
+unexpected exceptions are logged with an id and answered with that id only.
+
+Every problem, and every field error in it, has a stable `code` and the `params` that
+fill its words (fleet/refusal.py): the English `detail` is for API clients, the
+dashboard says the code in the user's language."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleet.refusal import Param, Refused
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("fleet.web")
@@ -46,10 +52,17 @@ _CODES = {
 }
 
 
+Params = dict[str, Param]
+
+
 class FieldError(BaseModel):
     field: str = Field(description="dotted path of the offending field, e.g. `capacity_kg`")
     location: str = Field(description="body, query, path or header")
     message: str
+    code: str | None = Field(
+        None, description="stable machine-readable code of the message, e.g. `string_too_short`"
+    )
+    params: Params | None = Field(None, description="the values the message names")
 
 
 class Problem(BaseModel):
@@ -60,6 +73,7 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str = Field(description="stable machine-readable code, e.g. `not_found`")
+    params: Params | None = Field(None, description="the values the detail names")
     errors: list[FieldError] | None = None
     error_id: str | None = Field(None, description="quote it when reporting a 500")
 
@@ -73,6 +87,7 @@ class ApiError(Exception):
         detail: str,
         *,
         code: str | None = None,
+        params: Params | None = None,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -80,8 +95,14 @@ class ApiError(Exception):
         self.status = status
         self.detail = detail
         self.code = code or _CODES.get(status, "error")
+        self.params = params
         self.errors = errors
         self.headers = headers
+
+    @classmethod
+    def refused(cls, status: int, refusal: Refused, **kwargs: Any) -> ApiError:
+        """The answer to a domain refusal: its text, code and params."""
+        return cls(status, str(refusal), code=refusal.code, params=dict(refusal.params), **kwargs)
 
 
 def not_found(what: str, key: object) -> ApiError:
@@ -93,6 +114,7 @@ def problem(
     detail: str,
     *,
     code: str | None = None,
+    params: Params | None = None,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
     error_id: str | None = None,
@@ -102,6 +124,7 @@ def problem(
         status=status,
         detail=detail,
         code=code or _CODES.get(status, "error"),
+        params=params,
         errors=errors,
         error_id=error_id,
     )
@@ -119,11 +142,19 @@ def _field_errors(raw: Any) -> list[FieldError]:
         loc = [str(part) for part in error.get("loc", ())]
         location = loc[0] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else ""
         path = loc[1:] if location else loc
+        context = error.get("ctx") or {}
         errors.append(
             FieldError(
                 field=".".join(path) or location or "request",
                 location=location or "body",
                 message=str(error.get("msg", "is invalid")),
+                # pydantic's error type, with the limits it names (min_length, pattern …)
+                code=error.get("type"),
+                params={
+                    k: v
+                    for k, v in context.items()
+                    if isinstance(v, str | int | float) and not isinstance(v, bool)
+                },
             )
         )
     return errors
@@ -147,7 +178,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return problem(
-            exc.status, exc.detail, code=exc.code, errors=exc.errors, headers=exc.headers
+            exc.status,
+            exc.detail,
+            code=exc.code,
+            params=exc.params,
+            errors=exc.errors,
+            headers=exc.headers,
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -94,7 +94,7 @@ def test_worker_follows_the_day_incrementally_and_replay_agrees(database_url: st
     assert p4.status == "cleared" and p4.cleared_by_truck_id == "T3" and p4.delivery == "delivered"
     assert detail.state == "closed" and detail.auto_closed
     assert detail.events[-1].action == "auto_close" and detail.events[-1].actor == "system"
-    assert "T3" in (detail.close_note or "")
+    assert "车辆 皖A00003 " in (detail.close_note or "")  # T3, by its plate
     assert detail.alerts[0].resolved_at == at("10:31")
 
     tick(at("20:01"))
