@@ -32,7 +32,12 @@ def create_district(conn: Conn, principal: Admin, body: DistrictIn) -> District:
     if not repo.insert_district(
         conn, district_id=body.district_id, name=body.name, timezone=body.timezone
     ):
-        raise ApiError(409, f"district {body.district_id} already exists")
+        raise ApiError(
+            409,
+            f"district {body.district_id} already exists",
+            code="district_exists",
+            params={"district": body.district_id},
+        )
     return get_district(conn, principal, body.district_id)
 
 

@@ -6,18 +6,25 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel
+from pydantic_core import PydanticCustomError
 
 from fleet.web.fields import DistrictId, Name
 
 
 def _zone(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+){0,2}", value) or len(value) > 64:
-        raise ValueError(f"{value[:80]!r} is not an IANA time zone name such as Asia/Shanghai")
+        raise PydanticCustomError(
+            "timezone_unknown",
+            "{value} is not an IANA time zone name such as Asia/Shanghai",
+            {"value": repr(value[:80])},
+        )
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name such as Asia/Shanghai"
+        raise PydanticCustomError(
+            "timezone_unknown",
+            "unknown time zone {value}; use an IANA name such as Asia/Shanghai",
+            {"value": repr(value)},
         ) from exc
     return value
 

@@ -74,11 +74,21 @@ def truck_track(
     start = start_at or datetime.combine(now.astimezone(settings.tz).date(), time(0), settings.tz)
     for name, value in (("start_at", start), ("end_at", end)):
         if value.tzinfo is None:
-            raise ApiError(422, f"{name}: give a time zone offset, e.g. 2026-11-22T08:00:00+08:00")
+            raise ApiError(
+                422,
+                f"{name}: give a time zone offset, e.g. 2026-11-22T08:00:00+08:00",
+                code="time_needs_offset",
+                params={"field": name},
+            )
     if end <= start:
-        raise ApiError(422, "end_at must be after start_at")
+        raise ApiError(422, "end_at must be after start_at", code="range_reversed")
     if end - start > MAX_TRACK_RANGE:
-        raise ApiError(422, f"the range may span at most {MAX_TRACK_RANGE.days} days")
+        raise ApiError(
+            422,
+            f"the range may span at most {MAX_TRACK_RANGE.days} days",
+            code="range_too_long",
+            params={"days": MAX_TRACK_RANGE.days},
+        )
     rows, total = repo.track(conn, truck_id=truck_id, start=start, end=end, max_points=max_points)
     return Track(
         truck_id=truck_id,

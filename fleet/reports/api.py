@@ -33,9 +33,14 @@ def _range(
     start = date_from or now_utc().astimezone(settings.tz).date()
     end = date_to or start
     if end < start:
-        raise ApiError(422, "date_to must not be before date_from")
+        raise ApiError(422, "date_to must not be before date_from", code="range_reversed")
     if end - start > MAX_RANGE:
-        raise ApiError(422, f"a report spans at most {MAX_RANGE.days} days")
+        raise ApiError(
+            422,
+            f"a report spans at most {MAX_RANGE.days} days",
+            code="range_too_long",
+            params={"days": MAX_RANGE.days},
+        )
     return start, end
 
 

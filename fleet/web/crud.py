@@ -214,7 +214,12 @@ def create_row(
 ) -> dict[str, Any]:
     ensure_district(principal, values["district_id"], writing=True)
     if not district_exists(conn, values["district_id"]):
-        raise ApiError(422, f"unknown district {values['district_id']}; create it first")
+        raise ApiError(
+            422,
+            f"unknown district {values['district_id']}; create it first",
+            code="district_unknown",
+            params={"district": values["district_id"]},
+        )
     if table.get(conn, key=values[table.key], districts=None) is not None:
         raise id_not_available(what, values[table.key], values["district_id"])
     return table.insert(conn, values=values)
@@ -249,7 +254,17 @@ def update_row(
             422,
             f"district_id: a {what} stays in its district ({current['district_id']}); to have "
             f"one in {moved_to}, create it there under a new id and deactivate this one",
-            errors=[FieldError(field="district_id", location="body", message="cannot change")],
+            code="district_fixed",
+            params={"district": current["district_id"]},
+            errors=[
+                FieldError(
+                    field="district_id",
+                    location="body",
+                    message="cannot change",
+                    code="district_fixed",
+                    params={"district": current["district_id"]},
+                )
+            ],
         )
     row = table.update(conn, key=key, changes=changes, districts=principal.district_filter)
     if row is None:

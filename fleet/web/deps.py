@@ -88,9 +88,16 @@ class Allow:
     def __call__(self, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if principal.role not in self.roles:
             allowed = ", ".join(sorted(r.value for r in self.roles))
-            raise ApiError(403, f"role {principal.role.value} may not do this (allowed: {allowed})")
+            raise ApiError(
+                403,
+                f"role {principal.role.value} may not do this (allowed: {allowed})",
+                code="role_forbidden",
+                params={"role": principal.role.value},
+            )
         if self.unlimited_only and principal.districts is not None:
-            raise ApiError(403, "only users who see every district may do this")
+            raise ApiError(
+                403, "only users who see every district may do this", code="needs_all_districts"
+            )
         return principal
 
     def __repr__(self) -> str:
@@ -110,7 +117,12 @@ def ensure_district(principal: Principal, district_id: str, *, writing: bool = F
     if principal.can_see(district_id):
         return
     if writing:
-        raise ApiError(403, f"you may not change data of district {district_id}")
+        raise ApiError(
+            403,
+            f"you may not change data of district {district_id}",
+            code="district_not_yours",
+            params={"district": district_id},
+        )
     raise ApiError(404, f"district {district_id} not found")
 
 
@@ -160,7 +172,12 @@ def reject_unknown_query(request: Request) -> None:
             422,
             f"unknown query parameter(s): {', '.join(repr(u[:40]) for u in unknown[:5])}",
             errors=[
-                FieldError(field=name[:100], location="query", message="is not a parameter here")
+                FieldError(
+                    field=name[:100],
+                    location="query",
+                    message="is not a parameter here",
+                    code="unknown_parameter",
+                )
                 for name in unknown[:20]
             ],
         )

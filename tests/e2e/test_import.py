@@ -46,7 +46,11 @@ def test_import_refusals_are_listed_by_file_and_line(
     page.wait_for_selector("[data-testid=import-refused]:has-text('文件有误')")
     rows = error_rows(page)
     assert [r[:2] for r in rows] == [["points.csv", "3"], ["points.csv", "3"]]
-    assert any("latitude 123.0" in r[2] for r in rows)
+    # Each problem in Chinese, by its code, with the column it is in.
+    assert sorted(r[2] for r in rows) == [
+        "lat：纬度 123 超出 -90..90",
+        "stream：未知的垃圾类别 '塑料'（可用 other、kitchen、recyclable、hazardous、mixed）",
+    ], rows
 
     taken = tmp_path / "taken" / "points.csv"
     taken.parent.mkdir()
@@ -58,7 +62,7 @@ def test_import_refusals_are_listed_by_file_and_line(
     rows = error_rows(page)
     assert [r[:2] for r in rows] == [["points.csv", "2"], ["points.csv", "3"]]
     assert rows[0][2] == (
-        "收集点编号 S-P1 已被其他区域使用；编号全系统唯一，请加上本区域代码作前缀，如 north-S-P1"
+        "编号 S-P1 已被其他区域使用；编号全系统唯一，请加上本区域代码作前缀，如 north-S-P1"
     )
     assert "south" not in page.inner_text(result)
     shot(page, "40-import-refused-zh")

@@ -1,6 +1,6 @@
 // Shared pieces: the API client (bearer token in sessionStorage), DOM building without
 // innerHTML (names come from imported files), toasts, the modal, formatting.
-import { t, currentLang } from "./i18n.js";
+import { currentLang, has, t } from "./i18n.js";
 
 const TOKEN_KEY = "clearday.token";
 
@@ -17,10 +17,48 @@ export const session = {
 
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem?.detail || `HTTP ${status}`);
+    super(problemText(status, problem));
     this.status = status;
     this.problem = problem;
   }
+}
+
+// "{name}" in a text filled from params.
+function fill(text, params = {}) {
+  return text.replace(/\{(\w+)\}/g, (all, name) => (params?.[name] ?? "") + "");
+}
+
+// A refusal as a person reads it (fleet/refusal.py): in English the server's own text; in
+// Chinese the words of its code, never the server's English.
+export function refusalText(code, params, english, fallback = t("err.value_invalid")) {
+  if (currentLang() === "en") return english || fallback;
+  return code && has(`err.${code}`) ? fill(t(`err.${code}`), params) : fallback;
+}
+
+// A field's problem without the field: the import table and the forms name the field
+// themselves. A problem the page made itself (no code) is already in the UI's language.
+export function fieldProblem(error) {
+  if (!error.code) return error.message;
+  const words = refusalText(error.code, error.params, error.message);
+  const column = error.params?.column;
+  return currentLang() === "zh" && column && !t(`err.${error.code}`).includes("{column}") ? `${column}：${words}` : words;
+}
+
+export function fieldProblemText(error) {
+  if (currentLang() === "en") return `${error.field}: ${error.message}`;
+  const field = has(`field.${error.field}`) ? t(`field.${error.field}`) : error.field;
+  return `${field}：${fieldProblem(error)}`;
+}
+
+// The text of an error answer: its code's words, or its fields' problems when the code
+// only says "invalid input".
+export function problemText(status, problem) {
+  const failed = fill(t("err.failed"), { status });
+  if (!problem) return failed;
+  if (currentLang() === "en") return problem.detail || failed;
+  const fields = (problem.errors || []).map(fieldProblemText);
+  if (fields.length && (problem.code === "invalid" || !has(`err.${problem.code}`))) return fields.join("；");
+  return refusalText(problem.code, { ...problem.params, error_id: problem.error_id }, problem.detail, failed);
 }
 
 export async function api(path, { method = "GET", body, raw = false, signal } = {}) {
@@ -33,7 +71,7 @@ export async function api(path, { method = "GET", body, raw = false, signal } = 
   if (response.status === 401 && path !== "/auth/login") {
     session.token = null;
     session.onLogout();
-    throw new ApiError(401, { detail: t("login.failed") });
+    throw new ApiError(401, { code: "login_failed", detail: t("login.failed") });
   }
   if (!response.ok) {
     let problem = null;

@@ -1,7 +1,8 @@
 // 调度: plan a date (watch the job's progress), see the routes in distinct colours on the
 // roads, print a truck's route sheet, publish, re-plan today's published plan from now.
 import {
-  api, can, clear, closeModal, fmtHours, forgetTrucks, fmtKm, fmtTime, h, openModal, qs, routeColour, routeDash, showError, textOf, toast,
+  api, can, clear, closeModal, fmtHours, forgetTrucks, fmtKm, fmtTime, h, openModal, qs, refusalText, routeColour, routeDash, showError,
+  textOf, toast,
 } from "./core.js";
 import { currentLang, has, t } from "./i18n.js";
 import { openImport } from "./imports.js";
@@ -123,7 +124,7 @@ export class DispatchPage {
         }
         if (job.state === "failed") {
           document.getElementById("plan-start").disabled = false;
-          label.textContent = `${t("plan.failed")}: ${job.message}`;
+          label.textContent = `${t("plan.failed")}: ${refusalText(job.error_code, job.error_params, job.message, t("err.plan_crashed"))}`;
           return;
         }
       } catch (err) {

@@ -1,33 +1,10 @@
 // 导入: depots / stations / points / trucks CSV and roads GeoJSON sent to POST /import —
 // checked first (dry run), then imported, all or nothing. A refusal lists every refused
-// line with its file and line number; the messages a district's ownership of its rows
-// produces are shown in Chinese (the server's English text in the other language).
-import { ApiError, api, clear, closeModal, h, openModal, showError } from "./core.js";
+// line with its file and line number, each problem in the UI's language (by its code).
+import { ApiError, api, clear, closeModal, fieldProblem, h, openModal, showError } from "./core.js";
 import { currentLang, t } from "./i18n.js";
 
 const MAX_FILES = 10; // as POST /import allows
-
-// Server messages (fleet/importer.py, fleet/imports/api.py) -> Chinese.
-const ZH_MESSAGES = [
-  [/^(depot|station|point|truck|road) id '(.+)' is already used outside district (\S+);.*e\.g\. (\S+)$/,
-    (m) => `${t(`import.noun.${m[1]}`)}编号 ${m[2]} 已被其他区域使用；编号全系统唯一，请加上本区域代码作前缀，如 ${m[4]}`],
-  [/^terminal_id '(.+)' is already used by another truck/,
-    (m) => `终端号 ${m[1]} 已被另一辆车使用：一个终端只能装在一辆车上`],
-  [/^depot_id '(.+)' is not a depot of district (\S+)/,
-    (m) => `车场 ${m[1]} 不是区域 ${m[2]} 的车场（本次导入和数据库中都没有）`],
-  [/^district (\S+) is not one you may change$/, (m) => `您无权修改区域 ${m[1]} 的数据`],
-  [/^district (\S+) does not exist; creating a district needs/,
-    (m) => `区域 ${m[1]} 不存在；新建区域需要管理全部区域的管理员`],
-];
-
-export function localise(message) {
-  if (currentLang() !== "zh") return message;
-  for (const [pattern, render] of ZH_MESSAGES) {
-    const m = message.match(pattern);
-    if (m) return render(m);
-  }
-  return message;
-}
 
 // "points.csv:12" -> ["points.csv", "12"]; a field error of the request itself has no line.
 function place(field) {
@@ -72,7 +49,7 @@ function refusalTable(errors) {
       return h("tr", {},
         h("td", {}, file),
         h("td", { class: "num" }, lineLabel(file, line)),
-        h("td", { title: e.message }, localise(e.message)));
+        h("td", {}, fieldProblem(e)));
     }));
 }
 
