@@ -1,17 +1,20 @@
 """Every page of the dashboard in both languages, read as a person reads it: no raw
 translation key anywhere, no English word in the Chinese UI and no Chinese in the
-English UI, except what comes from the data (names, plates, ids, notes)."""
+English UI, except what comes from the data (names, plates, ids, notes, a refused file).
+The server's refusals are read too: a user name and a password refused, a planning job
+that fails, an import refused line by line."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
 import pytest
 
 from fleet.config import Settings
+from fleet.web.fields import Stream
 from tests.e2e.conftest import shot
 from tests.e2e.test_dashboard import choose, log_in
 from tests.integration.web.conftest import LiveServer, Users
@@ -21,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 I18N = Path(__file__).resolve().parents[2] / "fleet/web/static/js/i18n.js"
 # Words that are the same in both languages: the product's name, the language switch,
-# the map library's attribution, the file format.
-NEUTRAL = {"ClearDay", "English", "Leaflet", "CSV", "中文", "日清"}
+# the map library's attribution, file formats.
+NEUTRAL = {"ClearDay", "English", "Leaflet", "CSV", "UTF", "GeoJSON", "Excel", "中文", "日清"}
 
 # Every text a person sees: visible text nodes, placeholders, titles, labels.
 VISIBLE_TEXT = """() => {
@@ -137,6 +140,61 @@ def visit_every_page(page: Any, lang: str) -> list[tuple[str, list[str]]]:
     return seen
 
 
+# A points file with a latitude out of range, an unknown stream and an id given twice.
+REFUSED_POINTS = (
+    "id,name,lat,lon,stream,daily_amount_kg\n"
+    "E-P1,Elm Lane,123,117.3,plastic,10\n"
+    "E-P1,Elm Lane,31.9,117.3,other,10\n"
+)
+EMPTY_DISTRICT = "empty"  # a district with nothing in it: planning it fails
+
+
+def visit_refusals(page: Any, lang: str, folder: Path) -> list[tuple[str, list[str]]]:
+    """(page, texts) with a refusal of the server on screen, each waited for by its words."""
+    seen: list[tuple[str, list[str]]] = []
+    zh = lang == "zh"
+
+    def read(name: str) -> None:
+        seen.append((name, page.evaluate(VISIBLE_TEXT)))
+        shot(page, f"61-refusal-{lang}-{name}")
+
+    page.click("a[data-page=admin]")
+    page.wait_for_selector("[data-testid=adm-users] tr[data-username=admin]")
+    page.fill("[data-testid=adm-username]", "new user")  # a space: the field's pattern refuses it
+    page.fill("[data-testid=adm-password]", "correct horse battery")
+    page.click("[data-testid=adm-create]")
+    page.wait_for_selector(
+        f"[data-testid=adm-error]:has-text('{'用户名：格式不符' if zh else 'username: String'}')"
+    )
+    read("user-name")
+    page.fill("[data-testid=adm-username]", f"digits.{lang}")
+    page.fill("[data-testid=adm-password]", "20261205031415")
+    page.click("[data-testid=adm-create]")
+    page.wait_for_selector(
+        f"[data-testid=adm-error]:has-text('{'全是数字' if zh else 'digits only'}')"
+    )
+    read("password")
+
+    page.click("a[data-page=dispatch]")
+    choose(page, EMPTY_DISTRICT, DAY.isoformat())
+    page.click("[data-testid=plan-start]")
+    page.wait_for_selector(
+        f"[data-testid=plan-progress]:has-text('{'没有启用的车场' if zh else 'no active depots'}')"
+    )
+    read("planning")
+
+    page.click("[data-testid=import-open]")
+    refused = folder / lang / "points.csv"
+    refused.parent.mkdir(parents=True)
+    refused.write_text(REFUSED_POINTS, encoding="utf-8")
+    page.set_input_files("[data-testid=import-files]", [str(refused)])
+    page.click("[data-testid=import-check]")
+    page.wait_for_selector("[data-testid=import-errors]")
+    read("import")
+    page.keyboard.press("Escape")
+    return seen
+
+
 def kind_title(lang: str, kind: str) -> str:
     return {("zh", "week"): "周小结", ("zh", "month"): "月通报",
             ("en", "week"): "Weekly", ("en", "month"): "Monthly"}[(lang, kind)]  # fmt: skip
@@ -148,8 +206,14 @@ def test_no_raw_key_and_no_other_language_on_any_page(
     users: Users,
     supervised_day: int,
     web_settings: Settings,
+    tmp_path: Path,
 ) -> None:
     import httpx
+
+    with psycopg.connect(web_settings.database_dsn(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO district (district_id, name) VALUES (%s, '空区')", (EMPTY_DISTRICT,)
+        )
 
     # A case with a timeline of every step, so the timeline's words are read too.
     for action, body in (("assign", {"assignee": "二班"}), ("feedback", {"note": "已补收"})):
@@ -157,14 +221,18 @@ def test_no_raw_key_and_no_other_language_on_any_page(
             f"{live_server.url}/api/v1/cases/{supervised_day}/{action}",
             headers=users.headers("supervisor"), json=body,
         ).raise_for_status()  # fmt: skip
-    data = data_text(web_settings.database_dsn())
+    # The refused file is data too: its name, its values, and the stream codes a file may
+    # use (the refusal lists them).
+    data = " ".join(
+        [data_text(web_settings.database_dsn()), "points.csv", REFUSED_POINTS, *get_args(Stream)]
+    )
     prefixes = key_prefixes()
     log_in(page, live_server, "admin")
     report: dict[str, list[str]] = {}
     pages = 0
     for lang in ("zh", "en"):
         assert page.evaluate("document.documentElement.lang").startswith(lang)
-        for name, texts in visit_every_page(page, lang):
+        for name, texts in visit_every_page(page, lang) + visit_refusals(page, lang, tmp_path):
             assert texts, f"{lang} {name}: nothing read"
             found = problems(texts, lang, data, prefixes)
             if found:
@@ -172,7 +240,7 @@ def test_no_raw_key_and_no_other_language_on_any_page(
             pages += 1
         if lang == "zh":
             page.click(".topbar [data-lang-toggle]")
-    assert pages == 2 * 11
+    assert pages == 2 * 15
     assert report == {}, report
 
 

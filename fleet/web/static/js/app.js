@@ -1,7 +1,7 @@
 // The dashboard: log in, pick a district and a date, and one page per job —
 // 调度 (dispatch), 监控 (live), 监管 (supervision), 轨迹回放 (playback), 报表 (reports),
 // 管理 (admin: users and districts).
-import { api, clear, h, session, showError, todayIn, closeModal } from "./core.js";
+import { api, clear, closeModal, h, hideToast, session, showError, todayIn } from "./core.js";
 import { applyStatic, currentLang, setLang, t } from "./i18n.js";
 import { CityMap } from "./map.js";
 import { DispatchPage } from "./dispatch.js";
@@ -134,6 +134,7 @@ function init() {
   for (const b of document.querySelectorAll("[data-lang-toggle]")) {
     b.addEventListener("click", async () => {
       setLang(currentLang() === "zh" ? "en" : "zh");
+      hideToast(); // its words are of the other language
       if (session.user) {
         $("who").textContent = `${session.user.display_name || session.user.username} · ${t(`role.${session.user.role}`)}`;
         await showPage();

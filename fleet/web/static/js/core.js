@@ -130,6 +130,11 @@ export function toast(message, { error = false } = {}) {
   toastTimer = setTimeout(() => { el.hidden = true; }, error ? 6000 : 2500);
 }
 
+export function hideToast() {
+  clearTimeout(toastTimer);
+  document.getElementById("toast").hidden = true;
+}
+
 export function showError(err) {
   console.error(err);
   toast(err instanceof ApiError ? err.message : String(err), { error: true });
