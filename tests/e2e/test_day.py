@@ -242,7 +242,8 @@ def test_admin_creates_a_user_who_can_then_log_in(
     page.select_option("[data-testid=adm-role]", "supervisor")
     page.fill("[data-testid=adm-password]", "1234567890")  # digits only: refused, with the rule
     page.click("[data-testid=adm-create]")
-    page.wait_for_selector("[data-testid=adm-error]:has-text('digits')")
+    # The rule it broke, in Chinese (the server sends its code).
+    page.wait_for_selector("[data-testid=adm-error]:has-text('密码不能全是数字')")
     page.fill("[data-testid=adm-password]", PASSWORD)
     page.check("[data-testid=adm-user-districts] input[value=d1]")
     page.click("[data-testid=adm-create]")
