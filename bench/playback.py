@@ -11,7 +11,8 @@ pipeline's replay of the day finds the stays (the page's stops) and the ledger, 
 a real day. The server is `clearday serve` in its own process; the browser is Debian's
 Chromium (headless, Playwright); the clock is the page's own (`performance.now()` from
 the `change` event of the truck picker to the frame after `data-ready`), so
-Playwright's round trips are not counted. Each run chooses the truck afresh (API answers are not cached).
+Playwright's round trips are not counted. Each run chooses the truck afresh (API
+answers are not cached).
 
 Database: CLEARDAY_DATABASE_URL when set (a database of its own is created there),
 otherwise a private PostgreSQL (fsync off). The last line on stdout is one JSON object:
