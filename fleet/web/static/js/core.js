@@ -25,7 +25,7 @@ export class ApiError extends Error {
 
 // "{name}" in a text filled from params.
 function fill(text, params = {}) {
-  return text.replace(/\{(\w+)\}/g, (all, name) => (params?.[name] ?? "") + "");
+  return text.replace(/\{(\w+)\}/g, (_, name) => (params?.[name] ?? "") + "");
 }
 
 // A refusal as a person reads it (fleet/refusal.py): in English the server's own text; in
