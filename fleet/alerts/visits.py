@@ -39,10 +39,13 @@ from typing import Any, Literal
 
 from fleet.alerts.geo import GridIndex, Projection, segment_closest
 from fleet.alerts.roads import RoadIndex, distance_to_line
+from fleet.positions.models import EventKind
 
 SiteKind = Literal["point", "station", "depot"]
 VisitKind = Literal["stay", "pass", "event"]
-EventKind = Literal["bin_lift", "rfid", "weighbridge"]
+# Events that say where a truck worked. An `alarm` (overspeed, fatigue, SOS, ...) says
+# nothing about serving a point or unloading, so the detector leaves alarms out.
+EVIDENCE_KINDS: frozenset[EventKind] = frozenset({"bin_lift", "rfid", "weighbridge"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +295,8 @@ def detect(
             _match_drifted(stay, stays[k - 1 : k] + stays[k + 1 : k + 2], ts, xs, ys, sites, p)
     stays = _merge(stays, p)
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
-    extra = _attach_events(truck_id, sorted(events, key=lambda e: e.at), stays, ts, p)
+    evidence = sorted((e for e in events if e.kind in EVIDENCE_KINDS), key=lambda e: e.at)
+    extra = _attach_events(truck_id, evidence, stays, ts, p)
     tz = track[0].at.tzinfo if track else (events[0].at.tzinfo if events else None)
     visits = [_stay_visit(truck_id, s, tz) for s in stays] + passes + extra
     visits.sort(key=lambda v: (v.arrived_at, v.kind, v.site_id or ""))
