@@ -538,11 +538,12 @@ def _match_drifted(
     ]
     near.sort(key=lambda item: item[0])
     for d, ps in near:
+        # Straight on: no fix between the two, so the truck never moved; only its fixes
+        # did (a truck that drove on to the next point is not standing beside it).
         if any(
             other.site is ps.site
             and other.confidence == 1.0
-            and min(abs(other.arrived - stay.departed), abs(stay.arrived - other.departed))
-            <= p.merge_gap_s
+            and (other.idx[0] == last + 1 or other.idx[-1] == first - 1)
             for other in beside
         ):
             stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence

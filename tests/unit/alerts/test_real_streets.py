@@ -176,3 +176,27 @@ def test_stop_on_the_street_across_from_the_point_is_not_a_drifted_stay() -> Non
     verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
     assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "not_visited")
     assert [a.kind for a in alerts if a.point_id == "P2" and a.kind == "drive_by"] == []
+
+
+def test_drifted_stop_then_the_next_point_80_m_on_stay_apart() -> None:
+    """P2 served 130 s with its fixes 58 m south (off the roads), then the truck drives on
+    to N, 80 m east: the drifted stop is P2's (unverifiable), not merged into N's stay."""
+    n = site("point", "N", 480, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, n, P3, S1], roads=STREETS)
+    plan = [("start", "D1"), ("point", "P1"), ("point", "P2"), ("point", "N"),
+            ("point", "P3"), ("station", "S1"), ("end", "D1")]  # fmt: skip
+    off = (20.0, -55.0)
+    t = Track(at("06:00"), x=-500, seed=4).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).stay(130, off=off)
+    driving_on = len(t.fixes)
+    t.drive(480, 0, 20).stay(300).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)
+    fixes = displaced(t.fixes, driving_on, *off)  # the drift lasts into the drive
+    day = truck_day("T1", fixes, sites=sites, plan=plan)
+    (at_n,) = [v for v in day.visits if v.site_id == "N"]
+    assert (at_n.confidence, at_n.dwell_s < 320) == (1.0, True), at_n
+    points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
+    verdicts, alerts = evaluate([day], points, at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("unverifiable", "drifted_stay")
+    assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
+    assert [a for a in alerts if a.point_id in ("P2", "N")] == []
