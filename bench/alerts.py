@@ -159,7 +159,8 @@ def plan_day(url: str, city: City, net: RoadNetwork, d: date, args: argparse.Nam
 
             plan_id = plans_service.plan_day(
                 conn, district_id=DISTRICT, service_date=d, tz=TZ,
-                time_limit_s=args.plan_time_limit, seed=args.seed, publish=True,
+                time_limit_s=args.plan_time_limit, seed=args.seed,
+                solution_limit=args.solution_limit, publish=True,
             )  # fmt: skip
             row = plans_repo.get_plan(conn, plan_id)
             assert row is not None
@@ -811,6 +812,15 @@ def main(argv: Iterable[str] | None = None) -> None:
     )
     ap.add_argument("--planner", choices=("ortools", "greedy"), default="ortools")
     ap.add_argument("--plan-time-limit", type=float, default=30.0)
+    ap.add_argument(
+        "--solution-limit",
+        type=int,
+        default=None,
+        help="stop planning after this many solutions: the same plan on any machine",
+    )
+    ap.add_argument(
+        "--first-date", default=None, help="the first service date (default: --days before today)"
+    )
     ap.add_argument("--eval-end", default="21:00", help="local time the last day is judged at")
     ap.add_argument("--explain", action="store_true", help="log the truth behind each error")
     ap.add_argument(
@@ -826,8 +836,12 @@ def main(argv: Iterable[str] | None = None) -> None:
     grace_s = float(settings.alert_missed_grace_s)
     rules_params = worker.AlertConfig.from_settings(settings).rules
     h, m = (int(x) for x in args.eval_end.split(":"))
-    today = datetime.now(TZ).date()
-    days = [today - timedelta(days=args.days - k) for k in range(args.days)]  # past dates only
+    first = (
+        date.fromisoformat(args.first_date)
+        if args.first_date
+        else datetime.now(TZ).date() - timedelta(days=args.days)
+    )
+    days = [first + timedelta(days=k) for k in range(args.days)]
     with tempfile.TemporaryDirectory(prefix="clearday-bench-alerts-") as tmp_name:
         tmp = Path(tmp_name)
         srv = servers(tmp, need_mqtt=args.mode == "live")

@@ -29,6 +29,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from fleet.positions.models import EventKind
+
 WIRE_VERSION = 1
 TOPIC_ROOT = "clearday/v1/trucks"
 
@@ -45,7 +47,6 @@ DEFAULT_MAX_FUTURE_S = 300.0
 DEFAULT_MAX_PAST_S = 7 * 86_400.0
 
 LoadState = Literal["empty", "half", "full"]
-EventKind = Literal["bin_lift", "rfid", "weighbridge", "alarm"]
 TerminalState = Literal["online", "offline"]
 
 

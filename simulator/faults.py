@@ -8,8 +8,8 @@ Point faults (apply to whichever truck's route holds the point):
               for the first 2-3 minutes of the stop (urban canyon): truly served
   jump        on the way to the point one fix lands 150-300 m off (multipath), beside
               another point when one lies that far: the point is then served
-  idle_beside the truck stops 46-59 m short of the point on the road it comes by, idles
-              there 5-8 minutes and turns back: not served
+  idle_beside the truck stops 46-59 m (straight line) short of the point on the road it
+              comes by, idles there 5-8 minutes and turns back: not served
 Truck faults:
   breakdown   at `at_s` the truck stops where it is and stays there until its shift ends
   no_unload   the truck skips its last station visit and parks loaded

@@ -351,20 +351,28 @@ class _TruckDay:
         return self.gps.choice(near) if near else None
 
     def _idle_beside(self, point: Point) -> Iterator[Emission]:
-        """Stop 46-59 m short of the point on the road in, idle 5-8 minutes, turn back."""
+        """Stop 46-59 m (straight line) short of the point on the road in, idle 5-8
+        minutes, turn back. The spot lies on the last stretch of the route that leaves
+        that distance, so a short last edge does not leave the truck inside the fence;
+        a truck already closer than that backs off along the road leading away."""
         path = self.net.path(self.node, point.node, narrow_ok=self.narrow_ok)
-        for u, v in itertools.pairwise(path[:-1]):
-            yield from self._move(u, v)
+        short_m = self.gps.uniform(46, 59)
+
+        def away(node: int) -> float:
+            return geo.haversine_m(*self.city.node_latlon(node), point.lat, point.lon)
+
+        far = [k for k, node in enumerate(path[:-1]) if away(node) >= short_m]
+        if far:
+            for u, v in itertools.pairwise(path[: far[-1] + 1]):
+                yield from self._move(u, v)
+            toward = path[far[-1] + 1]
+        else:
+            toward = max(self.city.graph.successors(self.node), key=away)
         u = self.node
         ulat, ulon = self.lat, self.lon
-        length = geo.haversine_m(ulat, ulon, point.lat, point.lon)
-        short_m = self.gps.uniform(46, 59)
         arrival = self.t
-        if len(path) >= 2 and length > short_m + 5:
-            frac = (length - short_m) / length
-            lat = ulat + frac * (point.lat - ulat)
-            lon = ulon + frac * (point.lon - ulon)
-            yield from self._move_line(ulat, ulon, lat, lon, 20.0)
+        spot = self._at_distance(ulat, ulon, *self.city.node_latlon(toward), point, short_m)
+        yield from self._move_line(ulat, ulon, *spot, 20.0)
         stood_from = self.t
         yield from self._stay(self.t + self.gps.uniform(300, 480))
         self.record(
@@ -379,6 +387,30 @@ class _TruckDay:
         )
         yield from self._move_line(self.lat, self.lon, ulat, ulon, 20.0)
         self.node = u
+
+    @staticmethod
+    def _at_distance(
+        alat: float, alon: float, blat: float, blon: float, point: Point, distance_m: float
+    ) -> tuple[float, float]:
+        """Where on the line a -> b the distance to the point crosses `distance_m` (a and
+        b on either side of it); b when the whole line lies on one side."""
+
+        def at(frac: float) -> tuple[float, float]:
+            return alat + frac * (blat - alat), alon + frac * (blon - alon)
+
+        def dist(frac: float) -> float:
+            return geo.haversine_m(*at(frac), point.lat, point.lon)
+
+        lo, hi = 0.0, 1.0
+        if (dist(lo) >= distance_m) == (dist(hi) >= distance_m):
+            return at(hi)
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if (dist(mid) >= distance_m) == (dist(lo) >= distance_m):
+                lo = mid
+            else:
+                hi = mid
+        return at(lo if dist(lo) >= distance_m else hi)
 
     def _move_line(
         self, lat1: float, lon1: float, lat2: float, lon2: float, speed_kmh: float

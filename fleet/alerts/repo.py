@@ -39,6 +39,13 @@ def trucks(conn: psycopg.Connection) -> dict[str, TruckRef]:
     return {r[0]: TruckRef(r[0], r[1], r[2]) for r in rows}
 
 
+def read_in_zone(conn: psycopg.Connection, timezone: str) -> None:
+    """Times read on `conn` from now on come in `timezone` (the session's TimeZone), so
+    the visits, evidence and alert details computed from them are in that district's
+    local time, as a person reads them."""
+    conn.execute("SELECT set_config('TimeZone', %s, false)", (timezone,))
+
+
 def district_timezones(conn: psycopg.Connection) -> dict[str, str]:
     return {r[0]: r[1] for r in conn.execute("SELECT district_id, timezone FROM district")}
 

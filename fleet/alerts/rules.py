@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from fleet.alerts.geo import haversine_m
@@ -427,13 +427,14 @@ def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[Aler
             out.append(
                 AlertCandidate(
                     kind="offline",
-                    key=f"offline|{day.service_date}|{day.truck_id}|{since.isoformat()}",
+                    # The same silence, the same key, whatever zone its time was read in.
+                    key=f"offline|{day.service_date}|{day.truck_id}|{since.astimezone(UTC).isoformat()}",
                     district_id=day.district_id,
                     service_date=day.service_date,
                     condition_at=at,
                     truck_id=day.truck_id,
                     message=f"终端离线：车辆 {day.name} 自 {_hm(since, tz)} 起超过 {p.offline_after_s / 60:.0f} 分钟无定位",
-                    details={"silent_since": since.isoformat()},
+                    details={"silent_since": since.astimezone(tz).isoformat()},
                 )
             )
     return out

@@ -39,10 +39,13 @@ from typing import Any, Literal
 
 from fleet.alerts.geo import GridIndex, Projection, segment_closest
 from fleet.alerts.roads import RoadIndex, distance_to_line
+from fleet.positions.models import EventKind
 
 SiteKind = Literal["point", "station", "depot"]
 VisitKind = Literal["stay", "pass", "event"]
-EventKind = Literal["bin_lift", "rfid", "weighbridge"]
+# Events that say where a truck worked. An `alarm` (overspeed, fatigue, SOS, ...) says
+# nothing about serving a point or unloading, so the detector leaves alarms out.
+EVIDENCE_KINDS: frozenset[EventKind] = frozenset({"bin_lift", "rfid", "weighbridge"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,11 @@ class VisitParams:
     # too little to clear it, enough to keep it from being called missed.
     drift_confidence: float = 0.6
     drift_crossing_confidence: float = 0.3
+    # A truck stands on a road (or in a site): a stay whose median lies farther than
+    # this, plus the median's own uncertainty, from every road of the district cannot be
+    # where the truck stood. Beside a point, its fixes drifted off it: as sure as a
+    # crossing (the point is the likeliest place, not the only one).
+    drift_road_halfwidth_m: float = 10.0
     # Events within this of a stay belong to it.
     event_slack_s: float = 60.0
     # An event is "in a GPS gap" when no fix lies within this of it.
@@ -289,10 +297,12 @@ def detect(
         _match(stay, track, xs, ys, sites, p)
     for k, stay in enumerate(stays):
         if stay.site is None:
-            _match_drifted(stay, stays[k - 1 : k] + stays[k + 1 : k + 2], ts, xs, ys, sites, p)
+            beside = stays[k - 1 : k] + stays[k + 1 : k + 2]
+            _match_drifted(stay, beside, track, ts, xs, ys, sites, p)
     stays = _merge(stays, p)
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
-    extra = _attach_events(truck_id, sorted(events, key=lambda e: e.at), stays, ts, p)
+    evidence = sorted((e for e in events if e.kind in EVIDENCE_KINDS), key=lambda e: e.at)
+    extra = _attach_events(truck_id, evidence, stays, ts, p)
     tz = track[0].at.tzinfo if track else (events[0].at.tzinfo if events else None)
     visits = [_stay_visit(truck_id, s, tz) for s in stays] + passes + extra
     visits.sort(key=lambda v: (v.arrived_at, v.kind, v.site_id or ""))
@@ -472,11 +482,7 @@ def _match(
     p: VisitParams,
 ) -> None:
     """The nearest site whose fence, widened by the uncertainty of the median, holds it."""
-    accs = [a for k in stay.idx if (a := track[k].accuracy_m) is not None]
-    acc = median(accs) if accs else p.default_accuracy_m
-    margin = min(
-        p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx)))
-    )
+    margin = _median_margin(stay, track, p)
     best: tuple[float, Site] | None = None
     for ps in sites.grid.near(stay.x, stay.y, sites.max_radius_m + margin):
         d = math.hypot(ps.x - stay.x, ps.y - stay.y)
@@ -486,19 +492,33 @@ def _match(
         stay.distance_m, stay.site = best[0], best[1]
 
 
+def _median_margin(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
+    """How far the stay's median may lie from where the truck stood (2 standard errors)."""
+    accs = [a for k in stay.idx if (a := track[k].accuracy_m) is not None]
+    acc = median(accs) if accs else p.default_accuracy_m
+    return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx))))
+
+
 def _match_drifted(
     stay: _Stay,
     beside: list[_Stay],
+    track: list[Fix],
     ts: list[float],
     xs: list[float],
     ys: list[float],
     sites: SiteIndex,
     p: VisitParams,
 ) -> None:
-    """A stay beside a point whose fence the track crossed on the way in or out, or
-    that runs straight on into (or out of) a stay in the fence: the fixes drifted while
-    the truck stood at the point (urban canyons). A truck that stands across the street
-    never entered the fence, and stays unmatched."""
+    """A stay beside a point (within ``drift_reach_m`` of its fence) that something
+    other than its own fixes puts at the point: the fixes drifted while the truck stood
+    there (urban canyons). The corroboration, strongest first:
+
+    - it runs straight on into (or out of) a stay in the fence: ``drift_confidence``;
+    - the track crossed the inner half of the fence on the way into or out of it, or
+      the stay lies off every road, where no truck stands: ``drift_crossing_confidence``.
+
+    A truck that stands on the street across from the point, and whose track never
+    entered the fence, stays unmatched."""
     reach = sites.max_radius_m + p.drift_reach_m
     near = [
         (math.hypot(ps.x - stay.x, ps.y - stay.y), ps)
@@ -516,16 +536,19 @@ def _match_drifted(
         for k in (first - 1, last)
         if 0 <= k < len(ts) - 1 and ts[k + 1] - ts[k] <= p.pass_max_gap_s
     ]
-    for d, ps in sorted(near, key=lambda item: item[0]):
+    near.sort(key=lambda item: item[0])
+    for d, ps in near:
+        # Straight on: no fix between the two, so the truck never moved; only its fixes
+        # did (a truck that drove on to the next point is not standing beside it).
         if any(
             other.site is ps.site
             and other.confidence == 1.0
-            and min(abs(other.arrived - stay.departed), abs(stay.arrived - other.departed))
-            <= p.merge_gap_s
+            and (other.idx[0] == last + 1 or other.idx[-1] == first - 1)
             for other in beside
         ):
             stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
             return
+    for d, ps in near:
         # Deep inside the fence (half its radius), so that noise alone rarely fakes it
         # for a truck standing 50 m off.
         if any(
@@ -535,6 +558,11 @@ def _match_drifted(
             stay.site, stay.distance_m = ps.site, d
             stay.confidence = p.drift_crossing_confidence
             return
+    if sites.roads is not None and not sites.roads.has_road_near(
+        stay.x, stay.y, p.drift_road_halfwidth_m + _median_margin(stay, track, p)
+    ):
+        stay.site, stay.distance_m = near[0][1].site, near[0][0]
+        stay.confidence = p.drift_crossing_confidence
 
 
 def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:

@@ -235,6 +235,7 @@ class Pipeline:
         ref = self.trucks(conn).get(truck_id)
         if ref is None:
             return
+        repo.read_in_zone(conn, ref.timezone)
         day_start, day_end = repo.day_bounds(service_date, ref.timezone)
         if earliest_new is None:
             replace_from = ctx = day_start
@@ -269,6 +270,9 @@ class Pipeline:
     ) -> TickStats:
         c = self.config
         stats = TickStats(district_days=1)
+        tz = self.district_tz(conn, district_id)
+        repo.read_in_zone(conn, tz.key)
+        now = now.astimezone(tz)
         due = self.due_points(conn, district_id, service_date)
         point_ids = [p.point_id for p in due]
         days = repo.truck_days(conn, district_id=district_id, service_date=service_date, visits=())

@@ -2,8 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+# What a terminal reports besides positions (device_event.kind): a bin lift, an RFID
+# bin tag read, a weighbridge ticket, or an alarm bit it raised (JT/T 808 报警标志).
+EventKind = Literal["bin_lift", "rfid", "weighbridge", "alarm"]
 
 
 class TruckStatus(StrEnum):

@@ -254,3 +254,35 @@ def test_the_ledger_follows_a_recomputed_day(
         insert_fixes(conn, "T3", track_t3_serving_p4().fixes)
         service.replay_day(conn=conn, settings=Settings(), service_date=DAY, now=evening())
     assert p4() == "cleared"
+
+
+def test_the_ledger_json_gives_every_time_in_the_district_zone(
+    client: TestClient, users: Users, supervised_day: int
+) -> None:
+    """Whatever the database session's zone (UTC here), every time in the ledger's JSON,
+    its evidence's too, is ISO 8601 with the district's offset (Asia/Shanghai, +08:00)."""
+    from typing import Any
+
+    import psycopg
+
+    from fleet.alerts import service
+    from fleet.config import Settings
+    from tests.integration.alerts.world import evening
+
+    with psycopg.connect(users.url) as conn:
+        conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
+        service.replay_day(conn=conn, settings=Settings(), service_date=DAY, now=evening())
+
+    def times(value: Any, key: str = "") -> list[str]:
+        if isinstance(value, dict):
+            return [t for k, v in value.items() for t in times(v, k)]
+        if isinstance(value, list):
+            return [t for v in value for t in times(v, key)]
+        return [value] if isinstance(value, str) and (key == "at" or key.endswith("_at")) else []
+
+    body = client.get("/api/v1/ledger", params=DAY_Q, headers=users.headers("viewer")).json()
+    found = times(body["entries"])
+    assert len(found) > 30
+    assert [t for t in found if not t.endswith("+08:00")] == []
+    cleared = next(e for e in body["entries"] if e["point_id"] == "P1")
+    assert cleared["cleared_at"].startswith(f"{DAY.isoformat()}T06:")

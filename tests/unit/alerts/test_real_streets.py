@@ -14,6 +14,7 @@ import pytest
 from fleet.alerts.visits import SiteIndex, detect
 
 from .test_rules import D1, P1, P2, P3, S1, due, evaluate, truck_day
+from .test_visits import road
 from .tracks import M_PER_DEG_LON, Track, at, displaced, site
 
 # Q lies 250 m north of the street, R 50 m north of it (on a parallel street's side).
@@ -128,3 +129,74 @@ def test_street_50_m_from_a_point_driven_past_is_no_pass(seed: int) -> None:
     verdicts, alerts = evaluate([day], points, at("21:00"))
     assert verdicts["R"].reason == "not_visited"
     assert [a for a in alerts if a.kind == "drive_by"] == []
+
+
+# The street through the depot, P1, P2, P3 and the station (y = 0), and a parallel
+# street 50 m north of it (y = 50), joined at x = -500 and x = 1600.
+STREETS = [
+    road(1, 2, (-500, 0), (1600, 0)),
+    road(3, 4, (-500, 50), (1600, 50)),
+    road(1, 3, (-500, 0), (-500, 50)),
+    road(2, 4, (1600, 0), (1600, 50)),
+]
+SITES_ROADS = SiteIndex([D1, P1, P2, P3, S1], roads=STREETS)
+
+
+def drifted_service_at_p2(off: tuple[float, float]) -> Track:
+    """P2 served 130 s while every fix, up to the second one driving away, sits `off`
+    from the truck (the drift outlasts the stop); the track never enters P2's fence."""
+    t = Track(at("06:00"), x=-500, seed=4).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    t.stay(130, off=off)
+    first_away = len(t.fixes)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    for k in (first_away, first_away + 1):
+        t.fixes[:] = displaced(t.fixes, k, *off)
+    return t
+
+
+def test_stop_whose_fixes_drifted_off_every_road_is_unverifiable_not_missed() -> None:
+    """A 2-minute stop at P2's turn whose fixes (and its way out) sit 50 m south-east, off
+    every road: no truck stands there, so P2 is unverifiable (drifted), never missed."""
+    t = drifted_service_at_p2((50, -50))
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.reason, v.evidence["basis"]) == ("unverifiable",) + ("drifted_stay",) * 2, v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+    assert verdicts["P3"].status == "cleared"
+
+
+def test_stop_on_the_street_across_from_the_point_is_not_a_drifted_stay() -> None:
+    """The same stop with its fixes 50 m north, on the parallel street, where a truck can
+    stand: nothing puts it at P2, so P2 is missed (not visited), and not driven past."""
+    t = drifted_service_at_p2((0, 50))
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "not_visited")
+    assert [a.kind for a in alerts if a.point_id == "P2" and a.kind == "drive_by"] == []
+
+
+def test_drifted_stop_then_the_next_point_80_m_on_stay_apart() -> None:
+    """P2 served 130 s with its fixes 58 m south (off the roads), then the truck drives on
+    to N, 80 m east: the drifted stop is P2's (unverifiable), not merged into N's stay."""
+    n = site("point", "N", 480, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, n, P3, S1], roads=STREETS)
+    plan = [("start", "D1"), ("point", "P1"), ("point", "P2"), ("point", "N"),
+            ("point", "P3"), ("station", "S1"), ("end", "D1")]  # fmt: skip
+    off = (20.0, -55.0)
+    t = Track(at("06:00"), x=-500, seed=4).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).stay(130, off=off)
+    driving_on = len(t.fixes)
+    t.drive(480, 0, 20).stay(300).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)
+    fixes = displaced(t.fixes, driving_on, *off)  # the drift lasts into the drive
+    day = truck_day("T1", fixes, sites=sites, plan=plan)
+    (at_n,) = [v for v in day.visits if v.site_id == "N"]
+    assert (at_n.confidence, at_n.dwell_s < 320) == (1.0, True), at_n
+    points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
+    verdicts, alerts = evaluate([day], points, at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("unverifiable", "drifted_stay")
+    assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
+    assert [a for a in alerts if a.point_id in ("P2", "N")] == []

@@ -313,6 +313,19 @@ def test_alert_texts_give_the_district_time_even_when_the_plan_is_read_in_utc() 
     assert f"自 {silent_from:%H:%M} 起" in offline.message and silent_from.hour == 11
 
 
+def test_offline_key_and_details_do_not_depend_on_the_zone_the_track_was_read_in() -> None:
+    """The same silence read in UTC or in local time: the same incident key; its
+    `silent_since` in the district's time."""
+    t = Track(at("06:00"), x=-500).stay(60).drive(0, 0, 30).stay(300)
+    t.silence(900).drive(400, 0, 30).stay(300)
+    utc = [dataclasses.replace(f, at=f.at.astimezone(UTC)) for f in t.fixes]
+    got = []
+    for fixes in (t.fixes, utc):
+        (a,) = [a for a in evaluate([truck_day("T1", fixes)], [], t.t)[1] if a.kind == "offline"]
+        got.append((a.key, a.details["silent_since"]))
+    assert got[0] == got[1] and got[0][1].endswith("+08:00"), got
+
+
 def test_stationary_off_route_but_not_the_lunch_break() -> None:
     t = Track(at("08:00"), x=-200, y=300).stay(25 * 60)
     (a,) = [a for a in evaluate([truck_day("T1", t.fixes)], [], t.t)[1] if a.kind == "stationary"]

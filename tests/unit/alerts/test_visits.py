@@ -117,6 +117,26 @@ def test_bin_lift_in_stay_is_evidence_and_in_gap_is_an_event_visit() -> None:
     assert ev.site_id == "P2" and ev.has_event("bin_lift")
 
 
+def test_alarm_events_are_no_evidence_of_service_and_are_left_out() -> None:
+    """JT/T 808 alarms (in a stay, in a GPS gap, naming a point or not) make no visit and
+    are attached to no stay: an overspeed or SOS bit says nothing about a bin emptied."""
+    track = Track(at("08:00"), x=-300).drive(0, 0, 30).stay(200)
+    during_stay = track.t - timedelta(seconds=100)
+    track.drive(400, 0, 30)
+    silent_from = track.t
+    track.silence(600).drive(800, 0, 30)
+    alarms = [
+        DeviceEvent(during_stay, "alarm"),
+        DeviceEvent(during_stay, "alarm", point_id="P1"),
+        DeviceEvent(silent_from + timedelta(seconds=300), "alarm", point_id="P2"),
+        DeviceEvent(silent_from + timedelta(seconds=310), "alarm", station_id="S1"),
+    ]
+    plain = detect("T1", track.fixes, [], SITES)
+    found = detect("T1", track.fixes, alarms, SITES)
+    assert found == plain
+    assert not [v for v in found.visits if v.evidence or v.kind == "event"]
+
+
 def test_weighbridge_ticket_is_attached_to_station_stay() -> None:
     track = Track(at("10:00"), x=400).drive(800, 0, 30).stay(600).drive(900, 300, 30)
     stay = stays(detect("T1", track.fixes, [], SITES).visits, "S1")[0]

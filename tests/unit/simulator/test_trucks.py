@@ -309,3 +309,28 @@ def test_terminal_config_is_validated() -> None:
         TerminalConfig(dropout_prob=1.5)
     assert dataclasses.replace(TerminalConfig(), noise_m=20).noise_m == 20
     assert timedelta(0) == timedelta(0)
+
+
+def test_idle_beside_stands_46_to_59_m_from_the_point_however_short_the_last_edge(
+    small_city: City, small_plan: SimPlan
+) -> None:
+    """Every point of every route idled beside: the truck stands 46-59 m from each (it
+    stood inside the fence when the road's last edge was shorter than that)."""
+    points = [s.ref_id for r in small_plan.routes for s in r.stops if s.kind == "point"]
+    faults = tuple(Fault("idle_beside", point_id=p) for p in points if p)
+    perfect = TerminalConfig(noise_m=0.0, dropout_prob=0.0, signal_losses_per_day=0.0)
+    ems, day = simulate(_spec(small_city, small_plan, faults=faults, terminal=perfect))
+    records = [r for r in day.truth if r["type"] == "fault" and r["kind"] == "idle_beside"]
+    assert len(records) == len(faults)
+    term = {t.id: t.terminal_id for t in small_city.trucks}
+    for r in records:
+        p = small_city.point(r["point_id"])
+        standing = [
+            f
+            for f in _fixes(ems, term[r["truck_id"]])
+            if _iso_s(r["at"]) <= _sim_s(f.recorded_at) <= _iso_s(r["departure_at"])
+        ]
+        assert len(standing) >= 25, r
+        distances = {round(geo.haversine_m(f.lat, f.lon, p.lat, p.lon), 1) for f in standing}
+        assert distances == {r["distance_m"]}, r
+        assert 46 <= r["distance_m"] <= 59, r
