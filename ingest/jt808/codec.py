@@ -865,10 +865,38 @@ def result_for(reason: Reason) -> Result:
     return Result.MESSAGE_ERROR
 
 
+_RESPONSE_TAIL = struct.Struct(">HHHB")  # serial | reply serial, reply id, result
+_RESPONSE_BODY_BYTES = 5
+
+
+class Responder:
+    """0x8001 answers to the terminal of ``header``, its header bytes built once: a
+    connection answers every location it receives."""
+
+    __slots__ = ("_check", "_head")
+
+    def __init__(self, header: Header) -> None:
+        attributes = _RESPONSE_BODY_BYTES
+        if header.version is not None:
+            attributes |= _ATTR_VERSION
+            phone = bytes([header.version]) + bcd_encode(header.phone, 10)
+        else:
+            phone = bcd_encode(header.phone, 6)
+        self._head = struct.pack(">HH", MsgId.PLATFORM_RESPONSE, attributes) + phone
+        self._check = check_code(self._head)
+
+    def answer(self, reply_serial: int, reply_id: int, result: int, serial: int) -> bytes:
+        tail = _RESPONSE_TAIL.pack(serial, reply_serial, reply_id, result)
+        code = self._check ^ check_code(tail)
+        return b"\x7e" + escape(self._head + tail + bytes((code,))) + b"\x7e"
+
+    def ok(self, reply_serial: int, reply_id: int, serial: int) -> bytes:
+        return self.answer(reply_serial, reply_id, Result.OK, serial)
+
+
 def platform_response(header: Header, result: Result, serial: int) -> bytes:
     """0x8001 answering the message ``header`` with ``result``."""
-    body = struct.pack(">HHB", header.serial, header.msg_id, result)
-    return encode_frame(MsgId.PLATFORM_RESPONSE, header.phone, serial, body, version=header.version)
+    return Responder(header).answer(header.serial, header.msg_id, result, serial)
 
 
 def register_response(header: Header, result: RegisterResult, auth_code: str, serial: int) -> bytes:

@@ -56,8 +56,9 @@ async def run_async(
             "set CLEARDAY_MQTT_URL to the gateway's own account (clearday mqtt-credentials --gateway-user)"
         )
     target = MqttTarget(settings.mqtt_dsn())
-    publisher = Publisher(target, client_id_for(target))
-    publisher.start(asyncio.get_running_loop())
+    config = GatewayConfig.from_settings(settings)
+    publisher = Publisher(target, client_id_for(target), timeout_s=config.publish_timeout_s)
+    publisher.start()
     try:
         if not await publisher.wait_connected(BROKER_WAIT_S):
             log.warning(
@@ -65,7 +66,7 @@ async def run_async(
                 target.redacted,
             )
     except BrokerRefused as exc:
-        publisher.stop()
+        await publisher.close()
         raise GatewayUnavailable(str(exc)) from None
     pool = AsyncConnectionPool(
         settings.database_dsn(),
@@ -78,7 +79,7 @@ async def run_async(
     registry = Registry(pool)
     try:
         await serve(
-            GatewayConfig.from_settings(settings),
+            config,
             registry,
             publisher,
             host=host,
@@ -87,7 +88,7 @@ async def run_async(
             started=started,
         )
     finally:
-        publisher.stop()
+        await publisher.close()
         await pool.close()
 
 
