@@ -27,11 +27,9 @@ import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from fleet.trucks.terminals import JT808_PHONE_MAX_DIGITS, jt808_phone_key
+from fleet.trucks.terminals import TERMINAL_COLUMNS, parse_jt808_phone
 
 KINDS = ("depots", "stations", "points", "trucks", "roads")
-# Truck columns that name a terminal: each may belong to one truck only.
-TERMINAL_COLUMNS = ("terminal_id", "jt808_phone")
 
 STREAMS = {
     "other": "other", "其他": "other", "其他垃圾": "other",
@@ -247,13 +245,10 @@ def _bool(value: Any) -> bool:
 
 def _jt808_phone(value: Any) -> str:
     """A JT/T 808 terminal phone number: digits, stored without leading zeros."""
-    text = str(_scalar(value)).strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > JT808_PHONE_MAX_DIGITS:
-        raise _Bad(f"{_show(text)} is not a phone number of 1 to {JT808_PHONE_MAX_DIGITS} digits")
-    key = jt808_phone_key(text)
-    if key == "0":
-        raise _Bad(f"{_show(text)} is not a phone number (all zeros)")
-    return key
+    try:
+        return parse_jt808_phone(str(_scalar(value)))
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _stream(value: Any) -> str:
