@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Callable
 
+import uvloop
 from psycopg_pool import AsyncConnectionPool
 
 from fleet.config import MqttTarget, Settings
@@ -103,4 +104,7 @@ def run(settings: Settings, *, host: str, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_async(settings, host=host, port=port, stop=stop)
 
-    asyncio.run(main())
+    # uvloop: the event loop's own cost per read and write is most of the gateway's
+    # time per location once the protocol work is lean (docs/jt808.md, Benchmark).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
