@@ -66,7 +66,7 @@ from fleet import db  # noqa: E402
 from fleet.config import MqttTarget  # noqa: E402
 from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
 from ingest import wire  # noqa: E402
-from ingest.writer import COPY_POSITION, POSITION_TYPES  # noqa: E402
+from ingest.writer import COPY_POSITION, POSITION_TYPES, position_row  # noqa: E402
 
 RECEIVE_MAXIMUM = 20_000
 SESSION_EXPIRY_S = 3600
@@ -672,11 +672,7 @@ def copy_phase(url: str, workload: Workload, seqs: list[int]) -> float:
     ntrucks = len(workload.terminals)
     rows = []
     for s in seqs:
-        f = workload.fix(s)
-        rows.append(
-            (f"BT{s % ntrucks:04d}", f.recorded_at, f.lat, f.lon, f.speed_kmh, f.heading_deg,
-             f.accuracy_m, f.odometer_km, f.ignition, f.load_state, f.seq)
-        )  # fmt: skip
+        rows.append(position_row(f"BT{s % ntrucks:04d}", workload.fix(s)))
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         t0 = time.perf_counter()
         with cur.copy(COPY_POSITION) as copy:

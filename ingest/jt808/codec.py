@@ -542,6 +542,10 @@ class Location:
         return LOAD_STATES[(self.status >> Status.LOAD_SHIFT) & 0b11]
 
     @property
+    def door_locked(self) -> bool:
+        return bool(self.status & Status.DOOR_LOCKED)
+
+    @property
     def doors_open(self) -> tuple[int, ...]:
         """Numbers (1-5) of the doors reported open."""
         return tuple(d + 1 for d in range(5) if self.status >> (Status.DOOR_SHIFT + d) & 1)

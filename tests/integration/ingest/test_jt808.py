@@ -188,14 +188,23 @@ def test_2013_and_2019_terminals_register_authenticate_and_are_stored(
     async def scenario() -> None:
         t13 = Jt808Terminal("127.0.0.1", gw.port, "0" + phone(1))
         t19 = Jt808Terminal("127.0.0.1", gw.port, phone(2), version=1)
+        # the 2019 terminal reports fuel, satellites, a vendor item and its doors
+        items = (
+            (codec.EXTRA_MILEAGE, struct.pack(">I", 102342)),
+            (codec.EXTRA_FUEL, struct.pack(">H", 885)),
+            (codec.EXTRA_SATELLITES, b"\x0b"),
+            (0xE1, b"\x0a\x0b"),
+        )
+        doors = codec.Status.LOCATED | codec.Status.DOOR_LOCKED | 1 << (codec.Status.DOOR_SHIFT + 1)
         for t in (t13, t19):
             await t.connect()
             code = await t.register()
             assert len(code) >= 8
             await t.authenticate()
             assert await t.heartbeat()
+            extra = {"extras": items, "status": doors} if t is t19 else {}
             for k in range(3):
-                assert await t.report(loc(base + timedelta(seconds=10 * k), k))
+                assert await t.report(loc(base + timedelta(seconds=10 * k), k, **extra))
             later = [loc(base + timedelta(seconds=100 - k), 10 + k) for k in range(5)]
             t.unacked.extend(later)
             assert await t.upload_unacked()
@@ -211,6 +220,12 @@ def test_2013_and_2019_terminals_register_authenticate_and_are_stored(
     )
     first = positions(jt808_fleet, "T1")[0]
     assert first == (base.astimezone(UTC), 31.8, 117.3, 23.5, True, "half", 10234.2)
+    terminal_fields = rows(
+        jt808_fleet,
+        "SELECT altitude_m, fuel_l, satellites, door_locked, doors_open, extra FROM position"
+        " WHERE truck_id = 'T2' ORDER BY recorded_at LIMIT 1",
+    )
+    assert terminal_fields == [(20.0, 88.5, 11, True, [2], {"jt808_E1": "0a0b"})]
     events = rows(
         jt808_fleet, "SELECT kind, payload->'alarms' FROM device_event WHERE truck_id = 'T1'"
     )
