@@ -43,7 +43,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import uvloop
@@ -181,8 +181,8 @@ class LeanTerminal(asyncio.Protocol):
         self._tail = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's is not an asyncio.Transport subclass)
+        self.transport = cast(asyncio.Transport, transport)
         transport.write(self.auth)
 
     def start(self) -> None:
@@ -397,6 +397,7 @@ def main() -> None:
                 "CLEARDAY_DATABASE_URL": servers.url,
                 "CLEARDAY_MQTT_URL": servers.mqtt_url,
                 "CLEARDAY_METRICS_PORT": "0",
+                "CLEARDAY_JT808_METRICS_PORT": "0",
                 "CLEARDAY_INGEST_SHARE_GROUP": "",
                 "CLEARDAY_INGEST_RECEIVE_MAXIMUM": str(bi.RECEIVE_MAXIMUM),
                 "CLEARDAY_LOG_LEVEL": "WARNING",

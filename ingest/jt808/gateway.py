@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -82,6 +82,7 @@ class Counts:
     connections: int = 0
     frames: int = 0
     locations_acked: int = 0
+    locations_pending: int = 0  # location messages awaiting the broker's PUBACK
     bad_frames: int = 0
     bad_by_reason: collections.Counter[str] = field(default_factory=collections.Counter)
     dead_letters_lost: int = 0
@@ -221,8 +222,8 @@ class Session(asyncio.Protocol):
 
     # ------------------------------------------------------------------ connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's is not an asyncio.Transport subclass)
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         if len(self.gw.sessions) >= self.config.max_connections:
@@ -230,7 +231,7 @@ class Session(asyncio.Protocol):
                 "connection limit %d reached: refusing %s", self.config.max_connections, self.peer
             )
             self.open = False
-            transport.abort()
+            self.transport.abort()
             return
         self.gw.sessions.add(self)
         self.gw.counts.connections += 1
@@ -297,6 +298,7 @@ class Session(asyncio.Protocol):
     def _hold(self, more: int) -> None:
         """Count locations awaiting the broker; stop reading while too many are."""
         self.unacked += more
+        self.gw.counts.locations_pending += more
         if self.transport is None:
             return
         if not self.paused and self.unacked >= MAX_UNACKED_PER_CONNECTION:
@@ -565,19 +567,16 @@ def _serials(frame: Frame) -> tuple[int, ...]:
 
 
 async def serve(
-    config: GatewayConfig,
-    registry: Registry,
-    publisher: Publisher,
+    gateway: Gateway,
     *,
     host: str,
     port: int,
     stop: asyncio.Event,
     started: Callable[[int], None] | None = None,
     reuse_port: bool = False,
-) -> Gateway:
+) -> None:
     """Run until ``stop`` is set; ``started`` gets the bound port."""
-    gateway = Gateway(config, registry, publisher)
-    writer_task = asyncio.create_task(registry.write_dead_letters(stop))
+    writer_task = asyncio.create_task(gateway.registry.write_dead_letters(stop))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         gateway.connection, host, port, backlog=4096, reuse_port=reuse_port or None
@@ -593,6 +592,5 @@ async def serve(
             session.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 10)
-    await publisher.wait_idle(STOP_DRAIN_S)  # the `offline` statuses
+    await gateway.publisher.wait_idle(STOP_DRAIN_S)  # the `offline` statuses
     await writer_task
-    return gateway

@@ -15,7 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from fleet.config import MqttTarget, Settings
 from ingest.jt808.broker import BrokerRefused, Publisher
-from ingest.jt808.gateway import GatewayConfig, Registry, serve
+from ingest.jt808.gateway import Gateway, GatewayConfig, Registry, serve
+from ingest.jt808.metrics import serve_metrics
 
 log = logging.getLogger("clearday.jt808")
 
@@ -77,18 +78,30 @@ async def run_async(
         kwargs={"connect_timeout": 5},
     )
     await pool.open(wait=False)
-    registry = Registry(pool)
+    gateway = Gateway(config, Registry(pool), publisher)
+    metrics = None
+    if settings.jt808_metrics_port:
+        try:
+            metrics = serve_metrics(
+                gateway, publisher, port=settings.jt808_metrics_port, host=settings.metrics_host
+            )
+            log.info(
+                "metrics on http://%s:%d/metrics",
+                settings.metrics_host,
+                settings.jt808_metrics_port,
+            )
+        except OSError as exc:
+            log.warning(
+                "metrics endpoint not started on port %d (%s); set CLEARDAY_JT808_METRICS_PORT",
+                settings.jt808_metrics_port,
+                exc,
+            )
     try:
-        await serve(
-            config,
-            registry,
-            publisher,
-            host=host,
-            port=port,
-            stop=stop,
-            started=started,
-        )
+        await serve(gateway, host=host, port=port, stop=stop, started=started)
     finally:
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         await publisher.close()
         await pool.close()
 
@@ -104,7 +117,11 @@ def run(settings: Settings, *, host: str, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_async(settings, host=host, port=port, stop=stop)
 
-    # uvloop: the event loop's own cost per read and write is most of the gateway's
-    # time per location once the protocol work is lean (docs/jt808.md, Benchmark).
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with loop_runner() as runner:
         runner.run(main())
+
+
+def loop_runner() -> asyncio.Runner:
+    """The gateway's event loop: uvloop, whose reads and writes cost a fraction of the
+    standard loop's, and they are most of the gateway's time per location."""
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)

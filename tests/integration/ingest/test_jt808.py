@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,13 +24,14 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import db, importer
 from fleet.config import Settings
 from fleet.services import PrivateMosquitto, free_port
 from ingest.jt808 import codec
 from ingest.jt808.codec import MsgId
-from ingest.jt808.service import run_async
+from ingest.jt808.service import loop_runner, run_async
 from simulator.city import generate, jt808_phone_for
 from simulator.faults import Fault
 from simulator.jt808 import Jt808Fleet, Jt808Terminal, drive
@@ -85,7 +87,8 @@ class GatewayThread:
             )
 
         try:
-            asyncio.run(main())
+            with loop_runner() as runner:
+                runner.run(main())
         except BaseException as exc:
             self.error = exc
             self.ready.set()
@@ -114,6 +117,7 @@ def start_gateway(
             "database_url": jt808_fleet,
             "mqtt_url": broker.url,
             "jt808_publish_timeout_s": 3.0,
+            "jt808_metrics_port": 0,
             "data_dir": tmp_path / "state",
         }
         values.update(overrides)
@@ -292,9 +296,11 @@ def test_bad_frames_are_answered_dead_lettered_and_the_connection_survives(
     start_gateway: Callable[..., GatewayThread],
 ) -> None:
     """Wrong check code → result 2, unknown id → 3, invalid BCD time → 2, impossible
-    coordinate → 2, noise and an oversize run kept; the next location is stored."""
+    coordinate → 2, noise and an oversize run kept; the next location is stored. The
+    gateway's /metrics counts each by reason."""
     start_ingestor()
-    gw = start_gateway()
+    metrics_port = free_port()
+    gw = start_gateway(jt808_metrics_port=metrics_port)
     at = now_local()
 
     async def scenario() -> None:
@@ -349,6 +355,47 @@ def test_bad_frames_are_answered_dead_lettered_and_the_connection_survives(
     ]
     raw = scalar(jt808_fleet, "SELECT payload FROM dead_letter WHERE reason = 'jt808_bad_time'")
     assert bytes(raw).startswith(b"\x7e") and bytes(raw).endswith(b"\x7e")
+    # the `offline` status is published as the connection closes
+    wait_for(
+        lambda: ("clearday_jt808_published_total", {}, 3.0) in scrape(metrics_port),
+        10,
+        "three messages published",
+    )
+    metrics = scrape(metrics_port)
+    assert {
+        labels["reason"]: value
+        for name, labels, value in metrics
+        if name == "clearday_jt808_bad_frames_total"
+    } == {
+        "jt808_bad_check": 1,
+        "jt808_unknown_message": 1,
+        "jt808_bad_time": 1,
+        "jt808_bad_coordinate": 1,
+        "jt808_oversize": 1,
+    }
+    value = {name: v for name, labels, v in metrics if not labels}
+    assert value["clearday_jt808_locations_acked_total"] == 1
+    # register, auth, the location, and three frames whose message was refused
+    assert value["clearday_jt808_frames_total"] == 6
+    assert value["clearday_jt808_connections_accepted_total"] == 1
+    assert value["clearday_jt808_connections"] == 0 and value["clearday_jt808_acks_pending"] == 0
+    assert value["clearday_jt808_mqtt_connected"] == 1
+    # the location and the `online`/`offline` statuses: each PUBACK timed
+    assert (
+        value["clearday_jt808_publish_seconds_count"]
+        == value["clearday_jt808_published_total"]
+        == 3
+    )
+
+
+def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
 
 
 def test_logout_deregisters_and_an_idle_connection_is_closed(
@@ -544,6 +591,7 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
         "CLEARDAY_DATABASE_URL": jt808_fleet,
         "CLEARDAY_MQTT_URL": broker.url,
         "CLEARDAY_JT808_PUBLISH_TIMEOUT_S": "2",
+        "CLEARDAY_JT808_METRICS_PORT": "0",
     }
     gateway = GatewayProcess(env, tmp_path / "gateway.log", port).start()
     base = now_local() - timedelta(hours=1)
