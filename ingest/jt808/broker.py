@@ -46,7 +46,8 @@ CONNECT_TIMEOUT_S = 10.0
 RECONNECT_MIN_DELAY_S = 1.0
 RECONNECT_MAX_DELAY_S = 10.0
 TICK_S = 0.1  # how often timeouts and keepalive are checked
-DEFAULT_RECEIVE_MAXIMUM = 65_535  # MQTT 5: when the CONNACK names none
+MAX_PACKET_ID = 65_535
+DEFAULT_RECEIVE_MAXIMUM = MAX_PACKET_ID - 1  # MQTT 5 says 65,535 when the CONNACK names none
 MAX_WAITING = 100_000  # messages waiting for a free in-flight slot
 TOPIC_CACHE_MAX = 100_000
 NO_MATCHING_SUBSCRIBERS = 0x10
@@ -150,6 +151,21 @@ class _Session:
     stale: set[int] = field(default_factory=set)
     next_id: int = 1
     sent_at: float = 0.0
+
+    @property
+    def has_room(self) -> bool:
+        """Below the broker's Receive Maximum. A message whose PUBACK timed out still
+        counts: for the broker it is in flight until it answers."""
+        return len(self.inflight) + len(self.stale) < self.receive_maximum
+
+    def take_id(self) -> int:
+        """The next packet id neither in flight nor stale (there is a free one while
+        ``has_room``: the Receive Maximum is below 65,535)."""
+        mid = self.next_id
+        while mid in self.inflight or mid in self.stale:
+            mid = mid % MAX_PACKET_ID + 1
+        self.next_id = mid % MAX_PACKET_ID + 1
+        return mid
 
 
 class Publisher:
@@ -290,7 +306,9 @@ class Publisher:
             raise ConnectionError(f"CONNACK reason 0x{code:02X}")
         session = _Session(link, keepalive_s=self.keepalive_s)
         if props is not None:
-            session.receive_maximum = getattr(props, "ReceiveMaximum", DEFAULT_RECEIVE_MAXIMUM)
+            session.receive_maximum = min(
+                getattr(props, "ReceiveMaximum", DEFAULT_RECEIVE_MAXIMUM), MAX_PACKET_ID - 1
+            )
             session.max_packet_bytes = getattr(props, "MaximumPacketSize", 0)
             session.keepalive_s = getattr(props, "ServerKeepAlive", self.keepalive_s)
         session.sent_at = time.monotonic()
@@ -324,7 +342,7 @@ class Publisher:
                 self._topics.clear()
             encoded = self._topics[topic] = mp.string(topic)
         message = _Message(encoded, payload, retain, done, time.monotonic() + self.timeout_s)
-        if self._waiting or len(session.inflight) >= session.receive_maximum:
+        if self._waiting or not session.has_room:
             self._waiting.append(message)
         else:
             self._send(session, message)
@@ -346,10 +364,7 @@ class Publisher:
         return await future
 
     def _send(self, session: _Session, message: _Message) -> None:
-        mid = session.next_id
-        while mid in session.inflight or mid in session.stale:
-            mid = mid % 65_535 + 1
-        session.next_id = mid % 65_535 + 1
+        mid = session.take_id()
         data = mp.publish_qos1(message.topic, mid, message.payload, retain=message.retain)
         if session.max_packet_bytes and len(data) > session.max_packet_bytes:
             log.error(
@@ -380,11 +395,7 @@ class Publisher:
 
     def _send_waiting(self) -> None:
         session = self._session
-        while (
-            self._waiting
-            and session is not None
-            and len(session.inflight) < session.receive_maximum
-        ):
+        while self._waiting and session is not None and session.has_room:
             self._send(session, self._waiting.popleft())
 
     def _acked(self, body: bytes) -> None:
@@ -395,7 +406,9 @@ class Publisher:
         code = body[2] if len(body) > 2 else 0
         message = session.inflight.pop(mid, None)
         if message is None:
-            session.stale.discard(mid)  # a PUBACK after its timeout
+            if mid in session.stale:  # a PUBACK after its timeout: the id is free again
+                session.stale.discard(mid)
+                self._send_waiting()
             return
         ok = code < FIRST_FAILURE_CODE and code != NO_MATCHING_SUBSCRIBERS
         if not ok:
