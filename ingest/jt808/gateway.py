@@ -272,10 +272,10 @@ class Session(asyncio.Protocol):
         if self.backlog is not None:
             self.backlog.extend(items)
             return
-        for item in items:
+        for i, item in enumerate(items):
             waiting = self.step(item)
             if waiting is not None:
-                self.backlog = collections.deque(items)  # the rest wait behind it
+                self.backlog = collections.deque(items[i + 1 :])  # the rest wait behind it
                 self.task = asyncio.create_task(self._drain(waiting))
                 return
             if not self.open:

@@ -62,7 +62,9 @@ def fix_of(loc: Location) -> wire.Fix | None:
         speed_kmh=loc.speed_kmh,
         heading_deg=float(loc.heading_deg),
         ignition=loc.acc_on,
-        load_state=cast(wire.LoadState | None, loc.load_state),
+        load_state=cast(
+            "wire.LoadState | None", loc.load_state
+        ),  # a string: no typing work per call
         altitude_m=float(loc.altitude_m) if altitude_lo <= loc.altitude_m <= altitude_hi else None,
         door_locked=loc.door_locked,
         doors_open=loc.doors_open,
