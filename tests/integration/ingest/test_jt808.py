@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -396,6 +397,64 @@ def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     ]
+
+
+def test_reports_sent_without_waiting_are_each_answered_once_and_stored(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A terminal writes 300 reports in one go (more than the 64 a connection may have
+    awaiting the broker, so reading pauses and resumes): every serial gets one
+    0x8001 result 0, and every report is stored once."""
+    start_ingestor()
+    gw = start_gateway()
+    base = now_local()
+    count = 300
+
+    async def scenario() -> Counter[tuple[int, int]]:
+        registered = Jt808Terminal("127.0.0.1", gw.port, phone(3))
+        await registered.login()
+        await registered.close()
+        assert registered.auth_code is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(codec.encode_frame(MsgId.AUTH, phone(3), 1, registered.auth_code.encode()))
+        writer.write(
+            b"".join(
+                codec.encode_frame(
+                    MsgId.LOCATION,
+                    phone(3),
+                    1000 + k,
+                    codec.encode_location(loc(base + timedelta(seconds=k), k), GMT8),
+                )
+                for k in range(count)
+            )
+        )
+        answers: Counter[tuple[int, int]] = Counter()  # (answered serial, result)
+        frames = codec.FrameReader()
+        deadline = time.monotonic() + 30
+        quiet_after = None
+        while time.monotonic() < deadline:
+            try:
+                data = await asyncio.wait_for(reader.read(65536), 0.5)
+            except TimeoutError:
+                if quiet_after is not None:
+                    break  # all answered, and nothing more for 0.5 s
+                continue
+            assert data, "the gateway closed the connection"
+            for frame in frames.feed(data):
+                assert isinstance(frame, codec.Frame)
+                serial, _, result = struct.unpack(">HHB", frame.body)
+                answers[(serial, result)] += 1
+            if sum(answers.values()) >= count + 1:
+                quiet_after = time.monotonic()
+        writer.close()
+        return answers
+
+    answers = run(scenario())
+    assert answers == Counter({(1000 + k, codec.Result.OK): 1 for k in range(count)} | {(1, 0): 1})
+    wait_for(lambda: len(positions(jt808_fleet, "T3")) == count, 30, f"{count} fixes")
+    assert scalar(jt808_fleet, "SELECT count(DISTINCT recorded_at) FROM position") == count
 
 
 def test_logout_deregisters_and_an_idle_connection_is_closed(
