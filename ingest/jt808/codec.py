@@ -55,6 +55,7 @@ class MsgId(IntEnum):
     LOCATION = 0x0200
     LOCATION_BATCH = 0x0704
     PLATFORM_RESPONSE = 0x8001
+    RESEND_REQUEST = 0x8003
     REGISTER_RESPONSE = 0x8100
 
 
@@ -390,7 +391,19 @@ def _oversize(raw: bytes, limit: int) -> FrameError:
 @dataclass(slots=True)
 class _Partial:
     first_seen_s: float
+    first_serial: int  # the serial number of packet 1
+    header: Header  # of a packet received: where a resend request goes
     parts: dict[int, Frame] = field(default_factory=dict)
+    resend_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """Packets of a sub-packaged message still missing (to ask for with 0x8003)."""
+
+    header: Header
+    first_serial: int
+    indexes: tuple[int, ...]
 
 
 class Reassembler:
@@ -402,9 +415,12 @@ class Reassembler:
     terminal resends what was not acknowledged as complete).
     """
 
-    def __init__(self, *, timeout_s: float = 60.0, max_messages: int = 8) -> None:
+    def __init__(
+        self, *, timeout_s: float = 60.0, max_messages: int = 8, resend_after_s: float = 10.0
+    ) -> None:
         self.timeout_s = timeout_s
         self.max_messages = max_messages
+        self.resend_after_s = resend_after_s
         self._partial: dict[tuple[int, int, int], _Partial] = {}
 
     def add(self, frame: Frame, now_s: float) -> Frame | None:
@@ -419,7 +435,8 @@ class Reassembler:
             if len(self._partial) >= self.max_messages:
                 oldest = min(self._partial, key=lambda k: self._partial[k].first_seen_s)
                 del self._partial[oldest]
-            partial = self._partial[key] = _Partial(now_s)
+            first_serial = (h.serial - h.index + 1) & 0xFFFF
+            partial = self._partial[key] = _Partial(now_s, first_serial, h)
         partial.parts[h.index] = frame
         if len(partial.parts) < h.packets:
             return None
@@ -430,6 +447,18 @@ class Reassembler:
         whole = Header(h.msg_id, h.phone, h.serial, len(body), first.version, first.encryption)
         serials = tuple(p.header.serial for p in parts)
         return Frame(whole, body, b"".join(p.raw for p in parts), serials)
+
+    def overdue(self, now_s: float) -> list[Missing]:
+        """Messages incomplete for ``resend_after_s``, each reported once: the packets
+        to ask the terminal for again (0x8003, :func:`resend_request`)."""
+        out: list[Missing] = []
+        for p in self._partial.values():
+            if not p.resend_requested and now_s - p.first_seen_s >= self.resend_after_s:
+                p.resend_requested = True
+                total = p.header.packets
+                missing = tuple(i for i in range(1, total + 1) if i not in p.parts)
+                out.append(Missing(p.header, p.first_serial, missing))
+        return out
 
     def expire(self, now_s: float) -> None:
         for key in [k for k, p in self._partial.items() if now_s - p.first_seen_s > self.timeout_s]:
@@ -925,6 +954,19 @@ class Responder:
 def platform_response(header: Header, result: Result, serial: int) -> bytes:
     """0x8001 answering the message ``header`` with ``result``."""
     return Responder(header).answer(header.serial, header.msg_id, result, serial)
+
+
+def resend_request(missing: Missing, serial: int) -> bytes:
+    """0x8003 补传分包请求: the first packet's serial, the count (BYTE; WORD in 2019)
+    and the missing packet indexes (WORD each)."""
+    h = missing.header
+    count = struct.pack(">H" if h.is_2019 else ">B", len(missing.indexes))
+    body = (
+        struct.pack(">H", missing.first_serial)
+        + count
+        + b"".join(struct.pack(">H", i) for i in missing.indexes)
+    )
+    return encode_frame(MsgId.RESEND_REQUEST, h.phone, serial, body, version=h.version)
 
 
 def register_response(header: Header, result: RegisterResult, auth_code: str, serial: int) -> bytes:

@@ -63,6 +63,7 @@ class GatewayConfig:
     publish_timeout_s: float = 10.0
     max_bad_frames: int = 16
     max_connections: int = 20_000
+    resend_after_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> GatewayConfig:
@@ -72,6 +73,7 @@ class GatewayConfig:
             publish_timeout_s=settings.jt808_publish_timeout_s,
             max_bad_frames=settings.jt808_max_bad_frames,
             max_connections=settings.jt808_max_connections,
+            resend_after_s=settings.jt808_resend_after_s,
         )
 
 
@@ -194,7 +196,7 @@ class Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.frames = codec.FrameReader()
-        self.packets = codec.Reassembler()
+        self.packets = codec.Reassembler(resend_after_s=self.config.resend_after_s)
         self.phone: str | None = None  # phone key, from the first good frame
         self.terminal: repo.Terminal | None = None  # set once authenticated
         self.responder: codec.Responder | None = None
@@ -367,11 +369,14 @@ class Session(asyncio.Protocol):
                 keep=True,
             )
             return None
+        now = time.monotonic()
         try:
-            whole = self.packets.add(item, time.monotonic())
+            whole = self.packets.add(item, now)
         except FrameError as err:
             self.refuse(err)
             return None
+        if self.packets.incomplete:
+            self.request_missing(now)
         if whole is None:
             return None  # more sub-packages to come; each is answered with the whole message
         try:
@@ -380,6 +385,18 @@ class Session(asyncio.Protocol):
             self.refuse(err)
             return None
         return self.message(whole, message)
+
+    def request_missing(self, now: float) -> None:
+        """Ask again (0x8003) for the packets of a message still missing after
+        ``resend_after_s``; checked whenever the connection receives a frame."""
+        for missing in self.packets.overdue(now):
+            log.info(
+                "%s: message 0x%04X lacks packets %s; asking for them again",
+                self.who,
+                missing.header.msg_id,
+                ", ".join(map(str, missing.indexes)),
+            )
+            self.send(codec.resend_request(missing, self.next_serial()))
 
     def message(self, frame: Frame, message: codec.Message) -> Awaitable[None] | None:
         if not self.ready():

@@ -457,6 +457,63 @@ def test_reports_sent_without_waiting_are_each_answered_once_and_stored(
     assert scalar(jt808_fleet, "SELECT count(DISTINCT recorded_at) FROM position") == count
 
 
+def test_a_missing_sub_package_is_asked_for_again_and_then_stored(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A 0x0704 split in 3 packets arrives without packet 2: once the resend delay has
+    passed, the next frame from the terminal brings a 0x8003 asking for packet 2; the
+    terminal sends it, every packet is acknowledged and the batch stored."""
+    start_ingestor()
+    gw = start_gateway(jt808_resend_after_s=1.0)
+    base = now_local()
+    batch = [loc(base + timedelta(seconds=k), k) for k in range(12)]
+    body = codec.encode_batch(batch, GMT8)
+    packets = codec.split_packets(MsgId.LOCATION_BATCH, phone(4), 500, body, packet_bytes=150)
+    assert len(packets) == 3
+
+    async def scenario() -> tuple[bytes, set[int]]:
+        registered = Jt808Terminal("127.0.0.1", gw.port, phone(4))
+        await registered.login()
+        await registered.close()
+        assert registered.auth_code is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        frames = codec.FrameReader()
+        received: list[codec.Frame | codec.FrameError] = []
+
+        async def next_frame() -> codec.Frame:
+            while not received:
+                received.extend(frames.feed(await asyncio.wait_for(reader.read(65536), 10)))
+            item = received.pop(0)
+            assert isinstance(item, codec.Frame)
+            return item
+
+        writer.write(codec.encode_frame(MsgId.AUTH, phone(4), 1, registered.auth_code.encode()))
+        assert (await next_frame()).body[4] == codec.Result.OK
+        writer.write(packets[0] + packets[2])
+        await asyncio.sleep(1.2)
+        writer.write(codec.encode_frame(MsgId.HEARTBEAT, phone(4), 2))
+        request = await next_frame()
+        assert (await next_frame()).header.msg_id == MsgId.PLATFORM_RESPONSE  # the heartbeat
+        writer.write(packets[1])
+        acked = set()
+        for _ in range(3):
+            answer = await next_frame()
+            serial, msg_id, result = struct.unpack(">HHB", answer.body)
+            assert (msg_id, result) == (MsgId.LOCATION_BATCH, codec.Result.OK)
+            acked.add(serial)
+        writer.close()
+        return request.raw, acked
+
+    raw, acked = run(scenario())
+    request = codec.decode_frame(raw)
+    assert request.header.msg_id == codec.MsgId.RESEND_REQUEST
+    assert request.body == struct.pack(">HBH", 500, 1, 2)
+    assert acked == {500, 501, 502}
+    wait_for(lambda: len(positions(jt808_fleet, "T4")) == 12, 30, "the batch's 12 fixes")
+
+
 def test_logout_deregisters_and_an_idle_connection_is_closed(
     jt808_fleet: str, start_gateway: Callable[..., GatewayThread]
 ) -> None:
