@@ -45,7 +45,6 @@ import select
 import signal
 import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -65,8 +64,9 @@ sys.path.insert(0, str(ROOT))
 from fleet import db  # noqa: E402
 from fleet.config import MqttTarget  # noqa: E402
 from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
+from ingest import mqttpacket as mp  # noqa: E402
 from ingest import wire  # noqa: E402
-from ingest.writer import COPY_POSITION, POSITION_TYPES  # noqa: E402
+from ingest.writer import COPY_POSITION, POSITION_TYPES, position_row  # noqa: E402
 
 RECEIVE_MAXIMUM = 20_000
 SESSION_EXPIRY_S = 3600
@@ -93,16 +93,15 @@ class RawPublisher:
         self.inflight = 0
         self.acked = 0
         self._rbuf = b""
-        payload = _mqtt_str(client_id)
-        flags = 0x02  # clean session
-        if target.username:
-            flags |= 0x80
-            payload += _mqtt_str(target.username)
-            if target.password is not None:
-                flags |= 0x40
-                payload += _mqtt_str(target.password)
-        variable = _mqtt_str("MQTT") + bytes([4, flags]) + struct.pack("!H", 60)
-        self.sock.sendall(_packet(0x10, variable + payload))
+        self.sock.sendall(
+            mp.connect(
+                client_id,
+                username=target.username or None,
+                password=target.password,
+                keepalive_s=60,
+                version=4,
+            )
+        )
         connack = self._read_exact(4)
         if connack[0] != 0x20 or connack[3] != 0:
             raise RuntimeError(f"broker refused the benchmark publisher: {connack!r}")
@@ -139,7 +138,7 @@ class RawPublisher:
         pid = self.next_id
         self.next_id = pid + 1 if pid < 65535 else 1
         self.inflight += 1
-        return _packet(0x32, _mqtt_str(topic) + struct.pack("!H", pid) + payload)
+        return mp.publish_qos1(mp.string(topic), pid, payload, version=4)
 
     def publish_many(self, messages: Iterable[tuple[str, bytes]]) -> int:
         buf: list[bytes] = []
@@ -188,23 +187,6 @@ class RawPublisher:
         self.sock.setblocking(True)
         self.sock.sendall(b"\xe0\x00")
         self.sock.close()
-
-
-def _mqtt_str(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
-def _packet(header: int, body: bytes) -> bytes:
-    n = len(body)
-    length = bytearray()
-    while True:
-        byte = n % 128
-        n //= 128
-        length.append(byte | (0x80 if n else 0))
-        if not n:
-            break
-    return bytes([header]) + bytes(length) + body
 
 
 # ----------------------------------------------------------------------------- workload
@@ -672,11 +654,7 @@ def copy_phase(url: str, workload: Workload, seqs: list[int]) -> float:
     ntrucks = len(workload.terminals)
     rows = []
     for s in seqs:
-        f = workload.fix(s)
-        rows.append(
-            (f"BT{s % ntrucks:04d}", f.recorded_at, f.lat, f.lon, f.speed_kmh, f.heading_deg,
-             f.accuracy_m, f.odometer_km, f.ignition, f.load_state, f.seq)
-        )  # fmt: skip
+        rows.append(position_row(f"BT{s % ntrucks:04d}", workload.fix(s)))
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         t0 = time.perf_counter()
         with cur.copy(COPY_POSITION) as copy:

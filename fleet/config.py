@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     # Bad frames in a row after which a connection counts as unsynchronisable.
     jt808_max_bad_frames: int = Field(16, ge=1, le=10_000)
     jt808_max_connections: int = Field(20_000, ge=1)
+    # A sub-packaged message still incomplete this long after its first packet: the
+    # missing packets are asked for again (0x8003); it is dropped after 60 s.
+    jt808_resend_after_s: float = Field(10.0, gt=0, le=60)
+    # The gateway's Prometheus endpoint (on metrics_host); 0 disables it.
+    jt808_metrics_port: int = Field(9465, ge=0, le=65_535)
     # --- end JT/T 808 block -----------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
     # The endpoint has no authentication: loopback unless a scraper elsewhere needs it.

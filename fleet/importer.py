@@ -28,11 +28,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from fleet.refusal import Param, Refused
-from fleet.trucks.terminals import JT808_PHONE_MAX_DIGITS, jt808_phone_key
+from fleet.trucks.terminals import TERMINAL_COLUMNS, parse_jt808_phone
 
 KINDS = ("depots", "stations", "points", "trucks", "roads")
-# Truck columns that name a terminal: each may belong to one truck only.
-TERMINAL_COLUMNS = ("terminal_id", "jt808_phone")
 
 STREAMS = {
     "other": "other", "其他": "other", "其他垃圾": "other",
@@ -280,20 +278,10 @@ def _bool(value: Any) -> bool:
 
 def _jt808_phone(value: Any) -> str:
     """A JT/T 808 terminal phone number: digits, stored without leading zeros."""
-    text = str(_scalar(value)).strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > JT808_PHONE_MAX_DIGITS:
-        raise _Bad(
-            "phone_bad",
-            f"{_show(text)} is not a phone number of 1 to {JT808_PHONE_MAX_DIGITS} digits",
-            value=_show(text),
-            max=JT808_PHONE_MAX_DIGITS,
-        )
-    key = jt808_phone_key(text)
-    if key == "0":
-        raise _Bad(
-            "phone_zeros", f"{_show(text)} is not a phone number (all zeros)", value=_show(text)
-        )
-    return key
+    try:
+        return parse_jt808_phone(str(_scalar(value)))
+    except Refused as refused:
+        raise _Bad(refused.code, refused.text, **refused.params) from None
 
 
 def _stream(value: Any) -> str:

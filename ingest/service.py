@@ -59,6 +59,7 @@ from ingest.writer import (
     TerminalDirectory,
     clean_text,
     event_payload,
+    position_row,
 )
 
 log = logging.getLogger("clearday.ingest")
@@ -499,21 +500,7 @@ def _add_message(
     channel = result.channel
     if channel is wire.Channel.POSITIONS:
         for f in result.items:
-            positions.append(
-                (
-                    truck_id,
-                    f.recorded_at,
-                    f.lat,
-                    f.lon,
-                    f.speed_kmh,
-                    f.heading_deg,
-                    f.accuracy_m,
-                    f.odometer_km,
-                    f.ignition,
-                    f.load_state,
-                    f.seq,
-                )
-            )
+            positions.append(position_row(truck_id, f))
             positions_src.append(src)
     elif channel is wire.Channel.EVENTS:
         for e in result.items:

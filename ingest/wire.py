@@ -93,12 +93,32 @@ def _f(lo: float, hi: float) -> Any:
     return msgspec.Meta(ge=lo, le=hi)
 
 
+# Bounds of the optional fix fields: a translating gateway leaves out a value beyond
+# them (keeping the raw item in ``extra``) rather than have the whole fix refused.
+MAX_SPEED_KMH = 400.0
+MAX_ODOMETER_KM = 100_000_000.0
+ALTITUDE_RANGE_M = (-1000.0, 20_000.0)
+MAX_FUEL_L = 100_000.0
+MAX_BYTE = 255  # signal strength and satellites: one byte each
+DOOR_NUMBERS = (1, 5)
+MAX_EXTRA_ITEMS = 64
+MAX_EXTRA_KEY_CHARS = 64
+MAX_EXTRA_VALUE_CHARS = 1024
+
 Lat = Annotated[float, _f(-90.0, 90.0)]
 Lon = Annotated[float, _f(-180.0, 180.0)]
-SpeedKmh = Annotated[float, _f(0.0, 400.0)]
+SpeedKmh = Annotated[float, _f(0.0, MAX_SPEED_KMH)]
+AltitudeM = Annotated[float, _f(*ALTITUDE_RANGE_M)]
+FuelL = Annotated[float, _f(0.0, MAX_FUEL_L)]
+ByteCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_BYTE)]
+DoorNumber = Annotated[int, msgspec.Meta(ge=DOOR_NUMBERS[0], le=DOOR_NUMBERS[1])]
+DoorNumbers = Annotated[tuple[DoorNumber, ...], msgspec.Meta(max_length=DOOR_NUMBERS[1])]
+ExtraKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EXTRA_KEY_CHARS)]
+ExtraValue = Annotated[str, msgspec.Meta(max_length=MAX_EXTRA_VALUE_CHARS)]
+FixExtra = Annotated[dict[ExtraKey, ExtraValue], msgspec.Meta(max_length=MAX_EXTRA_ITEMS)]
 HeadingDeg = Annotated[float, _f(0.0, 360.0)]
 AccuracyM = Annotated[float, _f(0.0, 1_000_000.0)]
-OdometerKm = Annotated[float, _f(0.0, 100_000_000.0)]
+OdometerKm = Annotated[float, _f(0.0, MAX_ODOMETER_KM)]
 WeightKg = Annotated[float, _f(0.0, 1_000_000.0)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -108,7 +128,12 @@ ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
 class Fix(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One position fix. ``recorded_at`` is the device time (timezone-aware)."""
+    """One position fix. ``recorded_at`` is the device time (timezone-aware).
+
+    The fields after ``seq`` are what vehicle terminals (JT/T 808) report beside the
+    position: altitude, fuel, the tachograph's speed, radio signal, satellites in
+    view, doors, and ``extra``, vendor items kept as text (hex for raw bytes).
+    """
 
     recorded_at: datetime
     lat: float
@@ -120,6 +145,14 @@ class Fix(msgspec.Struct, frozen=True, omit_defaults=True):
     ignition: bool | None = None
     load_state: LoadState | None = None
     seq: int | None = None
+    altitude_m: float | None = None
+    fuel_l: float | None = None
+    recorder_speed_kmh: float | None = None
+    signal_strength: int | None = None
+    satellites: int | None = None
+    door_locked: bool | None = None
+    doors_open: tuple[int, ...] | None = None  # door numbers 1-5
+    extra: dict[str, str] | None = None
 
 
 class Event(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -162,6 +195,14 @@ class _FixWire(msgspec.Struct):
     ignition: bool | None = None
     load_state: LoadState | None = None
     seq: Seq | None = None
+    altitude_m: AltitudeM | None = None
+    fuel_l: FuelL | None = None
+    recorder_speed_kmh: SpeedKmh | None = None
+    signal_strength: ByteCount | None = None
+    satellites: ByteCount | None = None
+    door_locked: bool | None = None
+    doors_open: DoorNumbers | None = None
+    extra: FixExtra | None = None
 
 
 class _EventWire(msgspec.Struct):
@@ -407,6 +448,9 @@ def _fix_from_wire(w: _FixWire, window: Window) -> Fix:
         raise BadMessage(Reason.NULL_ISLAND, "lat = lon = 0 (terminal without a position lock)")
     at = _to_datetime(w.recorded_at)
     window.check(at)
+    if w.extra is not None and any("\x00" in k or "\x00" in v for k, v in w.extra.items()):
+        # PostgreSQL's jsonb refuses \u0000; refuse it here with a reason instead.
+        raise BadMessage(Reason.BAD_VALUE, "`extra` contains a NUL character")
     return Fix(
         recorded_at=at,
         lat=w.lat,
@@ -418,6 +462,14 @@ def _fix_from_wire(w: _FixWire, window: Window) -> Fix:
         ignition=w.ignition,
         load_state=w.load_state,
         seq=w.seq,
+        altitude_m=w.altitude_m,
+        fuel_l=w.fuel_l,
+        recorder_speed_kmh=w.recorder_speed_kmh,
+        signal_strength=w.signal_strength,
+        satellites=w.satellites,
+        door_locked=w.door_locked,
+        doors_open=w.doors_open,
+        extra=w.extra,
     )
 
 

@@ -31,6 +31,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from fleet.db import DatabaseUnavailable, connect
+from ingest import wire
 from ingest.metrics import IngestMetrics
 
 log = logging.getLogger("clearday.ingest.writer")
@@ -38,10 +39,14 @@ log = logging.getLogger("clearday.ingest.writer")
 POSITION_COLUMNS = (
     "truck_id", "recorded_at", "lat", "lon", "speed_kmh", "heading_deg", "accuracy_m",
     "odometer_km", "ignition", "load_state", "seq",
+    "altitude_m", "fuel_l", "recorder_speed_kmh", "signal_strength", "satellites",
+    "door_locked", "doors_open", "extra",
 )  # fmt: skip
 POSITION_TYPES = (
     "text", "timestamptz", "float8", "float8", "float4", "float4", "float4",
     "float8", "bool", "text", "int8",
+    "float4", "float4", "float4", "int2", "int2",
+    "bool", "int2[]", "jsonb",
 )  # fmt: skip
 EVENT_COLUMNS = (
     "truck_id", "recorded_at", "kind", "point_id", "station_id", "rfid_tag", "weight_kg",
@@ -110,6 +115,32 @@ UNKNOWN_TERMINAL_RECHECK_S = 10.0
 DATA_ERRORS = (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgramLimitExceeded)
 
 PositionRow = tuple[Any, ...]  # in POSITION_COLUMNS order
+
+
+def position_row(truck_id: str, f: wire.Fix) -> PositionRow:
+    return (
+        truck_id,
+        f.recorded_at,
+        f.lat,
+        f.lon,
+        f.speed_kmh,
+        f.heading_deg,
+        f.accuracy_m,
+        f.odometer_km,
+        f.ignition,
+        f.load_state,
+        f.seq,
+        f.altitude_m,
+        f.fuel_l,
+        f.recorder_speed_kmh,
+        f.signal_strength,
+        f.satellites,
+        f.door_locked,
+        None if f.doors_open is None else list(f.doors_open),
+        None if f.extra is None else Jsonb(f.extra),
+    )
+
+
 EventRow = tuple[Any, ...]  # in EVENT_COLUMNS order
 # terminal_id, truck_id, state, changed_at, whether changed_at came with the message
 StatusRow = tuple[str, str, str, datetime, bool]

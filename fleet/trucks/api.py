@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Query
@@ -11,6 +11,7 @@ from fleet.depots.repo import TABLE as DEPOTS
 from fleet.trucks import repo
 from fleet.trucks.models import Truck, TruckIn, TruckPatch
 from fleet.trucks.repo import TABLE
+from fleet.trucks.terminals import TERMINAL_COLUMNS
 from fleet.web import crud
 from fleet.web.crud import Page
 from fleet.web.deps import Anyone, Conn, Dispatcher, PagingDep, district_scope, ensure_district
@@ -19,7 +20,7 @@ from fleet.web.fields import PathId, Stream, TruckType
 
 router = APIRouter(prefix="/trucks", tags=["trucks"])
 WHAT = "truck"
-NULLABLE = ("max_route_duration_s",)
+NULLABLE = ("max_route_duration_s", "jt808_phone")
 
 
 def _check_depot(conn: psycopg.Connection, *, depot_id: str, district_id: str) -> None:
@@ -28,14 +29,19 @@ def _check_depot(conn: psycopg.Connection, *, depot_id: str, district_id: str) -
         raise ApiError(422, f"depot_id: depot {depot_id} is not a depot of district {district_id}")
 
 
-def _check_terminal(conn: psycopg.Connection, *, terminal_id: str, truck_id: str) -> None:
+def _check_terminals(conn: psycopg.Connection, *, values: dict[str, Any], truck_id: str) -> None:
     """One terminal, one truck — the same answer whichever district holds it."""
-    if repo.terminal_holder(conn, terminal_id=terminal_id) not in (None, truck_id):
-        raise ApiError(
-            409,
-            f"terminal_id {terminal_id} is not available: another truck uses it",
-            code="id_not_available",
-        )
+    for column in TERMINAL_COLUMNS:
+        value = values.get(column)
+        if value is not None and repo.terminal_holder(conn, column=column, value=value) not in (
+            None,
+            truck_id,
+        ):
+            raise ApiError(
+                409,
+                f"{column} {value} is not available: another truck uses it",
+                code="id_not_available",
+            )
 
 
 @router.get("", summary="List trucks")
@@ -49,7 +55,8 @@ def list_trucks(
     depot_id: Annotated[str | None, Query(max_length=64)] = None,
     stream: Annotated[Stream | None, Query(description="may carry this stream")] = None,
     q: Annotated[
-        str | None, Query(max_length=100, description="id, plate or terminal contains")
+        str | None,
+        Query(max_length=100, description="id, plate, terminal id or JT/T 808 phone contains"),
     ] = None,
 ) -> Page[Truck]:
     rows, total = TABLE.page(
@@ -75,8 +82,9 @@ def get_truck(conn: Conn, principal: Anyone, truck_id: PathId) -> Truck:
 def create_truck(conn: Conn, principal: Dispatcher, body: TruckIn) -> Truck:
     ensure_district(principal, body.district_id, writing=True)
     _check_depot(conn, depot_id=body.depot_id, district_id=body.district_id)
-    _check_terminal(conn, terminal_id=body.terminal_id, truck_id=body.truck_id)
-    row = crud.create_row(conn, TABLE, principal=principal, values=body.model_dump(), what=WHAT)
+    values = body.model_dump()
+    _check_terminals(conn, values=values, truck_id=body.truck_id)
+    row = crud.create_row(conn, TABLE, principal=principal, values=values, what=WHAT)
     return Truck(**row)
 
 
@@ -86,8 +94,7 @@ def update_truck(conn: Conn, principal: Dispatcher, truck_id: PathId, body: Truc
     truck = crud.get_row(conn, TABLE, principal=principal, key=truck_id, what=WHAT)
     if "depot_id" in changes:
         _check_depot(conn, depot_id=changes["depot_id"], district_id=truck["district_id"])
-    if "terminal_id" in changes:
-        _check_terminal(conn, terminal_id=changes["terminal_id"], truck_id=truck_id)
+    _check_terminals(conn, values=changes, truck_id=truck_id)
     row = crud.update_row(
         conn, TABLE, principal=principal, key=truck_id, changes=changes, what=WHAT
     )

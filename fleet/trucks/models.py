@@ -3,8 +3,9 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Annotated, Self
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
+from fleet.trucks.terminals import parse_jt808_phone
 from fleet.web.fields import Clock, DistrictId, Id, PositiveKg, Seconds, Stream, Streams, TruckType
 
 Plate = Annotated[
@@ -14,6 +15,14 @@ Plate = Annotated[
 ]
 TerminalId = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$"), Field(examples=["T01-GPS"])
+]
+# The SIM's number a JT/T 808 terminal reports under (终端手机号); stored without the
+# leading zeros its headers pad it with.
+Jt808Phone = Annotated[
+    str,
+    StringConstraints(max_length=20),
+    AfterValidator(parse_jt808_phone),
+    Field(examples=["13912345678"], description="JT/T 808 terminal phone number (digits)"),
 ]
 RouteSeconds = Annotated[int, Field(gt=0, le=24 * 3600)]
 
@@ -27,6 +36,7 @@ class TruckIn(BaseModel):
     streams: Streams = Field(description="waste streams the truck may carry")
     depot_id: Id
     terminal_id: TerminalId
+    jt808_phone: Jt808Phone | None = None
     shift_start: Clock = time(5, 0)
     shift_end: Clock = time(17, 0)
     max_route_duration_s: RouteSeconds | None = Field(None, description="null: the shift length")
@@ -54,6 +64,7 @@ class TruckPatch(BaseModel):
     streams: Streams | None = None
     depot_id: Id | None = None
     terminal_id: TerminalId | None = None
+    jt808_phone: Jt808Phone | None = Field(None, description="null: the truck has none")
     shift_start: Clock | None = None
     shift_end: Clock | None = None
     max_route_duration_s: RouteSeconds | None = None
@@ -73,6 +84,7 @@ class Truck(BaseModel):
     streams: list[Stream]
     depot_id: str
     terminal_id: str
+    jt808_phone: str | None
     shift_start: Clock
     shift_end: Clock
     max_route_duration_s: int | None

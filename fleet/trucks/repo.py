@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
+from fleet.trucks.terminals import TerminalColumn
 from fleet.web.crud import Table
 
 TABLE = Table(
@@ -9,20 +11,21 @@ TABLE = Table(
     key="truck_id",
     columns=(
         "plate", "truck_type", "capacity_kg", "streams", "depot_id", "terminal_id",
-        "shift_start", "shift_end", "max_route_duration_s", "break_duration_s",
+        "jt808_phone", "shift_start", "shift_end", "max_route_duration_s", "break_duration_s",
         "break_earliest", "break_latest", "can_enter_narrow",
     ),
     casts={"streams": "text[]"},
-    search=("plate", "terminal_id"),
+    search=("plate", "terminal_id", "jt808_phone"),
     filters=("truck_type", "depot_id"),
     contains={"stream": "streams"},
 )  # fmt: skip
 
 
-def terminal_holder(conn: psycopg.Connection, *, terminal_id: str) -> str | None:
-    """The truck (of any district) that holds a terminal, if one does."""
+def terminal_holder(conn: psycopg.Connection, *, column: TerminalColumn, value: str) -> str | None:
+    """The truck (of any district) whose ``column`` is ``value``, if one is."""
     row = conn.execute(
-        "SELECT truck_id FROM truck WHERE terminal_id = %s", (terminal_id,)
+        sql.SQL("SELECT truck_id FROM truck WHERE {} = %s").format(sql.Identifier(column)),
+        (value,),
     ).fetchone()
     return None if row is None else str(row[0])
 

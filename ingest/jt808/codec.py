@@ -26,7 +26,6 @@ lies between two 0x7E, so the next 0x7E always starts afresh.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
@@ -56,6 +55,7 @@ class MsgId(IntEnum):
     LOCATION = 0x0200
     LOCATION_BATCH = 0x0704
     PLATFORM_RESPONSE = 0x8001
+    RESEND_REQUEST = 0x8003
     REGISTER_RESPONSE = 0x8100
 
 
@@ -166,8 +166,12 @@ def bcd_decode(data: bytes) -> str | None:
 
 phone_key = jt808_phone_key
 
+# _HOT_PATH_NOTE: Header, Frame and Location are built for every frame received, so
+# they are plain slotted dataclasses: a frozen one costs about 2 µs more to build
+# (each field set through object.__setattr__). Nothing changes them after decoding.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)  # read-only by convention: see _HOT_PATH_NOTE
 class Header:
     msg_id: int
     phone: str  # the BCD digits as sent, with their padding
@@ -187,7 +191,7 @@ class Header:
         return phone_key(self.phone)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention: see _HOT_PATH_NOTE
 class Frame:
     header: Header
     body: bytes
@@ -321,19 +325,24 @@ class FrameReader:
         self._in_frame = False  # a 0x7E has been seen: _buf is a frame's content
         self._skipping = 0  # bytes thrown away of an oversize run
 
-    def feed(self, data: bytes) -> Iterator[Frame | FrameError]:
-        start = 0
-        n = len(data)
-        while start < n:
-            end = data.find(b"\x7e", start)
-            chunk = data[start:] if end < 0 else data[start:end]
-            yield from self._take(chunk)
-            if end < 0:
-                return
-            yield from self._flag()
-            start = end + 1
+    def feed(self, data: bytes) -> list[Frame | FrameError]:
+        """The frames and errors ``data`` completes, in order."""
+        out: list[Frame | FrameError] = []
+        parts = data.split(b"\x7e")
+        self._take(parts[0], out)  # continues the run in progress
+        if len(parts) == 1:
+            return out
+        self._flag(out)
+        limit = self.max_frame_bytes
+        for part in parts[1:-1]:  # whole runs between two flags: the common case
+            if len(part) > limit:
+                out.append(_oversize(part[:limit], limit))
+            elif part:
+                out.append(_frame_or_error(b"\x7e" + part + b"\x7e"))
+        self._take(parts[-1], out)  # starts the next run
+        return out
 
-    def _take(self, chunk: bytes) -> Iterator[FrameError]:
+    def _take(self, chunk: bytes, out: list[Frame | FrameError]) -> None:
         if self._skipping:
             self._skipping += len(chunk)
             return
@@ -342,25 +351,19 @@ class FrameReader:
             raw = bytes(self._buf[: self.max_frame_bytes])
             self._skipping = len(self._buf)
             self._buf.clear()
-            yield FrameError(
-                Reason.OVERSIZE,
-                f"no closing 0x7E within {self.max_frame_bytes} bytes; skipped to the next 0x7E",
-                raw,
-            )
+            out.append(_oversize(raw, self.max_frame_bytes))
 
-    def _flag(self) -> Iterator[Frame | FrameError]:
+    def _flag(self, out: list[Frame | FrameError]) -> None:
         if self._skipping:
             self._skipping = 0
         elif self._buf and not self._in_frame:
-            yield FrameError(
-                Reason.NOISE, f"{len(self._buf)} bytes before the first 0x7E", bytes(self._buf)
+            out.append(
+                FrameError(
+                    Reason.NOISE, f"{len(self._buf)} bytes before the first 0x7E", bytes(self._buf)
+                )
             )
         elif self._buf:
-            raw = b"\x7e" + bytes(self._buf) + b"\x7e"
-            try:
-                yield decode_frame(raw)
-            except FrameError as exc:
-                yield exc
+            out.append(_frame_or_error(b"\x7e" + bytes(self._buf) + b"\x7e"))
         self._buf.clear()
         self._in_frame = True
 
@@ -369,13 +372,38 @@ class FrameReader:
         return len(self._buf)
 
 
+def _frame_or_error(raw: bytes) -> Frame | FrameError:
+    try:
+        return decode_frame(raw)
+    except FrameError as exc:
+        return exc
+
+
+def _oversize(raw: bytes, limit: int) -> FrameError:
+    return FrameError(
+        Reason.OVERSIZE, f"no closing 0x7E within {limit} bytes; skipped to the next 0x7E", raw
+    )
+
+
 # --------------------------------------------------------------------------- sub-packages
 
 
 @dataclass(slots=True)
 class _Partial:
     first_seen_s: float
+    first_serial: int  # the serial number of packet 1
+    header: Header  # of a packet received: where a resend request goes
     parts: dict[int, Frame] = field(default_factory=dict)
+    resend_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """Packets of a sub-packaged message still missing (to ask for with 0x8003)."""
+
+    header: Header
+    first_serial: int
+    indexes: tuple[int, ...]
 
 
 class Reassembler:
@@ -387,9 +415,12 @@ class Reassembler:
     terminal resends what was not acknowledged as complete).
     """
 
-    def __init__(self, *, timeout_s: float = 60.0, max_messages: int = 8) -> None:
+    def __init__(
+        self, *, timeout_s: float = 60.0, max_messages: int = 8, resend_after_s: float = 10.0
+    ) -> None:
         self.timeout_s = timeout_s
         self.max_messages = max_messages
+        self.resend_after_s = resend_after_s
         self._partial: dict[tuple[int, int, int], _Partial] = {}
 
     def add(self, frame: Frame, now_s: float) -> Frame | None:
@@ -404,7 +435,8 @@ class Reassembler:
             if len(self._partial) >= self.max_messages:
                 oldest = min(self._partial, key=lambda k: self._partial[k].first_seen_s)
                 del self._partial[oldest]
-            partial = self._partial[key] = _Partial(now_s)
+            first_serial = (h.serial - h.index + 1) & 0xFFFF
+            partial = self._partial[key] = _Partial(now_s, first_serial, h)
         partial.parts[h.index] = frame
         if len(partial.parts) < h.packets:
             return None
@@ -415,6 +447,18 @@ class Reassembler:
         whole = Header(h.msg_id, h.phone, h.serial, len(body), first.version, first.encryption)
         serials = tuple(p.header.serial for p in parts)
         return Frame(whole, body, b"".join(p.raw for p in parts), serials)
+
+    def overdue(self, now_s: float) -> list[Missing]:
+        """Messages incomplete for ``resend_after_s``, each reported once: the packets
+        to ask the terminal for again (0x8003, :func:`resend_request`)."""
+        out: list[Missing] = []
+        for p in self._partial.values():
+            if not p.resend_requested and now_s - p.first_seen_s >= self.resend_after_s:
+                p.resend_requested = True
+                total = p.header.packets
+                missing = tuple(i for i in range(1, total + 1) if i not in p.parts)
+                out.append(Missing(p.header, p.first_serial, missing))
+        return out
 
     def expire(self, now_s: float) -> None:
         for key in [k for k, p in self._partial.items() if now_s - p.first_seen_s > self.timeout_s]:
@@ -515,7 +559,7 @@ _EXTRA_SIZES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # read-only by convention: see _HOT_PATH_NOTE
 class Location:
     """A location report (0x0200 body, also each item of 0x0704)."""
 
@@ -542,9 +586,14 @@ class Location:
         return LOAD_STATES[(self.status >> Status.LOAD_SHIFT) & 0b11]
 
     @property
+    def door_locked(self) -> bool:
+        return bool(self.status & Status.DOOR_LOCKED)
+
+    @property
     def doors_open(self) -> tuple[int, ...]:
         """Numbers (1-5) of the doors reported open."""
-        return tuple(d + 1 for d in range(5) if self.status >> (Status.DOOR_SHIFT + d) & 1)
+        bits = self.status >> Status.DOOR_SHIFT & 0b11111
+        return tuple(d + 1 for d in range(5) if bits >> d & 1) if bits else ()
 
     @property
     def alarms(self) -> tuple[str, ...]:
@@ -637,23 +686,31 @@ def _text(data: bytes) -> str:
     return data.rstrip(b"\x00").decode("gbk", "replace").strip()
 
 
+# The value of each BCD byte, or -1 when a nibble is not a digit.
+_BCD_BYTE = tuple(
+    (b >> 4) * 10 + (b & 0xF) if b >> 4 <= 9 and b & 0xF <= 9 else -1 for b in range(256)
+)
+
+
 def bcd_time(data: bytes, tz: timezone) -> datetime:
-    digits = bcd_decode(data)
-    if digits is None or len(digits) != 12:
+    if len(data) != 6:
+        raise FrameError(Reason.BAD_TIME, f"time {data.hex()} is not 6 BCD bytes")
+    bcd = _BCD_BYTE
+    yy, mo, dd, hh, mi, ss = (
+        bcd[data[0]],
+        bcd[data[1]],
+        bcd[data[2]],
+        bcd[data[3]],
+        bcd[data[4]],
+        bcd[data[5]],
+    )
+    if min(yy, mo, dd, hh, mi, ss) < 0:
         raise FrameError(Reason.BAD_TIME, f"time {data.hex()} is not 6 BCD bytes")
     try:
-        return datetime(
-            2000 + int(digits[0:2]),
-            int(digits[2:4]),
-            int(digits[4:6]),
-            int(digits[6:8]),
-            int(digits[8:10]),
-            int(digits[10:12]),
-            tzinfo=tz,
-        )
+        return datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=tz)
     except ValueError as exc:
         raise FrameError(
-            Reason.BAD_TIME, f"time {digits} (YYMMDDhhmmss) is no date: {exc}"
+            Reason.BAD_TIME, f"time {data.hex()} (YYMMDDhhmmss) is no date: {exc}"
         ) from None
 
 
@@ -865,10 +922,51 @@ def result_for(reason: Reason) -> Result:
     return Result.MESSAGE_ERROR
 
 
+_RESPONSE_TAIL = struct.Struct(">HHHB")  # serial | reply serial, reply id, result
+_RESPONSE_BODY_BYTES = 5
+
+
+class Responder:
+    """0x8001 answers to the terminal of ``header``, its header bytes built once: a
+    connection answers every location it receives."""
+
+    __slots__ = ("_check", "_head")
+
+    def __init__(self, header: Header) -> None:
+        attributes = _RESPONSE_BODY_BYTES
+        if header.version is not None:
+            attributes |= _ATTR_VERSION
+            phone = bytes([header.version]) + bcd_encode(header.phone, 10)
+        else:
+            phone = bcd_encode(header.phone, 6)
+        self._head = struct.pack(">HH", MsgId.PLATFORM_RESPONSE, attributes) + phone
+        self._check = check_code(self._head)
+
+    def answer(self, reply_serial: int, reply_id: int, result: int, serial: int) -> bytes:
+        tail = _RESPONSE_TAIL.pack(serial, reply_serial, reply_id, result)
+        code = self._check ^ check_code(tail)
+        return b"\x7e" + escape(self._head + tail + bytes((code,))) + b"\x7e"
+
+    def ok(self, reply_serial: int, reply_id: int, serial: int) -> bytes:
+        return self.answer(reply_serial, reply_id, Result.OK, serial)
+
+
 def platform_response(header: Header, result: Result, serial: int) -> bytes:
     """0x8001 answering the message ``header`` with ``result``."""
-    body = struct.pack(">HHB", header.serial, header.msg_id, result)
-    return encode_frame(MsgId.PLATFORM_RESPONSE, header.phone, serial, body, version=header.version)
+    return Responder(header).answer(header.serial, header.msg_id, result, serial)
+
+
+def resend_request(missing: Missing, serial: int) -> bytes:
+    """0x8003 补传分包请求: the first packet's serial, the count (BYTE; WORD in 2019)
+    and the missing packet indexes (WORD each)."""
+    h = missing.header
+    count = struct.pack(">H" if h.is_2019 else ">B", len(missing.indexes))
+    body = (
+        struct.pack(">H", missing.first_serial)
+        + count
+        + b"".join(struct.pack(">H", i) for i in missing.indexes)
+    )
+    return encode_frame(MsgId.RESEND_REQUEST, h.phone, serial, body, version=h.version)
 
 
 def register_response(header: Header, result: RegisterResult, auth_code: str, serial: int) -> bytes:

@@ -30,10 +30,10 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -45,7 +45,10 @@ from ingest.jt808.codec import Frame, FrameError, Reason, Result
 
 log = logging.getLogger("clearday.jt808")
 
-READ_CHUNK_BYTES = 65_536
+STOP_DRAIN_S = 5.0  # at stop, how long the last status messages may take
+# Locations of one connection awaiting the broker before the gateway stops reading
+# from it (a terminal that sends without waiting for answers).
+MAX_UNACKED_PER_CONNECTION = 64
 REGISTRATION_RECHECK_S = 300.0  # an authenticated connection re-checks its truck this often
 DEAD_LETTER_QUEUE_MAX = 100_000
 DEAD_LETTER_BATCH = 500
@@ -60,6 +63,7 @@ class GatewayConfig:
     publish_timeout_s: float = 10.0
     max_bad_frames: int = 16
     max_connections: int = 20_000
+    resend_after_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> GatewayConfig:
@@ -69,15 +73,20 @@ class GatewayConfig:
             publish_timeout_s=settings.jt808_publish_timeout_s,
             max_bad_frames=settings.jt808_max_bad_frames,
             max_connections=settings.jt808_max_connections,
+            resend_after_s=settings.jt808_resend_after_s,
         )
 
 
 @dataclass(slots=True)
 class Counts:
+    """Running totals (read by the metrics endpoint when it is scraped)."""
+
     connections: int = 0
     frames: int = 0
     locations_acked: int = 0
+    locations_pending: int = 0  # location messages awaiting the broker's PUBACK
     bad_frames: int = 0
+    bad_by_reason: collections.Counter[str] = field(default_factory=collections.Counter)
     dead_letters_lost: int = 0
 
 
@@ -165,46 +174,44 @@ class Gateway:
         # reconnects replaces its old connection (which may linger until it idles out)
         self.current: dict[str, Session] = {}
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self.sessions) >= self.config.max_connections:
-            log.warning(
-                "connection limit %d reached: refusing a connection", self.config.max_connections
-            )
-            writer.close()
-            return
-        session = Session(self, reader, writer)
-        self.sessions.add(session)
-        self.counts.connections += 1
-        try:
-            await session.run()
-        except Exception:  # one connection's bug must not take the server down
-            log.exception("connection %s failed", session.who)
-        finally:
-            self.sessions.discard(session)
-            await session.close()
+    def connection(self) -> Session:
+        """A protocol instance for one new TCP connection."""
+        return Session(self)
 
 
-class Session:
-    """One terminal connection."""
+class Session(asyncio.Protocol):
+    """One terminal connection.
 
-    def __init__(
-        self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    Frames are handled in the order they arrive. Most need no waiting and are handled
+    in ``data_received`` itself: a location is decoded, translated and handed to the
+    publisher, whose callback sends the acknowledgement once the broker's PUBACK is
+    in. A terminal may send its next report before that. Messages that need the
+    database (register, auth, logout, the periodic re-check) run in a task, and
+    every frame received meanwhile waits behind them in ``backlog``.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.config = gateway.config
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
         self.frames = codec.FrameReader()
-        self.packets = codec.Reassembler()
+        self.packets = codec.Reassembler(resend_after_s=self.config.resend_after_s)
         self.phone: str | None = None  # phone key, from the first good frame
         self.terminal: repo.Terminal | None = None  # set once authenticated
+        self.responder: codec.Responder | None = None
         self.checked_at = 0.0
         self.serial = 0
         self.bad_in_a_row = 0
         self.alarm_word = 0
         self.open = True
+        self.unacked = 0  # locations handed to the publisher, not yet answered
+        self.paused = False
+        self.backlog: collections.deque[Frame | FrameError] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()
+        self.received_at = self.loop.time()
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def who(self) -> str:
@@ -215,44 +222,99 @@ class Session:
         """Where this connection's dead letters are filed (``dead_letter.topic``)."""
         return f"jt808/{self.phone}" if self.phone else f"jt808/peer/{self.peer}"
 
-    async def run(self) -> None:
-        while self.open:
-            try:
-                data = await asyncio.wait_for(
-                    self.reader.read(READ_CHUNK_BYTES), self.config.idle_timeout_s
-                )
-            except TimeoutError:
-                log.info("%s: nothing for %.0f s, closing", self.who, self.config.idle_timeout_s)
-                return
-            except (ConnectionError, OSError):
-                return
-            if not data:
-                return
-            for item in self.frames.feed(data):
-                if isinstance(item, FrameError):
-                    self.refuse(item)
-                else:
-                    self.bad_in_a_row = 0
-                    self.gw.counts.frames += 1
-                    await self.frame(item)
-                if not self.open:
-                    break
-            with contextlib.suppress(ConnectionError, OSError):
-                await self.writer.drain()
+    # ------------------------------------------------------------------ connection
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # a stream transport (uvloop's is not an asyncio.Transport subclass)
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if len(self.gw.sessions) >= self.config.max_connections:
+            log.warning(
+                "connection limit %d reached: refusing %s", self.config.max_connections, self.peer
+            )
+            self.open = False
+            self.transport.abort()
+            return
+        self.gw.sessions.add(self)
+        self.gw.counts.connections += 1
+        self.idle_timer = self.loop.call_at(
+            self.received_at + self.config.idle_timeout_s, self._idle_check
+        )
 
-    async def close(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
+        self.gw.sessions.discard(self)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
         if self.terminal is not None and self.gw.current.get(self.terminal.phone) is self:
             del self.gw.current[self.terminal.phone]
-            await self.publish_status("offline")
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
+            self.publish_status("offline")
+
+    def close(self) -> None:
+        """Stop reading and close once what was written is sent."""
+        self.open = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def _idle_check(self) -> None:
+        due = self.received_at + self.config.idle_timeout_s
+        if not self.open:
+            return
+        if self.loop.time() >= due:
+            log.info("%s: nothing for %.0f s, closing", self.who, self.config.idle_timeout_s)
+            self.close()
+        else:
+            self.idle_timer = self.loop.call_at(due, self._idle_check)
+
+    def data_received(self, data: bytes) -> None:
+        self.received_at = self.loop.time()
+        items = self.frames.feed(data)
+        if self.backlog is not None:
+            self.backlog.extend(items)
+            return
+        for i, item in enumerate(items):
+            waiting = self.step(item)
+            if waiting is not None:
+                self.backlog = collections.deque(items[i + 1 :])  # the rest wait behind it
+                self.task = asyncio.create_task(self._drain(waiting))
+                return
+            if not self.open:
+                self.close()
+                return
+
+    async def _drain(self, first: Awaitable[None]) -> None:
+        """Handle frames in order while one of them has to wait (the database)."""
+        try:
+            await first
+            while self.open and self.backlog:
+                waiting = self.step(self.backlog.popleft())
+                if waiting is not None:
+                    await waiting
+        finally:
+            self.backlog = None
+        if not self.open:
+            self.close()
+
+    def _hold(self, more: int) -> None:
+        """Count locations awaiting the broker; stop reading while too many are."""
+        self.unacked += more
+        self.gw.counts.locations_pending += more
+        if self.transport is None:
+            return
+        if not self.paused and self.unacked >= MAX_UNACKED_PER_CONNECTION:
+            self.paused = True
+            self.transport.pause_reading()
+        elif self.paused and self.unacked <= MAX_UNACKED_PER_CONNECTION // 2:
+            self.paused = False
+            if self.open:
+                self.transport.resume_reading()
 
     # ------------------------------------------------------------------ answers
     def send(self, data: bytes) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(data)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def next_serial(self) -> int:
         self.serial = (self.serial + 1) & 0xFFFF
@@ -264,6 +326,7 @@ class Session:
     def refuse(self, err: FrameError) -> None:
         """Answer (when the header could be read), log and dead-letter a bad frame."""
         self.gw.counts.bad_frames += 1
+        self.gw.counts.bad_by_reason[err.reason] += 1
         self.bad_in_a_row += 1
         topic = self.topic
         if err.header is not None and err.reason not in (Reason.NOISE, Reason.OVERSIZE):
@@ -287,37 +350,83 @@ class Session:
         self.open = False
 
     # ------------------------------------------------------------------ frames
-    async def frame(self, frame: Frame) -> None:
-        h = frame.header
+    def step(self, item: Frame | FrameError) -> Awaitable[None] | None:
+        """Handle one frame; what has to wait for the database comes back as an
+        awaitable, to be awaited before the next frame."""
+        if isinstance(item, FrameError):
+            self.refuse(item)
+            return None
+        self.bad_in_a_row = 0
+        self.gw.counts.frames += 1
+        h = item.header
         if self.phone is None:
             self.phone = h.phone_key
         elif h.phone_key != self.phone:
             self.fail(
-                frame,
+                item,
                 Reason.NOT_AUTHENTICATED,
                 f"phone number {h.phone} on a connection of {self.phone}",
                 keep=True,
             )
-            return
+            return None
+        now = time.monotonic()
         try:
-            whole = self.packets.add(frame, time.monotonic())
+            whole = self.packets.add(item, now)
         except FrameError as err:
             self.refuse(err)
-            return
+            return None
+        if self.packets.incomplete:
+            self.request_missing(now)
         if whole is None:
-            return  # more sub-packages to come; each is answered with the whole message
+            return None  # more sub-packages to come; each is answered with the whole message
         try:
             message = codec.decode_message(whole, self.config.device_zone)
         except FrameError as err:
             self.refuse(err)
-            return
+            return None
+        return self.message(whole, message)
+
+    def request_missing(self, now: float) -> None:
+        """Ask again (0x8003) for the packets of a message still missing after
+        ``resend_after_s``; checked whenever the connection receives a frame."""
+        for missing in self.packets.overdue(now):
+            log.info(
+                "%s: message 0x%04X lacks packets %s; asking for them again",
+                self.who,
+                missing.header.msg_id,
+                ", ".join(map(str, missing.indexes)),
+            )
+            self.send(codec.resend_request(missing, self.next_serial()))
+
+    def message(self, frame: Frame, message: codec.Message) -> Awaitable[None] | None:
+        if not self.ready():
+            return self._guard(self.slow(frame, message))
+        if isinstance(message, codec.Location):
+            self.on_locations(frame, (message,))
+        elif isinstance(message, codec.LocationBatch):
+            self.on_locations(frame, message.locations)
+        elif isinstance(message, codec.Heartbeat):
+            self.respond(frame.header, Result.OK)
+        elif not isinstance(message, codec.TerminalResponse):  # it needs no answer
+            return self._guard(self.slow(frame, message))
+        return None
+
+    def ready(self) -> bool:
+        """Authenticated, and the registration was checked recently."""
+        return (
+            self.terminal is not None
+            and time.monotonic() - self.checked_at <= REGISTRATION_RECHECK_S
+        )
+
+    async def _guard(self, work: Awaitable[None]) -> None:
         try:
-            await self.message(whole, message)
+            await work
         except DatabaseDown as exc:
             log.error("%s: database unavailable (%s): closing without an answer", self.who, exc)
             self.open = False
 
-    async def message(self, frame: Frame, message: codec.Message) -> None:
+    async def slow(self, frame: Frame, message: codec.Message) -> None:
+        """Messages that need the database, and anything before authentication."""
         if isinstance(message, codec.Register):
             await self.on_register(frame, message)
             return
@@ -333,23 +442,17 @@ class Session:
                 keep=is_data,
             )
             return
-        if (
-            time.monotonic() - self.checked_at > REGISTRATION_RECHECK_S
-            and not await self.still_registered(frame)
-        ):
+        if not self.ready() and not await self.still_registered(frame):
             return
-        if isinstance(message, codec.Location):
-            await self.on_locations(frame, [message])
-        elif isinstance(message, codec.LocationBatch):
-            await self.on_locations(frame, list(message.locations))
-        elif isinstance(message, codec.Heartbeat):
-            self.respond(frame.header, Result.OK)
-        elif isinstance(message, codec.Logout):
+        if isinstance(message, codec.Logout):
             await self.gw.registry.deregister(self.terminal.phone)
             log.info("%s: logged out (registration deleted)", self.who)
             self.respond(frame.header, Result.OK)
             self.open = False
-        # a terminal's general response (0x0001) needs no answer
+            return
+        follow_up = self.message(frame, message)
+        if follow_up is not None:
+            await follow_up
 
     async def on_register(self, frame: Frame, info: codec.Register) -> None:
         h = frame.header
@@ -391,15 +494,15 @@ class Session:
             )
             return
         self.terminal = found[0]
+        self.responder = codec.Responder(frame.header)
         self.checked_at = time.monotonic()
         older = self.gw.current.get(self.terminal.phone)
         self.gw.current[self.terminal.phone] = self
         if older is not None and older is not self:
             log.info("%s: reconnected; closing its previous connection %s", self.who, older.peer)
-            older.open = False
-            older.writer.close()
+            older.close()
         self.respond(frame.header, Result.OK)
-        await self.publish_status("online")
+        self.publish_status("online")
 
     async def still_registered(self, frame: Frame) -> bool:
         assert self.terminal is not None
@@ -415,44 +518,58 @@ class Session:
         self.checked_at = time.monotonic()
         return True
 
-    async def on_locations(self, frame: Frame, locations: list[codec.Location]) -> None:
+    def on_locations(self, frame: Frame, locations: Sequence[codec.Location]) -> None:
         assert self.terminal is not None
         terminal_id = self.terminal.terminal_id
         messages: list[tuple[str, bytes]] = [
             (wire.positions_topic(terminal_id), wire.encode_fixes(chunk))
             for chunk in translate.chunks(translate.fixes_of(locations))
         ]
-        events, alarm_word = translate.alarm_events(locations, self.alarm_word)
+        events, self.alarm_word = translate.alarm_events(locations, self.alarm_word)
         if events:
             messages.append((wire.events_topic(terminal_id), wire.encode_events(events)))
-        timeout = self.config.publish_timeout_s
-        results = await asyncio.gather(
-            *(self.gw.publisher.publish(t, p, timeout_s=timeout) for t, p in messages)
+        if not messages:  # reports without a fix and without a new alarm: nothing to store
+            self.acknowledge(frame, len(locations))
+            return
+        self._hold(1)
+        self.gw.publisher.publish_all(
+            messages, functools.partial(self._published, frame, len(locations))
         )
-        if not all(results):
+
+    def _published(self, frame: Frame, count: int, ok: bool) -> None:
+        self._hold(-1)
+        if not ok:
             log.warning(
                 "%s: broker did not acknowledge; location %d not acknowledged",
                 self.who,
                 frame.header.serial,
             )
+            # The terminal sends it again: its alarm bits must then count as new.
+            self.alarm_word = 0
             return
-        self.alarm_word = alarm_word
-        self.gw.counts.locations_acked += len(locations)
-        for serial in _serials(frame):
-            self.send(
-                codec.platform_response(
-                    _with_serial(frame.header, serial), Result.OK, self.next_serial()
-                )
-            )
+        self.acknowledge(frame, count)
 
-    async def publish_status(self, state: wire.TerminalState) -> None:
+    def acknowledge(self, frame: Frame, count: int) -> None:
+        self.gw.counts.locations_acked += count
+        if self.responder is None:
+            return
+        for serial in _serials(frame):
+            self.send(self.responder.ok(serial, frame.header.msg_id, self.next_serial()))
+
+    def publish_status(self, state: wire.TerminalState) -> None:
         assert self.terminal is not None
-        topic = wire.status_topic(self.terminal.terminal_id)
-        payload = wire.encode_status(state, datetime.now(UTC))
-        if not await self.gw.publisher.publish(
-            topic, payload, timeout_s=self.config.publish_timeout_s, retain=True
-        ):
-            log.warning("%s: status %s not acknowledged by the broker", self.who, state)
+        who = self.who
+
+        def done(ok: bool) -> None:
+            if not ok:
+                log.warning("%s: status %s not acknowledged by the broker", who, state)
+
+        self.gw.publisher.publish(
+            wire.status_topic(self.terminal.terminal_id),
+            wire.encode_status(state, datetime.now(UTC)),
+            done,
+            retain=True,
+        )
 
 
 async def _insert_dead_letters(
@@ -466,25 +583,20 @@ def _serials(frame: Frame) -> tuple[int, ...]:
     return frame.part_serials or (frame.header.serial,)
 
 
-def _with_serial(header: codec.Header, serial: int) -> codec.Header:
-    return codec.Header(header.msg_id, header.phone, serial, header.body_length, header.version)
-
-
 async def serve(
-    config: GatewayConfig,
-    registry: Registry,
-    publisher: Publisher,
+    gateway: Gateway,
     *,
     host: str,
     port: int,
     stop: asyncio.Event,
     started: Callable[[int], None] | None = None,
-) -> Gateway:
+    reuse_port: bool = False,
+) -> None:
     """Run until ``stop`` is set; ``started`` gets the bound port."""
-    gateway = Gateway(config, registry, publisher)
-    writer_task = asyncio.create_task(registry.write_dead_letters(stop))
-    server = await asyncio.start_server(
-        gateway.handle, host, port, limit=READ_CHUNK_BYTES, backlog=4096
+    writer_task = asyncio.create_task(gateway.registry.write_dead_letters(stop))
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        gateway.connection, host, port, backlog=4096, reuse_port=reuse_port or None
     )
     bound = server.sockets[0].getsockname()[1]
     log.info("JT/T 808 gateway listening on %s:%d", host, bound)
@@ -494,9 +606,8 @@ async def serve(
         await stop.wait()
         server.close()
         for session in list(gateway.sessions):
-            session.open = False
-            session.writer.close()
+            session.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait_closed(), 10)
+    await gateway.publisher.wait_idle(STOP_DRAIN_S)  # the `offline` statuses
     await writer_task
-    return gateway

@@ -1,37 +1,74 @@
 """JT/T 808 location reports in ClearDay's wire format (ingest/wire.py); pure.
 
-A location with a GNSS fix becomes a :class:`wire.Fix` (ACC → ``ignition``, load bits
-8-9 → ``load_state``, mileage item 0x01 → ``odometer_km``). A report without a fix
-(status bit 1 clear: the terminal repeats its last position) is no position and
-becomes no fix. Alarm bits that were not set in the previous report become one
-``alarm`` event carrying their names.
+A location with a GNSS fix becomes a :class:`wire.Fix`: ACC → ``ignition``, load bits
+8-9 → ``load_state``, door bits 12-17 → ``door_locked`` / ``doors_open``, altitude,
+and the additional items mileage (0x01) → ``odometer_km``, fuel (0x02), recorder
+speed (0x03), signal strength (0x30) and satellites (0x31). Every other additional
+item, and one whose value lies outside the wire format's bounds, goes into ``extra``
+as hex under ``jt808_<id>``. A report without a fix (status bit 1 clear: the terminal
+repeats its last position) is no position and becomes no fix. Alarm bits that were
+not set in the previous report become one ``alarm`` event carrying their names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import cast
+from typing import Any, cast
 
 from ingest import wire
+from ingest.jt808 import codec
 from ingest.jt808.codec import ALARM_BITS, Location
 
 # Fixes per MQTT message: keeps a long blind-zone upload far below the ingestor's
-# payload limit (about 200 bytes of JSON per fix).
+# payload limit (about 300 bytes of JSON per fix).
 MAX_FIXES_PER_MESSAGE = 500
+
+# Additional items carried as fix fields: item, the Location property that decodes it,
+# the Fix field, and the bounds the wire format accepts.
+_ITEM_FIELDS: tuple[tuple[int, str, str, float, float], ...] = (
+    (codec.EXTRA_MILEAGE, "mileage_km", "odometer_km", 0.0, wire.MAX_ODOMETER_KM),
+    (codec.EXTRA_FUEL, "fuel_l", "fuel_l", 0.0, wire.MAX_FUEL_L),
+    (
+        codec.EXTRA_RECORDER_SPEED,
+        "recorder_speed_kmh",
+        "recorder_speed_kmh",
+        0.0,
+        wire.MAX_SPEED_KMH,
+    ),
+    (codec.EXTRA_SIGNAL, "signal_strength", "signal_strength", 0, wire.MAX_BYTE),
+    (codec.EXTRA_SATELLITES, "satellites", "satellites", 0, wire.MAX_BYTE),
+)
 
 
 def fix_of(loc: Location) -> wire.Fix | None:
     if not loc.located:
         return None
+    fields: dict[str, Any] = {}
+    carried: set[int] = set()
+    if loc.extras:
+        for item, decoded, name, lo, hi in _ITEM_FIELDS:
+            value = getattr(loc, decoded)
+            if value is not None and lo <= value <= hi:
+                fields[name] = value
+                carried.add(item)
+        raw = [(k, v) for k, v in loc.extras if k not in carried][: wire.MAX_EXTRA_ITEMS]
+        if raw:
+            fields["extra"] = {f"jt808_{k:02X}": v.hex() for k, v in raw}
+    altitude_lo, altitude_hi = wire.ALTITUDE_RANGE_M
     return wire.Fix(
         recorded_at=loc.recorded_at,
         lat=loc.lat,
         lon=loc.lon,
         speed_kmh=loc.speed_kmh,
         heading_deg=float(loc.heading_deg),
-        odometer_km=loc.mileage_km,
         ignition=loc.acc_on,
-        load_state=cast(wire.LoadState | None, loc.load_state),
+        load_state=cast(
+            "wire.LoadState | None", loc.load_state
+        ),  # a string: no typing work per call
+        altitude_m=float(loc.altitude_m) if altitude_lo <= loc.altitude_m <= altitude_hi else None,
+        door_locked=loc.door_locked,
+        doors_open=loc.doors_open,
+        **fields,
     )
 
 

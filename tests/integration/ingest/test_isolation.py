@@ -18,7 +18,7 @@ from fleet.config import Settings
 from fleet.services import BROKER_MAX_PACKET_BYTES, PrivateMosquitto
 from ingest import wire
 from ingest.metrics import IngestMetrics
-from ingest.writer import AttemptLedger, Batch, BatchWriter, Db
+from ingest.writer import AttemptLedger, Batch, BatchWriter, Db, position_row
 from tests.integration.ingest.support import (
     ROOT,
     FixStream,
@@ -112,9 +112,9 @@ def test_a_row_the_database_refuses_costs_only_its_own_message(fleet_url: str) -
         return len(batch.messages) - 1
 
     def fix(src: int, seconds: int, speed_kmh: float = 10.0) -> None:
-        batch.positions.append(
-            ("T1", at + timedelta(seconds=seconds), 31.8, 117.2, speed_kmh) + (None,) * 5 + (src,)
-        )
+        at_s = at + timedelta(seconds=seconds)
+        row = position_row("T1", wire.Fix(at_s, 31.8, 117.2, speed_kmh=speed_kmh, seq=src))
+        batch.positions.append(row)
         batch.positions_src.append(src)
 
     def event(src: int, point_id: str, payload: object = None) -> None:

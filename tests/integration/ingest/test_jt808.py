@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,13 +25,14 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import db, importer
 from fleet.config import Settings
 from fleet.services import PrivateMosquitto, free_port
 from ingest.jt808 import codec
 from ingest.jt808.codec import MsgId
-from ingest.jt808.service import run_async
+from ingest.jt808.service import loop_runner, run_async
 from simulator.city import generate, jt808_phone_for
 from simulator.faults import Fault
 from simulator.jt808 import Jt808Fleet, Jt808Terminal, drive
@@ -85,7 +88,8 @@ class GatewayThread:
             )
 
         try:
-            asyncio.run(main())
+            with loop_runner() as runner:
+                runner.run(main())
         except BaseException as exc:
             self.error = exc
             self.ready.set()
@@ -114,6 +118,7 @@ def start_gateway(
             "database_url": jt808_fleet,
             "mqtt_url": broker.url,
             "jt808_publish_timeout_s": 3.0,
+            "jt808_metrics_port": 0,
             "data_dir": tmp_path / "state",
         }
         values.update(overrides)
@@ -188,14 +193,23 @@ def test_2013_and_2019_terminals_register_authenticate_and_are_stored(
     async def scenario() -> None:
         t13 = Jt808Terminal("127.0.0.1", gw.port, "0" + phone(1))
         t19 = Jt808Terminal("127.0.0.1", gw.port, phone(2), version=1)
+        # the 2019 terminal reports fuel, satellites, a vendor item and its doors
+        items = (
+            (codec.EXTRA_MILEAGE, struct.pack(">I", 102342)),
+            (codec.EXTRA_FUEL, struct.pack(">H", 885)),
+            (codec.EXTRA_SATELLITES, b"\x0b"),
+            (0xE1, b"\x0a\x0b"),
+        )
+        doors = codec.Status.LOCATED | codec.Status.DOOR_LOCKED | 1 << (codec.Status.DOOR_SHIFT + 1)
         for t in (t13, t19):
             await t.connect()
             code = await t.register()
             assert len(code) >= 8
             await t.authenticate()
             assert await t.heartbeat()
+            extra = {"extras": items, "status": doors} if t is t19 else {}
             for k in range(3):
-                assert await t.report(loc(base + timedelta(seconds=10 * k), k))
+                assert await t.report(loc(base + timedelta(seconds=10 * k), k, **extra))
             later = [loc(base + timedelta(seconds=100 - k), 10 + k) for k in range(5)]
             t.unacked.extend(later)
             assert await t.upload_unacked()
@@ -211,6 +225,12 @@ def test_2013_and_2019_terminals_register_authenticate_and_are_stored(
     )
     first = positions(jt808_fleet, "T1")[0]
     assert first == (base.astimezone(UTC), 31.8, 117.3, 23.5, True, "half", 10234.2)
+    terminal_fields = rows(
+        jt808_fleet,
+        "SELECT altitude_m, fuel_l, satellites, door_locked, doors_open, extra FROM position"
+        " WHERE truck_id = 'T2' ORDER BY recorded_at LIMIT 1",
+    )
+    assert terminal_fields == [(20.0, 88.5, 11, True, [2], {"jt808_E1": "0a0b"})]
     events = rows(
         jt808_fleet, "SELECT kind, payload->'alarms' FROM device_event WHERE truck_id = 'T1'"
     )
@@ -277,9 +297,11 @@ def test_bad_frames_are_answered_dead_lettered_and_the_connection_survives(
     start_gateway: Callable[..., GatewayThread],
 ) -> None:
     """Wrong check code → result 2, unknown id → 3, invalid BCD time → 2, impossible
-    coordinate → 2, noise and an oversize run kept; the next location is stored."""
+    coordinate → 2, noise and an oversize run kept; the next location is stored. The
+    gateway's /metrics counts each by reason."""
     start_ingestor()
-    gw = start_gateway()
+    metrics_port = free_port()
+    gw = start_gateway(jt808_metrics_port=metrics_port)
     at = now_local()
 
     async def scenario() -> None:
@@ -334,6 +356,162 @@ def test_bad_frames_are_answered_dead_lettered_and_the_connection_survives(
     ]
     raw = scalar(jt808_fleet, "SELECT payload FROM dead_letter WHERE reason = 'jt808_bad_time'")
     assert bytes(raw).startswith(b"\x7e") and bytes(raw).endswith(b"\x7e")
+    # the `offline` status is published as the connection closes
+    wait_for(
+        lambda: ("clearday_jt808_published_total", {}, 3.0) in scrape(metrics_port),
+        10,
+        "three messages published",
+    )
+    metrics = scrape(metrics_port)
+    assert {
+        labels["reason"]: value
+        for name, labels, value in metrics
+        if name == "clearday_jt808_bad_frames_total"
+    } == {
+        "jt808_bad_check": 1,
+        "jt808_unknown_message": 1,
+        "jt808_bad_time": 1,
+        "jt808_bad_coordinate": 1,
+        "jt808_oversize": 1,
+    }
+    value = {name: v for name, labels, v in metrics if not labels}
+    assert value["clearday_jt808_locations_acked_total"] == 1
+    # register, auth, the location, and three frames whose message was refused
+    assert value["clearday_jt808_frames_total"] == 6
+    assert value["clearday_jt808_connections_accepted_total"] == 1
+    assert value["clearday_jt808_connections"] == 0 and value["clearday_jt808_acks_pending"] == 0
+    assert value["clearday_jt808_mqtt_connected"] == 1
+    # the location and the `online`/`offline` statuses: each PUBACK timed
+    assert (
+        value["clearday_jt808_publish_seconds_count"]
+        == value["clearday_jt808_published_total"]
+        == 3
+    )
+
+
+def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def test_reports_sent_without_waiting_are_each_answered_once_and_stored(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A terminal writes 300 reports in one go (more than the 64 a connection may have
+    awaiting the broker, so reading pauses and resumes): every serial gets one
+    0x8001 result 0, and every report is stored once."""
+    start_ingestor()
+    gw = start_gateway()
+    base = now_local()
+    count = 300
+
+    async def scenario() -> Counter[tuple[int, int]]:
+        registered = Jt808Terminal("127.0.0.1", gw.port, phone(3))
+        await registered.login()
+        await registered.close()
+        assert registered.auth_code is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(codec.encode_frame(MsgId.AUTH, phone(3), 1, registered.auth_code.encode()))
+        writer.write(
+            b"".join(
+                codec.encode_frame(
+                    MsgId.LOCATION,
+                    phone(3),
+                    1000 + k,
+                    codec.encode_location(loc(base + timedelta(seconds=k), k), GMT8),
+                )
+                for k in range(count)
+            )
+        )
+        answers: Counter[tuple[int, int]] = Counter()  # (answered serial, result)
+        frames = codec.FrameReader()
+        deadline = time.monotonic() + 30
+        quiet_after = None
+        while time.monotonic() < deadline:
+            try:
+                data = await asyncio.wait_for(reader.read(65536), 0.5)
+            except TimeoutError:
+                if quiet_after is not None:
+                    break  # all answered, and nothing more for 0.5 s
+                continue
+            assert data, "the gateway closed the connection"
+            for frame in frames.feed(data):
+                assert isinstance(frame, codec.Frame)
+                serial, _, result = struct.unpack(">HHB", frame.body)
+                answers[(serial, result)] += 1
+            if sum(answers.values()) >= count + 1:
+                quiet_after = time.monotonic()
+        writer.close()
+        return answers
+
+    answers = run(scenario())
+    assert answers == Counter({(1000 + k, codec.Result.OK): 1 for k in range(count)} | {(1, 0): 1})
+    wait_for(lambda: len(positions(jt808_fleet, "T3")) == count, 30, f"{count} fixes")
+    assert scalar(jt808_fleet, "SELECT count(DISTINCT recorded_at) FROM position") == count
+
+
+def test_a_missing_sub_package_is_asked_for_again_and_then_stored(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A 0x0704 split in 3 packets arrives without packet 2: once the resend delay has
+    passed, the next frame from the terminal brings a 0x8003 asking for packet 2; the
+    terminal sends it, every packet is acknowledged and the batch stored."""
+    start_ingestor()
+    gw = start_gateway(jt808_resend_after_s=1.0)
+    base = now_local()
+    batch = [loc(base + timedelta(seconds=k), k) for k in range(12)]
+    body = codec.encode_batch(batch, GMT8)
+    packets = codec.split_packets(MsgId.LOCATION_BATCH, phone(4), 500, body, packet_bytes=150)
+    assert len(packets) == 3
+
+    async def scenario() -> tuple[bytes, set[int]]:
+        registered = Jt808Terminal("127.0.0.1", gw.port, phone(4))
+        await registered.login()
+        await registered.close()
+        assert registered.auth_code is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        frames = codec.FrameReader()
+        received: list[codec.Frame | codec.FrameError] = []
+
+        async def next_frame() -> codec.Frame:
+            while not received:
+                received.extend(frames.feed(await asyncio.wait_for(reader.read(65536), 10)))
+            item = received.pop(0)
+            assert isinstance(item, codec.Frame)
+            return item
+
+        writer.write(codec.encode_frame(MsgId.AUTH, phone(4), 1, registered.auth_code.encode()))
+        assert (await next_frame()).body[4] == codec.Result.OK
+        writer.write(packets[0] + packets[2])
+        await asyncio.sleep(1.2)
+        writer.write(codec.encode_frame(MsgId.HEARTBEAT, phone(4), 2))
+        request = await next_frame()
+        assert (await next_frame()).header.msg_id == MsgId.PLATFORM_RESPONSE  # the heartbeat
+        writer.write(packets[1])
+        acked = set()
+        for _ in range(3):
+            answer = await next_frame()
+            serial, msg_id, result = struct.unpack(">HHB", answer.body)
+            assert (msg_id, result) == (MsgId.LOCATION_BATCH, codec.Result.OK)
+            acked.add(serial)
+        writer.close()
+        return request.raw, acked
+
+    raw, acked = run(scenario())
+    request = codec.decode_frame(raw)
+    assert request.header.msg_id == codec.MsgId.RESEND_REQUEST
+    assert request.body == struct.pack(">HBH", 500, 1, 2)
+    assert acked == {500, 501, 502}
+    wait_for(lambda: len(positions(jt808_fleet, "T4")) == 12, 30, "the batch's 12 fixes")
 
 
 def test_logout_deregisters_and_an_idle_connection_is_closed(
@@ -529,6 +707,7 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
         "CLEARDAY_DATABASE_URL": jt808_fleet,
         "CLEARDAY_MQTT_URL": broker.url,
         "CLEARDAY_JT808_PUBLISH_TIMEOUT_S": "2",
+        "CLEARDAY_JT808_METRICS_PORT": "0",
     }
     gateway = GatewayProcess(env, tmp_path / "gateway.log", port).start()
     base = now_local() - timedelta(hours=1)

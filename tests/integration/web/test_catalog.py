@@ -76,6 +76,40 @@ def test_truck_lifecycle(client: TestClient, users: Users) -> None:
     assert client.get("/api/v1/trucks/N-T9", headers=dispatcher).json()["active"] is False
 
 
+def test_jt808_phone_is_set_cleared_and_held_by_one_truck_only(
+    client: TestClient, users: Users
+) -> None:
+    """The JT/T 808 phone number goes through the API as through the import: stored
+    without the header's zero padding, unique across trucks of every district, digits
+    only, and clearable."""
+    dispatcher = users.headers("dispatcher")
+    north = users.headers("north_dispatcher")
+    created = client.post(
+        "/api/v1/trucks", headers=dispatcher, json={**TRUCK, "jt808_phone": "013912345678"}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["jt808_phone"] == "13912345678"
+    taken = client.patch(
+        "/api/v1/trucks/N-T1", headers=north, json={"jt808_phone": "00000000013912345678"}
+    )
+    assert taken.status_code == 409 and taken.json()["code"] == "id_not_available", taken.text
+    assert "jt808_phone" in taken.json()["detail"]
+    south = client.patch(
+        "/api/v1/trucks/S-T1", headers=dispatcher, json={"jt808_phone": "13912345678"}
+    )
+    assert south.status_code == 409  # another district's truck cannot take it either
+    for bad in ("1391234567a", "000", "１３９", "1" * 21, ""):
+        refused = client.patch("/api/v1/trucks/N-T1", headers=north, json={"jt808_phone": bad})
+        assert refused.status_code == 422, (bad, refused.text)
+    found = client.get("/api/v1/trucks", params={"q": "3912345"}, headers=dispatcher).json()
+    assert [t["truck_id"] for t in found["items"]] == ["N-T9"]
+    cleared = client.patch("/api/v1/trucks/N-T9", headers=dispatcher, json={"jt808_phone": None})
+    assert cleared.status_code == 200 and cleared.json()["jt808_phone"] is None
+    moved = client.patch("/api/v1/trucks/N-T1", headers=north, json={"jt808_phone": "13912345678"})
+    assert moved.status_code == 200 and moved.json()["jt808_phone"] == "13912345678"
+    assert client.get("/api/v1/trucks/N-T1", headers=north).json()["jt808_phone"] == "13912345678"
+
+
 def test_create_refuses_unknown_references(client: TestClient, users: Users) -> None:
     dispatcher = users.headers("dispatcher")
     no_depot = client.post("/api/v1/trucks", headers=dispatcher, json={**TRUCK, "depot_id": "X-D9"})

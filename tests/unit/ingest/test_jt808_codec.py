@@ -206,6 +206,34 @@ def test_incomplete_sub_packages_expire_and_are_bounded() -> None:
     assert r.incomplete == 0
 
 
+def test_missing_sub_packages_are_asked_for_once_with_0x8003() -> None:
+    """Packets 1 and 4 of 4 (serials 40-43) arrive; 10 s later the missing ones are
+    asked for once: 0x8003 = first serial 40, count (BYTE in 2013), ids 2 and 3 —
+    the layout packed here by hand. Once they come, the message is whole."""
+    packets = _packets(bytes(350), 100, first_serial=40)
+    frames = [codec.decode_frame(p) for p in packets]
+    r = codec.Reassembler(resend_after_s=10)
+    assert r.add(frames[0], now_s=0.0) is None
+    assert r.add(frames[3], now_s=1.0) is None
+    assert r.overdue(now_s=9.9) == []
+    (missing,) = r.overdue(now_s=10.0)
+    assert r.overdue(now_s=20.0) == []  # asked once
+    request = codec.decode_frame(codec.resend_request(missing, serial=7))
+    assert request.header.msg_id == 0x8003 and request.header.phone == PHONE
+    assert request.body == struct.pack(">HBHH", 40, 2, 2, 3)
+    assert r.add(frames[1], now_s=21.0) is None
+    whole = r.add(frames[2], now_s=22.0)
+    assert whole is not None and whole.body == bytes(350)
+    assert whole.part_serials == (40, 41, 42, 43)
+
+
+def test_0x8003_of_a_2019_terminal_counts_in_a_word() -> None:
+    header = codec.Header(0x0704, "00000000013912345678", 11, 100, version=1, packets=3, index=2)
+    request = codec.decode_frame(codec.resend_request(codec.Missing(header, 10, (1, 3)), 1))
+    assert request.header.version == 1
+    assert request.body == struct.pack(">HHHH", 10, 2, 1, 3)
+
+
 def test_split_packets_round_trip() -> None:
     body = bytes(range(256)) * 10
     r = codec.Reassembler()

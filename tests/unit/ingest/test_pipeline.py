@@ -44,23 +44,40 @@ def fix(seconds_ago: int, **kw: Any) -> wire.Fix:
 
 
 def test_rows_keep_wire_values_in_column_order_and_point_at_their_message() -> None:
+    terminal = fix(
+        4,
+        altitude_m=-12.0,
+        fuel_l=88.5,
+        recorder_speed_kmh=31.5,
+        signal_strength=27,
+        satellites=11,
+        door_locked=False,
+        doors_open=(1, 3),
+        extra={"jt808_E1": "0a0b"},
+    )
     batch = batch_of(
         (wire.positions_topic("GPS-T1"), wire.encode_fixes(fix(5, speed_kmh=12.5, seq=3))),
-        (wire.positions_topic("GPS-T1"), wire.encode_fixes([fix(4), fix(3)])),
+        (wire.positions_topic("GPS-T1"), wire.encode_fixes([terminal, fix(3)])),
     )
-    assert batch.positions[0] == (
-        "T1",
-        NOW - timedelta(seconds=5),
-        31.8,
-        117.2,
-        12.5,
-        None,
-        None,
-        None,
-        None,
-        None,
-        3,
+    assert (
+        batch.positions[0]
+        == (
+            "T1",
+            NOW - timedelta(seconds=5),
+            31.8,
+            117.2,
+            12.5,
+            None,
+            None,
+            None,
+            None,
+            None,
+            3,
+        )
+        + (None,) * 8
     )
+    assert batch.positions[1][11:18] == (-12.0, 88.5, 31.5, 27, 11, False, [1, 3])
+    assert batch.positions[1][18].obj == {"jt808_E1": "0a0b"}
     assert batch.positions_src == [0, 1, 1]
     assert batch.dead == []
 
