@@ -210,6 +210,8 @@ class City:
     trucks: tuple[Truck, ...]
     source: Path | None = None  # the folder of import files it was read from
     district: str | None = None  # the district code every row carries, if one
+    # Added to each truck's index for its JT/T 808 phone (unique city-wide).
+    phone_offset: int = 0
     _by_id: dict[str, Depot | Station | Point] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -218,6 +220,25 @@ class City:
         sites: list[Depot | Station | Point] = [*self.depots, *self.stations, *self.points]
         for site in sites:
             self._by_id[site.id] = site
+
+    def with_prefix(self, prefix: str, number: int) -> City:
+        """The same district with every id (and terminal) prefixed and its trucks'
+        phones numbered after those of districts 0..number-1, so that several generated
+        districts can live in one database (ids are unique city-wide)."""
+        r = dataclasses.replace
+        return City(
+            config=self.config, graph=self.graph,
+            roads=tuple(r(x, id=f"{prefix}{x.id}") for x in self.roads),
+            depots=tuple(r(x, id=f"{prefix}{x.id}") for x in self.depots),
+            stations=tuple(r(x, id=f"{prefix}{x.id}") for x in self.stations),
+            points=tuple(r(x, id=f"{prefix}{x.id}") for x in self.points),
+            trucks=tuple(
+                r(x, id=f"{prefix}{x.id}", depot_id=f"{prefix}{x.depot_id}",
+                  terminal_id=f"{prefix}{x.terminal_id}")
+                for x in self.trucks
+            ),
+            source=self.source, district=self.district, phone_offset=number * 10_000,
+        )  # fmt: skip
 
     @classmethod
     def from_import_files(cls, directory: str | Path) -> City:
@@ -412,7 +433,7 @@ class City:
                         ";".join(t.streams),
                         t.depot_id,
                         t.terminal_id,
-                        jt808_phone_for(k),
+                        jt808_phone_for(self.phone_offset + k),
                         hhmm(t.shift_start_s),
                         hhmm(t.shift_end_s),
                         t.shift_end_s - t.shift_start_s,

@@ -288,7 +288,10 @@ SELECT j.job_id, j.kind, j.district_id, j.service_date,
             THEN format('failed: the worker running it stopped (%%s attempts)', e.attempts + 1)
             WHEN e.status IN ('cancelled', 'aborted') AND j.state <> 'cancelled'
             THEN 'cancelled' ELSE j.message END AS message,
-       j.plan_id, j.requested_by, j.worker, e.priority, coalesce(e.attempts, 0) + 1 AS attempt,
+       j.plan_id, j.requested_by, j.worker, e.priority,
+       -- the engine counts an attempt when it ends
+       CASE WHEN e.status IN ('todo', 'doing') THEN e.attempts + 1
+            ELSE greatest(coalesce(e.attempts, 1), 1) END AS attempt,
        j.created_at, j.started_at, j.finished_at, j.engine_job_id, j.request
 FROM plan_job j LEFT JOIN procrastinate_jobs e ON e.id = j.engine_job_id
 """
