@@ -223,6 +223,8 @@ async def run_plan(context: procrastinate.JobContext, job_id: int) -> int:
     except asyncio.CancelledError:
         with contextlib.suppress(ProcessLookupError):
             child.kill()
+        with contextlib.suppress(BaseException):
+            await talk  # reap it while the loop runs
         raise
     out, err = talk.result()
     if child.returncode == 0:
