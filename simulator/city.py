@@ -633,6 +633,24 @@ def _line_names(rng: random.Random, n: int) -> list[str]:
 _SUFFIX = {"arterial": "大道", "secondary": "路", "local": "街", "lane": "巷"}
 
 
+def generate_districts(
+    n_districts: int, *, n_points: int, n_trucks: int, seed: int = 0
+) -> list[City]:
+    """A city of `n_districts` generated districts side by side (codes d01, d02, …),
+    ids prefixed with the code so they are unique city-wide."""
+    if not 1 <= n_districts <= 99:
+        raise ValueError(f"n_districts must be in 1..99, got {n_districts}")
+    out = []
+    for k in range(n_districts):
+        code = f"d{k + 1:02d}"
+        city = generate(
+            n_points=n_points, n_trucks=n_trucks, seed=seed * 100 + k, district=code,
+            center_lon=117.27 + 0.15 * (k % 5), center_lat=31.82 + 0.12 * (k // 5),
+        )  # fmt: skip
+        out.append(city.with_prefix(f"{code}-", k))
+    return out
+
+
 def generate(config: CityConfig | None = None, **overrides: Any) -> City:
     """Build the city for `config` (or `CityConfig(**overrides)`)."""
     if config is None:

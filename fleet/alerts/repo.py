@@ -982,3 +982,26 @@ def lease_holders(conn: psycopg.Connection) -> dict[str, str]:
         "SELECT district_id, holder FROM alert_lease WHERE expires_at > now() ORDER BY 1"
     ).fetchall()
     return {str(r[0]): str(r[1]) for r in rows}
+
+
+def heard(
+    conn: psycopg.Connection, truck_ids: Sequence[str]
+) -> dict[str, tuple[datetime, datetime]]:
+    """truck -> (latest arrival seen, worker time it was first seen)."""
+    rows = conn.execute(
+        "SELECT truck_id, received_at, heard_at FROM alert_heard WHERE truck_id = ANY(%s)",
+        (list(truck_ids),),
+    ).fetchall()
+    return {str(r[0]): (r[1], r[2]) for r in rows}
+
+
+def save_heard(conn: psycopg.Connection, heard: dict[str, tuple[datetime, datetime]]) -> None:
+    if heard:
+        with conn.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO alert_heard (truck_id, received_at, heard_at) VALUES (%s, %s, %s)
+                   ON CONFLICT (truck_id) DO UPDATE
+                      SET received_at = excluded.received_at, heard_at = excluded.heard_at
+                    WHERE alert_heard.received_at < excluded.received_at""",
+                [(t, r, h) for t, (r, h) in heard.items()],
+            )

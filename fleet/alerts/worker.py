@@ -157,12 +157,23 @@ class Pipeline:
         self._visits: dict[tuple[str, date], list[visits.Visit]] = {}
         # truck -> (latest received_at seen, worker time it was first seen)
         self._heard: dict[str, tuple[datetime, datetime]] = {}
+        self._heard_read: set[str] = set()  # trucks whose stored `_heard` was read
+
+    def _read_heard(self, conn: psycopg.Connection, truck_ids: Iterable[str]) -> None:
+        """When the platform last heard each truck, as whichever worker had it stored
+        it: a district taken over (or a restart) goes on where the last one was."""
+        unread = [t for t in truck_ids if t not in self._heard_read]
+        if unread:
+            for truck_id, seen in repo.heard(conn, unread).items():
+                self._heard.setdefault(truck_id, seen)
+            self._heard_read.update(unread)
 
     def reset(self) -> None:
         self._final.clear()
         self._due.clear()
         self._visits.clear()
         self._heard.clear()
+        self._heard_read.clear()
         self._sites.clear()
         self._station_dwell = None
         self._trucks = None
@@ -278,6 +289,7 @@ class Pipeline:
         # This district's trucks come from the cache (filled here on first use); visits
         # to its points by other trucks are read every time.
         ours = {d.truck_id for d in days}
+        self._read_heard(conn, ours)
         missing = [t for t in ours if (t, service_date) not in self._visits]
         by_truck: dict[str, list[visits.Visit]] = defaultdict(list)
         at_point: dict[str, list[visits.Visit]] = defaultdict(list)
@@ -484,14 +496,18 @@ class Pipeline:
         day of `district_id` (None: of every district)."""
         stats = TickStats()
         dates = set(extra_dates) | self.current_dates(conn, now)
+        changes = list(changes)
+        self._read_heard(conn, {c[0] for c in changes})
+        heard = {}
         for truck_id, service_date, earliest, received in changes:
             if received is not None:
                 seen = self._heard.get(truck_id)
                 if seen is None or received > seen[0]:
-                    self._heard[truck_id] = (received, now)
+                    self._heard[truck_id] = heard[truck_id] = (received, now)
             self.redetect(conn, truck_id=truck_id, service_date=service_date, earliest_new=earliest)
             stats.truck_days += 1
             dates.add(service_date)
+        repo.save_heard(conn, heard)
         for d_id, service_date in repo.active_district_dates(conn, dates=dates):
             if district_id is None or d_id == district_id:
                 stats.add(self.evaluate(conn, district_id=d_id, service_date=service_date, now=now))

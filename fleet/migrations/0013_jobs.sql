@@ -36,3 +36,11 @@ CREATE TABLE alert_lease (
 UPDATE plan_job SET state = 'failed', finished_at = now(),
        message = 'interrupted: the process running it stopped'
  WHERE state IN ('queued', 'running');
+-- When the platform last heard each truck (the latest arrival, and the evaluating
+-- worker's time when it first saw it): kept here, not only in a worker's memory, so a
+-- district taken over by another worker is evaluated as its last worker would have.
+CREATE TABLE alert_heard (
+    truck_id    text PRIMARY KEY REFERENCES truck ON DELETE CASCADE,
+    received_at timestamptz NOT NULL,
+    heard_at    timestamptz NOT NULL
+);
