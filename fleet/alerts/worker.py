@@ -58,18 +58,20 @@ def wall_clock() -> datetime:
 
 
 class ScaledClock:
-    """`now` that runs `speed` times faster than real time from `start` (simulations)."""
+    """`now` that runs `speed` times faster than real time from `start` (simulations).
+    With `anchor` (a Unix time) it reads `start` at that wall-clock moment, so that
+    several processes follow one simulation on the same clock."""
 
-    def __init__(self, start: datetime, speed: float) -> None:
+    def __init__(self, start: datetime, speed: float, anchor: float | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("the clock's start must be timezone-aware")
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.start, self.speed = start, speed
-        self._t0 = time.monotonic()
+        self.anchor = time.time() if anchor is None else anchor
 
     def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        return self.start + timedelta(seconds=(time.time() - self.anchor) * self.speed)
 
 
 @dataclass(frozen=True, slots=True)
