@@ -11,9 +11,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from psycopg.rows import dict_row
@@ -214,3 +215,31 @@ def test_a_cancelled_job_stops(city: str, start_worker: Callable[[str], WorkerPr
         time.sleep(0.1)
     assert solve_children(running) == []
     assert plans_of(city, running) == [] and plans_of(city, waiting) == []
+
+
+def test_tomorrows_plans_are_queued_at_each_districts_plan_hour(
+    city: str, start_worker: Callable[[str], WorkerProcess]
+) -> None:
+    with db.connect(city, autocommit=True) as conn:
+        conn.execute("UPDATE district SET plan_at_hour = 20 WHERE district_id = 'east'")
+        at = datetime(2026, 3, 2, 20, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+        assert repo.districts_planning_at(conn, at) == [("east", DAY)]
+        assert repo.districts_planning_at(conn, at - timedelta(hours=1)) == []
+    # The hourly job as the engine's scheduler defers it, run by a worker.
+    app = engine.make_app(city, [plans_jobs.register]).open()
+    try:
+        app.configure_task(plans_jobs.PLAN_TOMORROW_TASK).defer(timestamp=int(at.timestamp()))
+    finally:
+        app.close()
+    start_worker("w1")
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        with db.connect(city, autocommit=True) as conn:
+            jobs = service.list_jobs(conn, district_ids=None)
+        if jobs:
+            break
+        assert time.monotonic() < deadline, "no job was queued"
+        time.sleep(0.2)
+    (queued,) = jobs
+    assert (queued["district_id"], queued["service_date"]) == ("east", DAY)
+    assert queued["requested_by"] == "schedule" and queued["priority"] == engine.PRIORITY_BATCH
