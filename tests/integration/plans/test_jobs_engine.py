@@ -243,3 +243,26 @@ def test_tomorrows_plans_are_queued_at_each_districts_plan_hour(
     (queued,) = jobs
     assert (queued["district_id"], queued["service_date"]) == ("east", DAY)
     assert queued["requested_by"] == "schedule" and queued["priority"] == engine.PRIORITY_BATCH
+
+
+def test_a_job_whose_workers_keep_dying_is_failed_with_the_reason(
+    city: str, start_worker: Callable[[str], WorkerProcess]
+) -> None:
+    job_id = queue(city, "west", solution_limit=300)
+    # As the engine leaves it after its worker died on the last allowed attempt: taken
+    # by a worker whose heartbeat stopped.
+    with db.connect(city, autocommit=True) as conn:
+        (dead,) = conn.execute(
+            """INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour')
+               RETURNING id"""
+        ).fetchone() or (None,)
+        conn.execute(
+            """UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s, attempts = %s
+                WHERE id = (SELECT engine_job_id FROM plan_job WHERE job_id = %s)""",
+            (dead, engine.MAX_ATTEMPTS - 1, job_id),
+        )
+    start_worker("w1")
+    failed = wait_for(city, job_id, lambda r: r["state"] != "running")
+    assert failed["state"] == "failed", failed
+    assert "the worker running it stopped" in failed["message"]
+    assert failed["attempt"] == engine.MAX_ATTEMPTS and plans_of(city, job_id) == []
