@@ -34,6 +34,9 @@ PRIORITY_REPLAN = 20
 PRIORITY_REQUEST = 10
 PRIORITY_BATCH = 0
 
+# Connections of one process's engine pool (a solve uses its own, in its child process).
+POOL_MAX = 8
+
 # A job whose worker died this many times is failed (with the reason), not retried.
 MAX_ATTEMPTS = 3
 
@@ -98,7 +101,9 @@ def make_app(dsn: str, registers: Iterable[Register] = ()) -> procrastinate.App:
     """The engine on the project's database, with the tasks each of `registers` adds
     (every domain that has jobs has one). Open it (`open()` / `open_async()`) before use."""
     app = procrastinate.App(
-        connector=procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"connect_timeout": 5}),
+        connector=procrastinate.PsycopgConnector(
+            conninfo=dsn, kwargs={"connect_timeout": 5}, min_size=1, max_size=POOL_MAX
+        ),
     )
     task = app.task(name=RETRY_STALLED_TASK, queue=QUEUE_MAINTENANCE, pass_context=True)
     app.periodic(cron="*/5 * * * * *", periodic_id="retry_stalled")(task(retry_stalled))
