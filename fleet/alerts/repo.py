@@ -930,6 +930,8 @@ def take_leases(conn: psycopg.Connection, *, holder: str, lease_s: float) -> lis
                ON CONFLICT (name) DO UPDATE SET seen_at = now()""",
             lease,
         )
+        # Workers gone for a day (killed, never back under that name) are forgotten.
+        conn.execute("DELETE FROM alert_worker WHERE seen_at < now() - interval '1 day'")
         row = conn.execute(
             """SELECT ceil((SELECT count(*) FROM district)::numeric
                            / greatest(1, (SELECT count(*) FROM alert_worker
