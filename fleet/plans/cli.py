@@ -14,6 +14,7 @@ import typer
 from fleet import db
 from fleet.config import Settings
 from fleet.jobs import engine
+from fleet.jobs import repo as jobs_repo
 from fleet.jobs.worker import InProcessWorker
 from fleet.plans import jobs as plans_jobs
 from fleet.plans import service
@@ -170,7 +171,10 @@ def register(app: typer.Typer) -> None:
                 local = InProcessWorker(engine.make_app(dsn, [plans_jobs.register]), dsn, config)
                 local.start()
             try:
-                jobs = _follow(conn, job_ids, single=len(job_ids) == 1 and not all_districts)
+                jobs = _follow(
+                    conn, job_ids, single=len(job_ids) == 1 and not all_districts,
+                    settings=settings,
+                )  # fmt: skip
             finally:
                 if local is not None:
                     local.stop()
@@ -203,12 +207,29 @@ def register(app: typer.Typer) -> None:
 
 FINAL_STATES = ("done", "failed", "cancelled")
 POLL_S = 0.5
+NO_WORKER_HINT_AFTER_S = 5.0
 
 
-def _follow(conn: psycopg.Connection, job_ids: list[int], *, single: bool) -> list[dict[str, Any]]:
+def _follow(
+    conn: psycopg.Connection, job_ids: list[int], *, single: bool, settings: Settings
+) -> list[dict[str, Any]]:
     """Poll the jobs until each has ended, showing progress; returns their last rows."""
     shown: dict[int, tuple[str, str]] = {}
+    hint_at = time.monotonic() + NO_WORKER_HINT_AFTER_S
     while True:
+        if hint_at and time.monotonic() > hint_at:
+            hint_at = 0.0
+            status = jobs_repo.status(
+                conn,
+                stalled_after_s=settings.worker_stalled_after_s,
+                lease_s=settings.alert_lease_s,
+            )
+            if not status.workers_beating:
+                typer.echo(
+                    "\nno worker is running: start `clearday worker` (or `clearday serve`), "
+                    "or plan with --here; the jobs wait in the queue meanwhile",
+                    err=True,
+                )
         jobs = [service.get_job(conn, job_id=j) for j in job_ids]
         rows = [j for j in jobs if j is not None]
         for job in rows:
