@@ -254,8 +254,6 @@ def run_alerts(
             "SELECT count(*) - count(DISTINCT dedupe_key) FROM alert"
         ).fetchone()
     lags = [float(r[1]) / args.speed for r in rows]
-    log(
-    )
     kinds: dict[str, int] = {}
     for r in rows:
         kinds[str(r[0])] = kinds.get(str(r[0]), 0) + 1
