@@ -83,6 +83,9 @@ def _queue(
     except pexc.AlreadyEnqueued:
         repo.delete_job(conn, job_id)
         raise JobConflict(None, district_id, service_date) from None
+    except BaseException:
+        repo.delete_job(conn, job_id)  # nothing half-written: no job the engine never had
+        raise
     repo.set_engine_job(conn, job_id, engine_id)
     return job_id
 

@@ -276,7 +276,9 @@ def plan_of_job(conn: psycopg.Connection, job_id: int) -> int | None:
 # worker died too often) says so.
 _JOB = """
 SELECT j.job_id, j.kind, j.district_id, j.service_date,
-       CASE WHEN e.id IS NULL THEN j.state
+       CASE WHEN e.id IS NULL AND j.engine_job_id IS NULL AND j.state = 'queued'
+                 AND j.created_at < now() - interval '1 minute' THEN 'failed'
+            WHEN e.id IS NULL THEN j.state
             WHEN e.status = 'doing' AND e.abort_requested THEN 'cancelling'
             WHEN e.status = 'todo' THEN 'queued'
             WHEN e.status = 'doing' THEN 'running'
@@ -284,7 +286,10 @@ SELECT j.job_id, j.kind, j.district_id, j.service_date,
             WHEN e.status = 'failed' THEN 'failed'
             ELSE 'cancelled' END AS state,
        j.progress,
-       CASE WHEN e.status = 'failed' AND j.state <> 'failed'
+       CASE WHEN e.id IS NULL AND j.engine_job_id IS NULL AND j.state = 'queued'
+                 AND j.created_at < now() - interval '1 minute'
+            THEN 'failed: never queued (the process queueing it stopped)'
+            WHEN e.status = 'failed' AND j.state <> 'failed'
             THEN format('failed: the worker running it stopped (%%s attempts)', e.attempts + 1)
             WHEN e.status IN ('cancelled', 'aborted') AND j.state <> 'cancelled'
             THEN 'cancelled' ELSE j.message END AS message,

@@ -13,6 +13,8 @@ from pathlib import Path
 from psycopg.rows import dict_row
 
 from fleet import db, importer
+from fleet.jobs import engine
+from fleet.plans import jobs as plans_jobs
 from fleet.plans import service
 from routing.check import check_plan
 from routing.plan import Plan
@@ -90,3 +92,26 @@ def test_plan_all_districts_queues_every_district_and_a_worker_plans_them(
         "north",
         "west",
     ], done.stdout
+
+
+def test_a_job_the_engine_never_got_reads_as_failed_and_blocks_nothing(database_url: str) -> None:
+    """The process queueing a job died between recording it and handing it to the engine."""
+    with db.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO district (district_id, name) VALUES ('d1', 'd1')")
+        row = conn.execute(
+            """INSERT INTO plan_job (district_id, service_date, created_at)
+               VALUES ('d1', %s, now() - interval '2 minutes') RETURNING job_id""",
+            (DAY,),
+        ).fetchone()
+        assert row is not None
+        job = service.get_job(conn, job_id=row[0])
+        assert job is not None and job["state"] == "failed" and "never queued" in job["message"]
+        app = engine.make_app(database_url, [plans_jobs.register]).open()
+        try:
+            again = plans_jobs.queue_plan(
+                app, conn, district_id="d1", service_date=DAY, time_limit_s=10
+            )
+        finally:
+            app.close()
+        queued = service.get_job(conn, job_id=again)
+        assert queued is not None and queued["state"] == "queued"
