@@ -110,7 +110,7 @@ def doctor_() -> None:
 
 
 # Fleet's domains that add commands of their own (each module has `register(app)`).
-FLEET_COMMAND_MODULES = ("fleet.plans.cli", "fleet.web.cli", "fleet.alerts.cli")
+FLEET_COMMAND_MODULES = ("fleet.plans.cli", "fleet.web.cli", "fleet.alerts.cli", "fleet.jobs.cli")
 
 
 def _load_plugins() -> None:

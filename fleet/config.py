@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -108,6 +110,24 @@ class Settings(BaseSettings):
     # The gateway's Prometheus endpoint (on metrics_host); 0 disables it.
     jt808_metrics_port: int = Field(9465, ge=0, le=65_535)
     # --- end JT/T 808 block -----------------------------------------------------------
+    # --- job engine and workers (issue 17; fleet/jobs, docs/scaling.md) ----------------
+    # Shown beside each job it runs; default host:pid.
+    worker_name: str = ""
+    # Planning jobs one `clearday worker` runs at a time (each solve takes a core).
+    worker_concurrency: int = Field(1, ge=1, le=64)
+    # A worker beats every heartbeat_s; one silent for stalled_after_s is taken for
+    # dead and its jobs are queued again (heartbeat several times within it).
+    worker_heartbeat_s: float = Field(10.0, gt=0, le=300)
+    worker_stalled_after_s: float = Field(30.0, gt=0, le=3600)
+    # Planning jobs the API process runs itself (single machine); 0 = none, jobs wait
+    # for `clearday worker` processes.
+    api_worker_concurrency: int = Field(1, ge=0, le=64)
+    # Solver budget of the plans queued at each district's plan hour (plan_at_hour).
+    scheduled_plan_time_limit_s: float = Field(300.0, ge=1, le=3600)
+    # Alert evaluation is shared by district: a worker's leases last this long unless
+    # renewed (every tick), so a stopped worker's districts move on within about it.
+    alert_lease_s: float = Field(30.0, ge=1, le=3600)
+    # --- end job engine block ----------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
     # The endpoint has no authentication: loopback unless a scraper elsewhere needs it.
     metrics_host: str = "127.0.0.1"
@@ -190,6 +210,10 @@ class Settings(BaseSettings):
         if self.database_url is None:
             raise NotConfigured("CLEARDAY_DATABASE_URL", "postgresql://user@host:5432/clearday")
         return self.database_url.get_secret_value()
+
+    @property
+    def worker_name_or_default(self) -> str:
+        return self.worker_name or f"{socket.gethostname()}:{os.getpid()}"
 
     def mqtt_dsn(self) -> str:
         if self.mqtt_url is None:

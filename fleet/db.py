@@ -4,6 +4,8 @@ Migrations are plain SQL files in fleet/migrations named `NNNN_name.sql`. A file
 `NNNN_name.timescale.sql` runs only on a server with TimescaleDB, `NNNN_name.plain.sql`
 only on one without; they follow the common file of the same number. Each file runs in
 one transaction and is recorded in `schema_migration`, so `migrate` is idempotent.
+The job engine's schema (Procrastinate) is one more: `ENGINE_SCHEMA`, read from the
+installed package.
 """
 
 from __future__ import annotations
@@ -62,8 +64,18 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
 
 
+# The job engine's tables and functions, as its package ships them (the version is
+# pinned in pyproject.toml; a new version's upgrade scripts become new migrations).
+ENGINE_SCHEMA = "0013_procrastinate.sql"
+
+
+def _engine_schema() -> Migration:
+    sql = (resources.files("procrastinate.sql") / "schema.sql").read_text("utf-8")
+    return Migration(13, ENGINE_SCHEMA, None, sql)
+
+
 def available_migrations() -> list[Migration]:
-    found = []
+    found = [_engine_schema()]
     for entry in resources.files("fleet.migrations").iterdir():
         match = _NAME.match(entry.name)
         if not match:

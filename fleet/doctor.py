@@ -14,6 +14,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from fleet import db
 from fleet.config import MqttTarget, NotConfigured, Settings, redact
+from fleet.jobs import repo as jobs_repo
 from fleet.positions import policies
 from fleet.positions import repo as positions_repo
 
@@ -31,7 +32,24 @@ class Finding:
         return f"{self.check:<12} {'ok  ' if self.ok else 'FAIL'}  {self.detail}"
 
 
-def check_database(url: str, *, max_past_s: float) -> list[Finding]:
+def check_workers(conn: psycopg.Connection, settings: Settings) -> Finding:
+    """Planning workers beating and the queue; alert workers and their leases."""
+    st = jobs_repo.status(
+        conn, stalled_after_s=settings.worker_stalled_after_s, lease_s=settings.alert_lease_s
+    )
+    text = (
+        f"{st.workers_beating // 2} planning worker(s) beating, {st.queued} job(s) queued, "
+        f"{st.running} running; {st.alert_workers} alert worker(s) holding "
+        f"{st.leased_districts} of {st.districts} district(s)"
+    )
+    if st.queued and not st.workers_beating:
+        return Finding("workers", False, f"{text} — start `clearday worker` (or `clearday serve`)")
+    return Finding("workers", True, text)
+
+
+def check_database(
+    url: str, *, max_past_s: float, settings: Settings | None = None
+) -> list[Finding]:
     try:
         conn = db.connect(url, autocommit=True)
     except db.DatabaseUnavailable as exc:
@@ -60,7 +78,10 @@ def check_database(url: str, *, max_past_s: float) -> list[Finding]:
             )  # fmt: skip
         else:
             findings.append(Finding("timescaledb", True, "absent (plain PostgreSQL mode)"))
-        findings.append(_check_migrations(conn))
+        migrations = _check_migrations(conn)
+        findings.append(migrations)
+        if migrations.ok and settings is not None:
+            findings.append(check_workers(conn, settings))
         if installed and db.storage_mode(conn) == "timescale":
             findings.append(check_policies(conn, max_past_s=max_past_s))
             findings.append(check_timescale_jobs(conn))
@@ -192,7 +213,9 @@ def jobs_finding(jobs: list[db.JobStatus]) -> Finding:
 def run(settings: Settings) -> list[Finding]:
     findings: list[Finding] = []
     try:
-        findings += check_database(settings.database_dsn(), max_past_s=settings.ingest_max_past_s)
+        findings += check_database(
+            settings.database_dsn(), max_past_s=settings.ingest_max_past_s, settings=settings
+        )
     except NotConfigured as exc:
         findings.append(Finding("database", False, str(exc)))
     try:

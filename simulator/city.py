@@ -210,6 +210,8 @@ class City:
     trucks: tuple[Truck, ...]
     source: Path | None = None  # the folder of import files it was read from
     district: str | None = None  # the district code every row carries, if one
+    # Added to each truck's index for its JT/T 808 phone (unique city-wide).
+    phone_offset: int = 0
     _by_id: dict[str, Depot | Station | Point] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -218,6 +220,25 @@ class City:
         sites: list[Depot | Station | Point] = [*self.depots, *self.stations, *self.points]
         for site in sites:
             self._by_id[site.id] = site
+
+    def with_prefix(self, prefix: str, number: int) -> City:
+        """The same district with every id (and terminal) prefixed and its trucks'
+        phones numbered after those of districts 0..number-1, so that several generated
+        districts can live in one database (ids are unique city-wide)."""
+        r = dataclasses.replace
+        return City(
+            config=self.config, graph=self.graph,
+            roads=tuple(r(x, id=f"{prefix}{x.id}") for x in self.roads),
+            depots=tuple(r(x, id=f"{prefix}{x.id}") for x in self.depots),
+            stations=tuple(r(x, id=f"{prefix}{x.id}") for x in self.stations),
+            points=tuple(r(x, id=f"{prefix}{x.id}") for x in self.points),
+            trucks=tuple(
+                r(x, id=f"{prefix}{x.id}", depot_id=f"{prefix}{x.depot_id}",
+                  terminal_id=f"{prefix}{x.terminal_id}")
+                for x in self.trucks
+            ),
+            source=self.source, district=self.district, phone_offset=number * 10_000,
+        )  # fmt: skip
 
     @classmethod
     def from_import_files(cls, directory: str | Path) -> City:
@@ -412,7 +433,7 @@ class City:
                         ";".join(t.streams),
                         t.depot_id,
                         t.terminal_id,
-                        jt808_phone_for(k),
+                        jt808_phone_for(self.phone_offset + k),
                         hhmm(t.shift_start_s),
                         hhmm(t.shift_end_s),
                         t.shift_end_s - t.shift_start_s,
@@ -610,6 +631,24 @@ def _line_names(rng: random.Random, n: int) -> list[str]:
 
 
 _SUFFIX = {"arterial": "大道", "secondary": "路", "local": "街", "lane": "巷"}
+
+
+def generate_districts(
+    n_districts: int, *, n_points: int, n_trucks: int, seed: int = 0
+) -> list[City]:
+    """A city of `n_districts` generated districts side by side (codes d01, d02, …),
+    ids prefixed with the code so they are unique city-wide."""
+    if not 1 <= n_districts <= 99:
+        raise ValueError(f"n_districts must be in 1..99, got {n_districts}")
+    out = []
+    for k in range(n_districts):
+        code = f"d{k + 1:02d}"
+        city = generate(
+            n_points=n_points, n_trucks=n_trucks, seed=seed * 100 + k, district=code,
+            center_lon=117.27 + 0.15 * (k % 5), center_lat=31.82 + 0.12 * (k // 5),
+        )  # fmt: skip
+        out.append(city.with_prefix(f"{code}-", k))
+    return out
 
 
 def generate(config: CityConfig | None = None, **overrides: Any) -> City:

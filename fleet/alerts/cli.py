@@ -65,6 +65,13 @@ def register(app: typer.Typer) -> None:
         speed: Annotated[
             float, typer.Option(help="with --sim-start: simulated seconds per real second")
         ] = 1.0,
+        sim_anchor: Annotated[
+            float,
+            typer.Option(
+                help="with --sim-start: the Unix time at which the simulation is at "
+                "--sim-start (default: now), so that several workers share one clock"
+            ),
+        ] = 0.0,
     ) -> None:
         """Run the alert worker and the webhook sender until interrupted."""
         settings = Settings()
@@ -73,7 +80,7 @@ def register(app: typer.Typer) -> None:
         clock: worker.Clock = worker.wall_clock
         start = _instant(sim_start, "--sim-start")
         if start is not None:
-            clock = worker.ScaledClock(start, speed)
+            clock = worker.ScaledClock(start, speed, anchor=sim_anchor or None)
         settings.database_dsn()  # fail now, with the variable to set, if unset
         stop = threading.Event()
 

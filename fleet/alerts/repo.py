@@ -105,10 +105,15 @@ def station_min_dwell(conn: psycopg.Connection, *, fraction: float) -> dict[str,
 
 
 def changed_truck_days(
-    conn: psycopg.Connection, *, since: datetime, recorded_since: datetime
+    conn: psycopg.Connection,
+    *,
+    since: datetime,
+    recorded_since: datetime,
+    district_id: str | None = None,
 ) -> tuple[list[tuple[str, date, datetime, datetime]], datetime | None]:
     """(truck, local service date, earliest device time, latest arrival) of data received
-    after `since`, and the latest arrival time seen.
+    after `since` (from the trucks of `district_id`, or all), and the latest arrival
+    time seen.
 
     `recorded_since` bounds the device time of anything received after `since`
     (fleet/positions/policies.py): it changes no result, and lets TimescaleDB skip every
@@ -124,8 +129,9 @@ def changed_truck_days(
            SELECT f.truck_id, (f.recorded_at AT TIME ZONE d.timezone)::date,
                   min(f.recorded_at), max(f.received_at)
              FROM fresh f JOIN truck t USING (truck_id) JOIN district d ON d.district_id = t.district_id
+            WHERE %(district)s::text IS NULL OR t.district_id = %(district)s
             GROUP BY 1, 2""",
-        {"since": since, "recorded_since": recorded_since},
+        {"since": since, "recorded_since": recorded_since, "district": district_id},
     ).fetchall()
     latest = max((r[3] for r in rows), default=None)
     return [(r[0], r[1], r[2], r[3]) for r in rows], latest
@@ -880,15 +886,16 @@ def open_truck_cases(
 
 
 def overdue_cases(
-    conn: psycopg.Connection, *, now: datetime, repeat_s: float
+    conn: psycopg.Connection, *, now: datetime, repeat_s: float, district_id: str | None = None
 ) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT * FROM alert_case
                 WHERE state <> 'closed' AND escalation_level < 3
                   AND due_at + make_interval(secs => %s * escalation_level) <= %s
+                  AND (%s::text IS NULL OR district_id = %s)
                 ORDER BY case_id FOR UPDATE SKIP LOCKED""",
-            (repeat_s, now),
+            (repeat_s, now, district_id, district_id),
         ).fetchall()
 
 
@@ -936,3 +943,96 @@ def set_watermark(conn: psycopg.Connection, name: str, watermark: datetime) -> N
                                             updated_at = now()""",
         (name, watermark),
     )
+
+
+# ------------------------------------------------------------------ district leases
+
+
+def take_leases(conn: psycopg.Connection, *, holder: str, lease_s: float) -> list[str]:
+    """Renew `holder`'s leases and even out the districts among the live workers:
+    take free or expired ones up to its share, give back what is beyond it. Returns
+    the districts it holds now, for `lease_s` seconds."""
+    lease = {"h": holder, "s": lease_s}
+    with conn.transaction():
+        conn.execute(
+            """INSERT INTO alert_worker (name, seen_at) VALUES (%(h)s, now())
+               ON CONFLICT (name) DO UPDATE SET seen_at = now()""",
+            lease,
+        )
+        # Workers gone for a day (killed, never back under that name) are forgotten.
+        conn.execute("DELETE FROM alert_worker WHERE seen_at < now() - interval '1 day'")
+        row = conn.execute(
+            """SELECT ceil((SELECT count(*) FROM district)::numeric
+                           / greatest(1, (SELECT count(*) FROM alert_worker
+                                           WHERE seen_at > now() - make_interval(secs => %(s)s))))""",
+            lease,
+        ).fetchone()
+        share = int(row[0]) if row and row[0] is not None else 0
+        mine = [
+            str(r[0])
+            for r in conn.execute(
+                """UPDATE alert_lease SET expires_at = now() + make_interval(secs => %(s)s)
+                    WHERE holder = %(h)s RETURNING district_id""",
+                lease,
+            )
+        ]
+        mine.sort()
+        if len(mine) > share:
+            conn.execute(
+                "DELETE FROM alert_lease WHERE holder = %s AND district_id = ANY(%s)",
+                (holder, mine[share:]),
+            )
+            mine = mine[:share]
+        elif len(mine) < share:
+            taken = conn.execute(
+                """INSERT INTO alert_lease (district_id, holder, expires_at)
+                   SELECT d.district_id, %(h)s, now() + make_interval(secs => %(s)s)
+                     FROM district d LEFT JOIN alert_lease l USING (district_id)
+                    WHERE l.district_id IS NULL OR l.expires_at < now()
+                    ORDER BY d.district_id LIMIT %(n)s
+                   ON CONFLICT (district_id) DO UPDATE
+                      SET holder = excluded.holder, expires_at = excluded.expires_at
+                    WHERE alert_lease.expires_at < now()
+                   RETURNING district_id""",
+                {**lease, "n": share - len(mine)},
+            ).fetchall()
+            mine = sorted(mine + [str(r[0]) for r in taken])
+    return mine
+
+
+def release_leases(conn: psycopg.Connection, *, holder: str) -> None:
+    """A worker stopping: its districts are free at once."""
+    with conn.transaction():
+        conn.execute("DELETE FROM alert_lease WHERE holder = %s", (holder,))
+        conn.execute("DELETE FROM alert_worker WHERE name = %s", (holder,))
+
+
+def lease_holders(conn: psycopg.Connection) -> dict[str, str]:
+    """district -> the worker holding its lease (unexpired)."""
+    rows = conn.execute(
+        "SELECT district_id, holder FROM alert_lease WHERE expires_at > now() ORDER BY 1"
+    ).fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def heard(
+    conn: psycopg.Connection, truck_ids: Sequence[str]
+) -> dict[str, tuple[datetime, datetime]]:
+    """truck -> (latest arrival seen, worker time it was first seen)."""
+    rows = conn.execute(
+        "SELECT truck_id, received_at, heard_at FROM alert_heard WHERE truck_id = ANY(%s)",
+        (list(truck_ids),),
+    ).fetchall()
+    return {str(r[0]): (r[1], r[2]) for r in rows}
+
+
+def save_heard(conn: psycopg.Connection, heard: dict[str, tuple[datetime, datetime]]) -> None:
+    if heard:
+        with conn.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO alert_heard (truck_id, received_at, heard_at) VALUES (%s, %s, %s)
+                   ON CONFLICT (truck_id) DO UPDATE
+                      SET received_at = excluded.received_at, heard_at = excluded.heard_at
+                    WHERE alert_heard.received_at < excluded.received_at""",
+                [(t, r, h) for t, (r, h) in heard.items()],
+            )

@@ -22,7 +22,10 @@ follows an accelerated simulation in demos and benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -43,7 +46,7 @@ from fleet.positions import policies
 log = logging.getLogger("clearday.alerts")
 
 Clock = Callable[[], datetime]
-ADVISORY_LOCK = 7_247_606  # one worker (or replay) at a time
+ADVISORY_LOCK = 7_247_606  # with a district: one worker (or replay) at a time there
 OVERLAP_S = 5.0  # re-read data received this long before the watermark (slow commits)
 LOOKBACK_S = 900.0  # re-detect from this long before a truck's earliest new fix
 SITES_TTL_S = 300.0
@@ -55,18 +58,20 @@ def wall_clock() -> datetime:
 
 
 class ScaledClock:
-    """`now` that runs `speed` times faster than real time from `start` (simulations)."""
+    """`now` that runs `speed` times faster than real time from `start` (simulations).
+    With `anchor` (a Unix time) it reads `start` at that wall-clock moment, so that
+    several processes follow one simulation on the same clock."""
 
-    def __init__(self, start: datetime, speed: float) -> None:
+    def __init__(self, start: datetime, speed: float, anchor: float | None = None) -> None:
         if start.tzinfo is None:
             raise ValueError("the clock's start must be timezone-aware")
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.start, self.speed = start, speed
-        self._t0 = time.monotonic()
+        self.anchor = time.time() if anchor is None else anchor
 
     def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+        return self.start + timedelta(seconds=(time.time() - self.anchor) * self.speed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +159,23 @@ class Pipeline:
         self._visits: dict[tuple[str, date], list[visits.Visit]] = {}
         # truck -> (latest received_at seen, worker time it was first seen)
         self._heard: dict[str, tuple[datetime, datetime]] = {}
+        self._heard_read: set[str] = set()  # trucks whose stored `_heard` was read
+
+    def _read_heard(self, conn: psycopg.Connection, truck_ids: Iterable[str]) -> None:
+        """When the platform last heard each truck, as whichever worker had it stored
+        it: a district taken over (or a restart) goes on where the last one was."""
+        unread = [t for t in truck_ids if t not in self._heard_read]
+        if unread:
+            for truck_id, seen in repo.heard(conn, unread).items():
+                self._heard.setdefault(truck_id, seen)
+            self._heard_read.update(unread)
 
     def reset(self) -> None:
         self._final.clear()
         self._due.clear()
         self._visits.clear()
         self._heard.clear()
+        self._heard_read.clear()
         self._sites.clear()
         self._station_dwell = None
         self._trucks = None
@@ -279,6 +295,7 @@ class Pipeline:
         # This district's trucks come from the cache (filled here on first use); visits
         # to its points by other trucks are read every time.
         ours = {d.truck_id for d in days}
+        self._read_heard(conn, ours)
         missing = [t for t in ours if (t, service_date) not in self._visits]
         by_truck: dict[str, list[visits.Visit]] = defaultdict(list)
         at_point: dict[str, list[visits.Visit]] = defaultdict(list)
@@ -441,10 +458,14 @@ class Pipeline:
         return closed
 
     # -- step 4: escalation
-    def escalate(self, conn: psycopg.Connection, *, now: datetime) -> int:
+    def escalate(
+        self, conn: psycopg.Connection, *, now: datetime, district_id: str | None = None
+    ) -> int:
         c = self.config
         n = 0
-        for row in repo.overdue_cases(conn, now=now, repeat_s=c.escalation_repeat_h * 3600):
+        for row in repo.overdue_cases(
+            conn, now=now, repeat_s=c.escalation_repeat_h * 3600, district_id=district_id
+        ):
             level = row["escalation_level"] + 1
             t = cases.transition(
                 CaseState(row["state"]), CaseAction.ESCALATE, actor=cases.SYSTEM_ACTOR,
@@ -475,27 +496,47 @@ class Pipeline:
         now: datetime,
         changes: Iterable[tuple[str, date, datetime | None, datetime | None]],
         extra_dates: Iterable[date] = (),
+        district_id: str | None = None,
     ) -> TickStats:
+        """Steps 2-4 for the changed truck-days given, and every current or touched
+        day of `district_id` (None: of every district)."""
         stats = TickStats()
         dates = set(extra_dates) | self.current_dates(conn, now)
+        changes = list(changes)
+        self._read_heard(conn, {c[0] for c in changes})
+        heard = {}
         for truck_id, service_date, earliest, received in changes:
             if received is not None:
                 seen = self._heard.get(truck_id)
                 if seen is None or received > seen[0]:
-                    self._heard[truck_id] = (received, now)
+                    self._heard[truck_id] = heard[truck_id] = (received, now)
             self.redetect(conn, truck_id=truck_id, service_date=service_date, earliest_new=earliest)
             stats.truck_days += 1
             dates.add(service_date)
-        for district_id, service_date in repo.active_district_dates(conn, dates=dates):
-            stats.add(
-                self.evaluate(conn, district_id=district_id, service_date=service_date, now=now)
-            )
-        stats.cases_escalated = self.escalate(conn, now=now)
+        repo.save_heard(conn, heard)
+        for d_id, service_date in repo.active_district_dates(conn, dates=dates):
+            if district_id is None or d_id == district_id:
+                stats.add(self.evaluate(conn, district_id=d_id, service_date=service_date, now=now))
+        stats.cases_escalated = self.escalate(conn, now=now, district_id=district_id)
         return stats
 
 
+def district_lock(district_id: str) -> tuple[int, str]:
+    """The advisory lock held while a district is evaluated (a tick or a replay)."""
+    return (ADVISORY_LOCK, district_id)
+
+
+_LOCK_SQL = "SELECT {fn}(%s, hashtext(%s))"
+
+
 class Worker:
-    """The continuous worker (`clearday alerts run`): ticks until stopped."""
+    """A continuous worker (`clearday alerts run`): ticks until stopped. Several share
+    the districts: each tick renews this worker's leases (repo.take_leases) and
+    evaluates the districts it holds, each in its own transaction under the district's
+    advisory lock, from the district's own watermark. A district whose worker stops
+    (or dies: its lease is not renewed) is taken over from that watermark by another
+    within `lease_s`, so nothing is missed; the alert keys make raising idempotent,
+    so nothing is raised twice."""
 
     def __init__(
         self,
@@ -504,15 +545,18 @@ class Worker:
         *,
         clock: Clock = wall_clock,
         interval_s: float = 2.0,
-        name: str = "default",
+        name: str | None = None,
         overlap_s: float = OVERLAP_S,
+        lease_s: float = 30.0,
     ) -> None:
         self.url = url
         self.pipeline = Pipeline(config)
         self.clock = clock
         self.interval_s = interval_s
-        self.name = name
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.overlap_s = overlap_s
+        self.lease_s = lease_s
+        self.held: list[str] = []
         self._conn: psycopg.Connection | None = None
 
     def _connection(self) -> psycopg.Connection:
@@ -521,44 +565,66 @@ class Worker:
         return self._conn
 
     def close(self) -> None:
+        """Stop: give the districts back (another worker takes them on its next tick)."""
         if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                repo.release_leases(self._conn, holder=self.name)
             self._conn.close()
             self._conn = None
+        self.held = []
 
     def tick(self) -> TickStats:
         started = time.monotonic()
         conn = self._connection()
+        stats = TickStats()
         try:
-            with conn.transaction():
-                got = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s)", (ADVISORY_LOCK,)
-                ).fetchone()
-                if not got or not got[0]:
-                    return TickStats(skipped=True)
-                now = self.clock()
-                mark = repo.get_watermark(conn, self.name)
-                if mark is None:
-                    row = conn.execute("SELECT now()").fetchone()
-                    assert row is not None
-                    mark = row[0] - timedelta(seconds=FIRST_RUN_BACK_S)
-                since = mark - timedelta(seconds=self.overlap_s)
-                # Ingest refuses fixes older than its accepted past, so nothing received
-                # after `since` is older than this bound. A clock behind the watermark
-                # (tests and simulations feeding past days) looks back from its own now.
-                recorded_since = policies.recorded_since(
-                    min(since, now), max_past_s=self.pipeline.config.ingest_max_past_s
-                )
-                changed, latest = repo.changed_truck_days(
-                    conn, since=since, recorded_since=recorded_since
-                )
-                stats = self.pipeline.process(conn, now=now, changes=changed)
-                repo.set_watermark(conn, self.name, latest or mark)
+            held = repo.take_leases(conn, holder=self.name, lease_s=self.lease_s)
+            if set(held) - set(self.held):
+                # Another worker may have raised alerts there meanwhile: forget what
+                # this one remembers.
+                self.pipeline.reset()
+            self.held = held
+            for district_id in held:
+                done = self._tick_district(conn, district_id)
+                if done is None:
+                    stats.skipped = True
+                else:
+                    stats.add(done)
         except Exception:
             self.pipeline.reset()
             if conn.closed or conn.broken:
-                self.close()
+                self._conn = None
             raise
         stats.duration_s = time.monotonic() - started
+        return stats
+
+    def _tick_district(self, conn: psycopg.Connection, district_id: str) -> TickStats | None:
+        """One district's step, in one transaction; None if another holds its lock."""
+        with conn.transaction():
+            got = conn.execute(
+                _LOCK_SQL.format(fn="pg_try_advisory_xact_lock"), district_lock(district_id)
+            ).fetchone()
+            if not got or not got[0]:
+                return None
+            now = self.clock()
+            name = f"district:{district_id}"
+            mark = repo.get_watermark(conn, name)
+            if mark is None:
+                row = conn.execute("SELECT now()").fetchone()
+                assert row is not None
+                mark = row[0] - timedelta(seconds=FIRST_RUN_BACK_S)
+            since = mark - timedelta(seconds=self.overlap_s)
+            # Ingest refuses fixes older than its accepted past, so nothing received
+            # after `since` is older than this bound. A clock behind the watermark
+            # (tests and simulations feeding past days) looks back from its own now.
+            recorded_since = policies.recorded_since(
+                min(since, now), max_past_s=self.pipeline.config.ingest_max_past_s
+            )
+            changed, latest = repo.changed_truck_days(
+                conn, since=since, recorded_since=recorded_since, district_id=district_id
+            )
+            stats = self.pipeline.process(conn, now=now, changes=changed, district_id=district_id)
+            repo.set_watermark(conn, name, latest or mark)
         return stats
 
     def run(self, stop: threading.Event) -> None:
@@ -597,7 +663,9 @@ def replay(
     alerts not raised yet, auto-closures. Idempotent; waits for a running tick."""
     pipeline = Pipeline(config)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        districts = [district_id] if district_id else list(repo.district_timezones(conn))
+        for d_id in sorted(districts):  # in order: two replays never deadlock
+            conn.execute(_LOCK_SQL.format(fn="pg_advisory_xact_lock"), district_lock(d_id))
         now = now or wall_clock()
         truck_ids = [
             r[0]
@@ -631,7 +699,10 @@ def run_forever(settings: Settings, stop: threading.Event, *, clock: Clock = wal
     """The worker and the webhook sender, until `stop` is set (for `clearday serve` too)."""
     url = settings.database_dsn()
     config = AlertConfig.from_settings(settings)
-    worker = Worker(url, config, clock=clock, interval_s=settings.alert_worker_interval_s)
+    worker = Worker(
+        url, config, clock=clock, interval_s=settings.alert_worker_interval_s,
+        name=settings.worker_name or None, lease_s=settings.alert_lease_s,
+    )  # fmt: skip
     sender = notify.Sender(
         url,
         timeout_s=settings.alert_webhook_timeout_s,

@@ -41,11 +41,16 @@ def create_district(conn: Conn, principal: Admin, body: DistrictIn) -> District:
     return get_district(conn, principal, body.district_id)
 
 
-@router.patch("/{district_id}", summary="Rename a district or change its time zone")
+@router.patch(
+    "/{district_id}",
+    summary="Rename a district, change its time zone or the hour its next day is planned",
+)
 def update_district(
     conn: Conn, principal: Admin, district_id: PathId, body: DistrictPatch
 ) -> District:
     if repo.get_district(conn, district_id=district_id, districts=None) is None:
         raise not_found("district", district_id)
-    repo.update_district(conn, district_id=district_id, changes=changes_of(body))
+    repo.update_district(
+        conn, district_id=district_id, changes=changes_of(body, nullable=("plan_at_hour",))
+    )
     return get_district(conn, principal, district_id)

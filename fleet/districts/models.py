@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
 from fleet.web.fields import DistrictId, Name
@@ -41,12 +41,19 @@ class DistrictIn(BaseModel):
 class DistrictPatch(BaseModel):
     name: Name | None = None
     timezone: TimeZone | None = None
+    plan_at_hour: int | None = Field(
+        None,
+        ge=0,
+        le=23,
+        description="local hour at which tomorrow's plan is queued every day (null: never)",
+    )
 
 
 class District(BaseModel):
     district_id: str
     name: str
     timezone: str
+    plan_at_hour: int | None
     created_at: datetime
     points: int
     trucks: int

@@ -6,7 +6,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 _SELECT = """
-SELECT d.district_id, d.name, d.timezone, d.created_at,
+SELECT d.district_id, d.name, d.timezone, d.plan_at_hour, d.created_at,
        (SELECT count(*) FROM collection_point p WHERE p.district_id = d.district_id AND p.active) AS points,
        (SELECT count(*) FROM truck t WHERE t.district_id = d.district_id AND t.active) AS trucks
 FROM district d

@@ -13,21 +13,21 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
-from fleet.alerts.worker import AlertConfig
 from fleet.auth.models import Principal
+from fleet.plans import jobs as plans_jobs
 from fleet.plans import service
 from fleet.roads.paths import NetworkCache
 from fleet.web.deps import (
     Anyone,
     Conn,
     Dispatcher,
+    JobsDep,
     PagingDep,
-    SettingsDep,
     district_scope,
     ensure_district,
     now_utc,
@@ -78,11 +78,22 @@ class ReplanIn(BaseModel):
     )
 
 
+class AllDistrictsIn(BaseModel):
+    service_date: date
+    district_ids: list[DistrictId] | None = Field(
+        None, max_length=1000, description="only these districts (default: every one you may plan)"
+    )
+    time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget per district")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    solution_limit: int | None = Field(None, ge=1, le=1_000_000)
+
+
 class PlanJob(BaseModel):
     job_id: int
+    kind: Literal["plan", "replan"]
     district_id: str
     service_date: date
-    state: Literal["queued", "running", "done", "failed"]
+    state: Literal["queued", "running", "cancelling", "done", "failed", "cancelled"]
     progress: float
     message: str | None
     error_code: str | None = Field(
@@ -91,8 +102,17 @@ class PlanJob(BaseModel):
     error_params: dict[str, Any] | None = Field(None, description="the values it names")
     plan_id: int | None
     requested_by: str | None
+    worker: str | None = Field(description="the worker process running (or that ran) it")
+    priority: int | None
+    attempt: int = Field(description="1, or more when a worker died and another took over")
     created_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None
+
+
+class CityJobs(BaseModel):
+    queued: list[PlanJob]
+    refused: dict[str, str] = Field(description="district -> why it was not queued")
 
 
 class PlanSummary(BaseModel):
@@ -247,85 +267,82 @@ def _routes(
     return routes
 
 
-def _running_job(conn: psycopg.Connection, district_id: str, service_date: date) -> None:
-    running = conn.execute(
-        """SELECT job_id FROM plan_job WHERE district_id = %s AND service_date = %s
-           AND state IN ('queued', 'running') AND created_at > now() - interval '1 hour'""",
-        (district_id, service_date),
-    ).fetchone()
-    if running:
-        raise ApiError(
-            409,
-            f"job {running[0]} is already planning this district and date",
-            code="plan_running",
-            params={"job_id": running[0]},
-        )
+def _job(conn: psycopg.Connection, principal: Principal, job_id: int) -> PlanJob:
+    job = service.get_job(conn, job_id=job_id)
+    if job is None or not principal.can_see(job["district_id"]):
+        raise not_found("planning job", job_id)
+    return PlanJob(**job)
 
 
-@router.post("/jobs", status_code=202, summary="Start planning a district's date (background job)")
-def start_planning(
-    request: Request, conn: Conn, principal: Dispatcher, settings: SettingsDep, body: PlanJobIn
-) -> PlanJob:
+@router.post("/jobs", status_code=202, summary="Queue planning a district's date (poll the job)")
+def start_planning(conn: Conn, principal: Dispatcher, jobs: JobsDep, body: PlanJobIn) -> PlanJob:
     ensure_district(principal, body.district_id, writing=True)
-    row = conn.execute(
-        "SELECT timezone FROM district WHERE district_id = %s", (body.district_id,)
-    ).fetchone()
-    if row is None:
-        raise ApiError(
-            422,
-            f"district_id: unknown district {body.district_id}",
-            code="district_unknown",
-            params={"district": body.district_id},
-        )
-    _running_job(conn, body.district_id, body.service_date)
-    dsn = settings.database_dsn()
-    job_id = service.start_job(
-        lambda: psycopg.connect(dsn, autocommit=True),
-        district_id=body.district_id,
-        service_date=body.service_date,
-        tz=ZoneInfo(str(row[0])),
-        time_limit_s=body.time_limit_s,
-        seed=body.seed,
-        solution_limit=body.solution_limit,
+    try:
+        job_id = plans_jobs.queue_plan(
+            jobs, conn, district_id=body.district_id, service_date=body.service_date,
+            time_limit_s=body.time_limit_s, seed=body.seed, solution_limit=body.solution_limit,
+            requested_by=principal.username,
+        )  # fmt: skip
+    except plans_jobs.JobConflict as exc:
+        raise ApiError.refused(409, exc) from None
+    except service.PlanningError as exc:
+        raise ApiError.refused(422, exc) from None
+    return _job(conn, principal, job_id)
+
+
+@router.post(
+    "/jobs/all-districts",
+    status_code=202,
+    summary="Queue planning every district of a date (the workers run them in parallel)",
+)
+def plan_all_districts(
+    conn: Conn, principal: Dispatcher, jobs: JobsDep, body: AllDistrictsIn
+) -> CityJobs:
+    wanted = body.district_ids
+    if wanted is not None:
+        for district_id in wanted:
+            ensure_district(principal, district_id, writing=True)
+    elif principal.districts is not None:
+        wanted = sorted(principal.districts)
+    queued, refused = plans_jobs.queue_all_districts(
+        jobs, conn, district_ids=wanted, service_date=body.service_date,
+        time_limit_s=body.time_limit_s, seed=body.seed, solution_limit=body.solution_limit,
         requested_by=principal.username,
+    )  # fmt: skip
+    return CityJobs(
+        queued=[_job(conn, principal, job_id) for job_id in queued.values()], refused=refused
     )
-    return get_job(conn, principal, job_id)
 
 
 @router.post(
     "/{plan_id}/replan",
     status_code=202,
-    summary="Re-plan the rest of today from now (background job; poll GET /plans/jobs/{job_id})",
+    summary="Re-plan the rest of today from now (a job; poll GET /plans/jobs/{job_id})",
 )
 def replan_from_now(
     conn: Conn,
     principal: Dispatcher,
-    settings: SettingsDep,
+    jobs: JobsDep,
     plan_id: PlanId,
     body: ReplanIn | None = None,
 ) -> PlanJob:
     """Start from where each truck is now (its latest position, the load on board, its
     completed stops), re-insert planned points it passed over, give the points of
     unavailable trucks to others and add new points. The job stores a draft plan that
-    replaces this one (`replaces_plan_id`); publish it to send it to the trucks."""
+    replaces this one (`replaces_plan_id`); publish it to send it to the trucks.
+    Re-plans run before other planning jobs."""
     body = body or ReplanIn()
     summary = _summary(conn, principal, plan_id)
     ensure_district(principal, summary["district_id"], writing=True)
-    _running_job(conn, summary["district_id"], summary["service_date"])
-    dsn = settings.database_dsn()
     try:
-        job_id = service.start_replan_job(
-            lambda: psycopg.connect(dsn, autocommit=True),
-            plan_id=plan_id,
-            now=now_utc(),
-            unavailable_truck_ids=body.unavailable_truck_ids,
-            new_point_ids=body.new_point_ids,
-            time_limit_s=body.time_limit_s,
-            seed=body.seed,
-            solution_limit=body.solution_limit,
+        job_id = plans_jobs.queue_replan(
+            jobs, conn, plan_id=plan_id, now=now_utc(),
+            unavailable_truck_ids=body.unavailable_truck_ids, new_point_ids=body.new_point_ids,
+            time_limit_s=body.time_limit_s, seed=body.seed, solution_limit=body.solution_limit,
             requested_by=principal.username,
-            alert_config=AlertConfig.from_settings(settings),
-        )
+        )  # fmt: skip
+    except plans_jobs.JobConflict as exc:
+        raise ApiError.refused(409, exc) from None
     except service.PlanNotFound as exc:
         raise ApiError.refused(404, exc) from None
     except service.InvalidIds as exc:
@@ -338,15 +355,46 @@ def replan_from_now(
         raise ApiError.refused(409, exc) from None
     except service.PlanningError as exc:
         raise ApiError.refused(422, exc) from None
-    return get_job(conn, principal, job_id)
+    return _job(conn, principal, job_id)
 
 
-@router.get("/jobs/{job_id}", summary="A planning job's state and progress")
+@router.get("/jobs", summary="Planning jobs, newest first: state, progress, worker")
+def list_jobs(
+    conn: Conn,
+    principal: Anyone,
+    paging: PagingDep,
+    district_id: Annotated[str | None, Query(max_length=64)] = None,
+    service_date: date | None = None,
+    active: Annotated[bool, Query(description="only queued or running jobs")] = False,
+) -> list[PlanJob]:
+    rows = service.list_jobs(
+        conn, district_ids=district_scope(principal, district_id), service_date=service_date,
+        active_only=active, limit=paging.limit, offset=paging.offset,
+    )  # fmt: skip
+    return [PlanJob(**r) for r in rows]
+
+
+@router.get("/jobs/{job_id}", summary="A planning job's state, progress and worker")
 def get_job(conn: Conn, principal: Anyone, job_id: JobId) -> PlanJob:
-    job = service.get_job(conn, job_id=job_id)
-    if job is None or not principal.can_see(job["district_id"]):
-        raise not_found("planning job", job_id)
-    return PlanJob(**job)
+    return _job(conn, principal, job_id)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    status_code=202,
+    summary="Cancel a queued job, or stop a running one (poll until it shows cancelled)",
+)
+def cancel_job(conn: Conn, principal: Dispatcher, jobs: JobsDep, job_id: JobId) -> PlanJob:
+    job = _job(conn, principal, job_id)
+    ensure_district(principal, job.district_id, writing=True)
+    if not plans_jobs.cancel(jobs, conn, job_id=job_id):
+        raise ApiError(
+            409,
+            f"job {job_id} is {job.state}: only a queued or running job can be cancelled",
+            code="job_not_cancellable",
+            params={"job_id": job_id, "state": job.state},
+        )
+    return _job(conn, principal, job_id)
 
 
 @router.get("", summary="Plans, newest first")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
 
 from fleet import db
-from fleet.alerts.worker import AlertConfig
 from fleet.config import Settings
+from fleet.jobs import engine
+from fleet.jobs import repo as jobs_repo
+from fleet.jobs.worker import InProcessWorker
+from fleet.plans import jobs as plans_jobs
 from fleet.plans import service
 
 
@@ -88,54 +94,159 @@ def register(app: typer.Typer) -> None:
                 "without an offset, in the district's time zone",
             ),
         ] = "",
+        all_districts: Annotated[
+            bool, typer.Option("--all-districts", help="queue every district of the date")
+        ] = False,
+        wait: Annotated[
+            bool, typer.Option(help="follow the jobs until they end (--no-wait: only queue)")
+        ] = True,
+        here: Annotated[
+            bool,
+            typer.Option(
+                "--here", help="run the jobs in this process too (no `clearday worker` needed)"
+            ),
+        ] = False,
     ) -> None:
-        """Plan a district's day with the real planner and store it; or, with --replan,
-        re-plan today mid-day from the trucks' live positions (stored as a draft that
-        replaces the plan; add --publish to send it to the trucks at once)."""
+        """Queue planning a district's day (or, with --all-districts, every district's)
+        as jobs that `clearday worker` processes run, and follow them until they end;
+        or, with --replan, re-plan today mid-day from the trucks' live positions (stored
+        as a draft that replaces the plan; add --publish to send it to the trucks at once).
+        With --here this process runs the jobs itself (a single machine, no worker)."""
         settings = Settings()
         if replan is None and (unavailable or new_points or now):
             raise typer.BadParameter(
                 "--unavailable, --new-points and --now go with --replan PLAN_ID",
                 param_hint="--replan",
             )
+        if replan is not None and all_districts:
+            raise typer.BadParameter("--replan takes one plan", param_hint="--all-districts")
         day = None if replan is not None else _service_date(service_date, settings)
-        with db.connect(settings.database_dsn(), autocommit=True) as conn:
-
-            def progress(fraction: float, message: str) -> None:
-                typer.echo(
-                    f"\r[{'#' * int(fraction * 30):<30}] {fraction:4.0%} {message:<60}", nl=False
-                )
-
+        dsn = settings.database_dsn()
+        app = engine.make_app(dsn, [plans_jobs.register]).open()
+        local = None
+        with db.connect(dsn, autocommit=True) as conn:
             try:
                 if replan is not None:
                     at = _replan_now(now, conn, replan)
-                    plan_id = service.replan_day(
-                        conn, plan_id=replan, now=at, unavailable_truck_ids=_id_list(unavailable),
-                        new_point_ids=_id_list(new_points), time_limit_s=time_limit, seed=seed,
-                        solution_limit=solution_limit, progress=progress, alert_config=AlertConfig.from_settings(settings),
+                    job_ids = [
+                        plans_jobs.queue_replan(
+                            app, conn, plan_id=replan, now=at,
+                            unavailable_truck_ids=_id_list(unavailable),
+                            new_point_ids=_id_list(new_points), time_limit_s=time_limit,
+                            seed=seed, solution_limit=solution_limit, publish=publish,
+                            requested_by="cli",
+                        )
+                    ]  # fmt: skip
+                elif all_districts:
+                    assert day is not None
+                    queued, refused = plans_jobs.queue_all_districts(
+                        app, conn, district_ids=None, service_date=day, time_limit_s=time_limit,
+                        seed=seed, solution_limit=solution_limit, publish=publish,
+                        requested_by="cli",
                     )  # fmt: skip
-                    if publish:
-                        service.publish_plan(conn, plan_id=plan_id)
+                    for district_id, why in refused.items():
+                        typer.echo(f"{district_id}: not queued: {why}", err=True)
+                    job_ids = list(queued.values())
                 else:
                     assert day is not None
-                    plan_id = service.plan_day(
-                        conn, district_id=district, service_date=day, tz=settings.tz,
-                        time_limit_s=time_limit, seed=seed, solution_limit=solution_limit,
-                        publish=publish, progress=progress,
-                    )  # fmt: skip
-            except service.PlanningError as exc:
-                typer.echo("")
+                    job_ids = [
+                        plans_jobs.queue_plan(
+                            app, conn, district_id=district, service_date=day,
+                            time_limit_s=time_limit, seed=seed, solution_limit=solution_limit,
+                            publish=publish, requested_by="cli",
+                        )
+                    ]  # fmt: skip
+            except (service.PlanningError, plans_jobs.JobConflict) as exc:
+                app.close()
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
-            typer.echo("")
-            stored = service.get_plan(conn, plan_id=plan_id)
-            assert stored is not None
-            stats = stored["stats"]
-            what = f"plan {plan_id} for {stored['district_id']} on {stored['service_date']}"
-            if replan is not None:
-                what += f", re-planned from {at.isoformat(timespec='minutes')} (replaces {replan})"
-            typer.echo(
-                f"{what}: {stats.get('num_routes', '?')} routes, "
-                f"{stats.get('num_assigned', '?')}/{stats.get('num_points', '?')} points, "
-                f"{stats.get('distance_m', 0) / 1000:.1f} km ({stored['status']})"
+            typer.echo(f"queued job(s) {', '.join(map(str, job_ids))}")
+            if not wait:
+                app.close()
+                return
+            if here:
+                config = replace(
+                    engine.WorkerConfig.from_settings(settings), name=f"cli:{os.getpid()}"
+                )
+                local = InProcessWorker(engine.make_app(dsn, [plans_jobs.register]), dsn, config)
+                local.start()
+            try:
+                jobs = _follow(
+                    conn, job_ids, single=len(job_ids) == 1 and not all_districts,
+                    settings=settings,
+                )  # fmt: skip
+            finally:
+                if local is not None:
+                    local.stop()
+                app.close()
+            failed = [j for j in jobs if j["state"] != "done"]
+            for job in jobs:
+                if job["state"] != "done":
+                    typer.echo(
+                        f"error: job {job['job_id']} ({job['district_id']}) {job['state']}: "
+                        f"{job['message']}",
+                        err=True,
+                    )
+                    continue
+                stored = service.get_plan(conn, plan_id=job["plan_id"])
+                assert stored is not None
+                stats = stored["stats"]
+                what = f"plan {stored['plan_id']} for {stored['district_id']} on {stored['service_date']}"
+                if replan is not None:
+                    what += (
+                        f", re-planned from {at.isoformat(timespec='minutes')} (replaces {replan})"
+                    )
+                typer.echo(
+                    f"{what}: {stats.get('num_routes', '?')} routes, "
+                    f"{stats.get('num_assigned', '?')}/{stats.get('num_points', '?')} points, "
+                    f"{stats.get('distance_m', 0) / 1000:.1f} km ({stored['status']})"
+                )
+            if failed:
+                raise typer.Exit(2)
+
+
+FINAL_STATES = ("done", "failed", "cancelled")
+POLL_S = 0.5
+NO_WORKER_HINT_AFTER_S = 5.0
+
+
+def _follow(
+    conn: psycopg.Connection, job_ids: list[int], *, single: bool, settings: Settings
+) -> list[dict[str, Any]]:
+    """Poll the jobs until each has ended, showing progress; returns their last rows."""
+    shown: dict[int, tuple[str, str]] = {}
+    hint_at = time.monotonic() + NO_WORKER_HINT_AFTER_S
+    while True:
+        if hint_at and time.monotonic() > hint_at:
+            hint_at = 0.0
+            status = jobs_repo.status(
+                conn,
+                stalled_after_s=settings.worker_stalled_after_s,
+                lease_s=settings.alert_lease_s,
             )
+            if not status.workers_beating:
+                typer.echo(
+                    "\nno worker is running: start `clearday worker` (or `clearday serve`), "
+                    "or plan with --here; the jobs wait in the queue meanwhile",
+                    err=True,
+                )
+        jobs = [service.get_job(conn, job_id=j) for j in job_ids]
+        rows = [j for j in jobs if j is not None]
+        for job in rows:
+            fraction, message = float(job["progress"]), str(job["message"] or job["state"])
+            if single:
+                typer.echo(
+                    f"\r[{'#' * int(fraction * 30):<30}] {fraction:4.0%} {message[:60]:<60}",
+                    nl=False,
+                )
+            elif shown.get(job["job_id"]) != (job["state"], message):
+                shown[job["job_id"]] = (job["state"], message)
+                worker = f" on {job['worker']}" if job["worker"] else ""
+                typer.echo(
+                    f"{job['district_id']}: {job['state']}{worker} {fraction:4.0%} {message}"
+                )
+        if all(j["state"] in FINAL_STATES for j in rows):
+            if single:
+                typer.echo("")
+            return rows
+        time.sleep(POLL_S)

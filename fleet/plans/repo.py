@@ -134,17 +134,23 @@ def insert_plan(
     time_limit_s: float | None,
     created_by: str | None,
     replaces_plan_id: int | None = None,
+    plan_job_id: int | None = None,
 ) -> int:
-    """Store a plan with its stop rows in one transaction; returns its id."""
+    """Store a plan with its stop rows in one transaction; returns its id. A job stores
+    one plan: if `plan_job_id` stored one already, that plan's id is returned."""
     with conn.transaction():
         row = conn.execute(
             """INSERT INTO plan (district_id, service_date, replaces_plan_id, seed, time_limit_s,
-                                 stats, document, created_by)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING plan_id""",
+                                 stats, document, created_by, plan_job_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (plan_job_id) DO NOTHING RETURNING plan_id""",
             (district_id, service_date, replaces_plan_id, seed, time_limit_s, Jsonb(stats),
-             Jsonb(document), created_by),
+             Jsonb(document), created_by, plan_job_id),
         ).fetchone()  # fmt: skip
-        assert row is not None
+        if row is None:
+            stored = plan_of_job(conn, plan_job_id) if plan_job_id is not None else None
+            assert stored is not None
+            return stored
         plan_id = int(row[0])
         with conn.cursor() as cur:
             with cur.copy(
@@ -206,14 +212,41 @@ def publish(conn: psycopg.Connection, plan_id: int) -> None:
 
 
 def create_job(
-    conn: psycopg.Connection, *, district_id: str, service_date: date, requested_by: str | None
+    conn: psycopg.Connection,
+    *,
+    kind: str,
+    district_id: str,
+    service_date: date,
+    request: dict[str, Any],
+    requested_by: str | None,
 ) -> int:
     row = conn.execute(
-        "INSERT INTO plan_job (district_id, service_date, requested_by) VALUES (%s, %s, %s) RETURNING job_id",
-        (district_id, service_date, requested_by),
+        """INSERT INTO plan_job (kind, district_id, service_date, request, requested_by)
+           VALUES (%s, %s, %s, %s, %s) RETURNING job_id""",
+        (kind, district_id, service_date, Jsonb(request), requested_by),
     ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+def set_engine_job(conn: psycopg.Connection, job_id: int, engine_job_id: int) -> None:
+    conn.execute(
+        "UPDATE plan_job SET engine_job_id = %s WHERE job_id = %s", (engine_job_id, job_id)
+    )
+
+
+def delete_job(conn: psycopg.Connection, job_id: int) -> None:
+    """Forget a job the engine refused to queue (nothing ran)."""
+    conn.execute("DELETE FROM plan_job WHERE job_id = %s", (job_id,))
+
+
+def start_job(conn: psycopg.Connection, job_id: int, *, worker: str) -> None:
+    conn.execute(
+        """UPDATE plan_job SET state = 'running', worker = %s, started_at = now(),
+                               progress = 0, message = 'starting'
+           WHERE job_id = %s""",
+        (worker, job_id),
+    )
 
 
 def update_job(
@@ -230,7 +263,7 @@ def update_job(
         """UPDATE plan_job SET state = %s, progress = %s, message = coalesce(%s, message),
                                plan_id = coalesce(%s, plan_id),
                                error_code = %s, error_params = %s,
-                               finished_at = CASE WHEN %s IN ('done', 'failed') THEN now() END
+                               finished_at = CASE WHEN %s IN ('done', 'failed', 'cancelled') THEN now() END
            WHERE job_id = %s""",
         (
             state, progress, message, plan_id,
@@ -240,19 +273,100 @@ def update_job(
     )  # fmt: skip
 
 
-# A job runs in the thread of the process that started it; one unfinished after this
-# long died with its process (a restart) and is reported as failed.
-STALE_JOB_AFTER = "1 hour"
+def plan_of_job(conn: psycopg.Connection, job_id: int) -> int | None:
+    """The plan a job stored (a retried job finds what an earlier attempt stored)."""
+    row = conn.execute("SELECT plan_id FROM plan WHERE plan_job_id = %s", (job_id,)).fetchone()
+    return int(row[0]) if row else None
+
+
+# A job's state: the engine's while it has the job (it knows when a worker died),
+# ClearDay's own record otherwise. The message of a job failed by the engine (its
+# worker died too often) says so.
+_JOB = """
+SELECT j.job_id, j.kind, j.district_id, j.service_date,
+       CASE WHEN e.id IS NULL AND j.engine_job_id IS NULL AND j.state = 'queued'
+                 AND j.created_at < now() - interval '1 minute' THEN 'failed'
+            WHEN e.id IS NULL THEN j.state
+            WHEN e.status = 'doing' AND e.abort_requested THEN 'cancelling'
+            WHEN e.status = 'todo' THEN 'queued'
+            WHEN e.status = 'doing' THEN 'running'
+            WHEN e.status = 'succeeded' THEN 'done'
+            WHEN e.status = 'failed' THEN 'failed'
+            ELSE 'cancelled' END AS state,
+       j.progress,
+       CASE WHEN e.id IS NULL AND j.engine_job_id IS NULL AND j.state = 'queued'
+                 AND j.created_at < now() - interval '1 minute'
+            THEN 'failed: never queued (the process queueing it stopped)'
+            WHEN e.status = 'failed' AND j.state <> 'failed'
+            THEN format('failed: the worker running it stopped (%%s attempts)', e.attempts + 1)
+            WHEN e.status IN ('cancelled', 'aborted') AND j.state <> 'cancelled'
+            THEN 'cancelled' ELSE j.message END AS message,
+       CASE WHEN e.id IS NULL AND j.engine_job_id IS NULL AND j.state = 'queued'
+                 AND j.created_at < now() - interval '1 minute' THEN 'plan_never_queued'
+            WHEN e.status = 'failed' AND j.state <> 'failed' THEN 'plan_worker_died'
+            ELSE j.error_code END AS error_code,
+       CASE WHEN e.status = 'failed' AND j.state <> 'failed'
+            THEN jsonb_build_object('attempts', e.attempts + 1)
+            ELSE j.error_params END AS error_params,
+       j.plan_id, j.requested_by, j.worker, e.priority,
+       -- the engine counts an attempt when it ends
+       CASE WHEN e.status IN ('todo', 'doing') THEN e.attempts + 1
+            ELSE greatest(coalesce(e.attempts, 1), 1) END AS attempt,
+       j.created_at, j.started_at, j.finished_at, j.engine_job_id, j.request
+FROM plan_job j LEFT JOIN procrastinate_jobs e ON e.id = j.engine_job_id
+"""
 
 
 def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
-    conn.execute(
-        f"""UPDATE plan_job SET state = 'failed', finished_at = now(),
-                   message = 'interrupted: the process running it stopped',
-                   error_code = 'plan_interrupted'
-            WHERE job_id = %s AND state IN ('queued', 'running')
-              AND created_at < now() - INTERVAL '{STALE_JOB_AFTER}'""",
-        (job_id,),
-    )
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM plan_job WHERE job_id = %s", (job_id,)).fetchone()
+        return cur.execute(_JOB + " WHERE j.job_id = %s", (job_id,)).fetchone()
+
+
+def list_jobs(
+    conn: psycopg.Connection,
+    *,
+    district_ids: Sequence[str] | None,
+    service_date: date | None,
+    active_only: bool,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT * FROM (" + _JOB + """) q
+              WHERE (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
+                AND (%(d)s::date IS NULL OR service_date = %(d)s)
+                AND (NOT %(active)s OR state IN ('queued', 'running', 'cancelling'))
+              ORDER BY job_id DESC LIMIT %(lim)s OFFSET %(off)s""",
+            {"ds": district_ids, "d": service_date, "active": active_only,
+             "lim": limit, "off": offset},
+        ).fetchall()  # fmt: skip
+
+
+def active_job_id(conn: psycopg.Connection, district_id: str, service_date: date) -> int | None:
+    """A job queued or running for the district and date, if any."""
+    row = conn.execute(
+        "SELECT job_id FROM ("
+        + _JOB
+        + """) q
+          WHERE district_id = %s AND service_date = %s
+            AND state IN ('queued', 'running', 'cancelling') LIMIT 1""",
+        (district_id, service_date),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def district_ids(conn: psycopg.Connection) -> list[str]:
+    return [str(r[0]) for r in conn.execute("SELECT district_id FROM district ORDER BY 1")]
+
+
+def districts_planning_at(conn: psycopg.Connection, at: datetime) -> list[tuple[str, date]]:
+    """Districts whose plan hour (local) is the hour of `at`, with their tomorrow."""
+    rows = conn.execute(
+        """SELECT district_id, ((%(at)s AT TIME ZONE timezone)::date + 1)
+             FROM district
+            WHERE plan_at_hour = extract(hour FROM %(at)s AT TIME ZONE timezone)
+            ORDER BY district_id""",
+        {"at": at},
+    ).fetchall()
+    return [(str(r[0]), r[1]) for r in rows]

@@ -228,8 +228,10 @@ def plan_day(
     created_by: str | None = None,
     publish: bool = False,
     progress: Progress = _noop,
+    plan_job_id: int | None = None,
 ) -> int:
-    """Plan the day and store it (as a draft unless `publish`); returns the plan id."""
+    """Plan the day and store it (as a draft unless `publish`); returns the plan id.
+    With `plan_job_id`, the job's one plan (see repo.insert_plan)."""
     progress(0.02, "reading the district")
     problem = build_problem(conn, district_id=district_id, service_date=service_date)
     progress(0.2, f"planning {len(problem.points)} points with {len(problem.trucks)} trucks")
@@ -249,6 +251,7 @@ def plan_day(
         seed=seed,
         time_limit_s=time_limit_s,
         created_by=created_by,
+        plan_job_id=plan_job_id,
     )
     if publish:
         repo.publish(conn, plan_id)
@@ -446,6 +449,7 @@ def replan_day(
     created_by: str | None = None,
     progress: Progress = _noop,
     alert_config: AlertConfig | None = None,
+    plan_job_id: int | None = None,
 ) -> int:
     """Re-plan the rest of today from `now` and store it as a draft that replaces
     `plan_id` (publish it to send it to the trucks); returns the new plan's id.
@@ -549,6 +553,7 @@ def replan_day(
         time_limit_s=time_limit_s,
         created_by=created_by,
         replaces_plan_id=plan_id,
+        plan_job_id=plan_job_id,
     )
     progress(1.0, f"plan {new_plan_id} stored (a draft replacing plan {plan_id})")
     return new_plan_id
@@ -570,116 +575,81 @@ def publish_plan(conn: psycopg.Connection, *, plan_id: int) -> None:
     repo.publish(conn, plan_id)
 
 
-def _start_job(
-    pool_connect: Callable[[], psycopg.Connection],
+def run_job(
+    conn: psycopg.Connection,
     *,
-    district_id: str,
-    service_date: date,
-    requested_by: str | None,
-    work: Callable[[psycopg.Connection, Progress], int],
-) -> int:
-    """Run `work` (returns a plan id) in a background thread, recording its progress
-    and outcome in `plan_job`; returns the job id."""
-    with pool_connect() as conn:
-        conn.autocommit = True
-        job_id = repo.create_job(
-            conn, district_id=district_id, service_date=service_date, requested_by=requested_by
-        )
-
-    def run() -> None:
-        with pool_connect() as conn:
-            conn.autocommit = True
-            last = [0.0]
-
-            def report(fraction: float, message: str) -> None:
-                # Throttle: a progress row per 2 % is plenty for a progress bar.
-                if fraction - last[0] >= 0.02 or fraction >= 1.0:
-                    last[0] = fraction
-                    repo.update_job(
-                        conn, job_id, state="running", progress=fraction, message=message
-                    )
-
-            try:
-                plan_id = work(conn, report)
-            except Exception as exc:  # a failed job must say why, whatever happened
-                refusal = (
-                    exc
-                    if isinstance(exc, Refused)
-                    else Refused("plan_crashed", str(exc) or type(exc).__name__)
-                )
-                repo.update_job(
-                    conn, job_id, state="failed", progress=last[0], message=str(refusal),
-                    error=refusal,
-                )  # fmt: skip
-                return
-            repo.update_job(
-                conn, job_id, state="done", progress=1.0, message="done", plan_id=plan_id
-            )
-
-    threading.Thread(target=run, name=f"plan-job-{job_id}", daemon=True).start()
-    return job_id
-
-
-def start_job(
-    pool_connect: Callable[[], psycopg.Connection],
-    *,
-    district_id: str,
-    service_date: date,
-    tz: ZoneInfo,
-    time_limit_s: float,
-    seed: int = 0,
-    solution_limit: int | None = None,
-    requested_by: str | None = None,
-) -> int:
-    """Start planning in a background thread; poll `plan_job` (get_job) for progress."""
-
-    def work(conn: psycopg.Connection, report: Progress) -> int:
-        return plan_day(
-            conn, district_id=district_id, service_date=service_date, tz=tz,
-            time_limit_s=time_limit_s, seed=seed, solution_limit=solution_limit,
-            created_by=requested_by, progress=report,
-        )  # fmt: skip
-
-    return _start_job(
-        pool_connect, district_id=district_id, service_date=service_date,
-        requested_by=requested_by, work=work,
-    )  # fmt: skip
-
-
-def start_replan_job(
-    pool_connect: Callable[[], psycopg.Connection],
-    *,
-    plan_id: int,
-    now: datetime,
-    unavailable_truck_ids: Sequence[str] = (),
-    new_point_ids: Sequence[str] = (),
-    time_limit_s: float = 30.0,
-    seed: int = 0,
-    solution_limit: int | None = None,
-    requested_by: str | None = None,
+    job_id: int,
+    worker: str,
     alert_config: AlertConfig | None = None,
 ) -> int:
-    """Check the request (raising PlanningError at once if it cannot work), then
-    re-plan in a background thread like `start_job`."""
-    with pool_connect() as conn:
-        request = check_replan(
-            conn, plan_id=plan_id, now=now, unavailable_truck_ids=unavailable_truck_ids,
-            new_point_ids=new_point_ids,
-        )  # fmt: skip
+    """Run a queued planning job (`plan_job` row) to its end: plan or re-plan as it
+    asks, recording progress; returns the plan id. A job that stored its plan in an
+    earlier attempt (its worker died just after) returns that plan: stored once.
+    A PlanningError is recorded as the job's failure and raised."""
+    job = repo.get_job(conn, job_id)
+    if job is None:
+        raise PlanningError(
+            "plan_job_not_found", f"planning job {job_id} does not exist", job_id=job_id
+        )
+    stored = repo.plan_of_job(conn, job_id)
+    if stored is None:
+        repo.start_job(conn, job_id, worker=worker)
+        last = [0.0]
 
-    def work(conn: psycopg.Connection, report: Progress) -> int:
-        return replan_day(
-            conn, plan_id=plan_id, now=now, unavailable_truck_ids=unavailable_truck_ids,
-            new_point_ids=new_point_ids, time_limit_s=time_limit_s, seed=seed,
-            solution_limit=solution_limit, created_by=requested_by, progress=report,
-            alert_config=alert_config,
-        )  # fmt: skip
+        def report(fraction: float, message: str) -> None:
+            # Throttle: a progress row per 2 % is plenty for a progress bar.
+            if fraction - last[0] >= 0.02 or fraction >= 1.0:
+                last[0] = fraction
+                repo.update_job(conn, job_id, state="running", progress=fraction, message=message)
 
-    return _start_job(
-        pool_connect, district_id=request.district_id, service_date=request.service_date,
-        requested_by=requested_by, work=work,
-    )  # fmt: skip
+        ask = job["request"]
+        common = {
+            "time_limit_s": float(ask.get("time_limit_s", 30.0)),
+            "seed": int(ask.get("seed", 0)),
+            "solution_limit": ask.get("solution_limit"),
+            "created_by": job["requested_by"],
+            "progress": report,
+            "plan_job_id": job_id,
+        }
+        try:
+            if job["kind"] == "replan":
+                stored = replan_day(
+                    conn, plan_id=int(ask["plan_id"]), now=datetime.fromisoformat(ask["now"]),
+                    unavailable_truck_ids=ask.get("unavailable_truck_ids", ()),
+                    new_point_ids=ask.get("new_point_ids", ()), alert_config=alert_config,
+                    **common,
+                )  # fmt: skip
+            else:
+                tz = ZoneInfo(repo.district_timezone(conn, job["district_id"]) or "Asia/Shanghai")
+                stored = plan_day(
+                    conn, district_id=job["district_id"], service_date=job["service_date"],
+                    tz=tz, **common,
+                )  # fmt: skip
+        except PlanningError as exc:
+            repo.update_job(
+                conn, job_id, state="failed", progress=last[0], message=str(exc), error=exc
+            )
+            raise
+    if job["request"].get("publish"):
+        repo.publish(conn, stored)  # here, so a retry after a crash in between still does
+    repo.update_job(conn, job_id, state="done", progress=1.0, message="done", plan_id=stored)
+    return stored
 
 
 def get_job(conn: psycopg.Connection, *, job_id: int) -> dict[str, Any] | None:
     return repo.get_job(conn, job_id)
+
+
+def list_jobs(
+    conn: psycopg.Connection,
+    *,
+    district_ids: Sequence[str] | None,
+    service_date: date | None = None,
+    active_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    return repo.list_jobs(
+        conn, district_ids=district_ids, service_date=service_date, active_only=active_only,
+        limit=limit, offset=offset,
+    )  # fmt: skip

@@ -3,11 +3,13 @@ and the dashboard. The database pool and the live feed live for the app's lifesp
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -29,6 +31,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fleet.auth import service as auth_service
 from fleet.auth.models import ALL_ROLES
 from fleet.config import Settings
+from fleet.jobs import engine
+from fleet.jobs.worker import InProcessWorker
+from fleet.plans import jobs as plans_jobs
 from fleet.positions.service import LatestSnapshot, LiveFeed, SiteCache
 from fleet.web import errors
 from fleet.web.deps import Allow, Anyone, SettingsDep, reject_unknown_query
@@ -190,9 +195,22 @@ def create_app(settings: Settings) -> FastAPI:
             snapshot=app.state.latest,
         )
         app.state.live_feed.start()
+        dsn = settings.database_dsn()
+        app.state.jobs = engine.make_app(dsn, [plans_jobs.register]).open()
+        worker = None
+        if settings.api_worker_concurrency:
+            config = replace(
+                engine.WorkerConfig.from_settings(settings),
+                concurrency=settings.api_worker_concurrency,
+            )
+            worker = InProcessWorker(engine.make_app(dsn, [plans_jobs.register]), dsn, config)
+            worker.start()
         try:
             yield
         finally:
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)
+            app.state.jobs.close()
             await app.state.live_feed.stop()
             app.state.pool.close()
 

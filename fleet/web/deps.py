@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
+import procrastinate
 import psycopg
 from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
@@ -43,7 +44,14 @@ def db_conn(pool: Annotated[ConnectionPool, Depends(get_pool)]) -> Iterator[psyc
         yield conn
 
 
+def get_jobs(request: Request) -> procrastinate.App:
+    """The job engine (queue, cancel), opened for the app's lifespan."""
+    jobs: procrastinate.App = request.app.state.jobs
+    return jobs
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobsDep = Annotated[procrastinate.App, Depends(get_jobs)]
 Conn = Annotated[psycopg.Connection, Depends(db_conn)]
 
 _UNAUTHENTICATED = {"WWW-Authenticate": "Bearer"}

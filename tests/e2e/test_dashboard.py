@@ -80,6 +80,8 @@ def test_dispatcher_plans_a_day_prints_a_sheet_and_publishes(
     page.wait_for_selector("[data-testid=plan-progress] .progress")
     shot(page, "10-dispatch-planning")
     page.wait_for_selector("[data-testid=plan-status]:has-text('草稿')", timeout=90_000)
+    # Which worker ran the job is shown beside its progress (here: the API's own).
+    assert "计算节点" in page.inner_text("[data-testid=plan-progress]")
     rows = page.locator("[data-testid=plan-routes] tr")
     assert rows.count() >= 1
     page.wait_for_function("document.querySelectorAll('.leaflet-overlay-pane canvas').length > 0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -12,6 +13,8 @@ import pytest
 
 from fleet import db, doctor, importer
 from fleet.config import Settings
+from fleet.jobs import engine
+from fleet.plans import jobs as plans_jobs
 from tests.conftest import PgServer
 
 DEPOTS = "id,name,lat,lon\nD1,包河车场,31.80,117.30\n"
@@ -170,6 +173,24 @@ def test_doctor_reports_everything_fine(settings: Settings) -> None:
     assert all(f.ok for f in findings.values()), findings
     assert findings["timescaledb"].detail.startswith(("present", "absent (plain PostgreSQL mode)"))
     assert "up to date" in findings["migrations"].detail
+    assert findings["workers"].detail.startswith("0 planning worker(s) beating, 0 job(s) queued")
+
+
+def test_doctor_says_when_jobs_wait_for_a_worker(settings: Settings) -> None:
+    url = settings.database_dsn()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO district (district_id, name) VALUES ('d1', 'd1')")
+    app = engine.make_app(url, [plans_jobs.register]).open()
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            plans_jobs.queue_plan(
+                app, conn, district_id="d1", service_date=date(2026, 3, 3), time_limit_s=10
+            )
+    finally:
+        app.close()
+    (workers,) = [f for f in doctor.run(settings) if f.check == "workers"]
+    assert not workers.ok and "1 job(s) queued" in workers.detail
+    assert "start `clearday worker`" in workers.detail
 
 
 def test_doctor_cli_when_database_is_down(mqtt_url: str) -> None:

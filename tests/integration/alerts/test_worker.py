@@ -116,14 +116,19 @@ def test_worker_follows_the_day_incrementally_and_replay_agrees(database_url: st
 
 
 def test_concurrent_ticks_do_not_double_process(database_url: str) -> None:
-    """A second worker finds the first one holding the lock and skips its tick."""
+    """A second worker finds the district's lock held (a tick or a replay running
+    there) and skips it."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         load_domain(conn)
         load_plan(conn)
         insert_fixes(conn, "T1", track_t1().fixes)
         config = worker.AlertConfig.from_settings(Settings())
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (worker.ADVISORY_LOCK,))
+            for (district_id,) in conn.execute("SELECT district_id FROM district").fetchall():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    worker.district_lock(district_id),
+                )
             other = worker.Worker(database_url, config, clock=FakeClock(at("07:00")))
             assert other.tick().skipped
             other.close()

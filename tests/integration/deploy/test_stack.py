@@ -55,6 +55,7 @@ def test_compose_runs_every_role_with_health_checks_and_persistent_volumes() -> 
         "ingest-2",
         "jt808",
         "alerts",
+        "worker",
         "api",
     } <= services.keys()
     assert services["db"]["image"].startswith("timescale/timescaledb:")
@@ -63,8 +64,14 @@ def test_compose_runs_every_role_with_health_checks_and_persistent_volumes() -> 
     assert "db-data:/var/lib/postgresql/data" in services["db"]["volumes"]
     assert any("/mosquitto/data" in v for v in services["broker"]["volumes"])
     assert set(compose()["volumes"]) == {"db-data", "broker-data"}
+    # The workers scale with --scale: no fixed name, no published port; the API leaves
+    # planning to them.
+    for name in ("worker", "alerts"):
+        assert "container_name" not in services[name] and "ports" not in services[name]
+    assert services["worker"]["command"] == ["worker"]
+    assert services["api"]["environment"]["CLEARDAY_API_WORKER_CONCURRENCY"] == "0"
     # Every role depends on the schema being migrated first.
-    for name in ("ingest-1", "ingest-2", "jt808", "alerts", "api"):
+    for name in ("ingest-1", "ingest-2", "jt808", "alerts", "worker", "api"):
         assert (
             services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )

@@ -544,6 +544,7 @@ def test_replan_from_the_command_line(published: Day) -> None:
     done = clearday(
         "--replan", str(published.plan_id), "--unavailable", "T01", "--now", "2026-03-03T07:30",
         "--time-limit", str(SEARCH["time_limit_s"]), "--solution-limit", str(SEARCH["solution_limit"]),
+        "--here",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"re-planned from 2026-03-03T07:30+08:00 (replaces {published.plan_id})" in done.stdout

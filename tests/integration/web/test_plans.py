@@ -23,7 +23,7 @@ def wait_for_job(
     while time.monotonic() < deadline:
         job = client.get(f"/api/v1/plans/jobs/{job_id}", headers=users.headers("viewer")).json()
         seen.append(job["progress"])
-        if job["state"] in ("done", "failed"):
+        if job["state"] in ("done", "failed", "cancelled"):
             job["seen_progress"] = seen
             return job
         time.sleep(0.3)
@@ -151,3 +151,59 @@ def test_a_failing_job_says_why(client: TestClient, users: Users) -> None:
     ).json()
     job = wait_for_job(client, users, started["job_id"], timeout_s=30)
     assert job["state"] == "failed" and "no active" in job["message"]
+
+
+def test_a_dispatcher_cancels_a_running_job_and_one_job_per_district_and_date(
+    client: TestClient, users: Users, city: str
+) -> None:
+    body = {"district_id": city, "service_date": DAY.isoformat(), "time_limit_s": 900,
+            "solution_limit": 1_000_000}  # fmt: skip
+    job = client.post("/api/v1/plans/jobs", headers=users.headers("dispatcher"), json=body).json()
+    again = client.post("/api/v1/plans/jobs", headers=users.headers("dispatcher"), json=body)
+    assert again.status_code == 409 and f"job {job['job_id']}" in again.json()["detail"]
+    deadline = time.monotonic() + 120
+    while True:
+        now = client.get(f"/api/v1/plans/jobs/{job['job_id']}", headers=users.headers("viewer"))
+        if now.json()["state"] == "running" and now.json()["progress"] >= 0.2:
+            break
+        assert time.monotonic() < deadline, now.json()
+        time.sleep(0.2)
+    assert now.json()["worker"] and now.json()["attempt"] == 1
+    listed = client.get("/api/v1/plans/jobs?active=true", headers=users.headers("viewer")).json()
+    assert [j["job_id"] for j in listed] == [job["job_id"]]
+    cancel = f"/api/v1/plans/jobs/{job['job_id']}/cancel"
+    assert client.post(cancel, headers=users.headers("viewer")).status_code == 403
+    assert client.post(cancel, headers=users.headers("north_dispatcher")).status_code == 404
+    assert client.post(cancel, headers=users.headers("dispatcher")).status_code == 202
+    ended = wait_for_job(client, users, job["job_id"])
+    assert ended["state"] == "cancelled" and ended["plan_id"] is None
+    assert client.post(cancel, headers=users.headers("dispatcher")).status_code == 409
+    plans = client.get(f"/api/v1/plans?district_id={city}", headers=users.headers("viewer"))
+    assert plans.json() == []
+
+
+def test_all_districts_queues_each_district_the_caller_may_plan(
+    client: TestClient, users: Users, city: str
+) -> None:
+    long = client.post(
+        "/api/v1/plans/jobs",
+        headers=users.headers("dispatcher"),
+        json={"district_id": "north", "service_date": DAY.isoformat(), "time_limit_s": 900,
+              "solution_limit": 1_000_000},
+    ).json()  # fmt: skip
+    body = {"service_date": DAY.isoformat(), "time_limit_s": 120, "solution_limit": 20}
+    north = client.post(
+        "/api/v1/plans/jobs/all-districts", headers=users.headers("north_dispatcher"), json=body
+    )
+    # Only the caller's district is tried, and it is already being planned: refused.
+    assert north.status_code == 202, north.text
+    assert north.json()["queued"] == [] and set(north.json()["refused"]) == {"north"}
+    everyone = client.post(
+        "/api/v1/plans/jobs/all-districts", headers=users.headers("dispatcher"), json=body
+    ).json()
+    assert sorted(j["district_id"] for j in everyone["queued"]) == [city, "south"]
+    assert set(everyone["refused"]) == {"north"}
+    cancel = f"/api/v1/plans/jobs/{long['job_id']}/cancel"
+    assert client.post(cancel, headers=users.headers("dispatcher")).status_code == 202
+    for job in everyone["queued"]:
+        assert wait_for_job(client, users, job["job_id"])["state"] == "done"

@@ -106,25 +106,45 @@ export class DispatchPage {
   watch(jobId) {
     const bar = h("div", { style: { width: "0%" } });
     const label = h("span", { class: "muted" }, t("plan.running"));
-    clear(this.el.progress, h("div", { class: "progress" }, bar), label);
+    const cancel = h("button", {
+      type: "button", class: "secondary", "data-testid": "plan-cancel",
+      onclick: async () => {
+        cancel.disabled = true;
+        try {
+          await api(`/plans/jobs/${jobId}/cancel`, { method: "POST" });
+        } catch (err) {
+          showError(err);
+        }
+      },
+    }, t("plan.cancel"));
+    clear(this.el.progress, h("div", { class: "progress" }, bar), label, cancel);
     this.el.progress.hidden = false;
+    const ended = (text) => {
+      document.getElementById("plan-start").disabled = false;
+      cancel.remove();
+      label.textContent = text;
+    };
     const poll = async () => {
       try {
         const job = await api(`/plans/jobs/${jobId}`);
         bar.style.width = `${Math.round(job.progress * 100)}%`;
         // The job's message is the planner's English; the Chinese UI says it in its words.
-        const words = currentLang() === "en" ? job.message || "" : t(job.state === "done" ? "plan.step_done" : "plan.step");
-        label.textContent = `${t("plan.progress")} ${Math.round(job.progress * 100)}% · ${words}`;
+        const words = currentLang() === "en" ? job.message || "" : t(job.state === "done" ? "plan.step_done" : `plan.state.${job.state}`);
+        const where = job.worker ? ` · ${t("plan.worker")} ${job.worker}` : "";
+        label.textContent = `${t("plan.progress")} ${Math.round(job.progress * 100)}% · ${words}${where}`;
         if (job.state === "done") {
+          ended(label.textContent);
           toast(t("plan.done"));
-          document.getElementById("plan-start").disabled = false;
           await this.refresh(this.ctx);
           await this.loadPlan(job.plan_id);
           return;
         }
         if (job.state === "failed") {
-          document.getElementById("plan-start").disabled = false;
-          label.textContent = `${t("plan.failed")}: ${refusalText(job.error_code, job.error_params, job.message, t("err.plan_crashed"))}`;
+          ended(`${t("plan.failed")}: ${refusalText(job.error_code, job.error_params, job.message, t("err.plan_crashed"))}`);
+          return;
+        }
+        if (job.state === "cancelled") {
+          ended(t("plan.cancelled"));
           return;
         }
       } catch (err) {

@@ -1,0 +1,112 @@
+"""The job engine: Procrastinate, with PostgreSQL as its queue (no other service).
+
+What the engine gives and ClearDay uses as it is: queues and priorities, a lock per job
+(one planning job per district and date runs at a time) and a queueing lock (one
+waiting), retries, cancellation (aborting a running job), periodic jobs, and worker
+heartbeats: a worker that stops beating (killed, machine gone) has its running jobs
+found by `get_stalled_jobs` and put back in the queue by the `retry_stalled` periodic
+job, which any other worker runs.
+
+Each domain with jobs has a `register(app)` adding its tasks (fleet/plans/jobs.py); an
+entry point builds the app from its Settings with `make_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import procrastinate
+from procrastinate import jobs as pjobs
+
+from fleet.config import Settings
+
+log = logging.getLogger("clearday.jobs")
+
+# Queues: long solves, and the engine's own short housekeeping (never stuck behind a solve).
+QUEUE_PLANNING = "planning"
+QUEUE_MAINTENANCE = "maintenance"
+
+# Higher runs first: a dispatcher's mid-day re-plan before a plan asked for now, before
+# the evening's batch of tomorrow's plans.
+PRIORITY_REPLAN = 20
+PRIORITY_REQUEST = 10
+PRIORITY_BATCH = 0
+
+# Connections of one process's engine pool (a solve uses its own, in its child process).
+POOL_MAX = 8
+
+# A job whose worker died this many times is failed (with the reason), not retried.
+MAX_ATTEMPTS = 3
+
+# The engine's job states as ClearDay shows them (`plan_job.state` and the API).
+STATE_OF_STATUS = {
+    pjobs.Status.TODO.value: "queued",
+    pjobs.Status.DOING.value: "running",
+    pjobs.Status.SUCCEEDED.value: "done",
+    pjobs.Status.FAILED.value: "failed",
+    pjobs.Status.CANCELLED.value: "cancelled",
+    pjobs.Status.ABORTED.value: "cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How one `clearday worker` process runs (from Settings)."""
+
+    name: str
+    concurrency: int = 1
+    heartbeat_s: float = 10.0
+    stalled_after_s: float = 30.0
+    abort_poll_s: float = 1.0
+    scheduled_plan_time_limit_s: float = 300.0
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> WorkerConfig:
+        return cls(
+            name=s.worker_name_or_default, concurrency=s.worker_concurrency,
+            heartbeat_s=s.worker_heartbeat_s, stalled_after_s=s.worker_stalled_after_s,
+            scheduled_plan_time_limit_s=s.scheduled_plan_time_limit_s,
+        )  # fmt: skip
+
+
+RETRY_STALLED_TASK = "clearday.retry_stalled"
+
+
+async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Put the jobs of workers that stopped beating back in the queue (or fail them
+    after MAX_ATTEMPTS); returns how many were handled."""
+    manager = context.app.job_manager
+    stalled_after = float(context.additional_context.get("stalled_after_s", 30.0))
+    handled = 0
+    for job in await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
+        assert job.id is not None
+        if job.attempts + 1 >= MAX_ATTEMPTS:
+            log.warning("job %d lost its worker %d times: failed", job.id, job.attempts + 1)
+            await manager.finish_job_by_id_async(
+                job.id, status=pjobs.Status.FAILED, delete_job=False
+            )
+        else:
+            log.warning("job %d lost its worker: queued again", job.id)
+            await manager.retry_job(job)
+        handled += 1
+    return handled
+
+
+Register = Callable[[procrastinate.App], None]
+
+
+def make_app(dsn: str, registers: Iterable[Register] = ()) -> procrastinate.App:
+    """The engine on the project's database, with the tasks each of `registers` adds
+    (every domain that has jobs has one). Open it (`open()` / `open_async()`) before use."""
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(
+            conninfo=dsn, kwargs={"connect_timeout": 5}, min_size=1, max_size=POOL_MAX
+        ),
+    )
+    task = app.task(name=RETRY_STALLED_TASK, queue=QUEUE_MAINTENANCE, pass_context=True)
+    app.periodic(cron="*/5 * * * * *", periodic_id="retry_stalled")(task(retry_stalled))
+    for register in registers:
+        register(app)
+    return app

@@ -1,0 +1,57 @@
+"""The solving process of one planning job, started by a worker (fleet/plans/jobs.py):
+
+    python -m fleet.plans.solve_job JOB_ID WORKER_NAME WORKER_PID
+
+Reads CLEARDAY_* like every entry point. Prints the stored plan's id last; exits with
+EXIT_REFUSED (the reason on stderr) when the district cannot be planned as it stands.
+It dies with the worker that started it: a killed worker's job is run again by another
+worker, and an orphaned solve must not race it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+from fleet import db
+from fleet.alerts.worker import AlertConfig
+from fleet.config import Settings
+from fleet.plans import service
+from fleet.plans.jobs import EXIT_REFUSED
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent_pid: int) -> None:
+    """Be killed when the parent process dies (Linux); exit now if it is gone already."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        sys.exit(1)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    job_id, worker, parent_pid = int(argv[1]), argv[2], int(argv[3])
+    die_with(parent_pid)
+    settings = Settings()
+    with db.connect(settings.database_dsn(), autocommit=True) as conn:
+        try:
+            plan_id = service.run_job(
+                conn, job_id=job_id, worker=worker,
+                alert_config=AlertConfig.from_settings(settings),
+            )  # fmt: skip
+        except service.PlanningError as exc:
+            print(str(exc).replace("\n", " "), file=sys.stderr)
+            return EXIT_REFUSED
+    print(plan_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
