@@ -7,7 +7,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from routing.options import SOLVER_NAME, SolverOptions
+from routing.budget import Clock
+from routing.options import SOLVER_NAME
 from routing.plan import Plan, Route, SolveStats, Unassigned
 from routing.problem import (
     Point,
@@ -31,12 +32,14 @@ def finish_plan(
     breaks_done: frozenset[str] = frozenset(),
     repair: bool = True,
     time_budget_s: float = 10.0,
+    clock: Clock = time.monotonic,
 ) -> tuple[list[Route], list[Unassigned]]:
     """Time every route exactly; repair what does not hold (unload where a trip is
     over capacity, else drop points); try to re-insert dropped and unserved points;
-    give every point left out its reason."""
+    give every point left out its reason. Re-insertion and the search for each
+    point's blocking reason stop at ``time_budget_s`` on ``clock``."""
     starts = starts or {}
-    deadline = time.monotonic() + time_budget_s
+    deadline = clock() + time_budget_s
     out_unassigned = list(unassigned)
     explained = {u.point_id for u in out_unassigned}
     schedules: dict[str, tuple[list[Visit], Schedule]] = {}
@@ -61,11 +64,11 @@ def finish_plan(
         if p.point_id not in served and p.point_id not in explained
     ]
     if repair and missing:
-        missing = reinsert(problem, schedules, missing, starts, breaks_done, deadline)
+        missing = reinsert(problem, schedules, missing, starts, breaks_done, deadline, clock)
     for pid in missing:
         reason = (
             _blocking_reason(problem, schedules, pid, starts, breaks_done)
-            if time.monotonic() < deadline
+            if clock() < deadline
             else _overall_reason(problem)
         )
         out_unassigned.append(Unassigned(point_id=pid, reason=reason))  # type: ignore[arg-type]
@@ -213,13 +216,14 @@ def reinsert(
     starts: dict[str, Start],
     breaks_done: frozenset[str],
     deadline: float,
+    clock: Clock = time.monotonic,
 ) -> list[str]:
     """Cheapest feasible insertion of each missing point into any route (or a new
     route for an idle truck), the positions of all trucks tried cheapest first;
     returns the points still left out."""
     left: list[str] = []
     for pid in missing:
-        if time.monotonic() > deadline:
+        if clock() > deadline:
             left.append(pid)
             continue
         p = problem.point(pid)
@@ -249,7 +253,7 @@ def reinsert(
                 schedules[truck.truck_id] = (trial, sched)
                 placed = True
                 break
-            if time.monotonic() > deadline:
+            if clock() > deadline:
                 break
         if not placed:
             left.append(pid)
@@ -331,12 +335,3 @@ def make_plan(
             notes=notes,
         ),
     )
-
-
-def repair_budget_s(time_limit_s: float, options: SolverOptions | None = None) -> float:
-    """What :func:`solve_direct` may spend after its search, re-inserting points the
-    search left out (on top of ``time_limit_s``). A search bounded by a solution limit
-    is never cut short by the clock (the time limit is then only a safety cap)."""
-    if options is not None and options.solution_limit is not None:
-        return time_limit_s
-    return min(10.0, 0.1 * time_limit_s + 1.0)
