@@ -40,6 +40,7 @@ result line says whether PyVRP's plan holds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -49,6 +50,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +342,11 @@ def competitors(n: int) -> Iterator[None]:
 
 
 def run_demo_loaded(
-    budget: float, seed: int, n_competitors: int, solution_limit: int | None = None
+    budget: float,
+    seed: int,
+    n_competitors: int,
+    solution_limit: int | None = None,
+    options: SolverOptions | None = None,
 ) -> dict[str, Any]:
     """The demo district planned while other processes load the CPU (with
     ``solution_limit``: a search bounded by solutions, the budget only a cap)."""
@@ -350,7 +356,7 @@ def run_demo_loaded(
     problem = routing_problem(generate(n_points=300, n_trucks=12, seed=1, district="demo"))
     with competitors(n_competitors):
         t0 = time.monotonic()
-        options = SolverOptions(solution_limit=solution_limit)
+        options = replace(options or SolverOptions(), solution_limit=solution_limit)
         plan = solve(problem, time_limit_s=budget, seed=seed, options=options)
         wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
@@ -372,10 +378,12 @@ def run_demo_loaded(
     }
 
 
-def compare_district(problem: Problem, budget: float, seed: int, set_label: str) -> dict[str, Any]:
+def compare_district(
+    problem: Problem, budget: float, seed: int, set_label: str, options: SolverOptions
+) -> dict[str, Any]:
     """Both planners on one district at the same budget, both plans checked; km."""
     t0 = time.monotonic()
-    plan = solve(problem, time_limit_s=budget, seed=seed)
+    plan = solve(problem, time_limit_s=budget, seed=seed, options=options)
     wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
     pplan, info = solve_pyvrp(problem, budget, seed)
@@ -396,6 +404,7 @@ def compare_district(problem: Problem, budget: float, seed: int, set_label: str)
         "feasible": not violations and not plan.unassigned,
         "wall_s": round(wall, 2),
         "within_budget": within_budget(wall, budget),
+        "notes": list(plan.stats.notes),
         "pyvrp_value": round(theirs, 3),
         "pyvrp_unassigned": len(pplan.unassigned),
         "pyvrp_violations": len(pviol),
@@ -412,7 +421,7 @@ def compare_district(problem: Problem, budget: float, seed: int, set_label: str)
     return row
 
 
-def run_scale(size: int, budget: float, seed: int) -> dict[str, Any]:
+def run_scale(size: int, budget: float, seed: int, options: SolverOptions) -> dict[str, Any]:
     problem, _graph = synthetic_district(
         n_points=size,
         n_trucks=max(2, size // 30),
@@ -421,10 +430,12 @@ def run_scale(size: int, budget: float, seed: int) -> dict[str, Any]:
         seed=seed,
         kitchen_share=0.1,
     )
-    return compare_district(problem, budget, seed, "scale")
+    return compare_district(problem, budget, seed, "scale", options)
 
 
-def run_district_db(code: str, day: str, budget: float, seed: int) -> dict[str, Any]:
+def run_district_db(
+    code: str, day: str, budget: float, seed: int, options: SolverOptions
+) -> dict[str, Any]:
     from datetime import date
 
     from fleet import db
@@ -435,18 +446,20 @@ def run_district_db(code: str, day: str, budget: float, seed: int) -> dict[str, 
         problem = service.build_problem(
             conn, district_id=code, service_date=date.fromisoformat(day)
         )
-    return compare_district(problem, budget, seed, "district-db")
+    return compare_district(problem, budget, seed, "district-db", options)
 
 
 def plan_value(inst: Instance, plan: Plan) -> float:
     return plan.stats.distance_m * inst.unit_per_m
 
 
-def run_instance(path: Path, budget: float, seed: int, with_pyvrp: bool) -> dict[str, Any]:
+def run_instance(
+    path: Path, budget: float, seed: int, with_pyvrp: bool, options: SolverOptions
+) -> dict[str, Any]:
     inst = read_instance(path)
     problem = inst.problem
     t0 = time.monotonic()
-    plan = solve(problem, time_limit_s=budget, seed=seed)
+    plan = solve(problem, time_limit_s=budget, seed=seed, options=options)
     wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
     ours = plan_value(inst, plan)
@@ -493,7 +506,7 @@ def run_instance(path: Path, budget: float, seed: int, with_pyvrp: bool) -> dict
     return row
 
 
-def run_district(spec: str, budget: float, seed: int) -> dict[str, Any]:
+def run_district(spec: str, budget: float, seed: int, options: SolverOptions) -> dict[str, Any]:
     n_points, n_trucks = (int(x) for x in spec.lower().split("x"))
     t0 = time.monotonic()
     problem, _graph = synthetic_district(
@@ -505,7 +518,7 @@ def run_district(spec: str, budget: float, seed: int) -> dict[str, Any]:
         kitchen_share=0.1,
     )
     build_s = time.monotonic() - t0
-    plan = solve(problem, time_limit_s=max(1.0, budget - build_s), seed=seed)
+    plan = solve(problem, time_limit_s=max(1.0, budget - build_s), seed=seed, options=options)
     wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
     return {
@@ -525,6 +538,7 @@ def run_district(spec: str, budget: float, seed: int) -> dict[str, Any]:
         "build_s": round(build_s, 2),
         "wall_s": round(wall, 2),
         "within_budget": within_budget(wall, budget),
+        "notes": list(plan.stats.notes),
     }
 
 
@@ -575,6 +589,23 @@ def read_rows(log: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def solver_options(parser: argparse.ArgumentParser, pairs: list[str]) -> SolverOptions:
+    """``NAME=VALUE`` pairs as SolverOptions fields (values read as JSON, else text)."""
+    fields = {f.name for f in dataclasses.fields(SolverOptions)}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or name not in fields:
+            parser.error(
+                f"--option {pair!r}: expected NAME=VALUE with NAME one of {sorted(fields)}"
+            )
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw
+    return SolverOptions(**values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="instance files or folders")
@@ -599,6 +630,13 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", default="", metavar="N,N,...", help="generated districts of these sizes"
     )
     parser.add_argument("--district-db", metavar="CODE", help="an imported district")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a SolverOptions field for ClearDay's planner, e.g. improve_rounds=0",
+    )
     parser.add_argument("--date", metavar="YYYY-MM-DD", help="with --district-db")
     parser.add_argument(
         "--merge",
@@ -621,24 +659,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--scale: sizes are whole numbers, e.g. 300,1000,3000")
     if not (args.paths or args.district or args.demo_loaded or sizes or args.district_db):
         parser.error("give instance PATHs, --district, --demo-loaded, --scale or --district-db")
+    options = solver_options(parser, args.option)
     rows = []
     for path in find_instances(args.paths):
-        row = run_instance(path, args.budget, args.seed, not args.no_pyvrp)
+        row = run_instance(path, args.budget, args.seed, not args.no_pyvrp, options)
         rows.append(row)
         print(json.dumps(row), flush=True)
     for spec in args.district:
-        row = run_district(spec, args.budget, args.seed)
+        row = run_district(spec, args.budget, args.seed, options)
         rows.append(row)
         print(json.dumps(row), flush=True)
     later: list[Any] = []
     if args.demo_loaded:
         later.append(
-            lambda: run_demo_loaded(args.budget, args.seed, args.competitors, args.solution_limit)
+            lambda: run_demo_loaded(
+                args.budget, args.seed, args.competitors, args.solution_limit, options
+            )
         )
     for size in sizes:
-        later.append(lambda size=size: run_scale(size, args.budget, args.seed))
+        later.append(lambda size=size: run_scale(size, args.budget, args.seed, options))
     if args.district_db:
-        later.append(lambda: run_district_db(args.district_db, args.date, args.budget, args.seed))
+        later.append(
+            lambda: run_district_db(args.district_db, args.date, args.budget, args.seed, options)
+        )
     for run in later:
         row = run()
         rows.append(row)
