@@ -223,7 +223,7 @@ def reinsert(
     returns the points still left out."""
     left: list[str] = []
     for pid in missing:
-        if clock() > deadline:
+        if clock() >= deadline:
             left.append(pid)
             continue
         p = problem.point(pid)
@@ -253,7 +253,7 @@ def reinsert(
                 schedules[truck.truck_id] = (trial, sched)
                 placed = True
                 break
-            if clock() > deadline:
+            if clock() >= deadline:
                 break
         if not placed:
             left.append(pid)
