@@ -69,6 +69,7 @@ from routing import (  # noqa: E402
     check_plan,
     depot_key,
     finish_plan,
+    fold_break,
     make_plan,
     point_key,
     solve,
@@ -168,6 +169,13 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     dur_i = np.ceil(dur * SCALE - 1e-6).astype(np.int64)
 
     load_scale = 1000
+    fold = _break_fold(trucks)
+
+    def window(lo_s: float, hi_s: float) -> tuple[int, int]:
+        """A window in PyVRP's time: deciseconds, the common break folded in."""
+        lo, hi = math.ceil(lo_s * SCALE - 1e-6), math.floor(hi_s * SCALE + 1e-6)
+        folded = fold_break(lo, hi, fold) if fold else None
+        return folded or (lo, hi)
 
     locations = [pyvrp.Location(0.0, 0.0) for _ in keys]
     lat_lon = {}
@@ -184,11 +192,12 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     for i, k in enumerate(keys[:n_real_depots]):
         if k.startswith("station/"):
             s = problem.station(k.split("/", 1)[1])
+            tw_early, tw_late = window(s.opens_s, s.closes_s - s.tipping_time_s)
             depots.append(
                 pyvrp.Depot(
                     i,
-                    tw_early=math.ceil(s.opens_s * SCALE),
-                    tw_late=math.floor((s.closes_s - s.tipping_time_s) * SCALE),
+                    tw_early=tw_early,
+                    tw_late=tw_late,
                     service_duration=math.ceil(s.tipping_time_s * SCALE),
                 )
             )
@@ -203,25 +212,12 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
             point_offset + k,
             pickup=[round(p.amount_kg * load_scale)],
             service_duration=math.ceil(p.service_time_s * SCALE),
-            tw_early=math.ceil(p.window_start_s * SCALE),
-            tw_late=math.floor(p.window_end_s * SCALE),
+            tw_early=window(p.window_start_s, p.window_end_s)[0],
+            tw_late=window(p.window_start_s, p.window_end_s)[1],
         )
         for k, p in enumerate(problem.points)
     ]
-    groups: Counter[tuple[Any, ...]] = Counter()
-    for t in trucks:
-        shift_end = t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
-        groups[
-            (
-                t.capacity_kg,
-                t.start_depot_id,
-                t.end_depot_id,
-                t.shift_start_s,
-                shift_end,
-                min(t.route_duration_limit_s, shift_end - t.shift_start_s),
-                t.max_day_load_kg,
-            )
-        ] += 1
+    groups: Counter[tuple[Any, ...]] = Counter(_vehicle_group(t) for t in trucks)
     vehicle_types = []
     group_keys = list(groups)
     for g in group_keys:
@@ -253,25 +249,7 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     # Back to ClearDay: assign each PyVRP route to a truck of its vehicle type.
     pool: dict[int, list[str]] = {}
     for gi, g in enumerate(group_keys):
-        pool[gi] = [
-            t.truck_id
-            for t in trucks
-            if (
-                t.capacity_kg,
-                t.start_depot_id,
-                t.end_depot_id,
-                t.shift_start_s,
-                t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0),
-                min(
-                    t.route_duration_limit_s,
-                    t.shift_end_s
-                    - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
-                    - t.shift_start_s,
-                ),
-                t.max_day_load_kg,
-            )
-            == g
-        ]
+        pool[gi] = [t.truck_id for t in trucks if _vehicle_group(t) == g]
     visits_by_truck: dict[str, list[Visit]] = {}
     station_of_depot = {
         depot_pos[keys.index(station_key(s.station_id))]: s.station_id for s in problem.stations
@@ -306,11 +284,43 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
         solver="pyvrp",
     )
     info = {
+        "pyvrp_break": "folded into time" if fold else "none",
         "pyvrp_cost": best.distance() / SCALE,
         "pyvrp_feasible_own_model": bool(best.is_feasible()),
         "pyvrp_routes_dropped": len(visits_by_truck) - len(routes),
     }
     return plan, info
+
+
+def _break_fold(trucks: list[Any]) -> tuple[int, int] | None:
+    """(start, duration) in deciseconds of the lunch break every truck takes, folded
+    into PyVRP's time as ClearDay's model folds it (``routing.fold_break``: time runs
+    behind by the break from its earliest start); None without a common break."""
+    breaks = {(t.break_earliest_s, t.break_duration_s) for t in trucks}
+    if len(breaks) != 1:
+        return None
+    earliest, duration = breaks.pop()
+    if duration <= 0:
+        return None
+    return math.ceil(earliest * SCALE - 1e-6), math.ceil(duration * SCALE - 1e-6)
+
+
+def _vehicle_group(t: Any) -> tuple[Any, ...]:
+    """A PyVRP vehicle type: capacity, depots, shift and route duration with the
+    break taken out, daily load cap."""
+    shift_end = t.shift_end_s - max(0.0, t.break_duration_s)
+    longest = min(
+        t.route_duration_limit_s - max(0.0, t.break_duration_s), shift_end - t.shift_start_s
+    )
+    return (
+        t.capacity_kg,
+        t.start_depot_id,
+        t.end_depot_id,
+        t.shift_start_s,
+        shift_end,
+        longest,
+        t.max_day_load_kg,
+    )
 
 
 # --------------------------------------------------------------------------- runs

@@ -27,7 +27,7 @@ from routing.problem import (
     station_key,
     truck_key,
 )
-from routing.schedule import Schedule, Start, Visit, schedule_route
+from routing.schedule import Schedule, Start, Visit, fold_break, schedule_route
 
 if TYPE_CHECKING:
     from routing.solver import solve
@@ -54,6 +54,7 @@ __all__ = [
     "check_plan",
     "depot_key",
     "finish_plan",
+    "fold_break",
     "make_plan",
     "point_key",
     "schedule_route",
