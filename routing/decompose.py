@@ -262,6 +262,7 @@ def solve_decomposed(
         current, pieces, status = _first_plan(
             problem, territories, budget, seed, sub_options, workers, unservable, run_all
         )
+        first_km = sum(current.distance_m.values()) / 1000.0
         rounds, tried, accepted = _improve(
             problem, current, budget, seed, sub_options, workers, run_all
         )
@@ -278,6 +279,8 @@ def solve_decomposed(
     notes = (
         f"{pieces} pieces; {rounds} rounds of {workers} workers: "
         f"{accepted} of {tried} neighbourhoods improved",
+        f"first plan {first_km:.1f} km ({len(current.visits)} routes), after improvement "
+        f"{sum(current.distance_m.values()) / 1000.0:.1f} km",
     )
     return make_plan(
         problem,
