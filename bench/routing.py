@@ -31,10 +31,17 @@ distance-convention best-known exists (Kim et al.'s totals are reported as
 PyVRP is averaged over the instances where both plans are feasible; the others are
 counted in ``pyvrp_infeasible``.
 
-PyVRP cannot express the lunch break or the daily load cap of the waste instances:
-there it solves a relaxation (no daily cap, shift shortened by the break), its routes
-are then timed with the break by ClearDay's scheduler and checked like ours; the
-result line says whether PyVRP's plan holds.
+PyVRP is given the waste instances as far as it can express them: streams and
+narrow lanes as one routing profile per kind of truck (points a truck may not serve
+out of its reach, the way home through a station that takes its streams), reloads
+at the stations that take the truck's streams, and the lunch break folded into its
+time windows as ClearDay's model folds it (``routing.fold_break``: time runs behind
+by the break from its earliest start; shift and route duration shortened by it). The
+daily load cap becomes a reload limit (exact when it is a whole number of loads).
+Its routes are then timed exactly by ClearDay's scheduler and finished as ClearDay's
+own search results are (a route that does not hold is repaired, points left out
+re-inserted; ``pyvrp_routes_repaired`` counts what needed it, by reason), and checked
+like ours. That finishing runs after PyVRP's budget, on top of it.
 """
 
 from __future__ import annotations
@@ -71,7 +78,9 @@ from routing import (  # noqa: E402
     finish_plan,
     fold_break,
     make_plan,
+    normalise,
     point_key,
+    schedule_route,
     solve,
     station_key,
 )
@@ -114,8 +123,9 @@ def set_name(path: Path) -> str:
 
 
 def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dict[str, Any]]:
-    """Solve with PyVRP and turn its routes into a ClearDay plan, timed and repaired
-    by nothing: infeasibilities stay for the checker to see."""
+    """Solve with PyVRP and turn its routes into a ClearDay plan, timed exactly and
+    finished as ClearDay's own search results are (see below); the checker then has
+    the last word."""
     import pyvrp
     from pyvrp.stop import MaxRuntime
 
@@ -136,37 +146,18 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     point_offset = len(keys)
     keys += [point_key(p.point_id) for p in problem.points]
 
-    mx = problem.matrix
-    n = len(keys)
-    dist = np.zeros((n, n))
-    dur = np.zeros((n, n))
-    real = [k for k in keys if not k.startswith("virtual-end/")]
-    real_idx = [i for i, k in enumerate(keys) if not k.startswith("virtual-end/")]
-    sub = mx.subset(real)
-    dist[np.ix_(real_idx, real_idx)] = sub.distance_m
-    dur[np.ix_(real_idx, real_idx)] = sub.duration_s
-    big = float(np.nanmax(np.where(np.isfinite(dist), dist, 0))) * 10 + 1e6
-    if station_mode:
-        for d, ve in end_virtual.items():
-            home = mx.index[depot_key(d)]
-            for i, k in enumerate(keys):
-                if k.startswith("virtual-end/"):
-                    dist[i, ve] = dur[i, ve] = 0.0 if i == ve else big
-                    continue
-                best = (math.inf, math.inf)
-                for s in problem.stations:
-                    sk = mx.index[station_key(s.station_id)]
-                    d1 = mx.distance_m[mx.index[k], sk] + mx.distance_m[sk, home]
-                    t1 = mx.duration_s[mx.index[k], sk] + s.tipping_time_s + mx.duration_s[sk, home]
-                    if d1 < best[0]:
-                        best = (d1, t1)
-                dist[i, ve], dur[i, ve] = best
-            dist[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
-            dur[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
-    dist = np.where(np.isfinite(dist), dist, big)
-    dur = np.where(np.isfinite(dur), dur, big)
-    dist_i = np.rint(dist * SCALE).astype(np.int64)
-    dur_i = np.ceil(dur * SCALE - 1e-6).astype(np.int64)
+    # One routing profile per kind of truck (streams, narrow lanes): its own matrix
+    # (without narrow lanes if it may not enter them), points it may not serve out of
+    # reach, and the way home through a station that takes its streams.
+    profile_of: dict[tuple[Any, ...], int] = {}
+    profile_trucks: list[Any] = []
+    for t in trucks:
+        if _profile_key(t) not in profile_of:
+            profile_of[_profile_key(t)] = len(profile_trucks)
+            profile_trucks.append(t)
+    matrices = [_pyvrp_matrix(problem, keys, end_virtual, point_offset, t) for t in profile_trucks]
+    dist_i = [m[0] for m in matrices]
+    dur_i = [m[1] for m in matrices]
 
     load_scale = 1000
     fold = _break_fold(trucks)
@@ -221,7 +212,14 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     vehicle_types = []
     group_keys = list(groups)
     for g in group_keys:
-        cap, sdep, edep, s0, s1, maxdur, day_cap = g
+        cap, sdep, edep, s0, s1, maxdur, day_cap, profile_key = g
+        profile = profile_of[profile_key]
+        allowed = {s.station_id for s in problem.stations_for(profile_trucks[profile])}
+        reload = [
+            d
+            for d, s in zip(station_depots, problem.stations, strict=True)
+            if s.station_id in allowed
+        ]
         # The daily load cap as a trip limit: exact when it is a multiple of the
         # capacity, a relaxation otherwise (the checker then has the last word).
         max_reloads = max(0, math.ceil(day_cap / cap - 1e-9) - 1) if day_cap is not None else 2**30
@@ -238,11 +236,12 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
                 tw_early=math.ceil(s0 * SCALE),
                 tw_late=math.floor(s1 * SCALE),
                 shift_duration=math.floor(maxdur * SCALE) if math.isfinite(maxdur) else 2**40,
-                reload_depots=station_depots if station_mode else [],
+                profile=profile,
+                reload_depots=reload if station_mode else [],
                 max_reloads=max_reloads if station_mode else 0,
             )
         )
-    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, [dist_i], [dur_i])
+    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, dist_i, dur_i)
     remaining = max(0.5, budget_s - (time.monotonic() - t0))
     result = pyvrp.solve(data, stop=MaxRuntime(remaining), seed=seed, display=False)
     best = result.best
@@ -269,10 +268,18 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
         for p in problem.points
         if p.point_id not in served
     ]
-    # Time the routes (the break is placed by ClearDay's scheduler, the final unload
-    # at the nearest station); no repair, so what PyVRP got wrong stays visible.
+    # Time the routes exactly (the break placed by ClearDay's scheduler, the final
+    # unload at the nearest station) and finish them as ClearDay's own search results
+    # are finished: a route that does not hold (the folded break is an approximation)
+    # is repaired, points left out re-inserted. What needed repair is reported.
+    unrepaired = Counter(
+        schedule_route(problem, problem.truck(t), normalise(problem, problem.truck(t), v)).reason
+        for t, v in visits_by_truck.items()
+        if v
+    )
+    unrepaired.pop(None, None)
     routes, unassigned = finish_plan(
-        problem, visits_by_truck, missing, repair=False, time_budget_s=0.0
+        problem, visits_by_truck, missing, repair=True, time_budget_s=max(10.0, 0.1 * budget_s)
     )
     plan = make_plan(
         problem,
@@ -287,7 +294,8 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
         "pyvrp_break": "folded into time" if fold else "none",
         "pyvrp_cost": best.distance() / SCALE,
         "pyvrp_feasible_own_model": bool(best.is_feasible()),
-        "pyvrp_routes_dropped": len(visits_by_truck) - len(routes),
+        "pyvrp_routes_repaired": dict(unrepaired),
+        "pyvrp_points_left_out_by_pyvrp": len(missing),
     }
     return plan, info
 
@@ -320,6 +328,62 @@ def _vehicle_group(t: Any) -> tuple[Any, ...]:
         shift_end,
         longest,
         t.max_day_load_kg,
+        _profile_key(t),
+    )
+
+
+def _profile_key(t: Any) -> tuple[Any, ...]:
+    return (frozenset(t.streams), t.can_enter_narrow)
+
+
+def _pyvrp_matrix(
+    problem: Problem,
+    keys: list[str],
+    end_virtual: dict[str, int],
+    point_offset: int,
+    truck: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (dm) and durations (ds) for one kind of truck: its own matrix; the
+    points it may not serve (stream, narrow lane) out of reach; each virtual end is
+    the way home from anywhere through the nearest station that takes its streams."""
+    mx = problem.matrix_for(truck)
+    n = len(keys)
+    dist = np.zeros((n, n))
+    dur = np.zeros((n, n))
+    real_idx = [i for i, k in enumerate(keys) if not k.startswith("virtual-end/")]
+    sub = mx.subset([keys[i] for i in real_idx])
+    dist[np.ix_(real_idx, real_idx)] = sub.distance_m
+    dur[np.ix_(real_idx, real_idx)] = sub.duration_s
+    big = float(np.nanmax(np.where(np.isfinite(dist), dist, 0))) * 10 + 1e6
+    stations = problem.stations_for(truck) or list(problem.stations)
+    for d, ve in end_virtual.items():
+        home = mx.index[depot_key(d)]
+        for i, k in enumerate(keys):
+            if k.startswith("virtual-end/"):
+                dist[i, ve] = dur[i, ve] = 0.0 if i == ve else big
+                continue
+            best = (math.inf, math.inf)
+            for s in stations:
+                sk = mx.index[station_key(s.station_id)]
+                d1 = mx.distance_m[mx.index[k], sk] + mx.distance_m[sk, home]
+                t1 = mx.duration_s[mx.index[k], sk] + s.tipping_time_s + mx.duration_s[sk, home]
+                if d1 < best[0]:
+                    best = (d1, t1)
+            dist[i, ve], dur[i, ve] = best
+        dist[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
+        dur[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
+    for k, p in enumerate(problem.points):
+        if p.stream not in truck.streams or (
+            p.access_class == "narrow" and not truck.can_enter_narrow
+        ):
+            dist[point_offset + k, :] = dist[:, point_offset + k] = big
+            dur[point_offset + k, :] = dur[:, point_offset + k] = big
+            dist[point_offset + k, point_offset + k] = dur[point_offset + k, point_offset + k] = 0
+    dist = np.where(np.isfinite(dist), dist, big)
+    dur = np.where(np.isfinite(dur), dur, big)
+    return (
+        np.rint(dist * SCALE).astype(np.int64),
+        np.ceil(dur * SCALE - 1e-6).astype(np.int64),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from routing.check import LivePosition, Violation, check_plan
-from routing.finish import finish_plan, make_plan
+from routing.finish import finish_plan, make_plan, normalise
 from routing.options import SolverOptions
 from routing.plan import Plan, Route, SolveStats, Stop, Unassigned
 from routing.problem import (
@@ -56,6 +56,7 @@ __all__ = [
     "finish_plan",
     "fold_break",
     "make_plan",
+    "normalise",
     "point_key",
     "schedule_route",
     "solve",

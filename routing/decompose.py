@@ -238,7 +238,7 @@ def _mapper(workers: int) -> Iterator[Mapper[Any, Any]]:
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context(method)
     ) as pool:
-        yield lambda fn, jobs: list(pool.map(fn, jobs)) if len(jobs) > 1 else [fn(j) for j in jobs]
+        yield lambda fn, jobs: list(pool.map(fn, jobs))
 
 
 def solve_decomposed(
@@ -294,11 +294,10 @@ def solve_decomposed(
     )
 
 
-def _slot_s(budget: Budget, share_s: float, rounds: int) -> float:
+def _slot_s(budget: Budget, usable_s: float, rounds: int) -> float:
     """The time limit of one solve in a round, so that ``rounds`` rounds of them
-    (each returning within its limit × 1.05 + 2 s) end inside ``share_s`` of what is
-    left before the finishing reserve."""
-    per_round = share_s / max(1, rounds) - ROUND_MARGIN_S - OVERRUN_S
+    (each returning within its limit × 1.05 + 2 s) end inside ``usable_s``."""
+    per_round = usable_s / max(1, rounds) - ROUND_MARGIN_S - OVERRUN_S
     return per_round / (1.0 + OVERRUN_SHARE)
 
 
@@ -318,7 +317,9 @@ def _first_plan(
     waves = math.ceil(len(pieces) / min(workers, len(pieces)))
     share = options.first_plan_share if options.improve_rounds != 0 else 1.0
     usable = budget.remaining_s() - budget.finishing_reserve_s()
-    slot = max(1.0, _slot_s(budget, usable * share, waves))
+    # A piece's solve keeps its own finishing inside its limit; what the waves take
+    # beyond their slots is taken from the improvement, which checks the clock.
+    slot = max(1.0, usable * share / waves - ROUND_MARGIN_S)
     jobs = [
         _Job(sub_problem(problem, piece, f"{problem.name}#{i}"), slot, seed, options)
         for i, piece in enumerate(pieces)
@@ -369,7 +370,8 @@ def _improve(
     while max_rounds is None or rounds < max_rounds:
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
-            slot = min(options.neighbourhood_s or 0.08 * budget.limit_s, _slot_s(budget, usable, 1))
+            wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
+            slot = min(wanted, _slot_s(budget, usable, 1))
             if slot < MIN_SLOT_S:
                 break
         else:

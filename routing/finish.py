@@ -69,7 +69,7 @@ def finish_plan(
         reason = (
             _blocking_reason(problem, schedules, pid, starts, breaks_done)
             if clock() < deadline
-            else _overall_reason(problem)
+            else _quick_reason(problem, schedules, pid, starts, breaks_done)
         )
         out_unassigned.append(Unassigned(point_id=pid, reason=reason))  # type: ignore[arg-type]
     routes = [
@@ -296,10 +296,47 @@ def _blocking_reason(
     return pick_reason(reasons) if reasons else "shift"
 
 
-def _overall_reason(problem: Problem) -> str:
-    total = sum(p.amount_kg for p in problem.points)
-    fleet = sum(min(t.day_load_limit_kg, 1e18) for t in problem.trucks)
-    return "capacity" if total > fleet else "shift"
+def _quick_reason(
+    problem: Problem,
+    schedules: dict[str, tuple[list[Visit], Schedule]],
+    pid: str,
+    starts: dict[str, Start],
+    breaks_done: frozenset[str],
+) -> str:
+    """The point's reason when there is no time left to try every insertion: what
+    blocks it on a day of its own, if no truck could serve it alone (its window, the
+    shift, the stations' hours); else what the trucks that could are short of, load
+    (``capacity``) or time (``shift``)."""
+    p = problem.point(pid)
+    alone: Counter[str] = Counter()
+    short_of_load = 0
+    could = 0
+    for truck in problem.trucks:
+        if p.stream not in truck.streams:
+            continue
+        if p.access_class == "narrow" and not truck.can_enter_narrow:
+            continue
+        start = starts.get(truck.truck_id)
+        trials = _insertions(problem, truck, [], p, start)[:1]
+        if not trials:
+            alone["station_hours"] += 1
+            continue
+        s = schedule_route(
+            problem, truck, trials[0][1], start=start, break_done=truck.truck_id in breaks_done
+        )
+        if not s.feasible:
+            alone[s.reason or "shift"] += 1
+            continue
+        could += 1
+        visits, _ = schedules.get(truck.truck_id, ([], None))
+        day_kg = sum(problem.point(v.ref_id).amount_kg for v in visits if v.kind == "point")
+        if start is not None:
+            day_kg += start.day_load_kg
+        if day_kg + p.amount_kg > truck.day_load_limit_kg + 1e-9:
+            short_of_load += 1
+    if could:
+        return "capacity" if short_of_load == could else "shift"
+    return pick_reason(alone)
 
 
 def make_plan(

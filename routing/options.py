@@ -52,9 +52,10 @@ class SolverOptions:
     workers: int | None = None  # processes for decomposed districts; None = CPU count
     # Decomposed districts (routing.decompose): the share of the budget for the first
     # plan by territories; then neighbourhoods of about this many points, each solved
-    # for neighbourhood_s (None: 8 % of the budget), for improve_rounds rounds (None:
-    # until the budget runs out, or 3 with a solution limit; 0: territories only).
-    first_plan_share: float = 0.3
+    # for neighbourhood_s (None: 10 % of the budget, within 5–20 s), for improve_rounds
+    # rounds (None: until the budget runs out, or 3 with a solution limit; 0:
+    # territories only, with the whole budget).
+    first_plan_share: float = 0.5
     neighbourhood_points: int = 120
     neighbourhood_s: float | None = None
     improve_rounds: int | None = None

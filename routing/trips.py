@@ -83,11 +83,13 @@ def construct_trips(
         for size in sizes:
             limit = max(0.2, share / len(sizes) - 0.05)
             trips = _cvrp_trips(model, key[0], vs, pts, size, limit)
-            packed = _pack_trips(model, key[0], vs, trips, fill_days=size < sizes[0])
-            # With one trip size there is nothing to compare.
-            cost = _packed_cost(model, key[0], packed, pts) if len(sizes) > 1 else 0.0
-            if chosen is None or cost < chosen[0]:
-                chosen = (cost, packed)
+            # Full loads are packed both ways (spread over the trucks, and filling
+            # days), trips cut to the even share only filling days.
+            for fill_days in (False, True) if size == sizes[0] else (True,):
+                packed = _pack_trips(model, key[0], vs, trips, fill_days=fill_days)
+                cost = _packed_cost(model, key[0], packed, pts)
+                if chosen is None or cost < chosen[0]:
+                    chosen = (cost, packed)
         assert chosen is not None
         out.update(chosen[1])
         if model.options.solution_limit is None and clock() - t0 > time_limit_s * 1.5:

@@ -78,7 +78,7 @@ def test_a_late_finish_still_gives_every_point_its_reason() -> None:
     assert check_plan(pb, plan) == []
     assert plan.stats.num_assigned == 0
     assert len(plan.unassigned) == len(pb.points)
-    assert all(u.reason for u in plan.unassigned)
+    assert {u.reason for u in plan.unassigned} == {"shift"}  # each could be served alone
 
 
 def test_a_decomposed_district_skips_improvement_once_the_budget_is_gone() -> None:
