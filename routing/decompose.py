@@ -263,7 +263,7 @@ def solve_decomposed(
             problem, territories, budget, seed, sub_options, workers, unservable, run_all
         )
         first_km = sum(current.distance_m.values()) / 1000.0
-        rounds, tried, accepted = _improve(
+        rounds, tried, accepted, eliminated = _improve(
             problem, current, budget, seed, sub_options, workers, run_all
         )
     routes, final_unassigned = finish_plan(
@@ -278,7 +278,7 @@ def solve_decomposed(
     )
     notes = (
         f"{pieces} pieces; {rounds} rounds of {workers} workers: "
-        f"{accepted} of {tried} neighbourhoods improved",
+        f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer)",
         f"first plan {first_km:.1f} km ({len(current.visits)} routes), after improvement "
         f"{sum(current.distance_m.values()) / 1000.0:.1f} km",
     )
@@ -357,16 +357,17 @@ def _improve(
     options: SolverOptions,
     workers: int,
     run_all: Mapper[Any, Any],
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int]:
     """Rounds of neighbourhood re-optimisation until the budget (or
     ``options.improve_rounds``, or, with a solution limit, ``COUNTED_ROUNDS``) runs
-    out; returns (rounds, neighbourhoods tried, improved)."""
+    out; returns (rounds, neighbourhoods tried, improved, improved with a truck
+    fewer)."""
     max_rounds = options.improve_rounds
     if max_rounds is None and options.solution_limit is not None:
         max_rounds = COUNTED_ROUNDS
     rng = np.random.default_rng(seed)
     tried_seeds: set[str] = set()
-    rounds = tried = accepted = 0
+    rounds = tried = accepted = eliminated = 0
     while max_rounds is None or rounds < max_rounds:
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
@@ -385,20 +386,27 @@ def _improve(
             tried_seeds.clear()  # every seed tried: start over with new search seeds
             continue
         jobs = []
+        without: list[str | None] = []
         for i, (seed_truck, trucks, extra) in enumerate(groups):
             tried_seeds.add(seed_truck)
-            sub = _neighbourhood_problem(problem, current, trucks, extra, rounds)
-            initial = {t: current.visits[t] for t in trucks if t in current.visits}
+            # Every other neighbourhood is offered one truck fewer (the one serving the
+            # fewest points): the search alone seldom empties a truck's whole day.
+            fewer = options.route_elimination and len(trucks) > 1 and (rounds + i) % 2 == 1
+            victim = min(trucks, key=lambda t: current.served([t])) if fewer else None
+            without.append(victim)
+            sub = _neighbourhood_problem(problem, current, trucks, extra, rounds, victim)
+            initial = {t: current.visits[t] for t in trucks if t in current.visits and t != victim}
             jobs.append(_Job(sub, slot, seed + 1 + rounds * workers + i, options, initial))
         plans: list[Plan] = run_all(_run, jobs)
-        for (_, trucks, _), plan in zip(groups, plans, strict=True):
+        for (_, trucks, _), plan, victim in zip(groups, plans, without, strict=True):
             tried += 1
             if _better(current, trucks, plan):
                 accepted += 1
+                eliminated += victim is not None
                 _accept(current, trucks, plan)
                 tried_seeds.difference_update(trucks)
         rounds += 1
-    return rounds, tried, accepted
+    return rounds, tried, accepted, eliminated
 
 
 def neighbourhoods(
@@ -451,11 +459,17 @@ def neighbourhoods(
 
 
 def _neighbourhood_problem(
-    problem: Problem, current: _Current, trucks: list[str], extra: list[str], rnd: int
+    problem: Problem,
+    current: _Current,
+    trucks: list[str],
+    extra: list[str],
+    rnd: int,
+    without: str | None = None,
 ) -> Problem:
+    """The points of the trucks' routes and ``extra``, with the trucks but ``without``."""
     pids = [v.ref_id for t in trucks for v in current.visits.get(t, ()) if v.kind == "point"]
     points = tuple(problem.point(pid) for pid in [*pids, *extra])
-    piece = Piece(points, tuple(problem.truck(t) for t in trucks))
+    piece = Piece(points, tuple(problem.truck(t) for t in trucks if t != without))
     return sub_problem(problem, piece, f"{problem.name}~{rnd}:{trucks[0]}")
 
 

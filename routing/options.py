@@ -59,6 +59,10 @@ class SolverOptions:
     neighbourhood_points: int = 120
     neighbourhood_s: float | None = None
     improve_rounds: int | None = None
+    route_elimination: bool = True  # every other neighbourhood with one truck fewer
+    # Districts with stations above this many points (but not above
+    # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
+    improve_above_points: int | None = None
     # Live state for re-planning (routing.replan): truck id -> where its day resumes.
     starts: tuple[tuple[str, Start], ...] = ()
     breaks_done: frozenset[str] = frozenset()

@@ -37,7 +37,14 @@ def solve(
     if not (isinstance(time_limit_s, int | float) and time_limit_s > 0):
         raise ValueError(f"time_limit_s: must be a positive number of seconds, got {time_limit_s}")
     options = options or SolverOptions()
-    if len(problem.points) > options.max_points_per_solve and len(problem.trucks) > 1:
+    if len(problem.trucks) > 1 and (
+        len(problem.points) > options.max_points_per_solve
+        or (
+            problem.stations
+            and options.improve_above_points is not None
+            and len(problem.points) > options.improve_above_points
+        )
+    ):
         return decompose.solve_decomposed(
             problem, time_limit_s=time_limit_s, seed=seed, options=options, clock=clock
         )

@@ -7,13 +7,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from routing import SolverOptions, solve
 from routing.check import check_plan
-from routing.decompose import _Current, neighbourhoods
+from routing.decompose import _Current, _neighbourhood_problem, neighbourhoods
 from routing.instances import synthetic_district
 from routing.plan import Plan
 from routing.schedule import Visit
+
+from .tiny import line_problem, point, truck
 
 
 def _key(plan: Plan) -> tuple[int, float]:
@@ -77,3 +80,37 @@ def test_improvement_runs_in_parallel_processes() -> None:
     assert check_plan(pb, plan) == []
     assert not plan.unassigned
     assert "2 rounds of 2 workers" in plan.stats.notes[0]
+
+
+def test_routes_cut_apart_by_a_territory_border_are_joined_by_the_improvement() -> None:
+    """Two territories, a truck each, far from the depot: the first plan drives out
+    and home twice; the neighbourhood of both routes serves the four points with one
+    truck's day, and is kept."""
+    pb = line_problem(
+        {pid: (10_000.0 + 100 * k, point(pid)) for k, pid in enumerate("ABCD")},
+        trucks=[truck("T1"), truck("T2")],
+    )
+    base = SolverOptions(max_points_per_solve=2, workers=1, solution_limit=100)
+    territories = solve(pb, time_limit_s=300, options=replace(base, improve_rounds=0))
+    assert len(territories.routes) == 2
+    improved = solve(pb, time_limit_s=300, options=replace(base, improve_rounds=2))
+    assert check_plan(pb, improved) == []
+    assert not improved.unassigned
+    assert len(improved.routes) == 1
+    # Out 10 km, along the four points, back 10.3 km to the station at the depot.
+    assert improved.stats.distance_m == pytest.approx(20_600.0)
+
+
+def test_a_neighbourhood_offered_a_truck_fewer_keeps_every_point() -> None:
+    """The sub-problem without a truck still holds every point of the neighbourhood's
+    routes and the points left out nearby."""
+    pb, _ = synthetic_district(n_points=40, n_trucks=4, seed=1)
+    ids = [p.point_id for p in pb.points]
+    trucks = [t.truck_id for t in pb.trucks]
+    visits = {
+        t: [Visit("point", pid) for pid in ids[10 * k : 10 * k + 9]] for k, t in enumerate(trucks)
+    }
+    current = _Current(visits, {t: 1.0 for t in trucks}, [ids[9]])
+    sub = _neighbourhood_problem(pb, current, trucks[:3], [ids[9]], 0, trucks[1])
+    assert [t.truck_id for t in sub.trucks] == [trucks[0], trucks[2]]
+    assert len(sub.points) == 3 * 9 + 1
