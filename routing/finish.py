@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 from routing.budget import Clock
 from routing.options import SOLVER_NAME
@@ -65,12 +66,13 @@ def finish_plan(
     ]
     if repair and missing:
         missing = reinsert(problem, schedules, missing, starts, breaks_done, deadline, clock)
+    quick: _QuickReasons | None = None
     for pid in missing:
-        reason = (
-            _blocking_reason(problem, schedules, pid, starts, breaks_done)
-            if clock() < deadline
-            else _quick_reason(problem, schedules, pid, starts, breaks_done)
-        )
+        if clock() < deadline:
+            reason = _blocking_reason(problem, schedules, pid, starts, breaks_done)
+        else:
+            quick = quick or _QuickReasons(problem, schedules, starts, breaks_done)
+            reason = quick.reason(pid)
         out_unassigned.append(Unassigned(point_id=pid, reason=reason))  # type: ignore[arg-type]
     routes = [
         sched.to_route(truck_id)
@@ -296,47 +298,64 @@ def _blocking_reason(
     return pick_reason(reasons) if reasons else "shift"
 
 
-def _quick_reason(
-    problem: Problem,
-    schedules: dict[str, tuple[list[Visit], Schedule]],
-    pid: str,
-    starts: dict[str, Start],
-    breaks_done: frozenset[str],
-) -> str:
-    """The point's reason when there is no time left to try every insertion: what
+class _QuickReasons:
+    """A point's reason when there is no time left to try every insertion: what
     blocks it on a day of its own, if no truck could serve it alone (its window, the
     shift, the stations' hours); else what the trucks that could are short of, load
-    (``capacity``) or time (``shift``)."""
-    p = problem.point(pid)
-    alone: Counter[str] = Counter()
-    short_of_load = 0
-    could = 0
-    for truck in problem.trucks:
-        if p.stream not in truck.streams:
-            continue
-        if p.access_class == "narrow" and not truck.can_enter_narrow:
-            continue
-        start = starts.get(truck.truck_id)
-        trials = _insertions(problem, truck, [], p, start)[:1]
-        if not trials:
-            alone["station_hours"] += 1
-            continue
-        s = schedule_route(
-            problem, truck, trials[0][1], start=start, break_done=truck.truck_id in breaks_done
-        )
-        if not s.feasible:
-            alone[s.reason or "shift"] += 1
-            continue
-        could += 1
-        visits, _ = schedules.get(truck.truck_id, ([], None))
-        day_kg = sum(problem.point(v.ref_id).amount_kg for v in visits if v.kind == "point")
-        if start is not None:
-            day_kg += start.day_load_kg
-        if day_kg + p.amount_kg > truck.day_load_limit_kg + 1e-9:
-            short_of_load += 1
-    if could:
-        return "capacity" if short_of_load == could else "shift"
-    return pick_reason(alone)
+    (``capacity``) or time (``shift``). Trucks alike (all but their id) are timed
+    once per point, so it stays quick on a district of thousands of points."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        schedules: dict[str, tuple[list[Visit], Schedule]],
+        starts: dict[str, Start],
+        breaks_done: frozenset[str],
+    ) -> None:
+        self.problem = problem
+        self.starts = starts
+        self.breaks_done = breaks_done
+        self.day_kg = {
+            truck_id: sum(problem.point(v.ref_id).amount_kg for v in visits if v.kind == "point")
+            for truck_id, (visits, _) in schedules.items()
+        }
+
+    def _alone(self, truck: Truck, p: Point, cache: dict[object, str | None]) -> str | None:
+        """None if the truck could serve the point on a day of its own, else why not."""
+        start = self.starts.get(truck.truck_id)
+        bd = truck.truck_id in self.breaks_done
+        key = (replace(truck, truck_id=""), start, bd)
+        if key not in cache:
+            trials = _insertions(self.problem, truck, [], p, start)[:1]
+            if not trials:
+                cache[key] = "station_hours"
+            else:
+                s = schedule_route(self.problem, truck, trials[0][1], start=start, break_done=bd)
+                cache[key] = None if s.feasible else (s.reason or "shift")
+        return cache[key]
+
+    def reason(self, pid: str) -> str:
+        p = self.problem.point(pid)
+        alone: Counter[str] = Counter()
+        cache: dict[object, str | None] = {}
+        could = short_of_load = 0
+        for truck in self.problem.trucks:
+            if p.stream not in truck.streams:
+                continue
+            if p.access_class == "narrow" and not truck.can_enter_narrow:
+                continue
+            why = self._alone(truck, p, cache)
+            if why is not None:
+                alone[why] += 1
+                continue
+            could += 1
+            start = self.starts.get(truck.truck_id)
+            day_kg = self.day_kg.get(truck.truck_id, 0.0) + (start.day_load_kg if start else 0.0)
+            if day_kg + p.amount_kg > truck.day_load_limit_kg + 1e-9:
+                short_of_load += 1
+        if could:
+            return "capacity" if short_of_load == could else "shift"
+        return pick_reason(alone)
 
 
 def make_plan(

@@ -9,7 +9,11 @@ import pytest
 from routing import SolverOptions, solve
 from routing.budget import OVERRUN_S, OVERRUN_SHARE, Budget
 from routing.check import check_plan
+from routing.finish import finish_plan
 from routing.instances import synthetic_district
+from routing.schedule import Visit
+
+from .tiny import line_problem, point, truck
 
 
 class JumpClock:
@@ -92,3 +96,24 @@ def test_a_decomposed_district_skips_improvement_once_the_budget_is_gone() -> No
     assert "0 rounds" in plan.stats.notes[0]
     assert check_plan(pb, plan) == []
     assert plan.stats.num_assigned + len(plan.unassigned) == len(pb.points)
+
+
+def test_past_the_cap_each_point_left_out_gets_what_blocks_it() -> None:
+    """With no time left to try insertions, a point gets the constraint that blocks
+    it on a day of its own (its window), else what the trucks lack: load where every
+    truck that could serve it has its day's load, time otherwise."""
+    pb = line_problem(
+        {
+            "A": (1000.0, point("A")),
+            "B": (10_000.0, point("B", window_end_s=100.0)),
+            "C": (2000.0, point("C")),
+        },
+        trucks=[truck("T1", max_day_load_kg=150.0)],
+    )
+    served = {"T1": [Visit("point", "C"), Visit("station", "S")]}
+    routes, unassigned = finish_plan(pb, served, [], time_budget_s=0.0, clock=lambda: 0.0)
+    assert [r.truck_id for r in routes] == ["T1"]
+    assert {u.point_id: u.reason for u in unassigned} == {"A": "capacity", "B": "time_window"}
+    roomy = pb.replace(trucks=[truck("T1")])
+    _, unassigned = finish_plan(roomy, served, [], time_budget_s=0.0, clock=lambda: 0.0)
+    assert {u.point_id: u.reason for u in unassigned} == {"A": "shift", "B": "time_window"}
