@@ -48,6 +48,9 @@ from routing.search import solve_direct
 ROUND_MARGIN_S = 1.0
 # A neighbourhood is not worth a solve shorter than this.
 MIN_SLOT_S = 2.0
+# What a territory's first plan needs per point of the largest piece (measured:
+# 375-point pieces at 6.5 s left points out, at 13 s none).
+MIN_PIECE_S_PER_POINT = 0.035
 # Rounds of improvement when a solution limit (not the clock) bounds the search.
 COUNTED_ROUNDS = 3
 
@@ -315,8 +318,15 @@ def _first_plan(
     fleets = share_trucks(problem, territories)
     pieces = [Piece(tuple(p), tuple(f)) for p, f in zip(territories, fleets, strict=True)]
     waves = math.ceil(len(pieces) / min(workers, len(pieces)))
-    share = options.first_plan_share if options.improve_rounds != 0 else 1.0
     usable = budget.remaining_s() - budget.finishing_reserve_s()
+    # Each piece gets at least what a first plan of its size needs, else the whole
+    # budget (3,000 points in 60 s: with half of it, the pieces left 26 points out
+    # and the plan came out 25 % longer than with all of it; docs/routing.md).
+    largest = max((len(p.points) for p in pieces), default=0)
+    needed = waves * (MIN_PIECE_S_PER_POINT * largest + ROUND_MARGIN_S)
+    share = max(options.first_plan_share, min(1.0, needed / max(usable, 1e-9)))
+    if options.improve_rounds == 0:
+        share = 1.0
     # A piece's solve keeps its own finishing inside its limit; what the waves take
     # beyond their slots is taken from the improvement, which checks the clock.
     slot = max(1.0, usable * share / waves - ROUND_MARGIN_S)
