@@ -59,7 +59,7 @@ class SolverOptions:
     neighbourhood_points: int = 120
     neighbourhood_s: float | None = None
     improve_rounds: int | None = None
-    route_elimination: bool = True  # every other neighbourhood with one truck fewer
+    route_elimination: bool = False  # every other neighbourhood with one truck fewer
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
     improve_above_points: int | None = None
