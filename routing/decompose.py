@@ -317,7 +317,7 @@ def _first_plan(
     """Territories solved in parallel and stitched (not yet re-timed as a whole)."""
     fleets = share_trucks(problem, territories)
     pieces = [Piece(tuple(p), tuple(f)) for p, f in zip(territories, fleets, strict=True)]
-    waves = math.ceil(len(pieces) / min(workers, len(pieces)))
+    waves = math.ceil(len(pieces) / max(1, min(workers, len(pieces))))
     usable = budget.remaining_s() - budget.finishing_reserve_s()
     # Each piece gets at least what a first plan of its size needs, else the whole
     # budget (3,000 points in 60 s: with half of it, the pieces left 26 points out
