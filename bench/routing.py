@@ -31,15 +31,23 @@ distance-convention best-known exists (Kim et al.'s totals are reported as
 PyVRP is averaged over the instances where both plans are feasible; the others are
 counted in ``pyvrp_infeasible``.
 
-PyVRP cannot express the lunch break or the daily load cap of the waste instances:
-there it solves a relaxation (no daily cap, shift shortened by the break), its routes
-are then timed with the break by ClearDay's scheduler and checked like ours; the
-result line says whether PyVRP's plan holds.
+PyVRP is given the waste instances as far as it can express them: streams and
+narrow lanes as one routing profile per kind of truck (points a truck may not serve
+out of its reach, the way home through a station that takes its streams), reloads
+at the stations that take the truck's streams, and the lunch break folded into its
+time windows as ClearDay's model folds it (``routing.fold_break``: time runs behind
+by the break from its earliest start; shift and route duration shortened by it). The
+daily load cap becomes a reload limit (exact when it is a whole number of loads).
+Its routes are then timed exactly by ClearDay's scheduler and finished as ClearDay's
+own search results are (a route that does not hold is repaired, points left out
+re-inserted; ``pyvrp_routes_repaired`` counts what needed it, by reason), and checked
+like ours. That finishing runs after PyVRP's budget, on top of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -49,6 +57,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +76,11 @@ from routing import (  # noqa: E402
     check_plan,
     depot_key,
     finish_plan,
+    fold_break,
     make_plan,
+    normalise,
     point_key,
+    schedule_route,
     solve,
     station_key,
 )
@@ -111,8 +123,9 @@ def set_name(path: Path) -> str:
 
 
 def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dict[str, Any]]:
-    """Solve with PyVRP and turn its routes into a ClearDay plan, timed and repaired
-    by nothing: infeasibilities stay for the checker to see."""
+    """Solve with PyVRP and turn its routes into a ClearDay plan, timed exactly and
+    finished as ClearDay's own search results are (see below); the checker then has
+    the last word."""
     import pyvrp
     from pyvrp.stop import MaxRuntime
 
@@ -133,39 +146,27 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     point_offset = len(keys)
     keys += [point_key(p.point_id) for p in problem.points]
 
-    mx = problem.matrix
-    n = len(keys)
-    dist = np.zeros((n, n))
-    dur = np.zeros((n, n))
-    real = [k for k in keys if not k.startswith("virtual-end/")]
-    real_idx = [i for i, k in enumerate(keys) if not k.startswith("virtual-end/")]
-    sub = mx.subset(real)
-    dist[np.ix_(real_idx, real_idx)] = sub.distance_m
-    dur[np.ix_(real_idx, real_idx)] = sub.duration_s
-    big = float(np.nanmax(np.where(np.isfinite(dist), dist, 0))) * 10 + 1e6
-    if station_mode:
-        for d, ve in end_virtual.items():
-            home = mx.index[depot_key(d)]
-            for i, k in enumerate(keys):
-                if k.startswith("virtual-end/"):
-                    dist[i, ve] = dur[i, ve] = 0.0 if i == ve else big
-                    continue
-                best = (math.inf, math.inf)
-                for s in problem.stations:
-                    sk = mx.index[station_key(s.station_id)]
-                    d1 = mx.distance_m[mx.index[k], sk] + mx.distance_m[sk, home]
-                    t1 = mx.duration_s[mx.index[k], sk] + s.tipping_time_s + mx.duration_s[sk, home]
-                    if d1 < best[0]:
-                        best = (d1, t1)
-                dist[i, ve], dur[i, ve] = best
-            dist[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
-            dur[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
-    dist = np.where(np.isfinite(dist), dist, big)
-    dur = np.where(np.isfinite(dur), dur, big)
-    dist_i = np.rint(dist * SCALE).astype(np.int64)
-    dur_i = np.ceil(dur * SCALE - 1e-6).astype(np.int64)
+    # One routing profile per kind of truck (streams, narrow lanes): its own matrix
+    # (without narrow lanes if it may not enter them), points it may not serve out of
+    # reach, and the way home through a station that takes its streams.
+    profile_of: dict[tuple[Any, ...], int] = {}
+    profile_trucks: list[Any] = []
+    for t in trucks:
+        if _profile_key(t) not in profile_of:
+            profile_of[_profile_key(t)] = len(profile_trucks)
+            profile_trucks.append(t)
+    matrices = [_pyvrp_matrix(problem, keys, end_virtual, point_offset, t) for t in profile_trucks]
+    dist_i = [m[0] for m in matrices]
+    dur_i = [m[1] for m in matrices]
 
     load_scale = 1000
+    fold = _break_fold(trucks)
+
+    def window(lo_s: float, hi_s: float) -> tuple[int, int]:
+        """A window in PyVRP's time: deciseconds, the common break folded in."""
+        lo, hi = math.ceil(lo_s * SCALE - 1e-6), math.floor(hi_s * SCALE + 1e-6)
+        folded = fold_break(lo, hi, fold) if fold else None
+        return folded or (lo, hi)
 
     locations = [pyvrp.Location(0.0, 0.0) for _ in keys]
     lat_lon = {}
@@ -182,11 +183,12 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
     for i, k in enumerate(keys[:n_real_depots]):
         if k.startswith("station/"):
             s = problem.station(k.split("/", 1)[1])
+            tw_early, tw_late = window(s.opens_s, s.closes_s - s.tipping_time_s)
             depots.append(
                 pyvrp.Depot(
                     i,
-                    tw_early=math.ceil(s.opens_s * SCALE),
-                    tw_late=math.floor((s.closes_s - s.tipping_time_s) * SCALE),
+                    tw_early=tw_early,
+                    tw_late=tw_late,
                     service_duration=math.ceil(s.tipping_time_s * SCALE),
                 )
             )
@@ -201,29 +203,23 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
             point_offset + k,
             pickup=[round(p.amount_kg * load_scale)],
             service_duration=math.ceil(p.service_time_s * SCALE),
-            tw_early=math.ceil(p.window_start_s * SCALE),
-            tw_late=math.floor(p.window_end_s * SCALE),
+            tw_early=window(p.window_start_s, p.window_end_s)[0],
+            tw_late=window(p.window_start_s, p.window_end_s)[1],
         )
         for k, p in enumerate(problem.points)
     ]
-    groups: Counter[tuple[Any, ...]] = Counter()
-    for t in trucks:
-        shift_end = t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
-        groups[
-            (
-                t.capacity_kg,
-                t.start_depot_id,
-                t.end_depot_id,
-                t.shift_start_s,
-                shift_end,
-                min(t.route_duration_limit_s, shift_end - t.shift_start_s),
-                t.max_day_load_kg,
-            )
-        ] += 1
+    groups: Counter[tuple[Any, ...]] = Counter(_vehicle_group(t) for t in trucks)
     vehicle_types = []
     group_keys = list(groups)
     for g in group_keys:
-        cap, sdep, edep, s0, s1, maxdur, day_cap = g
+        cap, sdep, edep, s0, s1, maxdur, day_cap, profile_key = g
+        profile = profile_of[profile_key]
+        allowed = {s.station_id for s in problem.stations_for(profile_trucks[profile])}
+        reload = [
+            d
+            for d, s in zip(station_depots, problem.stations, strict=True)
+            if s.station_id in allowed
+        ]
         # The daily load cap as a trip limit: exact when it is a multiple of the
         # capacity, a relaxation otherwise (the checker then has the last word).
         max_reloads = max(0, math.ceil(day_cap / cap - 1e-9) - 1) if day_cap is not None else 2**30
@@ -240,36 +236,19 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
                 tw_early=math.ceil(s0 * SCALE),
                 tw_late=math.floor(s1 * SCALE),
                 shift_duration=math.floor(maxdur * SCALE) if math.isfinite(maxdur) else 2**40,
-                reload_depots=station_depots if station_mode else [],
+                profile=profile,
+                reload_depots=reload if station_mode else [],
                 max_reloads=max_reloads if station_mode else 0,
             )
         )
-    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, [dist_i], [dur_i])
+    data = pyvrp.ProblemData(locations, clients, depots, vehicle_types, dist_i, dur_i)
     remaining = max(0.5, budget_s - (time.monotonic() - t0))
     result = pyvrp.solve(data, stop=MaxRuntime(remaining), seed=seed, display=False)
     best = result.best
     # Back to ClearDay: assign each PyVRP route to a truck of its vehicle type.
     pool: dict[int, list[str]] = {}
     for gi, g in enumerate(group_keys):
-        pool[gi] = [
-            t.truck_id
-            for t in trucks
-            if (
-                t.capacity_kg,
-                t.start_depot_id,
-                t.end_depot_id,
-                t.shift_start_s,
-                t.shift_end_s - (t.break_duration_s if t.break_duration_s > 0 else 0.0),
-                min(
-                    t.route_duration_limit_s,
-                    t.shift_end_s
-                    - (t.break_duration_s if t.break_duration_s > 0 else 0.0)
-                    - t.shift_start_s,
-                ),
-                t.max_day_load_kg,
-            )
-            == g
-        ]
+        pool[gi] = [t.truck_id for t in trucks if _vehicle_group(t) == g]
     visits_by_truck: dict[str, list[Visit]] = {}
     station_of_depot = {
         depot_pos[keys.index(station_key(s.station_id))]: s.station_id for s in problem.stations
@@ -289,10 +268,18 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
         for p in problem.points
         if p.point_id not in served
     ]
-    # Time the routes (the break is placed by ClearDay's scheduler, the final unload
-    # at the nearest station); no repair, so what PyVRP got wrong stays visible.
+    # Time the routes exactly (the break placed by ClearDay's scheduler, the final
+    # unload at the nearest station) and finish them as ClearDay's own search results
+    # are finished: a route that does not hold (the folded break is an approximation)
+    # is repaired, points left out re-inserted. What needed repair is reported.
+    unrepaired = Counter(
+        schedule_route(problem, problem.truck(t), normalise(problem, problem.truck(t), v)).reason
+        for t, v in visits_by_truck.items()
+        if v
+    )
+    unrepaired.pop(None, None)
     routes, unassigned = finish_plan(
-        problem, visits_by_truck, missing, repair=False, time_budget_s=0.0
+        problem, visits_by_truck, missing, repair=True, time_budget_s=max(10.0, 0.1 * budget_s)
     )
     plan = make_plan(
         problem,
@@ -304,11 +291,100 @@ def solve_pyvrp(problem: Problem, budget_s: float, seed: int) -> tuple[Plan, dic
         solver="pyvrp",
     )
     info = {
+        "pyvrp_break": "folded into time" if fold else "none",
         "pyvrp_cost": best.distance() / SCALE,
         "pyvrp_feasible_own_model": bool(best.is_feasible()),
-        "pyvrp_routes_dropped": len(visits_by_truck) - len(routes),
+        "pyvrp_routes_repaired": dict(unrepaired),
+        "pyvrp_points_left_out_by_pyvrp": len(missing),
     }
     return plan, info
+
+
+def _break_fold(trucks: list[Any]) -> tuple[int, int] | None:
+    """(start, duration) in deciseconds of the lunch break every truck takes, folded
+    into PyVRP's time as ClearDay's model folds it (``routing.fold_break``: time runs
+    behind by the break from its earliest start); None without a common break."""
+    breaks = {(t.break_earliest_s, t.break_duration_s) for t in trucks}
+    if len(breaks) != 1:
+        return None
+    earliest, duration = breaks.pop()
+    if duration <= 0:
+        return None
+    return math.ceil(earliest * SCALE - 1e-6), math.ceil(duration * SCALE - 1e-6)
+
+
+def _vehicle_group(t: Any) -> tuple[Any, ...]:
+    """A PyVRP vehicle type: capacity, depots, shift and route duration with the
+    break taken out, daily load cap."""
+    shift_end = t.shift_end_s - max(0.0, t.break_duration_s)
+    longest = min(
+        t.route_duration_limit_s - max(0.0, t.break_duration_s), shift_end - t.shift_start_s
+    )
+    return (
+        t.capacity_kg,
+        t.start_depot_id,
+        t.end_depot_id,
+        t.shift_start_s,
+        shift_end,
+        longest,
+        t.max_day_load_kg,
+        _profile_key(t),
+    )
+
+
+def _profile_key(t: Any) -> tuple[Any, ...]:
+    return (frozenset(t.streams), t.can_enter_narrow)
+
+
+def _pyvrp_matrix(
+    problem: Problem,
+    keys: list[str],
+    end_virtual: dict[str, int],
+    point_offset: int,
+    truck: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (dm) and durations (ds) for one kind of truck: its own matrix; the
+    points it may not serve (stream, narrow lane) out of reach; each virtual end is
+    the way home from anywhere through the nearest station that takes its streams."""
+    mx = problem.matrix_for(truck)
+    n = len(keys)
+    dist = np.zeros((n, n))
+    dur = np.zeros((n, n))
+    real_idx = [i for i, k in enumerate(keys) if not k.startswith("virtual-end/")]
+    sub = mx.subset([keys[i] for i in real_idx])
+    dist[np.ix_(real_idx, real_idx)] = sub.distance_m
+    dur[np.ix_(real_idx, real_idx)] = sub.duration_s
+    big = float(np.nanmax(np.where(np.isfinite(dist), dist, 0))) * 10 + 1e6
+    stations = problem.stations_for(truck) or list(problem.stations)
+    for d, ve in end_virtual.items():
+        home = mx.index[depot_key(d)]
+        for i, k in enumerate(keys):
+            if k.startswith("virtual-end/"):
+                dist[i, ve] = dur[i, ve] = 0.0 if i == ve else big
+                continue
+            best = (math.inf, math.inf)
+            for s in stations:
+                sk = mx.index[station_key(s.station_id)]
+                d1 = mx.distance_m[mx.index[k], sk] + mx.distance_m[sk, home]
+                t1 = mx.duration_s[mx.index[k], sk] + s.tipping_time_s + mx.duration_s[sk, home]
+                if d1 < best[0]:
+                    best = (d1, t1)
+            dist[i, ve], dur[i, ve] = best
+        dist[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
+        dur[ve, :] = np.where(np.arange(n) == ve, 0.0, big)
+    for k, p in enumerate(problem.points):
+        if p.stream not in truck.streams or (
+            p.access_class == "narrow" and not truck.can_enter_narrow
+        ):
+            dist[point_offset + k, :] = dist[:, point_offset + k] = big
+            dur[point_offset + k, :] = dur[:, point_offset + k] = big
+            dist[point_offset + k, point_offset + k] = dur[point_offset + k, point_offset + k] = 0
+    dist = np.where(np.isfinite(dist), dist, big)
+    dur = np.where(np.isfinite(dur), dur, big)
+    return (
+        np.rint(dist * SCALE).astype(np.int64),
+        np.ceil(dur * SCALE - 1e-6).astype(np.int64),
+    )
 
 
 # --------------------------------------------------------------------------- runs
@@ -340,7 +416,11 @@ def competitors(n: int) -> Iterator[None]:
 
 
 def run_demo_loaded(
-    budget: float, seed: int, n_competitors: int, solution_limit: int | None = None
+    budget: float,
+    seed: int,
+    n_competitors: int,
+    solution_limit: int | None = None,
+    options: SolverOptions | None = None,
 ) -> dict[str, Any]:
     """The demo district planned while other processes load the CPU (with
     ``solution_limit``: a search bounded by solutions, the budget only a cap)."""
@@ -350,7 +430,7 @@ def run_demo_loaded(
     problem = routing_problem(generate(n_points=300, n_trucks=12, seed=1, district="demo"))
     with competitors(n_competitors):
         t0 = time.monotonic()
-        options = SolverOptions(solution_limit=solution_limit)
+        options = replace(options or SolverOptions(), solution_limit=solution_limit)
         plan = solve(problem, time_limit_s=budget, seed=seed, options=options)
         wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
@@ -372,10 +452,12 @@ def run_demo_loaded(
     }
 
 
-def compare_district(problem: Problem, budget: float, seed: int, set_label: str) -> dict[str, Any]:
+def compare_district(
+    problem: Problem, budget: float, seed: int, set_label: str, options: SolverOptions
+) -> dict[str, Any]:
     """Both planners on one district at the same budget, both plans checked; km."""
     t0 = time.monotonic()
-    plan = solve(problem, time_limit_s=budget, seed=seed)
+    plan = solve(problem, time_limit_s=budget, seed=seed, options=options)
     wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
     pplan, info = solve_pyvrp(problem, budget, seed)
@@ -396,6 +478,7 @@ def compare_district(problem: Problem, budget: float, seed: int, set_label: str)
         "feasible": not violations and not plan.unassigned,
         "wall_s": round(wall, 2),
         "within_budget": within_budget(wall, budget),
+        "notes": list(plan.stats.notes),
         "pyvrp_value": round(theirs, 3),
         "pyvrp_unassigned": len(pplan.unassigned),
         "pyvrp_violations": len(pviol),
@@ -412,7 +495,7 @@ def compare_district(problem: Problem, budget: float, seed: int, set_label: str)
     return row
 
 
-def run_scale(size: int, budget: float, seed: int) -> dict[str, Any]:
+def run_scale(size: int, budget: float, seed: int, options: SolverOptions) -> dict[str, Any]:
     problem, _graph = synthetic_district(
         n_points=size,
         n_trucks=max(2, size // 30),
@@ -421,10 +504,12 @@ def run_scale(size: int, budget: float, seed: int) -> dict[str, Any]:
         seed=seed,
         kitchen_share=0.1,
     )
-    return compare_district(problem, budget, seed, "scale")
+    return compare_district(problem, budget, seed, "scale", options)
 
 
-def run_district_db(code: str, day: str, budget: float, seed: int) -> dict[str, Any]:
+def run_district_db(
+    code: str, day: str, budget: float, seed: int, options: SolverOptions
+) -> dict[str, Any]:
     from datetime import date
 
     from fleet import db
@@ -435,18 +520,20 @@ def run_district_db(code: str, day: str, budget: float, seed: int) -> dict[str, 
         problem = service.build_problem(
             conn, district_id=code, service_date=date.fromisoformat(day)
         )
-    return compare_district(problem, budget, seed, "district-db")
+    return compare_district(problem, budget, seed, "district-db", options)
 
 
 def plan_value(inst: Instance, plan: Plan) -> float:
     return plan.stats.distance_m * inst.unit_per_m
 
 
-def run_instance(path: Path, budget: float, seed: int, with_pyvrp: bool) -> dict[str, Any]:
+def run_instance(
+    path: Path, budget: float, seed: int, with_pyvrp: bool, options: SolverOptions
+) -> dict[str, Any]:
     inst = read_instance(path)
     problem = inst.problem
     t0 = time.monotonic()
-    plan = solve(problem, time_limit_s=budget, seed=seed)
+    plan = solve(problem, time_limit_s=budget, seed=seed, options=options)
     wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
     ours = plan_value(inst, plan)
@@ -493,7 +580,7 @@ def run_instance(path: Path, budget: float, seed: int, with_pyvrp: bool) -> dict
     return row
 
 
-def run_district(spec: str, budget: float, seed: int) -> dict[str, Any]:
+def run_district(spec: str, budget: float, seed: int, options: SolverOptions) -> dict[str, Any]:
     n_points, n_trucks = (int(x) for x in spec.lower().split("x"))
     t0 = time.monotonic()
     problem, _graph = synthetic_district(
@@ -505,7 +592,7 @@ def run_district(spec: str, budget: float, seed: int) -> dict[str, Any]:
         kitchen_share=0.1,
     )
     build_s = time.monotonic() - t0
-    plan = solve(problem, time_limit_s=max(1.0, budget - build_s), seed=seed)
+    plan = solve(problem, time_limit_s=max(1.0, budget - build_s), seed=seed, options=options)
     wall = time.monotonic() - t0
     violations = check_plan(problem, plan)
     return {
@@ -525,6 +612,7 @@ def run_district(spec: str, budget: float, seed: int) -> dict[str, Any]:
         "build_s": round(build_s, 2),
         "wall_s": round(wall, 2),
         "within_budget": within_budget(wall, budget),
+        "notes": list(plan.stats.notes),
     }
 
 
@@ -575,6 +663,23 @@ def read_rows(log: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def solver_options(parser: argparse.ArgumentParser, pairs: list[str]) -> SolverOptions:
+    """``NAME=VALUE`` pairs as SolverOptions fields (values read as JSON, else text)."""
+    fields = {f.name for f in dataclasses.fields(SolverOptions)}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or name not in fields:
+            parser.error(
+                f"--option {pair!r}: expected NAME=VALUE with NAME one of {sorted(fields)}"
+            )
+        try:
+            values[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[name] = raw
+    return SolverOptions(**values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="instance files or folders")
@@ -599,6 +704,13 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", default="", metavar="N,N,...", help="generated districts of these sizes"
     )
     parser.add_argument("--district-db", metavar="CODE", help="an imported district")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a SolverOptions field for ClearDay's planner, e.g. improve_rounds=0",
+    )
     parser.add_argument("--date", metavar="YYYY-MM-DD", help="with --district-db")
     parser.add_argument(
         "--merge",
@@ -621,24 +733,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--scale: sizes are whole numbers, e.g. 300,1000,3000")
     if not (args.paths or args.district or args.demo_loaded or sizes or args.district_db):
         parser.error("give instance PATHs, --district, --demo-loaded, --scale or --district-db")
+    options = solver_options(parser, args.option)
     rows = []
     for path in find_instances(args.paths):
-        row = run_instance(path, args.budget, args.seed, not args.no_pyvrp)
+        row = run_instance(path, args.budget, args.seed, not args.no_pyvrp, options)
         rows.append(row)
         print(json.dumps(row), flush=True)
     for spec in args.district:
-        row = run_district(spec, args.budget, args.seed)
+        row = run_district(spec, args.budget, args.seed, options)
         rows.append(row)
         print(json.dumps(row), flush=True)
     later: list[Any] = []
     if args.demo_loaded:
         later.append(
-            lambda: run_demo_loaded(args.budget, args.seed, args.competitors, args.solution_limit)
+            lambda: run_demo_loaded(
+                args.budget, args.seed, args.competitors, args.solution_limit, options
+            )
         )
     for size in sizes:
-        later.append(lambda size=size: run_scale(size, args.budget, args.seed))
+        later.append(lambda size=size: run_scale(size, args.budget, args.seed, options))
     if args.district_db:
-        later.append(lambda: run_district_db(args.district_db, args.date, args.budget, args.seed))
+        later.append(
+            lambda: run_district_db(args.district_db, args.date, args.budget, args.seed, options)
+        )
     for run in later:
         row = run()
         rows.append(row)

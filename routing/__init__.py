@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from routing.check import LivePosition, Violation, check_plan
-from routing.finish import finish_plan, make_plan
+from routing.finish import finish_plan, make_plan, normalise
 from routing.options import SolverOptions
 from routing.plan import Plan, Route, SolveStats, Stop, Unassigned
 from routing.problem import (
@@ -27,7 +27,7 @@ from routing.problem import (
     station_key,
     truck_key,
 )
-from routing.schedule import Schedule, Start, Visit, schedule_route
+from routing.schedule import Schedule, Start, Visit, fold_break, schedule_route
 
 if TYPE_CHECKING:
     from routing.solver import solve
@@ -54,7 +54,9 @@ __all__ = [
     "check_plan",
     "depot_key",
     "finish_plan",
+    "fold_break",
     "make_plan",
+    "normalise",
     "point_key",
     "schedule_route",
     "solve",

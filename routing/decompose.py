@@ -1,13 +1,23 @@
-"""Large districts: split by territory, solve the pieces in parallel, stitch.
+"""Large districts: a first plan by territories, then iterated decomposition over
+the plan itself (POPMUSIC), so that nothing stays frozen at a territory border.
 
-A district of thousands of points is cut into compact territories by recursive
-bisection of the points' positions (each piece at most ``max_points_per_solve``
-points, balanced by count). Trucks are shared out among the pieces in proportion to
-the waste each kind of truck (same streams, narrow-lane access, depot) can collect
-there, nearest depot first. Each piece is an ordinary :class:`Problem` over the
-sub-matrix of its locations, solved by :func:`routing.search.solve_direct` in its own
-process (OR-Tools holds the GIL), and the plans are stitched into one. Points a piece
-could not serve are then offered to every route of the district.
+1. **First plan.** The district is cut into compact territories by recursive
+   bisection of the points' positions (each at most ``max_points_per_solve``
+   points, balanced by count); trucks are shared out among them by the working time
+   each kind of truck needs there, nearest depot first. Each piece is an ordinary
+   :class:`Problem` over the sub-matrix of its locations, solved by
+   :func:`routing.search.solve_direct` in its own process (OR-Tools holds the GIL),
+   and the plans are stitched into one.
+2. **Improvement.** Repeatedly, a seed route and the routes whose centroids lie
+   nearest to it (about ``neighbourhood_points`` points in all) form a sub-problem
+   with their trucks and the points left out nearby; OR-Tools re-optimises it
+   warm-started from those routes, and the result replaces them when it serves at
+   least as many points for less distance (the other routes are untouched, so the
+   whole plan improves). Each round solves one disjoint neighbourhood per worker in
+   parallel. A seed whose neighbourhood did not improve is not tried again until one
+   of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023).
+3. **Finishing** on the whole district: every route timed, points still left out
+   offered to every route, each one left out given its reason.
 """
 
 from __future__ import annotations
@@ -17,27 +27,36 @@ import multiprocessing
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from routing.finish import finish_plan, make_plan, repair_budget_s
+from routing.budget import OVERRUN_S, OVERRUN_SHARE, Budget, Clock
+from routing.finish import finish_plan, make_plan
 from routing.options import SolverOptions
-from routing.plan import Plan, Route, Unassigned
+from routing.plan import Plan
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.schedule import Visit
 from routing.screen import screen
 from routing.search import solve_direct
 
-# Time kept back from the budget for splitting, process start-up and stitching (with
-# the re-offer of the points the pieces left out to the whole district), and for
-# each round of piece solves going a little over its slot.
-OVERHEAD_S = 8.0
-STITCH_SHARE = 0.05
-ROUND_MARGIN_S = 2.0
+# Kept back from each round of parallel solves for process hand-over and pickling.
+ROUND_MARGIN_S = 1.0
+# A neighbourhood is not worth a solve shorter than this.
+MIN_SLOT_S = 2.0
+# What a territory's first plan needs per point of the largest piece (measured:
+# 375-point pieces at 6.5 s left points out, at 13 s none).
+MIN_PIECE_S_PER_POINT = 0.035
+# Rounds of improvement when a solution limit (not the clock) bounds the search.
+COUNTED_ROUNDS = 3
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+Mapper = Callable[[Callable[[_A], _R], list[_A]], list[_R]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +198,50 @@ def sub_problem(problem: Problem, piece: Piece, name: str) -> Problem:
     )
 
 
-def _solve_piece(args: tuple[Problem, float, int, SolverOptions]) -> Plan:
-    problem, time_limit_s, seed, options = args
-    return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options)
+@dataclass(slots=True)
+class _Current:
+    """The plan being improved: visits and distance by truck, points left out."""
+
+    visits: dict[str, list[Visit]]
+    distance_m: dict[str, float]
+    left_out: list[str]
+
+    def served(self, trucks: Sequence[str]) -> int:
+        return sum(1 for t in trucks for v in self.visits.get(t, ()) if v.kind == "point")
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    problem: Problem
+    time_limit_s: float
+    seed: int
+    options: SolverOptions
+    initial: dict[str, list[Visit]] | None = None
+
+
+def _run(job: _Job) -> Plan:
+    return solve_direct(
+        job.problem,
+        time_limit_s=job.time_limit_s,
+        seed=job.seed,
+        options=job.options,
+        initial=job.initial,
+    )
+
+
+@contextmanager
+def _mapper(workers: int) -> Iterator[Mapper[Any, Any]]:
+    """``map`` over jobs: in this process for one worker, else in a pool of processes
+    (fork: no re-import of the caller's ``__main__``; this process never runs an
+    OR-Tools search while it decomposes)."""
+    if workers <= 1:
+        yield lambda fn, jobs: [fn(j) for j in jobs]
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context(method)
+    ) as pool:
+        yield lambda fn, jobs: list(pool.map(fn, jobs))
 
 
 def solve_decomposed(
@@ -190,85 +250,257 @@ def solve_decomposed(
     time_limit_s: float,
     seed: int = 0,
     options: SolverOptions | None = None,
+    clock: Clock = time.monotonic,
 ) -> Plan:
-    """Split, solve the pieces in parallel processes, stitch, re-offer leftovers."""
-    t0 = time.monotonic()
+    """First plan by territories, improved by neighbourhoods of routes, finished on
+    the whole district; returns within the budget (:mod:`routing.budget`)."""
+    budget = Budget.of(time_limit_s, clock)
     options = options or SolverOptions()
     workers = max(1, options.workers or os.cpu_count() or 1)
-    territories = split_points(problem, options.max_points_per_solve, multiple_of=workers)
-    fleets = share_trucks(problem, territories)
-    pieces = [Piece(tuple(p), tuple(f)) for p, f in zip(territories, fleets, strict=True)]
-    workers = min(workers, len(pieces))
-    waves = math.ceil(len(pieces) / workers)
-    overhead = min(
-        max(OVERHEAD_S + 0.02 * len(problem.points) / 100, STITCH_SHARE * time_limit_s)
-        + ROUND_MARGIN_S * waves,
-        0.3 * time_limit_s,
-    )
-    slot = max(1.0, (time_limit_s - overhead - (time.monotonic() - t0)) / waves)
-    # A piece's solve runs its search for its time limit, then may repair for up to
-    # repair_budget_s more: the limit leaves room for that inside the slot (without it
-    # a district of four rounds ran ~30 s over its budget).
-    per_piece = max(1.0, slot - repair_budget_s(slot))
-    piece_options = replace(options, max_points_per_solve=10**9)
-    jobs = []
-    unassigned: list[Unassigned] = []
-    for i, piece in enumerate(pieces):
-        if not piece.trucks:
-            unassigned.extend(
-                Unassigned(point_id=p.point_id, reason="no_truck") for p in piece.points
-            )
-            continue
-        jobs.append(
-            (sub_problem(problem, piece, f"{problem.name}#{i}"), per_piece, seed, piece_options)
-        )
-    plans: list[Plan] = []
-    if workers == 1 or len(jobs) <= 1:
-        plans = [_solve_piece(job) for job in jobs]
-    else:
-        # fork: no re-import of the caller's __main__ (spawn would need the caller to
-        # guard it); the parent has not started any OR-Tools search at this point.
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        ctx = multiprocessing.get_context(method)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            plans = list(pool.map(_solve_piece, jobs))
-    # Stitch: every route is re-timed on the whole problem; leftovers are offered to
-    # every route of the district.
-    visits_by_truck: dict[str, list[Visit]] = {}
-    for plan in plans:
-        for route in plan.routes:
-            visits_by_truck[route.truck_id] = [
-                Visit(s.kind, s.ref_id)
-                for s in route.stops
-                if s.kind in ("point", "station") and s.ref_id is not None
-            ]
-    # Points a piece could not serve are offered to the whole district again; points
-    # no truck of the district could ever serve keep the reason found for them.
     explained = screen(problem, dict(options.starts), options.breaks_done).unassigned
-    remaining = max(2.0, time_limit_s - (time.monotonic() - t0) - 1.0)
-    if options.solution_limit is not None:  # bounded by counts: the clock is only a cap
-        remaining = time_limit_s
+    unservable = {u.point_id for u in explained}
+    sub_options = replace(options, max_points_per_solve=10**9)
+    with _mapper(workers) as run_all:
+        territories = split_points(problem, options.max_points_per_solve, multiple_of=workers)
+        current, pieces, status = _first_plan(
+            problem, territories, budget, seed, sub_options, workers, unservable, run_all
+        )
+        first_km = sum(current.distance_m.values()) / 1000.0
+        rounds, tried, accepted, eliminated = _improve(
+            problem, current, budget, seed, sub_options, workers, run_all
+        )
     routes, final_unassigned = finish_plan(
         problem,
-        visits_by_truck,
+        current.visits,
         explained,
         starts=dict(options.starts),
         breaks_done=options.breaks_done,
         repair=True,
-        time_budget_s=remaining,
+        time_budget_s=time_limit_s if options.solution_limit is not None else budget.overrun_s(),
+        clock=clock,
     )
-    notes = (f"{len(pieces)} pieces, {workers} workers, {per_piece:.0f} s each",)
+    notes = (
+        f"{pieces} pieces; {rounds} rounds of {workers} workers: "
+        f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer)",
+        f"first plan {first_km:.1f} km ({len(current.visits)} routes), after improvement "
+        f"{sum(current.distance_m.values()) / 1000.0:.1f} km",
+    )
     return make_plan(
         problem,
         routes,
         final_unassigned,
-        solve_time_s=time.monotonic() - t0,
+        solve_time_s=budget.elapsed_s(),
         seed=seed,
-        status=",".join(sorted({p.stats.status for p in plans})) or "empty",
-        pieces=len(pieces),
+        status=status,
+        pieces=pieces,
         notes=notes,
     )
 
 
-def routes_by_truck(routes: Sequence[Route]) -> dict[str, Route]:
-    return {r.truck_id: r for r in routes}
+def _slot_s(budget: Budget, usable_s: float, rounds: int) -> float:
+    """The time limit of one solve in a round, so that ``rounds`` rounds of them
+    (each returning within its limit × 1.05 + 2 s) end inside ``usable_s``."""
+    per_round = usable_s / max(1, rounds) - ROUND_MARGIN_S - OVERRUN_S
+    return per_round / (1.0 + OVERRUN_SHARE)
+
+
+def _first_plan(
+    problem: Problem,
+    territories: list[list[Point]],
+    budget: Budget,
+    seed: int,
+    options: SolverOptions,
+    workers: int,
+    unservable: set[str],
+    run_all: Mapper[Any, Any],
+) -> tuple[_Current, int, str]:
+    """Territories solved in parallel and stitched (not yet re-timed as a whole)."""
+    fleets = share_trucks(problem, territories)
+    pieces = [Piece(tuple(p), tuple(f)) for p, f in zip(territories, fleets, strict=True)]
+    waves = math.ceil(len(pieces) / max(1, min(workers, len(pieces))))
+    usable = budget.remaining_s() - budget.finishing_reserve_s()
+    # Each piece gets at least what a first plan of its size needs, else the whole
+    # budget (3,000 points in 60 s: with half of it, the pieces left 26 points out
+    # and the plan came out 25 % longer than with all of it; docs/routing.md).
+    largest = max((len(p.points) for p in pieces), default=0)
+    needed = waves * (MIN_PIECE_S_PER_POINT * largest + ROUND_MARGIN_S)
+    share = max(options.first_plan_share, min(1.0, needed / max(usable, 1e-9)))
+    if options.improve_rounds == 0:
+        share = 1.0
+    # A piece's solve keeps its own finishing inside its limit; what the waves take
+    # beyond their slots is taken from the improvement, which checks the clock.
+    slot = max(1.0, usable * share / waves - ROUND_MARGIN_S)
+    jobs = [
+        _Job(sub_problem(problem, piece, f"{problem.name}#{i}"), slot, seed, options)
+        for i, piece in enumerate(pieces)
+        if piece.trucks
+    ]
+    plans: list[Plan] = run_all(_run, jobs)
+    current = _Current({}, {}, [])
+    for plan in plans:
+        for route in plan.routes:
+            current.visits[route.truck_id] = _route_visits(route.stops)
+            current.distance_m[route.truck_id] = route.distance_m
+    served = {v.ref_id for vs in current.visits.values() for v in vs if v.kind == "point"}
+    current.left_out = [
+        p.point_id
+        for p in problem.points
+        if p.point_id not in served and p.point_id not in unservable
+    ]
+    status = ",".join(sorted({p.stats.status for p in plans})) or "empty"
+    return current, len(pieces), status
+
+
+def _route_visits(stops: Sequence[Any]) -> list[Visit]:
+    return [
+        Visit(s.kind, s.ref_id)
+        for s in stops
+        if s.kind in ("point", "station") and s.ref_id is not None
+    ]
+
+
+def _improve(
+    problem: Problem,
+    current: _Current,
+    budget: Budget,
+    seed: int,
+    options: SolverOptions,
+    workers: int,
+    run_all: Mapper[Any, Any],
+) -> tuple[int, int, int, int]:
+    """Rounds of neighbourhood re-optimisation until the budget (or
+    ``options.improve_rounds``, or, with a solution limit, ``COUNTED_ROUNDS``) runs
+    out; returns (rounds, neighbourhoods tried, improved, improved with a truck
+    fewer)."""
+    max_rounds = options.improve_rounds
+    if max_rounds is None and options.solution_limit is not None:
+        max_rounds = COUNTED_ROUNDS
+    rng = np.random.default_rng(seed)
+    tried_seeds: set[str] = set()
+    rounds = tried = accepted = eliminated = 0
+    while max_rounds is None or rounds < max_rounds:
+        if options.solution_limit is None:
+            usable = budget.remaining_s() - budget.finishing_reserve_s()
+            wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
+            slot = min(wanted, _slot_s(budget, usable, 1))
+            if slot < MIN_SLOT_S:
+                break
+        else:
+            slot = budget.limit_s  # a cap only: counts bound each solve
+        groups = neighbourhoods(
+            problem, current, options.neighbourhood_points, workers, tried_seeds, rng
+        )
+        if not groups:
+            if not tried_seeds:
+                break
+            tried_seeds.clear()  # every seed tried: start over with new search seeds
+            continue
+        jobs = []
+        without: list[str | None] = []
+        for i, (seed_truck, trucks, extra) in enumerate(groups):
+            tried_seeds.add(seed_truck)
+            # Every other neighbourhood is offered one truck fewer (the one serving the
+            # fewest points): the search alone seldom empties a truck's whole day.
+            fewer = options.route_elimination and len(trucks) > 1 and (rounds + i) % 2 == 1
+            victim = min(trucks, key=lambda t: current.served([t])) if fewer else None
+            without.append(victim)
+            sub = _neighbourhood_problem(problem, current, trucks, extra, rounds, victim)
+            initial = {t: current.visits[t] for t in trucks if t in current.visits and t != victim}
+            jobs.append(_Job(sub, slot, seed + 1 + rounds * workers + i, options, initial))
+        plans: list[Plan] = run_all(_run, jobs)
+        for (_, trucks, _), plan, victim in zip(groups, plans, without, strict=True):
+            tried += 1
+            if _better(current, trucks, plan):
+                accepted += 1
+                eliminated += victim is not None
+                _accept(current, trucks, plan)
+                tried_seeds.difference_update(trucks)
+        rounds += 1
+    return rounds, tried, accepted, eliminated
+
+
+def neighbourhoods(
+    problem: Problem,
+    current: _Current,
+    size: int,
+    count: int,
+    tried_seeds: set[str],
+    rng: np.random.Generator,
+) -> list[tuple[str, list[str], list[str]]]:
+    """Up to ``count`` disjoint neighbourhoods: (seed truck, trucks, points left out
+    nearby). A neighbourhood is a seed route not yet tried and the routes whose
+    centroids lie nearest to its own, until they hold about ``size`` points."""
+    index = problem.truck_index
+    xy = _xy(problem, problem.points)
+    row = {p.point_id: i for i, p in enumerate(problem.points)}
+    centroid: dict[str, np.ndarray] = {}
+    for truck_id, visits in current.visits.items():
+        rows = [row[v.ref_id] for v in visits if v.kind == "point"]
+        if rows:
+            centroid[truck_id] = xy[rows].mean(axis=0)
+    free = sorted(centroid, key=lambda t: index[t])
+    out: list[tuple[str, list[str], list[str]]] = []
+    for _ in range(count):
+        seeds = [t for t in free if t not in tried_seeds]
+        if not seeds:
+            break
+        seed_truck = seeds[int(rng.integers(len(seeds)))]
+        near = sorted(
+            free,
+            key=lambda t: (float(np.sum((centroid[t] - centroid[seed_truck]) ** 2)), index[t]),
+        )
+        group: list[str] = []
+        n = 0
+        for t in near:
+            if group and n >= size:
+                break
+            group.append(t)
+            n += current.served([t])
+        out.append((seed_truck, group, []))
+        taken = set(group)
+        free = [t for t in free if t not in taken]
+    # Points left out go to the neighbourhood whose routes lie nearest.
+    if out and current.left_out:
+        centres = np.array([np.mean([centroid[t] for t in g], axis=0) for _, g, _ in out])
+        for pid in current.left_out:
+            k = int(np.argmin(np.sum((centres - xy[row[pid]]) ** 2, axis=1)))
+            out[k][2].append(pid)
+    return out
+
+
+def _neighbourhood_problem(
+    problem: Problem,
+    current: _Current,
+    trucks: list[str],
+    extra: list[str],
+    rnd: int,
+    without: str | None = None,
+) -> Problem:
+    """The points of the trucks' routes and ``extra``, with the trucks but ``without``."""
+    pids = [v.ref_id for t in trucks for v in current.visits.get(t, ()) if v.kind == "point"]
+    points = tuple(problem.point(pid) for pid in [*pids, *extra])
+    piece = Piece(points, tuple(problem.truck(t) for t in trucks if t != without))
+    return sub_problem(problem, piece, f"{problem.name}~{rnd}:{trucks[0]}")
+
+
+def _better(current: _Current, trucks: list[str], plan: Plan) -> bool:
+    """More points served, or as many for less distance (by more than rounding)."""
+    served_before = current.served(trucks)
+    served_after = sum(len(r.point_ids) for r in plan.routes)
+    if served_after != served_before:
+        return served_after > served_before
+    before = sum(current.distance_m.get(t, 0.0) for t in trucks)
+    return plan.stats.distance_m < before - 1e-6 * max(1.0, before)
+
+
+def _accept(current: _Current, trucks: list[str], plan: Plan) -> None:
+    before = [v.ref_id for t in trucks for v in current.visits.get(t, ()) if v.kind == "point"]
+    for t in trucks:
+        current.visits.pop(t, None)
+        current.distance_m.pop(t, None)
+    for route in plan.routes:
+        current.visits[route.truck_id] = _route_visits(route.stops)
+        current.distance_m[route.truck_id] = route.distance_m
+    served = {pid for r in plan.routes for pid in r.point_ids}
+    left = [*current.left_out, *before]
+    current.left_out = [pid for pid in left if pid not in served]

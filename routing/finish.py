@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
-from routing.options import SOLVER_NAME, SolverOptions
+from routing.budget import Clock
+from routing.options import SOLVER_NAME
 from routing.plan import Plan, Route, SolveStats, Unassigned
 from routing.problem import (
     Point,
@@ -31,12 +33,14 @@ def finish_plan(
     breaks_done: frozenset[str] = frozenset(),
     repair: bool = True,
     time_budget_s: float = 10.0,
+    clock: Clock = time.monotonic,
 ) -> tuple[list[Route], list[Unassigned]]:
     """Time every route exactly; repair what does not hold (unload where a trip is
     over capacity, else drop points); try to re-insert dropped and unserved points;
-    give every point left out its reason."""
+    give every point left out its reason. Re-insertion and the search for each
+    point's blocking reason stop at ``time_budget_s`` on ``clock``."""
     starts = starts or {}
-    deadline = time.monotonic() + time_budget_s
+    deadline = clock() + time_budget_s
     out_unassigned = list(unassigned)
     explained = {u.point_id for u in out_unassigned}
     schedules: dict[str, tuple[list[Visit], Schedule]] = {}
@@ -61,13 +65,14 @@ def finish_plan(
         if p.point_id not in served and p.point_id not in explained
     ]
     if repair and missing:
-        missing = reinsert(problem, schedules, missing, starts, breaks_done, deadline)
+        missing = reinsert(problem, schedules, missing, starts, breaks_done, deadline, clock)
+    quick: _QuickReasons | None = None
     for pid in missing:
-        reason = (
-            _blocking_reason(problem, schedules, pid, starts, breaks_done)
-            if time.monotonic() < deadline
-            else _overall_reason(problem)
-        )
+        if clock() < deadline:
+            reason = _blocking_reason(problem, schedules, pid, starts, breaks_done)
+        else:
+            quick = quick or _QuickReasons(problem, schedules, starts, breaks_done)
+            reason = quick.reason(pid)
         out_unassigned.append(Unassigned(point_id=pid, reason=reason))  # type: ignore[arg-type]
     routes = [
         sched.to_route(truck_id)
@@ -213,13 +218,14 @@ def reinsert(
     starts: dict[str, Start],
     breaks_done: frozenset[str],
     deadline: float,
+    clock: Clock = time.monotonic,
 ) -> list[str]:
     """Cheapest feasible insertion of each missing point into any route (or a new
     route for an idle truck), the positions of all trucks tried cheapest first;
     returns the points still left out."""
     left: list[str] = []
     for pid in missing:
-        if time.monotonic() > deadline:
+        if clock() >= deadline:
             left.append(pid)
             continue
         p = problem.point(pid)
@@ -249,7 +255,7 @@ def reinsert(
                 schedules[truck.truck_id] = (trial, sched)
                 placed = True
                 break
-            if time.monotonic() > deadline:
+            if clock() >= deadline:
                 break
         if not placed:
             left.append(pid)
@@ -292,10 +298,64 @@ def _blocking_reason(
     return pick_reason(reasons) if reasons else "shift"
 
 
-def _overall_reason(problem: Problem) -> str:
-    total = sum(p.amount_kg for p in problem.points)
-    fleet = sum(min(t.day_load_limit_kg, 1e18) for t in problem.trucks)
-    return "capacity" if total > fleet else "shift"
+class _QuickReasons:
+    """A point's reason when there is no time left to try every insertion: what
+    blocks it on a day of its own, if no truck could serve it alone (its window, the
+    shift, the stations' hours); else what the trucks that could are short of, load
+    (``capacity``) or time (``shift``). Trucks alike (all but their id) are timed
+    once per point, so it stays quick on a district of thousands of points."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        schedules: dict[str, tuple[list[Visit], Schedule]],
+        starts: dict[str, Start],
+        breaks_done: frozenset[str],
+    ) -> None:
+        self.problem = problem
+        self.starts = starts
+        self.breaks_done = breaks_done
+        self.day_kg = {
+            truck_id: sum(problem.point(v.ref_id).amount_kg for v in visits if v.kind == "point")
+            for truck_id, (visits, _) in schedules.items()
+        }
+
+    def _alone(self, truck: Truck, p: Point, cache: dict[object, str | None]) -> str | None:
+        """None if the truck could serve the point on a day of its own, else why not."""
+        start = self.starts.get(truck.truck_id)
+        bd = truck.truck_id in self.breaks_done
+        key = (replace(truck, truck_id=""), start, bd)
+        if key not in cache:
+            trials = _insertions(self.problem, truck, [], p, start)[:1]
+            if not trials:
+                cache[key] = "station_hours"
+            else:
+                s = schedule_route(self.problem, truck, trials[0][1], start=start, break_done=bd)
+                cache[key] = None if s.feasible else (s.reason or "shift")
+        return cache[key]
+
+    def reason(self, pid: str) -> str:
+        p = self.problem.point(pid)
+        alone: Counter[str] = Counter()
+        cache: dict[object, str | None] = {}
+        could = short_of_load = 0
+        for truck in self.problem.trucks:
+            if p.stream not in truck.streams:
+                continue
+            if p.access_class == "narrow" and not truck.can_enter_narrow:
+                continue
+            why = self._alone(truck, p, cache)
+            if why is not None:
+                alone[why] += 1
+                continue
+            could += 1
+            start = self.starts.get(truck.truck_id)
+            day_kg = self.day_kg.get(truck.truck_id, 0.0) + (start.day_load_kg if start else 0.0)
+            if day_kg + p.amount_kg > truck.day_load_limit_kg + 1e-9:
+                short_of_load += 1
+        if could:
+            return "capacity" if short_of_load == could else "shift"
+        return pick_reason(alone)
 
 
 def make_plan(
@@ -331,12 +391,3 @@ def make_plan(
             notes=notes,
         ),
     )
-
-
-def repair_budget_s(time_limit_s: float, options: SolverOptions | None = None) -> float:
-    """What :func:`solve_direct` may spend after its search, re-inserting points the
-    search left out (on top of ``time_limit_s``). A search bounded by a solution limit
-    is never cut short by the clock (the time limit is then only a safety cap)."""
-    if options is not None and options.solution_limit is not None:
-        return time_limit_s
-    return min(10.0, 0.1 * time_limit_s + 1.0)

@@ -48,7 +48,7 @@ from routing.problem import (
     point_key,
     station_key,
 )
-from routing.schedule import Start, Visit, default_start
+from routing.schedule import Start, Visit, default_start, fold_break
 from routing.screen import Screen
 
 FSS = routing_enums_pb2.FirstSolutionStrategy
@@ -427,23 +427,10 @@ class Model:
     def _set_window(self, index: int, lo: int, hi: int) -> bool:
         """Restrict the time cumul of ``index`` to the real window [lo, hi] (ds), in
         model time; False if no model time fits."""
-        cumul = self.time_dim.CumulVar(index)
-        if self.break_shift is None:
-            if hi < lo:
-                return False
-            cumul.SetRange(lo, hi)
-            return True
-        e, d = self.break_shift
-        parts = []
-        if lo <= min(hi, e - 1):
-            parts.append((lo, min(hi, e - 1)))
-        if max(lo - d, e) <= hi - d:
-            parts.append((max(lo - d, e), hi - d))
-        if not parts:
+        window = fold_break(lo, hi, self.break_shift) if self.break_shift else (lo, hi)
+        if window is None or window[1] < window[0]:
             return False
-        cumul.SetRange(parts[0][0], parts[-1][1])
-        if len(parts) == 2 and parts[1][0] > parts[0][1] + 1:
-            cumul.RemoveInterval(parts[0][1] + 1, parts[1][0] - 1)
+        self.time_dim.CumulVar(index).SetRange(*window)
         return True
 
     def _add_breaks(self) -> None:

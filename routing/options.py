@@ -50,6 +50,19 @@ class SolverOptions:
     log_search: bool = False
     max_points_per_solve: int = DEFAULT_MAX_POINTS_PER_SOLVE
     workers: int | None = None  # processes for decomposed districts; None = CPU count
+    # Decomposed districts (routing.decompose): the share of the budget for the first
+    # plan by territories; then neighbourhoods of about this many points, each solved
+    # for neighbourhood_s (None: 10 % of the budget, within 5–20 s), for improve_rounds
+    # rounds (None: until the budget runs out, or 3 with a solution limit; 0:
+    # territories only, with the whole budget).
+    first_plan_share: float = 0.5
+    neighbourhood_points: int = 120
+    neighbourhood_s: float | None = None
+    improve_rounds: int | None = None
+    route_elimination: bool = False  # every other neighbourhood with one truck fewer
+    # Districts with stations above this many points (but not above
+    # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
+    improve_above_points: int | None = None
     # Live state for re-planning (routing.replan): truck id -> where its day resumes.
     starts: tuple[tuple[str, Start], ...] = ()
     breaks_done: frozenset[str] = frozenset()

@@ -293,3 +293,15 @@ def _ready_time(problem: Problem, v: Visit | None) -> float:
     if v.kind == "point":
         return problem.point(v.ref_id).window_start_s
     return problem.station(v.ref_id).opens_s
+
+
+def fold_break(lo: int, hi: int, shift: tuple[int, int]) -> tuple[int, int] | None:
+    """The real window [lo, hi] in model time that runs ``d`` behind real time from
+    ``e`` on (``shift`` = (e, d): the lunch break folded into time, taken at its
+    earliest start): [lo, min(hi, e - 1)] ∪ [max(lo - d, e), hi - d], which is always
+    one interval (integers); None if it is empty."""
+    e, d = shift
+    before = lo < e  # the window opens before the break
+    new_lo = lo if before else max(lo - d, e)
+    new_hi = hi if hi < e else (max(e - 1, hi - d) if before else hi - d)
+    return (new_lo, new_hi) if new_lo <= new_hi else None

@@ -7,7 +7,10 @@ decomposed (:mod:`routing.decompose`); otherwise one search runs
 
 from __future__ import annotations
 
+import time
+
 from routing import decompose
+from routing.budget import Clock
 from routing.options import SolverOptions
 from routing.plan import Plan
 from routing.problem import (
@@ -22,17 +25,27 @@ def solve(
     time_limit_s: float,
     seed: int = 0,
     options: SolverOptions | None = None,
+    clock: Clock = time.monotonic,
 ) -> Plan:
-    """Plan the day. Never returns OR-Tools objects; unassigned points carry their
-    reason. Large districts (more than ``options.max_points_per_solve`` points) are
-    decomposed and solved in parallel (see :mod:`routing.decompose`)."""
+    """Plan the day within ``time_limit_s`` of wall time (× 1.05 + 2 s at most, see
+    :mod:`routing.budget`; ``clock`` is injectable for tests). Never returns OR-Tools
+    objects; unassigned points carry their reason. Large districts (more than
+    ``options.max_points_per_solve`` points) are decomposed and improved in parallel
+    (see :mod:`routing.decompose`)."""
     if not isinstance(problem, Problem):
         raise ValueError(f"problem: expected a routing.problem.Problem, got {type(problem)}")
     if not (isinstance(time_limit_s, int | float) and time_limit_s > 0):
         raise ValueError(f"time_limit_s: must be a positive number of seconds, got {time_limit_s}")
     options = options or SolverOptions()
-    if len(problem.points) > options.max_points_per_solve and len(problem.trucks) > 1:
-        return decompose.solve_decomposed(
-            problem, time_limit_s=time_limit_s, seed=seed, options=options
+    if len(problem.trucks) > 1 and (
+        len(problem.points) > options.max_points_per_solve
+        or (
+            problem.stations
+            and options.improve_above_points is not None
+            and len(problem.points) > options.improve_above_points
         )
-    return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options)
+    ):
+        return decompose.solve_decomposed(
+            problem, time_limit_s=time_limit_s, seed=seed, options=options, clock=clock
+        )
+    return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options, clock=clock)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from ortools.constraint_solver import pywrapcp
 
+from routing.budget import Clock
 from routing.finish import normalise, reinsert
 from routing.model import FSS, Model, ils
 from routing.options import DIST_SCALE, LOAD_SCALE, OPERATORS_OFF
@@ -26,7 +27,9 @@ from routing.problem import (
 from routing.schedule import Schedule, Start, Visit, schedule_route
 
 
-def construct_trips(model: Model, time_limit_s: float) -> dict[str, list[Visit]]:
+def construct_trips(
+    model: Model, time_limit_s: float, clock: Clock = time.monotonic
+) -> dict[str, list[Visit]]:
     """A first solution with the trip structure right.
 
     The points of the trucks that unload at one station are routed as a CVRP from
@@ -38,7 +41,7 @@ def construct_trips(model: Model, time_limit_s: float) -> dict[str, list[Visit]]
     full model then starts from it (see ``Model.hint_successors``) and repairs what
     this ignores (windows, eligibility).
     """
-    t0 = time.monotonic()
+    t0 = clock()
     problem = model.problem
     # Groups: trucks of one kind (streams, narrow access, capacity) unloading at one
     # station.
@@ -80,21 +83,23 @@ def construct_trips(model: Model, time_limit_s: float) -> dict[str, list[Visit]]
         for size in sizes:
             limit = max(0.2, share / len(sizes) - 0.05)
             trips = _cvrp_trips(model, key[0], vs, pts, size, limit)
-            packed = _pack_trips(model, key[0], vs, trips, fill_days=size < sizes[0])
-            # With one trip size there is nothing to compare.
-            cost = _packed_cost(model, key[0], packed, pts) if len(sizes) > 1 else 0.0
-            if chosen is None or cost < chosen[0]:
-                chosen = (cost, packed)
+            # Full loads are packed both ways (spread over the trucks, and filling
+            # days), trips cut to the even share only filling days.
+            for fill_days in (False, True) if size == sizes[0] else (True,):
+                packed = _pack_trips(model, key[0], vs, trips, fill_days=fill_days)
+                cost = _packed_cost(model, key[0], packed, pts)
+                if chosen is None or cost < chosen[0]:
+                    chosen = (cost, packed)
         assert chosen is not None
         out.update(chosen[1])
-        if model.options.solution_limit is None and time.monotonic() - t0 > time_limit_s * 1.5:
+        if model.options.solution_limit is None and clock() - t0 > time_limit_s * 1.5:
             break
     # Completing gets a share of its own: on a busy machine the trips can use all theirs.
-    return _complete(model, out, time.monotonic() + time_limit_s)
+    return _complete(model, out, clock() + time_limit_s, clock)
 
 
 def _complete(
-    model: Model, visits_by_truck: dict[str, list[Visit]], deadline: float
+    model: Model, visits_by_truck: dict[str, list[Visit]], deadline: float, clock: Clock
 ) -> dict[str, list[Visit]]:
     """Every point first: the points the trips left out (no truck's day had room for
     their trip, or a window the trip missed) inserted where they fit best, so the
@@ -116,7 +121,7 @@ def _complete(
         deadline = math.inf  # bounded by counts, never by the clock
     # Only the model's trucks (a point's eligible trucks are among them).
     sub = problem.replace(trucks=model.trucks)
-    reinsert(sub, schedules, missing, starts, breaks_done, deadline)
+    reinsert(sub, schedules, missing, starts, breaks_done, deadline, clock)
     return {truck_id: visits for truck_id, (visits, _) in schedules.items()}
 
 

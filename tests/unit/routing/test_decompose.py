@@ -1,0 +1,116 @@
+"""Large districts: the first plan by territories, improved by neighbourhoods of
+nearby routes (searches bounded by solutions and rounds, so the plan depends only on
+the seed)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from routing import SolverOptions, solve
+from routing.check import check_plan
+from routing.decompose import _Current, _neighbourhood_problem, neighbourhoods
+from routing.instances import synthetic_district
+from routing.plan import Plan
+from routing.schedule import Visit
+
+from .tiny import line_problem, point, truck
+
+
+def _key(plan: Plan) -> tuple[int, float]:
+    return (len(plan.unassigned), plan.stats.distance_m)
+
+
+def test_neighbourhoods_are_disjoint_near_and_about_the_size_asked() -> None:
+    """Each neighbourhood starts from an untried seed, takes the routes nearest to it
+    until about ``size`` points, and shares no route with another; points left out go
+    to the nearest neighbourhood."""
+    pb, _ = synthetic_district(n_points=80, n_trucks=8, seed=1)
+    ids = [p.point_id for p in pb.points]
+    trucks = [t.truck_id for t in pb.trucks]
+    # Routes of 10 points each, in the order of the points' x coordinate (strips).
+    order = sorted(ids, key=lambda pid: pb.point(pid).lon)
+    visits = {
+        t: [Visit("point", pid) for pid in order[10 * k : 10 * k + 10]]
+        for k, t in enumerate(trucks)
+    }
+    visits[trucks[-1]] = visits[trucks[-1]][:-1]
+    current = _Current(visits, {t: 1.0 for t in trucks}, [order[-1]])
+    groups = neighbourhoods(pb, current, 25, 2, {trucks[0]}, np.random.default_rng(0))
+    assert len(groups) == 2
+    seen: set[str] = set()
+    for seed_truck, group, _ in groups:
+        assert seed_truck != trucks[0]
+        assert seed_truck == group[0]
+        assert not seen & set(group)
+        seen |= set(group)
+        assert 25 <= current.served(group) < 25 + 10
+    assert sum(len(extra) for _, _, extra in groups) == 1
+
+
+def test_improvement_never_makes_the_plan_worse_and_depends_only_on_the_seed() -> None:
+    """Rounds of neighbourhood re-optimisation keep only improvements: the plan is at
+    least as good as the territories' plan, valid, and the same for the same seed."""
+    pb, _ = synthetic_district(n_points=90, n_trucks=6, seed=7)
+    base = SolverOptions(max_points_per_solve=30, workers=1, solution_limit=150)
+    territories = solve(pb, time_limit_s=300, seed=3, options=replace(base, improve_rounds=0))
+    options = replace(base, improve_rounds=3, neighbourhood_points=40)
+    improved = solve(pb, time_limit_s=300, seed=3, options=options)
+    again = solve(pb, time_limit_s=300, seed=3, options=options)
+    assert check_plan(pb, improved) == []
+    assert _key(improved) <= _key(territories)
+    assert [r.stops for r in improved.routes] == [r.stops for r in again.routes]
+    assert "3 rounds" in improved.stats.notes[0]
+
+
+def test_improvement_runs_in_parallel_processes() -> None:
+    """Two workers: disjoint neighbourhoods solved in two processes, the plan valid
+    and every point served."""
+    pb, _ = synthetic_district(n_points=90, n_trucks=6, seed=7)
+    options = SolverOptions(
+        max_points_per_solve=30,
+        workers=2,
+        solution_limit=150,
+        improve_rounds=2,
+        neighbourhood_points=30,
+    )
+    plan = solve(pb, time_limit_s=300, seed=1, options=options)
+    assert check_plan(pb, plan) == []
+    assert not plan.unassigned
+    assert "2 rounds of 2 workers" in plan.stats.notes[0]
+
+
+def test_routes_cut_apart_by_a_territory_border_are_joined_by_the_improvement() -> None:
+    """Two territories, a truck each, far from the depot: the first plan drives out
+    and home twice; the neighbourhood of both routes serves the four points with one
+    truck's day, and is kept."""
+    pb = line_problem(
+        {pid: (10_000.0 + 100 * k, point(pid)) for k, pid in enumerate("ABCD")},
+        trucks=[truck("T1"), truck("T2")],
+    )
+    base = SolverOptions(max_points_per_solve=2, workers=1, solution_limit=100)
+    territories = solve(pb, time_limit_s=300, options=replace(base, improve_rounds=0))
+    assert len(territories.routes) == 2
+    improved = solve(pb, time_limit_s=300, options=replace(base, improve_rounds=2))
+    assert check_plan(pb, improved) == []
+    assert not improved.unassigned
+    assert len(improved.routes) == 1
+    # Out 10 km, along the four points, back 10.3 km to the station at the depot.
+    assert improved.stats.distance_m == pytest.approx(20_600.0)
+
+
+def test_a_neighbourhood_offered_a_truck_fewer_keeps_every_point() -> None:
+    """The sub-problem without a truck still holds every point of the neighbourhood's
+    routes and the points left out nearby."""
+    pb, _ = synthetic_district(n_points=40, n_trucks=4, seed=1)
+    ids = [p.point_id for p in pb.points]
+    trucks = [t.truck_id for t in pb.trucks]
+    visits = {
+        t: [Visit("point", pid) for pid in ids[10 * k : 10 * k + 9]] for k, t in enumerate(trucks)
+    }
+    current = _Current(visits, {t: 1.0 for t in trucks}, [ids[9]])
+    sub = _neighbourhood_problem(pb, current, trucks[:3], [ids[9]], 0, trucks[1])
+    assert [t.truck_id for t in sub.trucks] == [trucks[0], trucks[2]]
+    assert len(sub.points) == 3 * 9 + 1
