@@ -114,8 +114,9 @@ def solving(row: dict[str, Any]) -> bool:
     return row["state"] == "running" and row["progress"] >= 0.2
 
 
-def solve_children(job_id: int) -> list[int]:
-    """Pids of the solving processes of a job still alive."""
+def solve_children(job_id: int, worker_pid: int) -> list[int]:
+    """Pids of a worker's solving processes of a job still alive (the worker's pid is
+    on their command line, so other test runs on the machine are not counted)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -124,7 +125,11 @@ def solve_children(job_id: int) -> list[int]:
             args = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"fleet.plans.solve_job" in args and str(job_id).encode() in args:
+        if (
+            b"fleet.plans.solve_job" in args
+            and str(job_id).encode() in args
+            and str(worker_pid).encode() in args
+        ):
             found.append(int(entry.name))
     return found
 
@@ -150,7 +155,7 @@ def test_a_job_whose_worker_is_killed_mid_solve_is_finished_by_another_and_store
     assert done["worker"] != victim.name and done["worker"] in workers
     assert done["attempt"] == 2
     # The killed worker's solve died with it; the plan was stored once, and it is whole.
-    assert solve_children(job_id) == []
+    assert solve_children(job_id, victim.proc.pid) == []
     stored = plans_of(city, job_id)
     assert [p["plan_id"] for p in stored] == [done["plan_id"]]
     with db.connect(city) as conn:
@@ -194,7 +199,7 @@ def test_the_lock_keeps_two_plans_of_one_district_and_date_from_running_at_once(
 
 
 def test_a_cancelled_job_stops(city: str, start_worker: Callable[[str], WorkerProcess]) -> None:
-    start_worker("w1")
+    worker = start_worker("w1")
     running = queue(city, "east", solution_limit=LONG_SOLVE * 10)
     waiting = queue(city, "west", solution_limit=300)  # one job at a time: it waits
     wait_for(city, running, solving)
@@ -211,9 +216,9 @@ def test_a_cancelled_job_stops(city: str, start_worker: Callable[[str], WorkerPr
     stopped = wait_for(city, running, lambda r: r["state"] not in ("running", "cancelling"))
     assert stopped["state"] == "cancelled", stopped
     deadline = time.monotonic() + 30
-    while solve_children(running) and time.monotonic() < deadline:
+    while solve_children(running, worker.proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert solve_children(running) == []
+    assert solve_children(running, worker.proc.pid) == []
     assert plans_of(city, running) == [] and plans_of(city, waiting) == []
 
 
