@@ -109,7 +109,12 @@ def test_a_misspelt_query_parameter_is_an_error(client: TestClient, users: Users
     response = client.get("/api/v1/trucks?distrct_id=south", headers=users.headers("viewer"))
     assert response.status_code == 422
     assert response.json()["errors"] == [
-        {"field": "distrct_id", "location": "query", "message": "is not a parameter here"}
+        {
+            "field": "distrct_id",
+            "location": "query",
+            "message": "is not a parameter here",
+            "code": "unknown_parameter",
+        }
     ]
     assert (
         client.get(
