@@ -65,7 +65,8 @@ def import_(
         bool, typer.Option("--dry-run", help="check everything, count, then write nothing")
     ] = False,
 ) -> None:
-    """Import depots, stations, points, trucks and roads from CSV / GeoJSON.
+    """Import depots, stations, points, trucks and roads from CSV / GeoJSON, or a
+    district's road network from an OpenStreetMap extract (.osm.pbf / .osm).
 
     All or nothing: every refused row is listed with its file and line (exit code 1).
     Ids are unique across the deployment; a row whose id another district uses is
@@ -73,7 +74,8 @@ def import_(
     files = importer.read_paths(paths)
     if not files:
         raise FileNotFoundError(
-            "no importable files found (depots/stations/points/trucks.csv, roads.geojson …)"
+            "no importable files found (depots/stations/points/trucks.csv, roads.geojson, "
+            "an .osm.pbf / .osm extract …)"
         )
     try:
         parsed = importer.parse_files(files, default_district=district)
@@ -90,6 +92,11 @@ def import_(
         raise typer.Exit(1) from None
     for code in summary.created_districts:
         typer.echo(f"district {code} created")
+    for extract in parsed.extracts:
+        kept = ", ".join(f"{name} {n}" for name, n in extract.report().items())
+        typer.echo(f"{extract.file} (district {extract.district}): {kept}")
+    if summary.roads_removed:
+        typer.echo(f"roads     {summary.roads_removed:>6} removed (not in the extract)")
     for kind in importer.KINDS:
         if kind in summary.inserted:
             typer.echo(
