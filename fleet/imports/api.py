@@ -82,8 +82,9 @@ def _field_errors(errors: list[importer.RowError]) -> list[FieldError]:
 
 
 def _check_scope(principal: Principal, parsed: importer.Parsed) -> None:
-    outside = [
-        importer.RowError.of(
+    # One error per file line: an extract's road rows all stand on its line 0.
+    outside = {
+        (row["__where__"], row["district"]): importer.RowError.of(
             row["__where__"][0],
             row["__where__"][1],
             Refused(
@@ -96,9 +97,9 @@ def _check_scope(principal: Principal, parsed: importer.Parsed) -> None:
         for rows in parsed.rows.values()
         for row in rows
         if not principal.can_see(row["district"])
-    ]
+    }
     if outside:
-        raise importer.ImportRejected(outside)
+        raise importer.ImportRejected(list(outside.values()))
 
 
 @router.post(
