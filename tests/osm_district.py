@@ -20,9 +20,18 @@ def node_id(row: int, col: int) -> int:
     return BASE + row * 10 + col
 
 
-NODES = {
-    node_id(r, c): (LAT0 + r * STEP_LAT, LON0 + c * STEP_LON) for r in range(5) for c in range(5)
-}
+def grid(
+    lat0: float = LAT0, lon0: float = LON0, step_lat: float = STEP_LAT, step_lon: float = STEP_LON
+) -> dict[int, tuple[float, float]]:
+    """The 5 × 5 junctions, row r northwards and column c eastwards from (lat0, lon0)."""
+    return {
+        node_id(r, c): (lat0 + r * step_lat, lon0 + c * step_lon)
+        for r in range(5)
+        for c in range(5)
+    }
+
+
+NODES = grid()
 
 
 @dataclass(frozen=True)
