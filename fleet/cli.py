@@ -4,8 +4,6 @@ never imports them."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import sys
 from importlib.metadata import entry_points
@@ -17,8 +15,12 @@ import pydantic
 import typer
 
 from fleet import db, doctor, importer
+from fleet.alerts import cli as alerts_cli
 from fleet.config import NotConfigured, Settings
+from fleet.jobs import cli as jobs_cli
+from fleet.plans import cli as plans_cli
 from fleet.services import ServiceError
+from fleet.web import cli as web_cli
 
 app = typer.Typer(
     name="clearday",
@@ -28,9 +30,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+class CommandsMissing(RuntimeError):
+    """An install without a command group: stops `clearday` at start-up."""
+
+
 # Errors a person can act on: printed as one line, never as a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     NotConfigured,
+    CommandsMissing,
     db.DatabaseUnavailable,
     db.MigrationFailed,
     ServiceError,
@@ -116,42 +124,39 @@ def doctor_() -> None:
         raise typer.Exit(1)
 
 
-# Fleet's domains that add commands of their own (each module has `register(app)`).
-FLEET_COMMAND_MODULES = ("fleet.plans.cli", "fleet.web.cli", "fleet.alerts.cli", "fleet.jobs.cli")
+# Fleet's domains that add commands of their own, imported statically above.
+FLEET_COMMANDS = (plans_cli.register, web_cli.register, alerts_cli.register, jobs_cli.register)
+# The upper layers' command groups (entry points of group `clearday.commands`): fleet
+# never imports those layers, so it names the groups it expects to find.
+UPPER_COMMANDS = ("ingest", "simulate", "demo")
 
 
-def _load_plugins() -> None:
-    for module_name in FLEET_COMMAND_MODULES:
-        if importlib.util.find_spec(module_name.rsplit(".", 1)[0]) is None:
-            continue  # that domain is not built yet
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(app)
-    for entry in entry_points(group="clearday.commands"):
+def register_commands() -> None:
+    for register in FLEET_COMMANDS:
+        register(app)
+    found = {entry.name: entry for entry in entry_points(group="clearday.commands")}
+    missing = [name for name in UPPER_COMMANDS if name not in found]
+    if missing:
+        raise CommandsMissing(
+            f"the command groups {', '.join(missing)} are not installed "
+            "(entry points clearday.commands); reinstall clearday: pip install -e ."
+        )
+    for name, entry in found.items():
         try:
             register = entry.load()
         except ImportError as exc:
-            _register_unavailable(entry.name, exc)
-            continue
+            raise CommandsMissing(
+                f"the `clearday {name}` commands ({entry.value}) cannot be loaded: {exc}"
+            ) from exc
         register(app)
-
-
-def _register_unavailable(name: str, exc: ImportError) -> None:
-    @app.command(name, help=f"(unavailable: {exc})")
-    def unavailable() -> None:
-        raise typer.BadParameter(f"`clearday {name}` cannot load: {exc}")
 
 
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _load_plugins()
     try:
+        register_commands()
         app()
     except USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
