@@ -210,7 +210,6 @@ def read_osm(
     with entities).
     """
     import osmium
-    import osmium.io
 
     speeds = dict(DEFAULT_SPEED_KMH)
     if speeds_kmh:
