@@ -7,7 +7,6 @@ listing every such row, and nothing is written (docs/import.md, "Districts")."""
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Annotated, Literal
 
 from fastapi import APIRouter
@@ -43,7 +42,7 @@ class ImportFile(BaseModel):
             return self.content.encode("utf-8", "surrogatepass")
         try:
             return base64.b64decode(self.content, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or characters outside ASCII
             refused = Refused("base64_bad", "content is not base64")
             raise importer.ImportRejected([importer.RowError.of(self.name, 0, refused)]) from None
 

@@ -89,12 +89,13 @@ def test_an_extract_for_a_district_not_yours_is_one_refusal(
 def test_bad_base64_and_a_cut_pbf_are_refused_with_codes(
     client: TestClient, users: Users, tmp_path: Path
 ) -> None:
-    bad = {"name": "osmtown.osm.pbf", "content": "not base64!", "encoding": "base64"}
-    answer = client.post(
-        "/api/v1/import", json=body("north", bad), headers=users.headers("dispatcher")
-    )
-    assert answer.status_code == 422
-    assert [e["code"] for e in answer.json()["errors"]] == ["base64_bad"]
+    for content in ("not base64!", "ß"):
+        bad = {"name": "osmtown.osm.pbf", "content": content, "encoding": "base64"}
+        answer = client.post(
+            "/api/v1/import", json=body("north", bad), headers=users.headers("dispatcher")
+        )
+        assert answer.status_code == 422
+        assert [e["code"] for e in answer.json()["errors"]] == ["base64_bad"]
     cut = pbf_file(tmp_path)
     cut["content"] = base64.b64encode(osm_pbf(tmp_path)[:-5]).decode()
     answer = client.post(
