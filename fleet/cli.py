@@ -4,8 +4,6 @@ never imports them."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import sys
 from importlib.metadata import entry_points
@@ -17,8 +15,12 @@ import pydantic
 import typer
 
 from fleet import db, doctor, importer
+from fleet.alerts import cli as alerts_cli
 from fleet.config import NotConfigured, Settings
+from fleet.jobs import cli as jobs_cli
+from fleet.plans import cli as plans_cli
 from fleet.services import ServiceError
+from fleet.web import cli as web_cli
 
 app = typer.Typer(
     name="clearday",
@@ -28,9 +30,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+class CommandsMissing(RuntimeError):
+    """An install without a command group: stops `clearday` at start-up."""
+
+
 # Errors a person can act on: printed as one line, never as a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     NotConfigured,
+    CommandsMissing,
     db.DatabaseUnavailable,
     db.MigrationFailed,
     ServiceError,
@@ -65,7 +73,8 @@ def import_(
         bool, typer.Option("--dry-run", help="check everything, count, then write nothing")
     ] = False,
 ) -> None:
-    """Import depots, stations, points, trucks and roads from CSV / GeoJSON.
+    """Import depots, stations, points, trucks and roads from CSV / GeoJSON, or a
+    district's road network from an OpenStreetMap extract (.osm.pbf / .osm).
 
     All or nothing: every refused row is listed with its file and line (exit code 1).
     Ids are unique across the deployment; a row whose id another district uses is
@@ -73,7 +82,8 @@ def import_(
     files = importer.read_paths(paths)
     if not files:
         raise FileNotFoundError(
-            "no importable files found (depots/stations/points/trucks.csv, roads.geojson …)"
+            "no importable files found (depots/stations/points/trucks.csv, roads.geojson, "
+            "an .osm.pbf / .osm extract …)"
         )
     try:
         parsed = importer.parse_files(files, default_district=district)
@@ -90,6 +100,11 @@ def import_(
         raise typer.Exit(1) from None
     for code in summary.created_districts:
         typer.echo(f"district {code} created")
+    for extract in parsed.extracts:
+        kept = ", ".join(f"{name} {n}" for name, n in extract.report().items())
+        typer.echo(f"{extract.file} (district {extract.district}): {kept}")
+    if summary.roads_removed:
+        typer.echo(f"roads     {summary.roads_removed:>6} removed (not in the extract)")
     for kind in importer.KINDS:
         if kind in summary.inserted:
             typer.echo(
@@ -109,42 +124,39 @@ def doctor_() -> None:
         raise typer.Exit(1)
 
 
-# Fleet's domains that add commands of their own (each module has `register(app)`).
-FLEET_COMMAND_MODULES = ("fleet.plans.cli", "fleet.web.cli", "fleet.alerts.cli", "fleet.jobs.cli")
+# Fleet's domains that add commands of their own, imported statically above.
+FLEET_COMMANDS = (plans_cli.register, web_cli.register, alerts_cli.register, jobs_cli.register)
+# The upper layers' command groups (entry points of group `clearday.commands`): fleet
+# never imports those layers, so it names the groups it expects to find.
+UPPER_COMMANDS = ("ingest", "simulate", "demo")
 
 
-def _load_plugins() -> None:
-    for module_name in FLEET_COMMAND_MODULES:
-        if importlib.util.find_spec(module_name.rsplit(".", 1)[0]) is None:
-            continue  # that domain is not built yet
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        module.register(app)
-    for entry in entry_points(group="clearday.commands"):
+def register_commands() -> None:
+    for register in FLEET_COMMANDS:
+        register(app)
+    found = {entry.name: entry for entry in entry_points(group="clearday.commands")}
+    missing = [name for name in UPPER_COMMANDS if name not in found]
+    if missing:
+        raise CommandsMissing(
+            f"the command groups {', '.join(missing)} are not installed "
+            "(entry points clearday.commands); reinstall clearday: pip install -e ."
+        )
+    for name, entry in found.items():
         try:
             register = entry.load()
         except ImportError as exc:
-            _register_unavailable(entry.name, exc)
-            continue
+            raise CommandsMissing(
+                f"the `clearday {name}` commands ({entry.value}) cannot be loaded: {exc}"
+            ) from exc
         register(app)
-
-
-def _register_unavailable(name: str, exc: ImportError) -> None:
-    @app.command(name, help=f"(unavailable: {exc})")
-    def unavailable() -> None:
-        raise typer.BadParameter(f"`clearday {name}` cannot load: {exc}")
 
 
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _load_plugins()
     try:
+        register_commands()
         app()
     except USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -19,7 +19,6 @@ from typing import Literal
 
 import psycopg
 from psycopg.rows import class_row
-from psycopg_pool import ConnectionPool
 
 from fleet.config import redact
 
@@ -41,15 +40,6 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {redact(url)}: {reason}"
         ) from exc
-
-
-def make_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> ConnectionPool:
-    pool = ConnectionPool(
-        url, min_size=min_size, max_size=max_size, open=False,
-        kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
-    )  # fmt: skip
-    pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
-    return pool
 
 
 @dataclass(frozen=True)

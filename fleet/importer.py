@@ -1,4 +1,5 @@
-"""`clearday import`: depots, stations, points, trucks and roads from CSV / GeoJSON.
+"""`clearday import`: depots, stations, points, trucks and roads from CSV / GeoJSON, and
+a district's road network from an OpenStreetMap extract (fleet/imports/osm.py).
 
 Parsing is pure (files in, validated rows or every error out): any byte sequence is
 either accepted or answered with file, line and what to fix, never an exception of
@@ -27,6 +28,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from fleet.imports import osm
 from fleet.refusal import Param, Refused
 from fleet.trucks.terminals import TERMINAL_COLUMNS, parse_jt808_phone
 
@@ -131,6 +133,8 @@ class ImportRejected(ValueError):
 @dataclass
 class Parsed:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    # OpenStreetMap extracts, each a district's road network (their rows are in "roads").
+    extracts: list[osm.Extract] = field(default_factory=list)
 
     def count(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.rows.items() if v}
@@ -378,6 +382,8 @@ SPECS: dict[str, Spec] = {
 
 
 def kind_of(filename: str) -> str | None:
+    if osm.osm_format(filename):
+        return "roads"
     stem = Path(filename).name.lower()
     for kind in KINDS:
         if stem.startswith(kind[:-1]):  # depot*, station*, point*, truck*, road*
@@ -739,11 +745,14 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
                     Refused(
                         "file_unknown",
                         "unknown file: name it depots/stations/points/trucks.csv or .geojson, "
-                        "roads.geojson",
+                        "roads.geojson, or an OpenStreetMap extract .osm.pbf / .osm",
                     ),
                     unit="file",
                 )
             )
+            continue
+        if osm.osm_format(name):
+            _read_extract(name, data, default_district, parsed, errors)
             continue
         is_geojson = name.lower().endswith((".geojson", ".json"))
         if kind == "roads" and not is_geojson:
@@ -752,7 +761,9 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
                     name,
                     0,
                     Refused(
-                        "roads_not_geojson", "roads must be GeoJSON LineStrings (roads.geojson)"
+                        "roads_not_geojson",
+                        "roads must be GeoJSON LineStrings (roads.geojson) "
+                        "or an OpenStreetMap extract (.osm.pbf, .osm)",
                     ),
                     unit="file",
                 )
@@ -820,6 +831,30 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
     return parsed
 
 
+def _read_extract(name: str, data: bytes, district: str, parsed: Parsed, errors: _Errors) -> None:
+    if any(extract.district == district for extract in parsed.extracts):
+        twice = Refused(
+            "osm_twice",
+            f"a second OpenStreetMap extract for district {district}; cut one extract "
+            "that covers the whole district",
+            district=district,
+        )
+        errors.add(RowError.of(name, 0, twice, unit="file"))
+        return
+    if not _district_ok(district):
+        bad = Refused("district_code_bad", f"district code {_show(district)} must be 1-64 "
+                      "letters, digits, _ or -", value=_show(district))  # fmt: skip
+        errors.add(RowError.of(name, 0, bad, unit="file"))
+        return
+    try:
+        extract = osm.read_extract(name, data, district)
+    except Refused as refused:
+        errors.add(RowError.of(name, 0, refused, unit="file"))
+        return
+    parsed.extracts.append(extract)
+    parsed.rows["roads"].extend(extract.road_rows())
+
+
 def _district_ok(code: str) -> bool:
     return (
         bool(code)
@@ -837,7 +872,7 @@ def read_paths(paths: Iterable[Path]) -> list[tuple[str, bytes]]:
                 if (
                     child.is_file()
                     and kind_of(child.name)
-                    and child.suffix.lower() in (".csv", ".geojson")
+                    and (child.suffix.lower() in (".csv", ".geojson") or osm.osm_format(child.name))
                 ):
                     files.append((child.name, child.read_bytes()))
         elif path.is_file():
@@ -888,6 +923,8 @@ class ImportSummary:
     inserted: dict[str, int]
     updated: dict[str, int]
     created_districts: list[str] = field(default_factory=list)
+    # Roads of a district that an OpenStreetMap extract replaced as its road network.
+    roads_removed: int = 0
 
 
 def load(
@@ -911,7 +948,11 @@ def load(
             _check_ids(conn, parsed, errors)
             _check_depots(conn, parsed, errors)
             _check_terminals(conn, parsed, errors)
+            _check_coverage(conn, parsed, errors)
             errors.raise_any()
+            removed = sum(
+                _remove_roads_outside(conn, extract, parsed) for extract in parsed.extracts
+            )
             inserted: dict[str, int] = {}
             updated: dict[str, int] = {}
             for kind in KINDS:  # depots before trucks (foreign key)
@@ -926,7 +967,50 @@ def load(
             "import_raced", "another import wrote the same ids at the same moment; run it again"
         )
         raise ImportRejected([RowError.of("import", 0, raced, "conflict")]) from None
-    return ImportSummary(inserted, updated, created)
+    return ImportSummary(inserted, updated, created, removed)
+
+
+def _check_coverage(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> None:
+    """Every depot, station and point of an extract's district, stored or imported now,
+    must lie on the extract's map."""
+    for extract in parsed.extracts:
+        places: dict[tuple[str, str], tuple[float, float]] = {}
+        for kind in ("depots", "stations", "points"):
+            table, key, _ = _TABLES[kind]
+            rows = conn.execute(
+                sql.SQL("SELECT {key}, lat, lon FROM {table} WHERE district_id = %s").format(
+                    key=sql.Identifier(key), table=sql.Identifier(table)
+                ),
+                (extract.district,),
+            ).fetchall()
+            places.update(((NOUNS[kind], r[0]), (r[1], r[2])) for r in rows)
+            places.update(
+                ((NOUNS[kind], row["id"]), (row["lat"], row["lon"]))
+                for row in parsed.rows[kind]
+                if row["district"] == extract.district
+            )
+        for noun, place_id, offset_m in osm.places_outside(extract, places):
+            outside = Refused(
+                "osm_place_outside",
+                f"{noun} {place_id} of district {extract.district} is {offset_m:.0f} m from the "
+                f"nearest road of the extract (at most {osm.MAX_OFF_ROAD_M:.0f} m): cut an "
+                "extract that covers the whole district",
+                kind=noun,
+                id=place_id,
+                district=extract.district,
+                distance_m=round(offset_m),
+            )
+            errors.add(RowError.of(extract.file, 0, outside, unit="file"))
+
+
+def _remove_roads_outside(conn: psycopg.Connection, extract: osm.Extract, parsed: Parsed) -> int:
+    """An extract is the district's whole road network: its other roads go."""
+    kept = [row["id"] for row in parsed.rows["roads"] if row["district"] == extract.district]
+    cur = conn.execute(
+        "DELETE FROM road WHERE district_id = %s AND NOT (road_id = ANY(%s))",
+        (extract.district, kept),
+    )
+    return cur.rowcount
 
 
 def _where(row: dict[str, Any]) -> tuple[str, int]:

@@ -369,9 +369,6 @@ class MqttConsumer:
                     self._client.ack(mid, 1)
         return len(mids)
 
-    def unacked_generation(self) -> int:
-        return self._gen
-
     def wait_connected(self, timeout_s: float) -> bool:
         """Wait for the first connection; False on timeout or a fatal refusal."""
         deadline = time.monotonic() + timeout_s

@@ -319,11 +319,6 @@ class TerminalDirectory:
                 self._unknown_checked.clear()
         return self._trucks
 
-    def forget(self) -> None:
-        """Drop the cache (e.g. after trucks changed terminals)."""
-        self._trucks.clear()
-        self._unknown_checked.clear()
-
     def close(self) -> None:
         self.db.close()
 

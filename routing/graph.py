@@ -69,6 +69,7 @@ OSM_HIGHWAY_CLASS: Final = {
 }
 OSM_NARROW_HIGHWAYS: Final = frozenset({"living_street", "service", "track"})
 OSM_NARROW_WIDTH_M: Final = 4.0
+MAX_OSM_SPEED_KMH: Final = 200.0
 
 
 def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
@@ -166,17 +167,47 @@ def _add_edge(graph: nx.DiGraph, u: Any, v: Any, attrs: dict[str, Any]) -> None:
         graph.add_edge(u, v, **attrs)
 
 
+@dataclass(frozen=True, slots=True)
+class OsmRoads:
+    """The road graph read from an OpenStreetMap extract, and what was kept of it."""
+
+    graph: nx.DiGraph
+    ways: int  # drivable ways that gave at least one edge
+    oneway_ways: int
+    narrow_ways: int
+    # Ways left out, by reason: "not_drivable" (no truck highway tag), "no_access"
+    # (access=no/private, motor_vehicle=no), "nodes_missing" (fewer than two of their
+    # nodes are in the extract).
+    dropped: Mapping[str, int]
+    # Kept ways with nodes the extract lacks: split there, never bridged by a straight line.
+    ways_cut: int
+
+
 def graph_from_osm(
     path: str | Path,
     *,
     speeds_kmh: Mapping[str, float] | None = None,
 ) -> nx.DiGraph:
-    """Build the road graph from an OpenStreetMap extract.
+    """Build the road graph from an OpenStreetMap extract (see :func:`read_osm`)."""
+    return read_osm(path, speeds_kmh=speeds_kmh).graph
+
+
+def read_osm(
+    source: str | Path | bytes,
+    *,
+    file_format: str = "",
+    speeds_kmh: Mapping[str, float] | None = None,
+) -> OsmRoads:
+    """Read an OpenStreetMap extract: a path, or the file's bytes with ``file_format``
+    ``"pbf"`` or ``"osm"`` (XML).
 
     Every way with a drivable ``highway`` tag becomes edges between consecutive
-    nodes; ``oneway`` is honoured; ``maxspeed`` (km/h) overrides the class speed;
-    ``living_street``, ``service`` and ``track`` ways, and ways narrower than
-    4 m (``width``), are narrow lanes.
+    nodes; ``oneway`` is honoured (``-1``: against the node order); ``maxspeed``
+    (km/h or mph, 1..MAX_OSM_SPEED_KMH) overrides the class speed, anything else in it
+    (``walk``, ``none``) keeps the class speed; ``living_street``, ``service`` and
+    ``track`` ways, and ways narrower than 4 m (``width``), are narrow lanes.
+    Raises ``ValueError`` when the extract cannot be read (truncated, not OSM, XML
+    with entities).
     """
     import osmium
 
@@ -184,68 +215,90 @@ def graph_from_osm(
     if speeds_kmh:
         speeds.update(speeds_kmh)
     graph = nx.DiGraph()
+    counts = dict.fromkeys(("ways", "oneway", "narrow", "cut"), 0)
+    dropped = dict.fromkeys(("not_drivable", "no_access", "nodes_missing"), 0)
+    if isinstance(source, bytes):
+        if file_format not in ("pbf", "osm"):
+            raise ValueError(f"file_format must be 'pbf' or 'osm', not {file_format!r}")
+        indata: Any = osmium.io.FileBuffer(source, file_format)
+    else:
+        indata = str(source)
     # Nodes must be read for their locations; only ways matter below.
-    processor = osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY).with_locations()
-    for obj in processor:
-        if not isinstance(obj, osmium.osm.Way):
-            continue
-        way = obj
-        tags = way.tags
-        highway = tags.get("highway")
-        if highway not in OSM_HIGHWAY_CLASS:
-            continue
-        if tags.get("access") in ("no", "private") or tags.get("motor_vehicle") == "no":
-            continue
-        road_class = OSM_HIGHWAY_CLASS[highway]
-        speed = _osm_speed(tags.get("maxspeed")) or speeds[road_class]
-        narrow = highway in OSM_NARROW_HIGHWAYS or _osm_width(tags.get("width")) < (
-            OSM_NARROW_WIDTH_M
-        )
-        oneway_tag = tags.get("oneway", "no")
-        forward = oneway_tag != "-1"
-        oneway = oneway_tag in ("yes", "true", "1", "-1") or highway in (
-            "motorway",
-            "motorway_link",
-        )
-        nodes: list[tuple[int, float, float]] = []
-        for node in way.nodes:
-            try:
-                loc = node.location
-                if not loc.valid():
-                    continue
-                nodes.append((node.ref, loc.lat, loc.lon))
-            except osmium.InvalidLocationError:
-                continue
-        if not forward:
-            nodes.reverse()
-        for (a, alat, alon), (b, blat, blon) in itertools.pairwise(nodes):
+    processor = osmium.FileProcessor(indata, osmium.osm.NODE | osmium.osm.WAY).with_locations()
+    try:
+        for obj in processor:
+            if isinstance(obj, osmium.osm.Way):
+                _add_osm_way(graph, obj, speeds, counts, dropped)
+    except (RuntimeError, ValueError) as exc:  # libosmium's parse errors
+        raise ValueError(f"cannot read the extract: {exc}") from None
+    return OsmRoads(
+        graph, counts["ways"], counts["oneway"], counts["narrow"], dropped, counts["cut"]
+    )
+
+
+def _add_osm_way(
+    graph: nx.DiGraph,
+    way: Any,
+    speeds: Mapping[str, float],
+    counts: dict[str, int],
+    dropped: dict[str, int],
+) -> None:
+    tags = way.tags
+    highway = tags.get("highway")
+    if highway not in OSM_HIGHWAY_CLASS:
+        dropped["not_drivable"] += 1
+        return
+    if tags.get("access") in ("no", "private") or tags.get("motor_vehicle") == "no":
+        dropped["no_access"] += 1
+        return
+    road_class = OSM_HIGHWAY_CLASS[highway]
+    speed = _osm_speed(tags.get("maxspeed")) or speeds[road_class]
+    narrow = highway in OSM_NARROW_HIGHWAYS or _osm_width(tags.get("width")) < OSM_NARROW_WIDTH_M
+    oneway_tag = tags.get("oneway", "no")
+    oneway = oneway_tag in ("yes", "true", "1", "-1") or highway in ("motorway", "motorway_link")
+    # Runs of consecutive nodes the extract has; a missing node splits the way.
+    runs: list[list[tuple[int, float, float]]] = [[]]
+    for node in way.nodes:
+        loc = node.location
+        if loc.valid():
+            runs[-1].append((node.ref, loc.lat, loc.lon))
+        elif runs[-1]:
+            runs.append([])
+    runs = [run for run in runs if len(run) >= 2]
+    if not runs:
+        dropped["nodes_missing"] += 1
+        return
+    counts["cut"] += len(runs) > 1 or len(runs[0]) < len(way.nodes)
+    attrs = {"speed_kmh": speed, "narrow": narrow, "road_class": road_class}
+    for run in runs:
+        if oneway_tag == "-1":
+            run.reverse()
+        for (a, alat, alon), (b, blat, blon) in itertools.pairwise(run):
             length = float(haversine_m(alat, alon, blat, blon))
             if length <= 0:
                 continue
             graph.add_node(a, lat=alat, lon=alon)
             graph.add_node(b, lat=blat, lon=blon)
-            attrs = {
-                "length_m": length,
-                "speed_kmh": speed,
-                "narrow": narrow,
-                "road_class": road_class,
-            }
-            _add_edge(graph, a, b, attrs)
+            _add_edge(graph, a, b, {"length_m": length, **attrs})
             if not oneway:
-                _add_edge(graph, b, a, attrs)
-    return graph
+                _add_edge(graph, b, a, {"length_m": length, **attrs})
+    counts["ways"] += 1
+    counts["oneway"] += oneway
+    counts["narrow"] += narrow
 
 
 def _osm_speed(value: str | None) -> float | None:
-    if not value:
-        return None
-    text = value.strip().lower()
+    """km/h from a ``maxspeed`` tag; None for what is not a usable speed (``walk``,
+    ``none``, ``0``, ``nan``, ``1e999``)."""
+    text = (value or "").strip().lower()
+    factor = 1.0
+    if text.endswith("mph"):
+        text, factor = text[:-3], 1.609344
     try:
-        if text.endswith("mph"):
-            return float(text[:-3].strip()) * 1.609344
-        return float(text.split()[0])
+        speed = float(text.split()[0]) * factor if text.split() else math.nan
     except ValueError:
         return None
+    return speed if 0 < speed <= MAX_OSM_SPEED_KMH else None
 
 
 def _osm_width(value: str | None) -> float:

@@ -736,9 +736,6 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
     grid_segs = len(b.segs)
     lanes: list[_Seg] = []
 
-    def seg_mid(idx: int) -> tuple[float, float]:
-        return b.along(b.segs[idx], b.seg_len(b.segs[idx]) / 2)
-
     def radius(x: float, y: float) -> float:
         return math.hypot(x, y) / (half * block)
 

@@ -25,7 +25,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -976,10 +976,3 @@ def simulate(spec: DaySpec) -> tuple[list[Emission], SimDay]:
     """All emissions of a day, in memory (tests, small days)."""
     day = SimDay(spec)
     return list(day.emissions()), day
-
-
-def route_points(plan: PlanLike) -> dict[str, Sequence[str]]:
-    return {
-        r.truck_id: [s.ref_id for s in r.stops if s.kind == "point" and s.ref_id]
-        for r in plan.routes
-    }

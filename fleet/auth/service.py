@@ -225,6 +225,10 @@ class IssuedToken:
     expires_at: datetime
 
 
+# How long an expired token's row stays for audit before a login purges it.
+EXPIRED_TOKENS_KEPT = timedelta(days=1)
+
+
 def issue_token(
     conn: psycopg.Connection,
     *,
@@ -242,6 +246,9 @@ def issue_token(
         expires_at=expires_at,
         user_agent=(user_agent or "")[:200] or None,
     )
+    # Each login clears out the tokens that died long ago: the table stays as small as
+    # the number of live sessions, with no scheduler to run.
+    purge_expired_tokens(conn, now=now)
     return IssuedToken(token, expires_at)
 
 
@@ -277,5 +284,6 @@ def revoke_user_tokens(conn: psycopg.Connection, *, user_id: int, now: datetime)
 
 
 def purge_expired_tokens(conn: psycopg.Connection, *, now: datetime) -> int:
-    """Delete tokens that expired more than a day ago (kept a while for audit)."""
-    return repo.delete_expired_tokens(conn, before=now - timedelta(days=1))
+    """Delete tokens that expired more than EXPIRED_TOKENS_KEPT ago (kept a while for
+    audit); runs at every login (`issue_token`)."""
+    return repo.delete_expired_tokens(conn, before=now - EXPIRED_TOKENS_KEPT)

@@ -6,7 +6,8 @@ listing every such row, and nothing is written (docs/import.md, "Districts")."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import base64
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, StringConstraints
@@ -30,7 +31,20 @@ class ImportFile(BaseModel):
         StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}$"),
         Field(examples=["points.csv"], description="decides the kind, as in docs/import.md"),
     ]
-    content: str = Field(max_length=MAX_FILE_CHARS, description="the file's text (UTF-8)")
+    content: str = Field(max_length=MAX_FILE_CHARS, description="the file's text, or its bytes")
+    encoding: Literal["utf-8", "base64"] = Field(
+        "utf-8", description="base64 for a binary file (an OpenStreetMap .osm.pbf extract)"
+    )
+
+    def data(self) -> bytes:
+        if self.encoding == "utf-8":
+            # surrogatepass: a lone surrogate becomes bytes the importer names by line, not a 500.
+            return self.content.encode("utf-8", "surrogatepass")
+        try:
+            return base64.b64decode(self.content, validate=True)
+        except ValueError:  # binascii.Error, or characters outside ASCII
+            refused = Refused("base64_bad", "content is not base64")
+            raise importer.ImportRejected([importer.RowError.of(self.name, 0, refused)]) from None
 
 
 class ImportRequest(BaseModel):
@@ -47,6 +61,12 @@ class ImportResult(BaseModel):
     inserted: dict[str, int]
     updated: dict[str, int]
     created_districts: list[str] = Field(description="districts the import created")
+    osm: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="per OpenStreetMap extract: drivable, one-way and narrow ways kept, "
+        "ways dropped by reason",
+    )
+    roads_removed: int = Field(0, description="roads the extracts replaced")
 
 
 def _field_errors(errors: list[importer.RowError]) -> list[FieldError]:
@@ -61,8 +81,9 @@ def _field_errors(errors: list[importer.RowError]) -> list[FieldError]:
 
 
 def _check_scope(principal: Principal, parsed: importer.Parsed) -> None:
-    outside = [
-        importer.RowError.of(
+    # One error per file line: an extract's road rows all stand on its line 0.
+    outside = {
+        (row["__where__"], row["district"]): importer.RowError.of(
             row["__where__"][0],
             row["__where__"][1],
             Refused(
@@ -75,20 +96,19 @@ def _check_scope(principal: Principal, parsed: importer.Parsed) -> None:
         for rows in parsed.rows.values()
         for row in rows
         if not principal.can_see(row["district"])
-    ]
+    }
     if outside:
-        raise importer.ImportRejected(outside)
+        raise importer.ImportRejected(list(outside.values()))
 
 
 @router.post(
     "/import",
-    summary="Import depots, stations, points, trucks and roads (all or nothing)",
+    summary="Import depots, stations, points, trucks and roads, or an OSM extract (all or nothing)",
     responses=problem_responses(403, 409, 422),
 )
 def import_files(conn: Conn, principal: Dispatcher, body: ImportRequest) -> ImportResult:
-    # surrogatepass: a lone surrogate becomes bytes the importer names by line, not a 500.
-    files = [(f.name, f.content.encode("utf-8", "surrogatepass")) for f in body.files]
     try:
+        files = [(f.name, f.data()) for f in body.files]
         parsed = importer.parse_files(files, default_district=body.district)
         _check_scope(principal, parsed)
         summary = importer.load(
@@ -111,4 +131,6 @@ def import_files(conn: Conn, principal: Dispatcher, body: ImportRequest) -> Impo
         inserted=summary.inserted,
         updated=summary.updated,
         created_districts=summary.created_districts,
+        osm={extract.file: extract.report() for extract in parsed.extracts},
+        roads_removed=summary.roads_removed,
     )

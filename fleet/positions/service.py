@@ -57,9 +57,6 @@ class SiteCache:
                 self._loaded_at = time.monotonic()
         return self._index
 
-    def invalidate(self) -> None:
-        self._loaded_at = float("-inf")
-
 
 def latest_positions(
     conn: psycopg.Connection,
@@ -209,10 +206,6 @@ class LiveFeed:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
 
     def _poll(self) -> dict[str, dict[str, Any]]:
         snapshot = self.snapshot.get(self.pool)

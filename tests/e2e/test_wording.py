@@ -25,7 +25,20 @@ pytestmark = pytest.mark.slow
 I18N = Path(__file__).resolve().parents[2] / "fleet/web/static/js/i18n.js"
 # Words that are the same in both languages: the product's name, the language switch,
 # the map library's attribution, file formats.
-NEUTRAL = {"ClearDay", "English", "Leaflet", "CSV", "UTF", "GeoJSON", "Excel", "中文", "日清"}
+NEUTRAL = {
+    "ClearDay",
+    "English",
+    "Leaflet",
+    "CSV",
+    "UTF",
+    "GeoJSON",
+    "OpenStreetMap",
+    "osm",
+    "pbf",
+    "Excel",
+    "中文",
+    "日清",
+}
 
 # Every text a person sees: visible text nodes, placeholders, titles, labels.
 VISIBLE_TEXT = """() => {

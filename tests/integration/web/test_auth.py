@@ -79,6 +79,34 @@ def test_expired_token_is_refused(client: TestClient, users: Users) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_a_login_purges_tokens_expired_more_than_a_day_before(users: Users) -> None:
+    """On an injected clock: a token expired 23 h ago stays (audit), one expired a day
+    and a second ago is deleted by the next token issued; live tokens stay."""
+    t0 = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
+
+    def issue(now: datetime, ttl_s: int = 3600) -> bytes:
+        with psycopg.connect(users.url, autocommit=True) as conn:
+            token = auth_service.issue_token(
+                conn, user_id=users.ids["viewer"], now=now, ttl_s=ttl_s
+            ).token
+        return auth_service.token_digest(token)
+
+    def stored(digest: bytes) -> bool:
+        with psycopg.connect(users.url) as conn:
+            row = conn.execute("SELECT 1 FROM auth_token WHERE token_hash = %s", (digest,))
+            return row.fetchone() is not None
+
+    old = issue(t0)  # expires at t0 + 1 h
+    long_lived = issue(t0, ttl_s=30 * 86400)
+    recent = issue(t0 + timedelta(hours=23))
+    kept_for_audit = auth_service.EXPIRED_TOKENS_KEPT
+    issue(t0 + timedelta(hours=1) + kept_for_audit - timedelta(seconds=1))
+    assert stored(old)
+    issue(t0 + timedelta(hours=1) + kept_for_audit + timedelta(seconds=1))
+    assert not stored(old)
+    assert stored(long_lived) and stored(recent)
+
+
 def test_missing_or_malformed_credentials_are_401(client: TestClient, users: Users) -> None:
     for headers in (
         {},

@@ -238,6 +238,8 @@ def test_bulk_import_validates_like_the_cli(client: TestClient, users: Users) ->
         "inserted": {"points": 2},
         "updated": {"points": 0},
         "created_districts": ["east"],
+        "osm": {},
+        "roads_removed": 0,
     }
     assert client.get("/api/v1/districts/east", headers=dispatcher).status_code == 404
     first = client.post(

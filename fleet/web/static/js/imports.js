@@ -18,6 +18,15 @@ function lineLabel(file, line) {
   return file.endsWith(".geojson") ? `${t("import.feature")} ${line}` : line;
 }
 
+// An OpenStreetMap .osm.pbf extract is binary: sent as base64.
+async function readFile(file) {
+  if (!file.name.toLowerCase().endsWith(".pbf")) return readText(file);
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return { text: btoa(binary), encoding: "base64" };
+}
+
 // The file's text, or a message naming the first line that is not UTF-8.
 async function readText(file) {
   const bytes = new Uint8Array(await file.arrayBuffer());
@@ -73,11 +82,14 @@ function showDone(out, result) {
         h("td", {}, result.inserted[k] ?? 0), h("td", {}, result.updated[k] ?? 0)))),
     result.created_districts.length
       ? h("p", { class: "muted" }, `${t("import.created")}: ${result.created_districts.join(", ")}`)
-      : null);
+      : null,
+    // What each OpenStreetMap extract kept and dropped.
+    Object.entries(result.osm || {}).map(([file, kept]) => h("p", { class: "muted", "data-testid": "import-osm" },
+      `${file}: ${Object.entries(kept).map(([k, n]) => `${t(`import.osm.${k}`)} ${n}`).join(" · ")}`)));
 }
 
 export function openImport(ctx, onImported) {
-  const input = h("input", { type: "file", multiple: true, accept: ".csv,.geojson", "data-testid": "import-files" });
+  const input = h("input", { type: "file", multiple: true, accept: ".csv,.geojson,.osm,.pbf", "data-testid": "import-files" });
   const out = h("div", { "data-testid": "import-result", "aria-live": "polite" });
   const run = async (dryRun) => {
     const chosen = [...input.files].slice(0, MAX_FILES);
@@ -85,14 +97,14 @@ export function openImport(ctx, onImported) {
       clear(out, h("p", { class: "error" }, t("import.no_files")));
       return;
     }
-    const read = await Promise.all(chosen.map(readText));
+    const read = await Promise.all(chosen.map(readFile));
     const unreadable = read.filter((r) => r.error).map((r) => r.error);
     if (unreadable.length) {
       showRefusal(out, 422, { detail: t("import.not_utf8"), errors: unreadable });
       return;
     }
     // File names decide the kind (points*.csv …); the API takes plain ASCII names.
-    const files = chosen.map((f, i) => ({ name: f.name.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 100), content: read[i].text }));
+    const files = chosen.map((f, i) => ({ name: f.name.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 100), content: read[i].text, encoding: read[i].encoding || "utf-8" }));
     try {
       const result = await api("/import", { method: "POST", body: { files, district: ctx.district, dry_run: dryRun } });
       showDone(out, result);
