@@ -4,6 +4,7 @@ PUBACK with a success code, exactly once per message, whatever the broker does."
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import threading
@@ -54,8 +55,14 @@ def run(scenario: Callable[[Publisher], object], broker: PrivateMosquitto, **kw:
         finally:
             await publisher.close()
 
-    with loop_runner() as runner:
-        return runner.run(main())
+    def in_thread() -> object:
+        with loop_runner() as runner:
+            return runner.run(main())
+
+    # On a thread of its own: the main thread may hold a running loop left by other
+    # tests (Playwright's sync API keeps one).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(in_thread).result()
 
 
 class Calls:
