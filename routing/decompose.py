@@ -40,6 +40,7 @@ from routing.finish import finish_plan, make_plan
 from routing.options import SolverOptions
 from routing.plan import Plan
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
+from routing.processes import die_with
 from routing.schedule import Visit
 from routing.screen import screen
 from routing.search import solve_direct
@@ -233,13 +234,16 @@ def _run(job: _Job) -> Plan:
 def _mapper(workers: int) -> Iterator[Mapper[Any, Any]]:
     """``map`` over jobs: in this process for one worker, else in a pool of processes
     (fork: no re-import of the caller's ``__main__``; this process never runs an
-    OR-Tools search while it decomposes)."""
+    OR-Tools search while it decomposes). The pool's processes die with this one."""
     if workers <= 1:
         yield lambda fn, jobs: [fn(j) for j in jobs]
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context(method)
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=die_with,
+        initargs=(os.getpid(),),
     ) as pool:
         yield lambda fn, jobs: list(pool.map(fn, jobs))
 

@@ -10,9 +10,6 @@ worker, and an orphaned solve must not race it.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
 import sys
 
 from fleet import db
@@ -20,17 +17,7 @@ from fleet.alerts.worker import AlertConfig
 from fleet.config import Settings
 from fleet.plans import service
 from fleet.plans.jobs import EXIT_REFUSED
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with(parent_pid: int) -> None:
-    """Be killed when the parent process dies (Linux); exit now if it is gone already."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        sys.exit(1)
+from routing.processes import die_with
 
 
 def main(argv: list[str]) -> int:
