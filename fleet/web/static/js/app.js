@@ -25,6 +25,8 @@ const state = {
   pageName: null,
   districts: [],
   mounting: Promise.resolve(),
+  refreshing: null,
+  refreshWanted: false,
 };
 
 function context() {
@@ -63,16 +65,28 @@ async function showPage() {
   await state.mounting;
 }
 
-async function refresh() {
-  // A change of district or date while a page is still mounting waits for it.
-  await state.mounting;
-  if (!state.page) return;
-  try {
-    await state.map.loadBase(context().district);
-    await state.page.refresh(context());
-  } catch (err) {
-    showError(err);
+function refresh() {
+  // Refreshes run one at a time, and those asked for while one runs fold into one more
+  // with the newest district and date: a slow answer for the day just left never
+  // overwrites the day chosen after it.
+  state.refreshWanted = true;
+  if (!state.refreshing) {
+    state.refreshing = (async () => {
+      // A change of district or date while a page is still mounting waits for it.
+      await state.mounting;
+      while (state.refreshWanted && state.page) {
+        state.refreshWanted = false;
+        try {
+          await state.map.loadBase(context().district);
+          await state.page.refresh(context());
+        } catch (err) {
+          showError(err);
+        }
+      }
+      state.refreshing = null;
+    })();
   }
+  return state.refreshing;
 }
 
 async function start() {

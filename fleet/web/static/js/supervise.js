@@ -54,6 +54,9 @@ export class SupervisePage {
   async refresh(ctx) {
     this.ctx = ctx;
     clearTimeout(this.timer);
+    // The timer's refresh and one asked for by a change of day can overlap: only the
+    // newest may draw.
+    const asked = (this.asked = (this.asked || 0) + 1);
     const { district, date } = ctx;
     const [ledger, alerts, cases, plates] = await Promise.all([
       api(`/ledger${qs({ service_date: date, district_id: district })}`),
@@ -61,6 +64,7 @@ export class SupervisePage {
       api(`/cases${qs({ service_date: date, district_id: district, limit: 1000 })}`),
       platesOf(district),
     ]);
+    if (asked !== this.asked) return;
     this.data = { ledger: ledger.entries, alerts, cases, plates };
     this.entryByPoint = new Map(ledger.entries.map((e) => [e.point_id, e]));
     this.renderLedger();
