@@ -30,7 +30,9 @@ from simulator.city import generate
 DAY = date(2026, 3, 3)
 # Long enough to be caught mid-search: bounded by solutions, never by the clock.
 LONG_SOLVE = 400
-WAIT_S = 240.0
+# Only ends a hang: on a machine loaded by other work, a dead worker's job took over
+# 240 s to be retried and solved again.
+WAIT_S = 900.0
 
 
 @dataclass
