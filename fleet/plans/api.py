@@ -1,6 +1,6 @@
 """/api/v1/plans: start planning a date (a background job you poll), read a plan, its
 routes as GeoJSON following the roads, a printable route sheet per truck, publish.
-Built on fleet/plans/service.py; the read queries below join plan rows with names."""
+Built on fleet/plans/service.py and the read queries of fleet/plans/repo.py."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from fleet.auth.models import Principal
+from fleet.districts import repo as districts_repo
 from fleet.plans import jobs as plans_jobs
-from fleet.plans import service
+from fleet.plans import repo, service
 from fleet.roads.paths import NetworkCache
 from fleet.web.deps import (
     Anyone,
@@ -197,32 +197,8 @@ class RouteSheet(BaseModel):
     stops: list[SheetStop]
 
 
-_SUMMARY = """
-SELECT p.plan_id, p.district_id, p.service_date, p.status, p.replaces_plan_id, p.seed,
-       p.time_limit_s, p.stats, p.created_by, p.created_at, p.published_at,
-       (SELECT count(DISTINCT truck_id) FROM plan_stop s WHERE s.plan_id = p.plan_id) AS trucks,
-       (SELECT count(*) FROM plan_stop s WHERE s.plan_id = p.plan_id AND s.kind = 'point') AS points,
-       (SELECT count(*) FROM plan_unassigned u WHERE u.plan_id = p.plan_id) AS unassigned
-FROM plan p
-"""
-
-_STOPS = """
-SELECT s.truck_id, s.seq, s.kind, coalesce(s.point_id, s.station_id, s.depot_id) AS ref_id,
-       coalesce(cp.name, ts.name, d.name) AS name,
-       coalesce(cp.lat, ts.lat, d.lat) AS lat, coalesce(cp.lon, ts.lon, d.lon) AS lon,
-       s.arrival_at, s.departure_at, s.load_after_kg, s.distance_from_prev_m
-FROM plan_stop s
-LEFT JOIN collection_point cp ON cp.point_id = s.point_id
-LEFT JOIN transfer_station ts ON ts.station_id = s.station_id
-LEFT JOIN depot d ON d.depot_id = s.depot_id
-WHERE s.plan_id = %(plan_id)s AND (%(truck_id)s::text IS NULL OR s.truck_id = %(truck_id)s)
-ORDER BY s.truck_id, s.seq
-"""
-
-
 def _summary(conn: psycopg.Connection, principal: Principal, plan_id: int) -> dict[str, Any]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_SUMMARY + " WHERE p.plan_id = %s", (plan_id,)).fetchone()
+    row = repo.plan_summary(conn, plan_id)
     if row is None or not principal.can_see(row["district_id"]):
         raise not_found("plan", plan_id)
     return row
@@ -231,14 +207,8 @@ def _summary(conn: psycopg.Connection, principal: Principal, plan_id: int) -> di
 def _routes(
     conn: psycopg.Connection, plan_id: int, document: dict[str, Any], truck_id: str | None = None
 ) -> list[PlanRoute]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        stops = cur.execute(_STOPS, {"plan_id": plan_id, "truck_id": truck_id}).fetchall()
-    trucks = sorted({s["truck_id"] for s in stops})
-    plates: dict[str, str] = dict(
-        conn.execute(
-            "SELECT truck_id, plate FROM truck WHERE truck_id = ANY(%s)", (trucks,)
-        ).fetchall()
-    )
+    stops = repo.plan_stops(conn, plan_id, truck_id)
+    trucks = repo.truck_columns(conn, sorted({s["truck_id"] for s in stops}))
     totals = {r["truck_id"]: r for r in document.get("routes", [])}
     by_truck: dict[str, list[PlanStop]] = {}
     for stop in stops:
@@ -249,7 +219,7 @@ def _routes(
         routes.append(
             PlanRoute(
                 truck_id=truck,
-                plate=plates.get(truck),
+                plate=trucks[truck]["plate"] if truck in trucks else None,
                 distance_m=float(
                     total.get("distance_m", sum(s.distance_from_prev_m for s in truck_stops))
                 ),
@@ -406,22 +376,10 @@ def list_plans(
     service_date: date | None = None,
     status: Literal["draft", "published", "superseded"] | None = None,
 ) -> list[PlanSummary]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            _SUMMARY
-            + """ WHERE (%(ds)s::text[] IS NULL OR p.district_id = ANY(%(ds)s))
-                   AND (%(d)s::date IS NULL OR p.service_date = %(d)s)
-                   AND (%(st)s::text IS NULL OR p.status = %(st)s)
-                 ORDER BY p.service_date DESC, p.created_at DESC, p.plan_id DESC
-                 LIMIT %(lim)s OFFSET %(off)s""",
-            {
-                "ds": district_scope(principal, district_id),
-                "d": service_date,
-                "st": status,
-                "lim": paging.limit,
-                "off": paging.offset,
-            },
-        ).fetchall()
+    rows = repo.plan_summaries(
+        conn, district_ids=district_scope(principal, district_id), service_date=service_date,
+        status=status, limit=paging.limit, offset=paging.offset,
+    )  # fmt: skip
     return [PlanSummary(**r) for r in rows]
 
 
@@ -429,15 +387,10 @@ def list_plans(
 def get_plan(conn: Conn, principal: Anyone, plan_id: PlanId) -> PlanOut:
     summary = _summary(conn, principal, plan_id)
     document = (service.get_plan(conn, plan_id=plan_id) or {}).get("document") or {}
-    unassigned = conn.execute(
-        """SELECT u.point_id, p.name, u.reason FROM plan_unassigned u
-           LEFT JOIN collection_point p USING (point_id) WHERE u.plan_id = %s ORDER BY u.point_id""",
-        (plan_id,),
-    ).fetchall()
     return PlanOut(
         **summary,
         routes=_routes(conn, plan_id, document),
-        unassigned_points=[Unassigned(point_id=r[0], name=r[1], reason=r[2]) for r in unassigned],
+        unassigned_points=[Unassigned(**r) for r in repo.plan_unassigned(conn, plan_id)],
     )
 
 
@@ -480,16 +433,11 @@ def plan_routes_geojson(conn: Conn, principal: Anyone, plan_id: PlanId) -> Respo
         cached = _GEOMETRY.get(key)
     if cached is None:
         network = _networks.get(conn, summary["district_id"])
-        narrow: dict[str, bool] = dict(
-            conn.execute(
-                """SELECT truck_id, can_enter_narrow FROM truck WHERE truck_id IN
-                   (SELECT DISTINCT truck_id FROM plan_stop WHERE plan_id = %s)""",
-                (plan_id,),
-            ).fetchall()
-        )
         document = (service.get_plan(conn, plan_id=plan_id) or {}).get("document") or {}
+        routes = _routes(conn, plan_id, document)
+        trucks = repo.truck_columns(conn, [r.truck_id for r in routes])
         features = []
-        for index, route in enumerate(_routes(conn, plan_id, document)):
+        for index, route in enumerate(routes):
             places = [
                 (s.lat, s.lon) for s in route.stops if s.lat is not None and s.lon is not None
             ]
@@ -497,7 +445,8 @@ def plan_routes_geojson(conn: Conn, principal: Anyone, plan_id: PlanId) -> Respo
             for a, b in itertools.pairwise(places):
                 if a == b:
                     continue
-                leg = network.path(a, b, allow_narrow=bool(narrow.get(route.truck_id)))
+                narrow = bool(trucks.get(route.truck_id, {}).get("can_enter_narrow"))
+                leg = network.path(a, b, allow_narrow=narrow)
                 line.extend(leg if not line else leg[1:])
             features.append(
                 {
@@ -527,17 +476,15 @@ def plan_routes_geojson(conn: Conn, principal: Anyone, plan_id: PlanId) -> Respo
 @router.get("/{plan_id}/sheet/{truck_id}", summary="A truck's printable route sheet (路线单)")
 def route_sheet(conn: Conn, principal: Anyone, plan_id: PlanId, truck_id: PathId) -> RouteSheet:
     summary = _summary(conn, principal, plan_id)
-    district = conn.execute(
-        "SELECT name, timezone FROM district WHERE district_id = %s", (summary["district_id"],)
-    ).fetchone()
-    assert district is not None
-    tz = ZoneInfo(str(district[1]))
+    district = districts_repo.get_district(conn, district_id=summary["district_id"], districts=None)
+    assert district is not None  # a plan's district is never deleted
+    tz = ZoneInfo(str(district["timezone"]))
     document = (service.get_plan(conn, plan_id=plan_id) or {}).get("document") or {}
     routes = _routes(conn, plan_id, document, truck_id=truck_id)
     if not routes:
         raise not_found(f"route of truck {truck_id} in plan", plan_id)
     route = routes[0]
-    truck = conn.execute("SELECT truck_type FROM truck WHERE truck_id = %s", (truck_id,)).fetchone()
+    truck = repo.truck_columns(conn, [truck_id]).get(truck_id)
 
     def local(at: datetime) -> str:
         return at.astimezone(tz).strftime("%H:%M")
@@ -551,12 +498,12 @@ def route_sheet(conn: Conn, principal: Anyone, plan_id: PlanId, truck_id: PathId
     return RouteSheet(
         plan_id=plan_id,
         district_id=summary["district_id"],
-        district_name=str(district[0]),
+        district_name=str(district["name"]),
         service_date=summary["service_date"],
         status=summary["status"],
         truck_id=truck_id,
         plate=route.plate,
-        truck_type=str(truck[0]) if truck else None,
+        truck_type=truck["truck_type"] if truck else None,
         timezone=str(tz),
         distance_m=route.distance_m,
         duration_s=route.duration_s,

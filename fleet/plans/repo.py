@@ -182,6 +182,87 @@ def get_plan(conn: psycopg.Connection, plan_id: int) -> dict[str, Any] | None:
         ).fetchone()
 
 
+# What the plans API shows: a plan's summary (counts of trucks, points, left out) and its
+# stops with the names and places of what they visit.
+_SUMMARY = """
+SELECT p.plan_id, p.district_id, p.service_date, p.status, p.replaces_plan_id, p.seed,
+       p.time_limit_s, p.stats, p.created_by, p.created_at, p.published_at,
+       (SELECT count(DISTINCT truck_id) FROM plan_stop s WHERE s.plan_id = p.plan_id) AS trucks,
+       (SELECT count(*) FROM plan_stop s WHERE s.plan_id = p.plan_id AND s.kind = 'point') AS points,
+       (SELECT count(*) FROM plan_unassigned u WHERE u.plan_id = p.plan_id) AS unassigned
+FROM plan p
+"""
+
+_STOPS = """
+SELECT s.truck_id, s.seq, s.kind, coalesce(s.point_id, s.station_id, s.depot_id) AS ref_id,
+       coalesce(cp.name, ts.name, d.name) AS name,
+       coalesce(cp.lat, ts.lat, d.lat) AS lat, coalesce(cp.lon, ts.lon, d.lon) AS lon,
+       s.arrival_at, s.departure_at, s.load_after_kg, s.distance_from_prev_m
+FROM plan_stop s
+LEFT JOIN collection_point cp ON cp.point_id = s.point_id
+LEFT JOIN transfer_station ts ON ts.station_id = s.station_id
+LEFT JOIN depot d ON d.depot_id = s.depot_id
+WHERE s.plan_id = %(plan_id)s AND (%(truck_id)s::text IS NULL OR s.truck_id = %(truck_id)s)
+ORDER BY s.truck_id, s.seq
+"""
+
+
+def plan_summary(conn: psycopg.Connection, plan_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_SUMMARY + " WHERE p.plan_id = %s", (plan_id,)).fetchone()
+
+
+def plan_summaries(
+    conn: psycopg.Connection,
+    *,
+    district_ids: Sequence[str] | None,
+    service_date: date | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """Newest first; ``None`` filters nothing (``district_ids`` None: every district)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            _SUMMARY
+            + """ WHERE (%(ds)s::text[] IS NULL OR p.district_id = ANY(%(ds)s))
+                   AND (%(d)s::date IS NULL OR p.service_date = %(d)s)
+                   AND (%(st)s::text IS NULL OR p.status = %(st)s)
+                 ORDER BY p.service_date DESC, p.created_at DESC, p.plan_id DESC
+                 LIMIT %(lim)s OFFSET %(off)s""",
+            {"ds": district_ids, "d": service_date, "st": status, "lim": limit, "off": offset},
+        ).fetchall()
+
+
+def plan_stops(
+    conn: psycopg.Connection, plan_id: int, truck_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every stop of the plan (or of one truck) in route order, with names and places."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_STOPS, {"plan_id": plan_id, "truck_id": truck_id}).fetchall()
+
+
+def plan_unassigned(conn: psycopg.Connection, plan_id: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT u.point_id, p.name, u.reason FROM plan_unassigned u
+               LEFT JOIN collection_point p USING (point_id)
+               WHERE u.plan_id = %s ORDER BY u.point_id""",
+            (plan_id,),
+        ).fetchall()
+
+
+def truck_columns(conn: psycopg.Connection, truck_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Plate, type and narrow-lane access of these trucks, by id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT truck_id, plate, truck_type, can_enter_narrow FROM truck
+               WHERE truck_id = ANY(%s)""",
+            (list(truck_ids),),
+        ).fetchall()
+    return {r["truck_id"]: r for r in rows}
+
+
 def latest_plan_id(conn: psycopg.Connection, district_id: str, service_date: date) -> int | None:
     """The published plan of the day, else the newest draft."""
     row = conn.execute(
