@@ -78,10 +78,10 @@ import psycopg  # noqa: E402
 
 from fleet import db, importer  # noqa: E402
 from fleet.alerts import worker  # noqa: E402
-from fleet.alerts.geo import haversine_m  # noqa: E402
 from fleet.alerts.rules import RuleParams  # noqa: E402
 from fleet.config import Settings  # noqa: E402
 from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
+from routing.vocab import haversine_m  # noqa: E402
 from simulator.city import City, generate  # noqa: E402
 from simulator.direct import DirectSink  # noqa: E402
 from simulator.faults import FaultRates, random_faults  # noqa: E402

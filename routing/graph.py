@@ -35,12 +35,10 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
 from routing.problem import TravelMatrix
+from routing.vocab import DEFAULT_SPEED_KMH, EARTH_RADIUS_M, haversine_m
 
-EARTH_RADIUS_M: Final = 6_371_008.8
 # Off-road legs (location to its snapped node) are driven slowly.
 ACCESS_SPEED_KMH: Final = 10.0
-ROAD_CLASSES: Final = ("arterial", "secondary", "local", "lane")
-DEFAULT_SPEED_KMH: Final = {"arterial": 50.0, "secondary": 40.0, "local": 30.0, "lane": 15.0}
 
 # Fastest path with ties broken by length, in one exact float64 Dijkstra:
 # weight = duration_ms * 2**_LEN_BITS + length_dm (both integers; sums stay < 2**53).
@@ -70,15 +68,6 @@ OSM_HIGHWAY_CLASS: Final = {
 OSM_NARROW_HIGHWAYS: Final = frozenset({"living_street", "service", "track"})
 OSM_NARROW_WIDTH_M: Final = 4.0
 MAX_OSM_SPEED_KMH: Final = 200.0
-
-
-def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
-    """Great-circle distance in metres (numpy-broadcasting)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(lon2) - np.radians(lon1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 # --------------------------------------------------------------------------- building

@@ -25,8 +25,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-STREAMS: Final = frozenset({"other", "kitchen", "recyclable", "hazardous", "mixed"})
-ACCESS_CLASSES: Final = frozenset({"normal", "narrow"})
+from routing.vocab import ACCESS_CLASSES, STREAMS
+
 DAY_S: Final = 86_400.0
 # Latest time of day a plan may reach (a shift may run past midnight, not beyond).
 MAX_TIME_S: Final = 2 * DAY_S

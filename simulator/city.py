@@ -30,16 +30,12 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import networkx as nx
 
+from routing.vocab import DEFAULT_SPEED_KMH, AccessClass, RoadClass, TruckType
 from simulator import geo
-
-Stream = Literal["other", "kitchen", "recyclable", "hazardous", "mixed"]
-TruckType = Literal["compactor", "kitchen", "small"]
-RoadClass = Literal["arterial", "secondary", "local", "lane"]
-AccessClass = Literal["normal", "narrow"]
 
 STREAM_ZH: dict[str, str] = {
     "other": "其他",
@@ -47,12 +43,6 @@ STREAM_ZH: dict[str, str] = {
     "recyclable": "可回收",
     "hazardous": "有害",
     "mixed": "混合",
-}
-ROAD_SPEED_KMH: dict[str, float] = {
-    "arterial": 50.0,
-    "secondary": 40.0,
-    "local": 30.0,
-    "lane": 15.0,
 }
 TRUCK_STREAMS: dict[str, tuple[str, ...]] = {
     "compactor": ("other", "recyclable", "mixed"),
@@ -846,7 +836,7 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
                 from_node=a,
                 to_node=z,
                 road_class=s.road_class,
-                speed_kmh=ROAD_SPEED_KMH[s.road_class],
+                speed_kmh=DEFAULT_SPEED_KMH[s.road_class],
                 oneway=s.oneway,
                 narrow=s.narrow,
                 name=s.name,

@@ -51,17 +51,9 @@ from scipy.spatial import cKDTree
 
 from fleet import importer
 from fleet.importer import RowError
+from routing.vocab import AccessClass, RoadClass, TruckType
 from simulator import geo
-from simulator.city import (
-    AccessClass,
-    City,
-    Depot,
-    Point,
-    RoadClass,
-    Station,
-    Truck,
-    TruckType,
-)
+from simulator.city import City, Depot, Point, Station, Truck
 from simulator.city import Road as CityRoad
 
 SNAP_NODE_M = 3.0  # a site this close to a node stops at that node
