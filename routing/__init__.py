@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from routing.check import LivePosition, Violation, check_plan
+from routing.check import LivePosition, Violation, check_plan, check_references
 from routing.finish import finish_plan, make_plan, normalise
 from routing.options import SolverOptions
 from routing.plan import Plan, Route, SolveStats, Stop, Unassigned
@@ -52,6 +52,7 @@ __all__ = [
     "Visit",
     "build_problem",
     "check_plan",
+    "check_references",
     "depot_key",
     "finish_plan",
     "fold_break",

@@ -75,7 +75,7 @@ def _plan_from_db(district: str, service_date: date) -> Any:
     """The day's published plan (else the newest draft) of a district."""
     from fleet import db
     from fleet.plans import repo as plans_repo
-    from simulator.plans import plan_from_dict
+    from routing.plan import Plan
 
     settings = _settings()
     if settings is None or settings.database_url is None:
@@ -86,7 +86,7 @@ def _plan_from_db(district: str, service_date: date) -> Any:
     if row is None:
         raise _fail(f"no plan for district {district!r} on {service_date.isoformat()}")
     typer.echo(f"driving plan {row['plan_id']} ({row['status']})", err=True)
-    return plan_from_dict(row["document"])
+    return Plan.from_dict(row["document"])
 
 
 def _jt808_fleet(city: City, mqtt: Any, address: str | None, share: float) -> Any:

@@ -342,10 +342,10 @@ def play_day(
     """Drive the published plan over MQTT while the alert worker follows the simulated clock."""
     from fleet.alerts import worker
     from fleet.plans import repo as plans_repo
+    from routing.plan import Plan
     from simulator import faults as faults_mod
     from simulator.city import City
     from simulator.mqtt import MqttFleet
-    from simulator.plans import plan_from_dict
     from simulator.trucks import DaySpec, RunStats, SimDay, run
 
     city = City.load(city_dir)
@@ -353,7 +353,7 @@ def play_day(
         plan_id = plans_repo.latest_plan_id(conn, district, service_date)
         row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
     assert row is not None
-    plan = plan_from_dict(row["document"])
+    plan = Plan.from_dict(row["document"])
     faults = list(
         faults_mod.random_faults(plan, city, faults_mod.FaultRates.scaled(0.5), seed=seed)
     )

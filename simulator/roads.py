@@ -8,7 +8,9 @@ several times a day.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +104,11 @@ class RoadNetwork:
             out.append(self.nodes[j])
         out.reverse()
         return out
+
+    def path_length_m(self, path: Sequence[int]) -> float:
+        """Length of a path of nodes (as `path` returns it), in metres."""
+        edges = self.city.graph.edges
+        return sum(float(edges[u, v]["length_m"]) for u, v in itertools.pairwise(path))
 
     def xy(self, node: int) -> tuple[float, float]:
         """Node position in metres east/north of the city centre."""
