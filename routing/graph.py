@@ -37,7 +37,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
-from routing.problem import TravelMatrix
+from routing.matrix import TravelMatrix
 from routing.vocab import DEFAULT_SPEED_KMH, EARTH_RADIUS_M, haversine_m
 
 # Off-road legs (location to its snapped node) are driven slowly.

@@ -30,6 +30,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from routing.matrix import TravelMatrix
 from routing.problem import (
     DAY_S,
     MAX_TIME_S,
@@ -37,7 +38,6 @@ from routing.problem import (
     Point,
     Problem,
     Station,
-    TravelMatrix,
     Truck,
     build_problem,
     depot_key,
