@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from simulator.city import City, CityConfig, generate, parse_hhmm
+from simulator.district import load_city
 
 
 def _fail(message: str) -> typer.Exit:
@@ -58,7 +59,7 @@ def _timezone(option: str | None) -> str:
 
 def _city(city_dir: Path | None, points: int, trucks: int, seed: int) -> City:
     if city_dir is not None:
-        return City.load(city_dir)
+        return load_city(city_dir)
     return generate(CityConfig(n_points=points, n_trucks=trucks, seed=seed))
 
 
@@ -372,7 +373,7 @@ def register(app: typer.Typer) -> None:
 
         url = _mqtt_url(mqtt_url)
         try:
-            city_config = City.load(city_dir).config if city_dir is not None else None
+            city_config = load_city(city_dir).config if city_dir is not None else None
             if city_dir is not None and city_config is None:
                 raise ValueError(
                     f"--city {city_dir}: load mode regenerates the city in each publisher "

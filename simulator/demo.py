@@ -344,11 +344,11 @@ def play_day(
     from fleet.plans import repo as plans_repo
     from routing.plan import Plan
     from simulator import faults as faults_mod
-    from simulator.city import City
+    from simulator.district import load_city
     from simulator.mqtt import MqttFleet
     from simulator.trucks import DaySpec, RunStats, SimDay, run
 
-    city = City.load(city_dir)
+    city = load_city(city_dir)
     with db.connect(url) as conn:
         plan_id = plans_repo.latest_plan_id(conn, district, service_date)
         row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
@@ -476,10 +476,10 @@ def run_demo(
                 shutil.rmtree(city_dir)
             generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
         else:
-            from simulator.city import City
+            from simulator.district import load_city
 
             try:  # a folder of import files must also be drivable: say so before importing
-                City.load(city_dir)
+                load_city(city_dir)
             except (ValueError, OSError) as exc:
                 raise typer.BadParameter(str(exc), param_hint="--city") from None
         say(f"▸ importing {city_dir} …")
