@@ -80,7 +80,7 @@ from fleet import db, importer  # noqa: E402
 from fleet.alerts import worker  # noqa: E402
 from fleet.alerts.rules import RuleParams  # noqa: E402
 from fleet.config import Settings  # noqa: E402
-from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
+from fleet.devservers import PrivateMosquitto, PrivatePostgres  # noqa: E402
 from routing.plan import Plan  # noqa: E402
 from routing.vocab import haversine_m  # noqa: E402
 from simulator.city import City, generate  # noqa: E402

@@ -49,10 +49,10 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from fleet import db, importer  # noqa: E402
+from fleet.devservers import PrivatePostgres  # noqa: E402
 from fleet.jobs import engine  # noqa: E402
 from fleet.plans import jobs as plans_jobs  # noqa: E402
 from fleet.plans import service as plans  # noqa: E402
-from fleet.services import PrivatePostgres  # noqa: E402
 from routing.check import check_plan  # noqa: E402
 from routing.plan import Plan  # noqa: E402
 from simulator.city import City, generate_districts  # noqa: E402

@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from fleet import db, importer
 from fleet.config import Settings
-from fleet.services import PrivateMosquitto, PrivatePostgres, ServiceError, free_port
+from fleet.devservers import PrivateMosquitto, PrivatePostgres, ServiceError, free_port
 
 DEMO_DATABASE = "clearday_demo"
 DISTRICT = "demo"
