@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 import routing
 from routing import problem as rp
@@ -117,118 +118,147 @@ def greedy_plan(
         st = _State(truck=truck, node=depot.node, t=float(truck.shift_start_s))
         st.add_stop(net, "start", depot.id, depot.node, st.t, st.t)
         states.append(st)
-
-    def finish_cost(st: _State, from_node: int, load: float) -> float:
-        """Time to unload (if loaded) and drive home from `from_node`."""
-        narrow_ok = st.truck.can_enter_narrow
-        home = city.depot(st.truck.depot_id).node
-        if load <= 0:
-            return net.travel_time_s(from_node, home, narrow_ok=narrow_ok)
-        best = math.inf
-        for s in city.stations:
-            if s.accepts(st.streams or st.truck.streams[:1]):
-                best = min(
-                    best,
-                    net.travel_time_s(from_node, s.node, narrow_ok=narrow_ok)
-                    + s.tipping_time_s
-                    + net.travel_time_s(s.node, home, narrow_ok=narrow_ok),
-                )
-        return best
-
-    def unload(st: _State) -> None:
-        station = _station_for(city, net, st)
-        narrow_ok = st.truck.can_enter_narrow
-        arrive = st.t + net.travel_time_s(st.node, station.node, narrow_ok=narrow_ok)
-        start = max(arrive, station.opens_s)
-        st.t = start + station.tipping_time_s
-        st.load_kg = 0.0
-        st.add_stop(net, "station", station.id, station.node, arrive, st.t)
-        st.streams.clear()
-
-    def take_break(st: _State) -> None:
-        start = max(st.t, st.truck.break_earliest_s)
-        st.t = start + st.truck.break_duration_s
-        st.add_stop(net, "break", None, st.node, start, st.t)
-        st.had_break = True
-
     counts = dict.fromkeys(range(len(states)), 0)
     while any(not s.done for s in states):
         for k, st in enumerate(states):
             if st.done:
                 continue
             truck = st.truck
-            narrow_ok = truck.can_enter_narrow
             if not st.had_break and st.t >= truck.break_earliest_s:
-                take_break(st)
+                _take_break(net, st)
             cand = [int(i) for i in np.flatnonzero(open_) if truck.can_serve(points[i])]
             if max_points_per_truck is not None and counts[k] >= max_points_per_truck:
                 cand = []
-            picked: Point | None = None
-            here = np.array(net.xy(st.node))
-            if cand:
-                order = np.argsort(np.hypot(*(xy[cand] - here).T), kind="stable")
-                # the nearest that fits with a short wait; failing that, whichever
-                # can start soonest (the truck waits for its window)
-                tries = [(cand[j], 1800.0) for j in order[:12]]
-                later = sorted(cand, key=lambda i: (points[i].window_start_s, i))[:12]
-                tries += [(i, math.inf) for i in later]
-                for i, max_wait in tries:
-                    p = points[i]
-                    arrive = st.t + net.travel_time_s(st.node, p.node, narrow_ok=narrow_ok)
-                    start = max(arrive, p.window_start_s)
-                    leave = start + p.service_time_s
-                    if start - arrive > max_wait or leave > p.window_end_s:
-                        continue
-                    load = st.load_kg + p.daily_amount_kg
-                    if load > truck.capacity_kg:
-                        continue
-                    if leave + finish_cost(st, p.node, load) > truck.shift_end_s:
-                        continue
-                    picked = p
-                    open_[i] = False
-                    counts[k] += 1
-                    st.t = leave
-                    st.load_kg = load
-                    st.streams.add(p.stream)
-                    st.add_stop(net, "point", p.id, p.node, arrive, leave)
-                    break
-            if picked is None:
-                # Full, or nothing feasible nearby: unload if it helps, else go home.
-                if st.load_kg > 0 and cand:
-                    unload(st)
-                    if st.t + 600 < truck.shift_end_s:
-                        continue
-                if st.load_kg > 0:
-                    unload(st)
-                if (
-                    not st.had_break
-                    and truck.break_earliest_s <= st.t
-                    and st.t + truck.break_duration_s < truck.shift_end_s - 3600
-                ):
-                    take_break(st)
-                depot = city.depot(truck.depot_id)
-                arrive = st.t + net.travel_time_s(st.node, depot.node, narrow_ok=narrow_ok)
-                st.add_stop(net, "end", depot.id, depot.node, arrive, arrive)
-                st.done = True
+            i = _visit_next(city, net, st, points, xy, cand)
+            if i is not None:
+                open_[i] = False
+                counts[k] += 1
+                continue
+            # Full, or nothing feasible nearby: unload if it helps, else go home.
+            if st.load_kg > 0 and cand:
+                _unload(city, net, st)
+                if st.t + 600 < truck.shift_end_s:
+                    continue
+            _go_home(city, net, st)
+    unassigned = [points[i] for i in np.flatnonzero(open_)]
+    return _plan(states, len(points), unassigned, city, time.perf_counter() - started)
+
+
+def _visit_next(
+    city: City,
+    net: RoadNetwork,
+    st: _State,
+    points: Sequence[Point],
+    xy: npt.NDArray[np.float64],
+    cand: list[int],
+) -> int | None:
+    """Serve the nearest candidate that fits with a short wait; failing that, whichever
+    can start soonest (the truck waits for its window). The index served, or None."""
+    if not cand:
+        return None
+    truck, narrow_ok = st.truck, st.truck.can_enter_narrow
+    here = np.array(net.xy(st.node))
+    order = np.argsort(np.hypot(*(xy[cand] - here).T), kind="stable")
+    tries = [(cand[j], 1800.0) for j in order[:12]]
+    later = sorted(cand, key=lambda i: (points[i].window_start_s, i))[:12]
+    tries += [(i, math.inf) for i in later]
+    for i, max_wait in tries:
+        p = points[i]
+        arrive = st.t + net.travel_time_s(st.node, p.node, narrow_ok=narrow_ok)
+        start = max(arrive, p.window_start_s)
+        leave = start + p.service_time_s
+        if start - arrive > max_wait or leave > p.window_end_s:
+            continue
+        load = st.load_kg + p.daily_amount_kg
+        if load > truck.capacity_kg:
+            continue
+        if leave + _finish_cost(city, net, st, p.node, load) > truck.shift_end_s:
+            continue
+        st.t = leave
+        st.load_kg = load
+        st.streams.add(p.stream)
+        st.add_stop(net, "point", p.id, p.node, arrive, leave)
+        return i
+    return None
+
+
+def _finish_cost(city: City, net: RoadNetwork, st: _State, from_node: int, load: float) -> float:
+    """Time to unload (if loaded) and drive home from `from_node`."""
+    narrow_ok = st.truck.can_enter_narrow
+    home = city.depot(st.truck.depot_id).node
+    if load <= 0:
+        return net.travel_time_s(from_node, home, narrow_ok=narrow_ok)
+    best = math.inf
+    for s in city.stations:
+        if s.accepts(st.streams or st.truck.streams[:1]):
+            best = min(
+                best,
+                net.travel_time_s(from_node, s.node, narrow_ok=narrow_ok)
+                + s.tipping_time_s
+                + net.travel_time_s(s.node, home, narrow_ok=narrow_ok),
+            )
+    return best
+
+
+def _unload(city: City, net: RoadNetwork, st: _State) -> None:
+    station = _station_for(city, net, st)
+    narrow_ok = st.truck.can_enter_narrow
+    arrive = st.t + net.travel_time_s(st.node, station.node, narrow_ok=narrow_ok)
+    start = max(arrive, station.opens_s)
+    st.t = start + station.tipping_time_s
+    st.load_kg = 0.0
+    st.add_stop(net, "station", station.id, station.node, arrive, st.t)
+    st.streams.clear()
+
+
+def _take_break(net: RoadNetwork, st: _State) -> None:
+    start = max(st.t, st.truck.break_earliest_s)
+    st.t = start + st.truck.break_duration_s
+    st.add_stop(net, "break", None, st.node, start, st.t)
+    st.had_break = True
+
+
+def _go_home(city: City, net: RoadNetwork, st: _State) -> None:
+    """Unload if loaded, take the break if it is due and fits, end the day at the depot."""
+    truck = st.truck
+    if st.load_kg > 0:
+        _unload(city, net, st)
+    if (
+        not st.had_break
+        and truck.break_earliest_s <= st.t
+        and st.t + truck.break_duration_s < truck.shift_end_s - 3600
+    ):
+        _take_break(net, st)
+    depot = city.depot(truck.depot_id)
+    arrive = st.t + net.travel_time_s(st.node, depot.node, narrow_ok=truck.can_enter_narrow)
+    st.add_stop(net, "end", depot.id, depot.node, arrive, arrive)
+    st.done = True
+
+
+def _plan(
+    states: Sequence[_State],
+    num_points: int,
+    unassigned: Sequence[Point],
+    city: City,
+    solve_time_s: float,
+) -> Plan:
     routes = tuple(_route(st) for st in states if any(s.kind == "point" for s in st.stops))
-    unassigned = tuple(
-        Unassigned(point_id=points[i].id, reason=_left_out(points[i], city.trucks))
-        for i in np.flatnonzero(open_)
-    )
     distance_m = sum(r.distance_m for r in routes)
-    duration_s = sum(r.duration_s for r in routes)
     stats = SolveStats(
         objective=distance_m,
         distance_m=distance_m,
-        duration_s=duration_s,
-        solve_time_s=time.perf_counter() - started,
+        duration_s=sum(r.duration_s for r in routes),
+        solve_time_s=solve_time_s,
         solver="greedy",
         seed=0,
-        num_points=len(points),
-        num_assigned=len(points) - len(unassigned),
+        num_points=num_points,
+        num_assigned=num_points - len(unassigned),
         num_routes=len(routes),
     )
-    return Plan(routes=routes, unassigned=unassigned, stats=stats)
+    left_out = tuple(
+        Unassigned(point_id=p.id, reason=_left_out(p, city.trucks)) for p in unassigned
+    )
+    return Plan(routes=routes, unassigned=left_out, stats=stats)
 
 
 def _route(st: _State) -> Route:
