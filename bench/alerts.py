@@ -78,15 +78,16 @@ import psycopg  # noqa: E402
 
 from fleet import db, importer  # noqa: E402
 from fleet.alerts import worker  # noqa: E402
-from fleet.alerts.geo import haversine_m  # noqa: E402
 from fleet.alerts.rules import RuleParams  # noqa: E402
 from fleet.config import Settings  # noqa: E402
-from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
+from fleet.devservers import PrivateMosquitto, PrivatePostgres  # noqa: E402
+from routing.plan import Plan  # noqa: E402
+from routing.vocab import haversine_m  # noqa: E402
 from simulator.city import City, generate  # noqa: E402
 from simulator.direct import DirectSink  # noqa: E402
 from simulator.faults import FaultRates, random_faults  # noqa: E402
 from simulator.geo import point_segment_distance_m  # noqa: E402
-from simulator.plans import greedy_plan, plan_from_dict  # noqa: E402
+from simulator.plans import greedy_plan  # noqa: E402
 from simulator.roads import RoadNetwork  # noqa: E402
 from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig, run  # noqa: E402
 
@@ -168,7 +169,7 @@ def plan_day(url: str, city: City, net: RoadNetwork, d: date, args: argparse.Nam
             stats = row["stats"]
             log(f"  planned {d}: {stats.get('num_assigned')}/{stats.get('num_points')} points, "
                 f"{stats.get('num_routes')} routes")  # fmt: skip
-            return plan_from_dict(row["document"])
+            return Plan.from_dict(row["document"])
         plan = greedy_plan(city, net=net)
         store_sim_plan(conn, plan, d)
         return plan

@@ -52,7 +52,7 @@ from api_server import ApiServer  # noqa: E402
 from fleet import db  # noqa: E402
 from fleet.auth import service as auth_service  # noqa: E402
 from fleet.auth.models import Role  # noqa: E402
-from fleet.services import PrivatePostgres  # noqa: E402
+from fleet.devservers import PrivatePostgres  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
 DISTRICT = "bench"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import httpx
 
-from fleet.services import free_port, wait_for_port
+from fleet.devservers import free_port, wait_for_port
 
 START_TIMEOUT_S = 60.0
 

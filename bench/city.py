@@ -49,16 +49,15 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from fleet import db, importer  # noqa: E402
+from fleet.devservers import PrivatePostgres  # noqa: E402
 from fleet.jobs import engine  # noqa: E402
 from fleet.plans import jobs as plans_jobs  # noqa: E402
 from fleet.plans import service as plans  # noqa: E402
-from fleet.services import PrivatePostgres  # noqa: E402
 from routing.check import check_plan  # noqa: E402
 from routing.plan import Plan  # noqa: E402
 from simulator.city import City, generate_districts  # noqa: E402
 from simulator.direct import DirectSink  # noqa: E402
 from simulator.faults import FaultRates, random_faults  # noqa: E402
-from simulator.plans import plan_from_dict  # noqa: E402
 from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig  # noqa: E402
 
 DAY = date(2026, 3, 3)
@@ -188,7 +187,7 @@ def city_day(url: str, cities: list[City], seed: int) -> list[tuple[City, Emissi
                 (city.district, DAY),
             ).fetchone()
             assert row is not None
-            plan = plan_from_dict(row[0])
+            plan = Plan.from_dict(row[0])
             faults = random_faults(plan, city, FaultRates.scaled(1.0), seed=seed * 100 + k)
             spec = DaySpec(
                 city=city, plan=plan, service_date=DAY, seed=seed * 100 + k, faults=tuple(faults),

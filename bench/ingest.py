@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 from fleet import db  # noqa: E402
 from fleet.config import MqttTarget  # noqa: E402
-from fleet.services import PrivateMosquitto, PrivatePostgres  # noqa: E402
+from fleet.devservers import PrivateMosquitto, PrivatePostgres  # noqa: E402
 from ingest import mqttpacket as mp  # noqa: E402
 from ingest import wire  # noqa: E402
 from ingest.writer import COPY_POSITION, POSITION_TYPES, position_row  # noqa: E402

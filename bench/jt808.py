@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fleet.config import MqttTarget  # noqa: E402
-from fleet.services import free_port  # noqa: E402
+from fleet.devservers import free_port  # noqa: E402
 from ingest.jt808 import codec  # noqa: E402
 from simulator.jt808 import Jt808Terminal  # noqa: E402
 

@@ -47,7 +47,7 @@ from fleet.alerts import service as alerts_service  # noqa: E402
 from fleet.auth import service as auth_service  # noqa: E402
 from fleet.auth.models import Role  # noqa: E402
 from fleet.config import Settings  # noqa: E402
-from fleet.services import PrivatePostgres  # noqa: E402
+from fleet.devservers import PrivatePostgres  # noqa: E402
 
 TZ = ZoneInfo("Asia/Shanghai")
 DISTRICT = "bench"

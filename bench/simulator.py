@@ -100,7 +100,7 @@ def main() -> None:
     broker = None
     url = os.environ.get("CLEARDAY_MQTT_URL")
     if not url:
-        from fleet.services import PrivateMosquitto
+        from fleet.devservers import PrivateMosquitto
 
         broker = PrivateMosquitto(Path(tempfile.mkdtemp(prefix="bench-sim-"))).start()
         url = broker.url

@@ -42,7 +42,7 @@ from fleet import db  # noqa: E402
 from fleet.auth import service as auth_service  # noqa: E402
 from fleet.auth.models import Role  # noqa: E402
 from fleet.config import Settings  # noqa: E402
-from fleet.services import PrivatePostgres  # noqa: E402
+from fleet.devservers import PrivatePostgres  # noqa: E402
 from fleet.spreadsheet import FORMULA_STARTS, to_csv  # noqa: E402
 
 MB = 1_000_000

@@ -17,9 +17,9 @@ import typer
 from fleet import db, doctor, importer
 from fleet.alerts import cli as alerts_cli
 from fleet.config import NotConfigured, Settings
+from fleet.devservers import ServiceError
 from fleet.jobs import cli as jobs_cli
 from fleet.plans import cli as plans_cli
-from fleet.services import ServiceError
 from fleet.web import cli as web_cli
 
 app = typer.Typer(

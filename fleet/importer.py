@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import math
 import re
@@ -31,18 +32,25 @@ from psycopg.types.json import Jsonb
 from fleet.imports import osm
 from fleet.refusal import Param, Refused
 from fleet.trucks.terminals import TERMINAL_COLUMNS, parse_jt808_phone
+from routing.vocab import (
+    DEFAULT_SPEED_KMH,
+    ROAD_CLASSES,
+    STREAMS,
+    TRUCK_TYPES,
+    Stream,
+    haversine_m,
+)
 
 KINDS = ("depots", "stations", "points", "trucks", "roads")
 
-STREAMS = {
-    "other": "other", "其他": "other", "其他垃圾": "other",
-    "kitchen": "kitchen", "厨余": "kitchen", "厨余垃圾": "kitchen", "湿垃圾": "kitchen",
-    "recyclable": "recyclable", "可回收": "recyclable", "可回收物": "recyclable",
-    "hazardous": "hazardous", "有害": "hazardous", "有害垃圾": "hazardous",
-    "mixed": "mixed", "混合": "mixed", "混合垃圾": "mixed",
+# A stream by its English name or one of its Chinese names (垃圾分类 signage).
+STREAM_NAMES: dict[str, Stream] = {s: s for s in STREAMS} | {
+    "其他": "other", "其他垃圾": "other",
+    "厨余": "kitchen", "厨余垃圾": "kitchen", "湿垃圾": "kitchen",
+    "可回收": "recyclable", "可回收物": "recyclable",
+    "有害": "hazardous", "有害垃圾": "hazardous",
+    "混合": "mixed", "混合垃圾": "mixed",
 }  # fmt: skip
-TRUCK_TYPES = ("compactor", "kitchen", "small")
-ROAD_CLASSES = {"arterial": 50.0, "secondary": 40.0, "local": 30.0, "lane": 15.0}
 
 
 # Bounds every value must meet; they match the API's models (fleet/web/fields.py), so
@@ -290,13 +298,13 @@ def _jt808_phone(value: Any) -> str:
 
 def _stream(value: Any) -> str:
     text = str(_scalar(value)).strip()
-    if text.lower() in STREAMS:
-        return STREAMS[text.lower()]
-    if text in STREAMS:
-        return STREAMS[text]
+    if text.lower() in STREAM_NAMES:
+        return STREAM_NAMES[text.lower()]
+    if text in STREAM_NAMES:
+        return STREAM_NAMES[text]
     raise _Bad(
         "stream_unknown",
-        f"unknown waste stream {_show(text)} (use one of other, kitchen, recyclable, hazardous, mixed)",
+        f"unknown waste stream {_show(text)} (use one of {', '.join(STREAMS)})",
         value=_show(text),
     )
 
@@ -648,15 +656,6 @@ def _in_column(column: str, problem: Refused) -> Refused:
     return Refused(problem.code, f"{column}: {problem}", column=column, **problem.params)
 
 
-def _haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    rlat1, rlat2 = math.radians(lat1), math.radians(lat2)
-    a = (
-        math.sin((rlat2 - rlat1) / 2) ** 2
-        + math.cos(rlat1) * math.cos(rlat2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6_371_000 * math.asin(math.sqrt(a))
-
-
 def _validate(
     kind: str, record: dict[str, Any], default_district: str
 ) -> tuple[dict[str, Any], list[Refused]]:
@@ -709,10 +708,12 @@ def _validate(
             problems.append(_in_column("geometry", bad))
         else:
             if row["speed_kmh"] is None:
-                row["speed_kmh"] = ROAD_CLASSES[row["road_class"]]
+                row["speed_kmh"] = DEFAULT_SPEED_KMH[row["road_class"]]
             if row["length_m"] is None:
-                pts = row["coordinates"]
-                length = sum(_haversine_m(*pts[i], *pts[i + 1]) for i in range(len(pts) - 1))
+                pts = row["coordinates"]  # GeoJSON order: [lon, lat]
+                length = sum(
+                    haversine_m(a[1], a[0], b[1], b[0]) for a, b in itertools.pairwise(pts)
+                )
                 row["length_m"] = min(max(length, 0.1), MAX_ROAD_LENGTH_M)
     return row, problems
 

@@ -6,6 +6,8 @@ shares no code with the solver or :mod:`routing.schedule`) and returns one
 duration, break, stream, access, station hours, end-empty, reachability, reported
 distances/loads that do not add up, and every point served exactly once or
 explained in ``plan.unassigned``. An empty list means the plan is valid.
+``check_references(plan, truck_ids=..., ...)`` is its first part alone: the routes'
+shape and the ids they name, for a reader that has no :class:`Problem`.
 
 Rules (the same as docs/routing.md):
 
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from routing.plan import REASONS, Plan, Route, Stop
@@ -67,34 +69,88 @@ class LivePosition:
     break_taken: bool = False  # the driver has had the break (even if no stop shows it)
 
 
+def check_references(
+    plan: Plan,
+    *,
+    truck_ids: Collection[str],
+    depot_ids: Collection[str],
+    station_ids: Collection[str],
+    point_ids: Collection[str],
+) -> list[Violation]:
+    """What a plan must pass before anything reads its routes: each route begins with
+    ``start`` and finishes with ``end`` with neither between, and every truck, depot,
+    station and point it names exists. ``check_plan`` starts with this; the simulator
+    runs it alone before it drives a plan."""
+    out: list[Violation] = []
+    places = {"start": depot_ids, "end": depot_ids, "station": station_ids, "point": point_ids}
+    for route in plan.routes:
+        tid, stops = route.truck_id, route.stops
+        if tid not in truck_ids:
+            out.append(Violation("unknown_ref", f"unknown truck {tid!r}"))
+        elif len(stops) < 2 or stops[0].kind != "start" or stops[-1].kind != "end":
+            out.append(
+                Violation("structure", "a route must begin with 'start' and finish with 'end'", tid)
+            )
+        elif any(s.kind in ("start", "end") for s in stops[1:-1]):
+            out.append(Violation("structure", "'start'/'end' in the middle of a route", tid))
+        else:
+            unknown = [
+                (i, s)
+                for i, s in enumerate(stops)
+                if s.kind in places and s.ref_id not in places[s.kind]
+            ]
+            if unknown:
+                i, stop = unknown[0]
+                out.append(
+                    Violation(
+                        "unknown_ref",
+                        f"stop {i} ({stop.kind}) refers to unknown {stop.ref_id!r}",
+                        tid,
+                    )
+                )
+    for u in plan.unassigned:
+        if u.point_id not in point_ids:
+            out.append(Violation("unknown_ref", f"unknown unassigned point {u.point_id!r}"))
+    return out
+
+
 def check_plan(
     problem: Problem,
     plan: Plan,
     *,
     live: Mapping[str, LivePosition] | None = None,
 ) -> list[Violation]:
-    out: list[Violation] = []
+    out = check_references(
+        plan,
+        truck_ids=problem.truck_index,
+        depot_ids=problem.depot_index,
+        station_ids=problem.station_index,
+        point_ids=problem.point_index,
+    )
+    broken = {v.truck_id for v in out if v.truck_id is not None}
     live = live or {}
     seen_trucks: set[str] = set()
     served: Counter[str] = Counter()
     for route in plan.routes:
         if route.truck_id not in problem.truck_index:
-            out.append(Violation("unknown_ref", f"unknown truck {route.truck_id!r}"))
             continue
         if route.truck_id in seen_trucks:
             out.append(Violation("duplicate", "truck has two routes", route.truck_id))
         seen_trucks.add(route.truck_id)
         truck = problem.truck(route.truck_id)
-        out.extend(_check_route(problem, truck, route, live.get(truck.truck_id)))
+        if route.truck_id not in broken:
+            out.extend(_check_route(problem, truck, route, live.get(truck.truck_id)))
         for stop in route.stops:
-            if stop.kind == "point" and stop.ref_id is not None:
+            if (
+                stop.kind == "point"
+                and stop.ref_id is not None
+                and stop.ref_id in problem.point_index
+            ):
                 served[stop.ref_id] += 1
     unassigned = Counter(u.point_id for u in plan.unassigned)
     for u in plan.unassigned:
         if u.reason not in REASONS:
             out.append(Violation("reason", f"unknown reason {u.reason!r}", ref_id=u.point_id))
-        if u.point_id not in problem.point_index:
-            out.append(Violation("unknown_ref", f"unknown unassigned point {u.point_id!r}"))
     for p in problem.points:
         n, m = served[p.point_id], unassigned[p.point_id]
         if n + m == 0:
@@ -107,23 +163,17 @@ def check_plan(
                     ref_id=p.point_id,
                 )
             )
-    for pid in served:
-        if pid not in problem.point_index:
-            out.append(Violation("unknown_ref", f"unknown point {pid!r} in a route"))
     return out
 
 
-def _key(problem: Problem, stop: Stop) -> str | None:
-    ref = stop.ref_id
-    if ref is None:
-        return None
+def _key(stop: Stop) -> str:
+    """The matrix key of a stop that check_references has vouched for."""
+    assert stop.ref_id is not None
     if stop.kind == "point":
-        return point_key(ref) if ref in problem.point_index else None
+        return point_key(stop.ref_id)
     if stop.kind == "station":
-        return station_key(ref) if ref in problem.station_index else None
-    if stop.kind in ("start", "end"):
-        return depot_key(ref) if ref in problem.depot_index else None
-    return None
+        return station_key(stop.ref_id)
+    return depot_key(stop.ref_id)
 
 
 def _close(a: float, b: float) -> bool:
@@ -140,12 +190,6 @@ def _check_route(
         out.append(Violation(kind, message, tid, ref))
 
     stops = route.stops
-    if len(stops) < 2 or stops[0].kind != "start" or stops[-1].kind != "end":
-        bad("structure", "a route must begin with 'start' and finish with 'end'")
-        return out
-    if any(s.kind in ("start", "end") for s in stops[1:-1]):
-        bad("structure", "'start'/'end' in the middle of a route")
-        return out
     if stops[0].ref_id != truck.start_depot_id:
         bad("structure", f"starts at {stops[0].ref_id!r}, not depot {truck.start_depot_id!r}")
     if stops[-1].ref_id != truck.end_depot_id:
@@ -174,7 +218,7 @@ def _check_route(
     on_board: set[str] = set()
     total = 0.0
     prev: Stop = stops[0]
-    prev_key = _key(problem, prev)
+    prev_key = _key(prev)
     pending_break: Stop | None = None
     breaks: list[tuple[Stop, Stop | None, Stop | None]] = []
     live_from = live.completed_stops if live is not None else None
@@ -187,10 +231,7 @@ def _check_route(
             if stop.distance_from_prev_m > DIST_ABS_EPS:
                 bad("report", "a break has no distance")
             continue
-        key = _key(problem, stop)
-        if key is None:
-            bad("unknown_ref", f"stop {i} ({stop.kind}) refers to unknown {stop.ref_id!r}")
-            return out
+        key = _key(stop)
         # The leg into this stop.
         leg_from_key, leg_from_time = prev_key, prev.departure_s
         if live is not None and live_from is not None and i >= live_from and not live_leg_done:

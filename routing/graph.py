@@ -12,6 +12,8 @@ strongly connected component and runs bulk shortest paths with
 ``scipy.sparse.csgraph.dijkstra``: the fastest path, ties broken by length; the
 matrix holds its duration and its length, plus the off-road legs from each location
 to its snapped node. Compiled graphs and matrices are cached per graph object.
+:class:`RoadPaths` answers one path at a time on the same compiled graph (the
+simulator's trucks, the dashboard's route lines); :func:`snap` finds a location's node.
 :func:`straight_line_matrix` (great-circle distance × detour factor) is the fallback
 when no graph is given.
 """
@@ -22,6 +24,7 @@ import itertools
 import math
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +37,11 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 from scipy.spatial import cKDTree
 
-from routing.problem import TravelMatrix
+from routing.matrix import TravelMatrix
+from routing.vocab import DEFAULT_SPEED_KMH, EARTH_RADIUS_M, haversine_m
 
-EARTH_RADIUS_M: Final = 6_371_008.8
 # Off-road legs (location to its snapped node) are driven slowly.
 ACCESS_SPEED_KMH: Final = 10.0
-ROAD_CLASSES: Final = ("arterial", "secondary", "local", "lane")
-DEFAULT_SPEED_KMH: Final = {"arterial": 50.0, "secondary": 40.0, "local": 30.0, "lane": 15.0}
 
 # Fastest path with ties broken by length, in one exact float64 Dijkstra:
 # weight = duration_ms * 2**_LEN_BITS + length_dm (both integers; sums stay < 2**53).
@@ -70,15 +71,6 @@ OSM_HIGHWAY_CLASS: Final = {
 OSM_NARROW_HIGHWAYS: Final = frozenset({"living_street", "service", "track"})
 OSM_NARROW_WIDTH_M: Final = 4.0
 MAX_OSM_SPEED_KMH: Final = 200.0
-
-
-def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
-    """Great-circle distance in metres (numpy-broadcasting)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(lon2) - np.radians(lon1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 # --------------------------------------------------------------------------- building
@@ -410,6 +402,76 @@ def snap(
     offset = float(haversine_m(lat, lon, compiled.lat[node_pos], compiled.lon[node_pos]))
     del dist
     return compiled.nodes[node_pos], offset
+
+
+class NoPath(RuntimeError):
+    """No road leads from one node to the other on the profile asked for."""
+
+
+class RoadPaths:
+    """Fastest paths (ties by length) between the nodes of a road graph, on one
+    profile: with or without narrow lanes. One Dijkstra per source; the last
+    ``cache_sources`` sources are kept, since a truck leaves the same depot or station
+    several times a day. Safe to share between threads."""
+
+    def __init__(self, graph: nx.DiGraph, *, allow_narrow: bool, cache_sources: int = 256) -> None:
+        self._graph = graph
+        self._allow_narrow = allow_narrow
+        self._compiled = compile_graph(graph, allow_narrow=allow_narrow)
+        self._pos = {node: i for i, node in enumerate(self._compiled.nodes)}
+        self._cache_sources = cache_sources
+        self._cache: OrderedDict[Any, tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def _from(self, source: Any) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+        with self._lock:
+            hit = self._cache.get(source)
+            if hit is not None:
+                self._cache.move_to_end(source)
+                return hit
+        weights, pred = dijkstra(
+            self._compiled.weights,
+            directed=True,
+            indices=self._pos[source],
+            return_predecessors=True,
+        )
+        with self._lock:
+            self._cache[source] = (weights, pred)
+            if len(self._cache) > self._cache_sources:
+                self._cache.popitem(last=False)
+        return weights, pred
+
+    def _weight(self, source: Any, target: Any) -> float:
+        weight = float(self._from(source)[0][self._pos[target]])
+        if not math.isfinite(weight):
+            raise NoPath(f"no road from node {source} to node {target}")
+        return weight
+
+    def duration_s(self, source: Any, target: Any) -> float:
+        """Driving time of the fastest path (free-flow speeds, whole milliseconds a road)."""
+        return math.floor(self._weight(source, target) / _LEN_SCALE) / 1000.0
+
+    def path(self, source: Any, target: Any) -> list[Any]:
+        """The nodes of the fastest path from source to target, both included."""
+        if source == target:
+            return [source]
+        self._weight(source, target)
+        pred = self._from(source)[1]
+        nodes = self._compiled.nodes
+        j, start = self._pos[target], self._pos[source]
+        out = [target]
+        while j != start:
+            j = int(pred[j])
+            out.append(nodes[j])
+        out.reverse()
+        return out
+
+    def nearest(self, lat: float, lon: float) -> Any:
+        """The node nearest to (lat, lon) among those every other can be reached from
+        and reach (the profile's largest strongly connected part)."""
+        return snap(self._graph, lat, lon, allow_narrow=self._allow_narrow)[0]
 
 
 def travel_matrix(

@@ -30,6 +30,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from routing.matrix import TravelMatrix
 from routing.problem import (
     DAY_S,
     MAX_TIME_S,
@@ -37,13 +38,13 @@ from routing.problem import (
     Point,
     Problem,
     Station,
-    TravelMatrix,
     Truck,
     build_problem,
     depot_key,
     point_key,
     station_key,
 )
+from routing.vocab import DEFAULT_SPEED_KMH, EARTH_RADIUS_M
 
 FEET_M = 0.3048
 MILE_M = 1609.344
@@ -480,7 +481,7 @@ def synthetic_graph(
     def add(a: int, b: int, arterial: bool) -> None:
         la, lb = g.nodes[a], g.nodes[b]
         length = float(
-            6_371_008.8
+            EARTH_RADIUS_M
             * math.hypot(
                 math.radians(lb["lat"] - la["lat"]),
                 math.radians(lb["lon"] - la["lon"]) * math.cos(math.radians(la["lat"])),
@@ -488,7 +489,7 @@ def synthetic_graph(
         )
         narrow = not arterial and rng.random() < narrow_share
         road_class = "arterial" if arterial else ("lane" if narrow else "local")
-        speed = {"arterial": 50.0, "local": 30.0, "lane": 15.0}[road_class]
+        speed = DEFAULT_SPEED_KMH[road_class]
         attrs = {"length_m": length, "speed_kmh": speed, "narrow": narrow, "road_class": road_class}
         oneway = not arterial and not narrow and rng.random() < oneway_share
         if oneway and rng.random() < 0.5:

@@ -22,16 +22,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-import numpy as np
-import numpy.typing as npt
+from routing.graph import straight_line_matrix, travel_matrix
+from routing.matrix import TravelMatrix
+from routing.vocab import ACCESS_CLASSES, STREAMS
 
-STREAMS: Final = frozenset({"other", "kitchen", "recyclable", "hazardous", "mixed"})
-ACCESS_CLASSES: Final = frozenset({"normal", "narrow"})
 DAY_S: Final = 86_400.0
 # Latest time of day a plan may reach (a shift may run past midnight, not beyond).
 MAX_TIME_S: Final = 2 * DAY_S
-
-FloatArray = npt.NDArray[np.float64]
 
 
 def depot_key(depot_id: str) -> str:
@@ -246,57 +243,6 @@ class Truck:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class TravelMatrix:
-    """Distances (m) and durations (s) between locations, keyed by location key.
-
-    ``inf`` marks an unreachable pair. The arrays are made read-only.
-    """
-
-    location_ids: tuple[str, ...]
-    distance_m: FloatArray
-    duration_s: FloatArray
-    index: Mapping[str, int] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        ids = tuple(self.location_ids)
-        object.__setattr__(self, "location_ids", ids)
-        n = len(ids)
-        index = {key: i for i, key in enumerate(ids)}
-        if len(index) != n:
-            dupes = sorted({k for k in ids if ids.count(k) > 1})
-            raise ValueError(f"matrix.location_ids: duplicate keys {dupes[:5]}")
-        object.__setattr__(self, "index", index)
-        for name in ("distance_m", "duration_s"):
-            arr = np.array(getattr(self, name), dtype=np.float64, copy=True)
-            if arr.shape != (n, n):
-                raise ValueError(f"matrix.{name}: shape {arr.shape} does not match {n} locations")
-            if np.isnan(arr).any():
-                raise ValueError(f"matrix.{name}: contains NaN")
-            if (arr < 0).any():
-                raise ValueError(f"matrix.{name}: contains negative values")
-            arr.setflags(write=False)
-            object.__setattr__(self, name, arr)
-
-    def __len__(self) -> int:
-        return len(self.location_ids)
-
-    def distance(self, a: str, b: str) -> float:
-        return float(self.distance_m[self.index[a], self.index[b]])
-
-    def duration(self, a: str, b: str) -> float:
-        return float(self.duration_s[self.index[a], self.index[b]])
-
-    def subset(self, keys: Sequence[str]) -> TravelMatrix:
-        """The matrix restricted to ``keys`` (in that order)."""
-        idx = np.array([self.index[k] for k in keys], dtype=np.int64)
-        return TravelMatrix(
-            tuple(keys),
-            self.distance_m[np.ix_(idx, idx)],
-            self.duration_s[np.ix_(idx, idx)],
-        )
-
-
-@dataclass(frozen=True, slots=True, eq=False)
 class Problem:
     """One day's planning problem: validated at construction.
 
@@ -423,8 +369,6 @@ def build_problem(
     """Build a :class:`Problem` with travel matrices from ``graph`` (a road graph
     as described in :mod:`routing.graph`), or straight-line distance × ``detour_factor``
     when no graph is given."""
-    from routing import graph as graph_mod
-
     points, stations, depots, trucks = tuple(points), tuple(stations), tuple(depots), tuple(trucks)
     coords: dict[str, tuple[float, float]] = {}
     for d in depots:
@@ -437,14 +381,14 @@ def build_problem(
         coords.update(extra_locations)
     need_no_narrow = any(not t.can_enter_narrow for t in trucks)
     if graph is None:
-        matrix = graph_mod.straight_line_matrix(
+        matrix = straight_line_matrix(
             coords, detour_factor=detour_factor, speed_kmh=fallback_speed_kmh
         )
         matrix_no_narrow = None
     else:
-        matrix = graph_mod.travel_matrix(graph, coords, allow_narrow=True)
+        matrix = travel_matrix(graph, coords, allow_narrow=True)
         matrix_no_narrow = (
-            graph_mod.travel_matrix(graph, coords, allow_narrow=False) if need_no_narrow else None
+            travel_matrix(graph, coords, allow_narrow=False) if need_no_narrow else None
         )
     return Problem(
         points=points,

@@ -22,9 +22,10 @@ import msgspec
 from routing import graph as graph_mod
 from routing.check import LivePosition
 from routing.finish import best_station, make_plan, normalise
+from routing.matrix import TravelMatrix
 from routing.options import SolverOptions
 from routing.plan import Plan, Route, Stop
-from routing.problem import Point, Problem, TravelMatrix, depot_key, point_key, truck_key
+from routing.problem import Point, Problem, depot_key, point_key, truck_key
 from routing.schedule import Start, Visit, schedule_route
 
 

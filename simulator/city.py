@@ -13,10 +13,10 @@ whose edges carry `length_m`, `speed_kmh`, `narrow`, `road_class` (and `road_id`
 the part of it without narrow lanes that big trucks use.
 
 `City.write(dir)` writes the district in the import format of docs/import.md plus a
-`city.json` sidecar with the generator settings; `City.load(dir)` rebuilds it.
-Same config, same city, byte for byte. A folder without the sidecar (a real district
-exported from a GIS) is read from the import files themselves:
-`City.from_import_files(dir)`, see `simulator.district`.
+`city.json` sidecar with the generator settings; `City.from_sidecar(dir)` rebuilds it.
+Same config, same city, byte for byte. `simulator.district.load_city(dir)` reads either
+kind of folder: with the sidecar, the generated city; without (a real district exported
+from a GIS), the district read from the import files themselves.
 """
 
 from __future__ import annotations
@@ -30,16 +30,12 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import networkx as nx
 
+from routing.vocab import DEFAULT_SPEED_KMH, AccessClass, RoadClass, TruckType
 from simulator import geo
-
-Stream = Literal["other", "kitchen", "recyclable", "hazardous", "mixed"]
-TruckType = Literal["compactor", "kitchen", "small"]
-RoadClass = Literal["arterial", "secondary", "local", "lane"]
-AccessClass = Literal["normal", "narrow"]
 
 STREAM_ZH: dict[str, str] = {
     "other": "其他",
@@ -47,12 +43,6 @@ STREAM_ZH: dict[str, str] = {
     "recyclable": "可回收",
     "hazardous": "有害",
     "mixed": "混合",
-}
-ROAD_SPEED_KMH: dict[str, float] = {
-    "arterial": 50.0,
-    "secondary": 40.0,
-    "local": 30.0,
-    "lane": 15.0,
 }
 TRUCK_STREAMS: dict[str, tuple[str, ...]] = {
     "compactor": ("other", "recyclable", "mixed"),
@@ -239,15 +229,6 @@ class City:
             ),
             source=self.source, district=self.district, phone_offset=number * 10_000,
         )  # fmt: skip
-
-    @classmethod
-    def from_import_files(cls, directory: str | Path) -> City:
-        """A district given as import files (docs/import.md), without a city.json:
-        roads from roads.geojson, sites attached to them. Raises `DistrictError`
-        naming the file and row of every problem."""
-        from simulator.district import read_district
-
-        return read_district(directory)
 
     # ---- look-ups -------------------------------------------------------------------
     @property
@@ -499,16 +480,11 @@ class City:
         return out
 
     @classmethod
-    def load(cls, directory: str | Path) -> City:
-        """Rebuild a city written by `write` from its city.json generator settings, or,
-        without a city.json, read the district from its import files."""
+    def from_sidecar(cls, directory: str | Path) -> City:
+        """Rebuild a city written by `write` from its city.json generator settings
+        (`simulator.district.load_city` also reads a folder without one)."""
         path = Path(directory) / CITY_SIDECAR
-        if not Path(directory).is_dir():
-            raise FileNotFoundError(f"{directory}: no such folder")
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return cls.from_import_files(directory)
+        meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("version") != SIDECAR_VERSION:
             raise ValueError(f"{path}: unsupported city.json version {meta.get('version')!r}")
         city = generate(CityConfig(**meta["config"]))
@@ -846,7 +822,7 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
                 from_node=a,
                 to_node=z,
                 road_class=s.road_class,
-                speed_kmh=ROAD_SPEED_KMH[s.road_class],
+                speed_kmh=DEFAULT_SPEED_KMH[s.road_class],
                 oneway=s.oneway,
                 narrow=s.narrow,
                 name=s.name,

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from simulator.city import City, CityConfig, generate, parse_hhmm
+from simulator.district import load_city
 
 
 def _fail(message: str) -> typer.Exit:
@@ -58,7 +59,7 @@ def _timezone(option: str | None) -> str:
 
 def _city(city_dir: Path | None, points: int, trucks: int, seed: int) -> City:
     if city_dir is not None:
-        return City.load(city_dir)
+        return load_city(city_dir)
     return generate(CityConfig(n_points=points, n_trucks=trucks, seed=seed))
 
 
@@ -75,7 +76,7 @@ def _plan_from_db(district: str, service_date: date) -> Any:
     """The day's published plan (else the newest draft) of a district."""
     from fleet import db
     from fleet.plans import repo as plans_repo
-    from simulator.plans import plan_from_dict
+    from routing.plan import Plan
 
     settings = _settings()
     if settings is None or settings.database_url is None:
@@ -86,7 +87,7 @@ def _plan_from_db(district: str, service_date: date) -> Any:
     if row is None:
         raise _fail(f"no plan for district {district!r} on {service_date.isoformat()}")
     typer.echo(f"driving plan {row['plan_id']} ({row['status']})", err=True)
-    return plan_from_dict(row["document"])
+    return Plan.from_dict(row["document"])
 
 
 def _jt808_fleet(city: City, mqtt: Any, address: str | None, share: float) -> Any:
@@ -372,7 +373,7 @@ def register(app: typer.Typer) -> None:
 
         url = _mqtt_url(mqtt_url)
         try:
-            city_config = City.load(city_dir).config if city_dir is not None else None
+            city_config = load_city(city_dir).config if city_dir is not None else None
             if city_dir is not None and city_config is None:
                 raise ValueError(
                     f"--city {city_dir}: load mode regenerates the city in each publisher "

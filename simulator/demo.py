@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from fleet import db, importer
 from fleet.config import Settings
-from fleet.services import PrivateMosquitto, PrivatePostgres, ServiceError, free_port
+from fleet.devservers import PrivateMosquitto, PrivatePostgres, ServiceError, free_port
 
 DEMO_DATABASE = "clearday_demo"
 DISTRICT = "demo"
@@ -342,18 +342,18 @@ def play_day(
     """Drive the published plan over MQTT while the alert worker follows the simulated clock."""
     from fleet.alerts import worker
     from fleet.plans import repo as plans_repo
+    from routing.plan import Plan
     from simulator import faults as faults_mod
-    from simulator.city import City
+    from simulator.district import load_city
     from simulator.mqtt import MqttFleet
-    from simulator.plans import plan_from_dict
     from simulator.trucks import DaySpec, RunStats, SimDay, run
 
-    city = City.load(city_dir)
+    city = load_city(city_dir)
     with db.connect(url) as conn:
         plan_id = plans_repo.latest_plan_id(conn, district, service_date)
         row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
     assert row is not None
-    plan = plan_from_dict(row["document"])
+    plan = Plan.from_dict(row["document"])
     faults = list(
         faults_mod.random_faults(plan, city, faults_mod.FaultRates.scaled(0.5), seed=seed)
     )
@@ -476,10 +476,10 @@ def run_demo(
                 shutil.rmtree(city_dir)
             generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
         else:
-            from simulator.city import City
+            from simulator.district import load_city
 
             try:  # a folder of import files must also be drivable: say so before importing
-                City.load(city_dir)
+                load_city(city_dir)
             except (ValueError, OSError) as exc:
                 raise typer.BadParameter(str(exc), param_hint="--city") from None
         say(f"▸ importing {city_dir} …")

@@ -1,7 +1,6 @@
 """A district given as import files (docs/import.md) as a simulator `City`.
 
-`read_district(dir)` (also `City.from_import_files(dir)`, and `City.load(dir)` when
-the folder has no city.json) reads exactly what `clearday import` reads —
+`read_district(dir)` (and `load_city(dir)` when the folder has no city.json) reads exactly what `clearday import` reads —
 depots, stations, points, trucks (CSV or GeoJSON) and roads.geojson — through the
 importer's own parser, so a file that imports is a file that drives, and builds:
 
@@ -51,17 +50,9 @@ from scipy.spatial import cKDTree
 
 from fleet import importer
 from fleet.importer import RowError
+from routing.vocab import AccessClass, RoadClass, TruckType
 from simulator import geo
-from simulator.city import (
-    AccessClass,
-    City,
-    Depot,
-    Point,
-    RoadClass,
-    Station,
-    Truck,
-    TruckType,
-)
+from simulator.city import CITY_SIDECAR, City, Depot, Point, Station, Truck
 from simulator.city import Road as CityRoad
 
 SNAP_NODE_M = 3.0  # a site this close to a node stops at that node
@@ -103,6 +94,17 @@ class _Piece:
     b: int
     road: dict[str, Any]  # the parsed roads.geojson row
     length_m: float  # driving length (the row's length_m spread by geometry)
+
+
+def load_city(directory: str | Path) -> City:
+    """The city in a folder: rebuilt from its city.json generator settings
+    (`City.write`), or, without one, read from its import files (`read_district`)."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    if (folder / CITY_SIDECAR).is_file():
+        return City.from_sidecar(folder)
+    return read_district(folder)
 
 
 def read_district(directory: str | Path) -> City:

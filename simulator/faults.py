@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from routing.plan import Plan
 from simulator.city import City, parse_hhmm
-from simulator.plans import PlanLike
 
 FaultKind = Literal[
     "skip",
@@ -159,7 +159,7 @@ def drive_by_possible(city: City, point_id: str) -> bool:
     return len(set(city.graph.successors(node)) | set(city.graph.predecessors(node))) >= 2
 
 
-def random_faults(plan: PlanLike, city: City, rates: FaultRates, *, seed: int) -> tuple[Fault, ...]:
+def random_faults(plan: Plan, city: City, rates: FaultRates, *, seed: int) -> tuple[Fault, ...]:
     """Draw faults for the plan's points and trucks. Deterministic for a seed; at most
     one fault per point; a truck that breaks down does not also skip its unload; point
     faults on a broken-down truck's route only before the breakdown."""
@@ -217,7 +217,7 @@ class TruckFaults:
     skew_s: float = 0.0
 
 
-def index_faults(faults: Iterable[Fault], plan: PlanLike, city: City) -> dict[str, TruckFaults]:
+def index_faults(faults: Iterable[Fault], plan: Plan, city: City) -> dict[str, TruckFaults]:
     """Group faults by truck (point faults go to the truck whose route has the point).
     Raise ValueError for a fault naming a point no route serves, or an unknown truck."""
     route_of_point: dict[str, str] = {}

@@ -1,6 +1,6 @@
 """Small geodesy helpers for a city-sized area (WGS-84, metres).
 
-Distances use the haversine formula; offsets and projections use a local
+Distances use the haversine formula (``routing.vocab.haversine_m``); offsets and projections use a local
 equirectangular approximation, which is exact to well under 0.1 % over the
 ~10 km of a district.
 """
@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import math
 
-EARTH_RADIUS_M = 6_371_008.8
+from routing.vocab import haversine_m
+
+__all__ = ["bearing_deg", "haversine_m", "m_per_deg_lon", "offset", "point_segment_distance_m"]
+
 M_PER_DEG_LAT = 111_320.0
 
 
 def m_per_deg_lon(lat: float) -> float:
     return M_PER_DEG_LAT * math.cos(math.radians(lat))
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp = p2 - p1
-    dl = math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def offset(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:

@@ -1,156 +1,52 @@
-"""The shape of a plan as the simulator reads it, and a simple planner for tests.
+"""Plans for the simulator: a greedy planner for tests, and the city as a routing problem.
 
-The simulator drives any value with the shape of `routing.plan.Plan`:
-`plan.routes[*].truck_id`, `plan.routes[*].stops[*].kind` ('start', 'point',
-'station', 'break', 'end'), `.ref_id`, `.arrival_s`, `.departure_s`,
-`.load_after_kg` (seconds since local midnight of the service date). `load_plan`
-reads the JSON form (`Plan.to_dict()`); `greedy_plan` makes a nearest-neighbour plan
-of that shape so the simulator can run before, or without, the real planner.
+The simulator drives a `routing.plan.Plan` (read a stored one with `Plan.from_dict`
+or `load_plan`). `greedy_plan` makes a nearest-neighbour `Plan` on the city's roads so
+the simulator can run before, or without, the real planner; `solved_plan` asks the
+real planner. `refuse_unknown_places` runs `routing.check.check_references` against
+the city before a day is driven.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
+import msgspec
 import numpy as np
+import numpy.typing as npt
 
+import routing
+from routing import problem as rp
+from routing.check import check_references
+from routing.plan import Plan, Reason, Route, SolveStats, Stop, StopKind, Unassigned
 from simulator.city import City, Point, Station, Truck
 from simulator.roads import RoadNetwork
 
-STOP_KINDS = frozenset({"start", "point", "station", "break", "end"})
 
-
-class StopLike(Protocol):
-    @property
-    def kind(self) -> str: ...
-    @property
-    def ref_id(self) -> str | None: ...
-    @property
-    def arrival_s(self) -> float: ...
-    @property
-    def departure_s(self) -> float: ...
-    @property
-    def load_after_kg(self) -> float: ...
-
-
-class RouteLike(Protocol):
-    @property
-    def truck_id(self) -> str: ...
-    @property
-    def stops(self) -> Sequence[StopLike]: ...
-
-
-class PlanLike(Protocol):
-    @property
-    def routes(self) -> Sequence[RouteLike]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SimStop:
-    kind: str
-    ref_id: str | None
-    arrival_s: float
-    departure_s: float
-    load_after_kg: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in STOP_KINDS:
-            raise ValueError(f"unknown stop kind {self.kind!r}")
-        if self.kind != "break" and not self.ref_id:
-            raise ValueError(f"a {self.kind} stop needs a ref_id")
-        if self.departure_s < self.arrival_s:
-            raise ValueError(f"stop {self.ref_id!r}: departure before arrival")
-
-
-@dataclass(frozen=True, slots=True)
-class SimRoute:
-    truck_id: str
-    stops: tuple[SimStop, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.stops) < 2 or self.stops[0].kind != "start" or self.stops[-1].kind != "end":
-            raise ValueError(f"route of {self.truck_id}: must begin with start and end with end")
-
-
-@dataclass(frozen=True, slots=True)
-class SimPlan:
-    routes: tuple[SimRoute, ...]
-    unassigned: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "routes": [
-                {
-                    "truck_id": r.truck_id,
-                    "stops": [
-                        {
-                            "kind": s.kind,
-                            "ref_id": s.ref_id,
-                            "arrival_s": s.arrival_s,
-                            "departure_s": s.departure_s,
-                            "load_after_kg": s.load_after_kg,
-                        }
-                        for s in r.stops
-                    ],
-                }
-                for r in self.routes
-            ],
-            "unassigned": [{"point_id": p, "reason": "greedy"} for p in self.unassigned],
-        }
-
-
-def plan_from_dict(data: Mapping[str, Any]) -> SimPlan:
-    """Read the JSON form of a plan (`routing.plan.Plan.to_dict()`); extra keys are
-    ignored, missing ones are a ValueError naming the route and stop."""
+def load_plan(path: str | Path) -> Plan:
+    """A plan stored as JSON (`Plan.to_json()`); ValueError naming what is wrong."""
     try:
-        routes = []
-        for i, r in enumerate(data["routes"]):
-            stops = []
-            for j, s in enumerate(r["stops"]):
-                try:
-                    stops.append(
-                        SimStop(
-                            kind=str(s["kind"]),
-                            ref_id=None if s.get("ref_id") is None else str(s["ref_id"]),
-                            arrival_s=float(s["arrival_s"]),
-                            departure_s=float(s["departure_s"]),
-                            load_after_kg=float(s.get("load_after_kg") or 0.0),
-                        )
-                    )
-                except (KeyError, TypeError, ValueError) as exc:
-                    raise ValueError(f"route {i} stop {j}: {exc}") from exc
-            if not stops:
-                continue  # an idle truck
-            routes.append(SimRoute(truck_id=str(r["truck_id"]), stops=tuple(stops)))
-    except KeyError as exc:
-        raise ValueError(f"plan: missing field {exc}") from exc
-    return SimPlan(routes=tuple(routes))
+        return Plan.from_json(Path(path).read_bytes())
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{path}: not a plan: {exc}") from None
 
 
-def load_plan(path: str | Path) -> SimPlan:
-    return plan_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-def check_plan(plan: PlanLike, city: City) -> None:
-    """Raise ValueError if the plan names trucks or places the city does not have."""
-    for route in plan.routes:
-        city.truck(route.truck_id)
-        for stop in route.stops:
-            if stop.kind == "break":
-                continue
-            if stop.ref_id is None:
-                raise ValueError(f"{route.truck_id}: a {stop.kind} stop without ref_id")
-            if stop.kind == "point":
-                city.point(stop.ref_id)
-            elif stop.kind == "station":
-                city.station(stop.ref_id)
-            else:
-                city.depot(stop.ref_id)
+def refuse_unknown_places(plan: Plan, city: City) -> None:
+    """Raise ValueError if a route is malformed or names a truck or place the city
+    does not have."""
+    violations = check_references(
+        plan,
+        truck_ids={t.id for t in city.trucks},
+        depot_ids={d.id for d in city.depots},
+        station_ids={s.id for s in city.stations},
+        point_ids={p.id for p in city.points},
+    )
+    if violations:
+        raise ValueError("the plan does not fit the city: " + "; ".join(map(str, violations)))
 
 
 # ---- a greedy nearest-neighbour planner --------------------------------------------------
@@ -161,9 +57,32 @@ class _State:
     t: float
     load_kg: float = 0.0
     streams: set[str] = field(default_factory=set)
-    stops: list[SimStop] = field(default_factory=list)
+    stops: list[Stop] = field(default_factory=list)
     had_break: bool = False
     done: bool = False
+
+    def add_stop(
+        self,
+        net: RoadNetwork,
+        kind: StopKind,
+        ref_id: str | None,
+        node: int,
+        arrival_s: float,
+        departure_s: float,
+    ) -> None:
+        """Append a stop reached from the truck's node (a break stays where it is)."""
+        path = net.path(self.node, node, narrow_ok=self.truck.can_enter_narrow)
+        self.stops.append(
+            Stop(
+                kind=kind,
+                ref_id=ref_id,
+                arrival_s=arrival_s,
+                departure_s=departure_s,
+                load_after_kg=self.load_kg,
+                distance_from_prev_m=net.path_length_m(path),
+            )
+        )
+        self.node = node
 
 
 def _station_for(city: City, net: RoadNetwork, st: _State, opens_ok: bool = True) -> Station:
@@ -181,11 +100,13 @@ def greedy_plan(
     net: RoadNetwork | None = None,
     max_points_per_truck: int | None = None,
     point_ids: Sequence[str] | None = None,
-) -> SimPlan:
+) -> Plan:
     """Nearest-neighbour routes: trucks take turns picking the nearest unserved point
     they may serve (stream, access, time window), unload when full and at the end,
     take their break after `break_earliest`. Points no truck can reach in time are
-    left unassigned. Deterministic; good enough to drive the simulator in tests."""
+    left unassigned (reason `stream` or `access` when no truck may serve them at all,
+    else `shift`). Deterministic; good enough to drive the simulator in tests."""
+    started = time.perf_counter()
     net = net or RoadNetwork(city)
     wanted = set(point_ids) if point_ids is not None else None
     points = [p for p in city.points if wanted is None or p.id in wanted]
@@ -195,115 +116,171 @@ def greedy_plan(
     for truck in city.trucks:
         depot = city.depot(truck.depot_id)
         st = _State(truck=truck, node=depot.node, t=float(truck.shift_start_s))
-        st.stops.append(SimStop("start", depot.id, st.t, st.t, 0.0))
+        st.add_stop(net, "start", depot.id, depot.node, st.t, st.t)
         states.append(st)
-
-    def finish_cost(st: _State, from_node: int, load: float) -> float:
-        """Time to unload (if loaded) and drive home from `from_node`."""
-        narrow_ok = st.truck.can_enter_narrow
-        home = city.depot(st.truck.depot_id).node
-        if load <= 0:
-            return net.travel_time_s(from_node, home, narrow_ok=narrow_ok)
-        best = math.inf
-        for s in city.stations:
-            if s.accepts(st.streams or st.truck.streams[:1]):
-                best = min(
-                    best,
-                    net.travel_time_s(from_node, s.node, narrow_ok=narrow_ok)
-                    + s.tipping_time_s
-                    + net.travel_time_s(s.node, home, narrow_ok=narrow_ok),
-                )
-        return best
-
-    def unload(st: _State) -> None:
-        station = _station_for(city, net, st)
-        narrow_ok = st.truck.can_enter_narrow
-        arrive = st.t + net.travel_time_s(st.node, station.node, narrow_ok=narrow_ok)
-        start = max(arrive, station.opens_s)
-        st.t = start + station.tipping_time_s
-        st.stops.append(SimStop("station", station.id, arrive, st.t, 0.0))
-        st.node, st.load_kg = station.node, 0.0
-        st.streams.clear()
-
-    def take_break(st: _State) -> None:
-        start = max(st.t, st.truck.break_earliest_s)
-        st.t = start + st.truck.break_duration_s
-        st.stops.append(SimStop("break", None, start, st.t, st.load_kg))
-        st.had_break = True
-
     counts = dict.fromkeys(range(len(states)), 0)
     while any(not s.done for s in states):
         for k, st in enumerate(states):
             if st.done:
                 continue
             truck = st.truck
-            narrow_ok = truck.can_enter_narrow
             if not st.had_break and st.t >= truck.break_earliest_s:
-                take_break(st)
+                _take_break(net, st)
             cand = [int(i) for i in np.flatnonzero(open_) if truck.can_serve(points[i])]
             if max_points_per_truck is not None and counts[k] >= max_points_per_truck:
                 cand = []
-            picked: Point | None = None
-            here = np.array(net.xy(st.node))
-            if cand:
-                order = np.argsort(np.hypot(*(xy[cand] - here).T), kind="stable")
-                # the nearest that fits with a short wait; failing that, whichever
-                # can start soonest (the truck waits for its window)
-                tries = [(cand[j], 1800.0) for j in order[:12]]
-                later = sorted(cand, key=lambda i: (points[i].window_start_s, i))[:12]
-                tries += [(i, math.inf) for i in later]
-                for i, max_wait in tries:
-                    p = points[i]
-                    arrive = st.t + net.travel_time_s(st.node, p.node, narrow_ok=narrow_ok)
-                    start = max(arrive, p.window_start_s)
-                    leave = start + p.service_time_s
-                    if start - arrive > max_wait or leave > p.window_end_s:
-                        continue
-                    load = st.load_kg + p.daily_amount_kg
-                    if load > truck.capacity_kg:
-                        continue
-                    if leave + finish_cost(st, p.node, load) > truck.shift_end_s:
-                        continue
-                    picked = p
-                    open_[i] = False
-                    counts[k] += 1
-                    st.t = leave
-                    st.node = p.node
-                    st.load_kg = load
-                    st.streams.add(p.stream)
-                    st.stops.append(SimStop("point", p.id, arrive, leave, load))
-                    break
-            if picked is None:
-                # Full, or nothing feasible nearby: unload if it helps, else go home.
-                if st.load_kg > 0 and cand:
-                    unload(st)
-                    if st.t + 600 < truck.shift_end_s:
-                        continue
-                if st.load_kg > 0:
-                    unload(st)
-                if (
-                    not st.had_break
-                    and truck.break_earliest_s <= st.t
-                    and st.t + truck.break_duration_s < truck.shift_end_s - 3600
-                ):
-                    take_break(st)
-                depot = city.depot(truck.depot_id)
-                arrive = st.t + net.travel_time_s(st.node, depot.node, narrow_ok=narrow_ok)
-                st.stops.append(SimStop("end", depot.id, arrive, arrive, 0.0))
-                st.done = True
-    routes = tuple(
-        SimRoute(truck_id=st.truck.id, stops=tuple(st.stops))
-        for st in states
-        if any(s.kind == "point" for s in st.stops)
+            i = _visit_next(city, net, st, points, xy, cand)
+            if i is not None:
+                open_[i] = False
+                counts[k] += 1
+                continue
+            # Full, or nothing feasible nearby: unload if it helps, else go home.
+            if st.load_kg > 0 and cand:
+                _unload(city, net, st)
+                if st.t + 600 < truck.shift_end_s:
+                    continue
+            _go_home(city, net, st)
+    unassigned = [points[i] for i in np.flatnonzero(open_)]
+    return _plan(states, len(points), unassigned, city, time.perf_counter() - started)
+
+
+def _visit_next(
+    city: City,
+    net: RoadNetwork,
+    st: _State,
+    points: Sequence[Point],
+    xy: npt.NDArray[np.float64],
+    cand: list[int],
+) -> int | None:
+    """Serve the nearest candidate that fits with a short wait; failing that, whichever
+    can start soonest (the truck waits for its window). The index served, or None."""
+    if not cand:
+        return None
+    truck, narrow_ok = st.truck, st.truck.can_enter_narrow
+    here = np.array(net.xy(st.node))
+    order = np.argsort(np.hypot(*(xy[cand] - here).T), kind="stable")
+    tries = [(cand[j], 1800.0) for j in order[:12]]
+    later = sorted(cand, key=lambda i: (points[i].window_start_s, i))[:12]
+    tries += [(i, math.inf) for i in later]
+    for i, max_wait in tries:
+        p = points[i]
+        arrive = st.t + net.travel_time_s(st.node, p.node, narrow_ok=narrow_ok)
+        start = max(arrive, p.window_start_s)
+        leave = start + p.service_time_s
+        if start - arrive > max_wait or leave > p.window_end_s:
+            continue
+        load = st.load_kg + p.daily_amount_kg
+        if load > truck.capacity_kg:
+            continue
+        if leave + _finish_cost(city, net, st, p.node, load) > truck.shift_end_s:
+            continue
+        st.t = leave
+        st.load_kg = load
+        st.streams.add(p.stream)
+        st.add_stop(net, "point", p.id, p.node, arrive, leave)
+        return i
+    return None
+
+
+def _finish_cost(city: City, net: RoadNetwork, st: _State, from_node: int, load: float) -> float:
+    """Time to unload (if loaded) and drive home from `from_node`."""
+    narrow_ok = st.truck.can_enter_narrow
+    home = city.depot(st.truck.depot_id).node
+    if load <= 0:
+        return net.travel_time_s(from_node, home, narrow_ok=narrow_ok)
+    best = math.inf
+    for s in city.stations:
+        if s.accepts(st.streams or st.truck.streams[:1]):
+            best = min(
+                best,
+                net.travel_time_s(from_node, s.node, narrow_ok=narrow_ok)
+                + s.tipping_time_s
+                + net.travel_time_s(s.node, home, narrow_ok=narrow_ok),
+            )
+    return best
+
+
+def _unload(city: City, net: RoadNetwork, st: _State) -> None:
+    station = _station_for(city, net, st)
+    narrow_ok = st.truck.can_enter_narrow
+    arrive = st.t + net.travel_time_s(st.node, station.node, narrow_ok=narrow_ok)
+    start = max(arrive, station.opens_s)
+    st.t = start + station.tipping_time_s
+    st.load_kg = 0.0
+    st.add_stop(net, "station", station.id, station.node, arrive, st.t)
+    st.streams.clear()
+
+
+def _take_break(net: RoadNetwork, st: _State) -> None:
+    start = max(st.t, st.truck.break_earliest_s)
+    st.t = start + st.truck.break_duration_s
+    st.add_stop(net, "break", None, st.node, start, st.t)
+    st.had_break = True
+
+
+def _go_home(city: City, net: RoadNetwork, st: _State) -> None:
+    """Unload if loaded, take the break if it is due and fits, end the day at the depot."""
+    truck = st.truck
+    if st.load_kg > 0:
+        _unload(city, net, st)
+    if (
+        not st.had_break
+        and truck.break_earliest_s <= st.t
+        and st.t + truck.break_duration_s < truck.shift_end_s - 3600
+    ):
+        _take_break(net, st)
+    depot = city.depot(truck.depot_id)
+    arrive = st.t + net.travel_time_s(st.node, depot.node, narrow_ok=truck.can_enter_narrow)
+    st.add_stop(net, "end", depot.id, depot.node, arrive, arrive)
+    st.done = True
+
+
+def _plan(
+    states: Sequence[_State],
+    num_points: int,
+    unassigned: Sequence[Point],
+    city: City,
+    solve_time_s: float,
+) -> Plan:
+    routes = tuple(_route(st) for st in states if any(s.kind == "point" for s in st.stops))
+    distance_m = sum(r.distance_m for r in routes)
+    stats = SolveStats(
+        objective=distance_m,
+        distance_m=distance_m,
+        duration_s=sum(r.duration_s for r in routes),
+        solve_time_s=solve_time_s,
+        solver="greedy",
+        seed=0,
+        num_points=num_points,
+        num_assigned=num_points - len(unassigned),
+        num_routes=len(routes),
     )
-    unassigned = tuple(points[i].id for i in np.flatnonzero(open_))
-    return SimPlan(routes=routes, unassigned=unassigned)
+    left_out = tuple(
+        Unassigned(point_id=p.id, reason=_left_out(p, city.trucks)) for p in unassigned
+    )
+    return Plan(routes=routes, unassigned=left_out, stats=stats)
 
 
-def routing_problem(city: City) -> Any:
+def _route(st: _State) -> Route:
+    stops = tuple(st.stops)
+    return Route(
+        truck_id=st.truck.id,
+        stops=stops,
+        distance_m=sum(s.distance_from_prev_m for s in stops),
+        duration_s=stops[-1].arrival_s - stops[0].departure_s,
+    )
+
+
+def _left_out(point: Point, trucks: Sequence[Truck]) -> Reason:
+    if not any(point.stream in t.streams for t in trucks):
+        return "stream"
+    if not any(t.can_serve(point) for t in trucks):
+        return "access"
+    return "shift"
+
+
+def routing_problem(city: City) -> rp.Problem:
     """The city as a `routing.problem.Problem` (travel on the city's own road graph)."""
-    from routing import problem as rp
-
     return rp.build_problem(
         points=[
             rp.Point(
@@ -360,11 +337,9 @@ def routing_problem(city: City) -> Any:
 
 def solved_plan(
     city: City, *, time_limit_s: float, seed: int = 0, solution_limit: int | None = None
-) -> Any:
+) -> Plan:
     """A `routing.plan.Plan` for the city from the real planner (OR-Tools); with
     ``solution_limit`` the same plan for the same seed on any machine."""
-    import routing
-
     options = routing.SolverOptions(solution_limit=solution_limit)
     return routing.solve(
         routing_problem(city), time_limit_s=time_limit_s, seed=seed, options=options

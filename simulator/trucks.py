@@ -33,10 +33,11 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from ingest import wire
+from routing.plan import Plan, Route
 from simulator import geo
 from simulator.city import City, Point, Station
 from simulator.faults import Fault, TruckFaults, index_faults
-from simulator.plans import PlanLike, RouteLike, check_plan
+from simulator.plans import refuse_unknown_places
 from simulator.roads import RoadNetwork
 
 EmissionKind = Literal["online", "offline", "drop", "fixes", "events"]
@@ -95,7 +96,7 @@ class DrivingConfig:
 @dataclass(frozen=True, slots=True)
 class DaySpec:
     city: City
-    plan: PlanLike
+    plan: Plan
     service_date: date
     timezone: str = "Asia/Shanghai"
     seed: int = 0
@@ -156,7 +157,7 @@ class _TruckDay:
     def __init__(
         self,
         day: SimDay,
-        route: RouteLike,
+        route: Route,
         faults: TruckFaults,
     ) -> None:
         spec = day.spec
@@ -782,7 +783,7 @@ class SimDay:
     """A deterministic day of the fleet: emissions to publish and the ground truth."""
 
     def __init__(self, spec: DaySpec, *, net: RoadNetwork | None = None) -> None:
-        check_plan(spec.plan, spec.city)
+        refuse_unknown_places(spec.plan, spec.city)
         self.spec = spec
         self.tz = ZoneInfo(spec.timezone)
         local_midnight = datetime.combine(spec.service_date, datetime.min.time(), tzinfo=self.tz)

@@ -24,7 +24,7 @@ import pytest
 
 from fleet import db
 from fleet.config import Settings, redact
-from fleet.services import PrivateMosquitto, PrivatePostgres, ServiceError
+from fleet.devservers import PrivateMosquitto, PrivatePostgres, ServiceError
 
 TIMESCALE_ENV = "CLEARDAY_TEST_TIMESCALE"
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fleet.web.crud import Table
+from fleet.catalogue import Table
 
 TABLE = Table(
     name="collection_point",

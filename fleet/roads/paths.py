@@ -1,63 +1,68 @@
 """Paths along the district's roads between two places, as coordinates: how a plan's
-route is drawn "following the roads". Built from the `road` rows (their full geometry),
-shortest by free-flow travel time; big trucks keep out of narrow lanes, as in planning."""
+route is drawn "following the roads". The `road` rows make the routing road graph
+(`routing.graph`), paths are the fastest at free-flow speeds (ties by length), each
+road drawn with its full geometry; big trucks keep out of narrow lanes, as in planning."""
 
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import networkx as nx
-import numpy as np
 import psycopg
+
+from routing.graph import NoPath, RoadPaths, RoadRow, graph_from_edges
 
 Coord = list[float]  # [lon, lat] as in GeoJSON
 
 
-class RoadNetwork:
-    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        self.graph: nx.DiGraph = nx.DiGraph()
-        positions: dict[int, tuple[float, float]] = {}
-        for row in rows:
-            coords = [[float(c[0]), float(c[1])] for c in row["coordinates"]]
-            time_s = float(row["length_m"]) / (float(row["speed_kmh"]) / 3.6)
-            u, v = int(row["from_node"]), int(row["to_node"])
-            positions.setdefault(u, (coords[0][1], coords[0][0]))
-            positions.setdefault(v, (coords[-1][1], coords[-1][0]))
-            self._add(u, v, time_s, coords, bool(row["narrow"]))
-            if not row["oneway"]:
-                self._add(v, u, time_s, coords[::-1], bool(row["narrow"]))
-        self._wide = nx.DiGraph(
-            (u, v, d) for u, v, d in self.graph.edges(data=True) if not d["narrow"]
-        )
-        self._ids = np.array(list(positions), dtype=np.int64)
-        latlon = np.array([positions[n] for n in self._ids], dtype=float).reshape(-1, 2)
-        self._lat = latlon[:, 0]
-        self._lon = latlon[:, 1]
-        self._wide_mask = np.isin(self._ids, np.fromiter(self._wide.nodes, dtype=np.int64))
-        self._cos = math.cos(math.radians(float(self._lat.mean()))) if len(self._lat) else 1.0
+class RoadLines:
+    """The district's road graph (`routing.graph`) with each road's drawn geometry:
+    `path` is the fastest route between two places as GeoJSON coordinates."""
 
-    def _add(self, u: int, v: int, time_s: float, coords: list[Coord], narrow: bool) -> None:
-        old = self.graph.get_edge_data(u, v)
-        if old is None or old["time_s"] > time_s:
-            self.graph.add_edge(u, v, time_s=time_s, coords=coords, narrow=narrow)
+    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        rows = list(rows)
+        graph = graph_from_edges(
+            RoadRow(
+                from_node=int(r["from_node"]),
+                to_node=int(r["to_node"]),
+                from_lat=float(r["coordinates"][0][1]),
+                from_lon=float(r["coordinates"][0][0]),
+                to_lat=float(r["coordinates"][-1][1]),
+                to_lon=float(r["coordinates"][-1][0]),
+                length_m=float(r["length_m"]),
+                speed_kmh=float(r["speed_kmh"]),
+                narrow=bool(r["narrow"]),
+                oneway=bool(r["oneway"]),
+            )
+            for r in rows
+        )
+        # The geometry of the road the graph kept between two junctions (the faster
+        # of parallel roads), in the direction of travel.
+        self._coords: dict[tuple[int, int], list[Coord]] = {}
+        for r in rows:
+            coords = [[float(c[0]), float(c[1])] for c in r["coordinates"]]
+            u, v = int(r["from_node"]), int(r["to_node"])
+            ways = [(u, v, coords)] if r["oneway"] else [(u, v, coords), (v, u, coords[::-1])]
+            for a, b, line in ways:
+                kept = graph.get_edge_data(a, b)
+                if (
+                    (a, b) not in self._coords
+                    and kept is not None
+                    and kept["length_m"] == float(r["length_m"])
+                    and kept["speed_kmh"] == float(r["speed_kmh"])
+                ):
+                    self._coords[a, b] = line
+        self._paths = (
+            {ok: RoadPaths(graph, allow_narrow=ok) for ok in (True, False)}
+            if graph.number_of_nodes()
+            else {}
+        )
 
     @property
     def empty(self) -> bool:
-        return len(self._ids) == 0
-
-    def nearest_node(self, lat: float, lon: float, *, wide_only: bool = False) -> int | None:
-        if self.empty:
-            return None
-        d2 = (self._lat - lat) ** 2 + ((self._lon - lon) * self._cos) ** 2
-        if wide_only:
-            if not self._wide_mask.any():
-                return None
-            d2 = np.where(self._wide_mask, d2, np.inf)
-        return int(self._ids[int(np.argmin(d2))])
+        return not self._paths
 
     def path(
         self, start: tuple[float, float], end: tuple[float, float], *, allow_narrow: bool
@@ -65,20 +70,19 @@ class RoadNetwork:
         """[lon, lat] points from `start` to `end` (lat, lon pairs) along the roads; a
         straight line when there are no roads or no way through."""
         straight = [[start[1], start[0]], [end[1], end[0]]]
-        graph = self.graph if allow_narrow else self._wide
-        a = self.nearest_node(*start, wide_only=not allow_narrow)
-        b = self.nearest_node(*end, wide_only=not allow_narrow)
-        if a is None or b is None:
+        if self.empty:
             return straight
+        paths = self._paths[allow_narrow]
+        a, b = paths.nearest(*start), paths.nearest(*end)
         if a == b:
             return straight
         try:
-            _, nodes = nx.bidirectional_dijkstra(graph, a, b, weight="time_s")
-        except (nx.NetworkXNoPath, nx.NodeNotFound):
+            nodes = paths.path(a, b)
+        except NoPath:
             return straight
         line: list[Coord] = [[start[1], start[0]]]
         for u, v in itertools.pairwise(nodes):
-            for coord in graph[u][v]["coords"]:
+            for coord in self._coords[u, v]:
                 if coord != line[-1]:
                     line.append(coord)
         if line[-1] != straight[1]:
@@ -87,13 +91,13 @@ class RoadNetwork:
 
 
 class NetworkCache:
-    """One RoadNetwork per district, rebuilt when its roads change."""
+    """One RoadLines per district, rebuilt when its roads change."""
 
     def __init__(self) -> None:
-        self._networks: dict[str, tuple[tuple[Any, ...], RoadNetwork]] = {}
+        self._networks: dict[str, tuple[tuple[Any, ...], RoadLines]] = {}
         self._lock = threading.Lock()
 
-    def get(self, conn: psycopg.Connection, district_id: str) -> RoadNetwork:
+    def get(self, conn: psycopg.Connection, district_id: str) -> RoadLines:
         version = conn.execute(
             "SELECT count(*), max(updated_at) FROM road WHERE district_id = %s", (district_id,)
         ).fetchone()
@@ -116,6 +120,6 @@ class NetworkCache:
                 "length_m",
                 "coordinates",
             )
-            network = RoadNetwork(dict(zip(names, r, strict=True)) for r in rows)
+            network = RoadLines(dict(zip(names, r, strict=True)) for r in rows)
             self._networks[district_id] = (key, network)
         return network

@@ -3,8 +3,8 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from fleet.catalogue import Table
 from fleet.trucks.terminals import TerminalColumn
-from fleet.web.crud import Table
 
 TABLE = Table(
     name="truck",

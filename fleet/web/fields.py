@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import re
 from datetime import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, PlainSerializer, StringConstraints, WithJsonSchema
 
-Stream = Literal["other", "kitchen", "recyclable", "hazardous", "mixed"]
-TruckType = Literal["compactor", "kitchen", "small"]
-AccessClass = Literal["normal", "narrow"]
+from routing.vocab import AccessClass, Stream, TruckType
+
+__all__ = [
+    "AccessClass",
+    "Clock",
+    "DistrictId",
+    "Id",
+    "Kg",
+    "Lat",
+    "Lon",
+    "Name",
+    "PathId",
+    "PositiveKg",
+    "Seconds",
+    "Stream",
+    "Streams",
+    "TruckType",
+]
+
 
 # Ids created through the API; imported files may use a wider alphabet (docs/import.md).
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$"), Field(examples=["T01"])]

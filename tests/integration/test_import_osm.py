@@ -22,8 +22,9 @@ from fleet import db, importer
 from fleet.imports import osm
 from fleet.plans import service
 from routing.check import check_plan
-from routing.graph import haversine_m, read_osm, travel_matrix
+from routing.graph import read_osm, travel_matrix
 from routing.plan import Plan
+from routing.vocab import haversine_m
 from tests.integration.test_foundation import run_cli
 from tests.integration.test_import import snapshot
 from tests.osm_district import (

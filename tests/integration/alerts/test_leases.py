@@ -29,7 +29,6 @@ from routing.plan import Plan
 from simulator.city import City, generate_districts
 from simulator.direct import DirectSink
 from simulator.faults import FaultRates, random_faults
-from simulator.plans import plan_from_dict
 from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig
 from tests.conftest import PgServer
 
@@ -75,7 +74,7 @@ def load_city(urls: list[str], tmp_path: Path) -> list[tuple[City, Any]]:
                     time_limit_s=300, created_by=None,
                 )  # fmt: skip
                 plans_repo.publish(conn, copy)
-        out.append((city, plan_from_dict(stored["document"])))
+        out.append((city, Plan.from_dict(stored["document"])))
     return out
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from fleet.alerts import notify, worker
 from fleet.config import Settings
-from fleet.services import free_port
+from fleet.devservers import free_port
 from tests.unit.alerts.tracks import at
 
 from .world import load_world

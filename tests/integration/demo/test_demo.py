@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from fleet.services import PrivateMosquitto
+from fleet.devservers import PrivateMosquitto
 
 
 def test_demo_runs_a_day_and_its_summary_agrees_with_the_ledger(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from fleet.services import PrivateMosquitto
+from fleet.devservers import PrivateMosquitto
 from tests.district_files import POINTS, write_district
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.services import free_port
+from fleet.devservers import free_port
 from ingest import wire
 from tests.integration.ingest.support import FixStream, Publisher, add_fleet, scalar, wait_for
 from tests.integration.ingest.test_broker_config import ProductionBroker, accounts

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleet.config import Settings
-from fleet.services import PrivateMosquitto
+from fleet.devservers import PrivateMosquitto
 from ingest.metrics import IngestMetrics
 from ingest.service import Ingestor
 from tests.integration.ingest.support import add_fleet

@@ -22,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fleet.config import MqttTarget
-from fleet.services import free_port
+from fleet.devservers import free_port
 from ingest import wire
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -16,7 +16,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from fleet.services import free_port, mosquitto_binary, open_path_for_others, wait_for_port
+from fleet.devservers import free_port, mosquitto_binary, open_path_for_others, wait_for_port
 from ingest import wire
 from tests.integration.ingest.support import (
     ROOT,

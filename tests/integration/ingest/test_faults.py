@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from fleet.services import PrivateMosquitto
+from fleet.devservers import PrivateMosquitto
 from tests.integration.ingest.support import (
     FixStream,
     IngestorProcess,

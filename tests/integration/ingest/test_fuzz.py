@@ -14,7 +14,7 @@ import psycopg
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fleet.services import PrivateMosquitto
+from fleet.devservers import PrivateMosquitto
 from ingest import wire
 from tests.integration.ingest.support import (
     IngestorProcess,

@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from fleet.services import PrivateMosquitto, free_port
+from fleet.devservers import PrivateMosquitto, free_port
 from ingest import wire
 from tests.integration.ingest.conftest import RunningIngestor
 from tests.integration.ingest.support import (

@@ -15,7 +15,7 @@ import paho.mqtt.client as paho
 from psycopg.types.json import Jsonb
 
 from fleet.config import Settings
-from fleet.services import BROKER_MAX_PACKET_BYTES, PrivateMosquitto
+from fleet.devservers import BROKER_MAX_PACKET_BYTES, PrivateMosquitto
 from ingest import wire
 from ingest.metrics import IngestMetrics
 from ingest.writer import AttemptLedger, Batch, BatchWriter, Db, position_row
@@ -314,7 +314,7 @@ def test_oversize_is_dead_lettered_up_to_the_broker_limit_and_refused_visibly_ab
 
 
 def test_the_shipped_and_the_test_broker_share_a_packet_limit_above_the_ingestors() -> None:
-    """One limit: deploy/mosquitto carries fleet.services' number, which leaves room
+    """One limit: deploy/mosquitto carries fleet.devservers' number, which leaves room
     above the ingestor's payload limit, and no message_size_limit."""
     conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     settings = [line.split() for line in conf.splitlines() if line and not line.startswith("#")]

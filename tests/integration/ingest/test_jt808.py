@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import db, importer
 from fleet.config import Settings
-from fleet.services import PrivateMosquitto, free_port
+from fleet.devservers import PrivateMosquitto, free_port
 from ingest.jt808 import codec
 from ingest.jt808.codec import MsgId
 from ingest.jt808.service import loop_runner, run_async

@@ -15,7 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from fleet.config import MqttTarget
-from fleet.services import PrivateMosquitto
+from fleet.devservers import PrivateMosquitto
 from ingest import wire
 from ingest.jt808.broker import Publisher
 from ingest.jt808.service import loop_runner

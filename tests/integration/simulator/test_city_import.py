@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from simulator.city import City, generate
+from simulator.city import generate
+from simulator.district import load_city
 from simulator.plans import greedy_plan
 
 
@@ -51,7 +52,7 @@ def test_generated_city_imports_cleanly_and_reimports_as_updates(
         database_url=database_url,
     )
     assert made.returncode == 0, made.stderr
-    city = City.load(out)
+    city = load_city(out)
     expected = {
         "depot": len(city.depots),
         "transfer_station": len(city.stations),

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from ingest import wire
+from routing.plan import Plan
 from simulator.city import City, generate
 from simulator.faults import Fault
 from simulator.mqtt import MqttFleet
-from simulator.plans import SimPlan, greedy_plan
+from simulator.plans import greedy_plan
 from simulator.trucks import DaySpec, SimDay, TerminalConfig, encode, run, simulate
 from tests.integration.simulator.helpers import Recorder
 
@@ -30,7 +31,7 @@ def city() -> City:
 
 
 @pytest.fixture(scope="module")
-def plan(city: City) -> SimPlan:
+def plan(city: City) -> Plan:
     return greedy_plan(city, max_points_per_truck=5)
 
 
@@ -41,7 +42,7 @@ def recorder(mqtt_url: str) -> Iterator[Recorder]:
     rec.close()
 
 
-def _spec(city: City, plan: SimPlan) -> DaySpec:
+def _spec(city: City, plan: Plan) -> DaySpec:
     first = plan.routes[0]
     start = first.stops[0].departure_s
     faults = (
@@ -55,7 +56,7 @@ def _spec(city: City, plan: SimPlan) -> DaySpec:
 
 
 def test_day_arrives_on_the_documented_topics_in_the_documented_format(
-    mqtt_url: str, recorder: Recorder, city: City, plan: SimPlan
+    mqtt_url: str, recorder: Recorder, city: City, plan: Plan
 ) -> None:
     spec = _spec(city, plan)
     expected, _ = simulate(spec)  # the same seed in memory
@@ -99,7 +100,7 @@ def test_day_arrives_on_the_documented_topics_in_the_documented_format(
 
 
 def test_accelerated_60x_keeps_to_real_time(
-    mqtt_url: str, recorder: Recorder, city: City, plan: SimPlan
+    mqtt_url: str, recorder: Recorder, city: City, plan: Plan
 ) -> None:
     day = SimDay(DaySpec(city=city, plan=plan, service_date=DAY, seed=3))
     fleet = MqttFleet(mqtt_url, client_prefix="test-60x")

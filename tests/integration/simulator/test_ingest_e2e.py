@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from fleet import db, importer
-from fleet.services import PrivateMosquitto
+from fleet.devservers import PrivateMosquitto
 from simulator.city import generate
 from simulator.faults import Fault
 from simulator.mqtt import MqttFleet

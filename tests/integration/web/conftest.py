@@ -22,7 +22,7 @@ from fleet import importer
 from fleet.auth import service as auth_service
 from fleet.auth.models import Role
 from fleet.config import Settings
-from fleet.services import free_port, wait_for_port
+from fleet.devservers import free_port, wait_for_port
 from fleet.web.app import create_app
 
 PASSWORD = "correct horse battery"

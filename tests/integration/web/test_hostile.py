@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from fleet.auth import throttle
 from fleet.config import Settings
-from fleet.services import free_port, wait_for_port
+from fleet.devservers import free_port, wait_for_port
 from fleet.web.app import create_app
 from tests.integration.web.conftest import PASSWORD, LiveServer, Users
 

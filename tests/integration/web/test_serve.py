@@ -12,7 +12,7 @@ import time
 import httpx
 
 from fleet.config import Settings
-from fleet.services import free_port, wait_for_port
+from fleet.devservers import free_port, wait_for_port
 from tests.conftest import PgServer
 
 

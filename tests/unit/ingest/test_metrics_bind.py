@@ -6,7 +6,7 @@ import psutil
 from prometheus_client import CollectorRegistry
 
 from fleet.config import Settings
-from fleet.services import free_port
+from fleet.devservers import free_port
 from ingest.metrics import IngestMetrics
 
 

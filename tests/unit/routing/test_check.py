@@ -24,8 +24,9 @@ import pytest
 from msgspec.structs import replace
 
 from routing.check import LivePosition, Violation, check_plan
+from routing.matrix import TravelMatrix
 from routing.plan import Plan, Route, SolveStats, Stop, Unassigned
-from routing.problem import Problem, TravelMatrix, depot_key, point_key, station_key
+from routing.problem import Problem, depot_key, point_key, station_key
 
 from .tiny import line_problem, point, station, truck
 

@@ -8,8 +8,9 @@ import re
 import numpy as np
 import pytest
 
+from routing.matrix import TravelMatrix
 from routing.plan import Plan, Route, SolveStats, Stop, Unassigned
-from routing.problem import Depot, Problem, TravelMatrix
+from routing.problem import Depot, Problem
 
 from .tiny import line_matrix, line_problem, point, station, truck
 

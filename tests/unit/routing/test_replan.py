@@ -15,11 +15,11 @@ import pytest
 
 from routing import make_plan
 from routing.check import check_plan
-from routing.graph import EARTH_RADIUS_M
 from routing.plan import Plan, Route, Stop
 from routing.problem import Depot, Point, Problem, Truck, build_problem
 from routing.replan import Replan, TruckState, replan
 from routing.schedule import Visit, schedule_route
+from routing.vocab import EARTH_RADIUS_M
 
 from .tiny import point, station, truck
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from routing.problem import Depot, Point, Problem, Station, TravelMatrix, Truck
+from routing.matrix import TravelMatrix
+from routing.problem import Depot, Point, Problem, Station, Truck
 
 SPEED_MPS = 10.0
 ALL = frozenset({"other", "kitchen", "recyclable", "hazardous", "mixed"})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from routing.plan import Plan
 from simulator.city import City, generate
-from simulator.plans import SimPlan, greedy_plan
+from simulator.plans import greedy_plan
 from simulator.roads import RoadNetwork
 
 
@@ -20,6 +21,6 @@ def small_net(small_city: City) -> RoadNetwork:
 
 
 @pytest.fixture(scope="session")
-def small_plan(small_city: City, small_net: RoadNetwork) -> SimPlan:
+def small_plan(small_city: City, small_net: RoadNetwork) -> Plan:
     """A short day: at most eight points per truck."""
     return greedy_plan(small_city, net=small_net, max_points_per_truck=8)

@@ -23,6 +23,7 @@ from simulator.city import (
     check_connectivity,
     generate,
 )
+from simulator.district import load_city
 from simulator.roads import RoadNetwork
 
 
@@ -164,7 +165,7 @@ def test_roads_geojson_describes_the_graph(tmp_path: Path, small_city: City) -> 
 def test_load_rebuilds_the_written_city(tmp_path: Path) -> None:
     city = generate(n_points=80, n_trucks=4, seed=5, district="baohe")
     city.write(tmp_path)
-    again = City.load(tmp_path)
+    again = load_city(tmp_path)
     assert again.config == city.config
     assert again.points == city.points and again.trucks == city.trucks
     assert "district" in (tmp_path / "points.csv").read_text().splitlines()[0]

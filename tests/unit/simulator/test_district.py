@@ -15,8 +15,8 @@ import networkx as nx
 import pytest
 
 from simulator import geo
-from simulator.city import City, Depot, Point, Station, generate
-from simulator.district import DistrictError, read_district
+from simulator.city import Depot, Point, Station, generate
+from simulator.district import DistrictError, load_city, read_district
 from simulator.plans import greedy_plan
 from simulator.roads import RoadNetwork
 from simulator.trucks import DaySpec, ListSink, SimDay, TerminalConfig, run
@@ -37,7 +37,7 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_hand_written_district_loads_as_a_city(folder: Path) -> None:
-    city = City.load(folder)  # no city.json: read from the import files
+    city = load_city(folder)  # no city.json: read from the import files
     assert not (folder / "city.json").exists()
     assert city.config is None and city.source == folder and city.district == "shushan"
     g = city.graph
@@ -95,13 +95,13 @@ def test_hand_written_district_loads_as_a_city(folder: Path) -> None:
     again = read_district(folder)
     assert again.points == city.points and nx.utils.graphs_equal(again.graph, city.graph)
     city.write(folder.parent / "copy")
-    copy = City.load(folder.parent / "copy")
+    copy = load_city(folder.parent / "copy")
     assert [p.node for p in copy.points] == [p.node for p in city.points]
     assert set(copy.graph.edges) == set(g.edges) and copy.district == "shushan"
 
 
 def test_a_day_is_driven_over_the_hand_written_district(folder: Path) -> None:
-    city = City.load(folder)
+    city = load_city(folder)
     net = RoadNetwork(city)
     plan = greedy_plan(city, net=net)
     assert not plan.unassigned
@@ -139,7 +139,7 @@ def test_generated_city_read_back_without_city_json_is_the_same_city(tmp_path: P
     city = generate(n_points=60, n_trucks=4, seed=2, district="baohe")
     city.write(tmp_path)
     (tmp_path / "city.json").unlink()
-    again = City.load(tmp_path)
+    again = load_city(tmp_path)
     assert again.config is None and again.district == "baohe"
 
     def same(site: Any) -> Any:
@@ -168,7 +168,7 @@ def test_generated_city_read_back_without_city_json_is_the_same_city(tmp_path: P
     # Written back, the imported city reads back the same again (and has no sidecar).
     again.write(tmp_path / "copy")
     assert not (tmp_path / "copy" / "city.json").exists()
-    third = City.load(tmp_path / "copy")
+    third = load_city(tmp_path / "copy")
     assert third.points == again.points and set(third.graph.edges) == set(again.graph.edges)
 
 
@@ -257,14 +257,14 @@ def _no_roads(folder: Path) -> None:
 def test_bad_files_are_refused_naming_file_and_row(folder: Path, spoil: Any, expected: str) -> None:
     spoil(folder)
     with pytest.raises(DistrictError, match=expected) as info:
-        City.load(folder)
+        load_city(folder)
     assert info.value.errors
 
 
 def test_unreachable_sites_name_every_row(folder: Path) -> None:
     _depot_corner_a_sink(folder)
     with pytest.raises(DistrictError, match="not strongly connected") as info:
-        City.load(folder)
+        load_city(folder)
     where = {(e.file, e.line) for e in info.value.errors}
     assert where == {("depots.csv", 2), ("points.csv", 2)}, info.value
     assert "depot BH-D01 (home of BH-T1)" in str(info.value)
@@ -272,9 +272,9 @@ def test_unreachable_sites_name_every_row(folder: Path) -> None:
 
 def test_missing_folder_and_broken_sidecar(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        City.load(tmp_path / "nowhere")
+        load_city(tmp_path / "nowhere")
     folder = write_district(tmp_path / "d", district=None)
-    assert City.load(folder).district == "default"
+    assert load_city(folder).district == "default"
     (folder / "city.json").write_text(json.dumps({"version": 99}))
     with pytest.raises(ValueError, match=r"unsupported city\.json version"):
-        City.load(folder)
+        load_city(folder)

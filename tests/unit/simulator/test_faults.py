@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from routing.plan import Plan
 from simulator.city import City
 from simulator.faults import (
     Fault,
@@ -14,7 +15,6 @@ from simulator.faults import (
     parse_fault,
     random_faults,
 )
-from simulator.plans import SimPlan
 
 
 def test_text_forms() -> None:
@@ -48,7 +48,7 @@ def test_json_form_round_trips() -> None:
         faults_from_json([{"kind": "skip", "point_id": "P1", "when": 3}])
 
 
-def test_random_faults_are_seeded(small_city: City, small_plan: SimPlan) -> None:
+def test_random_faults_are_seeded(small_city: City, small_plan: Plan) -> None:
     rates = FaultRates.scaled(10)
     a = random_faults(small_plan, small_city, rates, seed=4)
     assert a == random_faults(small_plan, small_city, rates, seed=4)
@@ -62,7 +62,7 @@ def test_random_faults_are_seeded(small_city: City, small_plan: SimPlan) -> None
     index_faults(a, small_plan, small_city)  # all valid for this plan
 
 
-def test_faults_must_fit_the_plan(small_city: City, small_plan: SimPlan) -> None:
+def test_faults_must_fit_the_plan(small_city: City, small_plan: Plan) -> None:
     planned = {s.ref_id for r in small_plan.routes for s in r.stops if s.kind == "point"}
     unplanned = next(p.id for p in small_city.points if p.id not in planned)
     with pytest.raises(ValueError, match="no route"):

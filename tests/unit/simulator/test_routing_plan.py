@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 
+from routing.check import check_plan
 from simulator.city import City
-from simulator.plans import check_plan, solved_plan
+from simulator.plans import routing_problem, solved_plan
 from simulator.trucks import DaySpec, simulate
 
 
 def test_drives_a_routing_solver_plan_stop_by_stop(small_city: City) -> None:
     plan = solved_plan(small_city, time_limit_s=120, seed=1, solution_limit=100)
-    check_plan(plan, small_city)
+    assert check_plan(routing_problem(small_city), plan) == []
     assert plan.routes
     _, day = simulate(DaySpec(city=small_city, plan=plan, service_date=date(2025, 3, 3), seed=1))
     for route in plan.routes:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from ingest import wire
+from routing.plan import Plan
 from simulator import geo
 from simulator.city import City
 from simulator.faults import Fault, drive_by_possible
-from simulator.plans import SimPlan
 from simulator.trucks import (
     DaySpec,
     Emission,
@@ -31,7 +31,7 @@ DAY = date(2025, 3, 3)
 MIDNIGHT_UTC = datetime(2025, 3, 2, 16, 0, tzinfo=UTC)  # 00:00 Asia/Shanghai
 
 
-def _spec(city: City, plan: SimPlan, **kw: object) -> DaySpec:
+def _spec(city: City, plan: Plan, **kw: object) -> DaySpec:
     return DaySpec(city=city, plan=plan, service_date=DAY, seed=kw.pop("seed", 7), **kw)  # type: ignore[arg-type]
 
 
@@ -58,7 +58,7 @@ def _iso_s(text: str) -> float:
     return _sim_s(datetime.fromisoformat(text))
 
 
-def test_same_seed_same_day_other_seed_other_day(small_city: City, small_plan: SimPlan) -> None:
+def test_same_seed_same_day_other_seed_other_day(small_city: City, small_plan: Plan) -> None:
     faults = (Fault("skip", point_id=small_plan.routes[0].stops[2].ref_id),)
     a, day_a = simulate(_spec(small_city, small_plan, faults=faults))
     b, day_b = simulate(_spec(small_city, small_plan, faults=faults))
@@ -69,7 +69,7 @@ def test_same_seed_same_day_other_seed_other_day(small_city: City, small_plan: S
 
 
 def test_emissions_come_in_time_order_between_online_and_offline(
-    small_city: City, small_plan: SimPlan
+    small_city: City, small_plan: Plan
 ) -> None:
     ems, _ = simulate(_spec(small_city, small_plan))
     assert [e.at_s for e in ems] == sorted(e.at_s for e in ems)
@@ -81,7 +81,7 @@ def test_emissions_come_in_time_order_between_online_and_offline(
         assert items[0].kind == "online" and items[-1].kind == "offline"
 
 
-def test_every_fix_is_within_noise_of_a_road(small_city: City, small_plan: SimPlan) -> None:
+def test_every_fix_is_within_noise_of_a_road(small_city: City, small_plan: Plan) -> None:
     sigma = 15.0
     spec = _spec(small_city, small_plan, terminal=TerminalConfig(noise_m=sigma))
     ems, _ = simulate(spec)
@@ -110,7 +110,7 @@ def test_every_fix_is_within_noise_of_a_road(small_city: City, small_plan: SimPl
     assert worst > sigma  # the noise is really there
 
 
-def test_services_and_unloads_follow_the_plan(small_city: City, small_plan: SimPlan) -> None:
+def test_services_and_unloads_follow_the_plan(small_city: City, small_plan: Plan) -> None:
     ems, day = simulate(_spec(small_city, small_plan))
     truth = day.truth
     lifts = _events(ems, "bin_lift")
@@ -154,7 +154,7 @@ def test_services_and_unloads_follow_the_plan(small_city: City, small_plan: SimP
             assert n == expected == r["bin_lifts"]
 
 
-def test_dropouts_and_blind_zone_batches(small_city: City, small_plan: SimPlan) -> None:
+def test_dropouts_and_blind_zone_batches(small_city: City, small_plan: Plan) -> None:
     terminal = TerminalConfig(dropout_prob=0.05, signal_losses_per_day=12.0)
     ems, day = simulate(_spec(small_city, small_plan, terminal=terminal))
     losses = [r for r in day.truth if r["type"] == "signal_loss"]
@@ -177,14 +177,14 @@ def test_dropouts_and_blind_zone_batches(small_city: City, small_plan: SimPlan) 
         assert end["fixes_generated"] - len(seqs) == end["fixes_dropped"] > 0
 
 
-def _route(plan: SimPlan, truck_type: str, city: City) -> tuple[str, list[str], float, float]:
+def _route(plan: Plan, truck_type: str, city: City) -> tuple[str, list[str], float, float]:
     route = next(r for r in plan.routes if city.truck(r.truck_id).truck_type == truck_type)
     points = [s.ref_id or "" for s in route.stops if s.kind == "point"]
     return route.truck_id, points, route.stops[0].departure_s, route.stops[-1].arrival_s
 
 
 def test_every_configured_fault_happens_and_is_in_the_ground_truth(
-    tmp_path: Path, small_city: City, small_plan: SimPlan
+    tmp_path: Path, small_city: City, small_plan: Plan
 ) -> None:
     t1, pts1, _, _ = _route(small_plan, "compactor", small_city)
     t2, _, start2, _ = _route(small_plan, "kitchen", small_city)
@@ -265,7 +265,7 @@ def test_every_configured_fault_happens_and_is_in_the_ground_truth(
 
 
 def test_offline_truck_still_works_and_its_services_are_in_the_truth(
-    small_city: City, small_plan: SimPlan
+    small_city: City, small_plan: Plan
 ) -> None:
     truck_id, points, start, end = _route(small_plan, "compactor", small_city)
     fault = Fault("offline", truck_id=truck_id, at_s=start, duration_s=end - start)
@@ -278,7 +278,7 @@ def test_offline_truck_still_works_and_its_services_are_in_the_truth(
     assert not [f for f in _fixes(ems, terminal) if start <= _sim_s(f.recorded_at) < end]
 
 
-def test_paced_run_keeps_to_the_schedule(small_city: City, small_plan: SimPlan) -> None:
+def test_paced_run_keeps_to_the_schedule(small_city: City, small_plan: Plan) -> None:
     day = SimDay(_spec(small_city, small_plan))
     now = [0.0]
 
@@ -312,7 +312,7 @@ def test_terminal_config_is_validated() -> None:
 
 
 def test_idle_beside_stands_46_to_59_m_from_the_point_however_short_the_last_edge(
-    small_city: City, small_plan: SimPlan
+    small_city: City, small_plan: Plan
 ) -> None:
     """Every point of every route idled beside: the truck stands 46-59 m from each (it
     stood inside the fence when the road's last edge was shorter than that)."""

