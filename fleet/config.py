@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # --- JT/T 808 gateway (issue 18; ingest/jt808, docs/jt808.md) ---------------------
     jt808_host: str = "0.0.0.0"  # terminals reach it over the mobile network / APN
     jt808_port: int = Field(6808, ge=1, le=65_535)
+    # Gateway processes sharing the port (SO_REUSEPORT), each on a core of its own.
+    jt808_processes: int = Field(1, ge=1, le=64)
     # A connection that sends nothing (not even a heartbeat) for this long is closed.
     jt808_idle_timeout_s: float = Field(180.0, gt=0, le=3600)
     # Zone of the terminals' BCD times: the standard's GMT+8 unless a fleet differs.

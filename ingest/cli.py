@@ -79,13 +79,25 @@ def jt808(
     port: Annotated[
         int | None, typer.Option(help="TCP port (default: CLEARDAY_JT808_PORT, 6808)")
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="gateway processes sharing the port (default: CLEARDAY_JT808_PROCESSES, 1)",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Run the JT/T 808 gateway: terminals over TCP into the MQTT wire format (Ctrl-C stops)."""
     from ingest.jt808.service import GatewayUnavailable, run
 
     settings = Settings()
     try:
-        run(settings, host=host or settings.jt808_host, port=port or settings.jt808_port)
+        run(
+            settings,
+            host=host or settings.jt808_host,
+            port=port or settings.jt808_port,
+            processes=processes or settings.jt808_processes,
+        )
     except GatewayUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

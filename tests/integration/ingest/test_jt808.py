@@ -658,16 +658,18 @@ def test_hostile_bytes_never_crash_the_gateway_nor_desynchronise_a_connection(
 
 
 class GatewayProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, processes: int = 1) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.port = port
+        self.processes = processes
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
         out = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "jt808", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-c", "from fleet.cli import main; main()", "jt808", "--host", "127.0.0.1", "--port", str(self.port),
+             "--processes", str(self.processes)],
             env=self.env, stdout=out, stderr=out, cwd=ROOT,
         )  # fmt: skip
 
@@ -759,6 +761,143 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
         assert not missing, f"terminal {i}: {len(missing)} acknowledged locations not stored once"
     assert len(counts) == total and all(c == 1 for c in counts.values())
     assert gateway.stop() == 0
+
+
+def instance_pids(supervisor: int) -> list[int]:
+    """The gateway processes a supervisor started (not multiprocessing's helper)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == supervisor and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def free_port_run(count: int, tries: int = 50) -> int:
+    """A port p such that p … p + count - 1 are all free."""
+    for _ in range(tries):
+        first = free_port()
+        socks = []
+        try:
+            for p in range(first, first + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+def gauge(port: int, name: str) -> float:
+    return sum(v for n, _, v in scrape(port) if n == name)
+
+
+@pytest.mark.slow
+def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
+    jt808_fleet: str,
+    broker: PrivateMosquitto,
+    start_ingestor: Callable[..., RunningIngestor],
+    tmp_path: Path,
+) -> None:
+    """`clearday jt808 --processes 2`: both processes take terminals on the one port,
+    each with its own broker client id (they would take each other's connection
+    otherwise); one is killed with SIGKILL mid-stream and started again by the
+    supervisor. Every location a terminal saw acknowledged is stored exactly once, the
+    re-uploads bring the rest, and SIGTERM stops all of it cleanly."""
+    start_ingestor()
+    port, metrics = free_port(), free_port_run(2)
+    env = {
+        "CLEARDAY_DATABASE_URL": jt808_fleet,
+        "CLEARDAY_MQTT_URL": broker.url,
+        "CLEARDAY_JT808_PUBLISH_TIMEOUT_S": "2",
+        "CLEARDAY_JT808_METRICS_PORT": str(metrics),
+    }
+    gateway = GatewayProcess(env, tmp_path / "gateway.log", port, processes=2).start()
+    assert gateway.proc is not None
+    supervisor = gateway.proc.pid
+    wait_for(lambda: len(instance_pids(supervisor)) == 2, 30, "two gateway processes")
+
+    def serving(metrics_port: int) -> bool:
+        try:
+            return gauge(metrics_port, "clearday_jt808_mqtt_connected") == 1
+        except OSError:
+            return False
+
+    wait_for(lambda: serving(metrics) and serving(metrics + 1), 30, "both processes' brokers")
+    base = now_local() - timedelta(hours=1)
+    per_terminal = 200
+    terminals = [
+        Jt808Terminal("127.0.0.1", port, phone(i), version=1 if i % 2 else None) for i in range(10)
+    ]
+    plans = {
+        t.phone: [loc(base + timedelta(seconds=k), k) for k in range(per_terminal)]
+        for t in terminals
+    }
+
+    def stored() -> int:
+        return int(scalar(jt808_fleet, "SELECT count(*) FROM position"))
+
+    def authenticated() -> list[float]:
+        return [gauge(metrics + k, "clearday_jt808_terminals_authenticated") for k in (0, 1)]
+
+    killed: list[int] = []
+
+    async def scenario() -> None:
+        for t in terminals:
+            await t.login()
+        # The kernel picks a process per connection: reconnect one terminal (a new
+        # source port each time) until both processes hold terminals.
+        for _ in range(200):
+            if all(authenticated()):
+                break
+            await terminals[0].close()
+            await terminals[0].login()
+        assert all(authenticated()), f"terminals per process: {authenticated()}"
+        tasks = [
+            asyncio.create_task(drive(t, plans[t.phone], retry_s=0.3, timeout_s=4))
+            for t in terminals
+        ]
+        while stored() < 500:
+            await asyncio.sleep(0.1)
+        victim = instance_pids(supervisor)[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+        await asyncio.wait_for(asyncio.gather(*tasks), 240)
+        for t in terminals:
+            await t.close()
+
+    run(scenario())
+    total = 10 * per_terminal
+    wait_for(lambda: stored() >= total, 60, f"{total} fixes")
+    time.sleep(1.0)
+    counts = {
+        (r[0], r[1]): r[2]
+        for r in rows(
+            jt808_fleet, "SELECT truck_id, recorded_at, count(*) FROM position GROUP BY 1, 2"
+        )
+    }
+    for i, t in enumerate(terminals):
+        acked = {(f"T{i}", x.recorded_at.astimezone(UTC)) for x in t.acked}
+        assert len(t.acked) >= per_terminal, f"terminal {i}: {len(t.acked)} acknowledged"
+        missing = [k for k in acked if counts.get(k) != 1]
+        assert not missing, f"terminal {i}: {len(missing)} acknowledged locations not stored once"
+    assert len(counts) == total and all(c == 1 for c in counts.values())
+    # the supervisor started the killed process again
+    wait_for(lambda: len(instance_pids(supervisor)) == 2, 30, "the killed process restarted")
+    assert killed[0] not in instance_pids(supervisor)
+    children = instance_pids(supervisor)
+    assert gateway.stop() == 0
+    assert not [p for p in children if Path(f"/proc/{p}").exists()], "a process outlived the stop"
 
 
 # --------------------------------------------------------------------------- simulator
