@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
 import psycopg
@@ -250,7 +250,11 @@ class Session(asyncio.Protocol):
             self.task.cancel()
         if self.terminal is not None and self.gw.current.get(self.terminal.phone) is self:
             del self.gw.current[self.terminal.phone]
-            self.publish_status("offline")
+            # Offline since it was last heard from: a terminal that has meanwhile
+            # reconnected to another gateway process said `online` later, and the
+            # latest status wins.
+            silent_s = self.loop.time() - self.received_at
+            self.publish_status("offline", datetime.now(UTC) - timedelta(seconds=silent_s))
 
     def close(self) -> None:
         """Stop reading and close once what was written is sent."""
@@ -556,7 +560,7 @@ class Session(asyncio.Protocol):
         for serial in _serials(frame):
             self.send(self.responder.ok(serial, frame.header.msg_id, self.next_serial()))
 
-    def publish_status(self, state: wire.TerminalState) -> None:
+    def publish_status(self, state: wire.TerminalState, at: datetime | None = None) -> None:
         assert self.terminal is not None
         who = self.who
 
@@ -566,7 +570,7 @@ class Session(asyncio.Protocol):
 
         self.gw.publisher.publish(
             wire.status_topic(self.terminal.terminal_id),
-            wire.encode_status(state, datetime.now(UTC)),
+            wire.encode_status(state, at or datetime.now(UTC)),
             done,
             retain=True,
         )

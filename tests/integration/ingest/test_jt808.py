@@ -32,7 +32,7 @@ from fleet.config import Settings
 from fleet.services import PrivateMosquitto, free_port
 from ingest.jt808 import codec
 from ingest.jt808.codec import MsgId
-from ingest.jt808.service import loop_runner, run_async
+from ingest.jt808.service import Instance, loop_runner, run_async
 from simulator.city import generate, jt808_phone_for
 from simulator.faults import Fault
 from simulator.jt808 import Jt808Fleet, Jt808Terminal, drive
@@ -65,8 +65,9 @@ def jt808_fleet(fleet_url: str) -> str:
 class GatewayThread:
     """The gateway in-process, on its own event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, instance: Instance | None = None) -> None:
         self.settings = settings
+        self.instance = instance or Instance()
         self.port = 0
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -84,7 +85,12 @@ class GatewayThread:
                 self.ready.set()
 
             await run_async(
-                self.settings, host="127.0.0.1", port=0, stop=self.stop_event, started=started
+                self.settings,
+                host="127.0.0.1",
+                port=0,
+                stop=self.stop_event,
+                started=started,
+                instance=self.instance,
             )
 
         try:
@@ -113,7 +119,7 @@ def start_gateway(
 ) -> Iterator[Callable[..., GatewayThread]]:
     started: list[GatewayThread] = []
 
-    def start(**overrides: Any) -> GatewayThread:
+    def start(instance: Instance | None = None, **overrides: Any) -> GatewayThread:
         values: dict[str, Any] = {
             "database_url": jt808_fleet,
             "mqtt_url": broker.url,
@@ -122,7 +128,7 @@ def start_gateway(
             "data_dir": tmp_path / "state",
         }
         values.update(overrides)
-        gw = GatewayThread(Settings(**values)).start()
+        gw = GatewayThread(Settings(**values), instance).start()
         started.append(gw)
         return gw
 
@@ -582,6 +588,42 @@ def test_a_reconnecting_terminal_replaces_its_old_connection_and_stays_online(
     run(watch())
     assert "offline" not in seen[-5:], seen
     assert seen[-1] == "online"
+
+
+def test_a_terminal_that_moved_to_another_gateway_process_stays_online(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A terminal reconnects to another gateway process (processes share nothing) while
+    its old connection is still open; when the old one ends, its `offline` dates from
+    when that connection last heard the terminal, before the new `online`: the
+    terminal stays online."""
+    start_ingestor()
+    first = start_gateway(Instance(1, 2))
+    second = start_gateway(Instance(2, 2))
+    state = "SELECT state FROM terminal_status WHERE terminal_id = 'GPS-T0'"
+
+    async def scenario() -> str:
+        old = Jt808Terminal("127.0.0.1", first.port, phone(0))
+        await old.login()
+        assert await old.heartbeat()
+        new = Jt808Terminal("127.0.0.1", second.port, phone(0), auth_code=old.auth_code)
+        await new.login()
+        # the first process closes the old connection and publishes its `offline`,
+        # acknowledged by the broker before it stops
+        await asyncio.to_thread(first.stop)
+        # published after that `offline`, so stored with or after it
+        assert await new.report(loc(now_local()))
+        await asyncio.to_thread(
+            wait_for, lambda: len(positions(jt808_fleet, "T0")) == 1, 30, "the report"
+        )
+        seen = str(scalar(jt808_fleet, state))
+        await new.close()
+        await old.close()
+        return seen
+
+    assert run(scenario()) == "online"
 
 
 def test_no_acknowledgement_while_the_broker_is_down(
