@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleet import db, importer
 from fleet.config import Settings
 from fleet.services import PrivateMosquitto, free_port
-from ingest.jt808 import codec
+from ingest.jt808 import codec, repo
 from ingest.jt808.codec import MsgId
 from ingest.jt808.service import Instance, loop_runner, run_async
 from simulator.city import generate, jt808_phone_for
@@ -1001,3 +1001,102 @@ def test_simulated_day_with_part_of_the_fleet_on_jt808_is_stored_once(
     assert scalar(database_url, "SELECT count(*) FROM jt808_registration") == len(
         [r for r in plan.routes if city.truck(r.truck_id).terminal_id in phones]
     )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def clearday(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from fleet.cli import main; main()", *args],
+        env={**os.environ, "CLEARDAY_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def commands(url: str) -> list[tuple[Any, ...]]:
+    return rows(
+        url,
+        "SELECT command_id, jt808_phone, msg_id, state, result, reply FROM jt808_command"
+        " ORDER BY command_id",
+    )
+
+
+def test_commands_queued_from_the_cli_reach_the_terminal_and_their_answers_are_recorded(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """`clearday jt808-command` queues 0x8103 and 0x8201; once the terminal is connected
+    the gateway sends them, and records its 0x0001 result and its 0x0201 location. One
+    queued while it is connected goes out too; one sent on an earlier connection and
+    never answered is sent again on the next."""
+    done = clearday(
+        jt808_fleet,
+        "jt808-command", phone(0), "--set", "0x0029=30", "--set", "0x0013=gw.example.com",
+        "--set", "0x0031:word=500", "--query-location",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("queued command") == 2
+    refused = clearday(jt808_fleet, "jt808-command", "13999999999", "--query-location")
+    assert refused.returncode == 1 and "no truck has jt808_phone" in refused.stderr
+    bad = clearday(jt808_fleet, "jt808-command", phone(0), "--set", "0x0031:word=70000")
+    assert bad.returncode == 2 and "not a word" in bad.stderr
+    # as if sent on an earlier connection of terminal 1 that ended before its answer
+    with psycopg.connect(jt808_fleet) as conn:
+        conn.execute(
+            "INSERT INTO jt808_command (jt808_phone, msg_id, body, state, sent_at, serial)"
+            " VALUES (%s, %s, %s, 'sent', now(), 7)",
+            (phone(1), MsgId.SET_PARAMETERS, codec.encode_parameters([(1, b"x")])),
+        )
+    start_ingestor()
+    gw = start_gateway(jt808_command_poll_s=0.2)
+    at = now_local()
+
+    def answered() -> int:
+        return sum(1 for r in commands(jt808_fleet) if r[3] == "answered")
+
+    async def scenario() -> tuple[Jt808Terminal, Jt808Terminal]:
+        t0 = Jt808Terminal("127.0.0.1", gw.port, phone(0))
+        t1 = Jt808Terminal("127.0.0.1", gw.port, phone(1), version=1)
+        for t in (t0, t1):
+            await t.login()
+        assert await t0.report(loc(at, 3))
+        await asyncio.to_thread(wait_for, lambda: answered() == 3, 30, "three answers")
+        t0.parameter_result = codec.Result.NOT_SUPPORTED
+        with psycopg.connect(jt808_fleet) as conn:
+            repo.queue_command(conn, phone(0), MsgId.SET_PARAMETERS, b"\x00")
+        await asyncio.to_thread(wait_for, lambda: answered() == 4, 30, "the fourth answer")
+        for t in (t0, t1):
+            await t.close()
+        return t0, t1
+
+    t0, t1 = run(scenario())
+    assert [m for m, _ in t0.commands] == [
+        MsgId.SET_PARAMETERS,
+        MsgId.QUERY_LOCATION,
+        MsgId.SET_PARAMETERS,
+    ]
+    assert codec.decode_parameters(t0.commands[0][1]) == [
+        (0x0029, (30).to_bytes(4, "big")),
+        (0x0013, b"gw.example.com"),
+        (0x0031, (500).to_bytes(2, "big")),
+    ]
+    assert t1.commands == [(MsgId.SET_PARAMETERS, codec.encode_parameters([(1, b"x")]))]
+    got = {(r[1], r[2], r[4]): r[5] for r in commands(jt808_fleet)}
+    assert set(got) == {
+        (phone(0), MsgId.SET_PARAMETERS, 0),
+        (phone(0), MsgId.QUERY_LOCATION, 0),
+        (phone(0), MsgId.SET_PARAMETERS, codec.Result.NOT_SUPPORTED),
+        (phone(1), MsgId.SET_PARAMETERS, 0),
+    }
+    reply = got[(phone(0), MsgId.QUERY_LOCATION, 0)]
+    header = codec.Header(MsgId.LOCATION_REPLY, phone(0), 1, len(reply))
+    decoded = codec.decode_message(codec.Frame(header, bytes(reply), b""), GMT8)
+    assert isinstance(decoded, codec.LocationReply)
+    assert decoded.location.recorded_at == at and decoded.location.lat == loc(at, 3).lat
+    # the 0x0201 reply is no location report: nothing extra was stored or dead-lettered
+    assert len(positions(jt808_fleet, "T0")) <= 1 and dead_letters(jt808_fleet) == []
