@@ -16,7 +16,11 @@ Measures, in one run:
    terminal waits for its 0x8001 before the next report, as terminals do); timed from
    the first report to the commit of the last row. ``jt808_over_ingest`` is the ratio
    (target >= 0.5). These terminals are lean protocol objects whose frames are encoded
-   before the clock starts (they share the two cores with everything measured);
+   before the clock starts, run in a process of their own (so that neither the
+   bench's commit watcher nor anything else of the bench shares their event loop),
+   and share the cores with everything measured. ``cpu_s`` says how much CPU each
+   component (terminals, gateway, broker, ingestor, PostgreSQL, the bench) used during
+   this phase, and ``cpu_busy`` what share of the machine's cores they took together;
 3. ``p99_latency_ms``: report sent → row committed (the commit notification of the
    row's transaction, from the trigger bench/ingest.py adds), for reports paced at
    half the rate of 2;
@@ -30,6 +34,9 @@ Servers: private Mosquitto and PostgreSQL in a temporary folder (or CLEARDAY_MQT
 / CLEARDAY_DATABASE_URL, as bench/ingest.py). The open-file limit of this process is
 raised to its hard limit (the gateway raises its own). The last line on stdout is one
 JSON object.
+
+``--gateway-processes N`` runs the gateway as N processes sharing the port
+(``clearday jt808 --processes N``).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import multiprocessing
 import os
 import resource
 import signal
@@ -47,7 +55,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
@@ -108,15 +118,75 @@ def prepare(url: str, trucks: int) -> list[str]:
     return terminals
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds of a process tree: each live process's own, plus what its exited
+    children used (PostgreSQL's backends, the gateway's instances once stopped)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """CPU seconds each component uses between ``start`` and ``stop``."""
+
+    def __init__(self, components: dict[str, Callable[[], float]]) -> None:
+        self.components = components
+        self.before: dict[str, float] = {}
+        self.wall_s = 0.0
+
+    def start(self) -> None:
+        self.before = {name: read() for name, read in self.components.items()}
+        self.wall_s = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        wall_s = time.monotonic() - self.wall_s
+        used = {n: round(read() - self.before[n], 2) for n, read in self.components.items()}
+        return {
+            "cpu_s": used,
+            "cpu_wall_s": round(wall_s, 2),
+            "cpu_busy": round(sum(used.values()) / wall_s / (os.cpu_count() or 1), 2),
+        }
+
+
+def own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 class GatewayProcess:
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env, self.port = env, port
+    def __init__(self, env: dict[str, str], port: int, processes: int = 1) -> None:
+        self.env, self.port, self.processes = env, port, processes
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from fleet.cli import main; main()", "jt808",
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port),
+             "--processes", str(self.processes)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -129,11 +199,20 @@ class GatewayProcess:
             time.sleep(0.2)
 
     def rss_mb(self) -> float:
+        """Resident memory of the gateway's processes together."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        total = 0.0
+        for pid in process_tree(self.proc.pid):
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += sum(int(x.split()[1]) / 1024 for x in lines if x.startswith("VmRSS:"))
+        return total
+
+    def cpu_s(self) -> float:
+        assert self.proc is not None
+        return cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -244,10 +323,21 @@ def report_frames(i: int, per_terminal: int, base: datetime) -> list[bytes]:
     ]
 
 
+Throughput = tuple[float, float, dict[tuple[int, datetime], float], int]
+
+
 async def throughput(
-    port: int, terminals: int, per_terminal: int, base: datetime, *, pace_s: float = 0.0
-) -> tuple[float, float, dict[tuple[int, datetime], float], int]:
-    """(first send, last ack, {(truck index, device time): send time}, reports unacknowledged)."""
+    port: int,
+    terminals: int,
+    per_terminal: int,
+    base: datetime,
+    *,
+    pace_s: float = 0.0,
+    ready: Callable[[], None] | None = None,
+) -> Throughput:
+    """(first send, last ack, {(truck index, device time): send time}, reports
+    unacknowledged). ``ready`` is called (blocking) once every terminal is
+    authenticated, before the first report."""
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
 
@@ -264,6 +354,8 @@ async def throughput(
         return t
 
     fleet = await asyncio.gather(*(connect(i) for i in range(terminals)))
+    if ready is not None:
+        await loop.run_in_executor(None, ready)
     start = time.time()
     for t in fleet:
         t.start()
@@ -278,6 +370,49 @@ async def throughput(
         assert t.transport is not None
         t.transport.close()
     return start, end, sent, failed
+
+
+def _terminals_main(conn: Connection, args: tuple[Any, ...], pace_s: float) -> None:
+    """The rate phases' terminals, in a process of their own: tells the parent when
+    they are connected, waits for its go, and sends back the result and the CPU
+    seconds this process used while the clock ran."""
+    raise_fd_limit()
+    used: list[float] = []
+
+    def ready() -> None:
+        conn.send("ready")
+        conn.recv()
+        used.append(own_cpu_s())
+
+    result = run_loop(throughput(*args, pace_s=pace_s, ready=ready))
+    conn.send((result, own_cpu_s() - used[0]))
+    conn.close()
+
+
+def throughput_apart(
+    args: tuple[int, int, int, datetime], pace_s: float, split: CpuSplit
+) -> tuple[Throughput, dict[str, Any]]:
+    """:func:`throughput` in a separate process; ``split`` measures the other
+    components over the same interval."""
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    proc = ctx.Process(target=_terminals_main, args=(there, args, pace_s))
+    proc.start()
+    try:
+        if here.recv() != "ready":
+            raise RuntimeError("the terminals process did not start")
+        split.start()
+        here.send("go")
+        result, terminals_cpu_s = here.recv()
+        measured = split.stop()
+    finally:
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
+    measured["cpu_s"]["terminals"] = round(terminals_cpu_s, 2)
+    total = sum(measured["cpu_s"].values())
+    measured["cpu_busy"] = round(total / measured["cpu_wall_s"] / (os.cpu_count() or 1), 2)
+    return result, measured
 
 
 async def idle(
@@ -380,6 +515,24 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def components(
+    servers: Any, ingestor: Any, gateway: GatewayProcess
+) -> dict[str, Callable[[], float]]:
+    """What shares the machine during the rate phase (the terminals are measured in
+    their own process); a server the bench did not start is not measured."""
+    out: dict[str, Callable[[], float]] = {
+        "gateway": gateway.cpu_s,
+        "ingestor": lambda: cpu_s(ingestor.proc.pid),
+        "bench": own_cpu_s,
+    }
+    if servers.private_mq is not None:
+        out["broker"] = lambda: cpu_s(servers.private_mq.process.pid)
+    if servers.private_pg is not None:
+        postmaster = int((servers.private_pg.data_dir / "postmaster.pid").read_text().split()[0])
+        out["postgres"] = lambda: cpu_s(postmaster)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--idle", type=int, default=10_000, help="idle terminals held")
@@ -388,6 +541,9 @@ def main() -> None:
     parser.add_argument("--locations", type=int, default=20_000, help="reports in the rate phase")
     parser.add_argument("--terminals", type=int, default=200, help="terminals in the rate phase")
     parser.add_argument("--latency-s", type=float, default=10.0, help="length of the paced phase")
+    parser.add_argument(
+        "--gateway-processes", type=int, default=1, help="gateway processes sharing the port"
+    )
     args = parser.parse_args()
     fds = raise_fd_limit()
     log(f"open-file limit {fds}")
@@ -435,11 +591,15 @@ def main() -> None:
             bi.truncate(servers.url)
             log(f"ingestor fed live: {live_rate:,.0f} msgs/s")
             port = free_port()
-            gateway = GatewayProcess(env, port).start()
+            gateway = GatewayProcess(env, port, args.gateway_processes).start()
+            split = CpuSplit(components(servers, ingestor, gateway))
             # 2. rate through the gateway
             per = max(1, args.locations // args.terminals)
             base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
-            start, _, sent, failed = run_loop(throughput(port, args.terminals, per, base))
+            (start, _, sent, failed), cpu = throughput_apart(
+                (port, args.terminals, per, base), 0.0, split
+            )
+            log(f"CPU during the rate phase: {cpu}")
             wait_count(servers.url, len(sent), 120)
             time.sleep(0.5)
             lost, dup, _, last_commit = check(servers.url, sent, watcher.commits)
@@ -452,8 +612,8 @@ def main() -> None:
             per_l = max(1, int(rate / 2 * args.latency_s / args.terminals))
             pace = args.terminals / (rate / 2)
             base_l = base + timedelta(hours=1)
-            _, _, sent_l, failed_l = run_loop(
-                throughput(port, args.terminals, per_l, base_l, pace_s=pace)
+            (_, _, sent_l, failed_l), _ = throughput_apart(
+                (port, args.terminals, per_l, base_l), pace, split
             )
             wait_count(servers.url, len(sent_l), 120)
             time.sleep(0.5)
@@ -480,6 +640,8 @@ def main() -> None:
                 "duplicated": dup + dup_l + du + du_live,
                 "locations": len(sent),
                 "rate_terminals": args.terminals,
+                "gateway_processes": args.gateway_processes,
+                **cpu,
                 "load_avg": round(os.getloadavg()[0], 2),
             }
         finally:

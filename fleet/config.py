@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # --- JT/T 808 gateway (issue 18; ingest/jt808, docs/jt808.md) ---------------------
     jt808_host: str = "0.0.0.0"  # terminals reach it over the mobile network / APN
     jt808_port: int = Field(6808, ge=1, le=65_535)
+    # Gateway processes sharing the port (SO_REUSEPORT), each on a core of its own.
+    jt808_processes: int = Field(1, ge=1, le=64)
     # A connection that sends nothing (not even a heartbeat) for this long is closed.
     jt808_idle_timeout_s: float = Field(180.0, gt=0, le=3600)
     # Zone of the terminals' BCD times: the standard's GMT+8 unless a fleet differs.
@@ -107,6 +109,9 @@ class Settings(BaseSettings):
     # A sub-packaged message still incomplete this long after its first packet: the
     # missing packets are asked for again (0x8003); it is dropped after 60 s.
     jt808_resend_after_s: float = Field(10.0, gt=0, le=60)
+    # How often the gateway looks for queued commands (0x8103, 0x8201) of the
+    # terminals connected to it.
+    jt808_command_poll_s: float = Field(1.0, gt=0, le=60)
     # The gateway's Prometheus endpoint (on metrics_host); 0 disables it.
     jt808_metrics_port: int = Field(9465, ge=0, le=65_535)
     # --- end JT/T 808 block -----------------------------------------------------------

@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
     app.command("mqtt-credentials")(mqtt_credentials)
     app.command("jt808")(jt808)
+    app.command("jt808-command")(jt808_command)
 
 
 def ingest(
@@ -79,16 +80,72 @@ def jt808(
     port: Annotated[
         int | None, typer.Option(help="TCP port (default: CLEARDAY_JT808_PORT, 6808)")
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="gateway processes sharing the port (default: CLEARDAY_JT808_PROCESSES, 1)",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Run the JT/T 808 gateway: terminals over TCP into the MQTT wire format (Ctrl-C stops)."""
     from ingest.jt808.service import GatewayUnavailable, run
 
     settings = Settings()
     try:
-        run(settings, host=host or settings.jt808_host, port=port or settings.jt808_port)
+        run(
+            settings,
+            host=host or settings.jt808_host,
+            port=port or settings.jt808_port,
+            processes=processes or settings.jt808_processes,
+        )
     except GatewayUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def jt808_command(
+    phone: Annotated[str, typer.Argument(help="the terminal's phone number (jt808_phone)")],
+    query_location: Annotated[
+        bool, typer.Option("--query-location", help="0x8201: ask for its position now")
+    ] = False,
+    set_parameter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="0x8103: ID[:TYPE]=VALUE, e.g. 0x0029=30 (report interval, s) or "
+            "0x0013=gw.example.com; TYPE byte, word, dword or string (repeatable: one message)",
+        ),
+    ] = None,
+) -> None:
+    """Queue a command for a JT/T 808 terminal; the gateway sends it once the terminal is
+    connected and records its answer (table jt808_command)."""
+    from fleet.trucks.terminals import parse_jt808_phone
+    from ingest.jt808 import codec, repo
+
+    commands: list[tuple[int, bytes]] = []
+    try:
+        key = parse_jt808_phone(phone)
+        if set_parameter:
+            items = [codec.parse_parameter(text) for text in set_parameter]
+            commands.append((codec.MsgId.SET_PARAMETERS, codec.encode_parameters(items)))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if query_location:
+        commands.append((codec.MsgId.QUERY_LOCATION, b""))
+    if not commands:
+        typer.echo("error: nothing to send: give --query-location and/or --set", err=True)
+        raise typer.Exit(2)
+    settings = Settings()
+    with connect(settings.database_dsn()) as conn:
+        ids = [repo.queue_command(conn, key, msg_id, body) for msg_id, body in commands]
+        if None in ids:
+            conn.rollback()
+            typer.echo(f"error: no truck has jt808_phone {key}", err=True)
+            raise typer.Exit(1)
+    for (msg_id, _), command_id in zip(commands, ids, strict=True):
+        typer.echo(f"queued command {command_id} (0x{msg_id:04X}) for {key}")
 
 
 def mqtt_credentials(

@@ -65,6 +65,10 @@ class Jt808Terminal:
     auth_code: str | None = None
     unacked: list[codec.Location] = field(default_factory=list)
     acked: list[codec.Location] = field(default_factory=list)
+    # platform commands received (message id, body), each answered: 0x8103 with a
+    # 0x0001 of this result, 0x8201 with a 0x0201 of the latest location reported
+    commands: list[tuple[int, bytes]] = field(default_factory=list)
+    parameter_result: int = codec.Result.OK
 
     def __post_init__(self) -> None:
         self._serial = 0
@@ -101,7 +105,9 @@ class Jt808Terminal:
         try:
             while data := await reader.read(65536):
                 for item in frames.feed(data):
-                    if isinstance(item, codec.Frame) and len(item.body) >= 3:
+                    if isinstance(item, codec.Frame) and item.header.msg_id in _COMMANDS:
+                        self._answer_command(item)
+                    elif isinstance(item, codec.Frame) and len(item.body) >= 3:
                         (reply_serial,) = struct.unpack_from(">H", item.body)
                         future = self._answers.pop(reply_serial, None)
                         if future is not None and not future.done():
@@ -113,6 +119,25 @@ class Jt808Terminal:
                 if not future.done():
                     future.set_exception(ConnectionError("connection closed"))
             self._answers.clear()
+
+    def _answer_command(self, frame: codec.Frame) -> None:
+        h = frame.header
+        self.commands.append((h.msg_id, frame.body))
+        latest = max(self.acked + self.unacked, key=lambda x: x.recorded_at, default=None)
+        if h.msg_id == MsgId.QUERY_LOCATION and latest is not None:
+            reply = MsgId.LOCATION_REPLY, codec.encode_location_reply(h.serial, latest, self.zone)
+        else:
+            result = self.parameter_result if h.msg_id == MsgId.SET_PARAMETERS else 1
+            reply = (
+                MsgId.TERMINAL_RESPONSE,
+                codec.encode_terminal_response(h.serial, h.msg_id, result),
+            )
+        if self._writer is not None:
+            self._writer.write(
+                codec.encode_frame(
+                    reply[0], self.phone, self._next_serial(), reply[1], version=self.version
+                )
+            )
 
     async def request(
         self, msg_id: int, body: bytes = b"", *, timeout_s: float = ANSWER_TIMEOUT_S
@@ -197,6 +222,7 @@ class Jt808Terminal:
 
 
 _LINK_ERRORS = (ConnectionError, OSError, TimeoutError, Refused)
+_COMMANDS = (MsgId.SET_PARAMETERS, MsgId.QUERY_LOCATION)
 
 
 async def online(terminal: Jt808Terminal, *, retry_s: float = 0.5) -> None:

@@ -26,6 +26,7 @@ lies between two 0x7E, so the next 0x7E always starts afresh.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
@@ -53,10 +54,13 @@ class MsgId(IntEnum):
     REGISTER = 0x0100
     AUTH = 0x0102
     LOCATION = 0x0200
+    LOCATION_REPLY = 0x0201  # 位置信息查询应答, to 0x8201
     LOCATION_BATCH = 0x0704
     PLATFORM_RESPONSE = 0x8001
     RESEND_REQUEST = 0x8003
     REGISTER_RESPONSE = 0x8100
+    SET_PARAMETERS = 0x8103  # 设置终端参数, answered with 0x0001
+    QUERY_LOCATION = 0x8201  # 位置信息查询, answered with 0x0201
 
 
 class Result(IntEnum):
@@ -678,7 +682,24 @@ class TerminalResponse:
     result: int
 
 
-Message = Location | LocationBatch | Register | Auth | Heartbeat | Logout | TerminalResponse
+@dataclass(frozen=True, slots=True)
+class LocationReply:
+    """0x0201, the answer to a 0x8201 position query."""
+
+    reply_serial: int
+    location: Location
+
+
+Message = (
+    Location
+    | LocationBatch
+    | Register
+    | Auth
+    | Heartbeat
+    | Logout
+    | TerminalResponse
+    | LocationReply
+)
 
 
 def _text(data: bytes) -> str:
@@ -900,6 +921,11 @@ def decode_message(frame: Frame, tz: timezone) -> Message:
             return decode_register(body, h)
         if h.msg_id == MsgId.AUTH:
             return decode_auth(body, h)
+        if h.msg_id == MsgId.LOCATION_REPLY:
+            if len(body) < 2:
+                raise FrameError(Reason.BAD_BODY, "a location reply starts with a WORD serial")
+            (reply_serial,) = struct.unpack_from(">H", body)
+            return LocationReply(reply_serial, decode_location(body[2:], tz))
         if h.msg_id == MsgId.TERMINAL_RESPONSE:
             if len(body) != 5:
                 raise FrameError(
@@ -979,3 +1005,85 @@ def register_response(header: Header, result: RegisterResult, auth_code: str, se
 
 def device_zone(utc_offset_min: int) -> timezone:
     return timezone(timedelta(minutes=utc_offset_min))
+
+
+# --------------------------------------------------------------------------- commands
+
+# Value types of terminal parameters (终端参数); the standard names one per parameter id.
+PARAMETER_TYPES: dict[str, tuple[str, int]] = {
+    "byte": (">B", 1),
+    "word": (">H", 2),
+    "dword": (">I", 4),
+}
+MAX_PARAMETERS = 255  # the count is one BYTE
+MAX_PARAMETER_BYTES = 255  # each value's length is one BYTE
+
+
+def parse_parameter(text: str) -> tuple[int, bytes]:
+    """``ID[:TYPE]=VALUE`` (ID decimal or 0x hex; TYPE byte, word, dword or string;
+    without TYPE a number is a DWORD and anything else a GBK string) → (id, value)."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"{text!r}: expected ID[:TYPE]=VALUE, e.g. 0x0029=30")
+    ident, _, kind = key.strip().partition(":")
+    try:
+        param = int(ident, 0)
+    except ValueError:
+        raise ValueError(f"{text!r}: parameter id {ident!r} is not a number") from None
+    if not 0 <= param <= 0xFFFFFFFF:
+        raise ValueError(f"{text!r}: a parameter id is a DWORD")
+    kind = kind.strip().lower() or ("dword" if value.strip().isdigit() else "string")
+    if kind == "string":
+        raw = value.encode("gbk")
+        if len(raw) > MAX_PARAMETER_BYTES:
+            raise ValueError(f"{text!r}: a value holds at most {MAX_PARAMETER_BYTES} bytes")
+        return param, raw
+    if kind not in PARAMETER_TYPES:
+        raise ValueError(f"{text!r}: type {kind!r} is not byte, word, dword or string")
+    fmt, size = PARAMETER_TYPES[kind]
+    try:
+        number = int(value.strip(), 0)
+        return param, struct.pack(fmt, number)
+    except (ValueError, struct.error):
+        raise ValueError(f"{text!r}: {value!r} is not a {kind} ({size} bytes unsigned)") from None
+
+
+def encode_parameters(items: Sequence[tuple[int, bytes]]) -> bytes:
+    """0x8103 body: the count (BYTE), then per parameter its id (DWORD), the value's
+    length (BYTE) and the value."""
+    if not 1 <= len(items) <= MAX_PARAMETERS:
+        raise ValueError(f"0x8103 sets 1 to {MAX_PARAMETERS} parameters, got {len(items)}")
+    out = bytearray([len(items)])
+    for param, value in items:
+        if len(value) > MAX_PARAMETER_BYTES:
+            raise ValueError(f"parameter 0x{param:04X}: at most {MAX_PARAMETER_BYTES} bytes")
+        out += struct.pack(">IB", param, len(value)) + value
+    return bytes(out)
+
+
+def decode_parameters(body: bytes) -> list[tuple[int, bytes]]:
+    """The parameters of a 0x8103 body (what a terminal reads)."""
+    if not body:
+        raise FrameError(Reason.BAD_BODY, "a parameter setting has at least its count")
+    items, i = [], 1
+    for _ in range(body[0]):
+        if i + 5 > len(body):
+            raise FrameError(Reason.BAD_BODY, f"parameter cut short at byte {i}")
+        param, size = struct.unpack_from(">IB", body, i)
+        if i + 5 + size > len(body):
+            raise FrameError(Reason.BAD_BODY, f"parameter 0x{param:04X} cut short")
+        items.append((param, bytes(body[i + 5 : i + 5 + size])))
+        i += 5 + size
+    if i != len(body):
+        raise FrameError(Reason.BAD_BODY, f"{len(body) - i} bytes after the last parameter")
+    return items
+
+
+def encode_location_reply(reply_serial: int, loc: Location, tz: timezone) -> bytes:
+    """0x0201 body: the query's serial, then a 0x0200 body."""
+    return struct.pack(">H", reply_serial) + encode_location(loc, tz)
+
+
+def encode_terminal_response(reply_serial: int, reply_id: int, result: int) -> bytes:
+    """0x0001 body (终端通用应答)."""
+    return struct.pack(">HHB", reply_serial, reply_id, result)

@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
 import psycopg
@@ -54,6 +54,7 @@ DEAD_LETTER_QUEUE_MAX = 100_000
 DEAD_LETTER_BATCH = 500
 AUTH_CODE_BYTES = 12  # 16 URL-safe characters
 GMT8 = codec.device_zone(codec.DEFAULT_DEVICE_UTC_OFFSET_MIN)
+COMMAND_IDS = frozenset((codec.MsgId.SET_PARAMETERS, codec.MsgId.QUERY_LOCATION))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class GatewayConfig:
     max_bad_frames: int = 16
     max_connections: int = 20_000
     resend_after_s: float = 10.0
+    command_poll_s: float = 1.0  # how often queued commands are looked for
 
     @classmethod
     def from_settings(cls, settings: Any) -> GatewayConfig:
@@ -74,6 +76,7 @@ class GatewayConfig:
             max_bad_frames=settings.jt808_max_bad_frames,
             max_connections=settings.jt808_max_connections,
             resend_after_s=settings.jt808_resend_after_s,
+            command_poll_s=settings.jt808_command_poll_s,
         )
 
 
@@ -122,6 +125,19 @@ class Registry:
 
     async def deregister(self, phone: str) -> None:
         await self._run(lambda conn: repo.deregister(conn, phone))
+
+    async def open_commands(self, connected: list[tuple[str, bool]]) -> list[repo.Command]:
+        return await self._run(lambda conn: repo.open_commands(conn, connected))
+
+    async def command_sent(self, command_id: int, serial: int) -> None:
+        await self._run(lambda conn: repo.command_sent(conn, command_id, serial))
+
+    async def command_answered(
+        self, phone: str, msg_id: int, serial: int, result: int, reply: bytes
+    ) -> int | None:
+        return await self._run(
+            lambda conn: repo.command_answered(conn, phone, msg_id, serial, result, reply)
+        )
 
     def dead_letter(self, topic: str, reason: str, detail: str, raw: bytes) -> None:
         """Queue a dead letter; a background task writes them (retrying while the
@@ -178,6 +194,34 @@ class Gateway:
         """A protocol instance for one new TCP connection."""
         return Session(self)
 
+    async def send_commands(self, stop: asyncio.Event) -> None:
+        """Every ``command_poll_s``: send the queued commands of the terminals
+        connected here. A command is marked sent (with the frame's serial) before it
+        goes out, so that the answer always finds it."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.config.command_poll_s)
+            sessions = [s for s in self.current.values() if s.open]
+            if not sessions or stop.is_set():
+                continue
+            try:
+                commands = await self.registry.open_commands(
+                    [(s.phone_key, not s.commands_checked) for s in sessions]
+                )
+                for s in sessions:
+                    s.commands_checked = True
+                for command in commands:
+                    session = self.current.get(command.phone)
+                    if session is None or not session.open:
+                        continue
+                    serial = session.next_serial()
+                    await self.registry.command_sent(command.command_id, serial)
+                    session.send_command(command, serial)
+            except DatabaseDown as exc:
+                log.error("commands not sent: database unavailable (%s)", exc)
+            except Exception:  # one bad command must not stop the others for good
+                log.exception("sending commands failed")
+
 
 class Session(asyncio.Protocol):
     """One terminal connection.
@@ -200,6 +244,8 @@ class Session(asyncio.Protocol):
         self.phone: str | None = None  # phone key, from the first good frame
         self.terminal: repo.Terminal | None = None  # set once authenticated
         self.responder: codec.Responder | None = None
+        self.auth_header: codec.Header | None = None  # how the terminal addresses itself
+        self.commands_checked = False  # its open commands looked for since it authenticated
         self.checked_at = 0.0
         self.serial = 0
         self.bad_in_a_row = 0
@@ -250,7 +296,11 @@ class Session(asyncio.Protocol):
             self.task.cancel()
         if self.terminal is not None and self.gw.current.get(self.terminal.phone) is self:
             del self.gw.current[self.terminal.phone]
-            self.publish_status("offline")
+            # Offline since it was last heard from: a terminal that has meanwhile
+            # reconnected to another gateway process said `online` later, and the
+            # latest status wins.
+            silent_s = self.loop.time() - self.received_at
+            self.publish_status("offline", datetime.now(UTC) - timedelta(seconds=silent_s))
 
     def close(self) -> None:
         """Stop reading and close once what was written is sent."""
@@ -407,9 +457,44 @@ class Session(asyncio.Protocol):
             self.on_locations(frame, message.locations)
         elif isinstance(message, codec.Heartbeat):
             self.respond(frame.header, Result.OK)
-        elif not isinstance(message, codec.TerminalResponse):  # it needs no answer
+        elif isinstance(message, codec.TerminalResponse):  # it needs no answer
+            if message.reply_id in COMMAND_IDS:
+                return self._guard(
+                    self.on_command_answer(
+                        message.reply_id, message.reply_serial, message.result, frame.body
+                    )
+                )
+        elif isinstance(message, codec.LocationReply):
+            return self._guard(
+                self.on_command_answer(
+                    codec.MsgId.QUERY_LOCATION, message.reply_serial, Result.OK, frame.body
+                )
+            )
+        else:
             return self._guard(self.slow(frame, message))
         return None
+
+    async def on_command_answer(self, msg_id: int, serial: int, result: int, body: bytes) -> None:
+        assert self.terminal is not None
+        found = await self.gw.registry.command_answered(
+            self.terminal.phone, msg_id, serial, result, body
+        )
+        if found is None:
+            log.info("%s: answer to 0x%04X serial %d matches no command", self.who, msg_id, serial)
+        else:
+            log.info("%s: command %d answered, result %d", self.who, found, result)
+
+    @property
+    def phone_key(self) -> str:
+        assert self.terminal is not None
+        return self.terminal.phone
+
+    def send_command(self, command: repo.Command, serial: int) -> None:
+        assert self.auth_header is not None
+        h = self.auth_header
+        self.send(
+            codec.encode_frame(command.msg_id, h.phone, serial, command.body, version=h.version)
+        )
 
     def ready(self) -> bool:
         """Authenticated, and the registration was checked recently."""
@@ -495,6 +580,8 @@ class Session(asyncio.Protocol):
             return
         self.terminal = found[0]
         self.responder = codec.Responder(frame.header)
+        self.auth_header = frame.header
+        self.commands_checked = False
         self.checked_at = time.monotonic()
         older = self.gw.current.get(self.terminal.phone)
         self.gw.current[self.terminal.phone] = self
@@ -556,7 +643,7 @@ class Session(asyncio.Protocol):
         for serial in _serials(frame):
             self.send(self.responder.ok(serial, frame.header.msg_id, self.next_serial()))
 
-    def publish_status(self, state: wire.TerminalState) -> None:
+    def publish_status(self, state: wire.TerminalState, at: datetime | None = None) -> None:
         assert self.terminal is not None
         who = self.who
 
@@ -566,7 +653,7 @@ class Session(asyncio.Protocol):
 
         self.gw.publisher.publish(
             wire.status_topic(self.terminal.terminal_id),
-            wire.encode_status(state, datetime.now(UTC)),
+            wire.encode_status(state, at or datetime.now(UTC)),
             done,
             retain=True,
         )
@@ -594,6 +681,7 @@ async def serve(
 ) -> None:
     """Run until ``stop`` is set; ``started`` gets the bound port."""
     writer_task = asyncio.create_task(gateway.registry.write_dead_letters(stop))
+    commands_task = asyncio.create_task(gateway.send_commands(stop))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         gateway.connection, host, port, backlog=4096, reuse_port=reuse_port or None
@@ -611,3 +699,4 @@ async def serve(
             await asyncio.wait_for(server.wait_closed(), 10)
     await gateway.publisher.wait_idle(STOP_DRAIN_S)  # the `offline` statuses
     await writer_task
+    await commands_task

@@ -72,6 +72,74 @@ async def deregister(conn: psycopg.AsyncConnection, phone: str) -> None:
     await conn.execute("DELETE FROM jt808_registration WHERE jt808_phone = %s", (phone,))
 
 
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A platform command waiting to go to a connected terminal."""
+
+    command_id: int
+    phone: str
+    msg_id: int
+    body: bytes
+
+
+async def open_commands(
+    conn: psycopg.AsyncConnection, connected: list[tuple[str, bool]]
+) -> list[Command]:
+    """Commands to send to the connected terminals, (phone key, new connection) each:
+    those queued, and for a new connection also those sent on an earlier one and never
+    answered, oldest first."""
+    if not connected:
+        return []
+    cur = await conn.execute(
+        """SELECT k.command_id, k.jt808_phone, k.msg_id, k.body
+             FROM unnest(%s::text[], %s::boolean[]) AS c(phone, fresh)
+             JOIN jt808_command k ON k.jt808_phone = c.phone AND k.state <> 'answered'
+            WHERE k.state = 'queued' OR c.fresh
+            ORDER BY k.command_id""",
+        ([p for p, _ in connected], [fresh for _, fresh in connected]),
+    )
+    return [Command(r[0], r[1], r[2], bytes(r[3])) for r in await cur.fetchall()]
+
+
+async def command_sent(conn: psycopg.AsyncConnection, command_id: int, serial: int) -> None:
+    await conn.execute(
+        "UPDATE jt808_command SET state = 'sent', sent_at = now(), serial = %s"
+        " WHERE command_id = %s AND state <> 'answered'",
+        (serial, command_id),
+    )
+
+
+async def command_answered(
+    conn: psycopg.AsyncConnection, phone: str, msg_id: int, serial: int, result: int, reply: bytes
+) -> int | None:
+    """Record a terminal's answer to the command it names (phone, command id, the
+    serial of the frame that carried it); the command's id, or None if it names none."""
+    cur = await conn.execute(
+        """UPDATE jt808_command SET state = 'answered', answered_at = now(),
+                  result = %s, reply = %s
+            WHERE command_id = (SELECT command_id FROM jt808_command
+                                 WHERE jt808_phone = %s AND msg_id = %s AND serial = %s
+                                   AND state = 'sent'
+                                 ORDER BY sent_at DESC LIMIT 1)
+        RETURNING command_id""",
+        (result, reply, phone, msg_id, serial),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+def queue_command(conn: psycopg.Connection, phone: str, msg_id: int, body: bytes) -> int | None:
+    """Queue a command for the terminal with this phone key; None when no truck
+    carries that phone number."""
+    row = conn.execute(
+        """INSERT INTO jt808_command (jt808_phone, msg_id, body)
+           SELECT jt808_phone, %s, %s FROM truck WHERE jt808_phone = %s
+        RETURNING command_id""",
+        (msg_id, body, phone),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
 DeadLetter = tuple[datetime, str, str, str, bytes]  # received_at, topic, reason, detail, raw
 
 

@@ -1,27 +1,40 @@
-"""The `clearday jt808` process: database pool, broker connection, TCP server."""
+"""The `clearday jt808` process: database pool, broker connection, TCP server; with
+``processes`` > 1, that many such processes sharing the port (SO_REUSEPORT: the kernel
+spreads new connections over them) under a supervisor that restarts one that dies."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
+import multiprocessing
+import os
 import resource
 import signal
 import socket
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 
 import uvloop
 from psycopg_pool import AsyncConnectionPool
 
 from fleet.config import MqttTarget, Settings
+from ingest.credentials import instance_names
 from ingest.jt808.broker import BrokerRefused, Publisher
 from ingest.jt808.gateway import Gateway, GatewayConfig, Registry, serve
 from ingest.jt808.metrics import serve_metrics
+from routing.processes import die_with
 
 log = logging.getLogger("clearday.jt808")
 
 BROKER_WAIT_S = 30.0
 DB_POOL_MAX = 8
+RESTART_DELAY_S = 1.0  # before a process that died is started again
+STOP_WAIT_S = 30.0  # for the processes to finish after SIGTERM
+EXIT_UNAVAILABLE = 2  # a process that cannot run as configured: restarting cannot help
 
 
 class GatewayUnavailable(RuntimeError):
@@ -38,9 +51,28 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def client_id_for(target: MqttTarget) -> str:
-    """The account's user name (the shipped broker makes it the client id anyway)."""
-    return target.username or f"clearday-jt808-{socket.gethostname()}"
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """Which of the gateway's ``of`` processes this is (``number`` 1…``of``)."""
+
+    number: int = 1
+    of: int = 1
+
+
+def broker_identity(target: MqttTarget, instance: Instance) -> tuple[MqttTarget, str]:
+    """The broker account and client id of one process. The shipped broker makes the
+    user name the client id, so each of several processes logs in as its own
+    account, ``<user>-<n>`` (the accounts `clearday mqtt-credentials --gateway-user
+    <user> --gateways N` makes, all with one password)."""
+    base = target.username or f"clearday-jt808-{socket.gethostname()}"
+    if instance.of == 1:
+        return target, base
+    name = instance_names(base, instance.of)[instance.number - 1]
+    if target.username is None:
+        return target, name
+    own = copy.copy(target)
+    own.username = name
+    return own, name
 
 
 async def run_async(
@@ -50,6 +82,7 @@ async def run_async(
     port: int,
     stop: asyncio.Event,
     started: Callable[[int], None] | None = None,
+    instance: Instance = Instance(),
 ) -> None:
     if settings.database_url is None:
         raise GatewayUnavailable("set CLEARDAY_DATABASE_URL (the truck table says who may connect)")
@@ -57,9 +90,9 @@ async def run_async(
         raise GatewayUnavailable(
             "set CLEARDAY_MQTT_URL to the gateway's own account (clearday mqtt-credentials --gateway-user)"
         )
-    target = MqttTarget(settings.mqtt_dsn())
+    target, client_id = broker_identity(MqttTarget(settings.mqtt_dsn()), instance)
     config = GatewayConfig.from_settings(settings)
-    publisher = Publisher(target, client_id_for(target), timeout_s=config.publish_timeout_s)
+    publisher = Publisher(target, client_id, timeout_s=config.publish_timeout_s)
     publisher.start()
     try:
         if not await publisher.wait_connected(BROKER_WAIT_S):
@@ -80,24 +113,28 @@ async def run_async(
     await pool.open(wait=False)
     gateway = Gateway(config, Registry(pool), publisher)
     metrics = None
+    metrics_port = settings.jt808_metrics_port + instance.number - 1  # one port per process
     if settings.jt808_metrics_port:
         try:
             metrics = serve_metrics(
-                gateway, publisher, port=settings.jt808_metrics_port, host=settings.metrics_host
+                gateway, publisher, port=metrics_port, host=settings.metrics_host
             )
-            log.info(
-                "metrics on http://%s:%d/metrics",
-                settings.metrics_host,
-                settings.jt808_metrics_port,
-            )
+            log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_port)
         except OSError as exc:
             log.warning(
                 "metrics endpoint not started on port %d (%s); set CLEARDAY_JT808_METRICS_PORT",
-                settings.jt808_metrics_port,
+                metrics_port,
                 exc,
             )
     try:
-        await serve(gateway, host=host, port=port, stop=stop, started=started)
+        await serve(
+            gateway,
+            host=host,
+            port=port,
+            stop=stop,
+            started=started,
+            reuse_port=instance.of > 1,
+        )
     finally:
         if metrics is not None:
             metrics.shutdown()
@@ -106,7 +143,16 @@ async def run_async(
         await pool.close()
 
 
-def run(settings: Settings, *, host: str, port: int) -> None:
+def run(settings: Settings, *, host: str, port: int, processes: int = 1) -> None:
+    if processes > 1:
+        supervise(settings, host=host, port=port, processes=processes)
+    else:
+        run_instance(settings, host=host, port=port)
+
+
+def run_instance(
+    settings: Settings, *, host: str, port: int, instance: Instance = Instance()
+) -> None:
     limit = raise_fd_limit()
     log.info("up to %d open files (connections)", limit)
 
@@ -115,10 +161,79 @@ def run(settings: Settings, *, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_async(settings, host=host, port=port, stop=stop)
+        await run_async(settings, host=host, port=port, stop=stop, instance=instance)
 
     with loop_runner() as runner:
         runner.run(main())
+
+
+def _instance_main(
+    settings: Settings, host: str, port: int, instance: Instance, parent: int, log_level: int
+) -> None:
+    """One of several gateway processes (started by :func:`supervise`)."""
+    die_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s[{instance.number}]: %(message)s",
+    )
+    try:
+        run_instance(settings, host=host, port=port, instance=instance)
+    except GatewayUnavailable as exc:
+        log.error("%s", exc)
+        raise SystemExit(EXIT_UNAVAILABLE) from None
+
+
+def supervise(settings: Settings, *, host: str, port: int, processes: int) -> None:
+    """Run ``processes`` gateway processes on one port until SIGTERM / SIGINT; one that
+    dies is started again (its terminals reconnect meanwhile, to the others)."""
+    if port == 0:
+        raise GatewayUnavailable("several processes share one port: give a port, not 0")
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop
+    level = logging.getLogger().getEffectiveLevel()
+
+    def start(number: int) -> BaseProcess:
+        proc = ctx.Process(
+            target=_instance_main,
+            args=(settings, host, port, Instance(number, processes), os.getpid(), level),
+            name=f"jt808-{number}",
+        )
+        proc.start()
+        return proc
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    running = {n: start(n) for n in range(1, processes + 1)}
+    log.info("%d gateway processes on port %d", processes, port)
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for number, proc in list(running.items()):
+                if proc.is_alive() or stopping:
+                    continue
+                if proc.exitcode == EXIT_UNAVAILABLE:
+                    raise GatewayUnavailable(f"gateway process {number} cannot run; see its log")
+                log.error(
+                    "gateway process %d exited (%s); starting it again", number, proc.exitcode
+                )
+                time.sleep(RESTART_DELAY_S)
+                running[number] = start(number)
+    finally:
+        for proc in running.values():
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        for proc in running.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def loop_runner() -> asyncio.Runner:

@@ -30,9 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleet import db, importer
 from fleet.config import Settings
 from fleet.devservers import PrivateMosquitto, free_port
-from ingest.jt808 import codec
+from ingest.jt808 import codec, repo
 from ingest.jt808.codec import MsgId
-from ingest.jt808.service import loop_runner, run_async
+from ingest.jt808.service import Instance, loop_runner, run_async
 from simulator.city import generate, jt808_phone_for
 from simulator.faults import Fault
 from simulator.jt808 import Jt808Fleet, Jt808Terminal, drive
@@ -65,8 +65,9 @@ def jt808_fleet(fleet_url: str) -> str:
 class GatewayThread:
     """The gateway in-process, on its own event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, instance: Instance | None = None) -> None:
         self.settings = settings
+        self.instance = instance or Instance()
         self.port = 0
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -84,7 +85,12 @@ class GatewayThread:
                 self.ready.set()
 
             await run_async(
-                self.settings, host="127.0.0.1", port=0, stop=self.stop_event, started=started
+                self.settings,
+                host="127.0.0.1",
+                port=0,
+                stop=self.stop_event,
+                started=started,
+                instance=self.instance,
             )
 
         try:
@@ -113,7 +119,7 @@ def start_gateway(
 ) -> Iterator[Callable[..., GatewayThread]]:
     started: list[GatewayThread] = []
 
-    def start(**overrides: Any) -> GatewayThread:
+    def start(instance: Instance | None = None, **overrides: Any) -> GatewayThread:
         values: dict[str, Any] = {
             "database_url": jt808_fleet,
             "mqtt_url": broker.url,
@@ -122,7 +128,7 @@ def start_gateway(
             "data_dir": tmp_path / "state",
         }
         values.update(overrides)
-        gw = GatewayThread(Settings(**values)).start()
+        gw = GatewayThread(Settings(**values), instance).start()
         started.append(gw)
         return gw
 
@@ -584,6 +590,42 @@ def test_a_reconnecting_terminal_replaces_its_old_connection_and_stays_online(
     assert seen[-1] == "online"
 
 
+def test_a_terminal_that_moved_to_another_gateway_process_stays_online(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A terminal reconnects to another gateway process (processes share nothing) while
+    its old connection is still open; when the old one ends, its `offline` dates from
+    when that connection last heard the terminal, before the new `online`: the
+    terminal stays online."""
+    start_ingestor()
+    first = start_gateway(Instance(1, 2))
+    second = start_gateway(Instance(2, 2))
+    state = "SELECT state FROM terminal_status WHERE terminal_id = 'GPS-T0'"
+
+    async def scenario() -> str:
+        old = Jt808Terminal("127.0.0.1", first.port, phone(0))
+        await old.login()
+        assert await old.heartbeat()
+        new = Jt808Terminal("127.0.0.1", second.port, phone(0), auth_code=old.auth_code)
+        await new.login()
+        # the first process closes the old connection and publishes its `offline`,
+        # acknowledged by the broker before it stops
+        await asyncio.to_thread(first.stop)
+        # published after that `offline`, so stored with or after it
+        assert await new.report(loc(now_local()))
+        await asyncio.to_thread(
+            wait_for, lambda: len(positions(jt808_fleet, "T0")) == 1, 30, "the report"
+        )
+        seen = str(scalar(jt808_fleet, state))
+        await new.close()
+        await old.close()
+        return seen
+
+    assert run(scenario()) == "online"
+
+
 def test_no_acknowledgement_while_the_broker_is_down(
     jt808_fleet: str,
     broker: PrivateMosquitto,
@@ -658,16 +700,18 @@ def test_hostile_bytes_never_crash_the_gateway_nor_desynchronise_a_connection(
 
 
 class GatewayProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, processes: int = 1) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
         self.port = port
+        self.processes = processes
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
         out = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "jt808", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-c", "from fleet.cli import main; main()", "jt808", "--host", "127.0.0.1", "--port", str(self.port),
+             "--processes", str(self.processes)],
             env=self.env, stdout=out, stderr=out, cwd=ROOT,
         )  # fmt: skip
 
@@ -761,6 +805,143 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
     assert gateway.stop() == 0
 
 
+def instance_pids(supervisor: int) -> list[int]:
+    """The gateway processes a supervisor started (not multiprocessing's helper)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == supervisor and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def free_port_run(count: int, tries: int = 50) -> int:
+    """A port p such that p … p + count - 1 are all free."""
+    for _ in range(tries):
+        first = free_port()
+        socks = []
+        try:
+            for p in range(first, first + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
+def gauge(port: int, name: str) -> float:
+    return sum(v for n, _, v in scrape(port) if n == name)
+
+
+@pytest.mark.slow
+def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
+    jt808_fleet: str,
+    broker: PrivateMosquitto,
+    start_ingestor: Callable[..., RunningIngestor],
+    tmp_path: Path,
+) -> None:
+    """`clearday jt808 --processes 2`: both processes take terminals on the one port,
+    each with its own broker client id (they would take each other's connection
+    otherwise); one is killed with SIGKILL mid-stream and started again by the
+    supervisor. Every location a terminal saw acknowledged is stored exactly once, the
+    re-uploads bring the rest, and SIGTERM stops all of it cleanly."""
+    start_ingestor()
+    port, metrics = free_port(), free_port_run(2)
+    env = {
+        "CLEARDAY_DATABASE_URL": jt808_fleet,
+        "CLEARDAY_MQTT_URL": broker.url,
+        "CLEARDAY_JT808_PUBLISH_TIMEOUT_S": "2",
+        "CLEARDAY_JT808_METRICS_PORT": str(metrics),
+    }
+    gateway = GatewayProcess(env, tmp_path / "gateway.log", port, processes=2).start()
+    assert gateway.proc is not None
+    supervisor = gateway.proc.pid
+    wait_for(lambda: len(instance_pids(supervisor)) == 2, 30, "two gateway processes")
+
+    def serving(metrics_port: int) -> bool:
+        try:
+            return gauge(metrics_port, "clearday_jt808_mqtt_connected") == 1
+        except OSError:
+            return False
+
+    wait_for(lambda: serving(metrics) and serving(metrics + 1), 30, "both processes' brokers")
+    base = now_local() - timedelta(hours=1)
+    per_terminal = 200
+    terminals = [
+        Jt808Terminal("127.0.0.1", port, phone(i), version=1 if i % 2 else None) for i in range(10)
+    ]
+    plans = {
+        t.phone: [loc(base + timedelta(seconds=k), k) for k in range(per_terminal)]
+        for t in terminals
+    }
+
+    def stored() -> int:
+        return int(scalar(jt808_fleet, "SELECT count(*) FROM position"))
+
+    def authenticated() -> list[float]:
+        return [gauge(metrics + k, "clearday_jt808_terminals_authenticated") for k in (0, 1)]
+
+    killed: list[int] = []
+
+    async def scenario() -> None:
+        for t in terminals:
+            await t.login()
+        # The kernel picks a process per connection: reconnect one terminal (a new
+        # source port each time) until both processes hold terminals.
+        for _ in range(200):
+            if all(authenticated()):
+                break
+            await terminals[0].close()
+            await terminals[0].login()
+        assert all(authenticated()), f"terminals per process: {authenticated()}"
+        tasks = [
+            asyncio.create_task(drive(t, plans[t.phone], retry_s=0.3, timeout_s=4))
+            for t in terminals
+        ]
+        while stored() < 500:
+            await asyncio.sleep(0.1)
+        victim = instance_pids(supervisor)[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+        await asyncio.wait_for(asyncio.gather(*tasks), 240)
+        for t in terminals:
+            await t.close()
+
+    run(scenario())
+    total = 10 * per_terminal
+    wait_for(lambda: stored() >= total, 60, f"{total} fixes")
+    time.sleep(1.0)
+    counts = {
+        (r[0], r[1]): r[2]
+        for r in rows(
+            jt808_fleet, "SELECT truck_id, recorded_at, count(*) FROM position GROUP BY 1, 2"
+        )
+    }
+    for i, t in enumerate(terminals):
+        acked = {(f"T{i}", x.recorded_at.astimezone(UTC)) for x in t.acked}
+        assert len(t.acked) >= per_terminal, f"terminal {i}: {len(t.acked)} acknowledged"
+        missing = [k for k in acked if counts.get(k) != 1]
+        assert not missing, f"terminal {i}: {len(missing)} acknowledged locations not stored once"
+    assert len(counts) == total and all(c == 1 for c in counts.values())
+    # the supervisor started the killed process again
+    wait_for(lambda: len(instance_pids(supervisor)) == 2, 30, "the killed process restarted")
+    assert killed[0] not in instance_pids(supervisor)
+    children = instance_pids(supervisor)
+    assert gateway.stop() == 0
+    assert not [p for p in children if Path(f"/proc/{p}").exists()], "a process outlived the stop"
+
+
 # --------------------------------------------------------------------------- simulator
 
 
@@ -820,3 +1001,102 @@ def test_simulated_day_with_part_of_the_fleet_on_jt808_is_stored_once(
     assert scalar(database_url, "SELECT count(*) FROM jt808_registration") == len(
         [r for r in plan.routes if city.truck(r.truck_id).terminal_id in phones]
     )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def clearday(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from fleet.cli import main; main()", *args],
+        env={**os.environ, "CLEARDAY_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def commands(url: str) -> list[tuple[Any, ...]]:
+    return rows(
+        url,
+        "SELECT command_id, jt808_phone, msg_id, state, result, reply FROM jt808_command"
+        " ORDER BY command_id",
+    )
+
+
+def test_commands_queued_from_the_cli_reach_the_terminal_and_their_answers_are_recorded(
+    jt808_fleet: str,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """`clearday jt808-command` queues 0x8103 and 0x8201; once the terminal is connected
+    the gateway sends them, and records its 0x0001 result and its 0x0201 location. One
+    queued while it is connected goes out too; one sent on an earlier connection and
+    never answered is sent again on the next."""
+    done = clearday(
+        jt808_fleet,
+        "jt808-command", phone(0), "--set", "0x0029=30", "--set", "0x0013=gw.example.com",
+        "--set", "0x0031:word=500", "--query-location",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("queued command") == 2
+    refused = clearday(jt808_fleet, "jt808-command", "13999999999", "--query-location")
+    assert refused.returncode == 1 and "no truck has jt808_phone" in refused.stderr
+    bad = clearday(jt808_fleet, "jt808-command", phone(0), "--set", "0x0031:word=70000")
+    assert bad.returncode == 2 and "not a word" in bad.stderr
+    # as if sent on an earlier connection of terminal 1 that ended before its answer
+    with psycopg.connect(jt808_fleet) as conn:
+        conn.execute(
+            "INSERT INTO jt808_command (jt808_phone, msg_id, body, state, sent_at, serial)"
+            " VALUES (%s, %s, %s, 'sent', now(), 7)",
+            (phone(1), MsgId.SET_PARAMETERS, codec.encode_parameters([(1, b"x")])),
+        )
+    start_ingestor()
+    gw = start_gateway(jt808_command_poll_s=0.2)
+    at = now_local()
+
+    def answered() -> int:
+        return sum(1 for r in commands(jt808_fleet) if r[3] == "answered")
+
+    async def scenario() -> tuple[Jt808Terminal, Jt808Terminal]:
+        t0 = Jt808Terminal("127.0.0.1", gw.port, phone(0))
+        t1 = Jt808Terminal("127.0.0.1", gw.port, phone(1), version=1)
+        for t in (t0, t1):
+            await t.login()
+        assert await t0.report(loc(at, 3))
+        await asyncio.to_thread(wait_for, lambda: answered() == 3, 30, "three answers")
+        t0.parameter_result = codec.Result.NOT_SUPPORTED
+        with psycopg.connect(jt808_fleet) as conn:
+            repo.queue_command(conn, phone(0), MsgId.SET_PARAMETERS, b"\x00")
+        await asyncio.to_thread(wait_for, lambda: answered() == 4, 30, "the fourth answer")
+        for t in (t0, t1):
+            await t.close()
+        return t0, t1
+
+    t0, t1 = run(scenario())
+    assert [m for m, _ in t0.commands] == [
+        MsgId.SET_PARAMETERS,
+        MsgId.QUERY_LOCATION,
+        MsgId.SET_PARAMETERS,
+    ]
+    assert codec.decode_parameters(t0.commands[0][1]) == [
+        (0x0029, (30).to_bytes(4, "big")),
+        (0x0013, b"gw.example.com"),
+        (0x0031, (500).to_bytes(2, "big")),
+    ]
+    assert t1.commands == [(MsgId.SET_PARAMETERS, codec.encode_parameters([(1, b"x")]))]
+    got = {(r[1], r[2], r[4]): r[5] for r in commands(jt808_fleet)}
+    assert set(got) == {
+        (phone(0), MsgId.SET_PARAMETERS, 0),
+        (phone(0), MsgId.QUERY_LOCATION, 0),
+        (phone(0), MsgId.SET_PARAMETERS, codec.Result.NOT_SUPPORTED),
+        (phone(1), MsgId.SET_PARAMETERS, 0),
+    }
+    reply = got[(phone(0), MsgId.QUERY_LOCATION, 0)]
+    header = codec.Header(MsgId.LOCATION_REPLY, phone(0), 1, len(reply))
+    decoded = codec.decode_message(codec.Frame(header, bytes(reply), b""), GMT8)
+    assert isinstance(decoded, codec.LocationReply)
+    assert decoded.location.recorded_at == at and decoded.location.lat == loc(at, 3).lat
+    # the 0x0201 reply is no location report: nothing extra was stored or dead-lettered
+    assert len(positions(jt808_fleet, "T0")) <= 1 and dead_letters(jt808_fleet) == []

@@ -527,3 +527,54 @@ def test_fuzz_any_body_of_a_valid_frame_decodes_or_is_refused(
         codec.decode_message(codec.decode_frame(raw), GMT8)
     except FrameError as exc:
         assert exc.header is not None and exc.header.msg_id == msg_id
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_set_parameters_body_follows_the_standard_layout() -> None:
+    """0x8103: count BYTE, then per parameter id DWORD, length BYTE, value."""
+    body = codec.encode_parameters([(0x0029, b"\x00\x00\x00\x1e"), (0x0013, b"gw.cn")])
+    assert body == bytes.fromhex("0200000029040000001e0000001305") + b"gw.cn"
+    assert codec.decode_parameters(body) == [(0x0029, b"\x00\x00\x00\x1e"), (0x0013, b"gw.cn")]
+    with pytest.raises(FrameError):
+        codec.decode_parameters(body[:-1])  # cut short
+    with pytest.raises(ValueError):
+        codec.encode_parameters([])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0x0029=30", (0x29, b"\x00\x00\x00\x1e")),
+        ("41=30", (0x29, b"\x00\x00\x00\x1e")),
+        ("0x0031:word=500", (0x31, b"\x01\xf4")),
+        ("0x0084:byte=1", (0x84, b"\x01")),
+        ("0x0013=gw.example.com", (0x13, b"gw.example.com")),
+        ("0x0083=皖A12345", (0x83, "皖A12345".encode("gbk"))),
+        ("0x0013:string=12345", (0x13, b"12345")),
+    ],
+)
+def test_a_parameter_is_read_as_id_type_and_value(text: str, expected: tuple[int, bytes]) -> None:
+    """Numbers are DWORDs unless typed; anything else a GBK string."""
+    assert codec.parse_parameter(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["0x0029", "x=1", "0x0031:word=70000", "0x0031:float=1", "0x0029:byte=-1"]
+)
+def test_a_bad_parameter_is_refused_with_a_reason(text: str) -> None:
+    """No '=', a bad id, a value that does not fit its type, an unknown type."""
+    with pytest.raises(ValueError, match=repr(text)):
+        codec.parse_parameter(text)
+
+
+def test_a_location_reply_is_decoded_with_the_serial_it_answers() -> None:
+    """0x0201: the query's serial (WORD), then a location body as in 0x0200."""
+    body = struct.pack(">H", 0x1234) + location_body()
+    reply = decode(frame2013(MsgId.LOCATION_REPLY, body))
+    assert isinstance(reply, codec.LocationReply)
+    assert reply.reply_serial == 0x1234
+    assert reply.location == codec.decode_location(location_body(), GMT8)
+    with pytest.raises(FrameError):
+        decode(frame2013(MsgId.LOCATION_REPLY, b"\x00"))
