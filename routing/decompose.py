@@ -265,7 +265,9 @@ def solve_decomposed(
     unservable = {u.point_id for u in explained}
     sub_options = replace(options, max_points_per_solve=10**9)
     with _mapper(workers) as run_all:
-        territories = split_points(problem, options.max_points_per_solve, multiple_of=workers)
+        territories = split_points(
+            problem, options.points_per_solve(bool(problem.stations)), multiple_of=workers
+        )
         current, pieces, status = _first_plan(
             problem, territories, budget, seed, sub_options, workers, unservable, run_all
         )

@@ -309,48 +309,13 @@ class Model:
             routing.SetArcCostEvaluatorOfVehicle(cost_cb[prof], v)
             time_cbs.append(time_cb[prof])
 
-        # Time.
-        routing.AddDimensionWithVehicleTransits(time_cbs, self.horizon, self.horizon, False, "time")
-        time_dim = routing.GetDimensionOrDie("time")
-        self.time_dim = time_dim
+        # Time, unless no time rule can bind (plain CVRP): its filters would cost
+        # search time and decide nothing.
         self.break_shift = self._break_shift()
-        d_break = self.break_shift[1] if self.break_shift else 0
-        self.span_limit: list[int] = []
-        for v, t in enumerate(self.trucks):
-            st = self.start_of[v]
-            lo = math.ceil(st.earliest_s * TIME_SCALE - 1e-6)
-            hi = self.horizon if st.fixed_time else int(t.shift_end_s * TIME_SCALE)
-            time_dim.CumulVar(routing.Start(v)).SetRange(lo, max(lo, hi))
-            if st.fixed_time:
-                time_dim.CumulVar(routing.Start(v)).SetValue(lo)
-            if not self._set_window(routing.End(v), lo, int(t.shift_end_s * TIME_SCALE)):
-                time_dim.CumulVar(routing.End(v)).SetRange(lo, lo)
-            limit = t.route_duration_limit_s
-            self.span_limit.append(
-                max(0, int(limit * TIME_SCALE) - d_break) if math.isfinite(limit) else 1 << 60
-            )
-            if math.isfinite(limit):
-                time_dim.SetSpanUpperBoundForVehicle(self.span_limit[v], v)
-        for i, nd in enumerate(self.nodes):
-            if nd.kind == "depot":
-                continue
-            index = manager.NodeToIndex(i)
-            if nd.kind == "point":
-                assert nd.point is not None
-                lo = math.ceil(nd.point.window_start_s * TIME_SCALE - 1e-6)
-                hi = math.floor(nd.point.window_end_s * TIME_SCALE + 1e-6)
-            else:
-                # The cumul of an unload is when tipping ends.
-                assert nd.station is not None
-                lo = math.ceil((nd.station.opens_s + nd.station.tipping_time_s) * TIME_SCALE - 1e-6)
-                hi = math.floor(nd.station.closes_s * TIME_SCALE + 1e-6)
-            if not self._set_window(index, lo, max(lo, hi)):
-                if nd.kind == "point":
-                    routing.VehicleVar(index).SetValue(-1)  # never servable in time
-                else:
-                    time_dim.CumulVar(index).SetRange(lo, max(lo, hi))
-        if self.break_shift is None:
-            self._add_breaks()
+        self.timed = self._time_can_bind()
+        self.span_limit: list[int] = [1 << 60] * n_vehicles
+        if self.timed:
+            self._add_time(time_cbs)
 
         # Loads.
         self._add_loads()
@@ -394,6 +359,77 @@ class Model:
                     index = manager.NodeToIndex(f)
                     routing.VehicleVar(index).SetValues([v])
                     routing.NextVar(index).SetValues([routing.End(v)])
+
+    def _add_time(self, time_cbs: list[int]) -> None:
+        routing, manager = self.routing, self.manager
+        routing.AddDimensionWithVehicleTransits(time_cbs, self.horizon, self.horizon, False, "time")
+        time_dim = routing.GetDimensionOrDie("time")
+        self.time_dim = time_dim
+        d_break = self.break_shift[1] if self.break_shift else 0
+        for v, t in enumerate(self.trucks):
+            st = self.start_of[v]
+            lo = math.ceil(st.earliest_s * TIME_SCALE - 1e-6)
+            hi = self.horizon if st.fixed_time else int(t.shift_end_s * TIME_SCALE)
+            time_dim.CumulVar(routing.Start(v)).SetRange(lo, max(lo, hi))
+            if st.fixed_time:
+                time_dim.CumulVar(routing.Start(v)).SetValue(lo)
+            if not self._set_window(routing.End(v), lo, int(t.shift_end_s * TIME_SCALE)):
+                time_dim.CumulVar(routing.End(v)).SetRange(lo, lo)
+            limit = t.route_duration_limit_s
+            self.span_limit[v] = (
+                max(0, int(limit * TIME_SCALE) - d_break) if math.isfinite(limit) else 1 << 60
+            )
+            if math.isfinite(limit):
+                time_dim.SetSpanUpperBoundForVehicle(self.span_limit[v], v)
+        for i, nd in enumerate(self.nodes):
+            if nd.kind == "depot":
+                continue
+            index = manager.NodeToIndex(i)
+            if nd.kind == "point":
+                assert nd.point is not None
+                lo = math.ceil(nd.point.window_start_s * TIME_SCALE - 1e-6)
+                hi = math.floor(nd.point.window_end_s * TIME_SCALE + 1e-6)
+            else:
+                # The cumul of an unload is when tipping ends.
+                assert nd.station is not None
+                lo = math.ceil((nd.station.opens_s + nd.station.tipping_time_s) * TIME_SCALE - 1e-6)
+                hi = math.floor(nd.station.closes_s * TIME_SCALE + 1e-6)
+            if not self._set_window(index, lo, max(lo, hi)):
+                if nd.kind == "point":
+                    routing.VehicleVar(index).SetValue(-1)  # never servable in time
+                else:
+                    time_dim.CumulVar(index).SetRange(lo, max(lo, hi))
+        if self.break_shift is None:
+            self._add_breaks()
+
+    def _time_can_bind(self) -> bool:
+        """Whether any window, shift end, duration limit or break could constrain some
+        route: without stations, breaks or live starts, a route's time is at most, per
+        node it enters, that node's slowest way in; if even that fits everywhere, no
+        time rule can bind."""
+        if self.station_mode or any(s.fixed_time for s in self.start_of):
+            return True
+        if any(
+            t.break_duration_s > 0 and t.truck_id not in self.options.breaks_done
+            for t in self.trucks
+        ):
+            return True
+        point_nodes = [i for i, nd in enumerate(self.nodes) if nd.kind == "point"]
+        opens = max(math.ceil(p.window_start_s * TIME_SCALE - 1e-6) for p in self.points)
+        closes = min(math.floor(p.window_end_s * TIME_SCALE + 1e-6) for p in self.points)
+        for v, t in enumerate(self.trucks):
+            tm = self.time_np[self.profile[v]]
+            end_node = self.depot_node[depot_key(t.end_depot_id)]
+            longest = int(tm[:, point_nodes].max(axis=0).sum()) + int(tm[:, end_node].max())
+            depart = math.ceil(self.start_of[v].earliest_s * TIME_SCALE - 1e-6)
+            limit = t.route_duration_limit_s
+            if (
+                opens > depart
+                or depart + longest > min(closes, int(t.shift_end_s * TIME_SCALE))
+                or (math.isfinite(limit) and longest > int(limit * TIME_SCALE))
+            ):
+                return True
+        return False
 
     def _break_shift(self) -> tuple[int, int] | None:
         """(start, duration) in ds when every truck takes the same lunch break and the
@@ -605,7 +641,7 @@ class Model:
         (folded break, rounded times, loads in grams): a hint that fits is followed by
         the first-solution heuristic without any search."""
         routing, manager = self.routing, self.manager
-        time_dim = self.time_dim
+        time_dim = self.time_dim if self.timed else None
         tm = self.time_np[self.profile[v]]
         load_cap = round(self.trucks[v].capacity_kg * LOAD_SCALE)
         day_cap = self.trucks[v].day_load_limit_kg * LOAD_SCALE
@@ -623,11 +659,14 @@ class Model:
             for node in [*seq, -1]:
                 index = end_index if node < 0 else manager.NodeToIndex(node)
                 arrive = t + int(tm[prev, manager.IndexToNode(index)])
-                cumul = time_dim.CumulVar(index)
-                t = max(arrive, cumul.Min())
-                if t > cumul.Max():
-                    return False, 0, 0
-                slack = min(slack, cumul.Max() - t)
+                if time_dim is not None:
+                    cumul = time_dim.CumulVar(index)
+                    t = max(arrive, cumul.Min())
+                    if t > cumul.Max():
+                        return False, 0, 0
+                    slack = min(slack, cumul.Max() - t)
+                else:
+                    t = arrive
                 if node >= 0:
                     nd = self.nodes[node]
                     if nd.kind == "point":
@@ -644,7 +683,7 @@ class Model:
                     prev = manager.IndexToNode(index)
             return t - depart <= span, t - depart, slack
 
-        depart = time_dim.CumulVar(start_index).Min()
+        depart = time_dim.CumulVar(start_index).Min() if time_dim is not None else 0
         ok, length, slack = run(depart)
         if ok:
             return True

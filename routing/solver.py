@@ -1,7 +1,7 @@
 """The planner's entry point: ``solve(problem, time_limit_s=..., seed=...)`` returns a
 :class:`~routing.plan.Plan`; no OR-Tools object leaves the library. Points that cannot
 be served come back as ``Unassigned`` with the constraint that blocked them, never
-silently dropped. A district larger than ``SolverOptions.max_points_per_solve`` is
+silently dropped. A district larger than ``SolverOptions.points_per_solve`` is
 decomposed (:mod:`routing.decompose`); otherwise one search runs
 (:mod:`routing.search`)."""
 
@@ -30,7 +30,7 @@ def solve(
     """Plan the day within ``time_limit_s`` of wall time (× 1.05 + 2 s at most, see
     :mod:`routing.budget`; ``clock`` is injectable for tests). Never returns OR-Tools
     objects; unassigned points carry their reason. Large districts (more than
-    ``options.max_points_per_solve`` points) are decomposed and improved in parallel
+    ``options.points_per_solve``) are decomposed and improved in parallel
     (see :mod:`routing.decompose`)."""
     if not isinstance(problem, Problem):
         raise ValueError(f"problem: expected a routing.problem.Problem, got {type(problem)}")
@@ -38,7 +38,7 @@ def solve(
         raise ValueError(f"time_limit_s: must be a positive number of seconds, got {time_limit_s}")
     options = options or SolverOptions()
     if len(problem.trucks) > 1 and (
-        len(problem.points) > options.max_points_per_solve
+        len(problem.points) > options.points_per_solve(bool(problem.stations))
         or (
             problem.stations
             and options.improve_above_points is not None

@@ -114,3 +114,13 @@ def test_a_neighbourhood_offered_a_truck_fewer_keeps_every_point() -> None:
     sub = _neighbourhood_problem(pb, current, trucks[:3], [ids[9]], 0, trucks[1])
     assert [t.truck_id for t in sub.trucks] == [trucks[0], trucks[2]]
     assert len(sub.points) == 3 * 9 + 1
+
+
+def test_problems_without_stations_are_decomposed_further_up() -> None:
+    """The decomposition threshold: 450 points with stations, 600 without (one model
+    node a point); a value given explicitly holds for both."""
+    assert SolverOptions().points_per_solve(with_stations=True) == 450
+    assert SolverOptions().points_per_solve(with_stations=False) == 600
+    given = SolverOptions(max_points_per_solve=30)
+    assert given.points_per_solve(with_stations=True) == 30
+    assert given.points_per_solve(with_stations=False) == 30
