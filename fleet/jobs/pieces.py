@@ -177,8 +177,11 @@ class EnginePieceRunner:
                 return
             rows = self._conn.execute(
                 """SELECT p.piece_id, p.state, p.message, e.status::text,
-                          e.worker_id IS NOT NULL AND (w.id IS NULL OR w.last_heartbeat
-                              < now() - make_interval(secs => %(stalled)s)) AS worker_dead,
+                          -- taken, but the engine's job no longer runs it, or its worker
+                          -- is gone (deleted once stalled) or silent
+                          p.state = 'running' AND (e.status IS DISTINCT FROM 'doing'
+                              OR w.id IS NULL OR w.last_heartbeat
+                                 < now() - make_interval(secs => %(stalled)s)) AS worker_dead,
                           (SELECT count(*) FROM plan_piece_worker
                             WHERE seen_at > now() - make_interval(secs => %(stalled)s))
                             AS piece_workers
