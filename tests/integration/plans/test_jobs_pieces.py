@@ -127,7 +127,7 @@ def job(url: str, job_id: int) -> dict[str, Any]:
 def ended(url: str, job_id: int) -> dict[str, Any]:
     return wait_until(
         "the job ended",
-        lambda: (r if (r := job(url, job_id))["state"] in ("done", "failed", "cancelled") else None),
+        lambda: r if (r := job(url, job_id))["state"] in ("done", "failed", "cancelled") else None,
     )
 
 
