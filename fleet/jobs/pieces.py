@@ -14,10 +14,11 @@ decomposition.
 What can go wrong, and what happens:
 
 - a piece's worker dies (it stops beating for `CLEARDAY_WORKER_STALLED_AFTER_S`), no
-  worker takes pieces any more, a piece fails, or it is not back by its deadline (its
-  time limit × 1.05 + 2 s, plus HANDOVER_S): the waiting process solves it itself, in
-  a process of its own, with what is left of the piece's time, and marks the row
-  `replaced` so that nobody else solves it;
+  worker takes pieces any more, a piece fails, it is not back within its time limit
+  × 1.05 + 2 s plus HANDOVER_S of starting, or no worker took it within the turns of
+  the pieces queued before it: the waiting process solves it itself, in a process of
+  its own, with what is left of the piece's time, and marks the row `replaced` so
+  that nobody else solves it;
 - the planning job is cancelled or its worker dies: its pieces are cancelled (by the
   worker that ran the job, fleet/plans/jobs.py; failing that, each piece's worker
   sees that the job waiting for it is no longer running that attempt, and stops).
@@ -71,6 +72,9 @@ class _Waiting:
     job: SubSolve
     future: Future[Plan]
     submitted_at: float
+    # Pieces of this solve before it in the queue, when it was submitted: it may wait
+    # for their turns (the decomposition plans its waves the same way).
+    ahead: int
     engine_job_id: int | None = None
 
 
@@ -118,7 +122,7 @@ class EnginePieceRunner:
             ).fetchone()
             assert row is not None
             piece_id = int(row[0])
-            waiting = _Waiting(job, future, self._clock())
+            waiting = _Waiting(job, future, self._clock(), ahead=len(self._waiting))
             self._waiting[piece_id] = waiting
         engine_id = self._app.configure_task(
             PIECE_TASK, queue=engine.QUEUE_PIECES, priority=engine.PRIORITY_PIECE
@@ -184,7 +188,8 @@ class EnginePieceRunner:
                                  < now() - make_interval(secs => %(stalled)s)) AS worker_dead,
                           (SELECT count(*) FROM plan_piece_worker
                             WHERE seen_at > now() - make_interval(secs => %(stalled)s))
-                            AS piece_workers
+                            AS piece_workers,
+                          extract(epoch FROM now() - p.started_at)::float8 AS running_s
                      FROM plan_piece p
                      LEFT JOIN procrastinate_jobs e ON e.id = p.engine_job_id
                      LEFT JOIN procrastinate_workers w ON w.id = e.worker_id
@@ -192,7 +197,7 @@ class EnginePieceRunner:
                 {"ids": ids, "stalled": self._stalled_after_s},
             ).fetchall()
         now = self._clock()
-        for piece_id, state, message, status, worker_dead, piece_workers in rows:
+        for piece_id, state, message, status, worker_dead, piece_workers, running_s in rows:
             w = self._waiting[piece_id]
             if state == "done":
                 self._deliver(piece_id)
@@ -201,15 +206,22 @@ class EnginePieceRunner:
             elif state in ("cancelled", "replaced"):
                 self._replace(piece_id, f"it was {state} elsewhere")
             elif worker_dead:
-                self._replace(piece_id, "its worker stopped beating")
+                self._replace(piece_id, "its worker stopped beating", running_s or 0.0)
             elif status == "todo" and state == "queued" and piece_workers == 0:
                 self._replace(piece_id, "no worker takes pieces")
-            elif now > self._deadline(w):
-                self._replace(piece_id, "it was not back in time")
+            elif running_s is not None and running_s > self._solve_s(w):
+                self._replace(piece_id, "it was not back in time", running_s)
+            elif running_s is None and now - w.submitted_at > self._queued_s(w):
+                self._replace(piece_id, "no worker took it in time")
 
-    def _deadline(self, w: _Waiting) -> float:
-        limit = w.job.time_limit_s
-        return w.submitted_at + limit * (1.0 + OVERRUN_SHARE) + OVERRUN_S + HANDOVER_S
+    def _solve_s(self, w: _Waiting) -> float:
+        """How long a piece may run: its limit and overrun, and the hand-over."""
+        return w.job.time_limit_s * (1.0 + OVERRUN_SHARE) + OVERRUN_S + HANDOVER_S
+
+    def _queued_s(self, w: _Waiting) -> float:
+        """How long a piece may wait for a worker: the turns of the pieces before it."""
+        turns = w.ahead // self._parallelism
+        return turns * (w.job.time_limit_s * (1.0 + OVERRUN_SHARE) + OVERRUN_S) + HANDOVER_S
 
     def _deliver(self, piece_id: int) -> None:
         with self._lock:
@@ -230,8 +242,9 @@ class EnginePieceRunner:
             return
         w.future.set_result(plan)
 
-    def _replace(self, piece_id: int, why: str) -> None:
-        """Solve the piece in this process's own pool, with what is left of its time."""
+    def _replace(self, piece_id: int, why: str, ran_s: float = 0.0) -> None:
+        """Solve the piece in this process's own pool, with what is left of its time
+        (its limit less what it ran elsewhere)."""
         with self._lock:
             self._conn.execute(
                 """UPDATE plan_piece SET state = 'replaced', finished_at = now(),
@@ -245,7 +258,7 @@ class EnginePieceRunner:
                 with contextlib.suppress(Exception):
                     self._app.job_manager.cancel_job_by_id(w.engine_job_id)
         self.replaced += 1
-        left_s = w.submitted_at + w.job.time_limit_s - self._clock()
+        left_s = w.job.time_limit_s - ran_s
         job = SubSolve(
             w.job.problem, max(MIN_LOCAL_S, left_s), w.job.seed, w.job.options, w.job.initial
         )
