@@ -18,11 +18,23 @@ it on a clock at the same pace. Alert lag is ``raised_at - condition_at`` of eve
 alert (the worker's clock minus the moment the rule's condition became true), in real
 seconds (sim seconds / speed): what a supervisor waits.
 
+With ``--large-points N``: one district of N points planned by one job, for each of
+``--large-modes``: its pieces (territories, improvement neighbourhoods) in the job's
+own machine's processes ("local"), or as engine jobs taken by 1, 2, … workers (each
+one piece at a time, fleet/jobs/pieces.py); wall time, distance, plan checked.
+
+With ``--handover-lease-s L``: two alert workers share the districts; the one that
+holds some is killed (``kill -9``) and the seconds until the other holds every
+district are measured, ``--handover-runs`` times; the bound is L plus a tick.
+``--skip-city`` leaves out the city's planning and alerts.
+
 The machine's cores bound what the worker counts can show: on 2 cores, 1 → 2 workers
 shows the mechanism; docs/scaling.md says what it predicts for N machines.
 
     .venv/bin/python bench/city.py [--districts 8] [--points 300] [--workers 1,2]
                                    [--alert-workers 1,2] [--speed 240]
+                                   [--large-points 1500 --large-modes local,1,2]
+                                   [--handover-lease-s 5] [--skip-city]
 
 The last stdout line is one JSON object.
 """
@@ -202,7 +214,7 @@ def plan_large(url: str, mode: str, args: argparse.Namespace, logs: Path) -> dic
             started = time.monotonic()
             job_id = plans_jobs.queue_plan(
                 app, conn, district_id=LARGE, service_date=DAY, time_limit_s=args.large_time_limit,
-                seed=args.seed, solution_limit=args.large_solution_limit, publish=True,
+                seed=args.seed, solution_limit=args.large_solution_limit or None, publish=True,
                 requested_by="bench",
             )  # fmt: skip
             while True:
@@ -417,7 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         default="local,1,2",
         help="its pieces: 'local' (the job's cores) or N workers taking them",
     )
-    parser.add_argument("--large-solution-limit", type=int, default=300)
+    parser.add_argument(
+        "--large-solution-limit",
+        type=int,
+        default=300,
+        help="per piece; 0: bounded by --large-time-limit instead",
+    )
     parser.add_argument("--large-time-limit", type=float, default=900.0)
     parser.add_argument(
         "--handover-lease-s",
