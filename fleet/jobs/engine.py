@@ -146,7 +146,8 @@ def make_app(dsn: str, registers: Iterable[Register] = ()) -> procrastinate.App:
         ),
     )
     task = app.task(name=RETRY_STALLED_TASK, queue=QUEUE_MAINTENANCE, pass_context=True)
-    app.periodic(cron="*/5 * * * * *", periodic_id="retry_stalled")(task(retry_stalled))
+    # Every 5 seconds: the seconds are the sixth field (croniter's order).
+    app.periodic(cron="* * * * * */5", periodic_id="retry_stalled")(task(retry_stalled))
     task = app.task(name=PRUNE_TASK, queue=QUEUE_MAINTENANCE, pass_context=True)
     app.periodic(cron="17 * * * *", periodic_id="prune_finished")(task(prune_finished))
     for register in registers:

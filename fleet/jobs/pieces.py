@@ -21,7 +21,8 @@ What can go wrong, and what happens:
   that nobody else solves it;
 - the planning job is cancelled or its worker dies: its pieces are cancelled (by the
   worker that ran the job, fleet/plans/jobs.py; failing that, each piece's worker
-  sees that the job waiting for it is no longer running that attempt, and stops).
+  sees within a second that the job waiting for it is no longer running that attempt
+  on a worker that beats, and stops).
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ class EnginePieceRunner:
         self._conn = psycopg.connect(dsn, autocommit=True)
         self._app = engine.make_app(dsn, [register]).open()
         self._parent_id, self._parent_attempt = _parent(self._conn, plan_job_id)
+        # Pieces of an earlier attempt whose worker died: none is wanted any more.
+        self._conn.execute(
+            """UPDATE plan_piece SET state = 'cancelled', finished_at = now(),
+                      message = 'its job was started again', sub_solve = NULL, result = NULL
+                WHERE plan_job_id = %s AND parent_attempt < %s AND state IN ('queued', 'running')""",
+            (plan_job_id, self._parent_attempt),
+        )
         self._waiting: dict[int, _Waiting] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -356,12 +364,17 @@ async def announce(dsn: str, config: engine.WorkerConfig) -> None:
         raise
 
 
+# The piece is still this worker's, and the job waiting for it still runs the same
+# attempt on a worker that beats.
 _STILL_WANTED = """
 SELECT p.state = 'running'
        AND (p.parent_engine_job_id IS NULL
             OR coalesce(e.status = 'doing' AND NOT e.abort_requested
-                        AND e.attempts = p.parent_attempt, false))
-  FROM plan_piece p LEFT JOIN procrastinate_jobs e ON e.id = p.parent_engine_job_id
+                        AND e.attempts = p.parent_attempt
+                        AND w.last_heartbeat > now() - make_interval(secs => %s), false))
+  FROM plan_piece p
+  LEFT JOIN procrastinate_jobs e ON e.id = p.parent_engine_job_id
+  LEFT JOIN procrastinate_workers w ON w.id = e.worker_id
  WHERE p.piece_id = %s"""
 
 
@@ -369,6 +382,7 @@ async def run_piece(context: procrastinate.JobContext, piece_id: int) -> str:
     """The engine's task: solve one piece in a child process, while it is wanted."""
     dsn = str(context.additional_context["dsn"])
     worker = context.worker_name or f"pid {os.getpid()}"
+    stalled_s = float(context.additional_context.get("stalled_after_s", 30.0))
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(
             """UPDATE plan_piece SET state = 'running', worker = %s, started_at = now()
@@ -379,7 +393,7 @@ async def run_piece(context: procrastinate.JobContext, piece_id: int) -> str:
             return "no longer wanted"
 
         async def wanted() -> bool:
-            row = await (await conn.execute(_STILL_WANTED, (piece_id,))).fetchone()
+            row = await (await conn.execute(_STILL_WANTED, (stalled_s, piece_id))).fetchone()
             return bool(row and row[0])
 
         async def end(state: str, message: str) -> None:
@@ -412,7 +426,7 @@ async def run_piece(context: procrastinate.JobContext, piece_id: int) -> str:
                     child.kill()
                     await talk
                     await end("cancelled", "stopped: no longer wanted, or the worker stopped")
-                    return "cancelled"
+                    return "stopped"
         except asyncio.CancelledError:
             with contextlib.suppress(ProcessLookupError):
                 child.kill()

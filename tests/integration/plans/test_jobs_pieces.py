@@ -1,7 +1,7 @@
 """The pieces of a decomposed district as engine jobs, with real `clearday worker`
 processes (each its own process with its own settings, as on separate machines): a
-district solved by pieces on two workers; a piece's worker killed; the district's job
-cancelled."""
+district solved by pieces on two workers; a piece's worker killed; the worker of the
+district's job killed; the district's job cancelled."""
 
 from __future__ import annotations
 
@@ -217,6 +217,35 @@ def test_a_piece_whose_worker_is_killed_is_solved_by_the_waiting_job(
     plan = checked_once(city, job_id)
     assert plan.stats.pieces == 4
     assert {p["state"] for p in pieces_of(city, job_id)} <= {"done", "replaced"}
+
+
+def test_the_pieces_of_a_job_whose_worker_dies_stop_and_the_job_is_finished_elsewhere(
+    city: str, start_worker: Callable[[str], WorkerProcess]
+) -> None:
+    workers = {w.name: w for w in (start_worker("w1"), start_worker("w2"))}
+    piece_workers_up(city, 2)
+    job_id = queue(city, solution_limit=2500)
+    parent = wait_until("the job running", lambda: job(city, job_id)["worker"])
+    helper = next(name for name in workers if name != parent)
+    taken = wait_until(
+        "a piece running on the other worker",
+        lambda: [
+            p for p in pieces_of(city, job_id)
+            if p["state"] == "running" and p["worker"] == f"{helper}/pieces"
+        ],
+    )  # fmt: skip
+    victim = workers[parent]
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait()
+    done = ended(city, job_id)
+    assert done["state"] == "done", done
+    assert done["worker"] == helper and done["attempt"] == 2
+    # The first attempt's piece on the living worker was stopped, not finished for nobody.
+    first = {p["piece_id"]: p for p in pieces_of(city, job_id)}[taken[0]["piece_id"]]
+    assert first["state"] == "cancelled", first
+    assert all(p["state"] not in ("queued", "running") for p in pieces_of(city, job_id))
+    assert piece_solvers(workers[helper].proc.pid) == []
+    checked_once(city, job_id)
 
 
 def test_the_pieces_of_a_cancelled_job_stop(
