@@ -18,11 +18,23 @@ it on a clock at the same pace. Alert lag is ``raised_at - condition_at`` of eve
 alert (the worker's clock minus the moment the rule's condition became true), in real
 seconds (sim seconds / speed): what a supervisor waits.
 
+With ``--large-points N``: one district of N points planned by one job, for each of
+``--large-modes``: its pieces (territories, improvement neighbourhoods) in the job's
+own machine's processes ("local"), or as engine jobs taken by 1, 2, … workers (each
+one piece at a time, fleet/jobs/pieces.py); wall time, distance, plan checked.
+
+With ``--handover-lease-s L``: two alert workers share the districts; the one that
+holds some is killed (``kill -9``) and the seconds until the other holds every
+district are measured, ``--handover-runs`` times; the bound is L plus a tick.
+``--skip-city`` leaves out the city's planning and alerts.
+
 The machine's cores bound what the worker counts can show: on 2 cores, 1 → 2 workers
 shows the mechanism; docs/scaling.md says what it predicts for N machines.
 
     .venv/bin/python bench/city.py [--districts 8] [--points 300] [--workers 1,2]
                                    [--alert-workers 1,2] [--speed 240]
+                                   [--large-points 1500 --large-modes local,1,2]
+                                   [--handover-lease-s 5] [--skip-city]
 
 The last stdout line is one JSON object.
 """
@@ -55,7 +67,7 @@ from fleet.plans import jobs as plans_jobs  # noqa: E402
 from fleet.plans import service as plans  # noqa: E402
 from routing.check import check_plan  # noqa: E402
 from routing.plan import Plan  # noqa: E402
-from simulator.city import City, generate_districts  # noqa: E402
+from simulator.city import City, generate, generate_districts  # noqa: E402
 from simulator.direct import DirectSink  # noqa: E402
 from simulator.faults import FaultRates, random_faults  # noqa: E402
 from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig  # noqa: E402
@@ -63,6 +75,7 @@ from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig  # noqa: 
 DAY = date(2026, 3, 3)
 TZ = ZoneInfo("Asia/Shanghai")
 FLUSH_S = 0.25  # the feeder writes what is due this often (an ingestor's batch age)
+LARGE = "large"
 
 
 def log(message: str) -> None:
@@ -169,6 +182,129 @@ def check_plans(url: str, cities: list[City]) -> dict[str, Any]:
         "points": points,
         "points_unassigned": unassigned,
         "every_point_served": unassigned == 0,
+    }
+
+
+# ---------------------------------------------------------------- one large district
+
+
+def plan_large(url: str, mode: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """Plan the one large district of `url` by one job: its pieces in the job's own
+    machine ("local", a pool of its cores) or as engine jobs taken by `mode` workers
+    (each one piece at a time, the job's own worker among them)."""
+    workers = 1 if mode == "local" else int(mode)
+    env = {
+        "CLEARDAY_DATABASE_URL": url, "CLEARDAY_WORKER_CONCURRENCY": "1",
+        "CLEARDAY_PLAN_PIECES": "local" if mode == "local" else "engine",
+        "CLEARDAY_PLAN_PIECE_CONCURRENCY": "0" if mode == "local" else "1",
+    }  # fmt: skip
+    procs = [
+        clearday(["worker"], {**env, "CLEARDAY_WORKER_NAME": f"w{i + 1}"}, logs / f"large{mode}-w{i + 1}.log")
+        for i in range(workers)
+    ]  # fmt: skip
+    app = engine.make_app(url, [plans_jobs.register]).open()
+    try:
+        with db.connect(url, autocommit=True) as conn:
+            while mode != "local":  # every worker ready to take pieces
+                row = conn.execute("SELECT count(*) FROM plan_piece_worker").fetchone()
+                if row and row[0] >= workers:
+                    break
+                time.sleep(0.2)
+            started = time.monotonic()
+            job_id = plans_jobs.queue_plan(
+                app, conn, district_id=LARGE, service_date=DAY, time_limit_s=args.large_time_limit,
+                seed=args.seed, solution_limit=args.large_solution_limit or None, publish=True,
+                requested_by="bench",
+            )  # fmt: skip
+            while True:
+                job = plans.get_job(conn, job_id=job_id)
+                assert job is not None
+                if job["state"] in ("done", "failed", "cancelled"):
+                    break
+                time.sleep(0.2)
+            wall_s = time.monotonic() - started
+            pieces = conn.execute(
+                """SELECT coalesce(worker, '-'), state, count(*) FROM plan_piece
+                    WHERE plan_job_id = %s GROUP BY 1, 2 ORDER BY 1, 2""",
+                (job_id,),
+            ).fetchall()
+            row = conn.execute(
+                "SELECT document FROM plan WHERE plan_job_id = %s", (job_id,)
+            ).fetchone()
+            assert row is not None, job
+            plan = Plan.from_dict(row[0])
+            problem = plans.build_problem(conn, district_id=LARGE, service_date=DAY)
+    finally:
+        app.close()
+        stop(procs)
+    result = {
+        "wall_s": round(wall_s, 1),
+        "state": job["state"],
+        "distance_km": round(plan.stats.distance_m / 1000.0, 1),
+        "routes": len(plan.routes),
+        "points": len(problem.points),
+        "points_unassigned": len(plan.unassigned),
+        "violations": len(check_plan(problem, plan)),
+        "pieces_by_worker_state": {f"{w}:{st}": int(n) for w, st, n in pieces},
+        "notes": list(plan.stats.notes),
+    }
+    log(f"  large district, {mode}: {result}")
+    return result
+
+
+# ---------------------------------------------------------------------------- hand-over
+
+
+def lease_handover(url: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """Two alert workers share the districts; the one holding some is killed (`kill
+    -9`): seconds until the other holds every district. Bounded by the lease
+    (CLEARDAY_ALERT_LEASE_S) plus one tick."""
+    env = {
+        "CLEARDAY_DATABASE_URL": url, "CLEARDAY_METRICS_PORT": "0",
+        "CLEARDAY_ALERT_LEASE_S": str(args.handover_lease_s),
+    }  # fmt: skip
+    interval = ["alerts", "run", "--interval", str(args.handover_interval)]
+
+    def holders() -> dict[str, str]:
+        with db.connect(url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT district_id, holder FROM alert_lease WHERE expires_at > now()"
+            ).fetchall()
+        return {str(d): str(h) for d, h in rows}
+
+    with db.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM district").fetchone()
+    districts = int(row[0]) if row else 0
+    stayer = clearday(
+        interval, {**env, "CLEARDAY_WORKER_NAME": "keeps"}, logs / "handover-keeps.log"
+    )
+    times: list[float] = []
+    try:
+        for run in range(args.handover_runs):
+            name = f"dies{run + 1}"
+            victim = clearday(
+                interval, {**env, "CLEARDAY_WORKER_NAME": name}, logs / f"handover-{name}.log"
+            )
+            while True:  # both hold districts, every district held
+                held = holders()
+                if len(held) == districts and set(held.values()) == {"keeps", name}:
+                    break
+                time.sleep(0.05)
+            victim.kill()
+            killed = time.monotonic()
+            victim.wait()
+            while set(holders().values()) != {"keeps"} or len(holders()) != districts:
+                time.sleep(0.05)
+            times.append(round(time.monotonic() - killed, 2))
+            log(f"  hand-over {run + 1}: {times[-1]} s")
+    finally:
+        stop([stayer])
+    return {
+        "lease_s": args.handover_lease_s,
+        "tick_s": args.handover_interval,
+        "bound_s": args.handover_lease_s + args.handover_interval,
+        "handover_s": times,
+        "handover_max_s": max(times) if times else None,
     }
 
 
@@ -284,6 +420,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alert-interval", type=float, default=1.0, help="alert tick, real s")
     parser.add_argument("--settle-sim-s", type=float, default=3600.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--large-points", type=int, default=0, help="also one district this large (0: none)"
+    )
+    parser.add_argument(
+        "--large-modes",
+        default="local,1,2",
+        help="its pieces: 'local' (the job's cores) or N workers taking them",
+    )
+    parser.add_argument(
+        "--large-solution-limit",
+        type=int,
+        default=300,
+        help="per piece; 0: bounded by --large-time-limit instead",
+    )
+    parser.add_argument("--large-time-limit", type=float, default=900.0)
+    parser.add_argument(
+        "--handover-lease-s",
+        type=float,
+        default=0.0,
+        help="measure the alert lease hand-over with this lease (0: skip)",
+    )
+    parser.add_argument("--handover-interval", type=float, default=1.0)
+    parser.add_argument("--handover-runs", type=int, default=3)
+    parser.add_argument(
+        "--skip-city", action="store_true", help="only the large district and the hand-over"
+    )
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.workers.split(",") if x]
     alert_counts = [int(x) for x in args.alert_workers.split(",") if x]
@@ -310,26 +472,44 @@ def main(argv: list[str] | None = None) -> int:
                     importer.load(conn, importer.parse_files(importer.read_paths([folder])))
             template_name = template.rsplit("/", 1)[-1]
             planning: dict[str, Any] = {}
-            planned_url = template
-            for n in counts:
-                planned_url = new_database(admin_url, template_name)
-                planning[str(n)] = plan_city(planned_url, cities, n, args, logs)
-            day = city_day(planned_url, cities, args.seed)
-            log(f"  simulated day: {len(day)} messages")
-            # Each alert run starts from the planned database as it was.
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (planned_url.rsplit("/", 1)[-1],),
-                )
             alerts: dict[str, Any] = {}
-            for n in alert_counts:
-                url = new_database(admin_url, planned_url.rsplit("/", 1)[-1])
-                alerts[str(n)] = run_alerts(url, day, n, args, logs)
+            if not args.skip_city:
+                planned_url = template
+                for n in counts:
+                    planned_url = new_database(admin_url, template_name)
+                    planning[str(n)] = plan_city(planned_url, cities, n, args, logs)
+                day = city_day(planned_url, cities, args.seed)
+                log(f"  simulated day: {len(day)} messages")
+                # Each alert run starts from the planned database as it was.
+                with psycopg.connect(admin_url, autocommit=True) as conn:
+                    conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                        (planned_url.rsplit("/", 1)[-1],),
+                    )
+                for n in alert_counts:
+                    url = new_database(admin_url, planned_url.rsplit("/", 1)[-1])
+                    alerts[str(n)] = run_alerts(url, day, n, args, logs)
+            handover = None
+            if args.handover_lease_s > 0:
+                handover = lease_handover(new_database(admin_url, template_name), args, logs)
+            large: dict[str, Any] = {}
+            if args.large_points:
+                large_template = new_database(admin_url)
+                db.migrate(large_template)
+                big = generate(
+                    n_points=args.large_points, seed=args.seed, district=LARGE,
+                    n_trucks=max(2, args.large_points // 25),
+                )  # fmt: skip
+                with db.connect(large_template) as conn:
+                    folder = big.write(tmp / LARGE)
+                    importer.load(conn, importer.parse_files(importer.read_paths([folder])))
+                for mode in [m for m in args.large_modes.split(",") if m]:
+                    url = new_database(admin_url, large_template.rsplit("/", 1)[-1])
+                    large[mode] = plan_large(url, mode, args, logs)
         finally:
             if private is not None:
                 private.stop()
-    walls = {n: planning[str(n)]["wall_s"] for n in counts}
+    walls = {n: planning[str(n)]["wall_s"] for n in counts if str(n) in planning}
     result: dict[str, Any] = {
         "districts": args.districts,
         "points_per_district": args.points,
@@ -339,11 +519,22 @@ def main(argv: list[str] | None = None) -> int:
         "planning": planning,
         "plan_wall_s": walls,
         "alerts": alerts,
+        "alert_lease_handover": handover,
+        "large_district": {
+            "points": args.large_points,
+            "solution_limit": args.large_solution_limit,
+            "by_mode": large,
+        }
+        if large
+        else None,
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         "speed": args.speed,
         "alert_interval_s": args.alert_interval,
         "bench_wall_s": round(time.monotonic() - started, 1),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if large.get("1") and large.get("2") and large["2"]["wall_s"]:
+        result["large_speedup_1_to_2"] = round(large["1"]["wall_s"] / large["2"]["wall_s"], 2)
     if 1 in walls and 2 in walls and walls[2]:
         result["plan_speedup_1_to_2"] = round(walls[1] / walls[2], 2)
     print(json.dumps(result, ensure_ascii=False))

@@ -132,6 +132,15 @@ class Settings(BaseSettings):
     # Alert evaluation is shared by district: a worker's leases last this long unless
     # renewed (every tick), so a stopped worker's districts move on within about it.
     alert_lease_s: float = Field(30.0, ge=1, le=3600)
+    # Where the pieces of a decomposed district (routing.decompose) run: "local", in
+    # the planning job's own machine's processes; "engine", as jobs any worker takes
+    # (fleet/jobs/pieces.py), each worker solving plan_piece_concurrency at a time.
+    plan_pieces: Literal["local", "engine"] = "local"
+    plan_piece_concurrency: int = Field(1, ge=0, le=64)
+    # A district above this many points is decomposed (routing SolverOptions).
+    plan_max_points_per_solve: int = Field(450, ge=10, le=100_000)
+    # Finished engine jobs (and pieces) are deleted after this many hours.
+    engine_keep_finished_hours: int = Field(168, ge=0, le=24 * 366)
     # --- end job engine block ----------------------------------------------------------
     metrics_port: int = 9464  # 0 disables the Prometheus endpoint
     # The endpoint has no authentication: loopback unless a scraper elsewhere needs it.

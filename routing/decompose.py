@@ -38,12 +38,12 @@ import numpy as np
 from routing.budget import OVERRUN_S, OVERRUN_SHARE, Budget, Clock
 from routing.finish import finish_plan, make_plan
 from routing.options import SolverOptions
+from routing.pieces import PieceRunner, SubSolve, solve_sub
 from routing.plan import Plan
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.processes import die_with
 from routing.schedule import Visit
 from routing.screen import screen
-from routing.search import solve_direct
 
 # Kept back from each round of parallel solves for process hand-over and pickling.
 ROUND_MARGIN_S = 1.0
@@ -211,30 +211,15 @@ class _Current:
         return sum(1 for t in trucks for v in self.visits.get(t, ()) if v.kind == "point")
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
-    problem: Problem
-    time_limit_s: float
-    seed: int
-    options: SolverOptions
-    initial: dict[str, list[Visit]] | None = None
-
-
-def _run(job: _Job) -> Plan:
-    return solve_direct(
-        job.problem,
-        time_limit_s=job.time_limit_s,
-        seed=job.seed,
-        options=job.options,
-        initial=job.initial,
-    )
-
-
 @contextmanager
-def _mapper(workers: int) -> Iterator[Mapper[Any, Any]]:
-    """``map`` over jobs: in this process for one worker, else in a pool of processes
+def _mapper(workers: int, runner: PieceRunner | None = None) -> Iterator[Mapper[Any, Any]]:
+    """``map`` over jobs: by ``runner`` when given (all of a round submitted, then
+    waited for), in this process for one worker, else in a pool of processes
     (fork: no re-import of the caller's ``__main__``; this process never runs an
     OR-Tools search while it decomposes). The pool's processes die with this one."""
+    if runner is not None:
+        yield lambda _fn, jobs: [f.result() for f in [runner.submit(j) for j in jobs]]
+        return
     if workers <= 1:
         yield lambda fn, jobs: [fn(j) for j in jobs]
         return
@@ -255,16 +240,20 @@ def solve_decomposed(
     seed: int = 0,
     options: SolverOptions | None = None,
     clock: Clock = time.monotonic,
+    runner: PieceRunner | None = None,
 ) -> Plan:
     """First plan by territories, improved by neighbourhoods of routes, finished on
-    the whole district; returns within the budget (:mod:`routing.budget`)."""
+    the whole district; returns within the budget (:mod:`routing.budget`). The pieces
+    run in a pool of this machine's processes, or by ``runner`` (routing.pieces)."""
     budget = Budget.of(time_limit_s, clock)
     options = options or SolverOptions()
     workers = max(1, options.workers or os.cpu_count() or 1)
+    if runner is not None:
+        workers = max(1, runner.parallelism)
     explained = screen(problem, dict(options.starts), options.breaks_done).unassigned
     unservable = {u.point_id for u in explained}
     sub_options = replace(options, max_points_per_solve=10**9)
-    with _mapper(workers) as run_all:
+    with _mapper(workers, runner) as run_all:
         territories = split_points(
             problem, options.points_per_solve(bool(problem.stations)), multiple_of=workers
         )
@@ -337,11 +326,11 @@ def _first_plan(
     # beyond their slots is taken from the improvement, which checks the clock.
     slot = max(1.0, usable * share / waves - ROUND_MARGIN_S)
     jobs = [
-        _Job(sub_problem(problem, piece, f"{problem.name}#{i}"), slot, seed, options)
+        SubSolve(sub_problem(problem, piece, f"{problem.name}#{i}"), slot, seed, options)
         for i, piece in enumerate(pieces)
         if piece.trucks
     ]
-    plans: list[Plan] = run_all(_run, jobs)
+    plans: list[Plan] = run_all(solve_sub, jobs)
     current = _Current({}, {}, [])
     for plan in plans:
         for route in plan.routes:
@@ -412,8 +401,8 @@ def _improve(
             without.append(victim)
             sub = _neighbourhood_problem(problem, current, trucks, extra, rounds, victim)
             initial = {t: current.visits[t] for t in trucks if t in current.visits and t != victim}
-            jobs.append(_Job(sub, slot, seed + 1 + rounds * workers + i, options, initial))
-        plans: list[Plan] = run_all(_run, jobs)
+            jobs.append(SubSolve(sub, slot, seed + 1 + rounds * workers + i, options, initial))
+        plans: list[Plan] = run_all(solve_sub, jobs)
         for (_, trucks, _), plan, victim in zip(groups, plans, without, strict=True):
             tried += 1
             if _better(current, trucks, plan):

@@ -12,6 +12,7 @@ import time
 from routing import decompose
 from routing.budget import Clock
 from routing.options import SolverOptions
+from routing.pieces import PieceRunner
 from routing.plan import Plan
 from routing.problem import (
     Problem,
@@ -26,12 +27,14 @@ def solve(
     seed: int = 0,
     options: SolverOptions | None = None,
     clock: Clock = time.monotonic,
+    runner: PieceRunner | None = None,
 ) -> Plan:
     """Plan the day within ``time_limit_s`` of wall time (× 1.05 + 2 s at most, see
     :mod:`routing.budget`; ``clock`` is injectable for tests). Never returns OR-Tools
     objects; unassigned points carry their reason. Large districts (more than
     ``options.points_per_solve``) are decomposed and improved in parallel
-    (see :mod:`routing.decompose`)."""
+    (see :mod:`routing.decompose`), their pieces by ``runner`` when given
+    (:mod:`routing.pieces`)."""
     if not isinstance(problem, Problem):
         raise ValueError(f"problem: expected a routing.problem.Problem, got {type(problem)}")
     if not (isinstance(time_limit_s, int | float) and time_limit_s > 0):
@@ -46,6 +49,11 @@ def solve(
         )
     ):
         return decompose.solve_decomposed(
-            problem, time_limit_s=time_limit_s, seed=seed, options=options, clock=clock
+            problem,
+            time_limit_s=time_limit_s,
+            seed=seed,
+            options=options,
+            clock=clock,
+            runner=runner,
         )
     return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options, clock=clock)

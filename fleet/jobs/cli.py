@@ -1,4 +1,5 @@
-"""`clearday worker`: run planning jobs (and the engine's housekeeping) until stopped."""
+"""`clearday worker`: run planning jobs, the pieces of large districts and the engine's
+housekeeping until stopped."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, on_signal)
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
         typer.echo(
-            f"worker {config.name}: {config.concurrency} planning job(s) at a time, "
+            f"worker {config.name}: {config.concurrency} planning job(s) and "
+            f"{config.piece_concurrency} piece(s) of large districts at a time, "
             f"heartbeat every {config.heartbeat_s:g} s"
         )
         worker.run(engine.make_app(dsn, [plans_jobs.register]), dsn, config, stop)

@@ -13,23 +13,33 @@ entry point builds the app from its Settings with `make_app`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import procrastinate
+import psycopg
 from procrastinate import jobs as pjobs
+from procrastinate.manager import JobManager
 
 from fleet.config import Settings
+from fleet.jobs import repo
 
 log = logging.getLogger("clearday.jobs")
 
-# Queues: long solves, and the engine's own short housekeeping (never stuck behind a solve).
+# Queues: long solves, the pieces of decomposed districts (served by every worker
+# beside its planning jobs: a job waiting for its pieces must not hold the only slot
+# that could solve them), and the engine's own short housekeeping (never stuck behind
+# a solve).
 QUEUE_PLANNING = "planning"
+QUEUE_PIECES = "pieces"
 QUEUE_MAINTENANCE = "maintenance"
 
-# Higher runs first: a dispatcher's mid-day re-plan before a plan asked for now, before
-# the evening's batch of tomorrow's plans.
+# Higher runs first: a piece of a district being planned (its job is waiting for it),
+# a dispatcher's mid-day re-plan before a plan asked for now, before the evening's
+# batch of tomorrow's plans.
+PRIORITY_PIECE = 30
 PRIORITY_REPLAN = 20
 PRIORITY_REQUEST = 10
 PRIORITY_BATCH = 0
@@ -61,6 +71,8 @@ class WorkerConfig:
     stalled_after_s: float = 30.0
     abort_poll_s: float = 1.0
     scheduled_plan_time_limit_s: float = 300.0
+    piece_concurrency: int = 1
+    keep_finished_hours: int = 168
 
     @classmethod
     def from_settings(cls, s: Settings) -> WorkerConfig:
@@ -68,6 +80,8 @@ class WorkerConfig:
             name=s.worker_name_or_default, concurrency=s.worker_concurrency,
             heartbeat_s=s.worker_heartbeat_s, stalled_after_s=s.worker_stalled_after_s,
             scheduled_plan_time_limit_s=s.scheduled_plan_time_limit_s,
+            piece_concurrency=s.plan_piece_concurrency,
+            keep_finished_hours=s.engine_keep_finished_hours,
         )  # fmt: skip
 
 
@@ -94,6 +108,32 @@ async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> in
     return handled
 
 
+PRUNE_TASK = "clearday.prune_finished"
+
+
+async def prune(manager: JobManager, dsn: str, *, keep_hours: int) -> None:
+    """Delete the engine's jobs finished (done, failed, cancelled) more than
+    `keep_hours` ago, with the engine's own `delete_old_jobs`, after settling
+    ClearDay's records of them (fleet/jobs/repo.py)."""
+
+    def settle() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            repo.prune_finished(conn, keep_hours=keep_hours)
+
+    await asyncio.to_thread(settle)
+    await manager.delete_old_jobs(
+        nb_hours=keep_hours, include_failed=True, include_cancelled=True, include_aborted=True
+    )
+
+
+async def prune_finished(context: procrastinate.JobContext, timestamp: int) -> None:
+    extra = context.additional_context
+    await prune(
+        context.app.job_manager, str(extra["dsn"]),
+        keep_hours=int(extra.get("keep_finished_hours", 168)),
+    )  # fmt: skip
+
+
 Register = Callable[[procrastinate.App], None]
 
 
@@ -106,7 +146,10 @@ def make_app(dsn: str, registers: Iterable[Register] = ()) -> procrastinate.App:
         ),
     )
     task = app.task(name=RETRY_STALLED_TASK, queue=QUEUE_MAINTENANCE, pass_context=True)
-    app.periodic(cron="*/5 * * * * *", periodic_id="retry_stalled")(task(retry_stalled))
+    # Every 5 seconds: the seconds are the sixth field (croniter's order).
+    app.periodic(cron="* * * * * */5", periodic_id="retry_stalled")(task(retry_stalled))
+    task = app.task(name=PRUNE_TASK, queue=QUEUE_MAINTENANCE, pass_context=True)
+    app.periodic(cron="17 * * * *", periodic_id="prune_finished")(task(prune_finished))
     for register in registers:
         register(app)
     return app

@@ -33,3 +33,19 @@ def status(conn: psycopg.Connection, *, stalled_after_s: float, lease_s: float) 
     ).fetchone()
     assert row is not None
     return EngineStatus(*(int(v) for v in row))
+
+
+def prune_finished(conn: psycopg.Connection, *, keep_hours: int) -> int:
+    """Before the engine deletes its finished jobs: settle ClearDay's records of them
+    (fleet/plans/repo.py), and delete pieces ended more than `keep_hours` ago.
+    Returns the pieces deleted."""
+    from fleet.plans import repo as plans_repo
+
+    plans_repo.settle_engine_states(conn)
+    cur = conn.execute(
+        """DELETE FROM plan_piece
+            WHERE state NOT IN ('queued', 'running')
+              AND coalesce(finished_at, created_at) < now() - make_interval(hours => %s)""",
+        (keep_hours,),
+    )
+    return cur.rowcount

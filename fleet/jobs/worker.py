@@ -1,9 +1,11 @@
 """Running the engine's workers: `clearday worker` on any machine that reaches the
 database, or a thread of the API process (the single-machine default).
 
-One process runs two Procrastinate workers on one event loop: the planning queue (as
-many jobs at a time as `concurrency`) and the housekeeping queue, so that putting a
-dead worker's jobs back never waits behind a long solve. Both beat their heartbeat.
+One process runs three Procrastinate workers on one event loop: the planning queue (as
+many jobs at a time as `concurrency`), the pieces of decomposed districts (as many as
+`piece_concurrency`, fleet/jobs/pieces.py) and the housekeeping queue, so that
+putting a dead worker's jobs back never waits behind a long solve. All beat their
+heartbeat.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import procrastinate
 from procrastinate.worker import Worker
 
-from fleet.jobs import engine
+from fleet.jobs import engine, pieces
 
 log = logging.getLogger("clearday.jobs")
 
@@ -36,9 +38,17 @@ def _workers(app: procrastinate.App, dsn: str, config: engine.WorkerConfig) -> l
             "dsn": dsn,
             "stalled_after_s": config.stalled_after_s,
             "plan_time_limit_s": config.scheduled_plan_time_limit_s,
+            "keep_finished_hours": config.keep_finished_hours,
         },
     }
+    piece_workers = [
+        Worker(
+            app, queues=[engine.QUEUE_PIECES], name=f"{config.name}/pieces",
+            concurrency=config.piece_concurrency, **common,  # type: ignore[arg-type]
+        )
+    ] if config.piece_concurrency > 0 else []  # fmt: skip
     return [
+        *piece_workers,
         Worker(
             app, queues=[engine.QUEUE_PLANNING], name=config.name,
             concurrency=config.concurrency, **common,  # type: ignore[arg-type]
@@ -57,9 +67,11 @@ async def run_async(
     async with app.open_async():
         workers = _workers(app, dsn, config)
         running = [asyncio.create_task(w.run(), name=w.worker_name) for w in workers]
+        announcing = asyncio.create_task(pieces.announce(dsn, config), name="announce")
         log.info("worker %s: %d planning job(s) at a time", config.name, config.concurrency)
         while not stop.is_set() and not any(t.done() for t in running):
             await asyncio.sleep(STOP_POLL_S)
+        announcing.cancel()
         for w in workers:
             w.stop()
         for t in asyncio.as_completed(running):

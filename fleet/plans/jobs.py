@@ -24,7 +24,7 @@ import procrastinate
 import psycopg
 from procrastinate import exceptions as pexc
 
-from fleet.jobs import engine
+from fleet.jobs import engine, pieces
 from fleet.plans import repo, service
 from fleet.refusal import Refused
 
@@ -225,6 +225,21 @@ async def run_plan(context: procrastinate.JobContext, job_id: int) -> int:
     )  # fmt: skip
     talk = asyncio.ensure_future(child.communicate())
     try:
+        return await _follow(context, child, talk, dsn, job_id)
+    finally:
+        # Whatever ended the solve, none of its pieces is wanted any more.
+        with contextlib.suppress(Exception):
+            await pieces.cancel_pieces_of(dsn, context.app, job_id)
+
+
+async def _follow(
+    context: procrastinate.JobContext,
+    child: asyncio.subprocess.Process,
+    talk: asyncio.Future[tuple[bytes, bytes]],
+    dsn: str,
+    job_id: int,
+) -> int:
+    try:
         while not talk.done():
             await asyncio.wait({talk}, timeout=POLL_S)
             reason = context.abort_reason()
@@ -267,7 +282,8 @@ def plan_tomorrow(context: procrastinate.JobContext, timestamp: int) -> int:
 
 
 def register(app: procrastinate.App) -> None:
-    """The planning tasks, on `app`."""
+    """The planning tasks (and the pieces of decomposed districts), on `app`."""
+    pieces.register(app)
     app.task(
         name=PLAN_TASK, queue=engine.QUEUE_PLANNING, pass_context=True,
         retry=procrastinate.RetryStrategy(

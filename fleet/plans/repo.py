@@ -398,6 +398,24 @@ FROM plan_job j LEFT JOIN procrastinate_jobs e ON e.id = j.engine_job_id
 """
 
 
+def settle_engine_states(conn: psycopg.Connection) -> int:
+    """Copy the final state the engine knows (and ClearDay's record does not: a job
+    cancelled while queued, failed after its worker died too often) into `plan_job`,
+    so the record stays right once the engine's row is deleted. Returns the count."""
+    cur = conn.execute(
+        """UPDATE plan_job p
+              SET state = v.state, message = v.message, error_code = v.error_code,
+                  error_params = v.error_params, finished_at = coalesce(p.finished_at, now())
+             FROM ("""
+        + _JOB
+        + """) v
+            WHERE v.job_id = p.job_id AND v.state IN ('done', 'failed', 'cancelled')
+              AND p.state NOT IN ('done', 'failed', 'cancelled')""",
+        (),  # with parameters, so the view's %% reads as one %
+    )
+    return cur.rowcount
+
+
 def get_job(conn: psycopg.Connection, job_id: int) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(_JOB + " WHERE j.job_id = %s", (job_id,)).fetchone()

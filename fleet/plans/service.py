@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -28,6 +28,9 @@ from routing import graph as road_graph
 from routing import problem as rp
 from routing.check import check_plan
 from routing.plan import Plan
+
+if TYPE_CHECKING:
+    from routing.pieces import PieceRunner
 
 Progress = Callable[[float, str], None]
 
@@ -205,15 +208,23 @@ def solve(
     seed: int,
     solution_limit: int | None = None,
     progress: Progress = _noop,
+    max_points_per_solve: int | None = None,
+    piece_runner: PieceRunner | None = None,
 ) -> Plan:
     """Solve with the routing library, reporting progress as the time budget runs.
     With `solution_limit` the search stops after that many solutions: the same plan
-    for the same seed on any machine (`time_limit_s` is then only a safety cap)."""
+    for the same seed on any machine (`time_limit_s` is then only a safety cap).
+    A district above `max_points_per_solve` points is decomposed; its pieces run by
+    `piece_runner` when given (fleet/jobs/pieces.py), else in this machine's processes."""
     import routing  # its solve imports OR-Tools: only when planning
 
     options = routing.SolverOptions(solution_limit=solution_limit)
+    if max_points_per_solve is not None:
+        options = replace(options, max_points_per_solve=max_points_per_solve)
     with _ticking(time_limit_s, progress):
-        return routing.solve(problem, time_limit_s=time_limit_s, seed=seed, options=options)
+        return routing.solve(
+            problem, time_limit_s=time_limit_s, seed=seed, options=options, runner=piece_runner
+        )
 
 
 def plan_day(
@@ -229,15 +240,18 @@ def plan_day(
     publish: bool = False,
     progress: Progress = _noop,
     plan_job_id: int | None = None,
+    max_points_per_solve: int | None = None,
+    piece_runner: PieceRunner | None = None,
 ) -> int:
     """Plan the day and store it (as a draft unless `publish`); returns the plan id.
-    With `plan_job_id`, the job's one plan (see repo.insert_plan)."""
+    With `plan_job_id`, the job's one plan (see repo.insert_plan); for
+    `max_points_per_solve` and `piece_runner` see `solve`."""
     progress(0.02, "reading the district")
     problem = build_problem(conn, district_id=district_id, service_date=service_date)
     progress(0.2, f"planning {len(problem.points)} points with {len(problem.trucks)} trucks")
     plan = solve(
         problem, time_limit_s=time_limit_s, seed=seed, solution_limit=solution_limit,
-        progress=progress,
+        progress=progress, max_points_per_solve=max_points_per_solve, piece_runner=piece_runner,
     )  # fmt: skip
     progress(0.95, "storing the plan")
     plan_id = repo.insert_plan(
@@ -581,11 +595,14 @@ def run_job(
     job_id: int,
     worker: str,
     alert_config: AlertConfig | None = None,
+    max_points_per_solve: int | None = None,
+    piece_runner: PieceRunner | None = None,
 ) -> int:
     """Run a queued planning job (`plan_job` row) to its end: plan or re-plan as it
     asks, recording progress; returns the plan id. A job that stored its plan in an
     earlier attempt (its worker died just after) returns that plan: stored once.
-    A PlanningError is recorded as the job's failure and raised."""
+    A PlanningError is recorded as the job's failure and raised. A plan's large
+    district is decomposed as `solve` says."""
     job = repo.get_job(conn, job_id)
     if job is None:
         raise PlanningError(
@@ -623,7 +640,8 @@ def run_job(
                 tz = ZoneInfo(repo.district_timezone(conn, job["district_id"]) or "Asia/Shanghai")
                 stored = plan_day(
                     conn, district_id=job["district_id"], service_date=job["service_date"],
-                    tz=tz, **common,
+                    tz=tz, max_points_per_solve=max_points_per_solve, piece_runner=piece_runner,
+                    **common,
                 )  # fmt: skip
         except PlanningError as exc:
             repo.update_job(
