@@ -137,8 +137,9 @@ class Settings(BaseSettings):
     # (fleet/jobs/pieces.py), each worker solving plan_piece_concurrency at a time.
     plan_pieces: Literal["local", "engine"] = "local"
     plan_piece_concurrency: int = Field(1, ge=0, le=64)
-    # A district above this many points is decomposed (routing SolverOptions).
-    plan_max_points_per_solve: int = Field(450, ge=10, le=100_000)
+    # A district above this many points is decomposed; unset, the planner's own rule
+    # (routing.options.SolverOptions.points_per_solve).
+    plan_max_points_per_solve: int | None = Field(None, ge=10, le=100_000)
     # Finished engine jobs (and pieces) are deleted after this many hours.
     engine_keep_finished_hours: int = Field(168, ge=0, le=24 * 366)
     # --- end job engine block ----------------------------------------------------------
