@@ -9,9 +9,11 @@ P3 (800), a station at 1600 and the depot at -500 (see test_rules).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
-from fleet.alerts.visits import SiteIndex, detect
+from fleet.alerts.visits import DeviceEvent, SiteIndex, detect
 
 from .test_rules import D1, P1, P2, P3, S1, due, evaluate, truck_day
 from .test_visits import road
@@ -200,3 +202,66 @@ def test_drifted_stop_then_the_next_point_80_m_on_stay_apart() -> None:
     assert (verdicts["P2"].status, verdicts["P2"].reason) == ("unverifiable", "drifted_stay")
     assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
     assert [a for a in alerts if a.point_id in ("P2", "N")] == []
+
+
+def _bin_lifts(point_id: str, start: datetime, count: int = 2) -> list[DeviceEvent]:
+    """The truck's lift sensor: one lift every 40 s from `start`, naming the point's bins."""
+    return [
+        DeviceEvent(start + timedelta(seconds=40 * k), "bin_lift", point_id=point_id)
+        for k in range(count)
+    ]
+
+
+@pytest.mark.parametrize("off", [(0.0, 71.0), (40.0, 60.0)])
+def test_drifted_stop_whose_bin_lifts_name_the_point_is_cleared_at_its_turn(
+    off: tuple[float, float],
+) -> None:
+    """A 2-minute stop at P2 whose fixes sit 71 m off (no crossing of the fence, on a
+    road), with the lift sensor naming P2's bins: the device says where the truck
+    stood. Cleared at its turn, less sure than a stay in the fence; no alert."""
+    t = Track(at("06:00"), x=-500, noise_m=10, seed=3).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400 + off[0], off[1], 30)
+    arrived = t.t
+    t.stay(130)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    day = truck_day("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=20)))
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.evidence["basis"]) == ("cleared", "drifted_stay"), v
+    assert 0.5 < v.confidence < 1.0
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+def test_drifted_stop_inside_a_neighbours_fence_goes_to_the_point_its_lifts_name() -> None:
+    """P2 served 150 s with its fixes drifted 32 m from N, a point 70 m on (inside N's
+    fence): the lifts name P2, so the stay is P2's (cleared), and N, served later in
+    its own fence, is cleared by its own stay."""
+    n = site("point", "N", 470, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, n, P3, S1])
+    plan = [("start", "D1"), ("point", "P1"), ("point", "P2"), ("point", "N"),
+            ("point", "P3"), ("station", "S1"), ("end", "D1")]  # fmt: skip
+    t = Track(at("06:00"), x=-500, seed=6).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    arrived = t.t
+    t.stay(150, off=(70, 32))
+    t.drive(470, 0, 20).stay(200).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(-500, 0, 40).stay(600)
+    day = truck_day("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=30)),
+                    sites=sites, plan=plan)  # fmt: skip
+    points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
+    verdicts, alerts = evaluate([day], points, at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].evidence["basis"]) == ("cleared", "drifted_stay")
+    assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
+    assert [a for a in alerts if a.point_id in ("P2", "N")] == []
+
+
+def test_a_lift_at_the_stop_before_does_not_move_the_next_stay() -> None:
+    """Lifts at P2 until it leaves, then a stop 60 s later at N, 70 m on: N's stay stays N's."""
+    n = site("point", "N", 470, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, n, P3, S1])
+    t = Track(at("06:00"), x=-500, seed=6).stay(120).drive(400, 0, 30)
+    arrived = t.t
+    t.stay(150).drive(470, 0, 5).stay(200).drive(1600, 0, 30).stay(900)
+    found = detect("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=60), 3), sites)
+    stays = [(v.site_id, v.confidence) for v in found.visits if v.kind == "stay"]
+    assert stays[1:3] == [("P2", 1.0), ("N", 1.0)], stays
