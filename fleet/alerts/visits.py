@@ -704,11 +704,25 @@ def _passes(
             ):
                 continue
             # The approach to a stop beside the point (drifted fixes, or a truck standing
-            # across the street): not a drive-by; the stay says what happened.
+            # across the street) — one in no fence, or a drifted stay that another point
+            # was matched to: not a drive-by; the stay says what happened.
             if any(
-                s.site is None
+                (s.site is None or s.confidence < 1.0)
+                and s.site is not site
                 and start <= s.arrived <= settled_at + adj
                 and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                for s in stays
+            ):
+                continue
+            # The way out of a stop beside the point (a truck idling across the street,
+            # serving a neighbour, or its fixes drifted): a pass only if the track then
+            # went on past the point, not back or aside (noise on a truck pulling away
+            # from 45 m off brings a fix or two near the point).
+            if any(
+                s.site is not site
+                and abs(start - s.departed) <= adj
+                and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                and not _went_past(s, sx, sy, site.radius_m, xs, ys, int(first_seg), settled_k)
                 for s in stays
             ):
                 continue
@@ -737,6 +751,29 @@ def _passes(
                 )
             )
     return out
+
+
+def _went_past(
+    stay: _Stay,
+    sx: float,
+    sy: float,
+    radius_m: float,
+    xs: list[float],
+    ys: list[float],
+    first: int,
+    last: int,
+) -> bool:
+    """Did a fix from `first` to `last` lie beyond the point (at sx, sy) as seen from
+    the stay: farther along the line from the stay through the point than the point's
+    far fence edge?"""
+    dx, dy = sx - stay.x, sy - stay.y
+    span = math.hypot(dx, dy)
+    if span == 0.0:
+        return True
+    return any(
+        ((xs[k] - stay.x) * dx + (ys[k] - stay.y) * dy) / span > span + radius_m
+        for k in range(first, last + 1)
+    )
 
 
 def _road_passes(
