@@ -714,15 +714,18 @@ def _passes(
                 for s in stays
             ):
                 continue
-            # The way out of a stop beside the point (a truck idling across the street,
-            # serving a neighbour, or its fixes drifted): a pass only if the track then
-            # went on past the point, not back or aside (noise on a truck pulling away
-            # from 45 m off brings a fix or two near the point).
+            # The way into or out of a stop beside the point (a truck idling across the
+            # street, serving a neighbour, or its fixes drifted), or a moving fix in the
+            # middle of it: a pass only if the track lay beyond the point as seen from the
+            # stop — it came or went on past the point, not back or aside (noise on a
+            # truck pulling away from 45 m off brings a fix or two near the point).
             if any(
                 s.site is not site
-                and abs(start - s.departed) <= adj
+                and s.arrived - adj <= start <= s.departed + adj
                 and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
-                and not _went_past(s, sx, sy, site.radius_m, xs, ys, int(first_seg), settled_k)
+                and not _went_past(
+                    s, sx, sy, site.radius_m + p.pass_margin_m, xs, ys, int(first_seg), settled_k
+                )
                 for s in stays
             ):
                 continue
@@ -757,21 +760,19 @@ def _went_past(
     stay: _Stay,
     sx: float,
     sy: float,
-    radius_m: float,
+    beyond_m: float,
     xs: list[float],
     ys: list[float],
     first: int,
     last: int,
 ) -> bool:
-    """Did a fix from `first` to `last` lie beyond the point (at sx, sy) as seen from
-    the stay: farther along the line from the stay through the point than the point's
-    far fence edge?"""
-    dx, dy = sx - stay.x, sy - stay.y
-    span = math.hypot(dx, dy)
-    if span == 0.0:
-        return True
+    """Did a fix from `first` to `last` lie on the point's side (at sx, sy) of the stay,
+    more than `beyond_m` from the point: nearer the point than the stay, yet clearly
+    off it — the truck came or went by way of the point (on, or round a corner there),
+    not back the way it came or along its own street?"""
     return any(
-        ((xs[k] - stay.x) * dx + (ys[k] - stay.y) * dy) / span > span + radius_m
+        beyond_m < (d := math.hypot(xs[k] - sx, ys[k] - sy))
+        and d < math.hypot(xs[k] - stay.x, ys[k] - stay.y)
         for k in range(first, last + 1)
     )
 

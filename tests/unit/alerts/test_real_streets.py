@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from fleet.alerts.visits import DeviceEvent, SiteIndex, detect
+from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, detect
 
 from .test_rules import D1, P1, P2, P3, S1, due, evaluate, truck_day
 from .test_visits import road
@@ -382,4 +382,26 @@ def test_idling_beside_the_point_then_driving_through_it_is_a_pass(seed: int) ->
     """The same stop, then on along the street through P2: that is a drive-by."""
     t = idling_45_m_short_of_p2(seed).drive(800, 0, 30).stay(300)
     found = detect("T1", t.fixes, [], SITES_X)
+    assert [v.site_id for v in found.visits if v.kind == "pass"].count("P2") == 1
+
+
+def test_a_moving_fix_in_the_middle_of_a_stop_beside_the_point_is_no_pass() -> None:
+    """Idling 45 m short of P2, one fix 20 m from P2 with a speed (a spike), then the
+    truck idles on and turns back: no pass at P2."""
+    t = idling_45_m_short_of_p2(1)
+    spike = len(t.fixes) - 20
+    f = t.fixes[spike]
+    t.fixes[spike] = Fix(f.at, P2.lat, P2.lon - 20 / M_PER_DEG_LON, 20.0, 15.0)
+    t.stay(240).drive(-500, 0, 30)
+    found = detect("T1", t.fixes, [], SITES_X)
+    assert [v for v in found.visits if v.kind == "pass" and v.site_id == "P2"] == []
+
+
+def test_idling_beside_then_turning_the_corner_at_the_point_is_a_pass() -> None:
+    """Idling 45 m short of P2, then on through P2 and round the corner there (north):
+    its fixes are off the line from the stop through P2, yet the truck went by way of
+    P2 — a pass (fixes alone: no roads here)."""
+    sites = SiteIndex([D1, P1, site("point", "X", 300, 0), P2, P3, S1])
+    t = idling_45_m_short_of_p2(2).drive(400, 0, 20).drive(400, 300, 30).stay(300)
+    found = detect("T1", t.fixes, [], sites)
     assert [v.site_id for v in found.visits if v.kind == "pass"].count("P2") == 1
