@@ -716,9 +716,10 @@ def _passes(
                 continue
             # The way into or out of a stop beside the point (a truck idling across the
             # street, serving a neighbour, or its fixes drifted), or a moving fix in the
-            # middle of it: a pass only if the track lay beyond the point as seen from the
-            # stop — it came or went on past the point, not back or aside (noise on a
-            # truck pulling away from 45 m off brings a fix or two near the point).
+            # middle of it: a pass only if a fix on the way lay on the point's side of the
+            # stop, clear of the point — it came or went by way of the point, not back or
+            # aside (noise on a truck pulling away from 45 m off brings a fix or two near
+            # the point).
             if any(
                 s.site is not site
                 and s.arrived - adj <= start <= s.departed + adj
