@@ -31,7 +31,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from fleet.alerts.geo import haversine_m
-from fleet.alerts.visits import Gap, Visit
+from fleet.alerts.visits import Gap, Visit, VisitParams
 
 LedgerStatus = Literal["pending", "cleared", "partial", "missed", "unverifiable"]
 Delivery = Literal["none", "on_truck", "delivered", "not_delivered"]
@@ -46,6 +46,8 @@ LEDGER_STATUSES: tuple[LedgerStatus, ...] = (
 
 # A drifted stay at least this sure (see visits.VisitParams.drift_confidence) can clear.
 DRIFT_CLEARS = 0.5
+# How far beside a point's fence a drifted stay may lie (the detector's reach).
+DRIFT_REACH_M = VisitParams().drift_reach_m
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,10 +308,51 @@ def compute(
 ) -> list[Verdict]:
     """One verdict per due point, as things stand at `now`."""
     p = params or LedgerParams()
+    due = list(due)
+    mine: dict[str, list[DuePoint]] = {}
+    for point in due:
+        if point.planned_truck_id is not None:
+            mine.setdefault(point.planned_truck_id, []).append(point)
     return [
-        verdict(point, visits_at.get(point.point_id, ()), trucks, station_min_dwell_s, now, p)
+        verdict(
+            point,
+            [
+                v
+                for v in visits_at.get(point.point_id, ())
+                if not explained_elsewhere(v, point, mine.get(v.truck_id, ()), trucks)
+            ],
+            trucks,
+            station_min_dwell_s,
+            now,
+            p,
+        )
         for point in due
     ]
+
+
+def explained_elsewhere(
+    visit: Visit, point: DuePoint, own: Sequence[DuePoint], trucks: Mapping[str, TruckDay]
+) -> bool:
+    """Is `visit` a weakly placed drifted stay at `point` (on a crossing or off the
+    roads, no lift naming it) by a truck `point` is not planned for, that stood, at its
+    turn, within reach of a point of its own route? Then it was that truck's stop there
+    (or beside it), and says nothing about `point`: the plan chooses between the
+    candidates its fixes leave."""
+    if (
+        not visit.drifted
+        or visit.confidence >= DRIFT_CLEARS
+        or visit.has_event("bin_lift", "rfid")
+        or point.planned_truck_id in (None, visit.truck_id)
+        or visit.distance_m is None
+    ):
+        return False
+    reach = visit.distance_m + DRIFT_REACH_M
+    return any(
+        other.point_id != point.point_id
+        and haversine_m(point.lat, point.lon, other.lat, other.lon) <= reach + other.radius_m
+        and at_turn(visit, other, trucks)
+        for other in own
+    )
 
 
 def verdict(

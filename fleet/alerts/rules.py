@@ -228,11 +228,16 @@ def drive_by(
             since, progress = max((t, r) for t, r in timeline if t < v.arrived_at)
             rank = rank_of[v.site_id]
             # The points between were driven past since: it is this point's turn too.
+            # A stop at the point itself is an attempt at it even when the truck left
+            # out a stop or two before it (as a pass is once it passed them all).
             turn = progress < rank and (
                 rank - p.drive_by_turn_stops <= progress
+                or (v.kind == "stay" and rank - p.drive_by_skipped_stops <= progress)
                 or _passed_all(day, placed, progress, rank, since, v.arrived_at)
             )
-            at_turn = turn and _confirmed(day, v, happened, verdict.due, now, p)
+            # The stops it may go on to: the next few of its route.
+            ahead = {s.site_id for s in placed[rank + 1 : rank + 2 + p.drive_by_skipped_stops]}
+            at_turn = turn and _confirmed(day, v, happened, verdict.due, ahead, p)
             if not at_turn and not (
                 rank - p.drive_by_skipped_stops <= progress < rank
                 and _next_stop_rank(day, placed, progress, happened) > rank
@@ -291,7 +296,12 @@ def _next_stop_rank(
 
 
 def _confirmed(
-    day: TruckDay, v: Visit, happened: datetime, due: DuePoint, now: datetime, p: RuleParams
+    day: TruckDay,
+    v: Visit,
+    happened: datetime,
+    due: DuePoint,
+    ahead: set[str | None],
+    p: RuleParams,
 ) -> bool:
     """Has the truck clearly gone on after this pass / short stop?"""
     slack = timedelta(seconds=p.stay_arrival_slack_s)
@@ -302,8 +312,12 @@ def _confirmed(
             and later.arrived_at > happened - slack
             and later.site_id is not None
             and later.site_id != v.site_id
+            and later.site_id in ahead
         ):
-            return True  # it has stopped at another site since
+            # It has stopped at one of its next stops since. A stop at a site it is not
+            # due at may be this point's service with its fixes drifted into a
+            # neighbour's fence: only leaving for 250 m says it has gone on.
+            return True
     if day.last_fix_at is None or day.last_lat is None or day.last_lon is None:
         return False
     if (day.last_fix_at - happened).total_seconds() < p.drive_by_confirm_s:

@@ -293,15 +293,15 @@ def detect(
     )  # the first fix that may begin a stay
     stopped = _stopped_flags(track, ts, xs, ys, p)
     stays = _stays(track, ts, xs, ys, stopped, p, first)
+    evidence = sorted((e for e in events if e.kind in EVIDENCE_KINDS), key=lambda e: e.at)
     for stay in stays:
         _match(stay, track, xs, ys, sites, p)
     for k, stay in enumerate(stays):
-        if stay.site is None:
+        if not _match_named(stay, evidence, sites, p) and stay.site is None:
             beside = stays[k - 1 : k] + stays[k + 1 : k + 2]
             _match_drifted(stay, beside, track, ts, xs, ys, sites, p)
     stays = _merge(stays, p)
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
-    evidence = sorted((e for e in events if e.kind in EVIDENCE_KINDS), key=lambda e: e.at)
     extra = _attach_events(truck_id, evidence, stays, ts, p)
     tz = track[0].at.tzinfo if track else (events[0].at.tzinfo if events else None)
     visits = [_stay_visit(truck_id, s, tz) for s in stays] + passes + extra
@@ -499,6 +499,38 @@ def _median_margin(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
     return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx))))
 
 
+def _match_named(
+    stay: _Stay, evidence: Sequence[DeviceEvent], sites: SiteIndex, p: VisitParams
+) -> bool:
+    """A stay during which the truck's device named a point (a bin lift, an RFID read
+    of its bins) is at that point when its fixes lie within ``drift_reach_m`` of the
+    fence, even if they lie nearer another point or in no fence at all: the truck can
+    only lift the bins where they stand, its fixes can drift. A stay in the named
+    point's own fence, or one naming no point, or several, is left as matched."""
+    named = {
+        e.point_id
+        for e in evidence
+        if e.kind in ("bin_lift", "rfid")
+        and e.point_id is not None
+        # Inside the stay itself: a lift at the stop before, a minute earlier, says
+        # nothing about where the truck stands now.
+        and stay.arrived <= e.at.timestamp() <= stay.departed
+    }
+    if len(named) != 1:
+        return False
+    point = sites.get("point", named.pop())
+    if point is None or stay.site is point:
+        return False
+    sx, sy = sites.proj.xy(point.lat, point.lon)
+    d = math.hypot(sx - stay.x, sy - stay.y)
+    if d > point.radius_m + p.drift_reach_m:
+        return False
+    # Its fixes lie beside the named point: a drifted stay there, as sure as one that
+    # ran on into the fence (the ledger still asks whether it was the point's turn).
+    stay.site, stay.distance_m, stay.confidence = point, d, p.drift_confidence
+    return True
+
+
 def _match_drifted(
     stay: _Stay,
     beside: list[_Stay],
@@ -672,11 +704,29 @@ def _passes(
             ):
                 continue
             # The approach to a stop beside the point (drifted fixes, or a truck standing
-            # across the street): not a drive-by; the stay says what happened.
+            # across the street) — one in no fence, or a drifted stay that another point
+            # was matched to: not a drive-by; the stay says what happened.
             if any(
-                s.site is None
+                (s.site is None or s.confidence < 1.0)
+                and s.site is not site
                 and start <= s.arrived <= settled_at + adj
                 and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                for s in stays
+            ):
+                continue
+            # The way into or out of a stop beside the point (a truck idling across the
+            # street, serving a neighbour, or its fixes drifted), or a moving fix in the
+            # middle of it: a pass only if a fix on the way lay on the point's side of the
+            # stop, clear of the point — it came or went by way of the point, not back or
+            # aside (noise on a truck pulling away from 45 m off brings a fix or two near
+            # the point).
+            if any(
+                s.site is not site
+                and s.arrived - adj <= start <= s.departed + adj
+                and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                and not _went_past(
+                    s, sx, sy, site.radius_m + p.pass_margin_m, xs, ys, int(first_seg), settled_k
+                )
                 for s in stays
             ):
                 continue
@@ -705,6 +755,27 @@ def _passes(
                 )
             )
     return out
+
+
+def _went_past(
+    stay: _Stay,
+    sx: float,
+    sy: float,
+    beyond_m: float,
+    xs: list[float],
+    ys: list[float],
+    first: int,
+    last: int,
+) -> bool:
+    """Did a fix from `first` to `last` lie on the point's side (at sx, sy) of the stay,
+    more than `beyond_m` from the point: nearer the point than the stay, yet clearly
+    off it — the truck came or went by way of the point (on, or round a corner there),
+    not back the way it came or along its own street?"""
+    return any(
+        beyond_m < (d := math.hypot(xs[k] - sx, ys[k] - sy))
+        and d < math.hypot(xs[k] - stay.x, ys[k] - stay.y)
+        for k in range(first, last + 1)
+    )
 
 
 def _road_passes(

@@ -9,9 +9,11 @@ P3 (800), a station at 1600 and the depot at -500 (see test_rules).
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
-from fleet.alerts.visits import SiteIndex, detect
+from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, detect
 
 from .test_rules import D1, P1, P2, P3, S1, due, evaluate, truck_day
 from .test_visits import road
@@ -200,3 +202,206 @@ def test_drifted_stop_then_the_next_point_80_m_on_stay_apart() -> None:
     assert (verdicts["P2"].status, verdicts["P2"].reason) == ("unverifiable", "drifted_stay")
     assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
     assert [a for a in alerts if a.point_id in ("P2", "N")] == []
+
+
+def _bin_lifts(point_id: str, start: datetime, count: int = 2) -> list[DeviceEvent]:
+    """The truck's lift sensor: one lift every 40 s from `start`, naming the point's bins."""
+    return [
+        DeviceEvent(start + timedelta(seconds=40 * k), "bin_lift", point_id=point_id)
+        for k in range(count)
+    ]
+
+
+@pytest.mark.parametrize("off", [(0.0, 71.0), (40.0, 60.0)])
+def test_drifted_stop_whose_bin_lifts_name_the_point_is_cleared_at_its_turn(
+    off: tuple[float, float],
+) -> None:
+    """A 2-minute stop at P2 whose fixes sit 71 m off (no crossing of the fence, on a
+    road), with the lift sensor naming P2's bins: the device says where the truck
+    stood. Cleared at its turn, less sure than a stay in the fence; no alert."""
+    t = Track(at("06:00"), x=-500, noise_m=10, seed=3).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400 + off[0], off[1], 30)
+    arrived = t.t
+    t.stay(130)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    day = truck_day("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=20)))
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.evidence["basis"]) == ("cleared", "drifted_stay"), v
+    assert 0.5 < v.confidence < 1.0
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+def test_drifted_stop_inside_a_neighbours_fence_goes_to_the_point_its_lifts_name() -> None:
+    """P2 served 150 s with its fixes drifted 32 m from N, a point 70 m on (inside N's
+    fence): the lifts name P2, so the stay is P2's (cleared), and N, served later in
+    its own fence, is cleared by its own stay."""
+    n = site("point", "N", 470, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, n, P3, S1])
+    plan = [("start", "D1"), ("point", "P1"), ("point", "P2"), ("point", "N"),
+            ("point", "P3"), ("station", "S1"), ("end", "D1")]  # fmt: skip
+    t = Track(at("06:00"), x=-500, seed=6).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    arrived = t.t
+    t.stay(150, off=(70, 32))
+    t.drive(470, 0, 20).stay(200).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(-500, 0, 40).stay(600)
+    day = truck_day("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=30)),
+                    sites=sites, plan=plan)  # fmt: skip
+    points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
+    verdicts, alerts = evaluate([day], points, at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].evidence["basis"]) == ("cleared", "drifted_stay")
+    assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
+    assert [a for a in alerts if a.point_id in ("P2", "N")] == []
+
+
+def test_a_lift_at_the_stop_before_does_not_move_the_next_stay() -> None:
+    """Lifts at P2 until it leaves, then a stop 60 s later at N, 70 m on: N's stay stays N's."""
+    n = site("point", "N", 470, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, n, P3, S1])
+    t = Track(at("06:00"), x=-500, seed=6).stay(120).drive(400, 0, 30)
+    arrived = t.t
+    t.stay(150).drive(470, 0, 5).stay(200).drive(1600, 0, 30).stay(900)
+    found = detect("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=60), 3), sites)
+    stays = [(v.site_id, v.confidence) for v in found.visits if v.kind == "stay"]
+    assert stays[1:3] == [("P2", 1.0), ("N", 1.0)], stays
+
+
+def test_idling_beside_its_point_is_not_another_trucks_drifted_service() -> None:
+    """At P2's turn T1 drives in along the street through X (T2's point, 100 m short of
+    P2) and idles 45 m short of P2, 55 m past X, for 8 minutes, then turns back: its
+    way in crossed X, but the plan says where T1 was: beside its own P2. X, which T2
+    never reached, is missed — not unverifiable — and P2 was not driven past."""
+    x = site("point", "X", 300, 0, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, x, P2, P3, S1], roads=STREETS)
+    t = Track(at("06:00"), x=-500, seed=6).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(355, 0, 30).stay(480)
+    t.drive(-500, 0, 30).drive(-500, 50, 20).drive(800, 50, 30).drive(800, 0, 20).stay(300)
+    t.drive(1600, 0, 30).stay(900).drive(1600, 50, 20).drive(-500, 50, 40).drive(-500, 0, 20)
+    t.stay(600)
+    t1 = truck_day("T1", t.fixes, sites=sites)
+    (beside,) = [v for v in t1.visits if v.kind == "stay" and v.dwell_s > 400 and v.fixes < 60]
+    assert (beside.site_id, beside.drifted) == ("X", True), beside  # its fixes allow X
+    # T2 works elsewhere all day, seen throughout, never near X.
+    t2 = Track(at("06:00"), x=-500, seed=5).stay(120).drive(-500, -300, 20)
+    t2.drive(1600, -300, 20).drive(1600, 0, 20).stay(600)
+    t2.drive(1600, -300, 40).drive(-500, -300, 40).drive(-500, 0, 40).stay(600)
+    plan_t2 = [("start", "D1"), ("point", "X"), ("end", "D1")]
+    t2_day = truck_day("T2", t2.fixes, sites=sites, plan=plan_t2)
+    points = [due(P1), due(x, truck="T2", seq=1), due(P2), due(P3)]
+    verdicts, alerts = evaluate([t1, t2_day], points, at("21:00"))
+    assert (verdicts["X"].status, verdicts["X"].reason) == ("missed", "not_visited")
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "not_visited")
+    assert [a for a in alerts if a.kind == "drive_by"] == []
+
+
+N_BESIDE = site("point", "N", 470, 40, min_dwell_s=120)  # on no route of T1
+
+
+def served_with_fixes_in_a_neighbours_fence() -> tuple[Track, datetime]:
+    """T1 drives through P2's fence and serves P2 for 4 minutes while its fixes drift to
+    14 m from N, a point 80 m on that it is not due at; returns the track and arrival."""
+    t = Track(at("06:00"), x=-500, seed=6).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    arrived = t.t
+    t.stay(240, off=(60, 30))
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    return t, arrived
+
+
+def test_a_stop_in_a_fence_it_is_not_due_at_does_not_confirm_a_drive_by() -> None:
+    """Until the truck leaves, its stop in N's fence may be P2's service with drifted
+    fixes: no drive-by at P2 then; once its lifts name P2, P2 is cleared, no alert."""
+    sites = SiteIndex([D1, P1, P2, N_BESIDE, P3, S1])
+    t, arrived = served_with_fixes_in_a_neighbours_fence()
+    lifts = _bin_lifts("P2", arrived + timedelta(seconds=70))
+    for minutes, stay_at in ((1, "N"), (3, "P2")):  # the first lift comes after 70 s
+        now = arrived + timedelta(minutes=minutes)
+        day = truck_day("T1", t.fixes, lifts, sites=sites, until=now)
+        stays = [v for v in day.visits if v.kind == "stay"]
+        assert stays[-1].site_id == stay_at, stays[-1]
+        if stay_at == "N":  # the way in crossed P2's fence: a pass, for now
+            assert [v.site_id for v in day.visits if v.kind == "pass"][-1:] == ["P2"]
+        _, alerts = evaluate([day], [due(P1), due(P2), due(P3)], now)
+        assert [a for a in alerts if a.point_id == "P2"] == [], minutes
+    day = truck_day("T1", t.fixes, lifts, sites=sites)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].evidence["basis"]) == ("cleared", "drifted_stay")
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+def test_drive_by_then_a_stop_at_its_next_stop_is_raised_on_arrival() -> None:
+    """Driving through P2 without stopping and on to P3, its next stop: raised as the
+    truck stands at P3, not later."""
+    t = Track(at("06:00"), x=-500, seed=6).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(800, 0, 30)
+    arrived = t.t
+    t.stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    now = arrived + timedelta(seconds=20)
+    day = truck_day("T1", t.fixes, until=now)
+    _, alerts = evaluate([day], [due(P1), due(P2), due(P3)], now)
+    assert [(a.kind, a.point_id) for a in alerts if a.point_id == "P2"] == [("drive_by", "P2")]
+
+
+def test_a_short_stop_after_a_point_left_out_is_a_drive_by_once_gone_250_m() -> None:
+    """T1 serves P1, leaves out P2 (a street round it, never near), stops 50 s at P3 and
+    drives on towards the station: a drive-by at P3 once it is 250 m on, before it
+    reaches the station."""
+    t = Track(at("06:00"), x=-500, seed=6).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(0, -200, 30).drive(800, -200, 30).drive(800, 0, 30)
+    t.stay(50).drive(1600, 0, 30)
+    t.stay(900).drive(-500, 0, 40).stay(600)
+    gone = next(f.at for f in t.fixes if f.lat > 0 and (f.lon - P3.lon) * M_PER_DEG_LON > 300)
+    now = gone + timedelta(seconds=20)
+    day = truck_day("T1", t.fixes, until=now)
+    assert not any(v.site_id == "S1" for v in day.visits)
+    _, alerts = evaluate([day], [due(P1), due(P2), due(P3)], now)
+    assert [(a.kind, a.point_id) for a in alerts if a.point_id == "P3"] == [("drive_by", "P3")]
+
+
+def idling_45_m_short_of_p2(seed: int) -> Track:
+    """σ = 15 m: in along the street through X, 8 minutes 45 m short of P2 (55 m past X)."""
+    t = Track(at("06:00"), x=-500, seed=seed, noise_m=15, accuracy_m=15).stay(120)
+    return t.drive(0, 0, 30).stay(300).drive(355, 0, 30).stay(480)
+
+
+SITES_X = SiteIndex([D1, P1, site("point", "X", 300, 0), P2, P3, S1], roads=STREETS)
+
+
+@pytest.mark.parametrize("seed", range(1, 31))
+def test_pulling_away_from_a_stop_beside_the_point_is_no_pass(seed: int) -> None:
+    """Turning back after idling 45 m short of P2: noise brings a fix or two near P2 as
+    the truck pulls away, and the road through P2 can explain them; no pass at P2."""
+    t = idling_45_m_short_of_p2(seed).drive(-500, 0, 30)
+    found = detect("T1", t.fixes, [], SITES_X)
+    assert [v for v in found.visits if v.kind == "pass" and v.site_id == "P2"] == []
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_idling_beside_the_point_then_driving_through_it_is_a_pass(seed: int) -> None:
+    """The same stop, then on along the street through P2: that is a drive-by."""
+    t = idling_45_m_short_of_p2(seed).drive(800, 0, 30).stay(300)
+    found = detect("T1", t.fixes, [], SITES_X)
+    assert [v.site_id for v in found.visits if v.kind == "pass"].count("P2") == 1
+
+
+def test_a_moving_fix_in_the_middle_of_a_stop_beside_the_point_is_no_pass() -> None:
+    """Idling 45 m short of P2, one fix 20 m from P2 with a speed (a spike), then the
+    truck idles on and turns back: no pass at P2."""
+    t = idling_45_m_short_of_p2(1)
+    spike = len(t.fixes) - 20
+    f = t.fixes[spike]
+    t.fixes[spike] = Fix(f.at, P2.lat, P2.lon - 20 / M_PER_DEG_LON, 20.0, 15.0)
+    t.stay(240).drive(-500, 0, 30)
+    found = detect("T1", t.fixes, [], SITES_X)
+    assert [v for v in found.visits if v.kind == "pass" and v.site_id == "P2"] == []
+
+
+def test_idling_beside_then_turning_the_corner_at_the_point_is_a_pass() -> None:
+    """Idling 45 m short of P2, then on through P2 and round the corner there (north):
+    its fixes are off the line from the stop through P2, yet the truck went by way of
+    P2 — a pass (fixes alone: no roads here)."""
+    sites = SiteIndex([D1, P1, site("point", "X", 300, 0), P2, P3, S1])
+    t = idling_45_m_short_of_p2(2).drive(400, 0, 20).drive(400, 300, 30).stay(300)
+    found = detect("T1", t.fixes, [], sites)
+    assert [v.site_id for v in found.visits if v.kind == "pass"].count("P2") == 1
