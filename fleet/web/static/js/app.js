@@ -1,7 +1,7 @@
 // The dashboard: log in, pick a district and a date, and one page per job —
 // 调度 (dispatch), 监控 (live), 监管 (supervision), 轨迹回放 (playback), 报表 (reports),
 // 管理 (admin: users and districts).
-import { api, clear, closeModal, h, hideToast, session, showError, todayIn } from "./core.js";
+import { api, chosenDay, clear, closeModal, h, hideToast, session, showError, todayIn } from "./core.js";
 import { applyStatic, currentLang, setLang, t } from "./i18n.js";
 import { CityMap } from "./map.js";
 import { DispatchPage } from "./dispatch.js";
@@ -33,8 +33,7 @@ function context() {
   return {
     map: state.map,
     panel: $("panel"),
-    district: $("district").value,
-    date: $("service-date").value,
+    ...chosenDay(),
   };
 }
 

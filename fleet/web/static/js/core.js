@@ -184,6 +184,12 @@ export function fmtAge(seconds) {
   return `${Math.round(seconds / 60)} ${t("live.ago_min")}`;
 }
 
+export function chosenDay() {
+  // The district and service date chosen in the top bar, as the person sees them now
+  // (a page's own context catches up only when its refresh runs).
+  return { district: document.getElementById("district").value, date: document.getElementById("service-date").value };
+}
+
 export function todayIn(timezone) {
   // The service date "today" in the district's time zone, as YYYY-MM-DD.
   return new Intl.DateTimeFormat("en-CA", { timeZone: timezone }).format(new Date());

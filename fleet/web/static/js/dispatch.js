@@ -1,7 +1,8 @@
 // 调度: plan a date (watch the job's progress), see the routes in distinct colours on the
 // roads, print a truck's route sheet, publish, re-plan today's published plan from now.
 import {
-  api, can, clear, closeModal, fmtHours, forgetTrucks, fmtKm, fmtTime, h, openModal, qs, refusalText, routeColour, routeDash, showError,
+  api, can, chosenDay, clear, closeModal, fmtHours, forgetTrucks, fmtKm, fmtTime, h, openModal, qs, refusalText, routeColour, routeDash,
+  showError,
   textOf, toast,
 } from "./core.js";
 import { currentLang, has, t } from "./i18n.js";
@@ -92,9 +93,11 @@ export class DispatchPage {
     const button = document.getElementById("plan-start");
     button.disabled = true;
     try {
+      // What the top bar shows now, even if this page has not caught up with it yet.
+      const { district, date } = chosenDay();
       const job = await api("/plans/jobs", {
         method: "POST",
-        body: { district_id: this.ctx.district, service_date: this.ctx.date, time_limit_s: Number(budget) },
+        body: { district_id: district, service_date: date, time_limit_s: Number(budget) },
       });
       this.watch(job.job_id);
     } catch (err) {
