@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -112,8 +113,15 @@ class PgServer:
             warnings.warn("test databases left behind: " + "; ".join(failures), stacklevel=1)
 
 
+def _service_folder(name: str) -> tempfile.TemporaryDirectory[str]:
+    """A folder for a private server, removed when the run ends. Not under pytest's own
+    temporary folders: pytest deletes all but the newest three of those, so a second
+    test run started meanwhile would pull the data from under this run's servers."""
+    return tempfile.TemporaryDirectory(prefix=f"clearday-test-{name}-")
+
+
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg() -> Iterator[PgServer]:
     configured = os.environ.get("CLEARDAY_DATABASE_URL")
     timescale = os.environ.get(TIMESCALE_ENV, "") not in ("", "0")
     private: PrivatePostgres | None = None
@@ -126,7 +134,8 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
                 "server): the private PostgreSQL the tests start has no TimescaleDB"
             )
         else:
-            private = PrivatePostgres(tmp_path_factory.mktemp("pg") / "data", durable=False).start()
+            folder = _service_folder("pg")
+            private = PrivatePostgres(Path(folder.name) / "data", durable=False).start()
             admin_url = private.admin_url
         server = PgServer(admin_url, timescale=timescale)
     except (ServiceError, psycopg.Error, OSError) as exc:
@@ -136,24 +145,27 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
     finally:
         if private:
             private.stop()  # the whole throwaway cluster goes, databases and all
+            folder.cleanup()
         else:
             server.drop_all()
 
 
 @pytest.fixture(scope="session")
-def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mqtt_url() -> Iterator[str]:
     configured = os.environ.get("CLEARDAY_MQTT_URL")
     if configured:
         yield configured
         return
+    folder = _service_folder("mosquitto")
     try:
-        broker = PrivateMosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+        broker = PrivateMosquitto(Path(folder.name)).start()
     except ServiceError as exc:
         pytest.exit(f"no MQTT broker for the tests: {exc}", returncode=3)
     try:
         yield broker.url
     finally:
         broker.stop()
+        folder.cleanup()
 
 
 @pytest.fixture
