@@ -57,6 +57,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    # The server starts before the page and stops after the page is closed: a page left
+    # open while the server stops logs its polls' refused connections as errors.
+    request.getfixturevalue("live_server")
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
     page = context.new_page()
     errors: list[str] = []
