@@ -92,6 +92,10 @@ class PlannedStop:
     kind: str  # start / point / station / break / end
     site_id: str | None  # point, station or depot id
     arrival_at: datetime
+    # Where the stop is (None: a break, or unknown) and a point's fence.
+    lat: float | None = None
+    lon: float | None = None
+    radius_m: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -224,14 +224,15 @@ def replace_detection(
             cur.executemany(
                 """INSERT INTO visit (truck_id, service_date, kind, site_kind, site_id, arrived_at,
                                       departed_at, dwell_s, is_open, fixes, distance_m, speed_kmh,
-                                      evidence, end_seen, confidence)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                      evidence, end_seen, confidence, lat, lon)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (truck_id, arrived_at, kind, site_kind, site_id) DO UPDATE SET
                        departed_at = excluded.departed_at, dwell_s = excluded.dwell_s,
                        is_open = excluded.is_open, fixes = excluded.fixes,
                        distance_m = excluded.distance_m, speed_kmh = excluded.speed_kmh,
                        evidence = excluded.evidence, service_date = excluded.service_date,
-                       end_seen = excluded.end_seen, confidence = excluded.confidence""",
+                       end_seen = excluded.end_seen, confidence = excluded.confidence,
+                       lat = excluded.lat, lon = excluded.lon""",
                 [
                     (
                         truck_id,
@@ -249,6 +250,8 @@ def replace_detection(
                         Jsonb([e.as_json() for e in v.evidence]),
                         v.end_seen,
                         v.confidence,
+                        v.lat,
+                        v.lon,
                     )
                     for v in keep
                 ],
@@ -427,6 +430,8 @@ def _visit(row: Sequence[Any]) -> Visit:
         ev,
         seen,
         confidence,
+        lat,
+        lon,
     ) = row
     evidence = tuple(
         DeviceEvent(
@@ -454,11 +459,13 @@ def _visit(row: Sequence[Any]) -> Visit:
         evidence=evidence,
         end_seen=seen,
         confidence=confidence,
+        lat=lat,
+        lon=lon,
     )
 
 
 _VISIT_COLS = """truck_id, kind, site_kind, site_id, arrived_at, departed_at, dwell_s, is_open,
-                 fixes, distance_m, speed_kmh, evidence, end_seen, confidence"""
+                 fixes, distance_m, speed_kmh, evidence, end_seen, confidence, lat, lon"""
 
 
 def day_visits(
@@ -545,15 +552,19 @@ def truck_days(
                                  FROM plan_stop ps JOIN day_plans dp USING (plan_id)
                                 ORDER BY ps.truck_id, dp.age)
            SELECT ps.truck_id, ps.seq, ps.kind, coalesce(ps.point_id, ps.station_id, ps.depot_id),
-                  ps.arrival_at
+                  ps.arrival_at, coalesce(cp.lat, ts.lat, dp.lat), coalesce(cp.lon, ts.lon, dp.lon),
+                  coalesce(cp.geofence_radius_m, 0)::float8
              FROM plan_stop ps JOIN truck_plan tp USING (truck_id, plan_id)
+             LEFT JOIN collection_point cp ON cp.point_id = ps.point_id
+             LEFT JOIN transfer_station ts ON ts.station_id = ps.station_id
+             LEFT JOIN depot dp ON dp.depot_id = ps.depot_id
             WHERE ps.point_id IS NULL
                OR NOT EXISTS (SELECT 1 FROM plan_points newer
                                WHERE newer.point_id = ps.point_id AND newer.age < tp.age)
             ORDER BY ps.truck_id, ps.seq""",
         {"district": district_id, "date": service_date},
     ):
-        planned[s[0]].append(PlannedStop(s[1], s[2], s[3], s[4]))
+        planned[s[0]].append(PlannedStop(*s[1:]))
     by_truck: dict[str, list[Visit]] = defaultdict(list)
     for v in visits:
         by_truck[v.truck_id].append(v)

@@ -107,6 +107,10 @@ class Visit:
     # How sure the detector is that this visit was at this site: 1 for a stay whose
     # fixes lie in the fence, less for a drifted stay (see ``VisitParams.drift_*``).
     confidence: float = 1.0
+    # A stay's median position (None for passes and event-only visits): where a stop
+    # at no site stood, so the rules can tell which planned stop it stood beside.
+    lat: float | None = None
+    lon: float | None = None
 
     @property
     def drifted(self) -> bool:
@@ -304,7 +308,7 @@ def detect(
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
     extra = _attach_events(truck_id, evidence, stays, ts, p)
     tz = track[0].at.tzinfo if track else (events[0].at.tzinfo if events else None)
-    visits = [_stay_visit(truck_id, s, tz) for s in stays] + passes + extra
+    visits = [_stay_visit(truck_id, s, track, tz) for s in stays] + passes + extra
     visits.sort(key=lambda v: (v.arrived_at, v.kind, v.site_id or ""))
     gaps = tuple(
         Gap(
@@ -894,7 +898,7 @@ def _has_fix_near(ts: list[float], at: float, within_s: float) -> bool:
     return any(0 <= j < len(ts) and abs(ts[j] - at) <= within_s for j in (k - 1, k))
 
 
-def _stay_visit(truck_id: str, s: _Stay, tz: Any) -> Visit:
+def _stay_visit(truck_id: str, s: _Stay, track: list[Fix], tz: Any) -> Visit:
     return Visit(
         truck_id=truck_id,
         kind="stay",
@@ -910,4 +914,6 @@ def _stay_visit(truck_id: str, s: _Stay, tz: Any) -> Visit:
         evidence=tuple(s.events),
         end_seen=s.end_seen,
         confidence=s.confidence,
+        lat=round(median(track[k].lat for k in s.idx), 7),
+        lon=round(median(track[k].lon for k in s.idx), 7),
     )
