@@ -1,0 +1,100 @@
+"""The clearance ledger: one row per due point and service date."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from fleet.alerts.ledger import Verdict
+
+LedgerRow = dict[str, Any]
+_COLUMNS = (
+    "service_date", "point_id", "district_id", "stream", "plan_id", "planned_truck_id",
+    "planned_seq", "planned_arrival_at", "window_start_at", "window_end_at", "deadline_at",
+    "status", "reason", "cleared_at", "cleared_by_truck_id", "dwell_s", "delivery",
+    "delivered_at", "delivered_station_id", "evidence", "confidence",
+)  # fmt: skip
+
+
+def ledger_row(v: Verdict) -> LedgerRow:
+    d = v.due
+    return {
+        "service_date": d.service_date, "point_id": d.point_id, "district_id": d.district_id,
+        "stream": d.stream, "plan_id": d.plan_id, "planned_truck_id": d.planned_truck_id,
+        "planned_seq": d.planned_seq, "planned_arrival_at": d.planned_arrival_at,
+        "window_start_at": d.window_start_at, "window_end_at": d.window_end_at,
+        "deadline_at": d.deadline_at, "status": v.status, "reason": v.reason,
+        "cleared_at": v.cleared_at, "cleared_by_truck_id": v.cleared_by_truck_id,
+        "dwell_s": None if v.dwell_s is None else round(v.dwell_s, 3),
+        "delivery": v.delivery, "delivered_at": v.delivered_at,
+        "delivered_station_id": v.delivered_station_id,
+        "evidence": Jsonb(v.evidence, dumps=_dumps), "confidence": v.confidence,
+    }  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def write_ledger(conn: psycopg.Connection, rows: Sequence[LedgerRow], *, now: datetime) -> None:
+    if not rows:
+        return
+    names = ", ".join(_COLUMNS)
+    values = ", ".join(f"%({c})s" for c in _COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:] if c != "status")
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"""INSERT INTO ledger_entry ({names}, status_since, computed_at)
+                VALUES ({values}, %(now)s, %(now)s)
+                ON CONFLICT (service_date, point_id) DO UPDATE SET {updates},
+                    status = excluded.status,
+                    status_since = CASE WHEN ledger_entry.status = excluded.status
+                                        THEN ledger_entry.status_since
+                                        ELSE excluded.status_since END,
+                    computed_at = excluded.computed_at""",
+            [{**r, "now": now} for r in rows],
+        )
+
+
+def drop_ledger_except(
+    conn: psycopg.Connection, *, district_id: str, service_date: date, keep: Sequence[str]
+) -> None:
+    """Points no longer due (the plan changed) leave the ledger."""
+    conn.execute(
+        """DELETE FROM ledger_entry WHERE district_id = %s AND service_date = %s
+                                      AND NOT (point_id = ANY(%s))""",
+        (district_id, service_date, list(keep)),
+    )
+
+
+def ledger_entries(
+    conn: psycopg.Connection,
+    *,
+    service_date: date,
+    district_ids: Sequence[str] | None,
+    status: str | None,
+    truck_id: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """Ledger rows of a service date with the point's name and position, by district
+    and point (`truck_id`: planned for or cleared by that truck)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT l.*, p.name AS point_name, p.lat, p.lon
+                 FROM ledger_entry l LEFT JOIN collection_point p USING (point_id)
+                WHERE l.service_date = %(d)s
+                  AND (%(ds)s::text[] IS NULL OR l.district_id = ANY(%(ds)s))
+                  AND (%(st)s::text IS NULL OR l.status = %(st)s)
+                  AND (%(tr)s::text IS NULL OR l.planned_truck_id = %(tr)s
+                       OR l.cleared_by_truck_id = %(tr)s)
+                ORDER BY l.district_id, l.point_id LIMIT %(lim)s OFFSET %(off)s""",
+            {"d": service_date, "ds": None if district_ids is None else list(district_ids),
+             "st": status, "tr": truck_id, "lim": limit, "off": max(0, offset)},
+        ).fetchall()  # fmt: skip
