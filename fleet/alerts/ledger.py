@@ -30,8 +30,8 @@ from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import Any, Literal
 
-from fleet.alerts.geo import haversine_m
 from fleet.alerts.visits import Gap, Visit, VisitParams
+from routing.vocab import haversine_m
 
 LedgerStatus = Literal["pending", "cleared", "partial", "missed", "unverifiable"]
 Delivery = Literal["none", "on_truck", "delivered", "not_delivered"]

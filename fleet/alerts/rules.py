@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from fleet.alerts.geo import haversine_m
 from fleet.alerts.ledger import (
     DRIFT_REACH_M,
     DuePoint,
@@ -42,6 +41,7 @@ from fleet.alerts.ledger import (
     visit_json,
 )
 from fleet.alerts.visits import Visit
+from routing.vocab import haversine_m
 
 AlertKind = Literal[
     "missed", "drive_by", "not_cleared_by_deadline", "not_unloaded", "offline", "stationary"
