@@ -832,7 +832,7 @@ def _road_passes(
     # The likeliest road skirts the fence. A truck that turned round at the point (a
     # drive-by into a side street or lane) is nearly as likely on the fixes: then the
     # pass stands.
-    via = roads.best_via(route, pts, sigma, travelled, sx, sy, fence)
+    via = roads.best_via(pts, sigma, travelled, sx, sy, fence)
     return via is not None and via.score <= route.score + p.pass_road_margin
 
 
