@@ -10,6 +10,7 @@ P3 (800), a station at 1600 and the depot at -500 (see test_rules).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
@@ -430,7 +431,7 @@ LEGS = {
 }
 
 
-def reported(legs: list[tuple[float, ...]], phase_s: float) -> list[Fix]:
+def reported(legs: Sequence[tuple[float, ...]], phase_s: float) -> list[Fix]:
     """Fixes every 10 s from `phase_s` along `legs` (x0, y0, x1, y1, km/h), each with the
     speed of its leg, as the simulator's terminals report."""
     out = []

@@ -368,12 +368,13 @@ def test_a_planned_wait_after_idling_beside_the_point_is_not_stationary() -> Non
     t.drive(-50, 300, 30).drive(-200, 300, 30).stay(4 * 3600)
     day = truck_day("T1", t.fixes)
     times = {"start": "06:00", "P1": "06:10", "P2": "11:00", "P3": "11:10"}
+    where = {p.site_id: p for p in (P1, P2, P3)}
     timed = tuple(
         dataclasses.replace(
             s,
             arrival_at=at(times.get(s.site_id or "", times.get(s.kind, "12:00"))),
-            lat=SITES.get("point", s.site_id).lat if s.kind == "point" else None,  # type: ignore[union-attr]
-            lon=SITES.get("point", s.site_id).lon if s.kind == "point" else None,  # type: ignore[union-attr]
+            lat=where[s.site_id].lat if s.site_id in where else None,
+            lon=where[s.site_id].lon if s.site_id in where else None,
             radius_m=30.0,
         )
         for s in day.planned
