@@ -573,6 +573,10 @@ def _match_drifted(
         if 0 <= k < len(ts) - 1 and ts[k + 1] - ts[k] <= p.pass_max_gap_s
     ]
     near.sort(key=lambda item: item[0])
+    # Where roads are imported: does the stay's median lie on one (where a truck stands)?
+    on_road = sites.roads is not None and sites.roads.has_road_near(
+        stay.x, stay.y, p.drift_road_halfwidth_m + _median_margin(stay, track, p)
+    )
     for d, ps in near:
         # Straight on: no fix between the two, so the truck never moved; only its fixes
         # did (a truck that drove on to the next point is not standing beside it).
@@ -587,18 +591,39 @@ def _match_drifted(
     for d, ps in near:
         # Deep inside the fence (half its radius), so that noise alone rarely fakes it
         # for a truck standing 50 m off.
-        if any(
-            segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m / 2
+        crossed = [
+            a
             for a, b in segments
+            if segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m / 2
+        ]
+        if crossed and not (
+            crossed == [last] and on_road and _drove_through(stay, ps, last, ts, xs, ys, p)
         ):
             stay.site, stay.distance_m = ps.site, d
             stay.confidence = p.drift_crossing_confidence
             return
-    if sites.roads is not None and not sites.roads.has_road_near(
-        stay.x, stay.y, p.drift_road_halfwidth_m + _median_margin(stay, track, p)
-    ):
+    if sites.roads is not None and not on_road:
         stay.site, stay.distance_m = near[0][1].site, near[0][0]
         stay.confidence = p.drift_crossing_confidence
+
+
+def _drove_through(
+    stay: _Stay,
+    ps: _PSite,
+    last: int,
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> bool:
+    """Did the truck, leaving a stay on the road beside the point, drive on through it:
+    a fix within a minute after the stay lies on the point's side of it, beyond the fence
+    + ``pass_margin_m``? Then its way out crossed the fence because it drove through the
+    point, not because the stay's fixes drifted off it (a truck served there leaves from
+    the point; one that stood on the street short of it drives through it)."""
+    end = bisect.bisect_right(ts, ts[last] + p.pass_stay_adjacent_s, lo=last + 1)
+    beyond = ps.site.radius_m + p.pass_margin_m
+    return _went_past(stay, ps.x, ps.y, beyond, xs, ys, last + 1, end - 1)
 
 
 def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:

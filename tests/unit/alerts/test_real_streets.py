@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from fleet.alerts import rules
 from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, detect
 
 from .test_rules import D1, P1, P2, P3, S1, due, evaluate, truck_day
@@ -465,3 +466,25 @@ def test_the_junction_by_a_side_street_is_no_pass_at_its_end(legs: str, phase_s:
     """Through the junction, or up the north spur and back: never by U."""
     found = detect("T1", reported(LEGS[legs], phase_s), [], SITES_U)
     assert [v for v in found.visits if v.kind == "pass"] == []
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_standing_short_of_the_point_then_driving_through_it_is_missed_with_a_drive_by(
+    seed: int,
+) -> None:
+    """At P2's turn the truck stands on the street 54 m short of P2 for 7 minutes, then
+    drives on through P2, its first two fixes on the way lost: its way out of the stop
+    crosses the middle of P2's fence. It drove through the point (the fixes after it lie
+    on P2's far side); a truck serving P2 with its fixes drifted off would have left
+    from P2. Missed with a drive-by, not unverifiable."""
+    t = Track(at("06:00"), x=-500, seed=seed, noise_m=10).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(346, 0, 30).stay(420)
+    away = len(t.fixes)
+    t.drive(800, 0, 20).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    del t.fixes[away : away + 2]
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "drive_by")
+    (incident,) = [a for a in alerts if a.point_id == "P2"]
+    assert "drive_by" in rules.stages_of(incident)
