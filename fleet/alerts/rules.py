@@ -468,23 +468,26 @@ def _planned_wait_s(day: TruckDay, stay: Visit, p: RuleParams) -> float:
 
 def _reached_rank(day: TruckDay, placed: Sequence[PlannedStop], at: datetime, p: RuleParams) -> int:
     """How far along its route the truck had come by `at`: the rank of the last planned
-    stop it stood at. A stay in a site's fence reaches that site's next stop; a stay at
-    no site reaches one of the next few stops it was due at when it stood beside it
-    (within its fence + ``DRIFT_REACH_M``): a truck idling across the street from its
-    point, or whose fixes drifted, was at that stop of its route, and the wait the plan
-    has there (for a window, for the break) follows it."""
+    stop it stood at, or drove past. A stay in a site's fence reaches that site's next
+    stop; a stay at no site reaches one of the next few stops it was due at when it
+    stood beside it (within its fence + ``DRIFT_REACH_M``): a truck idling across the
+    street from its point, or whose fixes drifted, was at that stop of its route. A pass
+    at the very next stop reaches it too (the truck left it out and went on). From
+    there, the wait the plan has after that stop (for a window, for the break) is the
+    truck's."""
     rank = -1
     for v in day.visits:
         if v.arrived_at > at:
             break
-        if v.kind != "stay":
-            continue
-        if v.site_id is not None:
+        nxt = None
+        if v.kind == "stay" and v.site_id is not None:
             nxt = next(
                 (r for r in range(rank + 1, len(placed)) if placed[r].site_id == v.site_id), None
             )
-        else:
+        elif v.kind == "stay":
             nxt = _stop_beside(v, placed, rank, p)
+        elif v.kind == "pass" and rank + 1 < len(placed) and placed[rank + 1].site_id == v.site_id:
+            nxt = rank + 1
         if nxt is not None:
             rank = nxt
     return rank
