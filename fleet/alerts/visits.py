@@ -211,6 +211,9 @@ class VisitParams:
     # where the truck stood. Beside a point, its fixes drifted off it: as sure as a
     # crossing (the point is the likeliest place, not the only one).
     drift_road_halfwidth_m: float = 10.0
+    # Leaving a stop beside a point, a fix this many accuracies nearer the point than the
+    # stop is the truck driving toward it, not noise (see ``_passes``).
+    came_toward_accuracies: float = 3.0
     # Events within this of a stay belong to it.
     event_slack_s: float = 60.0
     # An event is "in a GPS gap" when no fix lies within this of it.
@@ -748,14 +751,18 @@ def _passes(
             # middle of it: a pass only if a fix on the way lay on the point's side of the
             # stop, clear of the point — it came or went by way of the point, not back or
             # aside (noise on a truck pulling away from 45 m off brings a fix or two near
-            # the point).
+            # the point) — or came nearer the point than the stop by more than noise
+            # explains (a truck that left a neighbour, turned round at the point and came
+            # back past the junction has no fix beyond it).
+            toward_m = p.came_toward_accuracies * p.default_accuracy_m
             if any(
                 s.site is not site
                 and s.arrived - adj <= start <= s.departed + adj
-                and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                and (d_stay := math.hypot(s.x - sx, s.y - sy)) <= site.radius_m + p.drift_reach_m
                 and not _went_past(
                     s, sx, sy, site.radius_m + p.pass_margin_m, xs, ys, int(first_seg), settled_k
                 )
+                and not _came_toward(sx, sy, d_stay - toward_m, xs, ys, int(first_seg), settled_k)
                 for s in stays
             ):
                 continue
@@ -784,6 +791,13 @@ def _passes(
                 )
             )
     return out
+
+
+def _came_toward(
+    sx: float, sy: float, within_m: float, xs: list[float], ys: list[float], first: int, last: int
+) -> bool:
+    """Did a fix from `first` to `last` lie within `within_m` of the point (at sx, sy)?"""
+    return any(math.hypot(xs[k] - sx, ys[k] - sy) < within_m for k in range(first, last + 1))
 
 
 def _went_past(

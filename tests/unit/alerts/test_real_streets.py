@@ -488,3 +488,34 @@ def test_standing_short_of_the_point_then_driving_through_it_is_missed_with_a_dr
     assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "drive_by")
     (incident,) = [a for a in alerts if a.point_id == "P2"]
     assert "drive_by" in rules.stages_of(incident)
+
+
+# N, a point on the street up to J, 89 m from U: within reach of U's fence.
+N = site("point", "N", 66, -60)
+SITES_NU = SiteIndex([N, U], roads=SIDE_STREET)
+FROM_N = {
+    "by U": [(66, -60, 66, 0, 18), (66, 0, 0, 0, 41), (0, 0, 66, 0, 41), EAST],
+    "up the spur": [(66, -60, 66, 0, 18), (66, 0, 66, 66, 41), (66, 66, 66, 0, 41), EAST],
+}
+
+
+def served_n_then(legs: Sequence[tuple[float, ...]], phase_s: float) -> list[Fix]:
+    """Five minutes at N (σ = 10 m), then along `legs` from 13:00."""
+    t = Track(at("12:55"), x=66, y=-60, noise_m=10, seed=3).stay(300 - 10 + phase_s)
+    return t.fixes + reported(legs, phase_s)
+
+
+@pytest.mark.parametrize("phase_s", [0.5, 4.0, 6.0, 8.0])
+def test_turning_round_at_the_point_after_serving_a_neighbour_is_a_pass(phase_s: float) -> None:
+    """From N (89 m from U) up to J, into the side street and round at U, back and on
+    east: no fix lies beyond U on its far side, yet one lies 45 m nearer U than N's stop —
+    more than noise on a truck pulling away from N — and the road taken went by U."""
+    found = detect("T1", served_n_then(FROM_N["by U"], phase_s), [], SITES_NU)
+    assert [v.site_id for v in found.visits if v.kind == "pass"] == ["U"]
+
+
+@pytest.mark.parametrize("phase_s", [0.5, 4.0, 6.0, 8.0])
+def test_leaving_a_neighbour_up_the_spur_is_no_pass_at_the_point(phase_s: float) -> None:
+    """From N up to J, up the north spur and round, back and on east: never by U."""
+    found = detect("T1", served_n_then(FROM_N["up the spur"], phase_s), [], SITES_NU)
+    assert [v for v in found.visits if v.kind == "pass"] == []
