@@ -43,7 +43,10 @@ from fleet.alerts.repo.ledger import (
     LedgerRow,
     drop_ledger_except,
     ledger_entries,
+    ledger_json,
     ledger_row,
+    ledger_version,
+    status_counts,
     write_ledger,
 )
 from fleet.alerts.repo.plans import active_district_dates, due_points, published_plan_id, truck_days
@@ -59,7 +62,13 @@ from fleet.alerts.repo.tracks import (
     trucks_with_data,
     window_start,
 )
-from fleet.alerts.repo.webhooks import enqueue_webhook, webhook_secret
+from fleet.alerts.repo.webhooks import (
+    Delivery,
+    enqueue_webhook,
+    next_due_delivery,
+    record_attempt,
+    webhook_secret,
+)
 from fleet.alerts.repo.worker_state import (
     database_now,
     get_watermark,
@@ -74,15 +83,15 @@ from fleet.alerts.repo.worker_state import (
 )
 
 __all__ = [
-    "ClearedPointCase", "LedgerRow", "RaisedAlert", "TruckCase", "TruckRef",
+    "ClearedPointCase", "Delivery", "LedgerRow", "RaisedAlert", "TruckCase", "TruckRef",
     "active_district_dates", "add_case_event", "apply_transition", "case_detail",
     "changed_truck_days", "database_now", "day_bounds", "day_visits", "district_timezones",
     "drop_ledger_except", "due_points", "enqueue_webhook", "escalate_alert", "events", "fixes",
     "get_watermark", "heard", "insert_alert", "known_alert_keys", "lease_holders",
-    "ledger_entries", "ledger_row", "list_alerts", "list_cases", "lock_case", "lock_district",
-    "open_case_for", "open_point_cases_now_cleared", "open_truck_cases", "overdue_cases",
-    "published_plan_id", "read_in_zone", "refresh_truck_day", "release_leases",
+    "ledger_entries", "ledger_json", "ledger_row", "ledger_version", "list_alerts", "list_cases", "lock_case", "lock_district",
+    "next_due_delivery", "open_case_for", "open_point_cases_now_cleared", "open_truck_cases", "overdue_cases",
+    "published_plan_id", "read_in_zone", "record_attempt", "refresh_truck_day", "release_leases",
     "replace_detection", "roads", "save_heard", "set_watermark", "sites", "station_min_dwell",
-    "stays", "take_leases", "truck_days", "trucks", "trucks_with_data", "try_lock_district",
+    "status_counts", "stays", "take_leases", "truck_days", "trucks", "trucks_with_data", "try_lock_district",
     "webhook_secret", "window_start", "write_ledger",
 ]  # fmt: skip

@@ -98,3 +98,88 @@ def ledger_entries(
             {"d": service_date, "ds": None if district_ids is None else list(district_ids),
              "st": status, "tr": truck_id, "lim": limit, "off": max(0, offset)},
         ).fetchall()  # fmt: skip
+
+
+# The ledger of a big district is thousands of entries with their evidence: built as JSON
+# in PostgreSQL (one round trip, no Python object per entry), it is served about four
+# times faster than through `ledger_entries` and pydantic. Same filters and order as
+# `ledger_entries`; tests/integration/web/test_supervision.py holds the two equal. Times
+# are in the district's zone, as everywhere a person reads them (`iso_local`, 0014).
+_LEDGER_JSON = """
+SELECT json_build_object('service_date', %(d)s::date, 'entries', coalesce(json_agg(json_build_object(
+    'service_date', e.service_date, 'point_id', e.point_id, 'point_name', e.point_name,
+    'district_id', e.district_id, 'stream', e.stream, 'lat', e.lat, 'lon', e.lon,
+    'status', e.status, 'reason', e.reason, 'planned_truck_id', e.planned_truck_id,
+    'planned_seq', e.planned_seq, 'planned_arrival_at', iso_local(e.planned_arrival_at, e.tz),
+    'window_start_at', iso_local(e.window_start_at, e.tz),
+    'window_end_at', iso_local(e.window_end_at, e.tz),
+    'deadline_at', iso_local(e.deadline_at, e.tz), 'cleared_at', iso_local(e.cleared_at, e.tz),
+    'cleared_by_truck_id', e.cleared_by_truck_id, 'dwell_s', e.dwell_s,
+    'delivery', e.delivery, 'delivered_at', iso_local(e.delivered_at, e.tz),
+    'delivered_station_id', e.delivered_station_id, 'evidence', e.evidence,
+    'confidence', e.confidence,
+    'status_since', iso_local(e.status_since, e.tz), 'computed_at', iso_local(e.computed_at, e.tz))
+    ORDER BY e.district_id, e.point_id), '[]'::json))::text AS ledger
+FROM (
+    SELECT l.*, p.name AS point_name, p.lat, p.lon, d.timezone AS tz
+      FROM ledger_entry l LEFT JOIN collection_point p USING (point_id)
+      JOIN district d ON d.district_id = l.district_id
+     WHERE l.service_date = %(d)s
+       AND (%(ds)s::text[] IS NULL OR l.district_id = ANY(%(ds)s))
+       AND (%(st)s::text IS NULL OR l.status = %(st)s)
+       AND (%(tr)s::text IS NULL OR l.planned_truck_id = %(tr)s OR l.cleared_by_truck_id = %(tr)s)
+     ORDER BY l.district_id, l.point_id LIMIT %(lim)s OFFSET %(off)s
+) e
+"""
+
+
+# Every write of a ledger row gives it a new xmin (the writing transaction), so the
+# count and the largest xmin change whenever the ledger does — even when a replay
+# recomputes a day with the same `now`.
+_LEDGER_VERSION = """
+SELECT count(*) AS entries, max(xmin::text::bigint) AS newest FROM ledger_entry
+ WHERE service_date = %(d)s AND (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
+"""
+
+
+def ledger_json(
+    conn: psycopg.Connection,
+    *,
+    service_date: date,
+    district_ids: Sequence[str] | None,
+    status: str | None,
+    truck_id: str | None,
+    limit: int,
+    offset: int,
+) -> str:
+    """The ledger entries of `ledger_entries` as one JSON object, built in the database."""
+    params = {"d": service_date, "ds": None if district_ids is None else list(district_ids),
+              "st": status, "tr": truck_id, "lim": limit, "off": offset}  # fmt: skip
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_LEDGER_JSON, params, prepare=True).fetchone()
+    assert row is not None
+    return str(row["ledger"])
+
+
+def ledger_version(
+    conn: psycopg.Connection, *, service_date: date, district_ids: Sequence[str] | None
+) -> tuple[Any, ...]:
+    """What changes whenever the ledger rows of a day (in `district_ids`) do."""
+    params = {"d": service_date, "ds": None if district_ids is None else list(district_ids)}
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_LEDGER_VERSION, params, prepare=True).fetchone()
+    return (row["entries"], row["newest"]) if row else ()
+
+
+def status_counts(
+    conn: psycopg.Connection, *, service_date: date, district_id: str | None
+) -> list[tuple[str, int]]:
+    """(status, points) of a day's ledger (of one district, or all), by status."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT status, count(*) AS points FROM ledger_entry
+                WHERE service_date = %(d)s AND (%(district)s::text IS NULL OR district_id = %(district)s)
+                GROUP BY 1 ORDER BY 1""",
+            {"d": service_date, "district": district_id},
+        ).fetchall()
+    return [(r["status"], r["points"]) for r in rows]
