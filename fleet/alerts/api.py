@@ -122,9 +122,11 @@ def ledger(
     body = _ledger_cache.get(key, version)
     if body is None:
         body = repo.ledger_json(
-            conn, service_date=day, district_ids=scope, status=status, truck_id=truck_id,
-            limit=limit, offset=offset,
-        ).encode()  # fmt: skip
+            conn,
+            repo.LedgerFilter(
+                day, None if scope is None else tuple(scope), status, truck_id, limit, offset
+            ),
+        ).encode()
         _ledger_cache.put(key, version, body)
     # The cached object, with the server's clock of this answer as its first member.
     now = json.dumps({"now": now_utc().isoformat()}).encode()

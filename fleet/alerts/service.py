@@ -111,8 +111,11 @@ def ledger(
 ) -> list[LedgerEntryOut]:
     """The clearance ledger of a service date (one entry per due point), by point id."""
     rows = repo.ledger_entries(
-        conn, service_date=service_date, district_ids=district_ids, status=status,
-        truck_id=truck_id, limit=_limit(limit), offset=offset,
+        conn,
+        repo.LedgerFilter(
+            service_date, None if district_ids is None else tuple(district_ids), status,
+            truck_id, _limit(limit), offset,
+        ),
     )  # fmt: skip
     return _in_district_time(conn, [LedgerEntryOut(**r) for r in rows])
 

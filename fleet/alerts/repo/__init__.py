@@ -40,6 +40,7 @@ from fleet.alerts.repo.district import (
     trucks,
 )
 from fleet.alerts.repo.ledger import (
+    LedgerFilter,
     LedgerRow,
     drop_ledger_except,
     ledger_entries,
@@ -83,7 +84,7 @@ from fleet.alerts.repo.worker_state import (
 )
 
 __all__ = [
-    "ClearedPointCase", "Delivery", "LedgerRow", "RaisedAlert", "TruckCase", "TruckRef",
+    "ClearedPointCase", "Delivery", "LedgerFilter", "LedgerRow", "RaisedAlert", "TruckCase", "TruckRef",
     "active_district_dates", "add_case_event", "apply_transition", "case_detail",
     "changed_truck_days", "database_now", "day_bounds", "day_visits", "district_timezones",
     "drop_ledger_except", "due_points", "enqueue_webhook", "escalate_alert", "events", "fixes",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -73,18 +74,31 @@ def drop_ledger_except(
     )
 
 
-def ledger_entries(
-    conn: psycopg.Connection,
-    *,
-    service_date: date,
-    district_ids: Sequence[str] | None,
-    status: str | None,
-    truck_id: str | None,
-    limit: int,
-    offset: int,
-) -> list[dict[str, Any]]:
-    """Ledger rows of a service date with the point's name and position, by district
-    and point (`truck_id`: planned for or cleared by that truck)."""
+@dataclass(frozen=True, slots=True)
+class LedgerFilter:
+    """Which ledger entries to read: a service date, then (None: any) districts, status
+    and truck (planned for or cleared by it), a page by district and point."""
+
+    service_date: date
+    district_ids: tuple[str, ...] | None = None
+    status: str | None = None
+    truck_id: str | None = None
+    limit: int = 5000
+    offset: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "d": self.service_date,
+            "ds": None if self.district_ids is None else list(self.district_ids),
+            "st": self.status,
+            "tr": self.truck_id,
+            "lim": self.limit,
+            "off": max(0, self.offset),
+        }
+
+
+def ledger_entries(conn: psycopg.Connection, f: LedgerFilter) -> list[dict[str, Any]]:
+    """Ledger rows with the point's name and position."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT l.*, p.name AS point_name, p.lat, p.lon
@@ -95,9 +109,8 @@ def ledger_entries(
                   AND (%(tr)s::text IS NULL OR l.planned_truck_id = %(tr)s
                        OR l.cleared_by_truck_id = %(tr)s)
                 ORDER BY l.district_id, l.point_id LIMIT %(lim)s OFFSET %(off)s""",
-            {"d": service_date, "ds": None if district_ids is None else list(district_ids),
-             "st": status, "tr": truck_id, "lim": limit, "off": max(0, offset)},
-        ).fetchall()  # fmt: skip
+            f.params(),
+        ).fetchall()
 
 
 # The ledger of a big district is thousands of entries with their evidence: built as JSON
@@ -142,21 +155,10 @@ SELECT count(*) AS entries, max(xmin::text::bigint) AS newest FROM ledger_entry
 """
 
 
-def ledger_json(
-    conn: psycopg.Connection,
-    *,
-    service_date: date,
-    district_ids: Sequence[str] | None,
-    status: str | None,
-    truck_id: str | None,
-    limit: int,
-    offset: int,
-) -> str:
-    """The ledger entries of `ledger_entries` as one JSON object, built in the database."""
-    params = {"d": service_date, "ds": None if district_ids is None else list(district_ids),
-              "st": status, "tr": truck_id, "lim": limit, "off": offset}  # fmt: skip
+def ledger_json(conn: psycopg.Connection, f: LedgerFilter) -> str:
+    """The entries `ledger_entries` reads, as one JSON object built in the database."""
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_LEDGER_JSON, params, prepare=True).fetchone()
+        row = cur.execute(_LEDGER_JSON, f.params(), prepare=True).fetchone()
     assert row is not None
     return str(row["ledger"])
 
