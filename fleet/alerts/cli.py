@@ -12,7 +12,7 @@ from typing import Annotated, Literal, cast
 import typer
 
 from fleet import db
-from fleet.alerts import service, worker
+from fleet.alerts import repo, service, worker
 from fleet.alerts.models import ReportBy
 from fleet.config import Settings
 
@@ -132,11 +132,7 @@ def register(app: typer.Typer) -> None:
                 conn=conn, settings=settings, service_date=day,
                 district_id=district or None, now=_instant(now, "--now"),
             )  # fmt: skip
-            counts = conn.execute(
-                """SELECT status, count(*) FROM ledger_entry
-                    WHERE service_date = %s AND (%s = '' OR district_id = %s) GROUP BY 1 ORDER BY 1""",
-                (day, district, district),
-            ).fetchall()
+            counts = repo.status_counts(conn, service_date=day, district_id=district or None)
         typer.echo(
             f"{day}: {stats['truck_days']} truck-days re-detected, {stats['district_days']} district-days; "
             f"{stats['alerts_raised']} new alerts, {stats['cases_auto_closed']} cases auto-closed"

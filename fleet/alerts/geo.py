@@ -11,21 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Generic, Protocol, TypeVar
 
-EARTH_RADIUS_M = 6_371_008.8
 M_PER_DEG_LAT = 111_320.0
 
 
 def m_per_deg_lon(lat: float) -> float:
     return M_PER_DEG_LAT * math.cos(math.radians(lat))
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = (
-        math.sin((p2 - p1) / 2) ** 2
-        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 class Projection:

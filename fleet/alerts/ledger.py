@@ -30,8 +30,8 @@ from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from typing import Any, Literal
 
-from fleet.alerts.geo import haversine_m
 from fleet.alerts.visits import Gap, Visit, VisitParams
+from routing.vocab import haversine_m
 
 LedgerStatus = Literal["pending", "cleared", "partial", "missed", "unverifiable"]
 Delivery = Literal["none", "on_truck", "delivered", "not_delivered"]
@@ -92,6 +92,10 @@ class PlannedStop:
     kind: str  # start / point / station / break / end
     site_id: str | None  # point, station or depot id
     arrival_at: datetime
+    # Where the stop is (None: a break, or unknown) and a point's fence.
+    lat: float | None = None
+    lon: float | None = None
+    radius_m: float = 0.0
 
 
 @dataclass(frozen=True)

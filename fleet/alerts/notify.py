@@ -155,14 +155,11 @@ class Sender:
         done = 0
         while done < limit:
             with conn.transaction():
-                row = conn.execute(
-                    """SELECT delivery_id, url, event, payload, attempts FROM webhook_delivery
-                        WHERE state = 'pending' AND next_attempt_at <= now()
-                        ORDER BY next_attempt_at, delivery_id LIMIT 1 FOR UPDATE SKIP LOCKED"""
-                ).fetchone()
-                if row is None:
+                due = repo.next_due_delivery(conn)
+                if due is None:
                     return done
-                delivery_id, url, event, payload, attempts = row
+                delivery_id, url, event, payload = due.delivery_id, due.url, due.event, due.payload
+                attempts = due.attempts
                 body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
                 secret = self.secret or repo.webhook_secret(conn, url=url).encode()
                 headers = self.headers(
@@ -180,13 +177,10 @@ class Sender:
                     )  # fmt: skip
                 else:
                     state = "pending"
-                conn.execute(
-                    """UPDATE webhook_delivery SET state = %s, attempts = %s, last_status = %s,
-                           last_error = %s, delivered_at = CASE WHEN %s THEN now() END,
-                           next_attempt_at = now() + make_interval(secs => %s)
-                        WHERE delivery_id = %s""",
-                    (state, attempts, outcome.status, outcome.error, outcome.ok,
-                     backoff_s(attempts), delivery_id),
+                repo.record_attempt(
+                    conn, delivery_id=delivery_id, state=state, attempts=attempts,
+                    status=outcome.status, error=outcome.error, delivered=outcome.ok,
+                    retry_in_s=backoff_s(attempts),
                 )  # fmt: skip
                 done += 1
         return done

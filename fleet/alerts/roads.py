@@ -234,14 +234,9 @@ class RoadIndex:
         when the terminal reports speed — or None when no road is near both ends."""
         if len(pts) < 2:
             return None
-        first, last = pts[0], pts[-1]
-        head_a = _heading(pts, forward=True)
-        head_b = _heading(pts, forward=False)
-        reach = max(40.0, 3.0 * sigma_m)
-        starts = self.snaps(*first, reach, head_a)
-        ends = self.snaps(*last, reach, head_b)
         straight, cutoff = _span(pts)
         best: Route | None = None
+        starts, ends = self._ends(pts, sigma_m)
         for a in starts:
             for b in ends:
                 line = self.route(a, b, cutoff)
@@ -252,9 +247,16 @@ class RoadIndex:
                     best = route
         return best
 
+    def _ends(self, pts: Sequence[XY], sigma_m: float) -> tuple[list[Snap], list[Snap]]:
+        """Where a route explaining `pts` may begin and end: the snaps of the first fix
+        and of the last, on roads running the way the truck moved."""
+        reach = max(40.0, 3.0 * sigma_m)
+        starts = self.snaps(*pts[0], reach, _heading(pts, forward=True))
+        ends = self.snaps(*pts[-1], reach, _heading(pts, forward=False))
+        return starts, ends
+
     def best_via(
         self,
-        route: Route,
         pts: Sequence[XY],
         sigma_m: float,
         travelled_m: float | None,
@@ -262,20 +264,24 @@ class RoadIndex:
         y: float,
         within_m: float,
     ) -> Route | None:
-        """The best route between the same two ends as `route` that goes by the place
-        (x, y), on a road within `within_m` of it — turning round there if need be."""
+        """The route that best explains `pts` (as ``best_route``) among those that go by
+        the place (x, y), on a road within `within_m` of it — turning round there if need
+        be. Its ends are chosen afresh: the likeliest route may begin on another road (a
+        truck that came up a side street and turned round at the point is explained
+        worst by a route that begins on the street it turned into)."""
         straight, cutoff = _span(pts)
+        starts, ends = self._ends(pts, sigma_m)
         best: Route | None = None
         for c in self.snaps(x, y, within_m, None)[:VIA_CANDIDATES]:
-            to_c = self.route(route.start, c, cutoff)
-            from_c = self.route(c, route.end, cutoff) if to_c is not None else None
-            if to_c is None or from_c is None:
-                continue
-            via = _scored(
-                to_c + from_c[1:], pts, sigma_m, straight, travelled_m, route.start, route.end
-            )
-            if best is None or via.score < best.score:
-                best = via
+            tails = [(b, self.route(c, b, cutoff)) for b in ends]
+            for a in starts:
+                head = self.route(a, c, cutoff)
+                for b, tail in tails:
+                    if head is None or tail is None:
+                        continue
+                    via = _scored(head + tail[1:], pts, sigma_m, straight, travelled_m, a, b)
+                    if best is None or via.score < best.score:
+                        best = via
         return best
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from fleet.alerts.geo import haversine_m
 from fleet.alerts.ledger import (
+    DRIFT_REACH_M,
     DuePoint,
     PlannedStop,
     TruckDay,
@@ -41,6 +41,7 @@ from fleet.alerts.ledger import (
     visit_json,
 )
 from fleet.alerts.visits import Visit
+from routing.vocab import haversine_m
 
 AlertKind = Literal[
     "missed", "drive_by", "not_cleared_by_deadline", "not_unloaded", "offline", "stationary"
@@ -454,14 +455,60 @@ def offline(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[Aler
     return out
 
 
-def _planned_wait_s(day: TruckDay, at: datetime) -> float:
-    """How long the plan itself has the truck wait from `at`: until the planned arrival
-    at the next stop of its route it has not reached (0 when it is behind its plan)."""
+def _planned_wait_s(day: TruckDay, stay: Visit, p: RuleParams) -> float:
+    """How long the plan itself has the truck wait from the stay's arrival: until the
+    planned arrival at the next stop of its route it has not reached (0 when it is
+    behind its plan)."""
     placed = [s for s in day.planned if s.site_id is not None]
-    reached = max((r for t, r in day.progress(by_arrival=True) if t <= at), default=-1)
+    reached = _reached_rank(day, placed, stay.arrived_at, p)
     if reached + 1 >= len(placed):
         return 0.0
-    return max(0.0, (placed[reached + 1].arrival_at - at).total_seconds())
+    return max(0.0, (placed[reached + 1].arrival_at - stay.arrived_at).total_seconds())
+
+
+def _reached_rank(day: TruckDay, placed: Sequence[PlannedStop], at: datetime, p: RuleParams) -> int:
+    """How far along its route the truck had come by `at`: the rank of the last planned
+    stop it stood at, or drove past. A stay in a site's fence reaches that site's next
+    stop; a stay at no site reaches one of the next few stops it was due at when it
+    stood beside it (within its fence + ``DRIFT_REACH_M``): a truck idling across the
+    street from its point, or whose fixes drifted, was at that stop of its route. A pass
+    at the very next stop reaches it too (the truck left it out and went on). From
+    there, the wait the plan has after that stop (for a window, for the break) is the
+    truck's."""
+    rank = -1
+    for v in day.visits:
+        if v.arrived_at > at:
+            break
+        nxt = None
+        if v.kind == "stay" and v.site_id is not None:
+            nxt = next(
+                (r for r in range(rank + 1, len(placed)) if placed[r].site_id == v.site_id), None
+            )
+        elif v.kind == "stay":
+            nxt = _stop_beside(v, placed, rank, p)
+        elif v.kind == "pass" and rank + 1 < len(placed) and placed[rank + 1].site_id == v.site_id:
+            nxt = rank + 1
+        if nxt is not None:
+            rank = nxt
+    return rank
+
+
+def _stop_beside(
+    stay: Visit, placed: Sequence[PlannedStop], rank: int, p: RuleParams
+) -> int | None:
+    """The rank of the first of the stops after `rank` (up to ``drive_by_skipped_stops``
+    + 1 of them) that the stay stood beside, if any."""
+    if stay.lat is None or stay.lon is None:
+        return None
+    for r in range(rank + 1, min(len(placed), rank + 2 + p.drive_by_skipped_stops)):
+        s = placed[r]
+        if (
+            s.lat is not None
+            and s.lon is not None
+            and haversine_m(stay.lat, stay.lon, s.lat, s.lon) <= s.radius_m + DRIFT_REACH_M
+        ):
+            return r
+    return None
 
 
 def stationary(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[AlertCandidate]:
@@ -471,7 +518,7 @@ def stationary(days: Iterable[TruckDay], now: datetime, p: RuleParams) -> list[A
         for v in day.visits:
             if v.kind != "stay" or v.site_kind is not None or v.arrived_at >= end:
                 continue
-            limit = p.stationary_after_s + _planned_wait_s(day, v.arrived_at)
+            limit = p.stationary_after_s + _planned_wait_s(day, v, p)
             if v.arrived_at < day.break_end_at and v.departed_at > day.break_start_at:
                 limit += day.break_duration_s
             at = v.arrived_at + timedelta(seconds=limit)

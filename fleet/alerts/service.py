@@ -19,7 +19,6 @@ from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from fleet import spreadsheet
@@ -111,24 +110,13 @@ def ledger(
     offset: int = 0,
 ) -> list[LedgerEntryOut]:
     """The clearance ledger of a service date (one entry per due point), by point id."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            """SELECT l.*, p.name AS point_name, p.lat, p.lon
-                 FROM ledger_entry l LEFT JOIN collection_point p USING (point_id)
-                WHERE l.service_date = %(d)s
-                  AND (%(ds)s::text[] IS NULL OR l.district_id = ANY(%(ds)s))
-                  AND (%(st)s::text IS NULL OR l.status = %(st)s)
-                  AND (%(tr)s::text IS NULL OR l.planned_truck_id = %(tr)s OR l.cleared_by_truck_id = %(tr)s)
-                ORDER BY l.district_id, l.point_id LIMIT %(lim)s OFFSET %(off)s""",
-            {
-                "d": service_date,
-                "ds": _districts(district_ids),
-                "st": status,
-                "tr": truck_id,
-                "lim": _limit(limit),
-                "off": max(0, offset),
-            },
-        ).fetchall()
+    rows = repo.ledger_entries(
+        conn,
+        repo.LedgerFilter(
+            service_date, None if district_ids is None else tuple(district_ids), status,
+            truck_id, _limit(limit), offset,
+        ),
+    )  # fmt: skip
     return _in_district_time(conn, [LedgerEntryOut(**r) for r in rows])
 
 
@@ -150,33 +138,11 @@ def list_alerts(
 ) -> list[AlertOut]:
     """Alerts, newest first. `kind` also finds a point's incident that passed through
     that stage (a drive-by since escalated to missed is found as a drive_by)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            """SELECT alert_id, kind, severity, district_id, service_date, subject, point_id, truck_id,
-                      condition_at, raised_at, message, details, case_id, resolved_at, resolution
-                 FROM alert
-                WHERE (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
-                  AND (%(d)s::date IS NULL OR service_date = %(d)s)
-                  AND (%(k)s::text IS NULL OR kind = %(k)s
-                       OR details->'stages' @> jsonb_build_array(jsonb_build_object('kind', %(k)s::text)))
-                  AND (NOT %(u)s OR resolved_at IS NULL)
-                ORDER BY raised_at DESC, alert_id DESC LIMIT %(lim)s OFFSET %(off)s""",
-            {
-                "ds": _districts(district_ids),
-                "d": service_date,
-                "k": kind,
-                "u": unresolved_only,
-                "lim": _limit(limit),
-                "off": max(0, offset),
-            },
-        ).fetchall()
+    rows = repo.list_alerts(
+        conn, district_ids=district_ids, service_date=service_date, kind=kind,
+        unresolved_only=unresolved_only, limit=_limit(limit), offset=offset,
+    )  # fmt: skip
     return _in_district_time(conn, [AlertOut(**r) for r in rows])
-
-
-_CASE_COLS = """case_id, district_id, service_date, subject, point_id, truck_id, state, severity,
-                title, assignee, opened_at, due_at, escalation_level, escalated_at, closed_at,
-                closed_by, close_note, auto_closed, updated_at,
-                (state <> 'closed' AND due_at < %(now)s) AS overdue"""
 
 
 def list_cases(
@@ -191,25 +157,10 @@ def list_cases(
     offset: int = 0,
 ) -> list[CaseOut]:
     """Cases, most recently changed first. state='active' means every state but closed."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"""SELECT {_CASE_COLS} FROM alert_case
-                 WHERE (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))
-                   AND (%(d)s::date IS NULL OR service_date = %(d)s)
-                   AND (%(st)s::text IS NULL OR state = %(st)s
-                        OR (%(st)s = 'active' AND state <> 'closed'))
-                   AND (NOT %(od)s OR (state <> 'closed' AND due_at < %(now)s))
-                 ORDER BY updated_at DESC, case_id DESC LIMIT %(lim)s OFFSET %(off)s""",
-            {
-                "ds": _districts(district_ids),
-                "d": service_date,
-                "st": state,
-                "od": overdue_only,
-                "now": _now(now),
-                "lim": _limit(limit),
-                "off": max(0, offset),
-            },
-        ).fetchall()
+    rows = repo.list_cases(
+        conn, district_ids=district_ids, service_date=service_date, state=state,
+        overdue_only=overdue_only, now=_now(now), limit=_limit(limit), offset=offset,
+    )  # fmt: skip
     return _in_district_time(conn, [CaseOut(**r) for r in rows])
 
 
@@ -221,25 +172,9 @@ def get_case(
     now: datetime | None = None,
 ) -> CaseDetailOut:
     """A case with its timeline (every transition, who and when) and its alerts."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            f"""SELECT {_CASE_COLS} FROM alert_case
-                 WHERE case_id = %(id)s AND (%(ds)s::text[] IS NULL OR district_id = ANY(%(ds)s))""",
-            {"id": case_id, "ds": _districts(district_ids), "now": _now(now)},
-        ).fetchone()
-        if row is None:
-            raise CaseNotFound(f"no case {case_id}")
-        events = cur.execute(
-            """SELECT case_event_id, at, actor, action, from_state, to_state, assignee, note, alert_id
-                 FROM case_event WHERE case_id = %s ORDER BY at, case_event_id""",
-            (case_id,),
-        ).fetchall()
-        alerts = cur.execute(
-            """SELECT alert_id, kind, severity, district_id, service_date, subject, point_id, truck_id,
-                      condition_at, raised_at, message, details, case_id, resolved_at, resolution
-                 FROM alert WHERE case_id = %s ORDER BY raised_at, alert_id""",
-            (case_id,),
-        ).fetchall()
+    row, events, alerts = repo.case_detail(
+        conn, case_id=case_id, district_ids=district_ids, now=_now(now)
+    )
     detail = CaseDetailOut(
         **row,
         events=[CaseEventOut(**e) for e in events],

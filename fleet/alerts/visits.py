@@ -107,6 +107,10 @@ class Visit:
     # How sure the detector is that this visit was at this site: 1 for a stay whose
     # fixes lie in the fence, less for a drifted stay (see ``VisitParams.drift_*``).
     confidence: float = 1.0
+    # A stay's median position (None for passes and event-only visits): where a stop
+    # at no site stood, so the rules can tell which planned stop it stood beside.
+    lat: float | None = None
+    lon: float | None = None
 
     @property
     def drifted(self) -> bool:
@@ -207,6 +211,9 @@ class VisitParams:
     # where the truck stood. Beside a point, its fixes drifted off it: as sure as a
     # crossing (the point is the likeliest place, not the only one).
     drift_road_halfwidth_m: float = 10.0
+    # Leaving a stop beside a point, a fix this many accuracies nearer the point than the
+    # stop is the truck driving toward it, not noise (see ``_passes``).
+    came_toward_accuracies: float = 3.0
     # Events within this of a stay belong to it.
     event_slack_s: float = 60.0
     # An event is "in a GPS gap" when no fix lies within this of it.
@@ -304,7 +311,7 @@ def detect(
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
     extra = _attach_events(truck_id, evidence, stays, ts, p)
     tz = track[0].at.tzinfo if track else (events[0].at.tzinfo if events else None)
-    visits = [_stay_visit(truck_id, s, tz) for s in stays] + passes + extra
+    visits = [_stay_visit(truck_id, s, track, tz) for s in stays] + passes + extra
     visits.sort(key=lambda v: (v.arrived_at, v.kind, v.site_id or ""))
     gaps = tuple(
         Gap(
@@ -569,6 +576,10 @@ def _match_drifted(
         if 0 <= k < len(ts) - 1 and ts[k + 1] - ts[k] <= p.pass_max_gap_s
     ]
     near.sort(key=lambda item: item[0])
+    # Where roads are imported: does the stay's median lie on one (where a truck stands)?
+    on_road = sites.roads is not None and sites.roads.has_road_near(
+        stay.x, stay.y, p.drift_road_halfwidth_m + _median_margin(stay, track, p)
+    )
     for d, ps in near:
         # Straight on: no fix between the two, so the truck never moved; only its fixes
         # did (a truck that drove on to the next point is not standing beside it).
@@ -583,18 +594,39 @@ def _match_drifted(
     for d, ps in near:
         # Deep inside the fence (half its radius), so that noise alone rarely fakes it
         # for a truck standing 50 m off.
-        if any(
-            segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m / 2
+        crossed = [
+            a
             for a, b in segments
+            if segment_closest(ps.x, ps.y, xs[a], ys[a], xs[b], ys[b])[0] <= ps.site.radius_m / 2
+        ]
+        if crossed and not (
+            crossed == [last] and on_road and _drove_through(stay, ps, last, ts, xs, ys, p)
         ):
             stay.site, stay.distance_m = ps.site, d
             stay.confidence = p.drift_crossing_confidence
             return
-    if sites.roads is not None and not sites.roads.has_road_near(
-        stay.x, stay.y, p.drift_road_halfwidth_m + _median_margin(stay, track, p)
-    ):
+    if sites.roads is not None and not on_road:
         stay.site, stay.distance_m = near[0][1].site, near[0][0]
         stay.confidence = p.drift_crossing_confidence
+
+
+def _drove_through(
+    stay: _Stay,
+    ps: _PSite,
+    last: int,
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> bool:
+    """Did the truck, leaving a stay on the road beside the point, drive on through it:
+    a fix within a minute after the stay lies on the point's side of it, beyond the fence
+    + ``pass_margin_m``? Then its way out crossed the fence because it drove through the
+    point, not because the stay's fixes drifted off it (a truck served there leaves from
+    the point; one that stood on the street short of it drives through it)."""
+    end = bisect.bisect_right(ts, ts[last] + p.pass_stay_adjacent_s, lo=last + 1)
+    beyond = ps.site.radius_m + p.pass_margin_m
+    return _went_past(stay, ps.x, ps.y, beyond, xs, ys, last + 1, end - 1)
 
 
 def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
@@ -719,14 +751,18 @@ def _passes(
             # middle of it: a pass only if a fix on the way lay on the point's side of the
             # stop, clear of the point — it came or went by way of the point, not back or
             # aside (noise on a truck pulling away from 45 m off brings a fix or two near
-            # the point).
+            # the point) — or came nearer the point than the stop by more than noise
+            # explains (a truck that left a neighbour, turned round at the point and came
+            # back past the junction has no fix beyond it).
+            toward_m = p.came_toward_accuracies * p.default_accuracy_m
             if any(
                 s.site is not site
                 and s.arrived - adj <= start <= s.departed + adj
-                and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+                and (d_stay := math.hypot(s.x - sx, s.y - sy)) <= site.radius_m + p.drift_reach_m
                 and not _went_past(
                     s, sx, sy, site.radius_m + p.pass_margin_m, xs, ys, int(first_seg), settled_k
                 )
+                and not _came_toward(sx, sy, d_stay - toward_m, xs, ys, int(first_seg), settled_k)
                 for s in stays
             ):
                 continue
@@ -755,6 +791,13 @@ def _passes(
                 )
             )
     return out
+
+
+def _came_toward(
+    sx: float, sy: float, within_m: float, xs: list[float], ys: list[float], first: int, last: int
+) -> bool:
+    """Did a fix from `first` to `last` lie within `within_m` of the point (at sx, sy)?"""
+    return any(math.hypot(xs[k] - sx, ys[k] - sy) < within_m for k in range(first, last + 1))
 
 
 def _went_past(
@@ -828,7 +871,7 @@ def _road_passes(
     # The likeliest road skirts the fence. A truck that turned round at the point (a
     # drive-by into a side street or lane) is nearly as likely on the fixes: then the
     # pass stands.
-    via = roads.best_via(route, pts, sigma, travelled, sx, sy, fence)
+    via = roads.best_via(pts, sigma, travelled, sx, sy, fence)
     return via is not None and via.score <= route.score + p.pass_road_margin
 
 
@@ -894,7 +937,7 @@ def _has_fix_near(ts: list[float], at: float, within_s: float) -> bool:
     return any(0 <= j < len(ts) and abs(ts[j] - at) <= within_s for j in (k - 1, k))
 
 
-def _stay_visit(truck_id: str, s: _Stay, tz: Any) -> Visit:
+def _stay_visit(truck_id: str, s: _Stay, track: list[Fix], tz: Any) -> Visit:
     return Visit(
         truck_id=truck_id,
         kind="stay",
@@ -910,4 +953,6 @@ def _stay_visit(truck_id: str, s: _Stay, tz: Any) -> Visit:
         evidence=tuple(s.events),
         end_seen=s.end_seen,
         confidence=s.confidence,
+        lat=round(median(track[k].lat for k in s.idx), 7),
+        lon=round(median(track[k].lon for k in s.idx), 7),
     )

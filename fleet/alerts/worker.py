@@ -46,7 +46,6 @@ from fleet.positions import policies
 log = logging.getLogger("clearday.alerts")
 
 Clock = Callable[[], datetime]
-ADVISORY_LOCK = 7_247_606  # with a district: one worker (or replay) at a time there
 OVERLAP_S = 5.0  # re-read data received this long before the watermark (slow commits)
 LOOKBACK_S = 900.0  # re-detect from this long before a truck's earliest new fix
 SITES_TTL_S = 300.0
@@ -291,7 +290,7 @@ class Pipeline:
         now = now.astimezone(tz)
         due = self.due_points(conn, district_id, service_date)
         point_ids = [p.point_id for p in due]
-        days = repo.truck_days(conn, district_id=district_id, service_date=service_date, visits=())
+        days = repo.truck_days(conn, district_id=district_id, service_date=service_date)
         # This district's trucks come from the cache (filled here on first use); visits
         # to its points by other trucks are read every time.
         ours = {d.truck_id for d in days}
@@ -410,24 +409,18 @@ class Pipeline:
         now: datetime,
     ) -> int:
         closed = 0
-        for (
-            case_id,
-            state,
-            point_id,
-            cleared_at,
-            truck_name,
-            dwell,
-        ) in repo.open_point_cases_now_cleared(
+        for case in repo.open_point_cases_now_cleared(
             conn, district_id=district_id, service_date=service_date
         ):
-            local = cleared_at.astimezone(self.district_tz(conn, district_id))
-            note = f"自动销号：车辆 {truck_name} 于 {local:%H:%M} 清运收集点 {point_id}" + (
-                f"（停留 {dwell:.0f} 秒）" if dwell else ""
+            local = case.cleared_at.astimezone(self.district_tz(conn, district_id))
+            note = (
+                f"自动销号：车辆 {case.truck_name} 于 {local:%H:%M} 清运收集点 {case.point_id}"
+                + (f"（停留 {case.dwell_s:.0f} 秒）" if case.dwell_s else "")
             )
             t = cases.transition(
-                CaseState(state), CaseAction.AUTO_CLOSE, actor=cases.SYSTEM_ACTOR, note=note
+                CaseState(case.state), CaseAction.AUTO_CLOSE, actor=cases.SYSTEM_ACTOR, note=note
             )
-            repo.apply_transition(conn, case_id, t, at=now)
+            repo.apply_transition(conn, case.case_id, t, at=now)
             closed += 1
         min_dwell = {v.point_id: v.due.min_dwell_s for v in verdicts}
         open_trucks = repo.open_truck_cases(
@@ -440,9 +433,9 @@ class Pipeline:
                     trucks.values(), min_dwell, station_dwell, now, self.config.rules
                 )
             }
-            for case_id, state, truck_id in open_trucks:
-                day = trucks.get(truck_id)
-                if day is None or truck_id in still:
+            for truck_case in open_trucks:
+                day = trucks.get(truck_case.truck_id)
+                if day is None or truck_case.truck_id in still:
                     continue
                 unload = next(
                     (v for v in reversed(day.visits) if ledger.is_unload(v, station_dwell)), None
@@ -450,10 +443,10 @@ class Pipeline:
                 if unload is None:
                     continue
                 t = cases.transition(
-                    CaseState(state), CaseAction.AUTO_CLOSE, actor=cases.SYSTEM_ACTOR,
+                    CaseState(truck_case.state), CaseAction.AUTO_CLOSE, actor=cases.SYSTEM_ACTOR,
                     note=f"自动销号：车辆 {day.name} 已在中转站 {unload.site_id} 卸载",
                 )  # fmt: skip
-                repo.apply_transition(conn, case_id, t, at=now)
+                repo.apply_transition(conn, truck_case.case_id, t, at=now)
                 closed += 1
         return closed
 
@@ -519,14 +512,6 @@ class Pipeline:
                 stats.add(self.evaluate(conn, district_id=d_id, service_date=service_date, now=now))
         stats.cases_escalated = self.escalate(conn, now=now, district_id=district_id)
         return stats
-
-
-def district_lock(district_id: str) -> tuple[int, str]:
-    """The advisory lock held while a district is evaluated (a tick or a replay)."""
-    return (ADVISORY_LOCK, district_id)
-
-
-_LOCK_SQL = "SELECT {fn}(%s, hashtext(%s))"
 
 
 class Worker:
@@ -601,18 +586,13 @@ class Worker:
     def _tick_district(self, conn: psycopg.Connection, district_id: str) -> TickStats | None:
         """One district's step, in one transaction; None if another holds its lock."""
         with conn.transaction():
-            got = conn.execute(
-                _LOCK_SQL.format(fn="pg_try_advisory_xact_lock"), district_lock(district_id)
-            ).fetchone()
-            if not got or not got[0]:
+            if not repo.try_lock_district(conn, district_id):
                 return None
             now = self.clock()
             name = f"district:{district_id}"
             mark = repo.get_watermark(conn, name)
             if mark is None:
-                row = conn.execute("SELECT now()").fetchone()
-                assert row is not None
-                mark = row[0] - timedelta(seconds=FIRST_RUN_BACK_S)
+                mark = repo.database_now(conn) - timedelta(seconds=FIRST_RUN_BACK_S)
             since = mark - timedelta(seconds=self.overlap_s)
             # Ingest refuses fixes older than its accepted past, so nothing received
             # after `since` is older than this bound. A clock behind the watermark
@@ -665,25 +645,9 @@ def replay(
     with conn.transaction():
         districts = [district_id] if district_id else list(repo.district_timezones(conn))
         for d_id in sorted(districts):  # in order: two replays never deadlock
-            conn.execute(_LOCK_SQL.format(fn="pg_advisory_xact_lock"), district_lock(d_id))
+            repo.lock_district(conn, d_id)
         now = now or wall_clock()
-        truck_ids = [
-            r[0]
-            for r in conn.execute(
-                """SELECT t.truck_id FROM truck t JOIN district d USING (district_id)
-                    WHERE (%(district)s::text IS NULL OR t.district_id = %(district)s)
-                      AND (EXISTS (SELECT 1 FROM position p WHERE p.truck_id = t.truck_id
-                                     AND p.recorded_at >= (%(date)s::date)::timestamp AT TIME ZONE d.timezone
-                                     AND p.recorded_at < (%(date)s::date + 1)::timestamp AT TIME ZONE d.timezone)
-                           OR EXISTS (SELECT 1 FROM device_event e WHERE e.truck_id = t.truck_id
-                                     AND e.recorded_at >= (%(date)s::date)::timestamp AT TIME ZONE d.timezone
-                                     AND e.recorded_at < (%(date)s::date + 1)::timestamp AT TIME ZONE d.timezone)
-                           OR EXISTS (SELECT 1 FROM visit v WHERE v.truck_id = t.truck_id
-                                     AND v.service_date = %(date)s))
-                    ORDER BY t.truck_id""",
-                {"district": district_id, "date": service_date},
-            )
-        ]
+        truck_ids = repo.trucks_with_data(conn, service_date=service_date, district_id=district_id)
         stats = TickStats()
         for truck_id in truck_ids:
             pipeline.redetect(conn, truck_id=truck_id, service_date=service_date, earliest_new=None)

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fleet.alerts import ledger
-from fleet.alerts.geo import haversine_m
 from fleet.alerts.visits import Visit
 from routing.plan import Route
 from routing.replan import TruckState
+from routing.vocab import haversine_m
 
 
 @dataclass(frozen=True, slots=True)

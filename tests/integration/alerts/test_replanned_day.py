@@ -259,7 +259,7 @@ def test_the_day_is_the_published_plan_and_the_chain_it_replaced(database_url: s
             conn, status="draft", replaces=three, routes={"T3": ["P4", "P5", "P1"]}, unassigned={}
         )
         due = repo.due_points(conn, district_id="d1", service_date=DAY, min_dwell_fraction=0.5)
-        days = repo.truck_days(conn, district_id="d1", service_date=DAY, visits=())
+        days = repo.truck_days(conn, district_id="d1", service_date=DAY)
     assert {p.point_id: (p.plan_id, p.planned_truck_id, p.planned_seq, p.unassigned_reason)
             for p in due} == {
         "P1": (one, "T1", 1, None),  # collected by T1 before it was taken out

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from fleet.alerts import service, worker
+from fleet.alerts import repo, service, worker
 from fleet.alerts.visits import Fix
 from fleet.config import Settings
 from tests.unit.alerts.tracks import DAY, at
@@ -125,10 +125,7 @@ def test_concurrent_ticks_do_not_double_process(database_url: str) -> None:
         config = worker.AlertConfig.from_settings(Settings())
         with conn.transaction():
             for (district_id,) in conn.execute("SELECT district_id FROM district").fetchall():
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                    worker.district_lock(district_id),
-                )
+                repo.lock_district(conn, district_id)
             other = worker.Worker(database_url, config, clock=FakeClock(at("07:00")))
             assert other.tick().skipped
             other.close()

@@ -9,15 +9,18 @@ P3 (800), a station at 1600 and the depot at -500 (see test_rules).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
 
+from fleet.alerts import rules
 from fleet.alerts.visits import DeviceEvent, Fix, SiteIndex, detect
 
 from .test_rules import D1, P1, P2, P3, S1, due, evaluate, truck_day
 from .test_visits import road
-from .tracks import M_PER_DEG_LON, Track, at, displaced, site
+from .tracks import M_PER_DEG_LON, Track, at, displaced, latlon, site
 
 # Q lies 250 m north of the street, R 50 m north of it (on a parallel street's side).
 Q = site("point", "Q", 200, 250, min_dwell_s=120)
@@ -405,3 +408,114 @@ def test_idling_beside_then_turning_the_corner_at_the_point_is_a_pass() -> None:
     t = idling_45_m_short_of_p2(2).drive(400, 0, 20).drive(400, 300, 30).stay(300)
     found = detect("T1", t.fixes, [], sites)
     assert [v.site_id for v in found.visits if v.kind == "pass"].count("P2") == 1
+
+
+# A junction J (66, 0): a street in from the south, a 90 m spur north, a street east, and
+# west a 66 m side street to U at its node (and on beyond it).
+U = site("point", "U", 0, 0)
+SIDE_STREET = [
+    road(1, 2, (-91, 0), (0, 0)),
+    road(2, 3, (0, 0), (66, 0)),
+    road(4, 3, (66, -300), (66, 0)),
+    road(3, 5, (66, 0), (66, 90)),
+    road(3, 6, (66, 0), (400, 0)),
+]
+SITES_U = SiteIndex([U], roads=SIDE_STREET)
+# Up from the south at 18 km/h; then, at 41 km/h, into the side street to U, turning
+# round there, or up the north spur, turning round there; then east at 30 km/h.
+UP = (66.0, -150.0, 66.0, 0.0, 18.0)
+EAST = (66.0, 0.0, 400.0, 0.0, 30.0)
+LEGS = {
+    "by U": [UP, (66, 0, 0, 0, 41), (0, 0, 66, 0, 41), EAST],
+    "straight on": [UP, EAST],
+    "up the spur": [UP, (66, 0, 66, 66, 41), (66, 66, 66, 0, 41), EAST],
+}
+
+
+def reported(legs: Sequence[tuple[float, ...]], phase_s: float) -> list[Fix]:
+    """Fixes every 10 s from `phase_s` along `legs` (x0, y0, x1, y1, km/h), each with the
+    speed of its leg, as the simulator's terminals report."""
+    out = []
+    for k in range(12):
+        t = phase_s + 10 * k
+        for x0, y0, x1, y1, kmh in legs:
+            duration = math.hypot(x1 - x0, y1 - y0) / (kmh / 3.6)
+            if t <= duration:
+                break
+            t -= duration
+        f = min(1.0, t / duration)
+        lat, lon = latlon(x0 + f * (x1 - x0), y0 + f * (y1 - y0))
+        out.append(Fix(at("13:00", phase_s + 10 * k), lat, lon, kmh, 15.0))
+    return out
+
+
+@pytest.mark.parametrize("phase_s", [0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 9.0])
+def test_turning_round_at_the_end_of_a_side_street_is_a_pass(phase_s: float) -> None:
+    """Into the side street to U and back in 12 s, between two fixes 52-60 m short of U
+    (none in its fence): the distance driven says the truck went somewhere and back, and
+    a route that turns round at U — begun on the street the truck came up — explains
+    the fixes best. The route begun where the likeliest one did (on the north spur,
+    turning round there) explained them worse, and the pass was lost."""
+    found = detect("T1", reported(LEGS["by U"], phase_s), [], SITES_U)
+    assert [v.site_id for v in found.visits if v.kind == "pass"] == ["U"]
+
+
+@pytest.mark.parametrize("legs", ["straight on", "up the spur"])
+@pytest.mark.parametrize("phase_s", [0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 9.0])
+def test_the_junction_by_a_side_street_is_no_pass_at_its_end(legs: str, phase_s: float) -> None:
+    """Through the junction, or up the north spur and back: never by U."""
+    found = detect("T1", reported(LEGS[legs], phase_s), [], SITES_U)
+    assert [v for v in found.visits if v.kind == "pass"] == []
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_standing_short_of_the_point_then_driving_through_it_is_missed_with_a_drive_by(
+    seed: int,
+) -> None:
+    """At P2's turn the truck stands on the street 54 m short of P2 for 7 minutes, then
+    drives on through P2, its first two fixes on the way lost: its way out of the stop
+    crosses the middle of P2's fence. It drove through the point (the fixes after it lie
+    on P2's far side); a truck serving P2 with its fixes drifted off would have left
+    from P2. Missed with a drive-by, not unverifiable."""
+    t = Track(at("06:00"), x=-500, seed=seed, noise_m=10).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(346, 0, 30).stay(420)
+    away = len(t.fixes)
+    t.drive(800, 0, 20).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    del t.fixes[away : away + 2]
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "drive_by")
+    (incident,) = [a for a in alerts if a.point_id == "P2"]
+    assert "drive_by" in rules.stages_of(incident)
+
+
+# N, a point on the street up to J, 89 m from U: within reach of U's fence.
+N = site("point", "N", 66, -60)
+SITES_NU = SiteIndex([N, U], roads=SIDE_STREET)
+FROM_N = {
+    "by U": [(66, -60, 66, 0, 18), (66, 0, 0, 0, 41), (0, 0, 66, 0, 41), EAST],
+    "up the spur": [(66, -60, 66, 0, 18), (66, 0, 66, 66, 41), (66, 66, 66, 0, 41), EAST],
+}
+
+
+def served_n_then(legs: Sequence[tuple[float, ...]], phase_s: float) -> list[Fix]:
+    """Five minutes at N (σ = 10 m), then along `legs` from 13:00."""
+    t = Track(at("12:55"), x=66, y=-60, noise_m=10, seed=3).stay(300 - 10 + phase_s)
+    return t.fixes + reported(legs, phase_s)
+
+
+@pytest.mark.parametrize("phase_s", [0.5, 4.0, 6.0, 8.0])
+def test_turning_round_at_the_point_after_serving_a_neighbour_is_a_pass(phase_s: float) -> None:
+    """From N (89 m from U) up to J, into the side street and round at U, back and on
+    east: no fix lies beyond U on its far side, yet one lies 45 m nearer U than N's stop —
+    more than noise on a truck pulling away from N — and the road taken went by U."""
+    found = detect("T1", served_n_then(FROM_N["by U"], phase_s), [], SITES_NU)
+    assert [v.site_id for v in found.visits if v.kind == "pass"] == ["U"]
+
+
+@pytest.mark.parametrize("phase_s", [0.5, 4.0, 6.0, 8.0])
+def test_leaving_a_neighbour_up_the_spur_is_no_pass_at_the_point(phase_s: float) -> None:
+    """From N up to J, up the north spur and round, back and on east: never by U."""
+    found = detect("T1", served_n_then(FROM_N["up the spur"], phase_s), [], SITES_NU)
+    assert [v for v in found.visits if v.kind == "pass"] == []

@@ -359,6 +359,61 @@ def test_a_wait_the_plan_contains_is_not_stationary() -> None:
     assert [a.kind for a in behind if a.kind == "stationary"] == ["stationary"]
 
 
+def test_a_planned_wait_after_idling_beside_the_point_is_not_stationary() -> None:
+    """The truck idles 50 m short of P1 (its next stop) and leaves it unserved, then
+    waits off-site as its plan has it wait after P1 (P2 is planned for 11:00): it stood
+    at P1's stop of its route, so the plan's wait counts from there — no 疑似故障 until
+    that wait and the threshold are over."""
+    t = Track(at("06:00"), x=-500).stay(60).drive(-50, 0, 30).stay(6 * 60)
+    t.drive(-50, 300, 30).drive(-200, 300, 30).stay(4 * 3600)
+    day = truck_day("T1", t.fixes)
+    times = {"start": "06:00", "P1": "06:10", "P2": "11:00", "P3": "11:10"}
+    where = {p.site_id: p for p in (P1, P2, P3)}
+    timed = tuple(
+        dataclasses.replace(
+            s,
+            arrival_at=at(times.get(s.site_id or "", times.get(s.kind, "12:00"))),
+            lat=where[s.site_id].lat if s.site_id in where else None,
+            lon=where[s.site_id].lon if s.site_id in where else None,
+            radius_m=30.0,
+        )
+        for s in day.planned
+    )
+    waiting = dataclasses.replace(day, planned=timed)
+    beside, wait = [v for v in waiting.visits if v.kind == "stay" and v.site_id is None]
+    assert beside.dwell_s > 300 and wait.arrived_at < at("06:30")
+    assert beside.lat is not None and wait.lat is not None
+    _, alerts = evaluate([waiting], [due(P1)], at("10:59"))
+    assert [a for a in alerts if a.kind == "stationary"] == []
+    _, alerts = evaluate([waiting], [due(P1)], at("11:21"))
+    (a,) = [a for a in alerts if a.kind == "stationary"]
+    assert a.condition_at == at("11:20")
+
+
+def test_a_planned_wait_after_driving_past_the_point_is_not_stationary() -> None:
+    """The truck drives past P1 (its next stop) and parks off-site far from any point,
+    waiting as its plan has it wait after P1 (P2 is planned for 11:00): it has left P1
+    behind, so the plan's wait counts from there — no 疑似故障 until that wait and the
+    threshold are over."""
+    t = Track(at("06:00"), x=-500).stay(60).drive(200, 0, 30).drive(200, 300, 30)
+    t.stay(4 * 3600)
+    day = truck_day("T1", t.fixes)
+    assert [v.site_id for v in day.visits if v.kind == "pass"] == ["P1"]
+    times = {"start": "06:00", "P1": "06:10", "P2": "11:00", "P3": "11:10"}
+    timed = tuple(
+        dataclasses.replace(
+            s, arrival_at=at(times.get(s.site_id or "", times.get(s.kind, "12:00")))
+        )
+        for s in day.planned
+    )
+    waiting = dataclasses.replace(day, planned=timed)
+    _, alerts = evaluate([waiting], [due(P1)], at("10:59"))
+    assert [a for a in alerts if a.kind == "stationary"] == []
+    _, alerts = evaluate([waiting], [due(P1)], at("11:21"))
+    (a,) = [a for a in alerts if a.kind == "stationary"]
+    assert a.condition_at == at("11:20")
+
+
 def test_deadline_violation_is_high_severity() -> None:
     track = full_day(skip="P3")
     _, alerts = evaluate(
