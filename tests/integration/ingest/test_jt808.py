@@ -1104,3 +1104,34 @@ def test_commands_queued_from_the_cli_reach_the_terminal_and_their_answers_are_r
     assert [r[0] for r in stored] == [at, kept.recorded_at]
     assert [r[1] for r in stored] == pytest.approx([loc(at, 3).lat, kept.lat], abs=1e-6)
     assert dead_letters(jt808_fleet) == []
+
+
+def test_a_command_queued_without_notification_is_found_by_the_safety_poll(
+    jt808_fleet: str,
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A command inserted by hand (no NOTIFY) while its terminal is connected, after
+    its authentication-time look, goes out at the next safety poll."""
+    gw = start_gateway(jt808_command_poll_s=0.5)
+
+    def answered() -> int:
+        return sum(1 for r in commands(jt808_fleet) if r[3] == "answered")
+
+    async def scenario() -> Jt808Terminal:
+        t = Jt808Terminal("127.0.0.1", gw.port, phone(0))
+        await t.login()
+        with psycopg.connect(jt808_fleet) as conn:
+            repo.queue_command(conn, phone(0), MsgId.SET_PARAMETERS, b"\x00")
+        # answered: the terminal's authentication-time look is long over
+        await asyncio.to_thread(wait_for, lambda: answered() == 1, 30, "the notified command")
+        with psycopg.connect(jt808_fleet) as conn:
+            conn.execute(
+                "INSERT INTO jt808_command (jt808_phone, msg_id, body) VALUES (%s, %s, %s)",
+                (phone(0), MsgId.SET_PARAMETERS, codec.encode_parameters([(1, b"y")])),
+            )
+        await asyncio.to_thread(wait_for, lambda: answered() == 2, 30, "the polled command")
+        await t.close()
+        return t
+
+    t = run(scenario())
+    assert [body for _, body in t.commands] == [b"\x00", codec.encode_parameters([(1, b"y")])]
