@@ -726,6 +726,7 @@ class Session(asyncio.Protocol):
         batch.events.extend(events)
         if answer:
             batch.frames.append(frame)
+            batch.answered_locations += len(locations)
 
     def publish_batch(self) -> None:
         batch, self.batch = self.batch, None
@@ -761,7 +762,7 @@ class Session(asyncio.Protocol):
         self.acknowledge(batch)
 
     def acknowledge(self, batch: _Batch) -> None:
-        self.gw.counts.locations_acked += len(batch.locations)
+        self.gw.counts.locations_acked += batch.answered_locations
         responder = self.responder
         if responder is None:
             return
@@ -794,6 +795,7 @@ class _Batch:
     locations: list[codec.Location] = field(default_factory=list)
     events: list[wire.Event] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)  # those to acknowledge
+    answered_locations: int = 0  # the locations those frames carry
 
 
 async def _insert_dead_letters(
