@@ -153,7 +153,7 @@ class Registry:
                     while not stop.is_set():
                         async for note in conn.notifies(timeout=STOP_CHECK_S):
                             heard(note.payload)
-            except psycopg.Error as exc:
+            except Exception as exc:  # the safety poll covers the time without them
                 log.error("command notifications unavailable (%s); retrying", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
