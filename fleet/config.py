@@ -109,9 +109,9 @@ class Settings(BaseSettings):
     # A sub-packaged message still incomplete this long after its first packet: the
     # missing packets are asked for again (0x8003); it is dropped after 60 s.
     jt808_resend_after_s: float = Field(10.0, gt=0, le=60)
-    # How often the gateway looks for queued commands (0x8103, 0x8201) of the
-    # terminals connected to it.
-    jt808_command_poll_s: float = Field(1.0, gt=0, le=60)
+    # Queued commands (0x8103, 0x8201) reach the gateway by notification; this is how
+    # often it also looks for them, in case a notification was missed.
+    jt808_command_poll_s: float = Field(30.0, gt=0, le=3600)
     # The gateway's Prometheus endpoint (on metrics_host); 0 disables it.
     jt808_metrics_port: int = Field(9465, ge=0, le=65_535)
     # --- end JT/T 808 block -----------------------------------------------------------

@@ -25,6 +25,8 @@ lies between two 0x7E, so the next 0x7E always starts afresh.
 
 from __future__ import annotations
 
+import functools
+import operator
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -149,10 +151,7 @@ def unescape(data: bytes) -> bytes:
 
 def check_code(data: bytes) -> int:
     """XOR of every byte (header and body, unescaped)."""
-    x = 0
-    for b in data:
-        x ^= b
-    return x
+    return functools.reduce(operator.xor, data, 0)
 
 
 def bcd_encode(digits: str, size: int) -> bytes:
@@ -250,6 +249,11 @@ def decode_frame(raw: bytes) -> Frame:
     the header attached when it could be read)."""
     content = raw[1:] if raw[:1] == b"\x7e" else raw
     content = content[:-1] if content[-1:] == b"\x7e" else content
+    return _decode_content(content, raw)
+
+
+def _decode_content(content: bytes, raw: bytes) -> Frame:
+    """The frame whose escaped bytes between the flags are ``content``."""
     try:
         data = unescape(content)
         if len(data) < 2:
@@ -259,8 +263,7 @@ def decode_frame(raw: bytes) -> Frame:
     except FrameError as exc:
         exc.raw = raw
         raise
-    size = _header_size(_attributes(header))
-    body = payload[size:]
+    body = payload[_header_size((payload[2] << 8) | payload[3]) :]
     if check_code(payload) != code:
         raise FrameError(
             Reason.BAD_CHECK,
@@ -342,11 +345,16 @@ class FrameReader:
             if len(part) > limit:
                 out.append(_oversize(part[:limit], limit))
             elif part:
-                out.append(_frame_or_error(b"\x7e" + part + b"\x7e"))
+                try:
+                    out.append(_decode_content(part, b"\x7e" + part + b"\x7e"))
+                except FrameError as exc:
+                    out.append(exc)
         self._take(parts[-1], out)  # starts the next run
         return out
 
     def _take(self, chunk: bytes, out: list[Frame | FrameError]) -> None:
+        if not chunk:
+            return
         if self._skipping:
             self._skipping += len(chunk)
             return

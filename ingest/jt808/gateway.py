@@ -54,6 +54,9 @@ DEAD_LETTER_QUEUE_MAX = 100_000
 DEAD_LETTER_BATCH = 500
 AUTH_CODE_BYTES = 12  # 16 URL-safe characters
 GMT8 = codec.device_zone(codec.DEFAULT_DEVICE_UTC_OFFSET_MIN)
+STOP_CHECK_S = 1.0  # how often the command tasks look at the stop event
+RECONNECT_MIN_S = 1.0  # the command listener's reconnect delay, doubling up to
+RECONNECT_MAX_S = 30.0
 COMMAND_IDS = frozenset((codec.MsgId.SET_PARAMETERS, codec.MsgId.QUERY_LOCATION))
 
 
@@ -65,7 +68,7 @@ class GatewayConfig:
     max_bad_frames: int = 16
     max_connections: int = 20_000
     resend_after_s: float = 10.0
-    command_poll_s: float = 1.0  # how often queued commands are looked for
+    command_poll_s: float = 30.0  # safety poll for a missed command notification
 
     @classmethod
     def from_settings(cls, settings: Any) -> GatewayConfig:
@@ -100,8 +103,9 @@ class DatabaseDown(Exception):
 class Registry:
     """Terminals, registrations and dead letters in the database."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, conninfo: str) -> None:
         self.pool = pool
+        self.conninfo = conninfo  # the pool's database, for the listening connection
         self._dead: collections.deque[repo.DeadLetter] = collections.deque()
         self._dead_ready = asyncio.Event()
         self.counts: Counts | None = None
@@ -128,6 +132,32 @@ class Registry:
 
     async def open_commands(self, connected: list[tuple[str, bool]]) -> list[repo.Command]:
         return await self._run(lambda conn: repo.open_commands(conn, connected))
+
+    async def queued_phones(self) -> list[str]:
+        return await self._run(repo.queued_phones)
+
+    async def listen_commands(self, heard: Callable[[str], None], stop: asyncio.Event) -> None:
+        """Call ``heard(phone)`` for every command queued, until ``stop``; on its own
+        connection (LISTEN holds it). Reconnects after a failure, and calls
+        ``heard("")`` after each (re)connection: what was queued meanwhile went unheard."""
+        delay = RECONNECT_MIN_S
+        while not stop.is_set():
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await repo.listen_commands(conn)
+                    delay = RECONNECT_MIN_S
+                    heard("")
+                    while not stop.is_set():
+                        async for note in conn.notifies(timeout=STOP_CHECK_S):
+                            heard(note.payload)
+            except Exception as exc:  # the safety poll covers the time without them
+                log.error("command notifications unavailable (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def command_sent(self, command_id: int, serial: int) -> None:
         await self._run(lambda conn: repo.command_sent(conn, command_id, serial))
@@ -189,38 +219,90 @@ class Gateway:
         # phone key -> the terminal's authenticated connection; a terminal that
         # reconnects replaces its old connection (which may linger until it idles out)
         self.current: dict[str, Session] = {}
+        # connections with answers queued this event-loop turn (written at its end)
+        self.answering: list[Session] = []
+        # phone key -> fresh connection: terminals whose commands are to be looked for
+        self._due: dict[str, bool] = {}
+        self._poll_due = False  # every terminal with a queued command
+        self._due_ready = asyncio.Event()
+
+    def flush_answers(self) -> None:
+        """One write per connection for the answers of this loop turn (the PUBACKs
+        of one broker read acknowledge many locations at once)."""
+        answering, self.answering = self.answering, []
+        for session in answering:
+            session.flush_answers()
 
     def connection(self) -> Session:
         """A protocol instance for one new TCP connection."""
         return Session(self)
 
+    def commands_due(self, phone: str, *, fresh: bool = False) -> None:
+        """Look for the commands of ``phone`` if it is connected here (``fresh``, on
+        its authentication: also those sent on an earlier connection and never
+        answered); ``phone`` "" looks for every terminal with a queued command."""
+        if phone == "":
+            self._poll_due = True
+        elif phone in self.current:
+            self._due[phone] = self._due.get(phone, False) or fresh
+        else:
+            return
+        self._due_ready.set()
+
     async def send_commands(self, stop: asyncio.Event) -> None:
-        """Every ``command_poll_s``: send the queued commands of the terminals
-        connected here. A command is marked sent (with the frame's serial) before it
-        goes out, so that the answer always finds it."""
+        """Send the queued commands of the terminals connected here, when they are
+        due: a terminal authenticated, a command was queued (the notification of
+        ``clearday jt808-command``), or every ``command_poll_s`` in case a
+        notification was missed (one query, whatever the number of terminals). An
+        idle gateway sends no phone number to the database. A command is marked sent
+        (with the frame's serial) before it goes out, so that the answer always
+        finds it."""
+        listener = asyncio.create_task(self.registry.listen_commands(self.commands_due, stop))
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time() + self.config.command_poll_s
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.command_poll_s)
-            sessions = [s for s in self.current.values() if s.open]
-            if not sessions or stop.is_set():
+            if not self._due and not self._poll_due:
+                self._due_ready.clear()
+                wait_s = min(STOP_CHECK_S, max(next_poll - loop.time(), 0.0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._due_ready.wait(), wait_s)
+            if loop.time() >= next_poll:
+                self._poll_due = True
+            if stop.is_set() or not (self._due or self._poll_due):
                 continue
             try:
-                commands = await self.registry.open_commands(
-                    [(s.phone_key, not s.commands_checked) for s in sessions]
-                )
-                for s in sessions:
-                    s.commands_checked = True
-                for command in commands:
-                    session = self.current.get(command.phone)
-                    if session is None or not session.open:
-                        continue
-                    serial = session.next_serial()
-                    await self.registry.command_sent(command.command_id, serial)
-                    session.send_command(command, serial)
+                await self._send_due_commands()
+                if self._poll_due:
+                    self._poll_due = False
+                    next_poll = loop.time() + self.config.command_poll_s
             except DatabaseDown as exc:
                 log.error("commands not sent: database unavailable (%s)", exc)
+                await asyncio.sleep(STOP_CHECK_S)
             except Exception:  # one bad command must not stop the others for good
                 log.exception("sending commands failed")
+                await asyncio.sleep(STOP_CHECK_S)
+        await listener
+
+    async def _send_due_commands(self) -> None:
+        if self._poll_due:
+            for phone in await self.registry.queued_phones():
+                if phone in self.current:
+                    self._due.setdefault(phone, False)
+        due, self._due = self._due, {}
+        try:
+            connected = [(p, fresh) for p, fresh in due.items() if p in self.current]
+            commands = await self.registry.open_commands(connected)
+        except BaseException:
+            for phone, fresh in due.items():  # looked for again next time
+                self._due[phone] = self._due.get(phone, False) or fresh
+            raise
+        for command in commands:
+            session = self.current.get(command.phone)
+            if session is None or not session.open:
+                continue
+            serial = session.next_serial()
+            await self.registry.command_sent(command.command_id, serial)
+            session.send_command(command, serial)
 
 
 class Session(asyncio.Protocol):
@@ -242,10 +324,12 @@ class Session(asyncio.Protocol):
         self.frames = codec.FrameReader()
         self.packets = codec.Reassembler(resend_after_s=self.config.resend_after_s)
         self.phone: str | None = None  # phone key, from the first good frame
+        self.phone_digits = ""  # the phone number as its header spells it
         self.terminal: repo.Terminal | None = None  # set once authenticated
+        self.positions_topic = ""  # the terminal's topics, set once authenticated
+        self.events_topic = ""
         self.responder: codec.Responder | None = None
         self.auth_header: codec.Header | None = None  # how the terminal addresses itself
-        self.commands_checked = False  # its open commands looked for since it authenticated
         self.checked_at = 0.0
         self.serial = 0
         self.bad_in_a_row = 0
@@ -253,6 +337,8 @@ class Session(asyncio.Protocol):
         self.open = True
         self.unacked = 0  # locations handed to the publisher, not yet answered
         self.paused = False
+        self.answers: list[bytes] = []  # 0x8001 answers waiting for the end of the turn
+        self.batch: _Batch | None = None  # location messages waiting for the end of the read
         self.backlog: collections.deque[Frame | FrameError] | None = None
         self.task: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()
@@ -327,12 +413,15 @@ class Session(asyncio.Protocol):
         for i, item in enumerate(items):
             waiting = self.step(item)
             if waiting is not None:
+                self.publish_batch()
                 self.backlog = collections.deque(items[i + 1 :])  # the rest wait behind it
                 self.task = asyncio.create_task(self._drain(waiting))
                 return
             if not self.open:
-                self.close()
-                return
+                break
+        self.publish_batch()
+        if not self.open:
+            self.close()
 
     async def _drain(self, first: Awaitable[None]) -> None:
         """Handle frames in order while one of them has to wait (the database)."""
@@ -341,9 +430,11 @@ class Session(asyncio.Protocol):
             while self.open and self.backlog:
                 waiting = self.step(self.backlog.popleft())
                 if waiting is not None:
+                    self.publish_batch()
                     await waiting
         finally:
             self.backlog = None
+            self.publish_batch()
         if not self.open:
             self.close()
 
@@ -365,6 +456,19 @@ class Session(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def queue_answer(self, data: bytes) -> None:
+        """Send at the end of this loop turn, in one write with the turn's others."""
+        if not self.answers:
+            gw = self.gw
+            if not gw.answering:
+                self.loop.call_soon(gw.flush_answers)
+            gw.answering.append(self)
+        self.answers.append(data)
+
+    def flush_answers(self) -> None:
+        answers, self.answers = self.answers, []
+        self.send(answers[0] if len(answers) == 1 else b"".join(answers))
 
     def next_serial(self) -> int:
         self.serial = (self.serial + 1) & 0xFFFF
@@ -410,8 +514,8 @@ class Session(asyncio.Protocol):
         self.gw.counts.frames += 1
         h = item.header
         if self.phone is None:
-            self.phone = h.phone_key
-        elif h.phone_key != self.phone:
+            self.phone, self.phone_digits = h.phone_key, h.phone
+        elif h.phone != self.phone_digits and h.phone_key != self.phone:
             self.fail(
                 item,
                 Reason.NOT_AUTHENTICATED,
@@ -419,16 +523,19 @@ class Session(asyncio.Protocol):
                 keep=True,
             )
             return None
-        now = time.monotonic()
-        try:
-            whole = self.packets.add(item, now)
-        except FrameError as err:
-            self.refuse(err)
-            return None
-        if self.packets.incomplete:
-            self.request_missing(now)
-        if whole is None:
-            return None  # more sub-packages to come; each is answered with the whole message
+        whole = item
+        if h.packets or self.packets.incomplete:
+            now = time.monotonic()
+            try:
+                joined = self.packets.add(item, now)
+            except FrameError as err:
+                self.refuse(err)
+                return None
+            if self.packets.incomplete:
+                self.request_missing(now)
+            if joined is None:
+                return None  # more sub-packages to come; answered with the whole message
+            whole = joined
         try:
             message = codec.decode_message(whole, self.config.device_zone)
         except FrameError as err:
@@ -465,6 +572,7 @@ class Session(asyncio.Protocol):
                     )
                 )
         elif isinstance(message, codec.LocationReply):
+            self.on_locations(frame, (message.location,), answer=False)
             return self._guard(
                 self.on_command_answer(
                     codec.MsgId.QUERY_LOCATION, message.reply_serial, Result.OK, frame.body
@@ -483,11 +591,6 @@ class Session(asyncio.Protocol):
             log.info("%s: answer to 0x%04X serial %d matches no command", self.who, msg_id, serial)
         else:
             log.info("%s: command %d answered, result %d", self.who, found, result)
-
-    @property
-    def phone_key(self) -> str:
-        assert self.terminal is not None
-        return self.terminal.phone
 
     def send_command(self, command: repo.Command, serial: int) -> None:
         assert self.auth_header is not None
@@ -579,9 +682,10 @@ class Session(asyncio.Protocol):
             )
             return
         self.terminal = found[0]
+        self.positions_topic = wire.positions_topic(self.terminal.terminal_id)
+        self.events_topic = wire.events_topic(self.terminal.terminal_id)
         self.responder = codec.Responder(frame.header)
         self.auth_header = frame.header
-        self.commands_checked = False
         self.checked_at = time.monotonic()
         older = self.gw.current.get(self.terminal.phone)
         self.gw.current[self.terminal.phone] = self
@@ -590,6 +694,7 @@ class Session(asyncio.Protocol):
             older.close()
         self.respond(frame.header, Result.OK)
         self.publish_status("online")
+        self.gw.commands_due(self.terminal.phone, fresh=True)
 
     async def still_registered(self, frame: Frame) -> bool:
         assert self.terminal is not None
@@ -605,43 +710,66 @@ class Session(asyncio.Protocol):
         self.checked_at = time.monotonic()
         return True
 
-    def on_locations(self, frame: Frame, locations: Sequence[codec.Location]) -> None:
-        assert self.terminal is not None
-        terminal_id = self.terminal.terminal_id
-        messages: list[tuple[str, bytes]] = [
-            (wire.positions_topic(terminal_id), wire.encode_fixes(chunk))
-            for chunk in translate.chunks(translate.fixes_of(locations))
-        ]
+    def on_locations(
+        self, frame: Frame, locations: Sequence[codec.Location], *, answer: bool = True
+    ) -> None:
+        """Take a location message into this read's batch: the batch goes to the
+        broker as one message (:meth:`publish_batch`), and each of its frames that
+        wants an answer (``answer``: not a 0x0201 reply) is acknowledged once the
+        broker has acknowledged it."""
         events, self.alarm_word = translate.alarm_events(locations, self.alarm_word)
-        if events:
-            messages.append((wire.events_topic(terminal_id), wire.encode_events(events)))
-        if not messages:  # reports without a fix and without a new alarm: nothing to store
-            self.acknowledge(frame, len(locations))
-            return
-        self._hold(1)
-        self.gw.publisher.publish_all(
-            messages, functools.partial(self._published, frame, len(locations))
-        )
+        batch = self.batch
+        if batch is None:
+            batch = self.batch = _Batch()
+        batch.messages += 1
+        batch.locations.extend(locations)
+        batch.events.extend(events)
+        if answer:
+            batch.frames.append(frame)
+            batch.answered_locations += len(locations)
 
-    def _published(self, frame: Frame, count: int, ok: bool) -> None:
-        self._hold(-1)
+    def publish_batch(self) -> None:
+        batch, self.batch = self.batch, None
+        if batch is None:
+            return
+        messages: list[tuple[str, bytes]] = [
+            (self.positions_topic, wire.encode_fixes(chunk))
+            for chunk in translate.chunks(translate.fixes_of(batch.locations))
+        ]
+        if batch.events:
+            messages.append((self.events_topic, wire.encode_events(batch.events)))
+        if not messages:  # reports without a fix and without a new alarm: nothing to store
+            self.acknowledge(batch)
+            return
+        self._hold(batch.messages)
+        done = functools.partial(self._published, batch)
+        if len(messages) == 1:
+            self.gw.publisher.publish(*messages[0], done)
+        else:
+            self.gw.publisher.publish_all(messages, done)
+
+    def _published(self, batch: _Batch, ok: bool) -> None:
+        self._hold(-batch.messages)
         if not ok:
             log.warning(
-                "%s: broker did not acknowledge; location %d not acknowledged",
+                "%s: broker did not acknowledge; %d locations not acknowledged",
                 self.who,
-                frame.header.serial,
+                len(batch.locations),
             )
-            # The terminal sends it again: its alarm bits must then count as new.
+            # The terminal sends them again: their alarm bits must then count as new.
             self.alarm_word = 0
             return
-        self.acknowledge(frame, count)
+        self.acknowledge(batch)
 
-    def acknowledge(self, frame: Frame, count: int) -> None:
-        self.gw.counts.locations_acked += count
-        if self.responder is None:
+    def acknowledge(self, batch: _Batch) -> None:
+        self.gw.counts.locations_acked += batch.answered_locations
+        responder = self.responder
+        if responder is None:
             return
-        for serial in _serials(frame):
-            self.send(self.responder.ok(serial, frame.header.msg_id, self.next_serial()))
+        for frame in batch.frames:
+            msg_id = frame.header.msg_id
+            for serial in frame.part_serials or (frame.header.serial,):
+                self.queue_answer(responder.ok(serial, msg_id, self.next_serial()))
 
     def publish_status(self, state: wire.TerminalState, at: datetime | None = None) -> None:
         assert self.terminal is not None
@@ -659,15 +787,21 @@ class Session(asyncio.Protocol):
         )
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Location messages of one connection that go to the broker as one message."""
+
+    messages: int = 0
+    locations: list[codec.Location] = field(default_factory=list)
+    events: list[wire.Event] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)  # those to acknowledge
+    answered_locations: int = 0  # the locations those frames carry
+
+
 async def _insert_dead_letters(
     conn: psycopg.AsyncConnection, *, rows: list[repo.DeadLetter]
 ) -> None:
     await repo.insert_dead_letters(conn, rows)
-
-
-def _serials(frame: Frame) -> tuple[int, ...]:
-    """Serial numbers to acknowledge: the frame's, or each of its sub-packages'."""
-    return frame.part_serials or (frame.header.serial,)
 
 
 async def serve(

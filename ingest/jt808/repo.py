@@ -72,6 +72,10 @@ async def deregister(conn: psycopg.AsyncConnection, phone: str) -> None:
     await conn.execute("DELETE FROM jt808_registration WHERE jt808_phone = %s", (phone,))
 
 
+# NOTIFY channel of queued commands; the payload is the terminal's phone key.
+COMMAND_CHANNEL = "jt808_command"
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """A platform command waiting to go to a connected terminal."""
@@ -99,6 +103,20 @@ async def open_commands(
         ([p for p, _ in connected], [fresh for _, fresh in connected]),
     )
     return [Command(r[0], r[1], r[2], bytes(r[3])) for r in await cur.fetchall()]
+
+
+async def queued_phones(conn: psycopg.AsyncConnection) -> list[str]:
+    """Phone keys with a command waiting to be sent (the gateway's safety poll: one
+    short query whatever the number of connected terminals)."""
+    cur = await conn.execute(
+        "SELECT DISTINCT jt808_phone FROM jt808_command WHERE state = 'queued'"
+    )
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def listen_commands(conn: psycopg.AsyncConnection) -> None:
+    """Subscribe ``conn`` (autocommit) to the notifications of :func:`queue_command`."""
+    await conn.execute(f"LISTEN {COMMAND_CHANNEL}")
 
 
 async def command_sent(conn: psycopg.AsyncConnection, command_id: int, serial: int) -> None:
@@ -129,13 +147,16 @@ async def command_answered(
 
 
 def queue_command(conn: psycopg.Connection, phone: str, msg_id: int, body: bytes) -> int | None:
-    """Queue a command for the terminal with this phone key; None when no truck
+    """Queue a command for the terminal with this phone key, and notify the gateways
+    (on ``COMMAND_CHANNEL``, with the phone key, at commit); None when no truck
     carries that phone number."""
     row = conn.execute(
-        """INSERT INTO jt808_command (jt808_phone, msg_id, body)
-           SELECT jt808_phone, %s, %s FROM truck WHERE jt808_phone = %s
-        RETURNING command_id""",
-        (msg_id, body, phone),
+        """WITH queued AS (
+               INSERT INTO jt808_command (jt808_phone, msg_id, body)
+               SELECT jt808_phone, %s, %s FROM truck WHERE jt808_phone = %s
+               RETURNING command_id, jt808_phone)
+           SELECT command_id, pg_notify(%s, jt808_phone) FROM queued""",
+        (msg_id, body, phone, COMMAND_CHANNEL),
     ).fetchone()
     return int(row[0]) if row else None
 

@@ -103,15 +103,16 @@ async def run_async(
     except BrokerRefused as exc:
         await publisher.close()
         raise GatewayUnavailable(str(exc)) from None
+    dsn = settings.database_dsn()
     pool = AsyncConnectionPool(
-        settings.database_dsn(),
+        dsn,
         min_size=1,
         max_size=DB_POOL_MAX,
         open=False,
         kwargs={"connect_timeout": 5},
     )
     await pool.open(wait=False)
-    gateway = Gateway(config, Registry(pool), publisher)
+    gateway = Gateway(config, Registry(pool, dsn), publisher)
     metrics = None
     metrics_port = settings.jt808_metrics_port + instance.number - 1  # one port per process
     if settings.jt808_metrics_port:

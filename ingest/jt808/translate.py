@@ -12,7 +12,8 @@ not set in the previous report become one ``alarm`` event carrying their names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from ingest import wire
@@ -75,18 +76,25 @@ def fix_of(loc: Location) -> wire.Fix | None:
 def fixes_of(locations: Iterable[Location]) -> list[wire.Fix]:
     """Fixes in device-time order, whatever order the reports came in."""
     fixes = [f for f in map(fix_of, locations) if f is not None]
-    fixes.sort(key=lambda f: f.recorded_at)
+    if len(fixes) > 1:
+        fixes.sort(key=_recorded_at)
     return fixes
 
 
+def _recorded_at(item: wire.Fix | Location) -> datetime:
+    return item.recorded_at
+
+
 def alarm_events(
-    locations: Iterable[Location], previous_alarm: int
+    locations: Sequence[Location], previous_alarm: int
 ) -> tuple[list[wire.Event], int]:
     """``alarm`` events for alarm bits raised since ``previous_alarm`` (the last
     report's alarm word), and the alarm word to remember."""
     events: list[wire.Event] = []
     last = previous_alarm
-    for loc in sorted(locations, key=lambda x: x.recorded_at):
+    if len(locations) == 1 and not (locations[0].alarm | previous_alarm):
+        return events, 0  # the common report: no alarm before, none now
+    for loc in sorted(locations, key=_recorded_at):
         raised = loc.alarm & ~last
         last = loc.alarm
         if not raised:

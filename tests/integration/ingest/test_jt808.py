@@ -734,6 +734,54 @@ class GatewayProcess:
         return self.proc.wait(30)
 
 
+def gateway_env(database_url: str, broker_url: str, metrics_port: int) -> dict[str, str]:
+    """Settings of a gateway process in the stream tests (a 2 s PUBACK wait)."""
+    return {
+        "CLEARDAY_DATABASE_URL": database_url,
+        "CLEARDAY_MQTT_URL": broker_url,
+        "CLEARDAY_JT808_PUBLISH_TIMEOUT_S": "2",
+        "CLEARDAY_JT808_METRICS_PORT": str(metrics_port),
+    }
+
+
+def streaming_terminals(
+    port: int, per_terminal: int
+) -> tuple[list[Jt808Terminal], dict[str, list[codec.Location]]]:
+    """Ten terminals (2013 and 2019 headers in turn) and the locations each reports,
+    one a second from an hour ago."""
+    base = now_local() - timedelta(hours=1)
+    terminals = [
+        Jt808Terminal("127.0.0.1", port, phone(i), version=1 if i % 2 else None) for i in range(10)
+    ]
+    plans = {
+        t.phone: [loc(base + timedelta(seconds=k), k) for k in range(per_terminal)]
+        for t in terminals
+    }
+    return terminals, plans
+
+
+def stored_fixes(database_url: str) -> int:
+    return int(scalar(database_url, "SELECT count(*) FROM position"))
+
+
+def assert_acknowledged_stored_once(
+    database_url: str, terminals: list[Jt808Terminal], per_terminal: int
+) -> None:
+    """Every location a terminal saw acknowledged is stored exactly once, and all of
+    them are stored (terminal i reports for truck Ti)."""
+    total = len(terminals) * per_terminal
+    wait_for(lambda: stored_fixes(database_url) >= total, 60, f"{total} fixes")
+    time.sleep(1.0)
+    found = rows(database_url, "SELECT truck_id, recorded_at, count(*) FROM position GROUP BY 1, 2")
+    counts = {(r[0], r[1]): r[2] for r in found}
+    for i, t in enumerate(terminals):
+        acked = {(f"T{i}", x.recorded_at.astimezone(UTC)) for x in t.acked}
+        assert len(t.acked) >= per_terminal, f"terminal {i}: {len(t.acked)} acknowledged"
+        missing = [k for k in acked if counts.get(k) != 1]
+        assert not missing, f"terminal {i}: {len(missing)} acknowledged locations not stored once"
+    assert len(counts) == total and all(c == 1 for c in counts.values())
+
+
 @pytest.mark.slow
 def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_location_stored_once(
     jt808_fleet: str,
@@ -747,25 +795,13 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
     bring the rest."""
     start_ingestor()
     port = free_port()
-    env = {
-        "CLEARDAY_DATABASE_URL": jt808_fleet,
-        "CLEARDAY_MQTT_URL": broker.url,
-        "CLEARDAY_JT808_PUBLISH_TIMEOUT_S": "2",
-        "CLEARDAY_JT808_METRICS_PORT": "0",
-    }
+    env = gateway_env(jt808_fleet, broker.url, 0)
     gateway = GatewayProcess(env, tmp_path / "gateway.log", port).start()
-    base = now_local() - timedelta(hours=1)
     per_terminal = 300
-    terminals = [
-        Jt808Terminal("127.0.0.1", port, phone(i), version=1 if i % 2 else None) for i in range(10)
-    ]
-    plans = {
-        t.phone: [loc(base + timedelta(seconds=k), k) for k in range(per_terminal)]
-        for t in terminals
-    }
+    terminals, plans = streaming_terminals(port, per_terminal)
 
     def stored() -> int:
-        return int(scalar(jt808_fleet, "SELECT count(*) FROM position"))
+        return stored_fixes(jt808_fleet)
 
     at_kill: list[int] = []
 
@@ -790,18 +826,8 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
             await t.close()
 
     run(scenario())
-    total = 10 * per_terminal
-    assert at_kill[0] < total, "the kill must happen mid-stream"
-    wait_for(lambda: stored() >= total, 60, f"{total} fixes")
-    time.sleep(1.0)
-    found = rows(jt808_fleet, "SELECT truck_id, recorded_at, count(*) FROM position GROUP BY 1, 2")
-    counts = {(r[0], r[1]): r[2] for r in found}
-    for i, t in enumerate(terminals):
-        acked = {(f"T{i}", x.recorded_at.astimezone(UTC)) for x in t.acked}
-        assert len(t.acked) >= per_terminal, f"terminal {i}: {len(t.acked)} acknowledged"
-        missing = [k for k in acked if counts.get(k) != 1]
-        assert not missing, f"terminal {i}: {len(missing)} acknowledged locations not stored once"
-    assert len(counts) == total and all(c == 1 for c in counts.values())
+    assert at_kill[0] < 10 * per_terminal, "the kill must happen mid-stream"
+    assert_acknowledged_stored_once(jt808_fleet, terminals, per_terminal)
     assert gateway.stop() == 0
 
 
@@ -858,12 +884,7 @@ def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
     re-uploads bring the rest, and SIGTERM stops all of it cleanly."""
     start_ingestor()
     port, metrics = free_port(), free_port_run(2)
-    env = {
-        "CLEARDAY_DATABASE_URL": jt808_fleet,
-        "CLEARDAY_MQTT_URL": broker.url,
-        "CLEARDAY_JT808_PUBLISH_TIMEOUT_S": "2",
-        "CLEARDAY_JT808_METRICS_PORT": str(metrics),
-    }
+    env = gateway_env(jt808_fleet, broker.url, metrics)
     gateway = GatewayProcess(env, tmp_path / "gateway.log", port, processes=2).start()
     assert gateway.proc is not None
     supervisor = gateway.proc.pid
@@ -876,18 +897,8 @@ def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
             return False
 
     wait_for(lambda: serving(metrics) and serving(metrics + 1), 30, "both processes' brokers")
-    base = now_local() - timedelta(hours=1)
     per_terminal = 200
-    terminals = [
-        Jt808Terminal("127.0.0.1", port, phone(i), version=1 if i % 2 else None) for i in range(10)
-    ]
-    plans = {
-        t.phone: [loc(base + timedelta(seconds=k), k) for k in range(per_terminal)]
-        for t in terminals
-    }
-
-    def stored() -> int:
-        return int(scalar(jt808_fleet, "SELECT count(*) FROM position"))
+    terminals, plans = streaming_terminals(port, per_terminal)
 
     def authenticated() -> list[float]:
         return [gauge(metrics + k, "clearday_jt808_terminals_authenticated") for k in (0, 1)]
@@ -909,7 +920,7 @@ def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
             asyncio.create_task(drive(t, plans[t.phone], retry_s=0.3, timeout_s=4))
             for t in terminals
         ]
-        while stored() < 500:
+        while stored_fixes(jt808_fleet) < 500:
             await asyncio.sleep(0.1)
         victim = instance_pids(supervisor)[0]
         os.kill(victim, signal.SIGKILL)
@@ -919,21 +930,7 @@ def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
             await t.close()
 
     run(scenario())
-    total = 10 * per_terminal
-    wait_for(lambda: stored() >= total, 60, f"{total} fixes")
-    time.sleep(1.0)
-    counts = {
-        (r[0], r[1]): r[2]
-        for r in rows(
-            jt808_fleet, "SELECT truck_id, recorded_at, count(*) FROM position GROUP BY 1, 2"
-        )
-    }
-    for i, t in enumerate(terminals):
-        acked = {(f"T{i}", x.recorded_at.astimezone(UTC)) for x in t.acked}
-        assert len(t.acked) >= per_terminal, f"terminal {i}: {len(t.acked)} acknowledged"
-        missing = [k for k in acked if counts.get(k) != 1]
-        assert not missing, f"terminal {i}: {len(missing)} acknowledged locations not stored once"
-    assert len(counts) == total and all(c == 1 for c in counts.values())
+    assert_acknowledged_stored_once(jt808_fleet, terminals, per_terminal)
     # the supervisor started the killed process again
     wait_for(lambda: len(instance_pids(supervisor)) == 2, 30, "the killed process restarted")
     assert killed[0] not in instance_pids(supervisor)
@@ -1053,8 +1050,10 @@ def test_commands_queued_from_the_cli_reach_the_terminal_and_their_answers_are_r
             (phone(1), MsgId.SET_PARAMETERS, codec.encode_parameters([(1, b"x")])),
         )
     start_ingestor()
-    gw = start_gateway(jt808_command_poll_s=0.2)
+    # no safety poll within the test: commands go out on authentication and notification
+    gw = start_gateway(jt808_command_poll_s=3600)
     at = now_local()
+    kept = loc(at + timedelta(minutes=1), 7)  # a position terminal 0 has not reported
 
     def answered() -> int:
         return sum(1 for r in commands(jt808_fleet) if r[3] == "answered")
@@ -1062,6 +1061,7 @@ def test_commands_queued_from_the_cli_reach_the_terminal_and_their_answers_are_r
     async def scenario() -> tuple[Jt808Terminal, Jt808Terminal]:
         t0 = Jt808Terminal("127.0.0.1", gw.port, phone(0))
         t1 = Jt808Terminal("127.0.0.1", gw.port, phone(1), version=1)
+        t0.unacked.append(kept)  # what it answers the position query with
         for t in (t0, t1):
             await t.login()
         assert await t0.report(loc(at, 3))
@@ -1097,6 +1097,41 @@ def test_commands_queued_from_the_cli_reach_the_terminal_and_their_answers_are_r
     header = codec.Header(MsgId.LOCATION_REPLY, phone(0), 1, len(reply))
     decoded = codec.decode_message(codec.Frame(header, bytes(reply), b""), GMT8)
     assert isinstance(decoded, codec.LocationReply)
-    assert decoded.location.recorded_at == at and decoded.location.lat == loc(at, 3).lat
-    # the 0x0201 reply is no location report: nothing extra was stored or dead-lettered
-    assert len(positions(jt808_fleet, "T0")) <= 1 and dead_letters(jt808_fleet) == []
+    assert decoded.location.recorded_at == kept.recorded_at and decoded.location.lat == kept.lat
+    # the 0x0201 position is stored like a report's, once
+    wait_for(lambda: len(positions(jt808_fleet, "T0")) == 2, 30, "the reported and the queried fix")
+    stored = positions(jt808_fleet, "T0")
+    assert [r[0] for r in stored] == [at, kept.recorded_at]
+    assert [r[1] for r in stored] == pytest.approx([loc(at, 3).lat, kept.lat], abs=1e-6)
+    assert dead_letters(jt808_fleet) == []
+
+
+def test_a_command_queued_without_notification_is_found_by_the_safety_poll(
+    jt808_fleet: str,
+    start_gateway: Callable[..., GatewayThread],
+) -> None:
+    """A command inserted by hand (no NOTIFY) while its terminal is connected, after
+    its authentication-time look, goes out at the next safety poll."""
+    gw = start_gateway(jt808_command_poll_s=0.5)
+
+    def answered() -> int:
+        return sum(1 for r in commands(jt808_fleet) if r[3] == "answered")
+
+    async def scenario() -> Jt808Terminal:
+        t = Jt808Terminal("127.0.0.1", gw.port, phone(0))
+        await t.login()
+        with psycopg.connect(jt808_fleet) as conn:
+            repo.queue_command(conn, phone(0), MsgId.SET_PARAMETERS, b"\x00")
+        # answered: the terminal's authentication-time look is long over
+        await asyncio.to_thread(wait_for, lambda: answered() == 1, 30, "the notified command")
+        with psycopg.connect(jt808_fleet) as conn:
+            conn.execute(
+                "INSERT INTO jt808_command (jt808_phone, msg_id, body) VALUES (%s, %s, %s)",
+                (phone(0), MsgId.SET_PARAMETERS, codec.encode_parameters([(1, b"y")])),
+            )
+        await asyncio.to_thread(wait_for, lambda: answered() == 2, 30, "the polled command")
+        await t.close()
+        return t
+
+    t = run(scenario())
+    assert [body for _, body in t.commands] == [b"\x00", codec.encode_parameters([(1, b"y")])]
