@@ -734,6 +734,27 @@ class GatewayProcess:
         return self.proc.wait(30)
 
 
+@pytest.fixture
+def gateway_process(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start `clearday jt808` processes that are stopped (killed if need be) when the test
+    ends, whether it passed, failed or timed out waiting for them to listen."""
+    started: list[GatewayProcess] = []
+
+    def start(env: dict[str, str], port: int, processes: int = 1) -> GatewayProcess:
+        gateway = GatewayProcess(env, tmp_path / "gateway.log", port, processes)
+        started.append(gateway)
+        return gateway.start()
+
+    yield start
+    for gateway in started:
+        try:
+            gateway.stop()
+        except subprocess.TimeoutExpired:
+            assert gateway.proc is not None
+            gateway.proc.kill()
+            gateway.proc.wait()
+
+
 def gateway_env(database_url: str, broker_url: str, metrics_port: int) -> dict[str, str]:
     """Settings of a gateway process in the stream tests (a 2 s PUBACK wait)."""
     return {
@@ -787,7 +808,7 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
     jt808_fleet: str,
     broker: PrivateMosquitto,
     start_ingestor: Callable[..., RunningIngestor],
-    tmp_path: Path,
+    gateway_process: Callable[..., GatewayProcess],
 ) -> None:
     """Ten terminals report 300 locations each through a real gateway process; it is
     killed with SIGKILL and restarted, then the broker restarts. Every location a
@@ -796,7 +817,7 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
     start_ingestor()
     port = free_port()
     env = gateway_env(jt808_fleet, broker.url, 0)
-    gateway = GatewayProcess(env, tmp_path / "gateway.log", port).start()
+    gateway = gateway_process(env, port)
     per_terminal = 300
     terminals, plans = streaming_terminals(port, per_terminal)
 
@@ -875,7 +896,7 @@ def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
     jt808_fleet: str,
     broker: PrivateMosquitto,
     start_ingestor: Callable[..., RunningIngestor],
-    tmp_path: Path,
+    gateway_process: Callable[..., GatewayProcess],
 ) -> None:
     """`clearday jt808 --processes 2`: both processes take terminals on the one port,
     each with its own broker client id (they would take each other's connection
@@ -885,7 +906,7 @@ def test_two_gateway_processes_share_the_port_and_one_killed_loses_nothing(
     start_ingestor()
     port, metrics = free_port(), free_port_run(2)
     env = gateway_env(jt808_fleet, broker.url, metrics)
-    gateway = GatewayProcess(env, tmp_path / "gateway.log", port, processes=2).start()
+    gateway = gateway_process(env, port, processes=2)
     assert gateway.proc is not None
     supervisor = gateway.proc.pid
     wait_for(lambda: len(instance_pids(supervisor)) == 2, 30, "two gateway processes")
