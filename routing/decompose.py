@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from routing.budget import OVERRUN_S, OVERRUN_SHARE, Budget, Clock
+from routing.exchange import NEIGHBOURS, improve_routes, neighbour_lists
 from routing.finish import finish_plan, make_plan
 from routing.options import SolverOptions
 from routing.pieces import PieceRunner, SubSolve, solve_sub
@@ -206,6 +207,8 @@ class _Current:
     visits: dict[str, list[Visit]]
     distance_m: dict[str, float]
     left_out: list[str]
+    exchange_moves: int = 0
+    exchange_saved_m: float = 0.0
 
     def served(self, trucks: Sequence[str]) -> int:
         return sum(1 for t in trucks for v in self.visits.get(t, ()) if v.kind == "point")
@@ -276,7 +279,9 @@ def solve_decomposed(
     )
     notes = (
         f"{pieces} pieces; {rounds} rounds of {workers} workers: "
-        f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer)",
+        f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer); "
+        f"{current.exchange_moves} moves between routes saved "
+        f"{current.exchange_saved_m / 1000.0:.1f} km",
         f"first plan {first_km:.1f} km ({len(current.visits)} routes), after improvement "
         f"{sum(current.distance_m.values()) / 1000.0:.1f} km",
     )
@@ -373,7 +378,10 @@ def _improve(
     rng = np.random.default_rng(seed)
     tried_seeds: set[str] = set()
     rounds = tried = accepted = eliminated = 0
+    near = neighbour_lists(problem, NEIGHBOURS) if options.exchange_passes else {}
     while max_rounds is None or rounds < max_rounds:
+        if options.exchange_passes:
+            _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds)
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
             wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
@@ -412,6 +420,42 @@ def _improve(
                 tried_seeds.difference_update(trucks)
         rounds += 1
     return rounds, tried, accepted, eliminated
+
+
+def _exchange(
+    problem: Problem,
+    current: _Current,
+    budget: Budget,
+    seed: int,
+    options: SolverOptions,
+    near: dict[str, list[str]],
+    tried_seeds: set[str],
+) -> None:
+    """Relocate / 2-opt* moves over the whole plan (routing.exchange), until the
+    finishing reserve at most; a changed route's seed may be tried again."""
+    counted = options.solution_limit is not None
+    deadline = budget.clock() + budget.remaining_s() - budget.finishing_reserve_s()
+    result = improve_routes(
+        problem,
+        current.visits,
+        starts=dict(options.starts),
+        breaks_done=options.breaks_done,
+        neighbours=near,
+        max_passes=options.exchange_passes,
+        seed=seed,
+        deadline=math.inf if counted else deadline,
+        clock=budget.clock,
+    )
+    for truck_id, visits in result.changed.items():
+        if visits:
+            current.visits[truck_id] = visits
+            current.distance_m[truck_id] = result.distance_m[truck_id]
+        else:
+            current.visits.pop(truck_id, None)
+            current.distance_m.pop(truck_id, None)
+    tried_seeds.difference_update(result.changed)
+    current.exchange_moves += result.moves
+    current.exchange_saved_m += result.saved_m
 
 
 def neighbourhoods(
