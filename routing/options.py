@@ -66,7 +66,7 @@ class SolverOptions:
     improve_rounds: int | None = None
     # Passes of relocate / 2-opt* moves over the whole plan (routing.exchange) after
     # the first plan and after each round of neighbourhoods; 0: none.
-    exchange_passes: int = 3
+    exchange_passes: int = 10
     route_elimination: bool = False  # every other neighbourhood with one truck fewer
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
