@@ -25,7 +25,11 @@ S = Visit("station", "S")
 
 
 def _visits(route: Route) -> list[Visit]:
-    return [Visit(s.kind, s.ref_id) for s in route.stops if s.kind in ("point", "station")]
+    return [
+        Visit(s.kind, s.ref_id)
+        for s in route.stops
+        if s.kind in ("point", "station") and s.ref_id is not None
+    ]
 
 
 def _plan(problem: Problem, visits: dict[str, list[Visit]]) -> Plan:
