@@ -3,6 +3,7 @@ the iterated decomposition (routing.decompose):
 
 * **relocate**: a point moves next to one of its nearest points on another route
   (before or after it);
+* **swap**: a point and one of its nearest points on another route change places;
 * **2-opt\\***: two routes swap tails, the point's route going on at its neighbour.
 
 Candidates come from granular neighbour lists (each point's ``neighbours`` nearest
@@ -182,10 +183,11 @@ def improve_routes(
     deadline: float = math.inf,
     clock: Clock = time.monotonic,
 ) -> ExchangeResult:
-    """First-improvement relocate and 2-opt* moves over every route until a pass finds
-    none, ``max_passes`` passes are done, or ``deadline`` on ``clock`` passes. Routes
-    that do not hold as given are left alone. The points are visited in an order drawn
-    from ``seed``, so the result depends only on the seed when the deadline is not hit."""
+    """First-improvement relocate, swap and 2-opt* moves over every route until a
+    pass finds none, ``max_passes`` passes are done, or ``deadline`` on ``clock``
+    passes. Routes that do not hold as given are left alone. The points are visited
+    in an order drawn from ``seed``, so the result depends only on the seed when the
+    deadline is not hit."""
     starts = starts or {}
     neighbours = neighbours if neighbours is not None else neighbour_lists(problem, NEIGHBOURS)
     routes = _Routes(problem, starts, breaks_done, {}, {})
@@ -239,7 +241,7 @@ def _candidates(
     routes: _Routes, pid: str, near: Sequence[str]
 ) -> Iterator[tuple[float, str, list[Visit], str, list[Visit]]]:
     """(estimated saving, truck a, its new route, truck b, its new route) for every
-    relocate and 2-opt* move of ``pid`` next to a neighbour on another route."""
+    relocate, swap and 2-opt* move of ``pid`` next to a neighbour on another route."""
     problem = routes.problem
     a, i = routes.where[pid]
     ta = problem.truck(a)
@@ -270,9 +272,25 @@ def _candidates(
                     b,
                     [*vb[:at], Visit("point", pid), *vb[at:]],
                 )
+        # Swap: the point takes the neighbour's place and the neighbour the point's.
+        before_q, after_q = routes.key_at(tb, vb, j - 1), routes.key_at(tb, vb, j + 1)
+        added_a = ma.distance(prev_a, qk) + ma.distance(qk, next_a) - ma.distance(prev_a, next_a)
+        added_b = (
+            mb.distance(before_q, pk)
+            + mb.distance(pk, after_q)
+            - mb.distance(before_q, qk)
+            - mb.distance(qk, after_q)
+        )
+        if removal - added_a - added_b > MIN_GAIN_M:
+            yield (
+                removal - added_a - added_b,
+                a,
+                [*va[:i], Visit("point", qid), *va[i + 1 :]],
+                b,
+                [*vb[:j], Visit("point", pid), *vb[j + 1 :]],
+            )
         # 2-opt*: a goes on from the point to the neighbour and b's tail; b from the
         # neighbour's predecessor to a's tail (each truck still goes home to its depot).
-        before_q = routes.key_at(tb, vb, j - 1)
         end_a, end_b = depot_key(ta.end_depot_id), depot_key(tb.end_depot_id)
         last_a, last_b = routes.key_at(ta, va, len(va) - 1), routes.key_at(tb, vb, len(vb) - 1)
         old = (

@@ -78,6 +78,31 @@ def test_full_trucks_swap_tails() -> None:
     assert plan.stats.distance_m < _plan(pb, before).stats.distance_m
 
 
+def test_full_trucks_swap_points_where_tails_cannot_move() -> None:
+    """Swap: two points a day per truck, T1's kitchen point K east and A west, T2's B
+    east and C west; only T1 carries kitchen waste, so no tail can move (every
+    exchange of tails overloads a truck or hands K to T2): swapping A and B puts each
+    truck on one side (8.4 km down to 4.4 km)."""
+    full = {"capacity_kg": 200.0, "max_day_load_kg": 200.0}
+    pb = line_problem(
+        {
+            "K": (1000.0, point("K", stream="kitchen")),
+            "A": (-1000.0, point("A")),
+            "B": (1100.0, point("B")),
+            "C": (-1100.0, point("C")),
+        },
+        trucks=[truck("T1", streams=frozenset({"other", "kitchen"}), **full), truck("T2", **full)],
+    )
+    before = {"T1": [_p("K"), _p("A"), S], "T2": [_p("B"), _p("C"), S]}
+    assert _plan(pb, before).stats.distance_m == 8400.0
+    after = {**before, **improve_routes(pb, before).changed}
+    sides = {t: sorted(v.ref_id for v in vs if v.kind == "point") for t, vs in after.items()}
+    assert sides == {"T1": ["B", "K"], "T2": ["A", "C"]}
+    plan = _plan(pb, after)
+    assert check_plan(pb, plan) == []
+    assert plan.stats.distance_m == 4400.0
+
+
 @pytest.mark.parametrize(
     ("rule", "w", "t2"),
     [
