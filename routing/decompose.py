@@ -379,9 +379,13 @@ def _improve(
     tried_seeds: set[str] = set()
     rounds = tried = accepted = eliminated = 0
     near = neighbour_lists(problem, NEIGHBOURS) if options.exchange_passes else {}
+    # Moves between routes run on a plan the last call has not seen: the first plan,
+    # then after each round that changed it (and once more after the last).
+    unseen = bool(options.exchange_passes) and (max_rounds is None or max_rounds > 0)
     while max_rounds is None or rounds < max_rounds:
-        if options.exchange_passes:
+        if unseen:
             _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds)
+            unseen = False
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
             wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
@@ -418,7 +422,10 @@ def _improve(
                 eliminated += victim is not None
                 _accept(current, trucks, plan)
                 tried_seeds.difference_update(trucks)
+                unseen = bool(options.exchange_passes)
         rounds += 1
+    if unseen:
+        _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds)
     return rounds, tried, accepted, eliminated
 
 
@@ -434,7 +441,9 @@ def _exchange(
     """Relocate / 2-opt* moves over the whole plan (routing.exchange), until the
     finishing reserve at most; a changed route's seed may be tried again."""
     counted = options.solution_limit is not None
-    deadline = budget.clock() + budget.remaining_s() - budget.finishing_reserve_s()
+    left_s = budget.remaining_s() - budget.finishing_reserve_s()
+    if not counted and left_s <= 0:
+        return
     result = improve_routes(
         problem,
         current.visits,
@@ -443,7 +452,7 @@ def _exchange(
         neighbours=near,
         max_passes=options.exchange_passes,
         seed=seed,
-        deadline=math.inf if counted else deadline,
+        deadline=math.inf if counted else budget.clock() + left_s,
         clock=budget.clock,
     )
     for truck_id, visits in result.changed.items():
