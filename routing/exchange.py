@@ -192,6 +192,8 @@ def improve_routes(
     neighbours = neighbours if neighbours is not None else neighbour_lists(problem, NEIGHBOURS)
     routes = _Routes(problem, starts, breaks_done, {}, {})
     for truck_id, visits in visits_by_truck.items():
+        if clock() >= deadline:
+            break  # no time to time every route: no pass either
         truck = problem.truck(truck_id)
         prepared = routes.prepared(truck, list(visits))
         if prepared is not None and prepared[0] and routes.holds(truck, prepared[0]):

@@ -163,3 +163,14 @@ def test_neighbour_lists_are_the_nearest_points_without_the_point_itself() -> No
     assert near["P2"][:2] in (["P1", "P3"], ["P3", "P1"])
     assert near["P2"][2] == "P4"
     assert all(pid not in lst for pid, lst in near.items())
+
+
+def test_a_deadline_already_past_changes_nothing() -> None:
+    """With the deadline behind the clock no route is even timed: nothing changes."""
+    pb = line_problem(
+        {"P1": (-1000.0, point("P1")), "P2": (1000.0, point("P2")), "P3": (1100.0, point("P3"))},
+        trucks=[truck("T1"), truck("T2")],
+    )
+    before = {"T1": [_p("P1"), _p("P2"), S], "T2": [_p("P3"), S]}
+    result = improve_routes(pb, before, deadline=10.0, clock=lambda: 10.0)
+    assert result.changed == {} and result.passes == 0 and result.moves == 0
