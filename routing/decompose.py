@@ -379,13 +379,14 @@ def _improve(
     tried_seeds: set[str] = set()
     rounds = tried = accepted = eliminated = 0
     near = neighbour_lists(problem, NEIGHBOURS) if options.exchange_passes else {}
-    # Moves between routes run on a plan the last call has not seen: the first plan,
-    # then after each round that changed it (and once more after the last).
-    unseen = bool(options.exchange_passes) and (max_rounds is None or max_rounds > 0)
+    # Moves between routes run over the first plan, then from the routes each round
+    # changed (the rest stays at its local optimum), and once more after the last.
+    exchange = bool(options.exchange_passes) and (max_rounds is None or max_rounds > 0)
+    unseen: set[str] | None = None  # None: the whole plan
     while max_rounds is None or rounds < max_rounds:
-        if unseen:
-            _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds)
-            unseen = False
+        if exchange and (unseen is None or unseen):
+            _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds, unseen)
+            unseen = set()
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
             wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
@@ -422,10 +423,11 @@ def _improve(
                 eliminated += victim is not None
                 _accept(current, trucks, plan)
                 tried_seeds.difference_update(trucks)
-                unseen = bool(options.exchange_passes)
+                if unseen is not None:
+                    unseen.update(trucks)
         rounds += 1
-    if unseen:
-        _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds)
+    if exchange and unseen:
+        _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds, unseen)
     return rounds, tried, accepted, eliminated
 
 
@@ -437,9 +439,11 @@ def _exchange(
     options: SolverOptions,
     near: dict[str, list[str]],
     tried_seeds: set[str],
+    focus: set[str] | None,
 ) -> None:
-    """Relocate / 2-opt* moves over the whole plan (routing.exchange), until the
-    finishing reserve at most; a changed route's seed may be tried again."""
+    """Moves between routes (routing.exchange) from the points of ``focus``'s routes
+    (None: every route), until the finishing reserve at most; a changed route's seed
+    may be tried again."""
     counted = options.solution_limit is not None
     left_s = budget.remaining_s() - budget.finishing_reserve_s()
     if not counted and left_s <= 0:
@@ -451,6 +455,7 @@ def _exchange(
         breaks_done=options.breaks_done,
         neighbours=near,
         max_passes=options.exchange_passes,
+        focus=focus,
         seed=seed,
         deadline=math.inf if counted else budget.clock() + left_s,
         clock=budget.clock,

@@ -57,6 +57,7 @@ class _Routes:
     visits: dict[str, list[Visit]]
     distance_m: dict[str, float]
     where: dict[str, tuple[str, int]] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)  # trucks whose route a move changed
 
     def locate(self, truck_id: str) -> None:
         for i, v in enumerate(self.visits[truck_id]):
@@ -116,6 +117,7 @@ class _Routes:
             self.visits[truck_id] = visits
             self.distance_m[truck_id] = dist
             self.locate(truck_id)
+            self.touched.add(truck_id)
         return saved
 
 
@@ -179,13 +181,16 @@ def improve_routes(
     breaks_done: frozenset[str] = frozenset(),
     neighbours: dict[str, list[str]] | None = None,
     max_passes: int = 3,
+    focus: set[str] | None = None,
     seed: int = 0,
     deadline: float = math.inf,
     clock: Clock = time.monotonic,
 ) -> ExchangeResult:
     """First-improvement relocate, swap and 2-opt* moves over every route until a
     pass finds none, ``max_passes`` passes are done, or ``deadline`` on ``clock``
-    passes. Routes that do not hold as given are left alone. The points are visited
+    passes. With ``focus`` (truck ids), only the points of those trucks' routes, and
+    of routes a move has changed since, look for moves (the rest of the plan was
+    already at a local optimum). Routes that do not hold as given are left alone. The points are visited
     in an order drawn from ``seed``, so the result depends only on the seed when the
     deadline is not hit."""
     starts = starts or {}
@@ -210,6 +215,8 @@ def improve_routes(
             if clock() >= deadline:
                 break
             if pid not in routes.where:
+                continue
+            if focus is not None and not {routes.where[pid][0]} & (focus | routes.touched):
                 continue
             saved = _best_move_for(routes, pid, neighbours.get(pid, ()))
             if saved > 0:

@@ -174,3 +174,16 @@ def test_a_deadline_already_past_changes_nothing() -> None:
     before = {"T1": [_p("P1"), _p("P2"), S], "T2": [_p("P3"), S]}
     result = improve_routes(pb, before, deadline=10.0, clock=lambda: 10.0)
     assert result.changed == {} and result.passes == 0 and result.moves == 0
+
+
+def test_a_focus_limits_the_points_that_look_for_moves() -> None:
+    """With a focus, only the points of the focused routes look for moves: none when
+    the focus is empty, the 2 km saving when it holds T1 (P2's route)."""
+    pb = line_problem(
+        {"P1": (-1000.0, point("P1")), "P2": (1000.0, point("P2")), "P3": (1100.0, point("P3"))},
+        trucks=[truck("T1"), truck("T2")],
+    )
+    before = {"T1": [_p("P1"), _p("P2"), S], "T2": [_p("P3"), S]}
+    assert improve_routes(pb, before, focus=set()).moves == 0
+    moved = improve_routes(pb, before, focus={"T1"})
+    assert moved.moves == 1 and moved.saved_m == 2000.0
