@@ -444,9 +444,10 @@ def _exchange(
     """Moves between routes (routing.exchange) from the points of ``focus``'s routes
     (None: every route), until the finishing reserve at most; a changed route's seed
     may be tried again."""
+    # Counted searches stop by counts; their time limit is only a cap.
     counted = options.solution_limit is not None
-    left_s = budget.remaining_s() - budget.finishing_reserve_s()
-    if not counted and left_s <= 0:
+    left_s = budget.remaining_s() - (0.0 if counted else budget.finishing_reserve_s())
+    if left_s <= 0:
         return
     result = improve_routes(
         problem,
@@ -457,7 +458,7 @@ def _exchange(
         max_passes=options.exchange_passes,
         focus=focus,
         seed=seed,
-        deadline=math.inf if counted else budget.clock() + left_s,
+        deadline=budget.clock() + left_s,
         clock=budget.clock,
     )
     for truck_id, visits in result.changed.items():
