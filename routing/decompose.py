@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from routing.budget import OVERRUN_S, OVERRUN_SHARE, Budget, Clock
+from routing.exchange import NEIGHBOURS, improve_routes, neighbour_lists
 from routing.finish import finish_plan, make_plan
 from routing.options import SolverOptions
 from routing.pieces import PieceRunner, SubSolve, solve_sub
@@ -206,6 +207,8 @@ class _Current:
     visits: dict[str, list[Visit]]
     distance_m: dict[str, float]
     left_out: list[str]
+    exchange_moves: int = 0
+    exchange_saved_m: float = 0.0
 
     def served(self, trucks: Sequence[str]) -> int:
         return sum(1 for t in trucks for v in self.visits.get(t, ()) if v.kind == "point")
@@ -276,7 +279,9 @@ def solve_decomposed(
     )
     notes = (
         f"{pieces} pieces; {rounds} rounds of {workers} workers: "
-        f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer)",
+        f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer); "
+        f"{current.exchange_moves} moves between routes saved "
+        f"{current.exchange_saved_m / 1000.0:.1f} km",
         f"first plan {first_km:.1f} km ({len(current.visits)} routes), after improvement "
         f"{sum(current.distance_m.values()) / 1000.0:.1f} km",
     )
@@ -373,7 +378,15 @@ def _improve(
     rng = np.random.default_rng(seed)
     tried_seeds: set[str] = set()
     rounds = tried = accepted = eliminated = 0
+    near = neighbour_lists(problem, NEIGHBOURS) if options.exchange_passes else {}
+    # Moves between routes run over the first plan, then from the routes each round
+    # changed (the rest stays at its local optimum), and once more after the last.
+    exchange = bool(options.exchange_passes) and (max_rounds is None or max_rounds > 0)
+    unseen: set[str] | None = None  # None: the whole plan
     while max_rounds is None or rounds < max_rounds:
+        if exchange and (unseen is None or unseen):
+            _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds, unseen)
+            unseen = set()
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
             wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
@@ -410,8 +423,54 @@ def _improve(
                 eliminated += victim is not None
                 _accept(current, trucks, plan)
                 tried_seeds.difference_update(trucks)
+                if unseen is not None:
+                    unseen.update(trucks)
         rounds += 1
+    if exchange and unseen:
+        _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds, unseen)
     return rounds, tried, accepted, eliminated
+
+
+def _exchange(
+    problem: Problem,
+    current: _Current,
+    budget: Budget,
+    seed: int,
+    options: SolverOptions,
+    near: dict[str, list[str]],
+    tried_seeds: set[str],
+    focus: set[str] | None,
+) -> None:
+    """Moves between routes (routing.exchange) from the points of ``focus``'s routes
+    (None: every route), until the finishing reserve at most; a changed route's seed
+    may be tried again."""
+    # Counted searches stop by counts; their time limit is only a cap.
+    counted = options.solution_limit is not None
+    left_s = budget.remaining_s() - (0.0 if counted else budget.finishing_reserve_s())
+    if left_s <= 0:
+        return
+    result = improve_routes(
+        problem,
+        current.visits,
+        starts=dict(options.starts),
+        breaks_done=options.breaks_done,
+        neighbours=near,
+        max_passes=options.exchange_passes,
+        focus=focus,
+        seed=seed,
+        deadline=budget.clock() + left_s,
+        clock=budget.clock,
+    )
+    for truck_id, visits in result.changed.items():
+        if visits:
+            current.visits[truck_id] = visits
+            current.distance_m[truck_id] = result.distance_m[truck_id]
+        else:
+            current.visits.pop(truck_id, None)
+            current.distance_m.pop(truck_id, None)
+    tried_seeds.difference_update(result.changed)
+    current.exchange_moves += result.moves
+    current.exchange_saved_m += result.saved_m
 
 
 def neighbourhoods(

@@ -150,7 +150,8 @@ def _forward(
     if not needs_break:
         return _simulate(problem, truck, visits, start, depart_s, None)
     no_break = _simulate(problem, truck, visits, start, depart_s, None)
-    if no_break.feasible and _break_fits_outside(truck, no_break):
+    # A break only makes every later stop later: what fails without it fails with it.
+    if not no_break.feasible or _break_fits_outside(truck, no_break):
         return no_break
     # Leg i ends at visit i (leg len(visits) ends at the end depot). Up to leg i the
     # schedule equals the one without a break, so only legs that start by
@@ -165,10 +166,6 @@ def _forward(
             best = trial
     if best is not None:
         return best
-    # Report the most informative failure: the schedule without a break, if that
-    # already fails, else "shift" (the break does not fit).
-    if not no_break.feasible:
-        return no_break
     return Schedule(False, "shift", no_break.stops, no_break.distance_m, no_break.duration_s)
 
 

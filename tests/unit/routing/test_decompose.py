@@ -4,6 +4,7 @@ the seed)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -80,6 +81,21 @@ def test_improvement_runs_in_parallel_processes() -> None:
     assert check_plan(pb, plan) == []
     assert not plan.unassigned
     assert "2 rounds of 2 workers" in plan.stats.notes[0]
+
+
+def test_moves_between_routes_run_between_rounds_and_keep_the_plan_valid() -> None:
+    """The first plan by small territories leaves moves between routes to make: with
+    them the notes count the moves and the distance they saved, the
+    plan checks, serves as many points, and is no longer than the territories'."""
+    pb, _ = synthetic_district(n_points=90, n_trucks=6, seed=7)
+    base = SolverOptions(max_points_per_solve=30, workers=1, solution_limit=100)
+    territories = solve(pb, time_limit_s=300, seed=2, options=replace(base, improve_rounds=0))
+    with_moves = replace(base, improve_rounds=1, exchange_passes=10)
+    plan = solve(pb, time_limit_s=300, seed=2, options=with_moves)
+    moves = re.search(r"(\d+) moves between routes saved ([\d.]+) km", plan.stats.notes[0])
+    assert moves is not None and int(moves[1]) > 0 and float(moves[2]) > 0
+    assert check_plan(pb, plan) == []
+    assert _key(plan) <= _key(territories)
 
 
 def test_routes_cut_apart_by_a_territory_border_are_joined_by_the_improvement() -> None:

@@ -1,0 +1,189 @@
+"""Moves between routes (routing.exchange): relocate and 2-opt* on tiny lines, kept
+only when both routes hold, bounded by passes (never by the clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from routing import SolverOptions, solve
+from routing.check import check_plan
+from routing.exchange import improve_routes, neighbour_lists
+from routing.finish import finish_plan, make_plan
+from routing.instances import synthetic_district
+from routing.plan import Plan, Route
+from routing.problem import Problem
+from routing.schedule import Visit
+
+from .tiny import line_problem, point, truck
+
+
+def _p(pid: str) -> Visit:
+    return Visit("point", pid)
+
+
+S = Visit("station", "S")
+
+
+def _visits(route: Route) -> list[Visit]:
+    return [
+        Visit(s.kind, s.ref_id)
+        for s in route.stops
+        if s.kind in ("point", "station") and s.ref_id is not None
+    ]
+
+
+def _plan(problem: Problem, visits: dict[str, list[Visit]]) -> Plan:
+    routes, unassigned = finish_plan(problem, {t: v for t, v in visits.items() if v}, [])
+    return make_plan(problem, routes, unassigned, solve_time_s=0.0, seed=0, status="test")
+
+
+def test_a_point_riding_across_the_depot_moves_next_to_its_neighbour() -> None:
+    """Relocate: P2 sits beside P3 but rides on T1's route across the depot (6.2 km
+    in all); after the moves the east side is driven once (4.2 km, the best on this
+    line) and the plan checks."""
+    pb = line_problem(
+        {"P1": (-1000.0, point("P1")), "P2": (1000.0, point("P2")), "P3": (1100.0, point("P3"))},
+        trucks=[truck("T1"), truck("T2")],
+    )
+    before = {"T1": [_p("P1"), _p("P2"), S], "T2": [_p("P3"), S]}
+    assert _plan(pb, before).stats.distance_m == 6200.0
+    result = improve_routes(pb, before)
+    assert result.moves == 1 and result.saved_m == 2000.0
+    plan = _plan(pb, {**before, **result.changed})
+    assert check_plan(pb, plan) == []
+    assert plan.stats.distance_m == 4200.0
+
+
+def test_full_trucks_swap_tails() -> None:
+    """2-opt*: each truck holds two points a day (capacity and day load), one on each
+    side of the depot; relocating is blocked by the load, swapping the tails is not."""
+    full = {"capacity_kg": 200.0, "max_day_load_kg": 200.0}
+    pb = line_problem(
+        {
+            "A1": (100.0, point("A1")),
+            "A2": (-1000.0, point("A2")),
+            "B1": (-100.0, point("B1")),
+            "B2": (1000.0, point("B2")),
+        },
+        trucks=[truck("T1", **full), truck("T2", **full)],
+    )
+    before = {"T1": [_p("A1"), _p("A2"), S], "T2": [_p("B1"), _p("B2"), S]}
+    after = {**before, **improve_routes(pb, before).changed}
+    sides = {
+        t: {pb.point(v.ref_id).point_id for v in vs if v.kind == "point"} for t, vs in after.items()
+    }
+    assert sorted(map(sorted, sides.values())) == [["A1", "B2"], ["A2", "B1"]]
+    plan = _plan(pb, after)
+    assert check_plan(pb, plan) == []
+    assert plan.stats.distance_m < _plan(pb, before).stats.distance_m
+
+
+def test_full_trucks_swap_points_where_tails_cannot_move() -> None:
+    """Swap: two points a day per truck, T1's kitchen point K east and A west, T2's B
+    east and C west; only T1 carries kitchen waste, so no tail can move (every
+    exchange of tails overloads a truck or hands K to T2): swapping A and B puts each
+    truck on one side (8.4 km down to 4.4 km)."""
+    full = {"capacity_kg": 200.0, "max_day_load_kg": 200.0}
+    pb = line_problem(
+        {
+            "K": (1000.0, point("K", stream="kitchen")),
+            "A": (-1000.0, point("A")),
+            "B": (1100.0, point("B")),
+            "C": (-1100.0, point("C")),
+        },
+        trucks=[truck("T1", streams=frozenset({"other", "kitchen"}), **full), truck("T2", **full)],
+    )
+    before = {"T1": [_p("K"), _p("A"), S], "T2": [_p("B"), _p("C"), S]}
+    assert _plan(pb, before).stats.distance_m == 8400.0
+    after = {**before, **improve_routes(pb, before).changed}
+    sides = {t: sorted(v.ref_id for v in vs if v.kind == "point") for t, vs in after.items()}
+    assert sides == {"T1": ["B", "K"], "T2": ["A", "C"]}
+    plan = _plan(pb, after)
+    assert check_plan(pb, plan) == []
+    assert plan.stats.distance_m == 4400.0
+
+
+@pytest.mark.parametrize(
+    ("rule", "w", "t2"),
+    [
+        ("none", {}, {}),
+        ("window", {"window_end_s": 150.0}, {"shift_start_s": 200.0}),
+        ("stream", {"stream": "kitchen"}, {}),
+        ("shift", {}, {"shift_end_s": 600.0}),
+    ],
+)
+def test_a_saving_move_is_made_only_if_it_keeps_the_rules(
+    rule: str, w: dict[str, object], t2: dict[str, object]
+) -> None:
+    """T1 (one load a day) drives out to W, T2 to Q just beyond it: handing W to T2
+    saves T1's whole route, and is made unless it breaks a rule (T2 reaches W too
+    late, does not carry its stream, or would end its shift late at 640 s)."""
+    one_load = {"capacity_kg": 100.0, "max_day_load_kg": 100.0}
+    pb = line_problem(
+        {"W": (1050.0, point("W", **w)), "Q": (1100.0, point("Q"))},
+        trucks=[
+            truck("T1", streams=frozenset({"other", "kitchen"}), **one_load),
+            truck("T2", **t2),
+        ],
+    )
+    before = {"T1": [_p("W"), S], "T2": [_p("Q"), S]}
+    assert check_plan(pb, _plan(pb, before)) == []
+    result = improve_routes(pb, before)
+    if rule == "none":
+        assert result.changed == {"T1": [], "T2": [_p("W"), _p("Q"), S]}
+    else:
+        assert result.changed == {} and result.moves == 0
+
+
+def test_a_district_improves_checks_and_depends_only_on_the_seed() -> None:
+    """On a generated district with stations, windows, the break, kitchen waste and
+    narrow lanes, planned by small territories (routes cut at their borders): the
+    moves shorten the plan in a bounded number of passes, serve the same points, the
+    plan checks, and the same seed gives the same routes."""
+    pb, _ = synthetic_district(n_points=60, n_trucks=6, seed=3, kitchen_share=0.2)
+    options = SolverOptions(max_points_per_solve=15, workers=1, solution_limit=20, improve_rounds=0)
+    start = solve(pb, time_limit_s=300, seed=1, options=options)
+    assert check_plan(pb, start) == []
+    before = {r.truck_id: _visits(r) for r in start.routes}
+    near = neighbour_lists(pb, 8)
+    first = improve_routes(pb, before, neighbours=near, max_passes=2, seed=5)
+    again = improve_routes(pb, before, neighbours=near, max_passes=2, seed=5)
+    assert first.passes <= 2 and first.moves > 0
+    assert first.changed == again.changed
+    plan = _plan(pb, {**before, **first.changed})
+    assert check_plan(pb, plan) == []
+    assert len(plan.unassigned) == len(start.unassigned)
+    assert plan.stats.distance_m < start.stats.distance_m
+
+
+def test_neighbour_lists_are_the_nearest_points_without_the_point_itself() -> None:
+    """On a line the nearest points of P2 are P1 and P3, then P4."""
+    pb = line_problem({f"P{i}": (100.0 * i, point(f"P{i}")) for i in range(1, 6)})
+    near = neighbour_lists(pb, 3)
+    assert near["P2"][:2] in (["P1", "P3"], ["P3", "P1"])
+    assert near["P2"][2] == "P4"
+    assert all(pid not in lst for pid, lst in near.items())
+
+
+def test_a_deadline_already_past_changes_nothing() -> None:
+    """With the deadline behind the clock no route is even timed: nothing changes."""
+    pb = line_problem(
+        {"P1": (-1000.0, point("P1")), "P2": (1000.0, point("P2")), "P3": (1100.0, point("P3"))},
+        trucks=[truck("T1"), truck("T2")],
+    )
+    before = {"T1": [_p("P1"), _p("P2"), S], "T2": [_p("P3"), S]}
+    result = improve_routes(pb, before, deadline=10.0, clock=lambda: 10.0)
+    assert result.changed == {} and result.passes == 0 and result.moves == 0
+
+
+def test_a_focus_limits_the_points_that_look_for_moves() -> None:
+    """With a focus, only the points of the focused routes look for moves: none when
+    the focus is empty, the 2 km saving when it holds T1 (P2's route)."""
+    pb = line_problem(
+        {"P1": (-1000.0, point("P1")), "P2": (1000.0, point("P2")), "P3": (1100.0, point("P3"))},
+        trucks=[truck("T1"), truck("T2")],
+    )
+    before = {"T1": [_p("P1"), _p("P2"), S], "T2": [_p("P3"), S]}
+    assert improve_routes(pb, before, focus=set()).moves == 0
+    moved = improve_routes(pb, before, focus={"T1"})
+    assert moved.moves == 1 and moved.saved_m == 2000.0
