@@ -45,9 +45,9 @@ def _mqtt_url(option: str | None) -> str:
     if option:
         return option
     settings = _settings()
-    if settings is None or settings.mqtt_url is None:
+    if settings is None or settings.ingest.mqtt_url is None:
         raise _fail("no broker: pass --mqtt-url or set CLEARDAY_MQTT_URL (mqtt://host:1883)")
-    return str(settings.mqtt_url.get_secret_value())
+    return str(settings.ingest.mqtt_url.get_secret_value())
 
 
 def _timezone(option: str | None) -> str:
@@ -79,9 +79,9 @@ def _plan_from_db(district: str, service_date: date) -> Any:
     from routing.plan import Plan
 
     settings = _settings()
-    if settings is None or settings.database_url is None:
+    if settings is None or settings.storage.database_url is None:
         raise _fail("--from-db: set CLEARDAY_DATABASE_URL")
-    with db.connect(settings.database_url.get_secret_value()) as conn:
+    with db.connect(settings.storage.database_url.get_secret_value()) as conn:
         plan_id = plans_repo.latest_plan_id(conn, district, service_date)
         row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
     if row is None:
@@ -98,7 +98,7 @@ def _jt808_fleet(city: City, mqtt: Any, address: str | None, share: float) -> An
 
     if address is None:
         settings = _settings()
-        address = f"127.0.0.1:{settings.jt808_port if settings is not None else 6808}"
+        address = f"127.0.0.1:{settings.jt808.port if settings is not None else 6808}"
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise _fail(f"--jt808-address: expected host:port, got {address!r}")

@@ -92,18 +92,18 @@ def running_stack(settings: Settings) -> Iterator[tuple[Stack, str, str]]:
     """Servers for the demo: the configured ones, or private ones under data_dir."""
     stack = Stack()
     try:
-        if settings.database_url is None:
+        if settings.storage.database_url is None:
             say("▸ starting a private PostgreSQL …")
-            stack.postgres = PrivatePostgres(settings.data_dir / "pg", durable=True).start()
+            stack.postgres = PrivatePostgres(settings.storage.data_dir / "pg", durable=True).start()
             admin_url = stack.postgres.admin_url
         else:
-            admin_url = settings.database_dsn()
-        if settings.mqtt_url is None:
+            admin_url = settings.storage.database_dsn()
+        if settings.ingest.mqtt_url is None:
             say("▸ starting a private Mosquitto …")
-            stack.broker = PrivateMosquitto(settings.data_dir / "mosquitto").start()
+            stack.broker = PrivateMosquitto(settings.storage.data_dir / "mosquitto").start()
             mqtt_url = stack.broker.url
         else:
-            mqtt_url = settings.mqtt_dsn()
+            mqtt_url = settings.ingest.mqtt_dsn()
         yield stack, admin_url, mqtt_url
     finally:
         stack.stop()
@@ -372,7 +372,10 @@ def play_day(
     stop = threading.Event()
     clock: worker.Clock = worker.ScaledClock(sim_start, speed) if speed else worker.wall_clock
     alert_settings = settings.model_copy(
-        update={"database_url": SecretStr(url), "alert_worker_interval_s": 1.0}
+        update={
+            "storage": settings.storage.model_copy(update={"database_url": SecretStr(url)}),
+            "alerts": settings.alerts.model_copy(update={"worker_interval_s": 1.0}),
+        }
     )
     alert_thread = threading.Thread(
         target=worker.run_forever, args=(alert_settings, stop), kwargs={"clock": clock},
@@ -462,16 +465,16 @@ def run_demo(
     keep_open: bool,
 ) -> Summary:
     started = time.monotonic()
-    log_dir = settings.data_dir / "logs"
+    log_dir = settings.storage.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with running_stack(settings) as (stack, admin_url, mqtt_url):
-        url = fresh_database(admin_url, configured=settings.database_url is not None)
+        url = fresh_database(admin_url, configured=settings.storage.database_url is not None)
         city_dir = city
         if city_dir is None:
             from simulator.city import generate
 
             say(f"▸ generating a district: {points} points, {trucks} trucks (seed {seed}) …")
-            city_dir = settings.data_dir / "city"
+            city_dir = settings.storage.data_dir / "city"
             if city_dir.exists():
                 shutil.rmtree(city_dir)
             generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
@@ -574,7 +577,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a whole simulated district day on private servers (Ctrl-C stops everything)."""
         settings = Settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         # New alerts are shown as they appear; the worker's own log lines would interleave.
         logging.getLogger("clearday.alerts").setLevel(logging.WARNING)
         # A process manager's SIGTERM stops the demo as cleanly as Ctrl-C does.
