@@ -13,8 +13,20 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from simulator.city import City, CityConfig, generate, parse_hhmm
+from fleet import db
+from fleet.config import Settings
+from fleet.plans import repo as plans_repo
+from ingest.credentials import ROLE_TERMINAL, read_existing
+from routing.plan import Plan
+from simulator import faults as faults_mod
+from simulator.city import City, CityConfig, generate, jt808_phone_for, parse_hhmm
 from simulator.district import load_city
+from simulator.jt808 import Jt808Fleet
+from simulator.load import LoadConfig, run_load
+from simulator.mqtt import BrokerUnavailable, MqttFleet
+from simulator.plans import greedy_plan, load_plan, solved_plan
+from simulator.roads import RoadNetwork
+from simulator.trucks import DaySpec, ListSink, RunStats, SimDay, TerminalConfig, run
 
 
 def _fail(message: str) -> typer.Exit:
@@ -22,11 +34,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _settings() -> Any:
-    try:
-        from fleet.config import Settings
-    except ImportError:  # pragma: no cover - fleet is always installed with the simulator
-        return None
+def _settings() -> Settings:
     return Settings()
 
 
@@ -34,8 +42,6 @@ def _terminal_passwords(path: Path | None) -> dict[str, str] | None:
     """Terminal id -> password from a credentials.csv, or None (the URL's account)."""
     if path is None:
         return None
-    from ingest.credentials import ROLE_TERMINAL, read_existing
-
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such credentials file (clearday mqtt-credentials)")
     return {a.username: a.password for a in read_existing(path).values() if a.role == ROLE_TERMINAL}
@@ -45,16 +51,15 @@ def _mqtt_url(option: str | None) -> str:
     if option:
         return option
     settings = _settings()
-    if settings is None or settings.ingest.mqtt_url is None:
+    if settings.ingest.mqtt_url is None:
         raise _fail("no broker: pass --mqtt-url or set CLEARDAY_MQTT_URL (mqtt://host:1883)")
-    return str(settings.ingest.mqtt_url.get_secret_value())
+    return settings.ingest.mqtt_url.get_secret_value()
 
 
 def _timezone(option: str | None) -> str:
     if option:
         return option
-    settings = _settings()
-    return str(settings.timezone) if settings is not None else "Asia/Shanghai"
+    return _settings().timezone
 
 
 def _city(city_dir: Path | None, points: int, trucks: int, seed: int) -> City:
@@ -72,14 +77,10 @@ def _clock(text: str | None, what: str) -> float | None:
         raise _fail(f"{what}: expected HH:MM, got {text!r}") from None
 
 
-def _plan_from_db(district: str, service_date: date) -> Any:
+def _plan_from_db(district: str, service_date: date) -> Plan:
     """The day's published plan (else the newest draft) of a district."""
-    from fleet import db
-    from fleet.plans import repo as plans_repo
-    from routing.plan import Plan
-
     settings = _settings()
-    if settings is None or settings.storage.database_url is None:
+    if settings.storage.database_url is None:
         raise _fail("--from-db: set CLEARDAY_DATABASE_URL")
     with db.connect(settings.storage.database_url.get_secret_value()) as conn:
         plan_id = plans_repo.latest_plan_id(conn, district, service_date)
@@ -93,12 +94,8 @@ def _plan_from_db(district: str, service_date: date) -> Any:
 def _jt808_fleet(city: City, mqtt: Any, address: str | None, share: float) -> Any:
     """The first ``share`` of the city's trucks on JT/T 808, the rest (and every
     truck's events) on ``mqtt``."""
-    from simulator.city import jt808_phone_for
-    from simulator.jt808 import Jt808Fleet
-
     if address is None:
-        settings = _settings()
-        address = f"127.0.0.1:{settings.jt808.port if settings is not None else 6808}"
+        address = f"127.0.0.1:{_settings().jt808.port}"
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise _fail(f"--jt808-address: expected host:port, got {address!r}")
@@ -240,11 +237,6 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Drive a day's plan: publish the trucks' fixes and events, write the ground truth."""
-        from simulator import faults as faults_mod
-        from simulator.plans import greedy_plan, load_plan, solved_plan
-        from simulator.roads import RoadNetwork
-        from simulator.trucks import DaySpec, ListSink, RunStats, SimDay, TerminalConfig, run
-
         tz_name = _timezone(timezone)
         if service_date is None:
             today = datetime.now(ZoneInfo(tz_name)).date()
@@ -312,8 +304,6 @@ def register(app: typer.Typer) -> None:
             stats = run(day.emissions(), ListSink(), speed=None, until_s=until_s)
             counts: dict[str, Any] = {}
         else:
-            from simulator.mqtt import BrokerUnavailable, MqttFleet
-
             url = _mqtt_url(mqtt_url)
             fleet: Any = MqttFleet(url, passwords=_terminal_passwords(credentials))
             if protocol == "jt808":
@@ -369,8 +359,6 @@ def register(app: typer.Typer) -> None:
         mqtt_url: Annotated[str | None, typer.Option(help="default: CLEARDAY_MQTT_URL")] = None,
     ) -> None:
         """N terminals random-walking on the roads, publishing fixes at a rate."""
-        from simulator.load import LoadConfig, run_load
-
         url = _mqtt_url(mqtt_url)
         try:
             city_config = load_city(city_dir).config if city_dir is not None else None
