@@ -189,6 +189,45 @@ class Road:
     length_m: float
 
 
+# The import format's columns (docs/import.md), in the order the files are written.
+DEPOT_COLUMNS = ("id", "name", "lat", "lon")
+STATION_COLUMNS = (
+    "id", "name", "lat", "lon", "streams", "opens_at", "closes_at", "tipping_time_s",
+    "daily_capacity_kg",
+)  # fmt: skip
+POINT_COLUMNS = (
+    "id", "name", "lat", "lon", "stream", "daily_amount_kg", "service_time_s", "window_start",
+    "window_end", "geofence_radius_m", "min_dwell_s", "clearance_deadline", "access_class",
+    "has_bins", "schedule",
+)  # fmt: skip
+TRUCK_COLUMNS = (
+    "id", "plate", "truck_type", "capacity_kg", "streams", "depot_id", "terminal_id",
+    "jt808_phone", "shift_start", "shift_end", "max_route_duration_s", "break_duration_s",
+    "break_earliest", "break_latest", "can_enter_narrow",
+)  # fmt: skip
+
+
+def _depot_row(d: Depot) -> list[Any]:
+    return [d.id, d.name, _deg(d.lat), _deg(d.lon)]
+
+
+def _station_row(s: Station) -> list[Any]:
+    return [
+        s.id, s.name, _deg(s.lat), _deg(s.lon), ";".join(s.streams), hhmm(s.opens_s),
+        hhmm(s.closes_s), s.tipping_time_s,
+        "" if s.daily_capacity_kg is None else s.daily_capacity_kg,
+    ]  # fmt: skip
+
+
+def _point_row(p: Point) -> list[Any]:
+    return [
+        p.id, p.name, _deg(p.lat), _deg(p.lon), STREAM_ZH[p.stream], p.daily_amount_kg,
+        p.service_time_s, hhmm(p.window_start_s), hhmm(p.window_end_s), p.geofence_radius_m,
+        p.min_dwell_s, hhmm(p.clearance_deadline_s), p.access_class,
+        "true" if p.has_bins else "false", "daily",
+    ]  # fmt: skip
+
+
 @dataclass(slots=True)
 class City:
     config: CityConfig | None  # the generator settings; None for a district read from files
@@ -298,168 +337,64 @@ class City:
         """Write the district in the import format (docs/import.md) plus city.json."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        district = self.district
-        extra = ["district"] if district else []
+        tables = (
+            ("depots.csv", DEPOT_COLUMNS, [_depot_row(d) for d in self.depots]),
+            ("stations.csv", STATION_COLUMNS, [_station_row(s) for s in self.stations]),
+            ("points.csv", POINT_COLUMNS, [_point_row(p) for p in self.points]),
+            ("trucks.csv", TRUCK_COLUMNS, self._truck_rows()),
+        )
+        for name, header, rows in tables:
+            _write_csv(out / name, self._with_district(list(header), rows))
+        self._write_roads(out / "roads.geojson")
+        self._write_sidecar(out / CITY_SIDECAR)
+        return out
 
-        def rows(header: list[str], data: Iterable[list[Any]]) -> Iterator[list[Any]]:
-            yield header + extra
-            for row in data:
-                yield row + ([district] if district else [])
+    def _with_district(self, header: list[str], rows: list[list[Any]]) -> Iterator[list[Any]]:
+        """The rows under their header, each with the district's code when it has one."""
+        extra = [self.district] if self.district else []
+        yield header + (["district"] if self.district else [])
+        for row in rows:
+            yield row + extra
 
-        _write_csv(
-            out / "depots.csv",
-            rows(
-                ["id", "name", "lat", "lon"],
-                ([d.id, d.name, _deg(d.lat), _deg(d.lon)] for d in self.depots),
-            ),
-        )
-        _write_csv(
-            out / "stations.csv",
-            rows(
-                [
-                    "id",
-                    "name",
-                    "lat",
-                    "lon",
-                    "streams",
-                    "opens_at",
-                    "closes_at",
-                    "tipping_time_s",
-                    "daily_capacity_kg",
-                ],
-                (
-                    [
-                        s.id,
-                        s.name,
-                        _deg(s.lat),
-                        _deg(s.lon),
-                        ";".join(s.streams),
-                        hhmm(s.opens_s),
-                        hhmm(s.closes_s),
-                        s.tipping_time_s,
-                        "" if s.daily_capacity_kg is None else s.daily_capacity_kg,
-                    ]
-                    for s in self.stations
-                ),
-            ),
-        )
-        _write_csv(
-            out / "points.csv",
-            rows(
-                [
-                    "id",
-                    "name",
-                    "lat",
-                    "lon",
-                    "stream",
-                    "daily_amount_kg",
-                    "service_time_s",
-                    "window_start",
-                    "window_end",
-                    "geofence_radius_m",
-                    "min_dwell_s",
-                    "clearance_deadline",
-                    "access_class",
-                    "has_bins",
-                    "schedule",
-                ],
-                (
-                    [
-                        p.id,
-                        p.name,
-                        _deg(p.lat),
-                        _deg(p.lon),
-                        STREAM_ZH[p.stream],
-                        p.daily_amount_kg,
-                        p.service_time_s,
-                        hhmm(p.window_start_s),
-                        hhmm(p.window_end_s),
-                        p.geofence_radius_m,
-                        p.min_dwell_s,
-                        hhmm(p.clearance_deadline_s),
-                        p.access_class,
-                        "true" if p.has_bins else "false",
-                        "daily",
-                    ]
-                    for p in self.points
-                ),
-            ),
-        )
-        _write_csv(
-            out / "trucks.csv",
-            rows(
-                [
-                    "id",
-                    "plate",
-                    "truck_type",
-                    "capacity_kg",
-                    "streams",
-                    "depot_id",
-                    "terminal_id",
-                    "jt808_phone",
-                    "shift_start",
-                    "shift_end",
-                    "max_route_duration_s",
-                    "break_duration_s",
-                    "break_earliest",
-                    "break_latest",
-                    "can_enter_narrow",
-                ],
-                (
-                    [
-                        t.id,
-                        t.plate,
-                        t.truck_type,
-                        t.capacity_kg,
-                        ";".join(t.streams),
-                        t.depot_id,
-                        t.terminal_id,
-                        jt808_phone_for(self.phone_offset + k),
-                        hhmm(t.shift_start_s),
-                        hhmm(t.shift_end_s),
-                        t.shift_end_s - t.shift_start_s,
-                        t.break_duration_s,
-                        hhmm(t.break_earliest_s),
-                        hhmm(t.break_latest_s),
-                        "true" if t.can_enter_narrow else "false",
-                    ]
-                    for k, t in enumerate(self.trucks)
-                ),
-            ),
-        )
+    def _truck_rows(self) -> list[list[Any]]:
+        return [
+            [
+                t.id, t.plate, t.truck_type, t.capacity_kg, ";".join(t.streams), t.depot_id,
+                t.terminal_id, jt808_phone_for(self.phone_offset + k), hhmm(t.shift_start_s),
+                hhmm(t.shift_end_s), t.shift_end_s - t.shift_start_s, t.break_duration_s,
+                hhmm(t.break_earliest_s), hhmm(t.break_latest_s),
+                "true" if t.can_enter_narrow else "false",
+            ]
+            for k, t in enumerate(self.trucks)
+        ]  # fmt: skip
+
+    def _write_roads(self, path: Path) -> None:
+        """Each road segment as a straight GeoJSON line between its two nodes."""
         features = []
         for r in self.roads:
             a, b = self.graph.nodes[r.from_node], self.graph.nodes[r.to_node]
             props: dict[str, Any] = {
-                "id": r.id,
-                "from_node": r.from_node,
-                "to_node": r.to_node,
-                "road_class": r.road_class,
-                "speed_kmh": r.speed_kmh,
-                "oneway": r.oneway,
-                "narrow": r.narrow,
-                "length_m": r.length_m,
-                "name": r.name,
+                "id": r.id, "from_node": r.from_node, "to_node": r.to_node,
+                "road_class": r.road_class, "speed_kmh": r.speed_kmh, "oneway": r.oneway,
+                "narrow": r.narrow, "length_m": r.length_m, "name": r.name,
+            }  # fmt: skip
+            if self.district:
+                props["district"] = self.district
+            line = {
+                "type": "LineString",
+                "coordinates": [[a["lon"], a["lat"]], [b["lon"], b["lat"]]],
             }
-            if district:
-                props["district"] = district
-            features.append(
-                {
-                    "type": "Feature",
-                    "geometry": {
-                        "type": "LineString",
-                        "coordinates": [[a["lon"], a["lat"]], [b["lon"], b["lat"]]],
-                    },
-                    "properties": props,
-                }
-            )
-        with (out / "roads.geojson").open("w", encoding="utf-8") as fh:
+            features.append({"type": "Feature", "geometry": line, "properties": props})
+        with path.open("w", encoding="utf-8") as fh:
             json.dump({"type": "FeatureCollection", "features": features}, fh, ensure_ascii=False)
             fh.write("\n")
+
+    def _write_sidecar(self, path: Path) -> None:
+        """city.json: the generator's settings, so `from_sidecar` can rebuild the city."""
         if self.config is None:
             # Not generated: the files alone describe it (a stale sidecar would win).
-            (out / CITY_SIDECAR).unlink(missing_ok=True)
-            return out
+            path.unlink(missing_ok=True)
+            return
         sidecar = {
             "generator": "clearday.simulator.city",
             "version": SIDECAR_VERSION,
@@ -474,10 +409,7 @@ class City:
                 "trucks": len(self.trucks),
             },
         }
-        (out / CITY_SIDECAR).write_text(
-            json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
-        return out
+        path.write_text(json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def from_sidecar(cls, directory: str | Path) -> City:
