@@ -14,6 +14,8 @@ import typer
 
 from fleet.config import MqttTarget, Settings
 from fleet.db import connect
+from fleet.trucks.terminals import parse_jt808_phone
+from ingest import credentials
 
 log = logging.getLogger("clearday.ingest")
 GC_GEN0_THRESHOLD = 100_000
@@ -122,7 +124,6 @@ def jt808_command(
 ) -> None:
     """Queue a command for a JT/T 808 terminal; the gateway sends it once the terminal is
     connected and records its answer (table jt808_command)."""
-    from fleet.trucks.terminals import parse_jt808_phone
     from ingest.jt808 import codec, repo
 
     commands: list[tuple[int, bytes]] = []
@@ -185,7 +186,6 @@ def mqtt_credentials(
     ] = "mosquitto",
 ) -> None:
     """Write the broker's accounts (Mosquitto Dynamic Security): one per active truck's terminal."""
-    from ingest import credentials
 
     settings = Settings()
     ingestor: tuple[str, str | None] | None = None

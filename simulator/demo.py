@@ -30,8 +30,20 @@ import typer
 from pydantic import SecretStr
 
 from fleet import db, importer
+from fleet.alerts import service as alerts
+from fleet.alerts import worker
+from fleet.auth import service as auth
+from fleet.auth.models import Role
 from fleet.config import Settings
 from fleet.devservers import PrivateMosquitto, PrivatePostgres, ServiceError, free_port
+from fleet.plans import repo as plans_repo
+from fleet.plans import service as plans
+from routing.plan import Plan
+from simulator import faults as faults_mod
+from simulator.city import generate
+from simulator.district import load_city
+from simulator.mqtt import MqttFleet
+from simulator.trucks import DaySpec, RunStats, SimDay, run
 
 DEMO_DATABASE = "clearday_demo"
 DISTRICT = "demo"
@@ -174,7 +186,6 @@ def plan_the_day(
     time_limit_s: float,
     district: str = DISTRICT,
 ) -> int:
-    from fleet.plans import service as plans
 
     status = StatusLine()
     with db.connect(url, autocommit=True) as conn:
@@ -196,8 +207,6 @@ def plan_the_day(
 
 
 def create_demo_login(url: str) -> tuple[str, str]:
-    from fleet.auth import service as auth
-    from fleet.auth.models import Role
 
     password = secrets.token_urlsafe(12)
     with db.connect(url, autocommit=True) as conn:
@@ -340,13 +349,6 @@ def play_day(
     district: str = DISTRICT,
 ) -> tuple[list[Any], int, Path]:
     """Drive the published plan over MQTT while the alert worker follows the simulated clock."""
-    from fleet.alerts import worker
-    from fleet.plans import repo as plans_repo
-    from routing.plan import Plan
-    from simulator import faults as faults_mod
-    from simulator.district import load_city
-    from simulator.mqtt import MqttFleet
-    from simulator.trucks import DaySpec, RunStats, SimDay, run
 
     city = load_city(city_dir)
     with db.connect(url) as conn:
@@ -418,7 +420,6 @@ def play_day(
         if alert_thread.is_alive():
             alert_thread.join(timeout=30)
     # Close the day as the worker would that night: every deadline has passed.
-    from fleet.alerts import service as alerts
 
     with db.connect(url, autocommit=True) as conn:
         end_of_day = datetime.combine(service_date, datetime.max.time(), tzinfo=settings.tz)
@@ -471,16 +472,12 @@ def run_demo(
         url = fresh_database(admin_url, configured=settings.storage.database_url is not None)
         city_dir = city
         if city_dir is None:
-            from simulator.city import generate
-
             say(f"▸ generating a district: {points} points, {trucks} trucks (seed {seed}) …")
             city_dir = settings.storage.data_dir / "city"
             if city_dir.exists():
                 shutil.rmtree(city_dir)
             generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
         else:
-            from simulator.district import load_city
-
             try:  # a folder of import files must also be drivable: say so before importing
                 load_city(city_dir)
             except (ValueError, OSError) as exc:

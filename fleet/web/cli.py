@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import getpass
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from fleet import db
+from fleet.alerts.worker import run_forever
 from fleet.auth import service as auth_service
 from fleet.auth.models import Role
 from fleet.config import Settings
@@ -167,7 +169,6 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the API (/api/v1) and the dashboard (/)."""
-    import threading
 
     import uvicorn
 
@@ -190,8 +191,6 @@ def serve(
     stop = threading.Event()
     worker: threading.Thread | None = None
     if alerts:
-        from fleet.alerts.worker import run_forever
-
         worker = threading.Thread(
             target=run_forever, args=(settings, stop), name="clearday-alerts", daemon=True
         )
