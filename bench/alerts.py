@@ -812,7 +812,7 @@ def main(argv: Iterable[str] | None = None) -> None:
 
     started = time.monotonic()
     settings = Settings()
-    grace_s = float(settings.alert_missed_grace_s)
+    grace_s = float(settings.alerts.missed_grace_s)
     rules_params = worker.AlertConfig.from_settings(settings).rules
     h, m = (int(x) for x in args.eval_end.split(":"))
     first = (

@@ -118,14 +118,33 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 # ---------------------------------------------------------------------------- planning
 
 
+ENDED = ("done", "failed", "cancelled")
+
+
+def start_workers(
+    env: dict[str, str], count: int, logs: Path, label: str
+) -> list[subprocess.Popen[bytes]]:
+    """`count` planning workers w1, w2, … with `env`, each logging to logs/LABEL-wN.log."""
+    return [
+        clearday(["worker"], {**env, "CLEARDAY_WORKER_NAME": f"w{i + 1}"}, logs / f"{label}-w{i + 1}.log")
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def wait_ended(conn: psycopg.Connection, job_ids: list[int]) -> list[dict[str, Any] | None]:
+    """The jobs' rows once every one has ended (a missing job never has)."""
+    while True:
+        rows = [plans.get_job(conn, job_id=j) for j in job_ids]
+        if all(r is not None and r["state"] in ENDED for r in rows):
+            return rows
+        time.sleep(0.2)
+
+
 def plan_city(
     url: str, cities: list[City], workers: int, args: argparse.Namespace, logs: Path
 ) -> dict[str, Any]:
     env = {"CLEARDAY_DATABASE_URL": url, "CLEARDAY_WORKER_CONCURRENCY": "1"}
-    procs = [
-        clearday(["worker"], {**env, "CLEARDAY_WORKER_NAME": f"w{i + 1}"}, logs / f"plan{workers}-w{i + 1}.log")
-        for i in range(workers)
-    ]  # fmt: skip
+    procs = start_workers(env, workers, logs, f"plan{workers}")
     app = engine.make_app(url, [plans_jobs.register]).open()
     try:
         with db.connect(url, autocommit=True) as conn:
@@ -136,12 +155,8 @@ def plan_city(
                 requested_by="bench",
             )  # fmt: skip
             assert not refused, refused
-            while True:
-                rows = [plans.get_job(conn, job_id=j) for j in queued.values()]
-                states = [r["state"] if r else "missing" for r in rows]
-                if all(s in ("done", "failed", "cancelled") for s in states):
-                    break
-                time.sleep(0.2)
+            rows = wait_ended(conn, list(queued.values()))
+            states = [r["state"] for r in rows if r is not None]
             wall_s = time.monotonic() - started
     finally:
         app.close()
@@ -198,10 +213,7 @@ def plan_large(url: str, mode: str, args: argparse.Namespace, logs: Path) -> dic
         "CLEARDAY_PLAN_PIECES": "local" if mode == "local" else "engine",
         "CLEARDAY_PLAN_PIECE_CONCURRENCY": "0" if mode == "local" else "1",
     }  # fmt: skip
-    procs = [
-        clearday(["worker"], {**env, "CLEARDAY_WORKER_NAME": f"w{i + 1}"}, logs / f"large{mode}-w{i + 1}.log")
-        for i in range(workers)
-    ]  # fmt: skip
+    procs = start_workers(env, workers, logs, f"large{mode}")
     app = engine.make_app(url, [plans_jobs.register]).open()
     try:
         with db.connect(url, autocommit=True) as conn:
@@ -216,12 +228,8 @@ def plan_large(url: str, mode: str, args: argparse.Namespace, logs: Path) -> dic
                 seed=args.seed, solution_limit=args.large_solution_limit or None, publish=True,
                 requested_by="bench",
             )  # fmt: skip
-            while True:
-                job = plans.get_job(conn, job_id=job_id)
-                assert job is not None
-                if job["state"] in ("done", "failed", "cancelled"):
-                    break
-                time.sleep(0.2)
+            (job,) = wait_ended(conn, [job_id])
+            assert job is not None
             wall_s = time.monotonic() - started
             pieces = conn.execute(
                 """SELECT coalesce(worker, '-'), state, count(*) FROM plan_piece

@@ -516,7 +516,7 @@ def run_district_db(
     from fleet.config import Settings
     from fleet.plans import service
 
-    with db.connect(Settings().database_dsn()) as conn:
+    with db.connect(Settings().storage.database_dsn()) as conn:
         problem = service.build_problem(
             conn, district_id=code, service_date=date.fromisoformat(day)
         )

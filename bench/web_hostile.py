@@ -191,7 +191,7 @@ def main() -> None:
             auth_service.create_user(
                 conn, username="wang.li", password=os.urandom(16).hex(), role=Role.viewer
             )
-        limit = Settings().login_max_failures
+        limit = Settings().web.login_max_failures
         server = ApiServer(url).start()
         base = server.base
         assert server.process is not None

@@ -16,7 +16,7 @@ import typer
 
 from fleet import db, doctor, importer
 from fleet.alerts import cli as alerts_cli
-from fleet.config import NotConfigured, Settings
+from fleet.config import NotConfigured, Settings, refusals
 from fleet.devservers import ServiceError
 from fleet.jobs import cli as jobs_cli
 from fleet.plans import cli as plans_cli
@@ -59,7 +59,7 @@ def migrate(
     """Create or update the database schema (idempotent)."""
     if timescale not in ("auto", "on", "off"):
         raise typer.BadParameter("use auto, on or off", param_hint="--timescale")
-    mode, ran = db.migrate(settings().database_dsn(), timescale=timescale)
+    mode, ran = db.migrate(settings().storage.database_dsn(), timescale=timescale)
     for name in ran:
         typer.echo(f"applied {name}")
     typer.echo(f"schema up to date ({mode} storage)")
@@ -87,7 +87,7 @@ def import_(
         )
     try:
         parsed = importer.parse_files(files, default_district=district)
-        with db.connect(settings().database_dsn()) as conn:
+        with db.connect(settings().storage.database_dsn()) as conn:
             summary = importer.load(conn, parsed, dry_run=dry_run)
     except importer.ImportRejected as rejected:
         for error in rejected.errors:
@@ -162,7 +162,6 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except pydantic.ValidationError as exc:
-        for error in exc.errors():
-            field = "CLEARDAY_" + "_".join(str(p) for p in error["loc"]).upper()
-            typer.echo(f"error: {field}: {error['msg']}", err=True)
+        for line in refusals(exc):
+            typer.echo(f"error: {line}", err=True)
         sys.exit(2)

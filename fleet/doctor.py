@@ -35,7 +35,9 @@ class Finding:
 def check_workers(conn: psycopg.Connection, settings: Settings) -> Finding:
     """Planning workers beating and the queue; alert workers and their leases."""
     st = jobs_repo.status(
-        conn, stalled_after_s=settings.worker_stalled_after_s, lease_s=settings.alert_lease_s
+        conn,
+        stalled_after_s=settings.planning.worker_stalled_after_s,
+        lease_s=settings.alerts.lease_s,
     )
     text = (
         f"{st.workers_beating // 2} planning worker(s) beating, {st.queued} job(s) queued, "
@@ -214,12 +216,14 @@ def run(settings: Settings) -> list[Finding]:
     findings: list[Finding] = []
     try:
         findings += check_database(
-            settings.database_dsn(), max_past_s=settings.ingest_max_past_s, settings=settings
+            settings.storage.database_dsn(),
+            max_past_s=settings.ingest.max_past_s,
+            settings=settings,
         )
     except NotConfigured as exc:
         findings.append(Finding("database", False, str(exc)))
     try:
-        findings.append(check_broker(settings.mqtt_dsn()))
+        findings.append(check_broker(settings.ingest.mqtt_dsn()))
     except NotConfigured as exc:
         findings.append(Finding("broker", False, str(exc)))
     return findings

@@ -53,7 +53,7 @@ STREAM_NAMES: dict[str, Stream] = {s: s for s in STREAMS} | {
 }  # fmt: skip
 
 
-# Bounds every value must meet; they match the API's models (fleet/web/fields.py), so
+# Bounds every value must meet; they match the API's models (fleet/fields.py), so
 # what one accepts the other does, and nothing reaches the database that it refuses.
 MAX_ID_CHARS = 64
 MAX_NAME_CHARS = 200

@@ -14,6 +14,8 @@ import typer
 
 from fleet.config import MqttTarget, Settings
 from fleet.db import connect
+from fleet.trucks.terminals import parse_jt808_phone
+from ingest import credentials
 
 log = logging.getLogger("clearday.ingest")
 GC_GEN0_THRESHOLD = 100_000
@@ -49,16 +51,18 @@ def ingest(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if settings.metrics_port:
+    if settings.ingest.metrics_port:
         try:
-            ingestor.metrics.serve(settings.metrics_port, host=settings.metrics_host)
+            ingestor.metrics.serve(settings.ingest.metrics_port, host=settings.metrics_host)
             log.info(
-                "metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port
+                "metrics on http://%s:%d/metrics",
+                settings.metrics_host,
+                settings.ingest.metrics_port,
             )
         except OSError as exc:
             log.warning(
                 "metrics endpoint not started on port %d (%s); set CLEARDAY_METRICS_PORT",
-                settings.metrics_port,
+                settings.ingest.metrics_port,
                 exc,
             )
     # Up to Receive Maximum messages (and a batch of rows) are alive at once; with the
@@ -95,9 +99,9 @@ def jt808(
     try:
         run(
             settings,
-            host=host or settings.jt808_host,
-            port=port or settings.jt808_port,
-            processes=processes or settings.jt808_processes,
+            host=host or settings.jt808.host,
+            port=port or settings.jt808.port,
+            processes=processes or settings.jt808.processes,
         )
     except GatewayUnavailable as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -120,7 +124,6 @@ def jt808_command(
 ) -> None:
     """Queue a command for a JT/T 808 terminal; the gateway sends it once the terminal is
     connected and records its answer (table jt808_command)."""
-    from fleet.trucks.terminals import parse_jt808_phone
     from ingest.jt808 import codec, repo
 
     commands: list[tuple[int, bytes]] = []
@@ -138,7 +141,7 @@ def jt808_command(
         typer.echo("error: nothing to send: give --query-location and/or --set", err=True)
         raise typer.Exit(2)
     settings = Settings()
-    with connect(settings.database_dsn()) as conn:
+    with connect(settings.storage.database_dsn()) as conn:
         ids = [repo.queue_command(conn, key, msg_id, body) for msg_id, body in commands]
         if None in ids:
             conn.rollback()
@@ -183,12 +186,11 @@ def mqtt_credentials(
     ] = "mosquitto",
 ) -> None:
     """Write the broker's accounts (Mosquitto Dynamic Security): one per active truck's terminal."""
-    from ingest import credentials
 
     settings = Settings()
     ingestor: tuple[str, str | None] | None = None
-    if settings.mqtt_url is not None:
-        target = MqttTarget(settings.mqtt_dsn())
+    if settings.ingest.mqtt_url is not None:
+        target = MqttTarget(settings.ingest.mqtt_dsn())
         if target.username:
             ingestor = (target.username, target.password)
     if ingestor_user:
@@ -201,7 +203,7 @@ def mqtt_credentials(
     except credentials.CannotShareWithBroker as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    with connect(settings.database_dsn()) as conn:
+    with connect(settings.storage.database_dsn()) as conn:
         trucks = conn.execute(
             "SELECT truck_id, terminal_id FROM truck WHERE active ORDER BY terminal_id"
         ).fetchall()

@@ -148,33 +148,33 @@ class Ingestor:
         share_group: str | None = None,
     ) -> None:
         self.settings = settings
-        self.database_url = settings.database_dsn()
+        self.database_url = settings.storage.database_dsn()
         self.stop_event = threading.Event()
         self.metrics = metrics or IngestMetrics()
         self.decoder = wire.Decoder(
             wire.Limits(
-                max_payload_bytes=settings.ingest_max_payload_bytes,
-                max_future_s=settings.ingest_max_future_s,
-                max_past_s=settings.ingest_max_past_s,
+                max_payload_bytes=settings.ingest.max_payload_bytes,
+                max_future_s=settings.ingest.max_future_s,
+                max_past_s=settings.ingest.max_past_s,
             )
         )
-        self.max_rows = settings.ingest_batch_max_rows
-        self.max_age_s = settings.ingest_batch_max_age_s
-        self.linger_s = min(settings.ingest_batch_linger_s, self.max_age_s)
-        group = settings.ingest_share_group if share_group is None else share_group
-        target = MqttTarget(settings.mqtt_dsn())
+        self.max_rows = settings.ingest.batch_max_rows
+        self.max_age_s = settings.ingest.batch_max_age_s
+        self.linger_s = min(settings.ingest.batch_linger_s, self.max_age_s)
+        group = settings.ingest.share_group if share_group is None else share_group
+        target = MqttTarget(settings.ingest.mqtt_dsn())
         self.consumer = MqttConsumer(
             target,
             # A broker that binds client ids to user names (the shipped Mosquitto) uses
             # the account's name whatever we send: say the same in the logs.
             client_id=client_id
-            or settings.ingest_client_id
+            or settings.ingest.client_id
             or target.username
             or default_client_id(),
             filters=wire.subscription_filters(group or None),
-            receive_maximum=settings.ingest_receive_maximum,
-            session_expiry_s=settings.ingest_session_expiry_s,
-            keepalive_s=settings.ingest_keepalive_s,
+            receive_maximum=settings.ingest.receive_maximum,
+            session_expiry_s=settings.ingest.session_expiry_s,
+            keepalive_s=settings.ingest.keepalive_s,
         )
         # Several writers commit batches in parallel, each on its own connection: the
         # database's per-batch wait (COPY, WAL flush at commit) overlaps instead of
@@ -183,14 +183,14 @@ class Ingestor:
             BatchWriter(
                 Db(self.database_url, metrics=self.metrics, stop=self.stop_event), now=_utcnow
             )
-            for _ in range(settings.ingest_writers)
+            for _ in range(settings.ingest.writers)
         ]
         self.terminals = TerminalDirectory(
             Db(self.database_url, metrics=self.metrics, stop=self.stop_event)
         )
         # Redelivered messages that were in hand at a stop: counted, then handled in
         # the main thread (alone, on this writer, when they were in hand before).
-        self.max_attempts = settings.ingest_max_attempts
+        self.max_attempts = settings.ingest.max_attempts
         self.lone_writer = BatchWriter(
             Db(self.database_url, metrics=self.metrics, stop=self.stop_event), now=_utcnow
         )
@@ -213,11 +213,11 @@ class Ingestor:
     def run(self) -> None:
         """Consume until stopped. Raises FatalMqttError on bad credentials and
         DatabaseUnavailable when the database is unusable at start."""
-        check_schema(self.database_url, max_past_s=self.settings.ingest_max_past_s)
+        check_schema(self.database_url, max_past_s=self.settings.ingest.max_past_s)
         for writer in self.writers:  # open the connections now: fail fast, no first-batch delay
             writer.db.connection()
         self.terminals.db.connection()
-        self.attempts.purge(older_than_s=max(self.settings.ingest_session_expiry_s, 86_400))
+        self.attempts.purge(older_than_s=max(self.settings.ingest.session_expiry_s, 86_400))
         committers = [
             threading.Thread(
                 target=self._commit_loop, args=(writer,), name=f"ingest-commit-{i}", daemon=True

@@ -282,17 +282,19 @@ class Db:
 
 class TerminalDirectory:
     """terminal_id → truck_id, cached; unknown ids are looked up again at most every
-    ``unknown_recheck_s`` seconds (so a truck added while running is picked up)."""
+    ``unknown_recheck_s`` seconds of ``clock`` (so a truck added while running is
+    picked up)."""
 
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
+        self.clock = clock
         self._trucks: dict[str, str] = {}
         self._unknown_checked: dict[str, float] = {}
         self.unknown_recheck_s = UNKNOWN_TERMINAL_RECHECK_S
 
     def trucks_for(self, terminal_ids: Iterable[str]) -> dict[str, str]:
         """A mapping that holds every known terminal among ``terminal_ids``."""
-        now = time.monotonic()
+        now = self.clock()
         missing = [
             t
             for t in terminal_ids

@@ -189,6 +189,45 @@ class Road:
     length_m: float
 
 
+# The import format's columns (docs/import.md), in the order the files are written.
+DEPOT_COLUMNS = ("id", "name", "lat", "lon")
+STATION_COLUMNS = (
+    "id", "name", "lat", "lon", "streams", "opens_at", "closes_at", "tipping_time_s",
+    "daily_capacity_kg",
+)  # fmt: skip
+POINT_COLUMNS = (
+    "id", "name", "lat", "lon", "stream", "daily_amount_kg", "service_time_s", "window_start",
+    "window_end", "geofence_radius_m", "min_dwell_s", "clearance_deadline", "access_class",
+    "has_bins", "schedule",
+)  # fmt: skip
+TRUCK_COLUMNS = (
+    "id", "plate", "truck_type", "capacity_kg", "streams", "depot_id", "terminal_id",
+    "jt808_phone", "shift_start", "shift_end", "max_route_duration_s", "break_duration_s",
+    "break_earliest", "break_latest", "can_enter_narrow",
+)  # fmt: skip
+
+
+def _depot_row(d: Depot) -> list[Any]:
+    return [d.id, d.name, _deg(d.lat), _deg(d.lon)]
+
+
+def _station_row(s: Station) -> list[Any]:
+    return [
+        s.id, s.name, _deg(s.lat), _deg(s.lon), ";".join(s.streams), hhmm(s.opens_s),
+        hhmm(s.closes_s), s.tipping_time_s,
+        "" if s.daily_capacity_kg is None else s.daily_capacity_kg,
+    ]  # fmt: skip
+
+
+def _point_row(p: Point) -> list[Any]:
+    return [
+        p.id, p.name, _deg(p.lat), _deg(p.lon), STREAM_ZH[p.stream], p.daily_amount_kg,
+        p.service_time_s, hhmm(p.window_start_s), hhmm(p.window_end_s), p.geofence_radius_m,
+        p.min_dwell_s, hhmm(p.clearance_deadline_s), p.access_class,
+        "true" if p.has_bins else "false", "daily",
+    ]  # fmt: skip
+
+
 @dataclass(slots=True)
 class City:
     config: CityConfig | None  # the generator settings; None for a district read from files
@@ -298,168 +337,64 @@ class City:
         """Write the district in the import format (docs/import.md) plus city.json."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        district = self.district
-        extra = ["district"] if district else []
+        tables = (
+            ("depots.csv", DEPOT_COLUMNS, [_depot_row(d) for d in self.depots]),
+            ("stations.csv", STATION_COLUMNS, [_station_row(s) for s in self.stations]),
+            ("points.csv", POINT_COLUMNS, [_point_row(p) for p in self.points]),
+            ("trucks.csv", TRUCK_COLUMNS, self._truck_rows()),
+        )
+        for name, header, rows in tables:
+            _write_csv(out / name, self._with_district(list(header), rows))
+        self._write_roads(out / "roads.geojson")
+        self._write_sidecar(out / CITY_SIDECAR)
+        return out
 
-        def rows(header: list[str], data: Iterable[list[Any]]) -> Iterator[list[Any]]:
-            yield header + extra
-            for row in data:
-                yield row + ([district] if district else [])
+    def _with_district(self, header: list[str], rows: list[list[Any]]) -> Iterator[list[Any]]:
+        """The rows under their header, each with the district's code when it has one."""
+        extra = [self.district] if self.district else []
+        yield header + (["district"] if self.district else [])
+        for row in rows:
+            yield row + extra
 
-        _write_csv(
-            out / "depots.csv",
-            rows(
-                ["id", "name", "lat", "lon"],
-                ([d.id, d.name, _deg(d.lat), _deg(d.lon)] for d in self.depots),
-            ),
-        )
-        _write_csv(
-            out / "stations.csv",
-            rows(
-                [
-                    "id",
-                    "name",
-                    "lat",
-                    "lon",
-                    "streams",
-                    "opens_at",
-                    "closes_at",
-                    "tipping_time_s",
-                    "daily_capacity_kg",
-                ],
-                (
-                    [
-                        s.id,
-                        s.name,
-                        _deg(s.lat),
-                        _deg(s.lon),
-                        ";".join(s.streams),
-                        hhmm(s.opens_s),
-                        hhmm(s.closes_s),
-                        s.tipping_time_s,
-                        "" if s.daily_capacity_kg is None else s.daily_capacity_kg,
-                    ]
-                    for s in self.stations
-                ),
-            ),
-        )
-        _write_csv(
-            out / "points.csv",
-            rows(
-                [
-                    "id",
-                    "name",
-                    "lat",
-                    "lon",
-                    "stream",
-                    "daily_amount_kg",
-                    "service_time_s",
-                    "window_start",
-                    "window_end",
-                    "geofence_radius_m",
-                    "min_dwell_s",
-                    "clearance_deadline",
-                    "access_class",
-                    "has_bins",
-                    "schedule",
-                ],
-                (
-                    [
-                        p.id,
-                        p.name,
-                        _deg(p.lat),
-                        _deg(p.lon),
-                        STREAM_ZH[p.stream],
-                        p.daily_amount_kg,
-                        p.service_time_s,
-                        hhmm(p.window_start_s),
-                        hhmm(p.window_end_s),
-                        p.geofence_radius_m,
-                        p.min_dwell_s,
-                        hhmm(p.clearance_deadline_s),
-                        p.access_class,
-                        "true" if p.has_bins else "false",
-                        "daily",
-                    ]
-                    for p in self.points
-                ),
-            ),
-        )
-        _write_csv(
-            out / "trucks.csv",
-            rows(
-                [
-                    "id",
-                    "plate",
-                    "truck_type",
-                    "capacity_kg",
-                    "streams",
-                    "depot_id",
-                    "terminal_id",
-                    "jt808_phone",
-                    "shift_start",
-                    "shift_end",
-                    "max_route_duration_s",
-                    "break_duration_s",
-                    "break_earliest",
-                    "break_latest",
-                    "can_enter_narrow",
-                ],
-                (
-                    [
-                        t.id,
-                        t.plate,
-                        t.truck_type,
-                        t.capacity_kg,
-                        ";".join(t.streams),
-                        t.depot_id,
-                        t.terminal_id,
-                        jt808_phone_for(self.phone_offset + k),
-                        hhmm(t.shift_start_s),
-                        hhmm(t.shift_end_s),
-                        t.shift_end_s - t.shift_start_s,
-                        t.break_duration_s,
-                        hhmm(t.break_earliest_s),
-                        hhmm(t.break_latest_s),
-                        "true" if t.can_enter_narrow else "false",
-                    ]
-                    for k, t in enumerate(self.trucks)
-                ),
-            ),
-        )
+    def _truck_rows(self) -> list[list[Any]]:
+        return [
+            [
+                t.id, t.plate, t.truck_type, t.capacity_kg, ";".join(t.streams), t.depot_id,
+                t.terminal_id, jt808_phone_for(self.phone_offset + k), hhmm(t.shift_start_s),
+                hhmm(t.shift_end_s), t.shift_end_s - t.shift_start_s, t.break_duration_s,
+                hhmm(t.break_earliest_s), hhmm(t.break_latest_s),
+                "true" if t.can_enter_narrow else "false",
+            ]
+            for k, t in enumerate(self.trucks)
+        ]  # fmt: skip
+
+    def _write_roads(self, path: Path) -> None:
+        """Each road segment as a straight GeoJSON line between its two nodes."""
         features = []
         for r in self.roads:
             a, b = self.graph.nodes[r.from_node], self.graph.nodes[r.to_node]
             props: dict[str, Any] = {
-                "id": r.id,
-                "from_node": r.from_node,
-                "to_node": r.to_node,
-                "road_class": r.road_class,
-                "speed_kmh": r.speed_kmh,
-                "oneway": r.oneway,
-                "narrow": r.narrow,
-                "length_m": r.length_m,
-                "name": r.name,
+                "id": r.id, "from_node": r.from_node, "to_node": r.to_node,
+                "road_class": r.road_class, "speed_kmh": r.speed_kmh, "oneway": r.oneway,
+                "narrow": r.narrow, "length_m": r.length_m, "name": r.name,
+            }  # fmt: skip
+            if self.district:
+                props["district"] = self.district
+            line = {
+                "type": "LineString",
+                "coordinates": [[a["lon"], a["lat"]], [b["lon"], b["lat"]]],
             }
-            if district:
-                props["district"] = district
-            features.append(
-                {
-                    "type": "Feature",
-                    "geometry": {
-                        "type": "LineString",
-                        "coordinates": [[a["lon"], a["lat"]], [b["lon"], b["lat"]]],
-                    },
-                    "properties": props,
-                }
-            )
-        with (out / "roads.geojson").open("w", encoding="utf-8") as fh:
+            features.append({"type": "Feature", "geometry": line, "properties": props})
+        with path.open("w", encoding="utf-8") as fh:
             json.dump({"type": "FeatureCollection", "features": features}, fh, ensure_ascii=False)
             fh.write("\n")
+
+    def _write_sidecar(self, path: Path) -> None:
+        """city.json: the generator's settings, so `from_sidecar` can rebuild the city."""
         if self.config is None:
             # Not generated: the files alone describe it (a stale sidecar would win).
-            (out / CITY_SIDECAR).unlink(missing_ok=True)
-            return out
+            path.unlink(missing_ok=True)
+            return
         sidecar = {
             "generator": "clearday.simulator.city",
             "version": SIDECAR_VERSION,
@@ -474,10 +409,7 @@ class City:
                 "trucks": len(self.trucks),
             },
         }
-        (out / CITY_SIDECAR).write_text(
-            json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-        )
-        return out
+        path.write_text(json.dumps(sidecar, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def from_sidecar(cls, directory: str | Path) -> City:
@@ -634,22 +566,69 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
     elif overrides:
         config = dataclasses.replace(config, **overrides)
     b = _Builder(config)
-    rng = b.rng
     n = _grid_size(config.n_points, config.block_m)
-    block = config.block_m
-    half = (n - 1) / 2
+    grid = _junctions(b, n)
+    _strongly_connect(b, _streets(b, grid, n))
+    grid_segs = len(b.segs)
+    # Transfer stations towards the edge, depots in between, on two-way main roads.
+    main_roads = [
+        idx
+        for idx, s in enumerate(b.segs)
+        if s.road_class in ("arterial", "secondary") and not s.oneway
+    ]
+    n_stations = 2 + config.n_points // 2000
+    n_depots = max(1, min(math.ceil(config.n_trucks / 25), math.ceil(config.n_points / 250)))
+    station_nodes = [_place_site(b, n, main_roads, outer=True) for _ in range(n_stations)]
+    depot_nodes = [_place_site(b, n, main_roads, outer=False) for _ in range(n_depots)]
+    n_narrow = round(config.n_points * config.narrow_share)
+    lanes, narrow_nodes = _narrow_lanes(b, n, n_narrow)
+    kerb_nodes = _kerb_points(b, grid_segs, config.n_points - n_narrow)
+    latlon = [
+        (round(geo.offset(config.center_lat, config.center_lon, x, y)[0], 7),
+         round(geo.offset(config.center_lat, config.center_lon, x, y)[1], 7))
+        for x, y in b.xy
+    ]  # fmt: skip
+    roads = _roads([*b.segs, *lanes], latlon)
+    depots = tuple(
+        Depot(
+            id=f"D{k + 1}",
+            name=f"{_nearest_road_name(roads, node)}车场",
+            lat=latlon[node][0],
+            lon=latlon[node][1],
+            node=node,
+        )
+        for k, node in enumerate(depot_nodes)
+    )
+    stations = tuple(_make_station(k, node, latlon[node]) for k, node in enumerate(station_nodes))
+    points = _points(b.rng, narrow_nodes, kerb_nodes, latlon)
+    trucks = _make_trucks(b.rng, config.n_trucks, depots)
+    city = City(
+        config=config, graph=_road_graph(latlon, roads), roads=tuple(roads), depots=depots,
+        stations=stations, points=tuple(points), trucks=trucks,
+    )  # fmt: skip
+    check_connectivity(city)
+    return city
 
-    # 1. junctions on a jittered grid
+
+def _junctions(b: _Builder, n: int) -> list[list[int]]:
+    """n × n junctions on a jittered grid: rows south to north, columns west to east."""
+    block = b.config.block_m
+    half = (n - 1) / 2
     grid: list[list[int]] = []
-    for i in range(n):  # rows, south to north
+    for i in range(n):
         row = []
-        for j in range(n):  # columns, west to east
-            jx = rng.uniform(-0.1, 0.1) * block
-            jy = rng.uniform(-0.1, 0.1) * block
+        for j in range(n):
+            jx = b.rng.uniform(-0.1, 0.1) * block
+            jy = b.rng.uniform(-0.1, 0.1) * block
             row.append(b.add_node((j - half) * block + jx, (i - half) * block + jy))
         grid.append(row)
+    return grid
 
-    # 2. streets: rows run east-west, columns north-south
+
+def _streets(b: _Builder, grid: list[list[int]], n: int) -> list[int]:
+    """The grid's street segments (rows run east-west, columns north-south), some
+    local streets one-way; the indexes of the inner local blocks to leave out."""
+    rng = b.rng
     row_names = _line_names(rng, n)
     col_names = _line_names(rng, n)[::-1]
     row_class = [_line_class(k, n) for k in range(n)]
@@ -679,9 +658,12 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
                 border = i in (0, n - 1) or j in (0, n - 1)
                 if cls == "local" and not border and rng.random() < 0.04:
                     dropped.append(len(b.segs) - 1)
+    return dropped
 
-    # 3. make it strongly connected: restore missing blocks / two-way one-way streets
-    #    that join different strongly connected components, until there is one.
+
+def _strongly_connect(b: _Builder, dropped: list[int]) -> None:
+    """Leave out the dropped blocks, restoring those (and making one-way streets
+    two-way) that join different strongly connected components, until there is one."""
     dropped_set = set(dropped)
     while True:
         g = nx.DiGraph()
@@ -709,50 +691,45 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
         if not changed:  # pragma: no cover - the full grid is always connected
             raise RuntimeError("could not make the road grid strongly connected")
     b.segs = [s for idx, s in enumerate(b.segs) if idx not in dropped_set]
-    grid_segs = len(b.segs)
-    lanes: list[_Seg] = []
 
-    def radius(x: float, y: float) -> float:
-        return math.hypot(x, y) / (half * block)
 
-    def place_on(candidates: list[int], outer: bool, tries: int = 400) -> tuple[int, int]:
-        """A site node on one of the candidate segments, far from other sites."""
-        best: tuple[float, int, float] | None = None
-        for _ in range(tries):
-            idx = rng.choice(candidates)
-            s = b.segs[idx]
-            d = rng.uniform(0.3, 0.7) * b.seg_len(s)
-            x, y = b.along(s, d)
-            if not b.site_free(x, y):
-                continue
-            score = radius(x, y) if outer else -abs(radius(x, y) - 0.45)
-            score += rng.uniform(0, 0.2)
-            if best is None or score > best[0]:
-                best = (score, idx, d)
-        if best is None:
-            raise ValueError("no room for a depot or station; use a larger block_m")
-        node = b.try_split(best[1], best[2], LANE_ROOT_MARGIN_M)
-        assert node is not None
-        b.claim_site(*b.xy[node])
-        return node, best[1]
+def _place_site(
+    b: _Builder, n: int, candidates: list[int], *, outer: bool, tries: int = 400
+) -> int:
+    """A depot or station node on one of the candidate segments, far from other sites:
+    towards the edge (`outer`) or about half-way out."""
+    rng = b.rng
+    reach_m = (n - 1) / 2 * b.config.block_m
+    best: tuple[float, int, float] | None = None
+    for _ in range(tries):
+        idx = rng.choice(candidates)
+        s = b.segs[idx]
+        d = rng.uniform(0.3, 0.7) * b.seg_len(s)
+        x, y = b.along(s, d)
+        if not b.site_free(x, y):
+            continue
+        radius = math.hypot(x, y) / reach_m
+        score = radius if outer else -abs(radius - 0.45)
+        score += rng.uniform(0, 0.2)
+        if best is None or score > best[0]:
+            best = (score, idx, d)
+    if best is None:
+        raise ValueError("no room for a depot or station; use a larger block_m")
+    node = b.try_split(best[1], best[2], LANE_ROOT_MARGIN_M)
+    assert node is not None
+    b.claim_site(*b.xy[node])
+    return node
 
-    main_roads = [
-        idx
-        for idx, s in enumerate(b.segs)
-        if s.road_class in ("arterial", "secondary") and not s.oneway
-    ]
 
-    # 4. transfer stations towards the edge, depots in between
-    n_stations = 2 + config.n_points // 2000
-    n_depots = max(1, min(math.ceil(config.n_trucks / 25), math.ceil(config.n_points / 250)))
-    station_nodes = [place_on(main_roads, outer=True)[0] for _ in range(n_stations)]
-    depot_nodes = [place_on(main_roads, outer=False)[0] for _ in range(n_depots)]
-
-    # 5. narrow points at the dead end of a 背街小巷 lane off a local street
-    n_narrow = round(config.n_points * config.narrow_share)
+def _narrow_lanes(b: _Builder, n: int, n_narrow: int) -> tuple[list[_Seg], list[tuple[int, str]]]:
+    """`n_narrow` 背街小巷 lanes off local streets, a point at each dead end: the
+    lanes, and each end node with the lane's name."""
+    rng = b.rng
+    block = b.config.block_m
+    half = (n - 1) / 2
     local_segs = [idx for idx, s in enumerate(b.segs) if s.road_class == "local"]
     rng.shuffle(local_segs)
-    lane_roots_used: set[int] = set()
+    lanes: list[_Seg] = []
     narrow_nodes: list[tuple[int, str]] = []
     for idx in local_segs:
         if len(narrow_nodes) >= n_narrow:
@@ -770,7 +747,6 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
         root = b.try_split(idx, length / 2, LANE_ROOT_MARGIN_M)
         if root is None:
             continue
-        lane_roots_used.add(idx)
         end = b.add_node(ex, ey)
         b.claim_site(ex, ey)
         lane_name = s.name + f"{len(narrow_nodes) + 1}号" + _SUFFIX["lane"]
@@ -778,8 +754,13 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
         narrow_nodes.append((end, lane_name))
     if len(narrow_nodes) < n_narrow:
         raise ValueError("no room for the narrow lanes; use a larger block_m")
+    return lanes, narrow_nodes
 
-    # 6. kerbside points on the streets, weighted towards local streets
+
+def _kerb_points(b: _Builder, grid_segs: int, n_kerb: int) -> list[tuple[int, str]]:
+    """Kerbside point nodes on the grid's streets, weighted towards local streets,
+    each with its street's name."""
+    rng = b.rng
     weights = []
     kerb = list(range(grid_segs))
     for idx in kerb:
@@ -787,7 +768,6 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
         w = {"arterial": 0.5, "secondary": 1.0, "local": 1.5, "lane": 0.0}[s.road_class]
         weights.append(w * b.seg_len(s))
     cum_weights = list(itertools.accumulate(weights))
-    n_kerb = config.n_points - n_narrow
     kerb_nodes: list[tuple[int, str]] = []
     attempts = 0
     while len(kerb_nodes) < n_kerb:
@@ -805,36 +785,27 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
             continue
         b.claim_site(x, y)
         kerb_nodes.append((node, s.name))
+    return kerb_nodes
 
-    # 7. final roads: split segments at their nodes, then the graph
-    lat0, lon0 = config.center_lat, config.center_lon
-    latlon = [
-        (round(geo.offset(lat0, lon0, x, y)[0], 7), round(geo.offset(lat0, lon0, x, y)[1], 7))
-        for x, y in b.xy
-    ]
+
+def _roads(segs: list[_Seg], latlon: list[tuple[float, float]]) -> list[Road]:
+    """The final roads: each segment split at the nodes placed on it."""
     roads: list[Road] = []
-
-    def add_road(a: int, z: int, s: _Seg) -> None:
-        length = round(geo.haversine_m(*latlon[a], *latlon[z]), 1)
-        roads.append(
-            Road(
-                id=len(roads) + 1,
-                from_node=a,
-                to_node=z,
-                road_class=s.road_class,
-                speed_kmh=DEFAULT_SPEED_KMH[s.road_class],
-                oneway=s.oneway,
-                narrow=s.narrow,
-                name=s.name,
-                length_m=max(length, 0.1),
-            )
-        )
-
-    for s in [*b.segs, *lanes]:
+    for s in segs:
         chain = [s.a, *(node for _, node in sorted(s.splits)), s.b]
         for a, z in itertools.pairwise(chain):
-            add_road(a, z, s)
+            length = round(geo.haversine_m(*latlon[a], *latlon[z]), 1)
+            roads.append(
+                Road(
+                    id=len(roads) + 1, from_node=a, to_node=z, road_class=s.road_class,
+                    speed_kmh=DEFAULT_SPEED_KMH[s.road_class], oneway=s.oneway,
+                    narrow=s.narrow, name=s.name, length_m=max(length, 0.1),
+                )
+            )  # fmt: skip
+    return roads
 
+
+def _road_graph(latlon: list[tuple[float, float]], roads: list[Road]) -> nx.DiGraph:
     graph = nx.DiGraph()
     for node, (lat, lon) in enumerate(latlon):
         graph.add_node(node, lat=lat, lon=lon)
@@ -850,19 +821,16 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
         graph.add_edge(r.from_node, r.to_node, **attrs)
         if not r.oneway:
             graph.add_edge(r.to_node, r.from_node, **attrs)
+    return graph
 
-    # 8. sites and fleet
-    depots = tuple(
-        Depot(
-            id=f"D{k + 1}",
-            name=f"{_nearest_road_name(roads, node)}车场",
-            lat=latlon[node][0],
-            lon=latlon[node][1],
-            node=node,
-        )
-        for k, node in enumerate(depot_nodes)
-    )
-    stations = tuple(_make_station(k, node, latlon[node]) for k, node in enumerate(station_nodes))
+
+def _points(
+    rng: random.Random,
+    narrow_nodes: list[tuple[int, str]],
+    kerb_nodes: list[tuple[int, str]],
+    latlon: list[tuple[float, float]],
+) -> list[Point]:
+    """The collection points in a shuffled order, each named by its street and number."""
     point_specs: list[tuple[int, str, AccessClass]] = [
         (node, name, "narrow") for node, name in narrow_nodes
     ] + [(node, name, "normal") for node, name in kerb_nodes]
@@ -871,28 +839,9 @@ def generate(config: CityConfig | None = None, **overrides: Any) -> City:
     points = []
     for k, (node, road_name, access) in enumerate(point_specs):
         numbers[road_name] = numbers.get(road_name, 0) + 1
-        points.append(
-            _make_point(
-                rng,
-                f"P{k + 1:04d}",
-                f"{road_name}{numbers[road_name]}号{rng.choice(_POINT_KINDS)}",
-                node,
-                latlon[node],
-                access,
-            )
-        )
-    trucks = _make_trucks(rng, config.n_trucks, depots)
-    city = City(
-        config=config,
-        graph=graph,
-        roads=tuple(roads),
-        depots=depots,
-        stations=stations,
-        points=tuple(points),
-        trucks=trucks,
-    )
-    check_connectivity(city)
-    return city
+        name = f"{road_name}{numbers[road_name]}号{rng.choice(_POINT_KINDS)}"
+        points.append(_make_point(rng, f"P{k + 1:04d}", name, node, latlon[node], access))
+    return points
 
 
 def _nearest_road_name(roads: list[Road], node: int) -> str:

@@ -30,8 +30,20 @@ import typer
 from pydantic import SecretStr
 
 from fleet import db, importer
+from fleet.alerts import service as alerts
+from fleet.alerts import worker
+from fleet.auth import service as auth
+from fleet.auth.models import Role
 from fleet.config import Settings
 from fleet.devservers import PrivateMosquitto, PrivatePostgres, ServiceError, free_port
+from fleet.plans import repo as plans_repo
+from fleet.plans import service as plans
+from routing.plan import Plan
+from simulator import faults as faults_mod
+from simulator.city import generate
+from simulator.district import load_city
+from simulator.mqtt import MqttFleet
+from simulator.trucks import DaySpec, RunStats, SimDay, run
 
 DEMO_DATABASE = "clearday_demo"
 DISTRICT = "demo"
@@ -92,18 +104,18 @@ def running_stack(settings: Settings) -> Iterator[tuple[Stack, str, str]]:
     """Servers for the demo: the configured ones, or private ones under data_dir."""
     stack = Stack()
     try:
-        if settings.database_url is None:
+        if settings.storage.database_url is None:
             say("▸ starting a private PostgreSQL …")
-            stack.postgres = PrivatePostgres(settings.data_dir / "pg", durable=True).start()
+            stack.postgres = PrivatePostgres(settings.storage.data_dir / "pg", durable=True).start()
             admin_url = stack.postgres.admin_url
         else:
-            admin_url = settings.database_dsn()
-        if settings.mqtt_url is None:
+            admin_url = settings.storage.database_dsn()
+        if settings.ingest.mqtt_url is None:
             say("▸ starting a private Mosquitto …")
-            stack.broker = PrivateMosquitto(settings.data_dir / "mosquitto").start()
+            stack.broker = PrivateMosquitto(settings.storage.data_dir / "mosquitto").start()
             mqtt_url = stack.broker.url
         else:
-            mqtt_url = settings.mqtt_dsn()
+            mqtt_url = settings.ingest.mqtt_dsn()
         yield stack, admin_url, mqtt_url
     finally:
         stack.stop()
@@ -174,7 +186,6 @@ def plan_the_day(
     time_limit_s: float,
     district: str = DISTRICT,
 ) -> int:
-    from fleet.plans import service as plans
 
     status = StatusLine()
     with db.connect(url, autocommit=True) as conn:
@@ -196,8 +207,6 @@ def plan_the_day(
 
 
 def create_demo_login(url: str) -> tuple[str, str]:
-    from fleet.auth import service as auth
-    from fleet.auth.models import Role
 
     password = secrets.token_urlsafe(12)
     with db.connect(url, autocommit=True) as conn:
@@ -340,13 +349,6 @@ def play_day(
     district: str = DISTRICT,
 ) -> tuple[list[Any], int, Path]:
     """Drive the published plan over MQTT while the alert worker follows the simulated clock."""
-    from fleet.alerts import worker
-    from fleet.plans import repo as plans_repo
-    from routing.plan import Plan
-    from simulator import faults as faults_mod
-    from simulator.district import load_city
-    from simulator.mqtt import MqttFleet
-    from simulator.trucks import DaySpec, RunStats, SimDay, run
 
     city = load_city(city_dir)
     with db.connect(url) as conn:
@@ -372,7 +374,10 @@ def play_day(
     stop = threading.Event()
     clock: worker.Clock = worker.ScaledClock(sim_start, speed) if speed else worker.wall_clock
     alert_settings = settings.model_copy(
-        update={"database_url": SecretStr(url), "alert_worker_interval_s": 1.0}
+        update={
+            "storage": settings.storage.model_copy(update={"database_url": SecretStr(url)}),
+            "alerts": settings.alerts.model_copy(update={"worker_interval_s": 1.0}),
+        }
     )
     alert_thread = threading.Thread(
         target=worker.run_forever, args=(alert_settings, stop), kwargs={"clock": clock},
@@ -415,7 +420,6 @@ def play_day(
         if alert_thread.is_alive():
             alert_thread.join(timeout=30)
     # Close the day as the worker would that night: every deadline has passed.
-    from fleet.alerts import service as alerts
 
     with db.connect(url, autocommit=True) as conn:
         end_of_day = datetime.combine(service_date, datetime.max.time(), tzinfo=settings.tz)
@@ -462,22 +466,18 @@ def run_demo(
     keep_open: bool,
 ) -> Summary:
     started = time.monotonic()
-    log_dir = settings.data_dir / "logs"
+    log_dir = settings.storage.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with running_stack(settings) as (stack, admin_url, mqtt_url):
-        url = fresh_database(admin_url, configured=settings.database_url is not None)
+        url = fresh_database(admin_url, configured=settings.storage.database_url is not None)
         city_dir = city
         if city_dir is None:
-            from simulator.city import generate
-
             say(f"▸ generating a district: {points} points, {trucks} trucks (seed {seed}) …")
-            city_dir = settings.data_dir / "city"
+            city_dir = settings.storage.data_dir / "city"
             if city_dir.exists():
                 shutil.rmtree(city_dir)
             generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
         else:
-            from simulator.district import load_city
-
             try:  # a folder of import files must also be drivable: say so before importing
                 load_city(city_dir)
             except (ValueError, OSError) as exc:
@@ -574,7 +574,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a whole simulated district day on private servers (Ctrl-C stops everything)."""
         settings = Settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         # New alerts are shown as they appear; the worker's own log lines would interleave.
         logging.getLogger("clearday.alerts").setLevel(logging.WARNING)
         # A process manager's SIGTERM stops the demo as cleanly as Ctrl-C does.

@@ -25,7 +25,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,9 +33,9 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from ingest import wire
-from routing.plan import Plan, Route
+from routing.plan import Plan, Route, Stop
 from simulator import geo
-from simulator.city import City, Point, Station
+from simulator.city import City, Depot, Point, Station
 from simulator.faults import Fault, TruckFaults, index_faults
 from simulator.plans import refuse_unknown_places
 from simulator.roads import RoadNetwork
@@ -630,11 +630,22 @@ class _TruckDay:
 
     # -- the day
     def run(self) -> Iterator[Emission]:
+        """The truck's day: wake at the depot, drive the route's stops (until a
+        breakdown, if one is injected), park and let the terminal go to sleep."""
         stops = list(self.route.stops)
-        depot = self.city.depot(stops[0].ref_id or self.truck.depot_id)
+        depot = yield from self._leave_depot(stops[0])
+        end_depot = depot
+        try:
+            end_depot = yield from self._drive_stops(stops, depot)
+        except _Broken:
+            self._record_breakdown(stops)
+        yield from self._park_and_sleep(end_depot)
+
+    def _leave_depot(self, first: Stop) -> Generator[Emission, None, Depot]:
+        depot = self.city.depot(first.ref_id or self.truck.depot_id)
         self.node = depot.node
         self.lat, self.lon = self.city.node_latlon(depot.node)
-        leave = float(stops[0].departure_s)
+        leave = float(first.departure_s)
         self.t = leave - self.tc.wake_before_s
         self.next_fix_s = self.t
         yield from self._advance(self.t)
@@ -645,95 +656,100 @@ class _TruckDay:
         self.record(
             leave, "route_start", terminal_id=self.terminal_id, depot_id=depot.id, at=self.at(leave)
         )
+        return depot
+
+    def _drive_stops(self, stops: list[Stop], depot: Depot) -> Generator[Emission, None, Depot]:
+        """Every stop after the start, in order; the depot the route ends at."""
         stations = [i for i, s in enumerate(stops) if s.kind == "station"]
         last_station = stations[-1] if stations else None
         end_depot = depot
-        try:
-            for i, stop in enumerate(stops[1:], start=1):
-                if stop.kind == "break":
-                    nxt = next((s for s in stops[i + 1 :] if s.kind != "break" and s.ref_id), None)
-                    duration = stop.departure_s - stop.arrival_s
-                    if duration <= 0:
-                        duration = self.truck.break_duration_s
-                    node = self.city.site(nxt.ref_id).node if nxt and nxt.ref_id else None
-                    yield from self._take_break(duration, node)
-                elif stop.kind == "point":
-                    assert stop.ref_id is not None
-                    point = self.city.point(stop.ref_id)
-                    fault = self.faults.points.get(point.id)
-                    if fault == "skip":
-                        self.record(
-                            self.t, "fault", kind="skip", point_id=point.id, at=self.at(self.t)
-                        )
-                        continue
-                    if fault == "idle_beside":
-                        yield from self._idle_beside(point)
-                        continue
-                    beside = self._jump_target(point) if fault == "jump" else None
-                    if fault == "jump":
-                        self.jump_to = beside or True
-                    yield from self._drive_to(point.node)
-                    if fault == "jump":
-                        self.record(
-                            self.t, "fault", kind="jump", point_id=point.id, at=self.at(self.t),
-                            beside_point_id=beside.id if beside else None,
-                        )  # fmt: skip
-                    if fault == "drift":
-                        angle = self.gps.uniform(0, 2 * math.pi)
-                        dist = self.gps.uniform(41, 76)
-                        until = self.t + self.gps.uniform(120, 180)
-                        self.drift = (self.t, until, dist * math.sin(angle), dist * math.cos(angle))
-                        self.record(
-                            self.t, "fault", kind="drift", point_id=point.id,
-                            at=self.at(self.t), end_at=self.at(until), offset_m=round(dist, 1),
-                        )  # fmt: skip
-                    if fault == "drive_by":
-                        self.record(
-                            self.t,
-                            "fault",
-                            kind="drive_by",
-                            point_id=point.id,
-                            at=self.at(self.t),
-                            speed_kmh=round(self.speed_kmh, 1),
-                        )
-                        continue
-                    yield from self._serve(point, too_short=fault == "too_short")
-                elif stop.kind == "station":
-                    assert stop.ref_id is not None
-                    station = self.city.station(stop.ref_id)
-                    if self.faults.no_unload and i == last_station:
-                        self.record(
-                            self.t,
-                            "fault",
-                            kind="no_unload",
-                            station_id=station.id,
-                            at=self.at(self.t),
-                            load_kg=round(self.load_kg, 1),
-                        )
-                        continue
-                    yield from self._drive_to(station.node)
-                    yield from self._unload(station)
-                elif stop.kind == "end":
-                    end_depot = self.city.depot(stop.ref_id or self.truck.depot_id)
-                    yield from self._drive_to(end_depot.node)
-        except _Broken:
-            self.broken = True
-            handled = self._handled_points()
-            unserved = [
-                s.ref_id
-                for s in stops
-                if s.kind == "point" and s.ref_id and s.ref_id not in handled
-            ]
+        for i, stop in enumerate(stops[1:], start=1):
+            if stop.kind == "break":
+                yield from self._break_stop(stop, stops[i + 1 :])
+            elif stop.kind == "point":
+                assert stop.ref_id is not None
+                yield from self._point_stop(self.city.point(stop.ref_id))
+            elif stop.kind == "station":
+                assert stop.ref_id is not None
+                yield from self._station_stop(self.city.station(stop.ref_id), i == last_station)
+            elif stop.kind == "end":
+                end_depot = self.city.depot(stop.ref_id or self.truck.depot_id)
+                yield from self._drive_to(end_depot.node)
+        return end_depot
+
+    def _break_stop(self, stop: Stop, after: list[Stop]) -> Iterator[Emission]:
+        """The break, taken on the way to the next place the route goes to."""
+        nxt = next((s for s in after if s.kind != "break" and s.ref_id), None)
+        duration = stop.departure_s - stop.arrival_s
+        if duration <= 0:
+            duration = self.truck.break_duration_s
+        node = self.city.site(nxt.ref_id).node if nxt and nxt.ref_id else None
+        yield from self._take_break(duration, node)
+
+    def _point_stop(self, point: Point) -> Iterator[Emission]:
+        """Drive to a point and serve it, or play the fault injected there."""
+        fault = self.faults.points.get(point.id)
+        if fault == "skip":
+            self.record(self.t, "fault", kind="skip", point_id=point.id, at=self.at(self.t))
+            return
+        if fault == "idle_beside":
+            yield from self._idle_beside(point)
+            return
+        beside = self._jump_target(point) if fault == "jump" else None
+        if fault == "jump":
+            self.jump_to = beside or True
+        yield from self._drive_to(point.node)
+        if fault == "jump":
             self.record(
-                self.t,
-                "fault",
-                kind="breakdown",
-                at=self.at(self.t),
-                lat=round(self.lat, 7),
-                lon=round(self.lon, 7),
+                self.t, "fault", kind="jump", point_id=point.id, at=self.at(self.t),
+                beside_point_id=beside.id if beside else None,
+            )  # fmt: skip
+        if fault == "drift":
+            self._start_drift(point)
+        if fault == "drive_by":
+            self.record(
+                self.t, "fault", kind="drive_by", point_id=point.id, at=self.at(self.t),
+                speed_kmh=round(self.speed_kmh, 1),
+            )  # fmt: skip
+            return
+        yield from self._serve(point, too_short=fault == "too_short")
+
+    def _start_drift(self, point: Point) -> None:
+        """Urban-canyon drift: the fixes of the next few minutes are offset 41-76 m."""
+        angle = self.gps.uniform(0, 2 * math.pi)
+        dist = self.gps.uniform(41, 76)
+        until = self.t + self.gps.uniform(120, 180)
+        self.drift = (self.t, until, dist * math.sin(angle), dist * math.cos(angle))
+        self.record(
+            self.t, "fault", kind="drift", point_id=point.id,
+            at=self.at(self.t), end_at=self.at(until), offset_m=round(dist, 1),
+        )  # fmt: skip
+
+    def _station_stop(self, station: Station, last: bool) -> Iterator[Emission]:
+        """Drive to a station and unload, unless the last unload is faulted away."""
+        if self.faults.no_unload and last:
+            self.record(
+                self.t, "fault", kind="no_unload", station_id=station.id, at=self.at(self.t),
                 load_kg=round(self.load_kg, 1),
-                unserved_point_ids=unserved,
-            )
+            )  # fmt: skip
+            return
+        yield from self._drive_to(station.node)
+        yield from self._unload(station)
+
+    def _record_breakdown(self, stops: list[Stop]) -> None:
+        self.broken = True
+        handled = self._handled_points()
+        unserved = [
+            s.ref_id for s in stops if s.kind == "point" and s.ref_id and s.ref_id not in handled
+        ]
+        self.record(
+            self.t, "fault", kind="breakdown", at=self.at(self.t), lat=round(self.lat, 7),
+            lon=round(self.lon, 7), load_kg=round(self.load_kg, 1), unserved_point_ids=unserved,
+        )  # fmt: skip
+
+    def _park_and_sleep(self, end_depot: Depot) -> Iterator[Emission]:
+        """Ignition off, the terminal's last fixes, then its sleep (a broken-down
+        truck stands until its shift ends)."""
         self.speed_kmh = 0.0
         arrived = self.t
         yield from self._set_ignition(False)
@@ -757,17 +773,11 @@ class _TruckDay:
         if not self.offline_at(end_t):
             yield Emission(end_t, self.terminal_id, "offline", device_at=self.device_time(end_t))
         self.record(
-            arrived,
-            "route_end",
-            terminal_id=self.terminal_id,
-            at=self.at(arrived),
-            depot_id=None if self.broken else end_depot.id,
-            load_kg=round(self.load_kg, 1),
-            broken_down=self.broken,
-            fixes_generated=self.fixes_generated,
-            fixes_dropped=self.fixes_dropped,
-            asleep_at=self.at(end_t),
-        )
+            arrived, "route_end", terminal_id=self.terminal_id, at=self.at(arrived),
+            depot_id=None if self.broken else end_depot.id, load_kg=round(self.load_kg, 1),
+            broken_down=self.broken, fixes_generated=self.fixes_generated,
+            fixes_dropped=self.fixes_dropped, asleep_at=self.at(end_t),
+        )  # fmt: skip
 
     def _handled_points(self) -> set[str]:
         """Points served, or met with a fault (skip, drive-by, too short), so far."""

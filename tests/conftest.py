@@ -26,6 +26,7 @@ import pytest
 from fleet import db
 from fleet.config import Settings, redact
 from fleet.devservers import PrivateMosquitto, PrivatePostgres, ServiceError
+from tests.settings import flat_settings
 
 TIMESCALE_ENV = "CLEARDAY_TEST_TIMESCALE"
 
@@ -192,4 +193,4 @@ def database_url(pg: PgServer) -> str:
 
 @pytest.fixture
 def settings(database_url: str, mqtt_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, mqtt_url=mqtt_url, data_dir=tmp_path / "state")  # type: ignore[arg-type]
+    return flat_settings(database_url=database_url, mqtt_url=mqtt_url, data_dir=tmp_path / "state")  # type: ignore[arg-type]

@@ -76,12 +76,13 @@ def register(app: typer.Typer) -> None:
         """Run the alert worker and the webhook sender until interrupted."""
         settings = Settings()
         if interval > 0:
-            settings = settings.model_copy(update={"alert_worker_interval_s": interval})
+            alerts = settings.alerts.model_copy(update={"worker_interval_s": interval})
+            settings = settings.model_copy(update={"alerts": alerts})
         clock: worker.Clock = worker.wall_clock
         start = _instant(sim_start, "--sim-start")
         if start is not None:
             clock = worker.ScaledClock(start, speed, anchor=sim_anchor or None)
-        settings.database_dsn()  # fail now, with the variable to set, if unset
+        settings.storage.database_dsn()  # fail now, with the variable to set, if unset
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: object) -> None:
@@ -90,9 +91,9 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
-        hooks = len(settings.alert_webhook_url_list)
+        hooks = len(settings.alerts.webhook_url_list)
         typer.echo(
-            f"alert worker running every {settings.alert_worker_interval_s:g} s; {hooks} webhook URL(s)"
+            f"alert worker running every {settings.alerts.worker_interval_s:g} s; {hooks} webhook URL(s)"
         )
         worker.run_forever(settings, stop, clock=clock)
 
@@ -105,14 +106,14 @@ def register(app: typer.Typer) -> None:
         """Print the secret that signs the webhooks to each receiver (generated and stored
         on first use), to configure the receiver's signature check (docs/api.md)."""
         settings = Settings()
-        if settings.alert_webhook_secret is not None:
+        if settings.alerts.webhook_secret is not None:
             typer.echo("CLEARDAY_ALERT_WEBHOOK_SECRET is set: it signs every webhook")
             return
-        urls = [url] if url else settings.alert_webhook_url_list
+        urls = [url] if url else settings.alerts.webhook_url_list
         if not urls:
             typer.echo("error: no URL given and CLEARDAY_ALERT_WEBHOOK_URLS is empty", err=True)
             raise typer.Exit(2)
-        with db.connect(settings.database_dsn(), autocommit=True) as conn:
+        with db.connect(settings.storage.database_dsn(), autocommit=True) as conn:
             for target in urls:
                 typer.echo(f"{service.webhook_secret(conn, url=target)}  {target}")
 
@@ -127,7 +128,7 @@ def register(app: typer.Typer) -> None:
         """Recompute a day: visits, ledger, alerts not raised yet, auto-closures (idempotent)."""
         settings = Settings()
         day = _date(service_date, "--date", settings)
-        with db.connect(settings.database_dsn()) as conn:
+        with db.connect(settings.storage.database_dsn()) as conn:
             stats = service.replay_day(
                 conn=conn, settings=settings, service_date=day,
                 district_id=district or None, now=_instant(now, "--now"),
@@ -163,7 +164,7 @@ def register(app: typer.Typer) -> None:
         day = _date(service_date, "--date", settings)
         last = _date(until, "--until", settings) if until else day
         name = cast(service.ReportName, kind)
-        with db.connect(settings.database_dsn(), autocommit=True) as conn:
+        with db.connect(settings.storage.database_dsn(), autocommit=True) as conn:
             if csv:
                 typer.echo(
                     service.report_csv(

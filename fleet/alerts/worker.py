@@ -40,7 +40,7 @@ import psycopg
 from fleet import db
 from fleet.alerts import cases, ledger, notify, repo, rules, visits
 from fleet.alerts.cases import CaseAction, CaseState
-from fleet.config import Settings
+from fleet.config import AlertSettings, IngestSettings, Settings
 from fleet.positions import policies
 
 log = logging.getLogger("clearday.alerts")
@@ -73,50 +73,56 @@ class ScaledClock:
         return self.start + timedelta(seconds=(time.time() - self.anchor) * self.speed)
 
 
+# The settings' defaults, whatever the environment says.
+_DEFAULTS = AlertSettings.model_construct()
+
+
 @dataclass(frozen=True, slots=True)
 class AlertConfig:
-    """Every tunable of the pipeline, built once from Settings."""
+    """Every tunable of the pipeline, built once from Settings; unset fields take the
+    settings' defaults."""
 
     visit: visits.VisitParams = field(default_factory=visits.VisitParams)
     ledger: ledger.LedgerParams = field(default_factory=ledger.LedgerParams)
     rules: rules.RuleParams = field(default_factory=rules.RuleParams)
-    min_dwell_fraction: float = 0.5
-    station_min_dwell_fraction: float = 0.3
-    station_radius_m: float = 50.0
-    depot_radius_m: float = 60.0
-    case_due_h_high: float = 4.0
-    case_due_h_normal: float = 24.0
-    escalation_repeat_h: float = 24.0
+    min_dwell_fraction: float = _DEFAULTS.min_dwell_fraction
+    station_min_dwell_fraction: float = _DEFAULTS.station_min_dwell_fraction
+    station_radius_m: float = _DEFAULTS.station_radius_m
+    depot_radius_m: float = _DEFAULTS.depot_radius_m
+    case_due_h_high: float = _DEFAULTS.case_due_h_high
+    case_due_h_normal: float = _DEFAULTS.case_due_h_normal
+    escalation_repeat_h: float = _DEFAULTS.escalation_repeat_h
     webhook_urls: tuple[str, ...] = ()
     # How late the ingestor accepts a fix (CLEARDAY_INGEST_MAX_PAST_S): bounds where
     # newly received fixes can lie in device time.
-    ingest_max_past_s: float = 7 * 24 * 3600
+    ingest_max_past_s: float = IngestSettings.model_construct().max_past_s
 
     @classmethod
     def from_settings(cls, s: Settings) -> AlertConfig:
+        a = s.alerts
         return cls(
-            visit=visits.VisitParams(stop_speed_kmh=s.alert_stop_speed_kmh),
+            visit=visits.VisitParams(stop_speed_kmh=a.stop_speed_kmh),
             ledger=ledger.LedgerParams(
-                missed_grace_s=s.alert_missed_grace_s,
-                unload_grace_s=s.alert_not_unloaded_grace_s,
-                hidden_visit_speed_kmh=s.alert_hidden_visit_speed_kmh,
+                missed_grace_s=a.missed_grace_s,
+                unload_grace_s=a.not_unloaded_grace_s,
+                hidden_visit_speed_kmh=a.hidden_visit_speed_kmh,
             ),
             rules=rules.RuleParams(
-                missed_grace_s=s.alert_missed_grace_s,
-                deadline_grace_s=s.alert_deadline_grace_s,
-                offline_after_s=s.alert_offline_after_s,
-                stationary_after_s=s.alert_stationary_after_s,
-                not_unloaded_grace_s=s.alert_not_unloaded_grace_s,
+                missed_grace_s=a.missed_grace_s,
+                deadline_grace_s=a.deadline_grace_s,
+                offline_after_s=a.offline_after_s,
+                stationary_after_s=a.stationary_after_s,
+                not_unloaded_grace_s=a.not_unloaded_grace_s,
             ),
-            min_dwell_fraction=s.alert_min_dwell_fraction,
-            station_min_dwell_fraction=s.alert_station_min_dwell_fraction,
-            station_radius_m=s.alert_station_radius_m,
-            depot_radius_m=s.alert_depot_radius_m,
-            case_due_h_high=s.alert_case_due_h_high,
-            case_due_h_normal=s.alert_case_due_h_normal,
-            escalation_repeat_h=s.alert_escalation_repeat_h,
-            webhook_urls=tuple(s.alert_webhook_url_list),
-            ingest_max_past_s=s.ingest_max_past_s,
+            min_dwell_fraction=a.min_dwell_fraction,
+            station_min_dwell_fraction=a.station_min_dwell_fraction,
+            station_radius_m=a.station_radius_m,
+            depot_radius_m=a.depot_radius_m,
+            case_due_h_high=a.case_due_h_high,
+            case_due_h_normal=a.case_due_h_normal,
+            escalation_repeat_h=a.escalation_repeat_h,
+            webhook_urls=tuple(a.webhook_url_list),
+            ingest_max_past_s=s.ingest.max_past_s,
         )
 
 
@@ -661,18 +667,18 @@ def replay(
 
 def run_forever(settings: Settings, stop: threading.Event, *, clock: Clock = wall_clock) -> None:
     """The worker and the webhook sender, until `stop` is set (for `clearday serve` too)."""
-    url = settings.database_dsn()
+    url = settings.storage.database_dsn()
     config = AlertConfig.from_settings(settings)
     worker = Worker(
-        url, config, clock=clock, interval_s=settings.alert_worker_interval_s,
-        name=settings.worker_name or None, lease_s=settings.alert_lease_s,
+        url, config, clock=clock, interval_s=settings.alerts.worker_interval_s,
+        name=settings.planning.worker_name or None, lease_s=settings.alerts.lease_s,
     )  # fmt: skip
     sender = notify.Sender(
         url,
-        timeout_s=settings.alert_webhook_timeout_s,
-        max_attempts=settings.alert_webhook_max_attempts,
-        secret=settings.alert_webhook_secret.get_secret_value()
-        if settings.alert_webhook_secret
+        timeout_s=settings.alerts.webhook_timeout_s,
+        max_attempts=settings.alerts.webhook_max_attempts,
+        secret=settings.alerts.webhook_secret.get_secret_value()
+        if settings.alerts.webhook_secret
         else None,
     )
     thread = threading.Thread(

@@ -53,7 +53,7 @@ def login(request: Request, conn: Conn, settings: SettingsDep, body: LoginIn) ->
         conn,
         user_id=user.user_id,
         now=now_utc(),
-        ttl_s=settings.auth_token_ttl_s,
+        ttl_s=settings.web.auth_token_ttl_s,
         user_agent=request.headers.get("user-agent"),
     )
     return TokenOut(access_token=issued.token, expires_at=issued.expires_at, user=user)

@@ -40,9 +40,9 @@ class ThrottlePolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> ThrottlePolicy:
         return cls(
-            max_failures=settings.login_max_failures,
-            max_failures_per_address=settings.login_max_failures_per_address,
-            window_s=settings.login_window_s,
+            max_failures=settings.web.login_max_failures,
+            max_failures_per_address=settings.web.login_max_failures_per_address,
+            window_s=settings.web.login_window_s,
         )
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from fleet.web.fields import DistrictId, Id, Lat, Lon, Name
+from fleet.fields import DistrictId, Id, Lat, Lon, Name
 
 
 class DepotIn(BaseModel):

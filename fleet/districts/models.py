@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
-from fleet.web.fields import DistrictId, Name
+from fleet.fields import DistrictId, Name
 
 
 def _zone(value: str) -> str:

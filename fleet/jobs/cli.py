@@ -40,8 +40,10 @@ def register(app: typer.Typer) -> None:
             updates["worker_concurrency"] = concurrency
         if name:
             updates["worker_name"] = name
-        settings = settings.model_copy(update=updates)
-        dsn = settings.database_dsn()
+        settings = settings.model_copy(
+            update={"planning": settings.planning.model_copy(update=updates)}
+        )
+        dsn = settings.storage.database_dsn()
         config = engine.WorkerConfig.from_settings(settings)
         stop = threading.Event()
 

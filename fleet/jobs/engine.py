@@ -23,7 +23,7 @@ import psycopg
 from procrastinate import jobs as pjobs
 from procrastinate.manager import JobManager
 
-from fleet.config import Settings
+from fleet.config import PlanningSettings, Settings
 from fleet.jobs import repo
 
 log = logging.getLogger("clearday.jobs")
@@ -61,21 +61,26 @@ STATE_OF_STATUS = {
 }
 
 
+# The settings' defaults, whatever the environment says.
+_DEFAULTS = PlanningSettings.model_construct()
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     """How one `clearday worker` process runs (from Settings)."""
 
     name: str
-    concurrency: int = 1
-    heartbeat_s: float = 10.0
-    stalled_after_s: float = 30.0
+    concurrency: int = _DEFAULTS.worker_concurrency
+    heartbeat_s: float = _DEFAULTS.worker_heartbeat_s
+    stalled_after_s: float = _DEFAULTS.worker_stalled_after_s
     abort_poll_s: float = 1.0
-    scheduled_plan_time_limit_s: float = 300.0
-    piece_concurrency: int = 1
-    keep_finished_hours: int = 168
+    scheduled_plan_time_limit_s: float = _DEFAULTS.scheduled_plan_time_limit_s
+    piece_concurrency: int = _DEFAULTS.plan_piece_concurrency
+    keep_finished_hours: int = _DEFAULTS.engine_keep_finished_hours
 
     @classmethod
-    def from_settings(cls, s: Settings) -> WorkerConfig:
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        s = settings.planning
         return cls(
             name=s.worker_name_or_default, concurrency=s.worker_concurrency,
             heartbeat_s=s.worker_heartbeat_s, stalled_after_s=s.worker_stalled_after_s,

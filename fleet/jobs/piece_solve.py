@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         return EXIT_UNREADABLE
     piece_id, parent_pid = int(argv[1]), int(argv[2])
     die_with(parent_pid)
-    with psycopg.connect(Settings().database_dsn(), autocommit=True) as conn:
+    with psycopg.connect(Settings().storage.database_dsn(), autocommit=True) as conn:
         row = conn.execute(
             "SELECT sub_solve FROM plan_piece WHERE piece_id = %s AND state = 'running'",
             (piece_id,),

@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
         if replan is not None and all_districts:
             raise typer.BadParameter("--replan takes one plan", param_hint="--all-districts")
         day = None if replan is not None else _service_date(service_date, settings)
-        dsn = settings.database_dsn()
+        dsn = settings.storage.database_dsn()
         app = engine.make_app(dsn, [plans_jobs.register]).open()
         local = None
         with db.connect(dsn, autocommit=True) as conn:
@@ -221,8 +221,8 @@ def _follow(
             hint_at = 0.0
             status = jobs_repo.status(
                 conn,
-                stalled_after_s=settings.worker_stalled_after_s,
-                lease_s=settings.alert_lease_s,
+                stalled_after_s=settings.planning.worker_stalled_after_s,
+                lease_s=settings.alerts.lease_s,
             )
             if not status.workers_beating:
                 typer.echo(

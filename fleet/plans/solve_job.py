@@ -30,14 +30,14 @@ def _piece_runner(
 ) -> AbstractContextManager[pieces.EnginePieceRunner | None]:
     """With CLEARDAY_PLAN_PIECES=engine and workers taking pieces, a decomposed
     district's pieces are engine jobs (fleet/jobs/pieces.py); else they run here."""
-    if settings.plan_pieces != "engine":
+    if settings.planning.plan_pieces != "engine":
         return nullcontext()
-    stalled = settings.worker_stalled_after_s
+    stalled = settings.planning.worker_stalled_after_s
     parallelism = pieces.piece_parallelism(conn, stalled_after_s=stalled)
     if parallelism == 0:
         return nullcontext()
     return pieces.EnginePieceRunner(
-        settings.database_dsn(), plan_job_id=job_id, parallelism=parallelism,
+        settings.storage.database_dsn(), plan_job_id=job_id, parallelism=parallelism,
         stalled_after_s=stalled,
     )  # fmt: skip
 
@@ -49,13 +49,13 @@ def main(argv: list[str]) -> int:
     job_id, worker, parent_pid = int(argv[1]), argv[2], int(argv[3])
     die_with(parent_pid)
     settings = Settings()
-    dsn = settings.database_dsn()
+    dsn = settings.storage.database_dsn()
     with db.connect(dsn, autocommit=True) as conn, _piece_runner(settings, conn, job_id) as runner:
         try:
             plan_id = service.run_job(
                 conn, job_id=job_id, worker=worker,
                 alert_config=AlertConfig.from_settings(settings),
-                max_points_per_solve=settings.plan_max_points_per_solve, piece_runner=runner,
+                max_points_per_solve=settings.planning.plan_max_points_per_solve, piece_runner=runner,
             )  # fmt: skip
         except service.PlanningError as exc:
             print(str(exc).replace("\n", " "), file=sys.stderr)

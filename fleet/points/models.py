@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from fleet.web.fields import AccessClass, Clock, DistrictId, Id, Kg, Lat, Lon, Name, Seconds, Stream
+from fleet.fields import AccessClass, Clock, DistrictId, Id, Kg, Lat, Lon, Name, Seconds, Stream
 
 Radius = Annotated[float, Field(gt=0, le=5000, description="geofence radius in metres")]
 

@@ -4,7 +4,7 @@ from datetime import datetime, time
 
 from pydantic import BaseModel, Field
 
-from fleet.web.fields import (
+from fleet.fields import (
     Clock,
     DistrictId,
     Id,

@@ -5,8 +5,8 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
+from fleet.fields import Clock, DistrictId, Id, PositiveKg, Seconds, Stream, Streams, TruckType
 from fleet.trucks.terminals import parse_jt808_phone
-from fleet.web.fields import Clock, DistrictId, Id, PositiveKg, Seconds, Stream, Streams, TruckType
 
 Plate = Annotated[
     str,

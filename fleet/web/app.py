@@ -76,9 +76,9 @@ def _make_pool(settings: Settings) -> ConnectionPool:
         conn.autocommit = True
 
     pool = ConnectionPool(
-        settings.database_dsn(),
+        settings.storage.database_dsn(),
         min_size=2,
-        max_size=settings.http_db_pool_size,
+        max_size=settings.web.http_db_pool_size,
         open=False,
         configure=configure,
         # Discard connections the server dropped (restart, failover) at checkout
@@ -140,12 +140,12 @@ def route_roles(route: APIRoute) -> frozenset[str] | None:
 
 def _csp(settings: Settings) -> str:
     img = "'self' data: blob:"
-    if settings.map_tile_url:
-        parts = urlsplit(settings.map_tile_url.replace("{s}", "a"))
+    if settings.web.map_tile_url:
+        parts = urlsplit(settings.web.map_tile_url.replace("{s}", "a"))
         if parts.scheme in ("http", "https") and parts.hostname:
             host = (
                 parts.netloc.replace("a.", "*.", 1)
-                if "{s}" in settings.map_tile_url
+                if "{s}" in settings.web.map_tile_url
                 else parts.netloc
             )
             img += f" {parts.scheme}://{host}"
@@ -158,10 +158,10 @@ def _csp(settings: Settings) -> str:
 
 def body_limits(settings: Settings) -> BodyLimits:
     return BodyLimits(
-        default_bytes=settings.http_max_body_bytes,
+        default_bytes=settings.web.http_max_body_bytes,
         by_prefix=(
-            (f"{API_PREFIX}/auth/login", settings.http_max_login_body_bytes),
-            (f"{API_PREFIX}/import", settings.http_max_import_body_bytes),
+            (f"{API_PREFIX}/auth/login", settings.web.http_max_login_body_bytes),
+            (f"{API_PREFIX}/import", settings.web.http_max_import_body_bytes),
         ),
     )
 
@@ -183,22 +183,22 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = _make_pool(settings)
         app.state.latest = LatestSnapshot(
             sites=app.state.sites,
-            offline_after_s=settings.live_offline_after_s,
-            max_age_s=settings.live_snapshot_max_age_s,
+            offline_after_s=settings.web.live_offline_after_s,
+            max_age_s=settings.web.live_snapshot_max_age_s,
         )
         app.state.live_feed = LiveFeed(
             app.state.pool,
-            poll_interval_s=settings.live_poll_interval_s,
+            poll_interval_s=settings.web.live_poll_interval_s,
             snapshot=app.state.latest,
         )
         app.state.live_feed.start()
-        dsn = settings.database_dsn()
+        dsn = settings.storage.database_dsn()
         app.state.jobs = engine.make_app(dsn, [plans_jobs.register]).open()
         worker = None
-        if settings.api_worker_concurrency:
+        if settings.planning.api_worker_concurrency:
             config = replace(
                 engine.WorkerConfig.from_settings(settings),
-                concurrency=settings.api_worker_concurrency,
+                concurrency=settings.planning.api_worker_concurrency,
             )
             worker = InProcessWorker(engine.make_app(dsn, [plans_jobs.register]), dsn, config)
             worker.start()
@@ -236,11 +236,11 @@ def create_app(settings: Settings) -> FastAPI:
         return ClientConfig(
             version=VERSION,
             timezone=settings.timezone,
-            offline_after_s=settings.live_offline_after_s,
+            offline_after_s=settings.web.live_offline_after_s,
             map=MapConfig(
-                tile_url=settings.map_tile_url,
-                tile_attribution=settings.map_tile_attribution,
-                tile_crs=settings.map_tile_crs,
+                tile_url=settings.web.map_tile_url,
+                tile_attribution=settings.web.map_tile_attribution,
+                tile_crs=settings.web.map_tile_crs,
             ),
         )
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import getpass
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from fleet import db
+from fleet.alerts.worker import run_forever
 from fleet.auth import service as auth_service
 from fleet.auth.models import Role
 from fleet.config import Settings
@@ -64,7 +66,7 @@ def create(
 ) -> None:
     """Create a user (the first admin too). The password is prompted for, or read from
     standard input with --password-stdin; there is no default password."""
-    url = _settings().database_dsn()
+    url = _settings().storage.database_dsn()
     _check_schema(url)
     password = _read_password(password_stdin)
     try:
@@ -87,7 +89,7 @@ def create(
 @user_app.command("list")
 def list_() -> None:
     """List users."""
-    url = _settings().database_dsn()
+    url = _settings().storage.database_dsn()
     _check_schema(url)
     with db.connect(url, autocommit=True) as conn:
         users = auth_service.list_users(conn)
@@ -115,7 +117,7 @@ def password(
     ] = False,
 ) -> None:
     """Set a user's password (and log them out everywhere)."""
-    url = _settings().database_dsn()
+    url = _settings().storage.database_dsn()
     _check_schema(url)
     new_password = _read_password(password_stdin)
     with db.connect(url, autocommit=True) as conn:
@@ -132,7 +134,7 @@ def password(
 @user_app.command("deactivate")
 def deactivate(username: str) -> None:
     """Deactivate a user and revoke their tokens."""
-    url = _settings().database_dsn()
+    url = _settings().storage.database_dsn()
     _check_schema(url)
     with db.connect(url, autocommit=True) as conn:
         auth_service.update_user(
@@ -144,7 +146,7 @@ def deactivate(username: str) -> None:
 @user_app.command("revoke-tokens")
 def revoke_tokens(username: str) -> None:
     """Log a user out everywhere."""
-    url = _settings().database_dsn()
+    url = _settings().storage.database_dsn()
     _check_schema(url)
     with db.connect(url, autocommit=True) as conn:
         count = auth_service.revoke_user_tokens(
@@ -167,15 +169,14 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the API (/api/v1) and the dashboard (/)."""
-    import threading
 
     import uvicorn
 
     settings = _settings()
-    url = settings.database_dsn()
+    url = settings.storage.database_dsn()
     _check_schema(url)
-    bind_host = host or settings.http_host
-    bind_port = port or settings.http_port
+    bind_host = host or settings.web.http_host
+    bind_port = port or settings.web.http_port
     typer.echo(f"ClearDay API and dashboard on http://{bind_host}:{bind_port}/")
     config = dict(
         host=bind_host,
@@ -190,8 +191,6 @@ def serve(
     stop = threading.Event()
     worker: threading.Thread | None = None
     if alerts:
-        from fleet.alerts.worker import run_forever
-
         worker = threading.Thread(
             target=run_forever, args=(settings, stop), name="clearday-alerts", daemon=True
         )

@@ -73,13 +73,13 @@ class GatewayConfig:
     @classmethod
     def from_settings(cls, settings: Any) -> GatewayConfig:
         return cls(
-            idle_timeout_s=settings.jt808_idle_timeout_s,
-            device_zone=codec.device_zone(settings.jt808_device_utc_offset_min),
-            publish_timeout_s=settings.jt808_publish_timeout_s,
-            max_bad_frames=settings.jt808_max_bad_frames,
-            max_connections=settings.jt808_max_connections,
-            resend_after_s=settings.jt808_resend_after_s,
-            command_poll_s=settings.jt808_command_poll_s,
+            idle_timeout_s=settings.jt808.idle_timeout_s,
+            device_zone=codec.device_zone(settings.jt808.device_utc_offset_min),
+            publish_timeout_s=settings.jt808.publish_timeout_s,
+            max_bad_frames=settings.jt808.max_bad_frames,
+            max_connections=settings.jt808.max_connections,
+            resend_after_s=settings.jt808.resend_after_s,
+            command_poll_s=settings.jt808.command_poll_s,
         )
 
 

@@ -84,13 +84,13 @@ async def run_async(
     started: Callable[[int], None] | None = None,
     instance: Instance = Instance(),
 ) -> None:
-    if settings.database_url is None:
+    if settings.storage.database_url is None:
         raise GatewayUnavailable("set CLEARDAY_DATABASE_URL (the truck table says who may connect)")
-    if settings.mqtt_url is None:
+    if settings.ingest.mqtt_url is None:
         raise GatewayUnavailable(
             "set CLEARDAY_MQTT_URL to the gateway's own account (clearday mqtt-credentials --gateway-user)"
         )
-    target, client_id = broker_identity(MqttTarget(settings.mqtt_dsn()), instance)
+    target, client_id = broker_identity(MqttTarget(settings.ingest.mqtt_dsn()), instance)
     config = GatewayConfig.from_settings(settings)
     publisher = Publisher(target, client_id, timeout_s=config.publish_timeout_s)
     publisher.start()
@@ -103,7 +103,7 @@ async def run_async(
     except BrokerRefused as exc:
         await publisher.close()
         raise GatewayUnavailable(str(exc)) from None
-    dsn = settings.database_dsn()
+    dsn = settings.storage.database_dsn()
     pool = AsyncConnectionPool(
         dsn,
         min_size=1,
@@ -114,8 +114,8 @@ async def run_async(
     await pool.open(wait=False)
     gateway = Gateway(config, Registry(pool, dsn), publisher)
     metrics = None
-    metrics_port = settings.jt808_metrics_port + instance.number - 1  # one port per process
-    if settings.jt808_metrics_port:
+    metrics_port = settings.jt808.metrics_port + instance.number - 1  # one port per process
+    if settings.jt808.metrics_port:
         try:
             metrics = serve_metrics(
                 gateway, publisher, port=metrics_port, host=settings.metrics_host

@@ -103,7 +103,7 @@ def ingestor(web_settings: Settings, mosquitto_factory: Any, tmp_path: Path) -> 
     log_path = tmp_path / "ingest.log"
     env = {
         **os.environ,
-        "CLEARDAY_DATABASE_URL": web_settings.database_dsn(),
+        "CLEARDAY_DATABASE_URL": web_settings.storage.database_dsn(),
         "CLEARDAY_MQTT_URL": mqtt_url,
         "CLEARDAY_METRICS_PORT": "0",
         "CLEARDAY_INGEST_CLIENT_ID": f"e2e-{uuid.uuid4().hex[:8]}",
@@ -206,7 +206,7 @@ def test_supervisor_works_a_missed_point_case_and_sees_the_ledger_update(
     page.click("[data-testid=case-dismiss]")
 
     # A spare truck's blind-zone batch arrives late: P4 was served after all.
-    with psycopg.connect(web_settings.database_dsn()) as conn:
+    with psycopg.connect(web_settings.storage.database_dsn()) as conn:
         insert_fixes(conn, "T3", track_t3_serving_p4().fixes)
         alerts_service.replay_day(conn=conn, settings=web_settings, service_date=DAY, now=evening())
     page.click("[data-testid=sup-refresh]")

@@ -63,7 +63,7 @@ def no_markup_elements(page: Any) -> None:
 def test_markup_from_the_database_is_shown_as_text(
     page: Any, live_server: LiveServer, users: Users, supervised_day: int, web_settings: Settings
 ) -> None:
-    with psycopg.connect(web_settings.database_dsn(), autocommit=True) as conn:
+    with psycopg.connect(web_settings.storage.database_dsn(), autocommit=True) as conn:
         conn.execute("UPDATE collection_point SET name = %s WHERE point_id = 'P4'", (POINT_NAME,))
         conn.execute("UPDATE truck SET plate = %s WHERE truck_id = 'T1'", (PLATE,))
     assigned = httpx.post(

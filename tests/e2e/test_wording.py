@@ -223,7 +223,7 @@ def test_no_raw_key_and_no_other_language_on_any_page(
 ) -> None:
     import httpx
 
-    with psycopg.connect(web_settings.database_dsn(), autocommit=True) as conn:
+    with psycopg.connect(web_settings.storage.database_dsn(), autocommit=True) as conn:
         conn.execute(
             "INSERT INTO district (district_id, name) VALUES (%s, '空区')", (EMPTY_DISTRICT,)
         )
@@ -237,7 +237,12 @@ def test_no_raw_key_and_no_other_language_on_any_page(
     # The refused file is data too: its name, its values, and the stream codes a file may
     # use (the refusal lists them).
     data = " ".join(
-        [data_text(web_settings.database_dsn()), "points.csv", REFUSED_POINTS, *get_args(Stream)]
+        [
+            data_text(web_settings.storage.database_dsn()),
+            "points.csv",
+            REFUSED_POINTS,
+            *get_args(Stream),
+        ]
     )
     prefixes = key_prefixes()
     log_in(page, live_server, "admin")

@@ -177,7 +177,7 @@ def test_doctor_reports_everything_fine(settings: Settings) -> None:
 
 
 def test_doctor_says_when_jobs_wait_for_a_worker(settings: Settings) -> None:
-    url = settings.database_dsn()
+    url = settings.storage.database_dsn()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO district (district_id, name) VALUES ('d1', 'd1')")
     app = engine.make_app(url, [plans_jobs.register]).open()

@@ -63,7 +63,7 @@ def test_the_shipped_migration_satisfies_the_default_settings() -> None:
     )
     assert compress is not None
     policies = StoragePolicies(compress_after_s=int(compress.group(1)) * DAY_S, refresh_policy=True)
-    assert policy_problems(policies, max_past_s=Settings().ingest_max_past_s) == []
+    assert policy_problems(policies, max_past_s=Settings().ingest.max_past_s) == []
     assert "start_offset => NULL" in sql
     assert "timescaledb.materialized_only = false" in sql
     assert "DROP INDEX IF EXISTS position_recorded_at_idx" in sql

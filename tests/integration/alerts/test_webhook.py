@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from fleet.alerts import notify, worker
-from fleet.config import Settings
 from fleet.devservers import free_port
+from tests.settings import flat_settings
 from tests.unit.alerts.tracks import at
 
 from .world import load_world
@@ -92,7 +92,7 @@ def test_alerts_are_posted_with_retries_and_signature(
     database_url: str, receiver: Receiver, fast_backoff: None
 ) -> None:
     load_world(database_url)
-    config = worker.AlertConfig.from_settings(Settings(alert_webhook_urls=receiver.url))
+    config = worker.AlertConfig.from_settings(flat_settings(alert_webhook_urls=receiver.url))
     w = worker.Worker(database_url, config, clock=lambda: at("21:00"))
     stats = w.tick()
     w.close()
@@ -135,7 +135,7 @@ def test_webhooks_are_signed_by_default_with_a_secret_per_receiver(
     try:
         load_world(database_url)
         urls = f"{receiver.url},{other.url}"
-        config = worker.AlertConfig.from_settings(Settings(alert_webhook_urls=urls))
+        config = worker.AlertConfig.from_settings(flat_settings(alert_webhook_urls=urls))
         w = worker.Worker(database_url, config, clock=lambda: at("21:00"))
         w.tick()
         w.close()
@@ -174,7 +174,7 @@ def test_a_refusing_receiver_fails_for_good_and_a_dead_one_after_max_attempts(
     try:
         load_world(database_url)
         config = worker.AlertConfig.from_settings(
-            Settings(alert_webhook_urls=f"{refusing.url},{dead}")
+            flat_settings(alert_webhook_urls=f"{refusing.url},{dead}")
         )
         w = worker.Worker(database_url, config, clock=lambda: at("10:20"))
         assert w.tick().alerts_raised == 2  # missed P4, not_unloaded T2
@@ -195,7 +195,7 @@ def test_a_slow_receiver_never_holds_up_the_pipeline(database_url: str, fast_bac
     stop = threading.Event()
     try:
         load_world(database_url)
-        config = worker.AlertConfig.from_settings(Settings(alert_webhook_urls=slow.url))
+        config = worker.AlertConfig.from_settings(flat_settings(alert_webhook_urls=slow.url))
         sender = notify.Sender(database_url, timeout_s=10, poll_interval_s=0.05)
         thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
         thread.start()
@@ -203,7 +203,9 @@ def test_a_slow_receiver_never_holds_up_the_pipeline(database_url: str, fast_bac
         w.tick()
         time.sleep(0.5)  # the sender is now inside a 3 s request
         started = time.monotonic()
-        w.pipeline.config = worker.AlertConfig.from_settings(Settings(alert_webhook_urls=slow.url))
+        w.pipeline.config = worker.AlertConfig.from_settings(
+            flat_settings(alert_webhook_urls=slow.url)
+        )
         w.clock = lambda: at("21:00")
         stats = w.tick()
         assert stats.alerts_raised == 2  # the two 日清 deadline alerts

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fleet.config import Settings
 from fleet.devservers import PrivateMosquitto
 from ingest.metrics import IngestMetrics
 from ingest.service import Ingestor
 from tests.integration.ingest.support import add_fleet
+from tests.settings import flat_settings
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def start_ingestor(
             "data_dir": tmp_path / "state",
         }
         values.update(overrides)
-        running = RunningIngestor(Ingestor(Settings(**values), metrics=IngestMetrics()))  # type: ignore[arg-type]
+        running = RunningIngestor(Ingestor(flat_settings(**values), metrics=IngestMetrics()))  # type: ignore[arg-type]
         started.append(running)
         return running.start()
 

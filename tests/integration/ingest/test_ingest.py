@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -226,6 +225,8 @@ def test_terminal_added_while_running_is_accepted_after_the_recheck(
     """An unknown terminal is dead-lettered; once its truck exists, its fixes are stored."""
     running = start_ingestor()
     running.ingestor.terminals.unknown_recheck_s = 0.5
+    clock = [0.0]
+    running.ingestor.terminals.clock = lambda: clock[0]
     now = datetime.now(UTC)
     pub = Publisher(broker.url)
     fix = wire.Fix(recorded_at=now, lat=31.8, lon=117.2)
@@ -238,7 +239,7 @@ def test_terminal_added_while_running_is_accepted_after_the_recheck(
         " depot_id, terminal_id) VALUES ('TNEW', 'baohe', '皖A99999', 'small', 2000,"
         " '{other}', 'D1', 'GPS-NEW') RETURNING truck_id",
     )
-    time.sleep(0.6)  # the unknown id is looked up again after unknown_recheck_s
+    clock[0] += 0.6  # the unknown id is looked up again after unknown_recheck_s
     pub.publish(wire.positions_topic("GPS-NEW"), wire.encode_fixes(fix))
     pub.wait_all_acked()
     wait_for(lambda: scalar(fleet_url, "SELECT count(*) FROM position") == 1, 10, "the fix")

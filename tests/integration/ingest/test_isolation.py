@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from psycopg.types.json import Jsonb
 
-from fleet.config import Settings
+from fleet.config import IngestSettings
 from fleet.devservers import BROKER_MAX_PACKET_BYTES, PrivateMosquitto
 from ingest import wire
 from ingest.metrics import IngestMetrics
@@ -320,7 +320,7 @@ def test_the_shipped_and_the_test_broker_share_a_packet_limit_above_the_ingestor
     settings = [line.split() for line in conf.splitlines() if line and not line.startswith("#")]
     assert ["max_packet_size", str(BROKER_MAX_PACKET_BYTES)] in settings
     assert not [s for s in settings if s[0] == "message_size_limit"]
-    assert Settings.model_fields["ingest_max_payload_bytes"].default < BROKER_MAX_PACKET_BYTES
+    assert IngestSettings.model_fields["max_payload_bytes"].default < BROKER_MAX_PACKET_BYTES
 
 
 def test_attempts_are_counted_per_distinct_message_and_settled_by_the_write(

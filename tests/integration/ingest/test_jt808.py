@@ -43,6 +43,7 @@ from simulator.trucks import run as sim_run
 from tests.conftest import PgServer
 from tests.integration.ingest.conftest import RunningIngestor
 from tests.integration.ingest.support import ROOT, rows, scalar, wait_for
+from tests.settings import flat_settings
 
 GMT8 = codec.device_zone(480)
 
@@ -128,7 +129,7 @@ def start_gateway(
             "data_dir": tmp_path / "state",
         }
         values.update(overrides)
-        gw = GatewayThread(Settings(**values), instance).start()
+        gw = GatewayThread(flat_settings(**values), instance).start()
         started.append(gw)
         return gw
 

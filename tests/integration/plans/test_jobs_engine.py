@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from fleet.plans import repo, service
 from routing.check import check_plan
 from routing.plan import Plan
 from simulator.city import generate
+from tests.integration.plans.conftest import WorkerProcess
 
 DAY = date(2026, 3, 3)
 # Long enough to be caught mid-search: bounded by solutions, never by the clock.
@@ -34,12 +32,6 @@ LONG_SOLVE = 400
 # loaded machine (the suite beside other CPU-bound work) that takes minutes.
 WAIT_S = 900.0
 pytestmark = pytest.mark.timeout(3 * WAIT_S)
-
-
-@dataclass
-class WorkerProcess:
-    name: str
-    proc: subprocess.Popen[bytes]
 
 
 @pytest.fixture
@@ -51,37 +43,6 @@ def city(database_url: str, tmp_path: Path) -> str:
         with db.connect(database_url) as conn:
             importer.load(conn, importer.parse_files(importer.read_paths([folder])))
     return database_url
-
-
-@pytest.fixture
-def start_worker(city: str, tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(name: str) -> WorkerProcess:
-        env = {
-            **os.environ,
-            "CLEARDAY_DATABASE_URL": city,
-            "CLEARDAY_WORKER_NAME": name,
-            "CLEARDAY_WORKER_HEARTBEAT_S": "0.5",
-            "CLEARDAY_WORKER_STALLED_AFTER_S": "3",
-        }
-        log = (tmp_path / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "worker"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        started.append(WorkerProcess(name, proc))
-        return started[-1]
-
-    yield start
-    for w in started:
-        if w.proc.poll() is None:
-            w.proc.terminate()
-    for w in started:
-        try:
-            w.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
 
 
 def queue(url: str, district: str, *, solution_limit: int) -> int:

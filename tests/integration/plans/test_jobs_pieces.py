@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from fleet.plans import service
 from routing.check import check_plan
 from routing.plan import Plan
 from simulator.city import generate
+from tests.integration.plans.conftest import WorkerProcess
 
 DAY = date(2026, 3, 3)
 # 160 points above 60 a solve: 4 territories (a multiple of the 2 workers), then 3
@@ -38,12 +36,6 @@ WAIT_S = 900.0
 pytestmark = pytest.mark.timeout(3 * WAIT_S)
 
 
-@dataclass
-class WorkerProcess:
-    name: str
-    proc: subprocess.Popen[bytes]
-
-
 @pytest.fixture
 def city(database_url: str, tmp_path: Path) -> str:
     folder = tmp_path / "east"
@@ -54,36 +46,11 @@ def city(database_url: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def start_worker(city: str, tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(name: str) -> WorkerProcess:
-        env = {
-            **os.environ,
-            "CLEARDAY_DATABASE_URL": city,
-            "CLEARDAY_WORKER_NAME": name,
-            "CLEARDAY_WORKER_HEARTBEAT_S": "0.5",
-            "CLEARDAY_WORKER_STALLED_AFTER_S": "3",
-            "CLEARDAY_PLAN_PIECES": "engine",
-            "CLEARDAY_PLAN_MAX_POINTS_PER_SOLVE": str(MAX_POINTS_PER_SOLVE),
-        }
-        log = (tmp_path / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from fleet.cli import main; main()", "worker"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        started.append(WorkerProcess(name, proc))
-        return started[-1]
-
-    yield start
-    for w in started:
-        if w.proc.poll() is None:
-            w.proc.terminate()
-    for w in started:
-        try:
-            w.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            w.proc.kill()
+def worker_env() -> dict[str, str]:
+    return {
+        "CLEARDAY_PLAN_PIECES": "engine",
+        "CLEARDAY_PLAN_MAX_POINTS_PER_SOLVE": str(MAX_POINTS_PER_SOLVE),
+    }
 
 
 def query(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -191,43 +158,52 @@ def test_a_decomposed_district_is_solved_by_pieces_on_two_workers(
     assert all(p["cleared"] for p in pieces)  # sub-problems and plans not kept
 
 
-def test_a_piece_whose_worker_is_killed_is_solved_by_the_waiting_job(
-    city: str, start_worker: Callable[[str], WorkerProcess]
-) -> None:
-    workers = {w.name: w for w in (start_worker("w1"), start_worker("w2"))}
-    piece_workers_up(city, 2)
-    job_id = queue(city, solution_limit=1000)
-    parent = wait_until("the job running", lambda: job(city, job_id)["worker"])
-    helper = next(name for name in workers if name != parent)
-    taken = wait_until(
-        "a piece running on the other worker",
-        lambda: [
-            p for p in pieces_of(city, job_id)
-            if p["state"] == "running" and p["worker"] == f"{helper}/pieces"
-        ],
-    )  # fmt: skip
-    victim = workers[helper]
-    os.kill(victim.proc.pid, signal.SIGKILL)
-    victim.proc.wait()
-    done = ended(city, job_id)
-    assert done["state"] == "done", done
-    # The job itself was not run again: its worker lived, and it replaced the piece.
+def _the_waiting_job_replaced_the_piece(
+    url: str, job_id: int, done: dict[str, Any], lost: dict[str, Any],
+    workers: dict[str, WorkerProcess], parent: str, helper: str,
+) -> None:  # fmt: skip
+    """The piece's worker was killed: the job itself was not run again (its worker
+    lived), and it replaced the piece."""
     assert done["worker"] == parent and done["attempt"] == 1
-    lost = {p["piece_id"]: p for p in pieces_of(city, job_id)}[taken[0]["piece_id"]]
     assert lost["state"] == "replaced", lost
     assert "its worker stopped beating" in lost["message"]
-    assert piece_solvers(victim.proc.pid) == []  # its solve died with it
-    plan = checked_once(city, job_id)
+    assert piece_solvers(workers[helper].proc.pid) == []  # its solve died with it
+    plan = checked_once(url, job_id)
     assert plan.stats.pieces == 4
-    assert {p["state"] for p in pieces_of(city, job_id)} <= {"done", "replaced"}
+    assert {p["state"] for p in pieces_of(url, job_id)} <= {"done", "replaced"}
 
 
-def test_the_pieces_of_a_job_whose_worker_dies_stop_and_the_job_is_finished_elsewhere(
-    city: str, start_worker: Callable[[str], WorkerProcess]
-) -> None:
+def _the_pieces_stopped_and_the_job_finished_elsewhere(
+    url: str, job_id: int, done: dict[str, Any], first: dict[str, Any],
+    workers: dict[str, WorkerProcess], parent: str, helper: str,
+) -> None:  # fmt: skip
+    """The job's worker was killed: the first attempt's piece on the living worker
+    was stopped, not finished for nobody, and the other worker finished the job."""
+    assert done["worker"] == helper and done["attempt"] == 2
+    assert first["state"] == "cancelled", first
+    assert all(p["state"] not in ("queued", "running") for p in pieces_of(url, job_id))
+    assert piece_solvers(workers[helper].proc.pid) == []
+    checked_once(url, job_id)
+
+
+@pytest.mark.parametrize(
+    ("killed", "solution_limit", "outcome"),
+    [
+        ("piece_worker", 1000, _the_waiting_job_replaced_the_piece),
+        ("job_worker", 2500, _the_pieces_stopped_and_the_job_finished_elsewhere),
+    ],
+    ids=["piece-worker-killed", "job-worker-killed"],
+)
+def test_a_worker_killed_while_a_piece_runs_elsewhere(
+    city: str, start_worker: Callable[[str], WorkerProcess], killed: str,
+    solution_limit: int, outcome: Callable[..., None],
+) -> None:  # fmt: skip
+    """Either worker killed (the one running the piece, or the one running the
+    district's job) while a piece runs on the other: the job still ends done, with
+    one checked plan."""
     workers = {w.name: w for w in (start_worker("w1"), start_worker("w2"))}
     piece_workers_up(city, 2)
-    job_id = queue(city, solution_limit=2500)
+    job_id = queue(city, solution_limit=solution_limit)
     parent = wait_until("the job running", lambda: job(city, job_id)["worker"])
     helper = next(name for name in workers if name != parent)
     taken = wait_until(
@@ -237,18 +213,13 @@ def test_the_pieces_of_a_job_whose_worker_dies_stop_and_the_job_is_finished_else
             if p["state"] == "running" and p["worker"] == f"{helper}/pieces"
         ],
     )  # fmt: skip
-    victim = workers[parent]
+    victim = workers[helper if killed == "piece_worker" else parent]
     os.kill(victim.proc.pid, signal.SIGKILL)
     victim.proc.wait()
     done = ended(city, job_id)
     assert done["state"] == "done", done
-    assert done["worker"] == helper and done["attempt"] == 2
-    # The first attempt's piece on the living worker was stopped, not finished for nobody.
-    first = {p["piece_id"]: p for p in pieces_of(city, job_id)}[taken[0]["piece_id"]]
-    assert first["state"] == "cancelled", first
-    assert all(p["state"] not in ("queued", "running") for p in pieces_of(city, job_id))
-    assert piece_solvers(workers[helper].proc.pid) == []
-    checked_once(city, job_id)
+    piece = {p["piece_id"]: p for p in pieces_of(city, job_id)}[taken[0]["piece_id"]]
+    outcome(city, job_id, done, piece, workers, parent, helper)
 
 
 def test_the_pieces_of_a_cancelled_job_stop(

@@ -27,7 +27,6 @@ from fleet.alerts.visits import SiteKind, VisitKind
 from fleet.alerts.visits import Visit as SeenVisit
 from fleet.auth import service as auth_service
 from fleet.auth.models import Role
-from fleet.config import Settings
 from fleet.plans import progress, service
 from fleet.web.app import create_app
 from routing import replan as replan_mod
@@ -35,6 +34,7 @@ from routing.check import LivePosition, check_plan
 from routing.plan import Plan, Route, Stop, StopKind
 from routing.problem import truck_key
 from simulator.city import CityConfig, generate
+from tests.settings import flat_settings
 
 DAY = date(2026, 3, 3)
 TZ = ZoneInfo("Asia/Shanghai")
@@ -462,7 +462,7 @@ def api(
             )
             headers[name] = {"Authorization": f"Bearer {token.token}"}
     day = plan_and_publish(database_url, datetime.now(tz).date(), tz)
-    settings = Settings(database_url=database_url, data_dir=tmp_path / "state")
+    settings = flat_settings(database_url=database_url, data_dir=tmp_path / "state")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, headers, day
 

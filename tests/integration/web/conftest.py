@@ -24,6 +24,7 @@ from fleet.auth.models import Role
 from fleet.config import Settings
 from fleet.devservers import free_port, wait_for_port
 from fleet.web.app import create_app
+from tests.settings import flat_settings
 
 PASSWORD = "correct horse battery"
 
@@ -84,7 +85,7 @@ def _cheap_password_hash(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def web_settings(database_url: str, tmp_path: Path) -> Settings:
     seed_districts(database_url)
-    return Settings(
+    return flat_settings(
         database_url=database_url,
         data_dir=tmp_path / "state",
         http_db_pool_size=8,
@@ -130,7 +131,7 @@ class Users:
 
 @pytest.fixture
 def users(web_settings: Settings) -> Users:
-    found = Users(web_settings.database_dsn(), {}, {})
+    found = Users(web_settings.storage.database_dsn(), {}, {})
     for role in Role:
         found.add(role.value, role)
     found.add("north_dispatcher", Role.dispatcher, ("north",))
@@ -176,7 +177,7 @@ def supervised_day(web_settings: Settings) -> int:
     from tests.integration.alerts.world import evening, load_world
     from tests.unit.alerts.tracks import DAY
 
-    url = web_settings.database_dsn()
+    url = web_settings.storage.database_dsn()
     load_world(url)
     with psycopg.connect(url) as conn:
         alerts_service.replay_day(conn=conn, settings=web_settings, service_date=DAY, now=evening())
@@ -194,6 +195,6 @@ def city(web_settings: Settings, tmp_path: Path) -> str:
         tmp_path / "city"
     )
     files = importer.read_paths([folder])
-    with psycopg.connect(web_settings.database_dsn()) as conn:
+    with psycopg.connect(web_settings.storage.database_dsn()) as conn:
         importer.load(conn, importer.parse_files(files))
     return "city"

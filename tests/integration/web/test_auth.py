@@ -206,7 +206,7 @@ def test_admin_cannot_demote_itself_and_limited_admin_cannot_manage_users(
 
 
 def run_cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLEARDAY_DATABASE_URL": settings.database_dsn()}
+    env = {**os.environ, "CLEARDAY_DATABASE_URL": settings.storage.database_dsn()}
     return subprocess.run(
         [sys.executable, "-c", "from fleet.cli import main; main()", *args],
         input=stdin, capture_output=True, text=True, env=env, timeout=60,
@@ -226,7 +226,7 @@ def test_cli_creates_the_first_admin_from_stdin(web_settings: Settings) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "created user chief" in done.stdout and "all districts" in done.stdout
-    with psycopg.connect(web_settings.database_dsn(), autocommit=True) as conn:
+    with psycopg.connect(web_settings.storage.database_dsn(), autocommit=True) as conn:
         assert auth_service.authenticate(conn, username="chief", password="a strong secret 42")
         assert not auth_service.authenticate(conn, username="chief", password="")
     limited = run_cli(

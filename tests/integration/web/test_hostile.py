@@ -49,7 +49,7 @@ def server(web_settings: Settings) -> Iterator[Server]:
     port = free_port()
     env = {
         **os.environ,
-        "CLEARDAY_DATABASE_URL": web_settings.database_dsn(),
+        "CLEARDAY_DATABASE_URL": web_settings.storage.database_dsn(),
         "CLEARDAY_LOG_LEVEL": "WARNING",
         "CLEARDAY_HTTP_DB_POOL_SIZE": "4",
     }
@@ -163,7 +163,8 @@ def strict_server(web_settings: Settings) -> Iterator[LiveServer]:
     """The app with a per-address limit low enough to reach in a test."""
     import uvicorn
 
-    settings = web_settings.model_copy(update={"login_max_failures_per_address": 15})
+    web = web_settings.web.model_copy(update={"login_max_failures_per_address": 15})
+    settings = web_settings.model_copy(update={"web": web})
     app: FastAPI = create_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -275,6 +276,6 @@ def test_weak_passwords_are_refused_by_api_and_cli(
         [sys.executable, "-c", "from fleet.cli import main; main()", "user", "create",
          "new.user", "--role", "viewer", "--password-stdin"],
         input=password + "\n", capture_output=True, text=True, timeout=60,
-        env={**os.environ, "CLEARDAY_DATABASE_URL": web_settings.database_dsn()},
+        env={**os.environ, "CLEARDAY_DATABASE_URL": web_settings.storage.database_dsn()},
     )  # fmt: skip
     assert cli.returncode == 2 and why in cli.stderr, cli.stderr

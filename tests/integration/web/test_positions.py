@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -146,21 +145,15 @@ def test_live_stream_sends_a_snapshot_then_changes(live_server: LiveServer, user
     insert_fixes(users.url, [("N-T1", now - timedelta(seconds=30), 31.95, 117.35, 25.0)])
     headers = {**users.headers("north_viewer"), "Accept": "text/event-stream"}
     seen: list[tuple[str, dict[str, Any]]] = []
-
-    def move_later() -> None:
-        time.sleep(0.8)
-        insert_fixes(users.url, [("N-T1", datetime.now(UTC), 31.96, 117.36, 30.0)])
-
-    mover = threading.Thread(target=move_later)
     with httpx.stream(
         "GET", f"{live_server.url}/api/v1/positions/stream", headers=headers, timeout=10
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        mover.start()
         for event, data in read_events(response, until=lambda e, d: e == "update"):
             seen.append((event, data))
-    mover.join()
+            if event == "snapshot":  # the truck moves once the stream has its snapshot
+                insert_fixes(users.url, [("N-T1", datetime.now(UTC), 31.96, 117.36, 30.0)])
     kinds = [e for e, _ in seen]
     assert kinds[0] == "snapshot" and kinds[-1] == "update"
     snapshot = {t["truck_id"]: t for t in seen[0][1]["trucks"]}

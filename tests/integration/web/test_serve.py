@@ -26,7 +26,7 @@ def serve(url: str, port: int, *extra: str) -> subprocess.Popen[str]:
 
 def test_serve_answers_and_stops_on_ctrl_c(web_settings: Settings) -> None:
     port = free_port()
-    proc = serve(web_settings.database_dsn(), port)
+    proc = serve(web_settings.storage.database_dsn(), port)
     try:
         assert wait_for_port(port, 60), "clearday serve did not listen"
         base = f"http://127.0.0.1:{port}"
