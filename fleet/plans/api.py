@@ -42,10 +42,16 @@ GEOJSON = "application/geo+json"
 _networks = NetworkCache()
 
 
-class PlanJobIn(BaseModel):
-    district_id: DistrictId
-    service_date: date
-    time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget in seconds")
+class SearchLimits(BaseModel):
+    """How long and how far a plan's search may go; the same fields for every way a
+    plan is asked for."""
+
+    time_limit_s: float = Field(
+        service.DEFAULT_BUDGET_S,
+        ge=1,
+        le=900,
+        description="solver budget in seconds (per district)",
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     solution_limit: int | None = Field(
         None,
@@ -56,7 +62,12 @@ class PlanJobIn(BaseModel):
     )
 
 
-class ReplanIn(BaseModel):
+class PlanJobIn(SearchLimits):
+    district_id: DistrictId
+    service_date: date
+
+
+class ReplanIn(SearchLimits):
     unavailable_truck_ids: list[PathId] = Field(
         default_factory=list,
         max_length=1000,
@@ -67,25 +78,13 @@ class ReplanIn(BaseModel):
         max_length=10_000,
         description="collection points to add today (not in the plan yet)",
     )
-    time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget in seconds")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    solution_limit: int | None = Field(
-        None,
-        ge=1,
-        le=1_000_000,
-        description="stop the search after this many solutions: the same plan for the same "
-        "seed on any machine (time_limit_s is then only a safety cap)",
-    )
 
 
-class AllDistrictsIn(BaseModel):
+class AllDistrictsIn(SearchLimits):
     service_date: date
     district_ids: list[DistrictId] | None = Field(
         None, max_length=1000, description="only these districts (default: every one you may plan)"
     )
-    time_limit_s: float = Field(30.0, ge=1, le=900, description="solver budget per district")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    solution_limit: int | None = Field(None, ge=1, le=1_000_000)
 
 
 class PlanJob(BaseModel):

@@ -56,7 +56,9 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--date", help="service date YYYY-MM-DD (default: tomorrow)")
         ] = "",
         district: Annotated[str, typer.Option(help="district code")] = "default",
-        time_limit: Annotated[float, typer.Option(help="solver time budget in seconds")] = 30.0,
+        time_limit: Annotated[
+            float, typer.Option(help="solver time budget in seconds")
+        ] = service.DEFAULT_BUDGET_S,
         seed: Annotated[int, typer.Option(help="seed: the same seed gives the same plan")] = 0,
         solution_limit: Annotated[
             int | None,

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[float, str], None]
 
+# The budget of a plan asked for without one (CLI, API, dashboard), in seconds.
+DEFAULT_BUDGET_S = 30.0
+
 
 class PlanningError(Refused):
     """The district cannot be planned as it stands; the message says why."""
