@@ -77,7 +77,6 @@ assert _spec is not None and _spec.loader is not None
 bi: Any = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bi)
 
-GMT8 = codec.device_zone(480)
 HANDSHAKE_CONCURRENCY = 400
 
 
@@ -317,7 +316,7 @@ def report_frames(i: int, per_terminal: int, base: datetime) -> list[bytes]:
             codec.MsgId.LOCATION,
             phone(i),
             k + 2,
-            codec.encode_location(location(k, base + timedelta(seconds=k)), GMT8),
+            codec.encode_location(location(k, base + timedelta(seconds=k)), codec.GMT8),
         )
         for k in range(per_terminal)
     ]

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fleet.config import Settings  # noqa: E402
 from ingest.jt808 import codec, repo  # noqa: E402
 from ingest.jt808.gateway import Gateway, GatewayConfig, Registry  # noqa: E402
 
@@ -92,7 +93,9 @@ def frames(count: int) -> list[bytes]:
 
 
 async def us_per_report(data: list[bytes], *, per_read: int, repeats: int) -> float:
-    gateway = Gateway(GatewayConfig(), Registry(None, ""), AckingPublisher())  # type: ignore[arg-type]
+    gateway = Gateway(
+        GatewayConfig.from_settings(Settings()), Registry(None, ""), AckingPublisher()
+    )  # type: ignore[arg-type]
     session = gateway.connection()
     session.connection_made(NullTransport())  # type: ignore[arg-type]
     # authenticated, as on_auth leaves it

@@ -23,7 +23,6 @@ from ingest.jt808 import codec
 from ingest.jt808.codec import MsgId
 
 ANSWER_TIMEOUT_S = 15.0
-GMT8 = codec.device_zone(codec.DEFAULT_DEVICE_UTC_OFFSET_MIN)
 BATCH_MAX_LOCATIONS = 20  # a 0x0704 of 20 reports stays in one 1023-byte packet
 
 _LOAD_BITS = {"empty": 0b00, "half": 0b01, "full": 0b11}
@@ -60,7 +59,7 @@ class Jt808Terminal:
     host: str
     port: int
     phone: str  # digits
-    zone: timezone = GMT8
+    zone: timezone = codec.GMT8
     version: int | None = None  # 1 for a 2019 terminal
     auth_code: str | None = None
     unacked: list[codec.Location] = field(default_factory=list)
@@ -285,7 +284,7 @@ class Jt808Fleet:
         phones: dict[str, str],
         other: Any,
         *,
-        zone: timezone = GMT8,
+        zone: timezone = codec.GMT8,
     ) -> None:
         self.host, self.port, self.phones, self.other, self.zone = host, port, phones, other, zone
         self.counts = Jt808Counts()

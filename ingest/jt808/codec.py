@@ -1015,6 +1015,9 @@ def device_zone(utc_offset_min: int) -> timezone:
     return timezone(timedelta(minutes=utc_offset_min))
 
 
+GMT8 = device_zone(DEFAULT_DEVICE_UTC_OFFSET_MIN)  # terminals' time unless set otherwise
+
+
 # --------------------------------------------------------------------------- commands
 
 # Value types of terminal parameters (终端参数); the standard names one per parameter id.

@@ -53,7 +53,6 @@ REGISTRATION_RECHECK_S = 300.0  # an authenticated connection re-checks its truc
 DEAD_LETTER_QUEUE_MAX = 100_000
 DEAD_LETTER_BATCH = 500
 AUTH_CODE_BYTES = 12  # 16 URL-safe characters
-GMT8 = codec.device_zone(codec.DEFAULT_DEVICE_UTC_OFFSET_MIN)
 STOP_CHECK_S = 1.0  # how often the command tasks look at the stop event
 RECONNECT_MIN_S = 1.0  # the command listener's reconnect delay, doubling up to
 RECONNECT_MAX_S = 30.0
@@ -62,13 +61,15 @@ COMMAND_IDS = frozenset((codec.MsgId.SET_PARAMETERS, codec.MsgId.QUERY_LOCATION)
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    idle_timeout_s: float = 180.0
-    device_zone: timezone = GMT8
-    publish_timeout_s: float = 10.0
-    max_bad_frames: int = 16
-    max_connections: int = 20_000
-    resend_after_s: float = 10.0
-    command_poll_s: float = 30.0  # safety poll for a missed command notification
+    """The gateway's settings (`CLEARDAY_JT808_*`, whose defaults live in fleet/config.py)."""
+
+    idle_timeout_s: float
+    device_zone: timezone
+    publish_timeout_s: float
+    max_bad_frames: int
+    max_connections: int
+    resend_after_s: float
+    command_poll_s: float  # safety poll for a missed command notification
 
     @classmethod
     def from_settings(cls, settings: Any) -> GatewayConfig:

@@ -45,8 +45,6 @@ from tests.integration.ingest.conftest import RunningIngestor
 from tests.integration.ingest.support import ROOT, rows, scalar, wait_for
 from tests.settings import flat_settings
 
-GMT8 = codec.device_zone(480)
-
 
 def phone(i: int) -> str:
     return f"1391234{i:04d}"
@@ -286,7 +284,9 @@ def test_unknown_terminal_wrong_code_and_data_before_auth_are_refused(
         assert await closed(wrong)
         early = Jt808Terminal("127.0.0.1", gw.port, phone(4))
         await early.connect()
-        _, body = await early.request(MsgId.LOCATION, codec.encode_location(loc(now_local()), GMT8))
+        _, body = await early.request(
+            MsgId.LOCATION, codec.encode_location(loc(now_local()), codec.GMT8)
+        )
         assert body[4] == codec.Result.FAILURE
         assert await closed(early)
 
@@ -317,7 +317,7 @@ def test_bad_frames_are_answered_dead_lettered_and_the_connection_survives(
         await t.register()
         await t.authenticate()
         assert t._writer is not None
-        good = codec.encode_location(loc(at), GMT8)
+        good = codec.encode_location(loc(at), codec.GMT8)
 
         async def answer(raw: bytes, serial: int) -> int:
             fut = asyncio.get_running_loop().create_future()
@@ -432,7 +432,7 @@ def test_reports_sent_without_waiting_are_each_answered_once_and_stored(
                     MsgId.LOCATION,
                     phone(3),
                     1000 + k,
-                    codec.encode_location(loc(base + timedelta(seconds=k), k), GMT8),
+                    codec.encode_location(loc(base + timedelta(seconds=k), k), codec.GMT8),
                 )
                 for k in range(count)
             )
@@ -476,7 +476,7 @@ def test_a_missing_sub_package_is_asked_for_again_and_then_stored(
     gw = start_gateway(jt808_resend_after_s=1.0)
     base = now_local()
     batch = [loc(base + timedelta(seconds=k), k) for k in range(12)]
-    body = codec.encode_batch(batch, GMT8)
+    body = codec.encode_batch(batch, codec.GMT8)
     packets = codec.split_packets(MsgId.LOCATION_BATCH, phone(4), 500, body, packet_bytes=150)
     assert len(packets) == 3
 
@@ -1117,7 +1117,7 @@ def test_commands_queued_from_the_cli_reach_the_terminal_and_their_answers_are_r
     }
     reply = got[(phone(0), MsgId.QUERY_LOCATION, 0)]
     header = codec.Header(MsgId.LOCATION_REPLY, phone(0), 1, len(reply))
-    decoded = codec.decode_message(codec.Frame(header, bytes(reply), b""), GMT8)
+    decoded = codec.decode_message(codec.Frame(header, bytes(reply), b""), codec.GMT8)
     assert isinstance(decoded, codec.LocationReply)
     assert decoded.location.recorded_at == kept.recorded_at and decoded.location.lat == kept.lat
     # the 0x0201 position is stored like a report's, once

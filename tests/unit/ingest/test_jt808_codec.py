@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from ingest.jt808 import codec
 from ingest.jt808.codec import FrameError, FrameReader, MsgId, Reason
 
-GMT8 = timezone(timedelta(hours=8))
 PHONE = "013912345678"
 
 
@@ -76,7 +75,7 @@ def location_body(
 
 
 def decode(raw: bytes) -> codec.Message:
-    return codec.decode_message(codec.decode_frame(raw), GMT8)
+    return codec.decode_message(codec.decode_frame(raw), codec.GMT8)
 
 
 # --------------------------------------------------------------------------- frames
@@ -190,7 +189,7 @@ def test_sub_packages_are_reassembled_in_any_order() -> None:
     assert results == [None, None, None]
     whole = r.add(frames[1], now_s=1.0)
     assert whole is not None and whole.body == body
-    batch = codec.decode_message(whole, GMT8)
+    batch = codec.decode_message(whole, codec.GMT8)
     assert isinstance(batch, codec.LocationBatch)
     assert batch.kind == 1 and len(batch.locations) == 10
     assert r.incomplete == 0
@@ -434,8 +433,8 @@ def test_location_and_batch_encoders_round_trip() -> None:
         frame2013(0x0200, location_body(status=0b11 | 1 << 8 | 1 << 2, extras=bytes([0x30, 1, 9])))
     )
     assert isinstance(loc, codec.Location)
-    assert codec.decode_location(codec.encode_location(loc, GMT8), GMT8) == loc
-    batch = codec.decode_batch(codec.encode_batch([loc, loc], GMT8, kind=0), GMT8)
+    assert codec.decode_location(codec.encode_location(loc, codec.GMT8), codec.GMT8) == loc
+    batch = codec.decode_batch(codec.encode_batch([loc, loc], codec.GMT8, kind=0), codec.GMT8)
     assert batch == codec.LocationBatch(0, (loc, loc))
 
 
@@ -497,7 +496,7 @@ def test_fuzz_garbage_never_raises_and_never_desynchronises(
     for x in out:  # whatever came out of the garbage decodes or is refused, never raises
         if isinstance(x, codec.Frame):
             with contextlib.suppress(FrameError):
-                codec.decode_message(x, GMT8)
+                codec.decode_message(x, codec.GMT8)
 
 
 @settings(max_examples=300, deadline=None)
@@ -506,7 +505,7 @@ def test_fuzz_any_frame_content_decodes_or_is_refused(content: bytes) -> None:
     for raw in (b"\x7e" + content + b"\x7e", b"\x7e" + codec.escape(content) + b"\x7e"):
         try:
             frame = codec.decode_frame(raw)
-            codec.decode_message(frame, GMT8)
+            codec.decode_message(frame, codec.GMT8)
         except FrameError as exc:
             assert exc.reason in Reason
             if exc.header is not None:  # whatever header is attached can be answered
@@ -524,7 +523,7 @@ def test_fuzz_any_body_of_a_valid_frame_decodes_or_is_refused(
 ) -> None:
     raw = codec.encode_frame(msg_id, PHONE, 1, body, version=1 if v2019 else None)
     try:
-        codec.decode_message(codec.decode_frame(raw), GMT8)
+        codec.decode_message(codec.decode_frame(raw), codec.GMT8)
     except FrameError as exc:
         assert exc.header is not None and exc.header.msg_id == msg_id
 
@@ -575,6 +574,6 @@ def test_a_location_reply_is_decoded_with_the_serial_it_answers() -> None:
     reply = decode(frame2013(MsgId.LOCATION_REPLY, body))
     assert isinstance(reply, codec.LocationReply)
     assert reply.reply_serial == 0x1234
-    assert reply.location == codec.decode_location(location_body(), GMT8)
+    assert reply.location == codec.decode_location(location_body(), codec.GMT8)
     with pytest.raises(FrameError):
         decode(frame2013(MsgId.LOCATION_REPLY, b"\x00"))

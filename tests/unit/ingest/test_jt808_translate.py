@@ -4,7 +4,7 @@ wire-format fixes that the ingestor's own decoder accepts, field by field."""
 from __future__ import annotations
 
 import struct
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from ingest import wire
 from ingest.jt808 import codec, translate
 
-GMT8 = timezone(timedelta(hours=8))
 TOPIC = wire.positions_topic("GPS-T1")
 NOW = datetime(2026, 5, 12, 9, 0, tzinfo=UTC)
 
@@ -49,7 +48,7 @@ def test_every_mapped_field_reaches_the_ingestor() -> None:
         + item(0x31, b"\x0b")
         + item(0xE1, b"\x0a\x0b\x7e")
     )
-    loc = codec.decode_location(body(status=status, extras=extras), GMT8)
+    loc = codec.decode_location(body(status=status, extras=extras), codec.GMT8)
     fix = translate.fix_of(loc)
     assert fix is not None
     assert through_the_wire(fix) == wire.Fix(
@@ -77,7 +76,7 @@ def test_values_outside_the_wire_bounds_are_kept_raw_instead_of_losing_the_fix()
     fix refused: they stay in ``extra`` as the terminal sent them; the altitude word
     0xFFF6 is −10 m."""
     extras = item(0x03, b"\xff\xff") + item(0x30, b"\x01\x02") + item(0x31, b"\x05")
-    loc = codec.decode_location(body(status=0b10, altitude=0xFFF6, extras=extras), GMT8)
+    loc = codec.decode_location(body(status=0b10, altitude=0xFFF6, extras=extras), codec.GMT8)
     fix = translate.fix_of(loc)
     assert fix is not None
     stored = through_the_wire(fix)
@@ -88,7 +87,7 @@ def test_values_outside_the_wire_bounds_are_kept_raw_instead_of_losing_the_fix()
 
 
 def test_a_report_without_a_fix_is_no_position() -> None:
-    assert translate.fix_of(codec.decode_location(body(status=0b01), GMT8)) is None
+    assert translate.fix_of(codec.decode_location(body(status=0b01), codec.GMT8)) is None
 
 
 @settings(max_examples=300, deadline=None)
@@ -105,7 +104,9 @@ def test_any_located_report_becomes_a_fix_the_ingestor_accepts(
     """Whatever status word, altitude and additional items (any id, any size, more than
     ``extra`` may hold) a terminal sends, the translated fix passes the wire decoder."""
     extras = b"".join(item(k, v) for k, v in items)
-    loc = codec.decode_location(body(status=status | 0b10, altitude=altitude, extras=extras), GMT8)
+    loc = codec.decode_location(
+        body(status=status | 0b10, altitude=altitude, extras=extras), codec.GMT8
+    )
     fix = translate.fix_of(loc)
     assert fix is not None
     stored = through_the_wire(fix)
