@@ -44,6 +44,9 @@ LEDGER_STATUSES: tuple[LedgerStatus, ...] = (
 )
 
 
+# How long after a point's window ends it is judged missed, when nothing cleared it (the
+# ledger's verdict and the rules' alert use the same grace).
+MISSED_GRACE_S = 900.0
 # A drifted stay at least this sure (see visits.VisitParams.drift_confidence) can clear.
 DRIFT_CLEARS = 0.5
 # How far beside a point's fence a drifted stay may lie (the detector's reach).
@@ -52,7 +55,7 @@ DRIFT_REACH_M = VisitParams().drift_reach_m
 
 @dataclass(frozen=True, slots=True)
 class LedgerParams:
-    missed_grace_s: float = 900.0
+    missed_grace_s: float = MISSED_GRACE_S
     # After shift end, a truck still carrying a load is taken to have parked with it.
     unload_grace_s: float = 3600.0
     # The fastest a truck could have driven to a point and back during a silence.

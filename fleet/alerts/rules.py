@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from fleet.alerts.ledger import (
     DRIFT_REACH_M,
+    MISSED_GRACE_S,
     DuePoint,
     PlannedStop,
     TruckDay,
@@ -70,7 +71,7 @@ SEVERITY: dict[AlertKind, Severity] = {
 
 @dataclass(frozen=True, slots=True)
 class RuleParams:
-    missed_grace_s: float = 900.0
+    missed_grace_s: float = MISSED_GRACE_S
     deadline_grace_s: float = 0.0
     offline_after_s: float = 600.0
     stationary_after_s: float = 1200.0
