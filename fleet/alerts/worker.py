@@ -39,6 +39,7 @@ import psycopg
 
 from fleet import db
 from fleet.alerts import cases, ledger, notify, repo, rules, visits
+from fleet.alerts.cache import Cache
 from fleet.alerts.cases import CaseAction, CaseState
 from fleet.config import AlertSettings, IngestSettings, Settings
 from fleet.positions import policies
@@ -48,8 +49,19 @@ log = logging.getLogger("clearday.alerts")
 Clock = Callable[[], datetime]
 OVERLAP_S = 5.0  # re-read data received this long before the watermark (slow commits)
 LOOKBACK_S = 900.0  # re-detect from this long before a truck's earliest new fix
-SITES_TTL_S = 300.0
+REFERENCE_TTL_S = 300.0  # reference data (trucks, sites, due points) is read again after
+DISTRICTS_KEPT = 256  # per-district caches keep this many districts (or district-days)
+DAYS_KEPT = 8  # service days whose raised alert keys are kept
+WRITTEN_KEPT = 250_000  # rows (ledger, visits by truck-day) remembered as last written
 FIRST_RUN_BACK_S = 86_400.0  # a worker's first tick looks back this far
+
+
+def _reference(max_entries: int) -> Cache[Any, Any]:
+    return Cache(ttl_s=REFERENCE_TTL_S, max_entries=max_entries)
+
+
+def _written() -> Cache[Any, Any]:
+    return Cache(ttl_s=None, max_entries=WRITTEN_KEPT)
 
 
 def wall_clock() -> datetime:
@@ -96,6 +108,8 @@ class AlertConfig:
     # How late the ingestor accepts a fix (CLEARDAY_INGEST_MAX_PAST_S): bounds where
     # newly received fixes can lie in device time.
     ingest_max_past_s: float = IngestSettings.model_construct().max_past_s
+    # The zone of a district the database does not name (CLEARDAY_TIMEZONE).
+    timezone: str = Settings.model_fields["timezone"].default
 
     @classmethod
     def from_settings(cls, s: Settings) -> AlertConfig:
@@ -123,6 +137,7 @@ class AlertConfig:
             escalation_repeat_h=a.escalation_repeat_h,
             webhook_urls=tuple(a.webhook_url_list),
             ingest_max_past_s=s.ingest.max_past_s,
+            timezone=s.timezone,
         )
 
 
@@ -147,101 +162,95 @@ class TickStats:
 
 
 class Pipeline:
-    """The processing steps, on a connection the caller owns. Keeps small caches
-    (sites, alert keys, last ledger rows) that are dropped whenever a transaction fails."""
+    """The processing steps, on a connection the caller owns. Its caches (see
+    fleet.alerts.cache: one shape, one eviction rule) are dropped whenever a
+    transaction fails or another worker may have written meanwhile."""
 
     def __init__(self, config: AlertConfig) -> None:
         self.config = config
-        self._sites: dict[str, tuple[float, visits.SiteIndex]] = {}
-        self._station_dwell: tuple[float, dict[str, float]] | None = None
-        self._trucks: tuple[float, dict[str, repo.TruckRef]] | None = None
-        self._keys: dict[date, dict[str, frozenset[str]]] = {}
-        self._ledger: dict[tuple[date, str], ledger.Verdict] = {}
-        self._final: dict[tuple[date, str], tuple[tuple[visits.Visit, ...], ledger.Verdict]] = {}
-        self._due: dict[tuple[str, date], tuple[float, int | None, list[ledger.DuePoint]]] = {}
-        self._tz: dict[str, ZoneInfo] = {}
-        # Each truck-day's visits as last written (saves re-reading them every tick).
-        self._visits: dict[tuple[str, date], list[visits.Visit]] = {}
-        # truck -> (latest received_at seen, worker time it was first seen)
-        self._heard: dict[str, tuple[datetime, datetime]] = {}
-        self._heard_read: set[str] = set()  # trucks whose stored `_heard` was read
+        # Reference data, read again after a while.
+        self._trucks: Cache[None, dict[str, repo.TruckRef]] = _reference(1)
+        self._station_dwell: Cache[None, dict[str, float]] = _reference(1)
+        self._sites: Cache[str, visits.SiteIndex] = _reference(DISTRICTS_KEPT)
+        self._due: Cache[tuple[str, date], list[ledger.DuePoint]] = _reference(DISTRICTS_KEPT)
+        self._tz: Cache[str, ZoneInfo] = Cache(ttl_s=None, max_entries=DISTRICTS_KEPT)
+        # What this worker last wrote or raised, kept while it holds the district.
+        self._keys: Cache[date, dict[str, frozenset[str]]] = Cache(
+            ttl_s=None, max_entries=DAYS_KEPT
+        )
+        self._ledger: Cache[tuple[date, str], ledger.Verdict] = _written()
+        # A point cleared and delivered, with the visits it was computed from.
+        self._final: Cache[tuple[date, str], tuple[tuple[visits.Visit, ...], ledger.Verdict]] = (
+            _written()
+        )
+        self._visits: Cache[tuple[str, date], list[visits.Visit]] = _written()
+        # truck -> (latest received_at seen, worker time it was first seen); None: never heard
+        self._heard: Cache[str, tuple[datetime, datetime] | None] = _written()
+
+    def _caches(self) -> tuple[Cache[Any, Any], ...]:
+        return (
+            self._trucks, self._station_dwell, self._sites, self._due, self._tz,
+            self._keys, self._ledger, self._final, self._visits, self._heard,
+        )  # fmt: skip
+
+    def reset(self) -> None:
+        for cache in self._caches():
+            cache.clear()
 
     def _read_heard(self, conn: psycopg.Connection, truck_ids: Iterable[str]) -> None:
         """When the platform last heard each truck, as whichever worker had it stored
         it: a district taken over (or a restart) goes on where the last one was."""
-        unread = [t for t in truck_ids if t not in self._heard_read]
+        unread = [t for t in truck_ids if t not in self._heard]
         if unread:
-            for truck_id, seen in repo.heard(conn, unread).items():
-                self._heard.setdefault(truck_id, seen)
-            self._heard_read.update(unread)
-
-    def reset(self) -> None:
-        self._final.clear()
-        self._due.clear()
-        self._visits.clear()
-        self._heard.clear()
-        self._heard_read.clear()
-        self._sites.clear()
-        self._station_dwell = None
-        self._trucks = None
-        self._keys.clear()
-        self._ledger.clear()
+            stored = repo.heard(conn, unread)
+            for truck_id in unread:
+                self._heard.put(truck_id, stored.get(truck_id))
 
     # -- cached reference data
     def trucks(self, conn: psycopg.Connection) -> dict[str, repo.TruckRef]:
-        if self._trucks is None or time.monotonic() - self._trucks[0] > SITES_TTL_S:
-            self._trucks = (time.monotonic(), repo.trucks(conn))
-        return self._trucks[1]
+        return self._trucks.get_or_read(None, lambda: repo.trucks(conn))
 
     def site_index(self, conn: psycopg.Connection, district_id: str) -> visits.SiteIndex:
-        cached = self._sites.get(district_id)
-        if cached is None or time.monotonic() - cached[0] > SITES_TTL_S:
-            c = self.config
-            index = visits.SiteIndex(
-                repo.sites(
-                    conn,
-                    district_id=district_id,
-                    min_dwell_fraction=c.min_dwell_fraction,
-                    station_min_dwell_fraction=c.station_min_dwell_fraction,
-                    station_radius_m=c.station_radius_m,
-                    depot_radius_m=c.depot_radius_m,
-                ),
-                roads=repo.roads(conn, district_id=district_id),
-            )
-            cached = (time.monotonic(), index)
-            self._sites[district_id] = cached
-        return cached[1]
+        c = self.config
+
+        def read() -> visits.SiteIndex:
+            sites = repo.sites(
+                conn, district_id=district_id, min_dwell_fraction=c.min_dwell_fraction,
+                station_min_dwell_fraction=c.station_min_dwell_fraction,
+                station_radius_m=c.station_radius_m, depot_radius_m=c.depot_radius_m,
+            )  # fmt: skip
+            return visits.SiteIndex(sites, roads=repo.roads(conn, district_id=district_id))
+
+        return self._sites.get_or_read(district_id, read)
 
     def due_points(
         self, conn: psycopg.Connection, district_id: str, service_date: date
     ) -> list[ledger.DuePoint]:
         """The day's due points, re-read when the published plan changes (or after a while)."""
         plan = repo.published_plan_id(conn, district_id=district_id, service_date=service_date)
-        key = (district_id, service_date)
-        cached = self._due.get(key)
-        if cached is None or cached[1] != plan or time.monotonic() - cached[0] > SITES_TTL_S:
-            due = repo.due_points(
-                conn, district_id=district_id, service_date=service_date,
+        return self._due.get_or_read(
+            (district_id, service_date),
+            lambda: repo.due_points(
+                conn,
+                district_id=district_id,
+                service_date=service_date,
                 min_dwell_fraction=self.config.min_dwell_fraction,
-            )  # fmt: skip
-            cached = (time.monotonic(), plan, due)
-            self._due[key] = cached
-            if len(self._due) > 64:
-                self._due.clear()
-        return cached[2]
+            ),
+            version=plan,
+        )
 
     def district_tz(self, conn: psycopg.Connection, district_id: str) -> ZoneInfo:
+        """The district's zone; the configured zone for a district not stored."""
         if district_id not in self._tz:
-            self._tz.update({k: ZoneInfo(v) for k, v in repo.district_timezones(conn).items()})
-        return self._tz.get(district_id, ZoneInfo("Asia/Shanghai"))
+            for d_id, name in repo.district_timezones(conn).items():
+                self._tz.put(d_id, ZoneInfo(name))
+        return self._tz.get(district_id) or ZoneInfo(self.config.timezone)
 
     def station_dwell(self, conn: psycopg.Connection) -> dict[str, float]:
-        if self._station_dwell is None or time.monotonic() - self._station_dwell[0] > SITES_TTL_S:
-            self._station_dwell = (
-                time.monotonic(),
-                repo.station_min_dwell(conn, fraction=self.config.station_min_dwell_fraction),
-            )
-        return self._station_dwell[1]
+        fraction = self.config.station_min_dwell_fraction
+        return self._station_dwell.get_or_read(
+            None, lambda: repo.station_min_dwell(conn, fraction=fraction)
+        )
 
     # -- step 2: visits
     def redetect(
@@ -281,54 +290,86 @@ class Pipeline:
                 conn, truck_id=truck_id, service_date=service_date, start=day_start, end=day_end
             )
         key = (truck_id, service_date)
-        if key in self._visits or earliest_new is None:
-            kept = [v for v in self._visits.get(key, []) if v.arrived_at < replace_from]
-            self._visits[key] = kept + [v for v in found.visits if v.arrived_at >= replace_from]
+        known = self._visits.get(key)
+        if known is not None or earliest_new is None:
+            kept = [v for v in known or [] if v.arrived_at < replace_from]
+            self._visits.put(key, kept + [v for v in found.visits if v.arrived_at >= replace_from])
 
     # -- step 3: ledger, alerts, cases
     def evaluate(
         self, conn: psycopg.Connection, *, district_id: str, service_date: date, now: datetime
     ) -> TickStats:
-        c = self.config
         stats = TickStats(district_days=1)
         tz = self.district_tz(conn, district_id)
         repo.read_in_zone(conn, tz.key)
         now = now.astimezone(tz)
         due = self.due_points(conn, district_id, service_date)
-        point_ids = [p.point_id for p in due]
         days = repo.truck_days(conn, district_id=district_id, service_date=service_date)
-        # This district's trucks come from the cache (filled here on first use); visits
-        # to its points by other trucks are read every time.
-        ours = {d.truck_id for d in days}
-        self._read_heard(conn, ours)
-        missing = [t for t in ours if (t, service_date) not in self._visits]
-        by_truck: dict[str, list[visits.Visit]] = defaultdict(list)
-        at_point: dict[str, list[visits.Visit]] = defaultdict(list)
-        for v in repo.day_visits(
-            conn, service_date=service_date, truck_ids=missing, point_ids=point_ids,
-            exclude_trucks=[t for t in ours if t not in missing],
-        ):  # fmt: skip
-            by_truck[v.truck_id].append(v)
-        for t in missing:
-            self._visits[(t, service_date)] = by_truck.get(t, [])
-        for t in ours:
-            by_truck[t] = self._visits[(t, service_date)]
-        for vs in by_truck.values():
-            for v in vs:
-                if v.site_kind == "point" and v.site_id:
-                    at_point[v.site_id].append(v)
+        by_truck = self._day_visits(conn, days, due, service_date)
         days = [
-            replace(
-                d,
-                visits=tuple(by_truck.get(d.truck_id, ())),
-                last_heard_at=self._heard[d.truck_id][1] if d.truck_id in self._heard else None,
-            )
+            replace(d, visits=tuple(by_truck.get(d.truck_id, ())), last_heard_at=self._heard_at(d))
             for d in days
         ]
         truck_map = {d.truck_id: d for d in days}
         station_dwell = self.station_dwell(conn)
-        # A point cleared and delivered stays so while its visits and its plan (a
-        # re-plan may hand it to another truck) are unchanged: reuse.
+        verdicts = self._verdicts(due, by_truck, truck_map, station_dwell, service_date, now)
+        stats.ledger_written = self._write_ledger(
+            conn, verdicts, district_id=district_id, service_date=service_date, now=now
+        )
+        for cand in rules.evaluate(verdicts, days, station_dwell, now, self.config.rules):
+            self._raise(conn, cand, service_date=service_date, now=now, stats=stats)
+        stats.cases_auto_closed += self._auto_close(
+            conn, district_id, service_date, truck_map, station_dwell, verdicts, now
+        )
+        return stats
+
+    def _heard_at(self, day: ledger.TruckDay) -> datetime | None:
+        seen = self._heard.get(day.truck_id)
+        return None if seen is None else seen[1]
+
+    def _day_visits(
+        self,
+        conn: psycopg.Connection,
+        days: Sequence[ledger.TruckDay],
+        due: Sequence[ledger.DuePoint],
+        service_date: date,
+    ) -> dict[str, list[visits.Visit]]:
+        """The day's visits by truck: the district's own trucks' from the cache (read
+        on first use), other trucks' visits to its points read every time."""
+        ours = {d.truck_id for d in days}
+        self._read_heard(conn, ours)
+        cached = {t: self._visits.get((t, service_date)) for t in ours}
+        missing = [t for t, vs in cached.items() if vs is None]
+        by_truck: dict[str, list[visits.Visit]] = defaultdict(list)
+        for v in repo.day_visits(
+            conn, service_date=service_date, truck_ids=missing,
+            point_ids=[p.point_id for p in due],
+            exclude_trucks=[t for t in ours if t not in missing],
+        ):  # fmt: skip
+            by_truck[v.truck_id].append(v)
+        for t in missing:
+            self._visits.put((t, service_date), by_truck.get(t, []))
+        for t, vs in cached.items():
+            by_truck[t] = vs if vs is not None else by_truck.get(t, [])
+        return by_truck
+
+    def _verdicts(
+        self,
+        due: Sequence[ledger.DuePoint],
+        by_truck: dict[str, list[visits.Visit]],
+        truck_map: dict[str, ledger.TruckDay],
+        station_dwell: dict[str, float],
+        service_date: date,
+        now: datetime,
+    ) -> list[ledger.Verdict]:
+        """Each due point's verdict, in `due`'s order. A point cleared and delivered
+        stays so while its visits and its plan (a re-plan may hand it to another
+        truck) are unchanged: reuse."""
+        at_point: dict[str, list[visits.Visit]] = defaultdict(list)
+        for vs in by_truck.values():
+            for v in vs:
+                if v.site_kind == "point" and v.site_id:
+                    at_point[v.site_id].append(v)
         verdict_of: dict[str, ledger.Verdict] = {}
         todo = []
         for point in due:
@@ -341,68 +382,78 @@ class Pipeline:
                 verdict_of[point.point_id] = final[1]
             else:
                 todo.append(point)
-        for vd in ledger.compute(todo, at_point, truck_map, station_dwell, now, c.ledger):
+        for vd in ledger.compute(todo, at_point, truck_map, station_dwell, now, self.config.ledger):
             verdict_of[vd.point_id] = vd
             if vd.status == "cleared" and vd.delivery == "delivered":
-                self._final[(service_date, vd.point_id)] = (
-                    tuple(at_point.get(vd.point_id, ())),
-                    vd,
+                self._final.put(
+                    (service_date, vd.point_id), (tuple(at_point.get(vd.point_id, ())), vd)
                 )
-        verdicts = [verdict_of[p.point_id] for p in due]
+        return [verdict_of[p.point_id] for p in due]
 
+    def _write_ledger(
+        self,
+        conn: psycopg.Connection,
+        verdicts: Sequence[ledger.Verdict],
+        *,
+        district_id: str,
+        service_date: date,
+        now: datetime,
+    ) -> int:
+        """Write the verdicts that changed since last written; drop rows of points no
+        longer due. Returns how many were written."""
         changed = []
         for vd in verdicts:
             key = (service_date, vd.point_id)
             previous = self._ledger.get(key)
             if previous is not vd and previous != vd:
                 changed.append(repo.ledger_row(vd))
-                self._ledger[key] = vd
+                self._ledger.put(key, vd)
         if changed:
             repo.write_ledger(conn, changed, now=now)
-            stats.ledger_written = len(changed)
         repo.drop_ledger_except(
-            conn, district_id=district_id, service_date=service_date, keep=point_ids
+            conn, district_id=district_id, service_date=service_date,
+            keep=[vd.point_id for vd in verdicts],
+        )  # fmt: skip
+        return len(changed)
+
+    def _raise(
+        self,
+        conn: psycopg.Connection,
+        cand: rules.AlertCandidate,
+        *,
+        service_date: date,
+        now: datetime,
+        stats: TickStats,
+    ) -> None:
+        """Raise (or escalate) one candidate alert unless each of its stages was raised
+        before; open or join its case and queue its webhooks."""
+        c = self.config
+        keys = self._keys.get_or_read(
+            service_date, lambda: repo.known_alert_keys(conn, dates=[service_date])
         )
-
-        keys = self._known_keys(conn, service_date)
-        for cand in rules.evaluate(verdicts, days, station_dwell, now, c.rules):
-            had = keys.get(cand.key)
-            stages = rules.stages_of(cand)
-            if had is not None and stages <= had:
-                continue  # nothing new: every stage of it was raised before
-            keys[cand.key] = stages
-            if had is None:
-                raised = repo.insert_alert(conn, cand, now=now)
-            else:
-                raised = repo.escalate_alert(conn, cand, now=now)
-            if raised is None:
-                continue
-            due_at = cases.due_at(
-                now, cand.severity, due_h_high=c.case_due_h_high, due_h_normal=c.case_due_h_normal
-            )
-            case_id, opened = repo.open_case_for(conn, raised, due_at=due_at, now=now)
-            stats.alerts_raised += 1
-            stats.cases_opened += int(opened)
-            stats.raised.append(raised)
-            event = "alert.raised" if had is None else "alert.escalated"
-            repo.enqueue_webhook(
-                conn, urls=c.webhook_urls, event=event,
-                payload=notify.alert_payload(raised, case_id=case_id, event=event),
-            )  # fmt: skip
-
-        stats.cases_auto_closed += self._auto_close(
-            conn, district_id, service_date, truck_map, station_dwell, verdicts, now
+        had = keys.get(cand.key)
+        stages = rules.stages_of(cand)
+        if had is not None and stages <= had:
+            return  # nothing new: every stage of it was raised before
+        keys[cand.key] = stages
+        if had is None:
+            raised = repo.insert_alert(conn, cand, now=now)
+        else:
+            raised = repo.escalate_alert(conn, cand, now=now)
+        if raised is None:
+            return
+        due_at = cases.due_at(
+            now, cand.severity, due_h_high=c.case_due_h_high, due_h_normal=c.case_due_h_normal
         )
-        return stats
-
-    def _known_keys(
-        self, conn: psycopg.Connection, service_date: date
-    ) -> dict[str, frozenset[str]]:
-        if service_date not in self._keys:
-            self._keys[service_date] = repo.known_alert_keys(conn, dates=[service_date])
-            for old in sorted(self._keys)[:-8]:
-                del self._keys[old]
-        return self._keys[service_date]
+        case_id, opened = repo.open_case_for(conn, raised, due_at=due_at, now=now)
+        stats.alerts_raised += 1
+        stats.cases_opened += int(opened)
+        stats.raised.append(raised)
+        event = "alert.raised" if had is None else "alert.escalated"
+        repo.enqueue_webhook(
+            conn, urls=c.webhook_urls, event=event,
+            payload=notify.alert_payload(raised, case_id=case_id, event=event),
+        )  # fmt: skip
 
     def _auto_close(
         self,
@@ -508,7 +559,8 @@ class Pipeline:
             if received is not None:
                 seen = self._heard.get(truck_id)
                 if seen is None or received > seen[0]:
-                    self._heard[truck_id] = heard[truck_id] = (received, now)
+                    heard[truck_id] = (received, now)
+                    self._heard.put(truck_id, heard[truck_id])
             self.redetect(conn, truck_id=truck_id, service_date=service_date, earliest_new=earliest)
             stats.truck_days += 1
             dates.add(service_date)
