@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from ingest import wire
 from routing.plan import Plan, Route, Stop
-from simulator import geo
+from simulator import geo, truth
 from simulator.city import City, Depot, Point, Station
 from simulator.faults import Fault, TruckFaults, index_faults
 from simulator.plans import refuse_unknown_places
@@ -173,7 +173,7 @@ class _TruckDay:
         self.motion = random.Random(f"clearday-sim:{spec.seed}:{self.truck.id}:motion")
         self.term = random.Random(f"clearday-sim:{spec.seed}:{self.truck.id}:terminal")
         self.midnight = day.midnight_utc
-        self.truth: list[tuple[float, int, dict[str, Any]]] = []
+        self.truth: list[tuple[float, int, truth.TruthRecord]] = []  # (at, order, record)
         self.narrow_ok = self.truck.can_enter_narrow
         self.lift_sensor = self.truck.truck_type in self.dc.lift_sensor_types
         # GPS faults (drift, jump): their own stream, so the rest of the day is drawn
@@ -228,9 +228,7 @@ class _TruckDay:
     def device_time(self, t: float) -> datetime:
         return self.midnight + timedelta(seconds=t + self.faults.skew_s)
 
-    def record(self, t: float, record_type: str, /, **fields: Any) -> None:
-        rec: dict[str, Any] = {"type": record_type, "truck_id": self.truck.id}
-        rec.update(fields)
+    def record(self, t: float, rec: truth.TruthRecord) -> None:
         self.truth.append((t, len(self.truth), rec))
 
     def at(self, t: float) -> str:
@@ -259,13 +257,15 @@ class _TruckDay:
                     )
                 self.record(
                     start,
-                    "signal_loss",
-                    terminal_id=self.terminal_id,
-                    start_at=self.at(start),
-                    end_at=self.at(end),
-                    released_at=self.at(when),
-                    fixes_buffered=n,
-                    events_buffered=len(self.blind_events),
+                    truth.SignalLoss(
+                        self.truck.id,
+                        terminal_id=self.terminal_id,
+                        start_at=self.at(start),
+                        end_at=self.at(end),
+                        released_at=self.at(when),
+                        fixes_buffered=n,
+                        events_buffered=len(self.blind_events),
+                    ),
                 )
                 self.blind_fixes, self.blind_events = [], []
             elif what == "offline_start":
@@ -273,12 +273,13 @@ class _TruckDay:
                 yield Emission(when, self.terminal_id, "drop")
                 self.record(
                     start,
-                    "fault",
-                    kind="offline",
-                    terminal_id=self.terminal_id,
-                    start_at=self.at(start),
-                    end_at=self.at(end),
-                    duration_s=round(end - start, 3),
+                    truth.Offline(
+                        self.truck.id,
+                        terminal_id=self.terminal_id,
+                        start_at=self.at(start),
+                        end_at=self.at(end),
+                        duration_s=round(end - start, 3),
+                    ),
                 )
             else:
                 yield Emission(when, self.terminal_id, "online", device_at=self.device_time(when))
@@ -378,13 +379,14 @@ class _TruckDay:
         yield from self._stay(self.t + self.gps.uniform(300, 480))
         self.record(
             arrival,
-            "fault",
-            kind="idle_beside",
-            point_id=point.id,
-            at=self.at(stood_from),
-            departure_at=self.at(self.t),
-            distance_m=round(geo.haversine_m(self.lat, self.lon, point.lat, point.lon), 1),
-            from_node=u,
+            truth.IdleBeside(
+                self.truck.id,
+                point_id=point.id,
+                at=self.at(stood_from),
+                departure_at=self.at(self.t),
+                distance_m=round(geo.haversine_m(self.lat, self.lon, point.lat, point.lon), 1),
+                from_node=u,
+            ),
         )
         yield from self._move_line(self.lat, self.lon, ulat, ulon, 20.0)
         self.node = u
@@ -542,13 +544,14 @@ class _TruckDay:
         if too_short:
             self.record(
                 arrival,
-                "fault",
-                kind="too_short",
-                point_id=point.id,
-                arrival_at=self.at(arrival),
-                departure_at=self.at(departure),
-                dwell_s=round(departure - arrival, 3),
-                min_dwell_s=point.min_dwell_s,
+                truth.TooShort(
+                    self.truck.id,
+                    point_id=point.id,
+                    arrival_at=self.at(arrival),
+                    departure_at=self.at(departure),
+                    dwell_s=round(departure - arrival, 3),
+                    min_dwell_s=point.min_dwell_s,
+                ),
             )
             return
         amount = round(
@@ -557,14 +560,16 @@ class _TruckDay:
         self.load_kg += amount
         self.record(
             arrival,
-            "service",
-            point_id=point.id,
-            arrival_at=self.at(arrival),
-            service_start_at=self.at(start),
-            departure_at=self.at(departure),
-            dwell_s=round(departure - arrival, 3),
-            amount_kg=amount,
-            bin_lifts=lifts,
+            truth.Service(
+                self.truck.id,
+                point_id=point.id,
+                arrival_at=self.at(arrival),
+                service_start_at=self.at(start),
+                departure_at=self.at(departure),
+                dwell_s=round(departure - arrival, 3),
+                amount_kg=amount,
+                bin_lifts=lifts,
+            ),
         )
 
     def _unload(self, station: Station) -> Iterator[Emission]:
@@ -595,11 +600,13 @@ class _TruckDay:
         self.load_kg = 0.0
         self.record(
             arrival,
-            "unload",
-            station_id=station.id,
-            arrival_at=self.at(arrival),
-            departure_at=self.at(self.t),
-            weight_kg=weight,
+            truth.Unload(
+                self.truck.id,
+                station_id=station.id,
+                arrival_at=self.at(arrival),
+                departure_at=self.at(self.t),
+                weight_kg=weight,
+            ),
         )
 
     def _take_break(self, duration_s: float, next_node: int | None) -> Iterator[Emission]:
@@ -620,12 +627,14 @@ class _TruckDay:
         yield from self._set_ignition(True)
         self.record(
             start,
-            "break",
-            start_at=self.at(start),
-            end_at=self.at(self.t),
-            lat=round(self.lat, 7),
-            lon=round(self.lon, 7),
-            at_site=self.node not in self.net.quiet,
+            truth.Break(
+                self.truck.id,
+                start_at=self.at(start),
+                end_at=self.at(self.t),
+                lat=round(self.lat, 7),
+                lon=round(self.lon, 7),
+                at_site=self.node not in self.net.quiet,
+            ),
         )
 
     # -- the day
@@ -654,7 +663,10 @@ class _TruckDay:
         yield from self._stay(leave)
         yield from self._set_ignition(True)
         self.record(
-            leave, "route_start", terminal_id=self.terminal_id, depot_id=depot.id, at=self.at(leave)
+            leave,
+            truth.RouteStart(
+                self.truck.id, terminal_id=self.terminal_id, depot_id=depot.id, at=self.at(leave)
+            ),
         )
         return depot
 
@@ -690,7 +702,7 @@ class _TruckDay:
         """Drive to a point and serve it, or play the fault injected there."""
         fault = self.faults.points.get(point.id)
         if fault == "skip":
-            self.record(self.t, "fault", kind="skip", point_id=point.id, at=self.at(self.t))
+            self.record(self.t, truth.Skip(self.truck.id, point_id=point.id, at=self.at(self.t)))
             return
         if fault == "idle_beside":
             yield from self._idle_beside(point)
@@ -701,16 +713,26 @@ class _TruckDay:
         yield from self._drive_to(point.node)
         if fault == "jump":
             self.record(
-                self.t, "fault", kind="jump", point_id=point.id, at=self.at(self.t),
-                beside_point_id=beside.id if beside else None,
-            )  # fmt: skip
+                self.t,
+                truth.Jump(
+                    self.truck.id,
+                    point_id=point.id,
+                    at=self.at(self.t),
+                    beside_point_id=beside.id if beside else None,
+                ),
+            )
         if fault == "drift":
             self._start_drift(point)
         if fault == "drive_by":
             self.record(
-                self.t, "fault", kind="drive_by", point_id=point.id, at=self.at(self.t),
-                speed_kmh=round(self.speed_kmh, 1),
-            )  # fmt: skip
+                self.t,
+                truth.DriveBy(
+                    self.truck.id,
+                    point_id=point.id,
+                    at=self.at(self.t),
+                    speed_kmh=round(self.speed_kmh, 1),
+                ),
+            )
             return
         yield from self._serve(point, too_short=fault == "too_short")
 
@@ -721,17 +743,28 @@ class _TruckDay:
         until = self.t + self.gps.uniform(120, 180)
         self.drift = (self.t, until, dist * math.sin(angle), dist * math.cos(angle))
         self.record(
-            self.t, "fault", kind="drift", point_id=point.id,
-            at=self.at(self.t), end_at=self.at(until), offset_m=round(dist, 1),
-        )  # fmt: skip
+            self.t,
+            truth.Drift(
+                self.truck.id,
+                point_id=point.id,
+                at=self.at(self.t),
+                end_at=self.at(until),
+                offset_m=round(dist, 1),
+            ),
+        )
 
     def _station_stop(self, station: Station, last: bool) -> Iterator[Emission]:
         """Drive to a station and unload, unless the last unload is faulted away."""
         if self.faults.no_unload and last:
             self.record(
-                self.t, "fault", kind="no_unload", station_id=station.id, at=self.at(self.t),
-                load_kg=round(self.load_kg, 1),
-            )  # fmt: skip
+                self.t,
+                truth.NoUnload(
+                    self.truck.id,
+                    station_id=station.id,
+                    at=self.at(self.t),
+                    load_kg=round(self.load_kg, 1),
+                ),
+            )
             return
         yield from self._drive_to(station.node)
         yield from self._unload(station)
@@ -743,9 +776,16 @@ class _TruckDay:
             s.ref_id for s in stops if s.kind == "point" and s.ref_id and s.ref_id not in handled
         ]
         self.record(
-            self.t, "fault", kind="breakdown", at=self.at(self.t), lat=round(self.lat, 7),
-            lon=round(self.lon, 7), load_kg=round(self.load_kg, 1), unserved_point_ids=unserved,
-        )  # fmt: skip
+            self.t,
+            truth.Breakdown(
+                self.truck.id,
+                at=self.at(self.t),
+                lat=round(self.lat, 7),
+                lon=round(self.lon, 7),
+                load_kg=round(self.load_kg, 1),
+                unserved_point_ids=tuple(unserved),
+            ),
+        )
 
     def _park_and_sleep(self, end_depot: Depot) -> Iterator[Emission]:
         """Ignition off, the terminal's last fixes, then its sleep (a broken-down
@@ -773,18 +813,26 @@ class _TruckDay:
         if not self.offline_at(end_t):
             yield Emission(end_t, self.terminal_id, "offline", device_at=self.device_time(end_t))
         self.record(
-            arrived, "route_end", terminal_id=self.terminal_id, at=self.at(arrived),
-            depot_id=None if self.broken else end_depot.id, load_kg=round(self.load_kg, 1),
-            broken_down=self.broken, fixes_generated=self.fixes_generated,
-            fixes_dropped=self.fixes_dropped, asleep_at=self.at(end_t),
-        )  # fmt: skip
+            arrived,
+            truth.RouteEnd(
+                self.truck.id,
+                terminal_id=self.terminal_id,
+                at=self.at(arrived),
+                depot_id=None if self.broken else end_depot.id,
+                load_kg=round(self.load_kg, 1),
+                broken_down=self.broken,
+                fixes_generated=self.fixes_generated,
+                fixes_dropped=self.fixes_dropped,
+                asleep_at=self.at(end_t),
+            ),
+        )
 
     def _handled_points(self) -> set[str]:
         """Points served, or met with a fault (skip, drive-by, too short), so far."""
         return {
-            rec["point_id"]
+            rec.point_id
             for _, _, rec in self.truth
-            if rec["type"] == "service" or (rec["type"] == "fault" and "point_id" in rec)
+            if isinstance(rec, truth.Service | truth.PointFault)
         }
 
 
@@ -818,12 +866,18 @@ class SimDay:
         return heapq.merge(*(t.run() for t in self.trucks), key=lambda e: e.at_s)
 
     @property
-    def truth(self) -> list[dict[str, Any]]:
+    def records(self) -> list[truth.TruthRecord]:
+        """The ground truth so far, in time order (ties: plan's truck order)."""
         rows = sorted(
             ((t, k, i, rec) for k, td in enumerate(self.trucks) for t, i, rec in td.truth),
             key=lambda r: (r[0], r[1], r[2]),
         )
         return [rec for _, _, _, rec in rows]
+
+    @property
+    def truth(self) -> list[dict[str, Any]]:
+        """The ground truth as the lines of the truth file."""
+        return [rec.as_json() for rec in self.records]
 
     def header(self) -> dict[str, Any]:
         spec = self.spec
