@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+import procrastinate
 import psycopg
 import typer
 
@@ -49,162 +50,206 @@ def _service_date(text: str, settings: Settings) -> date:
         raise typer.BadParameter("use YYYY-MM-DD", param_hint="--date") from None
 
 
+DateOpt = Annotated[str, typer.Option("--date", help="service date YYYY-MM-DD (default: tomorrow)")]
+SolutionLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="stop the search after this many solutions: the same plan for the same "
+        "seed on any machine (--time-limit is then only a safety cap)",
+    ),
+]
+ReplanOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--replan",
+        metavar="PLAN_ID",
+        min=1,
+        help="re-plan the rest of today from now, starting from this published plan "
+        "and the trucks' live positions (--date and --district are taken from it)",
+    ),
+]
+UnavailableOpt = Annotated[
+    str, typer.Option(metavar="T1,T2", help="with --replan: trucks out of service (broken down)")
+]
+NewPointsOpt = Annotated[
+    str, typer.Option(metavar="P1,P2", help="with --replan: collection points to add")
+]
+NowOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="ISO",
+        help="with --replan: re-plan as of this time (default: the clock); "
+        "without an offset, in the district's time zone",
+    ),
+]
+AllDistrictsOpt = Annotated[
+    bool, typer.Option("--all-districts", help="queue every district of the date")
+]
+WaitOpt = Annotated[
+    bool, typer.Option(help="follow the jobs until they end (--no-wait: only queue)")
+]
+HereOpt = Annotated[
+    bool,
+    typer.Option("--here", help="run the jobs in this process too (no `clearday worker` needed)"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What `clearday plan` was asked to queue."""
+
+    district: str
+    day: date | None  # None with --replan: the plan's own date
+    replan: int | None
+    replan_at: datetime | None
+    unavailable: list[str]
+    new_points: list[str]
+    all_districts: bool
+    time_limit_s: float
+    seed: int
+    solution_limit: int | None
+    publish: bool
+
+    def limits(self) -> dict[str, Any]:
+        """The keywords every queue_* function takes."""
+        return {"time_limit_s": self.time_limit_s, "seed": self.seed,
+                "solution_limit": self.solution_limit, "publish": self.publish,
+                "requested_by": "cli"}  # fmt: skip
+
+
+def plan(
+    service_date: DateOpt = "",
+    district: Annotated[str, typer.Option(help="district code")] = "default",
+    time_limit: Annotated[
+        float, typer.Option(help="solver time budget in seconds")
+    ] = service.DEFAULT_BUDGET_S,
+    seed: Annotated[int, typer.Option(help="seed: the same seed gives the same plan")] = 0,
+    solution_limit: SolutionLimitOpt = None,
+    publish: Annotated[bool, typer.Option(help="publish it as the day's plan")] = False,
+    replan: ReplanOpt = None,
+    unavailable: UnavailableOpt = "",
+    new_points: NewPointsOpt = "",
+    now: NowOpt = "",
+    all_districts: AllDistrictsOpt = False,
+    wait: WaitOpt = True,
+    here: HereOpt = False,
+) -> None:
+    """Queue planning a district's day (or, with --all-districts, every district's)
+    as jobs that `clearday worker` processes run, and follow them until they end;
+    or, with --replan, re-plan today mid-day from the trucks' live positions (stored
+    as a draft that replaces the plan; add --publish to send it to the trucks at once).
+    With --here this process runs the jobs itself (a single machine, no worker)."""
+    settings = Settings()
+    if replan is None and (unavailable or new_points or now):
+        raise typer.BadParameter(
+            "--unavailable, --new-points and --now go with --replan PLAN_ID",
+            param_hint="--replan",
+        )
+    if replan is not None and all_districts:
+        raise typer.BadParameter("--replan takes one plan", param_hint="--all-districts")
+    day = None if replan is not None else _service_date(service_date, settings)
+    dsn = settings.storage.database_dsn()
+    app = engine.make_app(dsn, [plans_jobs.register]).open()
+    with db.connect(dsn, autocommit=True) as conn:
+        try:
+            request = _Request(
+                district=district, day=day, replan=replan,
+                replan_at=None if replan is None else _replan_now(now, conn, replan),
+                unavailable=_id_list(unavailable), new_points=_id_list(new_points),
+                all_districts=all_districts, time_limit_s=time_limit, seed=seed,
+                solution_limit=solution_limit, publish=publish,
+            )  # fmt: skip
+            job_ids = _queue(app, conn, request)
+        except (service.PlanningError, plans_jobs.JobConflict) as exc:
+            app.close()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"queued job(s) {', '.join(map(str, job_ids))}")
+        if not wait:
+            app.close()
+            return
+        try:
+            jobs = _run_and_follow(
+                conn, job_ids, single=len(job_ids) == 1 and not all_districts,
+                settings=settings, here=here,
+            )  # fmt: skip
+        finally:
+            app.close()
+        if not _report(conn, jobs, request):
+            raise typer.Exit(2)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def plan(
-        service_date: Annotated[
-            str, typer.Option("--date", help="service date YYYY-MM-DD (default: tomorrow)")
-        ] = "",
-        district: Annotated[str, typer.Option(help="district code")] = "default",
-        time_limit: Annotated[
-            float, typer.Option(help="solver time budget in seconds")
-        ] = service.DEFAULT_BUDGET_S,
-        seed: Annotated[int, typer.Option(help="seed: the same seed gives the same plan")] = 0,
-        solution_limit: Annotated[
-            int | None,
-            typer.Option(
-                min=1,
-                help="stop the search after this many solutions: the same plan for the same "
-                "seed on any machine (--time-limit is then only a safety cap)",
-            ),
-        ] = None,
-        publish: Annotated[bool, typer.Option(help="publish it as the day's plan")] = False,
-        replan: Annotated[
-            int | None,
-            typer.Option(
-                "--replan",
-                metavar="PLAN_ID",
-                min=1,
-                help="re-plan the rest of today from now, starting from this published plan "
-                "and the trucks' live positions (--date and --district are taken from it)",
-            ),
-        ] = None,
-        unavailable: Annotated[
-            str,
-            typer.Option(
-                metavar="T1,T2", help="with --replan: trucks out of service (broken down)"
-            ),
-        ] = "",
-        new_points: Annotated[
-            str, typer.Option(metavar="P1,P2", help="with --replan: collection points to add")
-        ] = "",
-        now: Annotated[
-            str,
-            typer.Option(
-                metavar="ISO",
-                help="with --replan: re-plan as of this time (default: the clock); "
-                "without an offset, in the district's time zone",
-            ),
-        ] = "",
-        all_districts: Annotated[
-            bool, typer.Option("--all-districts", help="queue every district of the date")
-        ] = False,
-        wait: Annotated[
-            bool, typer.Option(help="follow the jobs until they end (--no-wait: only queue)")
-        ] = True,
-        here: Annotated[
-            bool,
-            typer.Option(
-                "--here", help="run the jobs in this process too (no `clearday worker` needed)"
-            ),
-        ] = False,
-    ) -> None:
-        """Queue planning a district's day (or, with --all-districts, every district's)
-        as jobs that `clearday worker` processes run, and follow them until they end;
-        or, with --replan, re-plan today mid-day from the trucks' live positions (stored
-        as a draft that replaces the plan; add --publish to send it to the trucks at once).
-        With --here this process runs the jobs itself (a single machine, no worker)."""
-        settings = Settings()
-        if replan is None and (unavailable or new_points or now):
-            raise typer.BadParameter(
-                "--unavailable, --new-points and --now go with --replan PLAN_ID",
-                param_hint="--replan",
+    app.command()(plan)
+
+
+def _queue(app: procrastinate.App, conn: psycopg.Connection, request: _Request) -> list[int]:
+    """Queue the jobs asked for; the districts refused are reported on stderr."""
+    limits = request.limits()
+    if request.replan is not None:
+        assert request.replan_at is not None
+        return [
+            plans_jobs.queue_replan(
+                app, conn, plan_id=request.replan, now=request.replan_at,
+                unavailable_truck_ids=request.unavailable, new_point_ids=request.new_points,
+                **limits,
             )
-        if replan is not None and all_districts:
-            raise typer.BadParameter("--replan takes one plan", param_hint="--all-districts")
-        day = None if replan is not None else _service_date(service_date, settings)
-        dsn = settings.storage.database_dsn()
-        app = engine.make_app(dsn, [plans_jobs.register]).open()
-        local = None
-        with db.connect(dsn, autocommit=True) as conn:
-            try:
-                if replan is not None:
-                    at = _replan_now(now, conn, replan)
-                    job_ids = [
-                        plans_jobs.queue_replan(
-                            app, conn, plan_id=replan, now=at,
-                            unavailable_truck_ids=_id_list(unavailable),
-                            new_point_ids=_id_list(new_points), time_limit_s=time_limit,
-                            seed=seed, solution_limit=solution_limit, publish=publish,
-                            requested_by="cli",
-                        )
-                    ]  # fmt: skip
-                elif all_districts:
-                    assert day is not None
-                    queued, refused = plans_jobs.queue_all_districts(
-                        app, conn, district_ids=None, service_date=day, time_limit_s=time_limit,
-                        seed=seed, solution_limit=solution_limit, publish=publish,
-                        requested_by="cli",
-                    )  # fmt: skip
-                    for district_id, why in refused.items():
-                        typer.echo(f"{district_id}: not queued: {why}", err=True)
-                    job_ids = list(queued.values())
-                else:
-                    assert day is not None
-                    job_ids = [
-                        plans_jobs.queue_plan(
-                            app, conn, district_id=district, service_date=day,
-                            time_limit_s=time_limit, seed=seed, solution_limit=solution_limit,
-                            publish=publish, requested_by="cli",
-                        )
-                    ]  # fmt: skip
-            except (service.PlanningError, plans_jobs.JobConflict) as exc:
-                app.close()
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(2) from None
-            typer.echo(f"queued job(s) {', '.join(map(str, job_ids))}")
-            if not wait:
-                app.close()
-                return
-            if here:
-                config = replace(
-                    engine.WorkerConfig.from_settings(settings), name=f"cli:{os.getpid()}"
-                )
-                local = InProcessWorker(engine.make_app(dsn, [plans_jobs.register]), dsn, config)
-                local.start()
-            try:
-                jobs = _follow(
-                    conn, job_ids, single=len(job_ids) == 1 and not all_districts,
-                    settings=settings,
-                )  # fmt: skip
-            finally:
-                if local is not None:
-                    local.stop()
-                app.close()
-            failed = [j for j in jobs if j["state"] != "done"]
-            for job in jobs:
-                if job["state"] != "done":
-                    typer.echo(
-                        f"error: job {job['job_id']} ({job['district_id']}) {job['state']}: "
-                        f"{job['message']}",
-                        err=True,
-                    )
-                    continue
-                stored = service.get_plan(conn, plan_id=job["plan_id"])
-                assert stored is not None
-                stats = stored["stats"]
-                what = f"plan {stored['plan_id']} for {stored['district_id']} on {stored['service_date']}"
-                if replan is not None:
-                    what += (
-                        f", re-planned from {at.isoformat(timespec='minutes')} (replaces {replan})"
-                    )
-                typer.echo(
-                    f"{what}: {stats.get('num_routes', '?')} routes, "
-                    f"{stats.get('num_assigned', '?')}/{stats.get('num_points', '?')} points, "
-                    f"{stats.get('distance_m', 0) / 1000:.1f} km ({stored['status']})"
-                )
-            if failed:
-                raise typer.Exit(2)
+        ]  # fmt: skip
+    assert request.day is not None
+    if not request.all_districts:
+        return [
+            plans_jobs.queue_plan(
+                app, conn, district_id=request.district, service_date=request.day, **limits
+            )
+        ]
+    queued, refused = plans_jobs.queue_all_districts(
+        app, conn, district_ids=None, service_date=request.day, **limits
+    )
+    for district_id, why in refused.items():
+        typer.echo(f"{district_id}: not queued: {why}", err=True)
+    return list(queued.values())
+
+
+def _run_and_follow(
+    conn: psycopg.Connection, job_ids: list[int], *, single: bool, settings: Settings, here: bool
+) -> list[dict[str, Any]]:
+    """Follow the jobs until they end; with `here`, run them in this process meanwhile."""
+    if not here:
+        return _follow(conn, job_ids, single=single, settings=settings)
+    dsn = settings.storage.database_dsn()
+    config = replace(engine.WorkerConfig.from_settings(settings), name=f"cli:{os.getpid()}")
+    local = InProcessWorker(engine.make_app(dsn, [plans_jobs.register]), dsn, config)
+    local.start()
+    try:
+        return _follow(conn, job_ids, single=single, settings=settings)
+    finally:
+        local.stop()
+
+
+def _report(conn: psycopg.Connection, jobs: list[dict[str, Any]], request: _Request) -> bool:
+    """One line per job: the plan it stored, or why it failed. True if all are done."""
+    for job in jobs:
+        if job["state"] != "done":
+            typer.echo(
+                f"error: job {job['job_id']} ({job['district_id']}) {job['state']}: "
+                f"{job['message']}",
+                err=True,
+            )
+            continue
+        stored = service.get_plan(conn, plan_id=job["plan_id"])
+        assert stored is not None
+        stats = stored["stats"]
+        what = f"plan {stored['plan_id']} for {stored['district_id']} on {stored['service_date']}"
+        if request.replan_at is not None:
+            at = request.replan_at.isoformat(timespec="minutes")
+            what += f", re-planned from {at} (replaces {request.replan})"
+        typer.echo(
+            f"{what}: {stats.get('num_routes', '?')} routes, "
+            f"{stats.get('num_assigned', '?')}/{stats.get('num_points', '?')} points, "
+            f"{stats.get('distance_m', 0) / 1000:.1f} km ({stored['status']})"
+        )
+    return all(job["state"] == "done" for job in jobs)
 
 
 FINAL_STATES = ("done", "failed", "cancelled")
