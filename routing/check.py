@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from routing.plan import REASONS, Plan, Route, Stop
@@ -183,180 +183,223 @@ def _close(a: float, b: float) -> bool:
 def _check_route(
     problem: Problem, truck: Truck, route: Route, live: LivePosition | None
 ) -> list[Violation]:
-    out: list[Violation] = []
-    tid = truck.truck_id
+    """Every broken rule of one route: its shift, each stop walked in order, its break."""
+    walk = _RouteWalk(problem, truck, live)
+    walk.check_shift(route)
+    walk.walk(route.stops)
+    if not _close(route.distance_m, walk.total_m):
+        walk.bad("report", f"distance_m {route.distance_m} != sum of legs {walk.total_m:.3f}")
+    walk.check_break(route.stops)
+    return walk.violations
 
-    def bad(kind: str, message: str, ref: str | None = None) -> None:
-        out.append(Violation(kind, message, tid, ref))
 
-    stops = route.stops
-    if stops[0].ref_id != truck.start_depot_id:
-        bad("structure", f"starts at {stops[0].ref_id!r}, not depot {truck.start_depot_id!r}")
-    if stops[-1].ref_id != truck.end_depot_id:
-        bad("structure", f"ends at {stops[-1].ref_id!r}, not depot {truck.end_depot_id!r}")
-    matrix = problem.matrix_for(truck)
-    has_stations = bool(problem.stations)
+class _RouteWalk:
+    """One route's check: the state carried from stop to stop (the load on board, the
+    day's load, the break pending) and the violations found so far."""
 
-    # Shift and duration.
-    dep0, arr_end = stops[0].departure_s, stops[-1].arrival_s
-    if dep0 < truck.shift_start_s - TIME_EPS:
-        bad("shift", f"leaves at {dep0:.0f} s, before the shift starts at {truck.shift_start_s}")
-    if arr_end > truck.shift_end_s + TIME_EPS:
-        bad("shift", f"returns at {arr_end:.0f} s, after the shift ends at {truck.shift_end_s}")
-    limit = truck.route_duration_limit_s
-    if arr_end - dep0 > limit + TIME_EPS:
-        bad("shift", f"route lasts {arr_end - dep0:.0f} s, more than {limit:.0f} s")
-    if (
-        not _close(route.duration_s, arr_end - dep0)
-        and abs(route.duration_s - (arr_end - dep0)) > 1
-    ):
-        bad("report", f"duration_s {route.duration_s} != end - start {arr_end - dep0}")
+    def __init__(self, problem: Problem, truck: Truck, live: LivePosition | None) -> None:
+        self.problem, self.truck, self.live = problem, truck, live
+        self.matrix = problem.matrix_for(truck)
+        self.violations: list[Violation] = []
+        self.load = self.day_load = self.total_m = 0.0
+        self.on_board: set[str] = set()
+        self.pending_break: Stop | None = None
+        self.breaks: list[Stop] = []
+        self.live_leg_done = False
 
-    # Walk the stops.
-    load = 0.0
-    day_load = 0.0
-    on_board: set[str] = set()
-    total = 0.0
-    prev: Stop = stops[0]
-    prev_key = _key(prev)
-    pending_break: Stop | None = None
-    breaks: list[tuple[Stop, Stop | None, Stop | None]] = []
-    live_from = live.completed_stops if live is not None else None
-    live_leg_done = False
-    for i, stop in enumerate(stops[1:], start=1):
-        if stop.kind == "break":
-            if pending_break is not None:
-                bad("break", "two breaks in a row")
-            pending_break = stop
-            if stop.distance_from_prev_m > DIST_ABS_EPS:
-                bad("report", "a break has no distance")
-            continue
-        key = _key(stop)
-        # The leg into this stop.
-        leg_from_key, leg_from_time = prev_key, prev.departure_s
-        if live is not None and live_from is not None and i >= live_from and not live_leg_done:
+    def bad(self, kind: str, message: str, ref: str | None = None) -> None:
+        self.violations.append(Violation(kind, message, self.truck.truck_id, ref))
+
+    def check_shift(self, route: Route) -> None:
+        """The depots it starts and ends at, the shift, the route's duration."""
+        truck, stops, bad = self.truck, route.stops, self.bad
+        if stops[0].ref_id != truck.start_depot_id:
+            bad("structure", f"starts at {stops[0].ref_id!r}, not depot {truck.start_depot_id!r}")
+        if stops[-1].ref_id != truck.end_depot_id:
+            bad("structure", f"ends at {stops[-1].ref_id!r}, not depot {truck.end_depot_id!r}")
+        dep0, arr_end = stops[0].departure_s, stops[-1].arrival_s
+        if dep0 < truck.shift_start_s - TIME_EPS:
+            bad(
+                "shift", f"leaves at {dep0:.0f} s, before the shift starts at {truck.shift_start_s}"
+            )
+        if arr_end > truck.shift_end_s + TIME_EPS:
+            bad("shift", f"returns at {arr_end:.0f} s, after the shift ends at {truck.shift_end_s}")
+        limit = truck.route_duration_limit_s
+        if arr_end - dep0 > limit + TIME_EPS:
+            bad("shift", f"route lasts {arr_end - dep0:.0f} s, more than {limit:.0f} s")
+        if (
+            not _close(route.duration_s, arr_end - dep0)
+            and abs(route.duration_s - (arr_end - dep0)) > 1
+        ):
+            bad("report", f"duration_s {route.duration_s} != end - start {arr_end - dep0}")
+
+    def walk(self, stops: Sequence[Stop]) -> None:
+        """Each stop after the start: the leg into it, its timing, what it does to the load."""
+        prev = stops[0]
+        for i, stop in enumerate(stops[1:], start=1):
+            if stop.kind == "break":
+                if self.pending_break is not None:
+                    self.bad("break", "two breaks in a row")
+                self.pending_break = stop
+                if stop.distance_from_prev_m > DIST_ABS_EPS:
+                    self.bad("report", "a break has no distance")
+                continue
+            from_time, leg_s = self._leg(i, prev, stop)
+            start_s = stop.departure_s - _service_s(self.problem, stop)
+            self._timing(stop, from_time, leg_s, start_s)
+            if stop.kind == "point":
+                self._point(stop, start_s)
+            elif stop.kind == "station":
+                self._station(stop, start_s)
+            elif stop.kind == "end":
+                has_stations = bool(self.problem.stations)
+                if has_stations and self.load > LOAD_EPS:
+                    self.bad("end_empty", f"returns to the depot with {self.load:.1f} on board")
+                if not has_stations:
+                    self.load = 0.0
+            tolerance = max(LOAD_EPS, 1e-6 * self.load)
+            if abs(stop.load_after_kg - self.load) > tolerance and stop.kind != "end":
+                self.bad(
+                    "report", f"load_after_kg {stop.load_after_kg} != {self.load}", stop.ref_id
+                )
+            prev = stop
+        if self.pending_break is not None:
+            self.bad("structure", "a break right before 'end' must be followed by the end stop")
+
+    def _leg(self, i: int, prev: Stop, stop: Stop) -> tuple[float, float]:
+        """The leg into stop `i`: when it starts and its driving time. Its distance
+        is checked against the matrix and added to the total."""
+        from_key, from_time = _key(prev), prev.departure_s
+        live = self.live
+        if live is not None and i >= live.completed_stops and not self.live_leg_done:
             # The leg from the live position (a break may come first); the load on
             # board there is measured.
-            leg_from_key, leg_from_time = live.key, live.time_s
-            load = live.load_kg
-            live_leg_done = True
-        assert leg_from_key is not None
-        leg_m = matrix.distance(leg_from_key, key)
-        leg_s = matrix.duration(leg_from_key, key)
+            from_key, from_time = live.key, live.time_s
+            self.load = live.load_kg
+            self.live_leg_done = True
+        key = _key(stop)
+        leg_m = self.matrix.distance(from_key, key)
+        leg_s = self.matrix.duration(from_key, key)
         if not (math.isfinite(leg_m) and math.isfinite(leg_s)):
-            bad("unreachable", f"{stop.ref_id} cannot be reached from {leg_from_key}", stop.ref_id)
+            self.bad("unreachable", f"{stop.ref_id} cannot be reached from {from_key}", stop.ref_id)
             leg_m, leg_s = 0.0, 0.0
         if not _close(stop.distance_from_prev_m, leg_m):
-            bad(
+            self.bad(
                 "report",
                 f"distance_from_prev_m {stop.distance_from_prev_m} != {leg_m:.3f}",
                 stop.ref_id,
             )
-        total += leg_m
-        service_s = _service_s(problem, stop)
-        start_s = stop.departure_s - service_s
-        if pending_break is not None:
-            breaks.append((pending_break, prev, stop))
-            b0, b1 = pending_break.arrival_s, pending_break.departure_s
-            if b0 < leg_from_time - TIME_EPS or b1 > start_s + TIME_EPS:
-                bad("break", "the break overlaps a stop's service", stop.ref_id)
-            drive_room = max(0.0, b0 - leg_from_time) + max(0.0, start_s - b1)
+        self.total_m += leg_m
+        return from_time, leg_s
+
+    def _timing(self, stop: Stop, from_time: float, leg_s: float, start_s: float) -> None:
+        """The stop is reached no sooner than the leg allows, around a break taken on it."""
+        b = self.pending_break
+        if b is not None:
+            self.breaks.append(b)
+            b0, b1 = b.arrival_s, b.departure_s
+            if b0 < from_time - TIME_EPS or b1 > start_s + TIME_EPS:
+                self.bad("break", "the break overlaps a stop's service", stop.ref_id)
+            drive_room = max(0.0, b0 - from_time) + max(0.0, start_s - b1)
             if drive_room < leg_s - TIME_EPS:
-                bad("timing", f"leg to {stop.ref_id} needs {leg_s:.0f} s of driving", stop.ref_id)
+                self.bad(
+                    "timing", f"leg to {stop.ref_id} needs {leg_s:.0f} s of driving", stop.ref_id
+                )
             earliest = (
-                leg_from_time + leg_s
-                if leg_from_time + leg_s <= b0
-                else b1 + (leg_s - max(0.0, b0 - leg_from_time))
+                from_time + leg_s
+                if from_time + leg_s <= b0
+                else b1 + (leg_s - max(0.0, b0 - from_time))
             )
-            pending_break = None
+            self.pending_break = None
         else:
-            earliest = leg_from_time + leg_s
+            earliest = from_time + leg_s
         if stop.arrival_s < earliest - TIME_EPS:
-            bad(
+            self.bad(
                 "timing",
                 f"arrives at {stop.arrival_s:.1f}, cannot before {earliest:.1f}",
                 stop.ref_id,
             )
         if start_s < stop.arrival_s - TIME_EPS:
-            bad("timing", "service starts before arrival", stop.ref_id)
+            self.bad("timing", "service starts before arrival", stop.ref_id)
 
-        if stop.kind == "point":
-            assert stop.ref_id is not None
-            p = problem.point(stop.ref_id)
-            if p.stream not in truck.streams:
-                bad("stream", f"truck does not carry {p.stream!r}", p.point_id)
-            if p.access_class == "narrow" and not truck.can_enter_narrow:
-                bad("access", "narrow-lane point on a truck that may not enter", p.point_id)
-            if start_s < p.window_start_s - TIME_EPS or start_s > p.window_end_s + TIME_EPS:
-                bad(
-                    "time_window",
-                    f"service starts at {start_s:.0f}, window "
-                    f"{p.window_start_s:.0f}..{p.window_end_s:.0f}",
-                    p.point_id,
-                )
-            load += p.amount_kg
-            day_load += p.amount_kg
-            on_board.add(p.stream)
-            if load > truck.capacity_kg + LOAD_EPS:
-                bad("capacity", f"load {load:.1f} > capacity {truck.capacity_kg}", p.point_id)
-            if day_load > truck.day_load_limit_kg + LOAD_EPS:
-                bad("capacity", f"day load {day_load:.1f} > {truck.day_load_limit_kg}", p.point_id)
-        elif stop.kind == "station":
-            assert stop.ref_id is not None
-            s = problem.station(stop.ref_id)
-            if start_s < s.opens_s - TIME_EPS or stop.departure_s > s.closes_s + TIME_EPS:
-                bad(
-                    "station_hours",
-                    f"tips {start_s:.0f}..{stop.departure_s:.0f}, open "
-                    f"{s.opens_s:.0f}..{s.closes_s:.0f}",
-                    s.station_id,
-                )
-            refused = sorted(on_board - s.streams)
-            if refused:
-                bad("stream", f"station does not accept {refused}", s.station_id)
-            load = 0.0
-            on_board.clear()
-        elif stop.kind == "end":
-            if has_stations and load > LOAD_EPS:
-                bad("end_empty", f"returns to the depot with {load:.1f} on board")
-            if not has_stations:
-                load = 0.0
-        if abs(stop.load_after_kg - load) > max(LOAD_EPS, 1e-6 * load) and stop.kind != "end":
-            bad("report", f"load_after_kg {stop.load_after_kg} != {load}", stop.ref_id)
-        prev, prev_key = stop, key
-    if pending_break is not None:
-        bad("structure", "a break right before 'end' must be followed by the end stop")
-    if not _close(route.distance_m, total):
-        bad("report", f"distance_m {route.distance_m} != sum of legs {total:.3f}")
+    def _point(self, stop: Stop, start_s: float) -> None:
+        """A collection point (收集点): stream, access, window, and the load picked up."""
+        assert stop.ref_id is not None
+        truck, bad = self.truck, self.bad
+        p = self.problem.point(stop.ref_id)
+        if p.stream not in truck.streams:
+            bad("stream", f"truck does not carry {p.stream!r}", p.point_id)
+        if p.access_class == "narrow" and not truck.can_enter_narrow:
+            bad("access", "narrow-lane point on a truck that may not enter", p.point_id)
+        if start_s < p.window_start_s - TIME_EPS or start_s > p.window_end_s + TIME_EPS:
+            bad(
+                "time_window",
+                f"service starts at {start_s:.0f}, window "
+                f"{p.window_start_s:.0f}..{p.window_end_s:.0f}",
+                p.point_id,
+            )
+        self.load += p.amount_kg
+        self.day_load += p.amount_kg
+        self.on_board.add(p.stream)
+        if self.load > truck.capacity_kg + LOAD_EPS:
+            bad("capacity", f"load {self.load:.1f} > capacity {truck.capacity_kg}", p.point_id)
+        if self.day_load > truck.day_load_limit_kg + LOAD_EPS:
+            bad(
+                "capacity",
+                f"day load {self.day_load:.1f} > {truck.day_load_limit_kg}",
+                p.point_id,
+            )
 
-    # The break.
-    if truck.break_duration_s > 0:
-        if len(breaks) > 1:
-            bad("break", f"{len(breaks)} breaks")
-        for b, _, _ in breaks:
+    def _station(self, stop: Stop, start_s: float) -> None:
+        """A transfer station (中转站): its hours, the streams it accepts; empty after."""
+        assert stop.ref_id is not None
+        s = self.problem.station(stop.ref_id)
+        if start_s < s.opens_s - TIME_EPS or stop.departure_s > s.closes_s + TIME_EPS:
+            self.bad(
+                "station_hours",
+                f"tips {start_s:.0f}..{stop.departure_s:.0f}, open "
+                f"{s.opens_s:.0f}..{s.closes_s:.0f}",
+                s.station_id,
+            )
+        refused = sorted(self.on_board - s.streams)
+        if refused:
+            self.bad("stream", f"station does not accept {refused}", s.station_id)
+        self.load = 0.0
+        self.on_board.clear()
+
+    def check_break(self, stops: Sequence[Stop]) -> None:
+        """One break long enough in its window, or none if it fits outside the route."""
+        truck, live = self.truck, self.live
+        if truck.break_duration_s <= 0:
+            return
+        if len(self.breaks) > 1:
+            self.bad("break", f"{len(self.breaks)} breaks")
+        for b in self.breaks:
             if b.arrival_s < truck.break_earliest_s - TIME_EPS or (
                 b.arrival_s > truck.break_latest_s + TIME_EPS
             ):
-                bad(
+                self.bad(
                     "break",
                     f"break starts at {b.arrival_s:.0f}, window "
                     f"{truck.break_earliest_s:.0f}..{truck.break_latest_s:.0f}",
                 )
             if b.departure_s - b.arrival_s < truck.break_duration_s - TIME_EPS:
-                bad("break", f"break lasts {b.departure_s - b.arrival_s:.0f} s")
-        if not breaks:
-            fits_before = truck.break_earliest_s + truck.break_duration_s <= dep0 + TIME_EPS
-            fits_after = truck.break_latest_s >= arr_end - TIME_EPS
-            taken_earlier = live is not None and (
-                live.break_taken
-                or (
-                    live.completed_stops > 0
-                    and any(s.kind == "break" for s in stops[: live.completed_stops])
-                )
+                self.bad("break", f"break lasts {b.departure_s - b.arrival_s:.0f} s")
+        if self.breaks:
+            return
+        fits_before = (
+            truck.break_earliest_s + truck.break_duration_s <= stops[0].departure_s + TIME_EPS
+        )
+        fits_after = truck.break_latest_s >= stops[-1].arrival_s - TIME_EPS
+        taken_earlier = live is not None and (
+            live.break_taken
+            or (
+                live.completed_stops > 0
+                and any(s.kind == "break" for s in stops[: live.completed_stops])
             )
-            if not (fits_before or fits_after or taken_earlier):
-                bad("break", "no break, and it fits neither before departure nor after return")
-    return out
+        )
+        if not (fits_before or fits_after or taken_earlier):
+            self.bad("break", "no break, and it fits neither before departure nor after return")
 
 
 def _service_s(problem: Problem, stop: Stop) -> float:
