@@ -21,6 +21,9 @@ from routing.pieces import SubSolve, solve_sub
 from routing.processes import die_with
 
 EXIT_UNREADABLE = 2
+# Where a piece's end is announced (the payload: its id), for the process waiting for
+# it (fleet/jobs/pieces.py) to read its row at once.
+PIECE_CHANNEL = "plan_piece_ended"
 
 
 def main(argv: list[str]) -> int:
@@ -47,9 +50,11 @@ def main(argv: list[str]) -> int:
             return EXIT_UNREADABLE
         plan = solve_sub(job)
         conn.execute(
-            """UPDATE plan_piece SET result = %s, state = 'done', finished_at = now()
-                WHERE piece_id = %s AND state = 'running'""",
-            (pickle.dumps(plan), piece_id),
+            """WITH done AS (
+                   UPDATE plan_piece SET result = %s, state = 'done', finished_at = now()
+                    WHERE piece_id = %s AND state = 'running' RETURNING piece_id)
+               SELECT pg_notify(%s, piece_id::text) FROM done""",
+            (pickle.dumps(plan), piece_id, PIECE_CHANNEL),
         )
     return 0
 

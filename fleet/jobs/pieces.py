@@ -8,8 +8,11 @@ first plan, an improvement neighbourhood with its warm start — is written to
 above every plan. Every worker serves that queue beside its planning jobs
 (`CLEARDAY_PLAN_PIECE_CONCURRENCY` at a time) and solves a piece in a child process
 (`python -m fleet.jobs.piece_solve`, which dies with its worker), writing the plan
-back to the row. The waiting process polls the rows and hands each plan to the
-decomposition.
+back to the row (announcing it on `piece_solve.PIECE_CHANNEL`). The waiting process
+hands each plan to the decomposition. It reads its pieces' rows when an end is
+announced (LISTEN), and every SAFETY_POLL_S besides: the rules below that depend on
+time need a look now and then, and an announcement lost with a connection is found
+that way.
 
 What can go wrong, and what happens:
 
@@ -44,6 +47,7 @@ import procrastinate
 import psycopg
 
 from fleet.jobs import engine
+from fleet.jobs.piece_solve import PIECE_CHANNEL
 from routing.budget import OVERRUN_S, OVERRUN_SHARE
 from routing.pieces import SubSolve, solve_sub
 from routing.processes import die_with
@@ -54,7 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("clearday.jobs")
 
 PIECE_TASK = "clearday.plan_piece"
-# The waiting process reads the pieces' rows this often.
+# The waiting process reads its pieces' rows this often without an announcement.
+SAFETY_POLL_S = 1.0
+# A piece's worker looks at its solving process this often.
 POLL_S = 0.25
 # A piece's worker checks this often that the piece is still wanted.
 CHECK_S = 1.0
@@ -98,6 +104,7 @@ class EnginePieceRunner:
         self._stalled_after_s = stalled_after_s
         self._clock = clock
         self._conn = psycopg.connect(dsn, autocommit=True)
+        self._listen = _listener(dsn)
         self._app = engine.make_app(dsn, [register]).open()
         self._parent_id, self._parent_attempt = _parent(self._conn, plan_job_id)
         # Pieces of an earlier attempt whose worker died: none is wanted any more.
@@ -152,6 +159,10 @@ class EnginePieceRunner:
     def close(self) -> None:
         """Cancel the pieces not back yet; stop polling; end the local solves."""
         self._stop.set()
+        # Wakes the poller (and, harmlessly, every other); a broken connection's
+        # poller wakes on its own.
+        with self._lock, contextlib.suppress(psycopg.Error):
+            self._conn.execute("SELECT pg_notify(%s, '')", (PIECE_CHANNEL,))
         self._poller.join()
         with self._lock:
             left = list(self._waiting)
@@ -169,16 +180,24 @@ class EnginePieceRunner:
             self._local.shutdown(wait=False, cancel_futures=True)
         self._app.close()
         self._conn.close()
+        self._listen.close()
 
     # -------------------------------------------------------------- polling
 
     def _poll(self) -> None:
-        while not self._stop.wait(POLL_S):
+        while not self._stop.is_set():
             try:
-                self._poll_once()
+                # Until a piece ends (anywhere) or the safety poll is due.
+                for _ in self._listen.notifies(timeout=SAFETY_POLL_S, stop_after=1):
+                    pass
+                if not self._stop.is_set():
+                    self._poll_once()
             except Exception:  # a lost connection: the next poll tries again
                 log.exception("reading the pieces failed")
+                self._stop.wait(SAFETY_POLL_S)
                 with contextlib.suppress(Exception), self._lock:
+                    self._listen.close()
+                    self._listen = _listener(self._dsn)
                     self._conn.close()
                     self._conn = psycopg.connect(self._dsn, autocommit=True)
 
@@ -281,6 +300,13 @@ class EnginePieceRunner:
             )
         local = self._local.submit(solve_sub, job)
         local.add_done_callback(lambda f: _copy(f, w.future))
+
+
+def _listener(dsn: str) -> psycopg.Connection:
+    """A connection that hears the pieces' ends."""
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute(f"LISTEN {PIECE_CHANNEL}")
+    return conn
 
 
 def _copy(source: Future[Plan], target: Future[Plan]) -> None:
@@ -398,9 +424,11 @@ async def run_piece(context: procrastinate.JobContext, piece_id: int) -> str:
 
         async def end(state: str, message: str) -> None:
             await conn.execute(
-                """UPDATE plan_piece SET state = %s, message = %s, finished_at = now()
-                    WHERE piece_id = %s AND state = 'running'""",
-                (state, message, piece_id),
+                """WITH ended AS (
+                       UPDATE plan_piece SET state = %s, message = %s, finished_at = now()
+                        WHERE piece_id = %s AND state = 'running' RETURNING piece_id)
+                   SELECT pg_notify(%s, piece_id::text) FROM ended""",
+                (state, message, piece_id, PIECE_CHANNEL),
             )
 
         if not await wanted():
