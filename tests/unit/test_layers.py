@@ -35,3 +35,66 @@ def test_the_check_sees_an_import_of_the_web_package(tmp_path: Path) -> None:
     module = tmp_path / "models.py"
     module.write_text("from fleet.web.fields import Id\nfrom fleet import web\n")
     assert {"fleet.web.fields", "fleet.web"} <= _imports(module)
+
+
+PACKAGES = ("fleet", "ingest", "routing", "simulator")
+
+
+def _modules() -> list[Path]:
+    return [p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))]
+
+
+def test_every_package_has_an_init_that_says_what_it_holds() -> None:
+    """A folder without one is a namespace package that names nothing."""
+    folders = {p.parent for p in _modules()}
+    missing = [
+        str(f.relative_to(ROOT))
+        for f in sorted(folders)
+        if not (f / "__init__.py").exists()
+        or ast.get_docstring(ast.parse((f / "__init__.py").read_text(encoding="utf-8"))) is None
+    ]
+    assert missing == []
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_imports(source: str, own: str) -> list[str]:
+    """The private names a module of package `own` takes from another package."""
+    tree = ast.parse(source)
+    modules = {}  # local name -> module, for `import a.b as m` / `from a import b`
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for a in node.names:
+                modules[a.asname or a.name] = f"{node.module}.{a.name}"
+                if _private(a.name) and node.module.rsplit(".", 1)[0] != own:
+                    found.append(f"{node.module}.{a.name}")
+        elif isinstance(node, ast.Import):
+            modules.update({a.asname or a.name: a.name for a in node.names})
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and _private(node.attr)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and modules[node.value.id].rsplit(".", 1)[0] != own
+        ):
+            found.append(f"{modules[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_module_takes_another_packages_private_names() -> None:
+    offenders = {}
+    for path in _modules():
+        own = ".".join(path.relative_to(ROOT).parent.parts)
+        if names := _private_imports(path.read_text(encoding="utf-8"), own):
+            offenders[str(path.relative_to(ROOT))] = names
+    assert offenders == {}
+
+
+def test_the_check_sees_a_private_name_taken() -> None:
+    source = "from routing.solver import _normalise\nimport routing.x as rx\nrx._y\n"
+    assert _private_imports(source, "fleet.plans") == ["routing.solver._normalise", "routing.x._y"]
+    assert _private_imports(source, "routing") == []
