@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from fleet.plans import repo as plans_repo
+
 
 @dataclass(frozen=True, slots=True)
 class EngineStatus:
@@ -39,8 +41,6 @@ def prune_finished(conn: psycopg.Connection, *, keep_hours: int) -> int:
     """Before the engine deletes its finished jobs: settle ClearDay's records of them
     (fleet/plans/repo.py), and delete pieces ended more than `keep_hours` ago.
     Returns the pieces deleted."""
-    from fleet.plans import repo as plans_repo
-
     plans_repo.settle_engine_states(conn)
     cur = conn.execute(
         """DELETE FROM plan_piece
