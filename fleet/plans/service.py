@@ -31,6 +31,7 @@ from routing.plan import Plan
 
 if TYPE_CHECKING:
     from routing.pieces import PieceRunner
+    from routing.replan import Replan
 
 Progress = Callable[[float, str], None]
 
@@ -357,6 +358,23 @@ def check_replan(
             plan_id=plan_id,
         ) from exc
     trucks, points = _ids(unavailable_truck_ids), _ids(new_point_ids)
+    _refuse_unknown_ids(conn, district_id, plan_id, plan, trucks, points)
+    return ReplanRequest(
+        plan_id=plan_id, district_id=district_id, service_date=service_date, tz=tz, now=now,
+        plan=plan, unavailable_truck_ids=trucks, new_point_ids=points,
+    )  # fmt: skip
+
+
+def _refuse_unknown_ids(
+    conn: psycopg.Connection,
+    district_id: str,
+    plan_id: int,
+    plan: Plan,
+    trucks: tuple[str, ...],
+    points: tuple[str, ...],
+) -> None:
+    """InvalidIds for a truck or point the district does not have, an inactive point,
+    or a point to add that the plan already holds."""
     known_trucks = repo.ids_in_district(conn, district_id, table="truck", ids=trucks)
     unknown = [t for t in trucks if t not in known_trucks]
     if unknown:
@@ -396,10 +414,6 @@ def check_replan(
             plan_id=plan_id,
             ids=_listed(already),
         )
-    return ReplanRequest(
-        plan_id=plan_id, district_id=district_id, service_date=service_date, tz=tz, now=now,
-        plan=plan, unavailable_truck_ids=trucks, new_point_ids=points,
-    )  # fmt: skip
 
 
 def truck_progress(
@@ -487,37 +501,14 @@ def replan_day(
     old = request.plan
     plan_points = sorted(old.assigned_point_ids() | {u.point_id for u in old.unassigned})
     plan_trucks = [r.truck_id for r in old.routes]
-    day_start = repo.at_seconds(request.service_date, 0, request.tz)
-    positions = {
-        tid: progress_mod.LivePosition(at.astimezone(request.tz), lat, lon)
-        for tid, (at, lat, lon) in repo.latest_positions(
-            conn, request.district_id, also_truck_ids=plan_trucks, since=day_start, until=now
-        ).items()
-    }
+    positions = _live_positions(conn, request, plan_trucks)
     progress(0.05, "reading the district")
     full, graph = _build_problem(
         conn, district_id=request.district_id, service_date=request.service_date,
         point_ids=[*plan_points, *request.new_point_ids], also_truck_ids=plan_trucks,
         extra_locations={rp.truck_key(t): (p.lat, p.lon) for t, p in positions.items()},
     )  # fmt: skip
-    gone = sorted(set(plan_points) - set(full.point_index))
-    if gone:
-        raise PlanningError(
-            "replan_points_gone",
-            f"plan {plan_id} holds collection point {_listed(gone)}, which the district no "
-            f"longer has: plan the day again instead",
-            plan_id=plan_id,
-            ids=_listed(gone),
-        )
-    gone = sorted(set(plan_trucks) - set(full.truck_index))
-    if gone:
-        raise PlanningError(
-            "replan_trucks_gone",
-            f"plan {plan_id} has a route for truck {_listed(gone)}, which the district no "
-            f"longer has: plan the day again instead",
-            plan_id=plan_id,
-            ids=_listed(gone),
-        )
+    _refuse_gone(plan_id, full, plan_points=plan_points, plan_trucks=plan_trucks)
     progress(0.1, "finding where each truck is and what it has done")
     trucks = truck_progress(conn, request, full, positions, alert_config=cfg)
     missed = sorted({p for t in trucks for p in t.missed_point_ids})
@@ -538,6 +529,24 @@ def replan_day(
             plan_id=plan_id, detail=str(exc),
         ) from exc  # fmt: skip
     progress(0.92, "checking the new routes")
+    _refuse_rule_breaks(result)
+    progress(0.95, "storing the plan")
+    plan = result.plan
+    document = {**plan.to_dict(), "replan": _replan_note(request, missed, trucks)}
+    new_plan_id = repo.insert_plan(
+        conn, district_id=request.district_id, service_date=request.service_date,
+        document=document, stats=document["stats"],
+        stops=stop_rows(plan, service_date=request.service_date, tz=request.tz),
+        unassigned=[(u.point_id, u.reason) for u in plan.unassigned], seed=seed,
+        time_limit_s=time_limit_s, created_by=created_by, replaces_plan_id=plan_id,
+        plan_job_id=plan_job_id,
+    )  # fmt: skip
+    progress(1.0, f"plan {new_plan_id} stored (a draft replacing plan {plan_id})")
+    return new_plan_id
+
+
+def _refuse_rule_breaks(result: Replan) -> None:
+    """PlanningError if the re-planned routes break a planning rule (routing.check)."""
     violations = check_plan(result.problem, result.plan, live=result.live_positions)
     if violations:
         raise PlanningError(
@@ -546,34 +555,54 @@ def replan_day(
             f"stored: " + "; ".join(str(v) for v in violations[:5]),
             count=len(violations),
         )
-    progress(0.95, "storing the plan")
-    plan = result.plan
-    document = plan.to_dict()
-    document["replan"] = {
-        "replaces_plan_id": plan_id,
-        "at": now.astimezone(request.tz).isoformat(),
+
+
+def _replan_note(
+    request: ReplanRequest, missed: list[str], trucks: Sequence[progress_mod.TruckProgress]
+) -> dict[str, Any]:
+    """What a re-planned plan's document says of where it started from."""
+    return {
+        "replaces_plan_id": request.plan_id,
+        "at": request.now.astimezone(request.tz).isoformat(),
         "now_s": request.now_s,
         "unavailable_truck_ids": list(request.unavailable_truck_ids),
         "new_point_ids": list(request.new_point_ids),
         "missed_point_ids": missed,
         "trucks": [t.as_json() for t in trucks],
     }
-    new_plan_id = repo.insert_plan(
-        conn,
-        district_id=request.district_id,
-        service_date=request.service_date,
-        document=document,
-        stats=document["stats"],
-        stops=stop_rows(plan, service_date=request.service_date, tz=request.tz),
-        unassigned=[(u.point_id, u.reason) for u in plan.unassigned],
-        seed=seed,
-        time_limit_s=time_limit_s,
-        created_by=created_by,
-        replaces_plan_id=plan_id,
-        plan_job_id=plan_job_id,
+
+
+def _live_positions(
+    conn: psycopg.Connection, request: ReplanRequest, truck_ids: Sequence[str]
+) -> dict[str, progress_mod.LivePosition]:
+    """Each truck's latest position today at or before the request's `now`."""
+    day_start = repo.at_seconds(request.service_date, 0, request.tz)
+    latest = repo.latest_positions(
+        conn, request.district_id, also_truck_ids=truck_ids, since=day_start, until=request.now
     )
-    progress(1.0, f"plan {new_plan_id} stored (a draft replacing plan {plan_id})")
-    return new_plan_id
+    return {
+        tid: progress_mod.LivePosition(at.astimezone(request.tz), lat, lon)
+        for tid, (at, lat, lon) in latest.items()
+    }
+
+
+def _refuse_gone(
+    plan_id: int, full: rp.Problem, *, plan_points: Sequence[str], plan_trucks: Sequence[str]
+) -> None:
+    """PlanningError if the plan holds a point or truck the district no longer has."""
+    for ids, index, code, what in (
+        (plan_points, full.point_index, "replan_points_gone", "holds collection point"),
+        (plan_trucks, full.truck_index, "replan_trucks_gone", "has a route for truck"),
+    ):
+        gone = sorted(set(ids) - set(index))
+        if gone:
+            raise PlanningError(
+                code,
+                f"plan {plan_id} {what} {_listed(gone)}, which the district no "
+                f"longer has: plan the day again instead",
+                plan_id=plan_id,
+                ids=_listed(gone),
+            )
 
 
 def plan_timezone(conn: psycopg.Connection, *, plan_id: int) -> ZoneInfo:
