@@ -29,7 +29,7 @@ from datetime import datetime
 
 from fleet.alerts import ledger
 from fleet.alerts.visits import Visit
-from routing.plan import Route
+from routing.plan import Route, Stop
 from routing.replan import TruckState
 from routing.vocab import haversine_m
 
@@ -99,33 +99,7 @@ def truck_progress(
     unloads = [v for v in mine if ledger.is_unload(v, station_min_dwell_s)]
 
     stops = route.stops if route is not None else ()
-    # Walk what the truck did in time order along its route: each clearing or unload
-    # moves it on to the next planned stop of that place (a point served out of turn
-    # further on moves it there; one already behind it does not move it back).
-    done_stops = sorted(
-        [(at, "point", pid) for pid, at in cleared_at.items()]
-        + [(v.arrived_at, "station", v.site_id or "") for v in unloads]
-    )
-    last: int | None = None
-    for _, kind, ref in done_stops:
-        nxt = next(
-            (
-                j
-                for j in range((last or 0) + 1, len(stops))
-                if stops[j].kind == kind and stops[j].ref_id == ref
-            ),
-            None,
-        )
-        if nxt is not None:
-            last = nxt
-    if last is not None:
-        completed = last + 1
-    elif position is None:
-        completed = 0
-    else:
-        away_m = haversine_m(position.lat, position.lon, depot[0], depot[1])
-        completed = 0 if away_m <= depot_radius_m or not stops else 1
-
+    completed = _completed_stops(stops, cleared_at, unloads, position, depot, depot_radius_m)
     done = stops[:completed]
     served = tuple(s.ref_id for s in done if s.kind == "point" and s.ref_id in cleared_at)
     missed = tuple(
@@ -155,3 +129,40 @@ def truck_progress(
         served_point_ids=served,
         missed_point_ids=missed,
     )
+
+
+def _completed_stops(
+    stops: Sequence[Stop],
+    cleared_at: Mapping[str, datetime],
+    unloads: Sequence[Visit],
+    position: LivePosition | None,
+    depot: tuple[float, float],
+    depot_radius_m: float,
+) -> int:
+    """How many of the route's stops the truck has done. Walks what it did in time
+    order along its route: each clearing or unload moves it on to the next planned
+    stop of that place (a point served out of turn further on moves it there; one
+    already behind it does not move it back). Without any, it has done the start
+    once it has left the depot."""
+    done_stops = sorted(
+        [(at, "point", pid) for pid, at in cleared_at.items()]
+        + [(v.arrived_at, "station", v.site_id or "") for v in unloads]
+    )
+    last: int | None = None
+    for _, kind, ref in done_stops:
+        nxt = next(
+            (
+                j
+                for j in range((last or 0) + 1, len(stops))
+                if stops[j].kind == kind and stops[j].ref_id == ref
+            ),
+            None,
+        )
+        if nxt is not None:
+            last = nxt
+    if last is not None:
+        return last + 1
+    if position is None:
+        return 0
+    away_m = haversine_m(position.lat, position.lon, depot[0], depot[1])
+    return 0 if away_m <= depot_radius_m or not stops else 1
