@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -177,7 +177,10 @@ def _token_is_live(app: FastAPI, token: str) -> bool:
         return False
 
 
-def create_app(settings: Settings) -> FastAPI:
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What the app holds while it serves: the pool, the live feed, the job engine and,
+    when configured, a planning worker of its own."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = _make_pool(settings)
@@ -211,6 +214,51 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.live_feed.stop()
             app.state.pool.close()
 
+    return lifespan
+
+
+config_router = APIRouter()
+
+
+@config_router.get("/config", tags=["dashboard"], summary="Settings the dashboard needs")
+def client_config(principal: Anyone, settings: SettingsDep) -> ClientConfig:
+    return ClientConfig(
+        version=VERSION,
+        timezone=settings.timezone,
+        offline_after_s=settings.web.live_offline_after_s,
+        map=MapConfig(
+            tile_url=settings.web.map_tile_url,
+            tile_attribution=settings.web.map_tile_attribution,
+            tile_crs=settings.web.map_tile_crs,
+        ),
+    )
+
+
+health_router = APIRouter()
+
+
+@health_router.get("/healthz", tags=["health"], summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health_router.get(
+    "/readyz",
+    tags=["health"],
+    summary="The database answers",
+    responses=errors.problem_responses(503),
+)
+def readyz(request: Request) -> Response:
+    pool: ConnectionPool = request.app.state.pool
+    try:
+        with pool.connection(timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return errors.problem(503, f"database not ready: {type(exc).__name__}")
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="ClearDay API",
         version=VERSION,
@@ -220,7 +268,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # served from the package's own assets: _mount_api_docs
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
     )
     app.state.settings = settings
     app.state.sites = SiteCache()
@@ -228,45 +276,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         BodyLimit, limits=body_limits(settings), token_is_live=lambda t: _token_is_live(app, t)
     )
-
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_unknown_query)])
-
-    @api.get("/config", tags=["dashboard"], summary="Settings the dashboard needs")
-    def client_config(principal: Anyone, settings: SettingsDep) -> ClientConfig:
-        return ClientConfig(
-            version=VERSION,
-            timezone=settings.timezone,
-            offline_after_s=settings.web.live_offline_after_s,
-            map=MapConfig(
-                tile_url=settings.web.map_tile_url,
-                tile_attribution=settings.web.map_tile_attribution,
-                tile_crs=settings.web.map_tile_crs,
-            ),
-        )
-
-    for router in ROUTERS:
+    for router in (config_router, *ROUTERS):
         api.include_router(router)
     app.include_router(api)
-
-    @app.get("/healthz", tags=["health"], summary="The process is up")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["health"],
-        summary="The database answers",
-        responses=errors.problem_responses(503),
-    )
-    def readyz(request: Request) -> Response:
-        pool: ConnectionPool = request.app.state.pool
-        try:
-            with pool.connection(timeout=3) as conn:
-                conn.execute("SELECT 1")
-        except psycopg.Error as exc:
-            return errors.problem(503, f"database not ready: {type(exc).__name__}")
-        return JSONResponse({"status": "ready"})
-
+    app.include_router(health_router)
     _mount_dashboard(app, settings)
     _mount_api_docs(app)
     _customize_openapi(app)
