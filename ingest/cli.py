@@ -14,6 +14,7 @@ import typer
 
 from fleet.config import MqttTarget, Settings
 from fleet.db import connect
+from fleet.trucks import repo as trucks_repo
 from fleet.trucks.terminals import parse_jt808_phone
 from ingest import credentials
 
@@ -151,6 +152,20 @@ def jt808_command(
         typer.echo(f"queued command {command_id} (0x{msg_id:04X}) for {key}")
 
 
+def _ingestor_account(settings: Settings, user: str | None) -> tuple[str, str | None]:
+    """The ingestor's account: --ingestor-user, else the user in CLEARDAY_MQTT_URL, else
+    clearday-ingest; its password is kept from the URL when the user is the same."""
+    ingestor: tuple[str, str | None] | None = None
+    if settings.ingest.mqtt_url is not None:
+        target = MqttTarget(settings.ingest.mqtt_dsn())
+        if target.username:
+            ingestor = (target.username, target.password)
+    if user:
+        keep_password = ingestor[1] if ingestor and ingestor[0] == user else None
+        ingestor = (user, keep_password)
+    return ingestor or ("clearday-ingest", None)
+
+
 def mqtt_credentials(
     out: Annotated[
         Path, typer.Option(help="folder for dynamic-security.json and credentials.csv")
@@ -188,25 +203,14 @@ def mqtt_credentials(
     """Write the broker's accounts (Mosquitto Dynamic Security): one per active truck's terminal."""
 
     settings = Settings()
-    ingestor: tuple[str, str | None] | None = None
-    if settings.ingest.mqtt_url is not None:
-        target = MqttTarget(settings.ingest.mqtt_dsn())
-        if target.username:
-            ingestor = (target.username, target.password)
-    if ingestor_user:
-        keep_password = ingestor[1] if ingestor and ingestor[0] == ingestor_user else None
-        ingestor = (ingestor_user, keep_password)
-    if ingestor is None:
-        ingestor = ("clearday-ingest", None)
+    ingestor = _ingestor_account(settings, ingestor_user)
     try:
         gid = credentials.broker_group_id(broker_group) if broker_group else None
     except credentials.CannotShareWithBroker as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     with connect(settings.storage.database_dsn()) as conn:
-        trucks = conn.execute(
-            "SELECT truck_id, terminal_id FROM truck WHERE active ORDER BY terminal_id"
-        ).fetchall()
+        trucks = trucks_repo.active_terminals(conn)
     existing = credentials.read_existing(out / "credentials.csv")
     accounts, problems = credentials.plan_accounts(
         trucks,

@@ -37,3 +37,11 @@ def plates(conn: psycopg.Connection, *, truck_ids: list[str]) -> dict[str, str]:
         "SELECT truck_id, plate FROM truck WHERE truck_id = ANY(%s)", (truck_ids,)
     ).fetchall()
     return {str(r[0]): str(r[1]) for r in rows}
+
+
+def active_terminals(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(truck_id, terminal_id) of every active truck (all districts), by terminal id."""
+    rows = conn.execute(
+        "SELECT truck_id, terminal_id FROM truck WHERE active ORDER BY terminal_id"
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
