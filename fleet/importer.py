@@ -739,74 +739,86 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
     for name, data in files:
         kind = kind_of(name)
         if kind is None:
-            errors.add(
-                RowError.of(
-                    name,
-                    0,
-                    Refused(
-                        "file_unknown",
-                        "unknown file: name it depots/stations/points/trucks.csv or .geojson, "
-                        "roads.geojson, or an OpenStreetMap extract .osm.pbf / .osm",
-                    ),
-                    unit="file",
-                )
-            )
+            errors.add(RowError.of(name, 0, _UNKNOWN_FILE, unit="file"))
             continue
         if osm.osm_format(name):
             _read_extract(name, data, default_district, parsed, errors)
             continue
-        is_geojson = name.lower().endswith((".geojson", ".json"))
-        if kind == "roads" and not is_geojson:
-            errors.add(
-                RowError.of(
-                    name,
-                    0,
-                    Refused(
-                        "roads_not_geojson",
-                        "roads must be GeoJSON LineStrings (roads.geojson) "
-                        "or an OpenStreetMap extract (.osm.pbf, .osm)",
-                    ),
-                    unit="file",
-                )
-            )
+        if kind == "roads" and not _is_geojson(name):
+            errors.add(RowError.of(name, 0, _ROADS_NOT_GEOJSON, unit="file"))
             continue
         text = _decode(name, data, errors)
-        if text is None:
-            continue
-        before = errors.total
-        records = (
-            _geojson_records(name, text, kind, errors)
-            if is_geojson
-            else _csv_records(name, text, errors)
-        )
-        rows_seen = 0
-        for line, record in records:
-            rows_seen += 1
-            row, problems = _validate(kind, record, default_district)
-            key = (kind, str(row.get("id")))
-            if "id" in row and key in seen:
-                first_file, first_line = seen[key]
-                unit = "feature" if first_file.lower().endswith((".geojson", ".json")) else "line"
-                problems.append(
-                    Refused(
-                        "duplicate_id",
-                        f"duplicate id {row['id']!r} (first at {first_file} {unit} {first_line})",
-                        id=row["id"],
-                        file=first_file,
-                        line=first_line,
-                    )
+        if text is not None:
+            _read_rows(name, text, kind, default_district, seen, parsed, errors)
+    _refuse_shared_terminals(parsed, errors)
+    errors.raise_any()
+    return parsed
+
+
+_UNKNOWN_FILE = Refused(
+    "file_unknown",
+    "unknown file: name it depots/stations/points/trucks.csv or .geojson, "
+    "roads.geojson, or an OpenStreetMap extract .osm.pbf / .osm",
+)
+_ROADS_NOT_GEOJSON = Refused(
+    "roads_not_geojson",
+    "roads must be GeoJSON LineStrings (roads.geojson) "
+    "or an OpenStreetMap extract (.osm.pbf, .osm)",
+)
+
+
+def _is_geojson(name: str) -> bool:
+    return name.lower().endswith((".geojson", ".json"))
+
+
+def _read_rows(
+    name: str,
+    text: str,
+    kind: str,
+    default_district: str,
+    seen: dict[tuple[str, str], tuple[str, int]],
+    parsed: Parsed,
+    errors: _Errors,
+) -> None:
+    """One CSV or GeoJSON file's rows: the valid ones into `parsed`, the rest (and an
+    id already seen, in `seen`) into `errors`."""
+    before = errors.total
+    records = (
+        _geojson_records(name, text, kind, errors)
+        if _is_geojson(name)
+        else _csv_records(name, text, errors)
+    )
+    rows_seen = 0
+    for line, record in records:
+        rows_seen += 1
+        row, problems = _validate(kind, record, default_district)
+        key = (kind, str(row.get("id")))
+        if "id" in row and key in seen:
+            first_file, first_line = seen[key]
+            unit = "feature" if _is_geojson(first_file) else "line"
+            problems.append(
+                Refused(
+                    "duplicate_id",
+                    f"duplicate id {row['id']!r} (first at {first_file} {unit} {first_line})",
+                    id=row["id"],
+                    file=first_file,
+                    line=first_line,
                 )
-            elif "id" in row:
-                seen[key] = (name, line)
-            for problem in problems:
-                errors.add(RowError.of(name, line, problem))
-            if not problems:
-                row["__where__"] = (name, line)
-                parsed.rows[kind].append(row)
-        if not rows_seen and errors.total == before:
-            errors.add(RowError.of(name, 0, Refused("file_no_rows", "has no rows"), unit="file"))
-    # Terminal ids (and JT/T 808 phone numbers) are unique across trucks too: one
-    # terminal, one truck.
+            )
+        elif "id" in row:
+            seen[key] = (name, line)
+        for problem in problems:
+            errors.add(RowError.of(name, line, problem))
+        if not problems:
+            row["__where__"] = (name, line)
+            parsed.rows[kind].append(row)
+    if not rows_seen and errors.total == before:
+        errors.add(RowError.of(name, 0, Refused("file_no_rows", "has no rows"), unit="file"))
+
+
+def _refuse_shared_terminals(parsed: Parsed, errors: _Errors) -> None:
+    """Terminal ids (and JT/T 808 phone numbers) are unique across trucks too: one
+    terminal, one truck."""
     for column in TERMINAL_COLUMNS:
         holders: dict[str, str] = {}
         for row in parsed.rows["trucks"]:
@@ -828,8 +840,6 @@ def parse_files(files: Iterable[tuple[str, bytes]], *, default_district: str = "
                         ),
                     )
                 )
-    errors.raise_any()
-    return parsed
 
 
 def _read_extract(name: str, data: bytes, district: str, parsed: Parsed, errors: _Errors) -> None:
