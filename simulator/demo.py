@@ -40,7 +40,7 @@ from fleet.plans import repo as plans_repo
 from fleet.plans import service as plans
 from routing.plan import Plan
 from simulator import faults as faults_mod
-from simulator.city import generate
+from simulator.city import City, generate
 from simulator.district import load_city
 from simulator.mqtt import MqttFleet
 from simulator.trucks import DaySpec, RunStats, SimDay, run
@@ -356,12 +356,7 @@ def play_day(
         row = plans_repo.get_plan(conn, plan_id) if plan_id is not None else None
     assert row is not None
     plan = Plan.from_dict(row["document"])
-    faults = list(
-        faults_mod.random_faults(plan, city, faults_mod.FaultRates.scaled(0.5), seed=seed)
-    )
-    faults = [f for f in faults if f.kind != "clock_skew"]  # keep the demo's story simple
-    for fault in faults:
-        say(f"  fault injected: {fault.to_dict()}")
+    faults = _demo_faults(plan, city, seed)
     spec = DaySpec(city=city, plan=plan, service_date=service_date, timezone=settings.timezone,
                    seed=seed, faults=tuple(faults))  # fmt: skip
     day = SimDay(spec)
@@ -386,7 +381,6 @@ def play_day(
     if speed:
         alert_thread.start()
     status = StatusLine()
-
     seen = [0]
 
     def progress(stats: RunStats) -> None:
@@ -419,14 +413,27 @@ def play_day(
         stop.set()
         if alert_thread.is_alive():
             alert_thread.join(timeout=30)
-    # Close the day as the worker would that night: every deadline has passed.
-
-    with db.connect(url, autocommit=True) as conn:
-        end_of_day = datetime.combine(service_date, datetime.max.time(), tzinfo=settings.tz)
-        alerts.replay_day(
-            conn=conn, settings=alert_settings, service_date=service_date, now=end_of_day
-        )
+    _close_day(alert_settings, service_date)
     return faults, stats.fixes, truth
+
+
+def _close_day(settings: Settings, service_date: date) -> None:
+    """Close the day as the worker would that night: every deadline has passed."""
+    with db.connect(settings.storage.database_dsn(), autocommit=True) as conn:
+        end_of_day = datetime.combine(service_date, datetime.max.time(), tzinfo=settings.tz)
+        alerts.replay_day(conn=conn, settings=settings, service_date=service_date, now=end_of_day)
+
+
+def _demo_faults(plan: Plan, city: City, seed: int) -> list[faults_mod.Fault]:
+    """Random faults at half the default rates, without clock skews (they would
+    complicate the demo's story)."""
+    rates = faults_mod.FaultRates.scaled(0.5)
+    faults = [
+        f for f in faults_mod.random_faults(plan, city, rates, seed=seed) if f.kind != "clock_skew"
+    ]
+    for fault in faults:
+        say(f"  fault injected: {fault.to_dict()}")
+    return faults
 
 
 def print_summary(
@@ -470,18 +477,7 @@ def run_demo(
     log_dir.mkdir(parents=True, exist_ok=True)
     with running_stack(settings) as (stack, admin_url, mqtt_url):
         url = fresh_database(admin_url, configured=settings.storage.database_url is not None)
-        city_dir = city
-        if city_dir is None:
-            say(f"▸ generating a district: {points} points, {trucks} trucks (seed {seed}) …")
-            city_dir = settings.storage.data_dir / "city"
-            if city_dir.exists():
-                shutil.rmtree(city_dir)
-            generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
-        else:
-            try:  # a folder of import files must also be drivable: say so before importing
-                load_city(city_dir)
-            except (ValueError, OSError) as exc:
-                raise typer.BadParameter(str(exc), param_hint="--city") from None
+        city_dir = _city_folder(settings, city, points=points, trucks=trucks, seed=seed)
         say(f"▸ importing {city_dir} …")
         counts, district = import_city(url, city_dir)
         say("  " + ", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -492,24 +488,7 @@ def run_demo(
         )
 
         say("▸ starting the ingestor and the dashboard …")
-        # The simulated terminals report device times ahead of the wall clock (the day
-        # is played faster than real time), so the demo's ingestor accepts them.
-        env = {"CLEARDAY_DATABASE_URL": url, "CLEARDAY_MQTT_URL": mqtt_url,
-               "CLEARDAY_INGEST_MAX_FUTURE_S": str(2 * 86400), "CLEARDAY_METRICS_PORT": "0",
-               "CLEARDAY_TIMEZONE": settings.timezone}  # fmt: skip
-        stack.start_process(
-            "ingest", ["ingest", "--client-id", "clearday-demo-ingest"], env, log_dir
-        )
-        http_port = free_port()
-        stack.start_process(
-            "api",
-            ["serve", "--host", "127.0.0.1", "--port", str(http_port), "--no-alerts"],
-            env,
-            log_dir,
-        )
-        dashboard = f"http://127.0.0.1:{http_port}/"
-        if not wait_for_http(dashboard + "healthz", 30):
-            raise ServiceError(f"the dashboard did not start; see {log_dir / 'api.log'}")
+        dashboard = _start_ingest_and_api(stack, settings, url, mqtt_url, log_dir)
         login = create_demo_login(url)
         say(f"  dashboard {dashboard}  login: {login[0]} / {login[1]}")
         pace = f"{speed:g}× real time" if speed else "as fast as possible"
@@ -536,6 +515,47 @@ def run_demo(
                 while all(p.poll() is None for _, p in stack.processes):
                     time.sleep(1)
         return summary
+
+
+def _city_folder(
+    settings: Settings, city: Path | None, *, points: int, trucks: int, seed: int
+) -> Path:
+    """The district to play: `city` once it is known to be drivable, else a new one."""
+    if city is not None:
+        try:  # a folder of import files must also be drivable: say so before importing
+            load_city(city)
+        except (ValueError, OSError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--city") from None
+        return city
+    say(f"▸ generating a district: {points} points, {trucks} trucks (seed {seed}) …")
+    city_dir = settings.storage.data_dir / "city"
+    if city_dir.exists():
+        shutil.rmtree(city_dir)
+    generate(n_points=points, n_trucks=trucks, seed=seed, district=DISTRICT).write(city_dir)
+    return city_dir
+
+
+def _start_ingest_and_api(
+    stack: Stack, settings: Settings, url: str, mqtt_url: str, log_dir: Path
+) -> str:
+    """Start the ingestor and the API (with the dashboard); returns the dashboard's URL."""
+    # The simulated terminals report device times ahead of the wall clock (the day
+    # is played faster than real time), so the demo's ingestor accepts them.
+    env = {"CLEARDAY_DATABASE_URL": url, "CLEARDAY_MQTT_URL": mqtt_url,
+           "CLEARDAY_INGEST_MAX_FUTURE_S": str(2 * 86400), "CLEARDAY_METRICS_PORT": "0",
+           "CLEARDAY_TIMEZONE": settings.timezone}  # fmt: skip
+    stack.start_process("ingest", ["ingest", "--client-id", "clearday-demo-ingest"], env, log_dir)
+    http_port = free_port()
+    stack.start_process(
+        "api",
+        ["serve", "--host", "127.0.0.1", "--port", str(http_port), "--no-alerts"],
+        env,
+        log_dir,
+    )
+    dashboard = f"http://127.0.0.1:{http_port}/"
+    if not wait_for_http(dashboard + "healthz", 30):
+        raise ServiceError(f"the dashboard did not start; see {log_dir / 'api.log'}")
+    return dashboard
 
 
 def _interrupt(signum: int, frame: object) -> None:
