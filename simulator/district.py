@@ -108,27 +108,12 @@ def load_city(directory: str | Path) -> City:
 
 
 def read_district(directory: str | Path) -> City:
+    """A real district's import files as a City; DistrictError lists what is wrong."""
     folder = Path(directory)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    files = importer.read_paths([folder])
-    present = {importer.kind_of(name) for name, _ in files}
-    errors = [
-        RowError(
-            REQUIRED_KINDS[kind].split()[0],
-            0,
-            f"missing: the district's {kind} ({REQUIRED_KINDS[kind]})",
-        )
-        for kind in REQUIRED_KINDS
-        if kind not in present
-    ]
-    if errors:
-        raise DistrictError(folder, errors)
-    try:
-        parsed = importer.parse_files(files)
-    except importer.ImportRejected as exc:
-        raise DistrictError(folder, exc.errors) from None
-    rows = parsed.rows
+    rows = _import_rows(folder)
+    errors: list[RowError] = []
     names = _road_names(folder, rows["roads"])
     nodes, pieces = _road_pieces(rows["roads"], errors)
     if errors:
@@ -189,6 +174,27 @@ def read_district(directory: str | Path) -> City:
         source=folder,
         district=districts.pop() if len(districts) == 1 else None,
     )
+
+
+def _import_rows(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """The folder's import files, each kind present and every row valid, by kind."""
+    files = importer.read_paths([folder])
+    present = {importer.kind_of(name) for name, _ in files}
+    missing = [
+        RowError(
+            REQUIRED_KINDS[kind].split()[0],
+            0,
+            f"missing: the district's {kind} ({REQUIRED_KINDS[kind]})",
+        )
+        for kind in REQUIRED_KINDS
+        if kind not in present
+    ]
+    if missing:
+        raise DistrictError(folder, missing)
+    try:
+        return importer.parse_files(files).rows
+    except importer.ImportRejected as exc:
+        raise DistrictError(folder, exc.errors) from None
 
 
 def _row_error(where: tuple[str, int], message: str) -> RowError:
@@ -503,6 +509,27 @@ def _check_ids(rows: dict[str, list[dict[str, Any]]], errors: list[RowError]) ->
                 )
 
 
+def _main_part(graph: nx.DiGraph, relevant: list[int], *, narrow_ok: bool) -> set[int]:
+    """The nodes of the strongly connected part of the roads (with or without narrow
+    lanes) that holds most of the `relevant` nodes; the first one's part wins a tie."""
+    index = {node: i for i, node in enumerate(graph.nodes)}
+    usable = [
+        (index[u], index[v])
+        for u, v, d in graph.edges(data=True)
+        if narrow_ok or not bool(d["narrow"])
+    ]
+    rows, cols = zip(*usable, strict=True) if usable else ((), ())
+    matrix = csr_matrix((np.ones(len(usable)), (rows, cols)), shape=(len(index),) * 2)
+    _, labels = connected_components(matrix, directed=True, connection="strong")
+    comp = {node: int(labels[i]) for node, i in index.items()}
+    counts: dict[int, int] = defaultdict(int)
+    for node in relevant:
+        counts[comp[node]] += 1
+    home = comp[relevant[0]]
+    main = max(counts, key=lambda k: (counts[k], k == home))
+    return {node for node, label in comp.items() if label == main}
+
+
 def _check_reachable(
     graph: nx.DiGraph,
     depots: Iterable[Depot],
@@ -527,30 +554,17 @@ def _check_reachable(
             users[key] = [t for t in trucks if t.can_serve(p)]
         return users[key]
 
-    component: dict[bool, dict[int, int]] = {}
-    main: dict[bool, int] = {}
-    index = {node: i for i, node in enumerate(graph.nodes)}
-    edges = [(index[u], index[v], bool(d["narrow"])) for u, v, d in graph.edges(data=True)]
+    main_part: dict[bool, set[int]] = {}
     for narrow_ok in sorted({t.can_enter_narrow for t in trucks}):
-        usable = [(u, v) for u, v, narrow in edges if narrow_ok or not narrow]
-        rows, cols = zip(*usable, strict=True) if usable else ((), ())
-        matrix = csr_matrix((np.ones(len(usable)), (rows, cols)), shape=(len(index),) * 2)
-        _, labels = connected_components(matrix, directed=True, connection="strong")
-        comp = {node: int(labels[i]) for node, i in index.items()}
-        component[narrow_ok] = comp
         relevant = [depot_by_id[t.depot_id].node for t in trucks if t.can_enter_narrow == narrow_ok]
         relevant += [s.node for s in stations]
         relevant += [
             p.node for p in points if any(t.can_enter_narrow == narrow_ok for t in users_of(p))
         ]
-        counts: dict[int, int] = defaultdict(int)
-        for node in relevant:
-            counts[comp[node]] += 1
-        home = comp[relevant[0]]  # the first depot's part wins a tie
-        main[narrow_ok] = max(counts, key=lambda k: (counts[k], k == home))
+        main_part[narrow_ok] = _main_part(graph, relevant, narrow_ok=narrow_ok)
 
     def inside(node: int, narrow_ok: bool) -> bool:
-        return component[narrow_ok][node] == main[narrow_ok]
+        return node in main_part[narrow_ok]
 
     def profile(narrow_ok: bool) -> str:
         return "any road" if narrow_ok else "the roads without narrow lanes (big trucks)"
