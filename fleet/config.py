@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fleet.alerts.ledger import LedgerParams
 from fleet.alerts.rules import RuleParams
 from fleet.alerts.visits import VisitParams
+from fleet.fields import DEFAULT_TIMEZONE
 
 _RULES = RuleParams()
 _LEDGER = LedgerParams()
@@ -261,7 +262,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CLEARDAY_", env_file=None, extra="ignore")
 
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     log_level: str = "INFO"
     # Where the Prometheus endpoints listen. They have no authentication: loopback
     # unless a scraper elsewhere needs them.

@@ -11,7 +11,12 @@ from pydantic import BeforeValidator, Field, PlainSerializer, StringConstraints,
 
 from routing.vocab import AccessClass, Stream, TruckType
 
+# The zone of a district that names none (also the default of district.timezone in
+# fleet/migrations/0001_domain.sql, and of CLEARDAY_TIMEZONE).
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
 __all__ = [
+    "DEFAULT_TIMEZONE",
     "AccessClass",
     "Clock",
     "DistrictId",

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from fleet.fields import DEFAULT_TIMEZONE
 from ingest import wire
 from routing.plan import Plan, Route, Stop
 from simulator import geo, truth
@@ -98,7 +99,7 @@ class DaySpec:
     city: City
     plan: Plan
     service_date: date
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     seed: int = 0
     terminal: TerminalConfig = field(default_factory=TerminalConfig)
     driving: DrivingConfig = field(default_factory=DrivingConfig)

@@ -42,6 +42,7 @@ from fleet.alerts.models import (
     StayOut,
 )
 from fleet.config import Settings
+from fleet.fields import DEFAULT_TIMEZONE
 
 __all__ = [
     "CaseNotFound",
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 MAX_LIMIT = 10_000
-DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
+DEFAULT_TZ = ZoneInfo(DEFAULT_TIMEZONE)
 M = TypeVar("M", bound=BaseModel)
 
 

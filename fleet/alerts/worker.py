@@ -42,6 +42,7 @@ from fleet.alerts import cases, ledger, notify, repo, rules, visits
 from fleet.alerts.cache import Cache
 from fleet.alerts.cases import CaseAction, CaseState
 from fleet.config import AlertSettings, IngestSettings, Settings
+from fleet.fields import DEFAULT_TIMEZONE
 from fleet.positions import policies
 
 log = logging.getLogger("clearday.alerts")
@@ -109,7 +110,7 @@ class AlertConfig:
     # newly received fixes can lie in device time.
     ingest_max_past_s: float = IngestSettings.model_construct().max_past_s
     # The zone of a district the database does not name (CLEARDAY_TIMEZONE).
-    timezone: str = Settings.model_fields["timezone"].default
+    timezone: str = DEFAULT_TIMEZONE
 
     @classmethod
     def from_settings(cls, s: Settings) -> AlertConfig:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic_core import PydanticCustomError
 
-from fleet.fields import DistrictId, Name
+from fleet.fields import DEFAULT_TIMEZONE, DistrictId, Name
 
 
 def _zone(value: str) -> str:
@@ -35,7 +35,7 @@ TimeZone = Annotated[str, AfterValidator(_zone)]
 class DistrictIn(BaseModel):
     district_id: DistrictId
     name: Name
-    timezone: TimeZone = "Asia/Shanghai"
+    timezone: TimeZone = DEFAULT_TIMEZONE
 
 
 class DistrictPatch(BaseModel):

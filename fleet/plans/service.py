@@ -21,6 +21,7 @@ import psycopg
 from fleet.alerts import ledger, visits
 from fleet.alerts import repo as alerts_repo
 from fleet.alerts.worker import AlertConfig
+from fleet.fields import DEFAULT_TIMEZONE
 from fleet.plans import progress as progress_mod
 from fleet.plans import repo
 from fleet.refusal import Param, Refused
@@ -337,7 +338,7 @@ def check_replan(
             f"are driving can be re-planned from now{hint}",
             plan_id=plan_id,
         )
-    tz = ZoneInfo(repo.district_timezone(conn, district_id) or "Asia/Shanghai")
+    tz = _district_tz(conn, district_id)
     today = now.astimezone(tz).date()
     if service_date != today:
         raise ReplanRefused(
@@ -605,12 +606,16 @@ def _refuse_gone(
             )
 
 
+def _district_tz(conn: psycopg.Connection, district_id: str) -> ZoneInfo:
+    return ZoneInfo(repo.district_timezone(conn, district_id) or DEFAULT_TIMEZONE)
+
+
 def plan_timezone(conn: psycopg.Connection, *, plan_id: int) -> ZoneInfo:
     """The time zone of the plan's district (its service day is a local date there)."""
     stored = repo.get_plan(conn, plan_id)
     if stored is None:
         raise PlanNotFound("plan_not_found", f"plan {plan_id} does not exist", plan_id=plan_id)
-    return ZoneInfo(repo.district_timezone(conn, stored["district_id"]) or "Asia/Shanghai")
+    return _district_tz(conn, stored["district_id"])
 
 
 def get_plan(conn: psycopg.Connection, *, plan_id: int) -> dict[str, Any] | None:
@@ -669,7 +674,7 @@ def run_job(
                     **common,
                 )  # fmt: skip
             else:
-                tz = ZoneInfo(repo.district_timezone(conn, job["district_id"]) or "Asia/Shanghai")
+                tz = _district_tz(conn, job["district_id"])
                 stored = plan_day(
                     conn, district_id=job["district_id"], service_date=job["service_date"],
                     tz=tz, max_points_per_solve=max_points_per_solve, piece_runner=piece_runner,
