@@ -154,6 +154,21 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+@dataclass(slots=True)
+class _TerminalState:
+    """What a truck's terminal keeps: its sequence number, when its next fix is due, the
+    fixes waiting for a batch and those held back in a blind zone, its counters."""
+
+    seq: int = 0
+    next_fix_s: float = 0.0
+    pending: list[wire.Fix] = field(default_factory=list)
+    blind_fixes: list[wire.Fix] = field(default_factory=list)
+    blind_events: list[wire.Event] = field(default_factory=list)
+    fixes_generated: int = 0
+    fixes_dropped: int = 0
+    tickets: int = 0  # weighbridge tickets issued
+
+
 class _TruckDay:
     def __init__(
         self,
@@ -192,15 +207,7 @@ class _TruckDay:
         self.load_kg = 0.0
         self.odometer_m = self.motion.uniform(20_000, 150_000) * 1000.0
         self.broken = False
-        # terminal state
-        self.seq = 0
-        self.next_fix_s = 0.0
-        self.pending: list[wire.Fix] = []
-        self.blind_fixes: list[wire.Fix] = []
-        self.blind_events: list[wire.Event] = []
-        self.fixes_generated = 0
-        self.fixes_dropped = 0
-        self.tickets = 0
+        self.terminal = _TerminalState()
         stops = route.stops
         self.losses = self._draw_losses(stops[0].departure_s, stops[-1].arrival_s)
         checkpoints: list[tuple[float, int, str, tuple[float, float]]] = []
@@ -249,12 +256,14 @@ class _TruckDay:
                 return
             self.next_checkpoint += 1
             if what == "loss_end":
-                n = len(self.blind_fixes)
-                if self.blind_fixes:
-                    yield Emission(when, self.terminal_id, "fixes", fixes=tuple(self.blind_fixes))
-                if self.blind_events:
+                n = len(self.terminal.blind_fixes)
+                if self.terminal.blind_fixes:
                     yield Emission(
-                        when, self.terminal_id, "events", events=tuple(self.blind_events)
+                        when, self.terminal_id, "fixes", fixes=tuple(self.terminal.blind_fixes)
+                    )
+                if self.terminal.blind_events:
+                    yield Emission(
+                        when, self.terminal_id, "events", events=tuple(self.terminal.blind_events)
                     )
                 self.record(
                     start,
@@ -265,10 +274,10 @@ class _TruckDay:
                         end_at=self.at(end),
                         released_at=self.at(when),
                         fixes_buffered=n,
-                        events_buffered=len(self.blind_events),
+                        events_buffered=len(self.terminal.blind_events),
                     ),
                 )
-                self.blind_fixes, self.blind_events = [], []
+                self.terminal.blind_fixes, self.terminal.blind_events = [], []
             elif what == "offline_start":
                 yield from self._flush_pending(when)
                 yield Emission(when, self.terminal_id, "drop")
@@ -286,18 +295,18 @@ class _TruckDay:
                 yield Emission(when, self.terminal_id, "online", device_at=self.device_time(when))
 
     def _flush_pending(self, t: float) -> Iterator[Emission]:
-        if self.pending:
-            yield Emission(t, self.terminal_id, "fixes", fixes=tuple(self.pending))
-            self.pending = []
+        if self.terminal.pending:
+            yield Emission(t, self.terminal_id, "fixes", fixes=tuple(self.terminal.pending))
+            self.terminal.pending = []
 
     def _fix(self, t: float, lat: float, lon: float, speed_kmh: float) -> Iterator[Emission]:
         yield from self._advance(t)
         if self.offline_at(t):
             return
-        self.seq += 1
-        self.fixes_generated += 1
+        self.terminal.seq += 1
+        self.terminal.fixes_generated += 1
         if self.term.random() < self.tc.dropout_prob:
-            self.fixes_dropped += 1
+            self.terminal.fixes_dropped += 1
             return
         sigma = self.tc.noise_m
         east, north = self._gps_error_m(t, lat, lon, speed_kmh)
@@ -317,13 +326,13 @@ class _TruckDay:
             odometer_km=round(self.odometer_m / 1000.0, 3),
             ignition=self.ignition,
             load_state="empty" if self.load_kg <= 0 else "full" if load_ratio >= 0.8 else "half",
-            seq=self.seq,
+            seq=self.terminal.seq,
         )
         if self.blind_at(t):
-            self.blind_fixes.append(fix)
+            self.terminal.blind_fixes.append(fix)
             return
-        self.pending.append(fix)
-        if len(self.pending) >= self.tc.batch_size:
+        self.terminal.pending.append(fix)
+        if len(self.terminal.pending) >= self.tc.batch_size:
             yield from self._flush_pending(t)
 
     def _gps_error_m(
@@ -425,13 +434,13 @@ class _TruckDay:
         t0 = self.t
         self.heading = geo.bearing_deg(lat1, lon1, lat2, lon2)
         self.speed_kmh = speed_kmh
-        while self.next_fix_s < t0 + duration:
-            tf = self.next_fix_s
+        while self.terminal.next_fix_s < t0 + duration:
+            tf = self.terminal.next_fix_s
             frac = (tf - t0) / duration if duration > 0 else 1.0
             yield from self._fix(
                 tf, lat1 + frac * (lat2 - lat1), lon1 + frac * (lon2 - lon1), speed_kmh
             )
-            self.next_fix_s = tf + self._interval()
+            self.terminal.next_fix_s = tf + self._interval()
         self.t = t0 + duration
         self.lat, self.lon = lat2, lon2
         self.odometer_m += length
@@ -441,7 +450,7 @@ class _TruckDay:
         if self.offline_at(t):
             return
         if self.blind_at(t):
-            self.blind_events.append(event)
+            self.terminal.blind_events.append(event)
             return
         yield Emission(t, self.terminal_id, "events", events=(event,))
 
@@ -453,13 +462,13 @@ class _TruckDay:
             return
         self.ignition = on
         yield from self._fix(self.t, self.lat, self.lon, 0.0)  # terminals report ACC changes
-        self.next_fix_s = self.t + self._interval()
+        self.terminal.next_fix_s = self.t + self._interval()
 
     def _stay(self, until: float) -> Iterator[Emission]:
-        while self.next_fix_s < until:
-            self.t = self.next_fix_s
+        while self.terminal.next_fix_s < until:
+            self.t = self.terminal.next_fix_s
             yield from self._fix(self.t, self.lat, self.lon, 0.0)
-            self.next_fix_s = self.t + self._interval()
+            self.terminal.next_fix_s = self.t + self._interval()
         self.t = max(self.t, until)
 
     def _move(self, u: int, v: int) -> Iterator[Emission]:
@@ -477,14 +486,14 @@ class _TruckDay:
         stop_at = self.faults.breakdown_at_s
         end = t1 if stop_at is None or stop_at >= t1 else max(t0, stop_at)
         self.speed_kmh = speed_kmh
-        while self.next_fix_s < end:
-            tf = self.next_fix_s
+        while self.terminal.next_fix_s < end:
+            tf = self.terminal.next_fix_s
             frac = (tf - t0) / duration
             self.odometer_m = odo0 + frac * length
             yield from self._fix(
                 tf, lat1 + frac * (lat2 - lat1), lon1 + frac * (lon2 - lon1), speed_kmh
             )
-            self.next_fix_s = tf + self._interval()
+            self.terminal.next_fix_s = tf + self._interval()
         frac = (end - t0) / duration
         self.t = end
         self.lat, self.lon = lat1 + frac * (lat2 - lat1), lon1 + frac * (lon2 - lon1)
@@ -579,7 +588,7 @@ class _TruckDay:
         weigh = self.t + 20.0
         yield from self._stay(weigh)
         self.t = weigh
-        self.tickets += 1
+        self.terminal.tickets += 1
         weight = round(self.load_kg, 1)
         yield from self._event(
             weigh,
@@ -592,7 +601,7 @@ class _TruckDay:
                 lon=round(self.lon, 7),
                 extra={
                     "ticket_no": f"{station.id}-{self.day.spec.service_date:%Y%m%d}-"
-                    f"{self.truck.id}-{self.tickets:02d}"
+                    f"{self.truck.id}-{self.terminal.tickets:02d}"
                 },
             ),
         )
@@ -657,7 +666,7 @@ class _TruckDay:
         self.lat, self.lon = self.city.node_latlon(depot.node)
         leave = float(first.departure_s)
         self.t = leave - self.tc.wake_before_s
-        self.next_fix_s = self.t
+        self.terminal.next_fix_s = self.t
         yield from self._advance(self.t)
         if not self.offline_at(self.t):
             yield Emission(self.t, self.terminal_id, "online", device_at=self.device_time(self.t))
@@ -822,8 +831,8 @@ class _TruckDay:
                 depot_id=None if self.broken else end_depot.id,
                 load_kg=round(self.load_kg, 1),
                 broken_down=self.broken,
-                fixes_generated=self.fixes_generated,
-                fixes_dropped=self.fixes_dropped,
+                fixes_generated=self.terminal.fixes_generated,
+                fixes_dropped=self.terminal.fixes_dropped,
                 asleep_at=self.at(end_t),
             ),
         )
