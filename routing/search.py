@@ -49,8 +49,9 @@ def solve_direct(
     model = Model(_shuffled(problem, seed) if seed else problem, screened, options, starts)
     reserve = budget.finishing_reserve_s()
 
-    # Moves between routes polish a fresh plan (a warm start is polished already).
-    exchange = bool(options.exchange_passes) and initial is None
+    # Moves between routes polish a fresh plan with stations (a warm start is polished
+    # already; plain CVRP and VRPTW were not measured with them).
+    exchange = bool(options.exchange_passes) and initial is None and bool(problem.stations)
     exchange_s = EXCHANGE_S_PER_POINT * len(problem.points) if exchange else 0.0
 
     def search_s() -> float:
