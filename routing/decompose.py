@@ -37,7 +37,7 @@ import numpy as np
 
 from routing.budget import OVERRUN_S, OVERRUN_SHARE, Budget, Clock
 from routing.exchange import NEIGHBOURS, improve_routes, neighbour_lists
-from routing.finish import finish_plan, make_plan
+from routing.finish import finish_plan, make_plan, route_visits
 from routing.options import SolverOptions
 from routing.pieces import PieceRunner, SubSolve, solve_sub
 from routing.plan import Plan
@@ -339,7 +339,7 @@ def _first_plan(
     current = _Current({}, {}, [])
     for plan in plans:
         for route in plan.routes:
-            current.visits[route.truck_id] = _route_visits(route.stops)
+            current.visits[route.truck_id] = route_visits(route)
             current.distance_m[route.truck_id] = route.distance_m
     served = {v.ref_id for vs in current.visits.values() for v in vs if v.kind == "point"}
     current.left_out = [
@@ -349,14 +349,6 @@ def _first_plan(
     ]
     status = ",".join(sorted({p.stats.status for p in plans})) or "empty"
     return current, len(pieces), status
-
-
-def _route_visits(stops: Sequence[Any]) -> list[Visit]:
-    return [
-        Visit(s.kind, s.ref_id)
-        for s in stops
-        if s.kind in ("point", "station") and s.ref_id is not None
-    ]
 
 
 def _improve(
@@ -553,7 +545,7 @@ def _accept(current: _Current, trucks: list[str], plan: Plan) -> None:
         current.visits.pop(t, None)
         current.distance_m.pop(t, None)
     for route in plan.routes:
-        current.visits[route.truck_id] = _route_visits(route.stops)
+        current.visits[route.truck_id] = route_visits(route)
         current.distance_m[route.truck_id] = route.distance_m
     served = {pid for r in plan.routes for pid in r.point_ids}
     left = [*current.left_out, *before]

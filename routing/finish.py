@@ -24,6 +24,15 @@ from routing.schedule import Schedule, Start, Visit, schedule_route
 from routing.screen import pick_reason, unload_first
 
 
+def route_visits(route: Route) -> list[Visit]:
+    """A planned route's points and unloads as the visits it was timed from."""
+    return [
+        Visit(s.kind, s.ref_id)
+        for s in route.stops
+        if s.kind in ("point", "station") and s.ref_id is not None
+    ]
+
+
 def finish_plan(
     problem: Problem,
     visits_by_truck: dict[str, list[Visit]],

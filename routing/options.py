@@ -64,10 +64,10 @@ class SolverOptions:
     neighbourhood_points: int = 120
     neighbourhood_s: float | None = None
     improve_rounds: int | None = None
-    # Passes of moves between routes (routing.exchange) over the first plan and after
-    # each round of neighbourhoods; 0: none (the default until they measure better in
-    # the whole decomposition, docs/routing.md).
-    exchange_passes: int = 0
+    # Passes of moves between routes (routing.exchange) a call: after the search of a
+    # fresh solve (a territory, or a district solved whole), over a decomposed
+    # district's first plan and after each round of neighbourhoods; 0: none.
+    exchange_passes: int = 10
     route_elimination: bool = False  # every other neighbourhood with one truck fewer
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
