@@ -118,11 +118,11 @@ async def us_per_report(data: list[bytes], *, per_read: int, repeats: int) -> fl
     terminal = NullTransport()
     session.connection_made(terminal)  # type: ignore[arg-type]
     # authenticated, as on_auth leaves it
-    session.phone = PHONE
+    header = codec.decode_frame(data[0]).header
+    session.phone, session.phone_digits = PHONE, header.phone
     session.terminal = repo.Terminal(PHONE, "T1", "bench-1")
     session.positions_topic = "clearday/v1/bench-1/positions"
     session.events_topic = "clearday/v1/bench-1/events"
-    header = codec.decode_frame(data[0]).header
     session.responder = codec.Responder(header)
     session.auth_header = header
     session.checked_at = time.monotonic()

@@ -28,6 +28,8 @@ _U16 = struct.Struct("!H")
 
 def varint(n: int) -> bytes:
     """MQTT's variable byte integer (remaining length, property lengths)."""
+    if 0 <= n < 0x4000:  # one or two bytes: every PUBLISH of a location
+        return bytes((n,)) if n < 0x80 else bytes((n & 0x7F | 0x80, n >> 7))
     if not 0 <= n <= MAX_REMAINING_LENGTH:
         raise ValueError(f"{n} does not fit an MQTT variable byte integer")
     out = bytearray()

@@ -733,10 +733,16 @@ class Session(asyncio.Protocol):
         batch, self.batch = self.batch, None
         if batch is None:
             return
-        messages: list[tuple[str, bytes]] = [
-            (self.positions_topic, wire.encode_fixes(chunk))
-            for chunk in translate.chunks(translate.fixes_of(batch.locations))
-        ]
+        locations = batch.locations
+        if len(locations) == 1:  # the common read: one report, one fix (an object)
+            fix = translate.fix_of(locations[0])
+            payloads = [] if fix is None else [wire.encode_fixes(fix)]
+        else:
+            payloads = [
+                wire.encode_fixes(chunk)
+                for chunk in translate.chunks(translate.fixes_of(locations))
+            ]
+        messages = [(self.positions_topic, payload) for payload in payloads]
         if batch.events:
             messages.append((self.events_topic, wire.encode_events(batch.events)))
         if not messages:  # reports without a fix and without a new alarm: nothing to store
@@ -788,15 +794,17 @@ class Session(asyncio.Protocol):
         )
 
 
-@dataclass(slots=True)
 class _Batch:
     """Location messages of one connection that go to the broker as one message."""
 
-    messages: int = 0
-    locations: list[codec.Location] = field(default_factory=list)
-    events: list[wire.Event] = field(default_factory=list)
-    frames: list[Frame] = field(default_factory=list)  # those to acknowledge
-    answered_locations: int = 0  # the locations those frames carry
+    __slots__ = ("answered_locations", "events", "frames", "locations", "messages")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.locations: list[codec.Location] = []
+        self.events: list[wire.Event] = []
+        self.frames: list[Frame] = []  # those to acknowledge
+        self.answered_locations = 0  # the locations those frames carry
 
 
 async def _insert_dead_letters(
