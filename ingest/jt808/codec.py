@@ -776,41 +776,45 @@ def encode_bcd_time(at: datetime, tz: timezone) -> bytes:
 
 
 _LOCATION_FIXED = struct.Struct(">IIIIHHH")  # alarm status lat lon altitude speed heading
+_LOCATION_HEAD = struct.Struct(">IIIIHHH6s")  # the same, and the BCD time
 
 
 def decode_location(body: bytes, tz: timezone) -> Location:
-    fixed = _LOCATION_FIXED.size + 6
-    if len(body) < fixed:
-        raise FrameError(Reason.BAD_BODY, f"a location report needs {fixed} bytes, got {len(body)}")
-    alarm, status, lat_u, lon_u, altitude, speed, heading = _LOCATION_FIXED.unpack_from(body)
+    n, fixed = len(body), _LOCATION_HEAD.size
+    if n < fixed:
+        raise FrameError(Reason.BAD_BODY, f"a location report needs {fixed} bytes, got {n}")
+    alarm, status, lat_u, lon_u, altitude, speed, heading, time_bcd = _LOCATION_HEAD.unpack_from(
+        body
+    )
     if lat_u > 90_000_000 or lon_u > 180_000_000:
         raise FrameError(
             Reason.BAD_COORDINATE,
             f"latitude {lat_u / 1e6} / longitude {lon_u / 1e6} degrees are impossible",
         )
-    recorded_at = bcd_time(body[_LOCATION_FIXED.size : fixed], tz)
+    recorded_at = bcd_time(time_bcd, tz)
     extras: list[tuple[int, bytes]] = []
     i = fixed
-    while i < len(body):
-        if i + 2 > len(body):
+    while i < n:
+        if i + 2 > n:
             raise FrameError(Reason.BAD_BODY, f"additional item cut short at byte {i}")
         item, size = body[i], body[i + 1]
-        if i + 2 + size > len(body):
+        end = i + 2 + size
+        if end > n:
             raise FrameError(
                 Reason.BAD_BODY, f"additional item 0x{item:02X} of {size} bytes cut short"
             )
-        extras.append((item, bytes(body[i + 2 : i + 2 + size])))
-        i += 2 + size
+        extras.append((item, bytes(body[i + 2 : end])))
+        i = end
     return Location(
-        alarm=alarm,
-        status=status,
-        lat=-lat_u / 1e6 if status & Status.SOUTH else lat_u / 1e6,
-        lon=-lon_u / 1e6 if status & Status.WEST else lon_u / 1e6,
-        altitude_m=altitude if altitude < 0x8000 else altitude - 0x10000,
-        speed_kmh=speed / 10.0,
-        heading_deg=heading,
-        recorded_at=recorded_at,
-        extras=tuple(extras),
+        alarm,
+        status,
+        -lat_u / 1e6 if status & Status.SOUTH else lat_u / 1e6,
+        -lon_u / 1e6 if status & Status.WEST else lon_u / 1e6,
+        altitude if altitude < 0x8000 else altitude - 0x10000,
+        speed / 10.0,
+        heading,
+        recorded_at,
+        tuple(extras),
     )
 
 
