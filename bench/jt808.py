@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
-import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,6 +74,7 @@ sys.path.insert(0, str(ROOT))
 from fleet.config import MqttTarget  # noqa: E402
 from fleet.devservers import free_port  # noqa: E402
 from ingest.jt808 import codec  # noqa: E402
+from ingest.jt808.service import freeze_imports, loop_runner  # noqa: E402
 from simulator.jt808 import Jt808Terminal  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
@@ -86,9 +86,9 @@ HANDSHAKE_CONCURRENCY = 400
 
 
 def run_loop(coro: Any) -> Any:
-    """The bench's terminals on uvloop, like the gateway: the load generator should
-    take as little of the shared CPU as it can."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    """The bench's terminals on the gateway's event loop (uvloop): the load generator
+    should take as little of the shared CPU as it can."""
+    with loop_runner() as runner:
         return runner.run(coro)
 
 
@@ -410,6 +410,7 @@ def _terminals_main(conn: Connection, args: tuple[Any, ...], pace_s: float) -> N
     used: list[CpuTimes] = []
 
     def ready() -> None:
+        freeze_imports()  # as the gateway does: its frames and modules out of collections
         conn.send("ready")
         conn.recv()
         used.append(own_cpu_times())

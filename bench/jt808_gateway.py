@@ -6,8 +6,8 @@ One authenticated connection of the real ``Gateway`` receives 0x0200 frames thro
 ``Session.data_received``: decoding, translating, encoding the fixes, the real
 ``Publisher`` building its PUBLISH packets, and the answers, on uvloop as in the
 service, all of it but the system calls. The broker link drops what is written and
-acknowledges every message in flight at once (a PUBACK each, through the publisher's
-own handler), the terminal's transport drops the answers, so the figure is the
+answers at once with a PUBACK for every message in flight (read by the publisher's
+own packet reader), the terminal's transport drops the answers, so the figure is the
 gateway's Python work alone, which bench/jt808.py cannot resolve on a loaded machine.
 ``gateway_us_per_report_*`` is the fastest of ``--repeats`` rounds of 200 reports (the
 least disturbed by other work on the machine), ``gateway_cpu_us_per_report_*`` the
@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fleet.config import MqttTarget, Settings  # noqa: E402
+from ingest import mqttpacket as mp  # noqa: E402
 from ingest.jt808 import codec, repo  # noqa: E402
 from ingest.jt808.broker import Publisher, _Link, _Session  # noqa: E402
 from ingest.jt808.gateway import Gateway, GatewayConfig, Registry  # noqa: E402
@@ -41,24 +42,29 @@ ROUND = 200  # reports per timed round
 PHONE = "13800001234"
 
 
-class AckingLink:
-    """The publisher's broker connection: every write is PUBACKed at once."""
+class AckingBroker:
+    """The publisher's broker connection: every write is answered at once with a
+    PUBACK for each message in flight, read by the publisher's own packet reader."""
 
-    def __init__(self, publisher: Publisher) -> None:
-        self.publisher = publisher
+    def __init__(self, publisher: Publisher, link: _Link) -> None:
+        self.publisher, self.link = publisher, link
 
     def write(self, data: bytes) -> None:
         session = self.publisher._session
         assert session is not None
-        for mid in list(session.inflight):
-            self.publisher._acked(mid.to_bytes(2, "big"))
+        self.link.data_received(
+            b"".join(PUBACK_HEAD + mid.to_bytes(2, "big") for mid in session.inflight)
+        )
+
+
+PUBACK_HEAD = bytes((mp.PUBACK, 2))  # success: the packet id alone
 
 
 def connected_publisher() -> Publisher:
     publisher = Publisher(MqttTarget("mqtt://127.0.0.1:1883"), "bench")
     publisher._loop = asyncio.get_running_loop()
     link = _Link(publisher)
-    link.connection_made(AckingLink(publisher))  # type: ignore[arg-type]
+    link.connection_made(AckingBroker(publisher, link))  # type: ignore[arg-type]
     publisher._session = _Session(link)
     return publisher
 

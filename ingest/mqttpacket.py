@@ -104,6 +104,14 @@ class PacketSplitter:
         out: list[tuple[int, bytes]] = []
         pos, n = 0, len(buf)
         while pos + 2 <= n:
+            length = buf[pos + 1]
+            if length < 0x80 and length <= self.max_packet_bytes:  # every PUBACK
+                end = pos + 2 + length
+                if end > n:
+                    break
+                out.append((buf[pos], buf[pos + 2 : end]))
+                pos = end
+                continue
             length = shift = 0
             i = pos + 1
             while True:

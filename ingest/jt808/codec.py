@@ -148,17 +148,28 @@ def unescape(data: bytes) -> bytes:
     return bytes(out)
 
 
+_U256 = (1 << 256) - 1
+_U128 = (1 << 128) - 1
+_U64 = (1 << 64) - 1
+
+
 def check_code(data: bytes) -> int:
     """XOR of every byte (header and body, unescaped). The bytes are read as one
     integer and folded in halves: a handful of big-integer operations instead of a
-    Python step per byte (a frame is checked for every report received)."""
+    Python step per byte (a frame is checked for every report received); the last
+    six folds, from 512 bits (a location frame) down, are written out."""
     n = int.from_bytes(data)
     bits = len(data) << 3
-    while bits > 8:
+    while bits > 512:
         half = (bits + 15) >> 4 << 3  # half the bytes, rounded up
         n = (n >> half) ^ (n & ((1 << half) - 1))
         bits = half
-    return n
+    n = (n >> 256) ^ (n & _U256)
+    n = (n >> 128) ^ (n & _U128)
+    n = (n >> 64) ^ (n & _U64)
+    n = (n >> 32) ^ (n & 0xFFFF_FFFF)
+    n = (n >> 16) ^ (n & 0xFFFF)
+    return (n >> 8) ^ (n & 0xFF)
 
 
 def bcd_encode(digits: str, size: int) -> bytes:
@@ -349,10 +360,12 @@ class FrameReader:
         """The frames and errors ``data`` completes, in order."""
         out: list[Frame | FrameError] = []
         parts = data.split(b"\x7e")
-        self._take(parts[0], out)  # continues the run in progress
-        if len(parts) == 1:
-            return out
-        self._flag(out)
+        if parts[0] or self._buf or self._skipping or not self._in_frame:
+            self._take(parts[0], out)  # continues the run in progress
+            if len(parts) == 1:
+                return out
+            self._flag(out)
+        # else: the common read, whole frames after a read that ended with a flag
         limit = self.max_frame_bytes
         for part in parts[1:-1]:  # whole runs between two flags: the common case
             if len(part) > limit:
@@ -362,7 +375,8 @@ class FrameReader:
                     out.append(_decode_content(part, b"\x7e" + part + b"\x7e"))
                 except FrameError as exc:
                     out.append(exc)
-        self._take(parts[-1], out)  # starts the next run
+        if parts[-1]:
+            self._take(parts[-1], out)  # starts the next run
         return out
 
     def _take(self, chunk: bytes, out: list[Frame | FrameError]) -> None:
