@@ -20,14 +20,19 @@ Measures, in one run:
    bench's commit watcher nor anything else of the bench shares their event loop),
    and share the cores with everything measured. ``cpu_s`` says how much CPU each
    component (terminals, gateway, broker, ingestor, PostgreSQL, the bench) used during
-   this phase, and ``cpu_busy`` what share of the machine's cores they took together;
+   this phase, ``cpu_system_s`` how much of it in the kernel (system calls and the
+   loopback network), and ``cpu_busy`` what share of the machine's cores they took
+   together;
 3. ``p99_latency_ms``: report sent → row committed (the commit notification of the
    row's transaction, from the trigger bench/ingest.py adds), for reports paced at
    half the rate of 2;
 4. ``idle_connections_held``: ``--idle`` terminals connect and authenticate, then
    send a heartbeat every ``--heartbeat-s`` for ``--hold-s``; a connection counts as
    held when every heartbeat was answered and it is still open at the end (target
-   10,000). ``gateway_rss_mb`` is the gateway's memory while holding them;
+   10,000). ``gateway_rss_mb`` is the gateway's memory while holding them (its
+   processes' resident sizes added up), ``gateway_pss_mb`` the same with each page
+   shared between processes counted once (proportional set size), and
+   ``gateway_rss_before_mb`` its resident size before they connected;
 5. ``lost`` / ``duplicated``: the reports acknowledged in 2 and 3 against the table.
 
 Servers: private Mosquitto and PostgreSQL in a temporary folder (or CLEARDAY_MQTT_URL
@@ -62,7 +67,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
-import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,6 +74,7 @@ sys.path.insert(0, str(ROOT))
 from fleet.config import MqttTarget  # noqa: E402
 from fleet.devservers import free_port  # noqa: E402
 from ingest.jt808 import codec  # noqa: E402
+from ingest.jt808.service import freeze_imports, loop_runner  # noqa: E402
 from simulator.jt808 import Jt808Terminal  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "bench" / "ingest.py")
@@ -81,9 +86,9 @@ HANDSHAKE_CONCURRENCY = 400
 
 
 def run_loop(coro: Any) -> Any:
-    """The bench's terminals on uvloop, like the gateway: the load generator should
-    take as little of the shared CPU as it can."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    """The bench's terminals on the gateway's event loop (uvloop): the load generator
+    should take as little of the shared CPU as it can."""
+    with loop_runner() as runner:
         return runner.run(coro)
 
 
@@ -136,44 +141,62 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds of a process tree: each live process's own, plus what its exited
-    children used (PostgreSQL's backends, the gateway's instances once stopped)."""
-    total = 0
+CpuTimes = tuple[float, float]  # (user, system) seconds
+
+
+def cpu_times(pid: int) -> CpuTimes:
+    """(user, system) CPU seconds of a process tree: each live process's own, plus
+    what its exited children used (PostgreSQL's backends, the gateway's instances
+    once stopped)."""
+    user = system = 0
     for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11]) + int(fields[13])  # utime cutime
+        system += int(fields[12]) + int(fields[14])  # stime cstime
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
 
 
 class CpuSplit:
     """CPU seconds each component uses between ``start`` and ``stop``."""
 
-    def __init__(self, components: dict[str, Callable[[], float]]) -> None:
+    def __init__(self, components: dict[str, Callable[[], CpuTimes]]) -> None:
         self.components = components
-        self.before: dict[str, float] = {}
+        self.before: dict[str, CpuTimes] = {}
         self.wall_s = 0.0
 
     def start(self) -> None:
         self.before = {name: read() for name, read in self.components.items()}
         self.wall_s = time.monotonic()
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> tuple[dict[str, CpuTimes], float]:
+        """The CPU times each component used, and the wall time that took."""
         wall_s = time.monotonic() - self.wall_s
-        used = {n: round(read() - self.before[n], 2) for n, read in self.components.items()}
-        return {
-            "cpu_s": used,
-            "cpu_wall_s": round(wall_s, 2),
-            "cpu_busy": round(sum(used.values()) / wall_s / (os.cpu_count() or 1), 2),
-        }
+        return {n: _minus(read(), self.before[n]) for n, read in self.components.items()}, wall_s
 
 
-def own_cpu_s() -> float:
+def _minus(after: CpuTimes, before: CpuTimes) -> CpuTimes:
+    return after[0] - before[0], after[1] - before[1]
+
+
+def summary(used: dict[str, CpuTimes], wall_s: float) -> dict[str, Any]:
+    """``cpu_s`` per component, ``cpu_system_s`` of it in the kernel, and ``cpu_busy``
+    the share of the machine's cores they took together."""
+    total = sum(u + s for u, s in used.values())
+    return {
+        "cpu_s": {n: round(u + s, 2) for n, (u, s) in used.items()},
+        "cpu_system_s": {n: round(s, 2) for n, (_, s) in used.items()},
+        "cpu_wall_s": round(wall_s, 2),
+        "cpu_busy": round(total / wall_s / (os.cpu_count() or 1), 2),
+    }
+
+
+def own_cpu_times() -> CpuTimes:
     t = os.times()
-    return t.user + t.system
+    return t.user, t.system
 
 
 class GatewayProcess:
@@ -198,20 +221,28 @@ class GatewayProcess:
             time.sleep(0.2)
 
     def rss_mb(self) -> float:
-        """Resident memory of the gateway's processes together."""
+        """Resident memory of the gateway's processes added up."""
+        return self._memory_mb("status", "VmRSS:")
+
+    def pss_mb(self) -> float:
+        """The same with each page shared by several processes (the libraries, the
+        modules of processes forked from one another) counted once."""
+        return self._memory_mb("smaps_rollup", "Pss:")
+
+    def _memory_mb(self, file: str, key: str) -> float:
         assert self.proc is not None
         total = 0.0
         for pid in process_tree(self.proc.pid):
             try:
-                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+                lines = Path(f"/proc/{pid}/{file}").read_text().splitlines()
             except OSError:
                 continue
-            total += sum(int(x.split()[1]) / 1024 for x in lines if x.startswith("VmRSS:"))
+            total += sum(int(x.split()[1]) / 1024 for x in lines if x.startswith(key))
         return total
 
-    def cpu_s(self) -> float:
+    def cpu_times(self) -> CpuTimes:
         assert self.proc is not None
-        return cpu_s(self.proc.pid)
+        return cpu_times(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -376,15 +407,16 @@ def _terminals_main(conn: Connection, args: tuple[Any, ...], pace_s: float) -> N
     they are connected, waits for its go, and sends back the result and the CPU
     seconds this process used while the clock ran."""
     raise_fd_limit()
-    used: list[float] = []
+    used: list[CpuTimes] = []
 
     def ready() -> None:
+        freeze_imports()  # as the gateway does: its frames and modules out of collections
         conn.send("ready")
         conn.recv()
-        used.append(own_cpu_s())
+        used.append(own_cpu_times())
 
     result = run_loop(throughput(*args, pace_s=pace_s, ready=ready))
-    conn.send((result, own_cpu_s() - used[0]))
+    conn.send((result, _minus(own_cpu_times(), used[0])))
     conn.close()
 
 
@@ -402,22 +434,20 @@ def throughput_apart(
             raise RuntimeError("the terminals process did not start")
         split.start()
         here.send("go")
-        result, terminals_cpu_s = here.recv()
-        measured = split.stop()
+        result, terminals_cpu = here.recv()
+        used, wall_s = split.stop()
     finally:
         proc.join(60)
         if proc.is_alive():
             proc.kill()
-    measured["cpu_s"]["terminals"] = round(terminals_cpu_s, 2)
-    total = sum(measured["cpu_s"].values())
-    measured["cpu_busy"] = round(total / measured["cpu_wall_s"] / (os.cpu_count() or 1), 2)
-    return result, measured
+    return result, summary({**used, "terminals": terminals_cpu}, wall_s)
 
 
 async def idle(
     port: int, n: int, hold_s: float, heartbeat_s: float, gateway: GatewayProcess
 ) -> dict[str, Any]:
     gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
+    rss_before = gateway.rss_mb()
     t0 = time.monotonic()
     fleet = [t for t in await asyncio.gather(*(login(i, port, gate) for i in range(n))) if t]
     connect_s = time.monotonic() - t0
@@ -439,12 +469,12 @@ async def idle(
                 missed.add(k)
             await asyncio.sleep(heartbeat_s)
 
-    rss = 0.0
+    rss = pss = 0.0
 
     async def sample_rss() -> None:
-        nonlocal rss
+        nonlocal rss, pss
         for _ in range(int(hold_s)):
-            rss = max(rss, gateway.rss_mb())
+            rss, pss = max(rss, gateway.rss_mb()), max(pss, gateway.pss_mb())
             await asyncio.sleep(1)
 
     await asyncio.gather(sample_rss(), *(beat(k, t) for k, t in enumerate(fleet)))
@@ -462,6 +492,8 @@ async def idle(
         "heartbeats_answered": answered,
         "heartbeats_missed_terminals": len(missed),
         "gateway_rss_mb": round(rss, 1),
+        "gateway_pss_mb": round(pss, 1),
+        "gateway_rss_before_mb": round(rss_before, 1),
     }
 
 
@@ -516,19 +548,19 @@ def percentile(values: list[float], q: float) -> float:
 
 def components(
     servers: Any, ingestor: Any, gateway: GatewayProcess
-) -> dict[str, Callable[[], float]]:
+) -> dict[str, Callable[[], CpuTimes]]:
     """What shares the machine during the rate phase (the terminals are measured in
     their own process); a server the bench did not start is not measured."""
-    out: dict[str, Callable[[], float]] = {
-        "gateway": gateway.cpu_s,
-        "ingestor": lambda: cpu_s(ingestor.proc.pid),
-        "bench": own_cpu_s,
+    out: dict[str, Callable[[], CpuTimes]] = {
+        "gateway": gateway.cpu_times,
+        "ingestor": lambda: cpu_times(ingestor.proc.pid),
+        "bench": own_cpu_times,
     }
     if servers.private_mq is not None:
-        out["broker"] = lambda: cpu_s(servers.private_mq.process.pid)
+        out["broker"] = lambda: cpu_times(servers.private_mq.process.pid)
     if servers.private_pg is not None:
         postmaster = int((servers.private_pg.data_dir / "postmaster.pid").read_text().split()[0])
-        out["postgres"] = lambda: cpu_s(postmaster)
+        out["postgres"] = lambda: cpu_times(postmaster)
     return out
 
 

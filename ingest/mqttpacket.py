@@ -28,6 +28,8 @@ _U16 = struct.Struct("!H")
 
 def varint(n: int) -> bytes:
     """MQTT's variable byte integer (remaining length, property lengths)."""
+    if 0 <= n < 0x4000:  # one or two bytes: every PUBLISH of a location
+        return bytes((n,)) if n < 0x80 else bytes((n & 0x7F | 0x80, n >> 7))
     if not 0 <= n <= MAX_REMAINING_LENGTH:
         raise ValueError(f"{n} does not fit an MQTT variable byte integer")
     out = bytearray()
@@ -102,6 +104,14 @@ class PacketSplitter:
         out: list[tuple[int, bytes]] = []
         pos, n = 0, len(buf)
         while pos + 2 <= n:
+            length = buf[pos + 1]
+            if length < 0x80 and length <= self.max_packet_bytes:  # every PUBACK
+                end = pos + 2 + length
+                if end > n:
+                    break
+                out.append((buf[pos], buf[pos + 2 : end]))
+                pos = end
+                continue
             length = shift = 0
             i = pos + 1
             while True:

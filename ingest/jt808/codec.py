@@ -25,13 +25,12 @@ lies between two 0x7E, so the next 0x7E always starts afresh.
 
 from __future__ import annotations
 
-import functools
-import operator
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum, StrEnum
+from typing import cast
 
 from fleet.trucks.terminals import jt808_phone_key
 
@@ -149,9 +148,28 @@ def unescape(data: bytes) -> bytes:
     return bytes(out)
 
 
+_U256 = (1 << 256) - 1
+_U128 = (1 << 128) - 1
+_U64 = (1 << 64) - 1
+
+
 def check_code(data: bytes) -> int:
-    """XOR of every byte (header and body, unescaped)."""
-    return functools.reduce(operator.xor, data, 0)
+    """XOR of every byte (header and body, unescaped). The bytes are read as one
+    integer and folded in halves: a handful of big-integer operations instead of a
+    Python step per byte (a frame is checked for every report received); the last
+    six folds, from 512 bits (a location frame) down, are written out."""
+    n = int.from_bytes(data)
+    bits = len(data) << 3
+    while bits > 512:
+        half = (bits + 15) >> 4 << 3  # half the bytes, rounded up
+        n = (n >> half) ^ (n & ((1 << half) - 1))
+        bits = half
+    n = (n >> 256) ^ (n & _U256)
+    n = (n >> 128) ^ (n & _U128)
+    n = (n >> 64) ^ (n & _U64)
+    n = (n >> 32) ^ (n & 0xFFFF_FFFF)
+    n = (n >> 16) ^ (n & 0xFFFF)
+    return (n >> 8) ^ (n & 0xFF)
 
 
 def bcd_encode(digits: str, size: int) -> bytes:
@@ -207,33 +225,38 @@ def _header_size(attributes: int) -> int:
     return size + 4 if attributes & _ATTR_SUBPACKAGE else size
 
 
+_HEAD_2013 = struct.Struct(">HH6sH")  # msg id, attributes, phone BCD[6], serial
+_HEAD_2019 = struct.Struct(">HHB10sH")  # msg id, attributes, version, phone BCD[10], serial
+_PACKETS = struct.Struct(">HH")  # total sub-packages, this one's index
+
+
 def parse_header(data: bytes) -> Header:
     """The header at the start of unescaped ``data`` (raises FrameError)."""
     if len(data) < 4:
         raise FrameError(Reason.TRUNCATED, f"{len(data)} bytes cannot hold a header")
-    msg_id, attributes = struct.unpack_from(">HH", data)
+    attributes = (data[2] << 8) | data[3]
     size = _header_size(attributes)
     if len(data) < size:
         raise FrameError(Reason.TRUNCATED, f"{len(data)} bytes, the header alone needs {size}")
-    version: int | None = None
+    version: int | None
     if attributes & _ATTR_VERSION:
-        version = data[4]
-        phone_bytes, at = data[5:15], 15
+        msg_id, _, version, phone_bytes, serial = _HEAD_2019.unpack_from(data)
+        at = _HEAD_2019.size
     else:
-        phone_bytes, at = data[4:10], 10
-    (serial,) = struct.unpack_from(">H", data, at)
+        msg_id, _, phone_bytes, serial = _HEAD_2013.unpack_from(data)
+        version, at = None, _HEAD_2013.size
     packets = index = 0
     if attributes & _ATTR_SUBPACKAGE:
-        packets, index = struct.unpack_from(">HH", data, at + 2)
+        packets, index = _PACKETS.unpack_from(data, at)
     header = Header(
-        msg_id=msg_id,
-        phone=bcd_decode(phone_bytes) or "",
-        serial=serial,
-        body_length=attributes & _ATTR_LENGTH_MASK,
-        version=version,
-        encryption=(attributes >> _ATTR_ENCRYPTION_SHIFT) & 0x7,
-        packets=packets,
-        index=index,
+        msg_id,
+        bcd_decode(phone_bytes) or "",
+        serial,
+        attributes & _ATTR_LENGTH_MASK,
+        version,
+        (attributes >> _ATTR_ENCRYPTION_SHIFT) & 0x7,
+        packets,
+        index,
     )
     if not header.phone:  # no header to answer: a response goes to a phone number
         raise FrameError(Reason.BAD_HEADER, f"phone number {phone_bytes.hex()} is not BCD")
@@ -263,7 +286,8 @@ def _decode_content(content: bytes, raw: bytes) -> Frame:
     except FrameError as exc:
         exc.raw = raw
         raise
-    body = payload[_header_size((payload[2] << 8) | payload[3]) :]
+    # the header's size: a sub-packaged header that parsed has packets >= 1
+    body = payload[(12 if header.version is None else 17) + (4 if header.packets else 0) :]
     if check_code(payload) != code:
         raise FrameError(
             Reason.BAD_CHECK,
@@ -336,10 +360,12 @@ class FrameReader:
         """The frames and errors ``data`` completes, in order."""
         out: list[Frame | FrameError] = []
         parts = data.split(b"\x7e")
-        self._take(parts[0], out)  # continues the run in progress
-        if len(parts) == 1:
-            return out
-        self._flag(out)
+        if parts[0] or self._buf or self._skipping or not self._in_frame:
+            self._take(parts[0], out)  # continues the run in progress
+            if len(parts) == 1:
+                return out
+            self._flag(out)
+        # else: the common read, whole frames after a read that ended with a flag
         limit = self.max_frame_bytes
         for part in parts[1:-1]:  # whole runs between two flags: the common case
             if len(part) > limit:
@@ -349,7 +375,8 @@ class FrameReader:
                     out.append(_decode_content(part, b"\x7e" + part + b"\x7e"))
                 except FrameError as exc:
                     out.append(exc)
-        self._take(parts[-1], out)  # starts the next run
+        if parts[-1]:
+            self._take(parts[-1], out)  # starts the next run
         return out
 
     def _take(self, chunk: bytes, out: list[Frame | FrameError]) -> None:
@@ -562,13 +589,28 @@ EXTRA_FUEL = 0x02  # WORD, 1/10 L
 EXTRA_RECORDER_SPEED = 0x03  # WORD, 1/10 km/h
 EXTRA_SIGNAL = 0x30  # BYTE, wireless signal strength
 EXTRA_SATELLITES = 0x31  # BYTE, GNSS satellites in view
-_EXTRA_SIZES = {
-    EXTRA_MILEAGE: 4,
-    EXTRA_FUEL: 2,
-    EXTRA_RECORDER_SPEED: 2,
-    EXTRA_SIGNAL: 1,
-    EXTRA_SATELLITES: 1,
+# item -> (size in bytes, divisor to its unit; None: a count, kept an int)
+EXTRA_ITEMS: dict[int, tuple[int, float | None]] = {
+    EXTRA_MILEAGE: (4, 10.0),
+    EXTRA_FUEL: (2, 10.0),
+    EXTRA_RECORDER_SPEED: (2, 10.0),
+    EXTRA_SIGNAL: (1, None),
+    EXTRA_SATELLITES: (1, None),
 }
+# status bits 13-17 -> the numbers of the doors open (a table: one lookup per report)
+DOORS_OPEN: tuple[tuple[int, ...], ...] = tuple(
+    tuple(d + 1 for d in range(5) if bits >> d & 1) for bits in range(32)
+)
+
+
+def extra_value(item: int, value: bytes) -> float | int | None:
+    """The decoded value of an additional item of :data:`EXTRA_ITEMS`, or None when
+    its size is not the standard's."""
+    size, divisor = EXTRA_ITEMS[item]
+    if len(value) != size:
+        return None
+    number = int.from_bytes(value)
+    return number if divisor is None else number / divisor
 
 
 @dataclass(slots=True)  # read-only by convention: see _HOT_PATH_NOTE
@@ -604,46 +646,45 @@ class Location:
     @property
     def doors_open(self) -> tuple[int, ...]:
         """Numbers (1-5) of the doors reported open."""
-        bits = self.status >> Status.DOOR_SHIFT & 0b11111
-        return tuple(d + 1 for d in range(5) if bits >> d & 1) if bits else ()
+        return DOORS_OPEN[self.status >> Status.DOOR_SHIFT & 0b11111]
 
     @property
     def alarms(self) -> tuple[str, ...]:
         return tuple(name for bit, name in ALARM_BITS.items() if self.alarm >> bit & 1)
 
-    def _extra(self, item: int) -> int | None:
+    def _extra(self, item: int) -> float | int | None:
+        """The first value of ``item`` of the standard's size, decoded."""
         for key, value in self.extras:
-            if key == item and len(value) == _EXTRA_SIZES[item]:
-                return int.from_bytes(value, "big")
+            if key == item:
+                decoded = extra_value(item, value)
+                if decoded is not None:
+                    return decoded
         return None
 
     @property
     def mileage_km(self) -> float | None:
-        v = self._extra(EXTRA_MILEAGE)
-        return None if v is None else v / 10.0
+        return self._extra(EXTRA_MILEAGE)
 
     @property
     def fuel_l(self) -> float | None:
-        v = self._extra(EXTRA_FUEL)
-        return None if v is None else v / 10.0
+        return self._extra(EXTRA_FUEL)
 
     @property
     def recorder_speed_kmh(self) -> float | None:
-        v = self._extra(EXTRA_RECORDER_SPEED)
-        return None if v is None else v / 10.0
+        return self._extra(EXTRA_RECORDER_SPEED)
 
     @property
     def signal_strength(self) -> int | None:
-        return self._extra(EXTRA_SIGNAL)
+        return cast(int | None, self._extra(EXTRA_SIGNAL))
 
     @property
     def satellites(self) -> int | None:
-        return self._extra(EXTRA_SATELLITES)
+        return cast(int | None, self._extra(EXTRA_SATELLITES))
 
     @property
     def unknown_extras(self) -> tuple[tuple[int, bytes], ...]:
         return tuple(
-            (k, v) for k, v in self.extras if k not in _EXTRA_SIZES or len(v) != _EXTRA_SIZES[k]
+            (k, v) for k, v in self.extras if k not in EXTRA_ITEMS or len(v) != EXTRA_ITEMS[k][0]
         )
 
 
@@ -749,41 +790,45 @@ def encode_bcd_time(at: datetime, tz: timezone) -> bytes:
 
 
 _LOCATION_FIXED = struct.Struct(">IIIIHHH")  # alarm status lat lon altitude speed heading
+_LOCATION_HEAD = struct.Struct(">IIIIHHH6s")  # the same, and the BCD time
 
 
 def decode_location(body: bytes, tz: timezone) -> Location:
-    fixed = _LOCATION_FIXED.size + 6
-    if len(body) < fixed:
-        raise FrameError(Reason.BAD_BODY, f"a location report needs {fixed} bytes, got {len(body)}")
-    alarm, status, lat_u, lon_u, altitude, speed, heading = _LOCATION_FIXED.unpack_from(body)
+    n, fixed = len(body), _LOCATION_HEAD.size
+    if n < fixed:
+        raise FrameError(Reason.BAD_BODY, f"a location report needs {fixed} bytes, got {n}")
+    alarm, status, lat_u, lon_u, altitude, speed, heading, time_bcd = _LOCATION_HEAD.unpack_from(
+        body
+    )
     if lat_u > 90_000_000 or lon_u > 180_000_000:
         raise FrameError(
             Reason.BAD_COORDINATE,
             f"latitude {lat_u / 1e6} / longitude {lon_u / 1e6} degrees are impossible",
         )
-    recorded_at = bcd_time(body[_LOCATION_FIXED.size : fixed], tz)
+    recorded_at = bcd_time(time_bcd, tz)
     extras: list[tuple[int, bytes]] = []
     i = fixed
-    while i < len(body):
-        if i + 2 > len(body):
+    while i < n:
+        if i + 2 > n:
             raise FrameError(Reason.BAD_BODY, f"additional item cut short at byte {i}")
         item, size = body[i], body[i + 1]
-        if i + 2 + size > len(body):
+        end = i + 2 + size
+        if end > n:
             raise FrameError(
                 Reason.BAD_BODY, f"additional item 0x{item:02X} of {size} bytes cut short"
             )
-        extras.append((item, bytes(body[i + 2 : i + 2 + size])))
-        i += 2 + size
+        extras.append((item, bytes(body[i + 2 : end])))
+        i = end
     return Location(
-        alarm=alarm,
-        status=status,
-        lat=-lat_u / 1e6 if status & Status.SOUTH else lat_u / 1e6,
-        lon=-lon_u / 1e6 if status & Status.WEST else lon_u / 1e6,
-        altitude_m=altitude if altitude < 0x8000 else altitude - 0x10000,
-        speed_kmh=speed / 10.0,
-        heading_deg=heading,
-        recorded_at=recorded_at,
-        extras=tuple(extras),
+        alarm,
+        status,
+        -lat_u / 1e6 if status & Status.SOUTH else lat_u / 1e6,
+        -lon_u / 1e6 if status & Status.WEST else lon_u / 1e6,
+        altitude if altitude < 0x8000 else altitude - 0x10000,
+        speed / 10.0,
+        heading,
+        recorded_at,
+        tuple(extras),
     )
 
 
@@ -978,7 +1023,8 @@ class Responder:
 
     def answer(self, reply_serial: int, reply_id: int, result: int, serial: int) -> bytes:
         tail = _RESPONSE_TAIL.pack(serial, reply_serial, reply_id, result)
-        code = self._check ^ check_code(tail)
+        words = serial ^ reply_serial ^ reply_id  # the check code of the tail, by arithmetic
+        code = self._check ^ (words >> 8) ^ (words & 0xFF) ^ result
         return b"\x7e" + escape(self._head + tail + bytes((code,))) + b"\x7e"
 
     def ok(self, reply_serial: int, reply_id: int, serial: int) -> bytes:

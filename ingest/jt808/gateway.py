@@ -49,6 +49,9 @@ STOP_DRAIN_S = 5.0  # at stop, how long the last status messages may take
 # Locations of one connection awaiting the broker before the gateway stops reading
 # from it (a terminal that sends without waiting for answers).
 MAX_UNACKED_PER_CONNECTION = 64
+# An idle connection is closed after idle_timeout_s of silence, at most 1/IDLE_SWEEPS of
+# it later.
+IDLE_SWEEPS = 8
 REGISTRATION_RECHECK_S = 300.0  # an authenticated connection re-checks its truck this often
 DEAD_LETTER_QUEUE_MAX = 100_000
 DEAD_LETTER_BATCH = 500
@@ -238,6 +241,21 @@ class Gateway:
         """A protocol instance for one new TCP connection."""
         return Session(self)
 
+    async def close_idle(self, stop: asyncio.Event) -> None:
+        """Close the connections silent for ``idle_timeout_s``: one sweep over them
+        every ``1 / IDLE_SWEEPS`` of it, rather than a timer per connection (half a
+        kilobyte each)."""
+        timeout_s = self.config.idle_timeout_s
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout_s / IDLE_SWEEPS)
+            silent_since = loop.time() - timeout_s
+            for session in [s for s in self.sessions if s.received_at <= silent_since]:
+                if session.open:
+                    log.info("%s: nothing for %.0f s, closing", session.who, timeout_s)
+                    session.close()
+
     def commands_due(self, phone: str, *, fresh: bool = False) -> None:
         """Look for the commands of ``phone`` if it is connected here (``fresh``, on
         its authentication: also those sent on an earlier connection and never
@@ -323,7 +341,7 @@ class Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.frames = codec.FrameReader()
-        self.packets = codec.Reassembler(resend_after_s=self.config.resend_after_s)
+        self.packets: codec.Reassembler | None = None  # made at the first sub-package
         self.phone: str | None = None  # phone key, from the first good frame
         self.phone_digits = ""  # the phone number as its header spells it
         self.terminal: repo.Terminal | None = None  # set once authenticated
@@ -344,7 +362,6 @@ class Session(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()
         self.received_at = self.loop.time()
-        self.idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def who(self) -> str:
@@ -370,15 +387,10 @@ class Session(asyncio.Protocol):
             return
         self.gw.sessions.add(self)
         self.gw.counts.connections += 1
-        self.idle_timer = self.loop.call_at(
-            self.received_at + self.config.idle_timeout_s, self._idle_check
-        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         self.gw.sessions.discard(self)
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
         if self.task is not None and not self.task.done():
             self.task.cancel()
         if self.terminal is not None and self.gw.current.get(self.terminal.phone) is self:
@@ -394,16 +406,6 @@ class Session(asyncio.Protocol):
         self.open = False
         if self.transport is not None:
             self.transport.close()
-
-    def _idle_check(self) -> None:
-        due = self.received_at + self.config.idle_timeout_s
-        if not self.open:
-            return
-        if self.loop.time() >= due:
-            log.info("%s: nothing for %.0f s, closing", self.who, self.config.idle_timeout_s)
-            self.close()
-        else:
-            self.idle_timer = self.loop.call_at(due, self._idle_check)
 
     def data_received(self, data: bytes) -> None:
         self.received_at = self.loop.time()
@@ -525,15 +527,20 @@ class Session(asyncio.Protocol):
             )
             return None
         whole = item
-        if h.packets or self.packets.incomplete:
+        if h.packets or (self.packets is not None and self.packets.incomplete):
+            packets = self.packets
+            if packets is None:
+                packets = self.packets = codec.Reassembler(
+                    resend_after_s=self.config.resend_after_s
+                )
             now = time.monotonic()
             try:
-                joined = self.packets.add(item, now)
+                joined = packets.add(item, now)
             except FrameError as err:
                 self.refuse(err)
                 return None
-            if self.packets.incomplete:
-                self.request_missing(now)
+            if packets.incomplete:
+                self.request_missing(packets, now)
             if joined is None:
                 return None  # more sub-packages to come; answered with the whole message
             whole = joined
@@ -544,10 +551,10 @@ class Session(asyncio.Protocol):
             return None
         return self.message(whole, message)
 
-    def request_missing(self, now: float) -> None:
+    def request_missing(self, packets: codec.Reassembler, now: float) -> None:
         """Ask again (0x8003) for the packets of a message still missing after
         ``resend_after_s``; checked whenever the connection receives a frame."""
-        for missing in self.packets.overdue(now):
+        for missing in packets.overdue(now):
             log.info(
                 "%s: message 0x%04X lacks packets %s; asking for them again",
                 self.who,
@@ -733,10 +740,17 @@ class Session(asyncio.Protocol):
         batch, self.batch = self.batch, None
         if batch is None:
             return
-        messages: list[tuple[str, bytes]] = [
-            (self.positions_topic, wire.encode_fixes(chunk))
-            for chunk in translate.chunks(translate.fixes_of(batch.locations))
-        ]
+        locations = batch.locations
+        messages: list[tuple[str, bytes]]
+        if len(locations) == 1:  # the common read: one report, one fix (an object)
+            fix = translate.fix_of(locations[0])
+            messages = [] if fix is None else [(self.positions_topic, wire.encode_fixes(fix))]
+        else:
+            topic = self.positions_topic
+            messages = [
+                (topic, wire.encode_fixes(chunk))
+                for chunk in translate.chunks(translate.fixes_of(locations))
+            ]
         if batch.events:
             messages.append((self.events_topic, wire.encode_events(batch.events)))
         if not messages:  # reports without a fix and without a new alarm: nothing to store
@@ -788,15 +802,17 @@ class Session(asyncio.Protocol):
         )
 
 
-@dataclass(slots=True)
 class _Batch:
     """Location messages of one connection that go to the broker as one message."""
 
-    messages: int = 0
-    locations: list[codec.Location] = field(default_factory=list)
-    events: list[wire.Event] = field(default_factory=list)
-    frames: list[Frame] = field(default_factory=list)  # those to acknowledge
-    answered_locations: int = 0  # the locations those frames carry
+    __slots__ = ("answered_locations", "events", "frames", "locations", "messages")
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.locations: list[codec.Location] = []
+        self.events: list[wire.Event] = []
+        self.frames: list[Frame] = []  # those to acknowledge
+        self.answered_locations = 0  # the locations those frames carry
 
 
 async def _insert_dead_letters(
@@ -817,6 +833,7 @@ async def serve(
     """Run until ``stop`` is set; ``started`` gets the bound port."""
     writer_task = asyncio.create_task(gateway.registry.write_dead_letters(stop))
     commands_task = asyncio.create_task(gateway.send_commands(stop))
+    idle_task = asyncio.create_task(gateway.close_idle(stop))
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         gateway.connection, host, port, backlog=4096, reuse_port=reuse_port or None
@@ -835,3 +852,4 @@ async def serve(
     await gateway.publisher.wait_idle(STOP_DRAIN_S)  # the `offline` statuses
     await writer_task
     await commands_task
+    await idle_task

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import gc
 import logging
 import multiprocessing
 import os
@@ -156,6 +157,7 @@ def run_instance(
 ) -> None:
     limit = raise_fd_limit()
     log.info("up to %d open files (connections)", limit)
+    freeze_imports()
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -235,6 +237,17 @@ def supervise(settings: Settings, *, host: str, port: int, processes: int) -> No
                 proc.kill()
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def freeze_imports() -> None:
+    """Leave every object that exists now (the modules' hundreds of thousands: the
+    process imports the whole of fleet and routing with numpy and scipy) out of all
+    later garbage collections. The gateway creates several objects per location,
+    some of which live until the PUBACK and so reach the oldest generation, whose
+    collection would otherwise go through the modules' objects too (gc.freeze: about
+    15 % of the gateway's Python work per location)."""
+    gc.collect()
+    gc.freeze()
 
 
 def loop_runner() -> asyncio.Runner:

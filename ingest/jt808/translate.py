@@ -24,51 +24,67 @@ from ingest.jt808.codec import ALARM_BITS, Location
 # payload limit (about 300 bytes of JSON per fix).
 MAX_FIXES_PER_MESSAGE = 500
 
-# Additional items carried as fix fields: item, the Location property that decodes it,
-# the Fix field, and the bounds the wire format accepts.
-_ITEM_FIELDS: tuple[tuple[int, str, str, float, float], ...] = (
-    (codec.EXTRA_MILEAGE, "mileage_km", "odometer_km", 0.0, wire.MAX_ODOMETER_KM),
-    (codec.EXTRA_FUEL, "fuel_l", "fuel_l", 0.0, wire.MAX_FUEL_L),
-    (
-        codec.EXTRA_RECORDER_SPEED,
-        "recorder_speed_kmh",
-        "recorder_speed_kmh",
-        0.0,
-        wire.MAX_SPEED_KMH,
-    ),
-    (codec.EXTRA_SIGNAL, "signal_strength", "signal_strength", 0, wire.MAX_BYTE),
-    (codec.EXTRA_SATELLITES, "satellites", "satellites", 0, wire.MAX_BYTE),
-)
+# Additional items carried as fix fields: item -> the Fix field, the item's size and
+# divisor (codec.EXTRA_ITEMS), and the bounds the wire format accepts.
+_BOUNDS: dict[int, tuple[str, float, float]] = {
+    codec.EXTRA_MILEAGE: ("odometer_km", 0.0, wire.MAX_ODOMETER_KM),
+    codec.EXTRA_FUEL: ("fuel_l", 0.0, wire.MAX_FUEL_L),
+    codec.EXTRA_RECORDER_SPEED: ("recorder_speed_kmh", 0.0, wire.MAX_SPEED_KMH),
+    codec.EXTRA_SIGNAL: ("signal_strength", 0, wire.MAX_BYTE),
+    codec.EXTRA_SATELLITES: ("satellites", 0, wire.MAX_BYTE),
+}
+_ITEM_FIELDS: dict[int, tuple[str, int, float | None, float, float]] = {
+    item: (name, *codec.EXTRA_ITEMS[item], lo, hi) for item, (name, lo, hi) in _BOUNDS.items()
+}
+_ALTITUDE_LO_M, _ALTITUDE_HI_M = wire.ALTITUDE_RANGE_M
 
 
 def fix_of(loc: Location) -> wire.Fix | None:
-    if not loc.located:
+    """The fix of one location report, or None without a GNSS fix. Called for every
+    report, so the status word is read here bit by bit rather than through the
+    Location's properties, and the additional items in one pass: the first value of
+    an item of the standard's size decides it (a field when within the bounds; else
+    the item stays raw)."""
+    status = loc.status
+    if not status & codec.Status.LOCATED:
         return None
     fields: dict[str, Any] = {}
-    carried: set[int] = set()
-    if loc.extras:
-        for item, decoded, name, lo, hi in _ITEM_FIELDS:
-            value = getattr(loc, decoded)
-            if value is not None and lo <= value <= hi:
-                fields[name] = value
-                carried.add(item)
-        raw = [(k, v) for k, v in loc.extras if k not in carried][: wire.MAX_EXTRA_ITEMS]
-        if raw:
-            fields["extra"] = {f"jt808_{k:02X}": v.hex() for k, v in raw}
-    altitude_lo, altitude_hi = wire.ALTITUDE_RANGE_M
+    extras = loc.extras
+    if extras:
+        refused: set[int] = set()  # items decided out of bounds
+        for item, value in extras:
+            spec = _ITEM_FIELDS.get(item)
+            if spec is None:
+                continue
+            name, size, divisor, lo, hi = spec
+            if len(value) != size or name in fields or item in refused:
+                continue
+            number = int.from_bytes(value)
+            decoded = number if divisor is None else number / divisor
+            if lo <= decoded <= hi:
+                fields[name] = decoded
+            else:
+                refused.add(item)
+        if len(fields) != len(extras):  # some item is not a field: kept raw
+            carried = {item for item, spec in _ITEM_FIELDS.items() if spec[0] in fields}
+            raw = [(k, v) for k, v in extras if k not in carried][: wire.MAX_EXTRA_ITEMS]
+            if raw:
+                fields["extra"] = {f"jt808_{k:02X}": v.hex() for k, v in raw}
+    altitude_m = loc.altitude_m
     return wire.Fix(
         recorded_at=loc.recorded_at,
         lat=loc.lat,
         lon=loc.lon,
         speed_kmh=loc.speed_kmh,
         heading_deg=float(loc.heading_deg),
-        ignition=loc.acc_on,
+        ignition=bool(status & codec.Status.ACC_ON),
+        # a string: no typing work per call
         load_state=cast(
-            "wire.LoadState | None", loc.load_state
-        ),  # a string: no typing work per call
-        altitude_m=float(loc.altitude_m) if altitude_lo <= loc.altitude_m <= altitude_hi else None,
-        door_locked=loc.door_locked,
-        doors_open=loc.doors_open,
+            "wire.LoadState | None", codec.LOAD_STATES[status >> codec.Status.LOAD_SHIFT & 0b11]
+        ),
+        altitude_m=float(altitude_m) if _ALTITUDE_LO_M <= altitude_m <= _ALTITUDE_HI_M else None,
+        door_locked=bool(status & codec.Status.DOOR_LOCKED),
+        doors_open=codec.DOORS_OPEN[status >> codec.Status.DOOR_SHIFT & 0b11111],
         **fields,
     )
 
