@@ -211,6 +211,15 @@ class VisitParams:
     # where the truck stood. Beside a point, its fixes drifted off it: as sure as a
     # crossing (the point is the likeliest place, not the only one).
     drift_road_halfwidth_m: float = 10.0
+    # A stay no longer than serving the point takes — this many times its minimum
+    # dwell (half the service time by default), plus a minute of measuring — whose
+    # truck came from the point or left toward it (a fix just before or after it lies
+    # this many accuracies nearer the point than the stay): the truck stood at the
+    # point, its fixes drifted (``drift_crossing_confidence``). A truck idling across
+    # the street comes and goes along its own street, and waits longer than a service.
+    drift_service_dwells: float = 2.0
+    drift_service_slack_s: float = 60.0
+    drift_toward_accuracies: float = 1.0
     # Leaving a stop beside a point, a fix this many accuracies nearer the point than the
     # stop is the truck driving toward it, not noise (see ``_passes``).
     came_toward_accuracies: float = 3.0
@@ -499,10 +508,15 @@ def _match(
         stay.distance_m, stay.site = best[0], best[1]
 
 
+def _accuracy(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
+    """The median reported accuracy of the stay's fixes (σ of one fix)."""
+    accs = [a for k in stay.idx if (a := track[k].accuracy_m) is not None]
+    return median(accs) if accs else p.default_accuracy_m
+
+
 def _median_margin(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
     """How far the stay's median may lie from where the truck stood (2 standard errors)."""
-    accs = [a for k in stay.idx if (a := track[k].accuracy_m) is not None]
-    acc = median(accs) if accs else p.default_accuracy_m
+    acc = _accuracy(stay, track, p)
     return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx))))
 
 
@@ -608,6 +622,41 @@ def _match_drifted(
     if sites.roads is not None and not on_road:
         stay.site, stay.distance_m = near[0][1].site, near[0][0]
         stay.confidence = p.drift_crossing_confidence
+        return
+    for d, ps in near:
+        if _served_beside(stay, ps, d, track, ts, xs, ys, p):
+            stay.site, stay.distance_m = ps.site, d
+            stay.confidence = p.drift_crossing_confidence
+            return
+
+
+def _served_beside(
+    stay: _Stay,
+    ps: _PSite,
+    d: float,
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> bool:
+    """Does a stay `d` m from the point look like its service with the fixes drifted:
+    no longer than a service there, and the truck came to it from the point's side or
+    left it toward the point (the fix just before or after it, seen within
+    ``pass_max_gap_s``, lies ``drift_toward_accuracies`` nearer the point than the stay)?
+    A truck idling across the street waits longer, and comes and goes along its own
+    street, so its neighbouring fixes lie as far from the point as it, or farther."""
+    longest = p.drift_service_dwells * ps.site.min_dwell_s + p.drift_service_slack_s
+    if stay.departed - stay.arrived > longest:
+        return False
+    first, last = stay.idx[0], stay.idx[-1]
+    nearer = d - p.drift_toward_accuracies * _accuracy(stay, track, p)
+    return any(
+        0 <= k < len(ts)
+        and abs(ts[k] - ts[edge]) <= p.pass_max_gap_s
+        and math.hypot(xs[k] - ps.x, ys[k] - ps.y) < nearer
+        for k, edge in ((first - 1, first), (last + 1, last))
+    )
 
 
 def _drove_through(
