@@ -252,6 +252,24 @@ class SiteIndex:
     def get(self, kind: SiteKind, site_id: str) -> Site | None:
         return self.by_key.get((kind, site_id))
 
+    def at(self, lat: float, lon: float, *, accuracy_m: float = 0.0) -> Site | None:
+        """The site whose fence, widened by the fix's accuracy (at most its own radius),
+        holds one fix: the nearest, stations and depots before points (the live map's
+        status at a glance; visits are decided on stays, not single fixes)."""
+        x, y = self.proj.xy(lat, lon)
+        best: tuple[int, float, Site] | None = None
+        for ps in self.grid.near(x, y, self.max_radius_m + min(accuracy_m, self.max_radius_m)):
+            d = math.hypot(ps.x - x, ps.y - y)
+            if d > ps.site.radius_m + min(accuracy_m, ps.site.radius_m):
+                continue
+            key = (_AT_RANK[ps.site.kind], d, ps.site)
+            if best is None or key[:2] < best[:2]:
+                best = key
+        return best[2] if best else None
+
+
+_AT_RANK: dict[str, int] = {"station": 0, "depot": 1, "point": 2}
+
 
 @dataclass(frozen=True, slots=True)
 class _PSite:
