@@ -586,7 +586,9 @@ def _match_drifted(
 
     - it runs straight on into (or out of) a stay in the fence: ``drift_confidence``;
     - the track crossed the inner half of the fence on the way into or out of it, or
-      the stay lies off every road, where no truck stands: ``drift_crossing_confidence``.
+      the stay lies off every road, where no truck stands, or it lasted no longer than a
+      service there and the truck came to it from the point or left toward it
+      (``_served_beside``): ``drift_crossing_confidence``.
 
     A truck that stands on the street across from the point, and whose track never
     entered the fence, stays unmatched."""
