@@ -340,8 +340,8 @@ def compute(
 def explained_elsewhere(
     visit: Visit, point: DuePoint, own: Sequence[DuePoint], trucks: Mapping[str, TruckDay]
 ) -> bool:
-    """Is `visit` a weakly placed drifted stay at `point` (on a crossing or off the
-    roads, no lift naming it) by a truck `point` is not planned for, that stood, at its
+    """Is `visit` a weakly placed drifted stay at `point` (on a crossing, off the
+    roads, or a service-length stop beside it; no lift naming it) by a truck `point` is not planned for, that stood, at its
     turn, within reach of a point of its own route? Then it was that truck's stop there
     (or beside it), and says nothing about `point`: the plan chooses between the
     candidates its fixes leave."""

@@ -211,6 +211,15 @@ class VisitParams:
     # where the truck stood. Beside a point, its fixes drifted off it: as sure as a
     # crossing (the point is the likeliest place, not the only one).
     drift_road_halfwidth_m: float = 10.0
+    # A stay no longer than serving the point takes — this many times its minimum
+    # dwell (half the service time by default), plus a minute of measuring — whose
+    # truck came from the point or left toward it (a fix just before or after it lies
+    # this many accuracies nearer the point than the stay): the truck stood at the
+    # point, its fixes drifted (``drift_crossing_confidence``). A truck idling across
+    # the street comes and goes along its own street, and waits longer than a service.
+    drift_service_dwells: float = 2.0
+    drift_service_slack_s: float = 60.0
+    drift_toward_accuracies: float = 1.0
     # Leaving a stop beside a point, a fix this many accuracies nearer the point than the
     # stop is the truck driving toward it, not noise (see ``_passes``).
     came_toward_accuracies: float = 3.0
@@ -242,6 +251,24 @@ class SiteIndex:
 
     def get(self, kind: SiteKind, site_id: str) -> Site | None:
         return self.by_key.get((kind, site_id))
+
+    def at(self, lat: float, lon: float, *, accuracy_m: float = 0.0) -> Site | None:
+        """The site whose fence, widened by the fix's accuracy (at most its own radius),
+        holds one fix: the nearest, stations and depots before points (the live map's
+        status at a glance; visits are decided on stays, not single fixes)."""
+        x, y = self.proj.xy(lat, lon)
+        best: tuple[int, float, Site] | None = None
+        for ps in self.grid.near(x, y, self.max_radius_m + min(accuracy_m, self.max_radius_m)):
+            d = math.hypot(ps.x - x, ps.y - y)
+            if d > ps.site.radius_m + min(accuracy_m, ps.site.radius_m):
+                continue
+            key = (_AT_RANK[ps.site.kind], d, ps.site)
+            if best is None or key[:2] < best[:2]:
+                best = key
+        return best[2] if best else None
+
+
+_AT_RANK: dict[str, int] = {"station": 0, "depot": 1, "point": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,10 +526,15 @@ def _match(
         stay.distance_m, stay.site = best[0], best[1]
 
 
+def _accuracy(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
+    """The median reported accuracy of the stay's fixes (σ of one fix)."""
+    accs = [a for k in stay.idx if (a := track[k].accuracy_m) is not None]
+    return median(accs) if accs else p.default_accuracy_m
+
+
 def _median_margin(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
     """How far the stay's median may lie from where the truck stood (2 standard errors)."""
-    accs = [a for k in stay.idx if (a := track[k].accuracy_m) is not None]
-    acc = median(accs) if accs else p.default_accuracy_m
+    acc = _accuracy(stay, track, p)
     return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx))))
 
 
@@ -554,7 +586,9 @@ def _match_drifted(
 
     - it runs straight on into (or out of) a stay in the fence: ``drift_confidence``;
     - the track crossed the inner half of the fence on the way into or out of it, or
-      the stay lies off every road, where no truck stands: ``drift_crossing_confidence``.
+      the stay lies off every road, where no truck stands, or it lasted no longer than a
+      service there and the truck came to it from the point or left toward it
+      (``_served_beside``): ``drift_crossing_confidence``.
 
     A truck that stands on the street across from the point, and whose track never
     entered the fence, stays unmatched."""
@@ -608,6 +642,41 @@ def _match_drifted(
     if sites.roads is not None and not on_road:
         stay.site, stay.distance_m = near[0][1].site, near[0][0]
         stay.confidence = p.drift_crossing_confidence
+        return
+    for d, ps in near:
+        if _served_beside(stay, ps, d, track, ts, xs, ys, p):
+            stay.site, stay.distance_m = ps.site, d
+            stay.confidence = p.drift_crossing_confidence
+            return
+
+
+def _served_beside(
+    stay: _Stay,
+    ps: _PSite,
+    d: float,
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> bool:
+    """Does a stay `d` m from the point look like its service with the fixes drifted:
+    no longer than a service there, and the truck came to it from the point's side or
+    left it toward the point (the fix just before or after it, seen within
+    ``pass_max_gap_s``, lies ``drift_toward_accuracies`` nearer the point than the stay)?
+    A truck idling across the street waits longer, and comes and goes along its own
+    street, so its neighbouring fixes lie as far from the point as it, or farther."""
+    longest = p.drift_service_dwells * ps.site.min_dwell_s + p.drift_service_slack_s
+    if stay.departed - stay.arrived > longest:
+        return False
+    first, last = stay.idx[0], stay.idx[-1]
+    nearer = d - p.drift_toward_accuracies * _accuracy(stay, track, p)
+    return any(
+        0 <= k < len(ts)
+        and abs(ts[k] - ts[edge]) <= p.pass_max_gap_s
+        and math.hypot(xs[k] - ps.x, ys[k] - ps.y) < nearer
+        for k, edge in ((first - 1, first), (last + 1, last))
+    )
 
 
 def _drove_through(

@@ -83,10 +83,12 @@ SELECT 'depot', depot_id, district_id, lat, lon, %(depot_radius_m)s FROM depot W
 
 def sites(
     conn: psycopg.Connection, *, station_radius_m: float, depot_radius_m: float
-) -> list[tuple[Any, ...]]:
-    return conn.execute(
-        SITES_SQL, {"station_radius_m": station_radius_m, "depot_radius_m": depot_radius_m}
-    ).fetchall()
+) -> list[dict[str, Any]]:
+    """Every active site: kind, site_id, district_id, lat, lon, radius_m."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            SITES_SQL, {"station_radius_m": station_radius_m, "depot_radius_m": depot_radius_m}
+        ).fetchall()
 
 
 def storage_policies(conn: psycopg.Connection) -> StoragePolicies:

@@ -21,31 +21,31 @@ import anyio
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from fleet.alerts.visits import Site, SiteIndex
 from fleet.positions import repo
 from fleet.positions.models import LatestPosition
-from fleet.positions.status import (
-    DEPOT_RADIUS_M,
-    STATION_RADIUS_M,
-    Site,
-    SiteIndex,
-    classify,
-)
+from fleet.positions.status import DEPOT_RADIUS_M, STATION_RADIUS_M, classify
 
 log = logging.getLogger(__name__)
 SITES_MAX_AGE_S = 60.0
 SUBSCRIBER_QUEUE = 100  # updates a slow client may fall behind before it is resynced
 
 
+NO_SITES = SiteIndex(())
+
+
 class SiteCache:
-    """The site index, rebuilt from the database at most once a minute."""
+    """Each district's site index (one projection per district: districts may lie in
+    different cities), rebuilt from the database at most once a minute."""
 
     def __init__(self, max_age_s: float = SITES_MAX_AGE_S) -> None:
-        self._index = SiteIndex(())
+        self._index: dict[str, SiteIndex] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         self.max_age_s = max_age_s
 
-    def get(self, conn: psycopg.Connection) -> SiteIndex:
+    def get(self, conn: psycopg.Connection) -> dict[str, SiteIndex]:
+        """District id -> its site index."""
         if time.monotonic() - self._loaded_at < self.max_age_s:
             return self._index
         with self._lock:
@@ -53,7 +53,17 @@ class SiteCache:
                 rows = repo.sites(
                     conn, station_radius_m=STATION_RADIUS_M, depot_radius_m=DEPOT_RADIUS_M
                 )
-                self._index = SiteIndex(Site(*row) for row in rows)
+                points: dict[str, list[Site]] = {}
+                shared: list[Site] = []  # stations and depots: trucks may cross lines
+                for row in rows:
+                    site = Site(row["kind"], row["site_id"], row["lat"], row["lon"],
+                                row["radius_m"], min_dwell_s=0.0)  # fmt: skip
+                    points.setdefault(row["district_id"], [])
+                    if site.kind == "point":
+                        points[row["district_id"]].append(site)
+                    else:
+                        shared.append(site)
+                self._index = {d: SiteIndex(own + shared) for d, own in points.items()}
                 self._loaded_at = time.monotonic()
         return self._index
 
@@ -77,7 +87,7 @@ def latest_positions(
             accuracy_m=row["accuracy_m"],
             now=now,
             offline_after_s=offline_after_s,
-            sites=index,
+            sites=index.get(row["district_id"], NO_SITES),
         )
         age = (now - row["recorded_at"]).total_seconds() if row["recorded_at"] else None
         del row["depot_id"]

@@ -183,6 +183,47 @@ def test_stop_on_the_street_across_from_the_point_is_not_a_drifted_stay() -> Non
     assert [a.kind for a in alerts if a.point_id == "P2" and a.kind == "drive_by"] == []
 
 
+def came_along_p2s_street_then_stood_on_the_parallel_one(stood_s: float) -> Track:
+    """In along P2's street (its last fix 30 m short of P2), then `stood_s` with every
+    fix 50 m north of P2, on the parallel street where a truck can stand."""
+    t = Track(at("06:00"), x=-500, noise_m=5, accuracy_m=10, seed=11).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(370, 0, 30).drive(400, 0, 10)
+    t.stay(stood_s, off=(0, 50))
+    return t
+
+
+@pytest.mark.parametrize("stood_s", [130.0, 240.0])
+def test_service_length_stop_beside_the_point_it_came_to_is_unverifiable_not_missed(
+    stood_s: float,
+) -> None:
+    """At P2's turn the truck drives up to P2 and stands there as long as a service, its
+    fixes (and the first one driving on) 50 m north on the parallel street: the track
+    came from the point, so P2 is unverifiable (drifted), never missed or driven past."""
+    t = came_along_p2s_street_then_stood_on_the_parallel_one(stood_s)
+    first_away = len(t.fixes)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    fixes = displaced(t.fixes, first_away, 0, 50)
+    day = truck_day("T1", fixes, sites=SITES_ROADS)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.reason, v.evidence["basis"]) == ("unverifiable",) + ("drifted_stay",) * 2, v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+    assert verdicts["P3"].status == "cleared"
+
+
+def test_idling_8_minutes_beside_the_point_it_came_to_is_missed() -> None:
+    """The same approach, then 8 minutes on the parallel street 50 m from P2 and away west
+    along it: longer than a service there, a truck waiting, so P2 is missed (not
+    visited), and not driven past."""
+    t = came_along_p2s_street_then_stood_on_the_parallel_one(480)
+    t.drive(-500, 50, 30).drive(-500, 0, 30).stay(600)
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "not_visited")
+    assert [a.kind for a in alerts if a.point_id == "P2" and a.kind == "drive_by"] == []
+
+
 def test_drifted_stop_then_the_next_point_80_m_on_stay_apart() -> None:
     """P2 served 130 s with its fixes 58 m south (off the roads), then the truck drives on
     to N, 80 m east: the drifted stop is P2's (unverifiable), not merged into N's stay."""

@@ -276,3 +276,16 @@ def test_turning_round_at_the_point_is_a_pass_with_the_roads() -> None:
             v.kind == "pass" and v.site_id == "P2" for v in detect("T1", t.fixes, [], sites).visits
         )
     assert seen >= 27
+
+
+def test_the_site_at_one_fix_is_the_nearest_fence_stations_first_accuracy_capped() -> None:
+    """One fix: the nearest fence holding it; a station before a point both hold; the
+    fix's accuracy widens a fence by at most its own radius."""
+    near_s1 = site("point", "N", 830, 0, radius_m=30)
+    sites = SiteIndex([P1, P2, S1, D1, near_s1])
+    assert sites.at(*latlon(10, 0)) is P1
+    assert sites.at(*latlon(400, 45)) is None
+    assert sites.at(*latlon(400, 45), accuracy_m=20) is P2
+    assert sites.at(*latlon(400, 70), accuracy_m=100) is None  # 30 m + at most 30 m
+    assert sites.at(*latlon(840, 0)) is S1  # inside N too, nearer N: the station wins
+    assert sites.at(*latlon(-500, 0)) is D1
