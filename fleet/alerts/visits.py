@@ -418,6 +418,21 @@ def _stays(
     p: VisitParams,
     first_member: int = 0,
 ) -> list[_Stay]:
+    groups, tail_pending = _stay_groups(track, ts, xs, ys, stopped, p, first_member)
+    return [_stay_of(idx, track, ts, xs, ys, p, tail_pending) for idx in groups]
+
+
+def _stay_groups(
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    stopped: list[bool],
+    p: VisitParams,
+    first_member: int,
+) -> tuple[list[list[int]], bool]:
+    """The fixes of each stay, in order; and whether the newest fix, far off, may be noise
+    that the next fix will tell (the last stay then stays open)."""
     n = len(track)
     groups: list[list[int]] = []
     cur: list[int] = []
@@ -479,32 +494,40 @@ def _stays(
         i += 1
     if cur:
         groups.append(cur)
+    return groups, tail_pending
 
-    stays = []
-    for idx in groups:
-        first, last = idx[0], idx[-1]
-        arrived = ts[first]
-        if first > 0:
-            arrived -= min(ts[first] - ts[first - 1], p.edge_cap_s) / 2
-        departed = ts[last]
-        is_open = last == n - 1 or (tail_pending and last == n - 2)
-        end_seen = not is_open and ts[last + 1] - ts[last] <= p.max_gap_s
-        if not is_open:
-            departed += min(ts[last + 1] - ts[last], p.edge_cap_s) / 2
-        speeds = [sp for k in idx if (sp := track[k].speed_kmh) is not None]
-        stays.append(
-            _Stay(
-                idx=idx,
-                arrived=arrived,
-                departed=departed,
-                is_open=is_open,
-                end_seen=end_seen,
-                x=median(xs[k] for k in idx),
-                y=median(ys[k] for k in idx),
-                max_speed=max(speeds) if speeds else None,
-            )
-        )
-    return stays
+
+def _stay_of(
+    idx: list[int],
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+    tail_pending: bool,
+) -> _Stay:
+    """One stay from its fixes; each end lies halfway to the fix beyond it (capped)."""
+    n = len(track)
+    first, last = idx[0], idx[-1]
+    arrived = ts[first]
+    if first > 0:
+        arrived -= min(ts[first] - ts[first - 1], p.edge_cap_s) / 2
+    departed = ts[last]
+    is_open = last == n - 1 or (tail_pending and last == n - 2)
+    end_seen = not is_open and ts[last + 1] - ts[last] <= p.max_gap_s
+    if not is_open:
+        departed += min(ts[last + 1] - ts[last], p.edge_cap_s) / 2
+    speeds = [sp for k in idx if (sp := track[k].speed_kmh) is not None]
+    return _Stay(
+        idx=idx,
+        arrived=arrived,
+        departed=departed,
+        is_open=is_open,
+        end_seen=end_seen,
+        x=median(xs[k] for k in idx),
+        y=median(ys[k] for k in idx),
+        max_speed=max(speeds) if speeds else None,
+    )
 
 
 def _match(
@@ -728,6 +751,17 @@ def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
     return out
 
 
+@dataclass(slots=True)
+class _FenceRun:
+    """Consecutive track segments that come within a point's reach."""
+
+    first_seg: int
+    last_seg: int
+    closest_m: float
+    closest_at: float  # when the track was closest to the point
+    max_speed: float  # -1 when no fix gave a speed
+
+
 def _passes(
     truck_id: str,
     track: list[Fix],
@@ -739,11 +773,63 @@ def _passes(
     sites: SiteIndex,
     p: VisitParams,
 ) -> list[Visit]:
-    n = len(track)
+    stays_at: dict[Site, list[_Stay]] = {}
+    for stay in stays:
+        if stay.site is not None:
+            stays_at.setdefault(stay.site, []).append(stay)
+    tz = track[0].at.tzinfo if track else None
+    out = []
+    for site, site_runs in _fence_runs(track, ts, xs, ys, stopped, sites, p).items():
+        sx, sy = sites.proj.xy(site.lat, site.lon)
+        for run in site_runs:
+            settled = _settled_beyond(site, sx, sy, run, ts, xs, ys, p)
+            if settled is None:
+                continue
+            settled_at, settled_k = settled
+            if _stay_explains(
+                site, sx, sy, run, settled_at, settled_k, stays, stays_at, ts, xs, ys, p
+            ):
+                continue
+            on_road = (
+                None
+                if sites.roads is None
+                else _road_passes(
+                    sites.roads, site, sx, sy, run.first_seg, settled_k, track, ts, xs, ys, p
+                )
+            )
+            if on_road is False or (on_road is None and run.closest_m > site.radius_m):
+                continue  # the road skirts the fence; or, on the fixes alone, they never entered it
+            when = datetime.fromtimestamp(run.closest_at, tz)
+            out.append(
+                Visit(
+                    truck_id=truck_id,
+                    kind="pass",
+                    site_kind=site.kind,
+                    site_id=site.site_id,
+                    arrived_at=when,
+                    departed_at=when,
+                    dwell_s=0.0,
+                    fixes=run.last_seg - run.first_seg + 2,
+                    distance_m=round(run.closest_m, 1),
+                    speed_kmh=None if run.max_speed < 0 else run.max_speed,
+                )
+            )
+    return out
+
+
+def _fence_runs(
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    stopped: list[bool],
+    sites: SiteIndex,
+    p: VisitParams,
+) -> dict[Site, list[_FenceRun]]:
+    """Per point, the runs of moving segments that come within its fence plus the margin."""
     reach = sites.max_radius_m + p.pass_margin_m
-    # site -> list of [first_seg, last_seg, best_d, best_t, max_speed]
-    runs: dict[Site, list[list[float]]] = {}
-    for i in range(n - 1):
+    runs: dict[Site, list[_FenceRun]] = {}
+    for i in range(len(track) - 1):
         if ts[i + 1] - ts[i] > p.pass_max_gap_s or (stopped[i] and stopped[i + 1]):
             continue
         ax, ay, bx, by = xs[i], ys[i], xs[i + 1], ys[i + 1]
@@ -762,104 +848,96 @@ def _passes(
             speeds = [s for s in (track[i].speed_kmh, track[i + 1].speed_kmh) if s is not None]
             speed = max(speeds) if speeds else -1.0
             site_runs = runs.setdefault(site, [])
-            if site_runs and site_runs[-1][1] == i - 1:
+            if site_runs and site_runs[-1].last_seg == i - 1:
                 run = site_runs[-1]
-                run[1] = i
-                if d < run[2]:
-                    run[2], run[3] = d, at
-                run[4] = max(run[4], speed)
+                run.last_seg = i
+                if d < run.closest_m:
+                    run.closest_m, run.closest_at = d, at
+                run.max_speed = max(run.max_speed, speed)
             else:
-                site_runs.append([i, i, d, at, speed])
+                site_runs.append(_FenceRun(i, i, d, at, speed))
+    return runs
 
-    stays_at: dict[Site, list[_Stay]] = {}
-    for stay in stays:
-        if stay.site is not None:
-            stays_at.setdefault(stay.site, []).append(stay)
-    tz = track[0].at.tzinfo if track else None
-    out = []
-    for site, site_runs in runs.items():
-        sx, sy = sites.proj.xy(site.lat, site.lon)
-        for first_seg, last_seg, d, at, speed in site_runs:
-            start = ts[int(first_seg)]
-            # Final once a later fix, settled in time, lies clearly beyond the fence, and
-            # the truck was seen all the way there: no silence on the way long enough to
-            # hide a stop that would have served the point (dropped fixes as a truck
-            # parks, its terminal then reporting once a minute, hide none).
-            hides_stop_s = max(p.pass_max_gap_s, site.min_dwell_s)
-            settled_at = None
-            settled_k = -1
-            for k in range(int(last_seg) + 1, n):
-                if ts[k] - ts[k - 1] >= hides_stop_s:
-                    break
-                if ts[k] >= at + p.pass_settle_s and (
-                    math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m
-                ):
-                    settled_at, settled_k = ts[k], k
-                    break
-            if settled_at is None:
-                continue
-            adj = p.pass_stay_adjacent_s
-            if any(
-                s.arrived - adj <= settled_at and start <= s.departed + adj
-                for s in stays_at.get(site, ())
-            ):
-                continue
-            # The approach to a stop beside the point (drifted fixes, or a truck standing
-            # across the street) — one in no fence, or a drifted stay that another point
-            # was matched to: not a drive-by; the stay says what happened.
-            if any(
-                (s.site is None or s.confidence < 1.0)
-                and s.site is not site
-                and start <= s.arrived <= settled_at + adj
-                and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
-                for s in stays
-            ):
-                continue
-            # The way into or out of a stop beside the point (a truck idling across the
-            # street, serving a neighbour, or its fixes drifted), or a moving fix in the
-            # middle of it: a pass only if a fix on the way lay on the point's side of the
-            # stop, clear of the point — it came or went by way of the point, not back or
-            # aside (noise on a truck pulling away from 45 m off brings a fix or two near
-            # the point) — or came nearer the point than the stop by more than noise
-            # explains (a truck that left a neighbour, turned round at the point and came
-            # back past the junction has no fix beyond it).
-            toward_m = p.came_toward_accuracies * p.default_accuracy_m
-            if any(
-                s.site is not site
-                and s.arrived - adj <= start <= s.departed + adj
-                and (d_stay := math.hypot(s.x - sx, s.y - sy)) <= site.radius_m + p.drift_reach_m
-                and not _went_past(
-                    s, sx, sy, site.radius_m + p.pass_margin_m, xs, ys, int(first_seg), settled_k
-                )
-                and not _came_toward(sx, sy, d_stay - toward_m, xs, ys, int(first_seg), settled_k)
-                for s in stays
-            ):
-                continue
-            on_road = (
-                None
-                if sites.roads is None
-                else _road_passes(
-                    sites.roads, site, sx, sy, int(first_seg), settled_k, track, ts, xs, ys, p
-                )
-            )
-            if on_road is False or (on_road is None and d > site.radius_m):
-                continue  # the road skirts the fence; or, on the fixes alone, they never entered it
-            when = datetime.fromtimestamp(at, tz)
-            out.append(
-                Visit(
-                    truck_id=truck_id,
-                    kind="pass",
-                    site_kind=site.kind,
-                    site_id=site.site_id,
-                    arrived_at=when,
-                    departed_at=when,
-                    dwell_s=0.0,
-                    fixes=int(last_seg - first_seg) + 2,
-                    distance_m=round(d, 1),
-                    speed_kmh=None if speed < 0 else speed,
-                )
-            )
-    return out
+
+def _settled_beyond(
+    site: Site,
+    sx: float,
+    sy: float,
+    run: _FenceRun,
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> tuple[float, int] | None:
+    """When (and at which fix) the truck lay clearly beyond the fence after the run.
+
+    A pass is final once a later fix, settled in time, lies clearly beyond the fence, and
+    the truck was seen all the way there: no silence on the way long enough to hide a
+    stop that would have served the point (dropped fixes as a truck parks, its terminal
+    then reporting once a minute, hide none). None while that has not happened.
+    """
+    hides_stop_s = max(p.pass_max_gap_s, site.min_dwell_s)
+    for k in range(run.last_seg + 1, len(ts)):
+        if ts[k] - ts[k - 1] >= hides_stop_s:
+            return None
+        if ts[k] >= run.closest_at + p.pass_settle_s and (
+            math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m
+        ):
+            return ts[k], k
+    return None
+
+
+def _stay_explains(
+    site: Site,
+    sx: float,
+    sy: float,
+    run: _FenceRun,
+    settled_at: float,
+    settled_k: int,
+    stays: list[_Stay],
+    stays_at: Mapping[Site, list[_Stay]],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> bool:
+    """Is the run the way into or out of a stay, so that the stay says what happened?"""
+    start = ts[run.first_seg]
+    adj = p.pass_stay_adjacent_s
+    if any(
+        s.arrived - adj <= settled_at and start <= s.departed + adj for s in stays_at.get(site, ())
+    ):
+        return True
+    # The approach to a stop beside the point (drifted fixes, or a truck standing
+    # across the street) — one in no fence, or a drifted stay that another point
+    # was matched to: not a drive-by; the stay says what happened.
+    if any(
+        (s.site is None or s.confidence < 1.0)
+        and s.site is not site
+        and start <= s.arrived <= settled_at + adj
+        and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+        for s in stays
+    ):
+        return True
+    # The way into or out of a stop beside the point (a truck idling across the
+    # street, serving a neighbour, or its fixes drifted), or a moving fix in the
+    # middle of it: a pass only if a fix on the way lay on the point's side of the
+    # stop, clear of the point — it came or went by way of the point, not back or
+    # aside (noise on a truck pulling away from 45 m off brings a fix or two near
+    # the point) — or came nearer the point than the stop by more than noise
+    # explains (a truck that left a neighbour, turned round at the point and came
+    # back past the junction has no fix beyond it).
+    toward_m = p.came_toward_accuracies * p.default_accuracy_m
+    return any(
+        s.site is not site
+        and s.arrived - adj <= start <= s.departed + adj
+        and (d_stay := math.hypot(s.x - sx, s.y - sy)) <= site.radius_m + p.drift_reach_m
+        and not _went_past(
+            s, sx, sy, site.radius_m + p.pass_margin_m, xs, ys, run.first_seg, settled_k
+        )
+        and not _came_toward(sx, sy, d_stay - toward_m, xs, ys, run.first_seg, settled_k)
+        for s in stays
+    )
 
 
 def _came_toward(

@@ -134,8 +134,16 @@ def replace_detection(
         "DELETE FROM track_gap WHERE truck_id = %s AND service_date = %s AND start_at >= %s",
         (truck_id, service_date, gaps_from),
     )
-    keep = [v for v in visits if v.arrived_at >= replace_from]
-    if keep:
+    _insert_visits(
+        conn, truck_id, service_date, [v for v in visits if v.arrived_at >= replace_from]
+    )
+    _insert_gaps(conn, truck_id, service_date, [g for g in gaps if g.start_at >= gaps_from])
+
+
+def _insert_visits(
+    conn: psycopg.Connection, truck_id: str, service_date: date, visits: Sequence[Visit]
+) -> None:
+    if visits:
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO visit (truck_id, service_date, kind, site_kind, site_id, arrived_at,
@@ -169,11 +177,15 @@ def replace_detection(
                         v.lat,
                         v.lon,
                     )
-                    for v in keep
+                    for v in visits
                 ],
             )
-    keep_gaps = [g for g in gaps if g.start_at >= gaps_from]
-    if keep_gaps:
+
+
+def _insert_gaps(
+    conn: psycopg.Connection, truck_id: str, service_date: date, gaps: Sequence[Gap]
+) -> None:
+    if gaps:
         with conn.cursor() as cur:
             cur.executemany(
                 """INSERT INTO track_gap (truck_id, service_date, start_at, end_at,
@@ -194,7 +206,7 @@ def replace_detection(
                         g.end_lon,
                         g.cadence_s,
                     )
-                    for g in keep_gaps
+                    for g in gaps
                 ],
             )
 
