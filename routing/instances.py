@@ -317,13 +317,45 @@ def read_kim(
     """
     path = Path(path)
     lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    capacity, day_cap, _max_stops, lunch_s, speed_mph = _kim_header(lines)
+    rows = _kim_rows(lines[6:])
+    xy = np.array([[r["x"], r["y"]] for r in rows])
+    feet = np.abs(xy[:, None, 0] - xy[None, :, 0]) + np.abs(xy[:, None, 1] - xy[None, :, 1])
+    metres = feet * FEET_M
+    seconds = feet / 5280.0 / speed_mph * 3600.0
+    depot_idx = next(i for i, r in enumerate(rows) if r["type"] == 0)
+    station_idx = _kim_landfills(rows)
+    points = _kim_stops(rows)
+    if n_trucks is None:
+        n_trucks = _kim_fleet(rows, depot_idx, station_idx, seconds, capacity, day_cap, lunch_s)
+    trucks = _kim_trucks(n_trucks, rows[depot_idx], capacity, day_cap, lunch_s)
+    name = path.stem
+    problem = _problem_from_xy(name, xy, metres, seconds, depot_idx, points, station_idx, trucks)
+    bks = None
+    for row in _bks_rows(path, bks_csv):
+        if row["instance"] == name:
+            bks = float(row["bks"])
+    return Instance(
+        name,
+        "wcvrptw",
+        problem,
+        bks,
+        "kim2006-miles" if bks else "",
+        unit_per_m=1.0 / MILE_M,
+        notes=f"{n_trucks} trucks; route max stops/day not modelled (never binding)",
+    )
 
-    def head(i: int) -> float:
-        return float(re.split(r"[\s/]+", lines[i].strip())[0])
 
-    capacity, day_cap, _max_stops, lunch_s, speed_mph = (head(i) for i in range(5))
-    rows = []
-    for ln in lines[6:]:
+def _kim_header(lines: list[str]) -> tuple[float, ...]:
+    """Vehicle capacity, daily yardage, max stops, lunch (s), speed (mph): the first
+    figure of each of the first five lines."""
+    return tuple(float(re.split(r"[\s/]+", lines[i].strip())[0]) for i in range(5))
+
+
+def _kim_rows(lines: list[str]) -> list[dict[str, float]]:
+    """The stop table; short or unreadable lines are skipped."""
+    rows: list[dict[str, float]] = []
+    for ln in lines:
         parts = ln.split()
         if len(parts) < 8:
             continue
@@ -342,13 +374,12 @@ def read_kim(
             )
         except ValueError:
             continue
-    xy = np.array([[r["x"], r["y"]] for r in rows])
-    feet = np.abs(xy[:, None, 0] - xy[None, :, 0]) + np.abs(xy[:, None, 1] - xy[None, :, 1])
-    metres = feet * FEET_M
-    seconds = feet / 5280.0 / speed_mph * 3600.0
-    depot_idx = next(i for i, r in enumerate(rows) if r["type"] == 0)
-    depot = rows[depot_idx]
-    station_idx = [
+    return rows
+
+
+def _kim_landfills(rows: list[dict[str, float]]) -> list[tuple[int, dict[str, float]]]:
+    """Type-2 rows as stations: open over their window, tipping for their service."""
+    return [
         (
             i,
             {
@@ -360,7 +391,11 @@ def read_kim(
         for i, r in enumerate(rows)
         if r["type"] == 2
     ]
-    points = [
+
+
+def _kim_stops(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Type-1 rows as collection points, their window on the service start."""
+    return [
         {
             "idx": i,
             "id": r["id"],
@@ -372,9 +407,13 @@ def read_kim(
         for i, r in enumerate(rows)
         if r["type"] == 1
     ]
-    if n_trucks is None:
-        n_trucks = _kim_fleet(rows, depot_idx, station_idx, seconds, capacity, day_cap, lunch_s)
-    trucks = [
+
+
+def _kim_trucks(
+    n_trucks: int, depot: dict[str, float], capacity: float, day_cap: float, lunch_s: float
+) -> list[Truck]:
+    """Identical trucks on the depot's window, lunch starting 11:00–12:00."""
+    return [
         Truck(
             f"V{v + 1}",
             capacity,
@@ -391,21 +430,6 @@ def read_kim(
         )
         for v in range(n_trucks)
     ]
-    name = path.stem
-    problem = _problem_from_xy(name, xy, metres, seconds, depot_idx, points, station_idx, trucks)
-    bks = None
-    for row in _bks_rows(path, bks_csv):
-        if row["instance"] == name:
-            bks = float(row["bks"])
-    return Instance(
-        name,
-        "wcvrptw",
-        problem,
-        bks,
-        "kim2006-miles" if bks else "",
-        unit_per_m=1.0 / MILE_M,
-        notes=f"{n_trucks} trucks; route max stops/day not modelled (never binding)",
-    )
 
 
 def _kim_fleet(
