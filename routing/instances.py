@@ -551,34 +551,74 @@ def synthetic_district(
     if blocks is None:
         blocks = max(6, int(math.sqrt(n_points) * 1.2))
     graph = synthetic_graph(blocks=blocks, seed=seed)
-    nodes = list(graph.nodes)
     arterial_nodes = [
-        n for n in nodes if (n // (blocks + 1)) % 4 == 0 or (n % (blocks + 1)) % 4 == 0
+        n for n in graph.nodes if (n // (blocks + 1)) % 4 == 0 or (n % (blocks + 1)) % 4 == 0
     ]
+    # One generator drawn in this order: depots, stations, points.
     depots = []
     for d in range(n_depots):
         n = rng.choice(arterial_nodes)
         depots.append(Depot(f"D{d + 1}", graph.nodes[n]["lat"], graph.nodes[n]["lon"]))
-    streams_main = frozenset({"other", "recyclable", "mixed"})
+    stations = _synthetic_stations(rng, graph, arterial_nodes, n_stations, kitchen_share > 0)
+    points = _synthetic_points(
+        rng, graph, blocks, n_points, kitchen_share, narrow_point_share, windows=windows
+    )
+    trucks = _synthetic_fleet(points, depots, n_trucks, breaks=breaks)
+    problem = build_problem(
+        points=points,
+        stations=stations,
+        depots=depots,
+        trucks=trucks,
+        graph=graph,
+        name=f"synthetic-{n_points}-{n_trucks}-s{seed}",
+    )
+    return problem, graph
+
+
+_MAIN_STREAMS = frozenset({"other", "recyclable", "mixed"})
+
+
+def _synthetic_stations(
+    rng: random.Random, graph: nx.DiGraph, arterial_nodes: list[int], n: int, kitchen: bool
+) -> list[Station]:
+    """Transfer stations beside arterial junctions; the first also takes kitchen waste
+    when the district has any."""
     stations = []
-    for s in range(n_stations):
-        n = rng.choice(arterial_nodes)
-        accepts = streams_main | {"kitchen"} if kitchen_share > 0 and s == 0 else streams_main
+    for s in range(n):
+        node = rng.choice(arterial_nodes)
+        accepts = _MAIN_STREAMS | {"kitchen"} if kitchen and s == 0 else _MAIN_STREAMS
         stations.append(
             Station(
                 f"S{s + 1}",
-                graph.nodes[n]["lat"] + rng.uniform(-1e-4, 1e-4),
-                graph.nodes[n]["lon"] + rng.uniform(-1e-4, 1e-4),
+                graph.nodes[node]["lat"] + rng.uniform(-1e-4, 1e-4),
+                graph.nodes[node]["lon"] + rng.uniform(-1e-4, 1e-4),
                 accepts,
                 opens_s=4 * 3600.0,
                 closes_s=22 * 3600.0,
                 tipping_time_s=600.0,
             )
         )
+    return stations
+
+
+def _synthetic_points(
+    rng: random.Random,
+    graph: nx.DiGraph,
+    blocks: int,
+    n: int,
+    kitchen_share: float,
+    narrow_point_share: float,
+    *,
+    windows: bool,
+) -> list[Point]:
+    """Collection points near junctions; 30% with a 2–4 h window when ``windows``,
+    the rest open 05:00–20:00."""
+    nodes = list(graph.nodes)
+    lats = [graph.nodes[node]["lat"] for node in nodes]
+    lat_span = max(lats) - min(lats)
     points = []
-    lat_span = max(graph.nodes[n]["lat"] for n in nodes) - min(graph.nodes[n]["lat"] for n in nodes)
-    for k in range(n_points):
-        n = rng.choice(nodes)
+    for k in range(n):
+        node = rng.choice(nodes)
         kitchen = rng.random() < kitchen_share
         if windows and rng.random() < 0.3:
             start = rng.choice([6, 7, 8, 9, 13, 14]) * 3600.0
@@ -588,8 +628,8 @@ def synthetic_district(
         points.append(
             Point(
                 f"P{k + 1:04d}",
-                graph.nodes[n]["lat"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
-                graph.nodes[n]["lon"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
+                graph.nodes[node]["lat"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
+                graph.nodes[node]["lon"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
                 "kitchen" if kitchen else rng.choice(["other", "other", "recyclable", "mixed"]),
                 float(rng.choice([150, 200, 300, 400, 600, 800])),
                 service_time_s=float(rng.choice([120, 180, 240, 300])),
@@ -600,9 +640,16 @@ def synthetic_district(
                 ),
             )
         )
-    trucks = []
-    # Fleet mix sized to the work: kitchen trucks for the kitchen points (they carry
-    # less), small trucks for the narrow-lane points, compactors for the rest.
+    return points
+
+
+def _synthetic_fleet(
+    points: list[Point], depots: list[Depot], n_trucks: int, *, breaks: bool
+) -> list[Truck]:
+    """A fleet mix sized to the work: kitchen trucks for the kitchen points (they carry
+    less), small trucks for the narrow-lane points, compactors for the rest; trucks
+    shared out over the depots in turn."""
+    n_points = len(points)
     n_kitchen_points = sum(1 for p in points if p.stream == "kitchen")
     n_narrow_points = sum(1 for p in points if p.access_class == "narrow")
     n_kitchen = (
@@ -615,14 +662,15 @@ def synthetic_district(
         if n_narrow_points and n_trucks - n_kitchen > 1
         else 0
     )
+    trucks = []
     for t in range(n_trucks):
         depot = depots[t % len(depots)].depot_id
         if t < n_kitchen:
             streams, cap, narrow = frozenset({"kitchen"}), 5000.0, False
         elif t < n_kitchen + n_small:
-            streams, cap, narrow = frozenset({"other", "recyclable", "mixed"}), 2000.0, True
+            streams, cap, narrow = _MAIN_STREAMS, 2000.0, True
         else:
-            streams, cap, narrow = streams_main, 8000.0, False
+            streams, cap, narrow = _MAIN_STREAMS, 8000.0, False
         trucks.append(
             Truck(
                 f"T{t + 1:02d}",
@@ -639,12 +687,4 @@ def synthetic_district(
                 can_enter_narrow=narrow,
             )
         )
-    problem = build_problem(
-        points=points,
-        stations=stations,
-        depots=depots,
-        trucks=trucks,
-        graph=graph,
-        name=f"synthetic-{n_points}-{n_trucks}-s{seed}",
-    )
-    return problem, graph
+    return trucks
