@@ -317,13 +317,45 @@ def read_kim(
     """
     path = Path(path)
     lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    capacity, day_cap, _max_stops, lunch_s, speed_mph = _kim_header(lines)
+    rows = _kim_rows(lines[6:])
+    xy = np.array([[r["x"], r["y"]] for r in rows])
+    feet = np.abs(xy[:, None, 0] - xy[None, :, 0]) + np.abs(xy[:, None, 1] - xy[None, :, 1])
+    metres = feet * FEET_M
+    seconds = feet / 5280.0 / speed_mph * 3600.0
+    depot_idx = next(i for i, r in enumerate(rows) if r["type"] == 0)
+    station_idx = _kim_landfills(rows)
+    points = _kim_stops(rows)
+    if n_trucks is None:
+        n_trucks = _kim_fleet(rows, depot_idx, station_idx, seconds, capacity, day_cap, lunch_s)
+    trucks = _kim_trucks(n_trucks, rows[depot_idx], capacity, day_cap, lunch_s)
+    name = path.stem
+    problem = _problem_from_xy(name, xy, metres, seconds, depot_idx, points, station_idx, trucks)
+    bks = None
+    for row in _bks_rows(path, bks_csv):
+        if row["instance"] == name:
+            bks = float(row["bks"])
+    return Instance(
+        name,
+        "wcvrptw",
+        problem,
+        bks,
+        "kim2006-miles" if bks else "",
+        unit_per_m=1.0 / MILE_M,
+        notes=f"{n_trucks} trucks; route max stops/day not modelled (never binding)",
+    )
 
-    def head(i: int) -> float:
-        return float(re.split(r"[\s/]+", lines[i].strip())[0])
 
-    capacity, day_cap, _max_stops, lunch_s, speed_mph = (head(i) for i in range(5))
-    rows = []
-    for ln in lines[6:]:
+def _kim_header(lines: list[str]) -> tuple[float, ...]:
+    """Vehicle capacity, daily yardage, max stops, lunch (s), speed (mph): the first
+    figure of each of the first five lines."""
+    return tuple(float(re.split(r"[\s/]+", lines[i].strip())[0]) for i in range(5))
+
+
+def _kim_rows(lines: list[str]) -> list[dict[str, float]]:
+    """The stop table; short or unreadable lines are skipped."""
+    rows: list[dict[str, float]] = []
+    for ln in lines:
         parts = ln.split()
         if len(parts) < 8:
             continue
@@ -342,13 +374,12 @@ def read_kim(
             )
         except ValueError:
             continue
-    xy = np.array([[r["x"], r["y"]] for r in rows])
-    feet = np.abs(xy[:, None, 0] - xy[None, :, 0]) + np.abs(xy[:, None, 1] - xy[None, :, 1])
-    metres = feet * FEET_M
-    seconds = feet / 5280.0 / speed_mph * 3600.0
-    depot_idx = next(i for i, r in enumerate(rows) if r["type"] == 0)
-    depot = rows[depot_idx]
-    station_idx = [
+    return rows
+
+
+def _kim_landfills(rows: list[dict[str, float]]) -> list[tuple[int, dict[str, float]]]:
+    """Type-2 rows as stations: open over their window, tipping for their service."""
+    return [
         (
             i,
             {
@@ -360,7 +391,11 @@ def read_kim(
         for i, r in enumerate(rows)
         if r["type"] == 2
     ]
-    points = [
+
+
+def _kim_stops(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Type-1 rows as collection points, their window on the service start."""
+    return [
         {
             "idx": i,
             "id": r["id"],
@@ -372,9 +407,13 @@ def read_kim(
         for i, r in enumerate(rows)
         if r["type"] == 1
     ]
-    if n_trucks is None:
-        n_trucks = _kim_fleet(rows, depot_idx, station_idx, seconds, capacity, day_cap, lunch_s)
-    trucks = [
+
+
+def _kim_trucks(
+    n_trucks: int, depot: dict[str, float], capacity: float, day_cap: float, lunch_s: float
+) -> list[Truck]:
+    """Identical trucks on the depot's window, lunch starting 11:00–12:00."""
+    return [
         Truck(
             f"V{v + 1}",
             capacity,
@@ -391,21 +430,6 @@ def read_kim(
         )
         for v in range(n_trucks)
     ]
-    name = path.stem
-    problem = _problem_from_xy(name, xy, metres, seconds, depot_idx, points, station_idx, trucks)
-    bks = None
-    for row in _bks_rows(path, bks_csv):
-        if row["instance"] == name:
-            bks = float(row["bks"])
-    return Instance(
-        name,
-        "wcvrptw",
-        problem,
-        bks,
-        "kim2006-miles" if bks else "",
-        unit_per_m=1.0 / MILE_M,
-        notes=f"{n_trucks} trucks; route max stops/day not modelled (never binding)",
-    )
 
 
 def _kim_fleet(
@@ -527,34 +551,74 @@ def synthetic_district(
     if blocks is None:
         blocks = max(6, int(math.sqrt(n_points) * 1.2))
     graph = synthetic_graph(blocks=blocks, seed=seed)
-    nodes = list(graph.nodes)
     arterial_nodes = [
-        n for n in nodes if (n // (blocks + 1)) % 4 == 0 or (n % (blocks + 1)) % 4 == 0
+        n for n in graph.nodes if (n // (blocks + 1)) % 4 == 0 or (n % (blocks + 1)) % 4 == 0
     ]
+    # One generator drawn in this order: depots, stations, points.
     depots = []
     for d in range(n_depots):
         n = rng.choice(arterial_nodes)
         depots.append(Depot(f"D{d + 1}", graph.nodes[n]["lat"], graph.nodes[n]["lon"]))
-    streams_main = frozenset({"other", "recyclable", "mixed"})
+    stations = _synthetic_stations(rng, graph, arterial_nodes, n_stations, kitchen_share > 0)
+    points = _synthetic_points(
+        rng, graph, blocks, n_points, kitchen_share, narrow_point_share, windows=windows
+    )
+    trucks = _synthetic_fleet(points, depots, n_trucks, breaks=breaks)
+    problem = build_problem(
+        points=points,
+        stations=stations,
+        depots=depots,
+        trucks=trucks,
+        graph=graph,
+        name=f"synthetic-{n_points}-{n_trucks}-s{seed}",
+    )
+    return problem, graph
+
+
+_MAIN_STREAMS = frozenset({"other", "recyclable", "mixed"})
+
+
+def _synthetic_stations(
+    rng: random.Random, graph: nx.DiGraph, arterial_nodes: list[int], n: int, kitchen: bool
+) -> list[Station]:
+    """Transfer stations beside arterial junctions; the first also takes kitchen waste
+    when the district has any."""
     stations = []
-    for s in range(n_stations):
-        n = rng.choice(arterial_nodes)
-        accepts = streams_main | {"kitchen"} if kitchen_share > 0 and s == 0 else streams_main
+    for s in range(n):
+        node = rng.choice(arterial_nodes)
+        accepts = _MAIN_STREAMS | {"kitchen"} if kitchen and s == 0 else _MAIN_STREAMS
         stations.append(
             Station(
                 f"S{s + 1}",
-                graph.nodes[n]["lat"] + rng.uniform(-1e-4, 1e-4),
-                graph.nodes[n]["lon"] + rng.uniform(-1e-4, 1e-4),
+                graph.nodes[node]["lat"] + rng.uniform(-1e-4, 1e-4),
+                graph.nodes[node]["lon"] + rng.uniform(-1e-4, 1e-4),
                 accepts,
                 opens_s=4 * 3600.0,
                 closes_s=22 * 3600.0,
                 tipping_time_s=600.0,
             )
         )
+    return stations
+
+
+def _synthetic_points(
+    rng: random.Random,
+    graph: nx.DiGraph,
+    blocks: int,
+    n: int,
+    kitchen_share: float,
+    narrow_point_share: float,
+    *,
+    windows: bool,
+) -> list[Point]:
+    """Collection points near junctions; 30% with a 2–4 h window when ``windows``,
+    the rest open 05:00–20:00."""
+    nodes = list(graph.nodes)
+    lats = [graph.nodes[node]["lat"] for node in nodes]
+    lat_span = max(lats) - min(lats)
     points = []
-    lat_span = max(graph.nodes[n]["lat"] for n in nodes) - min(graph.nodes[n]["lat"] for n in nodes)
-    for k in range(n_points):
-        n = rng.choice(nodes)
+    for k in range(n):
+        node = rng.choice(nodes)
         kitchen = rng.random() < kitchen_share
         if windows and rng.random() < 0.3:
             start = rng.choice([6, 7, 8, 9, 13, 14]) * 3600.0
@@ -564,8 +628,8 @@ def synthetic_district(
         points.append(
             Point(
                 f"P{k + 1:04d}",
-                graph.nodes[n]["lat"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
-                graph.nodes[n]["lon"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
+                graph.nodes[node]["lat"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
+                graph.nodes[node]["lon"] + rng.uniform(-0.02, 0.02) * lat_span / blocks,
                 "kitchen" if kitchen else rng.choice(["other", "other", "recyclable", "mixed"]),
                 float(rng.choice([150, 200, 300, 400, 600, 800])),
                 service_time_s=float(rng.choice([120, 180, 240, 300])),
@@ -576,9 +640,16 @@ def synthetic_district(
                 ),
             )
         )
-    trucks = []
-    # Fleet mix sized to the work: kitchen trucks for the kitchen points (they carry
-    # less), small trucks for the narrow-lane points, compactors for the rest.
+    return points
+
+
+def _synthetic_fleet(
+    points: list[Point], depots: list[Depot], n_trucks: int, *, breaks: bool
+) -> list[Truck]:
+    """A fleet mix sized to the work: kitchen trucks for the kitchen points (they carry
+    less), small trucks for the narrow-lane points, compactors for the rest; trucks
+    shared out over the depots in turn."""
+    n_points = len(points)
     n_kitchen_points = sum(1 for p in points if p.stream == "kitchen")
     n_narrow_points = sum(1 for p in points if p.access_class == "narrow")
     n_kitchen = (
@@ -591,14 +662,15 @@ def synthetic_district(
         if n_narrow_points and n_trucks - n_kitchen > 1
         else 0
     )
+    trucks = []
     for t in range(n_trucks):
         depot = depots[t % len(depots)].depot_id
         if t < n_kitchen:
             streams, cap, narrow = frozenset({"kitchen"}), 5000.0, False
         elif t < n_kitchen + n_small:
-            streams, cap, narrow = frozenset({"other", "recyclable", "mixed"}), 2000.0, True
+            streams, cap, narrow = _MAIN_STREAMS, 2000.0, True
         else:
-            streams, cap, narrow = streams_main, 8000.0, False
+            streams, cap, narrow = _MAIN_STREAMS, 8000.0, False
         trucks.append(
             Truck(
                 f"T{t + 1:02d}",
@@ -615,12 +687,4 @@ def synthetic_district(
                 can_enter_narrow=narrow,
             )
         )
-    problem = build_problem(
-        points=points,
-        stations=stations,
-        depots=depots,
-        trucks=trucks,
-        graph=graph,
-        name=f"synthetic-{n_points}-{n_trucks}-s{seed}",
-    )
-    return problem, graph
+    return trucks

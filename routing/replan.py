@@ -25,7 +25,7 @@ from routing.finish import best_station, make_plan, normalise
 from routing.matrix import TravelMatrix
 from routing.options import SolverOptions
 from routing.plan import Plan, Route, Stop
-from routing.problem import Point, Problem, depot_key, point_key, truck_key
+from routing.problem import Point, Problem, Truck, depot_key, point_key, truck_key
 from routing.schedule import Start, Visit, schedule_route
 
 
@@ -79,10 +79,61 @@ def replan(
     for tid in state_of:
         if tid not in problem.truck_index:
             raise ValueError(f"states: unknown truck {tid!r}")
-    missed = set(missed_point_ids)
-    routes = {r.truck_id: r for r in plan.routes}
+    done_prefix, done_points, day_load = _done_so_far(
+        problem, plan, state_of, set(missed_point_ids)
+    )
+    _check_new_points(problem, new_points)
 
-    # What is done stays done.
+    # The problem for the rest of the day: points not yet collected (missed ones and
+    # new ones included), live positions as extra locations.
+    all_points = [*problem.points, *new_points]
+    live_keys = {
+        tid: truck_key(tid)
+        for tid, s in state_of.items()
+        if s.available and s.completed_stops > 0 and tid in done_prefix
+    }
+    extra = {live_keys[tid]: (state_of[tid].lat, state_of[tid].lon) for tid in live_keys}
+    full = _with_locations(problem, all_points, extra, graph)
+    trucks = [
+        t for t in full.trucks if state_of.get(t.truck_id, TruckState(t.truck_id, 0, 0)).available
+    ]
+    rest = full.replace(
+        points=[p for p in all_points if p.point_id not in done_points],
+        trucks=trucks,
+        name=f"{problem.name}@{now_s:.0f}",
+    )
+    starts, breaks_done = _starts_now(trucks, state_of, live_keys, done_prefix, day_load, now_s)
+    options = SolverOptions(
+        starts=tuple(starts.items()),
+        breaks_done=frozenset(breaks_done),
+        max_points_per_solve=10**9,
+        solution_limit=solution_limit,
+    )
+    remaining_s = max(1.0, time_limit_s - (time.monotonic() - t0))
+    new_plan = solve(rest, time_limit_s=remaining_s, seed=seed, options=options)
+
+    out_routes, live_positions = _stitch(
+        full, new_plan, done_prefix, live_keys, starts, breaks_done, state_of, now_s
+    )
+    full = _without_history(full, state_of, done_prefix)
+    result = make_plan(
+        full,
+        out_routes,
+        list(new_plan.unassigned),
+        solve_time_s=time.monotonic() - t0,
+        seed=seed,
+        status=new_plan.stats.status,
+        notes=(f"re-planned at {now_s:.0f} s",),
+    )
+    return Replan(plan=result, problem=full, live_positions=live_positions)
+
+
+def _done_so_far(
+    problem: Problem, plan: Plan, state_of: Mapping[str, TruckState], missed: set[str]
+) -> tuple[dict[str, tuple[Stop, ...]], set[str], dict[str, float]]:
+    """What is done stays done: each truck's completed stops (missed points taken
+    out), the points collected, and each truck's load collected so far today."""
+    routes = {r.truck_id: r for r in plan.routes}
     done_prefix: dict[str, tuple[Stop, ...]] = {}
     done_points: set[str] = set()
     day_load: dict[str, float] = {}
@@ -98,9 +149,11 @@ def replan(
         pts = [s.ref_id for s in prefix if s.kind == "point" and s.ref_id is not None]
         done_points.update(p for p in pts if p not in missed)
         day_load[tid] = sum(problem.point(p).amount_kg for p in pts if p in problem.point_index)
+    return done_prefix, done_points, day_load
 
-    # The problem for the rest of the day: points not yet collected (missed ones and
-    # new ones included), live positions as extra locations.
+
+def _check_new_points(problem: Problem, new_points: Sequence[Point]) -> None:
+    """New points need ids of their own: not in the problem, not given twice."""
     known = {p.point_id for p in problem.points}
     dupes = [p.point_id for p in new_points if p.point_id in known]
     if dupes:
@@ -108,20 +161,19 @@ def replan(
     repeated = sorted(pid for pid, n in Counter(p.point_id for p in new_points).items() if n > 1)
     if repeated:
         raise ValueError(f"new_points: ids given more than once: {repeated[:5]}")
-    all_points = [*problem.points, *new_points]
-    remaining_points = [p for p in all_points if p.point_id not in done_points]
-    live_keys = {
-        tid: truck_key(tid)
-        for tid, s in state_of.items()
-        if s.available and s.completed_stops > 0 and tid in done_prefix
-    }
-    extra = {live_keys[tid]: (state_of[tid].lat, state_of[tid].lon) for tid in live_keys}
-    full = _with_locations(problem, all_points, extra, graph)
 
-    trucks = [
-        t for t in full.trucks if state_of.get(t.truck_id, TruckState(t.truck_id, 0, 0)).available
-    ]
-    rest = full.replace(points=remaining_points, trucks=trucks, name=f"{problem.name}@{now_s:.0f}")
+
+def _starts_now(
+    trucks: Sequence[Truck],
+    state_of: Mapping[str, TruckState],
+    live_keys: Mapping[str, str],
+    done_prefix: Mapping[str, tuple[Stop, ...]],
+    day_load: Mapping[str, float],
+    now_s: float,
+) -> tuple[dict[str, Start], set[str]]:
+    """Where each truck starts the rest of its day (its live position now, with its
+    load; a truck still at its depot leaves now at the earliest), and the trucks that
+    have had their break."""
     starts: dict[str, Start] = {}
     breaks_done: set[str] = set()
     for tid, key in live_keys.items():
@@ -138,20 +190,24 @@ def replan(
             breaks_done.add(tid)
     for t in trucks:
         if t.truck_id not in starts and now_s > t.shift_start_s:
-            # A truck still at its depot leaves now at the earliest.
             starts[t.truck_id] = Start(
                 key=depot_key(t.start_depot_id), ref_id=t.start_depot_id, earliest_s=now_s
             )
-    options = SolverOptions(
-        starts=tuple(starts.items()),
-        breaks_done=frozenset(breaks_done),
-        max_points_per_solve=10**9,
-        solution_limit=solution_limit,
-    )
-    remaining_s = max(1.0, time_limit_s - (time.monotonic() - t0))
-    new_plan = solve(rest, time_limit_s=remaining_s, seed=seed, options=options)
+    return starts, breaks_done
 
-    # Stitch: completed stops, then the new remainder (its live 'start' dropped).
+
+def _stitch(
+    full: Problem,
+    new_plan: Plan,
+    done_prefix: Mapping[str, tuple[Stop, ...]],
+    live_keys: Mapping[str, str],
+    starts: Mapping[str, Start],
+    breaks_done: set[str],
+    state_of: Mapping[str, TruckState],
+    now_s: float,
+) -> tuple[list[Route], dict[str, LivePosition]]:
+    """Each truck's day: its completed stops, then the new remainder (its live
+    'start' dropped; home if nothing is left), and the live position between them."""
     out_routes: list[Route] = []
     live_positions: dict[str, LivePosition] = {}
     new_routes = {r.truck_id: r for r in new_plan.routes}
@@ -188,9 +244,14 @@ def replan(
                 duration_s=round(stops[-1].arrival_s - stops[0].departure_s, 6),
             )
         )
-    unassigned = list(new_plan.unassigned)
-    # Points collected by trucks that are now out of service are history, not part
-    # of the day's remaining plan.
+    return out_routes, live_positions
+
+
+def _without_history(
+    full: Problem, state_of: Mapping[str, TruckState], done_prefix: Mapping[str, tuple[Stop, ...]]
+) -> Problem:
+    """Points collected by trucks that are now out of service are history, not part
+    of the day's remaining plan."""
     gone = {
         s.ref_id
         for tid, st in state_of.items()
@@ -198,26 +259,17 @@ def replan(
         for s in done_prefix.get(tid, ())
         if s.kind == "point" and s.ref_id is not None
     }
-    if gone:
-        full = Problem(
-            points=tuple(p for p in full.points if p.point_id not in gone),
-            stations=full.stations,
-            depots=full.depots,
-            trucks=full.trucks,
-            matrix=full.matrix,
-            matrix_no_narrow=full.matrix_no_narrow,
-            name=full.name,
-        )
-    result = make_plan(
-        full,
-        out_routes,
-        unassigned,
-        solve_time_s=time.monotonic() - t0,
-        seed=seed,
-        status=new_plan.stats.status,
-        notes=(f"re-planned at {now_s:.0f} s",),
+    if not gone:
+        return full
+    return Problem(
+        points=tuple(p for p in full.points if p.point_id not in gone),
+        stations=full.stations,
+        depots=full.depots,
+        trucks=full.trucks,
+        matrix=full.matrix,
+        matrix_no_narrow=full.matrix_no_narrow,
+        name=full.name,
     )
-    return Replan(plan=result, problem=full, live_positions=live_positions)
 
 
 def _without_missed(

@@ -29,6 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from routing.matrix import TravelMatrix
 from routing.plan import Route, Stop
 from routing.problem import Problem, Truck, depot_key, point_key, station_key
 
@@ -186,16 +187,12 @@ def _simulate(
     depart_s: float,
     break_leg: int | None,
 ) -> Schedule:
+    """Earliest-time schedule leaving at ``depart_s``, the break on leg ``break_leg``
+    (leg i ends at visit i, leg len(visits) at the end depot; None: no break). Every
+    stop is timed even past a violation; the first one broken is the reason."""
     matrix = problem.matrix_for(truck)
     end_key = depot_key(truck.end_depot_id)
-    has_stations = bool(problem.stations)
-    reason: str | None = None
-
-    def fail(r: str) -> None:
-        nonlocal reason
-        if reason is None:
-            reason = r
-
+    broken: list[str] = []
     t = max(depart_s, start.earliest_s)
     load = start.load_kg
     day_load = start.day_load_kg
@@ -203,93 +200,122 @@ def _simulate(
         Timed("start", start.ref_id, start.key, t, t, t, load, 0.0),
     ]
     if not start.fixed_time and t > truck.shift_end_s + EPS:
-        fail("shift")
+        broken.append("shift")
     prev_key = start.key
     distance = 0.0
     n = len(visits)
     for i in range(n + 1):
-        if i < n:
-            v = visits[i]
-            key = _visit_key(v)
-        else:
-            v = None
-            key = end_key
-        leg_m = matrix.distance(prev_key, key)
-        leg_s = matrix.duration(prev_key, key)
-        if not (math.isfinite(leg_m) and math.isfinite(leg_s)):
-            fail("unreachable")
-            leg_m = 0.0 if not math.isfinite(leg_m) else leg_m
-            leg_s = 0.0 if not math.isfinite(leg_s) else leg_s
+        v = visits[i] if i < n else None
+        key = _visit_key(v) if v is not None else end_key
+        leg_m, leg_s = _leg(matrix, prev_key, key, broken)
         distance += leg_m
-        # Earliest service start at the next stop.
-        ready = _ready_time(problem, v)
         arrival = t + leg_s
         if break_leg == i:
-            b = max(t, truck.break_earliest_s)
-            if b > truck.break_latest_s + EPS:
-                fail("shift")
-            b_end = b + truck.break_duration_s
+            lunch = _break_on_leg(truck, t, load, broken)
+            stops.append(lunch)
             # Drive until the break starts, then the rest after it.
-            driven_before = min(leg_s, max(0.0, b - t))
-            arrival = max(t + leg_s, b_end + (leg_s - driven_before))
-            stops.append(Timed("break", None, None, b, b, b_end, load, 0.0))
+            driven_before = min(leg_s, max(0.0, lunch.arrival_s - t))
+            arrival = max(t + leg_s, lunch.departure_s + (leg_s - driven_before))
         if v is None:
             stops.append(
-                Timed(
-                    "end",
-                    truck.end_depot_id,
-                    end_key,
-                    arrival,
-                    arrival,
-                    arrival,
-                    0.0 if not has_stations else load,
-                    leg_m,
-                )
+                _arrive_home(problem, truck, start, stops[0], arrival, load, leg_m, broken)
             )
-            if has_stations and load > EPS:
-                fail("capacity")
-            if not start.fixed_time and arrival > truck.shift_end_s + EPS:
-                fail("shift")
-            if arrival - stops[0].departure_s > truck.route_duration_limit_s + EPS:
-                fail("shift")
-            t = arrival
             break
-        service_start = max(arrival, ready)
         if v.kind == "point":
-            p = problem.point(v.ref_id)
-            if service_start > p.window_end_s + EPS:
-                fail("time_window")
-            load += p.amount_kg
-            day_load += p.amount_kg
-            if load > truck.capacity_kg + EPS:
-                fail("capacity")
-            if day_load > truck.day_load_limit_kg + EPS:
-                fail("capacity")
-            departure = service_start + p.service_time_s
-            stops.append(
-                Timed("point", v.ref_id, key, arrival, service_start, departure, load, leg_m)
+            served, day_load = _collect(
+                problem, truck, v, key, arrival, load, day_load, leg_m, broken
             )
         else:
-            s = problem.station(v.ref_id)
-            departure = service_start + s.tipping_time_s
-            if departure > s.closes_s + EPS:
-                fail("station_hours")
-            load = 0.0
-            stops.append(
-                Timed("station", v.ref_id, key, arrival, service_start, departure, load, leg_m)
-            )
-        t = departure
+            served = _unload(problem, v, key, arrival, leg_m, broken)
+        stops.append(served)
+        load = served.load_after_kg
+        t = served.departure_s
         prev_key = key
     duration = stops[-1].arrival_s - stops[0].departure_s
+    reason = broken[0] if broken else None
     return Schedule(reason is None, reason, tuple(stops), distance, duration)
 
 
-def _ready_time(problem: Problem, v: Visit | None) -> float:
-    if v is None:
-        return 0.0
-    if v.kind == "point":
-        return problem.point(v.ref_id).window_start_s
-    return problem.station(v.ref_id).opens_s
+def _leg(matrix: TravelMatrix, a: str, b: str, broken: list[str]) -> tuple[float, float]:
+    """Distance and duration from ``a`` to ``b``; an unreachable leg is broken and
+    counts what is finite of it."""
+    leg_m = matrix.distance(a, b)
+    leg_s = matrix.duration(a, b)
+    if not (math.isfinite(leg_m) and math.isfinite(leg_s)):
+        broken.append("unreachable")
+        leg_m = 0.0 if not math.isfinite(leg_m) else leg_m
+        leg_s = 0.0 if not math.isfinite(leg_s) else leg_s
+    return leg_m, leg_s
+
+
+def _break_on_leg(truck: Truck, leave_s: float, load: float, broken: list[str]) -> Timed:
+    """The break on a leg left at ``leave_s``: at its earliest start, not before."""
+    b = max(leave_s, truck.break_earliest_s)
+    if b > truck.break_latest_s + EPS:
+        broken.append("shift")
+    return Timed("break", None, None, b, b, b + truck.break_duration_s, load, 0.0)
+
+
+def _arrive_home(
+    problem: Problem,
+    truck: Truck,
+    start: Start,
+    first: Timed,
+    arrival: float,
+    load: float,
+    leg_m: float,
+    broken: list[str],
+) -> Timed:
+    """The end depot: empty if the district has stations, in the shift, within the
+    route's duration limit."""
+    has_stations = bool(problem.stations)
+    if has_stations and load > EPS:
+        broken.append("capacity")
+    if not start.fixed_time and arrival > truck.shift_end_s + EPS:
+        broken.append("shift")
+    if arrival - first.departure_s > truck.route_duration_limit_s + EPS:
+        broken.append("shift")
+    end_load = 0.0 if not has_stations else load
+    key = depot_key(truck.end_depot_id)
+    return Timed("end", truck.end_depot_id, key, arrival, arrival, arrival, end_load, leg_m)
+
+
+def _collect(
+    problem: Problem,
+    truck: Truck,
+    v: Visit,
+    key: str,
+    arrival: float,
+    load: float,
+    day_load: float,
+    leg_m: float,
+    broken: list[str],
+) -> tuple[Timed, float]:
+    """Service at a point from its window's start; the stop and the day's load after it."""
+    p = problem.point(v.ref_id)
+    service_start = max(arrival, p.window_start_s)
+    if service_start > p.window_end_s + EPS:
+        broken.append("time_window")
+    load += p.amount_kg
+    day_load += p.amount_kg
+    if load > truck.capacity_kg + EPS:
+        broken.append("capacity")
+    if day_load > truck.day_load_limit_kg + EPS:
+        broken.append("capacity")
+    departure = service_start + p.service_time_s
+    return Timed("point", v.ref_id, key, arrival, service_start, departure, load, leg_m), day_load
+
+
+def _unload(
+    problem: Problem, v: Visit, key: str, arrival: float, leg_m: float, broken: list[str]
+) -> Timed:
+    """Tipping at a station from its opening, done by its closing; the truck leaves empty."""
+    s = problem.station(v.ref_id)
+    service_start = max(arrival, s.opens_s)
+    departure = service_start + s.tipping_time_s
+    if departure > s.closes_s + EPS:
+        broken.append("station_hours")
+    return Timed("station", v.ref_id, key, arrival, service_start, departure, 0.0, leg_m)
 
 
 def fold_break(lo: int, hi: int, shift: tuple[int, int]) -> tuple[int, int] | None:

@@ -255,13 +255,48 @@ def _pack_trips(
     tight they have not been shown to do better there (docs/routing.md)."""
     problem = model.problem
     sk = station_key(station_id)
-    station = problem.station(station_id)
+    left_s, left_kg = _room_left(model, vs, sk)
+    assigned: dict[int, list[list[Point]]] = {v: [] for v in vs}
+    for trip in sorted(trips, key=lambda trip: (min(p.window_end_s for p in trip), _centre(trip))):
+        load = sum(p.amount_kg for p in trip)
+        fits = [v for v in vs if left_kg[v] >= load - 1e-9]
+        if not fits:
+            continue  # left for the search to place
+        timely = (
+            [v for v in fits if _day_holds(model, v, station_id, [*assigned[v], trip])]
+            if fill_days
+            else []
+        )
+        if timely:
+            v = min(
+                timely,
+                key=lambda x: (_extra_m(model, x, sk, trip, out=bool(assigned[x])), -left_s[x]),
+            )
+        else:
+            v = max(fits, key=lambda x: left_s[x])
+        assigned[v].append(trip)
+        left_s[v] -= _trip_time(problem, station_id, trip, problem.matrix_for(model.trucks[v]))
+        left_kg[v] -= load
+    out: dict[str, list[Visit]] = {}
+    for v, ts in assigned.items():
+        if not ts:
+            continue
+        truck = model.trucks[v]
+        start = model.start_of[v]
+        out[truck.truck_id] = _drop_late(
+            problem,
+            truck,
+            _day(station_id, ts),
+            start,
+            truck.truck_id in model.options.breaks_done,
+        )
+    return out
 
-    def trip_time(trip: list[Point], matrix: Any) -> float:
-        keys = [sk] + [point_key(p.point_id) for p in trip] + [sk]
-        travel = sum(matrix.duration(a, b) for a, b in itertools.pairwise(keys))
-        return travel + sum(p.service_time_s for p in trip) + station.tipping_time_s
 
+def _room_left(model: Model, vs: list[int], sk: str) -> tuple[dict[int, float], dict[int, float]]:
+    """Working time and daily load each truck has left for trips from the station:
+    its day less the break and the drives start → station → home."""
+    problem = model.problem
     left_s = {}
     left_kg = {}
     for v in vs:
@@ -275,63 +310,55 @@ def _pack_trips(
             - overhead
         )
         left_kg[v] = t.day_load_limit_kg - model.start_of[v].day_load_kg
+    return left_s, left_kg
 
-    def centre(trip: list[Point]) -> float:
-        return float(np.median([(p.window_start_s + p.window_end_s) / 2 for p in trip]))
 
-    def day(ts: list[list[Point]]) -> list[Visit]:
-        visits: list[Visit] = []
-        for trip in sorted(ts, key=centre):
-            visits.extend(Visit("point", p.point_id) for p in trip)
-            visits.append(Visit("station", station_id))
-        return visits
+def _trip_time(problem: Problem, station_id: str, trip: list[Point], matrix: Any) -> float:
+    """A trip from the station round its points and back, tipping included."""
+    sk = station_key(station_id)
+    keys = [sk] + [point_key(p.point_id) for p in trip] + [sk]
+    travel = sum(matrix.duration(a, b) for a, b in itertools.pairwise(keys))
+    return travel + sum(p.service_time_s for p in trip) + problem.station(station_id).tipping_time_s
 
-    def in_time(v: int, trip: list[Point]) -> bool:
-        truck = model.trucks[v]
-        sched = schedule_route(
-            problem,
-            truck,
-            day([*assigned[v], trip]),
-            start=model.start_of[v],
-            break_done=truck.truck_id in model.options.breaks_done,
-        )
-        return sched.feasible
 
-    def extra_m(v: int, trip: list[Point]) -> float:
-        matrix = problem.matrix_for(model.trucks[v])
-        ends = [point_key(trip[0].point_id), point_key(trip[-1].point_id)]
-        if assigned[v]:
-            return min(matrix.distance(sk, e) for e in ends)
-        home = depot_key(model.trucks[v].end_depot_id)
-        return min(matrix.distance(model.start_of[v].key, e) for e in ends) + matrix.distance(
-            sk, home
-        )
+def _centre(trip: list[Point]) -> float:
+    """The median middle of the trip's windows: when it is best driven."""
+    return float(np.median([(p.window_start_s + p.window_end_s) / 2 for p in trip]))
 
-    urgency = sorted(trips, key=lambda trip: (min(p.window_end_s for p in trip), centre(trip)))
-    assigned: dict[int, list[list[Point]]] = {v: [] for v in vs}
-    for trip in urgency:
-        load = sum(p.amount_kg for p in trip)
-        fits = [v for v in vs if left_kg[v] >= load - 1e-9]
-        if not fits:
-            continue  # left for the search to place
-        timely = [v for v in fits if in_time(v, trip)] if fill_days else []
-        if timely:
-            v = min(timely, key=lambda x: (extra_m(x, trip), -left_s[x]))
-        else:
-            v = max(fits, key=lambda x: left_s[x])
-        assigned[v].append(trip)
-        left_s[v] -= trip_time(trip, problem.matrix_for(model.trucks[v]))
-        left_kg[v] -= load
-    out: dict[str, list[Visit]] = {}
-    for v, ts in assigned.items():
-        if not ts:
-            continue
-        truck = model.trucks[v]
-        start = model.start_of[v]
-        out[truck.truck_id] = _drop_late(
-            problem, truck, day(ts), start, truck.truck_id in model.options.breaks_done
-        )
-    return out
+
+def _day(station_id: str, trips: list[list[Point]]) -> list[Visit]:
+    """A truck's day: its trips in order of their window centres, each ending at the
+    station."""
+    visits: list[Visit] = []
+    for trip in sorted(trips, key=_centre):
+        visits.extend(Visit("point", p.point_id) for p in trip)
+        visits.append(Visit("station", station_id))
+    return visits
+
+
+def _day_holds(model: Model, v: int, station_id: str, trips: list[list[Point]]) -> bool:
+    """Whether truck ``v`` can drive these trips in one day, windows and shift kept."""
+    truck = model.trucks[v]
+    sched = schedule_route(
+        model.problem,
+        truck,
+        _day(station_id, trips),
+        start=model.start_of[v],
+        break_done=truck.truck_id in model.options.breaks_done,
+    )
+    return sched.feasible
+
+
+def _extra_m(model: Model, v: int, sk: str, trip: list[Point], *, out: bool) -> float:
+    """The distance a trip adds to truck ``v``'s day: from the station to the trip if
+    the truck is already ``out``, else from its start to the trip and home from the
+    station."""
+    matrix = model.problem.matrix_for(model.trucks[v])
+    ends = [point_key(trip[0].point_id), point_key(trip[-1].point_id)]
+    if out:
+        return min(matrix.distance(sk, e) for e in ends)
+    home = depot_key(model.trucks[v].end_depot_id)
+    return min(matrix.distance(model.start_of[v].key, e) for e in ends) + matrix.distance(sk, home)
 
 
 def _drop_late(
