@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from fleet.roads import repo
 from routing.graph import NoPath, RoadPaths, RoadRow, graph_from_edges
 
 Coord = list[float]  # [lon, lat] as in GeoJSON
@@ -98,28 +99,11 @@ class NetworkCache:
         self._lock = threading.Lock()
 
     def get(self, conn: psycopg.Connection, district_id: str) -> RoadLines:
-        version = conn.execute(
-            "SELECT count(*), max(updated_at) FROM road WHERE district_id = %s", (district_id,)
-        ).fetchone()
-        key = tuple(version or ())
+        key = repo.roads_version(conn, district_id=district_id)
         cached = self._networks.get(district_id)
         if cached and cached[0] == key:
             return cached[1]
         with self._lock:
-            rows = conn.execute(
-                """SELECT from_node, to_node, speed_kmh, oneway, narrow, length_m, coordinates
-                   FROM road WHERE district_id = %s""",
-                (district_id,),
-            ).fetchall()
-            names = (
-                "from_node",
-                "to_node",
-                "speed_kmh",
-                "oneway",
-                "narrow",
-                "length_m",
-                "coordinates",
-            )
-            network = RoadLines(dict(zip(names, r, strict=True)) for r in rows)
+            network = RoadLines(repo.road_rows(conn, district_id=district_id))
             self._networks[district_id] = (key, network)
         return network

@@ -1,8 +1,12 @@
-"""GeoJSON built in SQL: one round trip, no per-feature Python objects."""
+"""SQL for roads: GeoJSON built in SQL (one round trip, no per-feature Python
+objects), and the rows a district's road network is built from."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
+from psycopg.rows import dict_row
 
 ROADS_SQL = """
 SELECT json_build_object(
@@ -59,3 +63,21 @@ def roads_geojson(conn: psycopg.Connection, *, districts: list[str] | None) -> s
 def sites_geojson(conn: psycopg.Connection, *, districts: list[str] | None) -> str:
     row = conn.execute(SITES_SQL, {"districts": districts}).fetchone()
     return str(row[0]) if row else '{"type":"FeatureCollection","features":[]}'
+
+
+def roads_version(conn: psycopg.Connection, *, district_id: str) -> tuple[Any, ...]:
+    """What changes when a district's roads change: their count and last update."""
+    row = conn.execute(
+        "SELECT count(*), max(updated_at) FROM road WHERE district_id = %s", (district_id,)
+    ).fetchone()
+    return tuple(row or ())
+
+
+def road_rows(conn: psycopg.Connection, *, district_id: str) -> list[dict[str, Any]]:
+    """A district's roads, as the rows `routing.graph.graph_from_edges` reads."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT from_node, to_node, speed_kmh, oneway, narrow, length_m, coordinates
+               FROM road WHERE district_id = %s""",
+            (district_id,),
+        ).fetchall()
