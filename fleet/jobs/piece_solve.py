@@ -17,13 +17,11 @@ import sys
 import psycopg
 
 from fleet.config import Settings
+from fleet.jobs import repo
 from routing.pieces import SubSolve, solve_sub
 from routing.processes import die_with
 
 EXIT_UNREADABLE = 2
-# Where a piece's end is announced (the payload: its id), for the process waiting for
-# it (fleet/jobs/pieces.py) to read its row at once.
-PIECE_CHANNEL = "plan_piece_ended"
 
 
 def main(argv: list[str]) -> int:
@@ -33,15 +31,12 @@ def main(argv: list[str]) -> int:
     piece_id, parent_pid = int(argv[1]), int(argv[2])
     die_with(parent_pid)
     with psycopg.connect(Settings().storage.database_dsn(), autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT sub_solve FROM plan_piece WHERE piece_id = %s AND state = 'running'",
-            (piece_id,),
-        ).fetchone()
-        if row is None or row[0] is None:
+        sub_solve = repo.running_sub_solve(conn, piece_id=piece_id)
+        if sub_solve is None:
             print(f"piece {piece_id} is no longer wanted")
             return 0
         try:
-            job = pickle.loads(row[0])
+            job = pickle.loads(sub_solve)
         except Exception as exc:
             print(f"piece {piece_id}: its sub-problem cannot be read: {exc!r}", file=sys.stderr)
             return EXIT_UNREADABLE
@@ -49,13 +44,7 @@ def main(argv: list[str]) -> int:
             print(f"piece {piece_id}: not a sub-problem: {type(job)}", file=sys.stderr)
             return EXIT_UNREADABLE
         plan = solve_sub(job)
-        conn.execute(
-            """WITH done AS (
-                   UPDATE plan_piece SET result = %s, state = 'done', finished_at = now()
-                    WHERE piece_id = %s AND state = 'running' RETURNING piece_id)
-               SELECT pg_notify(%s, piece_id::text) FROM done""",
-            (pickle.dumps(plan), piece_id, PIECE_CHANNEL),
-        )
+        repo.finish_piece(conn, piece_id=piece_id, result=pickle.dumps(plan))
     return 0
 
 

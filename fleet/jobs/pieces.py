@@ -8,7 +8,7 @@ first plan, an improvement neighbourhood with its warm start — is written to
 above every plan. Every worker serves that queue beside its planning jobs
 (`CLEARDAY_PLAN_PIECE_CONCURRENCY` at a time) and solves a piece in a child process
 (`python -m fleet.jobs.piece_solve`, which dies with its worker), writing the plan
-back to the row (announcing it on `piece_solve.PIECE_CHANNEL`). The waiting process
+back to the row (announcing it on `repo.PIECE_CHANNEL`). The waiting process
 hands each plan to the decomposition. It reads its pieces' rows when an end is
 announced (LISTEN), and every SAFETY_POLL_S besides: the rules below that depend on
 time need a look now and then, and an announcement lost with a connection is found
@@ -46,8 +46,7 @@ from typing import TYPE_CHECKING, Any
 import procrastinate
 import psycopg
 
-from fleet.jobs import engine
-from fleet.jobs.piece_solve import PIECE_CHANNEL
+from fleet.jobs import engine, repo
 from routing.budget import OVERRUN_S, OVERRUN_SHARE
 from routing.pieces import SubSolve, solve_sub
 from routing.processes import die_with
@@ -108,11 +107,8 @@ class EnginePieceRunner:
         self._app = engine.make_app(dsn, [register]).open()
         self._parent_id, self._parent_attempt = _parent(self._conn, plan_job_id)
         # Pieces of an earlier attempt whose worker died: none is wanted any more.
-        self._conn.execute(
-            """UPDATE plan_piece SET state = 'cancelled', finished_at = now(),
-                      message = 'its job was started again', sub_solve = NULL, result = NULL
-                WHERE plan_job_id = %s AND parent_attempt < %s AND state IN ('queued', 'running')""",
-            (plan_job_id, self._parent_attempt),
+        repo.cancel_earlier_attempts(
+            self._conn, plan_job_id=plan_job_id, parent_attempt=self._parent_attempt
         )
         self._waiting: dict[int, _Waiting] = {}
         self._lock = threading.Lock()
@@ -129,14 +125,13 @@ class EnginePieceRunner:
     def submit(self, job: SubSolve) -> Future[Plan]:
         future: Future[Plan] = Future()
         with self._lock:
-            row = self._conn.execute(
-                """INSERT INTO plan_piece (plan_job_id, parent_engine_job_id, parent_attempt,
-                                           sub_solve)
-                   VALUES (%s, %s, %s, %s) RETURNING piece_id""",
-                (self._plan_job_id, self._parent_id, self._parent_attempt, pickle.dumps(job)),
-            ).fetchone()
-            assert row is not None
-            piece_id = int(row[0])
+            piece_id = repo.insert_piece(
+                self._conn,
+                plan_job_id=self._plan_job_id,
+                parent_engine_job_id=self._parent_id,
+                parent_attempt=self._parent_attempt,
+                sub_solve=pickle.dumps(job),
+            )
             waiting = _Waiting(job, future, self._clock(), ahead=len(self._waiting))
             self._waiting[piece_id] = waiting
         engine_id = self._app.configure_task(
@@ -144,10 +139,7 @@ class EnginePieceRunner:
         ).defer(piece_id=piece_id)
         with self._lock:
             waiting.engine_job_id = engine_id
-            self._conn.execute(
-                "UPDATE plan_piece SET engine_job_id = %s WHERE piece_id = %s",
-                (engine_id, piece_id),
-            )
+            repo.set_piece_engine_job(self._conn, piece_id=piece_id, engine_job_id=engine_id)
         return future
 
     def __enter__(self) -> EnginePieceRunner:
@@ -162,17 +154,12 @@ class EnginePieceRunner:
         # Wakes the poller (and, harmlessly, every other); a broken connection's
         # poller wakes on its own.
         with self._lock, contextlib.suppress(psycopg.Error):
-            self._conn.execute("SELECT pg_notify(%s, '')", (PIECE_CHANNEL,))
+            repo.wake_piece_listeners(self._conn)
         self._poller.join()
         with self._lock:
             left = list(self._waiting)
             if left:
-                self._conn.execute(
-                    """UPDATE plan_piece SET state = 'cancelled', finished_at = now(),
-                              sub_solve = NULL, result = NULL
-                        WHERE piece_id = ANY(%s) AND state IN ('queued', 'running')""",
-                    (left,),
-                )
+                repo.cancel_pieces(self._conn, piece_ids=left)
             for w in self._waiting.values():
                 w.future.cancel()
             self._waiting.clear()
@@ -206,40 +193,26 @@ class EnginePieceRunner:
             ids = [i for i, w in self._waiting.items() if w.engine_job_id is not None]
             if not ids:
                 return
-            rows = self._conn.execute(
-                """SELECT p.piece_id, p.state, p.message, e.status::text,
-                          -- taken, but the engine's job no longer runs it, or its worker
-                          -- is gone (deleted once stalled) or silent
-                          p.state = 'running' AND (e.status IS DISTINCT FROM 'doing'
-                              OR w.id IS NULL OR w.last_heartbeat
-                                 < now() - make_interval(secs => %(stalled)s)) AS worker_dead,
-                          (SELECT count(*) FROM plan_piece_worker
-                            WHERE seen_at > now() - make_interval(secs => %(stalled)s))
-                            AS piece_workers,
-                          extract(epoch FROM now() - p.started_at)::float8 AS running_s
-                     FROM plan_piece p
-                     LEFT JOIN procrastinate_jobs e ON e.id = p.engine_job_id
-                     LEFT JOIN procrastinate_workers w ON w.id = e.worker_id
-                    WHERE p.piece_id = ANY(%(ids)s)""",
-                {"ids": ids, "stalled": self._stalled_after_s},
-            ).fetchall()
+            rows = repo.piece_states(
+                self._conn, piece_ids=ids, stalled_after_s=self._stalled_after_s
+            )
         now = self._clock()
-        for piece_id, state, message, status, worker_dead, piece_workers, running_s in rows:
-            w = self._waiting[piece_id]
-            if state == "done":
-                self._deliver(piece_id)
-            elif state == "failed":
-                self._replace(piece_id, f"it failed: {message}")
-            elif state in ("cancelled", "replaced"):
-                self._replace(piece_id, f"it was {state} elsewhere")
-            elif worker_dead:
-                self._replace(piece_id, "its worker stopped beating", running_s or 0.0)
-            elif status == "todo" and state == "queued" and piece_workers == 0:
-                self._replace(piece_id, "no worker takes pieces")
-            elif running_s is not None and running_s > self._solve_s(w):
-                self._replace(piece_id, "it was not back in time", running_s)
-            elif running_s is None and now - w.submitted_at > self._queued_s(w):
-                self._replace(piece_id, "no worker took it in time")
+        for p in rows:
+            w = self._waiting[p.piece_id]
+            if p.state == "done":
+                self._deliver(p.piece_id)
+            elif p.state == "failed":
+                self._replace(p.piece_id, f"it failed: {p.message}")
+            elif p.state in ("cancelled", "replaced"):
+                self._replace(p.piece_id, f"it was {p.state} elsewhere")
+            elif p.worker_dead:
+                self._replace(p.piece_id, "its worker stopped beating", p.running_s or 0.0)
+            elif p.status == "todo" and p.state == "queued" and p.piece_workers == 0:
+                self._replace(p.piece_id, "no worker takes pieces")
+            elif p.running_s is not None and p.running_s > self._solve_s(w):
+                self._replace(p.piece_id, "it was not back in time", p.running_s)
+            elif p.running_s is None and now - w.submitted_at > self._queued_s(w):
+                self._replace(p.piece_id, "no worker took it in time")
 
     def _solve_s(self, w: _Waiting) -> float:
         """How long a piece may run: its limit and overrun, and the hand-over."""
@@ -252,17 +225,11 @@ class EnginePieceRunner:
 
     def _deliver(self, piece_id: int) -> None:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT result FROM plan_piece WHERE piece_id = %s", (piece_id,)
-            ).fetchone()
-            self._conn.execute(
-                "UPDATE plan_piece SET sub_solve = NULL, result = NULL WHERE piece_id = %s",
-                (piece_id,),
-            )
+            result = repo.take_piece_result(self._conn, piece_id=piece_id)
             w = self._waiting.pop(piece_id)
         try:
-            assert row is not None and row[0] is not None
-            plan = pickle.loads(row[0])
+            assert result is not None
+            plan = pickle.loads(result)
         except Exception as exc:
             self._waiting[piece_id] = w
             self._replace(piece_id, f"its result could not be read: {exc!r}")
@@ -273,11 +240,8 @@ class EnginePieceRunner:
         """Solve the piece in this process's own pool, with what is left of its time
         (its limit less what it ran elsewhere)."""
         with self._lock:
-            self._conn.execute(
-                """UPDATE plan_piece SET state = 'replaced', finished_at = now(),
-                          message = %s, sub_solve = NULL, result = NULL
-                    WHERE piece_id = %s AND state NOT IN ('done', 'replaced')""",
-                (f"solved by the waiting job: {why}", piece_id),
+            repo.mark_piece_replaced(
+                self._conn, piece_id=piece_id, message=f"solved by the waiting job: {why}"
             )
             w = self._waiting.pop(piece_id)
             if w.engine_job_id is not None:
@@ -305,7 +269,7 @@ class EnginePieceRunner:
 def _listener(dsn: str) -> psycopg.Connection:
     """A connection that hears the pieces' ends."""
     conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute(f"LISTEN {PIECE_CHANNEL}")
+    repo.listen_for_piece_ends(conn)
     return conn
 
 
@@ -322,41 +286,19 @@ def _parent(conn: psycopg.Connection, plan_job_id: int | None) -> tuple[int | No
     """The engine job (and its attempt) of the planning job that waits for the pieces."""
     if plan_job_id is None:
         return None, 0
-    row = conn.execute(
-        """SELECT e.id, e.attempts FROM plan_job j
-             JOIN procrastinate_jobs e ON e.id = j.engine_job_id WHERE j.job_id = %s""",
-        (plan_job_id,),
-    ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (None, 0)
-
-
-def piece_parallelism(conn: psycopg.Connection, *, stalled_after_s: float) -> int:
-    """Pieces the live workers take at once (0: none takes pieces)."""
-    row = conn.execute(
-        """SELECT coalesce(sum(concurrency), 0) FROM plan_piece_worker
-            WHERE seen_at > now() - make_interval(secs => %s)""",
-        (stalled_after_s,),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return repo.parent_engine_job(conn, plan_job_id=plan_job_id) or (None, 0)
 
 
 async def cancel_pieces_of(dsn: str, app: procrastinate.App, plan_job_id: int) -> int:
     """Cancel the pieces of a planning job that stopped (cancelled, or its solving
     process died): out of the queue, or stopped by their workers; returns how many."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute(
-            """UPDATE plan_piece SET state = 'cancelled', finished_at = now(),
-                      sub_solve = NULL, result = NULL
-                WHERE plan_job_id = %s AND state IN ('queued', 'running')
-            RETURNING engine_job_id""",
-            (plan_job_id,),
-        )
-        rows = await cur.fetchall()
-    for (engine_id,) in rows:
+        engine_ids = await repo.cancel_pieces_of_job(conn, plan_job_id=plan_job_id)
+    for engine_id in engine_ids:
         if engine_id is not None:
             with contextlib.suppress(Exception):
                 await app.job_manager.cancel_job_by_id_async(engine_id)
-    return len(rows)
+    return len(engine_ids)
 
 
 # ------------------------------------------------------------------ the worker side
@@ -372,12 +314,8 @@ async def announce(dsn: str, config: engine.WorkerConfig) -> None:
             try:
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                     while True:
-                        await conn.execute(
-                            """INSERT INTO plan_piece_worker (name, concurrency, seen_at)
-                               VALUES (%s, %s, now())
-                               ON CONFLICT (name) DO UPDATE
-                                  SET concurrency = excluded.concurrency, seen_at = now()""",
-                            (config.name, config.piece_concurrency),
+                        await repo.announce_piece_worker(
+                            conn, name=config.name, concurrency=config.piece_concurrency
                         )
                         await asyncio.sleep(config.heartbeat_s)
             except (psycopg.Error, OSError):
@@ -386,22 +324,8 @@ async def announce(dsn: str, config: engine.WorkerConfig) -> None:
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                await conn.execute("DELETE FROM plan_piece_worker WHERE name = %s", (config.name,))
+                await repo.forget_piece_worker(conn, name=config.name)
         raise
-
-
-# The piece is still this worker's, and the job waiting for it still runs the same
-# attempt on a worker that beats.
-_STILL_WANTED = """
-SELECT p.state = 'running'
-       AND (p.parent_engine_job_id IS NULL
-            OR coalesce(e.status = 'doing' AND NOT e.abort_requested
-                        AND e.attempts = p.parent_attempt
-                        AND w.last_heartbeat > now() - make_interval(secs => %s), false))
-  FROM plan_piece p
-  LEFT JOIN procrastinate_jobs e ON e.id = p.parent_engine_job_id
-  LEFT JOIN procrastinate_workers w ON w.id = e.worker_id
- WHERE p.piece_id = %s"""
 
 
 async def run_piece(context: procrastinate.JobContext, piece_id: int) -> str:
@@ -410,26 +334,14 @@ async def run_piece(context: procrastinate.JobContext, piece_id: int) -> str:
     worker = context.worker_name or f"pid {os.getpid()}"
     stalled_s = float(context.additional_context.get("stalled_after_s", 30.0))
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute(
-            """UPDATE plan_piece SET state = 'running', worker = %s, started_at = now()
-                WHERE piece_id = %s AND state = 'queued' RETURNING piece_id""",
-            (worker, piece_id),
-        )
-        if await cur.fetchone() is None:
+        if not await repo.take_piece(conn, piece_id=piece_id, worker=worker):
             return "no longer wanted"
 
         async def wanted() -> bool:
-            row = await (await conn.execute(_STILL_WANTED, (stalled_s, piece_id))).fetchone()
-            return bool(row and row[0])
+            return await repo.piece_still_wanted(conn, piece_id=piece_id, stalled_after_s=stalled_s)
 
         async def end(state: str, message: str) -> None:
-            await conn.execute(
-                """WITH ended AS (
-                       UPDATE plan_piece SET state = %s, message = %s, finished_at = now()
-                        WHERE piece_id = %s AND state = 'running' RETURNING piece_id)
-                   SELECT pg_notify(%s, piece_id::text) FROM ended""",
-                (state, message, piece_id, PIECE_CHANNEL),
-            )
+            await repo.end_piece(conn, piece_id=piece_id, state=state, message=message)
 
         if not await wanted():
             await end("cancelled", "the job waiting for it stopped")

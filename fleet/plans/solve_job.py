@@ -20,6 +20,7 @@ from fleet import db
 from fleet.alerts.worker import AlertConfig
 from fleet.config import Settings
 from fleet.jobs import pieces
+from fleet.jobs import repo as jobs_repo
 from fleet.plans import service
 from fleet.plans.jobs import EXIT_REFUSED
 from routing.processes import die_with
@@ -33,7 +34,7 @@ def _piece_runner(
     if settings.planning.plan_pieces != "engine":
         return nullcontext()
     stalled = settings.planning.worker_stalled_after_s
-    parallelism = pieces.piece_parallelism(conn, stalled_after_s=stalled)
+    parallelism = jobs_repo.piece_parallelism(conn, stalled_after_s=stalled)
     if parallelism == 0:
         return nullcontext()
     return pieces.EnginePieceRunner(
