@@ -207,11 +207,7 @@ def cancel(app: procrastinate.App, conn: psycopg.Connection, *, job_id: int) -> 
 
 async def _record(dsn: str, job_id: int, *, state: str, message: str) -> None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(
-            """UPDATE plan_job SET state = %s, message = %s, finished_at = now()
-               WHERE job_id = %s AND state NOT IN ('done', 'failed')""",
-            (state, message, job_id),
-        )
+        await repo.finish_job(conn, job_id=job_id, state=state, message=message)
 
 
 async def run_plan(context: procrastinate.JobContext, job_id: int) -> int:

@@ -469,3 +469,14 @@ def districts_planning_at(conn: psycopg.Connection, at: datetime) -> list[tuple[
         {"at": at},
     ).fetchall()
     return [(str(r[0]), r[1]) for r in rows]
+
+
+async def finish_job(
+    conn: psycopg.AsyncConnection, *, job_id: int, state: str, message: str
+) -> None:
+    """Record how a planning job ended, unless it already has."""
+    await conn.execute(
+        """UPDATE plan_job SET state = %s, message = %s, finished_at = now()
+           WHERE job_id = %s AND state NOT IN ('done', 'failed')""",
+        (state, message, job_id),
+    )
