@@ -26,10 +26,8 @@ from typing import Any, Literal
 
 import psycopg
 import psycopg.errors
-from psycopg import sql
-from psycopg.types.json import Jsonb
 
-from fleet.imports import osm
+from fleet.imports import osm, repo
 from fleet.refusal import Param, Refused
 from fleet.trucks.terminals import TERMINAL_COLUMNS, parse_jt808_phone
 from routing.vocab import (
@@ -988,13 +986,8 @@ def _check_coverage(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -
         places: dict[tuple[str, str], tuple[float, float]] = {}
         for kind in ("depots", "stations", "points"):
             table, key, _ = _TABLES[kind]
-            rows = conn.execute(
-                sql.SQL("SELECT {key}, lat, lon FROM {table} WHERE district_id = %s").format(
-                    key=sql.Identifier(key), table=sql.Identifier(table)
-                ),
-                (extract.district,),
-            ).fetchall()
-            places.update(((NOUNS[kind], r[0]), (r[1], r[2])) for r in rows)
+            stored = repo.places(conn, table=table, key=key, district_id=extract.district)
+            places.update(((NOUNS[kind], r["id"]), (r["lat"], r["lon"])) for r in stored)
             places.update(
                 ((NOUNS[kind], row["id"]), (row["lat"], row["lon"]))
                 for row in parsed.rows[kind]
@@ -1017,11 +1010,7 @@ def _check_coverage(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -
 def _remove_roads_outside(conn: psycopg.Connection, extract: osm.Extract, parsed: Parsed) -> int:
     """An extract is the district's whole road network: its other roads go."""
     kept = [row["id"] for row in parsed.rows["roads"] if row["district"] == extract.district]
-    cur = conn.execute(
-        "DELETE FROM road WHERE district_id = %s AND NOT (road_id = ANY(%s))",
-        (extract.district, kept),
-    )
-    return cur.rowcount
+    return repo.delete_roads_except(conn, district_id=extract.district, kept_road_ids=kept)
 
 
 def _where(row: dict[str, Any]) -> tuple[str, int]:
@@ -1035,10 +1024,8 @@ def _create_districts(conn: psycopg.Connection, parsed: Parsed, *, allowed: bool
     for kind in KINDS:
         for row in parsed.rows[kind]:
             first_row.setdefault(row["district"], row)
-    found = conn.execute(
-        "SELECT district_id FROM district WHERE district_id = ANY(%s)", (list(first_row),)
-    ).fetchall()
-    missing = sorted(set(first_row) - {r[0] for r in found})
+    found = repo.existing_districts(conn, district_ids=list(first_row))
+    missing = sorted(set(first_row) - found)
     if missing and not allowed:
         raise ImportRejected(
             [
@@ -1056,15 +1043,7 @@ def _create_districts(conn: psycopg.Connection, parsed: Parsed, *, allowed: bool
                 for code in missing
             ]
         )
-    created = []
-    for code in missing:
-        cur = conn.execute(
-            "INSERT INTO district (district_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (code, code),
-        )
-        if cur.rowcount == 1:
-            created.append(code)
-    return created
+    return [code for code in missing if repo.create_district(conn, district_id=code)]
 
 
 def _check_ids(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> None:
@@ -1075,13 +1054,7 @@ def _check_ids(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> Non
         if not rows:
             continue
         table, key, _ = _TABLES[kind]
-        found = conn.execute(
-            sql.SQL("SELECT {key}, district_id FROM {table} WHERE {key} = ANY(%s)").format(
-                key=sql.Identifier(key), table=sql.Identifier(table)
-            ),
-            ([row["id"] for row in rows],),
-        ).fetchall()
-        owner = {str(r[0]): str(r[1]) for r in found}
+        owner = repo.id_owners(conn, table=table, key=key, ids=[row["id"] for row in rows])
         for row in rows:
             if owner.get(row["id"], row["district"]) != row["district"]:
                 errors.add(_id_taken(kind, row))
@@ -1111,11 +1084,7 @@ def _check_depots(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) -> 
     if not trucks:
         return
     known = {(row["id"], row["district"]) for row in parsed.rows["depots"]}
-    found = conn.execute(
-        "SELECT depot_id, district_id FROM depot WHERE depot_id = ANY(%s)",
-        ([row["depot_id"] for row in trucks],),
-    ).fetchall()
-    known |= {(str(r[0]), str(r[1])) for r in found}
+    known |= repo.depot_districts(conn, depot_ids=[row["depot_id"] for row in trucks])
     for row in trucks:
         if (row["depot_id"], row["district"]) not in known:
             errors.add(
@@ -1142,13 +1111,7 @@ def _check_terminals(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) 
         values = [row[column] for row in trucks if row.get(column) is not None]
         if not values:
             continue
-        found = conn.execute(
-            sql.SQL("SELECT {c}, truck_id FROM truck WHERE {c} = ANY(%s)").format(
-                c=sql.Identifier(column)
-            ),
-            (values,),
-        ).fetchall()
-        holder = {str(r[0]): str(r[1]) for r in found}
+        holder = repo.terminal_holders(conn, column=column, values=values)
         for row in trucks:
             if row.get(column) is not None and holder.get(row[column], row["id"]) != row["id"]:
                 errors.add(
@@ -1168,40 +1131,15 @@ def _check_terminals(conn: psycopg.Connection, parsed: Parsed, errors: _Errors) 
 
 def _upsert(conn: psycopg.Connection, kind: str, rows: list[dict[str, Any]]) -> int:
     """Insert or update `rows`; returns how many were new. An update never crosses a
-    district (the WHERE below): a row another district took meanwhile is refused."""
+    district: a row another district took meanwhile is refused."""
     table, key, columns = _TABLES[kind]
-    query = sql.SQL(
-        "INSERT INTO {table} ({key}, district_id, {columns}) VALUES ({values}) "
-        "ON CONFLICT ({key}) DO UPDATE SET {sets}, updated_at = now() "
-        "WHERE {table}.district_id = EXCLUDED.district_id RETURNING (xmax = 0)"
-    ).format(
-        table=sql.Identifier(table),
-        key=sql.Identifier(key),
-        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=sql.SQL(", ").join(sql.Placeholder() * (len(columns) + 2)),
-        sets=sql.SQL(", ").join(
-            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns
-        ),
-    )
-    fresh = 0
+    outcomes = repo.upsert(
+        conn, table=table, key=key, columns=columns,
+        rows=[[row["id"], row["district"], *(row[c] for c in columns)] for row in rows],
+    )  # fmt: skip
     refused = _Errors()
-    with conn.cursor() as cur:
-        cur.executemany(
-            query,
-            [[row["id"], row["district"], *(_sql_value(row[c]) for c in columns)] for row in rows],
-            returning=True,
-        )
-        for row in rows:
-            result = cur.fetchone()
-            if result is None:
-                refused.add(_id_taken(kind, row))
-            fresh += bool(result and result[0])
-            cur.nextset()
+    for row, fresh in zip(rows, outcomes, strict=True):
+        if fresh is None:
+            refused.add(_id_taken(kind, row))
     refused.raise_any()
-    return fresh
-
-
-def _sql_value(value: Any) -> Any:
-    return (
-        Jsonb(value) if isinstance(value, list) and value and isinstance(value[0], list) else value
-    )
+    return sum(bool(fresh) for fresh in outcomes)
