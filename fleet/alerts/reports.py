@@ -17,7 +17,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from fleet.alerts.models import (
     AlertCountRow,
@@ -29,6 +28,7 @@ from fleet.alerts.models import (
     PointMissCount,
     ReportBy,
 )
+from fleet.alerts.repo import reports as repo
 
 REASON_TEXT = {
     "not_visited": "未到达收集点",
@@ -38,11 +38,6 @@ REASON_TEXT = {
     "not_planned": "未排入当日计划",
     "not_delivered": "已收运但未到中转站卸载",
     "at_point": "车辆正在收集点",
-}
-_GROUP = {
-    "district": "district_id",
-    "truck": "coalesce(planned_truck_id, '-')",
-    "stream": "stream",
 }
 
 
@@ -72,27 +67,16 @@ def clearance(
     per_day: bool = True,
 ) -> list[ClearanceRow]:
     """日清率 per group, per service date (or summed over the range when not per_day)."""
-    if by not in _GROUP:
+    if by not in repo.GROUP_BY:
         raise ValueError(f"report by district, truck or stream, not {by!r}")
-    day = "service_date" if per_day else "%(date_from)s::date"
-    sql = f"""
-        SELECT {day} AS service_date, {_GROUP[by]} AS "group",
-               count(*) AS due,
-               count(*) FILTER (WHERE status = 'cleared') AS cleared,
-               count(*) FILTER (WHERE status = 'cleared' AND delivery = 'delivered') AS cleared_and_delivered,
-               count(*) FILTER (WHERE status = 'partial') AS partial,
-               count(*) FILTER (WHERE status = 'missed') AS missed,
-               count(*) FILTER (WHERE status = 'unverifiable') AS unverifiable,
-               count(*) FILTER (WHERE status = 'pending') AS pending,
-               count(*) FILTER (WHERE status = 'cleared' AND delivery = 'not_delivered') AS not_delivered
-          FROM ledger_entry
-         WHERE service_date BETWEEN %(date_from)s AND %(date_to)s
-           AND (%(districts)s::text[] IS NULL OR district_id = ANY(%(districts)s))
-         GROUP BY 1, 2 ORDER BY 1, 2"""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            sql, {"date_from": date_from, "date_to": date_to, "districts": _districts(district_ids)}
-        ).fetchall()
+    rows = repo.clearance_counts(
+        conn,
+        date_from=date_from,
+        date_to=date_to,
+        by=by,
+        districts=_districts(district_ids),
+        per_day=per_day,
+    )
     return [_clearance_row(r) for r in rows]
 
 
@@ -113,23 +97,9 @@ def missed_points(
     district_ids: Sequence[str] | None = None,
 ) -> list[MissedRow]:
     """Points that broke 日清: not cleared, or cleared but never delivered to a station."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            """SELECT l.service_date, l.district_id, l.point_id, p.name AS point_name, l.stream,
-                      l.planned_truck_id, l.status, l.delivery, l.reason, l.window_end_at,
-                      c.case_id, c.state AS case_state
-                 FROM ledger_entry l JOIN collection_point p USING (point_id)
-                 LEFT JOIN LATERAL (
-                      SELECT case_id, state FROM alert_case c
-                       WHERE c.service_date = l.service_date AND c.point_id = l.point_id
-                       ORDER BY case_id DESC LIMIT 1) c ON true
-                WHERE l.service_date BETWEEN %(f)s AND %(t)s
-                  AND (%(d)s::text[] IS NULL OR l.district_id = ANY(%(d)s))
-                  AND (l.status IN ('partial', 'missed', 'unverifiable')
-                       OR (l.status = 'cleared' AND l.delivery = 'not_delivered'))
-                ORDER BY l.service_date, l.district_id, l.point_id""",
-            {"f": date_from, "t": date_to, "d": _districts(district_ids)},
-        ).fetchall()
+    rows = repo.missed_entries(
+        conn, date_from=date_from, date_to=date_to, districts=_districts(district_ids)
+    )
     return [
         MissedRow(**r, reason_text=reason_text(r["status"], r["reason"], r["delivery"]))
         for r in rows
@@ -145,22 +115,9 @@ def case_closure(
     district_ids: Sequence[str] | None = None,
 ) -> list[ClosureRow]:
     """按期结案率 of the cases opened for service dates in the range, as of `now`."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            """SELECT district_id,
-                      count(*) AS cases,
-                      count(*) FILTER (WHERE state = 'closed') AS closed,
-                      count(*) FILTER (WHERE state = 'closed' AND closed_at <= due_at) AS closed_on_time,
-                      count(*) FILTER (WHERE state = 'closed' AND closed_at > due_at) AS closed_late,
-                      count(*) FILTER (WHERE auto_closed) AS auto_closed,
-                      count(*) FILTER (WHERE state <> 'closed' AND due_at < %(now)s) AS open_overdue,
-                      count(*) FILTER (WHERE state <> 'closed' AND due_at >= %(now)s) AS open_not_due
-                 FROM alert_case
-                WHERE service_date BETWEEN %(f)s AND %(t)s
-                  AND (%(d)s::text[] IS NULL OR district_id = ANY(%(d)s))
-                GROUP BY district_id ORDER BY district_id""",
-            {"f": date_from, "t": date_to, "now": now, "d": _districts(district_ids)},
-        ).fetchall()
+    rows = repo.closure_counts(
+        conn, date_from=date_from, date_to=date_to, now=now, districts=_districts(district_ids)
+    )
     out = []
     for r in rows:
         base = r["closed"] + r["open_overdue"]
@@ -194,31 +151,10 @@ def period_summary(
     """周小结 / 月通报 for the week or month holding `anchor`."""
     start, end = period_bounds(period, anchor)
     districts = _districts(district_ids)
-    with conn.cursor(row_factory=dict_row) as cur:
-        alert_rows = cur.execute(
-            # A point's one incident counts under each stage it went through.
-            """SELECT a.district_id, coalesce(s.stage ->> 'kind', a.kind) AS kind,
-                      count(*) AS alerts
-                 FROM alert a
-                 LEFT JOIN LATERAL jsonb_array_elements(
-                      CASE WHEN jsonb_typeof(a.details -> 'stages') = 'array'
-                           THEN a.details -> 'stages' END) AS s(stage) ON true
-                WHERE a.service_date BETWEEN %(f)s AND %(t)s
-                  AND (%(d)s::text[] IS NULL OR a.district_id = ANY(%(d)s))
-                GROUP BY 1, 2 ORDER BY 1, 2""",
-            {"f": start, "t": end, "d": districts},
-        ).fetchall()
-        worst_rows = cur.execute(
-            """SELECT l.district_id, l.point_id, p.name AS point_name,
-                      count(*) AS days_not_cleared
-                 FROM ledger_entry l JOIN collection_point p USING (point_id)
-                WHERE l.service_date BETWEEN %(f)s AND %(t)s
-                  AND (%(d)s::text[] IS NULL OR l.district_id = ANY(%(d)s))
-                  AND (l.status IN ('partial', 'missed')
-                       OR (l.status = 'cleared' AND l.delivery = 'not_delivered'))
-                GROUP BY 1, 2, 3 ORDER BY 4 DESC, 2 LIMIT %(n)s""",
-            {"f": start, "t": end, "d": districts, "n": worst},
-        ).fetchall()
+    alert_rows = repo.alert_counts(conn, date_from=start, date_to=end, districts=districts)
+    worst_rows = repo.worst_points(
+        conn, date_from=start, date_to=end, districts=districts, limit=worst
+    )
     return PeriodSummary(
         period=period,
         date_from=start,

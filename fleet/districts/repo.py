@@ -5,6 +5,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+
+def district_exists(conn: psycopg.Connection, district_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM district WHERE district_id = %s", (district_id,)).fetchone()
+    return row is not None
+
+
 _SELECT = """
 SELECT d.district_id, d.name, d.timezone, d.plan_at_hour, d.created_at,
        (SELECT count(*) FROM collection_point p WHERE p.district_id = d.district_id AND p.active) AS points,

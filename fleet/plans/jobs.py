@@ -24,6 +24,7 @@ import procrastinate
 import psycopg
 from procrastinate import exceptions as pexc
 
+from fleet.districts import repo as districts_repo
 from fleet.jobs import engine, pieces
 from fleet.plans import repo, service
 from fleet.refusal import Refused
@@ -114,7 +115,7 @@ def queue_plan(
     priority: int = engine.PRIORITY_REQUEST,
 ) -> int:
     """Queue planning a district's day; returns the job id (poll `get_job`)."""
-    if not repo.district_exists(conn, district_id):
+    if not districts_repo.district_exists(conn, district_id):
         raise service.PlanningError(
             "district_unknown", f"district {district_id!r} does not exist", district=district_id
         )

@@ -116,11 +116,6 @@ def published_plan_id(conn: psycopg.Connection, district_id: str, service_date: 
     return int(row[0]) if row else None
 
 
-def district_exists(conn: psycopg.Connection, district_id: str) -> bool:
-    row = conn.execute("SELECT 1 FROM district WHERE district_id = %s", (district_id,)).fetchone()
-    return row is not None
-
-
 def insert_plan(
     conn: psycopg.Connection,
     *,

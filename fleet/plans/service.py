@@ -21,6 +21,7 @@ import psycopg
 from fleet.alerts import ledger, visits
 from fleet.alerts import repo as alerts_repo
 from fleet.alerts.worker import AlertConfig
+from fleet.districts import repo as districts_repo
 from fleet.fields import DEFAULT_TIMEZONE
 from fleet.plans import progress as progress_mod
 from fleet.plans import repo
@@ -101,7 +102,7 @@ def _build_problem(
 
     With `point_ids`, exactly those points (a re-plan keeps the points of the plan it
     replaces); otherwise every active point collected daily."""
-    if not repo.district_exists(conn, district_id):
+    if not districts_repo.district_exists(conn, district_id):
         raise PlanningError(
             "district_unknown", f"district {district_id!r} does not exist", district=district_id
         )

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from fleet.auth.models import Principal
 from fleet.catalogue import Table
+from fleet.districts.repo import district_exists
 from fleet.web.deps import ensure_district
 from fleet.web.errors import ApiError, FieldError, not_found
 
@@ -25,11 +26,6 @@ class Page(BaseModel, Generic[T]):
 
 
 # --- endpoint helpers shared by the catalogue's api.py modules ------------------------
-
-
-def district_exists(conn: psycopg.Connection, district_id: str) -> bool:
-    row = conn.execute("SELECT 1 FROM district WHERE district_id = %s", (district_id,)).fetchone()
-    return row is not None
 
 
 def id_not_available(what: str, key: str, district_id: str) -> ApiError:

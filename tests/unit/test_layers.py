@@ -107,8 +107,6 @@ SQL_ELSEWHERE = {
     "fleet/db.py": "the pool and the migrations",
     "fleet/doctor.py": "asks the server its version",
     "fleet/web/app.py": "the health check's SELECT 1",
-    "fleet/web/crud.py": "not moved yet: the district check of the generic views",
-    "fleet/alerts/reports.py": "not moved yet: the reports' queries",
 }
 
 

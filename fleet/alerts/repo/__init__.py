@@ -7,6 +7,7 @@ made here. The names used outside the package are re-exported:
 - ``ledger``: the clearance ledger;
 - ``alerts`` and ``cases``: alerts raised and escalated, the 一单四制 cases;
 - ``webhooks``: the outbox and its signing secrets;
+- ``reports``: the supervision reports' counts (日清率, cases closed on time, alerts by kind);
 - ``worker_state``: watermarks, district leases and locks, when trucks were last heard.
 """
 
