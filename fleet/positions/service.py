@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 from fleet.alerts.visits import Site, SiteIndex
 from fleet.positions import repo
 from fleet.positions.models import LatestPosition
-from fleet.positions.status import DEPOT_RADIUS_M, STATION_RADIUS_M, classify
+from fleet.positions.status import classify
 
 log = logging.getLogger(__name__)
 SITES_MAX_AGE_S = 60.0
@@ -36,9 +36,20 @@ NO_SITES = SiteIndex(())
 
 class SiteCache:
     """Each district's site index (one projection per district: districts may lie in
-    different cities), rebuilt from the database at most once a minute."""
+    different cities), rebuilt from the database at most once a minute. Stations and
+    depots get the alerts' fences (``AlertSettings.station_radius_m`` and
+    ``depot_radius_m``), so the map says "unloading" or "parked" where the ledger would
+    count a station or depot visit."""
 
-    def __init__(self, max_age_s: float = SITES_MAX_AGE_S) -> None:
+    def __init__(
+        self,
+        *,
+        station_radius_m: float,
+        depot_radius_m: float,
+        max_age_s: float = SITES_MAX_AGE_S,
+    ) -> None:
+        self.station_radius_m = station_radius_m
+        self.depot_radius_m = depot_radius_m
         self._index: dict[str, SiteIndex] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
@@ -51,7 +62,9 @@ class SiteCache:
         with self._lock:
             if time.monotonic() - self._loaded_at >= self.max_age_s:
                 rows = repo.sites(
-                    conn, station_radius_m=STATION_RADIUS_M, depot_radius_m=DEPOT_RADIUS_M
+                    conn,
+                    station_radius_m=self.station_radius_m,
+                    depot_radius_m=self.depot_radius_m,
                 )
                 points: dict[str, list[Site]] = {}
                 shared: list[Site] = []  # stations and depots: trucks may cross lines

@@ -14,8 +14,6 @@ from fleet.alerts.visits import SiteIndex
 from fleet.positions.models import TruckStatus
 
 MOVING_KMH = 5.0  # below this a truck counts as stopped
-STATION_RADIUS_M = 80.0
-DEPOT_RADIUS_M = 120.0
 
 
 def classify(

@@ -271,7 +271,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     app.state.settings = settings
-    app.state.sites = SiteCache()
+    app.state.sites = SiteCache(
+        station_radius_m=settings.alerts.station_radius_m,
+        depot_radius_m=settings.alerts.depot_radius_m,
+    )
     errors.install(app)
     app.add_middleware(
         BodyLimit, limits=body_limits(settings), token_is_live=lambda t: _token_is_live(app, t)

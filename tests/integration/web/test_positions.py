@@ -12,6 +12,8 @@ import httpx
 import psycopg
 from fastapi.testclient import TestClient
 
+from fleet.config import Settings
+from fleet.web.app import create_app
 from tests.integration.web.conftest import LiveServer, Users
 
 
@@ -45,6 +47,25 @@ def test_latest_position_and_status_of_each_truck(client: TestClient, users: Use
     assert trucks["S-T2"]["status"] == "moving" and trucks["S-T2"]["plate"] == "皖AS0002"
     north = client.get("/api/v1/positions/latest", headers=users.headers("north_viewer")).json()
     assert {t["truck_id"] for t in north["trucks"]} == {"N-T1", "N-T2"}
+
+
+def test_station_fence_is_the_alerts_own(web_settings: Settings, users: Users) -> None:
+    """A truck stopped 70 m from station N-S1 is outside the alerts' default 50 m fence
+    (stopped), and unloading once CLEARDAY_ALERT_STATION_RADIUS_M is 100 m."""
+    now = datetime.now(UTC)
+    insert_fixes(
+        users.url, [("N-T2", now - timedelta(seconds=10), 31.9100 + 70 / 111_195, 117.3100, 0.0)]
+    )
+    wide = web_settings.model_copy(
+        update={"alerts": web_settings.alerts.model_copy(update={"station_radius_m": 100.0})}
+    )
+    seen = {}
+    for name, settings in (("default", web_settings), ("wide", wide)):
+        with TestClient(create_app(settings)) as client:
+            body = client.get("/api/v1/positions/latest", headers=users.headers("viewer")).json()
+        seen[name] = {t["truck_id"]: t for t in body["trucks"]}["N-T2"]
+    assert seen["default"]["status"] == "stopped" and seen["default"]["site_id"] is None
+    assert seen["wide"]["status"] == "unloading" and seen["wide"]["site_id"] == "N-S1"
 
 
 def test_truck_without_fixes_is_listed_as_no_data(client: TestClient, users: Users) -> None:
