@@ -39,8 +39,9 @@ export class SupervisePage {
         h("button", { class: "link", "data-testid": "sup-refresh", title: t("common.show"), onclick: () => this.refresh(this.ctx).catch(showError) }, "⟳")),
       this.el.ledger,
       h("h2", {}, t("missed.title"),
-        h("button", { class: "link", "data-testid": "missed-csv", onclick: () => this.exportMissed("csv").catch(showError) }, t("common.export")),
-        h("button", { class: "link", "data-testid": "missed-pdf", onclick: () => this.exportMissed("pdf").catch(showError) }, t("common.export_pdf"))),
+        h("span", {},
+          h("button", { class: "link", "data-testid": "missed-csv", onclick: () => this.exportMissed("csv").catch(showError) }, t("common.export")),
+          h("button", { class: "link", "data-testid": "missed-pdf", onclick: () => this.exportMissed("pdf").catch(showError) }, t("common.export_pdf")))),
       this.el.missed,
       this.el.tabs, this.el.filters, this.el.list);
     ctx.map.setLegend(LEDGER.map((s) => [LEDGER_COLOUR[s], t(`ledger.${s}`)]));
