@@ -39,6 +39,8 @@ CELL_PT = 8
 MIN_COLUMN_CHARS = 4
 MAX_COLUMN_CHARS = 40
 COLUMN_PAD_CHARS = 2  # the cell's padding
+# Table rows one document may hold: some 110 pages, about 15 s of one core to set.
+MAX_ROWS = 5000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BEYOND_BMP = re.compile(r"[^\u0000-\uffff]")
 _LATIN_RUN = re.compile(r"([\x20-\x7e]+)")
@@ -60,6 +62,10 @@ class Document:
     lines: Sequence[str] = ()  # under the title: the period, the district, when made
     sections: Sequence[Section] = ()
     page_label: str = "{page}"  # the footer's page number, e.g. "第 {page} 页"
+
+
+def rows_in(document: Document) -> int:
+    return sum(len(section.rows) for section in document.sections)
 
 
 def printable(text: str) -> str:

@@ -190,7 +190,8 @@ def report_pdf(
     lang: Annotated[Lang, Query(description="zh (default): Chinese; en: English")] = "zh",
 ) -> Response:
     """The same rows as the CSV, in the district's local time; a week or a month
-    (anchored on `date_from`) prints the whole 周小结 / 月通报."""
+    (anchored on `date_from`) prints the whole 周小结 / 月通报. Refused (422) past
+    `pdf.MAX_ROWS` rows."""
     start, end = _range(settings, date_from, date_to)
     scope = district_scope(principal, district_id)
     zone = (
@@ -214,6 +215,14 @@ def report_pdf(
             plates=_plates(conn, rows, report == "clearance" and by == "truck"),
             district=named, made_at=made_at,
         )  # fmt: skip
+    if (rows := pdf.rows_in(document)) > pdf.MAX_ROWS:
+        raise ApiError(
+            422,
+            f"the report has {rows} rows and a PDF prints at most {pdf.MAX_ROWS}: "
+            "choose fewer days or one district, or export CSV",
+            code="too_many_rows_to_print",
+            params={"rows": rows, "max": pdf.MAX_ROWS},
+        )
     return attachment(
         pdf.to_pdf(document), media_type="application/pdf",
         filename=_filename(report, start, end, "pdf"),

@@ -11,8 +11,10 @@ from typing import Any
 
 import psycopg
 import pypdf
+import pytest
 from fastapi.testclient import TestClient
 
+from fleet import pdf
 from tests.integration.web.conftest import Users
 from tests.unit.alerts.tracks import DAY
 
@@ -222,3 +224,25 @@ def test_bad_report_names_dates_and_ids_get_a_clear_4xx(
             assert body["code"] == expected["code"], (url, body)
     missing = client.get("/api/v1/cases/999999.pdf", headers=viewer)
     assert missing.status_code == 404 and "999999" in missing.json()["detail"]
+
+
+def test_a_report_too_long_to_print_is_refused_with_the_way_out(
+    client: TestClient, users: Users, supervised_day: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the printable number of rows the answer is a 422 that says how many and what
+    to do instead (the CSV has no such limit)."""
+    monkeypatch.setattr(pdf, "MAX_ROWS", 2)
+    viewer = users.headers("viewer")
+    refused = client.get("/api/v1/reports/missed.pdf", params={"date_from": D}, headers=viewer)
+    assert refused.status_code == 422
+    body = refused.json()
+    assert body["code"] == "too_many_rows_to_print" and body["params"] == {"rows": 3, "max": 2}
+    assert "CSV" in body["detail"]
+    assert (
+        client.get(
+            "/api/v1/reports/clearance.pdf", params={"date_from": D}, headers=viewer
+        ).status_code
+        == 200
+    )
+    exported = client.get("/api/v1/reports/missed.csv", params={"date_from": D}, headers=viewer)
+    assert exported.status_code == 200

@@ -134,6 +134,7 @@ const STRINGS = {
     "err.id_not_available": "编号不可用：编号全系统唯一，请加上本区域代码作前缀",
     "err.unknown_parameter": "不是此处可用的参数",
     "err.range_reversed": "结束日期不能早于开始日期", "err.range_too_long": "时间范围最长 {days} 天",
+    "err.too_many_rows_to_print": "报表共 {rows} 行，PDF 最多打印 {max} 行：请缩短日期范围、选择区域，或导出CSV",
     "err.time_needs_offset": "{field}：请带上时区偏移，如 2026-11-22T08:00:00+08:00",
     "err.plan_running": "任务 {job_id} 正在规划该区域该日期，请等待其完成", "err.plan_running_other": "另一个任务正在规划该区域该日期，请等待其完成",
     "err.plan_job_not_found": "规划任务 {job_id} 不存在", "err.job_not_cancellable": "任务 {job_id} 已结束，只能取消排队中或运行中的任务", "err.plan_superseded": "方案 {plan_id} 已被替代：请重新规划当天",
