@@ -215,13 +215,13 @@ def report_pdf(
             plates=_plates(conn, rows, report == "clearance" and by == "truck"),
             district=named, made_at=made_at,
         )  # fmt: skip
-    if (rows := pdf.rows_in(document)) > pdf.MAX_ROWS:
+    if (printed := pdf.rows_in(document)) > pdf.MAX_ROWS:
         raise ApiError(
             422,
-            f"the report has {rows} rows and a PDF prints at most {pdf.MAX_ROWS}: "
+            f"the report has {printed} rows and a PDF prints at most {pdf.MAX_ROWS}: "
             "choose fewer days or one district, or export CSV",
             code="too_many_rows_to_print",
-            params={"rows": rows, "max": pdf.MAX_ROWS},
+            params={"rows": printed, "max": pdf.MAX_ROWS},
         )
     return attachment(
         pdf.to_pdf(document), media_type="application/pdf",
