@@ -24,7 +24,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import CondPageBreak, Paragraph, SimpleDocTemplate, Table, TableStyle
 from reportlab.platypus.flowables import Flowable
 
 FONT = "STSong-Light"
@@ -39,6 +39,7 @@ CELL_PT = 8
 MIN_COLUMN_CHARS = 4
 MAX_COLUMN_CHARS = 40
 COLUMN_PAD_CHARS = 2  # the cell's padding
+HEADING_ROOM = 25 * mm  # a heading, a table's header row and its first rows
 # Table rows one document may hold: some 110 pages, about 15 s of one core to set.
 MAX_ROWS = 5000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -98,7 +99,7 @@ def _styles() -> dict[str, ParagraphStyle]:
         "title": ParagraphStyle("title", parent=base, fontSize=16, leading=20, spaceAfter=4),
         "line": ParagraphStyle("line", parent=base, fontSize=9, leading=12),
         "heading": ParagraphStyle(
-            "heading", parent=base, fontSize=11, leading=14, spaceBefore=8, spaceAfter=4
+            "heading", parent=base, fontSize=11, leading=14, spaceBefore=12, spaceAfter=4
         ),
         "cell": base,
     }
@@ -167,12 +168,13 @@ def to_pdf(document: Document) -> bytes:
     story: list[Flowable] = [Paragraph(_markup(document.title), styles["title"])]
     story += [Paragraph(_markup(line), styles["line"]) for line in document.lines]
     for section in document.sections:
+        # A heading starts a new page rather than end one without its table's first rows.
+        story.append(CondPageBreak(HEADING_ROOM))
         story.append(Paragraph(_markup(section.heading), styles["heading"]))
         if section.rows:
             story.append(_table(section, styles, page.width))
         else:
             story.append(Paragraph(_markup(section.empty), styles["line"]))
-        story.append(Spacer(1, 2 * mm))
     footer = _footer(document)
     page.build(story, onFirstPage=footer, onLaterPages=footer)
     return out.getvalue()

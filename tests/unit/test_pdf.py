@@ -48,3 +48,14 @@ def test_a_section_without_rows_says_so() -> None:
         "周小结", sections=[pdf.Section("告警统计", ["区域"], [], empty="暂无")]
     )
     assert "暂无" in pages(pdf.to_pdf(document))[0]
+
+
+def test_a_heading_never_ends_a_page_without_its_table() -> None:
+    """Whatever the length of the table before it, the second heading is on the page of
+    its table's first row."""
+    for length in range(20, 40):  # the second heading falls at every height of page 1
+        first = pdf.Section("第一部分", ["编号"], [[f"R{i:02d}"] for i in range(length)])
+        second = pdf.Section("第二部分", ["编号"], [["S01"], ["S02"]])
+        texts = pages(pdf.to_pdf(pdf.Document("标题", sections=[first, second])))
+        [page] = [t for t in texts if "第二部分" in t]
+        assert "S01" in page, (length, texts)
