@@ -40,7 +40,7 @@ MIN_COLUMN_CHARS = 4
 MAX_COLUMN_CHARS = 40
 COLUMN_PAD_CHARS = 2  # the cell's padding
 HEADING_ROOM = 25 * mm  # a heading, a table's header row and its first rows
-# Table rows one document may hold: some 110 pages, about 15 s of one core to set.
+# Table rows one document may hold: some 150 pages, about 15 s of one core to set.
 MAX_ROWS = 5000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BEYOND_BMP = re.compile(r"[^\u0000-\uffff]")
