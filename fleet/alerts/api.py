@@ -1,5 +1,6 @@
 """/api/v1/ledger, /api/v1/alerts, /api/v1/cases: supervision (监管) over the alerts
-service (fleet/alerts/service.py). Cases outside the caller's districts are not found."""
+service (fleet/alerts/service.py); a case's record as PDF (fleet/reports/documents.py).
+Cases outside the caller's districts are not found."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from fleet import pdf
 from fleet.alerts import repo, service
 from fleet.alerts.cases import MAX_NAME_CHARS, MAX_NOTE_CHARS
 from fleet.alerts.models import (
@@ -29,6 +31,9 @@ from fleet.alerts.models import (
 from fleet.auth.models import Principal, Role
 from fleet.config import Settings
 from fleet.positions import repo as positions_repo
+from fleet.reports import documents
+from fleet.reports.columns import Lang
+from fleet.trucks import repo as trucks_repo
 from fleet.web.deps import (
     Allow,
     Anyone,
@@ -40,6 +45,7 @@ from fleet.web.deps import (
     ensure_district,
     now_utc,
 )
+from fleet.web.downloads import PDF_RESPONSES, attachment
 from fleet.web.errors import ApiError, not_found
 from fleet.web.fields import PathId
 
@@ -195,6 +201,36 @@ def list_cases(
         overdue_only=overdue_only,
         limit=paging.limit,
         offset=paging.offset,
+    )
+
+
+# Declared before /cases/{case_id}, whose path would otherwise take "12.pdf" as the id.
+@router.get(
+    "/cases/{case_id}.pdf",
+    summary="A case's record (一单四制) as PDF: the case, its timeline and alerts",
+    response_class=Response,
+    responses=PDF_RESPONSES,
+)
+def case_pdf(
+    conn: Conn,
+    principal: Anyone,
+    case_id: CaseId,
+    lang: Annotated[Lang, Query(description="zh (default) or en")] = "zh",
+) -> Response:
+    """Every time in the case's district's zone."""
+    try:
+        case = service.get_case(conn=conn, case_id=case_id, district_ids=principal.district_filter)
+    except service.CaseNotFound:
+        raise ApiError(404, f"case {case_id} not found") from None
+    trucks = sorted({t for t in [case.truck_id, *(a.truck_id for a in case.alerts)] if t})
+    document = documents.case_document(
+        case=case,
+        lang=lang,
+        plates=trucks_repo.plates(conn, truck_ids=trucks) if trucks else {},
+        made_at=now_utc().astimezone(case.opened_at.tzinfo),
+    )
+    return attachment(
+        pdf.to_pdf(document), media_type="application/pdf", filename=f"clearday-case-{case_id}.pdf"
     )
 
 

@@ -30,27 +30,63 @@ from fleet.alerts.models import (
 )
 from fleet.alerts.repo import reports as repo
 
+# Why a point broke 日清, in the words of the dashboard (fleet/web/static/js/i18n.js,
+# why.* and reason.*), by language.
 REASON_TEXT = {
-    "not_visited": "未到达收集点",
-    "drive_by": "车辆驶过未停车",
-    "too_short": "停留时间不足",
-    "terminal_offline": "终端离线，无法核实",
-    "not_planned": "未排入当日计划",
-    "not_delivered": "已收运但未到中转站卸载",
-    "at_point": "车辆正在收集点",
+    "zh": {
+        "not_visited": "未到达收集点",
+        "drive_by": "车辆驶过未停车",
+        "too_short": "停留时间不足",
+        "terminal_offline": "终端离线，无法核实",
+        "not_planned": "未排入当日计划",
+        "not_delivered": "已收运但未到中转站卸载",
+        "at_point": "车辆正在收集点",
+        "unassigned": "计划未能安排：",
+        "pending": "尚未到时限",
+        "missed": "未清运",
+        "partial": "停留时间不足",
+    },
+    "en": {
+        "not_visited": "no truck came",
+        "drive_by": "a truck drove past without stopping",
+        "too_short": "stopped too briefly",
+        "terminal_offline": "terminal offline: cannot be verified",
+        "not_planned": "not in the day's plan",
+        "not_delivered": "collected but not unloaded at a station",
+        "at_point": "a truck is at the point",
+        "unassigned": "the plan could not include it: ",
+        "pending": "not due yet",
+        "missed": "not cleared",
+        "partial": "stopped too briefly",
+    },
 }
+# Why the plan left a point out (routing.plan.REASONS).
+UNASSIGNED_TEXT = {
+    "zh": {
+        "capacity": "载重不足", "time_window": "时间窗冲突", "stream": "无可收该类垃圾的车辆",
+        "access": "车辆无法进入（窄巷）", "station_hours": "中转站开放时间不符",
+        "shift": "超出班次时间", "unreachable": "道路不通", "no_truck": "无可用车辆",
+    },
+    "en": {
+        "capacity": "not enough capacity", "time_window": "time window conflict",
+        "stream": "no truck takes this stream", "access": "no truck can enter (narrow lane)",
+        "station_hours": "station opening hours", "shift": "beyond the shift",
+        "unreachable": "not reachable by road", "no_truck": "no truck available",
+    },
+}  # fmt: skip
 
 
-def reason_text(status: str, reason: str | None, delivery: str) -> str:
+def reason_text(status: str, reason: str | None, delivery: str, *, lang: str = "zh") -> str:
+    """Why a ledger entry broke 日清, for a person reading `lang` (zh or en)."""
+    words = REASON_TEXT[lang]
     if status == "cleared" and delivery == "not_delivered":
-        return REASON_TEXT["not_delivered"]
+        return words["not_delivered"]
     if reason and reason.startswith("unassigned: "):
-        return "计划未能安排：" + reason.removeprefix("unassigned: ")
-    if reason in REASON_TEXT:
-        return REASON_TEXT[reason]
-    return {"pending": "尚未到时限", "missed": "未清运", "partial": "停留时间不足"}.get(
-        status, status
-    )
+        why = reason.removeprefix("unassigned: ")
+        return words["unassigned"] + UNASSIGNED_TEXT[lang].get(why, why)
+    if reason in words:
+        return words[reason]
+    return words.get(status, status)
 
 
 def _districts(district_ids: Sequence[str] | None) -> list[str] | None:

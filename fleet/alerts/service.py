@@ -51,6 +51,7 @@ __all__ = [
     "clearance_report",
     "close_case",
     "closure_report",
+    "district_zone",
     "feedback_case",
     "get_case",
     "ledger",
@@ -84,6 +85,11 @@ def _in_district_time(conn: psycopg.Connection, items: Sequence[M]) -> list[M]:
     """Items that carry a `district_id`, each with its times in its district's zone."""
     zones = {k: ZoneInfo(v) for k, v in repo.district_timezones(conn).items()}
     return [_local(i, zones.get(getattr(i, "district_id", ""), DEFAULT_TZ)) for i in items]
+
+
+def district_zone(*, conn: psycopg.Connection, district_id: str) -> ZoneInfo:
+    """The time zone a district's people read times in (the default when it has none)."""
+    return ZoneInfo(repo.district_timezones(conn).get(district_id, DEFAULT_TIMEZONE))
 
 
 def _now(now: datetime | None) -> datetime:

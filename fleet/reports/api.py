@@ -1,21 +1,24 @@
-"""/api/v1/reports: 日清率, missed points, 按期结案率, weekly and monthly summaries, CSV."""
+"""/api/v1/reports: 日清率, missed points, 按期结案率, weekly and monthly summaries; each
+as CSV and as PDF."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from fleet import spreadsheet
+from fleet import pdf, spreadsheet
 from fleet.alerts import service
 from fleet.alerts.models import ClearanceRow, ClosureRow, MissedRow, Period, PeriodSummary, ReportBy
-from fleet.reports.columns import by_truck_rows, chinese_rows, headers_zh
+from fleet.reports import documents
+from fleet.reports.columns import UNPLANNED, Lang, by_truck_rows, headers, labelled_rows
 from fleet.trucks import repo as trucks_repo
 from fleet.web.deps import Anyone, Conn, SettingsDep, district_scope, now_utc
+from fleet.web.downloads import PDF_RESPONSES, attachment
 from fleet.web.errors import ApiError
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -108,7 +111,23 @@ def period(
     )
 
 
-ReportName = Literal["clearance", "missed", "closure", "week", "month"]
+LangQuery = Annotated[
+    Lang, Query(description="zh: Chinese headers, words for codes, local times, plates")
+]
+
+
+def _filename(report: str, start: date, end: date, extension: str) -> str:
+    last = f"-{end.isoformat()}" if end != start else ""
+    return f"clearday-{report}-{start.isoformat()}{last}.{extension}"
+
+
+def _plates(conn: Conn, rows: Sequence[BaseModel], by_truck: bool) -> dict[str, str]:
+    """Plates of the trucks the rows name (planned trucks; the groups of a report by truck)."""
+    trucks = sorted(
+        {t for r in rows if (t := getattr(r, "planned_truck_id", None))}
+        | ({r.group for r in rows if isinstance(r, ClearanceRow)} if by_truck else set())
+    )
+    return trucks_repo.plates(conn, truck_ids=trucks) if trucks else {}
 
 
 @router.get(
@@ -121,15 +140,12 @@ def report_csv(
     conn: Conn,
     principal: Anyone,
     settings: SettingsDep,
-    report: ReportName,
+    report: service.ReportName,
     date_from: DateFrom = None,
     date_to: DateTo = None,
     by: ReportBy = "district",
     district_id: DistrictQuery = None,
-    lang: Annotated[
-        Literal["en", "zh"],
-        Query(description="zh: Chinese headers, words for codes, local times, plates"),
-    ] = "en",
+    lang: LangQuery = "en",
 ) -> Response:
     start, end = _range(settings, date_from, date_to)
     rows = service.report_rows(
@@ -137,28 +153,77 @@ def report_csv(
         district_ids=district_scope(principal, district_id),
     )  # fmt: skip
     by_truck = report == "clearance" and by == "truck"
-    trucks = sorted(
-        {t for r in rows if (t := getattr(r, "planned_truck_id", None))}
-        | ({r.group for r in rows if isinstance(r, ClearanceRow)} if by_truck else set())
-    )
-    plates = trucks_repo.plates(conn, truck_ids=trucks) if trucks else {}
+    plates = _plates(conn, rows, by_truck)
     cells: Sequence[BaseModel | dict[str, Any]] = rows
     if by_truck:
-        unplanned = "未排入计划" if lang == "zh" else "not planned"
-        cells = by_truck_rows(rows, plates=plates, unplanned=unplanned)
+        cells = by_truck_rows(rows, plates=plates, unplanned=UNPLANNED[lang])
     if lang == "zh":
         text = spreadsheet.to_csv(
-            chinese_rows(cells, tz=settings.tz, plates=plates, by=by),
+            labelled_rows(cells, lang="zh", plates=plates, by=by),
             bom=True,
-            headers=headers_zh(report, by),
+            headers=headers(report, by, "zh"),
         )
     else:
         text = spreadsheet.to_csv(cells, bom=True)
-    filename = f"clearday-{report}-{start.isoformat()}" + (
-        f"-{end.isoformat()}" if end != start else ""
-    )
-    return Response(
+    return attachment(
         text.encode("utf-8"),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+        filename=_filename(report, start, end, "csv"),
     )
+
+
+@router.get(
+    "/{report}.pdf",
+    summary="Any report as PDF to print and file (Chinese; `lang=en`: English)",
+    response_class=Response,
+    responses=PDF_RESPONSES,
+)
+def report_pdf(
+    conn: Conn,
+    principal: Anyone,
+    settings: SettingsDep,
+    report: service.ReportName,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    by: ReportBy = "district",
+    district_id: DistrictQuery = None,
+    lang: Annotated[Lang, Query(description="zh (default): Chinese; en: English")] = "zh",
+) -> Response:
+    """The same rows as the CSV, in the district's local time; a week or a month
+    (anchored on `date_from`) prints the whole 周小结 / 月通报. Refused (422) past
+    `pdf.MAX_ROWS` rows."""
+    start, end = _range(settings, date_from, date_to)
+    scope = district_scope(principal, district_id)
+    zone = (
+        service.district_zone(conn=conn, district_id=scope[0])
+        if scope is not None and len(scope) == 1
+        else settings.tz
+    )
+    made_at = now_utc().astimezone(zone)
+    named = district_id if district_id else (", ".join(scope) if scope else None)
+    if report in ("week", "month"):
+        summary = service.period_report(conn=conn, period=report, anchor=start, district_ids=scope)
+        document = documents.period_document(
+            summary=summary, lang=lang, district=named, made_at=made_at
+        )
+    else:
+        rows = service.report_rows(
+            conn=conn, report=report, date_from=start, date_to=end, by=by, district_ids=scope
+        )
+        document = documents.report_document(
+            report=report, rows=rows, lang=lang, by=by, date_from=start, date_to=end,
+            plates=_plates(conn, rows, report == "clearance" and by == "truck"),
+            district=named, made_at=made_at,
+        )  # fmt: skip
+    if (printed := pdf.rows_in(document)) > pdf.MAX_ROWS:
+        raise ApiError(
+            422,
+            f"the report has {printed} rows and a PDF prints at most {pdf.MAX_ROWS}: "
+            "choose fewer days or one district, or export CSV",
+            code="too_many_rows_to_print",
+            params={"rows": printed, "max": pdf.MAX_ROWS},
+        )
+    return attachment(
+        pdf.to_pdf(document), media_type="application/pdf",
+        filename=_filename(report, start, end, "pdf"),
+    )  # fmt: skip

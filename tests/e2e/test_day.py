@@ -1,18 +1,20 @@
 """The supervisor's and the dispatcher's day, as a person performs it in Chromium against
 the real app and database (the alerts team's hand-computed day in district d1: P4 missed
 by T2, P5 left out of the plan): find the day's missed points and why, open one on the
-map, export them, play back the truck's day, assign and close the case, read the weekly
-report, and create a user."""
+map, export them (CSV and PDF), play back the truck's day, assign and close the case and
+save its record, read the weekly report and save it as PDF, and create a user."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pypdf
 import pytest
 
 from fleet.alerts import repo as alerts_repo
@@ -22,6 +24,18 @@ from tests.integration.web.conftest import PASSWORD, LiveServer, Users
 from tests.unit.alerts.tracks import DAY
 
 pytestmark = pytest.mark.slow
+
+
+def downloaded_pdf(page: Any, button: str, saved: Path) -> str:
+    """Click a PDF link, save the download and read its text back (white space removed:
+    where a cell wraps depends on its column's width)."""
+    with page.expect_download() as download_info:
+        page.click(button)
+    download_info.value.save_as(saved)
+    raw = saved.read_bytes()
+    assert raw.startswith(b"%PDF-"), raw[:20]
+    reader = pypdf.PdfReader(io.BytesIO(raw), strict=True)
+    return re.sub(r"\s+", "", "".join(p.extract_text() for p in reader.pages))
 
 
 def open_supervision(page: Any, server: LiveServer, who: str = "supervisor") -> None:
@@ -73,6 +87,11 @@ def test_supervisor_finds_missed_points_and_why_and_exports_them(
     assert p4["原因"] == "未到达收集点" and p4["计划车辆"] == "皖A00002", p4
     assert p4["状态"] == "漏收" and p4["垃圾类别"] == "可回收物", p4
     assert p4["收运时限"] == f"{DAY.isoformat()} 10:00", p4  # local time, not UTC
+
+    # The same list to print: a PDF in the page's language, P4's row in words.
+    text = downloaded_pdf(page, "[data-testid=missed-pdf]", tmp_path / "missed.pdf")
+    assert "漏收明细" in text and "P4小区桶站可回收物皖A00002T2漏收未到达收集点" in text, text
+    assert f"{DAY.isoformat()}10:00" in text, text
 
 
 def test_filters_and_search_narrow_the_alerts_and_cases(
@@ -181,7 +200,7 @@ def test_playback_progress_judges_late_by_the_servers_clock(
 
 
 def test_supervisor_assigns_and_closes_the_case_from_the_missed_list(
-    page: Any, live_server: LiveServer, users: Users, supervised_day: int
+    page: Any, live_server: LiveServer, users: Users, supervised_day: int, tmp_path: Path
 ) -> None:
     open_supervision(page, live_server)
     page.click("[data-testid=missed] tr[data-point-id=P4] [data-testid=missed-case]")
@@ -206,12 +225,16 @@ def test_supervisor_assigns_and_closes_the_case_from_the_missed_list(
         assert word in timeline, timeline
     assert "action." not in timeline, timeline
     shot(page, "54-case-closed-from-missed")
+    record = downloaded_pdf(page, "[data-testid=case-pdf]", tmp_path / "case.pdf")
+    assert f"案件记录#{supervised_day}" in record, record
+    for step in ("交办", "请今天补收", "反馈", "已补收", "销号", "现场核实已清运", "已销号"):
+        assert step in record, (step, record)
     page.click("[data-testid=case-dismiss]")
     page.wait_for_selector("[data-testid=missed] tr[data-point-id=P4]:has-text('已销号')")
 
 
 def test_supervisor_reads_the_weekly_report_and_prints_it(
-    page: Any, live_server: LiveServer, users: Users, supervised_day: int
+    page: Any, live_server: LiveServer, users: Users, supervised_day: int, tmp_path: Path
 ) -> None:
     log_in(page, live_server, "supervisor")
     page.click("a[data-page=reports]")
@@ -230,6 +253,9 @@ def test_supervisor_reads_the_weekly_report_and_prints_it(
     assert "未卸料" in page.inner_text("[data-testid=rep-alerts]")
     assert "P4" in page.inner_text("[data-testid=rep-worst]")
     shot(page, "55-weekly-report")
+    printed = downloaded_pdf(page, "[data-testid=rep-pdf]", tmp_path / "week.pdf")
+    assert "周小结" in printed and "作业日期：2026-03-02至2026-03-08" in printed, printed
+    assert "P4P4小区桶站1" in printed, printed  # the points most often not cleared
     page.emulate_media(media="print")
     assert not page.is_visible("[data-testid=rep-show]")  # controls are not printed
     shot(page, "56-weekly-report-print")

@@ -30,6 +30,7 @@ NEUTRAL = {
     "English",
     "Leaflet",
     "CSV",
+    "PDF",
     "UTF",
     "GeoJSON",
     "OpenStreetMap",

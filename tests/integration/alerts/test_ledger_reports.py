@@ -100,7 +100,7 @@ def test_missed_points_report_has_reasons(day_url: str) -> None:
     assert [(r.point_id, r.reason_text) for r in rows] == [
         ("P3", "已收运但未到中转站卸载"),
         ("P4", "未到达收集点"),
-        ("P5", "计划未能安排：capacity"),
+        ("P5", "计划未能安排：载重不足"),
     ]
     assert all(r.case_id is not None for r in rows if r.point_id != "P3")
 

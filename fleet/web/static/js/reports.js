@@ -1,7 +1,7 @@
 // 报表: 日报 (a date range), 周小结 (the ISO week) and 月通报 (the month) of a date — the
 // 日清率 trend, 按期结案率, breakdowns by truck and by waste stream, alerts by kind and
-// the points most often not cleared; printable, and exported as CSV.
-import { addDays, api, clear, download, fmtPct, h, platesOf, qs, table } from "./core.js";
+// the points most often not cleared; printable, and exported as CSV or PDF.
+import { addDays, api, clear, download, fmtPct, h, platesOf, qs, showError, table } from "./core.js";
 import { currentLang, t } from "./i18n.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -101,7 +101,8 @@ export class ReportsPage {
         : h("label", { class: "inline" }, t("rep.period"), anchor),
       h("button", { "data-testid": "rep-show", onclick: show }, t("rep.show")),
       h("button", { class: "secondary", "data-testid": "rep-print", onclick: () => window.print() }, t("common.print")),
-      h("button", { class: "secondary", "data-testid": "rep-csv", onclick: () => this.exportCsv() }, t("common.export"))));
+      h("button", { class: "secondary", "data-testid": "rep-csv", onclick: () => this.export("csv").catch(showError) }, t("common.export")),
+      h("button", { class: "secondary", "data-testid": "rep-pdf", onclick: () => this.export("pdf").catch(showError) }, t("common.export_pdf"))));
   }
 
   async load() {
@@ -178,13 +179,14 @@ export class ReportsPage {
       ] : null);
   }
 
-  exportCsv() {
+  // The report on show as a file: CSV for Excel, PDF to print and file.
+  export(extension) {
     const { district } = this.ctx;
     const name = this.kind === "daily" ? "clearance" : this.kind;
     const params = this.kind === "daily"
       ? { date_from: this.range.from, date_to: this.range.to }
       : { date_from: this.range.from };
-    return download(`/reports/${name}.csv${qs({ ...params, district_id: district, lang: currentLang() })}`,
-      `clearday-${name}-${this.range.from}.csv`);
+    return download(`/reports/${name}.${extension}${qs({ ...params, district_id: district, lang: currentLang() })}`,
+      `clearday-${name}-${this.range.from}.${extension}`);
   }
 }

@@ -1,6 +1,6 @@
 // 监管: the day's clearance ledger on the map, the missed points with their reasons
-// (漏收明细, exported as CSV), alerts and cases with filters and search, and a case's
-// workflow (交办 → 反馈 → 销号) with the assignee picked from the users.
+// (漏收明细, exported as CSV or PDF), alerts and cases with filters and search, and a case's
+// workflow (交办 → 反馈 → 销号) with the assignee picked from the users, its record as PDF.
 import {
   ApiError, api, can, clear, closeModal, download, fmtDateTime, fmtTime, h, openModal, platesOf, qs, showError,
   table, textOf, toast,
@@ -39,7 +39,9 @@ export class SupervisePage {
         h("button", { class: "link", "data-testid": "sup-refresh", title: t("common.show"), onclick: () => this.refresh(this.ctx).catch(showError) }, "⟳")),
       this.el.ledger,
       h("h2", {}, t("missed.title"),
-        h("button", { class: "link", "data-testid": "missed-csv", onclick: () => this.exportMissed().catch(showError) }, t("common.export"))),
+        h("span", {},
+          h("button", { class: "link", "data-testid": "missed-csv", onclick: () => this.exportMissed("csv").catch(showError) }, t("common.export")),
+          h("button", { class: "link", "data-testid": "missed-pdf", onclick: () => this.exportMissed("pdf").catch(showError) }, t("common.export_pdf")))),
       this.el.missed,
       this.el.tabs, this.el.filters, this.el.list);
     ctx.map.setLegend(LEDGER.map((s) => [LEDGER_COLOUR[s], t(`ledger.${s}`)]));
@@ -154,10 +156,10 @@ export class SupervisePage {
     for (const row of this.el.missed.querySelectorAll("tr")) row.classList.toggle("selected", row.dataset.pointId === pointId);
   }
 
-  async exportMissed() {
+  async exportMissed(extension) {
     const { district, date } = this.ctx;
-    await download(`/reports/missed.csv${qs({ date_from: date, district_id: district, lang: currentLang() })}`,
-      `clearday-missed-${date}.csv`);
+    await download(`/reports/missed.${extension}${qs({ date_from: date, district_id: district, lang: currentLang() })}`,
+      `clearday-missed-${date}.${extension}`);
   }
 
   // --- alerts and cases: filters, search, tables ---
@@ -311,7 +313,11 @@ export class SupervisePage {
         truck ? h("span", {}, `${t("col.truck")} ${this.plate(truck)}`) : null),
       h("div", { class: "row" },
         c.point_id ? h("button", { class: "link", "data-testid": "case-zoom", onclick: () => { closeModal(); this.zoomTo(c.point_id); } }, t("case.zoom")) : null,
-        truck ? h("a", { href: `#/playback?truck=${encodeURIComponent(truck)}${c.point_id ? `&point=${encodeURIComponent(c.point_id)}` : ""}`, "data-testid": "case-playback", onclick: closeModal }, t("case.replay")) : null),
+        truck ? h("a", { href: `#/playback?truck=${encodeURIComponent(truck)}${c.point_id ? `&point=${encodeURIComponent(c.point_id)}` : ""}`, "data-testid": "case-playback", onclick: closeModal }, t("case.replay")) : null,
+        h("button", {
+          class: "link", "data-testid": "case-pdf",
+          onclick: () => download(`/cases/${c.case_id}.pdf${qs({ lang: currentLang() })}`, `clearday-case-${c.case_id}.pdf`).catch(showError),
+        }, t("case.pdf"))),
       h("h4", {}, t("case.alerts")),
       h("ul", {}, c.alerts.map((a) => h("li", {},
         `${t(`alert.${a.kind}`)} · ${fmtDateTime(a.condition_at)}`,
