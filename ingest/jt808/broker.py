@@ -28,7 +28,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -70,7 +70,7 @@ class _Message:
     sent_at: float = 0.0
 
 
-class _Join:
+class Join:
     """Calls ``done`` once with whether all of ``count`` publishes succeeded."""
 
     __slots__ = ("done", "left", "ok")
@@ -346,12 +346,6 @@ class Publisher:
             self._waiting.append(message)
         else:
             self._send(session, message)
-
-    def publish_all(self, messages: Sequence[tuple[str, bytes]], done: Done) -> None:
-        """Publish several messages; ``done(True)`` once all were acknowledged."""
-        join = _Join(len(messages), done)
-        for topic, payload in messages:
-            self.publish(topic, payload, join)
 
     async def publish_wait(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
