@@ -932,6 +932,21 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
     assert gateway.stop() == 0
 
 
+def test_the_gateway_process_holds_none_of_the_planners_libraries(
+    jt808_fleet: str, broker: PrivateMosquitto, gateway_process: Callable[..., GatewayProcess]
+) -> None:
+    """`clearday jt808` replaces itself (same process id) with the gateway's own entry
+    point, so the running gateway has loaded neither numpy nor scipy, which the
+    `clearday` command's other groups import."""
+    gateway = gateway_process(gateway_env(jt808_fleet, broker.url, 0), free_port())
+    assert gateway.proc is not None
+    pid = gateway.proc.pid
+    assert b"ingest.jt808" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "/numpy/" not in maps and "/scipy/" not in maps
+    assert gateway.stop() == 0
+
+
 def instance_pids(supervisor: int) -> list[int]:
     """The gateway processes a supervisor started (not multiprocessing's helper)."""
     pids = []
