@@ -123,3 +123,4 @@ class FixBatcher:
             wire.encode_gateway_batch(items),
             waiting[0] if len(waiting) == 1 else _Outcome(waiting),
         )
+        self.publisher.flush()  # now, not a loop turn later: the terminals are waiting

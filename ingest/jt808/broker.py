@@ -235,7 +235,7 @@ class Publisher:
         self._closing = True
         session = self._session
         if session is not None and session.link.transport is not None:
-            self._flush()
+            self.flush()
             session.link.transport.write(mp.DISCONNECT_PACKET)
             session.link.transport.close()
         for task in self._tasks:
@@ -374,9 +374,10 @@ class Publisher:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             assert self._loop is not None
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the PUBLISH packets built so far (otherwise at the end of the loop turn)."""
         self._flush_scheduled = False
         session = self._session
         if not self._out or session is None or session.link.transport is None:
