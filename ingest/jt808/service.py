@@ -240,9 +240,9 @@ def supervise(settings: Settings, *, host: str, port: int, processes: int) -> No
 
 
 def freeze_imports() -> None:
-    """Leave every object that exists now (the modules' hundreds of thousands: the
-    process imports the whole of fleet and routing with numpy and scipy) out of all
-    later garbage collections. The gateway creates several objects per location,
+    """Leave every object that exists now (the imported modules' hundreds of
+    thousands) out of all later garbage collections. The gateway creates several
+    objects per location,
     some of which live until the PUBACK and so reach the oldest generation, whose
     collection would otherwise go through the modules' objects too (gc.freeze: about
     15 % of the gateway's Python work per location)."""
