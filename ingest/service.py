@@ -7,7 +7,8 @@ The pipeline, in order, for every batch:
                ``ingest_batch_max_age_s`` old, or nothing is waiting and it is
                ``ingest_batch_linger_s`` old;
 2. decode   — :class:`ingest.wire.Decoder`: topic, size, JSON, types, ranges, time window;
-3. resolve  — terminal id → truck id (cached); unknown terminals are dead letters;
+3. resolve  — terminal id → truck id (cached; each item's own in a gateway's batch);
+               unknown terminals are dead letters;
 4. write    — one transaction: positions (COPY), events, status, dead letters; done by
                ``ingest_writers`` threads in parallel while the next batch is collected;
 5. ack      — PUBACK every message of the batch, after its commit.
