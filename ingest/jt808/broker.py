@@ -1,8 +1,9 @@
 """The gateway's MQTT side: QoS 1 publishing on the gateway's own event loop.
 
-Every location a terminal sends becomes one PUBLISH whose PUBACK decides whether the
-terminal gets its acknowledgement, so this is the gateway's hot path. It is written
-for that, over a plain asyncio connection (MQTT 5):
+Every location a terminal sends goes out in a PUBLISH (a batch of many terminals'
+fixes) whose PUBACK decides whether the terminal gets its acknowledgement, so this is
+the gateway's hot path. It is written for that, over a plain asyncio connection
+(MQTT 5):
 
 - no thread and no future per message: ``publish`` takes a callback, called once
   with True (PUBACK with a success reason code) or False (a failure code, 0x10 "no

@@ -1,5 +1,7 @@
 """`clearday jt808`: an asyncio TCP server for JT/T 808 terminals that publishes what
-they send in ClearDay's MQTT wire format under each truck's terminal id.
+they send in ClearDay's MQTT wire format: their fixes in batches on the gateway's own
+topic, each item naming the truck's terminal id (ingest/jt808/batching.py), alarms and
+statuses on the truck's topics.
 
 One ingest path: the gateway translates, the ingestor stores. The rules:
 
