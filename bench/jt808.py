@@ -22,7 +22,10 @@ Measures, in one run:
    component (terminals, gateway, broker, ingestor, PostgreSQL, the bench) used during
    this phase, ``cpu_system_s`` how much of it in the kernel (system calls and the
    loopback network), and ``cpu_busy`` what share of the machine's cores they took
-   together;
+   together. ``gateway_batches`` is how many messages the gateway published on its
+   own topic in this phase and ``fixes_per_batch`` how many fixes each carried on
+   average (none with ``CLEARDAY_JT808_BATCH_FIXES=false``: one message per report on
+   the truck's topic);
 3. ``p99_latency_ms``: report sent → row committed (the commit notification of the
    row's transaction, from the trigger bench/ingest.py adds), for reports paced at
    half the rate of 2;
@@ -59,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -67,6 +71,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -199,10 +204,45 @@ def own_cpu_times() -> CpuTimes:
     return t.user, t.system
 
 
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (one metrics port per process)."""
+    for _ in range(50):
+        first = free_port()
+        socks = []
+        try:
+            for p in range(first, first + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 class GatewayProcess:
     def __init__(self, env: dict[str, str], port: int, processes: int = 1) -> None:
-        self.env, self.port, self.processes = env, port, processes
+        self.metrics_port = free_ports(processes)
+        self.env = {**env, "CLEARDAY_JT808_METRICS_PORT": str(self.metrics_port)}
+        self.port, self.processes = port, processes
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def batches(self) -> tuple[float, float]:
+        """(batches published on the gateway's topic, fixes they carried) over every
+        process, from their /metrics."""
+        totals = {"clearday_jt808_batches_total": 0.0, "clearday_jt808_batched_fixes_total": 0.0}
+        for n in range(self.processes):
+            url = f"http://127.0.0.1:{self.metrics_port + n}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text = response.read().decode()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name in totals:
+                        totals[sample.name] += sample.value
+        return totals["clearday_jt808_batches_total"], totals["clearday_jt808_batched_fixes_total"]
 
     def start(self) -> GatewayProcess:
         self.proc = subprocess.Popen(
@@ -590,7 +630,6 @@ def main() -> None:
                 "CLEARDAY_DATABASE_URL": servers.url,
                 "CLEARDAY_MQTT_URL": servers.mqtt_url,
                 "CLEARDAY_METRICS_PORT": "0",
-                "CLEARDAY_JT808_METRICS_PORT": "0",
                 "CLEARDAY_INGEST_SHARE_GROUP": "",
                 "CLEARDAY_INGEST_RECEIVE_MAXIMUM": str(bi.RECEIVE_MAXIMUM),
                 "CLEARDAY_LOG_LEVEL": "WARNING",
@@ -627,8 +666,12 @@ def main() -> None:
             # 2. rate through the gateway
             per = max(1, args.locations // args.terminals)
             base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+            batches_before = gateway.batches()
             (start, _, sent, failed), cpu = throughput_apart(
                 (port, args.terminals, per, base), 0.0, split
+            )
+            batches, batched = (
+                a - b for a, b in zip(gateway.batches(), batches_before, strict=True)
             )
             log(f"CPU during the rate phase: {cpu}")
             wait_count(servers.url, len(sent), 120)
@@ -672,6 +715,8 @@ def main() -> None:
                 "locations": len(sent),
                 "rate_terminals": args.terminals,
                 "gateway_processes": args.gateway_processes,
+                "gateway_batches": round(batches),
+                "fixes_per_batch": round(batched / batches, 1) if batches else None,
                 **cpu,
                 "load_avg": round(os.getloadavg()[0], 2),
             }

@@ -140,6 +140,11 @@ class Jt808Settings(BaseSettings):
     command_poll_s: float = Field(30.0, gt=0, le=3600)
     # The gateway's Prometheus endpoint (on metrics_host); 0 disables it.
     metrics_port: int = Field(9465, ge=0, le=65_535)
+    # The fixes that arrive in one event-loop turn, from any number of terminals, go
+    # to the broker as one message on clearday/v1/gateways/{gateway id}/positions
+    # (its account must allow it: clearday mqtt-credentials); false: one message per
+    # report on the truck's own topic.
+    batch_fixes: bool = True
 
 
 class WebSettings(BaseSettings):

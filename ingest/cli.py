@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -94,19 +96,19 @@ def jt808(
     ] = None,
 ) -> None:
     """Run the JT/T 808 gateway: terminals over TCP into the MQTT wire format (Ctrl-C stops)."""
-    from ingest.jt808.service import GatewayUnavailable, run
+    from ingest.jt808 import __main__ as gateway_main
 
-    settings = Settings()
-    try:
-        run(
-            settings,
-            host=host or settings.jt808.host,
-            port=port or settings.jt808.port,
-            processes=processes or settings.jt808.processes,
-        )
-    except GatewayUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    settings = Settings()  # refused settings are reported here, before the exec
+    # The gateway runs in this process, re-executed as its lean entry point: it does
+    # not keep this command's imports of every command group (see ingest/jt808/__main__.py).
+    argv = gateway_main.command(
+        host or settings.jt808.host,
+        port or settings.jt808.port,
+        processes or settings.jt808.processes,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
 
 
 def jt808_command(

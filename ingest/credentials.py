@@ -4,8 +4,10 @@ Mosquitto's Dynamic Security plugin (``dynamic-security.json``).
 Every active truck's terminal gets a client named after its terminal id that may
 publish only its own topics ``clearday/v1/trucks/{its id}/{positions,events,status}``
 and may neither subscribe nor receive. Each ingestor instance gets a client of its own
-that may subscribe to (a share of) ``clearday/v1/trucks/#`` and receive it; an optional
-gateway client (a JT/T 808 bridge) may publish for every truck. Everything else is
+that may subscribe to (a share of) ``clearday/v1/trucks/#`` and
+``clearday/v1/gateways/#`` and receive them; an optional gateway client (a JT/T 808
+bridge) may publish for every truck, and its batches of many trucks' fixes on
+``clearday/v1/gateways/+/positions``, which no terminal may. Everything else is
 denied by default: a SUBSCRIBE no role allows is refused in the SUBACK, a publish no
 role allows is refused (MQTT 5 PUBACK 0x87). Each client has a fixed client id, its
 user name: the plugin refuses a login under any other id, so nobody can take over
@@ -155,17 +157,24 @@ def _role_name(account: Account) -> str:
 
 
 def _role_acls(account: Account) -> list[dict[str, object]]:
-    everything = f"{wire.TOPIC_ROOT}/#"
+    trucks = f"{wire.TOPIC_ROOT}/#"
     if account.role == ROLE_INGESTOR:
         # A plain subscription or any share group of it (subscribe ACLs see the
         # whole filter, `$share/<group>/` included).
         return [
-            _acl("subscribePattern", everything),
-            _acl("subscribePattern", f"$share/+/{everything}"),
-            _acl("publishClientReceive", everything),
+            acl
+            for root in (wire.TOPIC_ROOT, wire.GATEWAY_TOPIC_ROOT)
+            for acl in (
+                _acl("subscribePattern", f"{root}/#"),
+                _acl("subscribePattern", f"$share/+/{root}/#"),
+                _acl("publishClientReceive", f"{root}/#"),
+            )
         ]
     if account.role == ROLE_GATEWAY:
-        return [_acl("publishClientSend", everything)]
+        return [
+            _acl("publishClientSend", trucks),
+            _acl("publishClientSend", f"{wire.GATEWAY_TOPIC_ROOT}/+/{wire.Channel.POSITIONS}"),
+        ]
     return [_acl("publishClientSend", wire.topic(c, account.username)) for c in wire.Channel]
 
 

@@ -312,8 +312,9 @@ class MqttConsumer:
                 what = ", ".join(f"{f} ({rc})" for f, rc in refused)
                 self._fail(
                     f"the broker refused the subscription to {what}; check the ingestor "
-                    "user's ACL (it needs read on clearday/v1/trucks/#) and that shared "
-                    "subscriptions are allowed"
+                    "user's ACL (it needs read on clearday/v1/trucks/# and "
+                    "clearday/v1/gateways/#: regenerate the broker's accounts with "
+                    "`clearday mqtt-credentials`) and that shared subscriptions are allowed"
                 )
                 return
             self.subscribed.set()

@@ -7,7 +7,8 @@ The pipeline, in order, for every batch:
                ``ingest_batch_max_age_s`` old, or nothing is waiting and it is
                ``ingest_batch_linger_s`` old;
 2. decode   — :class:`ingest.wire.Decoder`: topic, size, JSON, types, ranges, time window;
-3. resolve  — terminal id → truck id (cached); unknown terminals are dead letters;
+3. resolve  — terminal id → truck id (cached; each item's own in a gateway's batch);
+               unknown terminals are dead letters;
 4. write    — one transaction: positions (COPY), events, status, dead letters; done by
                ``ingest_writers`` threads in parallel while the next batch is collected;
 5. ack      — PUBACK every message of the batch, after its commit.
@@ -39,6 +40,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Any, cast
@@ -237,8 +239,7 @@ class Ingestor:
                 if suspects:
                     settled = self._admit(suspects, deliveries, topics, parsed)
                 if deliveries:
-                    terminal_ids = {p.terminal_id for p in parsed if p.terminal_id is not None}
-                    trucks = self.terminals.trucks_for(terminal_ids)
+                    trucks = self.terminals.trucks_for(terminals_named(parsed))
                     batch = build_batch(deliveries, topics, parsed, trucks, _utcnow())
                     batch.settled = settled
                     self._hand_over((deliveries, batch), committers)
@@ -374,7 +375,7 @@ class Ingestor:
         topic = topic_text(delivery)
         self.attempts.charge([digest], [topic])
         result = self.decoder.parse(topic, delivery.payload, self.decoder.window())
-        trucks = self.terminals.trucks_for([result.terminal_id] if result.terminal_id else [])
+        trucks = self.terminals.trucks_for(terminals_named([result]))
         batch = build_batch([delivery], [topic], [result], trucks, _utcnow())
         batch.settled = [digest]
         self._commit(self.lone_writer, [delivery], batch)
@@ -427,6 +428,18 @@ class Ingestor:
                 self.reasons.note(reason, topic, detail)
 
 
+def terminals_named(parsed: Iterable[wire.Parsed[Any]]) -> set[str]:
+    """The terminal ids of decoded messages: a truck topic's, and each item's of a
+    gateway's batch."""
+    names: set[str] = set()
+    for result in parsed:
+        if result.gateway_id is not None:
+            names.update(item.terminal_id for item in result.items)
+        elif result.terminal_id is not None:
+            names.add(result.terminal_id)
+    return names
+
+
 def build_batch(
     deliveries: list[Delivery],
     topics: list[str],
@@ -470,6 +483,9 @@ def _add_message(
     trucks: dict[str, str],
     received_at: datetime,
 ) -> None:
+    if result.gateway_id is not None:
+        _add_gateway_fixes(batch, src, topic, payload, result, trucks, received_at)
+        return
     positions = batch.positions
     positions_src = batch.positions_src
     dead = batch.dead
@@ -529,6 +545,43 @@ def _add_message(
                 )
             )
             batch.statuses_src.append(src)
+
+
+def _add_gateway_fixes(
+    batch: Batch,
+    src: int,
+    topic: str,
+    payload: bytes,
+    result: wire.Parsed[wire.TerminalFix],
+    trucks: dict[str, str],
+    received_at: datetime,
+) -> None:
+    """A gateway's batch: each fix goes to its own terminal's truck; an item naming a
+    terminal no truck has is a dead letter of its own bytes, the others are stored."""
+    topic_clean = clean_text(topic, 500)
+    for rej in result.rejections:
+        batch.dead.append(
+            (received_at, topic_clean, rej.reason.value, clean_text(rej.detail), rej.raw)
+        )
+    elements: list[bytes] | None = None
+    for item in result.items:
+        truck_id = trucks.get(item.terminal_id)
+        if truck_id is not None:
+            batch.positions.append(position_row(truck_id, item.fix))
+            batch.positions_src.append(src)
+            continue
+        if elements is None:
+            elements = wire.array_elements(payload) or [payload]
+        raw = elements[item.element] if item.element < len(elements) else payload
+        batch.dead.append(
+            (
+                received_at,
+                topic_clean,
+                wire.Reason.UNKNOWN_TERMINAL.value,
+                clean_text(f"no truck has terminal id {item.terminal_id!r} (fix {item.element})"),
+                raw,
+            )
+        )
 
 
 def _utcnow() -> datetime:

@@ -9,6 +9,9 @@ Topics (``{terminal_id}`` is the terminal's MQTT username as well)::
     clearday/v1/trucks/{terminal_id}/positions   QoS 1, a fix or an array of fixes
     clearday/v1/trucks/{terminal_id}/events      QoS 1, an event or an array of events
     clearday/v1/trucks/{terminal_id}/status      QoS 1, retained; also the last will
+    clearday/v1/gateways/{gateway_id}/positions  QoS 1, fixes of many trucks, each
+                                                 item naming its terminal id (only
+                                                 protocol gateways may publish here)
 
 Decoding never raises on input: :func:`parse_message` (and the per-channel
 ``parse_*`` functions) return a :class:`Parsed` value holding the good items and
@@ -21,11 +24,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar, cast
 
 import msgspec
 
@@ -33,6 +36,7 @@ from fleet.positions.models import EventKind
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "clearday/v1/trucks"
+GATEWAY_TOPIC_ROOT = "clearday/v1/gateways"
 
 # A terminal id is also an MQTT username and one topic level: keep it boring.
 TERMINAL_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -60,7 +64,7 @@ class Reason(StrEnum):
     """Why a message or an item of it was rejected (``dead_letter.reason``)."""
 
     OVERSIZE = "oversize"  # payload larger than the configured limit
-    BAD_TOPIC = "bad_topic"  # not clearday/v1/trucks/{terminal_id}/{channel}
+    BAD_TOPIC = "bad_topic"  # neither a truck's topic nor a gateway's positions topic
     MALFORMED_JSON = "malformed_json"  # not UTF-8 JSON
     BAD_SHAPE = "bad_shape"  # JSON, but not an object or a non-empty array of objects
     MISSING_FIELD = "missing_field"
@@ -205,6 +209,12 @@ class _FixWire(msgspec.Struct):
     extra: FixExtra | None = None
 
 
+class _GatewayFixWire(_FixWire, kw_only=True):
+    """An item of a gateway's batch: a fix and the terminal it belongs to."""
+
+    terminal_id: str
+
+
 class _EventWire(msgspec.Struct):
     recorded_at: WireTime
     kind: EventKind
@@ -239,8 +249,21 @@ DEFAULT_LIMITS = Limits()
 
 @dataclass(frozen=True, slots=True)
 class TopicRef:
+    """What a topic names: a truck's channel, or (``gateway_id`` set, ``terminal_id``
+    None) a gateway's positions topic."""
+
     channel: Channel
+    terminal_id: str | None
+    gateway_id: str | None = None
+
+
+class TerminalFix(NamedTuple):
+    """A fix of a gateway's batch with the terminal it belongs to; ``element`` is its
+    place in the message's array (0 for a single object)."""
+
     terminal_id: str
+    fix: Fix
+    element: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,10 +282,12 @@ T = TypeVar("T")
 class Parsed(Generic[T]):
     """The outcome of decoding one message: accepted items and rejections.
 
-    ``channel`` and ``terminal_id`` are None when the topic itself was bad.
+    ``channel`` and ``terminal_id`` are None when the topic itself was bad. A
+    gateway's batch has ``gateway_id`` set, ``terminal_id`` None, and
+    :class:`TerminalFix` items.
     """
 
-    __slots__ = ("channel", "items", "rejections", "terminal_id")
+    __slots__ = ("channel", "gateway_id", "items", "rejections", "terminal_id")
 
     def __init__(
         self,
@@ -270,15 +295,18 @@ class Parsed(Generic[T]):
         terminal_id: str | None,
         items: list[T],
         rejections: list[Rejection],
+        gateway_id: str | None = None,
     ) -> None:
         self.channel = channel
         self.terminal_id = terminal_id
         self.items = items
         self.rejections = rejections
+        self.gateway_id = gateway_id
 
     def __repr__(self) -> str:
+        source = f"gateway={self.gateway_id!r}" if self.gateway_id else repr(self.terminal_id)
         return (
-            f"Parsed({self.channel}, {self.terminal_id!r}, items={self.items!r}, "
+            f"Parsed({self.channel}, {source}, items={self.items!r}, "
             f"rejections={self.rejections!r})"
         )
 
@@ -312,11 +340,22 @@ def status_topic(terminal_id: str) -> str:
     return topic(Channel.STATUS, terminal_id)
 
 
+def gateway_positions_topic(gateway_id: str) -> str:
+    """Where a protocol gateway publishes the fixes of many trucks (the gateway's
+    broker account, or its client id; the same characters as a terminal id)."""
+    if not _TERMINAL_ID_RE.fullmatch(gateway_id):
+        raise ValueError(
+            f"invalid gateway id {gateway_id!r} (a topic level): must match {TERMINAL_ID_PATTERN}"
+        )
+    return f"{GATEWAY_TOPIC_ROOT}/{gateway_id}/{Channel.POSITIONS.value}"
+
+
 def subscription_filters(share_group: str | None = None) -> list[str]:
     """The topic filters the ingestor subscribes to; with ``share_group`` they are
     MQTT 5 shared subscriptions (``$share/{group}/...``) so N ingestors split the load.
     """
     filters = [f"{TOPIC_ROOT}/+/{c.value}" for c in Channel]
+    filters.append(f"{GATEWAY_TOPIC_ROOT}/+/{Channel.POSITIONS.value}")
     if share_group:
         if any(ch in share_group for ch in "/+#"):
             raise ValueError(f"invalid share group {share_group!r}")
@@ -325,18 +364,25 @@ def subscription_filters(share_group: str | None = None) -> list[str]:
 
 
 _TOPIC_PREFIX = TOPIC_ROOT + "/"
+_GATEWAY_PREFIX = GATEWAY_TOPIC_ROOT + "/"
 _CHANNELS = {c.value: c for c in Channel}
 
 
 def parse_topic(topic_name: str) -> TopicRef:
-    """Split a topic into channel and terminal id; raise BadMessage(BAD_TOPIC)."""
+    """Split a topic into channel and terminal id (or gateway id); raise
+    BadMessage(BAD_TOPIC)."""
     if topic_name.startswith(_TOPIC_PREFIX):
         rest = topic_name[len(_TOPIC_PREFIX) :].split("/")
         if len(rest) == 2 and rest[1] in _CHANNELS and _TERMINAL_ID_RE.fullmatch(rest[0]):
             return TopicRef(_CHANNELS[rest[1]], rest[0])
+    elif topic_name.startswith(_GATEWAY_PREFIX):
+        rest = topic_name[len(_GATEWAY_PREFIX) :].split("/")
+        if len(rest) == 2 and rest[1] == Channel.POSITIONS and _TERMINAL_ID_RE.fullmatch(rest[0]):
+            return TopicRef(Channel.POSITIONS, None, rest[0])
     raise BadMessage(
         Reason.BAD_TOPIC,
-        f"topic {topic_name[:200]!r} is not {TOPIC_ROOT}/<terminal_id>/<positions|events|status>",
+        f"topic {topic_name[:200]!r} is not {TOPIC_ROOT}/<terminal_id>/<positions|events|status> "
+        f"nor {GATEWAY_TOPIC_ROOT}/<gateway_id>/positions",
     )
 
 
@@ -344,6 +390,8 @@ def parse_topic(topic_name: str) -> TopicRef:
 
 _fix_decoder = msgspec.json.Decoder(list[_FixWire] | _FixWire)
 _one_fix_decoder = msgspec.json.Decoder(_FixWire)
+_gateway_fix_decoder = msgspec.json.Decoder(list[_GatewayFixWire] | _GatewayFixWire)
+_one_gateway_fix_decoder = msgspec.json.Decoder(_GatewayFixWire)
 _event_decoder = msgspec.json.Decoder(_EventWire)
 _status_decoder = msgspec.json.Decoder(_StatusWire)
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
@@ -524,6 +572,108 @@ def _event_from_raw(raw: bytes, window: Window) -> Event:
     )
 
 
+def _truck_fix(w: _FixWire, window: Window, index: int) -> Fix:
+    return _fix_from_wire(w, window)
+
+
+def _terminal_fix(w: _GatewayFixWire, window: Window, index: int) -> TerminalFix:
+    if not _TERMINAL_ID_RE.fullmatch(w.terminal_id):
+        raise BadMessage(
+            Reason.BAD_VALUE,
+            f"terminal_id {w.terminal_id[:100]!r} does not match {TERMINAL_ID_PATTERN}",
+        )
+    return TerminalFix(w.terminal_id, _fix_from_wire(w, window), index)
+
+
+class _FixShape(NamedTuple):
+    """How the items of a positions message are decoded: a truck's fixes, or a
+    gateway's fixes that each name their terminal."""
+
+    any_decoder: msgspec.json.Decoder[Any]  # an object or an array of them
+    one_decoder: msgspec.json.Decoder[Any]  # one object
+    make: Callable[[Any, Window, int], Any]  # wire item, window, index -> item
+
+
+_TRUCK_FIXES = _FixShape(_fix_decoder, _one_fix_decoder, _truck_fix)
+_GATEWAY_FIXES = _FixShape(_gateway_fix_decoder, _one_gateway_fix_decoder, _terminal_fix)
+
+
+def _decode_fixes(out: Parsed[Any], payload: bytes, window: Window, shape: _FixShape) -> None:
+    """Fill ``out`` from a positions payload: one object or a non-empty array of them;
+    each bad item is a rejection with its own bytes, the good ones are kept."""
+    try:
+        decoded = shape.any_decoder.decode(payload)
+    except _DECODE_ERRORS:
+        _decode_fixes_one_by_one(out, payload, window, shape)
+        return
+    make = shape.make
+    if not isinstance(decoded, list):
+        try:
+            out.items.append(make(decoded, window, 0))
+        except BadMessage as exc:
+            out.rejections.append(Rejection(exc.reason, exc.detail, payload))
+        return
+    if not decoded:
+        out.rejections.append(Rejection(Reason.BAD_SHAPE, "empty array", payload))
+        return
+    items = out.items
+    failed: list[tuple[int, BadMessage]] | None = None
+    for i, w in enumerate(decoded):
+        try:
+            items.append(make(w, window, i))
+        except BadMessage as exc:
+            if failed is None:
+                failed = []
+            failed.append((i, exc))
+    if failed:
+        # Rare: keep the exact bytes of each rejected element.
+        elements = _split_array(payload)
+        n = len(decoded)
+        for i, bad in failed:
+            raw = bytes(elements[i]) if isinstance(elements, list) else payload
+            out.rejections.append(Rejection(bad.reason, f"fix {i} of {n}: {bad.detail}", raw, i))
+
+
+def _decode_fixes_one_by_one(
+    out: Parsed[Any], payload: bytes, window: Window, shape: _FixShape
+) -> None:
+    """Slow path: typed decoding failed somewhere; decode element by element."""
+    elements = _split_array(payload)
+    if isinstance(elements, Rejection):
+        out.rejections.append(elements)
+        return
+    if elements is None:  # a single value that is not a valid item
+        try:
+            out.items.append(shape.make(shape.one_decoder.decode(payload), window, 0))
+        except _DECODE_ERRORS as exc:
+            out.rejections.append(Rejection(classify(exc), _detail(exc), payload))
+        except BadMessage as exc:
+            out.rejections.append(Rejection(exc.reason, exc.detail, payload))
+        return
+    if not elements:
+        out.rejections.append(Rejection(Reason.BAD_SHAPE, "empty array", payload))
+        return
+    n = len(elements)
+    for i, el in enumerate(elements):
+        raw = bytes(el)
+        try:
+            out.items.append(shape.make(shape.one_decoder.decode(raw), window, i))
+        except _DECODE_ERRORS as exc:
+            reason = classify(exc)
+            if reason is Reason.BAD_SHAPE:
+                reason = Reason.WRONG_TYPE  # an array element that is not an object
+            out.rejections.append(Rejection(reason, f"fix {i} of {n}: {_detail(exc)}", raw, i))
+        except BadMessage as exc:
+            out.rejections.append(Rejection(exc.reason, f"fix {i} of {n}: {exc.detail}", raw, i))
+
+
+def array_elements(payload: bytes) -> list[bytes] | None:
+    """The exact bytes of each element of a JSON array payload; None when the payload
+    is not an array (an object, or not JSON)."""
+    elements = _split_array(payload)
+    return [bytes(e) for e in elements] if isinstance(elements, list) else None
+
+
 class Decoder:
     """Decodes messages of every channel; the ingestor keeps one.
 
@@ -552,7 +702,7 @@ class Decoder:
 
     def parse(
         self, topic_name: str, payload: bytes, window: Window
-    ) -> Parsed[Fix] | Parsed[Event] | Parsed[Status]:
+    ) -> Parsed[Fix] | Parsed[TerminalFix] | Parsed[Event] | Parsed[Status]:
         """Decode one message. Never raises on input: whatever the payload makes the
         decoding code do ends in a :class:`Rejection` of the message."""
         try:
@@ -564,11 +714,12 @@ class Decoder:
                 ref.terminal_id if ref else None,
                 [],
                 [Rejection(*_failure(exc), payload)],
+                ref.gateway_id if ref else None,
             )
 
     def _parse(
         self, topic_name: str, payload: bytes, window: Window
-    ) -> Parsed[Fix] | Parsed[Event] | Parsed[Status]:
+    ) -> Parsed[Fix] | Parsed[TerminalFix] | Parsed[Event] | Parsed[Status]:
         try:
             ref = self.topic(topic_name)
         except BadMessage as exc:
@@ -586,81 +737,27 @@ class Decoder:
                         payload,
                     )
                 ],
+                ref.gateway_id,
             )
+        if ref.gateway_id is not None:
+            return self._gateway_fixes(ref.gateway_id, payload, window)
+        terminal_id = cast(str, ref.terminal_id)  # a truck's topic
         if ref.channel is Channel.POSITIONS:
-            return self._fixes(ref.terminal_id, payload, window)
+            return self._fixes(terminal_id, payload, window)
         if ref.channel is Channel.EVENTS:
-            return self._events(ref.terminal_id, payload, window)
-        return self._status(ref.terminal_id, payload, window)
+            return self._events(terminal_id, payload, window)
+        return self._status(terminal_id, payload, window)
 
     def _fixes(self, terminal_id: str, payload: bytes, window: Window) -> Parsed[Fix]:
-        try:
-            decoded = _fix_decoder.decode(payload)
-        except _DECODE_ERRORS:
-            return self._fixes_one_by_one(terminal_id, payload, window)
-        if isinstance(decoded, _FixWire):
-            try:
-                return Parsed(Channel.POSITIONS, terminal_id, [_fix_from_wire(decoded, window)], [])
-            except BadMessage as exc:
-                return Parsed(
-                    Channel.POSITIONS, terminal_id, [], [Rejection(exc.reason, exc.detail, payload)]
-                )
         out: Parsed[Fix] = Parsed(Channel.POSITIONS, terminal_id, [], [])
-        if not decoded:
-            out.rejections.append(Rejection(Reason.BAD_SHAPE, "empty array", payload))
-            return out
-        items = out.items
-        failed: list[tuple[int, BadMessage]] | None = None
-        for i, w in enumerate(decoded):
-            try:
-                items.append(_fix_from_wire(w, window))
-            except BadMessage as exc:
-                if failed is None:
-                    failed = []
-                failed.append((i, exc))
-        if failed:
-            # Rare: keep the exact bytes of each rejected element.
-            elements = _split_array(payload)
-            n = len(decoded)
-            for i, bad in failed:
-                raw = bytes(elements[i]) if isinstance(elements, list) else payload
-                out.rejections.append(
-                    Rejection(bad.reason, f"fix {i} of {n}: {bad.detail}", raw, i)
-                )
+        _decode_fixes(out, payload, window, _TRUCK_FIXES)
         return out
 
-    def _fixes_one_by_one(self, terminal_id: str, payload: bytes, window: Window) -> Parsed[Fix]:
-        """Slow path: typed decoding failed somewhere; decode element by element."""
-        out: Parsed[Fix] = Parsed(Channel.POSITIONS, terminal_id, [], [])
-        elements = _split_array(payload)
-        if isinstance(elements, Rejection):
-            out.rejections.append(elements)
-            return out
-        if elements is None:  # a single value that is not a valid fix
-            try:
-                out.items.append(_fix_from_wire(_one_fix_decoder.decode(payload), window))
-            except _DECODE_ERRORS as exc:
-                out.rejections.append(Rejection(classify(exc), _detail(exc), payload))
-            except BadMessage as exc:
-                out.rejections.append(Rejection(exc.reason, exc.detail, payload))
-            return out
-        if not elements:
-            out.rejections.append(Rejection(Reason.BAD_SHAPE, "empty array", payload))
-            return out
-        n = len(elements)
-        for i, el in enumerate(elements):
-            raw = bytes(el)
-            try:
-                out.items.append(_fix_from_wire(_one_fix_decoder.decode(raw), window))
-            except _DECODE_ERRORS as exc:
-                reason = classify(exc)
-                if reason is Reason.BAD_SHAPE:
-                    reason = Reason.WRONG_TYPE  # an array element that is not an object
-                out.rejections.append(Rejection(reason, f"fix {i} of {n}: {_detail(exc)}", raw, i))
-            except BadMessage as exc:
-                out.rejections.append(
-                    Rejection(exc.reason, f"fix {i} of {n}: {exc.detail}", raw, i)
-                )
+    def _gateway_fixes(
+        self, gateway_id: str, payload: bytes, window: Window
+    ) -> Parsed[TerminalFix]:
+        out: Parsed[TerminalFix] = Parsed(Channel.POSITIONS, None, [], [], gateway_id)
+        _decode_fixes(out, payload, window, _GATEWAY_FIXES)
         return out
 
     def _events(self, terminal_id: str, payload: bytes, window: Window) -> Parsed[Event]:
@@ -705,11 +802,20 @@ class Decoder:
 
 
 def _expect(
-    channel: Channel, topic_name: str, payload: bytes, now: datetime | None, limits: Limits
+    channel: Channel,
+    topic_name: str,
+    payload: bytes,
+    now: datetime | None,
+    limits: Limits,
+    *,
+    gateway: bool = False,
 ) -> Parsed[Any]:
     decoder = Decoder(limits)
     parsed = decoder.parse(topic_name, payload, decoder.window(now))
-    if parsed.channel is not None and parsed.channel is not channel:
+    if parsed.channel is not None and (
+        parsed.channel is not channel or (parsed.gateway_id is not None) != gateway
+    ):
+        wanted = "gateway's positions" if gateway else f"truck's {channel.value}"
         return Parsed(
             parsed.channel,
             parsed.terminal_id,
@@ -717,10 +823,11 @@ def _expect(
             [
                 Rejection(
                     Reason.BAD_TOPIC,
-                    f"expected a {channel.value} topic, got {topic_name[:200]!r}",
+                    f"expected a {wanted} topic, got {topic_name[:200]!r}",
                     payload,
                 )
             ],
+            parsed.gateway_id,
         )
     return parsed
 
@@ -738,6 +845,19 @@ def parse_fixes(
     :class:`Rejection`. Fixes come back with ``recorded_at`` timezone-aware.
     """
     return _expect(Channel.POSITIONS, topic_name, payload, now, limits)
+
+
+def parse_gateway_fixes(
+    topic_name: str,
+    payload: bytes,
+    *,
+    now: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Parsed[TerminalFix]:
+    """Decode a gateway's positions message: an array of fix objects (or one), each
+    with the ``terminal_id`` it belongs to. Never raises on input; a bad item is a
+    rejection of that item alone."""
+    return _expect(Channel.POSITIONS, topic_name, payload, now, limits, gateway=True)
 
 
 def parse_events(
@@ -769,7 +889,7 @@ def parse_message(
     *,
     now: datetime | None = None,
     limits: Limits = DEFAULT_LIMITS,
-) -> Parsed[Fix] | Parsed[Event] | Parsed[Status]:
+) -> Parsed[Fix] | Parsed[TerminalFix] | Parsed[Event] | Parsed[Status]:
     """Decode any ClearDay message, dispatching on the topic's channel."""
     decoder = Decoder(limits)
     return decoder.parse(topic_name, payload, decoder.window(now))
@@ -794,6 +914,29 @@ def encode_fixes(fixes: Fix | Iterable[Fix]) -> bytes:
     for f in batch:
         _require_aware(f.recorded_at, "Fix.recorded_at")
     return _encoder.encode(batch)
+
+
+def gateway_item_prefix(terminal_id: str) -> bytes:
+    """The start of a gateway batch item of this terminal, ``{"terminal_id":"…",``
+    (a gateway computes it once per connection)."""
+    return b'{"terminal_id":"' + _check_terminal_id(terminal_id).encode() + b'",'
+
+
+def encode_gateway_fix(prefix: bytes, fix: Fix) -> bytes:
+    """One item of a gateway's batch: the fix's object with the terminal id of
+    ``prefix`` (:func:`gateway_item_prefix`) as its first field. A fix always encodes
+    as a non-empty object, and a terminal id needs no escaping, so the id is spliced
+    in rather than encoding a copy of the fix."""
+    _require_aware(fix.recorded_at, "Fix.recorded_at")
+    return prefix + _encoder.encode(fix)[1:]
+
+
+def encode_gateway_batch(items: list[bytes]) -> bytes:
+    """The payload of a gateway's batch: the items of :func:`encode_gateway_fix` as
+    one array."""
+    if not items:
+        raise ValueError("a gateway batch needs at least one item")
+    return b"[" + b",".join(items) + b"]"
 
 
 def _event_obj(event: Event) -> dict[str, Any]:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final, Literal, get_args, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args, overload
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    FloatArray = npt.NDArray[np.float64]
 
 Stream = Literal["other", "kitchen", "recyclable", "hazardous", "mixed"]
 TruckType = Literal["compactor", "kitchen", "small"]
@@ -35,8 +38,6 @@ DEFAULT_SPEED_KMH: Final[Mapping[str, float]] = MappingProxyType(
 
 # The mean Earth radius (IUGG), in metres.
 EARTH_RADIUS_M: Final = 6_371_008.8
-
-FloatArray = npt.NDArray[np.float64]
 
 
 @overload
@@ -57,6 +58,10 @@ def haversine_m(lat1: Any, lon1: Any, lat2: Any, lon2: Any) -> Any:
         lib: Any = math
         at_most: Any = min
     else:
+        # Arrays come from callers that loaded numpy already; importing it here keeps
+        # this module, which every layer imports, free of it.
+        import numpy as np
+
         lib, at_most = np, np.minimum
     p1, p2 = lib.radians(lat1), lib.radians(lat2)
     a = (

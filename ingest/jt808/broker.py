@@ -1,8 +1,9 @@
 """The gateway's MQTT side: QoS 1 publishing on the gateway's own event loop.
 
-Every location a terminal sends becomes one PUBLISH whose PUBACK decides whether the
-terminal gets its acknowledgement, so this is the gateway's hot path. It is written
-for that, over a plain asyncio connection (MQTT 5):
+Every location a terminal sends goes out in a PUBLISH (a batch of many terminals'
+fixes) whose PUBACK decides whether the terminal gets its acknowledgement, so this is
+the gateway's hot path. It is written for that, over a plain asyncio connection
+(MQTT 5):
 
 - no thread and no future per message: ``publish`` takes a callback, called once
   with True (PUBACK with a success reason code) or False (a failure code, 0x10 "no
@@ -28,7 +29,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -70,7 +71,7 @@ class _Message:
     sent_at: float = 0.0
 
 
-class _Join:
+class Join:
     """Calls ``done`` once with whether all of ``count`` publishes succeeded."""
 
     __slots__ = ("done", "left", "ok")
@@ -235,7 +236,7 @@ class Publisher:
         self._closing = True
         session = self._session
         if session is not None and session.link.transport is not None:
-            self._flush()
+            self.flush()
             session.link.transport.write(mp.DISCONNECT_PACKET)
             session.link.transport.close()
         for task in self._tasks:
@@ -347,12 +348,6 @@ class Publisher:
         else:
             self._send(session, message)
 
-    def publish_all(self, messages: Sequence[tuple[str, bytes]], done: Done) -> None:
-        """Publish several messages; ``done(True)`` once all were acknowledged."""
-        join = _Join(len(messages), done)
-        for topic, payload in messages:
-            self.publish(topic, payload, join)
-
     async def publish_wait(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
@@ -380,9 +375,10 @@ class Publisher:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             assert self._loop is not None
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the PUBLISH packets built so far (otherwise at the end of the loop turn)."""
         self._flush_scheduled = False
         session = self._session
         if not self._out or session is None or session.link.transport is None:

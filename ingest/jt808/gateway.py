@@ -1,5 +1,7 @@
 """`clearday jt808`: an asyncio TCP server for JT/T 808 terminals that publishes what
-they send in ClearDay's MQTT wire format under each truck's terminal id.
+they send in ClearDay's MQTT wire format: their fixes in batches on the gateway's own
+topic, each item naming the truck's terminal id (ingest/jt808/batching.py), alarms and
+statuses on the truck's topics.
 
 One ingest path: the gateway translates, the ingestor stores. The rules:
 
@@ -40,7 +42,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ingest import wire
 from ingest.jt808 import codec, repo, translate
-from ingest.jt808.broker import Publisher
+from ingest.jt808.batching import FixBatcher
+from ingest.jt808.broker import Done, Join, Publisher
 from ingest.jt808.codec import Frame, FrameError, Reason, Result
 
 log = logging.getLogger("clearday.jt808")
@@ -73,6 +76,7 @@ class GatewayConfig:
     max_connections: int
     resend_after_s: float
     command_poll_s: float  # safety poll for a missed command notification
+    batch_fixes: bool = True  # many terminals' fixes in one message on the gateway's topic
 
     @classmethod
     def from_settings(cls, settings: Any) -> GatewayConfig:
@@ -84,6 +88,7 @@ class GatewayConfig:
             max_connections=settings.jt808.max_connections,
             resend_after_s=settings.jt808.resend_after_s,
             command_poll_s=settings.jt808.command_poll_s,
+            batch_fixes=settings.jt808.batch_fixes,
         )
 
 
@@ -217,6 +222,12 @@ class Gateway:
         self.config = config
         self.registry = registry
         self.publisher = publisher
+        # The fixes of one loop turn, from every connection, go out as one message.
+        self.batcher = (
+            FixBatcher(publisher, wire.gateway_positions_topic(publisher.client_id))
+            if config.batch_fixes
+            else None
+        )
         self.counts = Counts()
         registry.counts = self.counts
         self.sessions: set[Session] = set()
@@ -347,6 +358,7 @@ class Session(asyncio.Protocol):
         self.terminal: repo.Terminal | None = None  # set once authenticated
         self.positions_topic = ""  # the terminal's topics, set once authenticated
         self.events_topic = ""
+        self.item_prefix = b""  # its items in the gateway's batches
         self.responder: codec.Responder | None = None
         self.auth_header: codec.Header | None = None  # how the terminal addresses itself
         self.checked_at = 0.0
@@ -692,6 +704,7 @@ class Session(asyncio.Protocol):
         self.terminal = found[0]
         self.positions_topic = wire.positions_topic(self.terminal.terminal_id)
         self.events_topic = wire.events_topic(self.terminal.terminal_id)
+        self.item_prefix = wire.gateway_item_prefix(self.terminal.terminal_id)
         self.responder = codec.Responder(frame.header)
         self.auth_header = frame.header
         self.checked_at = time.monotonic()
@@ -737,31 +750,44 @@ class Session(asyncio.Protocol):
             batch.answered_locations += len(locations)
 
     def publish_batch(self) -> None:
+        """Hand this read's fixes to the gateway's batcher (or, batching off, publish
+        them on the truck's topic) and its alarm events on the truck's topic; the
+        frames are acknowledged once every message carrying them has its PUBACK."""
         batch, self.batch = self.batch, None
         if batch is None:
             return
         locations = batch.locations
-        messages: list[tuple[str, bytes]]
-        if len(locations) == 1:  # the common read: one report, one fix (an object)
+        if len(locations) == 1:  # the common read: one report
             fix = translate.fix_of(locations[0])
-            messages = [] if fix is None else [(self.positions_topic, wire.encode_fixes(fix))]
+            fixes = [] if fix is None else [fix]
         else:
-            topic = self.positions_topic
-            messages = [
-                (topic, wire.encode_fixes(chunk))
-                for chunk in translate.chunks(translate.fixes_of(locations))
-            ]
+            fixes = translate.fixes_of(locations)
+        batcher = self.gw.batcher
+        messages = self._truck_messages(fixes) if fixes and batcher is None else []
         if batch.events:
             messages.append((self.events_topic, wire.encode_events(batch.events)))
-        if not messages:  # reports without a fix and without a new alarm: nothing to store
+        batched = bool(fixes) and batcher is not None
+        parts = len(messages) + batched
+        if not parts:  # reports without a fix and without a new alarm: nothing to store
             self.acknowledge(batch)
             return
         self._hold(batch.messages)
-        done = functools.partial(self._published, batch)
-        if len(messages) == 1:
-            self.gw.publisher.publish(*messages[0], done)
-        else:
-            self.gw.publisher.publish_all(messages, done)
+        done: Done = functools.partial(self._published, batch)
+        if parts > 1:
+            done = Join(parts, done)
+        if batched:
+            assert batcher is not None
+            prefix = self.item_prefix
+            batcher.add([wire.encode_gateway_fix(prefix, f) for f in fixes], done)
+        for topic, payload in messages:
+            self.gw.publisher.publish(topic, payload, done)
+
+    def _truck_messages(self, fixes: list[wire.Fix]) -> list[tuple[str, bytes]]:
+        """Fixes on the truck's own topic: one as an object, several as arrays."""
+        topic = self.positions_topic
+        if len(fixes) == 1:
+            return [(topic, wire.encode_fixes(fixes[0]))]
+        return [(topic, wire.encode_fixes(chunk)) for chunk in translate.chunks(fixes)]
 
     def _published(self, batch: _Batch, ok: bool) -> None:
         self._hold(-batch.messages)

@@ -91,6 +91,17 @@ class GatewayCollector(Collector):
             "MQTT messages not acknowledged (refused, timed out, connection lost, no broker)",
             pub.failed,
         )
+        batcher = gw.batcher
+        yield CounterMetricFamily(
+            p + "batches",
+            "messages of many terminals' fixes published on the gateway's topic",
+            batcher.batches if batcher is not None else 0,
+        )
+        yield CounterMetricFamily(
+            p + "batched_fixes",
+            "fixes those messages carried",
+            batcher.fixes if batcher is not None else 0,
+        )
         yield GaugeMetricFamily(
             p + "mqtt_connected", "1 while connected to the broker", int(pub.connected)
         )

@@ -23,6 +23,7 @@ import uvloop
 from psycopg_pool import AsyncConnectionPool
 
 from fleet.config import MqttTarget, Settings
+from ingest import wire
 from ingest.credentials import instance_names
 from ingest.jt808.broker import BrokerRefused, Publisher
 from ingest.jt808.gateway import Gateway, GatewayConfig, Registry, serve
@@ -93,6 +94,12 @@ async def run_async(
         )
     target, client_id = broker_identity(MqttTarget(settings.ingest.mqtt_dsn()), instance)
     config = GatewayConfig.from_settings(settings)
+    if config.batch_fixes and not wire.is_valid_terminal_id(client_id):
+        raise GatewayUnavailable(
+            f"the gateway's id {client_id!r} names its batches' topic and must match "
+            f"{wire.TERMINAL_ID_PATTERN}: put a user name in CLEARDAY_MQTT_URL, or set "
+            "CLEARDAY_JT808_BATCH_FIXES=false"
+        )
     publisher = Publisher(target, client_id, timeout_s=config.publish_timeout_s)
     publisher.start()
     try:
@@ -240,9 +247,9 @@ def supervise(settings: Settings, *, host: str, port: int, processes: int) -> No
 
 
 def freeze_imports() -> None:
-    """Leave every object that exists now (the modules' hundreds of thousands: the
-    process imports the whole of fleet and routing with numpy and scipy) out of all
-    later garbage collections. The gateway creates several objects per location,
+    """Leave every object that exists now (the imported modules' hundreds of
+    thousands) out of all later garbage collections. The gateway creates several
+    objects per location,
     some of which live until the PUBACK and so reach the oldest generation, whose
     collection would otherwise go through the modules' objects too (gc.freeze: about
     15 % of the gateway's Python work per location)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import paho.mqtt.client as paho
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,8 +29,9 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import db, importer
-from fleet.config import Settings
+from fleet.config import MqttTarget, Settings
 from fleet.devservers import PrivateMosquitto, free_port
+from ingest import wire
 from ingest.jt808 import codec, repo
 from ingest.jt808.codec import MsgId
 from ingest.jt808.service import Instance, loop_runner, run_async
@@ -388,6 +390,8 @@ def test_bad_frames_are_answered_dead_lettered_and_the_connection_survives(
     assert value["clearday_jt808_connections_accepted_total"] == 1
     assert value["clearday_jt808_connections"] == 0 and value["clearday_jt808_acks_pending"] == 0
     assert value["clearday_jt808_mqtt_connected"] == 1
+    # the location went out in a batch of its own on the gateway's topic
+    assert value["clearday_jt808_batches_total"] == value["clearday_jt808_batched_fixes_total"] == 1
     # the location and the `online`/`offline` statuses: each PUBACK timed
     assert (
         value["clearday_jt808_publish_seconds_count"]
@@ -462,6 +466,81 @@ def test_reports_sent_without_waiting_are_each_answered_once_and_stored(
     assert answers == Counter({(1000 + k, codec.Result.OK): 1 for k in range(count)} | {(1, 0): 1})
     wait_for(lambda: len(positions(jt808_fleet, "T3")) == count, 30, f"{count} fixes")
     assert scalar(jt808_fleet, "SELECT count(DISTINCT recorded_at) FROM position") == count
+
+
+class PositionsSeen:
+    """A plain QoS 1 subscriber beside the ingestor: which terminals' fixes each
+    positions message carried, on the trucks' topics and on the gateways'."""
+
+    def __init__(self, broker: PrivateMosquitto) -> None:
+        self.truck_messages: list[str] = []  # the terminal id of each
+        self.gateway_messages: list[list[str]] = []  # the terminal ids of each one's items
+        ready = threading.Event()
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-positions-seen")
+        filters = [f for f in wire.subscription_filters() if f.endswith("/positions")]
+        client.on_connect = lambda c, *a: c.subscribe([(f, 1) for f in filters])
+        client.on_subscribe = lambda *a: ready.set()
+        client.on_message = self._on_message
+        target = MqttTarget(broker.url)
+        client.connect(target.host, target.port)
+        client.loop_start()
+        assert ready.wait(10), "subscriber not ready"
+        self.client = client
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        ref = wire.parse_topic(msg.topic)
+        if ref.gateway_id is None:
+            self.truck_messages.append(str(ref.terminal_id))
+        else:
+            parsed = wire.parse_gateway_fixes(msg.topic, bytes(msg.payload))
+            self.gateway_messages.append([item.terminal_id for item in parsed.items])
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "per-truck"])
+def test_ten_terminals_waiting_for_answers_each_acknowledged_location_stored_once(
+    jt808_fleet: str,
+    broker: PrivateMosquitto,
+    start_ingestor: Callable[..., RunningIngestor],
+    start_gateway: Callable[..., GatewayThread],
+    batched: bool,
+) -> None:
+    """Ten terminals (2013 and 2019) report 100 locations each, each waiting for its
+    answer: every acknowledged location is stored exactly once. Batched (the default),
+    every fix reached the broker on the gateway's topic, some message carrying several
+    terminals' fixes, and none on a truck's topic; with batching off, the other way
+    round."""
+    seen = PositionsSeen(broker)
+    start_ingestor()
+    gw = start_gateway(jt808_batch_fixes=batched)
+    per_terminal = 100
+    terminals, plans = streaming_terminals(gw.port, per_terminal)
+
+    async def scenario() -> None:
+        await asyncio.gather(
+            *(drive(t, plans[t.phone], retry_s=0.3, timeout_s=4) for t in terminals)
+        )
+        for t in terminals:
+            await t.close()
+
+    run(scenario())
+    assert_acknowledged_stored_once(jt808_fleet, terminals, per_terminal)
+    wait_for(
+        lambda: len(seen.truck_messages) + sum(map(len, seen.gateway_messages)) >= 1000,
+        30,
+        "the subscriber to see every fix",
+    )
+    seen.close()
+    if batched:
+        assert seen.truck_messages == []
+        assert max(len(set(ids)) for ids in seen.gateway_messages) >= 2
+        assert len(seen.gateway_messages) < 1000
+    else:
+        assert seen.gateway_messages == [] and len(seen.truck_messages) >= 1000
+    assert dead_letters(jt808_fleet) == []
 
 
 def test_a_missing_sub_package_is_asked_for_again_and_then_stored(
@@ -850,6 +929,21 @@ def test_gateway_killed_and_broker_restarted_mid_stream_every_acknowledged_locat
     run(scenario())
     assert at_kill[0] < 10 * per_terminal, "the kill must happen mid-stream"
     assert_acknowledged_stored_once(jt808_fleet, terminals, per_terminal)
+    assert gateway.stop() == 0
+
+
+def test_the_gateway_process_holds_none_of_the_planners_libraries(
+    jt808_fleet: str, broker: PrivateMosquitto, gateway_process: Callable[..., GatewayProcess]
+) -> None:
+    """`clearday jt808` replaces itself (same process id) with the gateway's own entry
+    point, so the running gateway has loaded neither numpy nor scipy, which the
+    `clearday` command's other groups import."""
+    gateway = gateway_process(gateway_env(jt808_fleet, broker.url, 0), free_port())
+    assert gateway.proc is not None
+    pid = gateway.proc.pid
+    assert b"ingest.jt808" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "/numpy/" not in maps and "/scipy/" not in maps
     assert gateway.stop() == 0
 
 

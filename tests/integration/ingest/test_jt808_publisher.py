@@ -10,6 +10,7 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import paho.mqtt.client as paho
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from fleet.config import MqttTarget
 from fleet.devservers import PrivateMosquitto
 from ingest import wire
+from ingest.jt808.batching import FixBatcher
 from ingest.jt808.broker import Publisher
 from ingest.jt808.service import loop_runner
 from tests.integration.ingest.support import wait_for
@@ -163,3 +165,83 @@ def test_a_stopped_broker_fails_at_once_and_the_publisher_comes_back(
 
     assert run(scenario, broker) == (True, False, True)
     assert subscribed[b"2"] == 0
+
+
+GATEWAY_TOPIC = wire.gateway_positions_topic("test-gateway")
+
+
+@pytest.fixture
+def batches(broker: PrivateMosquitto) -> Iterator[list[bytes]]:
+    """A QoS 1 subscriber to every gateway's batches; keeps the payloads in order."""
+    got: list[bytes] = []
+    ready = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-batch-subscriber")
+    client.on_connect = lambda c, *a: c.subscribe(wire.subscription_filters()[-1], qos=1)
+    client.on_subscribe = lambda *a: ready.set()
+    client.on_message = lambda c, u, m: got.append(bytes(m.payload))
+    target = MqttTarget(broker.url)
+    client.connect(target.host, target.port)
+    client.loop_start()
+    assert ready.wait(10), "subscriber not ready"
+    yield got
+    client.disconnect()
+    client.loop_stop()
+
+
+def gateway_items(terminal: int, count: int) -> list[bytes]:
+    """``count`` encoded fixes of terminal ``GPS-<terminal>``, told apart by ``seq``."""
+    at = datetime.now(UTC)
+    prefix = wire.gateway_item_prefix(f"GPS-{terminal}")
+    return [
+        wire.encode_gateway_fix(prefix, wire.Fix(recorded_at=at, lat=31.8, lon=117.2, seq=k))
+        for k in range(count)
+    ]
+
+
+def test_the_fixes_of_one_loop_turn_go_out_in_full_batches_each_answered_once(
+    broker: PrivateMosquitto, batches: list[bytes]
+) -> None:
+    """300 terminals with one fix each and one with 700 (a blind-zone upload), handed
+    over in one turn: batches of at most 500 fixes and 64 KiB, every fix in exactly one
+    of them, every contribution's callback True exactly once after its PUBACK."""
+
+    async def scenario(publisher: Publisher) -> tuple[list[Calls], FixBatcher]:
+        batcher = FixBatcher(publisher, GATEWAY_TOPIC, max_fixes=500, max_bytes=64 * 1024)
+        calls = [Calls() for _ in range(301)]
+        for t in range(300):
+            batcher.add(gateway_items(t, 1), calls[t])
+        batcher.add(gateway_items(300, 700), calls[300])
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in calls)), 30)
+        await asyncio.sleep(0.2)  # a second callback would have come by now
+        return calls, batcher
+
+    result = run(scenario, broker)
+    assert isinstance(result, tuple)
+    calls, batcher = result
+    assert all(c.results == [True] for c in calls)
+    wait_for(lambda: len(batches) >= batcher.batches, 30, "the subscriber to get every batch")
+    assert batcher.fixes == 1000 and batcher.batches == len(batches) >= 2
+    received = []
+    for payload in batches:
+        assert len(payload) <= 64 * 1024
+        parsed = wire.parse_gateway_fixes(GATEWAY_TOPIC, payload)
+        assert parsed.rejections == [] and len(parsed.items) <= 500
+        received += [(i.terminal_id, i.fix.seq) for i in parsed.items]
+    expected = [(f"GPS-{t}", 0) for t in range(300)] + [("GPS-300", k) for k in range(700)]
+    assert sorted(received) == sorted(expected)
+
+
+def test_a_batch_nobody_reads_fails_every_contribution(broker: PrivateMosquitto) -> None:
+    """No subscriber: PUBACK 0x10, and none of the terminals is told its fix is stored."""
+
+    async def scenario(publisher: Publisher) -> list[Calls]:
+        batcher = FixBatcher(publisher, GATEWAY_TOPIC)
+        calls = [Calls() for _ in range(20)]
+        for t, call in enumerate(calls):
+            batcher.add(gateway_items(t, 1), call)
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in calls)), 30)
+        return calls
+
+    calls = run(scenario, broker)
+    assert isinstance(calls, list)
+    assert all(c.results == [False] for c in calls)

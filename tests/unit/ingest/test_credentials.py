@@ -52,7 +52,8 @@ def test_accounts_keep_existing_passwords_and_skip_unusable_ids() -> None:
 
 def test_terminals_publish_only_their_own_topics_and_nothing_else_is_allowed() -> None:
     """Deny by default; a terminal's role allows its three topics (send only), the
-    ingestor's subscribing to and receiving every truck's, the gateway's sending them."""
+    ingestor's subscribing to and receiving every truck's and gateway's, the gateway's
+    sending them and its batches of many trucks' fixes."""
     config = credentials.dynsec_config(
         [
             Account("ingest", "ingestor", "x"),
@@ -71,8 +72,14 @@ def test_terminals_publish_only_their_own_topics_and_nothing_else_is_allowed() -
             ("subscribePattern", "clearday/v1/trucks/#"),
             ("subscribePattern", "$share/+/clearday/v1/trucks/#"),
             ("publishClientReceive", "clearday/v1/trucks/#"),
+            ("subscribePattern", "clearday/v1/gateways/#"),
+            ("subscribePattern", "$share/+/clearday/v1/gateways/#"),
+            ("publishClientReceive", "clearday/v1/gateways/#"),
         ],
-        "gateway": [("publishClientSend", "clearday/v1/trucks/#")],
+        "gateway": [
+            ("publishClientSend", "clearday/v1/trucks/#"),
+            ("publishClientSend", "clearday/v1/gateways/+/positions"),
+        ],
         "terminal-GPS-1": [
             ("publishClientSend", "clearday/v1/trucks/GPS-1/positions"),
             ("publishClientSend", "clearday/v1/trucks/GPS-1/events"),
@@ -141,7 +148,8 @@ def test_each_gateway_instance_gets_an_account_that_may_write_for_every_truck() 
     assert clients["jt808-1"]["clientid"] == "jt808-1"
     (gateway_role,) = [r for r in config["roles"] if r["rolename"] == "gateway"]
     assert [(a["acltype"], a["topic"]) for a in gateway_role["acls"]] == [
-        ("publishClientSend", "clearday/v1/trucks/#")
+        ("publishClientSend", "clearday/v1/trucks/#"),
+        ("publishClientSend", "clearday/v1/gateways/+/positions"),
     ]
     again, _ = credentials.plan_accounts(
         [("T1", "GPS-1")],

@@ -1,11 +1,15 @@
-"""Which broker account and client id each gateway process uses."""
+"""Which broker account and client id each gateway process uses, and its batches' topic."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
+import pytest
+
 from fleet.config import MqttTarget
-from ingest.jt808.service import Instance, broker_identity
+from ingest.jt808.service import GatewayUnavailable, Instance, broker_identity, run_async
+from tests.settings import flat_settings
 
 
 def test_one_process_keeps_the_account_and_uses_it_as_client_id() -> None:
@@ -35,3 +39,14 @@ def test_anonymous_processes_get_distinct_client_ids() -> None:
     host = socket.gethostname()
     assert ids == {f"clearday-jt808-{host}-1", f"clearday-jt808-{host}-2"}
     assert all(broker_identity(target, Instance(n, 2))[0].username is None for n in (1, 2))
+
+
+def test_a_gateway_whose_id_cannot_name_its_batch_topic_refuses_to_start() -> None:
+    """An account name that is no topic level stops the gateway with a message naming
+    the fix, before it connects anywhere."""
+    settings = flat_settings(
+        database_url="postgresql://nobody@127.0.0.1:1/none",
+        mqtt_url="mqtt://gw%2F1:secret@127.0.0.1:1",
+    )
+    with pytest.raises(GatewayUnavailable, match="CLEARDAY_JT808_BATCH_FIXES=false"):
+        asyncio.run(run_async(settings, host="127.0.0.1", port=0, stop=asyncio.Event()))

@@ -21,7 +21,7 @@ from ingest.service import ReasonLog, build_batch
 from ingest.writer import clean_text, event_payload
 
 NOW = datetime(2026, 5, 12, 8, 30, tzinfo=UTC)
-TRUCKS = {"GPS-T1": "T1"}
+TRUCKS = {"GPS-T1": "T1", "GPS-T3": "T3"}
 
 
 def message(topic: str, payload: bytes, mid: int = 1) -> MQTTMessage:
@@ -89,6 +89,37 @@ def test_unknown_terminal_is_one_dead_letter_with_the_whole_message() -> None:
     ((_, topic, reason, detail, raw),) = batch.dead
     assert (topic, reason, raw) == (wire.positions_topic("GPS-T2"), "unknown_terminal", payload)
     assert "GPS-T2" in detail
+
+
+def test_a_gateway_batch_stores_each_fix_under_its_own_truck() -> None:
+    """Items of two known terminals become rows of their trucks, all from one message."""
+    batch = batch_of(
+        (
+            wire.gateway_positions_topic("jt808-1"),
+            wire.encode_gateway_batch(
+                [
+                    wire.encode_gateway_fix(wire.gateway_item_prefix("GPS-T1"), fix(5, seq=1)),
+                    wire.encode_gateway_fix(wire.gateway_item_prefix("GPS-T3"), fix(5, seq=2)),
+                ]
+            ),
+        )
+    )
+    assert [(row[0], row[10]) for row in batch.positions] == [("T1", 1), ("T3", 2)]
+    assert batch.positions_src == [0, 0] and batch.dead == []
+
+
+def test_an_unknown_terminal_in_a_gateway_batch_is_a_dead_letter_of_that_item_alone() -> None:
+    """The item naming no truck is kept with its own bytes; its neighbours are stored."""
+    items = [
+        wire.encode_gateway_fix(wire.gateway_item_prefix(terminal), fix(5, seq=k))
+        for k, terminal in enumerate(["GPS-T1", "GPS-NONE", "GPS-T3"])
+    ]
+    topic = wire.gateway_positions_topic("jt808-1")
+    batch = batch_of((topic, wire.encode_gateway_batch(items)))
+    assert [(row[0], row[10]) for row in batch.positions] == [("T1", 0), ("T3", 2)]
+    ((_, dead_topic, reason, detail, raw),) = batch.dead
+    assert (dead_topic, reason, raw) == (topic, "unknown_terminal", items[1])
+    assert "GPS-NONE" in detail
 
 
 def test_rejected_fix_is_a_dead_letter_next_to_the_stored_ones() -> None:

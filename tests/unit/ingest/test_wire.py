@@ -77,6 +77,7 @@ def test_subscription_filters_plain_and_shared() -> None:
         "clearday/v1/trucks/+/positions",
         "clearday/v1/trucks/+/events",
         "clearday/v1/trucks/+/status",
+        "clearday/v1/gateways/+/positions",
     ]
     assert wire.subscription_filters("ingest")[0] == "$share/ingest/clearday/v1/trucks/+/positions"
     with pytest.raises(ValueError):
