@@ -13,6 +13,9 @@ One tick, in one transaction (so a crash loses nothing and repeats nothing):
    cases whose point is now cleared (or whose truck has now unloaded);
 4. escalate overdue cases; advance the watermark.
 
+A running worker ticks as soon as the ingestor commits new fixes or events (it listens
+for their announcement, ``DataSignal``) and at least every ``interval_s`` besides.
+
 ``replay`` does the same for one whole day from scratch: re-running it gives the
 same visits and ledger, and raises nothing twice.
 
