@@ -11,8 +11,8 @@ ground truth:
   (capped at the clearance deadline) plus the grace period — whatever the cause
   (skip, drive-by, too-short stop, breakdown);
 - ``drive_by``: the simulator's ``drive_by`` and ``too_short`` faults, and its
-  ``skip`` faults whose road from the stop before to the stop after enters the point's
-  geofence (the truck drove past it without stopping);
+  ``skip`` and ``idle_beside`` faults whose point the truck's true track then crossed,
+  on its way to its next stop, without standing in the fence (it drove past it);
 - ``not_unloaded``: trucks that parked at the depot still loaded (``no_unload``).
 
 Delay is, for each true alert, its ``raised_at`` (the worker's clock, in simulated
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import itertools
 import json
 import os
 import subprocess
@@ -93,7 +92,7 @@ from routing.vocab import haversine_m  # noqa: E402
 from simulator.city import City, generate  # noqa: E402
 from simulator.direct import DirectSink  # noqa: E402
 from simulator.faults import FaultRates, random_faults  # noqa: E402
-from simulator.geo import point_segment_distance_m  # noqa: E402
+from simulator.geo import drove_through_fence  # noqa: E402
 from simulator.plans import greedy_plan  # noqa: E402
 from simulator.roads import RoadNetwork  # noqa: E402
 from simulator.trucks import DaySpec, Emission, SimDay, TerminalConfig, run  # noqa: E402
@@ -507,7 +506,7 @@ def expected(
             continue
         if pid not in cleared_by or cleared_by[pid] > due:
             out["missed"][pid] = Expected(pid, due, known_at=known(planned[pid], due))
-    for pid in skipped_through(day):
+    for pid in skipped_through(day, positions):
         out["drive_by"][pid] = Expected(pid, NEVER)  # no delay: time unknown
     for rec in truth:
         if rec["type"] == "fault" and rec["kind"] == "drive_by":
@@ -541,37 +540,46 @@ def reported_fixes(url: str, d: date) -> dict[str, list[datetime]]:
     return out
 
 
-def skipped_through(day: SimDay) -> set[str]:
-    """Skipped points the truck nevertheless drove past on its way from the stop before
-    to the stop after: its road entered the point's geofence (through the point, or
-    across a junction a few metres from it). On the track that is a drive-by — a
-    crossing of the fence without stopping — and it is scored as one. A truck that
-    idled beside a point (``idle_beside``) goes on from where it turned back."""
-    city, net = day.spec.city, day.net
-    faults = [r for r in day.truth if r["type"] == "fault" and r.get("point_id")]
-    skipped = {r["point_id"] for r in faults if r["kind"] in ("skip", "idle_beside")}
-    turned_at = {r["point_id"]: r["from_node"] for r in faults if r["kind"] == "idle_beside"}
+# A truck whose true track spends this long in a point's fence stood there: it did not
+# drive past (a drive-by at 20-30 km/h crosses a 30 m fence in under 10 s).
+STOOD_IN_FENCE_S = 30.0
+
+
+def skipped_through(
+    day: SimDay, positions: dict[str, list[tuple[datetime, float, float]]]
+) -> set[str]:
+    """Skipped points the truck nevertheless drove past: its true track (``positions``:
+    a perfect terminal's fixes, every 10 s while driving), from when it left for the point
+    (``skip``: its departure from the stop before) or left its spot beside it
+    (``idle_beside``) until it reached its next stop (a service, a short stop, an unload,
+    its route's end), crossed the point's geofence, and it did not stand in the fence.
+    On the track that is a drive-by — a crossing of the fence without stopping — and it
+    is scored as one. The track, not the road from the planned stop before to the one
+    after: a truck that idled beside the next point first, or came from idling beside the
+    point before, took another road; one whose spot beside the next point lies in this
+    point's fence stood in it for minutes, which no one calls driving past."""
+    city = day.spec.city
+    reached: dict[str, list[datetime]] = {}
+    for rec in day.truth:
+        when = rec.get("arrival_at") if rec["type"] in ("service", "unload") else None
+        if rec["type"] == "fault" and rec["kind"] == "too_short":
+            when = rec["arrival_at"]
+        if rec["type"] == "route_end":
+            when = rec["at"]
+        if when is not None:
+            reached.setdefault(rec["truck_id"], []).append(parse(when))
     out: set[str] = set()
-    for route in day.spec.plan.routes:
-        truck = city.truck(route.truck_id)
-        stops = [s for s in route.stops if s.kind != "break" and s.ref_id]
-        for i, stop in enumerate(stops):
-            if stop.kind != "point" or stop.ref_id not in skipped:
-                continue
-            before = next((s for s in reversed(stops[:i]) if s.ref_id not in skipped), None)
-            after = next((s for s in stops[i + 1 :] if s.ref_id not in skipped), None)
-            if before is None or after is None:
-                continue
-            assert stop.ref_id and before.ref_id and after.ref_id
-            start = turned_at.get(stop.ref_id, city.site(before.ref_id).node)
-            path = net.path(start, city.site(after.ref_id).node, narrow_ok=truck.can_enter_narrow)
-            point = city.point(stop.ref_id)
-            if point.node in path or any(
-                point_segment_distance_m(point.lat, point.lon, *city.node_latlon(u), *city.node_latlon(v))
-                <= point.geofence_radius_m
-                for u, v in itertools.pairwise(path)
-            ):  # fmt: skip
-                out.add(stop.ref_id)
+    for rec in day.truth:
+        if rec["type"] != "fault" or rec["kind"] not in ("skip", "idle_beside"):
+            continue
+        left = parse(rec["at"] if rec["kind"] == "skip" else rec["departure_at"])
+        until = min((t for t in reached.get(rec["truck_id"], ()) if t > left), default=NEVER)
+        track = [f for f in positions.get(rec["truck_id"], ()) if left <= f[0] <= until]
+        point = city.point(rec["point_id"])
+        if drove_through_fence(
+            track, point.lat, point.lon, point.geofence_radius_m, stood_s=STOOD_IN_FENCE_S
+        ):
+            out.add(rec["point_id"])
     return out
 
 

@@ -31,6 +31,7 @@ from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from fleet.db import DatabaseUnavailable, connect
+from fleet.positions import repo as positions_repo
 from ingest import wire
 from ingest.metrics import IngestMetrics
 
@@ -374,6 +375,8 @@ class BatchWriter:
                 _copy_dead_letters(cur, batch.dead)
             if batch.settled:
                 cur.execute(DELETE_ATTEMPTS, (batch.settled,))
+            if result.positions_inserted or result.events_inserted:
+                positions_repo.announce_track_data(conn)  # the alert worker wakes at commit
         return result
 
     def _positions(
@@ -434,6 +437,8 @@ class BatchWriter:
                 _copy_dead_letters(cur, result.dead_letters)
             if batch.settled:
                 cur.execute(DELETE_ATTEMPTS, (batch.settled,))
+            if result.positions_inserted or result.events_inserted:
+                positions_repo.announce_track_data(conn)
         return result
 
 

@@ -13,6 +13,9 @@ One tick, in one transaction (so a crash loses nothing and repeats nothing):
    cases whose point is now cleared (or whose truck has now unloaded);
 4. escalate overdue cases; advance the watermark.
 
+A running worker ticks as soon as the ingestor commits new fixes or events (it listens
+for their announcement, ``DataSignal``) and at least every ``interval_s`` besides.
+
 ``replay`` does the same for one whole day from scratch: re-running it gives the
 same visits and ledger, and raises nothing twice.
 
@@ -44,6 +47,7 @@ from fleet.alerts.cases import CaseAction, CaseState
 from fleet.config import AlertSettings, IngestSettings, Settings
 from fleet.fields import DEFAULT_TIMEZONE
 from fleet.positions import policies
+from fleet.positions import repo as positions_repo
 
 log = logging.getLogger("clearday.alerts")
 
@@ -55,6 +59,7 @@ DISTRICTS_KEPT = 256  # per-district caches keep this many districts (or distric
 DAYS_KEPT = 8  # service days whose raised alert keys are kept
 WRITTEN_KEPT = 250_000  # rows (ledger, visits by truck-day) remembered as last written
 FIRST_RUN_BACK_S = 86_400.0  # a worker's first tick looks back this far
+STOP_CHECK_S = 1.0  # a worker waiting for data sees a stop within this
 
 
 def _reference(max_entries: int) -> Cache[Any, Any]:
@@ -573,6 +578,59 @@ class Pipeline:
         return stats
 
 
+class DataSignal:
+    """Wakes the worker when fixes or events are committed (the ingestor's NOTIFY on
+    ``positions_repo.TRACK_CHANNEL``), so a tick follows new data at once; the worker's
+    interval stays as the safety poll (time-driven alerts, a lost notification, a writer
+    that announces nothing). Without a connection it only waits out the poll."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.url, autocommit=True)
+            positions_repo.listen_for_track_data(self._conn)
+        return self._conn
+
+    def listen(self) -> None:
+        """Start listening now (before the first tick), if the database is there."""
+        try:
+            self._connection()
+        except (psycopg.Error, db.DatabaseUnavailable) as exc:
+            log.warning("listening for new data failed, polling: %s", str(exc).strip())
+            self.close()
+
+    def wait(self, timeout_s: float, stop: threading.Event) -> bool:
+        """Until data is announced (True), `timeout_s` passes or `stop` is set (False).
+        Announcements that came meanwhile are consumed too: one tick reads them all."""
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                conn = self._connection()
+                # In slices, so that a stop is seen within one.
+                if any(True for _ in conn.notifies(timeout=min(left, STOP_CHECK_S), stop_after=1)):
+                    for _ in conn.notifies(timeout=0.0):
+                        pass
+                    return True
+            except (psycopg.Error, db.DatabaseUnavailable) as exc:
+                log.warning("listening for new data failed, polling: %s", str(exc).strip())
+                self.close()
+                stop.wait(max(0.0, deadline - time.monotonic()))
+                return False
+        return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+
 class Worker:
     """A continuous worker (`clearday alerts run`): ticks until stopped. Several share
     the districts: each tick renews this worker's leases (repo.take_leases) and
@@ -667,8 +725,11 @@ class Worker:
         return stats
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every `interval_s` until `stop` is set; errors are logged, never fatal."""
+        """Tick whenever new data is committed, and at least every `interval_s`, until
+        `stop` is set; errors are logged, never fatal."""
         failures = 0
+        signal = DataSignal(self.url)
+        signal.listen()
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -686,7 +747,10 @@ class Worker:
             wait = self.interval_s - (time.monotonic() - started)
             if failures:
                 wait = max(wait, min(30.0, self.interval_s * 2**failures))
-            stop.wait(max(0.0, wait))
+                stop.wait(max(0.0, wait))  # a failing database: back off, do not wake
+            else:
+                signal.wait(max(0.0, wait), stop)
+        signal.close()
         self.close()
 
 

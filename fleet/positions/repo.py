@@ -31,6 +31,21 @@ ORDER BY t.truck_id
 """
 
 
+# Where a committed batch of fixes or device events is announced (the NOTIFY is
+# delivered at commit, so a listener never reads ahead of the rows): the alert worker
+# wakes on it instead of waiting for its next poll.
+TRACK_CHANNEL = "track_committed"
+
+
+def announce_track_data(conn: psycopg.Connection) -> None:
+    """In the writing transaction: fixes or events were written."""
+    conn.execute("SELECT pg_notify(%s, '')", (TRACK_CHANNEL,))
+
+
+def listen_for_track_data(conn: psycopg.Connection) -> None:
+    conn.execute(f"LISTEN {TRACK_CHANNEL}")
+
+
 def latest(conn: psycopg.Connection, *, districts: list[str] | None) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(LATEST_SQL, {"districts": districts}, prepare=True).fetchall()

@@ -560,3 +560,50 @@ def test_leaving_a_neighbour_up_the_spur_is_no_pass_at_the_point(phase_s: float)
     """From N up to J, up the north spur and round, back and on east: never by U."""
     found = detect("T1", served_n_then(FROM_N["up the spur"], phase_s), [], SITES_NU)
     assert [v for v in found.visits if v.kind == "pass"] == []
+
+
+def served_with_the_drift_ending_for_its_last_fixes(noise_m: float, seed: int) -> Track:
+    """P2 served 170 s: the first 150 s every fix sits 50 m north (the parallel street),
+    the last two in place; the truck then leaves east briskly (the fix as it pulls away is
+    lost, the next lies 100 m on), so neither its way in nor out comes from the point."""
+    t = Track(at("06:00"), x=-500, noise_m=noise_m, accuracy_m=10, seed=seed).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    t.stay(150, off=(0, 50)).stay(20)
+    pulling_away = len(t.fixes)
+    t.drive(800, 0, 30)
+    del t.fixes[pulling_away]
+    t.stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    return t
+
+
+@pytest.mark.parametrize(("noise_m", "seed"), [(0.0, 1), (3.0, 1), (3.0, 2)])
+def test_a_drift_that_ends_on_the_last_fixes_of_the_stop_clears_at_its_turn(
+    noise_m: float, seed: int
+) -> None:
+    """The stop's last two fixes lie in P2's fence (the drift ended while the truck stood,
+    too few fixes for a stay of their own): a drifted stay at P2 (0.6) that clears it at
+    its turn — not a stop on the street short of P2 followed by a drive through it."""
+    t = served_with_the_drift_ending_for_its_last_fixes(noise_m, seed)
+    found = detect("T1", t.fixes, [], SITES_ROADS)
+    at_p2 = [v for v in found.visits if v.site_id == "P2"]
+    assert [(v.kind, v.confidence) for v in at_p2] == [("stay", 0.6)]
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.evidence["basis"], v.confidence) == ("cleared", "drifted_stay", 0.6), v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+def test_one_fix_of_a_stop_beside_the_point_in_its_fence_does_not_place_it_there() -> None:
+    """The same stop with only its last fix in place, then back west: one fix near the
+    point says too little; the stop stays a stop on the street beside P2."""
+    t = Track(at("06:00"), x=-500, accuracy_m=10, seed=1).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    t.stay(160, off=(0, 50)).stay(10)
+    pulling_away = len(t.fixes)
+    t.drive(-500, 0, 30)
+    del t.fixes[pulling_away]
+    t.stay(600)
+    found = detect("T1", t.fixes, [], SITES_ROADS)
+    assert [v for v in found.visits if v.kind == "stay" and v.site_id == "P2"] == []
