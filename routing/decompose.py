@@ -47,7 +47,7 @@ from routing.exchange import (
 from routing.finish import finish_plan, make_plan, route_visits
 from routing.options import SolverOptions
 from routing.pieces import PieceRunner, SubSolve, solve_sub
-from routing.plan import Plan
+from routing.plan import Plan, Unassigned
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.processes import die_with
 from routing.schedule import Visit
@@ -289,6 +289,9 @@ def solve_decomposed(
             problem, territories, budget, seed, sub_options, workers, unservable, run_all
         )
         first_km = sum(current.distance_m.values()) / 1000.0
+        first_left_out = len(current.left_out)
+        if current.left_out and options.exchange_passes and options.improve_rounds != 0:
+            _insert_left_out(problem, current, explained, budget, options)
         # Groups of routes take their moves to the pool (a runner takes only pieces;
         # a live start's position is not among a group's locations).
         moves_map = run_all if runner is None and workers > 1 and not options.starts else None
@@ -311,8 +314,9 @@ def solve_decomposed(
         f"{current.exchange_moves} moves between routes saved "
         f"{current.exchange_saved_m / 1000.0:.1f} km "
         f"({current.exchange_calls} calls, {current.exchange_s:.1f} s)",
-        f"first plan {first_km:.1f} km ({len(current.visits)} routes), after improvement "
-        f"{sum(current.distance_m.values()) / 1000.0:.1f} km",
+        f"first plan {first_km:.1f} km ({len(current.visits)} routes, {first_left_out} "
+        f"points left out), after improvement {sum(current.distance_m.values()) / 1000.0:.1f} "
+        f"km ({len(current.left_out)} left out)",
     )
     return make_plan(
         problem,
@@ -381,6 +385,35 @@ def _first_plan(
     ]
     status = ",".join(sorted({p.stats.status for p in plans})) or "empty"
     return current, len(pieces), status
+
+
+def _insert_left_out(
+    problem: Problem,
+    current: _Current,
+    explained: Sequence[Unassigned],
+    budget: Budget,
+    options: SolverOptions,
+) -> None:
+    """The points the territories left out, inserted where they fit best in the whole
+    plan, so that the moves between routes polish the plan with them in it (inserted
+    only at the end, they would stay where they landed)."""
+    counted = options.solution_limit is not None
+    routes, unassigned = finish_plan(
+        problem,
+        current.visits,
+        explained,
+        starts=dict(options.starts),
+        breaks_done=options.breaks_done,
+        repair=True,
+        time_budget_s=(
+            budget.limit_s if counted else budget.remaining_s() - budget.finishing_reserve_s()
+        ),
+        clock=budget.clock,
+    )
+    current.visits = {r.truck_id: route_visits(r) for r in routes if r.point_ids}
+    current.distance_m = {r.truck_id: r.distance_m for r in routes if r.point_ids}
+    explained_ids = {u.point_id for u in explained}
+    current.left_out = [u.point_id for u in unassigned if u.point_id not in explained_ids]
 
 
 def _improve(

@@ -8,7 +8,7 @@ the iterated decomposition (routing.decompose):
 
 Candidates come from granular neighbour lists (each point's ``neighbours`` nearest
 points) and are ranked by the distance they save on the legs they change; a move is
-kept only when both routes, timed exactly (:func:`routing.schedule.route_holds`)
+kept only when both routes, timed exactly (:func:`routing.schedule.route_fault`)
 (windows, loads, unloads, the break, the shift end), hold and drive less in all. The
 trucks' streams, narrow access and the stations' streams are kept too, so every plan
 the moves make passes :mod:`routing.check` whenever the plan they started from did.
@@ -29,7 +29,7 @@ import numpy as np
 from routing.budget import Clock
 from routing.finish import normalise
 from routing.problem import Problem, Truck, depot_key, point_key, station_key
-from routing.schedule import EPS, Start, Visit, route_holds
+from routing.schedule import EPS, Start, Visit, route_fault
 
 # Each point looks for moves next to this many of its nearest points.
 NEIGHBOURS = 10
@@ -97,13 +97,14 @@ class _Routes:
         """The route's exact timing holds (an empty route always does)."""
         if not visits:
             return True
-        return route_holds(
+        fault = route_fault(
             self.problem,
             truck,
             visits,
             start=self.starts.get(truck.truck_id),
             break_done=truck.truck_id in self.breaks_done,
         )
+        return fault is None
 
     def try_pair(self, a: str, new_a: list[Visit], b: str, new_b: list[Visit]) -> float:
         """Replace routes ``a`` and ``b`` if both hold and drive less; the metres saved.

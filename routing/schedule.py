@@ -165,30 +165,32 @@ def _forward(
     return Schedule(False, "shift", no_break.stops, no_break.distance_m, no_break.duration_s)
 
 
-def route_holds(
+def route_fault(
     problem: Problem,
     truck: Truck,
     visits: Sequence[Visit],
     *,
     start: Start | None = None,
     break_done: bool = False,
-) -> bool:
-    """Whether :func:`schedule_route` finds the route feasible, answered with fewer
-    simulations: the break is tried first on the legs left nearest its earliest start,
-    and the first leg that holds it ends the search (schedule_route looks on for the
-    shortest day)."""
+) -> str | None:
+    """The rule :func:`schedule_route` finds the route breaking (its ``reason``), or
+    None if it holds, found with fewer simulations: the break is tried first on the
+    legs left nearest its earliest start, and the first leg that holds it ends the
+    search (schedule_route looks on for the shortest day). For the many trial routes
+    of insertions and moves, of which only the one kept needs its schedule."""
     start = start or default_start(truck)
     no_break = _simulate(problem, truck, visits, start, start.earliest_s, None)
     needs_break = truck.break_duration_s > 0 and not break_done
     if not needs_break or not no_break.feasible or _break_fits_outside(truck, no_break):
-        return no_break.feasible
+        return no_break.reason
     departures = _break_legs(truck, no_break)
     order = sorted(
         range(len(departures)), key=lambda leg: abs(departures[leg] - truck.break_earliest_s)
     )
-    return any(
-        _simulate(problem, truck, visits, start, start.earliest_s, leg).feasible for leg in order
-    )
+    for leg in order:
+        if _simulate(problem, truck, visits, start, start.earliest_s, leg).feasible:
+            return None
+    return "shift"
 
 
 def _break_legs(truck: Truck, no_break: Schedule) -> list[float]:

@@ -15,7 +15,7 @@ from routing.finish import finish_plan, make_plan
 from routing.instances import synthetic_district
 from routing.plan import Plan, Route
 from routing.problem import Problem
-from routing.schedule import Visit, route_holds, schedule_route
+from routing.schedule import Visit, route_fault, schedule_route
 
 from .tiny import line_problem, point, truck
 
@@ -207,8 +207,8 @@ def test_a_fresh_solve_is_polished_by_the_moves_and_depends_only_on_the_seed() -
     assert [r.stops for r in polished.routes] == [r.stops for r in again.routes]
 
 
-def test_route_holds_agrees_with_the_full_schedule() -> None:
-    """route_holds (the moves' quick test) answers as schedule_route's feasibility on
+def test_route_fault_agrees_with_the_full_schedule() -> None:
+    """route_fault (the quick test of trial routes) gives schedule_route's reason on
     routes that hold and routes that break (windows, loads, the shift, the break),
     drawn from a planned district by moving points between routes at random."""
     pb, _ = synthetic_district(n_points=60, n_trucks=6, seed=3, kitchen_share=0.2)
@@ -223,14 +223,14 @@ def test_route_holds_agrees_with_the_full_schedule() -> None:
         at = int(rng.integers(len(routes[b]) + 1))
         trial = [*routes[b][:at], taken, *routes[b][at:]]
         truck = pb.truck(str(b))
-        full = schedule_route(pb, truck, trial).feasible
-        assert route_holds(pb, truck, trial) == full
-        outcomes.append(full)
-    assert any(outcomes) and not all(outcomes)
+        reason = schedule_route(pb, truck, trial).reason
+        assert route_fault(pb, truck, trial) == reason
+        outcomes.append(reason)
+    assert None in outcomes and len(set(outcomes)) > 1
 
 
 @pytest.mark.parametrize(("window_end_s", "holds"), [(150.0, False), (5000.0, True)])
-def test_route_holds_when_the_break_fits_on_no_leg(window_end_s: float, holds: bool) -> None:
+def test_route_fault_when_the_break_fits_on_no_leg(window_end_s: float, holds: bool) -> None:
     """The break (30 min from 100 s to 200 s) fits only on the first leg, and there it
     delays P1 past 150 s: the route breaks; with a later window it holds."""
     lunch = {"break_duration_s": 1800.0, "break_earliest_s": 100.0, "break_latest_s": 200.0}
@@ -240,4 +240,4 @@ def test_route_holds_when_the_break_fits_on_no_leg(window_end_s: float, holds: b
     )
     route = [_p("P1"), S]
     assert schedule_route(pb, pb.truck("T1"), route).feasible is holds
-    assert route_holds(pb, pb.truck("T1"), route) is holds
+    assert route_fault(pb, pb.truck("T1"), route) == (None if holds else "shift")
