@@ -446,8 +446,7 @@ def _improve(
             moves.call()
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
-            wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
-            slot = min(wanted, _slot_s(budget, usable, 1))
+            slot = min(options.neighbourhood_s, _slot_s(budget, usable, 1))
             if slot < MIN_SLOT_S:
                 break
         else:
