@@ -15,7 +15,10 @@ the plan itself (POPMUSIC), so that nothing stays frozen at a territory border.
    least as many points for less distance (the other routes are untouched, so the
    whole plan improves). Each round solves one disjoint neighbourhood per worker in
    parallel. A seed whose neighbourhood did not improve is not tried again until one
-   of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023).
+   of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023). Before
+   the rounds (once the points the territories left out are inserted) and between
+   them, moves between routes (routing.exchange) run over the plan, in groups of
+   nearby routes, one process per worker, the split turned from call to call.
 3. **Finishing** on the whole district: every route timed, points still left out
    offered to every route, each one left out given its reason.
 """
