@@ -17,8 +17,8 @@ the plan itself (POPMUSIC), so that nothing stays frozen at a territory border.
    parallel. A seed whose neighbourhood did not improve is not tried again until one
    of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023). Before
    the rounds (once the points the territories left out are inserted) and between
-   them, moves between routes (routing.exchange) run over the plan, in groups of
-   nearby routes, one process per worker, the split turned from call to call.
+   them, moves between routes (routing.exchange) run over the plan: the first call in
+   groups of nearby routes, one process per worker.
 3. **Finishing** on the whole district: every route timed, points still left out
    offered to every route, each one left out given its reason.
 """
@@ -68,8 +68,6 @@ COUNTED_ROUNDS = 3
 # Kept from the territories for the moves between routes over the stitched plan, per
 # point and worker (the groups of routes are improved in parallel).
 MOVES_S_PER_POINT = 0.004
-# Calls of the moves between routes after the last round, the split alternating.
-LAST_MOVE_CALLS = 4
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
@@ -485,22 +483,18 @@ def _improve(
                 if moves.pending is not None:
                     moves.pending.update(trucks)
         rounds += 1
-    # The last calls alternate the split until two in a row find nothing to move.
-    idle = 0
-    for _ in range(LAST_MOVE_CALLS if exchange else 0):
-        if idle >= 2 or not moves.pending:
-            break
-        idle = 0 if moves.call() else idle + 1
+    if exchange and moves.pending:
+        moves.call()
     return rounds, tried, accepted, eliminated
 
 
 @dataclass(slots=True)
 class _Moves:
-    """Moves between routes (routing.exchange) over the plan being improved. With a
-    pool, the routes are cut into one group of nearby routes per worker, each group
-    improved in its own process; the cut alternates between west–east and
-    south–north strips from call to call, so the moves a split kept apart are tried
-    by the next one. Without a pool, one call covers the whole plan in this process."""
+    """Moves between routes (routing.exchange) over the plan being improved. The first
+    call covers every route: with a pool, the routes are cut into one group of nearby
+    routes per worker, each group improved in its own process. Later calls start from
+    the few routes still pending and run over the whole plan in this process (cutting
+    and sending the sub-problems cost more than the moves there; docs/routing.md)."""
 
     problem: Problem
     current: _Current
@@ -525,13 +519,12 @@ class _Moves:
             self.pending = set()
             return 0
         started = budget.clock()
-        axis = self.current.exchange_calls % 2
         focus = self.pending
-        if self.moves_map is None:
+        if self.moves_map is None or focus is not None:
             groups = [sorted(self.current.visits)]
             results = [self._whole_plan(focus, budget.clock() + left_s)]
         else:
-            groups = route_groups(self.problem, self.current, self.workers, axis)
+            groups = route_groups(self.problem, self.current, self.workers)
             jobs = self._jobs(groups, focus, max(0.0, left_s - ROUND_MARGIN_S))
             results = self.moves_map(improve_group, [job for job in jobs if job is not None])
         touched: set[str] = set()
@@ -607,13 +600,12 @@ class _Moves:
         current.exchange_saved_m += result.saved_m
 
 
-def route_groups(problem: Problem, current: _Current, count: int, axis: int) -> list[list[str]]:
-    """The plan's routes in up to ``count`` strips of nearby routes along ``axis`` (0:
-    west to east, 1: south to north), by their centroids, about as many points in
-    each strip."""
+def route_groups(problem: Problem, current: _Current, count: int) -> list[list[str]]:
+    """The plan's routes in up to ``count`` west-to-east strips of nearby routes, by
+    their centroids, about as many points in each strip."""
     centroid = current.centroids(problem)
     index = problem.truck_index
-    order = sorted(centroid, key=lambda t: (float(centroid[t][axis]), index[t]))
+    order = sorted(centroid, key=lambda t: (float(centroid[t][0]), index[t]))
     total = max(1, current.served(order))
     groups: list[list[str]] = [[] for _ in range(max(1, count))]
     done = 0
