@@ -15,7 +15,10 @@ the plan itself (POPMUSIC), so that nothing stays frozen at a territory border.
    least as many points for less distance (the other routes are untouched, so the
    whole plan improves). Each round solves one disjoint neighbourhood per worker in
    parallel. A seed whose neighbourhood did not improve is not tried again until one
-   of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023).
+   of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023). Before
+   the rounds (once the points the territories left out are inserted) and between
+   them, moves between routes (routing.exchange) run over the plan: the first call in
+   groups of nearby routes, one process per worker.
 3. **Finishing** on the whole district: every route timed, points still left out
    offered to every route, each one left out given its reason.
 """
@@ -36,11 +39,18 @@ from typing import Any, TypeVar
 import numpy as np
 
 from routing.budget import OVERRUN_S, OVERRUN_SHARE, Budget, Clock
-from routing.exchange import NEIGHBOURS, improve_routes, neighbour_lists
+from routing.exchange import (
+    NEIGHBOURS,
+    ExchangeJob,
+    ExchangeResult,
+    improve_group,
+    improve_routes,
+    neighbour_lists,
+)
 from routing.finish import finish_plan, make_plan, route_visits
 from routing.options import SolverOptions
 from routing.pieces import PieceRunner, SubSolve, solve_sub
-from routing.plan import Plan
+from routing.plan import Plan, Unassigned
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.processes import die_with
 from routing.schedule import Visit
@@ -55,6 +65,9 @@ MIN_SLOT_S = 2.0
 MIN_PIECE_S_PER_POINT = 0.035
 # Rounds of improvement when a solution limit (not the clock) bounds the search.
 COUNTED_ROUNDS = 3
+# Kept from the territories for the moves between routes over the stitched plan, per
+# point and worker (the groups of routes are improved in parallel).
+MOVES_S_PER_POINT = 0.004
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
@@ -209,9 +222,22 @@ class _Current:
     left_out: list[str]
     exchange_moves: int = 0
     exchange_saved_m: float = 0.0
+    exchange_calls: int = 0
+    exchange_s: float = 0.0
 
     def served(self, trucks: Sequence[str]) -> int:
         return sum(1 for t in trucks for v in self.visits.get(t, ()) if v.kind == "point")
+
+    def centroids(self, problem: Problem) -> dict[str, np.ndarray]:
+        """Each route's mean point position (``_xy`` units); empty routes have none."""
+        xy = _xy(problem, problem.points)
+        row = {p.point_id: i for i, p in enumerate(problem.points)}
+        out: dict[str, np.ndarray] = {}
+        for truck_id, visits in self.visits.items():
+            rows = [row[v.ref_id] for v in visits if v.kind == "point"]
+            if rows:
+                out[truck_id] = xy[rows].mean(axis=0)
+        return out
 
 
 @contextmanager
@@ -264,8 +290,14 @@ def solve_decomposed(
             problem, territories, budget, seed, sub_options, workers, unservable, run_all
         )
         first_km = sum(current.distance_m.values()) / 1000.0
+        first_left_out = len(current.left_out)
+        if current.left_out and options.exchange_passes and options.improve_rounds != 0:
+            _insert_left_out(problem, current, explained, budget, options)
+        # Groups of routes take their moves to the pool (a runner takes only pieces;
+        # a live start's position is not among a group's locations).
+        moves_map = run_all if runner is None and workers > 1 and not options.starts else None
         rounds, tried, accepted, eliminated = _improve(
-            problem, current, budget, seed, sub_options, workers, run_all
+            problem, current, budget, seed, sub_options, workers, run_all, moves_map
         )
     routes, final_unassigned = finish_plan(
         problem,
@@ -281,9 +313,11 @@ def solve_decomposed(
         f"{pieces} pieces; {rounds} rounds of {workers} workers: "
         f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer); "
         f"{current.exchange_moves} moves between routes saved "
-        f"{current.exchange_saved_m / 1000.0:.1f} km",
-        f"first plan {first_km:.1f} km ({len(current.visits)} routes), after improvement "
-        f"{sum(current.distance_m.values()) / 1000.0:.1f} km",
+        f"{current.exchange_saved_m / 1000.0:.1f} km "
+        f"({current.exchange_calls} calls, {current.exchange_s:.1f} s)",
+        f"first plan {first_km:.1f} km ({len(current.visits)} routes, {first_left_out} "
+        f"points left out), after improvement {sum(current.distance_m.values()) / 1000.0:.1f} "
+        f"km ({len(current.left_out)} left out)",
     )
     return make_plan(
         problem,
@@ -319,6 +353,9 @@ def _first_plan(
     pieces = [Piece(tuple(p), tuple(f)) for p, f in zip(territories, fleets, strict=True)]
     waves = math.ceil(len(pieces) / max(1, min(workers, len(pieces))))
     usable = budget.remaining_s() - budget.finishing_reserve_s()
+    if options.exchange_passes and options.improve_rounds != 0:
+        # Time for the moves between routes across the territories' borders.
+        usable -= MOVES_S_PER_POINT * len(problem.points) / workers
     # Each piece gets at least what a first plan of its size needs, else the whole
     # budget (3,000 points in 60 s: with half of it, the pieces left 26 points out
     # and the plan came out 25 % longer than with all of it; docs/routing.md).
@@ -351,6 +388,35 @@ def _first_plan(
     return current, len(pieces), status
 
 
+def _insert_left_out(
+    problem: Problem,
+    current: _Current,
+    explained: Sequence[Unassigned],
+    budget: Budget,
+    options: SolverOptions,
+) -> None:
+    """The points the territories left out, inserted where they fit best in the whole
+    plan, so that the moves between routes polish the plan with them in it (inserted
+    only at the end, they would stay where they landed)."""
+    counted = options.solution_limit is not None
+    routes, unassigned = finish_plan(
+        problem,
+        current.visits,
+        explained,
+        starts=dict(options.starts),
+        breaks_done=options.breaks_done,
+        repair=True,
+        time_budget_s=(
+            budget.limit_s if counted else budget.remaining_s() - budget.finishing_reserve_s()
+        ),
+        clock=budget.clock,
+    )
+    current.visits = {r.truck_id: route_visits(r) for r in routes if r.point_ids}
+    current.distance_m = {r.truck_id: r.distance_m for r in routes if r.point_ids}
+    explained_ids = {u.point_id for u in explained}
+    current.left_out = [u.point_id for u in unassigned if u.point_id not in explained_ids]
+
+
 def _improve(
     problem: Problem,
     current: _Current,
@@ -359,11 +425,12 @@ def _improve(
     options: SolverOptions,
     workers: int,
     run_all: Mapper[Any, Any],
+    moves_map: Mapper[Any, Any] | None,
 ) -> tuple[int, int, int, int]:
     """Rounds of neighbourhood re-optimisation until the budget (or
     ``options.improve_rounds``, or, with a solution limit, ``COUNTED_ROUNDS``) runs
-    out; returns (rounds, neighbourhoods tried, improved, improved with a truck
-    fewer)."""
+    out, moves between routes before each; returns (rounds, neighbourhoods tried,
+    improved, improved with a truck fewer)."""
     max_rounds = options.improve_rounds
     if max_rounds is None and options.solution_limit is not None:
         max_rounds = COUNTED_ROUNDS
@@ -371,18 +438,16 @@ def _improve(
     tried_seeds: set[str] = set()
     rounds = tried = accepted = eliminated = 0
     near = neighbour_lists(problem, NEIGHBOURS) if options.exchange_passes else {}
+    moves = _Moves(problem, current, budget, seed, options, near, tried_seeds, workers, moves_map)
     # Moves between routes run over the first plan, then from the routes each round
-    # changed (the rest stays at its local optimum), and once more after the last.
+    # changed and those a split kept apart (the rest stays at its local optimum).
     exchange = bool(options.exchange_passes) and (max_rounds is None or max_rounds > 0)
-    unseen: set[str] | None = None  # None: the whole plan
     while max_rounds is None or rounds < max_rounds:
-        if exchange and (unseen is None or unseen):
-            _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds, unseen)
-            unseen = set()
+        if exchange and (moves.pending is None or moves.pending):
+            moves.call()
         if options.solution_limit is None:
             usable = budget.remaining_s() - budget.finishing_reserve_s()
-            wanted = options.neighbourhood_s or min(20.0, max(5.0, 0.1 * budget.limit_s))
-            slot = min(wanted, _slot_s(budget, usable, 1))
+            slot = min(options.neighbourhood_s, _slot_s(budget, usable, 1))
             if slot < MIN_SLOT_S:
                 break
         else:
@@ -415,54 +480,155 @@ def _improve(
                 eliminated += victim is not None
                 _accept(current, trucks, plan)
                 tried_seeds.difference_update(trucks)
-                if unseen is not None:
-                    unseen.update(trucks)
+                if moves.pending is not None:
+                    moves.pending.update(trucks)
         rounds += 1
-    if exchange and unseen:
-        _exchange(problem, current, budget, seed + rounds, options, near, tried_seeds, unseen)
+    if exchange and moves.pending:
+        moves.call()
     return rounds, tried, accepted, eliminated
 
 
-def _exchange(
-    problem: Problem,
-    current: _Current,
-    budget: Budget,
-    seed: int,
-    options: SolverOptions,
-    near: dict[str, list[str]],
-    tried_seeds: set[str],
-    focus: set[str] | None,
-) -> None:
-    """Moves between routes (routing.exchange) from the points of ``focus``'s routes
-    (None: every route), until the finishing reserve at most; a changed route's seed
-    may be tried again."""
-    # Counted searches stop by counts; their time limit is only a cap.
-    counted = options.solution_limit is not None
-    left_s = budget.remaining_s() - (0.0 if counted else budget.finishing_reserve_s())
-    if left_s <= 0:
-        return
-    result = improve_routes(
-        problem,
-        current.visits,
-        starts=dict(options.starts),
-        breaks_done=options.breaks_done,
-        neighbours=near,
-        max_passes=options.exchange_passes,
-        focus=focus,
-        seed=seed,
-        deadline=budget.clock() + left_s,
-        clock=budget.clock,
-    )
-    for truck_id, visits in result.changed.items():
-        if visits:
-            current.visits[truck_id] = visits
-            current.distance_m[truck_id] = result.distance_m[truck_id]
+@dataclass(slots=True)
+class _Moves:
+    """Moves between routes (routing.exchange) over the plan being improved. The first
+    call covers every route: with a pool, the routes are cut into one group of nearby
+    routes per worker, each group improved in its own process. Later calls start from
+    the few routes still pending and run over the whole plan in this process (cutting
+    and sending the sub-problems cost more than the moves there; docs/routing.md)."""
+
+    problem: Problem
+    current: _Current
+    budget: Budget
+    seed: int
+    options: SolverOptions
+    near: dict[str, list[str]]
+    tried_seeds: set[str]
+    workers: int
+    moves_map: Mapper[Any, Any] | None
+    # The routes whose moves are still to try (None: every route).
+    pending: set[str] | None = None
+
+    def call(self) -> int:
+        """One call from the pending routes, until the finishing reserve at most; the
+        moves made. Afterwards only the routes it left with a near neighbour on
+        another group's route are pending (rounds add the routes they change)."""
+        counted = self.options.solution_limit is not None
+        budget = self.budget
+        left_s = budget.remaining_s() - (0.0 if counted else budget.finishing_reserve_s())
+        if left_s <= 0:
+            self.pending = set()
+            return 0
+        started = budget.clock()
+        focus = self.pending
+        if self.moves_map is None or focus is not None:
+            groups = [sorted(self.current.visits)]
+            results = [self._whole_plan(focus, budget.clock() + left_s)]
         else:
-            current.visits.pop(truck_id, None)
-            current.distance_m.pop(truck_id, None)
-    tried_seeds.difference_update(result.changed)
-    current.exchange_moves += result.moves
-    current.exchange_saved_m += result.saved_m
+            groups = route_groups(self.problem, self.current, self.workers)
+            jobs = self._jobs(groups, focus, max(0.0, left_s - ROUND_MARGIN_S))
+            results = self.moves_map(improve_group, [job for job in jobs if job is not None])
+        touched: set[str] = set()
+        moves = 0
+        for result in results:
+            moves += result.moves
+            touched.update(result.changed)
+            self._merge(result)
+        examined = set(self.current.visits) if focus is None else focus | touched
+        self.pending = _cut_routes(self.current, groups, self.near) & examined
+        self.current.exchange_calls += 1
+        self.current.exchange_s += budget.clock() - started
+        return moves
+
+    def _whole_plan(self, focus: set[str] | None, deadline: float) -> ExchangeResult:
+        return improve_routes(
+            self.problem,
+            self.current.visits,
+            starts=dict(self.options.starts),
+            breaks_done=self.options.breaks_done,
+            neighbours=self.near,
+            max_passes=self.options.exchange_passes,
+            focus=focus,
+            seed=self.seed + self.current.exchange_calls,
+            deadline=deadline,
+            clock=self.budget.clock,
+        )
+
+    def _jobs(
+        self, groups: list[list[str]], focus: set[str] | None, limit_s: float
+    ) -> list[ExchangeJob | None]:
+        """A job per group (None for a group with no pending route)."""
+        jobs: list[ExchangeJob | None] = []
+        for i, group in enumerate(groups):
+            group_focus = None if focus is None else focus & set(group)
+            if group_focus is not None and not group_focus:
+                jobs.append(None)
+                continue
+            visits = {t: self.current.visits[t] for t in group}
+            points = tuple(
+                self.problem.point(v.ref_id)
+                for vs in visits.values()
+                for v in vs
+                if v.kind == "point"
+            )
+            trucks = tuple(self.problem.truck(t) for t in group)
+            name = f"{self.problem.name}/moves{self.current.exchange_calls}.{i}"
+            jobs.append(
+                ExchangeJob(
+                    problem=sub_problem(self.problem, Piece(points, trucks), name),
+                    visits=visits,
+                    starts={t: s for t, s in self.options.starts if t in visits},
+                    breaks_done=self.options.breaks_done,
+                    max_passes=self.options.exchange_passes,
+                    focus=group_focus,
+                    seed=self.seed + self.current.exchange_calls * len(groups) + i,
+                    time_limit_s=limit_s,
+                )
+            )
+        return jobs
+
+    def _merge(self, result: ExchangeResult) -> None:
+        current = self.current
+        for truck_id, visits in result.changed.items():
+            if visits:
+                current.visits[truck_id] = visits
+                current.distance_m[truck_id] = result.distance_m[truck_id]
+            else:
+                current.visits.pop(truck_id, None)
+                current.distance_m.pop(truck_id, None)
+        self.tried_seeds.difference_update(result.changed)  # a changed route: try its seed
+        current.exchange_moves += result.moves
+        current.exchange_saved_m += result.saved_m
+
+
+def route_groups(problem: Problem, current: _Current, count: int) -> list[list[str]]:
+    """The plan's routes in up to ``count`` west-to-east strips of nearby routes, by
+    their centroids, about as many points in each strip."""
+    centroid = current.centroids(problem)
+    index = problem.truck_index
+    order = sorted(centroid, key=lambda t: (float(centroid[t][0]), index[t]))
+    total = max(1, current.served(order))
+    groups: list[list[str]] = [[] for _ in range(max(1, count))]
+    done = 0
+    for t in order:
+        n = current.served([t])
+        # A route goes to the strip that holds the middle of its points in the order.
+        k = min(len(groups) - 1, int((done + n / 2) * len(groups) / total))
+        groups[k].append(t)
+        done += n
+    return [g for g in groups if g]
+
+
+def _cut_routes(current: _Current, groups: list[list[str]], near: dict[str, list[str]]) -> set[str]:
+    """The routes with a point whose near neighbour lies on a route of another group:
+    the moves between them were not tried."""
+    group_of = {t: k for k, g in enumerate(groups) for t in g}
+    route_of = {v.ref_id: t for t, vs in current.visits.items() for v in vs if v.kind == "point"}
+    cut: set[str] = set()
+    for pid, truck_id in route_of.items():
+        k = group_of.get(truck_id)
+        if any(group_of.get(route_of.get(q, ""), k) != k for q in near.get(pid, ())):
+            cut.add(truck_id)
+    return cut
 
 
 def neighbourhoods(
@@ -479,11 +645,7 @@ def neighbourhoods(
     index = problem.truck_index
     xy = _xy(problem, problem.points)
     row = {p.point_id: i for i, p in enumerate(problem.points)}
-    centroid: dict[str, np.ndarray] = {}
-    for truck_id, visits in current.visits.items():
-        rows = [row[v.ref_id] for v in visits if v.kind == "point"]
-        if rows:
-            centroid[truck_id] = xy[rows].mean(axis=0)
+    centroid = current.centroids(problem)
     free = sorted(centroid, key=lambda t: index[t])
     out: list[tuple[str, list[str], list[str]]] = []
     for _ in range(count):

@@ -8,10 +8,13 @@ the iterated decomposition (routing.decompose):
 
 Candidates come from granular neighbour lists (each point's ``neighbours`` nearest
 points) and are ranked by the distance they save on the legs they change; a move is
-kept only when both routes, timed exactly by :func:`routing.schedule.schedule_route`
+kept only when both routes, timed exactly (:func:`routing.schedule.route_fault`)
 (windows, loads, unloads, the break, the shift end), hold and drive less in all. The
 trucks' streams, narrow access and the stations' streams are kept too, so every plan
 the moves make passes :mod:`routing.check` whenever the plan they started from did.
+
+A large plan's routes can be cut into groups of nearby routes, each improved in its
+own process (:class:`ExchangeJob`, :func:`improve_group`; routing.decompose).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from routing.budget import Clock
 from routing.finish import normalise
 from routing.problem import Problem, Truck, depot_key, point_key, station_key
-from routing.schedule import EPS, Start, Visit, schedule_route
+from routing.schedule import EPS, Start, Visit, route_fault
 
 # Each point looks for moves next to this many of its nearest points.
 NEIGHBOURS = 10
@@ -94,13 +97,14 @@ class _Routes:
         """The route's exact timing holds (an empty route always does)."""
         if not visits:
             return True
-        return schedule_route(
+        fault = route_fault(
             self.problem,
             truck,
             visits,
             start=self.starts.get(truck.truck_id),
             break_done=truck.truck_id in self.breaks_done,
-        ).feasible
+        )
+        return fault is None
 
     def try_pair(self, a: str, new_a: list[Visit], b: str, new_b: list[Visit]) -> float:
         """Replace routes ``a`` and ``b`` if both hold and drive less; the metres saved.
@@ -171,6 +175,38 @@ def neighbour_lists(problem: Problem, count: int) -> dict[str, list[str]]:
             order = near[r][np.argsort(both[r, near[r]], kind="stable")]
             out[ids[lo + r]] = [ids[j] for j in order if math.isfinite(both[r, j])]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeJob:
+    """The moves between the routes of one group, in a process of their own: the
+    sub-problem of the group's points and trucks, their routes, the live state, and
+    the seconds the moves may take (a cap on that process's clock; under a solution
+    limit the passes bound them)."""
+
+    problem: Problem
+    visits: dict[str, list[Visit]]
+    starts: dict[str, Start]
+    breaks_done: frozenset[str]
+    max_passes: int
+    focus: set[str] | None
+    seed: int
+    time_limit_s: float
+
+
+def improve_group(job: ExchangeJob) -> ExchangeResult:
+    """:func:`improve_routes` over one group; each point's neighbours are the nearest
+    points of the group, the only ones it can move next to."""
+    return improve_routes(
+        job.problem,
+        job.visits,
+        starts=job.starts,
+        breaks_done=job.breaks_done,
+        max_passes=job.max_passes,
+        focus=job.focus,
+        seed=job.seed,
+        deadline=time.monotonic() + job.time_limit_s,
+    )
 
 
 def improve_routes(

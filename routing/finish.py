@@ -20,7 +20,7 @@ from routing.problem import (
     point_key,
     station_key,
 )
-from routing.schedule import Schedule, Start, Visit, schedule_route
+from routing.schedule import Schedule, Start, Visit, route_fault, schedule_route
 from routing.screen import pick_reason, unload_first
 
 
@@ -255,12 +255,13 @@ def reinsert(
         for _, _, truck, trial in options:
             start = starts.get(truck.truck_id)
             bd = truck.truck_id in breaks_done
-            sched = schedule_route(problem, truck, trial, start=start, break_done=bd)
-            if not sched.feasible and sched.reason == "capacity" and problem.stations:
+            fault = route_fault(problem, truck, trial, start=start, break_done=bd)
+            if fault == "capacity" and problem.stations:
                 # A full trip takes the point with one more unload.
                 trial = _split_overloaded_trips(problem, truck, trial, start)
+                fault = route_fault(problem, truck, trial, start=start, break_done=bd)
+            if fault is None:
                 sched = schedule_route(problem, truck, trial, start=start, break_done=bd)
-            if sched.feasible:
                 schedules[truck.truck_id] = (trial, sched)
                 placed = True
                 break
@@ -291,17 +292,13 @@ def _blocking_reason(
         best_reason: str | None = None
         start = starts.get(truck.truck_id)
         for _, trial in _insertions(problem, truck, list(visits), p, start)[:60]:
-            s = schedule_route(
-                problem,
-                truck,
-                trial,
-                start=start,
-                break_done=truck.truck_id in breaks_done,
+            fault = route_fault(
+                problem, truck, trial, start=start, break_done=truck.truck_id in breaks_done
             )
-            if s.feasible:
+            if fault is None:
                 best_reason = None
                 break
-            best_reason = best_reason or s.reason
+            best_reason = best_reason or fault
         if best_reason:
             reasons[best_reason] += 1
     return pick_reason(reasons) if reasons else "shift"
@@ -339,8 +336,8 @@ class _QuickReasons:
             if not trials:
                 cache[key] = "station_hours"
             else:
-                s = schedule_route(self.problem, truck, trials[0][1], start=start, break_done=bd)
-                cache[key] = None if s.feasible else (s.reason or "shift")
+                fault = route_fault(self.problem, truck, trials[0][1], start=start, break_done=bd)
+                cache[key] = fault
         return cache[key]
 
     def reason(self, pid: str) -> str:

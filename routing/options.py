@@ -56,13 +56,14 @@ class SolverOptions:
     max_points_per_solve: int | None = None
     workers: int | None = None  # processes for decomposed districts; None = CPU count
     # Decomposed districts (routing.decompose): the share of the budget for the first
-    # plan by territories; then neighbourhoods of about this many points, each solved
-    # for neighbourhood_s (None: 10 % of the budget, within 5–20 s), for improve_rounds
-    # rounds (None: until the budget runs out, or 3 with a solution limit; 0:
-    # territories only, with the whole budget).
-    first_plan_share: float = 0.5
+    # plan by territories (at least what its pieces need); then neighbourhoods of about
+    # this many points, each solved for neighbourhood_s, for improve_rounds rounds
+    # (None: until the budget runs out, or 3 with a solution limit; 0: territories
+    # only, with the whole budget). Many short neighbourhood solves return more than
+    # long territories or long solves (docs/routing.md).
+    first_plan_share: float = 0.2
     neighbourhood_points: int = 120
-    neighbourhood_s: float | None = None
+    neighbourhood_s: float = 3.0
     improve_rounds: int | None = None
     # Passes of moves between routes (routing.exchange) a call: after the search of a
     # fresh solve (a territory, or a district solved whole), over a decomposed

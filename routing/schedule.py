@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import takewhile
 
 from routing.matrix import TravelMatrix
 from routing.plan import Route, Stop
@@ -154,20 +155,50 @@ def _forward(
     # A break only makes every later stop later: what fails without it fails with it.
     if not no_break.feasible or _break_fits_outside(truck, no_break):
         return no_break
-    # Leg i ends at visit i (leg len(visits) ends at the end depot). Up to leg i the
-    # schedule equals the one without a break, so only legs that start by
-    # break_latest_s can hold it.
-    departures = [t.departure_s for t in no_break.stops if t.kind != "end"]
     best: Schedule | None = None
-    for leg, dep in enumerate(departures):
-        if dep > truck.break_latest_s + EPS:
-            break
+    for leg in range(len(_break_legs(truck, no_break))):
         trial = _simulate(problem, truck, visits, start, depart_s, leg)
         if trial.feasible and (best is None or trial.duration_s < best.duration_s - EPS):
             best = trial
     if best is not None:
         return best
     return Schedule(False, "shift", no_break.stops, no_break.distance_m, no_break.duration_s)
+
+
+def route_fault(
+    problem: Problem,
+    truck: Truck,
+    visits: Sequence[Visit],
+    *,
+    start: Start | None = None,
+    break_done: bool = False,
+) -> str | None:
+    """The rule :func:`schedule_route` finds the route breaking (its ``reason``), or
+    None if it holds, found with fewer simulations: the break is tried first on the
+    legs left nearest its earliest start, and the first leg that holds it ends the
+    search (schedule_route looks on for the shortest day). For the many trial routes
+    of insertions and moves, of which only the one kept needs its schedule."""
+    start = start or default_start(truck)
+    no_break = _simulate(problem, truck, visits, start, start.earliest_s, None)
+    needs_break = truck.break_duration_s > 0 and not break_done
+    if not needs_break or not no_break.feasible or _break_fits_outside(truck, no_break):
+        return no_break.reason
+    departures = _break_legs(truck, no_break)
+    order = sorted(
+        range(len(departures)), key=lambda leg: abs(departures[leg] - truck.break_earliest_s)
+    )
+    for leg in order:
+        if _simulate(problem, truck, visits, start, start.earliest_s, leg).feasible:
+            return None
+    return "shift"
+
+
+def _break_legs(truck: Truck, no_break: Schedule) -> list[float]:
+    """The departure of each leg that can hold the break. Leg i ends at visit i (leg
+    len(visits) at the end depot); up to leg i the schedule equals the one without a
+    break, so only legs that start by break_latest_s can hold it."""
+    departures = [t.departure_s for t in no_break.stops if t.kind != "end"]
+    return list(takewhile(lambda dep: dep <= truck.break_latest_s + EPS, departures))
 
 
 def _break_fits_outside(truck: Truck, sched: Schedule) -> bool:

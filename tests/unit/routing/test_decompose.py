@@ -11,10 +11,22 @@ import numpy as np
 import pytest
 
 from routing import SolverOptions, solve
+from routing.budget import Budget
 from routing.check import check_plan
-from routing.decompose import _Current, _neighbourhood_problem, neighbourhoods
+from routing.decompose import (
+    _Current,
+    _cut_routes,
+    _mapper,
+    _Moves,
+    _neighbourhood_problem,
+    neighbourhoods,
+    route_groups,
+)
+from routing.exchange import NEIGHBOURS, neighbour_lists
+from routing.finish import finish_plan, make_plan, route_visits
 from routing.instances import synthetic_district
 from routing.plan import Plan
+from routing.problem import Problem
 from routing.schedule import Visit
 
 from .tiny import line_problem, point, truck
@@ -140,3 +152,101 @@ def test_problems_without_stations_are_decomposed_further_up() -> None:
     given = SolverOptions(max_points_per_solve=30)
     assert given.points_per_solve(with_stations=True) == 30
     assert given.points_per_solve(with_stations=False) == 30
+
+
+def _strips_plan(n_points: int, n_trucks: int, seed: int) -> tuple[Problem, _Current]:
+    """A generated district's points in routes of consecutive west-to-east strips."""
+    pb, _ = synthetic_district(n_points=n_points, n_trucks=n_trucks, seed=seed)
+    order = sorted((p.point_id for p in pb.points), key=lambda pid: pb.point(pid).lon)
+    per = n_points // n_trucks
+    visits = {
+        t.truck_id: [Visit("point", pid) for pid in order[per * k : per * (k + 1)]]
+        for k, t in enumerate(pb.trucks)
+    }
+    return pb, _Current(visits, {t: 1.0 for t in visits}, [])
+
+
+def test_route_groups_are_balanced_strips_from_west_to_east() -> None:
+    """Every route lands in exactly one group, the groups hold about as many points
+    each, and the strips keep the west and the east apart."""
+    pb, current = _strips_plan(80, 8, 1)
+    groups = route_groups(pb, current, 2)
+    assert sorted(t for g in groups for t in g) == sorted(current.visits)
+    assert [current.served(g) for g in groups] == [40, 40]
+    centroid = current.centroids(pb)
+    west, east = groups
+    assert max(centroid[t][0] for t in west) <= min(centroid[t][0] for t in east)
+
+
+def test_a_route_whose_near_points_lie_in_another_group_is_cut() -> None:
+    """On a line: routes T1 (P1, P2) and T2 (P3, P4), T3 (P5, P6) far east; each
+    point's two nearest are its neighbours; with T1 alone in a group, T1 and T2 are
+    cut (P2 and P3 are neighbours), T3 is not (its neighbour P4 is in its group)."""
+    pb = line_problem(
+        {f"P{i}": (100.0 * i + (5000.0 if i > 4 else 0.0), point(f"P{i}")) for i in range(1, 7)},
+        trucks=[truck("T1"), truck("T2"), truck("T3")],
+    )
+    near = neighbour_lists(pb, 2)
+    visits = {
+        "T1": [Visit("point", "P1"), Visit("point", "P2")],
+        "T2": [Visit("point", "P3"), Visit("point", "P4")],
+        "T3": [Visit("point", "P5"), Visit("point", "P6")],
+    }
+    current = _Current(visits, {t: 1.0 for t in visits}, [])
+    assert _cut_routes(current, [["T1"], ["T2", "T3"]], near) == {"T1", "T2"}
+    assert _cut_routes(current, [["T1", "T2", "T3"]], near) == set()
+
+
+def _moved(pb: Problem, first: Plan, seed: int, calls: int) -> _Current:
+    """The first plan after ``calls`` calls of the moves in two processes."""
+    current = _Current(
+        {r.truck_id: route_visits(r) for r in first.routes},
+        {r.truck_id: r.distance_m for r in first.routes},
+        [u.point_id for u in first.unassigned],
+    )
+    counted = SolverOptions(solution_limit=1, exchange_passes=10)
+    near = neighbour_lists(pb, NEIGHBOURS)
+    with _mapper(2) as run_all:
+        moves = _Moves(pb, current, Budget.of(300), seed, counted, near, set(), 2, run_all)
+        for _ in range(calls):
+            moves.call()
+    return current
+
+
+def test_moves_in_parallel_groups_shorten_the_plan_and_depend_only_on_the_seed() -> None:
+    """Small territories with no moves of their own leave routes cut at their borders;
+    a call of the moves in groups of routes (two processes), then one from the routes
+    the split kept apart, shorten the plan, which serves the same points, checks, and
+    is the same for the same seed (passes bound the moves)."""
+    pb, _ = synthetic_district(n_points=120, n_trucks=8, seed=7)
+    options = SolverOptions(
+        max_points_per_solve=30,
+        workers=1,
+        solution_limit=60,
+        improve_rounds=0,
+        exchange_passes=0,
+    )
+    first = solve(pb, time_limit_s=300, seed=4, options=options)
+    moved = _moved(pb, first, 5, 2)
+    assert moved.exchange_calls == 2 and moved.exchange_moves > 0
+    assert sum(moved.distance_m.values()) < first.stats.distance_m
+    routes, unassigned = finish_plan(pb, moved.visits, list(first.unassigned))
+    plan = make_plan(pb, routes, unassigned, solve_time_s=0.0, seed=5, status="test")
+    assert check_plan(pb, plan) == []
+    assert sorted(u.point_id for u in plan.unassigned) == sorted(
+        u.point_id for u in first.unassigned
+    )
+    assert plan.stats.distance_m == pytest.approx(sum(moved.distance_m.values()))
+    assert _moved(pb, first, 5, 2).visits == moved.visits
+
+
+def test_a_decomposed_solve_runs_the_moves_in_groups_of_routes() -> None:
+    """With two workers the decomposition runs its moves between routes in groups
+    (the notes count the calls: the first plan's in groups, the later ones from the
+    routes pending); the plan checks."""
+    pb, _ = synthetic_district(n_points=120, n_trucks=8, seed=7)
+    options = SolverOptions(max_points_per_solve=30, workers=2, solution_limit=60, improve_rounds=1)
+    plan = solve(pb, time_limit_s=300, seed=4, options=options)
+    calls = re.search(r"moves between routes saved [\d.]+ km \((\d+) calls", plan.stats.notes[0])
+    assert calls is not None and int(calls[1]) >= 2
+    assert check_plan(pb, plan) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from routing import SolverOptions, solve
@@ -14,7 +15,7 @@ from routing.finish import finish_plan, make_plan
 from routing.instances import synthetic_district
 from routing.plan import Plan, Route
 from routing.problem import Problem
-from routing.schedule import Visit
+from routing.schedule import Visit, route_fault, schedule_route
 
 from .tiny import line_problem, point, truck
 
@@ -204,3 +205,39 @@ def test_a_fresh_solve_is_polished_by_the_moves_and_depends_only_on_the_seed() -
     assert len(polished.unassigned) == len(without.unassigned)
     assert polished.stats.distance_m < without.stats.distance_m
     assert [r.stops for r in polished.routes] == [r.stops for r in again.routes]
+
+
+def test_route_fault_agrees_with_the_full_schedule() -> None:
+    """route_fault (the quick test of trial routes) gives schedule_route's reason on
+    routes that hold and routes that break (windows, loads, the shift, the break),
+    drawn from a planned district by moving points between routes at random."""
+    pb, _ = synthetic_district(n_points=60, n_trucks=6, seed=3, kitchen_share=0.2)
+    plan = solve(pb, time_limit_s=300, seed=1, options=SolverOptions(solution_limit=20))
+    routes = {r.truck_id: _visits(r) for r in plan.routes}
+    rng = np.random.default_rng(0)
+    outcomes = []
+    for _ in range(300):
+        a, b = rng.choice(sorted(routes), size=2, replace=False)
+        points = [i for i, v in enumerate(routes[a]) if v.kind == "point"]
+        taken = routes[a][int(rng.choice(points))]
+        at = int(rng.integers(len(routes[b]) + 1))
+        trial = [*routes[b][:at], taken, *routes[b][at:]]
+        truck = pb.truck(str(b))
+        reason = schedule_route(pb, truck, trial).reason
+        assert route_fault(pb, truck, trial) == reason
+        outcomes.append(reason)
+    assert None in outcomes and len(set(outcomes)) > 1
+
+
+@pytest.mark.parametrize(("window_end_s", "holds"), [(150.0, False), (5000.0, True)])
+def test_route_fault_when_the_break_fits_on_no_leg(window_end_s: float, holds: bool) -> None:
+    """The break (30 min from 100 s to 200 s) fits only on the first leg, and there it
+    delays P1 past 150 s: the route breaks; with a later window it holds."""
+    lunch = {"break_duration_s": 1800.0, "break_earliest_s": 100.0, "break_latest_s": 200.0}
+    pb = line_problem(
+        {"P1": (1000.0, point("P1", window_end_s=window_end_s, service_time_s=300.0))},
+        trucks=[truck("T1", **lunch)],
+    )
+    route = [_p("P1"), S]
+    assert schedule_route(pb, pb.truck("T1"), route).feasible is holds
+    assert route_fault(pb, pb.truck("T1"), route) == (None if holds else "shift")
