@@ -77,7 +77,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fleet.config import MqttTarget  # noqa: E402
-from fleet.devservers import free_port  # noqa: E402
+from fleet.devservers import free_port, free_port_run  # noqa: E402
 from ingest.jt808 import codec  # noqa: E402
 from ingest.jt808.service import freeze_imports, loop_runner  # noqa: E402
 from simulator.jt808 import Jt808Terminal  # noqa: E402
@@ -204,28 +204,9 @@ def own_cpu_times() -> CpuTimes:
     return t.user, t.system
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports (one metrics port per process)."""
-    for _ in range(50):
-        first = free_port()
-        socks = []
-        try:
-            for p in range(first, first + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
 class GatewayProcess:
     def __init__(self, env: dict[str, str], port: int, processes: int = 1) -> None:
-        self.metrics_port = free_ports(processes)
+        self.metrics_port = free_port_run(processes)
         self.env = {**env, "CLEARDAY_JT808_METRICS_PORT": str(self.metrics_port)}
         self.port, self.processes = port, processes
         self.proc: subprocess.Popen[bytes] | None = None

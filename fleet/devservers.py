@@ -32,6 +32,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(count: int, tries: int = 50) -> int:
+    """A port p such that p … p + count - 1 are all free (a gateway's processes listen
+    for metrics on consecutive ports)."""
+    for _ in range(tries):
+        first = free_port()
+        socks: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise ServiceError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
 def wait_for_port(port: int, timeout_s: float, host: str = "127.0.0.1") -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

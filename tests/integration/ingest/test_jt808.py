@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import db, importer
 from fleet.config import MqttTarget, Settings
-from fleet.devservers import PrivateMosquitto, free_port
+from fleet.devservers import PrivateMosquitto, free_port, free_port_run
 from ingest import wire
 from ingest.jt808 import codec, repo
 from ingest.jt808.codec import MsgId
@@ -961,25 +961,6 @@ def instance_pids(supervisor: int) -> list[int]:
         if ppid == supervisor and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
             pids.append(int(entry.name))
     return sorted(pids)
-
-
-def free_port_run(count: int, tries: int = 50) -> int:
-    """A port p such that p … p + count - 1 are all free."""
-    for _ in range(tries):
-        first = free_port()
-        socks = []
-        try:
-            for p in range(first, first + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 def gauge(port: int, name: str) -> float:
