@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 
 import pytest
@@ -48,5 +49,11 @@ def test_a_gateway_whose_id_cannot_name_its_batch_topic_refuses_to_start() -> No
         database_url="postgresql://nobody@127.0.0.1:1/none",
         mqtt_url="mqtt://gw%2F1:secret@127.0.0.1:1",
     )
-    with pytest.raises(GatewayUnavailable, match="CLEARDAY_JT808_BATCH_FIXES=false"):
-        asyncio.run(run_async(settings, host="127.0.0.1", port=0, stop=asyncio.Event()))
+    start = run_async(settings, host="127.0.0.1", port=0, stop=asyncio.Event())
+    # On a thread of its own: the main thread may hold a running loop left by other
+    # tests (Playwright's sync API keeps one).
+    with (
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+        pytest.raises(GatewayUnavailable, match="CLEARDAY_JT808_BATCH_FIXES=false"),
+    ):
+        pool.submit(asyncio.run, start).result()
