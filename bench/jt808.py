@@ -232,14 +232,19 @@ class GatewayProcess:
              "--processes", str(self.processes)],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        # Ready when terminals can connect and every process answers on /metrics (the
+        # processes start one after another; the first alone holds the terminals' port).
+        ports = [self.port, *(self.metrics_port + n for n in range(self.processes))]
         deadline = time.monotonic() + 60
-        while True:
+        while ports:
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
+                if s.connect_ex(("127.0.0.1", ports[0])) == 0:
+                    ports.pop(0)
+                    continue
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError("the gateway did not start")
             time.sleep(0.2)
+        return self
 
     def rss_mb(self) -> float:
         """Resident memory of the gateway's processes added up."""
