@@ -16,7 +16,6 @@ from fleet.alerts import service
 from fleet.alerts.models import ClearanceRow, ClosureRow, MissedRow, Period, PeriodSummary, ReportBy
 from fleet.reports import documents
 from fleet.reports.columns import UNPLANNED, Lang, by_truck_rows, headers, labelled_rows
-from fleet.trucks import repo as trucks_repo
 from fleet.web.deps import Anyone, Conn, SettingsDep, district_scope, now_utc
 from fleet.web.downloads import PDF_RESPONSES, attachment
 from fleet.web.errors import ApiError
@@ -121,15 +120,6 @@ def _filename(report: str, start: date, end: date, extension: str) -> str:
     return f"clearday-{report}-{start.isoformat()}{last}.{extension}"
 
 
-def _plates(conn: Conn, rows: Sequence[BaseModel], by_truck: bool) -> dict[str, str]:
-    """Plates of the trucks the rows name (planned trucks; the groups of a report by truck)."""
-    trucks = sorted(
-        {t for r in rows if (t := getattr(r, "planned_truck_id", None))}
-        | ({r.group for r in rows if isinstance(r, ClearanceRow)} if by_truck else set())
-    )
-    return trucks_repo.plates(conn, truck_ids=trucks) if trucks else {}
-
-
 @router.get(
     "/{report}.csv",
     summary="Any report as CSV (UTF-8 with BOM, opens in Excel)",
@@ -153,7 +143,7 @@ def report_csv(
         district_ids=district_scope(principal, district_id),
     )  # fmt: skip
     by_truck = report == "clearance" and by == "truck"
-    plates = _plates(conn, rows, by_truck)
+    plates = documents.plates_named(conn, rows, by_truck)
     cells: Sequence[BaseModel | dict[str, Any]] = rows
     if by_truck:
         cells = by_truck_rows(rows, plates=plates, unplanned=UNPLANNED[lang])
@@ -193,28 +183,11 @@ def report_pdf(
     (anchored on `date_from`) prints the whole 周小结 / 月通报. Refused (422) past
     `pdf.MAX_ROWS` rows."""
     start, end = _range(settings, date_from, date_to)
-    scope = district_scope(principal, district_id)
-    zone = (
-        service.district_zone(conn=conn, district_id=scope[0])
-        if scope is not None and len(scope) == 1
-        else settings.tz
-    )
-    made_at = now_utc().astimezone(zone)
-    named = district_id if district_id else (", ".join(scope) if scope else None)
-    if report in ("week", "month"):
-        summary = service.period_report(conn=conn, period=report, anchor=start, district_ids=scope)
-        document = documents.period_document(
-            summary=summary, lang=lang, district=named, made_at=made_at
-        )
-    else:
-        rows = service.report_rows(
-            conn=conn, report=report, date_from=start, date_to=end, by=by, district_ids=scope
-        )
-        document = documents.report_document(
-            report=report, rows=rows, lang=lang, by=by, date_from=start, date_to=end,
-            plates=_plates(conn, rows, report == "clearance" and by == "truck"),
-            district=named, made_at=made_at,
-        )  # fmt: skip
+    document = documents.printed_report(
+        conn, report=report, date_from=start, date_to=end, by=by,
+        district_ids=district_scope(principal, district_id), lang=lang,
+        made_at=now_utc().astimezone(settings.tz),
+    )  # fmt: skip
     if (printed := pdf.rows_in(document)) > pdf.MAX_ROWS:
         raise ApiError(
             422,

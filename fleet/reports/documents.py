@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+import psycopg
 from pydantic import BaseModel
 
 from fleet import pdf
-from fleet.alerts.models import CaseDetailOut, PeriodSummary
+from fleet.alerts import service
+from fleet.alerts.models import CaseDetailOut, ClearanceRow, PeriodSummary, ReportBy
 from fleet.alerts.service import ReportName
 from fleet.reports.columns import (
     ALERT_COUNT_HEADERS,
@@ -28,6 +30,7 @@ from fleet.reports.columns import (
     labelled_rows,
     local_time,
 )
+from fleet.trucks import repo as trucks_repo
 
 _WORDS = {
     "zh": {
@@ -174,6 +177,50 @@ def period_document(
             _section(words["worst"], WORST_POINT_HEADERS[lang], rows(summary.worst_points), lang),
         ],
         page_label=words["page"],
+    )  # fmt: skip
+
+
+def plates_named(
+    conn: psycopg.Connection, rows: Sequence[BaseModel], by_truck: bool
+) -> dict[str, str]:
+    """Plates of the trucks the rows name (planned trucks; the groups of a report by truck)."""
+    trucks = sorted(
+        {t for r in rows if (t := getattr(r, "planned_truck_id", None))}
+        | ({r.group for r in rows if isinstance(r, ClearanceRow)} if by_truck else set())
+    )
+    return trucks_repo.plates(conn, truck_ids=trucks) if trucks else {}
+
+
+def printed_report(
+    conn: psycopg.Connection,
+    *,
+    report: ReportName,
+    date_from: date,
+    date_to: date,
+    by: ReportBy,
+    district_ids: Sequence[str] | None,
+    lang: Lang,
+    made_at: datetime,
+) -> pdf.Document:
+    """Any report read from the database as a document to print: a week or a month
+    (anchored on `date_from`) is the whole 周小结 / 月通报. `made_at` is shown in its
+    own zone: the district's when the report covers one district."""
+    if district_ids is not None and len(district_ids) == 1:
+        made_at = made_at.astimezone(service.district_zone(conn=conn, district_id=district_ids[0]))
+    named = ", ".join(district_ids) if district_ids else None
+    if report in ("week", "month"):
+        summary = service.period_report(
+            conn=conn, period=report, anchor=date_from, district_ids=district_ids
+        )
+        return period_document(summary=summary, lang=lang, district=named, made_at=made_at)
+    rows = service.report_rows(
+        conn=conn, report=report, date_from=date_from, date_to=date_to, by=by,
+        district_ids=district_ids,
+    )  # fmt: skip
+    return report_document(
+        report=report, rows=rows, lang=lang, by=by, date_from=date_from, date_to=date_to,
+        plates=plates_named(conn, rows, report == "clearance" and by == "truck"),
+        district=named, made_at=made_at,
     )  # fmt: skip
 
 

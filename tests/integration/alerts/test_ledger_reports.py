@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import pypdf
 import pytest
 
 from fleet.alerts import service
@@ -190,8 +193,9 @@ def test_replay_is_idempotent(day_url: str) -> None:
         assert snapshot(conn) == before
 
 
-def test_cli_replay_and_report(database_url: str) -> None:
-    """`clearday alerts replay` recomputes the day; `clearday alerts report` prints it."""
+def test_cli_replay_and_report(database_url: str, tmp_path: Path) -> None:
+    """`clearday alerts replay` recomputes the day; `clearday alerts report` prints it,
+    as CSV or as the PDF the dashboard downloads."""
     load_world(database_url)
     env = {**os.environ, "CLEARDAY_DATABASE_URL": database_url}
 
@@ -212,6 +216,20 @@ def test_cli_replay_and_report(database_url: str) -> None:
     )
     assert report.returncode == 0, report.stderr
     assert report.stdout.splitlines()[0].startswith("service_date,group,due,cleared")
+    printed = tmp_path / "missed.pdf"
+    done = clearday("alerts", "report", "missed", "--date", DAY.isoformat(), "--pdf", str(printed))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and "3 rows" in done.stderr, done.stderr  # P3 not unloaded, P4, P5
+    pages = pypdf.PdfReader(io.BytesIO(printed.read_bytes()), strict=True).pages
+    text = re.sub(r"\s+", "", "".join(page.extract_text() for page in pages))
+    assert "漏收明细" in text and "P4小区桶站" in text
+    assert f"{DAY.isoformat()}10:00" in text  # P4's deadline in Shanghai time, not UTC
+    nowhere = tmp_path / "no-such-folder" / "missed.pdf"
+    refused = clearday(
+        "alerts", "report", "missed", "--date", DAY.isoformat(), "--pdf", str(nowhere)
+    )
+    assert refused.returncode == 2 and "cannot write" in refused.stderr, refused.stderr
+    assert not nowhere.parent.exists()
     bad = clearday("alerts", "replay", "--date", "2026-13-01")
     assert bad.returncode != 0 and "YYYY-MM-DD" in bad.stderr
 
