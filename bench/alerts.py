@@ -464,7 +464,9 @@ def expected(
 ) -> dict[str, dict[str, Expected]]:
     """The true alerts of a day. `reported`: each truck's stored fix times, sorted: a
     drive-by is known no earlier than the first fix the terminal sent at or after the
-    moment the truck had gone on (a parked terminal reports once a minute)."""
+    moment the truck had gone on, a truck parked loaded no earlier than its first fix
+    after it arrived (a parked terminal reports once a minute, and the fix at the
+    arrival still shows it moving)."""
     city = day.spec.city
     skewed = {f.truck_id for f in day.spec.faults if f.kind == "clock_skew"}
     truth = day.truth
@@ -490,15 +492,19 @@ def expected(
                 return max(at, released)
         return at
 
+    def first_fix(truck_id: str, at: datetime, shown: datetime, *, after: bool) -> datetime:
+        """`shown`, or the terminal's first fix at `at` (`after`: after it) if later."""
+        times = (reported or {}).get(truck_id, [])
+        if not times or truck_id in skewed:  # a skewed clock's fix times are not true times
+            return shown
+        k = (bisect.bisect_right if after else bisect.bisect_left)(times, at)
+        return max(shown, times[k]) if k < len(times) else shown
+
     def drive_by(rec: dict[str, Any], event_at: datetime) -> Expected:
         p = city.point(rec["point_id"])
         track = positions.get(rec["truck_id"], [])
         at = gone_at(track, stops_at.get(rec["truck_id"], []), p.lat, p.lon, event_at, rp)
-        shown = known(rec["truck_id"], at)
-        times = (reported or {}).get(rec["truck_id"], [])
-        if times and rec["truck_id"] not in skewed:  # its fix times are true times
-            k = bisect.bisect_left(times, at)
-            shown = max(shown, times[k]) if k < len(times) else shown
+        shown = first_fix(rec["truck_id"], at, known(rec["truck_id"], at), after=False)
         return Expected(rec["point_id"], at, event_at, shown)
 
     planned = {
@@ -534,8 +540,9 @@ def expected(
             and not rec["broken_down"]
         ):
             home_at = parse(rec["at"])
+            shown = first_fix(rec["truck_id"], home_at, known(rec["truck_id"], home_at), after=True)
             out["not_unloaded"][rec["truck_id"]] = Expected(
-                rec["truck_id"], home_at, known_at=known(rec["truck_id"], home_at)
+                rec["truck_id"], home_at, known_at=shown
             )
     return out
 
