@@ -118,10 +118,16 @@ def full_evaluation(conn: psycopg.Connection, config: worker.AlertConfig, now: d
         worker.Pipeline(config).process(conn, now=now, changes=everything, district_id="d1")
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_incremental_ticks_equal_a_full_evaluation(database_url: str, pg: Any, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "full_every_s"),
+    [(1, worker.FULL_EVERY_S), (2, worker.FULL_EVERY_S), (3, worker.FULL_EVERY_S), (4, 0.0)],
+)
+def test_incremental_ticks_equal_a_full_evaluation(
+    database_url: str, pg: Any, seed: int, full_every_s: float
+) -> None:
     """Random partial deliveries: after every tick the incremental worker's visits, ledger,
-    alerts and cases equal those of a from-scratch evaluation of the same data."""
+    alerts and cases equal those of a from-scratch evaluation of the same data (also when
+    the worker drops what it remembers before every tick, its safety net)."""
     rng = random.Random(seed)
     full_url = pg.new_database()
     for url in (database_url, full_url):
@@ -131,7 +137,9 @@ def test_incremental_ticks_equal_a_full_evaluation(database_url: str, pg: Any, s
             load_plan(conn)
     config = worker.AlertConfig.from_settings(Settings())
     clock = FakeClock(at("06:00"))
-    incremental = worker.Worker(database_url, config, clock=clock, overlap_s=0.0)
+    incremental = worker.Worker(
+        database_url, config, clock=clock, overlap_s=0.0, full_every_s=full_every_s
+    )
     pending = deliveries(rng)
     now = at("06:00")
     ticks = 0
