@@ -461,12 +461,14 @@ def expected(
     positions: dict[str, list[tuple[datetime, float, float]]],
     rp: RuleParams,
     reported: dict[str, list[datetime]] | None = None,
+    reported_stopped: dict[str, list[datetime]] | None = None,
 ) -> dict[str, dict[str, Expected]]:
     """The true alerts of a day. `reported`: each truck's stored fix times, sorted: a
     drive-by is known no earlier than the first fix the terminal sent at or after the
-    moment the truck had gone on, a truck parked loaded no earlier than its first fix
-    after it arrived (a parked terminal reports once a minute, and the fix at the
-    arrival still shows it moving)."""
+    moment the truck had gone on. `reported_stopped`: the times of the stored fixes that
+    show the truck standing: a truck parked loaded is known no earlier than the first
+    of them at or after it arrived (a parked terminal reports once a minute, and a fix
+    at the moment of arrival may still show it driving)."""
     city = day.spec.city
     skewed = {f.truck_id for f in day.spec.faults if f.kind == "clock_skew"}
     truth = day.truth
@@ -492,19 +494,21 @@ def expected(
                 return max(at, released)
         return at
 
-    def first_fix(truck_id: str, at: datetime, shown: datetime, *, after: bool) -> datetime:
-        """`shown`, or the terminal's first fix at `at` (`after`: after it) if later."""
-        times = (reported or {}).get(truck_id, [])
+    def first_fix(
+        fixes: dict[str, list[datetime]] | None, truck_id: str, at: datetime, shown: datetime
+    ) -> datetime:
+        """`shown`, or the first of the truck's `fixes` at or after `at` if later."""
+        times = (fixes or {}).get(truck_id, [])
         if not times or truck_id in skewed:  # a skewed clock's fix times are not true times
             return shown
-        k = (bisect.bisect_right if after else bisect.bisect_left)(times, at)
+        k = bisect.bisect_left(times, at)
         return max(shown, times[k]) if k < len(times) else shown
 
     def drive_by(rec: dict[str, Any], event_at: datetime) -> Expected:
         p = city.point(rec["point_id"])
         track = positions.get(rec["truck_id"], [])
         at = gone_at(track, stops_at.get(rec["truck_id"], []), p.lat, p.lon, event_at, rp)
-        shown = first_fix(rec["truck_id"], at, known(rec["truck_id"], at), after=False)
+        shown = first_fix(reported, rec["truck_id"], at, known(rec["truck_id"], at))
         return Expected(rec["point_id"], at, event_at, shown)
 
     planned = {
@@ -540,22 +544,28 @@ def expected(
             and not rec["broken_down"]
         ):
             home_at = parse(rec["at"])
-            shown = first_fix(rec["truck_id"], home_at, known(rec["truck_id"], home_at), after=True)
+            shown = first_fix(
+                reported_stopped, rec["truck_id"], home_at, known(rec["truck_id"], home_at)
+            )
             out["not_unloaded"][rec["truck_id"]] = Expected(
                 rec["truck_id"], home_at, known_at=shown
             )
     return out
 
 
-def reported_fixes(url: str, d: date) -> dict[str, list[datetime]]:
-    """Each truck's stored fix times on day `d` (local), sorted."""
+def reported_fixes(
+    url: str, d: date, *, max_speed_kmh: float | None = None
+) -> dict[str, list[datetime]]:
+    """Each truck's stored fix times on day `d` (local), sorted; with `max_speed_kmh`,
+    only the fixes that show the truck standing (no speed, or at most that)."""
     start = datetime.combine(d, datetime.min.time(), tzinfo=TZ)
     out: dict[str, list[datetime]] = {}
     with psycopg.connect(url) as conn:
         for truck_id, at in conn.execute(
             "SELECT truck_id, recorded_at FROM position WHERE recorded_at >= %s"
-            " AND recorded_at < %s ORDER BY truck_id, recorded_at",
-            (start, start + timedelta(days=1)),
+            " AND recorded_at < %s AND (%s::float8 IS NULL OR speed_kmh IS NULL"
+            " OR speed_kmh <= %s) ORDER BY truck_id, recorded_at",
+            (start, start + timedelta(days=1), max_speed_kmh, max_speed_kmh),
         ):
             out.setdefault(truck_id, []).append(at)
     return out
@@ -1062,6 +1072,7 @@ def main(argv: Iterable[str] | None = None) -> None:
                 want = expected(
                     day, d, eval_end, grace_s, true_positions(day), rules_params,
                     reported_fixes(url, d),
+                    reported_fixes(url, d, max_speed_kmh=settings.alerts.stop_speed_kmh),
                 )  # fmt: skip
                 got = raised(url, d)
                 for kind in KINDS:
