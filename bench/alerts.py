@@ -259,7 +259,8 @@ def true_positions(day: SimDay) -> dict[str, list[tuple[datetime, float, float]]
 
 def run_offline(
     url: str, day: SimDay, d: date, eval_end: datetime, args: argparse.Namespace
-) -> None:
+) -> list[float]:
+    """Feed the day and tick at `--tick`; returns each tick's wall time, s."""
     sink = DirectSink(url, day.spec.city)
     clock = _ManualClock(local(d, 0))
     w = worker.Worker(url, worker.AlertConfig.from_settings(Settings()), clock=clock, overlap_s=0.0)
@@ -268,7 +269,7 @@ def run_offline(
     pending: Emission | None = next(emissions, None)
     assert pending is not None
     now = local(d, pending.at_s)
-    slowest = 0.0
+    tick_s: list[float] = []
     while now <= eval_end:
         while pending is not None and local(d, pending.at_s) <= now:
             sink.send(pending)
@@ -277,11 +278,12 @@ def run_offline(
         clock.now = now
         started = time.monotonic()
         w.tick()
-        slowest = max(slowest, time.monotonic() - started)
+        tick_s.append(time.monotonic() - started)
         now += step
     sink.close()
     w.close()
-    log(f"  offline day {d} done; slowest tick {slowest * 1000:.0f} ms")
+    log(f"  offline day {d} done; slowest tick {max(tick_s) * 1000:.0f} ms")
+    return tick_s
 
 
 class _ManualClock:
@@ -348,6 +350,17 @@ def run_live(
     clock = worker.ScaledClock(local(d, start_s), args.speed)
     config = worker.AlertConfig.from_settings(Settings())
     w = worker.Worker(url, config, clock=clock, interval_s=args.worker_interval)
+    tick_s: list[float] = []
+    tick = w.tick
+
+    def timed_tick() -> worker.TickStats:
+        started = time.monotonic()
+        try:
+            return tick()
+        finally:
+            tick_s.append(time.monotonic() - started)
+
+    w.tick = timed_tick  # type: ignore[method-assign]  # the live ticks' wall time
     stop = threading.Event()
     thread = threading.Thread(target=w.run, args=(stop,), daemon=True)
     thread.start()
@@ -365,6 +378,7 @@ def run_live(
     sim_now = clock()
     stop.set()
     thread.join(30)
+    w.tick = tick  # type: ignore[method-assign]  # the catch-up ticks below are not live
     # No more data: step the clock on to the evaluation end at the worker's cadence.
     step = timedelta(seconds=args.worker_interval * args.speed)
     manual = _ManualClock(sim_now)
@@ -376,7 +390,7 @@ def run_live(
     summary = stats.summary()
     log(f"  live day {d}: {summary['messages']} messages, max publish lag {summary['max_lag_s']} s, "
         f"acked {counts.acked}/{counts.published}")  # fmt: skip
-    return summary
+    return {**summary, "tick_s": tick_s}
 
 
 # ---------------------------------------------------------------------------- truth
@@ -447,10 +461,14 @@ def expected(
     positions: dict[str, list[tuple[datetime, float, float]]],
     rp: RuleParams,
     reported: dict[str, list[datetime]] | None = None,
+    reported_stopped: dict[str, list[datetime]] | None = None,
 ) -> dict[str, dict[str, Expected]]:
     """The true alerts of a day. `reported`: each truck's stored fix times, sorted: a
     drive-by is known no earlier than the first fix the terminal sent at or after the
-    moment the truck had gone on (a parked terminal reports once a minute)."""
+    moment the truck had gone on. `reported_stopped`: the times of the stored fixes that
+    show the truck standing: a truck parked loaded is known no earlier than the first
+    of them at or after it arrived (a parked terminal reports once a minute, and a fix
+    at the moment of arrival may still show it driving)."""
     city = day.spec.city
     skewed = {f.truck_id for f in day.spec.faults if f.kind == "clock_skew"}
     truth = day.truth
@@ -476,15 +494,21 @@ def expected(
                 return max(at, released)
         return at
 
+    def first_fix(
+        fixes: dict[str, list[datetime]] | None, truck_id: str, at: datetime, shown: datetime
+    ) -> datetime:
+        """`shown`, or the first of the truck's `fixes` at or after `at` if later."""
+        times = (fixes or {}).get(truck_id, [])
+        if not times or truck_id in skewed:  # a skewed clock's fix times are not true times
+            return shown
+        k = bisect.bisect_left(times, at)
+        return max(shown, times[k]) if k < len(times) else shown
+
     def drive_by(rec: dict[str, Any], event_at: datetime) -> Expected:
         p = city.point(rec["point_id"])
         track = positions.get(rec["truck_id"], [])
         at = gone_at(track, stops_at.get(rec["truck_id"], []), p.lat, p.lon, event_at, rp)
-        shown = known(rec["truck_id"], at)
-        times = (reported or {}).get(rec["truck_id"], [])
-        if times and rec["truck_id"] not in skewed:  # its fix times are true times
-            k = bisect.bisect_left(times, at)
-            shown = max(shown, times[k]) if k < len(times) else shown
+        shown = first_fix(reported, rec["truck_id"], at, known(rec["truck_id"], at))
         return Expected(rec["point_id"], at, event_at, shown)
 
     planned = {
@@ -520,21 +544,28 @@ def expected(
             and not rec["broken_down"]
         ):
             home_at = parse(rec["at"])
+            shown = first_fix(
+                reported_stopped, rec["truck_id"], home_at, known(rec["truck_id"], home_at)
+            )
             out["not_unloaded"][rec["truck_id"]] = Expected(
-                rec["truck_id"], home_at, known_at=known(rec["truck_id"], home_at)
+                rec["truck_id"], home_at, known_at=shown
             )
     return out
 
 
-def reported_fixes(url: str, d: date) -> dict[str, list[datetime]]:
-    """Each truck's stored fix times on day `d` (local), sorted."""
+def reported_fixes(
+    url: str, d: date, *, max_speed_kmh: float | None = None
+) -> dict[str, list[datetime]]:
+    """Each truck's stored fix times on day `d` (local), sorted; with `max_speed_kmh`,
+    only the fixes that show the truck standing (no speed, or at most that)."""
     start = datetime.combine(d, datetime.min.time(), tzinfo=TZ)
     out: dict[str, list[datetime]] = {}
     with psycopg.connect(url) as conn:
         for truck_id, at in conn.execute(
             "SELECT truck_id, recorded_at FROM position WHERE recorded_at >= %s"
-            " AND recorded_at < %s ORDER BY truck_id, recorded_at",
-            (start, start + timedelta(days=1)),
+            " AND recorded_at < %s AND (%s::float8 IS NULL OR speed_kmh IS NULL"
+            " OR speed_kmh <= %s) ORDER BY truck_id, recorded_at",
+            (start, start + timedelta(days=1), max_speed_kmh, max_speed_kmh),
         ):
             out.setdefault(truck_id, []).append(at)
     return out
@@ -821,6 +852,7 @@ class Tally:
     waits_flagged: list[str] = field(default_factory=list)
     confusion: Counter[str] = field(default_factory=Counter)
     publish_max_lag_s: float | None = None
+    tick_s: list[float] = field(default_factory=list)  # each tick's wall time
     wall_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -835,6 +867,7 @@ class Tally:
             "waits_flagged": self.waits_flagged,
             "confusion": dict(self.confusion),
             "publish_max_lag_s": self.publish_max_lag_s,
+            "tick_s": self.tick_s,
             "wall_s": self.wall_s,
         }
 
@@ -851,6 +884,7 @@ class Tally:
             waits_flagged=data["waits_flagged"],
             confusion=Counter(data["confusion"]),
             publish_max_lag_s=data["publish_max_lag_s"],
+            tick_s=data.get("tick_s", []),
             wall_s=data["wall_s"],
         )
 
@@ -868,6 +902,7 @@ class Tally:
             out.confusion += t.confusion
             if t.publish_max_lag_s is not None:
                 out.publish_max_lag_s = max(out.publish_max_lag_s or 0.0, t.publish_max_lag_s)
+            out.tick_s += t.tick_s
             out.wall_s += t.wall_s
         return out
 
@@ -876,6 +911,7 @@ class Tally:
         scores, point_days = self.scores, self.point_days
         delays = [x for s in scores.values() for x in s.delays]
         from_data = [x for s in scores.values() for x in s.delays_from_data]
+        tick_ms = [round(x * 1000, 1) for x in self.tick_s]
         result: dict[str, Any] = {kind: scores[kind].summary() for kind in KINDS}
         # Per scenario, besides precision / recall over its alerts: its planned point-days
         # and the share of them whose alert (raised or not) was right — the measure of a
@@ -910,6 +946,10 @@ class Tally:
             ledger=dict(sorted(self.confusion.items())),
             false_positives={k: s.false_positives[:20] for k, s in scores.items() if s.false_positives},
             false_negatives={k: s.false_negatives[:20] for k, s in scores.items() if s.false_negatives},
+            ticks=len(self.tick_s),
+            tick_p50_ms=quantile(tick_ms, 0.5),
+            tick_p99_ms=quantile(tick_ms, 0.99),
+            tick_max_ms=max(tick_ms, default=None),
             wall_s=round(self.wall_s, 1),
         )  # fmt: skip
         if self.publish_max_lag_s is not None:
@@ -1024,13 +1064,15 @@ def main(argv: Iterable[str] | None = None) -> None:
                 )
                 if args.mode == "live":
                     assert srv.mqtt_url is not None
-                    lag = run_live(url, srv.mqtt_url, day, d, eval_end, args)["max_lag_s"]
-                    tally.publish_max_lag_s = max(tally.publish_max_lag_s or 0.0, lag)
+                    live = run_live(url, srv.mqtt_url, day, d, eval_end, args)
+                    tally.publish_max_lag_s = max(tally.publish_max_lag_s or 0.0, live["max_lag_s"])
+                    tally.tick_s += live["tick_s"]
                 else:
-                    run_offline(url, day, d, eval_end, args)
+                    tally.tick_s += run_offline(url, day, d, eval_end, args)
                 want = expected(
                     day, d, eval_end, grace_s, true_positions(day), rules_params,
                     reported_fixes(url, d),
+                    reported_fixes(url, d, max_speed_kmh=settings.alerts.stop_speed_kmh),
                 )  # fmt: skip
                 got = raised(url, d)
                 for kind in KINDS:

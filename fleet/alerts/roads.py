@@ -20,10 +20,11 @@ import bisect
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.alerts.cache import Cache
 from fleet.alerts.geo import GridIndex, Projection, segment_closest
 
 XY = tuple[float, float]
@@ -45,6 +46,10 @@ TRAVELLED_SCALE_M = 30.0
 # for the place a route must go by.
 SNAP_CANDIDATES = 4
 VIA_CANDIDATES = 4
+# Fits an index remembers. The worker re-detects the last quarter hour or more of a
+# track on every tick, and so asks again for the fits of the same passes; a fit is a
+# pure function of the index and its arguments, and costs milliseconds.
+FITS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,15 @@ class RoadIndex:
             if not row["oneway"]:
                 self._add(v, u, pts[::-1], pieces)
         self._grid: GridIndex[_Piece] = GridIndex(pieces, cell_m=100.0)
+        self._fits: Cache[tuple[Any, ...], Route | None] = Cache(ttl_s=None, max_entries=FITS_KEPT)
+
+    def _remembered(self, key: tuple[Any, ...], fit: Callable[[], Route | None]) -> Route | None:
+        """The fit stored under `key` (the arguments), or `fit()` stored now."""
+        if key in self._fits:
+            return self._fits.get(key)
+        route: Route | None = fit()
+        self._fits.put(key, route)
+        return route
 
     def _add(self, u: int, v: int, pts: list[XY], pieces: list[_Piece]) -> None:
         xs = [pts[0][0]]
@@ -232,6 +246,14 @@ class RoadIndex:
         """The road route from the first to the last of `pts` (fixes in order) that
         best explains all of them — and `travelled_m`, the distance driven between them
         when the terminal reports speed — or None when no road is near both ends."""
+        return self._remembered(
+            ("route", tuple(pts), sigma_m, travelled_m),
+            lambda: self._best_route(pts, sigma_m, travelled_m),
+        )
+
+    def _best_route(
+        self, pts: Sequence[XY], sigma_m: float, travelled_m: float | None
+    ) -> Route | None:
         if len(pts) < 2:
             return None
         straight, cutoff = _span(pts)
@@ -269,6 +291,20 @@ class RoadIndex:
         be. Its ends are chosen afresh: the likeliest route may begin on another road (a
         truck that came up a side street and turned round at the point is explained
         worst by a route that begins on the street it turned into)."""
+        return self._remembered(
+            ("via", tuple(pts), sigma_m, travelled_m, x, y, within_m),
+            lambda: self._best_via(pts, sigma_m, travelled_m, x, y, within_m),
+        )
+
+    def _best_via(
+        self,
+        pts: Sequence[XY],
+        sigma_m: float,
+        travelled_m: float | None,
+        x: float,
+        y: float,
+        within_m: float,
+    ) -> Route | None:
         straight, cutoff = _span(pts)
         starts, ends = self._ends(pts, sigma_m)
         best: Route | None = None

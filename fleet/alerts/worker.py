@@ -60,6 +60,9 @@ DAYS_KEPT = 8  # service days whose raised alert keys are kept
 WRITTEN_KEPT = 250_000  # rows (ledger, visits by truck-day) remembered as last written
 FIRST_RUN_BACK_S = 86_400.0  # a worker's first tick looks back this far
 STOP_CHECK_S = 1.0  # a worker waiting for data sees a stop within this
+# A worker drops everything it remembers this often, so that its next tick evaluates
+# every point and truck from the stored visits: the safety net under the caches.
+FULL_EVERY_S = 600.0
 
 
 def _reference(max_entries: int) -> Cache[Any, Any]:
@@ -179,6 +182,11 @@ class Pipeline:
         self._station_dwell: Cache[None, dict[str, float]] = _reference(1)
         self._sites: Cache[str, visits.SiteIndex] = _reference(DISTRICTS_KEPT)
         self._due: Cache[tuple[str, date], list[ledger.DuePoint]] = _reference(DISTRICTS_KEPT)
+        self._planned: Cache[tuple[str, date], dict[str, tuple[ledger.PlannedStop, ...]]] = (
+            _reference(DISTRICTS_KEPT)
+        )
+        # The connection and the zone its session reads times in (repo.read_in_zone).
+        self._zone: tuple[psycopg.Connection, str] | None = None
         self._tz: Cache[str, ZoneInfo] = Cache(ttl_s=None, max_entries=DISTRICTS_KEPT)
         # What this worker last wrote or raised, kept while it holds the district.
         self._keys: Cache[date, dict[str, frozenset[str]]] = Cache(
@@ -195,13 +203,20 @@ class Pipeline:
 
     def _caches(self) -> tuple[Cache[Any, Any], ...]:
         return (
-            self._trucks, self._station_dwell, self._sites, self._due, self._tz,
+            self._trucks, self._station_dwell, self._sites, self._due, self._planned, self._tz,
             self._keys, self._ledger, self._final, self._visits, self._heard,
         )  # fmt: skip
 
     def reset(self) -> None:
         for cache in self._caches():
             cache.clear()
+        self._zone = None  # a failed transaction takes the session's zone back
+
+    def read_in_zone(self, conn: psycopg.Connection, timezone: str) -> None:
+        """repo.read_in_zone, skipped when `conn` already reads in `timezone`."""
+        if self._zone is None or self._zone[0] is not conn or self._zone[1] != timezone:
+            repo.read_in_zone(conn, timezone)
+            self._zone = (conn, timezone)
 
     def _read_heard(self, conn: psycopg.Connection, truck_ids: Iterable[str]) -> None:
         """When the platform last heard each truck, as whichever worker had it stored
@@ -230,10 +245,10 @@ class Pipeline:
         return self._sites.get_or_read(district_id, read)
 
     def due_points(
-        self, conn: psycopg.Connection, district_id: str, service_date: date
+        self, conn: psycopg.Connection, district_id: str, service_date: date, *, plan: int | None
     ) -> list[ledger.DuePoint]:
-        """The day's due points, re-read when the published plan changes (or after a while)."""
-        plan = repo.published_plan_id(conn, district_id=district_id, service_date=service_date)
+        """The day's due points, re-read when the published plan (`plan`) changes (or
+        after a while)."""
         return self._due.get_or_read(
             (district_id, service_date),
             lambda: repo.due_points(
@@ -242,6 +257,17 @@ class Pipeline:
                 service_date=service_date,
                 min_dwell_fraction=self.config.min_dwell_fraction,
             ),
+            version=plan,
+        )
+
+    def planned_stops(
+        self, conn: psycopg.Connection, district_id: str, service_date: date, *, plan: int | None
+    ) -> dict[str, tuple[ledger.PlannedStop, ...]]:
+        """The trucks' planned stops of the day, re-read when the published plan (`plan`)
+        changes (or after a while)."""
+        return self._planned.get_or_read(
+            (district_id, service_date),
+            lambda: repo.planned_stops(conn, district_id=district_id, service_date=service_date),
             version=plan,
         )
 
@@ -271,7 +297,7 @@ class Pipeline:
         ref = self.trucks(conn).get(truck_id)
         if ref is None:
             return
-        repo.read_in_zone(conn, ref.timezone)
+        self.read_in_zone(conn, ref.timezone)
         day_start, day_end = repo.day_bounds(service_date, ref.timezone)
         if earliest_new is None:
             replace_from = ctx = day_start
@@ -307,10 +333,14 @@ class Pipeline:
     ) -> TickStats:
         stats = TickStats(district_days=1)
         tz = self.district_tz(conn, district_id)
-        repo.read_in_zone(conn, tz.key)
+        self.read_in_zone(conn, tz.key)
         now = now.astimezone(tz)
-        due = self.due_points(conn, district_id, service_date)
-        days = repo.truck_days(conn, district_id=district_id, service_date=service_date)
+        plan = repo.published_plan_id(conn, district_id=district_id, service_date=service_date)
+        due = self.due_points(conn, district_id, service_date, plan=plan)
+        days = repo.truck_days(
+            conn, district_id=district_id, service_date=service_date,
+            planned=self.planned_stops(conn, district_id, service_date, plan=plan),
+        )  # fmt: skip
         by_truck = self._day_visits(conn, days, due, service_date)
         days = [
             replace(d, visits=tuple(by_truck.get(d.truck_id, ())), last_heard_at=self._heard_at(d))
@@ -650,9 +680,12 @@ class Worker:
         name: str | None = None,
         overlap_s: float = OVERLAP_S,
         lease_s: float = 30.0,
+        full_every_s: float = FULL_EVERY_S,
     ) -> None:
         self.url = url
         self.pipeline = Pipeline(config)
+        self.full_every_s = full_every_s
+        self._full_at = time.monotonic()
         self.clock = clock
         self.interval_s = interval_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -677,6 +710,9 @@ class Worker:
 
     def tick(self) -> TickStats:
         started = time.monotonic()
+        if started - self._full_at >= self.full_every_s:
+            self.pipeline.reset()
+            self._full_at = started
         conn = self._connection()
         stats = TickStats()
         try:

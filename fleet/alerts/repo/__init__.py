@@ -51,7 +51,13 @@ from fleet.alerts.repo.ledger import (
     status_counts,
     write_ledger,
 )
-from fleet.alerts.repo.plans import active_district_dates, due_points, published_plan_id, truck_days
+from fleet.alerts.repo.plans import (
+    active_district_dates,
+    due_points,
+    planned_stops,
+    published_plan_id,
+    truck_days,
+)
 from fleet.alerts.repo.tracks import (
     changed_truck_days,
     day_bounds,
@@ -92,7 +98,7 @@ __all__ = [
     "get_watermark", "heard", "insert_alert", "known_alert_keys", "lease_holders",
     "ledger_entries", "ledger_json", "ledger_row", "ledger_version", "list_alerts", "list_cases", "lock_case", "lock_district",
     "next_due_delivery", "open_case_for", "open_point_cases_now_cleared", "open_truck_cases", "overdue_cases",
-    "published_plan_id", "read_in_zone", "record_attempt", "refresh_truck_day", "release_leases",
+    "planned_stops", "published_plan_id", "read_in_zone", "record_attempt", "refresh_truck_day", "release_leases",
     "replace_detection", "roads", "save_heard", "set_watermark", "sites", "station_min_dwell",
     "status_counts", "stays", "take_leases", "truck_days", "trucks", "trucks_with_data", "try_lock_district",
     "webhook_secret", "window_start", "write_ledger",

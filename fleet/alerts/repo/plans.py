@@ -5,7 +5,7 @@ day (shift, break, first and last fix, silences, planned stops)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -117,9 +117,16 @@ def _due_point(row: dict[str, Any], service_date: date) -> DuePoint:
     )
 
 
-def truck_days(conn: psycopg.Connection, *, district_id: str, service_date: date) -> list[TruckDay]:
+def truck_days(
+    conn: psycopg.Connection,
+    *,
+    district_id: str,
+    service_date: date,
+    planned: Mapping[str, tuple[PlannedStop, ...]] | None = None,
+) -> list[TruckDay]:
     """The district's trucks and any truck the day's plans use, with their day's data
-    (no visits: the caller adds them).
+    (no visits: the caller adds them), and their planned stops (`planned_stops`; or
+    `planned`, as the caller read them for the day's plans as they stand).
 
     A truck's planned stops are its route in the newest of the day's plans that has
     one: a truck still working after a re-plan follows the new plan (its completed
@@ -158,7 +165,21 @@ def truck_days(conn: psycopg.Connection, *, district_id: str, service_date: date
             (service_date, ids),
         ).fetchall():
             gaps[g.pop("truck_id")].append(Gap(**g))
-        planned: dict[str, list[PlannedStop]] = defaultdict(list)
+    if planned is None:
+        planned = planned_stops(conn, district_id=district_id, service_date=service_date)
+    return [
+        _truck_day(r, service_date, tuple(gaps[r["truck_id"]]), planned.get(r["truck_id"], ()))
+        for r in rows
+    ]
+
+
+def planned_stops(
+    conn: psycopg.Connection, *, district_id: str, service_date: date
+) -> dict[str, tuple[PlannedStop, ...]]:
+    """Each truck's planned stops of the day, by seq (see `truck_days`)."""
+    params = {"district": district_id, "date": service_date}
+    planned: dict[str, list[PlannedStop]] = defaultdict(list)
+    with conn.cursor(row_factory=dict_row) as cur:
         for s in cur.execute(
             f"""WITH RECURSIVE {_DAY_PLANS},
                     truck_plan AS (SELECT DISTINCT ON (ps.truck_id) ps.truck_id, ps.plan_id, dp.age
@@ -179,10 +200,7 @@ def truck_days(conn: psycopg.Connection, *, district_id: str, service_date: date
             params,
         ).fetchall():
             planned[s.pop("truck_id")].append(PlannedStop(**s))
-    return [
-        _truck_day(r, service_date, tuple(gaps[r["truck_id"]]), tuple(planned[r["truck_id"]]))
-        for r in rows
-    ]
+    return {truck_id: tuple(stops) for truck_id, stops in planned.items()}
 
 
 def _truck_day(
