@@ -68,7 +68,10 @@ class ExchangeResult:
 
 
 @dataclass(slots=True)
-class _Routes:
+class PlanRoutes:
+    """A plan's routes being improved: each truck's visits and distance, where each
+    point is served; routes are replaced whole, never changed in place."""
+
     problem: Problem
     starts: dict[str, Start]
     breaks_done: frozenset[str]
@@ -259,7 +262,7 @@ def improve_routes(
     when the deadline is not hit."""
     starts = starts or {}
     neighbours = neighbours if neighbours is not None else neighbour_lists(problem, NEIGHBOURS)
-    routes = _Routes(problem, starts, breaks_done, {}, {})
+    routes = PlanRoutes(problem, starts, breaks_done, {}, {})
     for truck_id, visits in visits_by_truck.items():
         if clock() >= deadline:
             break  # no time to time every route: no pass either
@@ -304,7 +307,7 @@ Candidate = tuple[float, str, list[Visit], str | None, list[Visit] | None]
 
 
 def _pass(
-    routes: _Routes,
+    routes: PlanRoutes,
     neighbours: dict[str, list[str]],
     kinds: frozenset[str],
     focus: set[str] | None,
@@ -332,7 +335,7 @@ def _pass(
 
 
 def _best_move_for(
-    routes: _Routes, pid: str, near: Sequence[str], kinds: frozenset[str] = DEFAULT_MOVES
+    routes: PlanRoutes, pid: str, near: Sequence[str], kinds: frozenset[str] = DEFAULT_MOVES
 ) -> float:
     """Try the point's moves next to each neighbour, the largest saving on the changed
     legs first; keep the first that holds. The metres saved."""
@@ -345,7 +348,7 @@ def _best_move_for(
 
 
 def _candidates(
-    routes: _Routes, pid: str, near: Sequence[str], kinds: frozenset[str]
+    routes: PlanRoutes, pid: str, near: Sequence[str], kinds: frozenset[str]
 ) -> Iterator[Candidate]:
     """Every move of ``kinds`` that puts ``pid`` next to one of its neighbours, with
     its estimated saving (only those that save more than rounding)."""
@@ -450,7 +453,7 @@ def _path_m(matrix: TravelMatrix, keys: Sequence[str]) -> float:
 
 
 def _string_gain(
-    routes: _Routes,
+    routes: PlanRoutes,
     ta: Truck,
     va: Sequence[Visit],
     s: int,
@@ -473,7 +476,7 @@ def _string_gain(
 
 
 def _within(
-    routes: _Routes,
+    routes: PlanRoutes,
     a: str,
     i: int,
     j: int,
