@@ -53,6 +53,7 @@ from routing.pieces import PieceRunner, SubSolve, solve_sub
 from routing.plan import Plan, Unassigned
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.processes import die_with
+from routing.ruin import improve_and_ruin_group
 from routing.schedule import Visit
 from routing.screen import screen
 
@@ -526,7 +527,8 @@ class _Moves:
         else:
             groups = route_groups(self.problem, self.current, self.workers)
             jobs = self._jobs(groups, focus, max(0.0, left_s - ROUND_MARGIN_S))
-            results = self.moves_map(improve_group, [job for job in jobs if job is not None])
+            group_fn = improve_and_ruin_group if self.options.ruin_iterations else improve_group
+            results = self.moves_map(group_fn, [job for job in jobs if job is not None])
         touched: set[str] = set()
         moves = 0
         for result in results:
@@ -582,6 +584,7 @@ class _Moves:
                     focus=group_focus,
                     seed=self.seed + self.current.exchange_calls * len(groups) + i,
                     time_limit_s=limit_s,
+                    ruin_iterations=self.options.ruin_iterations,
                 )
             )
         return jobs

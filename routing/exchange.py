@@ -219,6 +219,8 @@ class ExchangeJob:
     seed: int
     time_limit_s: float
     kinds: frozenset[str] = DEFAULT_MOVES
+    # Iterations of ruin and recreate (routing.ruin) after the moves; 0: none.
+    ruin_iterations: int = 0
 
 
 def improve_group(job: ExchangeJob) -> ExchangeResult:

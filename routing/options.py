@@ -70,6 +70,9 @@ class SolverOptions:
     # district's first plan and after each round of neighbourhoods; 0: none.
     exchange_passes: int = 10
     route_elimination: bool = False  # every other neighbourhood with one truck fewer
+    # Iterations of ruin and recreate (routing.ruin) in each group of the first moves
+    # over a decomposed district's plan, then the moves again; 0: none.
+    ruin_iterations: int = 0
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
     improve_above_points: int | None = None

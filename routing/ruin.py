@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from routing.budget import Clock
-from routing.exchange import MIN_GAIN_M, PlanRoutes, neighbour_lists
+from routing.exchange import (
+    MIN_GAIN_M,
+    ExchangeJob,
+    ExchangeResult,
+    PlanRoutes,
+    improve_group,
+    improve_routes,
+    neighbour_lists,
+)
 from routing.problem import Problem, point_key
 from routing.schedule import Start, Visit
 
@@ -107,6 +115,48 @@ def ruin_and_recreate(
         iterations=done,
         accepted=accepted,
         saved_m=start_m - best,
+    )
+
+
+def improve_and_ruin_group(job: ExchangeJob) -> ExchangeResult:
+    """:func:`routing.exchange.improve_group`, then ``job.ruin_iterations`` of ruin and
+    recreate over the group, then the moves again from the routes that changed; all
+    within the job's time limit."""
+    deadline = time.monotonic() + job.time_limit_s
+    first = improve_group(job)
+    visits = {**job.visits, **first.changed}
+    distance = dict(first.distance_m)
+    ruined = ruin_and_recreate(
+        job.problem,
+        {t: v for t, v in visits.items() if v},
+        iterations=job.ruin_iterations,
+        starts=job.starts,
+        breaks_done=job.breaks_done,
+        seed=job.seed,
+        deadline=deadline,
+    )
+    visits.update(ruined.changed)
+    distance.update(ruined.distance_m)
+    last = improve_routes(
+        job.problem,
+        {t: v for t, v in visits.items() if v},
+        starts=job.starts,
+        breaks_done=job.breaks_done,
+        max_passes=job.max_passes,
+        focus=set(ruined.changed),
+        seed=job.seed + 1,
+        deadline=deadline,
+        kinds=job.kinds,
+    )
+    visits.update(last.changed)
+    distance.update(last.distance_m)
+    changed = {t: v for t, v in visits.items() if v != job.visits.get(t)}
+    return ExchangeResult(
+        changed=changed,
+        distance_m={t: distance[t] for t in changed},
+        passes=first.passes + last.passes,
+        moves=first.moves + ruined.accepted + last.moves,
+        saved_m=first.saved_m + ruined.saved_m + last.saved_m,
     )
 
 
