@@ -17,8 +17,9 @@ the plan itself (POPMUSIC), so that nothing stays frozen at a territory border.
    parallel. A seed whose neighbourhood did not improve is not tried again until one
    of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023). Before
    the rounds (once the points the territories left out are inserted) and between
-   them, moves between routes (routing.exchange) run over the plan: the first call in
-   groups of nearby routes, one process per worker.
+   them, moves between routes and within a route (routing.exchange) run over the
+   plan: the first call in groups of nearby routes, one process per worker (with
+   ``ruin_iterations``, ruin and recreate too: routing.ruin).
 3. **Finishing** on the whole district: every route timed, points still left out
    offered to every route, each one left out given its reason.
 """

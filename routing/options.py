@@ -65,7 +65,7 @@ class SolverOptions:
     neighbourhood_points: int = 120
     neighbourhood_s: float = 3.0
     improve_rounds: int | None = None
-    # Passes of moves between routes (routing.exchange) a call: after the search of a
+    # Passes of moves between and within routes (routing.exchange) a call: after the search of a
     # fresh solve (a territory, or a district solved whole), over a decomposed
     # district's first plan and after each round of neighbourhoods; 0: none.
     exchange_passes: int = 10
