@@ -46,6 +46,7 @@ from routing.exchange import (
     ExchangeResult,
     improve_group,
     improve_routes,
+    move_kinds,
     neighbour_lists,
 )
 from routing.finish import finish_plan, make_plan, route_visits
@@ -554,6 +555,7 @@ class _Moves:
             seed=self.seed + self.current.exchange_calls,
             deadline=deadline,
             clock=self.budget.clock,
+            kinds=move_kinds(self.options.moves_within),
         )
 
     def _jobs(
@@ -585,6 +587,7 @@ class _Moves:
                     focus=group_focus,
                     seed=self.seed + self.current.exchange_calls * len(groups) + i,
                     time_limit_s=limit_s,
+                    kinds=move_kinds(self.options.moves_within),
                     ruin_iterations=self.options.ruin_iterations,
                 )
             )

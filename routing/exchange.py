@@ -48,6 +48,13 @@ WITHIN = frozenset({"or-opt within", "2-opt within"})
 ALL_MOVES = BETWEEN | WITHIN
 # Or-opt between routes saved little for its time on a fixed plan (docs/routing.md).
 DEFAULT_MOVES = ALL_MOVES - {"or-opt"}
+
+
+def move_kinds(within: bool) -> frozenset[str]:
+    """The default moves, with or without those within a route."""
+    return DEFAULT_MOVES if within else DEFAULT_MOVES - WITHIN
+
+
 # A move must save more than this (metres) to be tried: rounding is not a gain.
 MIN_GAIN_M = 0.5
 ROWS_PER_BLOCK = 512

@@ -69,6 +69,8 @@ class SolverOptions:
     # fresh solve (a territory, or a district solved whole), over a decomposed
     # district's first plan and after each round of neighbourhoods; 0: none.
     exchange_passes: int = 10
+    # The moves within a route (or-opt, 2-opt inside a trip) after those between routes.
+    moves_within: bool = True
     route_elimination: bool = False  # every other neighbourhood with one truck fewer
     # Iterations of ruin and recreate (routing.ruin) in each group of the first moves
     # over a decomposed district's plan, then the moves again; 0: none.

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from routing.budget import Budget, Clock
-from routing.exchange import improve_routes
+from routing.exchange import improve_routes, move_kinds
 from routing.finish import finish_plan, make_plan, route_visits
 from routing.model import Model
 from routing.options import SolverOptions
@@ -120,6 +120,7 @@ def _exchanged(
         seed=seed,
         deadline=budget.clock() + left_s,
         clock=budget.clock,
+        kinds=move_kinds(options.moves_within),
     )
     if not result.changed:
         return routes, unassigned
