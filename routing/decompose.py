@@ -17,8 +17,9 @@ the plan itself (POPMUSIC), so that nothing stays frozen at a territory border.
    parallel. A seed whose neighbourhood did not improve is not tried again until one
    of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023). Before
    the rounds (once the points the territories left out are inserted) and between
-   them, moves between routes (routing.exchange) run over the plan: the first call in
-   groups of nearby routes, one process per worker.
+   them, moves between routes and within a route (routing.exchange) run over the
+   plan: the first call in groups of nearby routes, one process per worker (with
+   ``ruin_iterations``, ruin and recreate too: routing.ruin).
 3. **Finishing** on the whole district: every route timed, points still left out
    offered to every route, each one left out given its reason.
 """
@@ -45,6 +46,7 @@ from routing.exchange import (
     ExchangeResult,
     improve_group,
     improve_routes,
+    move_kinds,
     neighbour_lists,
 )
 from routing.finish import finish_plan, make_plan, route_visits
@@ -53,6 +55,7 @@ from routing.pieces import PieceRunner, SubSolve, solve_sub
 from routing.plan import Plan, Unassigned
 from routing.problem import Point, Problem, Truck, depot_key, point_key, station_key
 from routing.processes import die_with
+from routing.ruin import improve_and_ruin_group
 from routing.schedule import Visit
 from routing.screen import screen
 
@@ -526,7 +529,8 @@ class _Moves:
         else:
             groups = route_groups(self.problem, self.current, self.workers)
             jobs = self._jobs(groups, focus, max(0.0, left_s - ROUND_MARGIN_S))
-            results = self.moves_map(improve_group, [job for job in jobs if job is not None])
+            group_fn = improve_and_ruin_group if self.options.ruin_iterations else improve_group
+            results = self.moves_map(group_fn, [job for job in jobs if job is not None])
         touched: set[str] = set()
         moves = 0
         for result in results:
@@ -551,6 +555,7 @@ class _Moves:
             seed=self.seed + self.current.exchange_calls,
             deadline=deadline,
             clock=self.budget.clock,
+            kinds=move_kinds(self.options.moves_within),
         )
 
     def _jobs(
@@ -582,6 +587,8 @@ class _Moves:
                     focus=group_focus,
                     seed=self.seed + self.current.exchange_calls * len(groups) + i,
                     time_limit_s=limit_s,
+                    kinds=move_kinds(self.options.moves_within),
+                    ruin_iterations=self.options.ruin_iterations,
                 )
             )
         return jobs

@@ -65,11 +65,16 @@ class SolverOptions:
     neighbourhood_points: int = 120
     neighbourhood_s: float = 3.0
     improve_rounds: int | None = None
-    # Passes of moves between routes (routing.exchange) a call: after the search of a
+    # Passes of moves between and within routes (routing.exchange) a call: after the search of a
     # fresh solve (a territory, or a district solved whole), over a decomposed
     # district's first plan and after each round of neighbourhoods; 0: none.
     exchange_passes: int = 10
+    # The moves within a route (or-opt, 2-opt inside a trip) after those between routes.
+    moves_within: bool = True
     route_elimination: bool = False  # every other neighbourhood with one truck fewer
+    # Iterations of ruin and recreate (routing.ruin) in each group of the first moves
+    # over a decomposed district's plan, then the moves again; 0: none.
+    ruin_iterations: int = 0
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
     improve_above_points: int | None = None

@@ -197,14 +197,14 @@ def test_a_route_whose_near_points_lie_in_another_group_is_cut() -> None:
     assert _cut_routes(current, [["T1", "T2", "T3"]], near) == set()
 
 
-def _moved(pb: Problem, first: Plan, seed: int, calls: int) -> _Current:
+def _moved(pb: Problem, first: Plan, seed: int, calls: int, ruin_iterations: int = 0) -> _Current:
     """The first plan after ``calls`` calls of the moves in two processes."""
     current = _Current(
         {r.truck_id: route_visits(r) for r in first.routes},
         {r.truck_id: r.distance_m for r in first.routes},
         [u.point_id for u in first.unassigned],
     )
-    counted = SolverOptions(solution_limit=1, exchange_passes=10)
+    counted = SolverOptions(solution_limit=1, exchange_passes=10, ruin_iterations=ruin_iterations)
     near = neighbour_lists(pb, NEIGHBOURS)
     with _mapper(2) as run_all:
         moves = _Moves(pb, current, Budget.of(300), seed, counted, near, set(), 2, run_all)
@@ -250,3 +250,22 @@ def test_a_decomposed_solve_runs_the_moves_in_groups_of_routes() -> None:
     calls = re.search(r"moves between routes saved [\d.]+ km \((\d+) calls", plan.stats.notes[0])
     assert calls is not None and int(calls[1]) >= 2
     assert check_plan(pb, plan) == []
+
+
+def test_ruin_and_recreate_in_the_groups_keeps_the_plan_valid_and_seeded() -> None:
+    """With ruin and recreate in each group of the first call (100 iterations), the
+    plan is shorter than the first plan, serves the same points, checks, agrees with
+    its own distances, and is the same for the same seed."""
+    pb, _ = synthetic_district(n_points=120, n_trucks=8, seed=7)
+    options = SolverOptions(
+        max_points_per_solve=30, workers=1, solution_limit=60, improve_rounds=0, exchange_passes=0
+    )
+    first = solve(pb, time_limit_s=300, seed=4, options=options)
+    ruined = _moved(pb, first, 5, 1, ruin_iterations=100)
+    assert sum(ruined.distance_m.values()) < first.stats.distance_m
+    routes, unassigned = finish_plan(pb, ruined.visits, list(first.unassigned))
+    plan = make_plan(pb, routes, unassigned, solve_time_s=0.0, seed=5, status="test")
+    assert check_plan(pb, plan) == []
+    assert len(plan.unassigned) == len(first.unassigned)
+    assert plan.stats.distance_m == pytest.approx(sum(ruined.distance_m.values()))
+    assert _moved(pb, first, 5, 1, ruin_iterations=100).visits == ruined.visits

@@ -1,5 +1,5 @@
-"""Moves between routes (routing.exchange): relocate and 2-opt* on tiny lines, kept
-only when both routes hold, bounded by passes (never by the clock)."""
+"""Moves between routes and within a route (routing.exchange) on tiny lines, kept
+only when the routes hold, bounded by passes (never by the clock)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from routing import SolverOptions, solve
 from routing.check import check_plan
-from routing.exchange import improve_routes, neighbour_lists
+from routing.exchange import BETWEEN, DEFAULT_MOVES, improve_routes, neighbour_lists
 from routing.finish import finish_plan, make_plan
 from routing.instances import synthetic_district
 from routing.plan import Plan, Route
@@ -136,6 +136,76 @@ def test_a_saving_move_is_made_only_if_it_keeps_the_rules(
         assert result.changed == {"T1": [], "T2": [_p("W"), _p("Q"), S]}
     else:
         assert result.changed == {} and result.moves == 0
+
+
+def _zigzag(window_end_s: dict[str, float] | None = None) -> Problem:
+    """One truck; P1..P4 at 100..400 m east of the depot and station."""
+    ends = window_end_s or {}
+    return line_problem(
+        {
+            f"P{i}": (100.0 * i, point(f"P{i}", window_end_s=ends.get(f"P{i}", 20_000.0)))
+            for i in range(1, 5)
+        }
+    )
+
+
+ZIGZAG = {"T1": [_p("P1"), _p("P3"), _p("P2"), _p("P4"), S]}
+
+
+@pytest.mark.parametrize("kind", ["2-opt within", "or-opt within"])
+def test_a_route_that_zigzags_is_straightened_by_moves_within_it(kind: str) -> None:
+    """P1, P3, P2, P4 out and back is 1.0 km; an order that drives out and back once
+    (P1..P4, or P1, P3, P4, P2) 0.8 km. One truck, so no move between routes helps;
+    turning a stretch round (2-opt) or moving a point (or-opt) does, and the plan
+    checks."""
+    pb = _zigzag()
+    assert _plan(pb, ZIGZAG).stats.distance_m == 1000.0
+    assert improve_routes(pb, ZIGZAG, kinds=BETWEEN).changed == {}
+    result = improve_routes(pb, ZIGZAG, kinds=frozenset({kind}))
+    assert result.moves >= 1 and result.saved_m == 200.0
+    plan = _plan(pb, result.changed)
+    assert check_plan(pb, plan) == []
+    assert plan.stats.distance_m == 800.0
+
+
+def test_a_move_within_a_route_is_made_only_if_the_route_still_holds() -> None:
+    """P3 must be served by 100 s, P1 and P2 by 200 s: the zigzag reaches them at 90,
+    10 and 160 s. A shorter route drives out to P4 and back once (0.8 km), and each
+    such order is too late somewhere (P1, P2, P3, P4: P3 at 150 s; P1, P3, P4, P2: P2
+    at 240 s; P2, P3, P4, P1: P1 at 250 s; ...), so nothing changes."""
+    pb = _zigzag({"P1": 200.0, "P2": 200.0, "P3": 100.0})
+    assert check_plan(pb, _plan(pb, ZIGZAG)) == []
+    result = improve_routes(pb, ZIGZAG, kinds=DEFAULT_MOVES)
+    assert result.changed == {} and result.moves == 0
+
+
+def test_a_string_of_points_moves_to_another_route_as_one() -> None:
+    """Or-opt: T1 drives west to P0 and P1, then east to A and B beside T2's Q. The
+    string A, B moves to T2 in one move (turned so that the point that moves it lies
+    next to Q) and T1 drives west only (6.26 km down to 4.24 or 4.26 km); the plan
+    checks."""
+    pb = line_problem(
+        {
+            "P0": (-1100.0, point("P0")),
+            "P1": (-1000.0, point("P1")),
+            "A": (1000.0, point("A")),
+            "B": (1010.0, point("B")),
+            "Q": (1020.0, point("Q")),
+        },
+        trucks=[truck("T1"), truck("T2")],
+    )
+    before = {"T1": [_p("P0"), _p("P1"), _p("A"), _p("B"), S], "T2": [_p("Q"), S]}
+    assert _plan(pb, before).stats.distance_m == 6260.0
+    result = improve_routes(pb, before, kinds=frozenset({"or-opt"}))
+    assert result.moves == 1
+    assert result.changed["T1"] == [_p("P0"), _p("P1"), S]
+    assert result.changed["T2"] in (
+        [_p("A"), _p("B"), _p("Q"), S],
+        [_p("B"), _p("A"), _p("Q"), S],
+    )
+    plan = _plan(pb, {**before, **result.changed})
+    assert check_plan(pb, plan) == []
+    assert plan.stats.distance_m in (4240.0, 4260.0)
 
 
 def test_a_district_improves_checks_and_depends_only_on_the_seed() -> None:
