@@ -164,6 +164,10 @@ class VisitParams:
     stay_shift_min_m: float = 30.0
     stay_shift_errors: float = 5.0
     stay_shift_min_fixes: int = 3
+    # ...but only where a truck could have driven the shift, from standing to standing,
+    # in the time between the two parts (accelerating then braking at this): 68 m between
+    # two standing fixes 10 s apart is a drift that ended, not a move, and is left whole.
+    stay_shift_accel_ms2: float = 1.5
     # Without reported speed: a fix is still when its neighbours are this close (or
     # 2.5 × its accuracy, whichever is larger).
     still_jitter_m: float = 25.0
@@ -430,12 +434,17 @@ def _stays(
     first_member: int = 0,
 ) -> list[_Stay]:
     groups, tail_pending = _stay_groups(track, ts, xs, ys, stopped, p, first_member)
-    parts = [part for idx in groups for part in _split_shifts(idx, track, xs, ys, p)]
+    parts = [part for idx in groups for part in _split_shifts(idx, track, ts, xs, ys, p)]
     return [_stay_of(idx, track, ts, xs, ys, p, tail_pending) for idx in parts]
 
 
 def _split_shifts(
-    idx: list[int], track: list[Fix], xs: list[float], ys: list[float], p: VisitParams
+    idx: list[int],
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
 ) -> list[list[int]]:
     """The stay's fixes cut wherever they shift for good (binary segmentation).
 
@@ -470,7 +479,12 @@ def _split_shifts(
     error = sigma * math.sqrt(1 / m + 1 / (n - m))
     if shift < max(p.stay_shift_min_m, p.stay_shift_errors * error):
         return [idx]
-    return _split_shifts(idx[:m], track, xs, ys, p) + _split_shifts(idx[m:], track, xs, ys, p)
+    between_s = ts[idx[m]] - ts[idx[m - 1]]
+    if shift > p.stay_shift_accel_ms2 * between_s**2 / 4:
+        return [idx]
+    return _split_shifts(idx[:m], track, ts, xs, ys, p) + _split_shifts(
+        idx[m:], track, ts, xs, ys, p
+    )
 
 
 def _stay_groups(

@@ -645,3 +645,17 @@ def test_noise_on_a_truck_standing_still_never_cuts_its_stay(seed: int) -> None:
     t.drive(400, 0, 30).stay(1800).drive(800, 0, 30).stay(300)
     stays = [v for v in detect("T1", t.fixes, [], SITES_QR).visits if v.kind == "stay"]
     assert [v.site_id for v in stays] == ["D1", "P2", "P3"], stays
+
+
+def test_fixes_that_shift_faster_than_a_truck_can_move_do_not_cut_the_stay() -> None:
+    """At P2 the fixes sit 60 m north (inside N's fence) for 2 minutes, then jump back
+    into P2's fence between two standing fixes 10 s apart: the drift ended, the truck did
+    not drive 60 m from standing to standing in 10 s. One stay at P2, none at N."""
+    n = site("point", "N", 400, 75, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, n, P2, P3, S1])
+    t = Track(at("06:00"), x=-500, accuracy_m=20, seed=1).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    t.stay(120, off=(0, 60)).stay(150)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    stays = [v for v in detect("T1", t.fixes, [], sites).visits if v.kind == "stay"]
+    assert [v.site_id for v in stays] == ["D1", "P1", "P2", "P3", "S1", "D1"], stays
