@@ -156,6 +156,18 @@ class VisitParams:
     # within this many times their own reported accuracy.
     stay_radius_m: float = 50.0
     stay_radius_accuracies: float = 3.5
+    # A stay is cut in two where its fixes shift for good (a change point): the truck
+    # moved between two places, dropping the moving fixes or sending one spike, and each
+    # place is judged on its own. The means of the two parts must lie at least this far
+    # apart, and this many standard errors of their difference (so noise never cuts a
+    # stay), each part holding at least this many fixes.
+    stay_shift_min_m: float = 30.0
+    stay_shift_errors: float = 5.0
+    stay_shift_min_fixes: int = 3
+    # ...but only where a truck could have driven the shift, from standing to standing,
+    # in the time between the two parts (accelerating then braking at this): 68 m between
+    # two standing fixes 10 s apart is a drift that ended, not a move, and is left whole.
+    stay_shift_accel_ms2: float = 1.5
     # Without reported speed: a fix is still when its neighbours are this close (or
     # 2.5 × its accuracy, whichever is larger).
     still_jitter_m: float = 25.0
@@ -336,7 +348,7 @@ def detect(
     for k, stay in enumerate(stays):
         if not _match_named(stay, evidence, sites, p) and stay.site is None:
             beside = stays[k - 1 : k] + stays[k + 1 : k + 2]
-            _match_drifted(stay, beside, track, ts, xs, ys, sites, p)
+            _match_drifted(stay, beside, track, ts, xs, ys, stopped, sites, p)
     stays = _merge(stays, p)
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
     extra = _attach_events(truck_id, evidence, stays, ts, p)
@@ -422,7 +434,57 @@ def _stays(
     first_member: int = 0,
 ) -> list[_Stay]:
     groups, tail_pending = _stay_groups(track, ts, xs, ys, stopped, p, first_member)
-    return [_stay_of(idx, track, ts, xs, ys, p, tail_pending) for idx in groups]
+    parts = [part for idx in groups for part in _split_shifts(idx, track, ts, xs, ys, p)]
+    return [_stay_of(idx, track, ts, xs, ys, p, tail_pending) for idx in parts]
+
+
+def _split_shifts(
+    idx: list[int],
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> list[list[int]]:
+    """The stay's fixes cut wherever they shift for good (binary segmentation).
+
+    A stay keeps fixes within 3.5 accuracies of its running mean, up to about 80 m: a
+    truck that served a point and then moved 60 m to wait, with no moving fix in
+    between, made one stay whose median lies between the two places. The cut is at the
+    fix that best separates the means before and after it; it stands only when that
+    shift is larger than ``stay_shift_min_m`` and than ``stay_shift_errors`` standard
+    errors of the difference of two means of noisy fixes, which noise on a truck standing
+    still does not reach."""
+    k = p.stay_shift_min_fixes
+    n = len(idx)
+    if n < 2 * k:
+        return [idx]
+    px = [0.0]
+    py = [0.0]
+    for j in idx:
+        px.append(px[-1] + xs[j])
+        py.append(py[-1] + ys[j])
+    best: tuple[float, int, float] | None = None  # (statistic, cut, shift)
+    for m in range(k, n - k + 1):
+        ax, ay = px[m] / m, py[m] / m
+        bx, by = (px[n] - px[m]) / (n - m), (py[n] - py[m]) / (n - m)
+        shift = math.hypot(ax - bx, ay - by)
+        stat = shift * math.sqrt(m * (n - m) / n)
+        if best is None or stat > best[0]:
+            best = (stat, m, shift)
+    assert best is not None
+    _, m, shift = best
+    accs = [a for j in idx if (a := track[j].accuracy_m) is not None]
+    sigma = median(accs) if accs else p.default_accuracy_m
+    error = sigma * math.sqrt(1 / m + 1 / (n - m))
+    if shift < max(p.stay_shift_min_m, p.stay_shift_errors * error):
+        return [idx]
+    between_s = ts[idx[m]] - ts[idx[m - 1]]
+    if shift > p.stay_shift_accel_ms2 * between_s**2 / 4:
+        return [idx]
+    return _split_shifts(idx[:m], track, ts, xs, ys, p) + _split_shifts(
+        idx[m:], track, ts, xs, ys, p
+    )
 
 
 def _stay_groups(
@@ -603,6 +665,7 @@ def _match_drifted(
     ts: list[float],
     xs: list[float],
     ys: list[float],
+    stopped: list[bool],
     sites: SiteIndex,
     p: VisitParams,
 ) -> None:
@@ -641,12 +704,19 @@ def _match_drifted(
         stay.x, stay.y, p.drift_road_halfwidth_m + _median_margin(stay, track, p)
     )
     for d, ps in near:
-        # Straight on: no fix between the two, so the truck never moved; only its fixes
-        # did (a truck that drove on to the next point is not standing beside it).
+        # Straight on: no moving fix between the two (at most a wild one standing), so
+        # the truck never moved; only its fixes did (a truck that drove on to the next
+        # point is not standing beside it).
         if any(
             other.site is ps.site
             and other.confidence == 1.0
-            and (other.idx[0] == last + 1 or other.idx[-1] == first - 1)
+            and (
+                (other.idx[0] > last and all(stopped[j] for j in range(last + 1, other.idx[0])))
+                or (
+                    other.idx[-1] < first
+                    and all(stopped[j] for j in range(other.idx[-1] + 1, first))
+                )
+            )
             for other in beside
         ):
             stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
@@ -759,6 +829,15 @@ def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
             )
         )
         if prev is not None and same_place and stay.arrived - prev.departed <= p.merge_gap_s:
+            # A stay in the fence that alone lasted the site's dwell keeps the visit sure,
+            # whatever drifted stay beside it joins it (the truck that served a point and
+            # then waited beside it served it); otherwise the least sure part decides.
+            sure = any(
+                s.confidence == 1.0
+                and s.site is not None
+                and s.departed - s.arrived >= s.site.min_dwell_s
+                for s in (prev, stay)
+            )
             n1, n2 = len(prev.idx), len(stay.idx)
             prev.x = (prev.x * n1 + stay.x * n2) / (n1 + n2)
             prev.y = (prev.y * n1 + stay.y * n2) / (n1 + n2)
@@ -770,7 +849,7 @@ def _merge(stays: list[_Stay], p: VisitParams) -> list[_Stay]:
                 prev.distance_m = min(prev.distance_m, stay.distance_m)
             speeds = [s for s in (prev.max_speed, stay.max_speed) if s is not None]
             prev.max_speed = max(speeds) if speeds else None
-            prev.confidence = min(prev.confidence, stay.confidence)
+            prev.confidence = 1.0 if sure else min(prev.confidence, stay.confidence)
             continue
         out.append(stay)
     return out

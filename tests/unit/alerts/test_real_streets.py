@@ -607,3 +607,55 @@ def test_one_fix_of_a_stop_beside_the_point_in_its_fence_does_not_place_it_there
     t.stay(600)
     found = detect("T1", t.fixes, [], SITES_ROADS)
     assert [v for v in found.visits if v.kind == "stay" and v.site_id == "P2"] == []
+
+
+def served_then_moved_on_unseen(noise_m: float, seed: int) -> Track:
+    """P2 served for 4.5 minutes, then the truck rolls 60 m east and waits 7 minutes there,
+    its terminal sending one moving fix as it sets off (a speed spike to a stay) and none
+    on the way (reported accuracy 20 m, so one stay may hold fixes 70 m apart)."""
+    t = Track(at("06:00"), x=-500, noise_m=noise_m, accuracy_m=20, seed=seed).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).stay(270)
+    t.drive(460, 0, 15).stay(420)
+    return t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+
+
+@pytest.mark.parametrize(("noise_m", "seed"), [(0.0, 1), (10.0, 1), (10.0, 2), (10.0, 3)])
+def test_a_stop_whose_fixes_shift_for_good_is_cut_and_the_service_clears(
+    noise_m: float, seed: int
+) -> None:
+    """Served at P2, then 60 m on unseen: the service is a stay at P2 in its fence, sure
+    (before, one stay whose median lay between the two places: P2 not cleared)."""
+    t = served_then_moved_on_unseen(noise_m, seed)
+    stays = [v for v in detect("T1", t.fixes, [], SITES_QR).visits if v.kind == "stay"]
+    around_p2 = [v for v in stays if at("06:05") <= v.arrived_at <= at("06:20")]
+    first = around_p2[0]
+    assert (first.site_id, first.confidence) == ("P2", 1.0), around_p2
+    assert first.dwell_s >= 260, first
+    verdicts, alerts = evaluate(
+        [truck_day("T1", t.fixes)], [due(P1), due(P2), due(P3)], at("21:00")
+    )
+    assert (verdicts["P2"].status, verdicts["P2"].confidence) == ("cleared", 1.0)
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+@pytest.mark.parametrize("seed", range(1, 9))
+def test_noise_on_a_truck_standing_still_never_cuts_its_stay(seed: int) -> None:
+    """Parked 30 minutes at P2 with σ = 15 m noise on every fix: one stay, never two."""
+    t = Track(at("06:00"), x=-500, noise_m=15, accuracy_m=15, seed=seed).stay(120)
+    t.drive(400, 0, 30).stay(1800).drive(800, 0, 30).stay(300)
+    stays = [v for v in detect("T1", t.fixes, [], SITES_QR).visits if v.kind == "stay"]
+    assert [v.site_id for v in stays] == ["D1", "P2", "P3"], stays
+
+
+def test_fixes_that_shift_faster_than_a_truck_can_move_do_not_cut_the_stay() -> None:
+    """At P2 the fixes sit 60 m north (inside N's fence) for 2 minutes, then jump back
+    into P2's fence between two standing fixes 10 s apart: the drift ended, the truck did
+    not drive 60 m from standing to standing in 10 s. One stay at P2, none at N."""
+    n = site("point", "N", 400, 75, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, n, P2, P3, S1])
+    t = Track(at("06:00"), x=-500, accuracy_m=20, seed=1).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    t.stay(120, off=(0, 60)).stay(150)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
+    stays = [v for v in detect("T1", t.fixes, [], sites).visits if v.kind == "stay"]
+    assert [v.site_id for v in stays] == ["D1", "P1", "P2", "P3", "S1", "D1"], stays
