@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -26,22 +28,35 @@ from tests.integration.ingest.support import wait_for
 TOPIC = wire.positions_topic("GPS-T1")
 
 
-@pytest.fixture
-def subscribed(broker: PrivateMosquitto) -> Iterator[Counter[bytes]]:
-    """A QoS 1 subscriber to every truck's positions; counts the payloads it gets."""
-    got: Counter[bytes] = Counter()
+@contextlib.contextmanager
+def subscriber(
+    broker: PrivateMosquitto, topic_filter: str, client_id: str, on_payload: Callable[[bytes], Any]
+) -> Iterator[None]:
+    """A QoS 1 subscriber to `topic_filter`, handing each payload to `on_payload`."""
     ready = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-subscriber")
-    client.on_connect = lambda c, *a: c.subscribe(wire.subscription_filters()[0], qos=1)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.on_connect = lambda c, *a: c.subscribe(topic_filter, qos=1)
     client.on_subscribe = lambda *a: ready.set()
-    client.on_message = lambda c, u, m: got.update([bytes(m.payload)])
+    client.on_message = lambda c, u, m: on_payload(bytes(m.payload))
     target = MqttTarget(broker.url)
     client.connect(target.host, target.port)
     client.loop_start()
     assert ready.wait(10), "subscriber not ready"
-    yield got
-    client.disconnect()
-    client.loop_stop()
+    try:
+        yield
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
+def subscribed(broker: PrivateMosquitto) -> Iterator[Counter[bytes]]:
+    """A QoS 1 subscriber to every truck's positions; counts the payloads it gets."""
+    got: Counter[bytes] = Counter()
+    with subscriber(
+        broker, wire.subscription_filters()[0], "test-subscriber", lambda p: got.update([p])
+    ):
+        yield got
 
 
 def run(scenario: Callable[[Publisher], object], broker: PrivateMosquitto, **kw: float) -> object:
@@ -174,18 +189,8 @@ GATEWAY_TOPIC = wire.gateway_positions_topic("test-gateway")
 def batches(broker: PrivateMosquitto) -> Iterator[list[bytes]]:
     """A QoS 1 subscriber to every gateway's batches; keeps the payloads in order."""
     got: list[bytes] = []
-    ready = threading.Event()
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-batch-subscriber")
-    client.on_connect = lambda c, *a: c.subscribe(wire.subscription_filters()[-1], qos=1)
-    client.on_subscribe = lambda *a: ready.set()
-    client.on_message = lambda c, u, m: got.append(bytes(m.payload))
-    target = MqttTarget(broker.url)
-    client.connect(target.host, target.port)
-    client.loop_start()
-    assert ready.wait(10), "subscriber not ready"
-    yield got
-    client.disconnect()
-    client.loop_stop()
+    with subscriber(broker, wire.subscription_filters()[-1], "test-batch-subscriber", got.append):
+        yield got
 
 
 def gateway_items(terminal: int, count: int) -> list[bytes]:
