@@ -2,6 +2,7 @@
 
     bench/routing.py [--budget SECONDS] [--seed N] [--no-pyvrp] PATH...
     bench/routing.py --district 3000x100 [--budget 600]
+    bench/routing.py --district 1000x33 --budgets 60,200,600   # one plan per budget
     bench/routing.py --demo-loaded [--competitors 2] [--budget 15]
     bench/routing.py --scale 300,1000,3000 [--budget 60]
     bench/routing.py --district-db CODE --date YYYY-MM-DD [--budget 600]
@@ -13,7 +14,10 @@ Solomon / Gehring–Homberger ``.txt`` (+ ``.sol`` or ``bks.csv``), Kim et al.
 at the same budget, by PyVRP (the anchor, a benchmark-only dependency); both plans
 go through ``routing.check``. ``--district PxT`` generates a P-point, T-truck
 district (``routing.instances.synthetic_district``) and reports whether a checked,
-feasible plan serving every point came back within the budget. ``--demo-loaded`` plans
+feasible plan serving every point came back within the budget; with ``--budgets`` it
+is planned once per budget, and the summary's ``budget_study`` gives each plan's
+length against the longest budget's (what a shorter default budget costs a
+dispatcher). ``--demo-loaded`` plans
 the demo district (``simulator.city.generate``: 300 points, 12 trucks, seed 1) while
 ``--competitors`` CPU-bound processes (started here) compete for the cores, and reports
 the points left out. ``--scale`` generates districts of the given sizes (one truck per
@@ -598,6 +602,7 @@ def run_district(spec: str, budget: float, seed: int, options: SolverOptions) ->
     return {
         "instance": problem.name,
         "set": "district",
+        "budget_s": budget,
         "points": n_points,
         "trucks": n_trucks,
         "value": round(plan.stats.distance_m / 1000.0, 3),
@@ -651,7 +656,32 @@ def summarise(rows: list[dict[str, Any]], budget: float) -> dict[str, Any]:
         out["within_budget"] = all(r.get("within_budget", True) for r in rs)
         out["max_wall_s"] = max(r.get("wall_s", 0.0) for r in rs)
         sets[name] = out
-    return {"budget_s": budget, "sets": sets}
+    study = budget_study(rows)
+    return {"budget_s": budget, "sets": sets, **({"budget_study": study} if study else {})}
+
+
+def budget_study(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per generated district planned at several budgets: its length at each budget
+    and that length against the longest budget's plan (1.02 = 2 % longer)."""
+    by_instance: dict[str, dict[float, dict[str, Any]]] = {}
+    for r in rows:
+        if r["set"] == "district" and "budget_s" in r:
+            by_instance.setdefault(r["instance"], {})[r["budget_s"]] = r
+    study = {}
+    for name, by_budget in sorted(by_instance.items()):
+        if len(by_budget) < 2:
+            continue
+        longest = by_budget[max(by_budget)]
+        study[name] = {
+            f"{b:g}": {
+                "km": r["value"],
+                "vs_longest": round(r["value"] / longest["value"], 4),
+                "unassigned": r["unassigned"],
+                "wall_s": r["wall_s"],
+            }
+            for b, r in sorted(by_budget.items())
+        }
+    return study
 
 
 def read_rows(log: Path) -> list[dict[str, Any]]:
@@ -684,6 +714,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", help="instance files or folders")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per instance")
+    parser.add_argument(
+        "--budgets",
+        default="",
+        metavar="B,B,...",
+        help="with --district: plan each district once per budget (seconds)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-pyvrp", action="store_true", help="skip the PyVRP anchor")
     parser.add_argument(
@@ -731,6 +767,12 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(x) for x in args.scale.split(",") if x.strip()]
     except ValueError:
         parser.error("--scale: sizes are whole numbers, e.g. 300,1000,3000")
+    try:
+        budgets = sorted(float(x) for x in args.budgets.split(",") if x.strip())
+    except ValueError:
+        parser.error("--budgets: seconds, e.g. 30,60,600")
+    if budgets and not args.district:
+        parser.error("--budgets needs --district")
     if not (args.paths or args.district or args.demo_loaded or sizes or args.district_db):
         parser.error("give instance PATHs, --district, --demo-loaded, --scale or --district-db")
     options = solver_options(parser, args.option)
@@ -740,9 +782,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     for spec in args.district:
-        row = run_district(spec, args.budget, args.seed, options)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for budget in budgets or [args.budget]:
+            row = run_district(spec, budget, args.seed, options)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     later: list[Any] = []
     if args.demo_loaded:
         later.append(
@@ -760,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
         row = run()
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(json.dumps(summarise(rows, args.budget)), flush=True)
+    print(json.dumps(summarise(rows, max(budgets or [args.budget]))), flush=True)
     return 0
 
 
