@@ -196,8 +196,9 @@ class PlanningSettings(BaseSettings):
     # Planning jobs the API process runs itself (single machine); 0 = none, jobs wait
     # for `clearday worker` processes.
     api_worker_concurrency: int = Field(1, ge=0, le=64)
-    # Solver budget of the plans queued at each district's plan hour (plan_at_hour).
-    scheduled_plan_time_limit_s: float = Field(300.0, ge=1, le=3600)
+    # Solver budget of the plans queued at each district's plan hour (plan_at_hour);
+    # unset, a day's plan's default, which grows with the district's size.
+    scheduled_plan_time_limit_s: float | None = Field(None, ge=1, le=3600)
     # Where the pieces of a decomposed district (routing.decompose) run: "local", in
     # the planning job's own machine's processes; "engine", as jobs any worker takes
     # (fleet/jobs/pieces.py), each worker solving plan_piece_concurrency at a time.

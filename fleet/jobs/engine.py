@@ -74,7 +74,7 @@ class WorkerConfig:
     heartbeat_s: float = _DEFAULTS.worker_heartbeat_s
     stalled_after_s: float = _DEFAULTS.worker_stalled_after_s
     abort_poll_s: float = 1.0
-    scheduled_plan_time_limit_s: float = _DEFAULTS.scheduled_plan_time_limit_s
+    scheduled_plan_time_limit_s: float | None = _DEFAULTS.scheduled_plan_time_limit_s
     piece_concurrency: int = _DEFAULTS.plan_piece_concurrency
     keep_finished_hours: int = _DEFAULTS.engine_keep_finished_hours
 

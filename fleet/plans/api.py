@@ -46,11 +46,14 @@ class SearchLimits(BaseModel):
     """How long and how far a plan's search may go; the same fields for every way a
     plan is asked for."""
 
-    time_limit_s: float = Field(
-        service.DEFAULT_BUDGET_S,
+    time_limit_s: float | None = Field(
+        None,
         ge=1,
         le=900,
-        description="solver budget in seconds (per district)",
+        description="solver budget in seconds (per district); without it, a day's plan "
+        f"gets {service.BUDGET_S_PER_POINT:g} s a point within "
+        f"{service.BUDGET_MIN_S:g}–{service.BUDGET_MAX_S:g} s, a re-plan "
+        f"{service.REPLAN_BUDGET_S:g} s",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     solution_limit: int | None = Field(

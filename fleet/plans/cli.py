@@ -106,7 +106,7 @@ class _Request:
     unavailable: list[str]
     new_points: list[str]
     all_districts: bool
-    time_limit_s: float
+    time_limit_s: float | None
     seed: int
     solution_limit: int | None
     publish: bool
@@ -122,8 +122,14 @@ def plan(
     service_date: DateOpt = "",
     district: Annotated[str, typer.Option(help="district code")] = "default",
     time_limit: Annotated[
-        float, typer.Option(help="solver time budget in seconds")
-    ] = service.DEFAULT_BUDGET_S,
+        float | None,
+        typer.Option(
+            help="solver time budget in seconds [default: a day's plan "
+            f"{service.BUDGET_S_PER_POINT:g} s a point within {service.BUDGET_MIN_S:g}–"
+            f"{service.BUDGET_MAX_S:g} s; a re-plan {service.REPLAN_BUDGET_S:g} s]",
+            min=1,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed: the same seed gives the same plan")] = 0,
     solution_limit: SolutionLimitOpt = None,
     publish: Annotated[bool, typer.Option(help="publish it as the day's plan")] = False,

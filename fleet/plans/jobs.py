@@ -107,14 +107,15 @@ def queue_plan(
     *,
     district_id: str,
     service_date: date,
-    time_limit_s: float,
+    time_limit_s: float | None = None,
     seed: int = 0,
     solution_limit: int | None = None,
     publish: bool = False,
     requested_by: str | None = None,
     priority: int = engine.PRIORITY_REQUEST,
 ) -> int:
-    """Queue planning a district's day; returns the job id (poll `get_job`)."""
+    """Queue planning a district's day; returns the job id (poll `get_job`). Without
+    `time_limit_s` the budget grows with the district (`service.default_budget_s`)."""
     if not districts_repo.district_exists(conn, district_id):
         raise service.PlanningError(
             "district_unknown", f"district {district_id!r} does not exist", district=district_id
@@ -135,7 +136,7 @@ def queue_all_districts(
     *,
     district_ids: Sequence[str] | None,
     service_date: date,
-    time_limit_s: float,
+    time_limit_s: float | None = None,
     seed: int = 0,
     solution_limit: int | None = None,
     publish: bool = False,
@@ -166,7 +167,7 @@ def queue_replan(
     now: datetime,
     unavailable_truck_ids: Sequence[str] = (),
     new_point_ids: Sequence[str] = (),
-    time_limit_s: float = 30.0,
+    time_limit_s: float | None = None,
     seed: int = 0,
     solution_limit: int | None = None,
     publish: bool = False,
@@ -272,7 +273,7 @@ def plan_tomorrow(context: procrastinate.JobContext, timestamp: int) -> int:
             with contextlib.suppress(JobConflict):
                 queue_plan(
                     context.app, conn, district_id=district_id, service_date=day,
-                    time_limit_s=float(extra.get("plan_time_limit_s", 300.0)),
+                    time_limit_s=extra.get("plan_time_limit_s"),
                     requested_by="schedule", priority=engine.PRIORITY_BATCH,
                 )  # fmt: skip
     return len(due)

@@ -37,8 +37,19 @@ if TYPE_CHECKING:
 
 Progress = Callable[[float, str], None]
 
-# The budget of a plan asked for without one (CLI, API, dashboard), in seconds.
-DEFAULT_BUDGET_S = 30.0
+# The budget of a day's plan asked for without one (CLI, API, dashboard) grows with the
+# district: the search keeps improving large districts for minutes (docs/routing.md,
+# "The default budget").
+BUDGET_S_PER_POINT = 0.2
+BUDGET_MIN_S = 30.0
+BUDGET_MAX_S = 600.0
+# A re-plan is asked for while trucks wait on the street: a short budget whatever the size.
+REPLAN_BUDGET_S = 30.0
+
+
+def default_budget_s(points: int) -> float:
+    """The budget of a day's plan of this many points when none is asked for."""
+    return min(BUDGET_MAX_S, max(BUDGET_MIN_S, BUDGET_S_PER_POINT * points))
 
 
 class PlanningError(Refused):
@@ -239,7 +250,7 @@ def plan_day(
     district_id: str,
     service_date: date,
     tz: ZoneInfo,
-    time_limit_s: float = 30.0,
+    time_limit_s: float | None = None,
     seed: int = 0,
     solution_limit: int | None = None,
     created_by: str | None = None,
@@ -250,11 +261,18 @@ def plan_day(
     piece_runner: PieceRunner | None = None,
 ) -> int:
     """Plan the day and store it (as a draft unless `publish`); returns the plan id.
+    Without `time_limit_s`, the budget grows with the district (`default_budget_s`).
     With `plan_job_id`, the job's one plan (see repo.insert_plan); for
     `max_points_per_solve` and `piece_runner` see `solve`."""
     progress(0.02, "reading the district")
     problem = build_problem(conn, district_id=district_id, service_date=service_date)
-    progress(0.2, f"planning {len(problem.points)} points with {len(problem.trucks)} trucks")
+    if time_limit_s is None:
+        time_limit_s = default_budget_s(len(problem.points))
+    progress(
+        0.2,
+        f"planning {len(problem.points)} points with {len(problem.trucks)} trucks"
+        f" in {time_limit_s:g} s",
+    )
     plan = solve(
         problem, time_limit_s=time_limit_s, seed=seed, solution_limit=solution_limit,
         progress=progress, max_points_per_solve=max_points_per_solve, piece_runner=piece_runner,
@@ -476,7 +494,7 @@ def replan_day(
     now: datetime,
     unavailable_truck_ids: Sequence[str] = (),
     new_point_ids: Sequence[str] = (),
-    time_limit_s: float = 30.0,
+    time_limit_s: float = REPLAN_BUDGET_S,
     seed: int = 0,
     solution_limit: int | None = None,
     created_by: str | None = None,
@@ -658,8 +676,8 @@ def run_job(
                 repo.update_job(conn, job_id, state="running", progress=fraction, message=message)
 
         ask = job["request"]
+        asked_s = None if ask.get("time_limit_s") is None else float(ask["time_limit_s"])
         common = {
-            "time_limit_s": float(ask.get("time_limit_s", 30.0)),
             "seed": int(ask.get("seed", 0)),
             "solution_limit": ask.get("solution_limit"),
             "created_by": job["requested_by"],
@@ -672,14 +690,14 @@ def run_job(
                     conn, plan_id=int(ask["plan_id"]), now=datetime.fromisoformat(ask["now"]),
                     unavailable_truck_ids=ask.get("unavailable_truck_ids", ()),
                     new_point_ids=ask.get("new_point_ids", ()), alert_config=alert_config,
-                    **common,
+                    time_limit_s=REPLAN_BUDGET_S if asked_s is None else asked_s, **common,
                 )  # fmt: skip
             else:
                 tz = _district_tz(conn, job["district_id"])
                 stored = plan_day(
                     conn, district_id=job["district_id"], service_date=job["service_date"],
                     tz=tz, max_points_per_solve=max_points_per_solve, piece_runner=piece_runner,
-                    **common,
+                    time_limit_s=asked_s, **common,
                 )  # fmt: skip
         except PlanningError as exc:
             repo.update_job(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from fleet.plans import service
 from tests.integration.web.conftest import Users
 
 DAY = date(2026, 11, 23)
@@ -35,12 +36,8 @@ def planned(client: TestClient, users: Users, city: str) -> int:
     started = client.post(
         "/api/v1/plans/jobs",
         headers=users.headers("dispatcher"),
-        json={
-            "district_id": city,
-            "service_date": DAY.isoformat(),
-            "time_limit_s": 120,
-            "solution_limit": 100,
-        },
+        # No budget asked for: the server's default for the district's size.
+        json={"district_id": city, "service_date": DAY.isoformat(), "solution_limit": 100},
     )
     assert started.status_code == 202, started.text
     job = started.json()
@@ -57,6 +54,7 @@ def test_a_plan_has_routes_with_etas_and_explains_left_out_points(
     plan = client.get(f"/api/v1/plans/{planned}", headers=users.headers("viewer")).json()
     assert plan["status"] == "draft" and plan["district_id"] == "city"
     assert plan["points"] + plan["unassigned"] == 30
+    assert plan["time_limit_s"] == service.default_budget_s(30) == service.BUDGET_MIN_S
     assert all(u["reason"] for u in plan["unassigned_points"])
     for route in plan["routes"]:
         kinds = [s["kind"] for s in route["stops"]]

@@ -8,6 +8,11 @@ import {
 import { currentLang, has, t } from "./i18n.js";
 import { openImport } from "./imports.js";
 
+// The solver budget a planning request carries: none for "auto" (the server decides).
+function budgetField(budget) {
+  return budget === "auto" ? {} : { time_limit_s: Number(budget) };
+}
+
 export class DispatchPage {
   constructor() {
     this.timer = 0;
@@ -26,8 +31,10 @@ export class DispatchPage {
       unassigned: h("div"),
     };
     if (can("admin", "dispatcher")) {
+      // "auto": the server's budget, which grows with the district (a re-plan: 30 s).
       const budget = h("select", { id: "plan-budget" },
-        [5, 10, 30, 60, 120].map((s) => h("option", { value: s, selected: s === 30 }, `${s} s`)));
+        h("option", { value: "auto", selected: true }, t("plan.budget_auto")),
+        [5, 10, 30, 60, 120, 300, 600].map((s) => h("option", { value: s }, `${s} s`)));
       this.el.controls.append(
         h("div", { class: "row" },
           h("label", { class: "inline" }, t("plan.budget"), budget),
@@ -97,7 +104,7 @@ export class DispatchPage {
       const { district, date } = chosenDay();
       const job = await api("/plans/jobs", {
         method: "POST",
-        body: { district_id: district, service_date: date, time_limit_s: Number(budget) },
+        body: { district_id: district, service_date: date, ...budgetField(budget) },
       });
       this.watch(job.job_id);
     } catch (err) {
@@ -238,7 +245,7 @@ export class DispatchPage {
       h("div", { class: "row" },
         h("button", {
           "data-testid": "replan-start",
-          onclick: () => this.replan(plan.plan_id, boxes.filter((b) => b.checked).map((b) => b.value), budget ? budget.value : 30),
+          onclick: () => this.replan(plan.plan_id, boxes.filter((b) => b.checked).map((b) => b.value), budget ? budget.value : "auto"),
         }, t("plan.replan_start")),
         h("button", { class: "secondary", onclick: closeModal }, t("common.close")))));
   }
@@ -247,7 +254,7 @@ export class DispatchPage {
     try {
       const job = await api(`/plans/${planId}/replan`, {
         method: "POST",
-        body: { unavailable_truck_ids: unavailable, time_limit_s: Number(budget) },
+        body: { unavailable_truck_ids: unavailable, ...budgetField(budget) },
       });
       closeModal();
       document.getElementById("plan-start").disabled = true;
