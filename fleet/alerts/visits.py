@@ -234,6 +234,11 @@ class VisitParams:
     # the street comes and goes along its own street, and waits longer than a service.
     drift_service_dwells: float = 2.0
     drift_service_slack_s: float = 60.0
+    # ...and no longer than a drift lasts (2-3 minutes in urban canyons; half a minute
+    # more for the stop's estimated ends): a truck whose every fix sat beside the point
+    # for longer stood there (idling 5-8 minutes across the street, then leaving through
+    # the point, looks the same on its way out).
+    drift_max_s: float = 210.0
     drift_toward_accuracies: float = 1.0
     # Leaving a stop beside a point, a fix this many accuracies nearer the point than the
     # stop is the truck driving toward it, not noise (see ``_passes``).
@@ -372,9 +377,14 @@ def detect(
 
 
 def _cadence(ts: list[float], i: int) -> float:
-    """The usual interval between fixes just before index i+1 (median of up to three)."""
-    before = [ts[k + 1] - ts[k] for k in range(max(0, i - 3), i)]
-    return round(median(before), 3) if before else 0.0
+    """The terminal's reporting interval around the silence from fix i to fix i+1: the
+    usual interval (median of up to three) just before it or just after it, whichever is
+    longer. A truck that has just parked reports once a minute from its last fix on, so
+    one lost fix makes a 2-minute silence after fixes 10 s apart: dropped fixes, not a
+    terminal gone dark."""
+    sides = (range(max(0, i - 3), i), range(i + 1, min(len(ts) - 1, i + 4)))
+    usual = [median(ts[k + 1] - ts[k] for k in side) for side in sides if side]
+    return round(max(usual), 3) if usual else 0.0
 
 
 def _clean(fixes: Sequence[Fix]) -> list[Fix]:
@@ -784,7 +794,9 @@ def _served_beside(
     ``pass_max_gap_s``, lies ``drift_toward_accuracies`` nearer the point than the stay)?
     A truck idling across the street waits longer, and comes and goes along its own
     street, so its neighbouring fixes lie as far from the point as it, or farther."""
-    longest = p.drift_service_dwells * ps.site.min_dwell_s + p.drift_service_slack_s
+    longest = (
+        min(p.drift_service_dwells * ps.site.min_dwell_s, p.drift_max_s) + p.drift_service_slack_s
+    )
     if stay.departed - stay.arrived > longest:
         return False
     first, last = stay.idx[0], stay.idx[-1]

@@ -531,6 +531,55 @@ def test_standing_short_of_the_point_then_driving_through_it_is_missed_with_a_dr
     assert "drive_by" in rules.stages_of(incident)
 
 
+# P2 with a longer service (5 minutes): twice its minimum dwell and a minute is 6 minutes.
+P2_LONG = site("point", "P2", 400, 0, min_dwell_s=150)
+SITES_LONG = SiteIndex([D1, P1, P2_LONG, P3, S1], roads=STREETS)
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_idling_longer_than_a_drift_beside_the_point_then_through_it_is_a_drive_by(
+    seed: int,
+) -> None:
+    """At P2's turn the truck stands on the street 46 m short of P2 for 5.5 minutes, then
+    drives on through P2 (the fix as it pulls away is lost; the next lies in P2's fence):
+    no longer than serving P2 takes, and it left toward P2, but longer than any drift
+    lasts (2-3 minutes), so its fixes did not drift: it stood there. Missed with a
+    drive-by, not unverifiable."""
+    t = Track(at("06:00"), x=-500, seed=seed, noise_m=10).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(354, 0, 30).stay(330)
+    pulling_away = len(t.fixes)
+    t.drive(800, 0, 20).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    del t.fixes[pulling_away]
+    day = truck_day("T1", t.fixes, sites=SITES_LONG)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2_LONG), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "drive_by")
+    (incident,) = [a for a in alerts if a.point_id == "P2"]
+    assert "drive_by" in rules.stages_of(incident)
+
+
+def test_a_lost_fix_as_the_truck_parks_beside_the_point_hides_no_visit() -> None:
+    """At P2's turn the truck parks 70 m short of it, ignition off (a fix a minute) for
+    20 minutes, its second and third minute fixes lost: a 3-minute silence right after
+    fixes 10 s apart. The terminal reported once a minute on both sides of it, so it is
+    two lost fixes, not a terminal gone dark: P2 is missed, not unverifiable."""
+    t = Track(at("06:00"), x=-500, seed=3).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(330, 0, 30)
+    t.interval_s = 60.0
+    parked = len(t.fixes)
+    t.stay(1200)
+    t.interval_s = 10.0
+    del t.fixes[parked + 1 : parked + 3]
+    t.drive(-500, 0, 30).drive(-500, 50, 20).drive(800, 50, 30).drive(800, 0, 20).stay(300)
+    t.drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    (silence,) = [g for g in day.gaps if at("06:05") < g.start_at < at("06:40")]
+    assert silence.duration_s == 180.0
+    verdicts, _ = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "not_visited")
+
+
 # N, a point on the street up to J, 89 m from U: within reach of U's fence.
 N = site("point", "N", 66, -60)
 SITES_NU = SiteIndex([N, U], roads=SIDE_STREET)
