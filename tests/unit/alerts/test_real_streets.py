@@ -708,3 +708,71 @@ def test_fixes_that_shift_faster_than_a_truck_can_move_do_not_cut_the_stay() -> 
     t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
     stays = [v for v in detect("T1", t.fixes, [], sites).visits if v.kind == "stay"]
     assert [v.site_id for v in stays] == ["D1", "P1", "P2", "P3", "S1", "D1"], stays
+
+
+# M, a point across the block from P2 (south of it, off the streets): a stop at P2 whose
+# fixes drifted south-east off every road lies nearer M than P2.
+M = site("point", "M", 440, -90, min_dwell_s=120)
+SITES_M = SiteIndex([D1, P1, P2, M, P3, S1], roads=STREETS)
+
+
+def test_a_drifted_stop_off_the_roads_goes_to_the_point_the_truck_came_from() -> None:
+    """At P2's turn the truck drives up to P2 (its last fix 30 m short) and serves it 130 s
+    with every fix 71 m south-east, off every road and 41 m from M: the truck came from
+    P2, not from M, so the stop is P2's drifted stay (unverifiable), not M's."""
+    t = Track(at("06:00"), x=-500, seed=4).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(370, 0, 30).drive(400, 0, 10)
+    t.stay(130, off=(50, -50))
+    first_away = len(t.fixes)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    t.fixes[:] = displaced(t.fixes, first_away, 50, -50)
+    day = truck_day("T1", t.fixes, sites=SITES_M)
+    assert [v.site_id for v in day.visits if v.kind == "stay" and v.drifted] == ["P2"]
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.reason) == ("unverifiable", "drifted_stay"), v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+# N2, a point 90 m east of P2 on its street: a 65 m drift toward it lands in its fence.
+N2 = site("point", "N", 490, 0, min_dwell_s=120)
+SITES_N2 = SiteIndex([D1, P1, P2, N2, P3, S1])
+
+
+@pytest.mark.parametrize("accuracy_m", [10.0, 20.0])
+def test_a_drift_into_a_neighbours_fence_that_ends_while_the_truck_stands_clears_its_point(
+    accuracy_m: float,
+) -> None:
+    """P2 served 230 s: the first 150 s every fix sits 65 m east, 25 m from N (inside N's
+    fence), then the fixes settle at P2 for 80 s, shorter than P2's dwell, each step
+    between two standing fixes 10 s apart. The truck did not drive 65 m from standing to
+    standing in 10 s: one stop at P2 (drifted: less sure), cleared at its turn — not a
+    stop at N and a short one at P2. Reported accuracy 10 m: two stays, the first in N's
+    fence; 20 m: one stay, whose fixes mostly lie at N."""
+    t = Track(at("06:00"), x=-500, seed=2, noise_m=3, accuracy_m=accuracy_m).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).stay(150, off=(65, 0)).stay(80)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    day = truck_day("T1", t.fixes, sites=SITES_N2)
+    stays = [(v.site_id, v.confidence) for v in day.visits if v.kind == "stay"]
+    assert stays == [("D1", 1.0), ("P1", 1.0), ("P2", 0.6), ("P3", 1.0), ("S1", 1.0), ("D1", 1.0)]
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.evidence["basis"], v.confidence) == ("cleared", "drifted_stay", 0.6), v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_noise_on_a_parked_truck_is_no_jump_but_a_fix_thrown_150_m_is(seed: int) -> None:
+    """Parked 20 minutes at P2 with σ = 15 m on every fix (fixes every 10 s): the fix
+    thrown 150 m (a multipath jump) is dropped, and at most one other of the 120. Fixes
+    more than 60 m out and back were taken for jumps: one in ten of a parked truck's,
+    opening silences in its stays."""
+    t = Track(at("06:00"), x=400, noise_m=15, accuracy_m=15, seed=seed).stay(1200)
+    fixes = displaced(t.fixes, 60, 150, 0)
+    (stay,) = detect("T1", fixes, [], SITES_ROADS).visits
+    assert stay.site_id == "P2"
+    assert len(fixes) - 2 <= stay.fixes <= len(fixes) - 1
+    thrown = detect("T1", fixes[55:66], [], SITES_ROADS).visits[0]
+    assert thrown.fixes == 10
