@@ -749,6 +749,8 @@ def _match_drifted(
         if any(
             other.site is ps.site
             and other.confidence == 1.0
+            # One fix says too little: noise puts one there now and then.
+            and len(other.idx) >= p.drift_settled_fixes
             and (
                 (other.idx[0] > last and all(stopped[j] for j in range(last + 1, other.idx[0])))
                 or (
@@ -834,6 +836,7 @@ def _drift_ended_in(
         or after.distance_m is None
         or stay.distance_m <= here.radius_m / 2
         or after.distance_m >= stay.distance_m
+        or len(after.idx) < p.drift_settled_fixes
     ):
         return
     last, first = stay.idx[-1], after.idx[0]

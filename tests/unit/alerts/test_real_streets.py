@@ -776,3 +776,19 @@ def test_noise_on_a_parked_truck_is_no_jump_but_a_fix_thrown_150_m_is(seed: int)
     assert len(fixes) - 2 <= stay.fixes <= len(fixes) - 1
     thrown = detect("T1", fixes[55:66], [], SITES_ROADS).visits[0]
     assert thrown.fixes == 10
+
+
+def test_one_standing_fix_in_the_fence_does_not_clear_an_idle_beside_the_point() -> None:
+    """At P2's turn the truck idles 7 minutes 48 m short of P2, its first standing fix
+    thrown 4 m past P2 (noise, one fix): a stay of one fix in the fence says too little
+    to put the idle at P2 as a service whose fixes drifted, so P2 is not cleared."""
+    t = Track(at("06:00"), x=-500, seed=5).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(352, 0, 30)
+    first = len(t.fixes)
+    t.stay(420).drive(-500, 0, 30).drive(-500, 50, 20).drive(800, 50, 30).drive(800, 0, 20)
+    t.stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    fixes = displaced(t.fixes, first, 52, 0)
+    day = truck_day("T1", fixes, sites=SITES_ROADS)
+    verdicts, _ = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert verdicts["P2"].status != "cleared", verdicts["P2"]
