@@ -9,6 +9,7 @@ P3 (800), a station at 1600 and the depot at -500 (see test_rules).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -288,11 +289,16 @@ def test_drifted_stop_inside_a_neighbours_fence_goes_to_the_point_its_lifts_name
     t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
     arrived = t.t
     t.stay(150, off=(70, 32))
-    t.drive(470, 0, 20).stay(200).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(470, 0, 20)
+    at_n = t.t
+    t.stay(200).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
     t.drive(-500, 0, 40).stay(600)
-    day = truck_day("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=30)),
-                    sites=sites, plan=plan)  # fmt: skip
-    points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
+    lifts = _bin_lifts("P2", arrived + timedelta(seconds=30))
+    lifts += _bin_lifts("N", at_n + timedelta(seconds=30))
+    day = truck_day("T1", t.fixes, lifts, sites=sites, plan=plan)
+    # P1 and P3 have no bins (sacks): their stays clear them without a lift.
+    points = [dataclasses.replace(due(P1, seq=1), has_bins=False), due(P2, seq=2),
+              due(n, seq=3), dataclasses.replace(due(P3, seq=4), has_bins=False)]  # fmt: skip
     verdicts, alerts = evaluate([day], points, at("21:00"))
     assert (verdicts["P2"].status, verdicts["P2"].evidence["basis"]) == ("cleared", "drifted_stay")
     assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
@@ -792,3 +798,33 @@ def test_one_standing_fix_in_the_fence_does_not_clear_an_idle_beside_the_point()
     day = truck_day("T1", fixes, sites=SITES_ROADS)
     verdicts, _ = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
     assert verdicts["P2"].status != "cleared", verdicts["P2"]
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_a_truck_that_lifts_bins_clears_no_point_with_bins_it_lifted_nothing_at(
+    silent: bool,
+) -> None:
+    """A truck with a lift sensor serves P1 (lifts naming P1), then stands 6 minutes in
+    P2's fence, 20 m from P2, lifting nothing (waiting, not serving), and drives on: P2,
+    which has bins, is not cleared (partial, no lift). With its terminal silent for 3 of
+    those minutes (lifts would be lost with the fixes), nothing says it lifted nothing:
+    the stay clears P2 as before."""
+    t = Track(at("06:00"), x=-500, seed=7).stay(120).drive(0, 0, 30)
+    lifts = _bin_lifts("P1", t.t + timedelta(seconds=20))
+    t.stay(300).drive(420, 0, 30).stay(120)
+    if silent:
+        t.silence(180).stay(60)
+    else:
+        t.stay(240)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    day = truck_day("T1", t.fixes, lifts)
+    (stay,) = [v for v in day.visits if v.kind == "stay" and v.site_id == "P2"]
+    assert stay.dwell_s >= 300
+    points = [due(P1), due(P2), dataclasses.replace(due(P3), has_bins=False)]
+    verdicts, _ = evaluate([day], points, at("21:00"))
+    assert (verdicts["P1"].status, verdicts["P3"].status) == ("cleared", "cleared")
+    if silent:
+        assert verdicts["P2"].status == "cleared"
+    else:
+        assert (verdicts["P2"].status, verdicts["P2"].reason) == ("partial", "no_lift")
