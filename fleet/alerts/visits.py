@@ -354,11 +354,14 @@ def detect(
     evidence = sorted((e for e in events if e.kind in EVIDENCE_KINDS), key=lambda e: e.at)
     for stay in stays:
         _match(stay, track, xs, ys, sites, p)
-        if stay.settled and stay.site is not None:
-            # Placed where its fixes settled; sure only if they stood there alone for
-            # the site's dwell (as for a drifted stay merged with one in the fence).
-            if stay.departed - ts[stay.idx[stay.settled]] < stay.site.min_dwell_s:
-                stay.confidence = p.drift_confidence
+        # Placed where its fixes settled: sure only if they stood there alone for the
+        # site's dwell (as for a drifted stay merged with one in the fence).
+        if (
+            stay.settled
+            and stay.site is not None
+            and stay.departed - ts[stay.idx[stay.settled]] < stay.site.min_dwell_s
+        ):
+            stay.confidence = p.drift_confidence
     for k, stay in enumerate(stays):
         if not _match_named(stay, evidence, sites, p) and stay.site is None:
             beside = stays[k - 1 : k] + stays[k + 1 : k + 2]
@@ -466,9 +469,7 @@ def _stays(
 ) -> list[_Stay]:
     groups, tail_pending = _stay_groups(track, ts, xs, ys, stopped, p, first_member)
     parts = [part for idx in groups for part in _split_shifts(idx, track, ts, xs, ys, p)]
-    return [
-        _stay_of(idx, track, ts, xs, ys, p, tail_pending, settled) for idx, settled in parts
-    ]
+    return [_stay_of(idx, track, ts, xs, ys, p, tail_pending, settled) for idx, settled in parts]
 
 
 def _split_shifts(

@@ -356,11 +356,13 @@ def test_a_receiver_out_of_reach_of_gps_faults_shows_where_the_truck_was(
     term = next(t.terminal_id for t in small_city.trucks if t.id == truck_id)
     fixes, true_fixes = _fixes(ems, term), _fixes(true_ems, term)
     assert [f.recorded_at for f in fixes] == [f.recorded_at for f in true_fixes]
-    off = [geo.haversine_m(f.lat, f.lon, g.lat, g.lon) for f, g in zip(fixes, true_fixes)]
+    off = [
+        geo.haversine_m(f.lat, f.lon, g.lat, g.lon) for f, g in zip(fixes, true_fixes, strict=True)
+    ]
     drift = next(r for r in day.truth if r["type"] == "fault" and r["kind"] == "drift")
     drifted = [
         (f, g)
-        for f, g in zip(fixes, true_fixes)
+        for f, g in zip(fixes, true_fixes, strict=True)
         if _iso_s(drift["at"]) <= _sim_s(f.recorded_at) < _iso_s(drift["end_at"])
     ]
     assert len(drifted) >= 10
