@@ -153,7 +153,7 @@ class TruckDay:
     @cached_property
     def lifts_bins(self) -> bool:
         """Does the truck's device report its bin lifts (or RFID reads of the bins)? Then
-        a point it served has a lift naming it (see ``is_clearing``)."""
+        a point with bins it served has a lift naming it (``lifted_if_it_lifts``)."""
         return any(v.has_event("bin_lift", "rfid") for v in self.visits)
 
     def parked_home(self) -> Visit | None:

@@ -818,9 +818,9 @@ def _drift_ended_in(
     """A stay in the outer half of one point's fence that runs straight on (no moving fix
     between) into a stay nearer another point, farther than a truck could drive from
     standing to standing in the time between the two (``stay_shift_accel_ms2``), within
-    reach of that fence: the truck never moved. Its fixes drifted into the neighbour's fence and
-    settled where it stood — the drift ended, as it does while a truck serves a point
-    in an urban canyon — so the first is a drifted stay at the second's point
+    reach of that fence: the truck never moved. Its fixes drifted into the neighbour's
+    fence and settled where it stood — the drift ended, as it does while a truck serves
+    a point in an urban canyon — so the first is a drifted stay at the second's point
     (``drift_confidence``); the two then merge into one visit there."""
     here, there = stay.site, after.site
     if (
