@@ -234,13 +234,14 @@ def sim_day(
 
 def true_positions(day: SimDay) -> dict[str, list[tuple[datetime, float, float]]]:
     """Where each truck really was, at every fix time of the day: the same day replayed
-    with a perfect terminal (no noise, no dropped fixes, never offline, a true clock).
-    The trucks' motion has its own random stream, so they drive exactly as in `day`."""
+    with a perfect terminal (no noise, no dropped fixes, no drift or multipath jump,
+    never offline, a true clock). The trucks' motion has its own random stream, so they
+    drive exactly as in `day`."""
     spec = day.spec
     perfect = DaySpec(
         city=spec.city, plan=spec.plan, service_date=spec.service_date, timezone=spec.timezone,
         seed=spec.seed, driving=spec.driving,
-        terminal=replace(spec.terminal, noise_m=0.0, dropout_prob=0.0),
+        terminal=replace(spec.terminal, noise_m=0.0, dropout_prob=0.0, gps_faults=False),
         faults=tuple(f for f in spec.faults if f.kind not in ("offline", "clock_skew")),
     )  # fmt: skip
     replica = SimDay(perfect, net=day.net)

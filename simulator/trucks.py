@@ -56,6 +56,10 @@ class TerminalConfig:
     signal_loss_min_s: float = 120.0
     signal_loss_max_s: float = 600.0
     batch_size: int = 1  # fixes per message outside blind zones
+    # The drift and multipath-jump faults throw the fixes off where the truck is; False:
+    # a receiver they do not reach (they are still drawn, so the day is the same) —
+    # where the trucks really were, for the ground truth.
+    gps_faults: bool = True
     wake_before_s: float = 60.0  # terminal comes online this long before the shift
     sleep_after_s: float = 300.0  # and goes to sleep this long after parking
 
@@ -310,6 +314,8 @@ class _TruckDay:
             return
         sigma = self.tc.noise_m
         east, north = self._gps_error_m(t, lat, lon, speed_kmh)
+        if not self.tc.gps_faults:
+            east = north = 0.0
         nlat, nlon = geo.offset(
             lat, lon, east + self.term.gauss(0, sigma), north + self.term.gauss(0, sigma)
         )

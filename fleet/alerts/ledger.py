@@ -78,6 +78,8 @@ class DuePoint:
     window_end_at: datetime
     deadline_at: datetime
     stream: str = "mixed"
+    # Bins a truck lifts (a lift sensor reports each lift); False: sacks, a heap.
+    has_bins: bool = True
     planned_truck_id: str | None = None
     plan_id: int | None = None
     planned_seq: int | None = None
@@ -147,6 +149,12 @@ class TruckDay:
     def starts_at(self) -> datetime:
         """When the truck's day begins: its planned start, else its shift start."""
         return self.planned[0].arrival_at if self.planned else self.shift_start_at
+
+    @cached_property
+    def lifts_bins(self) -> bool:
+        """Does the truck's device report its bin lifts (or RFID reads of the bins)? Then
+        a point with bins it served has a lift naming it (``lifted_if_it_lifts``)."""
+        return any(v.has_event("bin_lift", "rfid") for v in self.visits)
 
     def parked_home(self) -> Visit | None:
         """The depot stay the track ends in after the day's work: home for the night."""
@@ -284,6 +292,33 @@ def is_clearing(visit: Visit, min_dwell_s: float) -> bool:
     return visit.kind == "event" and visit.has_event("bin_lift", "rfid")
 
 
+def names_point(visit: Visit) -> bool:
+    """Does a bin lift or RFID read during the visit name its point?"""
+    return any(
+        e.kind in ("bin_lift", "rfid") and e.point_id == visit.site_id for e in visit.evidence
+    )
+
+
+def lifted_if_it_lifts(
+    visit: Visit, point: DuePoint, trucks: Mapping[str, TruckDay], p: LedgerParams
+) -> bool:
+    """A truck whose device reports its bin lifts (it has that day) empties no point
+    with bins without one: its stay clears such a point only if a lift during it names
+    the point — unless its terminal went silent during the stay (off, or in a blind zone
+    whose batch never came), when the lifts may be lost with the fixes. A truck standing
+    minutes in a point's fence while it serves a neighbour 28 m on, or idles for its
+    next stop, lifts nothing there."""
+    day = trucks.get(visit.truck_id)
+    if not point.has_bins or day is None or not day.lifts_bins or names_point(visit):
+        return True
+    return any(
+        g.start_at <= visit.departed_at
+        and g.end_at >= visit.arrived_at
+        and g.duration_s > p.silence_cadences * g.cadence_s
+        for g in day.gaps
+    )
+
+
 def at_turn(visit: Visit, point: DuePoint, trucks: Mapping[str, TruckDay]) -> bool:
     """Was `visit` made by the point's planned truck at the point's turn: it had not yet
     reached the point in its route order (without a route: inside the point's window)?"""
@@ -378,6 +413,7 @@ def verdict(
         v
         for v in visits
         if is_clearing(v, point.min_dwell_s)
+        and lifted_if_it_lifts(v, point, trucks, p)
         and (
             not v.drifted
             or (
@@ -391,6 +427,8 @@ def verdict(
     drifted = [v for v in visits if v.drifted and is_clearing(v, point.min_dwell_s)]
 
     short = [v for v in visits if v.kind == "stay" and not v.is_open]
+    # Stays long enough that lifted nothing, by a truck that reports its lifts.
+    unlifted = [v for v in short if is_clearing(v, point.min_dwell_s)]
     # Driving past counts against the point only for the truck that should have stopped.
     passes = [
         v for v in visits if v.kind == "pass" and point.planned_truck_id in (None, v.truck_id)
@@ -434,7 +472,7 @@ def verdict(
         evidence["attempts"] = [visit_json(v) for v in drifted[:5]] + evidence["attempts"]
         return result("unverifiable", "drifted_stay")
     if short:
-        return result("partial", "too_short")
+        return result("partial", "too_short" if len(unlifted) < len(short) else "no_lift")
     if passes:
         return result("missed", "drive_by")
     if point.planned_truck_id is None:

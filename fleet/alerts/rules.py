@@ -141,7 +141,7 @@ def missed(
         tz = due.window_end_at.tzinfo
         truck = names.get(due.planned_truck_id, due.planned_truck_id)
         what = (
-            "停留过短"
+            ("停留未倒桶" if v.reason == "no_lift" else "停留过短")
             if v.status == "partial"
             else ("车辆驶过未停" if v.reason == "drive_by" else "未到达")
         )

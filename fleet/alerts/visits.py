@@ -30,6 +30,7 @@ it, gives the same records (see ``worker`` for the windowed re-run).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -234,6 +235,11 @@ class VisitParams:
     # the street comes and goes along its own street, and waits longer than a service.
     drift_service_dwells: float = 2.0
     drift_service_slack_s: float = 60.0
+    # ...and no longer than a drift lasts (2-3 minutes in urban canyons; half a minute
+    # more for the stop's estimated ends): a truck whose every fix sat beside the point
+    # for longer stood there (idling 5-8 minutes across the street, then leaving through
+    # the point, looks the same on its way out).
+    drift_max_s: float = 210.0
     drift_toward_accuracies: float = 1.0
     # Leaving a stop beside a point, a fix this many accuracies nearer the point than the
     # stop is the truck driving toward it, not noise (see ``_passes``).
@@ -307,6 +313,9 @@ class _Stay:
     max_speed: float | None = None
     events: list[DeviceEvent] = field(default_factory=list)
     confidence: float = 1.0
+    # The stay's position is read from its fixes from this one on (an offset into idx):
+    # 0, or where its fixes settled after a drift that ended while the truck stood.
+    settled: int = 0
 
 
 def detect(
@@ -345,10 +354,20 @@ def detect(
     evidence = sorted((e for e in events if e.kind in EVIDENCE_KINDS), key=lambda e: e.at)
     for stay in stays:
         _match(stay, track, xs, ys, sites, p)
+        # Placed where its fixes settled: sure only if they stood there alone for the
+        # site's dwell (as for a drifted stay merged with one in the fence).
+        if (
+            stay.settled
+            and stay.site is not None
+            and stay.departed - ts[stay.idx[stay.settled]] < stay.site.min_dwell_s
+        ):
+            stay.confidence = p.drift_confidence
     for k, stay in enumerate(stays):
         if not _match_named(stay, evidence, sites, p) and stay.site is None:
             beside = stays[k - 1 : k] + stays[k + 1 : k + 2]
             _match_drifted(stay, beside, track, ts, xs, ys, stopped, sites, p)
+    for stay, after in itertools.pairwise(stays):
+        _drift_ended_in(stay, after, ts, xs, ys, stopped, sites, p)
     stays = _merge(stays, p)
     passes = _passes(truck_id, track, ts, xs, ys, stopped, stays, sites, p)
     extra = _attach_events(truck_id, evidence, stays, ts, p)
@@ -372,9 +391,14 @@ def detect(
 
 
 def _cadence(ts: list[float], i: int) -> float:
-    """The usual interval between fixes just before index i+1 (median of up to three)."""
-    before = [ts[k + 1] - ts[k] for k in range(max(0, i - 3), i)]
-    return round(median(before), 3) if before else 0.0
+    """The terminal's reporting interval around the silence from fix i to fix i+1: the
+    usual interval (median of up to three) just before it or just after it, whichever is
+    longer. A truck that has just parked reports once a minute from its last fix on, so
+    one lost fix makes a 2-minute silence after fixes 10 s apart: dropped fixes, not a
+    terminal gone dark."""
+    sides = (range(max(0, i - 3), i), range(i + 1, min(len(ts) - 1, i + 4)))
+    usual = [median(ts[k + 1] - ts[k] for k in side) for side in sides if side]
+    return round(max(usual), 3) if usual else 0.0
 
 
 def _clean(fixes: Sequence[Fix]) -> list[Fix]:
@@ -400,7 +424,17 @@ def _without_jumps(track: list[Fix], xy: list[tuple[float, float]], p: VisitPara
             v_kmh = max(speeds) if len(speeds) == 3 else p.jump_fallback_speed_kmh
             acc = max(x.accuracy_m or p.default_accuracy_m for x in (a, f, b))
             out_and_back = math.dist(xy[i - 1], xy[i]) + math.dist(xy[i], xy[i + 1])
-            if out_and_back > v_kmh / 3.6 * span_s + max(p.jump_noise_m, 4 * acc):
+            # The way straight on counts as well as the way a truck could drive: where a
+            # standing truck's drift ends, its fixes step 60 m between two neighbours and
+            # the fix at the step lies on the way from one to the other, not off it.
+            way_m = max(v_kmh / 3.6 * span_s, math.dist(xy[i - 1], xy[i + 1]))
+            noise_m = max(p.jump_noise_m, 4 * acc)
+            if v_kmh <= p.stop_speed_kmh:
+                # Standing, the way out and the way back each carry the noise of a fix
+                # (σ = 15 m: 60 m out and back is exceeded one time in ten); a jump beside
+                # a standing truck is 300-600 m out and back.
+                noise_m *= 2
+            if out_and_back > way_m + noise_m:
                 continue
         keep.append(i)
     return keep
@@ -435,7 +469,7 @@ def _stays(
 ) -> list[_Stay]:
     groups, tail_pending = _stay_groups(track, ts, xs, ys, stopped, p, first_member)
     parts = [part for idx in groups for part in _split_shifts(idx, track, ts, xs, ys, p)]
-    return [_stay_of(idx, track, ts, xs, ys, p, tail_pending) for idx in parts]
+    return [_stay_of(idx, track, ts, xs, ys, p, tail_pending, settled) for idx, settled in parts]
 
 
 def _split_shifts(
@@ -445,8 +479,9 @@ def _split_shifts(
     xs: list[float],
     ys: list[float],
     p: VisitParams,
-) -> list[list[int]]:
-    """The stay's fixes cut wherever they shift for good (binary segmentation).
+) -> list[tuple[list[int], int]]:
+    """The stay's fixes cut wherever they shift for good (binary segmentation), each part
+    with the offset of the fix its position is read from.
 
     A stay keeps fixes within 3.5 accuracies of its running mean, up to about 80 m: a
     truck that served a point and then moved 60 m to wait, with no moving fix in
@@ -454,11 +489,13 @@ def _split_shifts(
     fix that best separates the means before and after it; it stands only when that
     shift is larger than ``stay_shift_min_m`` and than ``stay_shift_errors`` standard
     errors of the difference of two means of noisy fixes, which noise on a truck standing
-    still does not reach."""
+    still does not reach. A shift faster than a truck could drive, from standing to
+    standing, is a drift that ended while the truck stood: the stay is left whole, and
+    placed where its fixes settled (the part after the shift)."""
     k = p.stay_shift_min_fixes
     n = len(idx)
     if n < 2 * k:
-        return [idx]
+        return [(idx, 0)]
     px = [0.0]
     py = [0.0]
     for j in idx:
@@ -478,10 +515,10 @@ def _split_shifts(
     sigma = median(accs) if accs else p.default_accuracy_m
     error = sigma * math.sqrt(1 / m + 1 / (n - m))
     if shift < max(p.stay_shift_min_m, p.stay_shift_errors * error):
-        return [idx]
+        return [(idx, 0)]
     between_s = ts[idx[m]] - ts[idx[m - 1]]
     if shift > p.stay_shift_accel_ms2 * between_s**2 / 4:
-        return [idx]
+        return [(idx, m)]
     return _split_shifts(idx[:m], track, ts, xs, ys, p) + _split_shifts(
         idx[m:], track, ts, xs, ys, p
     )
@@ -570,8 +607,10 @@ def _stay_of(
     ys: list[float],
     p: VisitParams,
     tail_pending: bool,
+    settled: int = 0,
 ) -> _Stay:
-    """One stay from its fixes; each end lies halfway to the fix beyond it (capped)."""
+    """One stay from its fixes; each end lies halfway to the fix beyond it (capped); its
+    position is the median of its fixes from `settled` on."""
     n = len(track)
     first, last = idx[0], idx[-1]
     arrived = ts[first]
@@ -589,9 +628,10 @@ def _stay_of(
         departed=departed,
         is_open=is_open,
         end_seen=end_seen,
-        x=median(xs[k] for k in idx),
-        y=median(ys[k] for k in idx),
+        x=median(xs[k] for k in idx[settled:]),
+        y=median(ys[k] for k in idx[settled:]),
         max_speed=max(speeds) if speeds else None,
+        settled=settled,
     )
 
 
@@ -710,6 +750,8 @@ def _match_drifted(
         if any(
             other.site is ps.site
             and other.confidence == 1.0
+            # One fix says too little: noise puts one there now and then.
+            and len(other.idx) >= p.drift_settled_fixes
             and (
                 (other.idx[0] > last and all(stopped[j] for j in range(last + 1, other.idx[0])))
                 or (
@@ -743,7 +785,17 @@ def _match_drifted(
             stay.confidence = p.drift_crossing_confidence
             return
     if sites.roads is not None and not on_road:
-        stay.site, stay.distance_m = near[0][1].site, near[0][0]
+        # The nearest point, unless the truck came to the stay from another one within
+        # reach, or left toward it: a stop at the end of a dead end whose fixes drifted
+        # off the roads lies nearer a neighbour across the block.
+        stay.site, stay.distance_m = next(
+            (
+                (ps.site, d)
+                for d, ps in near
+                if _came_or_left_toward(stay, ps, d, track, ts, xs, ys, p)
+            ),
+            (near[0][1].site, near[0][0]),
+        )
         stay.confidence = p.drift_crossing_confidence
         return
     for d, ps in near:
@@ -751,6 +803,54 @@ def _match_drifted(
             stay.site, stay.distance_m = ps.site, d
             stay.confidence = p.drift_crossing_confidence
             return
+
+
+def _drift_ended_in(
+    stay: _Stay,
+    after: _Stay,
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    stopped: list[bool],
+    sites: SiteIndex,
+    p: VisitParams,
+) -> None:
+    """A stay in the outer half of one point's fence that runs straight on (no moving fix
+    between) into a stay nearer another point, farther than a truck could drive from
+    standing to standing in the time between the two (``stay_shift_accel_ms2``), within
+    reach of that fence: the truck never moved. Its fixes drifted into the neighbour's
+    fence and settled where it stood — the drift ended, as it does while a truck serves
+    a point in an urban canyon — so the first is a drifted stay at the second's point
+    (``drift_confidence``); the two then merge into one visit there."""
+    here, there = stay.site, after.site
+    if (
+        here is None
+        or there is None
+        or here.kind != "point"
+        or there.kind != "point"
+        or here is there
+        or stay.confidence < 1.0
+        or after.confidence < 1.0
+        # A truck serving a point stands at it: the first stay must lie in the outer
+        # half of its fence (where drifted fixes land), the second nearer its point.
+        or stay.distance_m is None
+        or after.distance_m is None
+        or stay.distance_m <= here.radius_m / 2
+        or after.distance_m >= stay.distance_m
+        or len(after.idx) < p.drift_settled_fixes
+    ):
+        return
+    last, first = stay.idx[-1], after.idx[0]
+    if not all(stopped[j] for j in range(last + 1, first)):
+        return
+    if math.hypot(stay.x - after.x, stay.y - after.y) <= (
+        p.stay_shift_accel_ms2 * (ts[first] - ts[last]) ** 2 / 4
+    ):
+        return
+    px, py = sites.proj.xy(there.lat, there.lon)
+    d = math.hypot(stay.x - px, stay.y - py)
+    if d <= there.radius_m + p.drift_reach_m:
+        stay.site, stay.distance_m, stay.confidence = there, d, p.drift_confidence
 
 
 def _stood_in_fence(
@@ -779,14 +879,31 @@ def _served_beside(
     p: VisitParams,
 ) -> bool:
     """Does a stay `d` m from the point look like its service with the fixes drifted:
-    no longer than a service there, and the truck came to it from the point's side or
-    left it toward the point (the fix just before or after it, seen within
-    ``pass_max_gap_s``, lies ``drift_toward_accuracies`` nearer the point than the stay)?
-    A truck idling across the street waits longer, and comes and goes along its own
+    no longer than a service there nor than a drift lasts, and the truck came to it
+    from the point's side or left it toward the point (``_came_or_left_toward``)? A
+    truck idling across the street waits longer, and comes and goes along its own
     street, so its neighbouring fixes lie as far from the point as it, or farther."""
-    longest = p.drift_service_dwells * ps.site.min_dwell_s + p.drift_service_slack_s
+    longest = (
+        min(p.drift_service_dwells * ps.site.min_dwell_s, p.drift_max_s) + p.drift_service_slack_s
+    )
     if stay.departed - stay.arrived > longest:
         return False
+    return _came_or_left_toward(stay, ps, d, track, ts, xs, ys, p)
+
+
+def _came_or_left_toward(
+    stay: _Stay,
+    ps: _PSite,
+    d: float,
+    track: list[Fix],
+    ts: list[float],
+    xs: list[float],
+    ys: list[float],
+    p: VisitParams,
+) -> bool:
+    """Did the truck come to the stay (`d` m from the point) from the point's side, or
+    leave it toward the point: the fix just before or after it, seen within
+    ``pass_max_gap_s``, lies ``drift_toward_accuracies`` nearer the point than the stay?"""
     first, last = stay.idx[0], stay.idx[-1]
     nearer = d - p.drift_toward_accuracies * _accuracy(stay, track, p)
     return any(
@@ -1204,6 +1321,6 @@ def _stay_visit(truck_id: str, s: _Stay, track: list[Fix], tz: Any) -> Visit:
         evidence=tuple(s.events),
         end_seen=s.end_seen,
         confidence=s.confidence,
-        lat=round(median(track[k].lat for k in s.idx), 7),
-        lon=round(median(track[k].lon for k in s.idx), 7),
+        lat=round(median(track[k].lat for k in s.idx[s.settled :]), 7),
+        lon=round(median(track[k].lon for k in s.idx[s.settled :]), 7),
     )

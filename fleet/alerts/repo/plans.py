@@ -91,7 +91,7 @@ def due_points(
                                 ORDER BY point_id, age, seq NULLS LAST)  -- newest; routed first
                SELECT p.point_id, p.district_id, p.lat, p.lon, p.geofence_radius_m AS radius_m,
                       coalesce(p.min_dwell_s, p.service_time_s * %(frac)s)::float8 AS min_dwell_s,
-                      p.stream,
+                      p.stream, p.has_bins,
                       (%(date)s::date + p.window_start) AT TIME ZONE d.timezone AS window_start_at,
                       (%(date)s::date + p.window_end) AT TIME ZONE d.timezone AS window_end_at,
                       (%(date)s::date + p.clearance_deadline) AT TIME ZONE d.timezone AS deadline_at,

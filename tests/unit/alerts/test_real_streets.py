@@ -9,6 +9,7 @@ P3 (800), a station at 1600 and the depot at -500 (see test_rules).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -288,11 +289,16 @@ def test_drifted_stop_inside_a_neighbours_fence_goes_to_the_point_its_lifts_name
     t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
     arrived = t.t
     t.stay(150, off=(70, 32))
-    t.drive(470, 0, 20).stay(200).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(470, 0, 20)
+    at_n = t.t
+    t.stay(200).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
     t.drive(-500, 0, 40).stay(600)
-    day = truck_day("T1", t.fixes, _bin_lifts("P2", arrived + timedelta(seconds=30)),
-                    sites=sites, plan=plan)  # fmt: skip
-    points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
+    lifts = _bin_lifts("P2", arrived + timedelta(seconds=30))
+    lifts += _bin_lifts("N", at_n + timedelta(seconds=30))
+    day = truck_day("T1", t.fixes, lifts, sites=sites, plan=plan)
+    # P1 and P3 have no bins (sacks): their stays clear them without a lift.
+    points = [dataclasses.replace(due(P1, seq=1), has_bins=False), due(P2, seq=2),
+              due(n, seq=3), dataclasses.replace(due(P3, seq=4), has_bins=False)]  # fmt: skip
     verdicts, alerts = evaluate([day], points, at("21:00"))
     assert (verdicts["P2"].status, verdicts["P2"].evidence["basis"]) == ("cleared", "drifted_stay")
     assert (verdicts["N"].status, verdicts["N"].confidence) == ("cleared", 1.0)
@@ -531,6 +537,55 @@ def test_standing_short_of_the_point_then_driving_through_it_is_missed_with_a_dr
     assert "drive_by" in rules.stages_of(incident)
 
 
+# P2 with a longer service (5 minutes): twice its minimum dwell and a minute is 6 minutes.
+P2_LONG = site("point", "P2", 400, 0, min_dwell_s=150)
+SITES_LONG = SiteIndex([D1, P1, P2_LONG, P3, S1], roads=STREETS)
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_idling_longer_than_a_drift_beside_the_point_then_through_it_is_a_drive_by(
+    seed: int,
+) -> None:
+    """At P2's turn the truck stands on the street 46 m short of P2 for 5.5 minutes, then
+    drives on through P2 (the fix as it pulls away is lost; the next lies in P2's fence):
+    no longer than serving P2 takes, and it left toward P2, but longer than any drift
+    lasts (2-3 minutes), so its fixes did not drift: it stood there. Missed with a
+    drive-by, not unverifiable."""
+    t = Track(at("06:00"), x=-500, seed=seed, noise_m=10).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(354, 0, 30).stay(330)
+    pulling_away = len(t.fixes)
+    t.drive(800, 0, 20).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    del t.fixes[pulling_away]
+    day = truck_day("T1", t.fixes, sites=SITES_LONG)
+    verdicts, alerts = evaluate([day], [due(P1), due(P2_LONG), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "drive_by")
+    (incident,) = [a for a in alerts if a.point_id == "P2"]
+    assert "drive_by" in rules.stages_of(incident)
+
+
+def test_a_lost_fix_as_the_truck_parks_beside_the_point_hides_no_visit() -> None:
+    """At P2's turn the truck parks 70 m short of it, ignition off (a fix a minute) for
+    20 minutes, its second and third minute fixes lost: a 3-minute silence right after
+    fixes 10 s apart. The terminal reported once a minute on both sides of it, so it is
+    two lost fixes, not a terminal gone dark: P2 is missed, not unverifiable."""
+    t = Track(at("06:00"), x=-500, seed=3).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(330, 0, 30)
+    t.interval_s = 60.0
+    parked = len(t.fixes)
+    t.stay(1200)
+    t.interval_s = 10.0
+    del t.fixes[parked + 1 : parked + 3]
+    t.drive(-500, 0, 30).drive(-500, 50, 20).drive(800, 50, 30).drive(800, 0, 20).stay(300)
+    t.drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    (silence,) = [g for g in day.gaps if at("06:05") < g.start_at < at("06:40")]
+    assert silence.duration_s == 180.0
+    verdicts, _ = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "not_visited")
+
+
 # N, a point on the street up to J, 89 m from U: within reach of U's fence.
 N = site("point", "N", 66, -60)
 SITES_NU = SiteIndex([N, U], roads=SIDE_STREET)
@@ -659,3 +714,117 @@ def test_fixes_that_shift_faster_than_a_truck_can_move_do_not_cut_the_stay() -> 
     t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900).drive(-500, 0, 40).stay(600)
     stays = [v for v in detect("T1", t.fixes, [], sites).visits if v.kind == "stay"]
     assert [v.site_id for v in stays] == ["D1", "P1", "P2", "P3", "S1", "D1"], stays
+
+
+# M, a point across the block from P2 (south of it, off the streets): a stop at P2 whose
+# fixes drifted south-east off every road lies nearer M than P2.
+M = site("point", "M", 440, -90, min_dwell_s=120)
+SITES_M = SiteIndex([D1, P1, P2, M, P3, S1], roads=STREETS)
+
+
+def test_a_drifted_stop_off_the_roads_goes_to_the_point_the_truck_came_from() -> None:
+    """At P2's turn the truck drives up to P2 (its last fix 30 m short) and serves it 130 s
+    with every fix 71 m south-east, off every road and 41 m from M: the truck came from
+    P2, not from M, so the stop is P2's drifted stay (unverifiable), not M's."""
+    t = Track(at("06:00"), x=-500, seed=4).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(370, 0, 30).drive(400, 0, 10)
+    t.stay(130, off=(50, -50))
+    first_away = len(t.fixes)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    t.fixes[:] = displaced(t.fixes, first_away, 50, -50)
+    day = truck_day("T1", t.fixes, sites=SITES_M)
+    assert [v.site_id for v in day.visits if v.kind == "stay" and v.drifted] == ["P2"]
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.reason) == ("unverifiable", "drifted_stay"), v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+# N2, a point 90 m east of P2 on its street: a 65 m drift toward it lands in its fence.
+N2 = site("point", "N", 490, 0, min_dwell_s=120)
+SITES_N2 = SiteIndex([D1, P1, P2, N2, P3, S1])
+
+
+@pytest.mark.parametrize("accuracy_m", [10.0, 20.0])
+def test_a_drift_into_a_neighbours_fence_that_ends_while_the_truck_stands_clears_its_point(
+    accuracy_m: float,
+) -> None:
+    """P2 served 230 s: the first 150 s every fix sits 65 m east, 25 m from N (inside N's
+    fence), then the fixes settle at P2 for 80 s, shorter than P2's dwell, each step
+    between two standing fixes 10 s apart. The truck did not drive 65 m from standing to
+    standing in 10 s: one stop at P2 (drifted: less sure), cleared at its turn — not a
+    stop at N and a short one at P2. Reported accuracy 10 m: two stays, the first in N's
+    fence; 20 m: one stay, whose fixes mostly lie at N."""
+    t = Track(at("06:00"), x=-500, seed=2, noise_m=3, accuracy_m=accuracy_m).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).stay(150, off=(65, 0)).stay(80)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    day = truck_day("T1", t.fixes, sites=SITES_N2)
+    stays = [(v.site_id, v.confidence) for v in day.visits if v.kind == "stay"]
+    assert stays == [("D1", 1.0), ("P1", 1.0), ("P2", 0.6), ("P3", 1.0), ("S1", 1.0), ("D1", 1.0)]
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    v = verdicts["P2"]
+    assert (v.status, v.evidence["basis"], v.confidence) == ("cleared", "drifted_stay", 0.6), v
+    assert [a for a in alerts if a.point_id == "P2"] == []
+
+
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_noise_on_a_parked_truck_is_no_jump_but_a_fix_thrown_150_m_is(seed: int) -> None:
+    """Parked 20 minutes at P2 with σ = 15 m on every fix (fixes every 10 s): the fix
+    thrown 150 m (a multipath jump) is dropped, and at most one other of the 120. Fixes
+    more than 60 m out and back were taken for jumps: one in ten of a parked truck's,
+    opening silences in its stays."""
+    t = Track(at("06:00"), x=400, noise_m=15, accuracy_m=15, seed=seed).stay(1200)
+    fixes = displaced(t.fixes, 60, 150, 0)
+    (stay,) = detect("T1", fixes, [], SITES_ROADS).visits
+    assert stay.site_id == "P2"
+    assert len(fixes) - 2 <= stay.fixes <= len(fixes) - 1
+    thrown = detect("T1", fixes[55:66], [], SITES_ROADS).visits[0]
+    assert thrown.fixes == 10
+
+
+def test_one_standing_fix_in_the_fence_does_not_clear_an_idle_beside_the_point() -> None:
+    """At P2's turn the truck idles 7 minutes 48 m short of P2, its first standing fix
+    thrown 4 m past P2 (noise, one fix): a stay of one fix in the fence says too little
+    to put the idle at P2 as a service whose fixes drifted, so P2 is not cleared."""
+    t = Track(at("06:00"), x=-500, seed=5).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(352, 0, 30)
+    first = len(t.fixes)
+    t.stay(420).drive(-500, 0, 30).drive(-500, 50, 20).drive(800, 50, 30).drive(800, 0, 20)
+    t.stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    fixes = displaced(t.fixes, first, 52, 0)
+    day = truck_day("T1", fixes, sites=SITES_ROADS)
+    verdicts, _ = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert verdicts["P2"].status != "cleared", verdicts["P2"]
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_a_truck_that_lifts_bins_clears_no_point_with_bins_it_lifted_nothing_at(
+    silent: bool,
+) -> None:
+    """A truck with a lift sensor serves P1 (lifts naming P1), then stands 6 minutes in
+    P2's fence, 20 m from P2, lifting nothing (waiting, not serving), and drives on: P2,
+    which has bins, is not cleared (partial, no lift). With its terminal silent for 3 of
+    those minutes (lifts would be lost with the fixes), nothing says it lifted nothing:
+    the stay clears P2 as before."""
+    t = Track(at("06:00"), x=-500, seed=7).stay(120).drive(0, 0, 30)
+    lifts = _bin_lifts("P1", t.t + timedelta(seconds=20))
+    t.stay(300).drive(420, 0, 30).stay(120)
+    if silent:
+        t.silence(180).stay(60)
+    else:
+        t.stay(240)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    day = truck_day("T1", t.fixes, lifts)
+    (stay,) = [v for v in day.visits if v.kind == "stay" and v.site_id == "P2"]
+    assert stay.dwell_s >= 300
+    points = [due(P1), due(P2), dataclasses.replace(due(P3), has_bins=False)]
+    verdicts, _ = evaluate([day], points, at("21:00"))
+    assert (verdicts["P1"].status, verdicts["P3"].status) == ("cleared", "cleared")
+    if silent:
+        assert verdicts["P2"].status == "cleared"
+    else:
+        assert (verdicts["P2"].status, verdicts["P2"].reason) == ("partial", "no_lift")

@@ -334,3 +334,43 @@ def test_idle_beside_stands_46_to_59_m_from_the_point_however_short_the_last_edg
         distances = {round(geo.haversine_m(f.lat, f.lon, p.lat, p.lon), 1) for f in standing}
         assert distances == {r["distance_m"]}, r
         assert 46 <= r["distance_m"] <= 59, r
+
+
+def test_a_receiver_out_of_reach_of_gps_faults_shows_where_the_truck_was(
+    small_city: City, small_plan: Plan
+) -> None:
+    """The drift and jump faults drawn but not applied (``gps_faults=False``, the bench's
+    ground truth of where trucks drove): the same day, fix for fix, except that the
+    drifted and thrown fixes lie where the truck was — at the drifted point while it
+    served it — and an idle beside a later point, drawn from the same stream, is the same."""
+    truck_id, points, _, _ = _route(small_plan, "compactor", small_city)
+    faults = (
+        Fault("drift", point_id=points[1]),
+        Fault("jump", point_id=points[2]),
+        Fault("idle_beside", point_id=points[3]),
+    )
+    seen = TerminalConfig(noise_m=0.0, dropout_prob=0.0, signal_losses_per_day=0.0)
+    truth = dataclasses.replace(seen, gps_faults=False)
+    ems, day = simulate(_spec(small_city, small_plan, faults=faults, terminal=seen))
+    true_ems, _ = simulate(_spec(small_city, small_plan, faults=faults, terminal=truth))
+    term = next(t.terminal_id for t in small_city.trucks if t.id == truck_id)
+    fixes, true_fixes = _fixes(ems, term), _fixes(true_ems, term)
+    assert [f.recorded_at for f in fixes] == [f.recorded_at for f in true_fixes]
+    off = [
+        geo.haversine_m(f.lat, f.lon, g.lat, g.lon) for f, g in zip(fixes, true_fixes, strict=True)
+    ]
+    drift = next(r for r in day.truth if r["type"] == "fault" and r["kind"] == "drift")
+    drifted = [
+        (f, g)
+        for f, g in zip(fixes, true_fixes, strict=True)
+        if _iso_s(drift["at"]) <= _sim_s(f.recorded_at) < _iso_s(drift["end_at"])
+    ]
+    assert len(drifted) >= 10
+    p = small_city.point(points[1])
+    for f, g in drifted:
+        assert geo.haversine_m(f.lat, f.lon, p.lat, p.lon) == pytest.approx(
+            drift["offset_m"], abs=0.5
+        )
+        assert geo.haversine_m(g.lat, g.lon, p.lat, p.lon) < 0.5
+    assert max(off) >= 150  # the multipath jump
+    assert sum(1 for m in off if m > 0.5) == len(drifted) + 1  # nothing else moved
