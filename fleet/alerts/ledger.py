@@ -293,9 +293,12 @@ def is_clearing(visit: Visit, min_dwell_s: float) -> bool:
 
 
 def names_point(visit: Visit) -> bool:
-    """Does a bin lift or RFID read during the visit name its point?"""
+    """Was a bin lifted (or read) during the visit at its point: a lift naming the point,
+    or one naming none (most lift sensors report the lift alone; it happened during
+    this stay)?"""
     return any(
-        e.kind in ("bin_lift", "rfid") and e.point_id == visit.site_id for e in visit.evidence
+        e.kind in ("bin_lift", "rfid") and e.point_id in (None, visit.site_id)
+        for e in visit.evidence
     )
 
 

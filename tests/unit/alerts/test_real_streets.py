@@ -828,3 +828,23 @@ def test_a_truck_that_lifts_bins_clears_no_point_with_bins_it_lifted_nothing_at(
         assert verdicts["P2"].status == "cleared"
     else:
         assert (verdicts["P2"].status, verdicts["P2"].reason) == ("partial", "no_lift")
+
+
+def test_lifts_that_name_no_point_clear_the_point_they_were_lifted_at() -> None:
+    """Most lift sensors report a lift without naming the point. A truck that lifts at
+    P1 and at P2 that way clears both; at P3, which has bins, it stands 5 minutes and
+    lifts nothing: not cleared (partial, no lift)."""
+    t = Track(at("06:00"), x=-500, seed=7).stay(120).drive(0, 0, 30)
+    lifts = [
+        dataclasses.replace(e, point_id=None) for e in _bin_lifts("P1", t.t + timedelta(seconds=20))
+    ]
+    t.stay(300).drive(400, 0, 30)
+    lifts += [
+        dataclasses.replace(e, point_id=None) for e in _bin_lifts("P2", t.t + timedelta(seconds=20))
+    ]
+    t.stay(300).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(300)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home
+    day = truck_day("T1", t.fixes, lifts)
+    verdicts, _ = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P1"].status, verdicts["P2"].status) == ("cleared", "cleared")
+    assert (verdicts["P3"].status, verdicts["P3"].reason) == ("partial", "no_lift")
