@@ -62,6 +62,10 @@ class SolverOptions:
     # only, with the whole budget). Many short neighbourhood solves return more than
     # long territories or long solves (docs/routing.md).
     first_plan_share: float = 0.2
+    # Bound each territory's search by this many solutions (the rest of the solve still
+    # runs on the clock): a first plan that depends only on the seed, so that the
+    # later phases can be compared across runs on a busy machine; None: by time.
+    first_plan_solution_limit: int | None = None
     neighbourhood_points: int = 120
     neighbourhood_s: float = 3.0
     improve_rounds: int | None = None
