@@ -30,6 +30,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from routing.problem import Problem, Truck, depot_key, point_key, station_key
 from routing.schedule import EPS, Start, Visit, default_start
 
@@ -71,6 +73,9 @@ class RouteTiming:
         }
         # Per travel matrix (one per truck profile): its row of each point and station.
         self._rows: dict[int, tuple[dict[str, int], dict[str, int]]] = {}
+        # Per travel matrix: whether some pair has a finite duration but no finite
+        # distance (the scheduler calls such a leg unreachable too).
+        self._odd_pairs: dict[int, bool] = {}
 
     def rows(self, truck: Truck, visits: Sequence[Visit], start: Start | None = None) -> list[int]:
         """The rows of ``truck``'s travel matrix along the route: its start, each
@@ -106,8 +111,15 @@ class RouteTiming:
         unreachable leg)."""
         rows = self.rows(truck, visits, start)
         start = start or default_start(truck)
-        legs: list[float] = self.problem.matrix_for(truck).duration_s[rows[:-1], rows[1:]].tolist()
+        matrix = self.problem.matrix_for(truck)
+        legs: list[float] = matrix.duration_s[rows[:-1], rows[1:]].tolist()
         if not all(math.isfinite(x) for x in legs):
+            return None
+        odd = self._odd_pairs.get(id(matrix))
+        if odd is None:
+            odd = bool((np.isfinite(matrix.duration_s) & ~np.isfinite(matrix.distance_m)).any())
+            self._odd_pairs[id(matrix)] = odd
+        if odd and not np.isfinite(matrix.distance_m[rows[:-1], rows[1:]]).all():
             return None
         stops = [
             self.point_stops[v.ref_id] if v.kind == "point" else self.station_stops[v.ref_id]

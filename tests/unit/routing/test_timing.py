@@ -12,6 +12,7 @@ import pytest
 from routing import SolverOptions, solve
 from routing.finish import route_visits
 from routing.instances import synthetic_district
+from routing.matrix import TravelMatrix
 from routing.problem import Problem, point_key
 from routing.schedule import Start, Visit, route_fault
 from routing.timing import RouteTiming
@@ -143,3 +144,17 @@ def test_a_bound_met_to_rounding_is_left_to_route_fault() -> None:
     route = [Visit("point", "P1"), Visit("station", "S")]
     assert RouteTiming(pb).holds(pb.truck("T1"), route) is None
     assert route_fault(pb, pb.truck("T1"), route) is None
+
+
+def test_a_leg_without_a_finite_distance_is_left_to_route_fault() -> None:
+    """The depot-to-P1 leg has a duration but no finite distance: the scheduler calls
+    it unreachable, and the fast test does not judge the route."""
+    pb = line_problem({"P1": (1000.0, point("P1"))}, trucks=[truck("T1")])
+    distance = pb.matrix.distance_m.copy()
+    i, j = pb.matrix.index["depot/D"], pb.matrix.index["point/P1"]
+    distance[i, j] = np.inf
+    odd = replace(pb, matrix=TravelMatrix(pb.matrix.location_ids, distance, pb.matrix.duration_s))
+    route = [Visit("point", "P1"), Visit("station", "S")]
+    assert RouteTiming(pb).holds(pb.truck("T1"), route) is True
+    assert RouteTiming(odd).holds(odd.truck("T1"), route) is None
+    assert route_fault(odd, odd.truck("T1"), route) == "unreachable"
