@@ -370,8 +370,13 @@ def _first_plan(
     # A piece's solve keeps its own finishing inside its limit; what the waves take
     # beyond their slots is taken from the improvement, which checks the clock.
     slot = max(1.0, usable * share / waves - ROUND_MARGIN_S)
+    piece_options = options
+    if options.first_plan_solution_limit is not None and options.solution_limit is None:
+        # Counts bound the pieces; their slot is only a cap: all the usable time.
+        piece_options = replace(options, solution_limit=options.first_plan_solution_limit)
+        slot = max(1.0, usable / waves - ROUND_MARGIN_S)
     jobs = [
-        SubSolve(sub_problem(problem, piece, f"{problem.name}#{i}"), slot, seed, options)
+        SubSolve(sub_problem(problem, piece, f"{problem.name}#{i}"), slot, seed, piece_options)
         for i, piece in enumerate(pieces)
         if piece.trucks
     ]

@@ -13,8 +13,10 @@ the iterated decomposition (routing.decompose):
 
 Candidates come from granular neighbour lists (each point's ``neighbours`` nearest
 points) and are ranked by the distance they save on the legs they change; a move is
-kept only when both routes, timed exactly (:func:`routing.schedule.route_fault`)
-(windows, loads, unloads, the break, the shift end), hold and drive less in all. The
+kept only when both routes, timed exactly (windows, loads, unloads, the break, the
+shift end: :class:`routing.timing.RouteTiming`, or
+:func:`routing.schedule.route_fault` where that cannot tell), hold and drive less in
+all. The
 trucks' streams, narrow access and the stations' streams are kept too, so every plan
 the moves make passes :mod:`routing.check` whenever the plan they started from did.
 
@@ -37,6 +39,7 @@ from routing.finish import normalise
 from routing.matrix import TravelMatrix
 from routing.problem import Problem, Truck, depot_key, point_key, station_key
 from routing.schedule import EPS, Start, Visit, route_fault
+from routing.timing import RouteTiming
 
 # Each point looks for moves next to this many of its nearest points.
 NEIGHBOURS = 10
@@ -86,6 +89,10 @@ class PlanRoutes:
     distance_m: dict[str, float]
     where: dict[str, tuple[str, int]] = field(default_factory=dict)
     touched: set[str] = field(default_factory=set)  # trucks whose route a move changed
+    timing: RouteTiming = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.timing = RouteTiming(self.problem)
 
     def locate(self, truck_id: str) -> None:
         for i, v in enumerate(self.visits[truck_id]):
@@ -112,24 +119,23 @@ class PlanRoutes:
         visits = normalise(self.problem, truck, visits, start)
         if not _eligible(self.problem, truck, visits, start):
             return None
-        matrix = self.problem.matrix_for(truck)
-        keys = [self.first_key(truck), *(self.key_at(truck, visits, i) for i in range(len(visits)))]
-        keys.append(depot_key(truck.end_depot_id))
-        rows = [matrix.index[k] for k in keys]
-        return visits, float(matrix.distance_m[rows[:-1], rows[1:]].sum()) if visits else 0.0
+        if not visits:
+            return visits, 0.0
+        rows = self.timing.rows(truck, visits, start)
+        distance_m = self.problem.matrix_for(truck).distance_m
+        return visits, float(distance_m[rows[:-1], rows[1:]].sum())
 
     def holds(self, truck: Truck, visits: list[Visit]) -> bool:
-        """The route's exact timing holds (an empty route always does)."""
+        """The route's exact timing holds (an empty route always does): the fast
+        verdict, or route_fault where that cannot tell."""
         if not visits:
             return True
-        fault = route_fault(
-            self.problem,
-            truck,
-            visits,
-            start=self.starts.get(truck.truck_id),
-            break_done=truck.truck_id in self.breaks_done,
-        )
-        return fault is None
+        start = self.starts.get(truck.truck_id)
+        done = truck.truck_id in self.breaks_done
+        fast = self.timing.holds(truck, visits, start=start, break_done=done)
+        if fast is not None:
+            return fast
+        return route_fault(self.problem, truck, visits, start=start, break_done=done) is None
 
     def try_pair(
         self, a: str, new_a: list[Visit], b: str | None, new_b: list[Visit] | None
@@ -165,20 +171,20 @@ def _eligible(problem: Problem, truck: Truck, visits: Sequence[Visit], start: St
     trip: set[str] = set()
     load = start.load_kg if start is not None else 0.0
     day = start.day_load_kg if start is not None else 0.0
+    capacity = truck.capacity_kg + CAPACITY_EPS_KG
+    day_cap = truck.day_load_limit_kg + CAPACITY_EPS_KG
+    narrow_ok = truck.can_enter_narrow
+    points = problem.points
+    point_index = problem.point_index
     for v in visits:
         if v.kind == "point":
-            p = problem.point(v.ref_id)
-            if p.stream not in truck.streams:
-                return False
-            if p.access_class == "narrow" and not truck.can_enter_narrow:
+            p = points[point_index[v.ref_id]]
+            if p.stream not in truck.streams or (p.access_class == "narrow" and not narrow_ok):
                 return False
             trip.add(p.stream)
             load += p.amount_kg
             day += p.amount_kg
-            if (
-                load > truck.capacity_kg + CAPACITY_EPS_KG
-                or day > truck.day_load_limit_kg + CAPACITY_EPS_KG
-            ):
+            if load > capacity or day > day_cap:
                 return False
         else:
             if not trip <= problem.station(v.ref_id).streams:

@@ -89,6 +89,9 @@ def ruin_and_recreate(
             routes.locate(truck_id)
     original = dict(routes.visits)
     start_m = current = best = sum(routes.distance_m.values())
+    # SISR's longest string: at most the mean number of points a route serves.
+    sizes = [sum(v.kind == "point" for v in vs) for vs in routes.visits.values() if vs]
+    max_string = min(MAX_STRING, max(1.0, sum(sizes) / max(1, len(sizes))))
     best_visits, best_distance = dict(routes.visits), dict(routes.distance_m)
     rng = np.random.default_rng(seed)
     done = accepted = 0
@@ -96,9 +99,13 @@ def ruin_and_recreate(
         threshold = START_T_M * (END_T_M / START_T_M) ** (done / iterations)
         done += 1
         before = dict(routes.visits), dict(routes.distance_m)
-        removed = _ruin(routes, near, rng)
+        removed = _ruin(routes, near, rng, max_string)
         if removed and _recreate(routes, removed, near, rng):
-            total = sum(routes.distance_m.values())
+            total = current + sum(
+                routes.distance_m[t] - before[1][t]
+                for t, v in routes.visits.items()
+                if v is not before[0][t]
+            )
             # Simulated annealing: a worse plan is kept with a falling chance.
             if total < current - threshold * math.log(max(float(rng.random()), 1e-12)):
                 current = total
@@ -172,15 +179,15 @@ def _restore(
             routes.locate(truck_id)
 
 
-def _ruin(routes: PlanRoutes, near: dict[str, list[str]], rng: np.random.Generator) -> list[str]:
+def _ruin(
+    routes: PlanRoutes, near: dict[str, list[str]], rng: np.random.Generator, max_string: float
+) -> list[str]:
     """Remove a string of consecutive points from each of a few routes near a random
     seed point (SISR's string removal); the points removed."""
     served = list(routes.where)
     if not served:
         return []
     seed_pid = served[int(rng.integers(len(served)))]
-    sizes = [sum(v.kind == "point" for v in vs) for vs in routes.visits.values() if vs]
-    max_string = min(MAX_STRING, max(1.0, sum(sizes) / max(1, len(sizes))))
     max_routes = 4.0 * MEAN_REMOVED / (1.0 + max_string) - 1.0
     route_count = int(rng.uniform(1.0, max_routes + 1.0))
     removed: list[str] = []

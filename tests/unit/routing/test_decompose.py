@@ -269,3 +269,15 @@ def test_ruin_and_recreate_in_the_groups_keeps_the_plan_valid_and_seeded() -> No
     assert len(plan.unassigned) == len(first.unassigned)
     assert plan.stats.distance_m == pytest.approx(sum(ruined.distance_m.values()))
     assert _moved(pb, first, 5, 1, ruin_iterations=100).visits == ruined.visits
+
+
+def test_a_first_plan_bounded_by_solutions_is_the_counted_solve_s() -> None:
+    """With the territories' searches bounded by 60 solutions (the rest of the solve
+    on the clock) and no rounds, the plan is the one a solve bounded by counts
+    throughout makes: the first plan depends only on the seed."""
+    pb, _ = synthetic_district(n_points=90, n_trucks=6, seed=7)
+    base = SolverOptions(max_points_per_solve=30, workers=1, improve_rounds=0)
+    counted = solve(pb, time_limit_s=300, seed=2, options=replace(base, solution_limit=60))
+    first = solve(pb, time_limit_s=300, seed=2, options=replace(base, first_plan_solution_limit=60))
+    assert [r.stops for r in first.routes] == [r.stops for r in counted.routes]
+    assert first.stats.notes[1] == counted.stats.notes[1]
