@@ -40,8 +40,8 @@ Progress = Callable[[float, str], None]
 # The budget of a day's plan asked for without one (CLI, API, dashboard) grows with the
 # district: the search keeps improving large districts for minutes (docs/routing.md,
 # "The default budget").
-BUDGET_S_PER_POINT = 0.2
-BUDGET_MIN_S = 30.0
+BUDGET_S_PER_POINT = 1.0
+BUDGET_MIN_S = 60.0
 BUDGET_MAX_S = 600.0
 # A re-plan is asked for while trucks wait on the street: a short budget whatever the size.
 REPLAN_BUDGET_S = 30.0
