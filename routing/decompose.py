@@ -18,8 +18,9 @@ the plan itself (POPMUSIC), so that nothing stays frozen at a territory border.
    of its routes changes (POPMUSIC; Santini, Schneider, Vidal & Vigo 2023). Before
    the rounds (once the points the territories left out are inserted) and between
    them, moves between routes and within a route (routing.exchange) run over the
-   plan: the first call in groups of nearby routes, one process per worker (with
-   ``ruin_iterations``, ruin and recreate too: routing.ruin).
+   plan: the first call in groups of nearby routes, one process per worker, with
+   ruin and recreate too (routing.ruin: ``ruin_share`` of the budget at most, or
+   ``ruin_iterations``).
 3. **Finishing** on the whole district: every route timed, points still left out
    offered to every route, each one left out given its reason.
 """
@@ -227,6 +228,7 @@ class _Current:
     exchange_saved_m: float = 0.0
     exchange_calls: int = 0
     exchange_s: float = 0.0
+    ruin_iterations: int = 0
 
     def served(self, trucks: Sequence[str]) -> int:
         return sum(1 for t in trucks for v in self.visits.get(t, ()) if v.kind == "point")
@@ -317,7 +319,8 @@ def solve_decomposed(
         f"{accepted} of {tried} neighbourhoods improved ({eliminated} with a truck fewer); "
         f"{current.exchange_moves} moves between routes saved "
         f"{current.exchange_saved_m / 1000.0:.1f} km "
-        f"({current.exchange_calls} calls, {current.exchange_s:.1f} s)",
+        f"({current.exchange_calls} calls, {current.exchange_s:.1f} s; "
+        f"{current.ruin_iterations} iterations of ruin and recreate)",
         f"first plan {first_km:.1f} km ({len(current.visits)} routes, {first_left_out} "
         f"points left out), after improvement {sum(current.distance_m.values()) / 1000.0:.1f} "
         f"km ({len(current.left_out)} left out)",
@@ -534,12 +537,13 @@ class _Moves:
         else:
             groups = route_groups(self.problem, self.current, self.workers)
             jobs = self._jobs(groups, focus, max(0.0, left_s - ROUND_MARGIN_S))
-            group_fn = improve_and_ruin_group if self.options.ruin_iterations else improve_group
+            group_fn = improve_and_ruin_group if self.options.ruin_count() != 0 else improve_group
             results = self.moves_map(group_fn, [job for job in jobs if job is not None])
         touched: set[str] = set()
         moves = 0
         for result in results:
             moves += result.moves
+            self.current.ruin_iterations += result.ruin_iterations
             touched.update(result.changed)
             self._merge(result)
         examined = set(self.current.visits) if focus is None else focus | touched
@@ -593,7 +597,8 @@ class _Moves:
                     seed=self.seed + self.current.exchange_calls * len(groups) + i,
                     time_limit_s=limit_s,
                     kinds=move_kinds(self.options.moves_within),
-                    ruin_iterations=self.options.ruin_iterations,
+                    ruin_iterations=self.options.ruin_count(),
+                    ruin_s=self.options.ruin_share * self.budget.limit_s,
                 )
             )
         return jobs

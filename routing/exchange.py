@@ -75,6 +75,8 @@ class ExchangeResult:
     passes: int
     moves: int
     saved_m: float
+    # Iterations of ruin and recreate run (routing.ruin), if any.
+    ruin_iterations: int = 0
 
 
 @dataclass(slots=True)
@@ -232,8 +234,10 @@ class ExchangeJob:
     seed: int
     time_limit_s: float
     kinds: frozenset[str] = DEFAULT_MOVES
-    # Iterations of ruin and recreate (routing.ruin) after the moves; 0: none.
-    ruin_iterations: int = 0
+    # Iterations of ruin and recreate (routing.ruin) after the moves; 0: none; None:
+    # for ruin_s seconds, cooling by time.
+    ruin_iterations: int | None = 0
+    ruin_s: float = 0.0
 
 
 def improve_group(job: ExchangeJob) -> ExchangeResult:

@@ -17,6 +17,14 @@ DEFAULT_MAX_POINTS_PER_SOLVE: Final = 450
 # over the whole problem does better further up: CVRPLIB X-n502 (501 customers) at
 # 30 s came out 1.9 % above the best known solved whole, 2.6 % decomposed.
 DEFAULT_MAX_POINTS_PER_PLAIN_SOLVE: Final = 600
+# Iterations of ruin and recreate per group when a solution limit bounds the solve and
+# no count is given: a count keeps a counted solve's plan dependent on the seed alone.
+COUNTED_RUIN_ITERATIONS: Final = 5000
+# The share of the budget that ruin and recreate takes (within the time left after a
+# decomposed district's first plan) when the clock bounds it: at 60 s about the 5,000
+# iterations a group that measured best there (20,000 took rounds that saved more;
+# docs/routing.md), ten times as many at 600 s.
+RUIN_SHARE: Final = 0.1
 
 # Operators that cost more time than they return on these models (measured on
 # CVRPLIB X, see docs/routing.md); pickup-and-delivery ones never apply here.
@@ -76,10 +84,12 @@ class SolverOptions:
     # The moves within a route (or-opt, 2-opt inside a trip) after those between routes.
     moves_within: bool = True
     route_elimination: bool = False  # every other neighbourhood with one truck fewer
-    # Iterations of ruin and recreate (routing.ruin) in each group of the first moves
-    # over a decomposed district's plan, then the moves again; 0: none. 5,000 measured
-    # shorter at 1,000 and 3,000 points, bounded by counts and at 60 s (docs/routing.md).
-    ruin_iterations: int = 5000
+    # Ruin and recreate (routing.ruin) in each group of the first moves over a
+    # decomposed district's plan, then the moves again. None: by the clock, for
+    # ruin_share of the budget at most (cooling by time), or COUNTED_RUIN_ITERATIONS
+    # under a solution limit; N: N iterations (the time left is only a cap); 0: none.
+    ruin_iterations: int | None = None
+    ruin_share: float = RUIN_SHARE
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
     improve_above_points: int | None = None
@@ -90,6 +100,15 @@ class SolverOptions:
     # "shift": fold the common lunch break into model time (fast, conservative);
     # "intervals": OR-Tools break intervals (exact, much slower search).
     break_model: Literal["shift", "intervals"] = "shift"
+
+    def ruin_count(self) -> int | None:
+        """Iterations of ruin and recreate per group (0: none), or None: a time slot of
+        ``ruin_share`` of the budget, within the time left."""
+        if self.ruin_iterations is not None:
+            return self.ruin_iterations
+        if self.solution_limit is not None:
+            return COUNTED_RUIN_ITERATIONS
+        return None if self.ruin_share > 0 else 0
 
     def points_per_solve(self, with_stations: bool) -> int:
         """Above this many points a problem is decomposed (routing.decompose)."""

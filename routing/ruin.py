@@ -46,9 +46,16 @@ BLINK = 0.01
 ADJACENT = 30
 INSERT_NEAR = 15
 MAX_TRIES = 8
-# The annealing threshold, in metres: from START_T_M to END_T_M over the iterations.
+# The annealing threshold, in metres: from START_T_M to END_T_M over the search.
 START_T_M = 100.0
 END_T_M = 1.0
+
+
+def threshold_m(progress: float) -> float:
+    """The annealing threshold once ``progress`` (0 to 1) of the search is done: the
+    share of its iterations when a count bounds it, of its time slot when the clock
+    does (SISR cools by time when it is bounded by time)."""
+    return START_T_M * (END_T_M / START_T_M) ** min(1.0, max(0.0, progress))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,7 @@ def ruin_and_recreate(
     problem: Problem,
     visits_by_truck: dict[str, list[Visit]],
     *,
-    iterations: int,
+    iterations: int | None,
     starts: dict[str, Start] | None = None,
     breaks_done: frozenset[str] = frozenset(),
     neighbours: dict[str, list[str]] | None = None,
@@ -76,9 +83,13 @@ def ruin_and_recreate(
     clock: Clock = time.monotonic,
 ) -> RuinResult:
     """Up to ``iterations`` ruin-and-recreate steps over the plan (or until
-    ``deadline`` on ``clock``); the best plan found, as the routes it changed. Routes
-    that do not hold as given are left alone. Deterministic for a seed when the
-    deadline is not hit."""
+    ``deadline`` on ``clock``), cooling by the iterations done; with ``iterations``
+    None, steps until ``deadline`` (which must then be finite), cooling by the share
+    of the time from the first step to the deadline elapsed. The best plan found, as the
+    routes it changed. Routes that do not hold as given are left alone.
+    Deterministic for a seed when a count bounds it and the deadline is not hit."""
+    if iterations is None and not math.isfinite(deadline):
+        raise ValueError("ruin and recreate needs an iteration count or a deadline")
     near = neighbours if neighbours is not None else neighbour_lists(problem, ADJACENT)
     routes = PlanRoutes(problem, starts or {}, breaks_done, {}, {})
     for truck_id, visits in visits_by_truck.items():
@@ -95,8 +106,15 @@ def ruin_and_recreate(
     best_visits, best_distance = dict(routes.visits), dict(routes.distance_m)
     rng = np.random.default_rng(seed)
     done = accepted = 0
-    while done < iterations and clock() < deadline:
-        threshold = START_T_M * (END_T_M / START_T_M) ** (done / iterations)
+    begun = clock()
+    while iterations is None or done < iterations:
+        now = clock()
+        if now >= deadline:
+            break
+        if iterations is None:
+            threshold = threshold_m((now - begun) / max(deadline - begun, 1e-9))
+        else:
+            threshold = threshold_m(done / iterations)
         done += 1
         before = dict(routes.visits), dict(routes.distance_m)
         removed = _ruin(routes, near, rng, max_string)
@@ -127,10 +145,13 @@ def ruin_and_recreate(
 
 def improve_and_ruin_group(job: ExchangeJob) -> ExchangeResult:
     """:func:`routing.exchange.improve_group`, then ``job.ruin_iterations`` of ruin and
-    recreate over the group, then the moves again from the routes that changed; all
-    within the job's time limit."""
+    recreate over the group (with None, ``job.ruin_s`` seconds of it), then the moves
+    again from the routes that changed; all within the job's time limit."""
     deadline = time.monotonic() + job.time_limit_s
     first = improve_group(job)
+    ruin_deadline = deadline
+    if job.ruin_iterations is None:
+        ruin_deadline = min(deadline, time.monotonic() + job.ruin_s)
     visits = {**job.visits, **first.changed}
     distance = dict(first.distance_m)
     ruined = ruin_and_recreate(
@@ -140,7 +161,7 @@ def improve_and_ruin_group(job: ExchangeJob) -> ExchangeResult:
         starts=job.starts,
         breaks_done=job.breaks_done,
         seed=job.seed,
-        deadline=deadline,
+        deadline=ruin_deadline,
     )
     visits.update(ruined.changed)
     distance.update(ruined.distance_m)
@@ -164,6 +185,7 @@ def improve_and_ruin_group(job: ExchangeJob) -> ExchangeResult:
         passes=first.passes + last.passes,
         moves=first.moves + ruined.accepted + last.moves,
         saved_m=first.saved_m + ruined.saved_m + last.saved_m,
+        ruin_iterations=ruined.iterations,
     )
 
 
