@@ -90,6 +90,9 @@ class SolverOptions:
     # under a solution limit; N: N iterations (the time left is only a cap); 0: none.
     ruin_iterations: int | None = None
     ruin_share: float = RUIN_SHARE
+    # A district solved whole (not decomposed) runs ruin and recreate too, after the
+    # moves that follow its search (ruin_share of the budget, or its count).
+    ruin_whole: bool = False
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are solved whole, then improved by neighbourhoods too.
     improve_above_points: int | None = None

@@ -23,11 +23,11 @@ import numpy as np
 
 from routing.budget import Clock
 from routing.exchange import (
+    DEFAULT_MOVES,
     MIN_GAIN_M,
     ExchangeJob,
     ExchangeResult,
     PlanRoutes,
-    improve_group,
     improve_routes,
     neighbour_lists,
 )
@@ -144,41 +144,83 @@ def ruin_and_recreate(
 
 
 def improve_and_ruin_group(job: ExchangeJob) -> ExchangeResult:
-    """:func:`routing.exchange.improve_group`, then ``job.ruin_iterations`` of ruin and
-    recreate over the group (with None, ``job.ruin_s`` seconds of it), then the moves
-    again from the routes that changed; all within the job's time limit."""
-    deadline = time.monotonic() + job.time_limit_s
-    first = improve_group(job)
-    ruin_deadline = deadline
-    if job.ruin_iterations is None:
-        ruin_deadline = min(deadline, time.monotonic() + job.ruin_s)
-    visits = {**job.visits, **first.changed}
-    distance = dict(first.distance_m)
-    ruined = ruin_and_recreate(
+    """:func:`improve_and_ruin` over one group, in a process of its own, within the
+    job's time limit."""
+    return improve_and_ruin(
         job.problem,
-        {t: v for t, v in visits.items() if v},
-        iterations=job.ruin_iterations,
+        job.visits,
         starts=job.starts,
         breaks_done=job.breaks_done,
+        max_passes=job.max_passes,
+        focus=job.focus,
         seed=job.seed,
+        kinds=job.kinds,
+        iterations=job.ruin_iterations,
+        ruin_s=job.ruin_s,
+        deadline=time.monotonic() + job.time_limit_s,
+    )
+
+
+def improve_and_ruin(
+    problem: Problem,
+    visits_by_truck: dict[str, list[Visit]],
+    *,
+    starts: dict[str, Start] | None = None,
+    breaks_done: frozenset[str] = frozenset(),
+    max_passes: int,
+    focus: set[str] | None = None,
+    seed: int = 0,
+    kinds: frozenset[str] = DEFAULT_MOVES,
+    iterations: int | None,
+    ruin_s: float = 0.0,
+    deadline: float,
+    clock: Clock = time.monotonic,
+) -> ExchangeResult:
+    """The moves (:func:`routing.exchange.improve_routes`), then ``iterations`` of ruin
+    and recreate (with None, ``ruin_s`` seconds of it, cooling by time), then the
+    moves again from the routes that changed; all by ``deadline`` on ``clock``."""
+    first = improve_routes(
+        problem,
+        visits_by_truck,
+        starts=starts,
+        breaks_done=breaks_done,
+        max_passes=max_passes,
+        focus=focus,
+        seed=seed,
+        deadline=deadline,
+        clock=clock,
+        kinds=kinds,
+    )
+    visits = {**visits_by_truck, **first.changed}
+    distance = dict(first.distance_m)
+    ruin_deadline = deadline if iterations is not None else min(deadline, clock() + ruin_s)
+    ruined = ruin_and_recreate(
+        problem,
+        {t: v for t, v in visits.items() if v},
+        iterations=iterations,
+        starts=starts,
+        breaks_done=breaks_done,
+        seed=seed,
         deadline=ruin_deadline,
+        clock=clock,
     )
     visits.update(ruined.changed)
     distance.update(ruined.distance_m)
     last = improve_routes(
-        job.problem,
+        problem,
         {t: v for t, v in visits.items() if v},
-        starts=job.starts,
-        breaks_done=job.breaks_done,
-        max_passes=job.max_passes,
+        starts=starts,
+        breaks_done=breaks_done,
+        max_passes=max_passes,
         focus=set(ruined.changed),
-        seed=job.seed + 1,
+        seed=seed + 1,
         deadline=deadline,
-        kinds=job.kinds,
+        clock=clock,
+        kinds=kinds,
     )
     visits.update(last.changed)
     distance.update(last.distance_m)
-    changed = {t: v for t, v in visits.items() if v != job.visits.get(t)}
+    changed = {t: v for t, v in visits.items() if v != visits_by_truck.get(t)}
     return ExchangeResult(
         changed=changed,
         distance_m={t: distance[t] for t in changed},

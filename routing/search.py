@@ -15,6 +15,7 @@ from routing.model import Model
 from routing.options import SolverOptions
 from routing.plan import Plan, Route, Unassigned
 from routing.problem import Problem
+from routing.ruin import improve_and_ruin
 from routing.schedule import Visit
 from routing.screen import screen
 from routing.trips import construct_trips
@@ -32,9 +33,12 @@ def solve_direct(
     options: SolverOptions | None = None,
     initial: dict[str, list[Visit]] | None = None,
     clock: Clock = time.monotonic,
+    whole: bool = False,
 ) -> Plan:
     """One OR-Tools solve of the whole problem (no decomposition), warm-started from
-    ``initial`` (visits by truck id) when given, else from constructed trips.
+    ``initial`` (visits by truck id) when given, else from constructed trips. A
+    district solved ``whole`` (not a piece of a decomposed one) with
+    ``options.ruin_whole`` runs ruin and recreate after the moves too.
 
     Every stage takes what the budget has left, and the search leaves a reserve for
     finishing, so the solve returns within ``time_limit_s`` × 1.05 + 2 s
@@ -53,6 +57,9 @@ def solve_direct(
     # already; plain CVRP and VRPTW were not measured with them).
     exchange = bool(options.exchange_passes) and initial is None and bool(problem.stations)
     exchange_s = EXCHANGE_S_PER_POINT * len(problem.points) if exchange else 0.0
+    ruin = exchange and whole and options.ruin_whole and options.ruin_count() != 0
+    if ruin and options.ruin_count() is None:
+        exchange_s += options.ruin_share * time_limit_s
 
     def search_s() -> float:
         return budget.remaining_s() - reserve - exchange_s
@@ -82,7 +89,7 @@ def solve_direct(
     )
     if exchange and plan_routes:
         plan_routes, unassigned = _exchanged(
-            problem, plan_routes, unassigned, options, seed, budget
+            problem, plan_routes, unassigned, options, seed, budget, ruin
         )
     return make_plan(
         problem,
@@ -101,27 +108,44 @@ def _exchanged(
     options: SolverOptions,
     seed: int,
     budget: Budget,
+    ruin: bool,
 ) -> tuple[list[Route], list[Unassigned]]:
     """The finished routes improved by moves between and within routes (routing.exchange) and
     timed again: on a short search's plan they find, in a fraction of a second,
-    savings the search had no time for (a 375-point territory at 13 s: 4 %). The
-    points left out keep their reasons."""
+    savings the search had no time for (a 375-point territory at 13 s: 4 %); with
+    ``ruin``, ruin and recreate after them (routing.ruin). The points left out keep
+    their reasons."""
     counted = options.solution_limit is not None
     left_s = budget.remaining_s() - (0.0 if counted else budget.finishing_reserve_s())
     if left_s <= 0:
         return routes, unassigned
     visits = {r.truck_id: route_visits(r) for r in routes}
-    result = improve_routes(
-        problem,
-        visits,
-        starts=dict(options.starts),
-        breaks_done=options.breaks_done,
-        max_passes=options.exchange_passes,
-        seed=seed,
-        deadline=budget.clock() + left_s,
-        clock=budget.clock,
-        kinds=move_kinds(options.moves_within),
-    )
+    if ruin:
+        result = improve_and_ruin(
+            problem,
+            visits,
+            starts=dict(options.starts),
+            breaks_done=options.breaks_done,
+            max_passes=options.exchange_passes,
+            seed=seed,
+            kinds=move_kinds(options.moves_within),
+            iterations=options.ruin_count(),
+            ruin_s=options.ruin_share * budget.limit_s,
+            deadline=budget.clock() + left_s,
+            clock=budget.clock,
+        )
+    else:
+        result = improve_routes(
+            problem,
+            visits,
+            starts=dict(options.starts),
+            breaks_done=options.breaks_done,
+            max_passes=options.exchange_passes,
+            seed=seed,
+            deadline=budget.clock() + left_s,
+            clock=budget.clock,
+            kinds=move_kinds(options.moves_within),
+        )
     if not result.changed:
         return routes, unassigned
     return finish_plan(

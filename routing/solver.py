@@ -56,4 +56,6 @@ def solve(
             clock=clock,
             runner=runner,
         )
-    return solve_direct(problem, time_limit_s=time_limit_s, seed=seed, options=options, clock=clock)
+    return solve_direct(
+        problem, time_limit_s=time_limit_s, seed=seed, options=options, clock=clock, whole=True
+    )

@@ -3,6 +3,8 @@ check, shorter where they should be, the same for a seed, cooling by count or by
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 import routing.ruin as ruin_module
@@ -176,3 +178,19 @@ def test_the_options_choose_a_count_or_a_time_slot() -> None:
     assert SolverOptions(ruin_iterations=300).ruin_count() == 300
     assert SolverOptions(solution_limit=10, ruin_iterations=0).ruin_count() == 0
     assert SolverOptions(ruin_share=0.0).ruin_count() == 0
+
+
+def test_a_district_solved_whole_can_end_with_ruin_and_recreate() -> None:
+    """A district solved whole (no decomposition) with ``ruin_whole`` runs 300
+    iterations after its moves: the plan checks, serves as many points, is no longer
+    than without them, and is the same for the same seed."""
+    pb, _ = synthetic_district(n_points=60, n_trucks=6, seed=3, kitchen_share=0.2)
+    base = SolverOptions(workers=1, solution_limit=20, ruin_iterations=300)
+    without = solve(pb, time_limit_s=300, seed=1, options=base)
+    ruined = solve(pb, time_limit_s=300, seed=1, options=replace(base, ruin_whole=True))
+    assert ruined.stats.pieces <= 1
+    assert check_plan(pb, ruined) == []
+    assert len(ruined.unassigned) == len(without.unassigned)
+    assert ruined.stats.distance_m < without.stats.distance_m - 1.0
+    again = solve(pb, time_limit_s=300, seed=1, options=replace(base, ruin_whole=True))
+    assert [r.point_ids for r in again.routes] == [r.point_ids for r in ruined.routes]
