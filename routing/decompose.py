@@ -91,9 +91,11 @@ def _xy(problem: Problem, points: Sequence[Point]) -> np.ndarray:
 
 
 def split_points(problem: Problem, max_points: int, multiple_of: int = 1) -> list[list[Point]]:
-    """Compact, balanced territories: recursive bisection along the wider axis. When
-    the problem must be cut, the number of pieces is a multiple of ``multiple_of``
-    (the workers), so that no worker idles through the last round of solves."""
+    """Compact, balanced territories of at most ``max_points``: recursive bisection
+    along the wider axis. The number of pieces is a multiple of ``multiple_of`` (the
+    workers), so that no worker idles through a round of solves: a district below
+    ``max_points`` that is decomposed (``SolverOptions.improve_above_points``) is cut
+    into one territory per worker."""
     pieces: list[list[Point]] = []
 
     def bisect(points: list[Point], parts: int) -> None:
@@ -109,8 +111,7 @@ def split_points(problem: Problem, max_points: int, multiple_of: int = 1) -> lis
         bisect([points[i] for i in order[cut:]], parts - left_parts)
 
     parts = max(1, math.ceil(len(problem.points) / max_points))
-    if parts > 1:
-        parts = math.ceil(parts / multiple_of) * multiple_of
+    parts = min(max(1, len(problem.points)), math.ceil(parts / multiple_of) * multiple_of)
     bisect(list(problem.points), parts)
     return [p for p in pieces if p]
 
