@@ -95,8 +95,8 @@ class SolverOptions:
     ruin_whole: bool = False
     # Districts with stations above this many points (but not above
     # max_points_per_solve) are decomposed too: one territory per worker, then
-    # improved like a large district. A 300-point district at 60 s came out 13 %
-    # shorter so than solved whole (docs/routing.md); None: solved whole.
+    # improved like a large district: a 300-point district at 60 s came out 13 %
+    # shorter that way than solved whole (docs/routing.md); None: solved whole.
     improve_above_points: int | None = 200
     # Live state for re-planning (routing.replan): truck id -> where its day resumes.
     starts: tuple[tuple[str, Start], ...] = ()
