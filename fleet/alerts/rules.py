@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from fleet.alerts.ledger import (
+    DRIFT_MAX_S,
     DRIFT_REACH_M,
     MISSED_GRACE_S,
     DuePoint,
@@ -238,7 +239,10 @@ def drive_by(
                 or _passed_all(day, placed, progress, rank, since, v.arrived_at)
             )
             # The stops it may go on to: the next few of its route.
-            ahead = {s.site_id for s in placed[rank + 1 : rank + 2 + p.drive_by_skipped_stops]}
+            ahead = {
+                s.site_id: s.radius_m
+                for s in placed[rank + 1 : rank + 2 + p.drive_by_skipped_stops]
+            }
             at_turn = turn and _confirmed(day, v, happened, verdict.due, ahead, p)
             if not at_turn and not (
                 rank - p.drive_by_skipped_stops <= progress < rank
@@ -302,10 +306,11 @@ def _confirmed(
     v: Visit,
     happened: datetime,
     due: DuePoint,
-    ahead: set[str | None],
+    ahead: Mapping[str | None, float],
     p: RuleParams,
 ) -> bool:
-    """Has the truck clearly gone on after this pass / short stop?"""
+    """Has the truck clearly gone on after this pass / short stop? `ahead`: the stops it
+    may go on to, with their fence radius."""
     slack = timedelta(seconds=p.stay_arrival_slack_s)
     for later in day.visits:
         if (
@@ -315,6 +320,7 @@ def _confirmed(
             and later.site_id is not None
             and later.site_id != v.site_id
             and later.site_id in ahead
+            and not _may_be_drifted_service(later, due, ahead[later.site_id])
         ):
             # It has stopped at one of its next stops since. A stop at a site it is not
             # due at may be this point's service with its fixes drifted into a
@@ -326,6 +332,24 @@ def _confirmed(
         return False
     return haversine_m(day.last_lat, day.last_lon, due.lat, due.lon) >= max(
         p.drive_by_confirm_m, due.radius_m
+    )
+
+
+def _may_be_drifted_service(stay: Visit, due: DuePoint, radius_m: float) -> bool:
+    """Could `stay`, under way in the fence (of radius `radius_m`) of a stop after the
+    point, be the point's own service with its fixes drifted there? Yes while it lasts
+    no longer than a drift does (``DRIFT_MAX_S``), lies within drift reach of the point,
+    and in the outer half of its own fence: a truck serving that stop stands at it,
+    drifted fixes land anywhere. When the drift ends, the fixes settle at the point and
+    the stay becomes its service; if they settle where they are, the truck stood there."""
+    return (
+        stay.is_open
+        and (stay.departed_at - stay.arrived_at).total_seconds() <= DRIFT_MAX_S
+        and stay.distance_m is not None
+        and stay.distance_m > radius_m / 2
+        and stay.lat is not None
+        and stay.lon is not None
+        and haversine_m(stay.lat, stay.lon, due.lat, due.lon) <= due.radius_m + DRIFT_REACH_M
     )
 
 

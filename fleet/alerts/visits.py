@@ -1131,12 +1131,21 @@ def _stay_explains(
         return True
     # The approach to a stop beside the point (drifted fixes, or a truck standing
     # across the street) — one in no fence, or a drifted stay that another point
-    # was matched to: not a drive-by; the stay says what happened.
+    # was matched to: not a drive-by; the stay says what happened. Not a stop in no
+    # fence beyond the pass's reach (fence + ``pass_margin_m``) that lasted longer than
+    # a drift does (``drift_max_s``): no drifted service, and too far for the noise of a
+    # truck pulling in beside the point to reach the fence; the truck stood where its
+    # fixes were and drove through the point to wait there (judged below).
     if any(
         (s.site is None or s.confidence < 1.0)
         and s.site is not site
         and start <= s.arrived <= settled_at + adj
-        and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+        and (d_stay := math.hypot(s.x - sx, s.y - sy)) <= site.radius_m + p.drift_reach_m
+        and not (
+            s.site is None
+            and s.departed - s.arrived > p.drift_max_s
+            and d_stay > site.radius_m + p.pass_margin_m
+        )
         for s in stays
     ):
         return True

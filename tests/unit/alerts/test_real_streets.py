@@ -848,3 +848,49 @@ def test_lifts_that_name_no_point_clear_the_point_they_were_lifted_at() -> None:
     verdicts, _ = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
     assert (verdicts["P1"].status, verdicts["P2"].status) == ("cleared", "cleared")
     assert (verdicts["P3"].status, verdicts["P3"].reason) == ("partial", "no_lift")
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_driving_through_the_point_to_wait_beyond_it_is_a_drive_by(seed: int) -> None:
+    """At P2's turn the truck drives through P2 without stopping and waits 6 minutes on
+    the street 80 m beyond it, in no fence, then drives on to P3. Longer than any drift
+    lasts, so it stood where its fixes were: the way there through P2's fence is a pass,
+    and P2 is missed with a drive-by (a drifted service's approach is no pass)."""
+    t = Track(at("06:00"), x=-500, seed=seed, noise_m=10).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(300, 0, 30).drive(480, 0, 15).stay(360)
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    assert [v.site_id for v in day.visits if v.kind == "pass"].count("P2") == 1
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "drive_by")
+    (incident,) = [a for a in alerts if a.point_id == "P2"]
+    assert "drive_by" in rules.stages_of(incident)
+
+
+def test_a_service_drifted_into_the_next_stops_fence_is_no_drive_by_while_it_drifts() -> None:
+    """T1 drives through P2's fence and serves P2 for 5 minutes; for the first 2.5 its
+    fixes drift to 21 m from N, the next stop of its route, 60 m from P2. While the stop
+    lasts no longer than a drift, it may be P2's service: no drive-by at P2; once the
+    drift ends the stop is P2's, cleared, and no alert was raised at any moment."""
+    n = site("point", "N", 470, 40, min_dwell_s=120)
+    sites = SiteIndex([D1, P1, P2, n, P3, S1])
+    plan = [("start", "D1"), ("point", "P1"), ("point", "P2"), ("point", "N"),
+            ("point", "P3"), ("station", "S1"), ("end", "D1")]  # fmt: skip
+    points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
+    t = Track(at("06:00"), x=-500, seed=6).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    arrived = t.t
+    t.stay(150, off=(55, 25)).stay(150)
+    t.drive(470, 40, 20).stay(300).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(-500, 0, 40).stay(600)
+    for seconds in range(30, 400, 10):
+        now = arrived + timedelta(seconds=seconds)
+        day = truck_day("T1", t.fixes, sites=sites, plan=plan, until=now)
+        _, alerts = evaluate([day], points, now)
+        assert [a for a in alerts if a.point_id == "P2"] == [], seconds
+    day = truck_day("T1", t.fixes, sites=sites, plan=plan)
+    verdicts, alerts = evaluate([day], points, at("21:00"))
+    assert verdicts["P2"].status == "cleared", verdicts["P2"]
+    assert verdicts["N"].status == "cleared", verdicts["N"]
+    assert [a for a in alerts if a.point_id in ("P2", "N")] == []
