@@ -770,7 +770,12 @@ def _match_drifted(
         if _stood_in_fence(stay, ps, xs, ys, p):
             stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
             return
+    # Longer than a drift lasts, every fix beside the point: the truck stood there, and a
+    # fix of its way in or out deep in the fence is noise, or the way on through it.
+    drifts = stay.departed - stay.arrived <= p.drift_max_s
     for d, ps in near:
+        if not drifts:
+            break
         # Deep inside the fence (half its radius), so that noise alone rarely fakes it
         # for a truck standing 50 m off.
         crossed = [
