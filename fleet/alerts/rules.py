@@ -246,7 +246,7 @@ def drive_by(
             at_turn = turn and _confirmed(day, v, happened, verdict.due, ahead, p)
             if not at_turn and not (
                 rank - p.drive_by_skipped_stops <= progress < rank
-                and _next_stop_rank(day, placed, progress, happened) > rank
+                and _next_stop_rank(day, placed, progress, happened, verdict.due) > rank
             ):
                 continue
             tz = day.tz
@@ -289,14 +289,18 @@ def _passed_all(
 
 
 def _next_stop_rank(
-    day: TruckDay, placed: Sequence[PlannedStop], progress: int, after: datetime
+    day: TruckDay, placed: Sequence[PlannedStop], progress: int, after: datetime, due: DuePoint
 ) -> int:
-    """Rank of the first planned stop the truck stayed at after `after` (-1: none yet)."""
+    """Rank of the first planned stop the truck stayed at after `after` (-1: none yet),
+    leaving out a stay that may still be the service of `due` with its fixes drifted
+    (``_may_be_drifted_service``)."""
     for v in day.visits:
         if v.kind != "stay" or v.site_id is None or v.arrived_at <= after:
             continue
         for r in range(progress + 1, len(placed)):
-            if placed[r].site_id == v.site_id:
+            if placed[r].site_id == v.site_id and not _may_be_drifted_service(
+                v, due, placed[r].radius_m
+            ):
                 return r
     return -1
 

@@ -870,19 +870,20 @@ def test_driving_through_the_point_to_wait_beyond_it_is_a_drive_by(seed: int) ->
 
 
 def test_a_service_drifted_into_the_next_stops_fence_is_no_drive_by_while_it_drifts() -> None:
-    """T1 drives through P2's fence and serves P2 for 5 minutes; for the first 2.5 its
-    fixes drift to 21 m from N, the next stop of its route, 60 m from P2. While the stop
-    lasts no longer than a drift, it may be P2's service: no drive-by at P2; once the
-    drift ends the stop is P2's, cleared, and no alert was raised at any moment."""
+    """T1 drives through the middle of P2's fence and serves P2 (standing 12 m on) for
+    5 minutes; for the first 2.5 its fixes drift to 21 m from N, the next stop of its
+    route, 60 m from P2. While the stop lasts no longer than a drift, it may be P2's
+    service: no drive-by at P2; once the drift ends the stop is P2's, cleared, and no
+    alert was raised at any moment."""
     n = site("point", "N", 470, 40, min_dwell_s=120)
     sites = SiteIndex([D1, P1, P2, n, P3, S1])
     plan = [("start", "D1"), ("point", "P1"), ("point", "P2"), ("point", "N"),
             ("point", "P3"), ("station", "S1"), ("end", "D1")]  # fmt: skip
     points = [due(P1, seq=1), due(P2, seq=2), due(n, seq=3), due(P3, seq=4)]
     t = Track(at("06:00"), x=-500, seed=6).stay(120)
-    t.drive(0, 0, 30).stay(300).drive(400, 0, 30)
+    t.drive(0, 0, 30).stay(300).drive(400, 0, 30).drive(412, 0, 5)
     arrived = t.t
-    t.stay(150, off=(55, 25)).stay(150)
+    t.stay(150, off=(43, 25)).stay(150)
     t.drive(470, 40, 20).stay(300).drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
     t.drive(-500, 0, 40).stay(600)
     for seconds in range(30, 400, 10):
