@@ -1008,7 +1008,7 @@ def _passes(
     for site, site_runs in _fence_runs(track, ts, xs, ys, stopped, sites, p).items():
         sx, sy = sites.proj.xy(site.lat, site.lon)
         for run in site_runs:
-            settled = _settled_beyond(site, sx, sy, run, ts, xs, ys, p)
+            settled = _settled_beyond(site, sx, sy, run, ts, xs, ys, stopped, p)
             if settled is None:
                 continue
             settled_at, settled_k = settled
@@ -1093,6 +1093,7 @@ def _settled_beyond(
     ts: list[float],
     xs: list[float],
     ys: list[float],
+    stopped: list[bool],
     p: VisitParams,
 ) -> tuple[float, int] | None:
     """When (and at which fix) the truck lay clearly beyond the fence after the run.
@@ -1100,11 +1101,20 @@ def _settled_beyond(
     A pass is final once a later fix, settled in time, lies clearly beyond the fence, and
     the truck was seen all the way there: no silence on the way long enough to hide a
     stop that would have served the point (dropped fixes as a truck parks, its terminal
-    then reporting once a minute, hide none). None while that has not happened.
+    then reporting once a minute, hide none). A silence within a stay — the truck stood
+    in the same place on both sides of it, as a stay continues over one
+    (``max_parked_gap_s``) — hides none either: a truck that drove through the point and
+    parked 90 m on with its ignition off, one fix a minute and one of them lost, stood
+    there. None while that has not happened.
     """
     hides_stop_s = max(p.pass_max_gap_s, site.min_dwell_s)
     for k in range(run.last_seg + 1, len(ts)):
-        if ts[k] - ts[k - 1] >= hides_stop_s:
+        if ts[k] - ts[k - 1] >= hides_stop_s and not (
+            ts[k] - ts[k - 1] <= p.max_parked_gap_s
+            and stopped[k - 1]
+            and stopped[k]
+            and math.hypot(xs[k] - xs[k - 1], ys[k] - ys[k - 1]) <= p.stay_radius_m
+        ):
             return None
         if ts[k] >= run.closest_at + p.pass_settle_s and (
             math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m

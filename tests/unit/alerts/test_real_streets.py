@@ -919,3 +919,27 @@ def test_idling_beside_with_a_noise_fix_in_the_fence_then_through_it_is_a_drive_
     assert verdicts["P2"].status in ("missed", "partial"), verdicts["P2"]
     (incident,) = [a for a in alerts if a.point_id == "P2"]
     assert "drive_by" in rules.stages_of(incident)
+
+
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_driving_through_the_point_to_park_beyond_it_is_a_drive_by(seed: int) -> None:
+    """At P2's turn the truck drives through P2 without stopping and parks 80 m beyond it
+    with its ignition off for 30 minutes, its terminal reporting once a minute, its
+    second fix there lost (a 2-minute silence), then drives on to P3. The silence lies
+    within the stop (the truck stood in the same place on both sides of it), so it hides
+    no visit to P2: a drive-by, raised once the truck has gone on."""
+    t = Track(at("06:00"), x=-500, seed=seed, noise_m=10).stay(120)
+    t.drive(0, 0, 30).stay(300).drive(300, 0, 30).drive(480, 0, 15)
+    t.interval_s = 60.0
+    parked = len(t.fixes)
+    t.stay(1800)
+    t.interval_s = 10.0
+    t.drive(800, 0, 30).stay(300).drive(1600, 0, 30).stay(900)
+    t.drive(1600, 50, 30).drive(-500, 50, 40).drive(-500, 0, 30).stay(600)  # home, not by P2
+    del t.fixes[parked + 1]
+    day = truck_day("T1", t.fixes, sites=SITES_ROADS)
+    assert [v.site_id for v in day.visits if v.kind == "pass"].count("P2") == 1
+    verdicts, alerts = evaluate([day], [due(P1), due(P2), due(P3)], at("21:00"))
+    assert (verdicts["P2"].status, verdicts["P2"].reason) == ("missed", "drive_by")
+    (incident,) = [a for a in alerts if a.point_id == "P2"]
+    assert "drive_by" in rules.stages_of(incident)
