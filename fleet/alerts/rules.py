@@ -42,7 +42,7 @@ from fleet.alerts.ledger import (
     parked_after,
     visit_json,
 )
-from fleet.alerts.visits import Visit
+from fleet.alerts.visits import Visit, median_margin_m
 from routing.vocab import haversine_m
 
 AlertKind = Literal[
@@ -345,7 +345,9 @@ def _may_be_drifted_service(stay: Visit, due: DuePoint, radius_m: float) -> bool
     no longer than a drift does (``DRIFT_MAX_S``), lies within drift reach of the point,
     and in the outer half of its own fence: a truck serving that stop stands at it,
     drifted fixes land anywhere. When the drift ends, the fixes settle at the point and
-    the stay becomes its service; if they settle where they are, the truck stood there."""
+    the stay becomes its service; if they settle where they are, the truck stood there.
+    A young stay's median is uncertain (``median_margin_m``): P0020's, of 3 fixes 10 s
+    into the stay, lay 97 m from the point its drifted fixes came from."""
     return (
         stay.is_open
         and (stay.departed_at - stay.arrived_at).total_seconds() <= DRIFT_MAX_S
@@ -353,7 +355,8 @@ def _may_be_drifted_service(stay: Visit, due: DuePoint, radius_m: float) -> bool
         and stay.distance_m > radius_m / 2
         and stay.lat is not None
         and stay.lon is not None
-        and haversine_m(stay.lat, stay.lon, due.lat, due.lon) <= due.radius_m + DRIFT_REACH_M
+        and haversine_m(stay.lat, stay.lon, due.lat, due.lon)
+        <= due.radius_m + DRIFT_REACH_M + median_margin_m(stay.fixes)
     )
 
 

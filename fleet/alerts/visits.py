@@ -662,8 +662,17 @@ def _accuracy(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
 
 def _median_margin(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
     """How far the stay's median may lie from where the truck stood (2 standard errors)."""
-    acc = _accuracy(stay, track, p)
-    return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx))))
+    return median_margin_m(len(stay.idx), _accuracy(stay, track, p), p)
+
+
+def median_margin_m(
+    fixes: int, accuracy_m: float | None = None, p: VisitParams | None = None
+) -> float:
+    """How far the median of a stay of `fixes` fixes may lie from where the truck stood:
+    2 standard errors of fixes of `accuracy_m` (else the default), within 5-25 m."""
+    p = p or VisitParams()
+    acc = p.default_accuracy_m if accuracy_m is None else accuracy_m
+    return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(max(1, fixes))))
 
 
 def _match_named(
