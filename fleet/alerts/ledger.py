@@ -49,8 +49,10 @@ LEDGER_STATUSES: tuple[LedgerStatus, ...] = (
 MISSED_GRACE_S = 900.0
 # A drifted stay at least this sure (see visits.VisitParams.drift_confidence) can clear.
 DRIFT_CLEARS = 0.5
-# How far beside a point's fence a drifted stay may lie (the detector's reach).
+# How far beside a point's fence a drifted stay may lie (the detector's reach), and
+# how long a drift lasts at most.
 DRIFT_REACH_M = VisitParams().drift_reach_m
+DRIFT_MAX_S = VisitParams().drift_max_s
 
 
 @dataclass(frozen=True, slots=True)

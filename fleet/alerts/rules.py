@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from fleet.alerts.ledger import (
+    DRIFT_MAX_S,
     DRIFT_REACH_M,
     MISSED_GRACE_S,
     DuePoint,
@@ -41,7 +42,7 @@ from fleet.alerts.ledger import (
     parked_after,
     visit_json,
 )
-from fleet.alerts.visits import Visit
+from fleet.alerts.visits import Visit, median_margin_m
 from routing.vocab import haversine_m
 
 AlertKind = Literal[
@@ -238,11 +239,14 @@ def drive_by(
                 or _passed_all(day, placed, progress, rank, since, v.arrived_at)
             )
             # The stops it may go on to: the next few of its route.
-            ahead = {s.site_id for s in placed[rank + 1 : rank + 2 + p.drive_by_skipped_stops]}
+            ahead = {
+                s.site_id: s.radius_m
+                for s in placed[rank + 1 : rank + 2 + p.drive_by_skipped_stops]
+            }
             at_turn = turn and _confirmed(day, v, happened, verdict.due, ahead, p)
             if not at_turn and not (
                 rank - p.drive_by_skipped_stops <= progress < rank
-                and _next_stop_rank(day, placed, progress, happened) > rank
+                and _next_stop_rank(day, placed, progress, happened, verdict.due) > rank
             ):
                 continue
             tz = day.tz
@@ -285,14 +289,18 @@ def _passed_all(
 
 
 def _next_stop_rank(
-    day: TruckDay, placed: Sequence[PlannedStop], progress: int, after: datetime
+    day: TruckDay, placed: Sequence[PlannedStop], progress: int, after: datetime, due: DuePoint
 ) -> int:
-    """Rank of the first planned stop the truck stayed at after `after` (-1: none yet)."""
+    """Rank of the first planned stop the truck stayed at after `after` (-1: none yet),
+    leaving out a stay that may still be the service of `due` with its fixes drifted
+    (``_may_be_drifted_service``)."""
     for v in day.visits:
         if v.kind != "stay" or v.site_id is None or v.arrived_at <= after:
             continue
         for r in range(progress + 1, len(placed)):
-            if placed[r].site_id == v.site_id:
+            if placed[r].site_id == v.site_id and not _may_be_drifted_service(
+                v, due, placed[r].radius_m
+            ):
                 return r
     return -1
 
@@ -302,10 +310,11 @@ def _confirmed(
     v: Visit,
     happened: datetime,
     due: DuePoint,
-    ahead: set[str | None],
+    ahead: Mapping[str | None, float],
     p: RuleParams,
 ) -> bool:
-    """Has the truck clearly gone on after this pass / short stop?"""
+    """Has the truck clearly gone on after this pass / short stop? `ahead`: the stops it
+    may go on to, with their fence radius."""
     slack = timedelta(seconds=p.stay_arrival_slack_s)
     for later in day.visits:
         if (
@@ -315,6 +324,7 @@ def _confirmed(
             and later.site_id is not None
             and later.site_id != v.site_id
             and later.site_id in ahead
+            and not _may_be_drifted_service(later, due, ahead[later.site_id])
         ):
             # It has stopped at one of its next stops since. A stop at a site it is not
             # due at may be this point's service with its fixes drifted into a
@@ -326,6 +336,27 @@ def _confirmed(
         return False
     return haversine_m(day.last_lat, day.last_lon, due.lat, due.lon) >= max(
         p.drive_by_confirm_m, due.radius_m
+    )
+
+
+def _may_be_drifted_service(stay: Visit, due: DuePoint, radius_m: float) -> bool:
+    """Could `stay`, under way in the fence (of radius `radius_m`) of a stop after the
+    point, be the point's own service with its fixes drifted there? Yes while it lasts
+    no longer than a drift does (``DRIFT_MAX_S``), lies within drift reach of the point,
+    and in the outer half of its own fence: a truck serving that stop stands at it,
+    drifted fixes land anywhere. When the drift ends, the fixes settle at the point and
+    the stay becomes its service; if they settle where they are, the truck stood there.
+    A young stay's median is uncertain (``median_margin_m``): P0020's, of 3 fixes 10 s
+    into the stay, lay 97 m from the point its drifted fixes came from."""
+    return (
+        stay.is_open
+        and (stay.departed_at - stay.arrived_at).total_seconds() <= DRIFT_MAX_S
+        and stay.distance_m is not None
+        and stay.distance_m > radius_m / 2
+        and stay.lat is not None
+        and stay.lon is not None
+        and haversine_m(stay.lat, stay.lon, due.lat, due.lon)
+        <= due.radius_m + DRIFT_REACH_M + median_margin_m(stay.fixes)
     )
 
 

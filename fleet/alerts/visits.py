@@ -662,8 +662,17 @@ def _accuracy(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
 
 def _median_margin(stay: _Stay, track: list[Fix], p: VisitParams) -> float:
     """How far the stay's median may lie from where the truck stood (2 standard errors)."""
-    acc = _accuracy(stay, track, p)
-    return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(len(stay.idx))))
+    return median_margin_m(len(stay.idx), _accuracy(stay, track, p), p)
+
+
+def median_margin_m(
+    fixes: int, accuracy_m: float | None = None, p: VisitParams | None = None
+) -> float:
+    """How far the median of a stay of `fixes` fixes may lie from where the truck stood:
+    2 standard errors of fixes of `accuracy_m` (else the default), within 5-25 m."""
+    p = p or VisitParams()
+    acc = p.default_accuracy_m if accuracy_m is None else accuracy_m
+    return min(p.max_match_margin_m, max(p.min_match_margin_m, 2 * acc / math.sqrt(max(1, fixes))))
 
 
 def _match_named(
@@ -770,7 +779,12 @@ def _match_drifted(
         if _stood_in_fence(stay, ps, xs, ys, p):
             stay.site, stay.distance_m, stay.confidence = ps.site, d, p.drift_confidence
             return
+    # Longer than a drift lasts, every fix beside the point: the truck stood there, and a
+    # fix of its way in or out deep in the fence is noise, or the way on through it.
+    drifts = stay.departed - stay.arrived <= p.drift_max_s
     for d, ps in near:
+        if not drifts:
+            break
         # Deep inside the fence (half its radius), so that noise alone rarely fakes it
         # for a truck standing 50 m off.
         crossed = [
@@ -1003,7 +1017,7 @@ def _passes(
     for site, site_runs in _fence_runs(track, ts, xs, ys, stopped, sites, p).items():
         sx, sy = sites.proj.xy(site.lat, site.lon)
         for run in site_runs:
-            settled = _settled_beyond(site, sx, sy, run, ts, xs, ys, p)
+            settled = _settled_beyond(site, sx, sy, run, ts, xs, ys, stopped, p)
             if settled is None:
                 continue
             settled_at, settled_k = settled
@@ -1088,6 +1102,7 @@ def _settled_beyond(
     ts: list[float],
     xs: list[float],
     ys: list[float],
+    stopped: list[bool],
     p: VisitParams,
 ) -> tuple[float, int] | None:
     """When (and at which fix) the truck lay clearly beyond the fence after the run.
@@ -1095,11 +1110,20 @@ def _settled_beyond(
     A pass is final once a later fix, settled in time, lies clearly beyond the fence, and
     the truck was seen all the way there: no silence on the way long enough to hide a
     stop that would have served the point (dropped fixes as a truck parks, its terminal
-    then reporting once a minute, hide none). None while that has not happened.
+    then reporting once a minute, hide none). A silence within a stay — the truck stood
+    in the same place on both sides of it, as a stay continues over one
+    (``max_parked_gap_s``) — hides none either: a truck that drove through the point and
+    parked 90 m on with its ignition off, one fix a minute and one of them lost, stood
+    there. None while that has not happened.
     """
     hides_stop_s = max(p.pass_max_gap_s, site.min_dwell_s)
     for k in range(run.last_seg + 1, len(ts)):
-        if ts[k] - ts[k - 1] >= hides_stop_s:
+        if ts[k] - ts[k - 1] >= hides_stop_s and not (
+            ts[k] - ts[k - 1] <= p.max_parked_gap_s
+            and stopped[k - 1]
+            and stopped[k]
+            and math.hypot(xs[k] - xs[k - 1], ys[k] - ys[k - 1]) <= p.stay_radius_m
+        ):
             return None
         if ts[k] >= run.closest_at + p.pass_settle_s and (
             math.hypot(xs[k] - sx, ys[k] - sy) > site.radius_m + p.pass_margin_m
@@ -1131,12 +1155,21 @@ def _stay_explains(
         return True
     # The approach to a stop beside the point (drifted fixes, or a truck standing
     # across the street) — one in no fence, or a drifted stay that another point
-    # was matched to: not a drive-by; the stay says what happened.
+    # was matched to: not a drive-by; the stay says what happened. Not a stop in no
+    # fence beyond the pass's reach (fence + ``pass_margin_m``) that lasted longer than
+    # a drift does (``drift_max_s``): no drifted service, and too far for the noise of a
+    # truck pulling in beside the point to reach the fence; the truck stood where its
+    # fixes were and drove through the point to wait there (judged below).
     if any(
         (s.site is None or s.confidence < 1.0)
         and s.site is not site
         and start <= s.arrived <= settled_at + adj
-        and math.hypot(s.x - sx, s.y - sy) <= site.radius_m + p.drift_reach_m
+        and (d_stay := math.hypot(s.x - sx, s.y - sy)) <= site.radius_m + p.drift_reach_m
+        and not (
+            s.site is None
+            and s.departed - s.arrived > p.drift_max_s
+            and d_stay > site.radius_m + p.pass_margin_m
+        )
         for s in stays
     ):
         return True
